@@ -1,0 +1,79 @@
+//! ApiVersions: which APIs and versions this broker implements completely.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+
+/// The APIs brook answers, with the version ranges it implements in full.
+///
+/// Produce is advertised from version 0 although versions 0-2 are answered with UNSUPPORTED_VERSION, as Kafka
+/// 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
+/// ListOffsets stops at 6 until the max-timestamp lookup (KIP-734) lands.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// Produce versions that are advertised for old clients' sake but cannot be served.
+pub const PRODUCE_UNSERVED_BELOW: i16 = 3;
+
+/// The advertised range for `key`, if brook answers it at all.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Whether requests of this key and version can be decoded and answered.
+pub fn is_served(key: ApiKey, version: i16) -> bool {
+    match supported_range(key) {
+        Some((_, max)) if key == ApiKey::Produce => (PRODUCE_UNSERVED_BELOW..=max).contains(&version),
+        Some((min, max)) => (min..=max).contains(&version),
+        None => false,
+    }
+}
+
+fn api_list() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_api_keys(api_list())
+        .with_finalized_features_epoch(-1)
+}
+
+/// KIP-511: the answer to an ApiVersions request newer than brook knows, encoded by the caller as v0.
+pub fn unsupported_version_response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_list())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_ranges_are_within_what_the_codec_supports() {
+        for &(key, min, max) in SUPPORTED {
+            let codec = key.valid_versions();
+            let decodable_min = if key == ApiKey::Produce { PRODUCE_UNSERVED_BELOW } else { min };
+            assert!(codec.min <= decodable_min && max <= codec.max, "{key:?} {min}..{max} vs {codec:?}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The one place where brook's errors become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+
+use crate::cluster::MetadataError;
+use crate::log::LogError;
+
+/// The Kafka error a client sees for a storage-layer failure.
+pub fn log_error_code(error: &LogError) -> ResponseError {
+    match error {
+        LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error a client sees for a topic administration failure.
+pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
+    match error {
+        MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        MetadataError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetadataError::Corrupt(_) | MetadataError::Io(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// A code for a response field: 0 when there is no error.
+pub fn code(error: Option<ResponseError>) -> i16 {
+    error.map_or(0, |e| e.code())
+}

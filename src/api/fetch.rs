@@ -1,0 +1,223 @@
+//! Fetch: whole record batches from the requested offsets, with long polling and KIP-74 size limits.
+//!
+//! Fetch sessions (KIP-227) are not kept: every fetch is a full fetch and the response carries session id 0,
+//! which tells clients that no session was created, as a Kafka broker whose session cache is full does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::select_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::error::log_error_code;
+use super::{Apis, LEADER_EPOCH};
+use crate::log::{LogError, PartitionLog};
+
+/// Kafka's `fetch.max.bytes` default: the most one fetch response carries, whatever the client asks.
+pub const FETCH_MAX_BYTES: usize = 57_671_680;
+
+/// Kafka's READ_COMMITTED isolation level.
+const READ_COMMITTED: i8 = 1;
+
+pub enum FetchOutcome {
+    Respond(FetchResponse),
+    /// Not enough data yet: the future answers when `min_bytes` arrive or `max_wait_ms` passes.
+    Wait(Pin<Box<dyn Future<Output = FetchResponse> + Send>>),
+}
+
+/// One requested partition, resolved once so the long poll can re-read it cheaply.
+struct Wanted {
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    log: Result<Arc<PartitionLog>, ResponseError>,
+}
+
+struct WantedTopic {
+    name: TopicName,
+    id: Uuid,
+    partitions: Vec<Wanted>,
+}
+
+struct Plan {
+    topics: Vec<WantedTopic>,
+    max_bytes: usize,
+    read_committed: bool,
+}
+
+pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
+    if request.session_id != 0 {
+        return FetchOutcome::Respond(
+            FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+                .with_session_id(0),
+        );
+    }
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let resolved = apis.resolve_topic(topic.topic.0.as_str(), topic.topic_id);
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
+                        check_leader_epoch(p.current_leader_epoch)?;
+                        apis.partition(&meta.name, p.partition)
+                    });
+                    Wanted {
+                        partition: p.partition,
+                        fetch_offset: p.fetch_offset,
+                        partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                        log,
+                    }
+                })
+                .collect();
+            WantedTopic {
+                name: topic.topic,
+                id: topic.topic_id,
+                partitions,
+            }
+        })
+        .collect();
+    let plan = Plan {
+        topics,
+        max_bytes: (request.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES),
+        read_committed: request.isolation_level == READ_COMMITTED,
+    };
+
+    let (response, bytes, failed) = read(&plan);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    if bytes >= min_bytes || failed || request.max_wait_ms <= 0 {
+        return FetchOutcome::Respond(response);
+    }
+    let max_wait = Duration::from_millis(request.max_wait_ms as u64);
+    FetchOutcome::Wait(Box::pin(long_poll(plan, min_bytes, max_wait)))
+}
+
+/// Parks on the requested partitions' high watermarks and re-reads whenever one moves.
+async fn long_poll(plan: Plan, min_bytes: usize, max_wait: Duration) -> FetchResponse {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let mut watches: Vec<watch::Receiver<i64>> = plan
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.log.as_ref().ok().map(|log| log.subscribe_high_watermark()))
+        .collect();
+    loop {
+        if watches.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+            return read(&plan).0;
+        }
+        let closed = {
+            let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                (result, index, _) = changed => result.is_err().then_some(index),
+                _ = tokio::time::sleep_until(deadline) => return read(&plan).0,
+            }
+        };
+        if let Some(index) = closed {
+            // The partition was deleted: stop watching it; the re-read reports the error.
+            watches.swap_remove(index);
+        }
+        let (response, bytes, failed) = read(&plan);
+        if bytes >= min_bytes || failed {
+            return response;
+        }
+    }
+}
+
+/// Reads every planned partition within the size limits. Returns the response, the record bytes in it and
+/// whether any partition failed (a failure answers at once rather than waiting).
+fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
+    let mut used = 0usize;
+    let mut failed = false;
+    let responses = plan
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| {
+                    let data = read_partition(plan, wanted, &mut used);
+                    failed |= data.error_code != 0;
+                    data
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.name.clone())
+                .with_topic_id(topic.id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    (FetchResponse::default().with_responses(responses), used, failed)
+}
+
+fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(wanted.partition)
+        .with_preferred_read_replica((-1).into())
+        .with_records(Some(bytes::Bytes::new()));
+    let log = match &wanted.log {
+        Ok(log) => log,
+        Err(error) => {
+            return base
+                .with_error_code(error.code())
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1);
+        }
+    };
+    let base = base.with_aborted_transactions(plan.read_committed.then(Vec::new));
+    let budget = wanted.partition_max_bytes.min(plan.max_bytes.saturating_sub(*used));
+    // KIP-74: the first partition that has data returns at least one whole batch, so a batch larger than the
+    // limits can never stall a consumer.
+    let min_one = *used == 0;
+    let result = if budget == 0 && !min_one {
+        Ok(None)
+    } else {
+        log.read(wanted.fetch_offset, budget, min_one).map(Some)
+    };
+    match result {
+        Ok(Some(data)) => {
+            *used += data.records.len();
+            base.with_high_watermark(data.high_watermark)
+                .with_last_stable_offset(data.high_watermark)
+                .with_log_start_offset(data.log_start_offset)
+                .with_records(Some(data.records))
+        }
+        Ok(None) => offsets_only(base, log),
+        Err(error) => {
+            if !matches!(error, LogError::OffsetOutOfRange { .. }) {
+                tracing::warn!(partition = %log.topic_partition(), %error, "fetch failed");
+            }
+            offsets_only(base, log).with_error_code(log_error_code(&error).code())
+        }
+    }
+}
+
+fn offsets_only(base: PartitionData, log: &PartitionLog) -> PartitionData {
+    let high_watermark = log.high_watermark();
+    base.with_high_watermark(high_watermark)
+        .with_last_stable_offset(high_watermark)
+        .with_log_start_offset(log.log_start_offset())
+}
+
+/// KIP-320: a client that knows a newer epoch than ours is ahead of us; one that knows an older one is fenced.
+pub fn check_leader_epoch(current_leader_epoch: i32) -> Result<(), ResponseError> {
+    match current_leader_epoch {
+        -1 => Ok(()),
+        e if e > LEADER_EPOCH => Err(ResponseError::UnknownLeaderEpoch),
+        e if e < LEADER_EPOCH => Err(ResponseError::FencedLeaderEpoch),
+        _ => Ok(()),
+    }
+}
+

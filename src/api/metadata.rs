@@ -1,0 +1,116 @@
+//! Metadata: the brokers, the cluster id and the topics with their partitions and leaders.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{Apis, LEADER_EPOCH};
+use crate::cluster::{TopicMetadata, topic_name};
+use crate::log::TopicPartition;
+
+/// Kafka's "authorized operations were not requested" marker.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataResponse {
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(apis.node_id))
+        .with_host(StrBytes::from_string(apis.advertised.host.clone()))
+        .with_port(apis.advertised.port as i32);
+
+    // Version 0 asks for every topic with an empty list; later versions with a null one.
+    let requested = match &request.topics {
+        Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
+        _ => None,
+    };
+    let topics = match requested {
+        None => apis.metadata.topics().iter().map(|t| topic_response(apis, t)).collect(),
+        Some(requested) => {
+            // Versions before 4 always allowed auto-creation.
+            let allow_create = apis.config.auto_create_topics_enable
+                && (version < 4 || request.allow_auto_topic_creation);
+            requested
+                .iter()
+                .map(|t| {
+                    let name = t.name.as_ref().map(|n| n.0.as_str().to_string());
+                    requested_topic(apis, name, t.topic_id, allow_create)
+                })
+                .collect()
+        }
+    };
+
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(StrBytes::from_string(apis.cluster_id.clone())))
+        .with_controller_id(BrokerId(apis.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+fn requested_topic(apis: &Apis, name: Option<String>, id: Uuid, allow_create: bool) -> MetadataResponseTopic {
+    let error_topic = |error: ResponseError, name: Option<String>, id: Uuid| {
+        MetadataResponseTopic::default()
+            .with_error_code(error.code())
+            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(id)
+            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+    };
+    let name = match name {
+        Some(name) => name,
+        None if !id.is_nil() => {
+            return match apis.metadata.topic_by_id(id) {
+                Some(topic) => topic_response(apis, &topic),
+                None => error_topic(ResponseError::UnknownTopicId, None, id),
+            };
+        }
+        None => return error_topic(ResponseError::InvalidRequest, None, id),
+    };
+    if let Some(topic) = apis.metadata.topic(&name) {
+        return topic_response(apis, &topic);
+    }
+    if topic_name::validate(&name).is_err() {
+        return error_topic(ResponseError::InvalidTopicException, Some(name), Uuid::nil());
+    }
+    if !allow_create {
+        return error_topic(ResponseError::UnknownTopicOrPartition, Some(name), Uuid::nil());
+    }
+    match apis.auto_create(&name) {
+        Ok(topic) => topic_response(apis, &topic),
+        Err(error) => error_topic(error, Some(name), Uuid::nil()),
+    }
+}
+
+fn topic_response(apis: &Apis, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let node = BrokerId(apis.node_id);
+    let partitions = (0..topic.partitions)
+        .map(|partition| {
+            let online = apis
+                .logs
+                .get(&TopicPartition {
+                    topic: topic.name.clone(),
+                    partition,
+                })
+                .is_some();
+            let response = MetadataResponsePartition::default()
+                .with_partition_index(partition)
+                .with_leader_epoch(LEADER_EPOCH)
+                .with_replica_nodes(vec![node]);
+            if online {
+                response.with_leader_id(node).with_isr_nodes(vec![node])
+            } else {
+                response
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![node])
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}

@@ -1,0 +1,154 @@
+//! Produce: validate each partition's record batches and append them as the producer sent them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::error::log_error_code;
+use super::{Apis, LEADER_EPOCH};
+use crate::log::PartitionLog;
+
+/// How a produce request is answered.
+pub enum ProduceOutcome {
+    /// acks=0: no response; `failed` says whether any partition failed (Kafka then closes the connection,
+    /// the only way an acks=0 producer learns of it).
+    NoResponse { failed: Option<String> },
+    Respond(ProduceResponse),
+    /// acks=-1 while the high watermark has not yet passed every appended batch.
+    Wait(Pin<Box<dyn Future<Output = ProduceResponse> + Send>>),
+}
+
+/// A partition appended under acks=-1 whose high watermark must reach `required`.
+struct Pending {
+    topic: usize,
+    partition: usize,
+    log: Arc<PartitionLog>,
+    required: i64,
+}
+
+pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
+    let acks = request.acks;
+    if !matches!(acks, -1..=1) {
+        let responses = request
+            .topic_data
+            .iter()
+            .map(|topic| {
+                TopicProduceResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_topic_id(topic.topic_id)
+                    .with_partition_responses(
+                        topic
+                            .partition_data
+                            .iter()
+                            .map(|p| error_response(p.index, ResponseError::InvalidRequiredAcks, None))
+                            .collect(),
+                    )
+            })
+            .collect();
+        return ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses));
+    }
+
+    let mut pending = Vec::new();
+    let mut first_failure = None;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
+        let resolved = apis.resolve_topic(topic.name.0.as_str(), topic.topic_id);
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (partition_index, data) in topic.partition_data.into_iter().enumerate() {
+            let log = resolved
+                .as_ref()
+                .map_err(|e| *e)
+                .and_then(|meta| apis.partition(&meta.name, data.index));
+            let response = match log {
+                Err(error) => error_response(data.index, error, None),
+                Ok(log) => {
+                    let records = data.records.unwrap_or_default();
+                    match log.append(BytesMut::from(&records[..]), LEADER_EPOCH) {
+                        Ok(info) => {
+                            if acks == -1 && log.high_watermark() <= info.last_offset {
+                                pending.push(Pending {
+                                    topic: topic_index,
+                                    partition: partition_index,
+                                    log: log.clone(),
+                                    required: info.last_offset + 1,
+                                });
+                            }
+                            PartitionProduceResponse::default()
+                                .with_index(data.index)
+                                .with_base_offset(info.base_offset)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(info.log_start_offset)
+                        }
+                        Err(error) => {
+                            tracing::debug!(partition = %log.topic_partition(), %error, "produce rejected");
+                            error_response(data.index, log_error_code(&error), Some(error.to_string()))
+                        }
+                    }
+                }
+            };
+            if response.error_code != 0 && first_failure.is_none() {
+                first_failure = Some(format!(
+                    "partition {}-{}: error {}",
+                    topic.name.0.as_str(),
+                    data.index,
+                    response.error_code
+                ));
+            }
+            partitions.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+
+    if acks == 0 {
+        return ProduceOutcome::NoResponse { failed: first_failure };
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if pending.is_empty() {
+        return ProduceOutcome::Respond(response);
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    ProduceOutcome::Wait(Box::pin(wait_for_high_watermark(response, pending, timeout)))
+}
+
+/// acks=-1: answer once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those
+/// that did not get there within the request's timeout.
+async fn wait_for_high_watermark(
+    mut response: ProduceResponse,
+    pending: Vec<Pending>,
+    timeout: Duration,
+) -> ProduceResponse {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for p in pending {
+        let mut watermark = p.log.subscribe_high_watermark();
+        let reached = tokio::time::timeout_at(deadline, watermark.wait_for(|hw| *hw >= p.required)).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            let partition = &mut response.responses[p.topic].partition_responses[p.partition];
+            partition.error_code = ResponseError::RequestTimedOut.code();
+            partition.base_offset = -1;
+        }
+    }
+    response
+}
+
+fn error_response(index: i32, error: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(StrBytes::from_string))
+}
+

@@ -1,0 +1,243 @@
+//! The broker's record of its topics: name, topic id (KIP-516), partition count and topic configs.
+//!
+//! Kept in one JSON file, rewritten atomically on every change (temp file, fsync, rename, fsync of the
+//! directory), until the replicated metadata log of design.md section 6 replaces it. Reads go to an
+//! in-memory copy and never touch the disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::topic_name;
+
+pub const FILE_NAME: &str = "brook-topics.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    #[error("metadata I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the broker knows about one topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Topic-level overrides by Kafka property name (`segment.bytes`, ...).
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct StoredMetadata {
+    version: u32,
+    topics: Vec<TopicMetadata>,
+}
+
+#[derive(Default)]
+struct State {
+    by_name: HashMap<String, Arc<TopicMetadata>>,
+    by_id: HashMap<Uuid, Arc<TopicMetadata>>,
+}
+
+pub struct MetadataStore {
+    path: PathBuf,
+    state: RwLock<State>,
+}
+
+impl MetadataStore {
+    /// Loads `<dir>/brook-topics.json`, or starts empty when there is none.
+    pub fn open(dir: &Path) -> Result<MetadataStore, MetadataError> {
+        let path = dir.join(FILE_NAME);
+        let stored: StoredMetadata = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| MetadataError::Corrupt(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoredMetadata::default(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut state = State::default();
+        for topic in stored.topics {
+            let topic = Arc::new(topic);
+            state.by_id.insert(topic.id, topic.clone());
+            state.by_name.insert(topic.name.clone(), topic);
+        }
+        Ok(MetadataStore {
+            path,
+            state: RwLock::new(state),
+        })
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
+        self.read().by_name.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<TopicMetadata>> {
+        self.read().by_id.get(&id).cloned()
+    }
+
+    /// Every topic, sorted by name so responses are stable.
+    pub fn topics(&self) -> Vec<Arc<TopicMetadata>> {
+        let mut topics: Vec<_> = self.read().by_name.values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Checks that `name` could be created now, without creating it (CreateTopics validate_only).
+    pub fn check_new_topic(&self, name: &str) -> Result<(), MetadataError> {
+        Self::check_new_topic_in(&self.read(), name)
+    }
+
+    fn check_new_topic_in(state: &State, name: &str) -> Result<(), MetadataError> {
+        topic_name::validate(name).map_err(MetadataError::InvalidTopic)?;
+        if state.by_name.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        let key = topic_name::collision_key(name);
+        if let Some(other) = state.by_name.keys().find(|n| topic_name::collision_key(n) == key) {
+            return Err(MetadataError::InvalidTopic(format!(
+                "Topic '{name}' collides with existing topic: {other}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a new topic durably and returns it. Fails if it exists or its name is illegal.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        // Checked under the write lock: two clients may auto-create the same topic at once.
+        let mut state = self.write();
+        Self::check_new_topic_in(&state, name)?;
+        let topic = Arc::new(TopicMetadata {
+            name: name.to_string(),
+            id: new_topic_id(&state),
+            partitions,
+            configs,
+        });
+        let mut next: Vec<TopicMetadata> = state.by_name.values().map(|t| (**t).clone()).collect();
+        next.push((*topic).clone());
+        self.persist(next)?;
+        state.by_id.insert(topic.id, topic.clone());
+        state.by_name.insert(topic.name.clone(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Forgets a topic durably and returns what it was.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, MetadataError> {
+        let mut state = self.write();
+        let topic = state
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let next: Vec<TopicMetadata> = state
+            .by_name
+            .values()
+            .filter(|t| t.name != name)
+            .map(|t| (**t).clone())
+            .collect();
+        self.persist(next)?;
+        state.by_name.remove(name);
+        state.by_id.remove(&topic.id);
+        Ok(topic)
+    }
+
+    fn persist(&self, mut topics: Vec<TopicMetadata>) -> Result<(), MetadataError> {
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let stored = StoredMetadata { version: 1, topics };
+        let bytes = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| MetadataError::Corrupt(format!("cannot encode metadata: {e}")))?;
+        write_atomically(&self.path, &bytes)?;
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A topic id is never the nil UUID (Kafka reserves it for "no id") and never reused while the topic exists.
+fn new_topic_id(state: &State) -> Uuid {
+    loop {
+        let id = Uuid::new_v4();
+        if !id.is_nil() && !state.by_id.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_survive_reopen_with_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        let created = store.create_topic("orders", 4, BTreeMap::new()).unwrap();
+        assert!(matches!(
+            store.create_topic("orders", 1, BTreeMap::new()),
+            Err(MetadataError::TopicExists(_))
+        ));
+        assert!(matches!(
+            store.create_topic("bad name", 1, BTreeMap::new()),
+            Err(MetadataError::InvalidTopic(_))
+        ));
+        let reopened = MetadataStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.topic("orders").unwrap(), created);
+        assert_eq!(reopened.topic_by_id(created.id).unwrap().name, "orders");
+        reopened.delete_topic("orders").unwrap();
+        assert!(MetadataStore::open(dir.path()).unwrap().topic("orders").is_none());
+    }
+
+    #[test]
+    fn dot_and_underscore_names_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        store.create_topic("a.b", 1, BTreeMap::new()).unwrap();
+        let err = store.create_topic("a_b", 1, BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("collides"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
+        assert!(matches!(MetadataStore::open(dir.path()), Err(MetadataError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,497 @@
+//! Broker configuration under Kafka's property names.
+//!
+//! Three sources, later ones winning: a `server.properties` file, `BROOK_<KEY>` environment variables and
+//! `--override key=value` arguments. Every key is validated when it is set, so a typo fails at start with a
+//! message that names the key instead of being silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use crate::log::LogConfig;
+use crate::server::ServerLimits;
+
+/// A configuration key or value that brook cannot accept.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key '{0}'")]
+    UnknownKey(String),
+    #[error("invalid value '{value}' for configuration key '{key}': {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read configuration file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: expected 'key=value'")]
+    Syntax { path: PathBuf, line: usize },
+}
+
+/// Where a listener accepts connections and what it tells clients to connect to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Empty means "all interfaces" (as in Kafka's `PLAINTEXT://:9092`).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// The socket address to bind to.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.port));
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        (host, self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| ConfigError::InvalidValue {
+                key: "listeners".into(),
+                value: self.host.clone(),
+                reason: "host name does not resolve".into(),
+            })
+    }
+}
+
+/// The broker's configuration. Field names follow the Kafka property they come from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listener: Endpoint,
+    pub advertised_listener: Option<Endpoint>,
+    pub log_dir: PathBuf,
+    pub node_id: i32,
+    pub num_partitions: i32,
+    pub auto_create_topics_enable: bool,
+    pub log: LogConfig,
+    pub server: ServerLimits,
+    /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
+    explicit: BTreeMap<String, String>,
+}
+
+/// The Kafka property names brook understands.
+const KNOWN_KEYS: &[&str] = &[
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "node.id",
+    "broker.id",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "log.index.interval.bytes",
+    "log.index.size.max.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "max.connections",
+    "max.connections.per.ip",
+    "connections.max.idle.ms",
+    "queued.max.requests",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listener: Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9092,
+            },
+            advertised_listener: None,
+            log_dir: PathBuf::from("./data"),
+            node_id: 1,
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            log: LogConfig::default(),
+            server: ServerLimits::default(),
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded defaults: `PLAINTEXT://127.0.0.1:9092`, `log.dirs=./data`, `node.id=1`.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Every property name brook accepts.
+    pub fn known_keys() -> &'static [&'static str] {
+        KNOWN_KEYS
+    }
+
+    /// The keys set explicitly (file, environment, overrides or `set`), with their values.
+    pub fn explicit(&self) -> &BTreeMap<String, String> {
+        &self.explicit
+    }
+
+    /// Sets one property by its Kafka name, validated as it would be in a properties file.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Config, ConfigError> {
+        let value = value.trim();
+        let bad = |reason: &str| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        match key {
+            "listeners" => self.listener = parse_listener(key, value)?,
+            "advertised.listeners" => {
+                let endpoint = parse_listener(key, value)?;
+                if matches!(endpoint.host.as_str(), "" | "0.0.0.0" | "[::]" | "::") {
+                    return Err(bad("an advertised listener needs a host clients can reach"));
+                }
+                self.advertised_listener = Some(endpoint);
+            }
+            "log.dirs" | "log.dir" => {
+                let dirs: Vec<&str> = value.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+                match dirs.as_slice() {
+                    [one] => {
+                        // log.dirs wins over log.dir, as in Kafka, whatever the order they are set in.
+                        if key == "log.dirs" || !self.explicit.contains_key("log.dirs") {
+                            self.log_dir = PathBuf::from(one);
+                        }
+                    }
+                    [] => return Err(bad("a directory is required")),
+                    _ => return Err(bad("brook supports one log directory for now")),
+                }
+            }
+            "node.id" | "broker.id" => self.node_id = parse_int(key, value, 0, i32::MAX as i64)? as i32,
+            "num.partitions" => self.num_partitions = parse_int(key, value, 1, 1_000_000)? as i32,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, value)?,
+            "log.segment.bytes" => self.log.segment_bytes = parse_int(key, value, 14, i32::MAX as i64)? as u64,
+            "log.roll.ms" => self.log.segment_ms = parse_int(key, value, 1, i64::MAX)? as u64,
+            "log.roll.hours" => {
+                // log.roll.ms takes precedence when both are given, as in Kafka.
+                if !self.explicit.contains_key("log.roll.ms") {
+                    self.log.segment_ms = parse_int(key, value, 1, i32::MAX as i64)? as u64 * 3_600_000;
+                }
+            }
+            "log.index.interval.bytes" => {
+                self.log.index_interval_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
+            }
+            "log.index.size.max.bytes" => {
+                self.log.max_index_bytes = parse_int(key, value, 4, i32::MAX as i64)? as u32
+            }
+            "log.flush.interval.messages" => {
+                self.log.flush_interval_messages = parse_int(key, value, 1, i64::MAX)? as u64
+            }
+            "log.flush.interval.ms" => {
+                self.log.flush_interval_ms = if value.eq_ignore_ascii_case("null") {
+                    None
+                } else {
+                    Some(parse_int(key, value, 0, i64::MAX)? as u64)
+                }
+            }
+            "message.max.bytes" => self.log.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32,
+            "socket.request.max.bytes" => {
+                self.server.socket_request_max_bytes = parse_int(key, value, 1, i32::MAX as i64)? as usize
+            }
+            "max.connections" => self.server.max_connections = parse_int(key, value, 0, i32::MAX as i64)? as usize,
+            "max.connections.per.ip" => {
+                self.server.max_connections_per_ip = parse_int(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "connections.max.idle.ms" => {
+                self.server.connections_max_idle_ms = parse_int(key, value, 1, i64::MAX)? as u64
+            }
+            "queued.max.requests" => {
+                self.server.queued_max_requests = parse_int(key, value, 1, 1_000_000)? as usize
+            }
+            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+        }
+        self.explicit.insert(key.to_string(), value.to_string());
+        Ok(self)
+    }
+
+    /// Applies every `key=value` of a Java properties file, in file order.
+    pub fn load_properties_file(&mut self, path: &Path) -> Result<&mut Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        for (line, key, value) in parse_properties(&text) {
+            if key.is_empty() {
+                return Err(ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    line,
+                });
+            }
+            self.set(&key, &value)?;
+        }
+        Ok(self)
+    }
+
+    /// Applies `BROOK_<KEY>` variables (upper case, dots as underscores: `BROOK_LOG_DIRS`).
+    /// An unrecognised `BROOK_` variable is an error, like an unknown key in a file.
+    pub fn apply_env<I>(&mut self, vars: I) -> Result<&mut Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("BROOK_"))
+            .collect();
+        vars.sort();
+        for (name, value) in vars {
+            let key = KNOWN_KEYS
+                .iter()
+                .find(|key| env_name(key) == name)
+                .ok_or_else(|| ConfigError::UnknownKey(name.clone()))?;
+            self.set(key, &value)?;
+        }
+        Ok(self)
+    }
+
+    /// The endpoint clients are told to connect to, given the port the listener actually bound.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> Endpoint {
+        match &self.advertised_listener {
+            Some(adv) if adv.port == 0 => Endpoint {
+                host: adv.host.clone(),
+                port: bound.port(),
+            },
+            Some(adv) => adv.clone(),
+            None => {
+                let host = if bound.ip().is_unspecified() {
+                    local_hostname().unwrap_or_else(|| "localhost".into())
+                } else {
+                    bound.ip().to_string()
+                };
+                Endpoint {
+                    host,
+                    port: bound.port(),
+                }
+            }
+        }
+    }
+}
+
+/// The environment variable that sets `key`.
+pub fn env_name(key: &str) -> String {
+    format!("BROOK_{}", key.to_ascii_uppercase().replace(['.', '-'], "_"))
+}
+
+fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
+    let bad = |reason: &str| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let listeners: Vec<&str> = value.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
+    let [listener] = listeners.as_slice() else {
+        return Err(bad("exactly one listener is supported for now"));
+    };
+    let (protocol, address) = listener
+        .split_once("://")
+        .ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
+    if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
+        return Err(bad("only the PLAINTEXT security protocol is supported for now"));
+    }
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
+    let port = port.parse::<u16>().map_err(|_| bad("the port must be a number from 0 to 65535"))?;
+    Ok(Endpoint {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let parsed = value.parse::<i64>().map_err(|_| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: "expected an integer".into(),
+    })?;
+    if parsed < min || parsed > max {
+        return Err(ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: format!("must be between {min} and {max}"),
+        });
+    }
+    Ok(parsed)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+fn local_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec()).ok().filter(|h| !h.is_empty())
+}
+
+/// Parses Java properties text into (line number, key, value); an empty key marks a line that has none.
+fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    let mut logical = String::new();
+    let mut start_line = 0;
+    for (index, raw) in text.lines().enumerate() {
+        let line = if logical.is_empty() { raw.trim_start() } else { raw.trim() };
+        if logical.is_empty() {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            start_line = index + 1;
+        }
+        // An odd number of trailing backslashes continues the line.
+        let trailing = line.chars().rev().take_while(|&c| c == '\\').count();
+        if trailing % 2 == 1 {
+            logical.push_str(&line[..line.len() - 1]);
+            continue;
+        }
+        logical.push_str(line);
+        out.push(split_property(start_line, &std::mem::take(&mut logical)));
+    }
+    if !logical.is_empty() {
+        out.push(split_property(start_line, &logical));
+    }
+    out
+}
+
+fn split_property(line: usize, text: &str) -> (usize, String, String) {
+    let mut key = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    key.push(unescape(next));
+                }
+            }
+            '=' | ':' => break,
+            c if c.is_whitespace() => {
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if matches!(chars.peek(), Some('=') | Some(':')) {
+                    chars.next();
+                }
+                break;
+            }
+            c => key.push(c),
+        }
+    }
+    let mut value = String::new();
+    let rest: String = chars.collect();
+    let mut chars = rest.trim_start().chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                value.push(unescape(next));
+            }
+        } else {
+            value.push(c);
+        }
+    }
+    (line, key, value)
+}
+
+fn unescape(c: char) -> char {
+    match c {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_embedded_broker() {
+        let config = Config::new();
+        assert_eq!(config.listener, Endpoint { host: "127.0.0.1".into(), port: 9092 });
+        assert_eq!(config.log_dir, PathBuf::from("./data"));
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.num_partitions, 1);
+        assert!(config.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn properties_file_syntax_is_java_compatible() {
+        let text = "# comment\n! also\n  log.dirs = /tmp/a\nnum.partitions:3\nnode.id 7\nlisteners=PLAINTEXT://\\\n  127.0.0.1:0\n";
+        let parsed = parse_properties(text);
+        let pairs: Vec<(&str, &str)> = parsed.iter().map(|(_, k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("log.dirs", "/tmp/a"),
+                ("num.partitions", "3"),
+                ("node.id", "7"),
+                ("listeners", "PLAINTEXT://127.0.0.1:0")
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_and_bad_value_name_the_key() {
+        let mut config = Config::new();
+        let err = config.set("log.retention.bogus", "1").unwrap_err().to_string();
+        assert!(err.contains("log.retention.bogus"), "{err}");
+        let err = config.set("num.partitions", "zero").unwrap_err().to_string();
+        assert!(err.contains("num.partitions") && err.contains("zero"), "{err}");
+        let err = config.set("listeners", "SSL://127.0.0.1:9093").unwrap_err().to_string();
+        assert!(err.contains("listeners"), "{err}");
+    }
+
+    #[test]
+    fn env_variables_map_to_property_names() {
+        let mut config = Config::new();
+        config
+            .apply_env(vec![
+                ("BROOK_LOG_DIRS".to_string(), "/var/brook".to_string()),
+                ("BROOK_NUM_PARTITIONS".to_string(), "4".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ])
+            .unwrap();
+        assert_eq!(config.log_dir, PathBuf::from("/var/brook"));
+        assert_eq!(config.num_partitions, 4);
+        let err = Config::new()
+            .apply_env(vec![("BROOK_NOPE".to_string(), "1".to_string())])
+            .unwrap_err();
+        assert!(err.to_string().contains("BROOK_NOPE"));
+    }
+
+    #[test]
+    fn ephemeral_port_is_advertised_as_the_bound_port() {
+        let mut config = Config::new();
+        config.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
+        let bound: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        assert_eq!(config.advertised_endpoint(bound), Endpoint { host: "127.0.0.1".into(), port: 40123 });
+        config.set("advertised.listeners", "PLAINTEXT://broker.example:0").unwrap();
+        assert_eq!(config.advertised_endpoint(bound), Endpoint { host: "broker.example".into(), port: 40123 });
+    }
+
+    #[test]
+    fn log_dirs_wins_over_log_dir() {
+        let mut config = Config::new();
+        config.set("log.dirs", "/a").unwrap();
+        config.set("log.dir", "/b").unwrap();
+        assert_eq!(config.log_dir, PathBuf::from("/a"));
+    }
+}

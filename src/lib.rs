@@ -1,0 +1,157 @@
+//! brook: a Kafka-compatible message broker on a native segmented log.
+//!
+//! Embedding: build a [`Config`] (Kafka property names), [`Broker::start`] it (port 0 picks an ephemeral
+//! port), read [`Broker::local_addr`], and [`Broker::shutdown`] it. Stock Kafka clients talk to it as to Kafka.
+//!
+//! With the default `alloc-guard` feature this crate installs [`alloc_guard::GuardedAllocator`] as the
+//! global allocator: the protocol codec allocates arrays by counts read off the wire, and without the guard a
+//! crafted request could abort the whole process. Turn the feature off if your binary must choose its own
+//! allocator, and install the guard there.
+
+pub mod alloc_guard;
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod log;
+pub mod server;
+
+#[cfg(feature = "alloc-guard")]
+#[global_allocator]
+static GLOBAL: alloc_guard::GuardedAllocator = alloc_guard::GuardedAllocator;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{Config, ConfigError};
+
+use api::Apis;
+use cluster::{MetaProperties, MetadataError, MetadataStore};
+use log::{LogError, LogManager};
+use server::dispatch::Dispatcher;
+use server::listener::Listener;
+
+/// How long a clean shutdown lets in-flight requests (long polls included) finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a broker could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// A running broker.
+pub struct Broker {
+    listener: Listener,
+    apis: Arc<Apis>,
+    local_addr: SocketAddr,
+}
+
+impl Broker {
+    /// Loads the data directory (recovering logs after a crash) and starts listening.
+    pub async fn start(config: Config) -> Result<Broker, BrokerError> {
+        let bind_addr = config.listener.bind_addr()?;
+        let limits = config.server.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(config))
+            .await
+            .map_err(|e| BrokerError::Task(e.to_string()))??;
+        let (config, meta, metadata, logs) = loaded;
+
+        // The advertised port is the bound one when the listener asks for port 0, so bind before the
+        // dispatcher exists; requests cannot arrive before the listener is started with it.
+        let socket = std::net::TcpListener::bind(bind_addr).map_err(|source| BrokerError::Bind {
+            addr: bind_addr,
+            source,
+        })?;
+        let local_addr = socket.local_addr()?;
+        let apis = Arc::new(Apis {
+            advertised: config.advertised_endpoint(local_addr),
+            node_id: config.node_id,
+            cluster_id: meta.cluster_id,
+            config,
+            metadata,
+            logs,
+        });
+        let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
+        tracing::info!(
+            node_id = apis.node_id,
+            cluster_id = %apis.cluster_id,
+            advertised = %format!("{}:{}", apis.advertised.host, apis.advertised.port),
+            "listening on {local_addr}"
+        );
+        Ok(Broker {
+            listener,
+            apis,
+            local_addr,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `host:port` for a client's `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        self.local_addr.to_string()
+    }
+
+    /// This broker's cluster id, from `meta.properties`.
+    pub fn cluster_id(&self) -> &str {
+        &self.apis.cluster_id
+    }
+
+    /// Clean stop: stop accepting, finish in-flight requests, flush every log, write the checkpoints and the
+    /// clean-shutdown marker (so the next start does not rescan the logs).
+    pub async fn shutdown(self) -> Result<(), BrokerError> {
+        self.listener.shutdown(SHUTDOWN_GRACE).await;
+        let logs = self.apis.logs.clone();
+        tokio::task::spawn_blocking(move || logs.shutdown())
+            .await
+            .map_err(|e| BrokerError::Task(e.to_string()))??;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+
+    /// Stops as a `kill -9` would leave things: connections dropped, nothing flushed, no checkpoints, no
+    /// clean-shutdown marker. For recovery tests.
+    pub async fn crash(self) {
+        self.listener.shutdown(Duration::ZERO).await;
+        self.apis.logs.abandon();
+    }
+}
+
+type Loaded = (Config, MetaProperties, Arc<MetadataStore>, Arc<LogManager>);
+
+/// Opens the data directory: identity, topics, and every partition log.
+fn load(config: Config) -> Result<Loaded, BrokerError> {
+    std::fs::create_dir_all(&config.log_dir)?;
+    let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
+    let metadata = Arc::new(MetadataStore::open(&config.log_dir)?);
+    let logs = LogManager::open(&config.log_dir, config.log.clone())?;
+
+    let topics = metadata.topics();
+    for dir in logs.partitions_on_disk()? {
+        let known = topics
+            .iter()
+            .any(|t| t.name == dir.topic && dir.partition < t.partitions);
+        if !known {
+            tracing::warn!(partition = %dir, "partition directory belongs to no known topic; left untouched");
+        }
+    }
+    for topic in &topics {
+        api::open_partitions(&logs, &config.log, topic);
+    }
+    Ok((config, meta, metadata, logs))
+}

@@ -1,0 +1,140 @@
+//! `brook [server.properties] [--override key=value]...`
+//!
+//! Configuration sources, later ones winning: the properties file, `BROOK_<KEY>` environment variables,
+//! then `--override` arguments. A bad key or value exits with code 2 and one line that names it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use brook::{Broker, Config};
+
+const USAGE: &str = "usage: brook [server.properties] [--override key=value]...\n\
+Configuration uses Kafka's property names; BROOK_<KEY> environment variables (e.g. BROOK_LOG_DIRS) and\n\
+--override arguments win over the file. Logging: RUST_LOG (default info).";
+
+fn main() -> ExitCode {
+    let config = match config_from_args(std::env::args().skip(1).collect(), std::env::vars()) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("brook: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("brook: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the configuration from the command line and the environment; `None` when help was asked for.
+fn config_from_args(
+    args: Vec<String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Option<Config>, String> {
+    let mut file: Option<PathBuf> = None;
+    let mut overrides = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--override" => {
+                let pair = args.next().ok_or("--override needs key=value")?;
+                overrides.push(pair);
+            }
+            other if other.starts_with("--override=") => overrides.push(other["--override=".len()..].to_string()),
+            other if other.starts_with('-') => return Err(format!("unknown option '{other}'\n{USAGE}")),
+            other if file.is_none() => file = Some(PathBuf::from(other)),
+            other => return Err(format!("unexpected argument '{other}'\n{USAGE}")),
+        }
+    }
+    let mut config = Config::new();
+    if let Some(file) = file {
+        config.load_properties_file(&file).map_err(|e| e.to_string())?;
+    }
+    config.apply_env(env).map_err(|e| e.to_string())?;
+    for pair in overrides {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--override '{pair}' is not key=value"))?;
+        config.set(key.trim(), value).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(config))
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("brook")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let broker = Broker::start(config).await.context("cannot start the broker")?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        broker.shutdown().await.context("unclean shutdown")?;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn overrides_win_over_environment_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, "num.partitions=2\nlog.dirs=/from/file\nnode.id=5\n").unwrap();
+        let env = vec![("BROOK_NUM_PARTITIONS".to_string(), "3".to_string())];
+        let config = config_from_args(
+            args(&[file.to_str().unwrap(), "--override", "node.id=9"]),
+            env,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.num_partitions, 3);
+        assert_eq!(config.node_id, 9);
+        assert_eq!(config.log_dir, PathBuf::from("/from/file"));
+    }
+
+    #[test]
+    fn bad_input_names_the_problem() {
+        let err = config_from_args(args(&["--override", "nope.key=1"]), vec![]).unwrap_err();
+        assert!(err.contains("nope.key"), "{err}");
+        let err = config_from_args(args(&["--override", "num.partitions"]), vec![]).unwrap_err();
+        assert!(err.contains("key=value"), "{err}");
+        let err = config_from_args(args(&["/does/not/exist.properties"]), vec![]).unwrap_err();
+        assert!(err.contains("/does/not/exist.properties"), "{err}");
+    }
+}
