@@ -44,7 +44,10 @@ impl Endpoint {
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.port));
+            return Ok(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                self.port,
+            ));
         }
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, self.port));
@@ -154,7 +157,11 @@ impl Config {
                 self.advertised_listener = Some(endpoint);
             }
             "log.dirs" | "log.dir" => {
-                let dirs: Vec<&str> = value.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+                let dirs: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .collect();
                 match dirs.as_slice() {
                     [one] => {
                         // log.dirs wins over log.dir, as in Kafka, whatever the order they are set in.
@@ -166,15 +173,20 @@ impl Config {
                     _ => return Err(bad("brook supports one log directory for now")),
                 }
             }
-            "node.id" | "broker.id" => self.node_id = parse_int(key, value, 0, i32::MAX as i64)? as i32,
+            "node.id" | "broker.id" => {
+                self.node_id = parse_int(key, value, 0, i32::MAX as i64)? as i32
+            }
             "num.partitions" => self.num_partitions = parse_int(key, value, 1, 1_000_000)? as i32,
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, value)?,
-            "log.segment.bytes" => self.log.segment_bytes = parse_int(key, value, 14, i32::MAX as i64)? as u64,
+            "log.segment.bytes" => {
+                self.log.segment_bytes = parse_int(key, value, 14, i32::MAX as i64)? as u64
+            }
             "log.roll.ms" => self.log.segment_ms = parse_int(key, value, 1, i64::MAX)? as u64,
             "log.roll.hours" => {
                 // log.roll.ms takes precedence when both are given, as in Kafka.
                 if !self.explicit.contains_key("log.roll.ms") {
-                    self.log.segment_ms = parse_int(key, value, 1, i32::MAX as i64)? as u64 * 3_600_000;
+                    self.log.segment_ms =
+                        parse_int(key, value, 1, i32::MAX as i64)? as u64 * 3_600_000;
                 }
             }
             "log.index.interval.bytes" => {
@@ -193,13 +205,19 @@ impl Config {
                     Some(parse_int(key, value, 0, i64::MAX)? as u64)
                 }
             }
-            "message.max.bytes" => self.log.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32,
-            "socket.request.max.bytes" => {
-                self.server.socket_request_max_bytes = parse_int(key, value, 1, i32::MAX as i64)? as usize
+            "message.max.bytes" => {
+                self.log.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
             }
-            "max.connections" => self.server.max_connections = parse_int(key, value, 0, i32::MAX as i64)? as usize,
+            "socket.request.max.bytes" => {
+                self.server.socket_request_max_bytes =
+                    parse_int(key, value, 1, i32::MAX as i64)? as usize
+            }
+            "max.connections" => {
+                self.server.max_connections = parse_int(key, value, 0, i32::MAX as i64)? as usize
+            }
             "max.connections.per.ip" => {
-                self.server.max_connections_per_ip = parse_int(key, value, 0, i32::MAX as i64)? as usize
+                self.server.max_connections_per_ip =
+                    parse_int(key, value, 0, i32::MAX as i64)? as usize
             }
             "connections.max.idle.ms" => {
                 self.server.connections_max_idle_ms = parse_int(key, value, 1, i64::MAX)? as u64
@@ -277,7 +295,10 @@ impl Config {
 
 /// The environment variable that sets `key`.
 pub fn env_name(key: &str) -> String {
-    format!("BROOK_{}", key.to_ascii_uppercase().replace(['.', '-'], "_"))
+    format!(
+        "BROOK_{}",
+        key.to_ascii_uppercase().replace(['.', '-'], "_")
+    )
 }
 
 fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
@@ -286,7 +307,11 @@ fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
         value: value.to_string(),
         reason: reason.to_string(),
     };
-    let listeners: Vec<&str> = value.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
+    let listeners: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let [listener] = listeners.as_slice() else {
         return Err(bad("exactly one listener is supported for now"));
     };
@@ -294,10 +319,16 @@ fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
         .split_once("://")
         .ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
     if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
-        return Err(bad("only the PLAINTEXT security protocol is supported for now"));
+        return Err(bad(
+            "only the PLAINTEXT security protocol is supported for now",
+        ));
     }
-    let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
-    let port = port.parse::<u16>().map_err(|_| bad("the port must be a number from 0 to 65535"))?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| bad("the port must be a number from 0 to 65535"))?;
     Ok(Endpoint {
         host: host.to_string(),
         port,
@@ -305,11 +336,13 @@ fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
 }
 
 fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
-    let parsed = value.parse::<i64>().map_err(|_| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: "expected an integer".into(),
-    })?;
+    let parsed = value
+        .parse::<i64>()
+        .map_err(|_| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "expected an integer".into(),
+        })?;
     if parsed < min || parsed > max {
         return Err(ConfigError::InvalidValue {
             key: key.to_string(),
@@ -340,7 +373,9 @@ fn local_hostname() -> Option<String> {
         return None;
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8(buf[..end].to_vec()).ok().filter(|h| !h.is_empty())
+    String::from_utf8(buf[..end].to_vec())
+        .ok()
+        .filter(|h| !h.is_empty())
 }
 
 /// Parses Java properties text into (line number, key, value); an empty key marks a line that has none.
@@ -349,7 +384,11 @@ fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
     let mut logical = String::new();
     let mut start_line = 0;
     for (index, raw) in text.lines().enumerate() {
-        let line = if logical.is_empty() { raw.trim_start() } else { raw.trim() };
+        let line = if logical.is_empty() {
+            raw.trim_start()
+        } else {
+            raw.trim()
+        };
         if logical.is_empty() {
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
                 continue;
@@ -425,7 +464,13 @@ mod tests {
     #[test]
     fn defaults_match_the_embedded_broker() {
         let config = Config::new();
-        assert_eq!(config.listener, Endpoint { host: "127.0.0.1".into(), port: 9092 });
+        assert_eq!(
+            config.listener,
+            Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9092
+            }
+        );
         assert_eq!(config.log_dir, PathBuf::from("./data"));
         assert_eq!(config.node_id, 1);
         assert_eq!(config.num_partitions, 1);
@@ -436,7 +481,10 @@ mod tests {
     fn properties_file_syntax_is_java_compatible() {
         let text = "# comment\n! also\n  log.dirs = /tmp/a\nnum.partitions:3\nnode.id 7\nlisteners=PLAINTEXT://\\\n  127.0.0.1:0\n";
         let parsed = parse_properties(text);
-        let pairs: Vec<(&str, &str)> = parsed.iter().map(|(_, k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|(_, k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             pairs,
             vec![
@@ -451,11 +499,23 @@ mod tests {
     #[test]
     fn unknown_key_and_bad_value_name_the_key() {
         let mut config = Config::new();
-        let err = config.set("log.retention.bogus", "1").unwrap_err().to_string();
+        let err = config
+            .set("log.retention.bogus", "1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("log.retention.bogus"), "{err}");
-        let err = config.set("num.partitions", "zero").unwrap_err().to_string();
-        assert!(err.contains("num.partitions") && err.contains("zero"), "{err}");
-        let err = config.set("listeners", "SSL://127.0.0.1:9093").unwrap_err().to_string();
+        let err = config
+            .set("num.partitions", "zero")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("num.partitions") && err.contains("zero"),
+            "{err}"
+        );
+        let err = config
+            .set("listeners", "SSL://127.0.0.1:9093")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listeners"), "{err}");
     }
 
@@ -482,9 +542,23 @@ mod tests {
         let mut config = Config::new();
         config.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
         let bound: SocketAddr = "127.0.0.1:40123".parse().unwrap();
-        assert_eq!(config.advertised_endpoint(bound), Endpoint { host: "127.0.0.1".into(), port: 40123 });
-        config.set("advertised.listeners", "PLAINTEXT://broker.example:0").unwrap();
-        assert_eq!(config.advertised_endpoint(bound), Endpoint { host: "broker.example".into(), port: 40123 });
+        assert_eq!(
+            config.advertised_endpoint(bound),
+            Endpoint {
+                host: "127.0.0.1".into(),
+                port: 40123
+            }
+        );
+        config
+            .set("advertised.listeners", "PLAINTEXT://broker.example:0")
+            .unwrap();
+        assert_eq!(
+            config.advertised_endpoint(bound),
+            Endpoint {
+                host: "broker.example".into(),
+                port: 40123
+            }
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub enum BrokerError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("background task failed: {0}")]
@@ -70,10 +73,11 @@ impl Broker {
 
         // The advertised port is the bound one when the listener asks for port 0, so bind before the
         // dispatcher exists; requests cannot arrive before the listener is started with it.
-        let socket = std::net::TcpListener::bind(bind_addr).map_err(|source| BrokerError::Bind {
-            addr: bind_addr,
-            source,
-        })?;
+        let socket =
+            std::net::TcpListener::bind(bind_addr).map_err(|source| BrokerError::Bind {
+                addr: bind_addr,
+                source,
+            })?;
         let local_addr = socket.local_addr()?;
         let apis = Arc::new(Apis {
             advertised: config.advertised_endpoint(local_addr),

@@ -57,15 +57,21 @@ fn config_from_args(
                 let pair = args.next().ok_or("--override needs key=value")?;
                 overrides.push(pair);
             }
-            other if other.starts_with("--override=") => overrides.push(other["--override=".len()..].to_string()),
-            other if other.starts_with('-') => return Err(format!("unknown option '{other}'\n{USAGE}")),
+            other if other.starts_with("--override=") => {
+                overrides.push(other["--override=".len()..].to_string())
+            }
+            other if other.starts_with('-') => {
+                return Err(format!("unknown option '{other}'\n{USAGE}"));
+            }
             other if file.is_none() => file = Some(PathBuf::from(other)),
             other => return Err(format!("unexpected argument '{other}'\n{USAGE}")),
         }
     }
     let mut config = Config::new();
     if let Some(file) = file {
-        config.load_properties_file(&file).map_err(|e| e.to_string())?;
+        config
+            .load_properties_file(&file)
+            .map_err(|e| e.to_string())?;
     }
     config.apply_env(env).map_err(|e| e.to_string())?;
     for pair in overrides {
@@ -84,7 +90,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let broker = Broker::start(config).await.context("cannot start the broker")?;
+        let broker = Broker::start(config)
+            .await
+            .context("cannot start the broker")?;
         wait_for_signal().await?;
         tracing::info!("shutting down");
         broker.shutdown().await.context("unclean shutdown")?;

@@ -33,7 +33,9 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 /// Whether requests of this key and version can be decoded and answered.
 pub fn is_served(key: ApiKey, version: i16) -> bool {
     match supported_range(key) {
-        Some((_, max)) if key == ApiKey::Produce => (PRODUCE_UNSERVED_BELOW..=max).contains(&version),
+        Some((_, max)) if key == ApiKey::Produce => {
+            (PRODUCE_UNSERVED_BELOW..=max).contains(&version)
+        }
         Some((min, max)) => (min..=max).contains(&version),
         None => false,
     }
@@ -72,8 +74,15 @@ mod tests {
     fn advertised_ranges_are_within_what_the_codec_supports() {
         for &(key, min, max) in SUPPORTED {
             let codec = key.valid_versions();
-            let decodable_min = if key == ApiKey::Produce { PRODUCE_UNSERVED_BELOW } else { min };
-            assert!(codec.min <= decodable_min && max <= codec.max, "{key:?} {min}..{max} vs {codec:?}");
+            let decodable_min = if key == ApiKey::Produce {
+                PRODUCE_UNSERVED_BELOW
+            } else {
+                min
+            };
+            assert!(
+                codec.min <= decodable_min && max <= codec.max,
+                "{key:?} {min}..{max} vs {codec:?}"
+            );
         }
     }
 }

@@ -109,7 +109,12 @@ async fn long_poll(plan: Plan, min_bytes: usize, max_wait: Duration) -> FetchRes
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| p.log.as_ref().ok().map(|log| log.subscribe_high_watermark()))
+        .filter_map(|p| {
+            p.log
+                .as_ref()
+                .ok()
+                .map(|log| log.subscribe_high_watermark())
+        })
         .collect();
     loop {
         if watches.is_empty() {
@@ -158,7 +163,11 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
                 .with_partitions(partitions)
         })
         .collect();
-    (FetchResponse::default().with_responses(responses), used, failed)
+    (
+        FetchResponse::default().with_responses(responses),
+        used,
+        failed,
+    )
 }
 
 fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionData {
@@ -177,7 +186,9 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
         }
     };
     let base = base.with_aborted_transactions(plan.read_committed.then(Vec::new));
-    let budget = wanted.partition_max_bytes.min(plan.max_bytes.saturating_sub(*used));
+    let budget = wanted
+        .partition_max_bytes
+        .min(plan.max_bytes.saturating_sub(*used));
     // KIP-74: the first partition that has data returns at least one whole batch, so a batch larger than the
     // limits can never stall a consumer.
     let min_one = *used == 0;
@@ -220,4 +231,3 @@ pub fn check_leader_epoch(current_leader_epoch: i32) -> Result<(), ResponseError
         _ => Ok(()),
     }
 }
-

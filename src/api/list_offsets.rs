@@ -14,7 +14,9 @@ use super::{Apis, LEADER_EPOCH};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
-pub fn handle(apis: &Apis, request: &ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Versions before 4 have no leader epoch field; the codec refuses a value there.
+    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let topics = request
         .topics
         .iter()
@@ -28,11 +30,17 @@ pub fn handle(apis: &Apis, request: &ListOffsetsRequest) -> ListOffsetsResponse 
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    match lookup(apis, topic.name.0.as_str(), p.partition_index, p.current_leader_epoch, p.timestamp) {
+                    match lookup(
+                        apis,
+                        topic.name.0.as_str(),
+                        p.partition_index,
+                        p.current_leader_epoch,
+                        p.timestamp,
+                    ) {
                         Ok(Some((offset, timestamp))) => response
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(LEADER_EPOCH),
+                            .with_leader_epoch(epoch),
                         Ok(None) => response,
                         Err(error) => response.with_error_code(error.code()),
                     }

@@ -27,7 +27,12 @@ pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataR
         _ => None,
     };
     let topics = match requested {
-        None => apis.metadata.topics().iter().map(|t| topic_response(apis, t)).collect(),
+        None => apis
+            .metadata
+            .topics()
+            .iter()
+            .map(|t| topic_response(apis, t))
+            .collect(),
         Some(requested) => {
             // Versions before 4 always allowed auto-creation.
             let allow_create = apis.config.auto_create_topics_enable
@@ -50,7 +55,12 @@ pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataR
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn requested_topic(apis: &Apis, name: Option<String>, id: Uuid, allow_create: bool) -> MetadataResponseTopic {
+fn requested_topic(
+    apis: &Apis,
+    name: Option<String>,
+    id: Uuid,
+    allow_create: bool,
+) -> MetadataResponseTopic {
     let error_topic = |error: ResponseError, name: Option<String>, id: Uuid| {
         MetadataResponseTopic::default()
             .with_error_code(error.code())
@@ -72,10 +82,18 @@ fn requested_topic(apis: &Apis, name: Option<String>, id: Uuid, allow_create: bo
         return topic_response(apis, &topic);
     }
     if topic_name::validate(&name).is_err() {
-        return error_topic(ResponseError::InvalidTopicException, Some(name), Uuid::nil());
+        return error_topic(
+            ResponseError::InvalidTopicException,
+            Some(name),
+            Uuid::nil(),
+        );
     }
     if !allow_create {
-        return error_topic(ResponseError::UnknownTopicOrPartition, Some(name), Uuid::nil());
+        return error_topic(
+            ResponseError::UnknownTopicOrPartition,
+            Some(name),
+            Uuid::nil(),
+        );
     }
     match apis.auto_create(&name) {
         Ok(topic) => topic_response(apis, &topic),

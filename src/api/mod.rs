@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod produce_legacy;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -56,7 +57,10 @@ impl Apis {
     /// Resolves a topic named either by name or, in newer versions, by topic id.
     pub fn resolve_topic(&self, name: &str, id: Uuid) -> Result<Arc<TopicMetadata>, ResponseError> {
         if !id.is_nil() {
-            return self.metadata.topic_by_id(id).ok_or(ResponseError::UnknownTopicId);
+            return self
+                .metadata
+                .topic_by_id(id)
+                .ok_or(ResponseError::UnknownTopicId);
         }
         self.metadata
             .topic(name)

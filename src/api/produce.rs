@@ -19,7 +19,9 @@ use crate::log::PartitionLog;
 pub enum ProduceOutcome {
     /// acks=0: no response; `failed` says whether any partition failed (Kafka then closes the connection,
     /// the only way an acks=0 producer learns of it).
-    NoResponse { failed: Option<String> },
+    NoResponse {
+        failed: Option<String>,
+    },
     Respond(ProduceResponse),
     /// acks=-1 while the high watermark has not yet passed every appended batch.
     Wait(Pin<Box<dyn Future<Output = ProduceResponse> + Send>>),
@@ -47,7 +49,9 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
                         topic
                             .partition_data
                             .iter()
-                            .map(|p| error_response(p.index, ResponseError::InvalidRequiredAcks, None))
+                            .map(|p| {
+                                error_response(p.index, ResponseError::InvalidRequiredAcks, None)
+                            })
                             .collect(),
                     )
             })
@@ -88,7 +92,11 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
                         }
                         Err(error) => {
                             tracing::debug!(partition = %log.topic_partition(), %error, "produce rejected");
-                            error_response(data.index, log_error_code(&error), Some(error.to_string()))
+                            error_response(
+                                data.index,
+                                log_error_code(&error),
+                                Some(error.to_string()),
+                            )
                         }
                     }
                 }
@@ -112,14 +120,18 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
     }
 
     if acks == 0 {
-        return ProduceOutcome::NoResponse { failed: first_failure };
+        return ProduceOutcome::NoResponse {
+            failed: first_failure,
+        };
     }
     let response = ProduceResponse::default().with_responses(responses);
     if pending.is_empty() {
         return ProduceOutcome::Respond(response);
     }
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-    ProduceOutcome::Wait(Box::pin(wait_for_high_watermark(response, pending, timeout)))
+    ProduceOutcome::Wait(Box::pin(wait_for_high_watermark(
+        response, pending, timeout,
+    )))
 }
 
 /// acks=-1: answer once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those
@@ -132,7 +144,8 @@ async fn wait_for_high_watermark(
     let deadline = tokio::time::Instant::now() + timeout;
     for p in pending {
         let mut watermark = p.log.subscribe_high_watermark();
-        let reached = tokio::time::timeout_at(deadline, watermark.wait_for(|hw| *hw >= p.required)).await;
+        let reached =
+            tokio::time::timeout_at(deadline, watermark.wait_for(|hw| *hw >= p.required)).await;
         if !matches!(reached, Ok(Ok(_))) {
             let partition = &mut response.responses[p.topic].partition_responses[p.partition];
             partition.error_code = ResponseError::RequestTimedOut.code();
@@ -142,7 +155,11 @@ async fn wait_for_high_watermark(
     response
 }
 
-fn error_response(index: i32, error: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+fn error_response(
+    index: i32,
+    error: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(error.code())
@@ -151,4 +168,3 @@ fn error_response(index: i32, error: ResponseError, message: Option<String>) -> 
         .with_log_start_offset(-1)
         .with_error_message(message.map(StrBytes::from_string))
 }
-

@@ -30,12 +30,13 @@ pub const TOPIC_CONFIGS: &[&str] = &[
 /// Applies one topic-level config to a topic's log settings, or says why it cannot.
 pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), String> {
     let int = |min: i64, max: i64| -> Result<i64, String> {
-        let v = value
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| format!("Invalid value {value} for configuration {key}: Not a number of type LONG"))?;
+        let v = value.trim().parse::<i64>().map_err(|_| {
+            format!("Invalid value {value} for configuration {key}: Not a number of type LONG")
+        })?;
         if v < min || v > max {
-            return Err(format!("Invalid value {value} for configuration {key}: Value must be at least {min}"));
+            return Err(format!(
+                "Invalid value {value} for configuration {key}: Value must be at least {min}"
+            ));
         }
         Ok(v)
     };
@@ -96,7 +97,11 @@ fn create_one(
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
             ));
         }
-        let mut seen: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+        let mut seen: Vec<i32> = topic
+            .assignments
+            .iter()
+            .map(|a| a.partition_index)
+            .collect();
         seen.sort_unstable();
         if seen.iter().enumerate().any(|(i, &p)| p != i as i32) {
             return Err((
@@ -133,13 +138,17 @@ fn create_one(
         n if n > 1 => {
             return Err((
                 ResponseError::InvalidReplicationFactor,
-                format!("Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only 1 broker(s) are registered."),
+                format!(
+                    "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only 1 broker(s) are registered."
+                ),
             ));
         }
         n => {
             return Err((
                 ResponseError::InvalidReplicationFactor,
-                format!("Replication factor must be larger than 0, or -1 to use the default value, not {n}."),
+                format!(
+                    "Replication factor must be larger than 0, or -1 to use the default value, not {n}."
+                ),
             ));
         }
     }
@@ -149,9 +158,13 @@ fn create_one(
     for config in &topic.configs {
         let key = config.name.as_str();
         let Some(value) = config.value.as_ref().map(|v| v.as_str()) else {
-            return Err((ResponseError::InvalidConfig, format!("Null value not supported for topic config {key}")));
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("Null value not supported for topic config {key}"),
+            ));
         };
-        apply_topic_config(&mut check, key, value).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        apply_topic_config(&mut check, key, value)
+            .map_err(|m| (ResponseError::InvalidConfig, m))?;
         configs.insert(key.to_string(), value.to_string());
     }
 
@@ -164,12 +177,24 @@ fn create_one(
     Ok((created.partitions, created.id))
 }
 
-pub fn delete_topics(apis: &Apis, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub fn delete_topics(
+    apis: &Apis,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // Version 6 names topics by name or id in `topics`; earlier versions by name in `topic_names`.
     let wanted: Vec<(Option<TopicName>, uuid::Uuid)> = if version >= 6 {
-        request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
     } else {
-        request.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect()
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n), uuid::Uuid::nil()))
+            .collect()
     };
     let responses = wanted
         .into_iter()
@@ -179,9 +204,14 @@ pub fn delete_topics(apis: &Apis, request: DeleteTopicsRequest, version: i16) ->
                     .metadata
                     .topic(name.0.as_str())
                     .ok_or(ResponseError::UnknownTopicOrPartition),
-                _ => apis.metadata.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
+                _ => apis
+                    .metadata
+                    .topic_by_id(id)
+                    .ok_or(ResponseError::UnknownTopicId),
             };
-            let result = DeletableTopicResult::default().with_name(name).with_topic_id(id);
+            let result = DeletableTopicResult::default()
+                .with_name(name)
+                .with_topic_id(id);
             match resolved.and_then(|topic| {
                 apis.delete_topic(&topic.name)
                     .map_err(|e| metadata_error_code(&e))

@@ -28,16 +28,22 @@ impl MetaProperties {
                         stored_node = v.parse::<i32>().ok();
                     }
                 }
-                let cluster_id = cluster_id
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| MetadataError::Corrupt(format!("{}: no cluster.id", path.display())))?;
+                let cluster_id = cluster_id.filter(|c| !c.is_empty()).ok_or_else(|| {
+                    MetadataError::Corrupt(format!("{}: no cluster.id", path.display()))
+                })?;
                 match stored_node {
-                    Some(n) if n == node_id => Ok(MetaProperties { cluster_id, node_id }),
+                    Some(n) if n == node_id => Ok(MetaProperties {
+                        cluster_id,
+                        node_id,
+                    }),
                     Some(n) => Err(MetadataError::Corrupt(format!(
                         "{} belongs to node.id={n}, but this broker is node.id={node_id}",
                         path.display()
                     ))),
-                    None => Err(MetadataError::Corrupt(format!("{}: no node.id", path.display()))),
+                    None => Err(MetadataError::Corrupt(format!(
+                        "{}: no node.id",
+                        path.display()
+                    ))),
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -66,7 +72,10 @@ fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
         let chars = chunk.len() + 1;
         for i in 0..chars {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);

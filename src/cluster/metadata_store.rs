@@ -106,7 +106,11 @@ impl MetadataStore {
             return Err(MetadataError::TopicExists(name.to_string()));
         }
         let key = topic_name::collision_key(name);
-        if let Some(other) = state.by_name.keys().find(|n| topic_name::collision_key(n) == key) {
+        if let Some(other) = state
+            .by_name
+            .keys()
+            .find(|n| topic_name::collision_key(n) == key)
+        {
             return Err(MetadataError::InvalidTopic(format!(
                 "Topic '{name}' collides with existing topic: {other}"
             )));
@@ -168,11 +172,15 @@ impl MetadataStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -222,7 +230,12 @@ mod tests {
         assert_eq!(reopened.topic("orders").unwrap(), created);
         assert_eq!(reopened.topic_by_id(created.id).unwrap().name, "orders");
         reopened.delete_topic("orders").unwrap();
-        assert!(MetadataStore::open(dir.path()).unwrap().topic("orders").is_none());
+        assert!(
+            MetadataStore::open(dir.path())
+                .unwrap()
+                .topic("orders")
+                .is_none()
+        );
     }
 
     #[test]
@@ -238,6 +251,9 @@ mod tests {
     fn corrupt_file_is_reported_not_ignored() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        assert!(matches!(MetadataStore::open(dir.path()), Err(MetadataError::Corrupt(_))));
+        assert!(matches!(
+            MetadataStore::open(dir.path()),
+            Err(MetadataError::Corrupt(_))
+        ));
     }
 }

@@ -33,7 +33,10 @@ const MIN_HEADER_BYTES: usize = 8;
 impl RequestHandler for Dispatcher {
     fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply {
         if frame.len() < MIN_HEADER_BYTES {
-            return Reply::Close(format!("request of {} bytes is shorter than a request header", frame.len()));
+            return Reply::Close(format!(
+                "request of {} bytes is shorter than a request header",
+                frame.len()
+            ));
         }
         let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -44,19 +47,37 @@ impl RequestHandler for Dispatcher {
         if !api_versions::is_served(api_key, version) {
             if api_key == ApiKey::ApiVersions {
                 // KIP-511: answer a newer ApiVersions with a v0 body so the client can pick a version we know.
-                return respond(correlation_id, 0, &api_versions::unsupported_version_response());
+                return respond(
+                    correlation_id,
+                    0,
+                    &api_versions::unsupported_version_response(),
+                );
+            }
+            if api_key == ApiKey::Produce
+                && (0..api_versions::PRODUCE_UNSERVED_BELOW).contains(&version)
+            {
+                return legacy_produce(frame, correlation_id, version);
             }
             return Reply::Close(format!("unsupported request {api_key:?} version {version}"));
         }
 
         let mut body = frame;
-        let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
+        let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version))
+        {
             Ok(header) => header,
-            Err(e) => return Reply::Close(format!("malformed {api_key:?} v{version} request header: {e}")),
+            Err(e) => {
+                return Reply::Close(format!(
+                    "malformed {api_key:?} v{version} request header: {e}"
+                ));
+            }
         };
         let request = match RequestKind::decode(api_key, &mut body, version) {
             Ok(request) => request,
-            Err(e) => return Reply::Close(format!("malformed {api_key:?} v{version} request body: {e}")),
+            Err(e) => {
+                return Reply::Close(format!(
+                    "malformed {api_key:?} v{version} request body: {e}"
+                ));
+            }
         };
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
         let span = tracing::debug_span!(
@@ -74,16 +95,30 @@ impl RequestHandler for Dispatcher {
 }
 
 impl Dispatcher {
-    fn route(&self, request: RequestKind, version: i16, correlation_id: i32, span: &tracing::Span) -> Reply {
+    fn route(
+        &self,
+        request: RequestKind,
+        version: i16,
+        correlation_id: i32,
+        span: &tracing::Span,
+    ) -> Reply {
         let apis = &self.apis;
         match request {
-            RequestKind::ApiVersions(req) => respond(correlation_id, version, &api_versions::handle(&req)),
-            RequestKind::Metadata(req) => respond(correlation_id, version, &api::metadata::handle(apis, &req, version)),
+            RequestKind::ApiVersions(req) => {
+                respond(correlation_id, version, &api_versions::handle(&req))
+            }
+            RequestKind::Metadata(req) => respond(
+                correlation_id,
+                version,
+                &api::metadata::handle(apis, &req, version),
+            ),
             RequestKind::Produce(req) => match api::produce::handle(apis, req) {
                 ProduceOutcome::NoResponse { failed: None } => Reply::None,
-                ProduceOutcome::NoResponse { failed: Some(reason) } => {
-                    Reply::Close(format!("acks=0 produce failed ({reason}); closing so the producer notices"))
-                }
+                ProduceOutcome::NoResponse {
+                    failed: Some(reason),
+                } => Reply::Close(format!(
+                    "acks=0 produce failed ({reason}); closing so the producer notices"
+                )),
                 ProduceOutcome::Respond(response) => respond(correlation_id, version, &response),
                 ProduceOutcome::Wait(pending) => later(correlation_id, version, pending, span),
             },
@@ -91,20 +126,40 @@ impl Dispatcher {
                 FetchOutcome::Respond(response) => respond(correlation_id, version, &response),
                 FetchOutcome::Wait(pending) => later(correlation_id, version, pending, span),
             },
-            RequestKind::ListOffsets(req) => {
-                respond(correlation_id, version, &api::list_offsets::handle(apis, &req))
-            }
-            RequestKind::CreateTopics(req) => {
-                respond(correlation_id, version, &api::topics::create_topics(apis, req))
-            }
-            RequestKind::DeleteTopics(req) => {
-                respond(correlation_id, version, &api::topics::delete_topics(apis, req, version))
-            }
+            RequestKind::ListOffsets(req) => respond(
+                correlation_id,
+                version,
+                &api::list_offsets::handle(apis, &req, version),
+            ),
+            RequestKind::CreateTopics(req) => respond(
+                correlation_id,
+                version,
+                &api::topics::create_topics(apis, req),
+            ),
+            RequestKind::DeleteTopics(req) => respond(
+                correlation_id,
+                version,
+                &api::topics::delete_topics(apis, req, version),
+            ),
             other => Reply::Close(format!(
                 "request {:?} is advertised but not routed",
                 std::mem::discriminant(&other)
             )),
         }
+    }
+}
+
+/// Produce v0-2: every partition is answered UNSUPPORTED_VERSION (see `api::produce_legacy`).
+fn legacy_produce(frame: Bytes, correlation_id: i32, version: i16) -> Reply {
+    let mut body = frame;
+    // These versions use request header v1: api key, version, correlation id, nullable client id.
+    if let Err(e) = RequestHeader::decode(&mut body, 1) {
+        return Reply::Close(format!("malformed Produce v{version} request header: {e}"));
+    }
+    match api::produce_legacy::unsupported_version_frame(correlation_id, version, body) {
+        Some(Some(frame)) => Reply::Now(frame),
+        Some(None) => Reply::None,
+        None => Reply::Close(format!("malformed Produce v{version} request body")),
     }
 }
 
@@ -150,7 +205,11 @@ pub fn encode_frame<R: Encodable + HeaderVersion>(
     buf.put_i32(size as i32);
     header.encode(&mut buf, header_version)?;
     response.encode(&mut buf, version)?;
-    debug_assert_eq!(buf.len(), 4 + size, "computed response size must match the encoding");
+    debug_assert_eq!(
+        buf.len(),
+        4 + size,
+        "computed response size must match the encoding"
+    );
     Ok(buf.freeze())
 }
 

@@ -1,0 +1,26 @@
+//! Errors of the storage engine. The api layer maps each variant to one Kafka error code.
+
+/// Why a log operation failed.
+#[derive(thiserror::Error, Debug)]
+pub enum LogError {
+    /// A batch is malformed: bad magic, length, CRC, record count, or not a whole batch (CORRUPT_MESSAGE).
+    #[error("corrupt message: {0}")]
+    CorruptMessage(String),
+    /// A batch is larger than `message.max.bytes` (MESSAGE_TOO_LARGE).
+    #[error("batch of {size} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge { size: usize, max: u32 },
+    /// The requested offset is outside `[log_start, log_end]` (OFFSET_OUT_OF_RANGE).
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    /// The disk failed us (KAFKA_STORAGE_ERROR).
+    #[error("storage error: {0}")]
+    Storage(#[from] std::io::Error),
+    /// The partition could not be loaded or recovered, or was closed (KAFKA_STORAGE_ERROR); the broker keeps
+    /// running without it.
+    #[error("partition offline: {0}")]
+    Offline(String),
+}

@@ -1,0 +1,519 @@
+//! Sparse indexes of a segment, Kafka-style: a file preallocated to `max_index_bytes`, memory-mapped while
+//! the segment is active, trimmed to its entries when the segment rolls or the log closes.
+//!
+//! [`OffsetIndex`] entries are 8 bytes (relative offset u32 BE, file position u32 BE) and map the last offset
+//! of a batch to the position where that batch starts. [`TimeIndex`] entries are 12 bytes (timestamp i64 BE,
+//! relative offset u32 BE): the largest timestamp seen so far in the segment and the offset where it was seen.
+//! Both are rebuilt from the log whenever they look wrong, so they need no fsync on the append path.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapMut, MmapOptions};
+
+/// Timestamp of "no timestamp" in Kafka; time index entries are only added above it.
+pub const NO_TIMESTAMP: i64 = -1;
+
+/// A memory-mapped file of fixed-size entries; the first `entries` are valid.
+#[derive(Debug)]
+struct IndexFile {
+    path: PathBuf,
+    file: File,
+    /// None only transiently while the file is being resized.
+    mmap: Option<MmapMut>,
+    entries: usize,
+    entry_size: usize,
+    /// False when the file length was not a multiple of the entry size at open.
+    length_ok: bool,
+}
+
+impl IndexFile {
+    /// Opens or creates the file. Existing files keep their entries (length / entry size); when `max_bytes`
+    /// is Some the file is then grown (preallocated) to that size, rounded down to whole entries.
+    fn open(path: &Path, entry_size: usize, max_bytes: Option<u32>) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        let usable =
+            usize::try_from(len).map_err(|_| io::Error::other("index file larger than memory"))?;
+        let mut index = IndexFile {
+            path: path.to_path_buf(),
+            file,
+            mmap: None,
+            entries: usable / entry_size,
+            entry_size,
+            length_ok: usable % entry_size == 0,
+        };
+        match max_bytes {
+            Some(max) => index.resize(max)?,
+            None => index.map(usable - usable % entry_size)?,
+        }
+        Ok(index)
+    }
+
+    fn map(&mut self, len: usize) -> io::Result<()> {
+        // SAFETY: the mapping is only valid while the file is at least `len` bytes long. The file belongs to
+        // this broker's data directory and this struct is its only writer; `resize` drops the mapping before
+        // it changes the length. An outside process truncating the file would fault (SIGBUS) exactly as it
+        // would for Kafka; that is outside the broker's contract with the operator.
+        let mmap = unsafe { MmapOptions::new().len(len).map_mut(&self.file)? };
+        self.mmap = Some(mmap);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.mmap.as_ref().map_or(0, |m| m.len() / self.entry_size)
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries >= self.capacity()
+    }
+
+    /// One slot short of full: the time index keeps its last slot for the entry written at roll/close.
+    fn is_full_but_one(&self) -> bool {
+        self.entries + 1 >= self.capacity()
+    }
+
+    fn entry(&self, i: usize) -> &[u8] {
+        let m = self
+            .mmap
+            .as_ref()
+            .expect("invariant: index is mapped outside resize");
+        &m[i * self.entry_size..(i + 1) * self.entry_size]
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        debug_assert_eq!(bytes.len(), self.entry_size);
+        if self.is_full() {
+            return false;
+        }
+        let at = self.entries * self.entry_size;
+        let m = self
+            .mmap
+            .as_mut()
+            .expect("invariant: index is mapped outside resize");
+        m[at..at + self.entry_size].copy_from_slice(bytes);
+        self.entries += 1;
+        true
+    }
+
+    /// Forgets every entry from `n` on. The bytes stay until the next append or trim; a crash before the
+    /// trim leaves an untrimmed file, which the load-time sanity check rejects and rebuilds anyway.
+    fn truncate_entries(&mut self, n: usize) {
+        if n >= self.entries {
+            return;
+        }
+        self.entries = n;
+        self.length_ok = true;
+    }
+
+    /// Sets the file length to `max_bytes` rounded down to whole entries (never below the valid entries) and
+    /// remaps it.
+    fn resize(&mut self, max_bytes: u32) -> io::Result<()> {
+        let rounded = (max_bytes as usize / self.entry_size) * self.entry_size;
+        let len = rounded.max(self.entries * self.entry_size);
+        self.mmap = None;
+        self.file.set_len(len as u64)?;
+        self.map(len)
+    }
+
+    fn trim(&mut self) -> io::Result<()> {
+        let len = self.entries * self.entry_size;
+        if self.mmap.as_ref().is_some_and(|m| m.len() == len) {
+            return Ok(());
+        }
+        self.resize(u32::try_from(len).map_err(|_| io::Error::other("index too large"))?)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        if let Some(m) = self.mmap.as_ref() {
+            m.flush()?;
+        }
+        self.file.sync_all()
+    }
+}
+
+fn relative(base_offset: i64, offset: i64) -> Option<u32> {
+    offset
+        .checked_sub(base_offset)
+        .and_then(|d| u32::try_from(d).ok())
+}
+
+/// Sparse map from offset to file position within one segment.
+#[derive(Debug)]
+pub struct OffsetIndex {
+    inner: IndexFile,
+    base_offset: i64,
+}
+
+impl OffsetIndex {
+    pub const ENTRY_SIZE: usize = 8;
+
+    /// Opens or creates the index; `max_index_bytes` Some preallocates it for appends (active segment).
+    pub fn open(path: &Path, base_offset: i64, max_index_bytes: Option<u32>) -> io::Result<Self> {
+        Ok(OffsetIndex {
+            inner: IndexFile::open(path, Self::ENTRY_SIZE, max_index_bytes)?,
+            base_offset,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+    pub fn entries(&self) -> usize {
+        self.inner.entries
+    }
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
+    /// Entry `i` as (absolute offset, position).
+    pub fn entry(&self, i: usize) -> (i64, u32) {
+        let e = self.inner.entry(i);
+        let rel = u32::from_be_bytes(e[0..4].try_into().expect("4-byte slice"));
+        let pos = u32::from_be_bytes(e[4..8].try_into().expect("4-byte slice"));
+        (self.base_offset + i64::from(rel), pos)
+    }
+
+    pub fn last_entry(&self) -> Option<(i64, u32)> {
+        self.entries().checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// The entry with the largest offset <= `target`: the batch at its position is at or before the batch
+    /// that contains `target`. None means "scan from the start of the segment".
+    pub fn lookup(&self, target: i64) -> Option<(i64, u32)> {
+        // partition_point: number of entries whose offset <= target.
+        let (mut lo, mut hi) = (0usize, self.entries());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid).0 <= target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Adds an entry; returns false (and adds nothing) when the index is full or the entry would not keep
+    /// offsets and positions strictly increasing. A skipped entry only makes lookups scan a little further.
+    pub fn append(&mut self, offset: i64, position: u32) -> bool {
+        let Some(rel) = relative(self.base_offset, offset) else {
+            return false;
+        };
+        if let Some((last_off, last_pos)) = self.last_entry()
+            && (offset <= last_off || position <= last_pos)
+        {
+            return false;
+        }
+        let mut e = [0u8; Self::ENTRY_SIZE];
+        e[0..4].copy_from_slice(&rel.to_be_bytes());
+        e[4..8].copy_from_slice(&position.to_be_bytes());
+        self.inner.push(&e)
+    }
+
+    /// Checks the entries against the log: whole entries, strictly increasing offsets and positions (never
+    /// the segment's first batch, which is never indexed), positions inside the log and offsets below
+    /// `next_offset` when known. A failure means the index must be rebuilt.
+    pub fn sanity_check(&self, log_size: u64, next_offset: Option<i64>) -> Result<(), String> {
+        if !self.inner.length_ok {
+            return Err(format!(
+                "{}: length is not a multiple of {}",
+                self.path().display(),
+                Self::ENTRY_SIZE
+            ));
+        }
+        let mut prev = (self.base_offset, 0u32);
+        for i in 0..self.entries() {
+            let (off, pos) = self.entry(i);
+            if off <= prev.0 || pos <= prev.1 || u64::from(pos) >= log_size {
+                return Err(format!(
+                    "{}: entry {i} ({off}, {pos}) is out of order or past the log",
+                    self.path().display()
+                ));
+            }
+            if next_offset.is_some_and(|n| off >= n) {
+                return Err(format!(
+                    "{}: entry {i} offset {off} is past the segment",
+                    self.path().display()
+                ));
+            }
+            prev = (off, pos);
+        }
+        Ok(())
+    }
+
+    /// Drops all entries (before a rebuild).
+    pub fn reset(&mut self) {
+        self.inner.truncate_entries(0);
+    }
+
+    /// Drops entries whose offset is >= `offset` (after the log was truncated there).
+    pub fn truncate_to(&mut self, offset: i64) {
+        let keep = (0..self.entries())
+            .take_while(|&i| self.entry(i).0 < offset)
+            .count();
+        self.inner.truncate_entries(keep);
+    }
+
+    /// Shrinks the file to its entries (segment no longer active, or log closing).
+    pub fn trim_to_valid_size(&mut self) -> io::Result<()> {
+        self.inner.trim()
+    }
+
+    /// Preallocates the file to `max_index_bytes` so the segment can take appends again.
+    pub fn resize(&mut self, max_index_bytes: u32) -> io::Result<()> {
+        self.inner.resize(max_index_bytes)
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Sparse map from timestamp to offset within one segment; timestamps strictly increase.
+#[derive(Debug)]
+pub struct TimeIndex {
+    inner: IndexFile,
+    base_offset: i64,
+}
+
+impl TimeIndex {
+    pub const ENTRY_SIZE: usize = 12;
+
+    /// Opens or creates the index; `max_index_bytes` Some preallocates it for appends (active segment).
+    pub fn open(path: &Path, base_offset: i64, max_index_bytes: Option<u32>) -> io::Result<Self> {
+        Ok(TimeIndex {
+            inner: IndexFile::open(path, Self::ENTRY_SIZE, max_index_bytes)?,
+            base_offset,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+    pub fn entries(&self) -> usize {
+        self.inner.entries
+    }
+    /// Full for regular appends: the last slot is reserved for the final entry written when the segment
+    /// becomes inactive, so the segment's max timestamp is always on disk.
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full_but_one()
+    }
+
+    /// Entry `i` as (timestamp, absolute offset).
+    pub fn entry(&self, i: usize) -> (i64, i64) {
+        let e = self.inner.entry(i);
+        let ts = i64::from_be_bytes(e[0..8].try_into().expect("8-byte slice"));
+        let rel = u32::from_be_bytes(e[8..12].try_into().expect("4-byte slice"));
+        (ts, self.base_offset + i64::from(rel))
+    }
+
+    pub fn last_entry(&self) -> Option<(i64, i64)> {
+        self.entries().checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Adds (timestamp, offset) when the timestamp is larger than the last entry's (and than NO_TIMESTAMP);
+    /// returns whether it was added. Full index or a decreasing offset: not added. `final_entry` may use the
+    /// reserved last slot (roll / close).
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64, final_entry: bool) -> bool {
+        if !final_entry && self.is_full() {
+            return false;
+        }
+        let Some(rel) = relative(self.base_offset, offset) else {
+            return false;
+        };
+        let (last_ts, last_off) = self
+            .last_entry()
+            .unwrap_or((NO_TIMESTAMP, self.base_offset));
+        if timestamp <= last_ts || offset < last_off {
+            return false;
+        }
+        let mut e = [0u8; Self::ENTRY_SIZE];
+        e[0..8].copy_from_slice(&timestamp.to_be_bytes());
+        e[8..12].copy_from_slice(&rel.to_be_bytes());
+        self.inner.push(&e)
+    }
+
+    /// The entry with the largest timestamp strictly below `ts`. Every batch before its offset has a max
+    /// timestamp below `ts` too, so a search for the first batch reaching `ts` may start there.
+    pub fn lookup_before(&self, ts: i64) -> Option<(i64, i64)> {
+        let (mut lo, mut hi) = (0usize, self.entries());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid).0 < ts {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Whole entries, strictly increasing timestamps above NO_TIMESTAMP, non-decreasing offsets below
+    /// `next_offset` when known.
+    pub fn sanity_check(&self, next_offset: Option<i64>) -> Result<(), String> {
+        if !self.inner.length_ok {
+            return Err(format!(
+                "{}: length is not a multiple of {}",
+                self.path().display(),
+                Self::ENTRY_SIZE
+            ));
+        }
+        let mut prev = (NO_TIMESTAMP, self.base_offset);
+        for i in 0..self.entries() {
+            let (ts, off) = self.entry(i);
+            if ts <= prev.0 || off < prev.1 || next_offset.is_some_and(|n| off >= n) {
+                return Err(format!(
+                    "{}: entry {i} ({ts}, {off}) is out of order or past the segment",
+                    self.path().display()
+                ));
+            }
+            prev = (ts, off);
+        }
+        Ok(())
+    }
+
+    pub fn reset(&mut self) {
+        self.inner.truncate_entries(0);
+    }
+
+    pub fn truncate_to(&mut self, offset: i64) {
+        let keep = (0..self.entries())
+            .take_while(|&i| self.entry(i).1 < offset)
+            .count();
+        self.inner.truncate_entries(keep);
+    }
+
+    pub fn trim_to_valid_size(&mut self) -> io::Result<()> {
+        self.inner.trim()
+    }
+
+    pub fn resize(&mut self, max_index_bytes: u32) -> io::Result<()> {
+        self.inner.resize(max_index_bytes)
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_index_lookup_finds_largest_entry_at_or_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open(&dir.path().join("a.index"), 100, Some(1024)).unwrap();
+        assert_eq!(idx.lookup(150), None);
+        assert!(idx.append(110, 50));
+        assert!(idx.append(120, 90));
+        assert!(!idx.append(120, 95), "offsets must strictly increase");
+        assert!(!idx.append(125, 90), "positions must strictly increase");
+        assert!(idx.append(130, 140));
+        assert_eq!(idx.lookup(105), None);
+        assert_eq!(idx.lookup(110), Some((110, 50)));
+        assert_eq!(idx.lookup(129), Some((120, 90)));
+        assert_eq!(idx.lookup(1_000), Some((130, 140)));
+        assert!(idx.sanity_check(141, Some(131)).is_ok());
+        assert!(
+            idx.sanity_check(140, None).is_err(),
+            "position past the log"
+        );
+        assert!(
+            idx.sanity_check(1000, Some(130)).is_err(),
+            "offset past the segment"
+        );
+    }
+
+    #[test]
+    fn offset_index_survives_trim_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.index");
+        let mut idx = OffsetIndex::open(&path, 0, Some(4096)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+        for i in 1..=10 {
+            assert!(idx.append(i * 10, (i * 100) as u32));
+        }
+        idx.trim_to_valid_size().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 80);
+        assert!(idx.is_full(), "a trimmed index takes no appends");
+        drop(idx);
+        let idx = OffsetIndex::open(&path, 0, None).unwrap();
+        assert_eq!(idx.entries(), 10);
+        assert_eq!(idx.lookup(55), Some((50, 500)));
+        assert!(idx.sanity_check(1001, None).is_ok());
+    }
+
+    #[test]
+    fn preallocated_index_left_by_a_crash_fails_the_sanity_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.index");
+        let mut idx = OffsetIndex::open(&path, 0, Some(800)).unwrap();
+        idx.append(5, 100);
+        drop(idx); // no trim: the file keeps its zero-filled tail, like after kill -9
+        let idx = OffsetIndex::open(&path, 0, None).unwrap();
+        assert_eq!(idx.entries(), 100);
+        assert!(idx.sanity_check(1000, None).is_err());
+        std::fs::write(&path, [0u8; 12]).unwrap();
+        let idx = OffsetIndex::open(&path, 0, None).unwrap();
+        assert!(
+            idx.sanity_check(1000, None).is_err(),
+            "length not a multiple of 8"
+        );
+    }
+
+    #[test]
+    fn full_index_refuses_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open(&dir.path().join("d.index"), 0, Some(20)).unwrap();
+        assert!(idx.append(1, 1));
+        assert!(idx.append(2, 2));
+        assert!(idx.is_full());
+        assert!(!idx.append(3, 3));
+        assert_eq!(idx.entries(), 2);
+    }
+
+    #[test]
+    fn time_index_keeps_only_increasing_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.timeindex");
+        let mut idx = TimeIndex::open(&path, 1000, Some(1200)).unwrap();
+        assert!(
+            !idx.maybe_append(-1, 1000, false),
+            "NO_TIMESTAMP is never indexed"
+        );
+        assert!(idx.maybe_append(50, 1003, false));
+        assert!(!idx.maybe_append(50, 1004, false));
+        assert!(idx.maybe_append(70, 1009, false));
+        assert_eq!(idx.lookup_before(50), None);
+        assert_eq!(idx.lookup_before(51), Some((50, 1003)));
+        assert_eq!(idx.lookup_before(i64::MAX), Some((70, 1009)));
+        idx.truncate_to(1009);
+        assert_eq!(idx.entries(), 1);
+        idx.trim_to_valid_size().unwrap();
+        drop(idx);
+        let idx = TimeIndex::open(&path, 1000, None).unwrap();
+        assert_eq!(idx.last_entry(), Some((50, 1003)));
+        assert!(idx.sanity_check(Some(1004)).is_ok());
+        assert!(idx.sanity_check(Some(1003)).is_err());
+    }
+
+    #[test]
+    fn time_index_reserves_its_last_slot_for_the_final_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = TimeIndex::open(&dir.path().join("f.timeindex"), 0, Some(36)).unwrap();
+        assert!(idx.maybe_append(1, 1, false));
+        assert!(idx.maybe_append(2, 2, false));
+        assert!(idx.is_full());
+        assert!(!idx.maybe_append(3, 3, false));
+        assert!(idx.maybe_append(3, 3, true));
+        assert_eq!(idx.entries(), 3);
+    }
+}

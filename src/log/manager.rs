@@ -1,0 +1,596 @@
+//! LogManager: one data directory, the partition logs in it, their checkpoints, and the flusher thread.
+//!
+//! Start-up reads `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint` and the clean-shutdown
+//! marker `.kafka_cleanshutdown`, then deletes the marker so that a crash from then on is seen as unclean at
+//! the next start. Partitions load lazily through `get_or_create`, recovering when the last stop was unclean.
+//!
+//! The flusher is a plain thread (fsync must not block async workers). Appenders hand it requests through a
+//! bounded channel; it does group commit: take every pending request, fsync each distinct partition once
+//! (several partitions in parallel), then advance their recovery points (and high watermarks of durable
+//! logs). The same thread applies `flush.ms` on a timer and rewrites the recovery point checkpoint
+//! periodically so that an unclean restart scans little.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::log::checkpoint::{
+    LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint, sync_dir,
+    write_offset_checkpoint,
+};
+use crate::log::error::LogError;
+use crate::log::partition_log::{LoadParams, PartitionLog};
+use crate::log::{LogConfig, TopicPartition, lock};
+
+/// Kafka's clean-shutdown marker file name.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+/// Suffix of partition directories being deleted.
+pub const DELETE_DIR_SUFFIX: &str = "-delete";
+/// Flush requests the channel holds. Each partition has at most one queued (see `flush_requested`), so this
+/// only fills with more partitions than slots; then appenders that must flush wait for the flusher.
+const FLUSH_QUEUE_CAPACITY: usize = 4096;
+/// How many partitions one group commit fsyncs at once.
+const FLUSH_PARALLELISM: usize = 4;
+/// How often the flusher rewrites the recovery point checkpoint (Kafka's
+/// `log.flush.offset.checkpoint.interval.ms` default).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest sleep of the flusher between timer checks.
+const MAX_TICK: Duration = Duration::from_secs(1);
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Messages to the flusher thread.
+#[derive(Debug)]
+pub(crate) enum FlusherMsg {
+    Flush(Weak<PartitionLog>),
+    Stop,
+}
+
+/// State shared with the flusher thread.
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    logs: Mutex<HashMap<TopicPartition, Arc<PartitionLog>>>,
+    /// Checkpoint contents: what was read at start, updated from loaded logs on every write. Keeps entries
+    /// of partitions not loaded in this run.
+    checkpoints: Mutex<Checkpoints>,
+}
+
+#[derive(Debug, Default)]
+struct Checkpoints {
+    recovery_points: BTreeMap<TopicPartition, i64>,
+    log_start_offsets: BTreeMap<TopicPartition, i64>,
+}
+
+impl Shared {
+    fn logs_snapshot(&self) -> Vec<Arc<PartitionLog>> {
+        lock(&self.logs).values().cloned().collect()
+    }
+
+    /// Writes both checkpoints from the loaded logs merged over what was on disk.
+    fn write_checkpoints(&self) -> Result<(), LogError> {
+        let logs = self.logs_snapshot();
+        let mut cp = lock(&self.checkpoints);
+        for log in logs {
+            cp.recovery_points
+                .insert(log.topic_partition().clone(), log.recovery_point());
+            cp.log_start_offsets
+                .insert(log.topic_partition().clone(), log.log_start_offset());
+        }
+        write_offset_checkpoint(
+            &self.dir.join(RECOVERY_POINT_CHECKPOINT),
+            &cp.recovery_points,
+        )?;
+        write_offset_checkpoint(
+            &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
+            &cp.log_start_offsets,
+        )?;
+        Ok(())
+    }
+}
+
+/// Owner of a data directory's partition logs.
+#[derive(Debug)]
+pub struct LogManager {
+    shared: Arc<Shared>,
+    default_config: LogConfig,
+    had_clean_shutdown: bool,
+    flush_tx: SyncSender<FlusherMsg>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    /// True once shut down or abandoned: no more partitions are opened.
+    stopped: Mutex<bool>,
+}
+
+/// Kafka's legal topic names: 1..=249 of `[A-Za-z0-9._-]`, not "." or "..". Also keeps paths inside the
+/// data directory.
+fn valid_topic_name(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_NAME_LEN
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Parses a partition directory name `<topic>-<partition>`.
+fn parse_partition_dir(name: &str) -> Option<TopicPartition> {
+    if name.ends_with(DELETE_DIR_SUFFIX) {
+        return None;
+    }
+    let (topic, partition) = name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok()?;
+    (partition >= 0 && valid_topic_name(topic) && partition.to_string() == name[topic.len() + 1..])
+        .then(|| TopicPartition::new(topic, partition))
+}
+
+fn read_checkpoint_or_warn(path: &Path) -> BTreeMap<TopicPartition, i64> {
+    match read_offset_checkpoint(path) {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable checkpoint; affected partitions recover fully");
+            BTreeMap::new()
+        }
+    }
+}
+
+impl LogManager {
+    /// Opens the data directory (creating it), reads the checkpoints and the clean-shutdown marker, deletes
+    /// the marker, removes leftovers of interrupted partition deletions and starts the flusher thread.
+    pub fn open(dir: &Path, default_config: LogConfig) -> Result<Arc<LogManager>, LogError> {
+        fs::create_dir_all(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let had_clean_shutdown = marker.exists();
+        let checkpoints = Checkpoints {
+            recovery_points: read_checkpoint_or_warn(&dir.join(RECOVERY_POINT_CHECKPOINT)),
+            log_start_offsets: read_checkpoint_or_warn(&dir.join(LOG_START_OFFSET_CHECKPOINT)),
+        };
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(DELETE_DIR_SUFFIX)
+                && entry.file_type()?.is_dir()
+                && let Err(e) = fs::remove_dir_all(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove deleted partition");
+            }
+        }
+        if had_clean_shutdown {
+            fs::remove_file(&marker)?;
+        }
+        sync_dir(dir)?;
+        if !had_clean_shutdown {
+            tracing::info!(dir = %dir.display(), "no clean shutdown marker: partitions recover from their recovery points");
+        }
+
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            logs: Mutex::new(HashMap::new()),
+            checkpoints: Mutex::new(checkpoints),
+        });
+        let (flush_tx, flush_rx) = sync_channel(FLUSH_QUEUE_CAPACITY);
+        let thread_shared = shared.clone();
+        let flusher = std::thread::Builder::new()
+            .name("brook-log-flusher".into())
+            .spawn(move || flusher_loop(thread_shared, flush_rx))?;
+        Ok(Arc::new(LogManager {
+            shared,
+            default_config,
+            had_clean_shutdown,
+            flush_tx,
+            flusher: Mutex::new(Some(flusher)),
+            stopped: Mutex::new(false),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+    pub fn default_config(&self) -> &LogConfig {
+        &self.default_config
+    }
+    /// Whether the previous run left the clean-shutdown marker.
+    pub fn had_clean_shutdown(&self) -> bool {
+        self.had_clean_shutdown
+    }
+
+    /// Loads (with recovery when needed) or creates `<dir>/<topic>-<partition>/`. A partition that cannot be
+    /// loaded is reported as `Offline`; the others are unaffected.
+    pub fn get_or_create(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<Arc<PartitionLog>, LogError> {
+        if !valid_topic_name(&tp.topic) || tp.partition < 0 {
+            return Err(LogError::Offline(format!(
+                "{tp}: not a valid topic partition name"
+            )));
+        }
+        // Loading holds the map lock so that one partition is never loaded twice.
+        let mut logs = lock(&self.shared.logs);
+        if let Some(log) = logs.get(tp) {
+            return Ok(log.clone());
+        }
+        if *lock(&self.stopped) {
+            return Err(LogError::Offline(format!("{tp}: log manager is shut down")));
+        }
+        let dir = self.shared.dir.join(tp.to_string());
+        let existed = dir.exists();
+        let (recovery_point, log_start_offset) = {
+            let cp = lock(&self.shared.checkpoints);
+            (
+                cp.recovery_points.get(tp).copied(),
+                cp.log_start_offsets.get(tp).copied(),
+            )
+        };
+        let started = Instant::now();
+        let log = PartitionLog::load(LoadParams {
+            dir,
+            tp: tp.clone(),
+            config,
+            had_clean_shutdown: self.had_clean_shutdown,
+            recovery_point,
+            log_start_offset,
+            flusher: Some(self.flush_tx.clone()),
+        })
+        .map_err(|e| {
+            tracing::error!(partition = %tp, error = %e, "partition could not be loaded; it stays offline");
+            match e {
+                LogError::Offline(_) => e,
+                other => LogError::Offline(format!("{tp}: {other}")),
+            }
+        })?;
+        if !existed {
+            sync_dir(&self.shared.dir).map_err(|e| LogError::Offline(format!("{tp}: {e}")))?;
+        }
+        tracing::debug!(partition = %tp, existed, log_end_offset = log.log_end_offset(),
+            scanned_batches = log.recovery_batches_scanned(), elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded partition log");
+        logs.insert(tp.clone(), log.clone());
+        Ok(log)
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
+        lock(&self.shared.logs).get(tp).cloned()
+    }
+
+    /// Partitions whose directories are on disk (loaded or not), sorted.
+    pub fn partitions_on_disk(&self) -> Result<Vec<TopicPartition>, LogError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.shared.dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            if let Some(tp) = entry.file_name().to_str().and_then(parse_partition_dir) {
+                out.push(tp);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes the partition's log: close it, rename the directory to `<topic>-<p>.<uuid>-delete` (atomic:
+    /// a crash leaves no half-deleted partition under its real name), then delete it.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
+        if !valid_topic_name(&tp.topic) || tp.partition < 0 {
+            return Err(LogError::Offline(format!(
+                "{tp}: not a valid topic partition name"
+            )));
+        }
+        if let Some(log) = lock(&self.shared.logs).remove(tp) {
+            log.mark_closed();
+        }
+        {
+            let mut cp = lock(&self.shared.checkpoints);
+            cp.recovery_points.remove(tp);
+            cp.log_start_offsets.remove(tp);
+        }
+        let dir = self.shared.dir.join(tp.to_string());
+        if !dir.exists() {
+            return Ok(());
+        }
+        let doomed = self.shared.dir.join(format!(
+            "{tp}.{}{DELETE_DIR_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        fs::rename(&dir, &doomed)?;
+        sync_dir(&self.shared.dir)?;
+        fs::remove_dir_all(&doomed)?;
+        Ok(())
+    }
+
+    /// Rewrites both checkpoints now (the flusher also does it every minute).
+    pub fn checkpoint(&self) -> Result<(), LogError> {
+        self.shared.write_checkpoints()
+    }
+
+    fn stop_flusher(&self) {
+        let handle = lock(&self.flusher).take();
+        if let Some(handle) = handle {
+            // Fails only if the thread is already gone; joining then returns at once.
+            let _ = self.flush_tx.send(FlusherMsg::Stop);
+            if handle.join().is_err() {
+                tracing::error!("log flusher thread panicked");
+            }
+        }
+    }
+
+    /// Clean shutdown: stop the flusher, flush and close every log (indexes trimmed), write both checkpoints,
+    /// then write the clean-shutdown marker (fsync file and directory). If any step fails the marker is not
+    /// written, so the next start recovers. Idempotent.
+    pub fn shutdown(&self) -> Result<(), LogError> {
+        {
+            let mut stopped = lock(&self.stopped);
+            if *stopped {
+                return Ok(());
+            }
+            *stopped = true;
+        }
+        self.stop_flusher();
+        let mut first_error = None;
+        for log in self.shared.logs_snapshot() {
+            if let Err(e) = log.close() {
+                tracing::error!(partition = %log.topic_partition(), error = %e, "flush at shutdown failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.shared.write_checkpoints()?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let marker = fs::File::create(self.shared.dir.join(CLEAN_SHUTDOWN_FILE))?;
+        marker.sync_all()?;
+        sync_dir(&self.shared.dir)?;
+        tracing::info!(dir = %self.shared.dir.display(), "log manager shut down cleanly");
+        Ok(())
+    }
+
+    /// Crash simulation for tests: stop the background thread and refuse further appends, without flushing
+    /// or writing checkpoints or the marker. Files are left as a `kill -9` would leave them.
+    pub fn abandon(&self) {
+        {
+            let mut stopped = lock(&self.stopped);
+            if *stopped {
+                return;
+            }
+            *stopped = true;
+        }
+        self.stop_flusher();
+        for log in self.shared.logs_snapshot() {
+            log.mark_closed();
+        }
+    }
+}
+
+impl Drop for LogManager {
+    /// Dropping without `shutdown` is treated like a crash: the thread stops, nothing is flushed.
+    fn drop(&mut self) {
+        self.stop_flusher();
+    }
+}
+
+/// The flusher thread: group commit of queued flush requests, `flush.ms`, periodic checkpoints.
+fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlusherMsg>) {
+    let mut last_checkpoint = Instant::now();
+    let mut next_timer = Instant::now();
+    loop {
+        let tick = shared
+            .logs_snapshot()
+            .iter()
+            .filter_map(|l| l.config().flush_interval_ms)
+            .min()
+            .map_or(MAX_TICK, |ms| {
+                Duration::from_millis(ms.max(1)).min(MAX_TICK)
+            });
+        let mut pending: Vec<Arc<PartitionLog>> = Vec::new();
+        let mut stop = false;
+        let mut take = |msg: FlusherMsg, pending: &mut Vec<Arc<PartitionLog>>| match msg {
+            FlusherMsg::Flush(log) => pending.extend(log.upgrade()),
+            FlusherMsg::Stop => stop = true,
+        };
+        let wait = next_timer
+            .saturating_duration_since(Instant::now())
+            .min(tick);
+        match rx.recv_timeout(wait) {
+            Ok(msg) => take(msg, &mut pending),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Drain what is queued now (bounded by the channel capacity) so one round commits all of it.
+        for _ in 0..FLUSH_QUEUE_CAPACITY {
+            match rx.try_recv() {
+                Ok(msg) => take(msg, &mut pending),
+                Err(_) => break,
+            }
+        }
+        if stop {
+            return;
+        }
+        pending.sort_by_key(|l| Arc::as_ptr(l) as usize);
+        pending.dedup_by_key(|l| Arc::as_ptr(l) as usize);
+        for log in &pending {
+            log.take_flush_request();
+        }
+        group_commit(&pending);
+
+        let now = Instant::now();
+        if now >= next_timer {
+            for log in shared.logs_snapshot() {
+                if let Err(e) = log.flush_if_due(now) {
+                    tracing::error!(partition = %log.topic_partition(), error = %e, "timed flush failed");
+                }
+            }
+            next_timer = now + tick;
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            if let Err(e) = shared.write_checkpoints() {
+                tracing::warn!(error = %e, "could not write log checkpoints");
+            }
+            last_checkpoint = Instant::now();
+        }
+    }
+}
+
+/// Flushes each log once, up to FLUSH_PARALLELISM at a time so that independent fsyncs overlap.
+fn group_commit(logs: &[Arc<PartitionLog>]) {
+    let flush_one = |log: &Arc<PartitionLog>| {
+        if let Err(e) = log.flush() {
+            tracing::error!(partition = %log.topic_partition(), error = %e, "flush failed");
+        }
+    };
+    if logs.len() <= 1 {
+        logs.iter().for_each(flush_one);
+        return;
+    }
+    let chunk = logs.len().div_ceil(FLUSH_PARALLELISM);
+    std::thread::scope(|s| {
+        for part in logs.chunks(chunk) {
+            let spawned = std::thread::Builder::new()
+                .name("brook-log-fsync".into())
+                .spawn_scoped(s, move || part.iter().for_each(flush_one));
+            if spawned.is_err() {
+                // No thread to be had: do this share on the flusher itself.
+                part.iter().for_each(flush_one);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_names_parse_on_the_last_dash() {
+        assert_eq!(
+            parse_partition_dir("orders-0"),
+            Some(TopicPartition::new("orders", 0))
+        );
+        assert_eq!(
+            parse_partition_dir("my-topic-12"),
+            Some(TopicPartition::new("my-topic", 12))
+        );
+        assert_eq!(parse_partition_dir("t-0.3f2a-delete"), None);
+        assert_eq!(
+            parse_partition_dir("t--1"),
+            Some(TopicPartition::new("t-", 1))
+        );
+        assert_eq!(parse_partition_dir("t-01"), None);
+        assert_eq!(parse_partition_dir("noparts"), None);
+        assert_eq!(parse_partition_dir("-3"), None);
+        assert!(!valid_topic_name("../etc"));
+        assert!(!valid_topic_name(".."));
+        assert!(valid_topic_name("a.b_c-d"));
+    }
+
+    fn one_batch() -> bytes::BytesMut {
+        bytes::BytesMut::from(&crate::log::record_batch::test_support::batch(2, 10, 0)[..])
+    }
+
+    #[test]
+    fn checkpoints_are_written_at_shutdown_and_read_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(!mgr.had_clean_shutdown());
+        for p in 0..3 {
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", p), LogConfig::default())
+                .unwrap();
+            for _ in 0..=p {
+                log.append(one_batch(), 0).unwrap();
+            }
+        }
+        mgr.shutdown().unwrap();
+        let rp = read_offset_checkpoint(&dir.path().join(RECOVERY_POINT_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rp.get(&TopicPartition::new("c", 2)), Some(&6));
+        let text = fs::read_to_string(dir.path().join(LOG_START_OFFSET_CHECKPOINT)).unwrap();
+        assert_eq!(text, "0\n3\nc 0 0\nc 1 0\nc 2 0\n");
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert!(
+            mgr.get_or_create(&TopicPartition::new("c", 9), LogConfig::default())
+                .is_err()
+        );
+        drop(mgr);
+
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(mgr.had_clean_shutdown());
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        // Partition 1 is not loaded in this run: its checkpoint entries must survive the next write.
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 2), LogConfig::default())
+            .unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        mgr.checkpoint().unwrap();
+        let rp = read_offset_checkpoint(&dir.path().join(RECOVERY_POINT_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rp.len(), 3);
+    }
+
+    #[test]
+    fn delete_removes_the_partition_and_disk_listing_ignores_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("old-0.abc-delete")).unwrap();
+        fs::write(dir.path().join("not-a-dir-0"), b"x").unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(
+            !dir.path().join("old-0.abc-delete").exists(),
+            "leftover deletions are finished at open"
+        );
+        let a = TopicPartition::new("my-topic", 0);
+        let b = TopicPartition::new("my-topic", 1);
+        let log = mgr.get_or_create(&a, LogConfig::default()).unwrap();
+        log.append(one_batch(), 0).unwrap();
+        mgr.get_or_create(&b, LogConfig::default()).unwrap();
+        fs::create_dir_all(dir.path().join("gone-3.0123-delete")).unwrap();
+        assert_eq!(
+            mgr.partitions_on_disk().unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        mgr.delete(&a).unwrap();
+        assert!(mgr.get(&a).is_none());
+        assert!(!dir.path().join("my-topic-0").exists());
+        assert!(
+            matches!(log.append(one_batch(), 0), Err(LogError::Offline(_))),
+            "deleted log takes no appends"
+        );
+        assert_eq!(mgr.partitions_on_disk().unwrap(), vec![b]);
+        // A re-created partition starts empty.
+        let again = mgr.get_or_create(&a, LogConfig::default()).unwrap();
+        assert_eq!(again.log_end_offset(), 0);
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn unloadable_partition_is_offline_and_others_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        fs::write(
+            dir.path().join("bad-0"),
+            b"a file where the directory should be",
+        )
+        .unwrap();
+        let err = mgr
+            .get_or_create(&TopicPartition::new("bad", 0), LogConfig::default())
+            .unwrap_err();
+        assert!(matches!(err, LogError::Offline(_)), "{err:?}");
+        assert!(matches!(
+            mgr.get_or_create(&TopicPartition::new("../x", 0), LogConfig::default()),
+            Err(LogError::Offline(_))
+        ));
+        let ok = mgr
+            .get_or_create(&TopicPartition::new("good", 0), LogConfig::default())
+            .unwrap();
+        ok.append(one_batch(), 0).unwrap();
+        assert_eq!(ok.high_watermark(), 2);
+    }
+}

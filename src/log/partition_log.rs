@@ -1,0 +1,1336 @@
+//! PartitionLog: the ordered segments of one partition, with its log start offset, high watermark, log end
+//! offset, recovery point and leader epoch cache (Kafka's `UnifiedLog` + `LogLoader`, single replica).
+//!
+//! Concurrency: appends are serialised by the append lock. Reads take no lock beyond a short read lock on the
+//! segment list (to clone an `Arc` snapshot) and on one index at a time. The appender publishes in this
+//! order: bytes written -> segment committed size -> indexes -> log end offset -> high watermark, and a
+//! reader loads the high watermark first, so everything below it is whole and indexed. fsync never runs in
+//! `append`: it is handed to the LogManager's flusher thread.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use crate::log::checkpoint::{
+    LEADER_EPOCH_CHECKPOINT, read_leader_epoch_checkpoint, sync_dir, write_leader_epoch_checkpoint,
+};
+use crate::log::error::LogError;
+use crate::log::manager::FlusherMsg;
+use crate::log::record_batch::{
+    RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch, validate_batches,
+};
+use crate::log::segment::{
+    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, delete_segment_files,
+};
+use crate::log::{LogConfig, TopicPartition, lock, now_ms, rlock, wlock};
+
+/// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
+pub const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
+/// Segment positions are u32 in the offset index, and Kafka caps `segment.bytes` at i32::MAX.
+const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// A leader epoch checkpoint longer than this is not ours (epochs only grow, one entry per leader change).
+const MAX_LEADER_EPOCH_ENTRIES: usize = 100_000;
+
+/// Result of an append, for the produce response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub record_count: u32,
+    pub max_timestamp: i64,
+    pub log_start_offset: i64,
+}
+
+/// Result of a read, for the fetch response.
+#[derive(Clone, Debug)]
+pub struct FetchData {
+    /// Whole batches only, all below the high watermark.
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// State only the appender touches.
+#[derive(Debug)]
+struct AppendState {
+    /// (epoch, start offset) in increasing order: the leader epoch cache.
+    leader_epochs: Vec<(i32, i64)>,
+}
+
+/// Everything `load` needs; the LogManager fills it from its checkpoints.
+pub(crate) struct LoadParams {
+    pub dir: PathBuf,
+    pub tp: TopicPartition,
+    pub config: LogConfig,
+    pub had_clean_shutdown: bool,
+    pub recovery_point: Option<i64>,
+    pub log_start_offset: Option<i64>,
+    pub flusher: Option<SyncSender<FlusherMsg>>,
+}
+
+/// The log of one partition.
+#[derive(Debug)]
+pub struct PartitionLog {
+    tp: TopicPartition,
+    dir: PathBuf,
+    config: LogConfig,
+    /// Copy-on-write list, replaced on roll; readers clone the Arc.
+    segments: RwLock<Arc<Vec<Arc<LogSegment>>>>,
+    append_lock: Mutex<AppendState>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    high_watermark: AtomicI64,
+    /// Everything below is fsynced.
+    recovery_point: AtomicI64,
+    hw_tx: watch::Sender<i64>,
+    /// Serialises flushes and remembers when the last one finished (for `flush.ms`).
+    flush_lock: Mutex<Instant>,
+    flusher: Option<SyncSender<FlusherMsg>>,
+    /// A flush request is queued: do not queue another.
+    flush_requested: AtomicBool,
+    /// A segment file was created since the last flush: the directory needs an fsync.
+    dir_dirty: AtomicBool,
+    /// The leader epoch checkpoint was rewritten since the last flush.
+    epochs_dirty: AtomicBool,
+    /// No more appends: closed, deleted, or a failed fsync left the data in doubt.
+    closed: AtomicBool,
+    /// Batches whose CRC was checked while loading (0 after a clean restart but for the active tail).
+    recovery_batches_scanned: AtomicU64,
+    self_ref: Weak<PartitionLog>,
+}
+
+fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
+    LogError::Offline(format!("{tp}: {why}"))
+}
+
+/// Base offsets of the `.log` files in `dir`, sorted; index files without a log are removed.
+fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
+        if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        match format!(".{suffix}").as_str() {
+            LOG_FILE_SUFFIX => logs.push(base),
+            INDEX_FILE_SUFFIX | TIME_INDEX_FILE_SUFFIX => indexes.push((base, entry.path())),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in indexes {
+        if logs.binary_search(&base).is_err() {
+            tracing::warn!(path = %path.display(), "removing index file without a log segment");
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(logs)
+}
+
+impl PartitionLog {
+    /// Opens the partition directory (creating it), recovering as needed (see the module docs of
+    /// `LogManager`): unclean start -> scan from the segment holding the recovery point, truncate at the
+    /// first torn/corrupt batch, drop later segments, rebuild indexes; clean start -> check indexes and only
+    /// the active segment's tail.
+    pub(crate) fn load(p: LoadParams) -> Result<Arc<PartitionLog>, LogError> {
+        let LoadParams {
+            dir,
+            tp,
+            config,
+            had_clean_shutdown,
+            recovery_point,
+            log_start_offset,
+            flusher,
+        } = p;
+        fs::create_dir_all(&dir)?;
+        let max_idx = config.max_index_bytes;
+        let interval = config.index_interval_bytes;
+        let bases = list_segment_bases(&dir)?;
+        let mut scanned = 0u64;
+        let mut dir_dirty = false;
+        let mut segments: Vec<Arc<LogSegment>> = Vec::with_capacity(bases.len().max(1));
+        let leo;
+        if bases.is_empty() {
+            let base = log_start_offset.unwrap_or(0).max(0);
+            segments.push(Arc::new(LogSegment::create(&dir, base, max_idx)?));
+            leo = base;
+            dir_dirty = true;
+        } else {
+            let needs_recovery = !had_clean_shutdown || recovery_point.is_none();
+            let scan_from = if needs_recovery {
+                let rp = recovery_point.unwrap_or(0);
+                bases.iter().rposition(|b| *b <= rp).unwrap_or(0)
+            } else {
+                bases.len()
+            };
+            let mut next_offset = bases[0];
+            let mut needs_fsync: Vec<usize> = Vec::new();
+            let mut keep = bases.len();
+            for (i, base) in bases.iter().copied().enumerate() {
+                let is_last = i + 1 == bases.len();
+                let next_base = bases.get(i + 1).copied();
+                let seg = LogSegment::open(&dir, base, None)?;
+                let min_offset = next_offset.max(base);
+                let full_scan = if i >= scan_from {
+                    true
+                } else if let Err(why) = seg.sanity_check_indexes(next_base) {
+                    tracing::warn!(partition = %tp, segment = base, reason = %why, "rebuilding index");
+                    true
+                } else {
+                    false
+                };
+                let outcome = if full_scan {
+                    seg.reset_indexes();
+                    seg.make_active(max_idx)?;
+                    needs_fsync.push(i);
+                    Some(seg.recover(0, min_offset, true, interval)?)
+                } else if is_last {
+                    // Clean shutdown: only the tail past the last index entry is unchecked.
+                    seg.make_active(max_idx)?;
+                    let start = seg.last_indexed_position();
+                    let tail = seg.recover(start, base, false, interval)?;
+                    if tail.truncated_bytes > 0 || (tail.next_offset.is_none() && start > 0) {
+                        // Junk after a clean shutdown: entries may point into it, so rebuild everything.
+                        seg.reset_indexes();
+                        let mut full = seg.recover(0, min_offset, true, interval)?;
+                        full.truncated_bytes += tail.truncated_bytes;
+                        full.truncation_reason = full.truncation_reason.or(tail.truncation_reason);
+                        Some(full)
+                    } else {
+                        Some(tail)
+                    }
+                } else {
+                    None
+                };
+                let truncated = match outcome {
+                    Some(o) => {
+                        scanned += o.batches_scanned;
+                        next_offset = o.next_offset.unwrap_or(base);
+                        if o.truncated_bytes > 0 {
+                            tracing::warn!(
+                                partition = %tp,
+                                segment = base,
+                                bytes_dropped = o.truncated_bytes,
+                                offset = next_offset,
+                                reason = o.truncation_reason.as_deref().unwrap_or(""),
+                                "truncated log at a torn or corrupt batch"
+                            );
+                            needs_fsync.push(i);
+                        }
+                        o.truncated_bytes > 0
+                    }
+                    None => {
+                        next_offset =
+                            next_base.expect("invariant: only non-last segments skip the scan");
+                        false
+                    }
+                };
+                if !is_last && full_scan && !truncated {
+                    seg.on_become_inactive()?;
+                }
+                segments.push(Arc::new(seg));
+                if truncated && !is_last {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            if keep < bases.len() {
+                let dropped = &bases[keep..];
+                tracing::warn!(partition = %tp, segments = dropped.len(), first = dropped[0],
+                    "deleting segments after the truncation point");
+                for base in dropped {
+                    delete_segment_files(&dir, *base)?;
+                }
+                dir_dirty = true;
+            }
+            let last = segments
+                .last()
+                .expect("invariant: at least one segment was loaded");
+            last.make_active(max_idx)?;
+            last.init_rolling_base(now_ms())?;
+            needs_fsync.sort_unstable();
+            needs_fsync.dedup();
+            for i in needs_fsync {
+                if let Some(seg) = segments.get(i) {
+                    seg.flush_log()?;
+                    seg.flush_indexes()?;
+                }
+            }
+            leo = next_offset;
+        }
+        if dir_dirty {
+            sync_dir(&dir)?;
+        }
+
+        let leader_epochs = load_leader_epochs(&dir, &tp, leo)?;
+        let first_base = segments[0].base_offset();
+        let log_start = log_start_offset
+            .unwrap_or(first_base)
+            .clamp(first_base, leo.max(first_base));
+        let (hw_tx, _) = watch::channel(leo);
+        let log = Arc::new_cyclic(|me| PartitionLog {
+            tp,
+            dir,
+            config,
+            segments: RwLock::new(Arc::new(segments)),
+            append_lock: Mutex::new(AppendState { leader_epochs }),
+            log_start_offset: AtomicI64::new(log_start),
+            log_end_offset: AtomicI64::new(leo),
+            high_watermark: AtomicI64::new(leo),
+            recovery_point: AtomicI64::new(leo),
+            hw_tx,
+            flush_lock: Mutex::new(Instant::now()),
+            flusher,
+            flush_requested: AtomicBool::new(false),
+            dir_dirty: AtomicBool::new(false),
+            epochs_dirty: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            recovery_batches_scanned: AtomicU64::new(scanned),
+            self_ref: me.clone(),
+        });
+        Ok(log)
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+    /// Offset below which everything is fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments_snapshot().len()
+    }
+    /// Batches checked while loading this log: shows whether a restart had to scan (diagnostics, tests).
+    pub fn recovery_batches_scanned(&self) -> u64 {
+        self.recovery_batches_scanned.load(Ordering::Relaxed)
+    }
+    /// The leader epoch cache: (epoch, first offset of that epoch).
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        lock(&self.append_lock).leader_epochs.clone()
+    }
+
+    /// Receiver that changes whenever the high watermark advances (long-poll fetches park on it).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    fn segments_snapshot(&self) -> Arc<Vec<Arc<LogSegment>>> {
+        rlock(&self.segments).clone()
+    }
+
+    fn advance_high_watermark(&self, to: i64) {
+        let prev = self.high_watermark.fetch_max(to, Ordering::AcqRel);
+        if to > prev {
+            self.hw_tx.send_if_modified(|v| {
+                let moved = *v < to;
+                if moved {
+                    *v = to;
+                }
+                moved
+            });
+        }
+    }
+
+    /// Validates every batch, then (under the append lock) assigns offsets and the leader epoch in place,
+    /// rolls if needed, appends, indexes, advances the log end offset (and the high watermark unless the log
+    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid.
+    pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
+        let summary = validate_batches(&records, self.config.max_message_bytes)?;
+        let record_count = u32::try_from(summary.record_count)
+            .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
+        let mut st = lock(&self.append_lock);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(offline(&self.tp, "log is closed"));
+        }
+        let base_offset = self.log_end_offset();
+        let mut next = base_offset;
+        let mut pos = 0usize;
+        while pos < records.len() {
+            let (count, size) = {
+                let h = RecordBatchHeader::parse(&records[pos..])
+                    .expect("invariant: validated batches");
+                (
+                    h.record_count(),
+                    h.total_size().expect("invariant: validated batches"),
+                )
+            };
+            set_base_offset(&mut records[pos..], next);
+            set_partition_leader_epoch(&mut records[pos..], leader_epoch);
+            next = next
+                .checked_add(i64::from(count))
+                .ok_or_else(|| LogError::CorruptMessage("offset overflow".into()))?;
+            pos += size;
+        }
+        let last_offset = next - 1;
+        let now = now_ms();
+
+        if leader_epoch >= 0
+            && st
+                .leader_epochs
+                .last()
+                .is_none_or(|(e, _)| leader_epoch > *e)
+        {
+            let mut epochs = st.leader_epochs.clone();
+            epochs.push((leader_epoch, base_offset));
+            write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, false)?;
+            st.leader_epochs = epochs;
+            self.epochs_dirty.store(true, Ordering::Release);
+        }
+
+        let segments = self.segments_snapshot();
+        let mut active = segments
+            .last()
+            .expect("invariant: a loaded log has a segment")
+            .clone();
+        let mut rolled = false;
+        if self.should_roll(&active, records.len(), last_offset, now) {
+            active = self.roll(&segments, base_offset)?;
+            rolled = true;
+        }
+        active.append(&records, now, self.config.index_interval_bytes)?;
+        self.log_end_offset.store(next, Ordering::Release);
+        if !self.config.is_durable() {
+            self.advance_high_watermark(next);
+        }
+        let unflushed = u64::try_from(next - self.recovery_point()).unwrap_or(0);
+        let flush_due = unflushed >= self.config.flush_interval_messages;
+        drop(st);
+
+        if flush_due {
+            // Blocks when the flusher's queue is full: only on the flush-per-N-messages (durable) path.
+            self.request_flush(true);
+        } else if rolled {
+            // Like Kafka, flush a segment once it stops being active; skipped if the queue is full (a later
+            // flush covers it, as flushes start from the recovery point).
+            self.request_flush(false);
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            record_count,
+            max_timestamp: summary.max_timestamp,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    fn should_roll(
+        &self,
+        active: &LogSegment,
+        append_bytes: usize,
+        last_offset: i64,
+        now: i64,
+    ) -> bool {
+        let size = active.size();
+        if size == 0 {
+            return false; // an empty segment takes any append; rolling it would reuse its name
+        }
+        let max = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let too_big = size.saturating_add(append_bytes as u64) > max;
+        let too_old = active.rolling_base_ms().is_some_and(|t| {
+            now.saturating_sub(t) >= i64::try_from(self.config.segment_ms).unwrap_or(i64::MAX)
+        });
+        let offsets_overflow = last_offset - active.base_offset() > i64::from(u32::MAX);
+        too_big || too_old || offsets_overflow || active.indexes_full()
+    }
+
+    /// Closes the active segment to appends and starts a new one at `base_offset`. Under the append lock.
+    fn roll(
+        &self,
+        segments: &Arc<Vec<Arc<LogSegment>>>,
+        base_offset: i64,
+    ) -> Result<Arc<LogSegment>, LogError> {
+        let old = segments
+            .last()
+            .expect("invariant: a loaded log has a segment");
+        old.on_become_inactive()?;
+        let new = Arc::new(LogSegment::create(
+            &self.dir,
+            base_offset,
+            self.config.max_index_bytes,
+        )?);
+        let mut list = Vec::with_capacity(segments.len() + 1);
+        list.extend(segments.iter().cloned());
+        list.push(new.clone());
+        *wlock(&self.segments) = Arc::new(list);
+        self.dir_dirty.store(true, Ordering::Release);
+        tracing::debug!(partition = %self.tp, segment = base_offset, "rolled segment");
+        Ok(new)
+    }
+
+    /// Queues one flush of this partition with the flusher; a request already queued covers this one.
+    fn request_flush(&self, blocking: bool) {
+        let Some(tx) = &self.flusher else { return };
+        if self.flush_requested.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let msg = FlusherMsg::Flush(self.self_ref.clone());
+        let sent = if blocking {
+            tx.send(msg).is_ok()
+        } else {
+            tx.try_send(msg).is_ok()
+        };
+        if !sent {
+            self.flush_requested.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Called by the flusher just before it flushes: appends from now on must queue a new request.
+    pub(crate) fn take_flush_request(&self) {
+        self.flush_requested.store(false, Ordering::SeqCst);
+    }
+
+    /// Flushes if `flush.ms` has passed since the last flush and there is unflushed data.
+    pub(crate) fn flush_if_due(&self, now: Instant) -> Result<(), LogError> {
+        let Some(ms) = self.config.flush_interval_ms else {
+            return Ok(());
+        };
+        if self.log_end_offset() <= self.recovery_point() {
+            return Ok(());
+        }
+        let last = *lock(&self.flush_lock);
+        if now.saturating_duration_since(last).as_millis() >= u128::from(ms) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Whole batches starting at the batch containing `offset`, up to `max_bytes`, never a batch whose last
+    /// offset is >= the high watermark; at least one whole batch when `min_one` (KIP-74). Returns data from
+    /// one segment. `offset == log end offset` gives no records; outside `[log_start, log_end]` is
+    /// OffsetOutOfRange.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<FetchData, LogError> {
+        let hw = self.high_watermark();
+        let leo = self.log_end_offset();
+        let log_start = self.log_start_offset();
+        let out_of_range = LogError::OffsetOutOfRange {
+            offset,
+            log_start,
+            log_end: leo,
+        };
+        if offset < log_start || offset > leo {
+            return Err(out_of_range);
+        }
+        let mut records = Bytes::new();
+        if offset < hw {
+            let segments = self.segments_snapshot();
+            let idx = segments.partition_point(|s| s.base_offset() <= offset);
+            if idx == 0 {
+                return Err(out_of_range);
+            }
+            for seg in &segments[idx - 1..] {
+                if let Some(first) = seg.find_batch(offset)? {
+                    if first.last_offset < hw {
+                        records =
+                            read_batches(seg, first.position, first.size, hw, max_bytes, min_one)?;
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(FetchData {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+            log_end_offset: leo,
+        })
+    }
+
+    /// First offset whose batch maxTimestamp >= `ts`, with that maxTimestamp, among batches below the high
+    /// watermark (the batch's base offset: records are not decoded). None when no batch reaches `ts`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let log_start = self.log_start_offset();
+        for seg in self.segments_snapshot().iter() {
+            if seg.max_timestamp() >= ts
+                && let Some((offset, found_ts)) = seg.find_offset_for_timestamp(ts, hw)?
+            {
+                return Ok(Some((offset.max(log_start), found_ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// fsyncs everything appended so far, advances the recovery point (and the high watermark of a durable
+    /// log). Segments wholly below the recovery point are skipped; an inactive segment's indexes are
+    /// fsynced once. An fsync failure takes the partition offline: the kernel may have dropped the data.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let mut last_flush = lock(&self.flush_lock);
+        let target = self.log_end_offset();
+        let result = self.flush_to(target);
+        *last_flush = Instant::now();
+        if let Err(e) = result {
+            self.closed.store(true, Ordering::Release);
+            tracing::error!(partition = %self.tp, error = %e, "flush failed; partition taken offline");
+            return Err(e);
+        }
+        self.recovery_point.fetch_max(target, Ordering::AcqRel);
+        if self.config.is_durable() {
+            self.advance_high_watermark(target);
+        }
+        Ok(())
+    }
+
+    fn flush_to(&self, target: i64) -> Result<(), LogError> {
+        let segments = self.segments_snapshot();
+        let rp = self.recovery_point();
+        if target <= rp
+            && !self.dir_dirty.load(Ordering::Acquire)
+            && !self.epochs_dirty.load(Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        for (i, seg) in segments.iter().enumerate() {
+            match segments.get(i + 1).map(|s| s.base_offset()) {
+                // Inactive: its log needs an fsync unless wholly below the recovery point; its (trimmed)
+                // indexes need one once.
+                Some(next_base) => {
+                    if next_base > rp {
+                        seg.flush_log()?;
+                    }
+                    seg.flush_indexes_once()?;
+                }
+                None => seg.flush_log()?,
+            }
+        }
+        if self.epochs_dirty.swap(false, Ordering::AcqRel) {
+            fs::File::open(self.dir.join(LEADER_EPOCH_CHECKPOINT))?.sync_all()?;
+            self.dir_dirty.store(true, Ordering::Release);
+        }
+        if self.dir_dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = sync_dir(&self.dir)
+        {
+            self.dir_dirty.store(true, Ordering::Release);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Clean close: no more appends, flush, record the final max timestamp, trim and fsync the active
+    /// segment's indexes. Idempotent.
+    pub fn close(&self) -> Result<(), LogError> {
+        let _st = lock(&self.append_lock);
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.flush()?;
+        let segments = self.segments_snapshot();
+        let active = segments
+            .last()
+            .expect("invariant: a loaded log has a segment");
+        active.on_become_inactive()?;
+        active.flush_indexes()?;
+        Ok(())
+    }
+
+    /// Stops appends without touching the files (deletion, crash simulation).
+    pub(crate) fn mark_closed(&self) {
+        let _st = lock(&self.append_lock);
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Reads whole batches from `seg` starting at `start` (a batch of `first_size` bytes), stopping before
+/// `max_bytes` would be exceeded or a batch reaches `hw`. The first batch is returned even when larger than
+/// `max_bytes` if `min_one`.
+fn read_batches(
+    seg: &LogSegment,
+    start: u64,
+    first_size: usize,
+    hw: i64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Result<Bytes, LogError> {
+    let available = usize::try_from(seg.size().saturating_sub(start)).unwrap_or(usize::MAX);
+    let mut want = max_bytes.min(MAX_READ_BYTES).min(available);
+    if min_one && first_size > want {
+        want = first_size.min(available);
+    }
+    if want == 0 {
+        return Ok(Bytes::new());
+    }
+    let mut buf = seg.read(start, want)?;
+    let mut end = 0usize;
+    while let Ok(h) = RecordBatchHeader::parse(&buf[end..]) {
+        let size = check_header(&h).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", seg.log_path().display()),
+            )
+        })?;
+        if end + size > buf.len() || h.last_offset() >= hw {
+            break;
+        }
+        end += size;
+    }
+    buf.truncate(end);
+    Ok(buf.freeze())
+}
+
+/// Reads the leader epoch cache, keeping only entries below the log end offset that keep epochs and offsets
+/// increasing; rewrites the file when that dropped anything. A damaged file is logged and replaced.
+fn load_leader_epochs(
+    dir: &Path,
+    tp: &TopicPartition,
+    leo: i64,
+) -> Result<Vec<(i32, i64)>, LogError> {
+    let path = dir.join(LEADER_EPOCH_CHECKPOINT);
+    let (entries, damaged) = match read_leader_epoch_checkpoint(&path) {
+        Ok(Some(v)) => (v, false),
+        Ok(None) => (Vec::new(), false),
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "ignoring unreadable leader epoch checkpoint");
+            (Vec::new(), true)
+        }
+    };
+    let mut kept: Vec<(i32, i64)> = Vec::new();
+    for (epoch, start) in entries.iter().copied().take(MAX_LEADER_EPOCH_ENTRIES) {
+        let increasing = kept.last().is_none_or(|&(e, o)| epoch > e && start >= o);
+        if start < leo && increasing {
+            kept.push((epoch, start));
+        }
+    }
+    if damaged || kept.len() != entries.len() {
+        write_leader_epoch_checkpoint(&path, &kept, true)?;
+    }
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogManager;
+    use crate::log::record_batch::test_support::{batch, batch_with_timestamps};
+    use crate::log::segment::segment_file_name;
+    use std::time::Duration;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    fn small_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024,
+            index_interval_bytes: 128,
+            ..LogConfig::default()
+        }
+    }
+
+    fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<PartitionLog>) {
+        let mgr = LogManager::open(dir, config.clone()).unwrap();
+        let log = mgr.get_or_create(&tp(), config).unwrap();
+        (mgr, log)
+    }
+
+    fn append(log: &PartitionLog, records: usize, value_len: usize, ts: i64) -> AppendInfo {
+        log.append(BytesMut::from(&batch(records, value_len, ts)[..]), 0)
+            .unwrap()
+    }
+
+    /// (base offset, last offset) of each batch in `records`, checking every batch is whole and valid.
+    fn batches(records: &[u8]) -> Vec<(i64, i64)> {
+        if records.is_empty() {
+            return Vec::new();
+        }
+        validate_batches(records, u32::MAX).expect("fetched data must be whole valid batches");
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < records.len() {
+            let h = RecordBatchHeader::parse(&records[pos..]).unwrap();
+            out.push((h.base_offset(), h.last_offset()));
+            pos += h.total_size().unwrap();
+        }
+        out
+    }
+
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn log_file(log: &PartitionLog, base: i64) -> PathBuf {
+        log.dir().join(segment_file_name(base, LOG_FILE_SUFFIX))
+    }
+
+    #[test]
+    fn append_read_round_trip_across_segment_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        let mut expected = Vec::new();
+        for i in 0..40 {
+            let info = append(&log, 1 + i % 3, 60, 1_000 + i as i64);
+            assert_eq!(
+                info.base_offset,
+                expected.last().map_or(0, |&(_, l): &(i64, i64)| l + 1)
+            );
+            assert_eq!(info.last_offset - info.base_offset + 1, (1 + i % 3) as i64);
+            expected.push((info.base_offset, info.last_offset));
+        }
+        let leo = expected.last().unwrap().1 + 1;
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(log.high_watermark(), leo);
+        assert!(
+            log.segment_count() > 5,
+            "1 KiB segments must roll: {}",
+            log.segment_count()
+        );
+        // Consume everything the way a consumer does, following the next offset.
+        let mut got = Vec::new();
+        let mut offset = 0;
+        while offset < leo {
+            let data = log.read(offset, 300, true).unwrap();
+            let bs = batches(&data.records);
+            assert!(!bs.is_empty(), "no data at {offset}");
+            offset = bs.last().unwrap().1 + 1;
+            got.extend(bs);
+        }
+        assert_eq!(got, expected);
+        assert!(
+            log.read(leo, 1000, true).unwrap().records.is_empty(),
+            "reading at the log end is empty"
+        );
+        assert!(matches!(
+            log.read(leo + 1, 1000, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            log.read(-1, 1000, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        // Segment files are named by their base offsets.
+        assert!(log_file(&log, 0).exists());
+    }
+
+    #[test]
+    fn read_from_middle_of_batch_returns_containing_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(
+            dir.path(),
+            LogConfig {
+                index_interval_bytes: 1,
+                ..small_config()
+            },
+        );
+        for _ in 0..10 {
+            append(&log, 5, 10, 0);
+        }
+        for offset in [0, 2, 4, 7, 23, 49] {
+            let bs = batches(&log.read(offset, 1, true).unwrap().records);
+            assert_eq!(bs.len(), 1);
+            assert!(
+                bs[0].0 <= offset && offset <= bs[0].1,
+                "offset {offset} not in {:?}",
+                bs[0]
+            );
+        }
+    }
+
+    #[test]
+    fn min_one_returns_a_batch_larger_than_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), LogConfig::default());
+        append(&log, 1, 2000, 0);
+        append(&log, 1, 10, 0);
+        append(&log, 1, 10, 0);
+        assert!(
+            log.read(0, 100, false).unwrap().records.is_empty(),
+            "without min_one nothing fits"
+        );
+        let one = log.read(0, 100, true).unwrap();
+        assert_eq!(
+            batches(&one.records),
+            vec![(0, 0)],
+            "KIP-74: exactly the first whole batch"
+        );
+        let all = log.read(0, 1 << 20, false).unwrap();
+        assert_eq!(batches(&all.records), vec![(0, 0), (1, 1), (2, 2)]);
+        let two = log.read(1, 2 * 80, false).unwrap();
+        assert_eq!(
+            batches(&two.records).len(),
+            2,
+            "max_bytes bounds whole batches"
+        );
+        assert_eq!(batches(&log.read(1, 100, false).unwrap().records).len(), 1);
+    }
+
+    #[test]
+    fn durable_log_gates_reads_on_the_flushed_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        // Without a flusher nothing is fsynced until an explicit flush: the gating is deterministic.
+        let log = PartitionLog::load(LoadParams {
+            dir: dir.path().join("t-0"),
+            tp: tp(),
+            config: config.clone(),
+            had_clean_shutdown: false,
+            recovery_point: None,
+            log_start_offset: None,
+            flusher: None,
+        })
+        .unwrap();
+        let mut hw_rx = log.subscribe_high_watermark();
+        append(&log, 3, 10, 0);
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.high_watermark(), 0, "not fsynced yet");
+        let data = log.read(0, 1 << 20, true).unwrap();
+        assert!(data.records.is_empty(), "reads stop at the high watermark");
+        assert_eq!((data.high_watermark, data.log_end_offset), (0, 3));
+        assert!(!hw_rx.has_changed().unwrap());
+        log.flush().unwrap();
+        assert!(hw_rx.has_changed().unwrap());
+        assert_eq!(*hw_rx.borrow_and_update(), 3);
+        assert_eq!(log.recovery_point(), 3);
+        assert_eq!(
+            batches(&log.read(0, 1 << 20, true).unwrap().records),
+            vec![(0, 2)]
+        );
+
+        // Through the manager the flusher advances it on its own.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir2.path(), config);
+        for _ in 0..20 {
+            append(&log, 2, 10, 0);
+        }
+        wait_until("the flusher to advance the high watermark", || {
+            log.high_watermark() == 40
+        });
+        assert_eq!(log.recovery_point(), 40);
+    }
+
+    #[test]
+    fn durable_group_commit_across_many_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let mgr = LogManager::open(dir.path(), config.clone()).unwrap();
+        let logs: Vec<_> = (0..16)
+            .map(|p| {
+                mgr.get_or_create(&TopicPartition::new("g", p), config.clone())
+                    .unwrap()
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for log in &logs {
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        append(log, 1, 100, 0);
+                    }
+                });
+            }
+        });
+        for log in &logs {
+            wait_until("every partition's high watermark", || {
+                log.high_watermark() == 25
+            });
+        }
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn recovery_truncates_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..30 {
+            append(&log, 2, 40, i);
+        }
+        let leo = log.log_end_offset();
+        let last_base = rlock(&log.segments).last().unwrap().base_offset();
+        let path = log_file(&log, last_base);
+        let expected = batches(&log.read(0, 1 << 20, true).unwrap().records);
+        mgr.abandon();
+        drop((log, mgr));
+        // A torn write: half a batch, then garbage.
+        let half = batch(3, 40, 0);
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        io::Write::write_all(&mut f, &half[..half.len() / 2]).unwrap();
+        io::Write::write_all(&mut f, &[0xAB; 100]).unwrap();
+        drop(f);
+
+        let (mgr, log) = open(dir.path(), config);
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(log.high_watermark(), leo);
+        assert_eq!(
+            batches(&log.read(0, 1 << 20, true).unwrap().records),
+            expected
+        );
+        let info = append(&log, 1, 10, 0);
+        assert_eq!(info.base_offset, leo);
+        let tail = batches(&log.read(leo, 1 << 20, true).unwrap().records);
+        assert_eq!(tail, vec![(leo, leo)]);
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn corrupt_crc_in_the_middle_truncates_there_and_drops_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..40 {
+            append(&log, 1, 60, i);
+        }
+        let segs: Vec<i64> = rlock(&log.segments)
+            .iter()
+            .map(|s| s.base_offset())
+            .collect();
+        assert!(segs.len() >= 4);
+        let victim = segs[1];
+        // Flip a payload byte of the third batch of the second segment.
+        let data = log.read(victim, 1 << 20, true).unwrap();
+        let bs = batches(&data.records);
+        let third_pos: usize = (0..2).map(|_| data.records.len() / bs.len()).sum();
+        let corrupt_at = bs[2].0;
+        mgr.abandon();
+        drop((log, mgr));
+        let path = dir
+            .path()
+            .join("t-0")
+            .join(segment_file_name(victim, LOG_FILE_SUFFIX));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[third_pos + 70] ^= 0xFF;
+        fs::write(&path, &bytes).unwrap();
+
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(
+            log.log_end_offset(),
+            corrupt_at,
+            "truncated at the corrupt batch"
+        );
+        assert_eq!(log.segment_count(), 2, "later segments deleted");
+        assert!(
+            !dir.path()
+                .join("t-0")
+                .join(segment_file_name(segs[2], LOG_FILE_SUFFIX))
+                .exists()
+        );
+        let all: Vec<_> = {
+            let mut v = batches(&log.read(0, 1 << 20, true).unwrap().records);
+            v.extend(batches(&log.read(victim, 1 << 20, true).unwrap().records));
+            v
+        };
+        assert_eq!(all.last().unwrap().1, corrupt_at - 1);
+        assert_eq!(append(&log, 1, 10, 0).base_offset, corrupt_at);
+    }
+
+    #[test]
+    fn missing_or_corrupt_index_is_rebuilt_after_a_clean_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 1,
+            ..small_config()
+        };
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..40 {
+            append(&log, 1, 60, i);
+        }
+        let segs: Vec<i64> = rlock(&log.segments)
+            .iter()
+            .map(|s| s.base_offset())
+            .collect();
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let part = dir.path().join("t-0");
+        fs::remove_file(part.join(segment_file_name(segs[0], INDEX_FILE_SUFFIX))).unwrap();
+        // Entries out of order in the second segment's index.
+        let idx = part.join(segment_file_name(segs[1], INDEX_FILE_SUFFIX));
+        let mut b = fs::read(&idx).unwrap();
+        assert!(b.len() >= 16);
+        b.swap(3, 11);
+        fs::write(&idx, &b).unwrap();
+        // Not a whole number of entries in the third segment's time index.
+        let tidx = part.join(segment_file_name(segs[2], TIME_INDEX_FILE_SUFFIX));
+        let mut t = fs::read(&tidx).unwrap();
+        t.push(0);
+        fs::write(&tidx, &t).unwrap();
+
+        let (_mgr, log) = open(dir.path(), config);
+        assert!(
+            log.recovery_batches_scanned() >= 3 * 3,
+            "three segments rescanned"
+        );
+        for (i, seg) in rlock(&log.segments).iter().enumerate() {
+            let next = segs.get(i + 1).copied().or(Some(log.log_end_offset()));
+            seg.sanity_check_indexes(next).unwrap();
+        }
+        assert!(
+            part.join(segment_file_name(segs[0], INDEX_FILE_SUFFIX))
+                .exists()
+        );
+        for offset in 0..40 {
+            assert_eq!(
+                batches(&log.read(offset, 1, true).unwrap().records),
+                vec![(offset, offset)]
+            );
+        }
+    }
+
+    #[test]
+    fn clean_restart_does_not_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..100 {
+            append(&log, 1, 20, i);
+        }
+        mgr.shutdown().unwrap();
+        mgr.shutdown().unwrap(); // idempotent
+        drop((log, mgr));
+        assert!(dir.path().join(CLEAN_SHUTDOWN_MARKER).exists());
+
+        let (mgr, log) = open(dir.path(), config.clone());
+        assert!(mgr.had_clean_shutdown());
+        assert!(
+            !dir.path().join(CLEAN_SHUTDOWN_MARKER).exists(),
+            "marker removed at start"
+        );
+        assert_eq!(log.log_end_offset(), 100);
+        let clean_scan = log.recovery_batches_scanned();
+        assert!(
+            clean_scan <= 4,
+            "only the active segment's tail is checked, scanned {clean_scan}"
+        );
+        mgr.abandon();
+        drop((log, mgr));
+
+        // No marker now, and the checkpoint's recovery point is the end: the unclean start scans only the
+        // segment that holds it.
+        let (mgr, log) = open(dir.path(), config.clone());
+        assert!(!mgr.had_clean_shutdown());
+        let last_segment_batches = log.recovery_batches_scanned();
+        assert!(last_segment_batches < 100 && last_segment_batches > 0);
+        mgr.abandon();
+        drop((log, mgr));
+
+        // Without checkpoints everything is scanned.
+        fs::remove_file(
+            dir.path()
+                .join(crate::log::checkpoint::RECOVERY_POINT_CHECKPOINT),
+        )
+        .unwrap();
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.recovery_batches_scanned(), 100);
+        assert_eq!(log.log_end_offset(), 100);
+    }
+
+    #[test]
+    fn clean_restart_still_truncates_junk_after_the_active_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 1,
+            ..small_config()
+        };
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..30 {
+            append(&log, 1, 20, i);
+        }
+        let active = rlock(&log.segments).last().unwrap().base_offset();
+        let path = log_file(&log, active);
+        let good_len = fs::metadata(&path).unwrap().len();
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        io::Write::write_all(&mut f, &batch(1, 20, 0)[..50]).unwrap();
+        drop(f);
+
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.log_end_offset(), 30);
+        assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
+        assert_eq!(append(&log, 1, 20, 0).base_offset, 30);
+        assert_eq!(
+            batches(&log.read(29, 1 << 20, true).unwrap().records)[0],
+            (29, 29)
+        );
+        assert_eq!(
+            batches(&log.read(30, 1 << 20, true).unwrap().records),
+            vec![(30, 30)]
+        );
+    }
+
+    const CLEAN_SHUTDOWN_MARKER: &str = crate::log::manager::CLEAN_SHUTDOWN_FILE;
+
+    #[test]
+    fn offset_for_timestamp_finds_first_batch_reaching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(
+            dir.path(),
+            LogConfig {
+                index_interval_bytes: 1,
+                ..small_config()
+            },
+        );
+        // Timestamps 1000, 1010, ... with one batch out of order.
+        for i in 0..50i64 {
+            let ts = if i == 20 { 5 } else { 1000 + 10 * i };
+            log.append(
+                BytesMut::from(&batch_with_timestamps(&[(ts, b"a"), (ts, b"b")])[..]),
+                0,
+            )
+            .unwrap();
+        }
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
+        assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
+        assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((2, 1010)));
+        assert_eq!(log.offset_for_timestamp(1205).unwrap(), Some((42, 1210)));
+        assert_eq!(log.offset_for_timestamp(1490).unwrap(), Some((98, 1490)));
+        assert_eq!(log.offset_for_timestamp(1491).unwrap(), None);
+        // Same answers after a clean restart, from the persisted time indexes.
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.offset_for_timestamp(1205).unwrap(), Some((42, 1210)));
+        assert_eq!(log.offset_for_timestamp(1491).unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_reader_sees_only_whole_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 16 * 1024,
+                ..small_config()
+            },
+        );
+        let total = 2000i64;
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut offset = 0;
+                let mut reads = 0u64;
+                while offset < total {
+                    let data = log.read(offset, 700, true).unwrap();
+                    assert!(data.high_watermark <= data.log_end_offset);
+                    for (base, last) in batches(&data.records) {
+                        assert_eq!(base, offset, "dense offsets");
+                        assert!(last < data.high_watermark);
+                        offset = last + 1;
+                    }
+                    reads += 1;
+                }
+                reads
+            });
+            for i in 0..total / 2 {
+                append(&log, 2, (i % 50) as usize, i);
+            }
+            assert!(reader.join().unwrap() > 0);
+        });
+    }
+
+    #[test]
+    fn invalid_append_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(
+            dir.path(),
+            LogConfig {
+                max_message_bytes: 500,
+                ..small_config()
+            },
+        );
+        append(&log, 1, 10, 0);
+        let mut buf = batch(1, 10, 0);
+        let mut bad = batch(1, 10, 0);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        buf.extend(bad);
+        assert!(matches!(
+            log.append(BytesMut::from(&buf[..]), 0),
+            Err(LogError::CorruptMessage(_))
+        ));
+        let big = batch(1, 1000, 0);
+        assert!(matches!(
+            log.append(BytesMut::from(&big[..]), 0),
+            Err(LogError::MessageTooLarge { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(
+            fs::metadata(log_file(&log, 0)).unwrap().len(),
+            batch(1, 10, 0).len() as u64
+        );
+    }
+
+    #[test]
+    fn leader_epoch_checkpoint_records_each_new_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(dir.path(), small_config());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        log.append(BytesMut::from(&batch(1, 5, 0)[..]), 3).unwrap();
+        let stored = log.read(4, 100, true).unwrap();
+        assert_eq!(
+            RecordBatchHeader::parse(&stored.records)
+                .unwrap()
+                .partition_leader_epoch(),
+            3
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (3, 4)]);
+        let text = fs::read_to_string(log.dir().join(LEADER_EPOCH_CHECKPOINT)).unwrap();
+        assert_eq!(text, "0\n2\n0 0\n3 4\n");
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (3, 4)]);
+    }
+
+    #[test]
+    fn time_based_roll_and_timed_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 0,
+            flush_interval_ms: Some(5),
+            ..LogConfig::default()
+        };
+        let (_mgr, log) = open(dir.path(), config);
+        append(&log, 1, 10, 0);
+        append(&log, 1, 10, 0);
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "segment.ms = 0 rolls on every append into a non-empty segment"
+        );
+        wait_until("flush.ms to flush", || log.recovery_point() == 2);
+    }
+}

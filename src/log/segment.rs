@@ -1,0 +1,631 @@
+//! LogSegment: one `.log` file of concatenated batches with its OffsetIndex and TimeIndex.
+//!
+//! Appends happen under the owning partition's append lock; reads do not take it. A reader trusts only the
+//! first `size` bytes (the committed size, published after the write and before the indexes and the high
+//! watermark move), so it never sees a half-written batch.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use bytes::BytesMut;
+
+use crate::log::index::{NO_TIMESTAMP, OffsetIndex, TimeIndex};
+use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
+use crate::log::{lock, rlock, wlock};
+
+pub const LOG_FILE_SUFFIX: &str = ".log";
+pub const INDEX_FILE_SUFFIX: &str = ".index";
+pub const TIME_INDEX_FILE_SUFFIX: &str = ".timeindex";
+
+/// Read buffer of recovery scans: large enough for sequential throughput, small enough to hold per thread.
+const SCAN_BUFFER_BYTES: usize = 256 * 1024;
+
+/// `<20-digit zero-padded base offset><suffix>`, Kafka's segment file name.
+pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// Header fields of a stored batch that the read paths need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub position: u64,
+    pub size: usize,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+impl BatchInfo {
+    fn from_header(position: u64, size: usize, h: &RecordBatchHeader<'_>) -> Self {
+        BatchInfo {
+            position,
+            size,
+            base_offset: h.base_offset(),
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp(),
+        }
+    }
+}
+
+/// What a recovery scan found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryOutcome {
+    pub batches_scanned: u64,
+    /// One past the last valid batch, or None when the scanned range held no valid batch.
+    pub next_offset: Option<i64>,
+    /// Bytes cut off the end of the file, and why.
+    pub truncated_bytes: u64,
+    pub truncation_reason: Option<String>,
+}
+
+/// Writer-side bookkeeping, touched only by the appender (under the partition's append lock) and by loading.
+#[derive(Debug)]
+struct AppendState {
+    bytes_since_last_index_entry: u64,
+    max_timestamp_so_far: i64,
+    /// Last offset of the batch that set `max_timestamp_so_far`.
+    offset_of_max_timestamp: i64,
+    /// Wall-clock time of the first append (or the first batch's timestamp after a restart): drives
+    /// time-based rolling.
+    rolling_base_ms: Option<i64>,
+}
+
+/// One segment of a partition log.
+#[derive(Debug)]
+pub struct LogSegment {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: File,
+    /// Committed bytes: everything below is whole batches.
+    size: AtomicU64,
+    /// Largest batch maxTimestamp in the segment (NO_TIMESTAMP when none), for ListOffsets by time.
+    max_timestamp: AtomicI64,
+    offset_index: RwLock<OffsetIndex>,
+    time_index: RwLock<TimeIndex>,
+    state: Mutex<AppendState>,
+    /// Set once the indexes of this (inactive) segment have been fsynced, so flushes do it only once.
+    indexes_flushed: AtomicBool,
+    /// Whether both index files were present when the segment was opened (a missing one must be rebuilt).
+    indexes_existed: AtomicBool,
+}
+
+/// Reads fixed ranges of a file through one reusable buffer (sequential scans without per-batch syscalls).
+struct FileScanner<'a> {
+    file: &'a File,
+    end: u64,
+    buf: Vec<u8>,
+    buf_pos: u64,
+    buf_len: usize,
+}
+
+impl<'a> FileScanner<'a> {
+    fn new(file: &'a File, end: u64, capacity: usize) -> Self {
+        FileScanner {
+            file,
+            end,
+            buf: vec![0; capacity],
+            buf_pos: 0,
+            buf_len: 0,
+        }
+    }
+
+    /// `len` bytes at `pos`; `len` must fit the buffer and `pos + len` must be within `end`.
+    fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        debug_assert!(len <= self.buf.len() && pos + len as u64 <= self.end);
+        let in_buf = pos >= self.buf_pos && pos + len as u64 <= self.buf_pos + self.buf_len as u64;
+        if !in_buf {
+            let n = (self.end - pos).min(self.buf.len() as u64) as usize;
+            self.file.read_exact_at(&mut self.buf[..n], pos)?;
+            self.buf_pos = pos;
+            self.buf_len = n;
+        }
+        let at = (pos - self.buf_pos) as usize;
+        Ok(&self.buf[at..at + len])
+    }
+
+    /// CRC-32C of `len` bytes at `pos`, streamed through the buffer (no allocation sized by file content).
+    fn crc32c(&mut self, mut pos: u64, mut len: u64) -> io::Result<u32> {
+        let mut crc = 0u32;
+        while len > 0 {
+            let n = len.min(self.buf.len() as u64) as usize;
+            crc = crc32c::crc32c_append(crc, self.bytes(pos, n)?);
+            pos += n as u64;
+            len -= n as u64;
+        }
+        Ok(crc)
+    }
+}
+
+fn invalid_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+impl LogSegment {
+    /// Creates an empty segment (any stale files with the same name are emptied) with preallocated indexes.
+    pub fn create(dir: &Path, base_offset: i64, max_index_bytes: u32) -> io::Result<Self> {
+        let log_path = dir.join(segment_file_name(base_offset, LOG_FILE_SUFFIX));
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
+        for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            match std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let seg = Self::with_files(dir, base_offset, log_path, log, Some(max_index_bytes))?;
+        seg.indexes_existed.store(true, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Opens an existing segment as found on disk, without checking it; `max_index_bytes` Some preallocates
+    /// the indexes for appends. Call `sanity_check_indexes` / `recover` next.
+    pub fn open(dir: &Path, base_offset: i64, max_index_bytes: Option<u32>) -> io::Result<Self> {
+        let log_path = dir.join(segment_file_name(base_offset, LOG_FILE_SUFFIX));
+        let log = OpenOptions::new().read(true).write(true).open(&log_path)?;
+        let seg = Self::with_files(dir, base_offset, log_path, log, max_index_bytes)?;
+        // Indexes found on disk were fsynced by the run that wrote them, or are rebuilt (and fsynced) now.
+        seg.indexes_flushed.store(true, Ordering::Release);
+        seg.size.store(seg.log.metadata()?.len(), Ordering::Release);
+        let last = rlock(&seg.time_index).last_entry();
+        if let Some((ts, off)) = last {
+            let mut st = lock(&seg.state);
+            st.max_timestamp_so_far = ts;
+            st.offset_of_max_timestamp = off;
+            seg.max_timestamp.store(ts, Ordering::Release);
+        }
+        Ok(seg)
+    }
+
+    fn with_files(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        log: File,
+        max_index_bytes: Option<u32>,
+    ) -> io::Result<Self> {
+        let index_path = dir.join(segment_file_name(base_offset, INDEX_FILE_SUFFIX));
+        let time_index_path = dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX));
+        let indexes_existed = index_path.exists() && time_index_path.exists();
+        let offset_index = OffsetIndex::open(
+            &dir.join(segment_file_name(base_offset, INDEX_FILE_SUFFIX)),
+            base_offset,
+            max_index_bytes,
+        )?;
+        let time_index = TimeIndex::open(
+            &dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX)),
+            base_offset,
+            max_index_bytes,
+        )?;
+        Ok(LogSegment {
+            base_offset,
+            log_path,
+            log,
+            size: AtomicU64::new(0),
+            max_timestamp: AtomicI64::new(NO_TIMESTAMP),
+            offset_index: RwLock::new(offset_index),
+            time_index: RwLock::new(time_index),
+            state: Mutex::new(AppendState {
+                bytes_since_last_index_entry: 0,
+                max_timestamp_so_far: NO_TIMESTAMP,
+                offset_of_max_timestamp: base_offset,
+                rolling_base_ms: None,
+            }),
+            indexes_flushed: AtomicBool::new(false),
+            indexes_existed: AtomicBool::new(indexes_existed),
+        })
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    /// Committed size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+    pub fn rolling_base_ms(&self) -> Option<i64> {
+        lock(&self.state).rolling_base_ms
+    }
+    /// True when either index has no room: the segment must roll before the next append.
+    pub fn indexes_full(&self) -> bool {
+        rlock(&self.offset_index).is_full() || rlock(&self.time_index).is_full()
+    }
+
+    /// Appends batches whose offsets are already assigned, then indexes them. Called under the partition's
+    /// append lock. On a write error the file is cut back to the committed size.
+    pub fn append(&self, records: &[u8], now_ms: i64, index_interval_bytes: u32) -> io::Result<()> {
+        let start = self.size();
+        if let Err(e) = self.log.write_all_at(records, start) {
+            // Best effort: drop whatever part was written; readers never looked past `start` anyway.
+            let _ = self.log.set_len(start);
+            return Err(e);
+        }
+        self.size
+            .store(start + records.len() as u64, Ordering::Release);
+        let mut st = lock(&self.state);
+        if st.rolling_base_ms.is_none() {
+            st.rolling_base_ms = Some(now_ms);
+        }
+        let mut pos = 0usize;
+        while pos < records.len() {
+            let h = RecordBatchHeader::parse(&records[pos..])
+                .expect("invariant: appended records were validated as whole batches");
+            let size = h
+                .total_size()
+                .expect("invariant: appended records were validated");
+            self.index_batch(&mut st, start + pos as u64, size, &h, index_interval_bytes);
+            pos += size;
+        }
+        Ok(())
+    }
+
+    /// Kafka's indexing rule: an entry for a batch once more than `index_interval_bytes` were appended since
+    /// the last entry (so a segment's first batch is never indexed); the time index follows with the max
+    /// timestamp so far.
+    fn index_batch(
+        &self,
+        st: &mut AppendState,
+        position: u64,
+        size: usize,
+        h: &RecordBatchHeader<'_>,
+        interval: u32,
+    ) {
+        if h.max_timestamp() > st.max_timestamp_so_far {
+            st.max_timestamp_so_far = h.max_timestamp();
+            st.offset_of_max_timestamp = h.last_offset();
+            self.max_timestamp
+                .fetch_max(h.max_timestamp(), Ordering::AcqRel);
+        }
+        if st.bytes_since_last_index_entry > u64::from(interval) {
+            if let Ok(pos) = u32::try_from(position) {
+                wlock(&self.offset_index).append(h.last_offset(), pos);
+                wlock(&self.time_index).maybe_append(
+                    st.max_timestamp_so_far,
+                    st.offset_of_max_timestamp,
+                    false,
+                );
+            }
+            st.bytes_since_last_index_entry = 0;
+        }
+        st.bytes_since_last_index_entry += size as u64;
+    }
+
+    /// Validates both indexes against the log file; `next_offset` is the segment's end when known.
+    pub fn sanity_check_indexes(&self, next_offset: Option<i64>) -> Result<(), String> {
+        if !self.indexes_existed.load(Ordering::Acquire) {
+            return Err(format!("{}: index files missing", self.log_path.display()));
+        }
+        rlock(&self.offset_index).sanity_check(self.size(), next_offset)?;
+        rlock(&self.time_index).sanity_check(next_offset)
+    }
+
+    /// Position of the last offset index entry (0 when none): where a tail check starts.
+    pub fn last_indexed_position(&self) -> u64 {
+        rlock(&self.offset_index)
+            .last_entry()
+            .map_or(0, |(_, p)| u64::from(p))
+    }
+
+    /// Walks the batches from `start` (a batch boundary) to the end of the file, checking length, magic,
+    /// CRC and that offsets increase (the first batch must start at or after `min_offset`). Truncates the file
+    /// at the first torn or corrupt batch. With `rebuild_indexes` both indexes are emptied first and rebuilt
+    /// from the walk; otherwise entries are added only for batches past the last one.
+    pub fn recover(
+        &self,
+        start: u64,
+        min_offset: i64,
+        rebuild_indexes: bool,
+        index_interval_bytes: u32,
+    ) -> io::Result<RecoveryOutcome> {
+        let file_len = self.log.metadata()?.len();
+        let mut st = lock(&self.state);
+        if rebuild_indexes {
+            wlock(&self.offset_index).reset();
+            wlock(&self.time_index).reset();
+            st.max_timestamp_so_far = NO_TIMESTAMP;
+            st.offset_of_max_timestamp = self.base_offset;
+            self.max_timestamp.store(NO_TIMESTAMP, Ordering::Release);
+            self.indexes_existed.store(true, Ordering::Release);
+        }
+        st.bytes_since_last_index_entry = 0;
+        let mut out = RecoveryOutcome::default();
+        let mut scanner = FileScanner::new(&self.log, file_len, SCAN_BUFFER_BYTES);
+        let mut pos = start.min(file_len);
+        let mut expected = min_offset;
+        while pos < file_len {
+            let bad = match self.check_batch_at(&mut scanner, pos, file_len, expected)? {
+                Ok((info, header)) => {
+                    let h = RecordBatchHeader::parse(&header).expect("61-byte header");
+                    self.index_batch(&mut st, pos, info.size, &h, index_interval_bytes);
+                    out.batches_scanned += 1;
+                    expected = info.last_offset + 1;
+                    out.next_offset = Some(expected);
+                    pos += info.size as u64;
+                    continue;
+                }
+                Err(reason) => reason,
+            };
+            out.truncated_bytes = file_len - pos;
+            out.truncation_reason = Some(bad);
+            self.log.set_len(pos)?;
+            break;
+        }
+        self.size.store(pos, Ordering::Release);
+        Ok(out)
+    }
+
+    /// After a restart the wall-clock time of the first append is unknown; like Kafka, use the first batch's
+    /// maxTimestamp instead (capped at `now_ms`), so time-based rolling survives restarts.
+    pub fn init_rolling_base(&self, now_ms: i64) -> io::Result<()> {
+        if lock(&self.state).rolling_base_ms.is_some() {
+            return Ok(());
+        }
+        if let Some(first) = self.read_batch_info(0, self.size())? {
+            let ts = if first.max_timestamp < 0 {
+                now_ms
+            } else {
+                first.max_timestamp.min(now_ms)
+            };
+            lock(&self.state).rolling_base_ms = Some(ts);
+        }
+        Ok(())
+    }
+
+    /// Checks one stored batch; Ok(Err(reason)) when it is torn or corrupt.
+    #[allow(clippy::type_complexity)]
+    fn check_batch_at(
+        &self,
+        scanner: &mut FileScanner<'_>,
+        pos: u64,
+        end: u64,
+        expected: i64,
+    ) -> io::Result<Result<(BatchInfo, [u8; RECORD_BATCH_OVERHEAD]), String>> {
+        if pos + RECORD_BATCH_OVERHEAD as u64 > end {
+            return Ok(Err(format!(
+                "incomplete batch header ({} bytes)",
+                end - pos
+            )));
+        }
+        let mut header = [0u8; RECORD_BATCH_OVERHEAD];
+        header.copy_from_slice(scanner.bytes(pos, RECORD_BATCH_OVERHEAD)?);
+        let h = RecordBatchHeader::parse(&header).expect("61-byte header");
+        let size = match check_header(&h) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if pos + size as u64 > end {
+            return Ok(Err(format!(
+                "torn batch: {size} bytes claimed, {} on disk",
+                end - pos
+            )));
+        }
+        let crc = scanner.crc32c(pos + CRC_START as u64, (size - CRC_START) as u64)?;
+        if crc != h.crc() {
+            return Ok(Err(format!("CRC mismatch at offset {}", h.base_offset())));
+        }
+        if h.base_offset() < expected {
+            return Ok(Err(format!(
+                "offset {} goes backwards (expected >= {expected})",
+                h.base_offset()
+            )));
+        }
+        Ok(Ok((BatchInfo::from_header(pos, size, &h), header)))
+    }
+
+    /// Reads the header of the stored batch at `pos`; None when no whole header fits below `limit`.
+    fn read_batch_info(&self, pos: u64, limit: u64) -> io::Result<Option<BatchInfo>> {
+        if pos + RECORD_BATCH_OVERHEAD as u64 > limit {
+            return Ok(None);
+        }
+        let mut header = [0u8; RECORD_BATCH_OVERHEAD];
+        self.log.read_exact_at(&mut header, pos)?;
+        let h = RecordBatchHeader::parse(&header).expect("61-byte header");
+        let size = check_header(&h).map_err(|e| {
+            invalid_data(format!(
+                "{}: bad batch at position {pos}: {e}",
+                self.log_path.display()
+            ))
+        })?;
+        if pos + size as u64 > limit {
+            return Err(invalid_data(format!(
+                "{}: batch at position {pos} runs past the committed size",
+                self.log_path.display()
+            )));
+        }
+        Ok(Some(BatchInfo::from_header(pos, size, &h)))
+    }
+
+    /// The committed batch that contains `offset` (the first batch whose last offset is >= `offset`), found
+    /// through the offset index and a short header walk. None when the segment ends first.
+    pub fn find_batch(&self, offset: i64) -> io::Result<Option<BatchInfo>> {
+        let limit = self.size();
+        let mut pos = rlock(&self.offset_index)
+            .lookup(offset)
+            .map_or(0, |(_, p)| u64::from(p));
+        while let Some(info) = self.read_batch_info(pos, limit)? {
+            if info.last_offset >= offset {
+                return Ok(Some(info));
+            }
+            pos += info.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// `len` bytes at `pos`; the caller keeps the range inside the committed size.
+    pub fn read(&self, pos: u64, len: usize) -> io::Result<BytesMut> {
+        let mut buf = BytesMut::zeroed(len);
+        self.log.read_exact_at(&mut buf, pos)?;
+        Ok(buf)
+    }
+
+    /// First batch whose maxTimestamp >= `ts` and whose last offset is below `limit_offset`, as
+    /// (base offset, maxTimestamp). Starts from the time index, then walks headers.
+    pub fn find_offset_for_timestamp(
+        &self,
+        ts: i64,
+        limit_offset: i64,
+    ) -> io::Result<Option<(i64, i64)>> {
+        let start = match rlock(&self.time_index).lookup_before(ts) {
+            Some((_, off)) => rlock(&self.offset_index)
+                .lookup(off)
+                .map_or(0, |(_, p)| u64::from(p)),
+            None => 0,
+        };
+        let limit = self.size();
+        let mut pos = start;
+        while let Some(info) = self.read_batch_info(pos, limit)? {
+            if info.last_offset >= limit_offset {
+                return Ok(None);
+            }
+            if info.max_timestamp >= ts {
+                return Ok(Some((info.base_offset, info.max_timestamp)));
+            }
+            pos += info.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// fsyncs the log data (fdatasync: the size is part of it).
+    pub fn flush_log(&self) -> io::Result<()> {
+        self.log.sync_data()
+    }
+
+    /// fsyncs both indexes once for an inactive segment, so a clean restart can trust them.
+    pub fn flush_indexes_once(&self) -> io::Result<()> {
+        if self.indexes_flushed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        rlock(&self.offset_index).flush()?;
+        rlock(&self.time_index).flush()?;
+        self.indexes_flushed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// fsyncs both indexes unconditionally (clean shutdown, after a rebuild).
+    pub fn flush_indexes(&self) -> io::Result<()> {
+        rlock(&self.offset_index).flush()?;
+        rlock(&self.time_index).flush()?;
+        self.indexes_flushed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The segment stops taking appends: record the final max timestamp in the time index (so it is known at
+    /// the next start without a scan) and trim both indexes to their entries.
+    pub fn on_become_inactive(&self) -> io::Result<()> {
+        let st = lock(&self.state);
+        wlock(&self.time_index).maybe_append(
+            st.max_timestamp_so_far,
+            st.offset_of_max_timestamp,
+            true,
+        );
+        drop(st);
+        self.trim_indexes()
+    }
+
+    pub fn trim_indexes(&self) -> io::Result<()> {
+        wlock(&self.offset_index).trim_to_valid_size()?;
+        wlock(&self.time_index).trim_to_valid_size()
+    }
+
+    /// Forgets all index entries (before a rebuild), so a resize does not keep a damaged file's length.
+    pub fn reset_indexes(&self) {
+        wlock(&self.offset_index).reset();
+        wlock(&self.time_index).reset();
+    }
+
+    /// Preallocates the indexes again so the segment can take appends (it became the last one).
+    pub fn make_active(&self, max_index_bytes: u32) -> io::Result<()> {
+        wlock(&self.offset_index).resize(max_index_bytes)?;
+        wlock(&self.time_index).resize(max_index_bytes)?;
+        self.indexes_flushed.store(false, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Removes a segment's files (recovery dropping segments past a truncation point); missing files are fine.
+pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+        match std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record_batch::test_support::batch;
+    use crate::log::record_batch::{set_base_offset, set_partition_leader_epoch};
+
+    fn with_offset(mut b: Vec<u8>, base: i64) -> Vec<u8> {
+        set_base_offset(&mut b, base);
+        set_partition_leader_epoch(&mut b, 0);
+        b
+    }
+
+    #[test]
+    fn find_batch_uses_index_and_returns_containing_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = LogSegment::create(dir.path(), 100, 4096).unwrap();
+        let mut next = 100;
+        for _ in 0..20 {
+            let b = with_offset(batch(3, 50, 1_000 + next), next);
+            seg.append(&b, 0, 100).unwrap();
+            next += 3;
+        }
+        assert!(
+            rlock(&seg.offset_index).entries() > 3,
+            "interval 100 indexes most batches"
+        );
+        for target in [100, 101, 102, 103, 130, 159] {
+            let info = seg.find_batch(target).unwrap().unwrap();
+            assert!(
+                info.base_offset <= target && target <= info.last_offset,
+                "target {target}: {info:?}"
+            );
+        }
+        assert_eq!(seg.find_batch(160).unwrap(), None);
+        assert!(seg.sanity_check_indexes(Some(160)).is_ok());
+    }
+
+    #[test]
+    fn recover_rebuilds_indexes_and_truncates_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = LogSegment::create(dir.path(), 0, 4096).unwrap();
+        for i in 0..10 {
+            seg.append(&with_offset(batch(1, 100, i), i), 0, 0).unwrap();
+        }
+        let good = seg.size();
+        let entries = rlock(&seg.offset_index).entries();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(seg.log_path())
+            .unwrap()
+            .write_all_at(&[7; 30], good)
+            .unwrap();
+        wlock(&seg.offset_index).reset();
+        let out = seg.recover(0, 0, true, 0).unwrap();
+        assert_eq!(out.batches_scanned, 10);
+        assert_eq!(out.next_offset, Some(10));
+        assert_eq!(out.truncated_bytes, 30);
+        assert_eq!(seg.size(), good);
+        assert_eq!(std::fs::metadata(seg.log_path()).unwrap().len(), good);
+        assert_eq!(rlock(&seg.offset_index).entries(), entries);
+        assert_eq!(seg.max_timestamp(), 9);
+    }
+}

@@ -1,0 +1,799 @@
+//! One client connection: size-prefixed frames in, responses out in request order.
+//!
+//! Two tasks per connection. The reader reads frames and calls [`RequestHandler::handle`] in arrival order,
+//! so requests take effect in order; it queues each reply in a bounded FIFO. The writer takes replies from
+//! the FIFO in order, awaiting a `Later` before anything queued behind it, and writes ready responses in
+//! batches. When the FIFO is full the reader stops reading, so a client that never reads its responses is
+//! held back by TCP instead of making the broker buffer without bound.
+
+use std::io::{self, IoSlice};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{Instrument, debug, error, warn};
+
+use super::{ConnectionContext, Reply, RequestHandler, ServerLimits};
+
+/// Shutdown signal shared by a listener and its connections: `None` while serving, `Some(deadline)` once a
+/// graceful shutdown started (responses still due are written until the deadline, then dropped).
+pub(crate) type ShutdownSignal = watch::Receiver<Option<Instant>>;
+
+/// Most responses written with one vectored write, and most bytes gathered before writing.
+const MAX_BATCH_RESPONSES: usize = 64;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// After closing on a violation or at shutdown, how long to keep reading (and discarding) what the client
+/// still sends, so that closing with unread input does not reset the connection and destroy the responses
+/// just written. Bounded in time and bytes.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_MAX_BYTES: usize = 1 << 20;
+
+/// The per-connection settings derived from [`ServerLimits`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSettings {
+    max_frame_bytes: usize,
+    idle: Duration,
+    queue_depth: usize,
+}
+
+impl From<&ServerLimits> for ConnectionSettings {
+    fn from(limits: &ServerLimits) -> Self {
+        ConnectionSettings {
+            max_frame_bytes: limits.socket_request_max_bytes,
+            idle: Duration::from_millis(limits.connections_max_idle_ms),
+            // mpsc channels need a capacity of at least one.
+            queue_depth: limits.queued_max_requests.max(1),
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("negative request size {0}")]
+    NegativeSize(i32),
+    #[error("request size {size} exceeds socket.request.max.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("connection closed in the middle of a request")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Result of one read from the socket.
+enum Step {
+    /// A whole frame (without its size prefix).
+    Frame(Bytes),
+    /// Some bytes arrived; the frame is not complete yet.
+    Progress,
+    /// The client closed the connection between frames.
+    Eof,
+}
+
+/// Bytes read ahead per socket read. Small requests are sliced out of this buffer (zero-copy, one read for
+/// several pipelined requests); a frame larger than this gets its own buffer of exactly its checked size.
+/// While the FIFO is full no read happens, so read-ahead never exceeds this per connection.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// Incremental frame decoder. Each [`FrameReader::step`] does at most one socket read and keeps its state in
+/// `self`, so it is cancel-safe: the reader can race it against timers without losing bytes.
+struct FrameReader {
+    /// Bytes read but not yet returned as frames (at most one partial small frame plus what followed it).
+    read_ahead: BytesMut,
+    /// A large frame being read: its buffer, allocated with exactly the checked size.
+    large: Option<(BytesMut, usize)>,
+    max_frame_bytes: usize,
+}
+
+impl FrameReader {
+    fn new(max_frame_bytes: usize) -> Self {
+        FrameReader {
+            read_ahead: BytesMut::new(),
+            large: None,
+            max_frame_bytes,
+        }
+    }
+
+    async fn step(&mut self, rd: &mut OwnedReadHalf) -> Result<Step, FrameError> {
+        if let Some((body, len)) = &mut self.large {
+            let remaining = *len - body.len();
+            // `take` keeps the read inside this frame; `read_buf` places bytes only when it completes.
+            let n = (&mut *rd).take(remaining as u64).read_buf(body).await?;
+            if n == 0 {
+                return Err(FrameError::Truncated);
+            }
+            if body.len() < *len {
+                return Ok(Step::Progress);
+            }
+            let (body, _) = self
+                .large
+                .take()
+                .expect("invariant: large is Some in this branch");
+            return Ok(Step::Frame(body.freeze()));
+        }
+        if let Some(step) = self.parse()? {
+            return Ok(step);
+        }
+        if self.read_ahead.capacity() - self.read_ahead.len() < READ_AHEAD / 4 {
+            // Reuses the buffer when earlier frames are gone, else starts a new one.
+            self.read_ahead.reserve(READ_AHEAD);
+        }
+        let n = rd.read_buf(&mut self.read_ahead).await?;
+        if n == 0 {
+            return if self.read_ahead.is_empty() {
+                Ok(Step::Eof)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        Ok(self.parse()?.unwrap_or(Step::Progress))
+    }
+
+    /// Takes a complete frame from the read-ahead buffer, or moves a large frame to its own buffer.
+    fn parse(&mut self) -> Result<Option<Step>, FrameError> {
+        let Some(header) = self.read_ahead.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let size = i32::from_be_bytes(*header);
+        let size = usize::try_from(size).map_err(|_| FrameError::NegativeSize(size))?;
+        if size > self.max_frame_bytes {
+            return Err(FrameError::TooLarge {
+                size,
+                max: self.max_frame_bytes,
+            });
+        }
+        let available = self.read_ahead.len() - 4;
+        if size <= available {
+            self.read_ahead.advance(4);
+            return Ok(Some(Step::Frame(self.read_ahead.split_to(size).freeze())));
+        }
+        if size > READ_AHEAD {
+            // The size is checked: allocate the whole body once and read the rest straight into it.
+            self.read_ahead.advance(4);
+            let mut body = BytesMut::with_capacity(size);
+            body.extend_from_slice(&self.read_ahead);
+            self.read_ahead.clear();
+            self.large = Some((body, size));
+            return Ok(Some(Step::Progress));
+        }
+        Ok(None)
+    }
+}
+
+/// A queued reply, in request order.
+enum Queued {
+    Ready(Bytes),
+    Later(AbortOnDrop),
+}
+
+/// A spawned `Later` reply; aborted if the connection drops it unanswered, so long polls of a closed
+/// connection stop waiting.
+struct AbortOnDrop(JoinHandle<Option<Bytes>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why the reader stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum ReaderStop {
+    /// The client closed or reset the connection: drop what is due, as Kafka does.
+    Disconnected,
+    /// No request and nothing in flight for connections.max.idle.ms.
+    Idle,
+    /// Protocol violation or handler panic (already logged): write what is due, then close.
+    Violation,
+    /// Listener shutdown: write what is due (until the grace deadline), then close.
+    Shutdown,
+    /// The writer ended (write error or stall); nothing more can be answered.
+    WriterGone,
+}
+
+/// Serves one connection until it closes. Returns once both of its tasks are done.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    ctx: ConnectionContext,
+    handler: Arc<dyn RequestHandler>,
+    settings: ConnectionSettings,
+    mut shutdown: ShutdownSignal,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(error = %e, "set_nodelay failed");
+    }
+    let (mut rd, wr) = stream.into_split();
+    // Bounded FIFO: when it is full, `send` waits, the reader stops reading and TCP pushes back.
+    let (tx, rx) = mpsc::channel::<Queued>(settings.queue_depth);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut writer = tokio::spawn(
+        write_responses(wr, rx, in_flight.clone(), settings.idle, shutdown.clone())
+            .instrument(tracing::Span::current()),
+    );
+    let mut writer_done = false;
+    let mut frames = FrameReader::new(settings.max_frame_bytes);
+    let mut idle_deadline = Instant::now() + settings.idle;
+
+    let stop = loop {
+        let step = tokio::select! {
+            biased;
+            _ = shutdown_started(&mut shutdown) => break ReaderStop::Shutdown,
+            _ = &mut writer => {
+                writer_done = true;
+                break ReaderStop::WriterGone;
+            }
+            step = frames.step(&mut rd) => step,
+            _ = sleep_until(idle_deadline) => {
+                if in_flight.load(Ordering::Acquire) > 0 {
+                    // Still answering: the connection is not idle. Count again from now.
+                    idle_deadline = Instant::now() + settings.idle;
+                    continue;
+                }
+                debug!(idle_ms = settings.idle.as_millis() as u64, "closing idle connection");
+                break ReaderStop::Idle;
+            }
+        };
+        let frame = match step {
+            Ok(Step::Progress) => {
+                idle_deadline = Instant::now() + settings.idle;
+                continue;
+            }
+            Ok(Step::Frame(frame)) => frame,
+            Ok(Step::Eof) => {
+                debug!("client closed the connection");
+                break ReaderStop::Disconnected;
+            }
+            Err(FrameError::Io(e)) => {
+                debug!(error = %e, "connection read failed");
+                break ReaderStop::Disconnected;
+            }
+            Err(FrameError::Truncated) => {
+                debug!("client closed the connection in the middle of a request");
+                break ReaderStop::Disconnected;
+            }
+            Err(e @ (FrameError::NegativeSize(_) | FrameError::TooLarge { .. })) => {
+                warn!(peer = %ctx.peer, error = %e, "closing connection: invalid request size");
+                break ReaderStop::Violation;
+            }
+        };
+        idle_deadline = Instant::now() + settings.idle;
+
+        let reply = match catch_unwind(AssertUnwindSafe(|| handler.handle(frame, &ctx))) {
+            Ok(reply) => reply,
+            Err(payload) => {
+                error!(
+                    panic = panic_message(&*payload),
+                    "request handler panicked; closing connection"
+                );
+                break ReaderStop::Violation;
+            }
+        };
+        let queued = match reply {
+            Reply::Now(bytes) => Queued::Ready(bytes),
+            Reply::Later(fut) => Queued::Later(AbortOnDrop(tokio::spawn(fut))),
+            Reply::None => continue,
+            Reply::Close(reason) => {
+                warn!(peer = %ctx.peer, %reason, "closing connection: protocol violation");
+                break ReaderStop::Violation;
+            }
+        };
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        if tx.send(queued).await.is_err() {
+            break ReaderStop::WriterGone;
+        }
+    };
+
+    // Closing the FIFO tells the writer that no more replies come.
+    drop(tx);
+    if !writer_done {
+        if stop == ReaderStop::Disconnected {
+            // Nobody will read the answers; stop waiting for them.
+            writer.abort();
+        }
+        // The writer is bounded: writes give up after a stall of `idle`, and at shutdown the grace deadline.
+        let _ = writer.await;
+    }
+    if matches!(stop, ReaderStop::Violation | ReaderStop::Shutdown) {
+        linger(&mut rd).await;
+    }
+}
+
+/// Resolves once a graceful shutdown has started (or the listener is gone).
+pub(crate) async fn shutdown_started(shutdown: &mut ShutdownSignal) {
+    loop {
+        if shutdown.borrow_and_update().is_some() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves at the shutdown grace deadline (never while serving normally).
+async fn grace_expired(shutdown: &mut ShutdownSignal) {
+    let deadline = loop {
+        if let Some(deadline) = *shutdown.borrow_and_update() {
+            break deadline;
+        }
+        if shutdown.changed().await.is_err() {
+            break Instant::now();
+        }
+    };
+    sleep_until(deadline).await;
+}
+
+/// Reads and discards client input for a bounded time after our side finished writing, until EOF.
+async fn linger(rd: &mut OwnedReadHalf) {
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0u8; 8192];
+    let mut discarded = 0usize;
+    while discarded < LINGER_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, rd.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+}
+
+/// The writer task: takes replies in request order and writes them, batching those already available.
+async fn write_responses(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Queued>,
+    in_flight: Arc<AtomicUsize>,
+    stall: Duration,
+    mut shutdown: ShutdownSignal,
+) {
+    let mut batch = Batch::default();
+    loop {
+        // Take the next reply; wait only if nothing is pending to be written.
+        let next = if batch.is_empty() {
+            tokio::select! {
+                biased;
+                item = rx.recv() => item,
+                _ = grace_expired(&mut shutdown) => {
+                    debug!("shutdown grace expired; dropping unanswered requests");
+                    break;
+                }
+            }
+        } else {
+            rx.try_recv().ok()
+        };
+        let Some(item) = next else {
+            if batch.is_empty() {
+                break; // The reader closed the FIFO and every reply is written.
+            }
+            if !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await {
+                break;
+            }
+            continue;
+        };
+        match item {
+            Queued::Ready(bytes) => batch.push(Some(bytes)),
+            Queued::Later(mut later) => {
+                if !later.0.is_finished()
+                    && !batch.is_empty()
+                    && !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await
+                {
+                    break;
+                }
+                let result = tokio::select! {
+                    biased;
+                    result = &mut later.0 => result,
+                    _ = grace_expired(&mut shutdown) => {
+                        debug!("shutdown grace expired; dropping unanswered requests");
+                        break;
+                    }
+                };
+                match result {
+                    Ok(response) => batch.push(response),
+                    Err(e) if e.is_panic() => {
+                        let payload = e.into_panic();
+                        error!(
+                            panic = panic_message(&*payload),
+                            "deferred reply panicked; closing connection"
+                        );
+                        break;
+                    }
+                    Err(_) => break, // Cancelled: the runtime is shutting down.
+                }
+            }
+        }
+        if batch.is_full() && !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await {
+            break;
+        }
+    }
+    // Dropping `rx` makes the reader's next `send` fail, and aborts the `Later` tasks still queued.
+    drop(rx);
+    let _ = timeout(stall, wr.shutdown()).await;
+}
+
+/// Responses gathered for one vectored write.
+#[derive(Default)]
+struct Batch {
+    frames: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+    /// Replies in this batch, including `Later`s that produced no response.
+    replies: usize,
+}
+
+impl Batch {
+    fn push(&mut self, response: Option<Bytes>) {
+        self.replies += 1;
+        if let Some(bytes) = response.filter(|b| !b.is_empty()) {
+            self.bytes += bytes.len();
+            self.frames.push_back(bytes);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.replies == 0
+    }
+    fn is_full(&self) -> bool {
+        self.frames.len() >= MAX_BATCH_RESPONSES || self.bytes >= MAX_BATCH_BYTES
+    }
+}
+
+/// Writes the whole batch; false if the connection is unusable (error, stall, or shutdown grace expired).
+async fn flush(
+    wr: &mut OwnedWriteHalf,
+    batch: &mut Batch,
+    in_flight: &AtomicUsize,
+    stall: Duration,
+    shutdown: &mut ShutdownSignal,
+) -> bool {
+    let result = tokio::select! {
+        biased;
+        result = write_all_vectored(wr, &mut batch.frames, stall) => result,
+        _ = grace_expired(shutdown) => Err(io::Error::new(io::ErrorKind::TimedOut, "shutdown grace expired")),
+    };
+    in_flight.fetch_sub(batch.replies, Ordering::AcqRel);
+    batch.replies = 0;
+    batch.bytes = 0;
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(error = %e, "connection write failed");
+            false
+        }
+    }
+}
+
+/// Writes every frame with vectored writes. A write that makes no progress for `stall` fails: a client that
+/// stops reading cannot hold the connection (and its queued replies) forever.
+async fn write_all_vectored(
+    wr: &mut OwnedWriteHalf,
+    frames: &mut std::collections::VecDeque<Bytes>,
+    stall: Duration,
+) -> io::Result<()> {
+    while !frames.is_empty() {
+        let slices: Vec<IoSlice<'_>> = frames
+            .iter()
+            .take(MAX_BATCH_RESPONSES)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let written = timeout(stall, wr.write_vectored(&slices))
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "client stopped reading responses")
+            })??;
+        drop(slices);
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut left = written;
+        while left > 0 {
+            let front = frames
+                .front_mut()
+                .expect("invariant: written bytes belong to queued frames");
+            if front.len() <= left {
+                left -= front.len();
+                frames.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The message of a panic payload, for the log.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "non-string panic payload"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ServerLimits;
+    use super::super::testkit::{self, Op, Script};
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn responses_in_request_order() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Later, 1, 300).await;
+        testkit::send(&mut client, Op::Now, 2, 0).await;
+        testkit::send(&mut client, Op::Later, 3, 10).await;
+        testkit::send(&mut client, Op::Now, 4, 0).await;
+        for expected in 1..=4 {
+            assert_eq!(testkit::recv(&mut client).await, Some(expected));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn later_replies_progress_concurrently() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        let started = Instant::now();
+        for tag in 1..=3 {
+            testkit::send(&mut client, Op::Later, tag, 500).await;
+        }
+        for expected in 1..=3 {
+            assert_eq!(testkit::recv(&mut client).await, Some(expected));
+        }
+        // One after the other they would take 1.5 s.
+        assert!(
+            started.elapsed() < Duration::from_millis(1400),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_reply_sends_nothing_and_keeps_order() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::NoReply, 1, 0).await;
+        testkit::send(&mut client, Op::LaterPanic, 2, u32::MAX).await; // a Later that yields None
+        testkit::send(&mut client, Op::Now, 3, 0).await;
+        assert_eq!(testkit::recv(&mut client).await, Some(3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frame_split_into_single_bytes_is_reassembled() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        client.set_nodelay(true).expect("set_nodelay");
+        for byte in testkit::frame(Op::Now, 9, 0) {
+            client.write_all(&[byte]).await.expect("send one byte");
+            client.flush().await.expect("flush");
+        }
+        assert_eq!(testkit::recv(&mut client).await, Some(9));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_and_small_frames_in_one_stream_arrive_whole() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        let mut bytes = Vec::new();
+        for len in [100_000usize, 1, 20_000, 16 * 1024, 3] {
+            bytes.extend((len as u32).to_be_bytes());
+            bytes.push(b'S');
+            bytes.resize(bytes.len() + len - 1, 0x5a);
+        }
+        bytes.extend(testkit::frame(Op::Now, 7, 0));
+        for chunk in bytes.chunks(7_777) {
+            client.write_all(chunk).await.expect("send");
+        }
+        for expected in [100_000, 1, 20_000, 16 * 1024, 3, 7] {
+            assert_eq!(testkit::recv(&mut client).await, Some(expected));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_frame_closes_connection() {
+        let script = Script::new();
+        let limits = ServerLimits {
+            socket_request_max_bytes: 1024,
+            ..testkit::limits()
+        };
+        let listener = testkit::start(limits, &script).await;
+        let mut bystander = testkit::connect(&listener).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Now, 1, 0).await;
+        client
+            .write_all(&2000u32.to_be_bytes())
+            .await
+            .expect("send a size");
+        assert_eq!(
+            testkit::recv(&mut client).await,
+            Some(1),
+            "earlier response still written"
+        );
+        assert!(testkit::closed(&mut client).await);
+        testkit::send(&mut bystander, Op::Now, 2, 0).await;
+        assert_eq!(
+            testkit::recv(&mut bystander).await,
+            Some(2),
+            "other connection unaffected"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frame_at_the_size_limit_is_accepted() {
+        let script = Script::new();
+        let limits = ServerLimits {
+            socket_request_max_bytes: 9,
+            ..testkit::limits()
+        };
+        let listener = testkit::start(limits, &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Now, 5, 0).await; // exactly 9 bytes of body
+        assert_eq!(testkit::recv(&mut client).await, Some(5));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn negative_size_closes_connection() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        client
+            .write_all(&(-1i32).to_be_bytes())
+            .await
+            .expect("send a size");
+        assert!(testkit::closed(&mut client).await);
+        assert_eq!(script.calls(), 0);
+    }
+
+    /// A client that pipelines requests and never reads: the broker stops reading once the FIFO is full.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipeline_depth_is_bounded() {
+        const DEPTH: usize = 4;
+        const REQUESTS: u32 = 40;
+        let script = Script::new();
+        let limits = ServerLimits {
+            queued_max_requests: DEPTH,
+            ..testkit::limits()
+        };
+        let listener = testkit::start(limits, &script).await;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let mut client = socket
+            .connect(listener.local_addr())
+            .await
+            .expect("connect");
+        let mut requests = Vec::new();
+        for tag in 0..REQUESTS {
+            requests.extend(testkit::frame(Op::Big, tag, 0));
+        }
+        client
+            .write_all(&requests)
+            .await
+            .expect("pipeline all requests (they fit in TCP buffers)");
+
+        // The writer blocks on the first 4 MiB response; the reader fills the FIFO and stops.
+        assert!(testkit::eventually(|| script.calls() >= DEPTH).await);
+        // Watch for a while that it stays stopped: the reader is blocked, not merely slow.
+        let bound = DEPTH + 4;
+        let watch_until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while tokio::time::Instant::now() < watch_until {
+            assert!(
+                script.calls() <= bound,
+                "{} calls with depth {DEPTH}",
+                script.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(script.calls() < REQUESTS as usize);
+
+        // Reading the responses releases the back-pressure; every request is answered.
+        for _ in 0..REQUESTS {
+            assert_eq!(testkit::recv(&mut client).await, Some(u32::MAX));
+        }
+        assert_eq!(script.calls(), REQUESTS as usize);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connection_is_closed() {
+        let script = Script::new();
+        let limits = ServerLimits {
+            connections_max_idle_ms: 200,
+            ..testkit::limits()
+        };
+        let listener = testkit::start(limits, &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Now, 1, 0).await;
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+        let started = Instant::now();
+        assert!(testkit::closed(&mut client).await);
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "closed after {:?}",
+            started.elapsed()
+        );
+        assert!(testkit::eventually(|| listener.open_connections() == 0).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_timer_waits_for_replies_in_flight() {
+        let script = Script::new();
+        let limits = ServerLimits {
+            connections_max_idle_ms: 200,
+            ..testkit::limits()
+        };
+        let listener = testkit::start(limits, &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Later, 1, 700).await;
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_writes_earlier_responses_then_closes() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Later, 1, 200).await;
+        testkit::send(&mut client, Op::Now, 2, 0).await;
+        testkit::send(&mut client, Op::Close, 3, 0).await;
+        testkit::send(&mut client, Op::Now, 4, 0).await; // after the violation: never handled
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+        assert_eq!(testkit::recv(&mut client).await, Some(2));
+        assert_eq!(testkit::recv(&mut client).await, None);
+        assert_eq!(script.calls(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn handler_panic_closes_only_that_connection() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut bystander = testkit::connect(&listener).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Panic, 1, 0).await;
+        assert!(testkit::closed(&mut client).await);
+        testkit::send(&mut bystander, Op::Now, 2, 0).await;
+        assert_eq!(testkit::recv(&mut bystander).await, Some(2));
+        let mut newcomer = testkit::connect(&listener).await;
+        testkit::send(&mut newcomer, Op::Now, 3, 0).await;
+        assert_eq!(testkit::recv(&mut newcomer).await, Some(3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_reply_panic_closes_only_that_connection() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut bystander = testkit::connect(&listener).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Now, 1, 0).await;
+        testkit::send(&mut client, Op::LaterPanic, 2, 0).await;
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+        assert!(testkit::closed(&mut client).await);
+        testkit::send(&mut bystander, Op::Now, 3, 0).await;
+        assert_eq!(testkit::recv(&mut bystander).await, Some(3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_disconnect_releases_the_connection() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Later, 1, 60_000).await; // a long poll nobody will read
+        assert!(testkit::eventually(|| script.calls() == 1).await);
+        assert_eq!(listener.open_connections(), 1);
+        drop(client);
+        assert!(testkit::eventually(|| listener.open_connections() == 0).await);
+    }
+}

@@ -1,0 +1,265 @@
+//! The network edge: accepting connections, framing requests, and writing responses in request order.
+//!
+//! The listener and connections know nothing of the Kafka protocol beyond the 4-byte size prefix; they hand
+//! each frame to a [`RequestHandler`] (the dispatcher) and write back whatever [`Reply`] it returns.
+
+pub mod connection;
+pub mod dispatch;
+pub mod listener;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+/// What the dispatcher decided for one request frame.
+pub enum Reply {
+    /// A complete response frame, INCLUDING its 4-byte big-endian size prefix.
+    Now(Bytes),
+    /// Computed later (long-poll fetch, acks=-1 produce). The connection spawns it as a task so it makes
+    /// progress concurrently; None from the future = no response.
+    Later(Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>),
+    /// No response is due (produce with acks=0).
+    None,
+    /// Protocol violation: write the responses already due for earlier requests, log ONE warning with the
+    /// reason, and close the connection.
+    Close(String),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(b) => f.debug_tuple("Now").field(&b.len()).finish(),
+            Reply::Later(_) => f.write_str("Later(..)"),
+            Reply::None => f.write_str("None"),
+            Reply::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
+        }
+    }
+}
+
+/// Who sent a request: passed to the handler with every frame (for logs, quotas, client state).
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    pub peer: SocketAddr,
+    /// Unique per listener, increasing from 1.
+    pub id: u64,
+}
+
+/// The dispatcher, as seen from a connection.
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Called on the connection's reader task, strictly in arrival order, with one frame (without its size
+    /// prefix). Synchronous work (validation, appends) happens here, so requests on one connection take effect
+    /// in order; waiting happens in the returned future.
+    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply;
+}
+
+/// Limits of the network edge, under Kafka's property names.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// socket.request.max.bytes: larger frames close the connection before any allocation for the body.
+    pub socket_request_max_bytes: usize,
+    /// max.connections: connections over it are accepted and closed at once.
+    pub max_connections: usize,
+    /// max.connections.per.ip: the same, per client address.
+    pub max_connections_per_ip: usize,
+    /// connections.max.idle.ms: a connection with no request and nothing in flight for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// queued.max.requests: per-connection cap on requests read but not yet answered (pipeline depth). When
+    /// reached the connection stops reading, so TCP back-pressure reaches the client. Values below 1 act as 1.
+    pub queued_max_requests: usize,
+}
+
+impl Default for ServerLimits {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        ServerLimits {
+            socket_request_max_bytes: 104_857_600,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            connections_max_idle_ms: 600_000,
+            queued_max_requests: 500,
+        }
+    }
+}
+
+/// A scripted [`RequestHandler`] and a raw-socket client for the server's unit tests.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::*;
+    use bytes::{Buf, BufMut, BytesMut};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Size of the responses to [`Op::Big`] requests.
+    pub const BIG_RESPONSE_BYTES: usize = 4 << 20;
+    /// Every wait in these tests gives up after this long.
+    pub const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// What the scripted handler does with a request. Frame body: op byte, u32 tag, u32 param.
+    #[derive(Debug, Clone, Copy)]
+    #[repr(u8)]
+    pub enum Op {
+        /// Reply::Now echoing the tag.
+        Now = b'N',
+        /// Reply::Later echoing the tag after `param` milliseconds.
+        Later = b'L',
+        /// Reply::None.
+        NoReply = b'Z',
+        /// Reply::Close.
+        Close = b'C',
+        /// The handler panics.
+        Panic = b'P',
+        /// A Later whose future panics.
+        LaterPanic = b'Q',
+        /// Reply::Now with a BIG_RESPONSE_BYTES response (shared buffer).
+        Big = b'B',
+    }
+
+    /// The scripted handler; counts calls.
+    pub struct Script {
+        pub calls: AtomicUsize,
+        big: Bytes,
+    }
+
+    impl Script {
+        pub fn new() -> Arc<Script> {
+            let mut big = BytesMut::with_capacity(BIG_RESPONSE_BYTES);
+            big.put_u32((BIG_RESPONSE_BYTES - 4) as u32);
+            big.put_u32(u32::MAX);
+            big.resize(BIG_RESPONSE_BYTES, 0xab);
+            Arc::new(Script {
+                calls: AtomicUsize::new(0),
+                big: big.freeze(),
+            })
+        }
+
+        pub fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A response frame (with size prefix) carrying `tag`.
+    fn response(tag: u32) -> Bytes {
+        let mut out = BytesMut::with_capacity(8);
+        out.put_u32(4);
+        out.put_u32(tag);
+        out.freeze()
+    }
+
+    impl RequestHandler for Script {
+        fn handle(&self, mut frame: Bytes, _ctx: &ConnectionContext) -> Reply {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if frame.first() == Some(&b'S') {
+                // Any length: answer with the frame's length as the tag.
+                return Reply::Now(response(frame.len() as u32));
+            }
+            if frame.len() != 9 {
+                return Reply::Close(format!("bad test frame of {} bytes", frame.len()));
+            }
+            let op = frame.get_u8();
+            let tag = frame.get_u32();
+            let param = frame.get_u32();
+            match op {
+                b'N' => Reply::Now(response(tag)),
+                b'L' => Reply::Later(Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(param.into())).await;
+                    Some(response(tag))
+                })),
+                b'Z' => Reply::None,
+                b'C' => Reply::Close("scripted close".into()),
+                b'P' => panic!("scripted handler panic"),
+                b'Q' => Reply::Later(Box::pin(async move {
+                    if param < u32::MAX {
+                        panic!("scripted deferred panic");
+                    }
+                    None
+                })),
+                b'B' => Reply::Now(self.big.clone()),
+                _ => Reply::Close(format!("unknown op {op}")),
+            }
+        }
+    }
+
+    /// Limits for tests: Kafka's defaults except where a test says otherwise.
+    pub fn limits() -> ServerLimits {
+        ServerLimits::default()
+    }
+
+    /// Starts a listener on an ephemeral loopback port.
+    pub async fn start(limits: ServerLimits, script: &Arc<Script>) -> listener::Listener {
+        let handler: Arc<dyn RequestHandler> = script.clone();
+        listener::Listener::start(
+            "127.0.0.1:0".parse().expect("literal address"),
+            limits,
+            handler,
+        )
+        .await
+        .expect("bind an ephemeral loopback port")
+    }
+
+    pub fn frame(op: Op, tag: u32, param: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(13);
+        out.put_u32(9);
+        out.put_u8(op as u8);
+        out.put_u32(tag);
+        out.put_u32(param);
+        out
+    }
+
+    pub async fn send(stream: &mut TcpStream, op: Op, tag: u32, param: u32) {
+        stream
+            .write_all(&frame(op, tag, param))
+            .await
+            .expect("send a request");
+    }
+
+    /// Reads one response and returns its tag; None when the server closed the connection.
+    pub async fn recv(stream: &mut TcpStream) -> Option<u32> {
+        let read = async {
+            let size = stream.read_u32().await.ok()? as usize;
+            let tag = stream.read_u32().await.ok()?;
+            let mut rest = vec![0u8; size.checked_sub(4)?];
+            stream.read_exact(&mut rest).await.ok()?;
+            Some(tag)
+        };
+        tokio::time::timeout(DEADLINE, read)
+            .await
+            .expect("a response or a close before the deadline")
+    }
+
+    /// True once the server has closed the connection (EOF or reset), within the deadline.
+    pub async fn closed(stream: &mut TcpStream) -> bool {
+        let mut scratch = [0u8; 4096];
+        let wait = async {
+            loop {
+                match stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait).await.unwrap_or(false)
+    }
+
+    /// Polls `condition` every few milliseconds until it holds; false if the deadline passes first.
+    pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while tokio::time::Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        condition()
+    }
+
+    pub async fn connect(listener: &listener::Listener) -> TcpStream {
+        TcpStream::connect(listener.local_addr())
+            .await
+            .expect("connect to the test listener")
+    }
+}
