@@ -117,12 +117,16 @@ pub(crate) mod testkit {
         LaterPanic = b'Q',
         /// Reply::Now with a BIG_RESPONSE_BYTES response (shared buffer).
         Big = b'B',
+        /// A Later that answers its tag once `param` rendezvous Laters have started, or tag + 1000 if
+        /// they have not all started within DEADLINE (i.e. they were not running concurrently).
+        Rendezvous = b'R',
     }
 
     /// The scripted handler; counts calls.
     pub struct Script {
         pub calls: AtomicUsize,
         big: Bytes,
+        arrived: Arc<(AtomicUsize, tokio::sync::Notify)>,
     }
 
     impl Script {
@@ -134,6 +138,7 @@ pub(crate) mod testkit {
             Arc::new(Script {
                 calls: AtomicUsize::new(0),
                 big: big.freeze(),
+                arrived: Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new())),
             })
         }
 
@@ -179,6 +184,26 @@ pub(crate) mod testkit {
                     None
                 })),
                 b'B' => Reply::Now(self.big.clone()),
+                b'R' => {
+                    let arrived = self.arrived.clone();
+                    Reply::Later(Box::pin(async move {
+                        let (count, notify) = &*arrived;
+                        count.fetch_add(1, Ordering::SeqCst);
+                        notify.notify_waiters();
+                        let all_started = tokio::time::timeout(DEADLINE, async {
+                            while count.load(Ordering::SeqCst) < param as usize {
+                                let notified = notify.notified();
+                                if count.load(Ordering::SeqCst) >= param as usize {
+                                    break;
+                                }
+                                notified.await;
+                            }
+                        })
+                        .await
+                        .is_ok();
+                        Some(response(if all_started { tag } else { tag + 1000 }))
+                    }))
+                }
                 _ => Reply::Close(format!("unknown op {op}")),
             }
         }
