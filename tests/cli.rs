@@ -1,0 +1,116 @@
+//! The `brook` binary as a user runs it: configuration errors, startup, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn brook() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
+    // The test's own environment must not configure the broker.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BROOK_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+#[test]
+fn unknown_key_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = brook()
+        .args(["--override", "log.retention.bogus=1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("log.retention.bogus"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing is written on a config error");
+}
+
+#[test]
+fn bad_value_from_environment_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = brook()
+        .env("BROOK_NUM_PARTITIONS", "none")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("num.partitions") && stderr.contains("none"), "{stderr}");
+}
+
+#[test]
+fn properties_file_then_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kafka-data");
+    let properties = dir.path().join("server.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "# as kafka-server-start.sh takes it\nlisteners=PLAINTEXT://127.0.0.1:0\nlog.dirs={}\nnode.id=3\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = brook()
+        .arg(&properties)
+        .args(["--override", "num.partitions=2"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The bound address is announced on stderr once the broker listens.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr: SocketAddr = rx
+        .recv_timeout(DEADLINE)
+        .expect("brook announces its address")
+        .parse()
+        .expect("a socket address");
+    assert_ne!(addr.port(), 0);
+    std::net::TcpStream::connect(addr).expect("brook accepts connections");
+
+    let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
+    assert!(meta.contains("node.id=3"), "{meta}");
+    assert!(!data.join(".kafka_cleanshutdown").exists(), "no marker while running");
+
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = wait_with_deadline(&mut child);
+    assert!(status.success(), "exit status {status:?}");
+    assert!(data.join(".kafka_cleanshutdown").exists(), "clean shutdown leaves the marker");
+}
+
+fn wait_with_deadline(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("brook did not exit within {DEADLINE:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
