@@ -31,7 +31,10 @@ fn unknown_key_exits_2_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("log.retention.bogus"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(!dir.path().join("data").exists(), "nothing is written on a config error");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is written on a config error"
+    );
 }
 
 #[test]
@@ -44,7 +47,10 @@ fn bad_value_from_environment_exits_2_naming_the_key() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("num.partitions") && stderr.contains("none"), "{stderr}");
+    assert!(
+        stderr.contains("num.partitions") && stderr.contains("none"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -75,7 +81,11 @@ fn properties_file_then_sigterm_stops_cleanly() {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 let _ = tx.send(addr);
             }
         }
@@ -90,14 +100,20 @@ fn properties_file_then_sigterm_stops_cleanly() {
 
     let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
     assert!(meta.contains("node.id=3"), "{meta}");
-    assert!(!data.join(".kafka_cleanshutdown").exists(), "no marker while running");
+    assert!(
+        !data.join(".kafka_cleanshutdown").exists(),
+        "no marker while running"
+    );
 
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(rc, 0);
     let status = wait_with_deadline(&mut child);
     assert!(status.success(), "exit status {status:?}");
-    assert!(data.join(".kafka_cleanshutdown").exists(), "clean shutdown leaves the marker");
+    assert!(
+        data.join(".kafka_cleanshutdown").exists(),
+        "clean shutdown leaves the marker"
+    );
 }
 
 fn wait_with_deadline(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -113,4 +129,3 @@ fn wait_with_deadline(child: &mut std::process::Child) -> std::process::ExitStat
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-

@@ -8,12 +8,14 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 ///
 /// Produce is advertised from version 0 although versions 0-2 are answered with UNSUPPORTED_VERSION, as Kafka
 /// 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
+/// FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
 /// ListOffsets stops at 6 until the max-timestamp lookup (KIP-734) lands.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 13),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 13),
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),

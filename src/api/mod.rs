@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod error;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;

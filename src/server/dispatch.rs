@@ -126,6 +126,11 @@ impl Dispatcher {
                 FetchOutcome::Respond(response) => respond(correlation_id, version, &response),
                 FetchOutcome::Wait(pending) => later(correlation_id, version, pending, span),
             },
+            RequestKind::FindCoordinator(req) => respond(
+                correlation_id,
+                version,
+                &api::find_coordinator::handle(apis, &req, version),
+            ),
             RequestKind::ListOffsets(req) => respond(
                 correlation_id,
                 version,
@@ -141,10 +146,8 @@ impl Dispatcher {
                 version,
                 &api::topics::delete_topics(apis, req, version),
             ),
-            other => Reply::Close(format!(
-                "request {:?} is advertised but not routed",
-                std::mem::discriminant(&other)
-            )),
+            // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
+            _ => Reply::Close("request is advertised but not routed".to_string()),
         }
     }
 }

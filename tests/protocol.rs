@@ -1,0 +1,522 @@
+//! Raw Kafka protocol over a TCP socket, frames built with kafka-protocol's encoders: corrupt
+//! batches, version negotiation, frame limits, hostile bodies, unknown APIs and pipelining.
+//! Every hostile case must cost at most its own connection; the others keep being answered.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::*;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    fetch_request::{FetchPartition, FetchTopic},
+    metadata_request::MetadataRequestTopic,
+    produce_request::{PartitionProduceData, TopicProduceData},
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CORRUPT_MESSAGE: i16 = 2;
+const UNSUPPORTED_VERSION: i16 = 35;
+/// Bound on any single response in these tests; only a hung broker reaches it.
+const IO_LIMIT: Duration = Duration::from_secs(15);
+/// Highest versions these tests know how to build (Produce/Fetch v13+ address topics by id).
+const OUR_MAX: [(ApiKey, i16); 4] = [
+    (ApiKey::Produce, 12),
+    (ApiKey::Fetch, 12),
+    (ApiKey::Metadata, 12),
+    (ApiKey::ApiVersions, 3),
+];
+
+/// One client connection speaking raw frames.
+struct Conn {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+/// How a connection ended up after a hostile request.
+#[derive(Debug)]
+enum Outcome {
+    Closed,
+    Answered(i32),
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Conn {
+        let stream = TcpStream::connect(addr).await.expect("connect to broker");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            next_correlation_id: 1,
+        }
+    }
+
+    /// Header + body, size-prefixed. `header_api_version` may differ from the body's version
+    /// (to claim a version the body was not encoded with).
+    fn frame<R: Encodable>(
+        &mut self,
+        key: ApiKey,
+        header_api_version: i16,
+        body_version: i16,
+        body: &R,
+    ) -> (i32, BytesMut) {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(header_api_version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("brook-protocol-test")));
+        let mut payload = BytesMut::new();
+        header
+            .encode(&mut payload, key.request_header_version(header_api_version))
+            .expect("encode request header");
+        body.encode(&mut payload, body_version)
+            .expect("encode request body");
+        let mut framed = BytesMut::with_capacity(payload.len() + 4);
+        framed.put_i32(payload.len() as i32);
+        framed.extend_from_slice(&payload);
+        (correlation_id, framed)
+    }
+
+    async fn send<R: Encodable>(&mut self, key: ApiKey, version: i16, body: &R) -> i32 {
+        let (correlation_id, framed) = self.frame(key, version, version, body);
+        self.stream.write_all(&framed).await.expect("write request");
+        correlation_id
+    }
+
+    /// The next response frame (without its size prefix); `None` when the broker closed.
+    async fn read_frame(&mut self) -> io::Result<Option<Bytes>> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = i32::from_be_bytes(len);
+        assert!(
+            (4..=64 * 1024 * 1024).contains(&len),
+            "response size prefix out of range: {len}"
+        );
+        let mut body = vec![0u8; len as usize];
+        self.stream.read_exact(&mut body).await?;
+        Ok(Some(Bytes::from(body)))
+    }
+
+    /// Reads one response and decodes it as the answer to (`key`, `version`).
+    async fn recv<R: Decodable>(&mut self, key: ApiKey, version: i16) -> (i32, R) {
+        let mut frame = tokio::time::timeout(IO_LIMIT, self.read_frame())
+            .await
+            .unwrap_or_else(|_| panic!("no {key:?} response within {IO_LIMIT:?}"))
+            .expect("read response")
+            .unwrap_or_else(|| panic!("broker closed the connection instead of answering {key:?}"));
+        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+            .expect("decode response header");
+        let body = R::decode(&mut frame, version)
+            .unwrap_or_else(|e| panic!("decode {key:?} v{version} response: {e}"));
+        (header.correlation_id, body)
+    }
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
+        let sent = self.send(key, version, body).await;
+        let (got, resp) = self.recv(key, version).await;
+        assert_eq!(got, sent, "correlation id of the {key:?} response");
+        resp
+    }
+
+    /// After a request the broker may refuse: wait for either a close or a response frame.
+    async fn outcome(&mut self) -> Outcome {
+        match tokio::time::timeout(IO_LIMIT, self.read_frame()).await {
+            Err(_) => panic!("broker neither answered nor closed within {IO_LIMIT:?}"),
+            Ok(Err(_)) | Ok(Ok(None)) => Outcome::Closed,
+            Ok(Ok(Some(mut frame))) => Outcome::Answered(frame.get_i32()),
+        }
+    }
+}
+
+fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("brook-tests"))
+        .with_client_software_version(StrBytes::from_static_str("0.1.0"))
+}
+
+/// Asks the broker for its version ranges; also serves as the "this connection works" probe.
+/// Like a real client, falls back to the broker's highest ApiVersions version on error 35.
+async fn api_versions(conn: &mut Conn) -> HashMap<i16, (i16, i16)> {
+    let mut resp: ApiVersionsResponse = conn
+        .call(ApiKey::ApiVersions, 3, &api_versions_request())
+        .await;
+    if resp.error_code == UNSUPPORTED_VERSION {
+        let max = resp
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+            .map_or(0, |k| k.max_version.min(3));
+        resp = conn
+            .call(ApiKey::ApiVersions, max, &api_versions_request())
+            .await;
+    }
+    assert_eq!(resp.error_code, 0, "ApiVersions error code");
+    resp.api_keys
+        .iter()
+        .map(|k| (k.api_key, (k.min_version, k.max_version)))
+        .collect()
+}
+
+/// The highest version both sides speak.
+fn pick(ranges: &HashMap<i16, (i16, i16)>, key: ApiKey) -> i16 {
+    let ours = OUR_MAX
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .expect("key listed in OUR_MAX");
+    let (min, max) = *ranges
+        .get(&(key as i16))
+        .unwrap_or_else(|| panic!("broker does not advertise {key:?}"));
+    let v = max.min(ours);
+    assert!(
+        v >= min,
+        "no common version for {key:?}: broker {min}..{max}, tests up to {ours}"
+    );
+    v
+}
+
+/// The broker still answers on a brand-new connection.
+async fn assert_broker_alive(addr: &str) {
+    let mut fresh = Conn::open(addr).await;
+    let ranges = api_versions(&mut fresh).await;
+    assert!(!ranges.is_empty());
+}
+
+fn records_batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode record batch");
+    buf.freeze()
+}
+
+fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+/// (error code, base offset) of the single partition in a Produce response.
+fn produce_result(resp: &ProduceResponse) -> (i16, i64) {
+    assert_eq!(resp.responses.len(), 1, "one topic in the Produce response");
+    let parts = &resp.responses[0].partition_responses;
+    assert_eq!(parts.len(), 1, "one partition in the Produce response");
+    (parts[0].error_code, parts[0].base_offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_with_bad_crc_gets_corrupt_message_and_connection_stays_usable() {
+    let b = start_broker(&[]).await;
+    let topic = "crc";
+    create_topic(&b.bootstrap, topic, 1).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    let ranges = api_versions(&mut conn).await;
+    let v = pick(&ranges, ApiKey::Produce);
+
+    let good = records_batch(&["one", "two", "three"]);
+    let mut bad = BytesMut::from(&good[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x5a; // inside the records, covered by the CRC
+    let resp: ProduceResponse = conn
+        .call(ApiKey::Produce, v, &produce_request(topic, bad.freeze()))
+        .await;
+    assert_eq!(
+        produce_result(&resp).0,
+        CORRUPT_MESSAGE,
+        "error for a batch with a wrong CRC"
+    );
+    assert_eq!(
+        watermarks(&b.bootstrap, topic, 0),
+        (0, 0),
+        "corrupt batch not stored"
+    );
+
+    // Same connection: still answered, and the valid batch lands at offset 0.
+    api_versions(&mut conn).await;
+    let resp: ProduceResponse = conn
+        .call(ApiKey::Produce, v, &produce_request(topic, good))
+        .await;
+    assert_eq!(
+        produce_result(&resp),
+        (0, 0),
+        "valid batch after a corrupt one"
+    );
+    assert_eq!(watermarks(&b.bootstrap, topic, 0), (0, 3));
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_with_unsupported_version_gets_v0_body_with_error_35() {
+    let b = start_broker(&[]).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    // Header says v127 (request header v2, as for any flexible ApiVersions); the body is v3's.
+    assert_eq!(ApiKey::ApiVersions.request_header_version(127), 2);
+    let (sent, framed) = conn.frame(ApiKey::ApiVersions, 127, 3, &api_versions_request());
+    conn.stream.write_all(&framed).await.expect("write");
+    // The answer always uses response header v0 and, for an unknown version, a v0 body.
+    let (got, resp): (i32, ApiVersionsResponse) = conn.recv(ApiKey::ApiVersions, 0).await;
+    assert_eq!(got, sent, "correlation id");
+    assert_eq!(resp.error_code, UNSUPPORTED_VERSION);
+    assert!(
+        !resp.api_keys.is_empty(),
+        "the error response still lists the supported APIs"
+    );
+    let av = resp
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .expect("ApiVersions is listed");
+    assert!(
+        av.min_version == 0 && av.max_version >= 3,
+        "ApiVersions range {av:?}"
+    );
+
+    // The client retries with a version it supports on the same connection.
+    api_versions(&mut conn).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_larger_than_socket_request_max_bytes_closes_only_that_connection() {
+    let b = start_broker(&[("socket.request.max.bytes", "1048576")]).await;
+    let mut bystander = Conn::open(&b.bootstrap).await;
+    api_versions(&mut bystander).await;
+
+    for claimed in [2 * 1024 * 1024, i32::MAX, -1] {
+        let mut offender = Conn::open(&b.bootstrap).await;
+        let mut frame = BytesMut::new();
+        frame.put_i32(claimed);
+        // The start of a plausible header; the rest never comes.
+        frame.put_i16(ApiKey::Metadata as i16);
+        frame.put_i16(1);
+        frame.put_i32(99);
+        offender.stream.write_all(&frame).await.expect("write");
+        let outcome = offender.outcome().await;
+        assert!(
+            matches!(outcome, Outcome::Closed),
+            "size prefix {claimed} must close the connection, got {outcome:?}"
+        );
+        api_versions(&mut bystander).await;
+    }
+    assert_broker_alive(&b.bootstrap).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_body_claiming_2_billion_topics_costs_only_its_connection() {
+    let b = start_broker(&[]).await;
+    let mut bystander = Conn::open(&b.bootstrap).await;
+    let ranges = api_versions(&mut bystander).await;
+    let (min, max) = ranges[&(ApiKey::Metadata as i16)];
+    assert!(min <= 1 && 1 <= max, "Metadata v1 supported ({min}..{max})");
+
+    // Metadata v1: header v1, then a 7-byte body: topics count 0x7fffffff and 3 stray bytes.
+    // A decoder that pre-allocates from the count asks for hundreds of GB and aborts.
+    let mut offender = Conn::open(&b.bootstrap).await;
+    let mut payload = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Metadata as i16)
+        .with_request_api_version(1)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("hostile")))
+        .encode(&mut payload, 1)
+        .expect("encode header");
+    payload.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00]);
+    let mut framed = BytesMut::new();
+    framed.put_i32(payload.len() as i32);
+    framed.extend_from_slice(&payload);
+    offender.stream.write_all(&framed).await.expect("write");
+    let outcome = offender.outcome().await;
+    eprintln!("hostile Metadata body: {outcome:?}");
+    if let Outcome::Answered(id) = outcome {
+        assert_eq!(
+            id, 7,
+            "an error response carries the request's correlation id"
+        );
+    }
+
+    // Everyone else is still served, including a real Metadata request.
+    api_versions(&mut bystander).await;
+    let v = pick(&ranges, ApiKey::Metadata);
+    let md: MetadataResponse = bystander
+        .call(
+            ApiKey::Metadata,
+            v,
+            &MetadataRequest::default().with_topics(Some(vec![])),
+        )
+        .await;
+    assert_eq!(md.brokers.len(), 1, "one broker in metadata");
+    assert_broker_alive(&b.bootstrap).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_api_key_closes_or_errors_and_broker_lives() {
+    let b = start_broker(&[]).await;
+    let mut bystander = Conn::open(&b.bootstrap).await;
+    api_versions(&mut bystander).await;
+
+    for (key, version) in [(999i16, 0i16), (-1, 0), (ApiKey::Metadata as i16, 9999)] {
+        let mut offender = Conn::open(&b.bootstrap).await;
+        let mut payload = BytesMut::new();
+        payload.put_i16(key);
+        payload.put_i16(version);
+        payload.put_i32(42);
+        payload.put_i16(-1); // null client id
+        payload.extend_from_slice(&[0, 0, 0, 0]);
+        let mut framed = BytesMut::new();
+        framed.put_i32(payload.len() as i32);
+        framed.extend_from_slice(&payload);
+        offender.stream.write_all(&framed).await.expect("write");
+        let outcome = offender.outcome().await;
+        eprintln!("api key {key} v{version}: {outcome:?}");
+        if let Outcome::Answered(id) = outcome {
+            assert_eq!(
+                id, 42,
+                "an error response carries the request's correlation id"
+            );
+        }
+        api_versions(&mut bystander).await;
+    }
+    // Frames too short to hold a header must not crash anything either.
+    for short in [
+        &[][..],
+        &[0u8][..],
+        &[0, 3][..],
+        &[0, 3, 0][..],
+        &[0, 3, 0, 1, 0, 0][..],
+    ] {
+        let mut offender = Conn::open(&b.bootstrap).await;
+        let mut framed = BytesMut::new();
+        framed.put_i32(short.len() as i32);
+        framed.extend_from_slice(short);
+        offender.stream.write_all(&framed).await.expect("write");
+        let outcome = offender.outcome().await;
+        eprintln!("{}-byte frame: {outcome:?}", short.len());
+        api_versions(&mut bystander).await;
+    }
+    assert_broker_alive(&b.bootstrap).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_request_order() {
+    let b = start_broker(&[]).await;
+    let topic = "pipeline";
+    create_topic(&b.bootstrap, topic, 1).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    let ranges = api_versions(&mut conn).await;
+    let fetch_v = pick(&ranges, ApiKey::Fetch);
+
+    // A Fetch that must wait (empty partition, min_bytes 1, 500 ms), then three quick requests,
+    // all in one write: the quick answers must queue behind the Fetch's.
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(1024 * 1024)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1024 * 1024),
+                ]),
+        ]);
+    let (c1, f1) = conn.frame(ApiKey::Fetch, fetch_v, fetch_v, &fetch);
+    let (c2, f2) = conn.frame(ApiKey::ApiVersions, 3, 3, &api_versions_request());
+    let (c2b, f2b) = conn.frame(ApiKey::ApiVersions, 3, 3, &api_versions_request());
+    let meta = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]));
+    let meta_v = pick(&ranges, ApiKey::Metadata);
+    let (c3, f3) = conn.frame(ApiKey::Metadata, meta_v, meta_v, &meta);
+    let mut all = BytesMut::new();
+    all.extend_from_slice(&f1);
+    all.extend_from_slice(&f2);
+    all.extend_from_slice(&f2b);
+    all.extend_from_slice(&f3);
+    let started = Instant::now();
+    conn.stream.write_all(&all).await.expect("write pipeline");
+
+    let (g1, fetch_resp): (i32, FetchResponse) = conn.recv(ApiKey::Fetch, fetch_v).await;
+    eprintln!(
+        "fetch on empty partition answered after {:?}",
+        started.elapsed()
+    );
+    let (g2, _): (i32, ApiVersionsResponse) = conn.recv(ApiKey::ApiVersions, 3).await;
+    let (g2b, _): (i32, ApiVersionsResponse) = conn.recv(ApiKey::ApiVersions, 3).await;
+    let (g3, md): (i32, MetadataResponse) = conn.recv(ApiKey::Metadata, meta_v).await;
+    assert_eq!(
+        [g1, g2, g2b, g3],
+        [c1, c2, c2b, c3],
+        "responses in request order"
+    );
+
+    assert_eq!(fetch_resp.error_code, 0);
+    let part = &fetch_resp.responses[0].partitions[0];
+    assert_eq!(part.error_code, 0, "fetch partition error");
+    assert_eq!(part.high_watermark, 0);
+    assert!(
+        part.records.as_ref().is_none_or(|r| r.is_empty()),
+        "no records yet"
+    );
+    assert_eq!(md.topics.len(), 1);
+    assert_eq!(md.topics[0].error_code, 0);
+    b.shutdown().await;
+}
