@@ -520,3 +520,125 @@ async fn pipelined_requests_are_answered_in_request_order() {
     assert_eq!(md.topics[0].error_code, 0);
     b.shutdown().await;
 }
+
+/// KIP-516: Produce v13 and Fetch v13+ address topics by id only; the id survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_fetch_by_topic_id_and_id_survives_restart() {
+    const UNKNOWN_TOPIC_ID: i16 = 100;
+    let b = start_broker(&[]).await;
+    let topic = "by-id";
+    create_topic(&b.bootstrap, topic, 1).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    let ranges = api_versions(&mut conn).await;
+    assert!(
+        ranges[&(ApiKey::Produce as i16)].1 >= 13,
+        "Produce v13 advertised"
+    );
+    assert!(
+        ranges[&(ApiKey::Fetch as i16)].1 >= 13,
+        "Fetch v13 advertised"
+    );
+
+    let topic_id = metadata_topic_id(&mut conn, topic).await;
+    assert!(!topic_id.is_nil(), "a topic has an id");
+
+    let by_id = |id: uuid::Uuid, records: Bytes| {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_topic_id(id)
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(records)),
+                    ]),
+            ])
+    };
+    let resp: ProduceResponse = conn
+        .call(
+            ApiKey::Produce,
+            13,
+            &by_id(topic_id, records_batch(&["a", "b"])),
+        )
+        .await;
+    assert_eq!(
+        resp.responses[0].topic_id, topic_id,
+        "the response names the topic by id"
+    );
+    assert_eq!(produce_result(&resp), (0, 0));
+    let resp: ProduceResponse = conn
+        .call(
+            ApiKey::Produce,
+            13,
+            &by_id(uuid::Uuid::new_v4(), records_batch(&["x"])),
+        )
+        .await;
+    assert_eq!(produce_result(&resp).0, UNKNOWN_TOPIC_ID);
+
+    let fetch = |id: uuid::Uuid| {
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic_id(id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ])
+    };
+    for version in [13, 16] {
+        let resp: FetchResponse = conn.call(ApiKey::Fetch, version, &fetch(topic_id)).await;
+        let t = &resp.responses[0];
+        assert_eq!(t.topic_id, topic_id);
+        let p = &t.partitions[0];
+        assert_eq!(
+            (p.error_code, p.high_watermark),
+            (0, 2),
+            "Fetch v{version} by id"
+        );
+        let records = p.records.clone().expect("records");
+        assert_eq!(
+            records.len(),
+            records_batch(&["a", "b"]).len(),
+            "the stored batch, whole"
+        );
+        let resp: FetchResponse = conn
+            .call(ApiKey::Fetch, version, &fetch(uuid::Uuid::new_v4()))
+            .await;
+        assert_eq!(resp.responses[0].partitions[0].error_code, UNKNOWN_TOPIC_ID);
+    }
+    drop(conn);
+
+    let (dir, tmp) = b.shutdown().await;
+    let b = start_broker_in(&dir, &[]).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    api_versions(&mut conn).await;
+    assert_eq!(
+        metadata_topic_id(&mut conn, topic).await,
+        topic_id,
+        "the id is persisted"
+    );
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, 13, &fetch(topic_id)).await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 2);
+    drop(conn);
+    b.shutdown().await;
+    drop(tmp);
+}
+
+async fn metadata_topic_id(conn: &mut Conn, topic: &str) -> uuid::Uuid {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]));
+    let resp: MetadataResponse = conn.call(ApiKey::Metadata, 12, &request).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+    resp.topics[0].topic_id
+}
