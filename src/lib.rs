@@ -86,6 +86,8 @@ impl Broker {
             config,
             metadata,
             logs,
+            parked_fetches: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         });
         let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
         tracing::info!(
@@ -111,6 +113,13 @@ impl Broker {
         self.local_addr.to_string()
     }
 
+    /// Fetch requests parked in a long poll right now, waiting for data or their deadline.
+    pub fn parked_fetches(&self) -> usize {
+        self.apis
+            .parked_fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// This broker's cluster id, from `meta.properties`.
     pub fn cluster_id(&self) -> &str {
         &self.apis.cluster_id
@@ -119,6 +128,7 @@ impl Broker {
     /// Clean stop: stop accepting, finish in-flight requests, flush every log, write the checkpoints and the
     /// clean-shutdown marker (so the next start does not rescan the logs).
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        self.apis.stopping.send_replace(true);
         self.listener.shutdown(SHUTDOWN_GRACE).await;
         let logs = self.apis.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown())

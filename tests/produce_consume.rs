@@ -322,9 +322,12 @@ async fn long_poll_fetch_receives_new_message_promptly() {
     let first = consume_n(&consumer, 1, DEADLINE).await;
     assert_eq!(first[0].payload(), Some(&b"first"[..]));
 
-    // Scenario setup, not a wait for a condition: give the consumer time to be parked in its
-    // long poll, so the next produce has to wake it.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // The client sends its next Fetch at once; wait until the broker has it parked, so the
+    // produce below must wake it.
+    poll_until(DEADLINE, "the consumer's fetch to park", || {
+        (b.broker.parked_fetches() >= 1).then_some(())
+    })
+    .await;
 
     let d = send("second").await.expect("produce second");
     let acked = Instant::now();

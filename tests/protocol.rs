@@ -642,3 +642,50 @@ async fn metadata_topic_id(conn: &mut Conn, topic: &str) -> uuid::Uuid {
     assert_eq!(resp.topics[0].error_code, 0);
     resp.topics[0].topic_id
 }
+
+/// A clean shutdown answers fetches parked in a long poll at once instead of waiting out their
+/// max_wait_ms (or dropping them): the client gets its response, and the stop is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_shutdown_answers_parked_fetches() {
+    const MAX_WAIT_MS: i32 = 60_000;
+    let b = start_broker(&[]).await;
+    let topic = "parked";
+    create_topic(&b.bootstrap, topic, 1).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    let ranges = api_versions(&mut conn).await;
+    let v = pick(&ranges, ApiKey::Fetch);
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let sent = conn.send(ApiKey::Fetch, v, &fetch).await;
+    poll_until(DEADLINE, "the fetch to park", || {
+        (b.broker.parked_fetches() == 1).then_some(())
+    })
+    .await;
+
+    let stopping = Instant::now();
+    let shutdown = tokio::spawn(b.shutdown());
+    let (got, resp): (i32, FetchResponse) = conn.recv(ApiKey::Fetch, v).await;
+    assert_eq!(got, sent);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
+    shutdown.await.expect("shutdown task");
+    // Without the wake-up the stop would wait for the 5 s grace period, the fetch for 60 s.
+    assert!(
+        stopping.elapsed() < Duration::from_millis(MAX_WAIT_MS as u64 / 20),
+        "shutdown held up by a parked fetch: {:?}",
+        stopping.elapsed()
+    );
+}

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::select_all;
@@ -99,11 +100,37 @@ pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
         return FetchOutcome::Respond(response);
     }
     let max_wait = Duration::from_millis(request.max_wait_ms as u64);
-    FetchOutcome::Wait(Box::pin(long_poll(plan, min_bytes, max_wait)))
+    let parked = Parked::new(apis.parked_fetches.clone());
+    let stopping = apis.stopping.subscribe();
+    FetchOutcome::Wait(Box::pin(async move {
+        let _parked = parked;
+        long_poll(plan, min_bytes, max_wait, stopping).await
+    }))
+}
+
+/// Counts a fetch as parked from the moment it decides to wait until its future completes or is dropped.
+struct Parked(Arc<AtomicUsize>);
+
+impl Parked {
+    fn new(count: Arc<AtomicUsize>) -> Parked {
+        count.fetch_add(1, Ordering::Relaxed);
+        Parked(count)
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Parks on the requested partitions' high watermarks and re-reads whenever one moves.
-async fn long_poll(plan: Plan, min_bytes: usize, max_wait: Duration) -> FetchResponse {
+async fn long_poll(
+    plan: Plan,
+    min_bytes: usize,
+    max_wait: Duration,
+    mut stopping: watch::Receiver<bool>,
+) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + max_wait;
     let mut watches: Vec<watch::Receiver<i64>> = plan
         .topics
@@ -118,7 +145,10 @@ async fn long_poll(plan: Plan, min_bytes: usize, max_wait: Duration) -> FetchRes
         .collect();
     loop {
         if watches.is_empty() {
-            tokio::time::sleep_until(deadline).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stopping.wait_for(|stop| *stop) => {}
+            }
             return read(&plan).0;
         }
         let closed = {
@@ -126,6 +156,7 @@ async fn long_poll(plan: Plan, min_bytes: usize, max_wait: Duration) -> FetchRes
             tokio::select! {
                 (result, index, _) = changed => result.is_err().then_some(index),
                 _ = tokio::time::sleep_until(deadline) => return read(&plan).0,
+                _ = stopping.wait_for(|stop| *stop) => return read(&plan).0,
             }
         };
         if let Some(index) = closed {

@@ -13,6 +13,7 @@ pub mod topics;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -32,6 +33,11 @@ pub struct Apis {
     pub advertised: Endpoint,
     pub metadata: Arc<MetadataStore>,
     pub logs: Arc<LogManager>,
+    /// Fetch requests waiting in a long poll right now.
+    pub parked_fetches: Arc<AtomicUsize>,
+    /// Flips to true when the broker begins a clean shutdown: parked long polls answer at once instead of
+    /// holding the shutdown until their deadline.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A partition that cannot serve requests, with the error code Kafka would answer.
