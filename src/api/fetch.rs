@@ -94,8 +94,21 @@ pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
         read_committed: request.isolation_level == READ_COMMITTED,
     };
 
+    // Subscribe before the first read: an append between the read and the wait must still wake us.
+    let watches: Vec<watch::Receiver<i64>> = plan
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| {
+            p.log
+                .as_ref()
+                .ok()
+                .map(|log| log.subscribe_high_watermark())
+        })
+        .collect();
     let (response, bytes, failed) = read(&plan);
-    let min_bytes = request.min_bytes.max(0) as usize;
+    // A fetch can never carry more than max_bytes, so asking for more would only ever time out.
+    let min_bytes = (request.min_bytes.max(0) as usize).min(plan.max_bytes.max(1));
     if bytes >= min_bytes || failed || request.max_wait_ms <= 0 {
         return FetchOutcome::Respond(response);
     }
@@ -104,7 +117,7 @@ pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
     let stopping = apis.stopping.subscribe();
     FetchOutcome::Wait(Box::pin(async move {
         let _parked = parked;
-        long_poll(plan, min_bytes, max_wait, stopping).await
+        long_poll(plan, watches, min_bytes, max_wait, stopping).await
     }))
 }
 
@@ -127,22 +140,12 @@ impl Drop for Parked {
 /// Parks on the requested partitions' high watermarks and re-reads whenever one moves.
 async fn long_poll(
     plan: Plan,
+    mut watches: Vec<watch::Receiver<i64>>,
     min_bytes: usize,
     max_wait: Duration,
     mut stopping: watch::Receiver<bool>,
 ) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + max_wait;
-    let mut watches: Vec<watch::Receiver<i64>> = plan
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| {
-            p.log
-                .as_ref()
-                .ok()
-                .map(|log| log.subscribe_high_watermark())
-        })
-        .collect();
     loop {
         if watches.is_empty() {
             tokio::select! {

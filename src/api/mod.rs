@@ -83,7 +83,23 @@ impl Apis {
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicMetadata>, MetadataError> {
         let topic = self.metadata.create_topic(name, partitions, configs)?;
-        open_partitions(&self.logs, &self.config.log, &topic);
+        // A directory with this name belongs to an earlier topic of the same name whose deletion did not
+        // finish (a crash between the metadata change and the log removal): never serve its data.
+        let config = topic_log_config(&self.config.log, &topic);
+        for partition in 0..topic.partitions {
+            let tp = TopicPartition {
+                topic: topic.name.clone(),
+                partition,
+            };
+            if self.logs.dir().join(tp.to_string()).exists() {
+                tracing::warn!(partition = %tp, "removing a stale log directory before creating the topic");
+                if let Err(e) = self.logs.delete(&tp) {
+                    tracing::error!(partition = %tp, error = %e, "stale log directory remains; partition offline");
+                    continue;
+                }
+            }
+            open_partition(&self.logs, &config, tp);
+        }
         tracing::info!(topic = name, partitions, id = %topic.id, "created topic");
         Ok(topic)
     }
@@ -143,8 +159,56 @@ pub fn open_partitions(logs: &LogManager, defaults: &LogConfig, topic: &TopicMet
             topic: topic.name.clone(),
             partition,
         };
-        if let Err(e) = logs.get_or_create(&tp, config.clone()) {
-            tracing::error!(partition = %tp, error = %e, "partition is offline");
+        open_partition(logs, &config, tp);
+    }
+}
+
+fn open_partition(logs: &LogManager, config: &LogConfig, tp: TopicPartition) {
+    if let Err(e) = logs.get_or_create(&tp, config.clone()) {
+        tracing::error!(partition = %tp, error = %e, "partition is offline");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record_batch::test_support::batch;
+
+    fn apis(dir: &std::path::Path) -> Apis {
+        let config = Config::new();
+        Apis {
+            advertised: config.listener.clone(),
+            node_id: 1,
+            cluster_id: "test".into(),
+            metadata: Arc::new(MetadataStore::open(dir).unwrap()),
+            logs: LogManager::open(dir, config.log.clone()).unwrap(),
+            config,
+            parked_fetches: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    #[test]
+    fn created_topic_never_reuses_a_stale_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        let log = apis.partition("orders", 0).unwrap();
+        log.append(bytes::BytesMut::from(&batch(3, 10, 1)[..]), LEADER_EPOCH)
+            .unwrap();
+        assert_eq!(log.log_end_offset(), 3);
+        drop(log);
+        apis.logs.shutdown().unwrap();
+
+        // As a crash between the two steps of a deletion leaves it: the topic is gone from the
+        // metadata, its directory is still on disk.
+        let apis = self::apis(dir.path());
+        apis.metadata.delete_topic("orders").unwrap();
+        assert!(dir.path().join("orders-0").exists());
+
+        apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        let log = apis.partition("orders", 0).unwrap();
+        assert_eq!(log.log_end_offset(), 0, "the new topic starts empty");
+        apis.logs.shutdown().unwrap();
     }
 }

@@ -23,11 +23,11 @@ pub enum ProduceOutcome {
         failed: Option<String>,
     },
     Respond(ProduceResponse),
-    /// acks=-1 while the high watermark has not yet passed every appended batch.
+    /// The high watermark has not yet passed every appended batch (acks=-1, or a durable log).
     Wait(Pin<Box<dyn Future<Output = ProduceResponse> + Send>>),
 }
 
-/// A partition appended under acks=-1 whose high watermark must reach `required`.
+/// An appended partition whose high watermark must reach `required` before the answer.
 struct Pending {
     topic: usize,
     partition: usize,
@@ -76,7 +76,10 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
                     let records = data.records.unwrap_or_default();
                     match log.append(BytesMut::from(&records[..]), LEADER_EPOCH) {
                         Ok(info) => {
-                            if acks == -1 && log.high_watermark() <= info.last_offset {
+                            // acks=-1 waits for the high watermark; so does acks=1 on a durable log,
+                            // where the leader's write only counts once fsynced. Elsewhere the high
+                            // watermark is already past the batch and nothing waits.
+                            if acks != 0 && log.high_watermark() <= info.last_offset {
                                 pending.push(Pending {
                                     topic: topic_index,
                                     partition: partition_index,
@@ -134,8 +137,8 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
     )))
 }
 
-/// acks=-1: answer once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those
-/// that did not get there within the request's timeout.
+/// Answers once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those that did
+/// not get there within the request's timeout.
 async fn wait_for_high_watermark(
     mut response: ProduceResponse,
     pending: Vec<Pending>,
