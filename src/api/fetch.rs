@@ -219,6 +219,19 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
                 .with_log_start_offset(-1);
         }
     };
+    if log.is_closed() {
+        // Deleted while the fetch was parked, or taken offline by a disk failure.
+        let error = if log.is_failed() {
+            ResponseError::KafkaStorageError
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        return base
+            .with_error_code(error.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1);
+    }
     let base = base.with_aborted_transactions(plan.read_committed.then(Vec::new));
     let budget = wanted
         .partition_max_bytes

@@ -147,11 +147,25 @@ async fn wait_for_high_watermark(
     let deadline = tokio::time::Instant::now() + timeout;
     for p in pending {
         let mut watermark = p.log.subscribe_high_watermark();
-        let reached =
-            tokio::time::timeout_at(deadline, watermark.wait_for(|hw| *hw >= p.required)).await;
-        if !matches!(reached, Ok(Ok(_))) {
+        let log = &p.log;
+        let settled = watermark.wait_for(|hw| *hw >= p.required || log.is_closed());
+        let reached = matches!(tokio::time::timeout_at(deadline, settled).await, Ok(Ok(_)));
+        let error = if log.is_failed() {
+            // The data may never reach the disk: never acknowledge it.
+            Some(ResponseError::KafkaStorageError)
+        } else if log.high_watermark() >= p.required {
+            None
+        } else if log.is_closed() {
+            // Deleted while we waited, as when a partition moves away from a Kafka leader.
+            Some(ResponseError::NotLeaderOrFollower)
+        } else if !reached {
+            Some(ResponseError::RequestTimedOut)
+        } else {
+            None
+        };
+        if let Some(error) = error {
             let partition = &mut response.responses[p.topic].partition_responses[p.partition];
-            partition.error_code = ResponseError::RequestTimedOut.code();
+            partition.error_code = error.code();
             partition.base_offset = -1;
         }
     }

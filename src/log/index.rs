@@ -20,12 +20,26 @@ pub const NO_TIMESTAMP: i64 = -1;
 struct IndexFile {
     path: PathBuf,
     file: File,
-    /// None only transiently while the file is being resized.
-    mmap: Option<MmapMut>,
+    /// Always a valid mapping of at least `entries` entries: `resize` swaps it only once the new one exists,
+    /// so a failed resize (ENOSPC while rolling) leaves the index usable.
+    mmap: MmapMut,
     entries: usize,
     entry_size: usize,
     /// False when the file length was not a multiple of the entry size at open.
     length_ok: bool,
+    /// Test seam: make the next resize fail at the given step.
+    #[cfg(test)]
+    fault: Option<ResizeFault>,
+}
+
+/// Where an injected resize failure strikes (tests only).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResizeFault {
+    /// `set_len` fails: the file keeps its length.
+    SetLen,
+    /// Mapping the new length fails (after `set_len` when growing, before it when shrinking).
+    Map,
 }
 
 impl IndexFile {
@@ -41,33 +55,51 @@ impl IndexFile {
         let len = file.metadata()?.len();
         let usable =
             usize::try_from(len).map_err(|_| io::Error::other("index file larger than memory"))?;
-        let mut index = IndexFile {
+        let entries = usable / entry_size;
+        let whole = entries * entry_size;
+        let mmap = match max_bytes {
+            Some(max) => {
+                let target = preallocated_len(max, entry_size, entries);
+                if target != usable {
+                    file.set_len(target as u64)?;
+                }
+                map_file(&file, target)?
+            }
+            None => map_file(&file, whole)?,
+        };
+        Ok(IndexFile {
             path: path.to_path_buf(),
             file,
-            mmap: None,
-            entries: usable / entry_size,
+            mmap,
+            entries,
             entry_size,
             length_ok: usable % entry_size == 0,
-        };
-        match max_bytes {
-            Some(max) => index.resize(max)?,
-            None => index.map(usable - usable % entry_size)?,
-        }
-        Ok(index)
+            #[cfg(test)]
+            fault: None,
+        })
     }
 
-    fn map(&mut self, len: usize) -> io::Result<()> {
-        // SAFETY: the mapping is only valid while the file is at least `len` bytes long. The file belongs to
-        // this broker's data directory and this struct is its only writer; `resize` drops the mapping before
-        // it changes the length. An outside process truncating the file would fault (SIGBUS) exactly as it
-        // would for Kafka; that is outside the broker's contract with the operator.
-        let mmap = unsafe { MmapOptions::new().len(len).map_mut(&self.file)? };
-        self.mmap = Some(mmap);
-        Ok(())
+    /// Maps the first `len` bytes of the file (which must be at least that long), or fails as injected.
+    fn map(&mut self, len: usize) -> io::Result<MmapMut> {
+        #[cfg(test)]
+        if self.fault == Some(ResizeFault::Map) {
+            self.fault = None;
+            return Err(io::Error::other("injected index mmap failure"));
+        }
+        map_file(&self.file, len)
+    }
+
+    fn set_len(&mut self, len: usize) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fault == Some(ResizeFault::SetLen) {
+            self.fault = None;
+            return Err(io::Error::other("injected index set_len failure"));
+        }
+        self.file.set_len(len as u64)
     }
 
     fn capacity(&self) -> usize {
-        self.mmap.as_ref().map_or(0, |m| m.len() / self.entry_size)
+        self.mmap.len() / self.entry_size
     }
 
     fn is_full(&self) -> bool {
@@ -79,12 +111,10 @@ impl IndexFile {
         self.entries + 1 >= self.capacity()
     }
 
+    /// Entry `i < entries`; the mapping always covers every valid entry.
     fn entry(&self, i: usize) -> &[u8] {
-        let m = self
-            .mmap
-            .as_ref()
-            .expect("invariant: index is mapped outside resize");
-        &m[i * self.entry_size..(i + 1) * self.entry_size]
+        debug_assert!(i < self.entries);
+        &self.mmap[i * self.entry_size..(i + 1) * self.entry_size]
     }
 
     fn push(&mut self, bytes: &[u8]) -> bool {
@@ -93,11 +123,7 @@ impl IndexFile {
             return false;
         }
         let at = self.entries * self.entry_size;
-        let m = self
-            .mmap
-            .as_mut()
-            .expect("invariant: index is mapped outside resize");
-        m[at..at + self.entry_size].copy_from_slice(bytes);
+        self.mmap[at..at + self.entry_size].copy_from_slice(bytes);
         self.entries += 1;
         true
     }
@@ -113,29 +139,50 @@ impl IndexFile {
     }
 
     /// Sets the file length to `max_bytes` rounded down to whole entries (never below the valid entries) and
-    /// remaps it.
+    /// remaps it. On error the old mapping stays in place and valid (the file is never shorter than it), so
+    /// the index keeps serving lookups and the caller decides what the failure means.
     fn resize(&mut self, max_bytes: u32) -> io::Result<()> {
-        let rounded = (max_bytes as usize / self.entry_size) * self.entry_size;
-        let len = rounded.max(self.entries * self.entry_size);
-        self.mmap = None;
-        self.file.set_len(len as u64)?;
-        self.map(len)
+        let len = preallocated_len(max_bytes, self.entry_size, self.entries);
+        let old_len = self.mmap.len();
+        if len <= old_len {
+            // Shrinking: map the new (shorter) prefix while the file is still long, then cut the file. The
+            // old mapping is dropped at once after the cut and never touched past the new end.
+            let mmap = self.map(len)?;
+            self.set_len(len)?;
+            self.mmap = mmap;
+        } else {
+            // Growing: the old mapping stays valid whatever happens to the longer file.
+            self.set_len(len)?;
+            self.mmap = self.map(len)?;
+        }
+        Ok(())
     }
 
     fn trim(&mut self) -> io::Result<()> {
         let len = self.entries * self.entry_size;
-        if self.mmap.as_ref().is_some_and(|m| m.len() == len) {
+        if self.mmap.len() == len {
             return Ok(());
         }
         self.resize(u32::try_from(len).map_err(|_| io::Error::other("index too large"))?)
     }
 
     fn flush(&self) -> io::Result<()> {
-        if let Some(m) = self.mmap.as_ref() {
-            m.flush()?;
-        }
+        self.mmap.flush()?;
         self.file.sync_all()
     }
+}
+
+/// `max_bytes` rounded down to whole entries, never below the `entries` already valid.
+fn preallocated_len(max_bytes: u32, entry_size: usize, entries: usize) -> usize {
+    ((max_bytes as usize / entry_size) * entry_size).max(entries * entry_size)
+}
+
+fn map_file(file: &File, len: usize) -> io::Result<MmapMut> {
+    // SAFETY: the mapping is only valid while the file is at least `len` bytes long. The file belongs to this
+    // broker's data directory and its IndexFile is its only writer, which never shortens the file below a
+    // mapping it still uses (see `resize`). An outside process truncating the file would fault (SIGBUS)
+    // exactly as it would for Kafka; that is outside the broker's contract with the operator.
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
 }
 
 fn relative(base_offset: i64, offset: i64) -> Option<u32> {
@@ -271,6 +318,12 @@ impl OffsetIndex {
         self.inner.resize(max_index_bytes)
     }
 
+    /// Test seam: the next resize or trim fails at `fault`.
+    #[cfg(test)]
+    pub(crate) fn inject_resize_failure(&mut self, fault: ResizeFault) {
+        self.inner.fault = Some(fault);
+    }
+
     pub fn flush(&self) -> io::Result<()> {
         self.inner.flush()
     }
@@ -401,6 +454,12 @@ impl TimeIndex {
     pub fn flush(&self) -> io::Result<()> {
         self.inner.flush()
     }
+
+    /// Test seam: the next resize or trim fails at `fault`.
+    #[cfg(test)]
+    pub(crate) fn inject_resize_failure(&mut self, fault: ResizeFault) {
+        self.inner.fault = Some(fault);
+    }
 }
 
 #[cfg(test)]
@@ -503,6 +562,46 @@ mod tests {
         assert_eq!(idx.last_entry(), Some((50, 1003)));
         assert!(idx.sanity_check(Some(1004)).is_ok());
         assert!(idx.sanity_check(Some(1003)).is_err());
+    }
+
+    #[test]
+    fn failed_trim_or_resize_keeps_the_index_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.index");
+        let mut idx = OffsetIndex::open(&path, 0, Some(4096)).unwrap();
+        for i in 1..=10 {
+            assert!(idx.append(i * 10, (i * 100) as u32));
+        }
+        for fault in [ResizeFault::SetLen, ResizeFault::Map] {
+            idx.inject_resize_failure(fault);
+            assert!(idx.trim_to_valid_size().is_err(), "{fault:?}");
+            assert_eq!(idx.lookup(55), Some((50, 500)), "lookups survive {fault:?}");
+            assert_eq!(idx.last_entry(), Some((100, 1000)));
+        }
+        // Still the preallocated active index: appends go on.
+        assert!(idx.append(110, 1100));
+        idx.trim_to_valid_size().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 88);
+        // Growing back (the segment becomes active again) fails at either step: still readable, and full.
+        for fault in [ResizeFault::SetLen, ResizeFault::Map] {
+            idx.inject_resize_failure(fault);
+            assert!(idx.resize(4096).is_err(), "{fault:?}");
+            assert_eq!(idx.lookup(1_000), Some((110, 1100)));
+            assert!(
+                !idx.append(120, 1200),
+                "the old, trimmed mapping has no room"
+            );
+        }
+        idx.resize(4096).unwrap();
+        assert!(idx.append(120, 1200));
+
+        let mut tidx = TimeIndex::open(&dir.path().join("g.timeindex"), 0, Some(1200)).unwrap();
+        assert!(tidx.maybe_append(5, 3, false));
+        tidx.inject_resize_failure(ResizeFault::Map);
+        assert!(tidx.trim_to_valid_size().is_err());
+        assert_eq!(tidx.lookup_before(6), Some((5, 3)));
+        assert!(tidx.maybe_append(7, 4, true), "the final entry still fits");
+        assert!(tidx.sanity_check(Some(5)).is_ok());
     }
 
     #[test]

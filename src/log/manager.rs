@@ -56,7 +56,7 @@ struct Shared {
     dir: PathBuf,
     logs: Mutex<HashMap<TopicPartition, Arc<PartitionLog>>>,
     /// Checkpoint contents: what was read at start, updated from loaded logs on every write. Keeps entries
-    /// of partitions not loaded in this run.
+    /// of partitions not loaded in this run (but see `forget_unrecovered`).
     checkpoints: Mutex<Checkpoints>,
 }
 
@@ -69,6 +69,23 @@ struct Checkpoints {
 impl Shared {
     fn logs_snapshot(&self) -> Vec<Arc<PartitionLog>> {
         lock(&self.logs).values().cloned().collect()
+    }
+
+    /// After an unclean start, partitions not loaded in this run were never recovered: their recovery points
+    /// predate the crash and may sit below a torn or corrupt tail. Dropping them makes the next start
+    /// recover those partitions fully even though it finds the clean-shutdown marker. Log start offsets stay.
+    fn forget_unrecovered(&self) {
+        let logs = lock(&self.logs);
+        let mut cp = lock(&self.checkpoints);
+        let before = cp.recovery_points.len();
+        cp.recovery_points.retain(|tp, _| logs.contains_key(tp));
+        let dropped = before - cp.recovery_points.len();
+        if dropped > 0 {
+            tracing::info!(
+                partitions = dropped,
+                "partitions not recovered in this run will recover fully at the next start"
+            );
+        }
     }
 
     /// Writes both checkpoints from the loaded logs merged over what was on disk.
@@ -276,33 +293,48 @@ impl LogManager {
         Ok(out)
     }
 
-    /// Removes the partition's log: close it, rename the directory to `<topic>-<p>.<uuid>-delete` (atomic:
-    /// a crash leaves no half-deleted partition under its real name), then delete it.
+    /// Removes the partition's log, loaded or not: close it (waking parked readers), forget its
+    /// checkpoint entries, rename `<topic>-<p>` to `<topic>-<p>.<uuid>-delete` (atomic: a crash leaves no
+    /// half-deleted partition under its real name), then delete that. Ok when nothing was there, so it also
+    /// clears a stale directory left by an earlier incarnation before the partition is created again.
     pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
         if !valid_topic_name(&tp.topic) || tp.partition < 0 {
             return Err(LogError::Offline(format!(
                 "{tp}: not a valid topic partition name"
             )));
         }
-        if let Some(log) = lock(&self.shared.logs).remove(tp) {
-            log.mark_closed();
-        }
-        {
-            let mut cp = lock(&self.shared.checkpoints);
-            cp.recovery_points.remove(tp);
-            cp.log_start_offsets.remove(tp);
-        }
         let dir = self.shared.dir.join(tp.to_string());
-        if !dir.exists() {
-            return Ok(());
-        }
-        let doomed = self.shared.dir.join(format!(
-            "{tp}.{}{DELETE_DIR_SUFFIX}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        fs::rename(&dir, &doomed)?;
+        let doomed = {
+            // Held until the rename: a concurrent get_or_create waits, then creates the partition afresh
+            // instead of loading the old files.
+            let mut logs = lock(&self.shared.logs);
+            if let Some(log) = logs.remove(tp) {
+                log.mark_closed();
+            }
+            {
+                let mut cp = lock(&self.shared.checkpoints);
+                cp.recovery_points.remove(tp);
+                cp.log_start_offsets.remove(tp);
+            }
+            // Not `exists()`: it follows symlinks, and a dangling one must go too.
+            match fs::symlink_metadata(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            let doomed = self.shared.dir.join(format!(
+                "{tp}.{}{DELETE_DIR_SUFFIX}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            fs::rename(&dir, &doomed)?;
+            doomed
+        };
         sync_dir(&self.shared.dir)?;
-        fs::remove_dir_all(&doomed)?;
+        if fs::symlink_metadata(&doomed)?.is_dir() {
+            fs::remove_dir_all(&doomed)?;
+        } else {
+            fs::remove_file(&doomed)?;
+        }
         Ok(())
     }
 
@@ -323,8 +355,10 @@ impl LogManager {
     }
 
     /// Clean shutdown: stop the flusher, flush and close every log (indexes trimmed), write both checkpoints,
-    /// then write the clean-shutdown marker (fsync file and directory). If any step fails the marker is not
-    /// written, so the next start recovers. Idempotent.
+    /// then write the clean-shutdown marker (fsync file and directory). If any step fails, or any partition's
+    /// write or fsync failed during the run, the marker is not written, so the next start recovers. After an
+    /// unclean start the recovery points of partitions not loaded in this run are dropped first (see
+    /// `Shared::forget_unrecovered`). Idempotent.
     pub fn shutdown(&self) -> Result<(), LogError> {
         {
             let mut stopped = lock(&self.stopped);
@@ -340,6 +374,9 @@ impl LogManager {
                 tracing::error!(partition = %log.topic_partition(), error = %e, "flush at shutdown failed");
                 first_error.get_or_insert(e);
             }
+        }
+        if !self.had_clean_shutdown {
+            self.shared.forget_unrecovered();
         }
         self.shared.write_checkpoints()?;
         if let Some(e) = first_error {
@@ -568,6 +605,169 @@ mod tests {
         let again = mgr.get_or_create(&a, LogConfig::default()).unwrap();
         assert_eq!(again.log_end_offset(), 0);
         mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn shutdown_after_a_failed_fsync_reports_it_and_writes_no_clean_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let healthy = mgr
+            .get_or_create(&TopicPartition::new("ok", 0), LogConfig::default())
+            .unwrap();
+        healthy.append(one_batch(), 0).unwrap();
+        let sick = mgr
+            .get_or_create(&TopicPartition::new("sick", 0), LogConfig::default())
+            .unwrap();
+        sick.append(one_batch(), 0).unwrap();
+        sick.inject_fsync_failure();
+        assert!(sick.flush().is_err());
+
+        assert!(
+            mgr.shutdown().is_err(),
+            "shutdown reports the failed partition"
+        );
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert!(healthy.is_closed() && !healthy.is_failed());
+        let rp = read_offset_checkpoint(&dir.path().join(RECOVERY_POINT_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rp.get(&TopicPartition::new("ok", 0)), Some(&2));
+        assert_eq!(rp.get(&TopicPartition::new("sick", 0)), Some(&0));
+        drop(mgr);
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(!mgr.had_clean_shutdown(), "the next start recovers");
+    }
+
+    #[test]
+    fn clean_marker_after_an_unclean_start_does_not_cover_partitions_left_unrecovered() {
+        use crate::log::segment::{LOG_FILE_SUFFIX, segment_file_name};
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1024,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let tp = TopicPartition::new("b", 0);
+        // Run 1: a checkpoint while the partition is empty, then rolled segments, then a crash.
+        let mgr = LogManager::open(dir.path(), config.clone()).unwrap();
+        let log = mgr.get_or_create(&tp, config.clone()).unwrap();
+        mgr.checkpoint().unwrap();
+        for i in 0..40 {
+            let b = crate::log::record_batch::test_support::batch(1, 60, i);
+            log.append(bytes::BytesMut::from(&b[..]), 0).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        mgr.abandon();
+        drop((log, mgr));
+        // The crash damaged a batch in a rolled (non-active) segment whose indexes look fine.
+        let part = dir.path().join("b-0");
+        let mut bases: Vec<i64> = fs::read_dir(&part)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(LOG_FILE_SUFFIX)
+                    .map(|s| s.parse().unwrap())
+            })
+            .collect();
+        bases.sort_unstable();
+        let victim = bases[1];
+        let path = part.join(segment_file_name(victim, LOG_FILE_SUFFIX));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[70] ^= 0xFF; // inside the first batch's record
+        fs::write(&path, &bytes).unwrap();
+
+        // Run 2: unclean start that never loads b-0, then a clean shutdown.
+        let mgr = LogManager::open(dir.path(), config.clone()).unwrap();
+        assert!(!mgr.had_clean_shutdown());
+        mgr.get_or_create(&TopicPartition::new("a", 0), config.clone())
+            .unwrap();
+        mgr.shutdown().unwrap();
+        drop(mgr);
+        let rp = read_offset_checkpoint(&dir.path().join(RECOVERY_POINT_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert!(rp.contains_key(&TopicPartition::new("a", 0)));
+        assert!(
+            !rp.contains_key(&tp),
+            "unrecovered partition's recovery point dropped"
+        );
+
+        // Run 3: clean start, yet b-0 is recovered and truncated at the damaged batch.
+        let mgr = LogManager::open(dir.path(), config.clone()).unwrap();
+        assert!(mgr.had_clean_shutdown());
+        let log = mgr.get_or_create(&tp, config).unwrap();
+        assert_eq!(log.log_end_offset(), victim);
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn delete_wakes_parked_long_polls_and_marks_the_log_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let tp = TopicPartition::new("gone", 0);
+        let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
+        log.append(one_batch(), 0).unwrap();
+        let mut rx = log.subscribe_high_watermark();
+        rx.borrow_and_update();
+        let parked = tokio::spawn(async move { rx.changed().await });
+        tokio::task::yield_now().await;
+        mgr.delete(&tp).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), parked)
+            .await
+            .expect("the parked receiver wakes on delete")
+            .unwrap()
+            .expect("the log still exists for the holder of its Arc");
+        assert!(log.is_closed());
+    }
+
+    #[test]
+    fn delete_removes_a_partition_directory_that_was_never_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("stale", 0);
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
+        for _ in 0..3 {
+            log.append(one_batch(), 0).unwrap();
+        }
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.partitions_on_disk().unwrap(), vec![tp.clone()]);
+        mgr.delete(&tp).unwrap();
+        assert!(!dir.path().join("stale-0").exists());
+        assert!(mgr.partitions_on_disk().unwrap().is_empty());
+        let fresh = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
+        assert_eq!(
+            fresh.log_end_offset(),
+            0,
+            "the new incarnation starts empty"
+        );
+        mgr.shutdown().unwrap();
+        let rp = read_offset_checkpoint(&dir.path().join(RECOVERY_POINT_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rp.get(&tp), Some(&0));
+    }
+
+    #[test]
+    fn delete_of_a_partition_with_nothing_on_disk_is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let tp = TopicPartition::new("never", 3);
+        mgr.delete(&tp).unwrap();
+        mgr.delete(&tp).unwrap();
+        // A stray file under the partition's name is cleared too.
+        fs::write(dir.path().join("never-3"), b"junk").unwrap();
+        mgr.delete(&tp).unwrap();
+        assert!(!dir.path().join("never-3").exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(
+            mgr.get_or_create(&tp, LogConfig::default())
+                .unwrap()
+                .log_end_offset(),
+            0
+        );
     }
 
     #[test]

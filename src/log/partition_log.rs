@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -100,8 +100,18 @@ pub struct PartitionLog {
     dir_dirty: AtomicBool,
     /// The leader epoch checkpoint was rewritten since the last flush.
     epochs_dirty: AtomicBool,
-    /// No more appends: closed, deleted, or a failed fsync left the data in doubt.
+    /// No more appends: closed, deleted, or a failed write or fsync left the data in doubt.
     closed: AtomicBool,
+    /// Why a write or fsync failed, once one did. Sticky until restart: Linux reports a writeback error to
+    /// one fsync only and then marks the pages clean, so a retried fsync "succeeds" over lost data. While set,
+    /// the recovery point and high watermark never move again and close() reports the failure (so no
+    /// clean-shutdown marker covers this partition).
+    failure: OnceLock<String>,
+    /// Test seams: the next fsync of a flush / the next segment write fails.
+    #[cfg(test)]
+    fail_next_fsync: AtomicBool,
+    #[cfg(test)]
+    fail_next_write: AtomicBool,
     /// Batches whose CRC was checked while loading (0 after a clean restart but for the active tail).
     recovery_batches_scanned: AtomicU64,
     self_ref: Weak<PartitionLog>,
@@ -302,6 +312,11 @@ impl PartitionLog {
             dir_dirty: AtomicBool::new(false),
             epochs_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            failure: OnceLock::new(),
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_write: AtomicBool::new(false),
             recovery_batches_scanned: AtomicU64::new(scanned),
             self_ref: me.clone(),
         });
@@ -342,9 +357,57 @@ impl PartitionLog {
         lock(&self.append_lock).leader_epochs.clone()
     }
 
-    /// Receiver that changes whenever the high watermark advances (long-poll fetches park on it).
+    /// Receiver that changes whenever the high watermark advances, and once more when the log is closed,
+    /// deleted or fails (long-poll fetches park on it; on a wake-up they should check `is_closed`).
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.hw_tx.subscribe()
+    }
+
+    /// True once the log takes no more appends: closed, deleted, or failed (see `is_failed`).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// True once a write or fsync failed: the partition is offline until the broker restarts and recovers it.
+    pub fn is_failed(&self) -> bool {
+        self.failure.get().is_some()
+    }
+
+    /// The error every operation that needs a healthy log returns after a failure.
+    fn failed_error(&self) -> Option<LogError> {
+        self.failure.get().map(|why| {
+            offline(
+                &self.tp,
+                format_args!("an earlier write or fsync failed ({why}); offline until restart"),
+            )
+        })
+    }
+
+    /// Makes the failure sticky: no more appends, flushes or clean close. Idempotent.
+    fn mark_failed(&self, why: &LogError) {
+        self.closed.store(true, Ordering::Release);
+        if self.failure.set(why.to_string()).is_ok() {
+            tracing::error!(partition = %self.tp, error = %why, "write or fsync failed; partition taken offline");
+            self.wake_watchers();
+        }
+    }
+
+    /// Wakes every high watermark receiver without changing the value (a concurrent advance is never
+    /// overwritten), so parked long polls re-check the log's state.
+    fn wake_watchers(&self) {
+        self.hw_tx.send_modify(|_| {});
+    }
+
+    /// Test seam: the next flush fails as if fsync had returned EIO.
+    #[cfg(test)]
+    pub(crate) fn inject_fsync_failure(&self) {
+        self.fail_next_fsync.store(true, Ordering::Release);
+    }
+
+    /// Test seam: the next append fails as if the segment write had returned ENOSPC.
+    #[cfg(test)]
+    pub(crate) fn inject_write_failure(&self) {
+        self.fail_next_write.store(true, Ordering::Release);
     }
 
     fn segments_snapshot(&self) -> Arc<Vec<Arc<LogSegment>>> {
@@ -366,12 +429,16 @@ impl PartitionLog {
 
     /// Validates every batch, then (under the append lock) assigns offsets and the leader epoch in place,
     /// rolls if needed, appends, indexes, advances the log end offset (and the high watermark unless the log
-    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid.
+    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A storage error
+    /// takes the log offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let summary = validate_batches(&records, self.config.max_message_bytes)?;
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
+        if let Some(e) = self.failed_error() {
+            return Err(e);
+        }
         if self.closed.load(Ordering::Acquire) {
             return Err(offline(&self.tp, "log is closed"));
         }
@@ -396,31 +463,20 @@ impl PartitionLog {
         }
         let last_offset = next - 1;
         let now = now_ms();
-
-        if leader_epoch >= 0
-            && st
-                .leader_epochs
-                .last()
-                .is_none_or(|(e, _)| leader_epoch > *e)
-        {
-            let mut epochs = st.leader_epochs.clone();
-            epochs.push((leader_epoch, base_offset));
-            write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, false)?;
-            st.leader_epochs = epochs;
-            self.epochs_dirty.store(true, Ordering::Release);
-        }
-
-        let segments = self.segments_snapshot();
-        let mut active = segments
-            .last()
-            .expect("invariant: a loaded log has a segment")
-            .clone();
-        let mut rolled = false;
-        if self.should_roll(&active, records.len(), last_offset, now) {
-            active = self.roll(&segments, base_offset)?;
-            rolled = true;
-        }
-        active.append(&records, now, self.config.index_interval_bytes)?;
+        let rolled = match self.write_locked(
+            &mut st,
+            &records,
+            base_offset,
+            last_offset,
+            leader_epoch,
+            now,
+        ) {
+            Ok(rolled) => rolled,
+            Err(e) => {
+                self.mark_failed(&e);
+                return Err(e);
+            }
+        };
         self.log_end_offset.store(next, Ordering::Release);
         if !self.config.is_durable() {
             self.advance_high_watermark(next);
@@ -444,6 +500,48 @@ impl PartitionLog {
             max_timestamp: summary.max_timestamp,
             log_start_offset: self.log_start_offset(),
         })
+    }
+
+    /// The I/O of an append, under the append lock: leader epoch checkpoint, roll, segment write. Returns
+    /// whether the log rolled. Every error here is a storage error.
+    fn write_locked(
+        &self,
+        st: &mut AppendState,
+        records: &[u8],
+        base_offset: i64,
+        last_offset: i64,
+        leader_epoch: i32,
+        now: i64,
+    ) -> Result<bool, LogError> {
+        if leader_epoch >= 0
+            && st
+                .leader_epochs
+                .last()
+                .is_none_or(|(e, _)| leader_epoch > *e)
+        {
+            let mut epochs = st.leader_epochs.clone();
+            epochs.push((leader_epoch, base_offset));
+            write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, false)?;
+            st.leader_epochs = epochs;
+            self.epochs_dirty.store(true, Ordering::Release);
+        }
+
+        let segments = self.segments_snapshot();
+        let mut active = segments
+            .last()
+            .expect("invariant: a loaded log has a segment")
+            .clone();
+        let mut rolled = false;
+        if self.should_roll(&active, records.len(), last_offset, now) {
+            active = self.roll(&segments, base_offset)?;
+            rolled = true;
+        }
+        #[cfg(test)]
+        if self.fail_next_write.swap(false, Ordering::AcqRel) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC).into());
+        }
+        active.append(records, now, self.config.index_interval_bytes)?;
+        Ok(rolled)
     }
 
     fn should_roll(
@@ -517,6 +615,9 @@ impl PartitionLog {
         let Some(ms) = self.config.flush_interval_ms else {
             return Ok(());
         };
+        if self.is_failed() {
+            return Ok(()); // reported once when it failed; retrying cannot help
+        }
         if self.log_end_offset() <= self.recovery_point() {
             return Ok(());
         }
@@ -590,15 +691,18 @@ impl PartitionLog {
 
     /// fsyncs everything appended so far, advances the recovery point (and the high watermark of a durable
     /// log). Segments wholly below the recovery point are skipped; an inactive segment's indexes are
-    /// fsynced once. An fsync failure takes the partition offline: the kernel may have dropped the data.
+    /// fsynced once. An fsync failure takes the partition offline for good: the kernel may have dropped the
+    /// data and would not report it again, so every later flush fails at once without an fsync.
     pub fn flush(&self) -> Result<(), LogError> {
         let mut last_flush = lock(&self.flush_lock);
+        if let Some(e) = self.failed_error() {
+            return Err(e);
+        }
         let target = self.log_end_offset();
         let result = self.flush_to(target);
         *last_flush = Instant::now();
         if let Err(e) = result {
-            self.closed.store(true, Ordering::Release);
-            tracing::error!(partition = %self.tp, error = %e, "flush failed; partition taken offline");
+            self.mark_failed(&e);
             return Err(e);
         }
         self.recovery_point.fetch_max(target, Ordering::AcqRel);
@@ -616,6 +720,10 @@ impl PartitionLog {
             && !self.epochs_dirty.load(Ordering::Acquire)
         {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            return Err(io::Error::from_raw_os_error(libc::EIO).into());
         }
         for (i, seg) in segments.iter().enumerate() {
             match segments.get(i + 1).map(|s| s.base_offset()) {
@@ -644,26 +752,37 @@ impl PartitionLog {
     }
 
     /// Clean close: no more appends, flush, record the final max timestamp, trim and fsync the active
-    /// segment's indexes. Idempotent.
+    /// segment's indexes, and wake parked high watermark receivers. Idempotent, except that a log whose write
+    /// or fsync failed (now or earlier) always returns that error: it was not closed cleanly.
     pub fn close(&self) -> Result<(), LogError> {
         let _st = lock(&self.append_lock);
+        if let Some(e) = self.failed_error() {
+            return Err(e);
+        }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.flush()?;
-        let segments = self.segments_snapshot();
-        let active = segments
-            .last()
-            .expect("invariant: a loaded log has a segment");
-        active.on_become_inactive()?;
-        active.flush_indexes()?;
-        Ok(())
+        self.wake_watchers();
+        let result = self.flush().and_then(|()| {
+            let segments = self.segments_snapshot();
+            let active = segments
+                .last()
+                .expect("invariant: a loaded log has a segment");
+            active.on_become_inactive()?;
+            active.flush_indexes()?;
+            Ok(())
+        });
+        if let Err(e) = &result {
+            self.mark_failed(e);
+        }
+        result
     }
 
-    /// Stops appends without touching the files (deletion, crash simulation).
+    /// Stops appends without touching the files (deletion, crash simulation) and wakes parked receivers.
     pub(crate) fn mark_closed(&self) {
         let _st = lock(&self.append_lock);
         self.closed.store(true, Ordering::Release);
+        self.wake_watchers();
     }
 }
 
@@ -938,6 +1057,105 @@ mod tests {
             log.high_watermark() == 40
         });
         assert_eq!(log.recovery_point(), 40);
+    }
+
+    /// A log without a flusher: nothing is fsynced but by explicit `flush`, so recovery points are exact.
+    fn load_without_flusher(dir: &Path, config: LogConfig) -> Arc<PartitionLog> {
+        PartitionLog::load(LoadParams {
+            dir: dir.join("t-0"),
+            tp: tp(),
+            config,
+            had_clean_shutdown: false,
+            recovery_point: None,
+            log_start_offset: None,
+            flusher: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn failed_fsync_is_sticky_and_never_advances_recovery_point_or_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let log = load_without_flusher(dir.path(), durable);
+        let mut hw_rx = log.subscribe_high_watermark();
+        append(&log, 3, 10, 0);
+        log.flush().unwrap();
+        assert_eq!((log.recovery_point(), log.high_watermark()), (3, 3));
+        hw_rx.borrow_and_update();
+
+        append(&log, 2, 10, 0);
+        log.inject_fsync_failure();
+        assert!(matches!(log.flush(), Err(LogError::Storage(_))));
+        assert!(log.is_failed() && log.is_closed());
+        assert!(hw_rx.has_changed().unwrap(), "parked readers are woken");
+        assert_eq!(
+            *hw_rx.borrow_and_update(),
+            3,
+            "without moving the watermark"
+        );
+        // Linux would let this retry succeed over the lost pages: it must not be tried at all.
+        assert!(matches!(log.flush(), Err(LogError::Offline(_))));
+        assert_eq!(log.recovery_point(), 3);
+        assert_eq!(log.high_watermark(), 3);
+        assert!(log.read(3, 1 << 20, true).unwrap().records.is_empty());
+        assert!(matches!(
+            log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
+            Err(LogError::Offline(_))
+        ));
+        assert_eq!(log.log_end_offset(), 5);
+        assert!(matches!(log.close(), Err(LogError::Offline(_))));
+        assert!(
+            matches!(log.close(), Err(LogError::Offline(_))),
+            "close keeps reporting the failure"
+        );
+    }
+
+    #[test]
+    fn failed_write_takes_the_log_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = load_without_flusher(dir.path(), small_config());
+        append(&log, 2, 10, 0);
+        log.inject_write_failure();
+        let err = log
+            .append(BytesMut::from(&batch(1, 10, 0)[..]), 0)
+            .unwrap_err();
+        assert!(matches!(err, LogError::Storage(_)), "{err:?}");
+        assert!(log.is_failed());
+        assert_eq!(log.log_end_offset(), 2);
+        assert!(matches!(
+            log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
+            Err(LogError::Offline(_))
+        ));
+        assert!(matches!(log.flush(), Err(LogError::Offline(_))));
+        assert_eq!(log.recovery_point(), 0);
+        assert!(log.close().is_err());
+        assert_eq!(
+            batches(&log.read(0, 1 << 20, true).unwrap().records),
+            vec![(0, 1)],
+            "what was written before stays readable"
+        );
+    }
+
+    #[test]
+    fn close_wakes_high_watermark_receivers_and_is_closed_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = load_without_flusher(dir.path(), small_config());
+        append(&log, 2, 10, 0);
+        let mut rx = log.subscribe_high_watermark();
+        rx.borrow_and_update();
+        assert!(!log.is_closed());
+        log.close().unwrap();
+        assert!(log.is_closed() && !log.is_failed());
+        assert!(
+            rx.has_changed().unwrap(),
+            "a parked fetch wakes and re-checks"
+        );
+        assert_eq!(*rx.borrow_and_update(), 2);
+        log.close().unwrap();
     }
 
     #[test]

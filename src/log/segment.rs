@@ -604,6 +604,27 @@ mod tests {
     }
 
     #[test]
+    fn failed_index_trim_at_roll_leaves_the_segment_readable() {
+        use crate::log::index::ResizeFault;
+        let dir = tempfile::tempdir().unwrap();
+        let seg = LogSegment::create(dir.path(), 0, 4096).unwrap();
+        for i in 0..10 {
+            seg.append(&with_offset(batch(1, 100, i), i), 0, 0).unwrap();
+        }
+        wlock(&seg.offset_index).inject_resize_failure(ResizeFault::Map);
+        assert!(seg.on_become_inactive().is_err());
+        wlock(&seg.time_index).inject_resize_failure(ResizeFault::SetLen);
+        assert!(seg.on_become_inactive().is_err());
+        for target in 0..10 {
+            assert_eq!(seg.find_batch(target).unwrap().unwrap().base_offset, target);
+        }
+        assert_eq!(seg.find_offset_for_timestamp(7, 10).unwrap(), Some((7, 7)));
+        assert!(seg.sanity_check_indexes(Some(10)).is_ok());
+        seg.on_become_inactive().unwrap();
+        assert_eq!(seg.find_batch(9).unwrap().unwrap().base_offset, 9);
+    }
+
+    #[test]
     fn recover_rebuilds_indexes_and_truncates_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let seg = LogSegment::create(dir.path(), 0, 4096).unwrap();
