@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use crate::group::GroupConfig;
 use crate::log::LogConfig;
 use crate::server::ServerLimits;
 
@@ -75,6 +76,7 @@ pub struct Config {
     pub auto_create_topics_enable: bool,
     pub log: LogConfig,
     pub server: ServerLimits,
+    pub groups: GroupConfig,
     /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
     explicit: BTreeMap<String, String>,
 }
@@ -102,6 +104,15 @@ const KNOWN_KEYS: &[&str] = &[
     "max.connections.per.ip",
     "connections.max.idle.ms",
     "queued.max.requests",
+    "queued.max.reply.bytes",
+    "offsets.topic.num.partitions",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
+    "offset.metadata.max.bytes",
 ];
 
 impl Default for Config {
@@ -118,6 +129,7 @@ impl Default for Config {
             auto_create_topics_enable: true,
             log: LogConfig::default(),
             server: ServerLimits::default(),
+            groups: GroupConfig::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -224,6 +236,40 @@ impl Config {
             }
             "queued.max.requests" => {
                 self.server.queued_max_requests = parse_int(key, value, 1, 1_000_000)? as usize
+            }
+            "queued.max.reply.bytes" => {
+                self.server.queued_max_reply_bytes =
+                    parse_int(key, value, 1, u32::MAX as i64)? as usize
+            }
+            "offsets.topic.num.partitions" => {
+                self.groups.offsets_topic_num_partitions = parse_int(key, value, 1, 10_000)? as i32
+            }
+            "offsets.retention.minutes" => {
+                self.groups.offsets_retention_ms =
+                    parse_int(key, value, 1, i32::MAX as i64)? * 60_000
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms =
+                    parse_int(key, value, 1, i64::MAX)? as u64
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms =
+                    parse_int(key, value, 0, i32::MAX as i64)? as u64
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.min_session_timeout_ms =
+                    parse_int(key, value, 0, i32::MAX as i64)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.max_session_timeout_ms =
+                    parse_int(key, value, 0, i32::MAX as i64)? as i32
+            }
+            "group.max.size" => {
+                self.groups.max_size = parse_int(key, value, 1, i32::MAX as i64)? as usize
+            }
+            "offset.metadata.max.bytes" => {
+                self.groups.offset_metadata_max_bytes =
+                    parse_int(key, value, 0, i32::MAX as i64)? as usize
             }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }

@@ -12,6 +12,7 @@ pub mod alloc_guard;
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod server;
 

@@ -5,6 +5,15 @@
 //! the FIFO in order, awaiting a `Later` before anything queued behind it, and writes ready responses in
 //! batches. When the FIFO is full the reader stops reading, so a client that never reads its responses is
 //! held back by TCP instead of making the broker buffer without bound.
+//!
+//! The FIFO bounds replies by count; a byte budget (`queued_max_reply_bytes`, a semaphore of bytes) bounds
+//! them by size, since one Fetch reply can be tens of MiB. A computed reply holds its share of the budget
+//! until the writer has written it: the reader takes the share of a `Now` reply before reading on (so an
+//! exhausted budget stops reading), and a `Later` task takes it once its future produced the bytes (so a
+//! parked long poll holds nothing). Deadlock freedom: the writer never waits for budget. When it reaches a
+//! `Later` it tells the task that it is the oldest reply, and a task so told stops waiting for budget (the
+//! budget may be held by younger replies that cannot be written before it). So the reply being written may
+//! be unaccounted: memory per connection stays under the budget plus one reply.
 
 use std::io::{self, IoSlice};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -16,7 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, error, warn};
@@ -43,6 +52,8 @@ pub(crate) struct ConnectionSettings {
     max_frame_bytes: usize,
     idle: Duration,
     queue_depth: usize,
+    /// Bytes of computed, unwritten replies (semaphore permits; `acquire_many` counts in u32).
+    reply_budget: u32,
 }
 
 impl From<&ServerLimits> for ConnectionSettings {
@@ -52,6 +63,10 @@ impl From<&ServerLimits> for ConnectionSettings {
             idle: Duration::from_millis(limits.connections_max_idle_ms),
             // mpsc channels need a capacity of at least one.
             queue_depth: limits.queued_max_requests.max(1),
+            reply_budget: limits
+                .queued_max_reply_bytes
+                .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
+                as u32,
         }
     }
 }
@@ -171,13 +186,87 @@ impl FrameReader {
 
 /// A queued reply, in request order.
 enum Queued {
-    Ready(Bytes),
-    Later(AbortOnDrop),
+    Ready(Response),
+    Later(LaterReply),
+}
+
+/// A computed response frame with the share of the reply budget it holds until written.
+struct Response {
+    bytes: Bytes,
+    /// None only when the reply was let through without budget (see [`LaterReply::reached_head`]).
+    budget: Option<OwnedSemaphorePermit>,
+}
+
+/// The byte budget of one connection's computed, unwritten replies.
+#[derive(Clone)]
+struct ReplyBudget {
+    permits: Arc<Semaphore>,
+    total: u32,
+}
+
+impl ReplyBudget {
+    fn new(total: u32) -> Self {
+        ReplyBudget {
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits for `len` bytes of budget (the whole budget for a reply larger than it, so it still goes
+    /// through). None once the connection has closed the budget.
+    async fn reserve(&self, len: usize) -> Option<OwnedSemaphorePermit> {
+        let wanted = u32::try_from(len).unwrap_or(u32::MAX).min(self.total);
+        self.permits.clone().acquire_many_owned(wanted).await.ok()
+    }
+
+    /// Wakes every waiter with None: the connection is closing.
+    fn close(&self) {
+        self.permits.close();
+    }
+}
+
+/// A spawned `Later` reply in the FIFO.
+struct LaterReply {
+    task: AbortOnDrop,
+    /// Tells the task it is the oldest unwritten reply, so it must not wait for budget.
+    at_head: Option<oneshot::Sender<()>>,
+}
+
+impl LaterReply {
+    /// Spawns `reply`: the task holds no budget while it waits, and reserves the size of its response once
+    /// it has one, unless it is (or becomes) the oldest reply.
+    fn spawn(
+        reply: impl Future<Output = Option<Bytes>> + Send + 'static,
+        budget: ReplyBudget,
+    ) -> Self {
+        let (at_head, mut head_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let bytes = reply.await?;
+            let budget = tokio::select! {
+                biased;
+                // Sent or dropped: either way nothing older is left to free budget for us.
+                _ = &mut head_rx => None,
+                permit = budget.reserve(bytes.len()) => permit,
+            };
+            Some(Response { bytes, budget })
+        });
+        LaterReply {
+            task: AbortOnDrop(task),
+            at_head: Some(at_head),
+        }
+    }
+
+    /// Called by the writer when this is the oldest unwritten reply.
+    fn reached_head(&mut self) {
+        if let Some(at_head) = self.at_head.take() {
+            let _ = at_head.send(());
+        }
+    }
 }
 
 /// A spawned `Later` reply; aborted if the connection drops it unanswered, so long polls of a closed
 /// connection stop waiting.
-struct AbortOnDrop(JoinHandle<Option<Bytes>>);
+struct AbortOnDrop(JoinHandle<Option<Response>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -215,9 +304,17 @@ pub(crate) async fn serve(
     // Bounded FIFO: when it is full, `send` waits, the reader stops reading and TCP pushes back.
     let (tx, rx) = mpsc::channel::<Queued>(settings.queue_depth);
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let budget = ReplyBudget::new(settings.reply_budget);
     let mut writer = tokio::spawn(
-        write_responses(wr, rx, in_flight.clone(), settings.idle, shutdown.clone())
-            .instrument(tracing::Span::current()),
+        write_responses(
+            wr,
+            rx,
+            in_flight.clone(),
+            budget.clone(),
+            settings.idle,
+            shutdown.clone(),
+        )
+        .instrument(tracing::Span::current()),
     );
     let mut writer_done = false;
     let mut frames = FrameReader::new(settings.max_frame_bytes);
@@ -278,8 +375,25 @@ pub(crate) async fn serve(
             }
         };
         let queued = match reply {
-            Reply::Now(bytes) => Queued::Ready(bytes),
-            Reply::Later(fut) => Queued::Later(AbortOnDrop(tokio::spawn(fut))),
+            Reply::Now(bytes) => {
+                // Reserve before reading on: an exhausted budget stops reading, as a full FIFO does.
+                let reserved = tokio::select! {
+                    biased;
+                    _ = &mut writer => {
+                        writer_done = true;
+                        break ReaderStop::WriterGone;
+                    }
+                    reserved = budget.reserve(bytes.len()) => reserved,
+                };
+                let Some(permit) = reserved else {
+                    break ReaderStop::WriterGone; // The writer closed the budget on its way out.
+                };
+                Queued::Ready(Response {
+                    bytes,
+                    budget: Some(permit),
+                })
+            }
+            Reply::Later(fut) => Queued::Later(LaterReply::spawn(fut, budget.clone())),
             Reply::None => continue,
             Reply::Close(reason) => {
                 warn!(peer = %ctx.peer, %reason, "closing connection: protocol violation");
@@ -350,6 +464,7 @@ async fn write_responses(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Queued>,
     in_flight: Arc<AtomicUsize>,
+    budget: ReplyBudget,
     stall: Duration,
     mut shutdown: ShutdownSignal,
 ) {
@@ -378,9 +493,10 @@ async fn write_responses(
             continue;
         };
         match item {
-            Queued::Ready(bytes) => batch.push(Some(bytes)),
+            Queued::Ready(response) => batch.push(Some(response)),
             Queued::Later(mut later) => {
-                if !later.0.is_finished()
+                later.reached_head();
+                if !later.task.0.is_finished()
                     && !batch.is_empty()
                     && !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await
                 {
@@ -388,7 +504,7 @@ async fn write_responses(
                 }
                 let result = tokio::select! {
                     biased;
-                    result = &mut later.0 => result,
+                    result = &mut later.task.0 => result,
                     _ = grace_expired(&mut shutdown) => {
                         debug!("shutdown grace expired; dropping unanswered requests");
                         break;
@@ -412,8 +528,11 @@ async fn write_responses(
             break;
         }
     }
-    // Dropping `rx` makes the reader's next `send` fail, and aborts the `Later` tasks still queued.
+    // Dropping `rx` makes the reader's next `send` fail, aborts the `Later` tasks still queued and releases
+    // their budget; closing the budget wakes a reader waiting for it.
     drop(rx);
+    drop(batch);
+    budget.close();
     let _ = timeout(stall, wr.shutdown()).await;
 }
 
@@ -424,12 +543,18 @@ struct Batch {
     bytes: usize,
     /// Replies in this batch, including `Later`s that produced no response.
     replies: usize,
+    /// The budget of the replies in this batch, released once they are written.
+    budget: Vec<OwnedSemaphorePermit>,
 }
 
 impl Batch {
-    fn push(&mut self, response: Option<Bytes>) {
+    fn push(&mut self, response: Option<Response>) {
         self.replies += 1;
-        if let Some(bytes) = response.filter(|b| !b.is_empty()) {
+        let Some(Response { bytes, budget }) = response else {
+            return;
+        };
+        self.budget.extend(budget);
+        if !bytes.is_empty() {
             self.bytes += bytes.len();
             self.frames.push_back(bytes);
         }
@@ -458,6 +583,7 @@ async fn flush(
     in_flight.fetch_sub(batch.replies, Ordering::AcqRel);
     batch.replies = 0;
     batch.bytes = 0;
+    batch.budget.clear();
     match result {
         Ok(()) => true,
         Err(e) => {
@@ -699,6 +825,120 @@ mod tests {
             assert_eq!(testkit::recv(&mut client).await, Some(u32::MAX));
         }
         assert_eq!(script.calls(), REQUESTS as usize);
+    }
+
+    /// Limits with a reply budget of two [`Op::Big`] responses.
+    fn two_big_replies_budget() -> ServerLimits {
+        ServerLimits {
+            queued_max_reply_bytes: 2 * testkit::BIG_RESPONSE_BYTES,
+            ..testkit::limits()
+        }
+    }
+
+    /// A client that pipelines big requests and never reads: the byte budget, not the (default, 500) count
+    /// bound, stops the reader after a few replies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reply_bytes_are_bounded_per_connection() {
+        const REQUESTS: u32 = 50;
+        let script = Script::new();
+        let listener = testkit::start(two_big_replies_budget(), &script).await;
+        let mut client = testkit::connect_small_window(&listener).await;
+        let mut requests = Vec::new();
+        for tag in 0..REQUESTS {
+            requests.extend(testkit::frame(Op::Big, tag, 0));
+        }
+        client
+            .write_all(&requests)
+            .await
+            .expect("pipeline all requests (they fit in TCP buffers)");
+
+        // Two replies fill the budget, a third waits for budget; the writer may also have moved about one
+        // reply into the kernel's send buffer, freeing its share.
+        let calls = testkit::settled(|| script.calls()).await;
+        assert!(
+            (3..=5).contains(&calls),
+            "{calls} calls with a budget of two replies"
+        );
+
+        // Reading the responses frees the budget; every request is answered, in order.
+        for _ in 0..REQUESTS {
+            assert_eq!(testkit::recv(&mut client).await, Some(u32::MAX));
+        }
+        assert_eq!(script.calls(), REQUESTS as usize);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reply_larger_than_the_budget_is_delivered() {
+        let script = Script::new();
+        let limits = ServerLimits {
+            queued_max_reply_bytes: 1024,
+            ..testkit::limits()
+        };
+        let listener = testkit::start(limits, &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Big, 1, 0).await;
+        testkit::send(&mut client, Op::Gated, 2, 1).await; // a big Later
+        testkit::send(&mut client, Op::Big, 3, 0).await;
+        testkit::send(&mut client, Op::Now, 4, 0).await;
+        script.open_gate();
+        for expected in [u32::MAX, u32::MAX, u32::MAX, 4] {
+            assert_eq!(testkit::recv(&mut client).await, Some(expected));
+        }
+    }
+
+    /// A parked Later holds no budget: the Big replies behind it take the whole budget (and wait for it,
+    /// since they are written after the Later).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pending_later_holds_no_reply_budget() {
+        let script = Script::new();
+        let listener = testkit::start(two_big_replies_budget(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Gated, 1, 0).await;
+        for tag in 2..=5 {
+            testkit::send(&mut client, Op::Big, tag, 0).await;
+        }
+        // The Later, two Bigs holding the budget, and a third Big waiting for it.
+        assert_eq!(testkit::settled(|| script.calls()).await, 4);
+        script.open_gate();
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+        for _ in 2..=5 {
+            assert_eq!(testkit::recv(&mut client).await, Some(u32::MAX));
+        }
+    }
+
+    /// A Later that answers while younger replies hold the whole budget cannot wait for them (they are
+    /// written after it): as the oldest reply it goes through without budget.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oldest_later_never_waits_for_budget_held_by_younger_replies() {
+        let script = Script::new();
+        let listener = testkit::start(two_big_replies_budget(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Gated, 1, 1).await; // answers with a big response
+        testkit::send(&mut client, Op::Gated, 2, 1).await; // ditto, and waits for budget
+        for tag in 3..=5 {
+            testkit::send(&mut client, Op::Big, tag, 0).await;
+        }
+        assert_eq!(testkit::settled(|| script.calls()).await, 5);
+        script.open_gate();
+        for _ in 1..=5 {
+            assert_eq!(testkit::recv(&mut client).await, Some(u32::MAX));
+        }
+    }
+
+    /// A connection stuck on a full budget still closes, and releases everything, when its client goes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_disconnect_with_full_budget_releases_the_connection() {
+        let script = Script::new();
+        let listener = testkit::start(two_big_replies_budget(), &script).await;
+        let mut client = testkit::connect_small_window(&listener).await;
+        for tag in 0..20 {
+            testkit::send(&mut client, Op::Big, tag, 0).await;
+        }
+        let calls = testkit::settled(|| script.calls()).await;
+        assert!(calls < 20, "{calls} calls");
+        assert_eq!(listener.open_connections(), 1);
+        drop(client);
+        assert!(testkit::eventually(|| listener.open_connections() == 0).await);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,10 +68,16 @@ pub struct ServerLimits {
     /// queued.max.requests: per-connection cap on requests read but not yet answered (pipeline depth). When
     /// reached the connection stops reading, so TCP back-pressure reaches the client. Values below 1 act as 1.
     pub queued_max_requests: usize,
+    /// brook's own limit (no Kafka equivalent): per-connection cap on the bytes of replies computed but not
+    /// yet written. `queued_max_requests` bounds the count, but one Fetch reply can be tens of MiB, so a client
+    /// that pipelines fetches and never reads would otherwise pin gigabytes. When reached the connection stops
+    /// reading. A single larger reply still goes through (it takes the whole budget). Values below 1 act as 1;
+    /// values above `u32::MAX` act as `u32::MAX`.
+    pub queued_max_reply_bytes: usize,
 }
 
 impl Default for ServerLimits {
-    /// Kafka's defaults.
+    /// Kafka's defaults (and 100 MiB for brook's `queued_max_reply_bytes`).
     fn default() -> Self {
         ServerLimits {
             socket_request_max_bytes: 104_857_600,
@@ -79,6 +85,7 @@ impl Default for ServerLimits {
             max_connections_per_ip: i32::MAX as usize,
             connections_max_idle_ms: 600_000,
             queued_max_requests: 500,
+            queued_max_reply_bytes: 104_857_600,
         }
     }
 }
@@ -120,6 +127,9 @@ pub(crate) mod testkit {
         /// A Later that answers its tag once `param` rendezvous Laters have started, or tag + 1000 if
         /// they have not all started within DEADLINE (i.e. they were not running concurrently).
         Rendezvous = b'R',
+        /// A Later that answers once the test calls [`Script::open_gate`]: with a BIG_RESPONSE_BYTES
+        /// response when `param` is 1, else echoing the tag.
+        Gated = b'G',
     }
 
     /// The scripted handler; counts calls.
@@ -127,6 +137,7 @@ pub(crate) mod testkit {
         pub calls: AtomicUsize,
         big: Bytes,
         arrived: Arc<(AtomicUsize, tokio::sync::Notify)>,
+        gate: tokio::sync::watch::Sender<bool>,
     }
 
     impl Script {
@@ -139,11 +150,17 @@ pub(crate) mod testkit {
                 calls: AtomicUsize::new(0),
                 big: big.freeze(),
                 arrived: Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new())),
+                gate: tokio::sync::watch::Sender::new(false),
             })
         }
 
         pub fn calls(&self) -> usize {
             self.calls.load(Ordering::SeqCst)
+        }
+
+        /// Lets every [`Op::Gated`] reply, pending or future, answer.
+        pub fn open_gate(&self) {
+            self.gate.send_replace(true);
         }
     }
 
@@ -184,6 +201,15 @@ pub(crate) mod testkit {
                     None
                 })),
                 b'B' => Reply::Now(self.big.clone()),
+                b'G' => {
+                    let mut gate = self.gate.subscribe();
+                    let big = self.big.clone();
+                    Reply::Later(Box::pin(async move {
+                        // An Err means the script is gone: answer anyway.
+                        let _ = gate.wait_for(|open| *open).await;
+                        Some(if param == 1 { big } else { response(tag) })
+                    }))
+                }
                 b'R' => {
                     let arrived = self.arrived.clone();
                     Reply::Later(Box::pin(async move {
@@ -280,6 +306,38 @@ pub(crate) mod testkit {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         condition()
+    }
+
+    /// Polls `value` until it has not changed for a while (the system has settled) and returns it; gives
+    /// up waiting at the deadline and returns the latest value.
+    pub async fn settled(mut value: impl FnMut() -> usize) -> usize {
+        const QUIET: Duration = Duration::from_millis(300);
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut last = value();
+        let mut since = tokio::time::Instant::now();
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = value();
+            if now != last {
+                last = now;
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() >= QUIET {
+                break;
+            }
+        }
+        last
+    }
+
+    /// A client whose receive buffer is small, so responses it does not read back up into the broker.
+    pub async fn connect_small_window(listener: &listener::Listener) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        socket
+            .connect(listener.local_addr())
+            .await
+            .expect("connect to the test listener")
     }
 
     pub async fn connect(listener: &listener::Listener) -> TcpStream {
