@@ -1,4 +1,4 @@
-//! Runs compat/kcat.sh (Debian's kcat, built on librdkafka 2.0.2) against an in-process broker,
+//! Runs compat/kcat.sh (Debian's kcat, built on librdkafka 2.0.2) and compat/kafka_python.py against an in-process broker,
 //! then checks on disk that kcat's compressed topics really hold compressed batches: old
 //! librdkafka silently stops compressing when the broker's advertised versions disappoint it.
 
@@ -81,6 +81,51 @@ async fn kcat_matrix_passes_against_in_process_broker() {
         "kcat's librdkafka stored uncompressed batches. librdkafka enables lz4 only if the broker \
          advertises FindCoordinator, zstd only with Produce >= 7 and Fetch >= 10, and before \
          2.11.1 any codec only if Produce is advertised from v0: {problems:?}"
+    );
+    b.shutdown().await;
+}
+
+fn kafka_python_installed() -> bool {
+    Command::new("python3")
+        .args(["-c", "import kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// compat/kafka_python.py: an independent (pure Python) client for admin, produce and consume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_matrix_passes_against_in_process_broker() {
+    if !kafka_python_installed() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "kafka-python is required in CI (pip install kafka-python; .ci/run does this)"
+        );
+        eprintln!(
+            "SKIP kafka_python_matrix_passes_against_in_process_broker: kafka-python not installed"
+        );
+        return;
+    }
+    let b = start_broker(&[]).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/kafka_python.py");
+    let output = blocking(|| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(&b.bootstrap)
+            .output()
+    })
+    .expect("run compat/kafka_python.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "compat/kafka_python.py failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.matches("  PASS  ").count(),
+        4,
+        "every scenario ran:\n{stdout}"
     );
     b.shutdown().await;
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Runs kafka-python (an independent, pure-Python Kafka client) against a running brook.
+
+Usage: compat/kafka_python.py [bootstrap]   (default 127.0.0.1:9092)
+Prints one matrix line per scenario and exits non-zero if any fails.
+"""
+import sys
+import uuid
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+RUN = uuid.uuid4().hex[:8]
+PARTITIONS = 3
+N = 3000
+results = []
+
+
+def scenario(name):
+    def wrap(fn):
+        try:
+            detail = fn() or ""
+            results.append((name, "PASS", detail))
+        except Exception as e:  # report every failure, keep going
+            results.append((name, "FAIL", f"{type(e).__name__}: {e}"))
+        return fn
+    return wrap
+
+
+admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="brook-compat")
+topic = f"kafka-python-{RUN}"
+
+
+@scenario("admin: create topic, list, duplicate refused")
+def _():
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    assert topic in admin.list_topics(), "created topic listed"
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    except TopicAlreadyExistsError:
+        return "TOPIC_ALREADY_EXISTS on the second create"
+    raise AssertionError("second create was accepted")
+
+
+def expected(i):
+    return (b"key-%d" % (i % 11), b"value-%d-" % i + b"x" * (i % 97))
+
+
+for codec in (None, "gzip"):
+    @scenario(f"produce {N} keyed messages, acks=all, compression={codec}, consume back exactly")
+    def _(codec=codec):
+        t = f"{topic}-{codec or 'none'}"
+        admin.create_topics([NewTopic(t, PARTITIONS, 1)])
+        # Idempotent producers (InitProducerId) are not supported yet.
+        producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", compression_type=codec,
+                                 enable_idempotence=False, linger_ms=5)
+        futures = [producer.send(t, key=k, value=v) for k, v in map(expected, range(N))]
+        producer.flush()
+        offsets = {}
+        for f in futures:
+            md = f.get(timeout=30)
+            offsets.setdefault(md.partition, []).append(md.offset)
+        for p, offs in offsets.items():
+            assert offs == list(range(len(offs))), f"partition {p}: offsets dense from 0"
+        consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                                 consumer_timeout_ms=5000, auto_offset_reset="earliest")
+        consumer.assign([TopicPartition(t, p) for p in range(PARTITIONS)])
+        got = sorted((m.key, m.value) for m in consumer)
+        consumer.close()
+        want = sorted(map(expected, range(N)))
+        assert got == want, f"consumed {len(got)} messages, expected {len(want)}, contents differ"
+        return f"{N} messages over {len(offsets)} partitions"
+
+
+@scenario("delete topic")
+def _():
+    admin.delete_topics([topic])
+    assert topic not in admin.list_topics(), "deleted topic still listed"
+
+
+admin.close()
+width = max(len(name) for name, _, _ in results)
+for name, status, detail in results:
+    print(f"kafka-python  {name:<{width}}  {status}  {detail}")
+sys.exit(0 if all(status == "PASS" for _, status, _ in results) else 1)
