@@ -28,6 +28,8 @@ pub use config::{Config, ConfigError};
 
 use api::Apis;
 use cluster::{MetaProperties, MetadataError, MetadataStore};
+use group::coordinator::GroupCoordinator;
+use group::offset_store::{GroupStoreError, OffsetStore};
 use log::{LogError, LogManager};
 use server::dispatch::Dispatcher;
 use server::listener::Listener;
@@ -44,6 +46,8 @@ pub enum BrokerError {
     Metadata(#[from] MetadataError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    GroupStore(#[from] GroupStoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -70,7 +74,10 @@ impl Broker {
         let loaded = tokio::task::spawn_blocking(move || load(config))
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
-        let (config, meta, metadata, logs) = loaded;
+        let (config, meta, metadata, logs, offsets) = loaded;
+        let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone());
+        groups.restore(offsets.loaded_groups());
+        groups.start();
 
         // The advertised port is the bound one when the listener asks for port 0, so bind before the
         // dispatcher exists; requests cannot arrive before the listener is started with it.
@@ -87,6 +94,7 @@ impl Broker {
             config,
             metadata,
             logs,
+            groups,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         });
@@ -130,6 +138,8 @@ impl Broker {
     /// clean-shutdown marker (so the next start does not rescan the logs).
     pub async fn shutdown(self) -> Result<(), BrokerError> {
         self.apis.stopping.send_replace(true);
+        // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
+        self.apis.groups.shutdown();
         self.listener.shutdown(SHUTDOWN_GRACE).await;
         let logs = self.apis.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
@@ -142,12 +152,19 @@ impl Broker {
     /// Stops as a `kill -9` would leave things: connections dropped, nothing flushed, no checkpoints, no
     /// clean-shutdown marker. For recovery tests.
     pub async fn crash(self) {
+        self.apis.groups.shutdown();
         self.listener.shutdown(Duration::ZERO).await;
         self.apis.logs.abandon();
     }
 }
 
-type Loaded = (Config, MetaProperties, Arc<MetadataStore>, Arc<LogManager>);
+type Loaded = (
+    Config,
+    MetaProperties,
+    Arc<MetadataStore>,
+    Arc<LogManager>,
+    Arc<OffsetStore>,
+);
 
 /// Opens the data directory: identity, topics, and every partition log.
 fn load(config: Config) -> Result<Loaded, BrokerError> {
@@ -168,5 +185,11 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
     for topic in &topics {
         api::open_partitions(&logs, &config.log, topic);
     }
-    Ok((config, meta, metadata, logs))
+    let offsets = OffsetStore::open(
+        metadata.clone(),
+        logs.clone(),
+        config.log.clone(),
+        config.groups.clone(),
+    )?;
+    Ok((config, meta, metadata, logs, offsets))
 }

@@ -90,25 +90,30 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Listen for signals before announcing the address: a SIGTERM sent as soon as the broker says it
+        // is listening must stop it cleanly, not kill it.
+        let signals = wait_for_signal()?;
         let broker = Broker::start(config)
             .await
             .context("cannot start the broker")?;
-        wait_for_signal().await?;
+        signals.await;
         tracing::info!("shutting down");
         broker.shutdown().await.context("unclean shutdown")?;
         Ok(())
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Registers the SIGTERM and SIGINT handlers now; the returned future completes at the first of them.
+fn wait_for_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
 #[cfg(test)]

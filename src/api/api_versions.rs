@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 /// 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
 /// FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
 /// ListOffsets stops at 6 until the max-timestamp lookup (KIP-734) lands.
+/// OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 13),
     (ApiKey::Fetch, 4, 18),
@@ -19,6 +20,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// Produce versions that are advertised for old clients' sake but cannot be served.

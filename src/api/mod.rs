@@ -5,8 +5,10 @@ pub mod api_versions;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod produce_legacy;
 pub mod topics;
@@ -20,6 +22,7 @@ use uuid::Uuid;
 
 use crate::cluster::{MetadataError, MetadataStore, TopicMetadata};
 use crate::config::{Config, Endpoint};
+use crate::group::coordinator::GroupCoordinator;
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
 
 /// The single node's leader epoch. Constant until leadership can move (design.md section 6).
@@ -38,6 +41,8 @@ pub struct Apis {
     /// Flips to true when the broker begins a clean shutdown: parked long polls answer at once instead of
     /// holding the shutdown until their deadline.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The classic group coordinator (and, through it, the committed offsets).
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// A partition that cannot serve requests, with the error code Kafka would answer.
@@ -176,12 +181,22 @@ mod tests {
 
     fn apis(dir: &std::path::Path) -> Apis {
         let config = Config::new();
+        let metadata = Arc::new(MetadataStore::open(dir).unwrap());
+        let logs = LogManager::open(dir, config.log.clone()).unwrap();
+        let store = crate::group::offset_store::OffsetStore::open(
+            metadata.clone(),
+            logs.clone(),
+            config.log.clone(),
+            config.groups.clone(),
+        )
+        .unwrap();
         Apis {
             advertised: config.listener.clone(),
             node_id: 1,
             cluster_id: "test".into(),
-            metadata: Arc::new(MetadataStore::open(dir).unwrap()),
-            logs: LogManager::open(dir, config.log.clone()).unwrap(),
+            metadata,
+            logs,
+            groups: GroupCoordinator::new(store, config.groups.clone()),
             config,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -209,6 +224,52 @@ mod tests {
         apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
         let log = apis.partition("orders", 0).unwrap();
         assert_eq!(log.log_end_offset(), 0, "the new topic starts empty");
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[test]
+    fn clients_cannot_produce_to_or_delete_the_offsets_topic() {
+        use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{DeleteTopicsRequest, ProduceRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        apis.create_topic(crate::group::OFFSETS_TOPIC, 1, BTreeMap::new())
+            .unwrap();
+        let name = TopicName(StrBytes::from_static_str(crate::group::OFFSETS_TOPIC));
+        let request = ProduceRequest::default().with_acks(1).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name.clone())
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes::Bytes::from(batch(1, 10, 1)))),
+                ]),
+        ]);
+        let produce::ProduceOutcome::Respond(response) = produce::handle(&apis, request) else {
+            panic!("acks=1 without waiting answers at once");
+        };
+        assert_eq!(
+            response.responses[0].partition_responses[0].error_code,
+            ResponseError::InvalidTopicException.code()
+        );
+        assert_eq!(
+            apis.partition(crate::group::OFFSETS_TOPIC, 0)
+                .unwrap()
+                .log_end_offset(),
+            0
+        );
+
+        let request = DeleteTopicsRequest::default()
+            .with_topics(vec![DeleteTopicState::default().with_name(Some(name))]);
+        let response = topics::delete_topics(&apis, request, 6);
+        assert_eq!(
+            response.responses[0].error_code,
+            ResponseError::InvalidTopicException.code()
+        );
+        assert!(apis.metadata.topic(crate::group::OFFSETS_TOPIC).is_some());
         apis.logs.shutdown().unwrap();
     }
 }

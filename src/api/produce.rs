@@ -63,7 +63,16 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
     let mut first_failure = None;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
-        let resolved = apis.resolve_topic(topic.name.0.as_str(), topic.topic_id);
+        let resolved = apis
+            .resolve_topic(topic.name.0.as_str(), topic.topic_id)
+            .and_then(|meta| {
+                // The group coordinator alone writes its internal topic, as in Kafka.
+                if meta.name == crate::group::OFFSETS_TOPIC {
+                    Err(ResponseError::InvalidTopicException)
+                } else {
+                    Ok(meta)
+                }
+            });
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (partition_index, data) in topic.partition_data.into_iter().enumerate() {
             let log = resolved

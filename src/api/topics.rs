@@ -213,6 +213,10 @@ pub fn delete_topics(
                 .with_name(name)
                 .with_topic_id(id);
             match resolved.and_then(|topic| {
+                if topic.name == crate::group::OFFSETS_TOPIC {
+                    // Committed offsets live there; Kafka refuses to delete its internal topics too.
+                    return Err(ResponseError::InvalidTopicException);
+                }
                 apis.delete_topic(&topic.name)
                     .map_err(|e| metadata_error_code(&e))
             }) {

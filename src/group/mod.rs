@@ -2,6 +2,12 @@
 //!
 //! The layer below the api: it calls into `log` and `cluster`, never the other way round.
 
+pub mod coordinator;
+pub mod offset_store;
+pub mod records;
+
+pub use offset_store::{GroupActivity, GroupStoreError, OffsetStore, WriteWait};
+
 use bytes::Bytes;
 
 /// The internal topic that holds committed offsets and group metadata, as in Kafka.

@@ -90,7 +90,11 @@ impl RequestHandler for Dispatcher {
         );
         let _entered = span.enter();
         tracing::trace!("handling request");
-        self.route(request, version, correlation_id, &span)
+        let client = api::groups::Client {
+            client_id,
+            host: format!("/{}", ctx.peer.ip()),
+        };
+        self.route(request, version, correlation_id, client, &span)
     }
 }
 
@@ -100,6 +104,7 @@ impl Dispatcher {
         request: RequestKind,
         version: i16,
         correlation_id: i32,
+        client: api::groups::Client<'_>,
         span: &tracing::Span,
     ) -> Reply {
         let apis = &self.apis;
@@ -146,6 +151,59 @@ impl Dispatcher {
                 version,
                 &api::topics::delete_topics(apis, req, version),
             ),
+            RequestKind::JoinGroup(req) => outcome(
+                correlation_id,
+                version,
+                api::groups::join_group(apis, req, version, client),
+                span,
+            ),
+            RequestKind::SyncGroup(req) => outcome(
+                correlation_id,
+                version,
+                api::groups::sync_group(apis, req),
+                span,
+            ),
+            RequestKind::Heartbeat(req) => {
+                respond(correlation_id, version, &api::groups::heartbeat(apis, &req))
+            }
+            RequestKind::LeaveGroup(req) => respond(
+                correlation_id,
+                version,
+                &api::groups::leave_group(apis, &req, version),
+            ),
+            RequestKind::ListGroups(req) => respond(
+                correlation_id,
+                version,
+                &api::groups::list_groups(apis, &req),
+            ),
+            RequestKind::DescribeGroups(req) => respond(
+                correlation_id,
+                version,
+                &api::groups::describe_groups(apis, &req, version),
+            ),
+            RequestKind::DeleteGroups(req) => outcome(
+                correlation_id,
+                version,
+                api::groups::delete_groups(apis, &req),
+                span,
+            ),
+            RequestKind::OffsetCommit(req) => outcome(
+                correlation_id,
+                version,
+                api::offsets::offset_commit(apis, req),
+                span,
+            ),
+            RequestKind::OffsetFetch(req) => respond(
+                correlation_id,
+                version,
+                &api::offsets::offset_fetch(apis, &req, version),
+            ),
+            RequestKind::OffsetDelete(req) => outcome(
+                correlation_id,
+                version,
+                api::offsets::offset_delete(apis, &req),
+                span,
+            ),
             // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
             _ => Reply::Close("request is advertised but not routed".to_string()),
         }
@@ -163,6 +221,22 @@ fn legacy_produce(frame: Bytes, correlation_id: i32, version: i16) -> Reply {
         Some(Some(frame)) => Reply::Now(frame),
         Some(None) => Reply::None,
         None => Reply::Close(format!("malformed Produce v{version} request body")),
+    }
+}
+
+/// A group API's answer: now, or once the group (or the offsets topic) gets there.
+fn outcome<R>(
+    correlation_id: i32,
+    version: i16,
+    outcome: api::groups::Outcome<R>,
+    span: &tracing::Span,
+) -> Reply
+where
+    R: Encodable + HeaderVersion + Send + 'static,
+{
+    match outcome {
+        api::groups::Outcome::Respond(response) => respond(correlation_id, version, &response),
+        api::groups::Outcome::Wait(pending) => later(correlation_id, version, pending, span),
     }
 }
 

@@ -1,0 +1,306 @@
+//! OffsetCommit, OffsetFetch and OffsetDelete: committed offsets of a group, kept by the
+//! [`OffsetStore`](crate::group::offset_store::OffsetStore) after the coordinator has checked the member.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Apis;
+use super::groups::Outcome;
+use crate::group::OffsetAndMetadata;
+use crate::group::offset_store::GroupStoreError;
+use crate::log::TopicPartition;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The error a client sees when the offsets topic could not take a write.
+fn store_error(e: &GroupStoreError) -> ResponseError {
+    tracing::warn!(error = %e, "offset store write failed");
+    match e {
+        GroupStoreError::Log(_) | GroupStoreError::NotDurable(_) => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+fn partition_known(apis: &Apis, topic: &str, partition: i32) -> bool {
+    apis.metadata
+        .topic(topic)
+        .is_some_and(|t| partition >= 0 && partition < t.partitions)
+}
+
+pub fn offset_commit(apis: &Apis, req: OffsetCommitRequest) -> Outcome<OffsetCommitResponse> {
+    let group = req.group_id.0.to_string();
+    let check = if group.is_empty() {
+        Err(ResponseError::InvalidGroupId)
+    } else {
+        apis.groups.validate_commit(
+            &group,
+            req.generation_id_or_member_epoch,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|i| i.as_str()),
+        )
+    };
+    let now = now_ms();
+    let max_metadata = apis.config.groups.offset_metadata_max_bytes;
+    // (topic index, partition index) of every partition written, to report a failed write on.
+    let mut written: Vec<(usize, usize)> = Vec::new();
+    let mut offsets = Vec::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for (ti, topic) in req.topics.iter().enumerate() {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for (pi, p) in topic.partitions.iter().enumerate() {
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.as_str())
+                .unwrap_or("");
+            let error = if let Err(e) = check {
+                Some(e)
+            } else if metadata.len() > max_metadata {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else if !partition_known(apis, topic.name.0.as_str(), p.partition_index) {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                written.push((ti, pi));
+                offsets.push((
+                    TopicPartition {
+                        topic: topic.name.0.to_string(),
+                        partition: p.partition_index,
+                    },
+                    OffsetAndMetadata {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: metadata.to_string(),
+                        commit_timestamp_ms: now,
+                    },
+                ));
+                None
+            };
+            partitions.push(
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(error.map(|e| e.code()).unwrap_or(0)),
+            );
+        }
+        topics.push(
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    if offsets.is_empty() {
+        return Outcome::Respond(OffsetCommitResponse::default().with_topics(topics));
+    }
+    let fail = move |topics: &mut Vec<OffsetCommitResponseTopic>, error: ResponseError| {
+        for &(ti, pi) in &written {
+            if let Some(p) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) {
+                p.error_code = error.code();
+            }
+        }
+    };
+    match apis.groups.store().commit(&group, offsets) {
+        Ok(wait) => Outcome::Wait(Box::pin(async move {
+            if let Err(e) = wait.await {
+                fail(&mut topics, store_error(&e));
+            }
+            OffsetCommitResponse::default().with_topics(topics)
+        })),
+        Err(e) => {
+            fail(&mut topics, store_error(&e));
+            Outcome::Respond(OffsetCommitResponse::default().with_topics(topics))
+        }
+    }
+}
+
+/// A topic's requested partitions with their committed offsets (None = nothing committed).
+type TopicOffsets = (TopicName, Vec<(i32, Option<OffsetAndMetadata>)>);
+
+/// One group's committed offsets for the requested partitions (None = every committed partition), by topic.
+fn fetch_group(
+    apis: &Apis,
+    group: &str,
+    requested: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Vec<TopicOffsets> {
+    let store = apis.groups.store();
+    match requested {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|p| {
+                        let tp = TopicPartition {
+                            topic: name.0.to_string(),
+                            partition: p,
+                        };
+                        (p, store.fetch(group, &tp))
+                    })
+                    .collect();
+                (name, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: Vec<TopicOffsets> = Vec::new();
+            for (tp, om) in store.fetch_all(group) {
+                match by_topic.iter_mut().find(|(n, _)| n.0.as_str() == tp.topic) {
+                    Some((_, list)) => list.push((tp.partition, Some(om))),
+                    None => by_topic.push((
+                        TopicName(StrBytes::from_string(tp.topic.clone())),
+                        vec![(tp.partition, Some(om))],
+                    )),
+                }
+            }
+            by_topic
+        }
+    }
+}
+
+fn metadata_of(om: &Option<OffsetAndMetadata>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(
+        om.as_ref().map(|o| o.metadata.clone()).unwrap_or_default(),
+    ))
+}
+
+pub fn offset_fetch(apis: &Apis, req: &OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .iter()
+            .map(|g| {
+                let requested = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                let topics = fetch_group(apis, g.group_id.0.as_str(), requested)
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(name)
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, om)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(
+                                                om.as_ref().map(|o| o.offset).unwrap_or(-1),
+                                            )
+                                            .with_committed_leader_epoch(
+                                                om.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
+                                            )
+                                            .with_metadata(metadata_of(&om))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let requested = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let topics = fetch_group(apis, req.group_id.0.as_str(), requested)
+        .into_iter()
+        .map(|(name, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, om)| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(om.as_ref().map(|o| o.offset).unwrap_or(-1))
+                                .with_committed_leader_epoch(
+                                    om.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
+                                )
+                                .with_metadata(metadata_of(&om))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+pub fn offset_delete(apis: &Apis, req: &OffsetDeleteRequest) -> Outcome<OffsetDeleteResponse> {
+    let group = req.group_id.0.as_str();
+    if !apis.groups.group_exists(group) {
+        return Outcome::Respond(
+            OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code()),
+        );
+    }
+    let mut deletable = Vec::new();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = t.name.0.as_str();
+            let subscribed = apis.groups.is_subscribed(group, topic);
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let error = if !partition_known(apis, topic, p.partition_index) {
+                                Some(ResponseError::UnknownTopicOrPartition)
+                            } else if subscribed {
+                                Some(ResponseError::GroupSubscribedToTopic)
+                            } else {
+                                deletable.push(TopicPartition {
+                                    topic: topic.to_string(),
+                                    partition: p.partition_index,
+                                });
+                                None
+                            };
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error.map(|e| e.code()).unwrap_or(0))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let response = OffsetDeleteResponse::default().with_topics(topics);
+    if deletable.is_empty() {
+        return Outcome::Respond(response);
+    }
+    match apis.groups.store().delete_offsets(group, &deletable) {
+        Ok(wait) => Outcome::Wait(Box::pin(async move {
+            match wait.await {
+                Ok(()) => response,
+                Err(e) => response.with_error_code(store_error(&e).code()),
+            }
+        })),
+        Err(e) => Outcome::Respond(response.with_error_code(store_error(&e).code())),
+    }
+}

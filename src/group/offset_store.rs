@@ -1,0 +1,1103 @@
+//! Committed offsets and group metadata, kept in memory and in `__consumer_offsets` (Kafka's format).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use crate::cluster::{MetadataError, MetadataStore};
+use crate::log::record_batch::RECORD_BATCH_OVERHEAD;
+use crate::log::{LogConfig, LogError, LogManager, PartitionLog, TopicPartition};
+
+use super::records::{
+    GroupRecordKey, KeyValue, RecordError, decode_group_metadata_value, decode_key,
+    decode_offset_commit_value, encode_batch, encode_group_metadata_key,
+    encode_group_metadata_value, encode_offset_commit_key, encode_offset_commit_value,
+    walk_batches,
+};
+use super::{GroupConfig, OFFSETS_TOPIC, OffsetAndMetadata, StoredGroup};
+
+/// Resolves once a write is as durable as the partition's flush policy makes it.
+pub type WriteWait = Pin<Box<dyn Future<Output = Result<(), GroupStoreError>> + Send>>;
+
+/// Why the offset store could not load or write.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupStoreError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("corrupt __consumer_offsets record: {0}")]
+    Corrupt(String),
+    #[error("write not durable: {0}")]
+    NotDurable(String),
+}
+
+/// What the coordinator knows of a group, for offset expiration (KIP-211).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupActivity {
+    /// The group has members: its offsets never expire.
+    Active,
+    /// The group has been empty since this time (ms).
+    EmptySince(i64),
+    /// No group is known (offsets committed by a simple consumer).
+    Unknown,
+}
+
+#[derive(Default)]
+struct State {
+    offsets: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>,
+    groups: HashMap<String, StoredGroup>,
+    /// Partitions of `__consumer_offsets` that could not be loaded at open: their groups' state is
+    /// unknown, so writes to them are refused rather than layered over missing history.
+    unloaded: BTreeSet<i32>,
+}
+
+/// Committed offsets and group metadata of every group this broker coordinates: an in-memory view,
+/// backed by the `__consumer_offsets` topic in Kafka's record format.
+///
+/// Writes append to the log and update the view under one lock, so the log order and the view agree.
+pub struct OffsetStore {
+    metadata: Arc<MetadataStore>,
+    logs: Arc<LogManager>,
+    log_defaults: LogConfig,
+    config: GroupConfig,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for OffsetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsetStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ready() -> WriteWait {
+    Box::pin(std::future::ready(Ok(())))
+}
+
+/// Most bytes read from a partition per step while loading.
+const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
+/// Per-record framing allowance when splitting writes into batches below `message.max.bytes`.
+const RECORD_OVERHEAD_ESTIMATE: usize = 32;
+
+fn corrupt(e: RecordError) -> GroupStoreError {
+    GroupStoreError::Corrupt(e.to_string())
+}
+
+impl OffsetStore {
+    /// Loads offsets and group metadata from __consumer_offsets when that topic exists (does not create it).
+    /// A partition that cannot be opened is logged and skipped; writes for its groups then fail.
+    pub fn open(
+        metadata: Arc<MetadataStore>,
+        logs: Arc<LogManager>,
+        log_defaults: LogConfig,
+        config: GroupConfig,
+    ) -> Result<Arc<OffsetStore>, GroupStoreError> {
+        let store = OffsetStore {
+            metadata,
+            logs,
+            log_defaults,
+            config,
+            state: Mutex::new(State::default()),
+        };
+        if let Some(topic) = store.metadata.topic(OFFSETS_TOPIC) {
+            let mut st = store.state();
+            for partition in 0..topic.partitions {
+                let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+                match store.load_partition(&tp, &mut st) {
+                    Ok(n) => {
+                        tracing::debug!(partition = %tp, records = n, "loaded group records")
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e,
+                            "could not load group records; groups on this partition are unavailable");
+                        st.unloaded.insert(partition);
+                    }
+                }
+            }
+            tracing::info!(
+                groups = st.groups.len(),
+                groups_with_offsets = st.offsets.len(),
+                "loaded {OFFSETS_TOPIC}"
+            );
+        }
+        Ok(Arc::new(store))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replays one partition from its log start to its high watermark. Returns the records applied.
+    fn load_partition(
+        &self,
+        tp: &TopicPartition,
+        st: &mut State,
+    ) -> Result<usize, GroupStoreError> {
+        let log = self.logs.get_or_create(tp, self.log_defaults.clone())?;
+        let mut offset = log.log_start_offset();
+        let hw = log.high_watermark();
+        let mut applied = 0;
+        while offset < hw {
+            let data = log.read(offset, LOAD_READ_BYTES, true)?;
+            let walked = walk_batches(&data.records);
+            for problem in &walked.problems {
+                tracing::warn!(partition = %tp, problem = %problem, "skipping damaged group records");
+            }
+            for rec in &walked.records {
+                if rec.offset < offset {
+                    continue;
+                }
+                if let Err(e) = apply_record(st, rec.key.as_deref(), rec.value.as_deref()) {
+                    tracing::warn!(partition = %tp, offset = rec.offset, error = %e,
+                        "skipping undecodable group record");
+                } else {
+                    applied += 1;
+                }
+            }
+            match walked.next_offset {
+                Some(next) if next > offset => offset = next,
+                _ => {
+                    tracing::warn!(partition = %tp, offset, hw,
+                        "no whole batch readable; the rest of the partition is skipped");
+                    break;
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Every group whose metadata is stored, sorted by name.
+    pub fn loaded_groups(&self) -> Vec<(String, StoredGroup)> {
+        let mut out: Vec<_> = self
+            .state()
+            .groups
+            .iter()
+            .map(|(g, s)| (g.clone(), s.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Partition count of `__consumer_offsets`: the topic's once it exists, the configured one before.
+    fn num_partitions(&self) -> i32 {
+        self.metadata
+            .topic(OFFSETS_TOPIC)
+            .map_or(self.config.offsets_topic_num_partitions, |t| t.partitions)
+    }
+
+    /// The log of the group's partition, creating the topic on first use.
+    fn partition_log(&self, partition: i32) -> Result<Arc<PartitionLog>, GroupStoreError> {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+        if let Some(log) = self.logs.get(&tp) {
+            return Ok(log);
+        }
+        if self.metadata.topic(OFFSETS_TOPIC).is_none() {
+            match self.metadata.create_topic(
+                OFFSETS_TOPIC,
+                self.config.offsets_topic_num_partitions,
+                BTreeMap::new(),
+            ) {
+                Ok(topic) => {
+                    tracing::info!(partitions = topic.partitions, "created {OFFSETS_TOPIC}")
+                }
+                // Another request created it first.
+                Err(MetadataError::TopicExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(self.logs.get_or_create(&tp, self.log_defaults.clone())?)
+    }
+
+    /// Appends `records` for `group` (split into batches below `message.max.bytes`), applying each batch
+    /// to the view right after its append, all under the state lock. The wait covers the last batch.
+    fn write(
+        &self,
+        st: &mut State,
+        group: &str,
+        records: Vec<KeyValue>,
+    ) -> Result<WriteWait, GroupStoreError> {
+        if records.is_empty() {
+            return Ok(ready());
+        }
+        let partition = self.partition_for(group);
+        if st.unloaded.contains(&partition) {
+            return Err(GroupStoreError::Log(LogError::Offline(format!(
+                "{OFFSETS_TOPIC}-{partition} could not be loaded at startup"
+            ))));
+        }
+        let log = self.partition_log(partition)?;
+        let max = log.config().max_message_bytes as usize;
+        let now = crate::log::now_ms();
+        let mut last_offset = -1;
+        let mut start = 0;
+        while start < records.len() {
+            let mut end = start;
+            let mut size = RECORD_BATCH_OVERHEAD;
+            while end < records.len() {
+                let r = &records[end];
+                let rec_size = r.key.len()
+                    + r.value.as_ref().map_or(0, |v| v.len())
+                    + RECORD_OVERHEAD_ESTIMATE;
+                if end > start && size + rec_size > max {
+                    break;
+                }
+                size += rec_size;
+                end += 1;
+            }
+            let chunk = &records[start..end];
+            let batch = encode_batch(chunk, now).map_err(corrupt)?;
+            let info = log.append(batch, 0)?;
+            last_offset = info.last_offset;
+            for r in chunk {
+                if let Err(e) = apply_record(st, Some(&r.key), r.value.as_deref()) {
+                    // Only possible if our own encoding were wrong.
+                    tracing::error!(group, error = %e, "record written but not understood");
+                }
+            }
+            start = end;
+        }
+        Ok(wait_for_high_watermark(log, last_offset + 1))
+    }
+
+    /// Appends one record batch to the group's partition of __consumer_offsets (creating the topic with
+    /// offsets.topic.num.partitions partitions on first use), updates the in-memory view at once, and returns
+    /// a future that resolves when the partition's high watermark covers the batch (flush policy respected).
+    pub fn commit(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<WriteWait, GroupStoreError> {
+        let records = offsets
+            .iter()
+            .map(|(tp, om)| {
+                Ok(KeyValue {
+                    key: encode_offset_commit_key(group, tp)?,
+                    value: Some(encode_offset_commit_value(om)?),
+                })
+            })
+            .collect::<Result<Vec<_>, RecordError>>()
+            .map_err(corrupt)?;
+        let mut st = self.state();
+        self.write(&mut st, group, records)
+    }
+
+    /// Stores a group's state (after a rebalance, or when it empties).
+    pub fn store_group(
+        &self,
+        group: &str,
+        state: &StoredGroup,
+    ) -> Result<WriteWait, GroupStoreError> {
+        let record = KeyValue {
+            key: encode_group_metadata_key(group).map_err(corrupt)?,
+            value: Some(encode_group_metadata_value(state).map_err(corrupt)?),
+        };
+        let mut st = self.state();
+        self.write(&mut st, group, vec![record])
+    }
+
+    /// Tombstones the group metadata and every offset of the group.
+    pub fn delete_group(&self, group: &str) -> Result<WriteWait, GroupStoreError> {
+        let mut st = self.state();
+        let mut records = vec![KeyValue {
+            key: encode_group_metadata_key(group).map_err(corrupt)?,
+            value: None,
+        }];
+        if let Some(map) = st.offsets.get(group) {
+            for tp in map.keys() {
+                records.push(KeyValue {
+                    key: encode_offset_commit_key(group, tp).map_err(corrupt)?,
+                    value: None,
+                });
+            }
+        }
+        self.write(&mut st, group, records)
+    }
+
+    /// Tombstones the group's offsets of these partitions (those it has).
+    pub fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<WriteWait, GroupStoreError> {
+        let mut st = self.state();
+        let mut records = Vec::new();
+        if let Some(map) = st.offsets.get(group) {
+            for tp in partitions.iter().filter(|tp| map.contains_key(*tp)) {
+                records.push(KeyValue {
+                    key: encode_offset_commit_key(group, tp).map_err(corrupt)?,
+                    value: None,
+                });
+            }
+        }
+        self.write(&mut st, group, records)
+    }
+
+    pub fn fetch(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
+        self.state().offsets.get(group)?.get(tp).cloned()
+    }
+
+    /// The group's committed offsets, sorted by partition.
+    pub fn fetch_all(&self, group: &str) -> Vec<(TopicPartition, OffsetAndMetadata)> {
+        self.state()
+            .offsets
+            .get(group)
+            .map(|m| m.iter().map(|(tp, om)| (tp.clone(), om.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Groups with at least one committed offset, sorted.
+    pub fn groups_with_offsets(&self) -> Vec<String> {
+        let mut out: Vec<_> = self.state().offsets.keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Expires offsets per offsets.retention.minutes (KIP-211: for a group EmptySince(t), all its offsets
+    /// once now - t >= retention; for Unknown groups (simple consumers), each offset once now - commit
+    /// timestamp >= retention; never while Active). Writes tombstones. Returns how many expired.
+    ///
+    /// `activity` is asked about every group first, without the store's lock held, so it may take the
+    /// coordinator's locks.
+    pub fn expire(
+        &self,
+        now_ms: i64,
+        activity: &dyn Fn(&str) -> GroupActivity,
+    ) -> Result<usize, GroupStoreError> {
+        let retention = self.config.offsets_retention_ms;
+        let activities: Vec<(String, GroupActivity)> = self
+            .groups_with_offsets()
+            .into_iter()
+            .map(|g| {
+                let a = activity(&g);
+                (g, a)
+            })
+            .collect();
+        let mut st = self.state();
+        let mut expired = 0;
+        let mut first_error = None;
+        for (group, act) in activities {
+            let Some(map) = st.offsets.get(&group) else {
+                continue;
+            };
+            let doomed: Vec<TopicPartition> = match act {
+                GroupActivity::Active => continue,
+                GroupActivity::EmptySince(t) if now_ms.saturating_sub(t) >= retention => {
+                    map.keys().cloned().collect()
+                }
+                GroupActivity::EmptySince(_) => continue,
+                GroupActivity::Unknown => map
+                    .iter()
+                    .filter(|(_, om)| now_ms.saturating_sub(om.commit_timestamp_ms) >= retention)
+                    .map(|(tp, _)| tp.clone())
+                    .collect(),
+            };
+            if doomed.is_empty() {
+                continue;
+            }
+            let records = doomed
+                .iter()
+                .map(|tp| {
+                    Ok(KeyValue {
+                        key: encode_offset_commit_key(&group, tp)?,
+                        value: None,
+                    })
+                })
+                .collect::<Result<Vec<_>, RecordError>>()
+                .map_err(corrupt)?;
+            // The tombstones' durability is not awaited: a lost tombstone only means the offset expires
+            // again after a restart.
+            match self.write(&mut st, &group, records) {
+                Ok(_wait) => {
+                    tracing::info!(group = %group, count = doomed.len(), "expired committed offsets");
+                    expired += doomed.len();
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group, error = %e, "could not expire offsets");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if expired == 0 => Err(e),
+            _ => Ok(expired),
+        }
+    }
+
+    /// Kafka's partition of `__consumer_offsets` for a group: abs(String.hashCode) % partitions.
+    pub fn partition_for(&self, group: &str) -> i32 {
+        partition_for(group, self.num_partitions())
+    }
+}
+
+/// Applies one record to the view: later records win, a null value removes.
+fn apply_record(
+    st: &mut State,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(), RecordError> {
+    let key = key.ok_or_else(|| RecordError::Invalid("record without a key".into()))?;
+    match decode_key(key)? {
+        GroupRecordKey::OffsetCommit { group, tp } => match value {
+            Some(v) => {
+                let om = decode_offset_commit_value(v)?;
+                st.offsets.entry(group).or_default().insert(tp, om);
+            }
+            None => {
+                if let Some(map) = st.offsets.get_mut(&group) {
+                    map.remove(&tp);
+                    if map.is_empty() {
+                        st.offsets.remove(&group);
+                    }
+                }
+            }
+        },
+        GroupRecordKey::GroupMetadata { group } => match value {
+            Some(v) => {
+                let g = decode_group_metadata_value(v)?;
+                st.groups.insert(group, g);
+            }
+            None => {
+                st.groups.remove(&group);
+            }
+        },
+        GroupRecordKey::Other { version } => {
+            tracing::debug!(version, "ignoring group record of a newer coordinator");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves once the log's high watermark reaches `target`; fails if the log closes or fails first.
+fn wait_for_high_watermark(log: Arc<PartitionLog>, target: i64) -> WriteWait {
+    let mut rx = log.subscribe_high_watermark();
+    Box::pin(async move {
+        loop {
+            if log.high_watermark() >= target {
+                return Ok(());
+            }
+            if log.is_failed() || log.is_closed() {
+                return Err(GroupStoreError::NotDurable(format!(
+                    "{} {} before offset {} was committed",
+                    log.topic_partition(),
+                    if log.is_failed() { "failed" } else { "closed" },
+                    target - 1
+                )));
+            }
+            if rx.changed().await.is_err() {
+                return Err(GroupStoreError::NotDurable(format!(
+                    "{} went away before offset {} was committed",
+                    log.topic_partition(),
+                    target - 1
+                )));
+            }
+        }
+    })
+}
+
+/// Java's `String.hashCode` over UTF-16 code units.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// Kafka's `Utils.abs(hash) % partitions` (abs of i32::MIN is 0).
+fn partition_for(group: &str, partitions: i32) -> i32 {
+    let h = java_string_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::group::StoredMember;
+
+    fn tp(topic: &str, partition: i32) -> TopicPartition {
+        TopicPartition::new(topic, partition)
+    }
+
+    fn om(offset: i64, leader_epoch: i32, metadata: &str, ts: i64) -> OffsetAndMetadata {
+        OffsetAndMetadata {
+            offset,
+            leader_epoch,
+            metadata: metadata.into(),
+            commit_timestamp_ms: ts,
+        }
+    }
+
+    fn group_state(generation: i32) -> StoredGroup {
+        StoredGroup {
+            protocol_type: "consumer".into(),
+            generation,
+            protocol: Some("range".into()),
+            leader: Some("m-1".into()),
+            current_state_timestamp_ms: 1_000,
+            members: vec![StoredMember {
+                member_id: "m-1".into(),
+                group_instance_id: Some("static-1".into()),
+                client_id: "cid".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 300_000,
+                session_timeout_ms: 45_000,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+        }
+    }
+
+    struct Broker {
+        logs: Arc<LogManager>,
+        store: Arc<OffsetStore>,
+    }
+
+    fn open_with(dir: &Path, log_defaults: LogConfig, config: GroupConfig) -> Broker {
+        let metadata = Arc::new(MetadataStore::open(dir).expect("metadata store opens"));
+        let logs = LogManager::open(dir, log_defaults.clone()).expect("log manager opens");
+        let store = OffsetStore::open(metadata, logs.clone(), log_defaults, config)
+            .expect("offset store opens");
+        Broker { logs, store }
+    }
+
+    fn open(dir: &Path) -> Broker {
+        open_with(dir, LogConfig::default(), GroupConfig::default())
+    }
+
+    /// Awaits a write with a deadline, so a wait that never resolves fails the test instead of hanging.
+    async fn done(wait: WriteWait) -> Result<(), GroupStoreError> {
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("write wait resolves within 10 s")
+    }
+
+    #[tokio::test]
+    async fn nothing_is_created_until_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        assert!(b.store.metadata.topic(OFFSETS_TOPIC).is_none());
+        assert!(b.store.fetch("g", &tp("t", 0)).is_none());
+        done(
+            b.store
+                .commit("g", vec![(tp("t", 0), om(5, -1, "", 1))])
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let topic = b
+            .store
+            .metadata
+            .topic(OFFSETS_TOPIC)
+            .expect("topic created");
+        assert_eq!(topic.partitions, 50);
+        let p = b.store.partition_for("g");
+        let log = b
+            .logs
+            .get(&tp(OFFSETS_TOPIC, p))
+            .expect("group's partition open");
+        assert_eq!(log.high_watermark(), 1);
+    }
+
+    #[tokio::test]
+    async fn commits_and_groups_survive_clean_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = open(dir.path());
+            let w = b
+                .store
+                .commit(
+                    "g1",
+                    vec![
+                        (tp("t", 0), om(10, 3, "meta data", 111)),
+                        (tp("t", 1), om(20, -1, "", 222)),
+                    ],
+                )
+                .unwrap();
+            done(w).await.unwrap();
+            done(
+                b.store
+                    .commit("g1", vec![(tp("t", 0), om(11, 4, "later", 333))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            done(b.store.store_group("g1", &group_state(1)).unwrap())
+                .await
+                .unwrap();
+            done(b.store.store_group("g1", &group_state(2)).unwrap())
+                .await
+                .unwrap();
+            done(
+                b.store
+                    .commit("g2", vec![(tp("u", 7), om(1, 0, "x", 5))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            b.logs.shutdown().unwrap();
+        }
+        let b = open(dir.path());
+        assert_eq!(
+            b.store.fetch("g1", &tp("t", 0)),
+            Some(om(11, 4, "later", 333))
+        );
+        assert_eq!(
+            b.store.fetch_all("g1"),
+            vec![
+                (tp("t", 0), om(11, 4, "later", 333)),
+                (tp("t", 1), om(20, -1, "", 222)),
+            ]
+        );
+        assert_eq!(b.store.fetch("g2", &tp("u", 7)), Some(om(1, 0, "x", 5)));
+        assert_eq!(b.store.groups_with_offsets(), vec!["g1", "g2"]);
+        assert_eq!(
+            b.store.loaded_groups(),
+            vec![("g1".to_string(), group_state(2))]
+        );
+    }
+
+    #[tokio::test]
+    async fn commits_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = open(dir.path());
+            done(
+                b.store
+                    .commit("g", vec![(tp("t", 0), om(42, 9, "m", 7))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            done(b.store.store_group("g", &group_state(3)).unwrap())
+                .await
+                .unwrap();
+            b.logs.abandon();
+        }
+        let b = open(dir.path());
+        assert!(!b.logs.had_clean_shutdown());
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), Some(om(42, 9, "m", 7)));
+        assert_eq!(
+            b.store.loaded_groups(),
+            vec![("g".to_string(), group_state(3))]
+        );
+    }
+
+    #[tokio::test]
+    async fn tombstones_remove_offsets_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = open(dir.path());
+            let offsets = vec![
+                (tp("t", 0), om(1, -1, "", 1)),
+                (tp("t", 1), om(2, -1, "", 1)),
+            ];
+            done(b.store.commit("g", offsets).unwrap()).await.unwrap();
+            done(
+                b.store
+                    .delete_offsets("g", &[tp("t", 0), tp("nope", 0)])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(b.store.fetch("g", &tp("t", 0)), None);
+            assert!(b.store.fetch("g", &tp("t", 1)).is_some());
+            b.logs.shutdown().unwrap();
+        }
+        let b = open(dir.path());
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), None);
+        assert_eq!(b.store.fetch("g", &tp("t", 1)), Some(om(2, -1, "", 1)));
+    }
+
+    #[tokio::test]
+    async fn delete_group_removes_metadata_and_every_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = open(dir.path());
+            let offsets = (0..5)
+                .map(|p| (tp("t", p), om(p as i64, -1, "", 1)))
+                .collect();
+            done(b.store.commit("g", offsets).unwrap()).await.unwrap();
+            done(b.store.store_group("g", &group_state(1)).unwrap())
+                .await
+                .unwrap();
+            done(
+                b.store
+                    .commit("other", vec![(tp("t", 0), om(9, -1, "", 1))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            done(b.store.delete_group("g").unwrap()).await.unwrap();
+            assert!(b.store.fetch_all("g").is_empty());
+            assert!(b.store.loaded_groups().is_empty());
+            b.logs.abandon();
+        }
+        let b = open(dir.path());
+        assert!(b.store.fetch_all("g").is_empty());
+        assert!(b.store.loaded_groups().is_empty());
+        assert_eq!(b.store.groups_with_offsets(), vec!["other"]);
+    }
+
+    #[tokio::test]
+    async fn large_writes_are_split_below_message_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = LogConfig {
+            max_message_bytes: 2_000,
+            ..LogConfig::default()
+        };
+        {
+            let b = open_with(dir.path(), defaults.clone(), GroupConfig::default());
+            let offsets: Vec<_> = (0..200)
+                .map(|p| (tp("topic", p), om(p as i64, 1, "md", 1)))
+                .collect();
+            done(b.store.commit("g", offsets).unwrap()).await.unwrap();
+            done(b.store.delete_group("g").unwrap()).await.unwrap();
+            done(
+                b.store
+                    .commit("g", vec![(tp("topic", 3), om(3, 1, "", 1))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            b.logs.shutdown().unwrap();
+        }
+        let b = open_with(dir.path(), defaults, GroupConfig::default());
+        assert_eq!(
+            b.store.fetch_all("g"),
+            vec![(tp("topic", 3), om(3, 1, "", 1))]
+        );
+    }
+
+    #[test]
+    fn partition_for_matches_kafka() {
+        // Expected values computed with Java's String.hashCode by hand: s[0]*31^(n-1) + ... over UTF-16
+        // code units, wrapping at 32 bits, then Utils.abs (MIN_VALUE -> 0) % partitions.
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("group"), 98_629_247);
+        assert_eq!(java_string_hash("my-group"), -1_906_497_762);
+        // The classic Java string whose hashCode is Integer.MIN_VALUE.
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+        // A supplementary character counts as two UTF-16 code units.
+        assert_eq!(java_string_hash("\u{e9}\u{1f600}g"), 61_901_275);
+        assert_eq!(partition_for("", 50), 0);
+        assert_eq!(partition_for("a", 50), 47);
+        assert_eq!(partition_for("group", 50), 47);
+        assert_eq!(partition_for("my-group", 50), 12);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("console-consumer-12345", 50), 6);
+        assert_eq!(partition_for("\u{e9}\u{1f600}g", 50), 25);
+        assert_eq!(partition_for("group", 7), 98_629_247 % 7);
+    }
+
+    #[tokio::test]
+    async fn partition_count_follows_the_existing_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let config = GroupConfig {
+                offsets_topic_num_partitions: 3,
+                ..GroupConfig::default()
+            };
+            let b = open_with(dir.path(), LogConfig::default(), config);
+            done(
+                b.store
+                    .commit("my-group", vec![(tp("t", 0), om(1, -1, "", 1))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(b.store.partition_for("my-group"), 1_906_497_762 % 3);
+            b.logs.shutdown().unwrap();
+        }
+        // Reopened with the default of 50: the topic's 3 partitions still decide.
+        let b = open(dir.path());
+        assert_eq!(b.store.partition_for("my-group"), 1_906_497_762 % 3);
+        assert_eq!(
+            b.store.fetch("my-group", &tp("t", 0)),
+            Some(om(1, -1, "", 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn expire_follows_kip_211() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            offsets_retention_ms: 1_000,
+            ..GroupConfig::default()
+        };
+        let retention = config.offsets_retention_ms;
+        {
+            let b = open_with(dir.path(), LogConfig::default(), config.clone());
+            let old_and_new = || {
+                vec![
+                    (tp("t", 0), om(1, -1, "", 0)),
+                    (tp("t", 1), om(2, -1, "", 5_000)),
+                ]
+            };
+            for g in ["active", "empty-long", "empty-recent", "simple"] {
+                done(b.store.commit(g, old_and_new()).unwrap())
+                    .await
+                    .unwrap();
+            }
+            let now = 5_500;
+            let activity = |g: &str| match g {
+                "active" => GroupActivity::Active,
+                "empty-long" => GroupActivity::EmptySince(now - retention),
+                "empty-recent" => GroupActivity::EmptySince(now - retention + 1),
+                _ => GroupActivity::Unknown,
+            };
+            // empty-long: both offsets, even the fresh one; simple: only the one committed at 0.
+            assert_eq!(b.store.expire(now, &activity).unwrap(), 3);
+            assert_eq!(b.store.fetch_all("active").len(), 2);
+            assert_eq!(b.store.fetch_all("empty-recent").len(), 2);
+            assert!(b.store.fetch_all("empty-long").is_empty());
+            assert_eq!(
+                b.store.fetch_all("simple"),
+                vec![(tp("t", 1), om(2, -1, "", 5_000))]
+            );
+            // Nothing more is due at the same time.
+            assert_eq!(b.store.expire(now, &activity).unwrap(), 0);
+            b.logs.shutdown().unwrap();
+        }
+        // The tombstones were written.
+        let b = open_with(dir.path(), LogConfig::default(), config);
+        assert_eq!(
+            b.store.groups_with_offsets(),
+            vec!["active", "empty-recent", "simple"]
+        );
+        assert_eq!(b.store.fetch_all("simple").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn metadata_and_leader_epoch_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = "x".repeat(4096) + "\u{1f600} unicode";
+        {
+            let b = open(dir.path());
+            done(
+                b.store
+                    .commit("g", vec![(tp("t", 0), om(7, 12, &metadata, 99))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            b.logs.shutdown().unwrap();
+        }
+        let b = open(dir.path());
+        assert_eq!(
+            b.store.fetch("g", &tp("t", 0)),
+            Some(om(7, 12, &metadata, 99))
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_metadata_is_refused_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        let huge = "x".repeat(40_000); // longer than an int16-length string can hold
+        let err = b
+            .store
+            .commit("g", vec![(tp("t", 0), om(1, -1, &huge, 1))])
+            .err()
+            .expect("refused");
+        assert!(matches!(err, GroupStoreError::Corrupt(_)), "{err:?}");
+        assert!(b.store.fetch("g", &tp("t", 0)).is_none());
+    }
+
+    #[tokio::test]
+    async fn undecodable_records_are_skipped_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = "g";
+        {
+            let b = open(dir.path());
+            done(
+                b.store
+                    .commit(group, vec![(tp("t", 0), om(1, -1, "", 1))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            // Records a buggy or foreign writer might leave: garbage value, garbage key, no key, and a
+            // record type of a newer coordinator.
+            let key = super::super::records::encode_offset_commit_key(group, &tp("t", 0)).unwrap();
+            let junk = vec![
+                KeyValue {
+                    key: key.clone(),
+                    value: Some(Bytes::from_static(b"\x00\x03\x00")),
+                },
+                KeyValue {
+                    key: Bytes::from_static(b"\x00\x01\x7f\xff"),
+                    value: Some(Bytes::from_static(b"v")),
+                },
+                KeyValue {
+                    key: Bytes::from_static(b"\x00\x05\x00\x01g"),
+                    value: Some(Bytes::from_static(b"new")),
+                },
+            ];
+            let log = b
+                .logs
+                .get(&tp(OFFSETS_TOPIC, b.store.partition_for(group)))
+                .unwrap();
+            log.append(encode_batch(&junk, 0).unwrap(), 0).unwrap();
+            done(
+                b.store
+                    .commit(group, vec![(tp("t", 1), om(2, -1, "", 1))])
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            b.logs.shutdown().unwrap();
+        }
+        let b = open(dir.path());
+        // The good records before and after the junk are there; the junk changed nothing.
+        assert_eq!(
+            b.store.fetch_all(group),
+            vec![
+                (tp("t", 0), om(1, -1, "", 1)),
+                (tp("t", 1), om(2, -1, "", 1))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_batch_on_disk_is_skipped_not_fatal() {
+        // One batch per segment, so the damaged batch sits in an older segment that a clean restart does
+        // not rescan: the store itself meets the bad CRC. (Damage in the active segment is truncated by
+        // the log's own recovery before the store reads.)
+        let dir = tempfile::tempdir().unwrap();
+        let small_segments = LogConfig {
+            segment_bytes: 150,
+            ..LogConfig::default()
+        };
+        let group = "g";
+        let partition;
+        {
+            let b = open_with(dir.path(), small_segments.clone(), GroupConfig::default());
+            partition = b.store.partition_for(group);
+            for (p, offset) in [(0, 111), (1, 222), (2, 333)] {
+                let w = b
+                    .store
+                    .commit(group, vec![(tp("t", p), om(offset, -1, "", 1))])
+                    .unwrap();
+                done(w).await.unwrap();
+            }
+            let log = b.logs.get(&tp(OFFSETS_TOPIC, partition)).unwrap();
+            assert_eq!(log.segment_count(), 3, "one batch per segment");
+            b.logs.shutdown().unwrap();
+        }
+        // Flip a byte inside the first batch's records (after its header): its CRC no longer matches.
+        let seg = dir
+            .path()
+            .join(format!("{OFFSETS_TOPIC}-{partition}"))
+            .join("00000000000000000000.log");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[RECORD_BATCH_OVERHEAD + 5] ^= 0xff;
+        std::fs::write(&seg, &bytes).unwrap();
+
+        let b = open_with(dir.path(), small_segments, GroupConfig::default());
+        assert_eq!(b.store.fetch(group, &tp("t", 0)), None);
+        assert_eq!(b.store.fetch(group, &tp("t", 1)), Some(om(222, -1, "", 1)));
+        assert_eq!(b.store.fetch(group, &tp("t", 2)), Some(om(333, -1, "", 1)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_commits_leave_the_log_and_the_view_in_the_same_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen_before;
+        {
+            let b = open(dir.path());
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let store = b.store.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..50 {
+                            let offsets = vec![(tp("t", 0), om(t * 1000 + i, -1, "", 1))];
+                            let _wait = store.commit("g", offsets).expect("commit");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("committer thread");
+            }
+            seen_before = b.store.fetch("g", &tp("t", 0));
+            b.logs.shutdown().unwrap();
+        }
+        let b = open(dir.path());
+        assert!(seen_before.is_some());
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), seen_before);
+    }
+
+    #[tokio::test]
+    async fn deleting_nothing_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        done(b.store.delete_offsets("g", &[tp("t", 0)]).unwrap())
+            .await
+            .unwrap();
+        done(b.store.commit("g", vec![]).unwrap()).await.unwrap();
+        assert!(b.store.metadata.topic(OFFSETS_TOPIC).is_none());
+    }
+
+    #[tokio::test]
+    async fn durable_write_waits_for_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let b = open_with(dir.path(), durable, GroupConfig::default());
+        let wait = b
+            .store
+            .commit("g", vec![(tp("t", 0), om(1, -1, "", 1))])
+            .unwrap();
+        // The view is updated at once, before durability.
+        assert!(b.store.fetch("g", &tp("t", 0)).is_some());
+        done(wait).await.unwrap();
+        let log = b
+            .logs
+            .get(&tp(OFFSETS_TOPIC, b.store.partition_for("g")))
+            .unwrap();
+        assert!(log.recovery_point() >= 1);
+    }
+
+    #[tokio::test]
+    async fn failed_fsync_fails_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let b = open_with(dir.path(), durable, GroupConfig::default());
+        done(
+            b.store
+                .commit("g", vec![(tp("t", 0), om(1, -1, "", 1))])
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let log = b
+            .logs
+            .get(&tp(OFFSETS_TOPIC, b.store.partition_for("g")))
+            .unwrap();
+        log.inject_fsync_failure();
+        let wait = b
+            .store
+            .commit("g", vec![(tp("t", 0), om(2, -1, "", 1))])
+            .unwrap();
+        let err = done(wait).await.expect_err("the commit is not durable");
+        assert!(matches!(err, GroupStoreError::NotDurable(_)), "{err:?}");
+        // Later writes to the failed partition are refused at once.
+        assert!(
+            b.store
+                .commit("g", vec![(tp("t", 0), om(3, -1, "", 1))])
+                .is_err()
+        );
+    }
+}
