@@ -5,6 +5,7 @@ Usage: compat/kafka_python.py [bootstrap]   (default 127.0.0.1:9092)
 Prints one matrix line per scenario and exits non-zero if any fails.
 """
 import sys
+import time
 import uuid
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -72,6 +73,69 @@ for codec in (None, "gzip"):
         want = sorted(map(expected, range(N)))
         assert got == want, f"consumed {len(got)} messages, expected {len(want)}, contents differ"
         return f"{N} messages over {len(offsets)} partitions"
+
+
+@scenario("group: two consumers share 4 partitions, each message once, commits resume the group")
+def _():
+    t = f"{topic}-group"
+    group = f"kafka-python-group-{RUN}"
+    admin.create_topics([NewTopic(t, 4, 1)])
+
+    def member():
+        return KafkaConsumer(t, group_id=group, bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                             auto_offset_reset="earliest", session_timeout_ms=10000,
+                             heartbeat_interval_ms=500)
+
+    members = [member(), member()]
+    deadline = time.time() + 60
+    # The topic is empty until both members hold partitions, so nothing is read before the rebalance ends.
+    # Poll long enough for a whole rebalance (group.initial.rebalance.delay.ms is 3 s by default):
+    # kafka-python abandons a join that outlasts its poll timeout and starts another.
+    while time.time() < deadline:
+        for c in members:
+            c.poll(timeout_ms=4000)
+        owned = [c.assignment() for c in members]
+        if all(owned) and len(owned[0] | owned[1]) == 4 and not (owned[0] & owned[1]):
+            break
+    else:
+        raise AssertionError(f"the two members never split the partitions: {[c.assignment() for c in members]}")
+    split = sorted(len(a) for a in owned)
+
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=False)
+    n = 400
+    for i in range(n):
+        producer.send(t, key=b"k%d" % i, value=b"m%d" % i)
+    producer.flush()
+    seen = {}
+    while len(seen) < n and time.time() < deadline:
+        for index, c in enumerate(members):
+            for records in c.poll(timeout_ms=100).values():
+                for m in records:
+                    seen.setdefault(m.value, []).append(index)
+    assert len(seen) == n, f"consumed {len(seen)} distinct messages of {n}"
+    assert all(len(v) == 1 for v in seen.values()), "a message was consumed twice"
+    for c in members:
+        c.commit()
+        c.close()
+
+    for i in range(10):
+        producer.send(t, value=b"after-%d" % i)
+    producer.flush()
+    resumed = member()
+    later = []
+    while len(later) < 10 and time.time() < deadline:
+        for records in resumed.poll(timeout_ms=100).values():
+            later.extend(m.value for m in records)
+    resumed.close()
+    assert sorted(later) == sorted(b"after-%d" % i for i in range(10)), f"resumed at the wrong place: {later[:5]}"
+    listed = admin.list_groups()
+    names = [g.get("group_id") if isinstance(g, dict) else g[0] for g in listed]
+    assert group in names, f"{group} not listed in {listed}"
+    committed = admin.list_group_offsets({group: None})
+    offsets = committed.get(group, committed) if isinstance(committed, dict) else committed
+    total = sum(o.offset for o in offsets.values())
+    assert total == n, f"committed offsets add up to {total}, not {n}: {committed}"
+    return f"split {split}, {n} messages once each, resumed at the committed offsets"
 
 
 @scenario("delete topic")
