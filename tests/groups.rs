@@ -371,8 +371,18 @@ async fn static_member_rejoining_keeps_its_partitions_without_a_rebalance() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_a_restart_and_consumption_resumes_there() {
+    commit_stop_restart_and_resume(false).await;
+}
+
+/// As above, but the broker stops as a `kill -9` would: acknowledged commits are in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_a_crash() {
+    commit_stop_restart_and_resume(true).await;
+}
+
+async fn commit_stop_restart_and_resume(crash: bool) {
     let b = start_broker(BROKER).await;
     let topic = unique_topic("resume");
     create_topic(&b.bootstrap, &topic, 3).await;
@@ -391,7 +401,13 @@ async fn committed_offsets_survive_a_restart_and_consumption_resumes_there() {
     drop(consumer);
     member.close().await;
 
-    let (dir, tmp) = b.shutdown().await;
+    // A crash leaves no checkpoints and no clean-shutdown marker: the restart recovers
+    // __consumer_offsets from its logs.
+    let (dir, tmp) = if crash {
+        b.crash().await
+    } else {
+        b.shutdown().await
+    };
     let b = start_broker_in(&dir, BROKER).await;
 
     let member = join(&b.bootstrap, &group, &topic, &[]);
