@@ -71,7 +71,7 @@ pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
                 .map(|p| {
                     let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
                         check_leader_epoch(p.current_leader_epoch)?;
-                        apis.partition(&meta.name, p.partition)
+                        apis.partition_of(meta, p.partition)
                     });
                     Wanted {
                         partition: p.partition,

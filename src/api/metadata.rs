@@ -129,7 +129,7 @@ fn topic_response(apis: &Apis, topic: &TopicMetadata) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name == crate::group::OFFSETS_TOPIC)
+        .with_is_internal(topic.is_internal())
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -51,15 +51,21 @@ pub type PartitionResult = Result<Arc<PartitionLog>, ResponseError>;
 impl Apis {
     /// The partition's log, or the error to answer for it.
     pub fn partition(&self, topic: &str, partition: i32) -> PartitionResult {
-        let Some(meta) = self.metadata.topic(topic) else {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        };
-        if partition < 0 || partition >= meta.partitions {
+        let meta = self
+            .metadata
+            .topic(topic)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        self.partition_of(&meta, partition)
+    }
+
+    /// The log of one partition of an already resolved topic (produce and fetch resolve each topic once).
+    pub fn partition_of(&self, topic: &TopicMetadata, partition: i32) -> PartitionResult {
+        if partition < 0 || partition >= topic.partitions {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
         self.logs
             .get(&TopicPartition {
-                topic: topic.to_string(),
+                topic: topic.name.clone(),
                 partition,
             })
             // The topic exists but its log could not be loaded: the partition is offline.

@@ -67,7 +67,7 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
             .resolve_topic(topic.name.0.as_str(), topic.topic_id)
             .and_then(|meta| {
                 // The group coordinator alone writes its internal topic, as in Kafka.
-                if meta.name == crate::group::OFFSETS_TOPIC {
+                if meta.is_internal() {
                     Err(ResponseError::InvalidTopicException)
                 } else {
                     Ok(meta)
@@ -78,7 +78,7 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
             let log = resolved
                 .as_ref()
                 .map_err(|e| *e)
-                .and_then(|meta| apis.partition(&meta.name, data.index));
+                .and_then(|meta| apis.partition_of(meta, data.index));
             let response = match log {
                 Err(error) => error_response(data.index, error, None),
                 Ok(log) => {

@@ -213,7 +213,7 @@ pub fn delete_topics(
                 .with_name(name)
                 .with_topic_id(id);
             match resolved.and_then(|topic| {
-                if topic.name == crate::group::OFFSETS_TOPIC {
+                if topic.is_internal() {
                     // Committed offsets live there; Kafka refuses to delete its internal topics too.
                     return Err(ResponseError::InvalidTopicException);
                 }

@@ -41,6 +41,13 @@ pub struct TopicMetadata {
     pub configs: BTreeMap<String, String>,
 }
 
+impl TopicMetadata {
+    /// Topics the broker keeps for itself (`__consumer_offsets`): clients may read them, never write or delete.
+    pub fn is_internal(&self) -> bool {
+        self.name == crate::group::OFFSETS_TOPIC
+    }
+}
+
 #[derive(Serialize, Deserialize, Default)]
 struct StoredMetadata {
     version: u32,

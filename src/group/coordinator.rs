@@ -692,11 +692,7 @@ impl GroupCoordinator {
                         &p.member_id,
                     ));
                 }
-                if state != GroupState::PreparingRebalance {
-                    self.prepare_rebalance(group, now);
-                }
-                self.try_complete_join(group, now);
-                Pending::Later(rx)
+                self.wait_for_rebalance(group, now, rx)
             }
         }
     }
@@ -739,11 +735,7 @@ impl GroupCoordinator {
                 if let Some(m) = group.members.get_mut(&new_id) {
                     m.join_waiter = Some(tx);
                 }
-                if group.state != GroupState::PreparingRebalance {
-                    self.prepare_rebalance(group, now);
-                }
-                self.try_complete_join(group, now);
-                Pending::Later(rx)
+                self.wait_for_rebalance(group, now, rx)
             }
         }
     }
@@ -792,6 +784,21 @@ impl GroupCoordinator {
                 }
             }
             _ => self.prepare_rebalance(group, now),
+        }
+        self.try_complete_join(group, now);
+        Pending::Later(rx)
+    }
+
+    /// A member whose JoinGroup answer is the next generation: start a rebalance unless one is under way,
+    /// complete it if every member is already in, and answer when it completes.
+    fn wait_for_rebalance(
+        &self,
+        group: &mut Group,
+        now: Instant,
+        rx: oneshot::Receiver<JoinResult>,
+    ) -> Pending<JoinResult> {
+        if group.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(group, now);
         }
         self.try_complete_join(group, now);
         Pending::Later(rx)
