@@ -122,7 +122,10 @@ fn api_versions_frame(correlation_id: i32) -> Vec<u8> {
 
 /// Sends one ApiVersions v0 request and checks the answer: same correlation id, no error, a non-empty list
 /// of APIs that includes ApiVersions itself.
-async fn api_versions_round_trip(stream: &mut TcpStream, correlation_id: i32) -> Result<(), String> {
+async fn api_versions_round_trip(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+) -> Result<(), String> {
     stream
         .write_all(&api_versions_frame(correlation_id))
         .await
