@@ -289,3 +289,151 @@ async fn ten_thousand_idle_connections_are_held_while_clients_work() {
     );
     assert!(broker.is_running(), "the broker process is still running");
 }
+
+/// An ApiVersions v3 request frame (request header v2) whose client software name pads it to about 1 KiB.
+fn padded_api_versions_frame(correlation_id: i32) -> Vec<u8> {
+    let name = format!("pipeline-{}", "x".repeat(990));
+    let version = "1.0";
+    let mut body = Vec::with_capacity(1024);
+    body.extend(API_VERSIONS_KEY.to_be_bytes());
+    body.extend(3i16.to_be_bytes());
+    body.extend(correlation_id.to_be_bytes());
+    body.extend(4i16.to_be_bytes());
+    body.extend(b"pipe");
+    body.push(0); // header tagged fields
+    for text in [name.as_str(), version] {
+        // Compact string: unsigned varint of length + 1, then the bytes.
+        let mut len = text.len() as u32 + 1;
+        while len >= 0x80 {
+            body.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        body.push(len as u8);
+        body.extend(text.as_bytes());
+    }
+    body.push(0); // body tagged fields
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+/// A client that pipelines requests and never reads the responses: the broker stops reading once
+/// queued.max.requests (default 500) replies wait, so the client's writes stall long before it has sent
+/// all it wanted, and the broker's memory stays bounded. Once the client reads, every request it sent is
+/// answered, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_memory() {
+    /// The client tries to send this many requests (64 MiB): more than kernel buffers can hold.
+    const WANTED: usize = 65_536;
+    /// No write progress for this long means the broker stopped reading.
+    const STALL: Duration = Duration::from_secs(1);
+    let broker = BrokerProcess::start(&[]);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let stream = socket.connect(broker.addr).await.expect("connect");
+    // Same length for every request: only the correlation id changes.
+    let request_len = padded_api_versions_frame(0).len();
+    let rss_before = broker.rss_bytes();
+
+    let mut sent_bytes = 0usize;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut next_request = 0usize;
+    let stalled = loop {
+        if pending.is_empty() {
+            if next_request == WANTED {
+                break false;
+            }
+            pending = padded_api_versions_frame(next_request as i32);
+            next_request += 1;
+        }
+        match tokio::time::timeout(STALL, stream.writable()).await {
+            Err(_) => break true,
+            Ok(ready) => ready.expect("writable"),
+        }
+        match stream.try_write(&pending) {
+            Ok(n) => {
+                sent_bytes += n;
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("write failed: {e}"),
+        }
+    };
+    let rss_stalled = broker.rss_bytes();
+    let growth = rss_stalled.saturating_sub(rss_before);
+    println!(
+        "client that never reads: sent {} of {WANTED} requests ({:.1} MiB), then {}; broker RSS grew {:.2} MiB",
+        sent_bytes / request_len,
+        sent_bytes as f64 / (1 << 20) as f64,
+        if stalled {
+            "its writes stalled"
+        } else {
+            "never stalled"
+        },
+        growth as f64 / (1 << 20) as f64
+    );
+    assert!(
+        stalled,
+        "the broker kept reading all {WANTED} requests from a client that never reads"
+    );
+    assert!(
+        growth < 32 << 20,
+        "broker memory grew by {growth} bytes for one connection"
+    );
+
+    // Reading releases the back-pressure: finish the partial request, then every request is answered.
+    let requests = sent_bytes.div_ceil(request_len);
+    let mut received = 0usize;
+    let mut inbox: Vec<u8> = Vec::new();
+    let mut scratch = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    while received < requests {
+        let interest = if sent_bytes % request_len == 0 {
+            tokio::io::Interest::READABLE
+        } else {
+            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE
+        };
+        let ready = tokio::time::timeout_at(deadline, stream.ready(interest))
+            .await
+            .unwrap_or_else(|_| panic!("only {received} of {requests} responses arrived"))
+            .expect("ready");
+        if ready.is_writable() && sent_bytes % request_len != 0 {
+            match stream.try_write(&pending) {
+                Ok(n) => {
+                    sent_bytes += n;
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        if ready.is_readable() {
+            match stream.try_read(&mut scratch) {
+                Ok(0) => panic!("broker closed after {received} of {requests} responses"),
+                Ok(n) => inbox.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+        // Take whole responses: size, correlation id, error code.
+        let mut consumed = 0;
+        while let Some(size) = inbox
+            .get(consumed..consumed + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        {
+            let Some(response) = inbox.get(consumed + 4..consumed + 4 + size) else {
+                break;
+            };
+            let correlation = i32::from_be_bytes(response[0..4].try_into().expect("4 bytes"));
+            let error = i16::from_be_bytes(response[4..6].try_into().expect("2 bytes"));
+            assert_eq!(correlation, received as i32, "responses in request order");
+            assert_eq!(error, 0, "ApiVersions error code");
+            received += 1;
+            consumed += 4 + size;
+        }
+        inbox.drain(..consumed);
+    }
+    assert_eq!(received, requests);
+}
