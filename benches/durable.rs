@@ -4,8 +4,9 @@
 //!     writer can make data durable, and its latency.
 //! (b) brook with `log.flush.interval.messages=1` (an acknowledgment means the data was fsynced), one topic
 //!     of 16 partitions, rdkafka producers with acks=all, each keeping many 1 KiB records in flight: acked
-//!     records/s, produce requests/s (from librdkafka's statistics), ack latency, and the device's flush
-//!     requests/s (from /sys; machine-wide, so other processes' fsyncs count too).
+//!     records/s, produce requests/s (from librdkafka's statistics), group commits/s and partitions fsynced
+//!     per commit (brook's counters), ack latency, and the device's flush requests/s (from /sys; machine-wide,
+//!     and a virtual disk may complete fsyncs without a device flush).
 //!
 //! The ratios of (b)'s produce requests/s and records/s to (a)'s fsync rate show how well group commit
 //! shares fsyncs among partitions and producers.
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use brook::log::manager::{group_commit_flushes_total, group_commits_total};
 use brook::{Broker, Config};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -233,7 +235,11 @@ async fn durable_produce(data_dir: PathBuf, secs: Duration, baseline: &FsyncBase
     tokio::time::sleep_until(window_start.into()).await;
     let stats_start: Vec<_> = contexts.iter().map(StatsContext::latest).collect();
     let flushes_before = device_flushes(&data_dir);
+    let commits_before = group_commits_total();
+    let partition_flushes_before = group_commit_flushes_total();
     tokio::time::sleep_until(window_end.into()).await;
+    let commits = group_commits_total() - commits_before;
+    let partition_flushes = group_commit_flushes_total() - partition_flushes_before;
     let flushes_after = device_flushes(&data_dir);
     let stats_end: Vec<_> = contexts.iter().map(StatsContext::latest).collect();
     stop.store(true, Ordering::Relaxed);
@@ -277,6 +283,13 @@ async fn durable_produce(data_dir: PathBuf, secs: Duration, baseline: &FsyncBase
     } else {
         println!("    produce requests/s: not observed (no statistics from a producer)");
     }
+    println!(
+        "    {:.0} group commits/s, {:.1} partitions fsynced per commit ({:.0} partition fsyncs/s), {:.1} records per commit",
+        commits as f64 / secs.as_secs_f64(),
+        partition_flushes as f64 / commits.max(1) as f64,
+        partition_flushes as f64 / secs.as_secs_f64(),
+        latencies.len() as f64 / commits.max(1) as f64
+    );
     println!(
         "    ack latency p50 {:.2} ms p99 {:.2} ms; device flushes {}",
         ms(percentile(&latencies, 0.50)),
