@@ -390,7 +390,7 @@ async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_m
     let mut scratch = vec![0u8; 64 * 1024];
     let deadline = tokio::time::Instant::now() + common::DEADLINE;
     while received < requests {
-        let interest = if sent_bytes % request_len == 0 {
+        let interest = if sent_bytes.is_multiple_of(request_len) {
             tokio::io::Interest::READABLE
         } else {
             tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE
@@ -399,7 +399,7 @@ async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_m
             .await
             .unwrap_or_else(|_| panic!("only {received} of {requests} responses arrived"))
             .expect("ready");
-        if ready.is_writable() && sent_bytes % request_len != 0 {
+        if ready.is_writable() && !sent_bytes.is_multiple_of(request_len) {
             match stream.try_write(&pending) {
                 Ok(n) => {
                     sent_bytes += n;
