@@ -437,3 +437,72 @@ async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_m
     }
     assert_eq!(received, requests);
 }
+
+/// True once the peer has closed `stream` (EOF or reset) within the deadline.
+async fn closed_by_broker(stream: &mut TcpStream) -> bool {
+    let mut scratch = [0u8; 1024];
+    let wait = async {
+        loop {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(common::DEADLINE, wait).await.is_ok()
+}
+
+/// The connection limits set through the broker's configuration reach the listener: over
+/// max.connections.per.ip a new connection is closed; at max.connections it waits for a free slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_from_config_are_enforced() {
+    let per_ip = common::start_broker(&[("max.connections.per.ip", "2")]).await;
+    let addr = per_ip.broker.local_addr();
+    let mut open = open_idle_connections(addr, 2).await;
+    let mut extra = TcpStream::connect(addr).await.expect("connect");
+    assert!(
+        closed_by_broker(&mut extra).await,
+        "a third connection from one address is closed"
+    );
+    api_versions_round_trip(&mut open[0], 7)
+        .await
+        .expect("the first two connections still work");
+    drop(open);
+    per_ip.shutdown().await;
+
+    let capped = common::start_broker(&[("max.connections", "2")]).await;
+    let addr = capped.broker.local_addr();
+    let mut open = open_idle_connections(addr, 2).await;
+    let mut waiting = TcpStream::connect(addr).await.expect("connect");
+    let answered = tokio::spawn(async move { api_versions_round_trip(&mut waiting, 9).await });
+    api_versions_round_trip(&mut open[1], 8)
+        .await
+        .expect("the open connections still work");
+    assert!(!answered.is_finished(), "a third connection waits");
+    open.remove(0);
+    tokio::time::timeout(common::DEADLINE, answered)
+        .await
+        .expect("the waiting connection is served once a slot frees")
+        .expect("task")
+        .expect("ApiVersions answered");
+    drop(open);
+    capped.shutdown().await;
+}
+
+/// connections.max.idle.ms from the configuration closes a connection that sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed_after_connections_max_idle_ms() {
+    let broker = common::start_broker(&[("connections.max.idle.ms", "300")]).await;
+    let mut idle = open_idle_connections(broker.broker.local_addr(), 1).await;
+    let started = Instant::now();
+    assert!(
+        closed_by_broker(&mut idle[0]).await,
+        "idle connection closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "closed after {:?}, before the idle time",
+        started.elapsed()
+    );
+    broker.shutdown().await;
+}
