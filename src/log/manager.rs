@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,9 +31,8 @@ use crate::log::{LogConfig, TopicPartition, lock};
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 /// Suffix of partition directories being deleted.
 pub const DELETE_DIR_SUFFIX: &str = "-delete";
-/// Flush requests the channel holds. Each partition has at most one queued (see `flush_requested`), so this
-/// only fills with more partitions than slots; then appenders that must flush wait for the flusher.
-const FLUSH_QUEUE_CAPACITY: usize = 4096;
+/// Most flush requests one group commit takes from the channel; the rest wait for the next commit.
+const MAX_COMMIT_PARTITIONS: usize = 4096;
 /// How many partitions one group commit fsyncs at once. Concurrent fsyncs of different files share the
 /// filesystem's journal commits, so a commit of up to this many partitions takes about one fsync's time:
 /// `benches/durable.rs` (16 partitions) measured twice the commits/s and records/s with 16 as with 4.
@@ -136,7 +135,10 @@ pub struct LogManager {
     shared: Arc<Shared>,
     default_config: LogConfig,
     had_clean_shutdown: bool,
-    flush_tx: SyncSender<FlusherMsg>,
+    /// Bounded by construction, not by capacity: each partition has at most one flush request queued (see
+    /// `PartitionLog::request_flush`), so it never holds more than one message per open partition plus a
+    /// Stop. Unlike a fixed capacity, sending never blocks the appender (an async worker thread).
+    flush_tx: Sender<FlusherMsg>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// True once shut down or abandoned: no more partitions are opened.
     stopped: Mutex<bool>,
@@ -211,7 +213,7 @@ impl LogManager {
             logs: Mutex::new(HashMap::new()),
             checkpoints: Mutex::new(checkpoints),
         });
-        let (flush_tx, flush_rx) = sync_channel(FLUSH_QUEUE_CAPACITY);
+        let (flush_tx, flush_rx) = channel();
         let thread_shared = shared.clone();
         let flusher = std::thread::Builder::new()
             .name("brook-log-flusher".into())
@@ -460,8 +462,8 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlusherMsg>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        // Drain what is queued now (bounded by the channel capacity) so one round commits all of it.
-        for _ in 0..FLUSH_QUEUE_CAPACITY {
+        // Drain what is queued now (up to a bound) so one round commits all of it.
+        for _ in 0..MAX_COMMIT_PARTITIONS {
             match rx.try_recv() {
                 Ok(msg) => take(msg, &mut pending),
                 Err(_) => break,

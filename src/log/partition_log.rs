@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
@@ -73,7 +73,7 @@ pub(crate) struct LoadParams {
     pub had_clean_shutdown: bool,
     pub recovery_point: Option<i64>,
     pub log_start_offset: Option<i64>,
-    pub flusher: Option<SyncSender<FlusherMsg>>,
+    pub flusher: Option<Sender<FlusherMsg>>,
 }
 
 /// The log of one partition.
@@ -93,7 +93,7 @@ pub struct PartitionLog {
     hw_tx: watch::Sender<i64>,
     /// Serialises flushes and remembers when the last one finished (for `flush.ms`).
     flush_lock: Mutex<Instant>,
-    flusher: Option<SyncSender<FlusherMsg>>,
+    flusher: Option<Sender<FlusherMsg>>,
     /// A flush request is queued: do not queue another.
     flush_requested: AtomicBool,
     /// A segment file was created since the last flush: the directory needs an fsync.
@@ -485,13 +485,9 @@ impl PartitionLog {
         let flush_due = unflushed >= self.config.flush_interval_messages;
         drop(st);
 
-        if flush_due {
-            // Blocks when the flusher's queue is full: only on the flush-per-N-messages (durable) path.
-            self.request_flush(true);
-        } else if rolled {
-            // Like Kafka, flush a segment once it stops being active; skipped if the queue is full (a later
-            // flush covers it, as flushes start from the recovery point).
-            self.request_flush(false);
+        if flush_due || rolled {
+            // Like Kafka, also flush a segment once it stops being active. Never blocks: the flusher does it.
+            self.request_flush();
         }
         Ok(AppendInfo {
             base_offset,
@@ -588,19 +584,15 @@ impl PartitionLog {
         Ok(new)
     }
 
-    /// Queues one flush of this partition with the flusher; a request already queued covers this one.
-    fn request_flush(&self, blocking: bool) {
+    /// Queues one flush of this partition with the flusher; a request already queued covers this one (so
+    /// the flusher's channel holds at most one request per partition). Never blocks.
+    fn request_flush(&self) {
         let Some(tx) = &self.flusher else { return };
         if self.flush_requested.swap(true, Ordering::SeqCst) {
             return;
         }
-        let msg = FlusherMsg::Flush(self.self_ref.clone());
-        let sent = if blocking {
-            tx.send(msg).is_ok()
-        } else {
-            tx.try_send(msg).is_ok()
-        };
-        if !sent {
+        if tx.send(FlusherMsg::Flush(self.self_ref.clone())).is_err() {
+            // The flusher is gone (shutting down): nothing will flush; allow a later request.
             self.flush_requested.store(false, Ordering::SeqCst);
         }
     }
