@@ -495,6 +495,10 @@ async fn write_responses(
     loop {
         // Take the next reply; wait only if nothing is pending to be written.
         let next = if batch.is_empty() {
+            if rx.is_empty() {
+                // About to wait, maybe for a long time: return what a burst of replies grew.
+                batch.release_idle();
+            }
             tokio::select! {
                 biased;
                 item = rx.recv() => item,
@@ -584,6 +588,15 @@ impl Batch {
     }
     fn is_empty(&self) -> bool {
         self.replies == 0
+    }
+    /// Frees the buffers grown for a large batch (up to a few KiB), so an idle connection holds none.
+    fn release_idle(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 4 {
+            self.frames = std::collections::VecDeque::new();
+        }
+        if self.budget.is_empty() && self.budget.capacity() > 4 {
+            self.budget = Vec::new();
+        }
     }
     fn is_full(&self) -> bool {
         self.frames.len() >= MAX_BATCH_RESPONSES || self.bytes >= MAX_BATCH_BYTES
