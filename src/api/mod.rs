@@ -2,12 +2,17 @@
 //! builds the response. Nothing here touches a file or a socket directly.
 
 pub mod api_versions;
+pub mod configs;
+pub mod create_partitions;
+pub mod describe_cluster;
+pub mod describe_log_dirs;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod produce_legacy;
@@ -96,7 +101,7 @@ impl Apis {
         let topic = self.metadata.create_topic(name, partitions, configs)?;
         // A directory with this name belongs to an earlier topic of the same name whose deletion did not
         // finish (a crash between the metadata change and the log removal): never serve its data.
-        let config = topic_log_config(&self.config.log, &topic);
+        let config = topic_log_config(&self.log_defaults(), &topic);
         for partition in 0..topic.partitions {
             let tp = TopicPartition {
                 topic: topic.name.clone(),
@@ -113,6 +118,40 @@ impl Apis {
         }
         tracing::info!(topic = name, partitions, id = %topic.id, "created topic");
         Ok(topic)
+    }
+
+    /// The broker configuration in force: server.properties with the dynamic broker configs on top.
+    pub fn effective_config(&self) -> Config {
+        let dynamic = self.metadata.broker_configs().get();
+        self.config
+            .with_dynamic([&dynamic.cluster_default, &dynamic.broker])
+    }
+
+    /// The topic defaults in force (`log.*`, static or dynamic); a topic's overrides go on top.
+    pub fn log_defaults(&self) -> LogConfig {
+        self.effective_config().log
+    }
+
+    /// Gives every open partition of `topic` its config derived afresh (after an alter), without a restart.
+    pub fn reapply_topic_config(&self, topic: &TopicMetadata, defaults: &LogConfig) {
+        let config = topic_log_config(defaults, topic);
+        for partition in 0..topic.partitions {
+            let tp = TopicPartition {
+                topic: topic.name.clone(),
+                partition,
+            };
+            if let Some(log) = self.logs.get(&tp) {
+                log.update_config(config.clone());
+            }
+        }
+    }
+
+    /// Re-derives every partition's config after the broker defaults changed.
+    pub fn reapply_all_topic_configs(&self) {
+        let defaults = self.log_defaults();
+        for topic in self.metadata.topics() {
+            self.reapply_topic_config(&topic, &defaults);
+        }
     }
 
     /// Deletes a topic: first from the metadata (clients stop seeing it), then its logs.
