@@ -1511,6 +1511,30 @@ mod tests {
     const CLEAN_SHUTDOWN_MARKER: &str = crate::log::manager::CLEAN_SHUTDOWN_FILE;
 
     #[test]
+    fn max_timestamp_lookup_finds_the_exact_record_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.offset_of_max_timestamp().unwrap(), None, "empty log");
+        for i in 0..30i64 {
+            // Batch 12's middle record carries the largest timestamp; a later batch repeats it.
+            let recs: Vec<(i64, &[u8])> = match i {
+                12 => vec![(500, b"a"), (9_000, b"b"), (600, b"c")],
+                20 => vec![(9_000, b"a"), (1, b"b"), (2, b"c")],
+                _ => vec![(100 + i, b"a"), (100 + i, b"b"), (100 + i, b"c")],
+            };
+            log.append(BytesMut::from(&batch_with_timestamps(&recs)[..]), 0)
+                .unwrap();
+        }
+        assert!(log.segment_count() > 1, "the lookup spans several segments");
+        assert_eq!(
+            log.offset_of_max_timestamp().unwrap(),
+            Some((12 * 3 + 1, 9_000)),
+            "the first record with the largest timestamp"
+        );
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
     fn offset_for_timestamp_finds_first_batch_reaching_it() {
         let dir = tempfile::tempdir().unwrap();
         let (mgr, log) = open(
