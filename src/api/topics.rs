@@ -81,12 +81,15 @@ pub fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// A created (or validated) topic: partition count, topic id (nil when only validated) and configs.
+type Created = (i32, uuid::Uuid, BTreeMap<String, String>);
+
 /// Validates and (unless `validate_only`) creates one topic; returns its partition count, id and configs.
 fn create_one(
     apis: &Apis,
     topic: CreatableTopic,
     validate_only: bool,
-) -> Result<(i32, uuid::Uuid, BTreeMap<String, String>), (ResponseError, String)> {
+) -> Result<Created, (ResponseError, String)> {
     let name = topic.name.0.as_str();
     apis.metadata
         .check_new_topic(name)
