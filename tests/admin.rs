@@ -14,6 +14,7 @@ use common::*;
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource as LegacyAlterResource, AlterableConfig as LegacyAlterable,
 };
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -24,12 +25,12 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, BrokerId, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, BrokerId, CreateTopicsRequest,
+    CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -543,6 +544,40 @@ async fn create_topics_checks_configs_validate_only_and_replication_factor() {
     assert_eq!(
         topic_config(&mut conn, "checked", "retention.ms").await,
         (Some("60000".into()), DYNAMIC_TOPIC_CONFIG)
+    );
+
+    // CreateTopics v5+ answers with the new topic's configs and their sources, validate_only included.
+    let request = CreateTopicsRequest::default()
+        .with_validate_only(true)
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(s("answered")))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(s("segment.ms"))
+                        .with_value(Some(s("900000"))),
+                ]),
+        ]);
+    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &request).await;
+    let created = &resp.topics[0];
+    assert_eq!(created.error_code, 0);
+    let configs = created.configs.as_ref().expect("v5+ carries configs");
+    let entry = |name: &str| {
+        configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .map(|c| (c.value.as_ref().map(|v| v.to_string()), c.config_source))
+    };
+    assert_eq!(
+        entry("segment.ms"),
+        Some((Some("900000".into()), DYNAMIC_TOPIC_CONFIG))
+    );
+    assert_eq!(
+        entry("retention.ms"),
+        Some((Some("604800000".into()), DEFAULT_CONFIG))
     );
     b.shutdown().await;
 }

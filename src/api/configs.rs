@@ -380,6 +380,7 @@ pub fn alter_resource(
             ));
         }
     }
+    let _serialised = apis.metadata.admin_guard();
     match resource_type {
         RESOURCE_TOPIC => alter_topic(apis, name, changes, incremental, validate_only),
         RESOURCE_BROKER => alter_broker(apis, name, changes, incremental, validate_only),

@@ -52,6 +52,7 @@ pub fn handle(apis: &Apis, request: CreatePartitionsRequest) -> CreatePartitions
 
 fn grow(apis: &Apis, request: &CreatePartitionsTopic, validate_only: bool) -> Result<(), Failure> {
     let name = request.name.0.as_str();
+    let _serialised = apis.metadata.admin_guard();
     let topic = apis.metadata.topic(name).ok_or_else(|| {
         (
             ResponseError::UnknownTopicOrPartition,

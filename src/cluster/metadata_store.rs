@@ -66,6 +66,9 @@ pub struct MetadataStore {
     state: RwLock<State>,
     /// Dynamic broker configs, kept next to the topics (their own file).
     broker_configs: DynamicConfigStore,
+    /// Serialises read-modify-write admin changes (alter configs, create partitions), as Kafka's single
+    /// controller does, so two concurrent alters cannot lose one another's update.
+    admin_lock: std::sync::Mutex<()>,
 }
 
 impl MetadataStore {
@@ -88,7 +91,15 @@ impl MetadataStore {
             path,
             state: RwLock::new(state),
             broker_configs: DynamicConfigStore::open(dir)?,
+            admin_lock: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Held across an admin change's read, validation and write (see `admin_lock`).
+    pub fn admin_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The dynamic broker configs (AlterConfigs on a BROKER resource).
