@@ -273,6 +273,39 @@ mod tests {
     }
 
     #[test]
+    fn the_offsets_topic_cannot_get_more_partitions() {
+        use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+        use kafka_protocol::messages::{CreatePartitionsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        apis.create_topic(crate::group::OFFSETS_TOPIC, 2, BTreeMap::new())
+            .unwrap();
+        let request = CreatePartitionsRequest::default().with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(
+                    crate::group::OFFSETS_TOPIC,
+                )))
+                .with_count(4),
+        ]);
+        let response = create_partitions::handle(&apis, request);
+        assert_eq!(
+            response.results[0].error_code,
+            ResponseError::InvalidRequest.code(),
+            "groups are hashed over its partitions"
+        );
+        assert_eq!(
+            apis.metadata
+                .topic(crate::group::OFFSETS_TOPIC)
+                .unwrap()
+                .partitions,
+            2
+        );
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[test]
     fn clients_cannot_produce_to_or_delete_the_offsets_topic() {
         use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

@@ -202,4 +202,25 @@ mod tests {
         let mut fine = batch(4, 10, now - 30_000);
         assert_eq!(validate_and_stamp(&mut fine, &config, now).unwrap(), -1);
     }
+
+    #[test]
+    fn compressed_batches_are_checked_on_their_header_timestamps() {
+        let now = 10_000_000;
+        let config = LogConfig {
+            timestamp_before_max_ms: 60_000,
+            ..LogConfig::default()
+        };
+        let gzip = |mut b: Vec<u8>| {
+            // Marked gzip: the records are not readable as such, so only the header may be consulted.
+            b[ATTRIBUTES_AT + 1] |= 1;
+            b
+        };
+        let mut old = gzip(batch(2, 10, now - 120_000));
+        assert!(matches!(
+            validate_and_stamp(&mut old, &config, now),
+            Err(LogError::InvalidTimestamp(_))
+        ));
+        let mut recent = gzip(batch(2, 10, now - 1_000));
+        assert_eq!(validate_and_stamp(&mut recent, &config, now).unwrap(), -1);
+    }
 }
