@@ -66,9 +66,12 @@ pub fn handle(apis: &Apis, request: &DescribeLogDirsRequest) -> DescribeLogDirsR
 pub fn disk_space(dir: &Path) -> Option<(i64, i64)> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs is plain data, fully written by a successful call; the path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    // SAFETY: statvfs is plain old data (all-zero is a valid value), written by the call through a valid
+    // pointer; the path is a NUL-terminated C string that outlives the call.
+    let (rc, stat) = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut stat), stat)
+    };
     if rc != 0 {
         return None;
     }
