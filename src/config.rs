@@ -437,6 +437,118 @@ impl Config {
     }
 }
 
+/// Broker properties an admin may change while the broker runs (AlterConfigs on a BROKER resource), as
+/// Kafka marks them cluster-wide dynamic: the `log.*` defaults of topic configs. Every partition's config is
+/// re-derived at once; topic overrides still win. Others answer INVALID_REQUEST.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.segment.delete.delay.ms",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.index.interval.bytes",
+    "log.cleaner.max.compaction.lag.ms",
+    "message.max.bytes",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.type",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.segment.bytes",
+    "log.index.size.max.bytes",
+    "log.roll.ms",
+];
+
+/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`]).
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    DYNAMIC_BROKER_KEYS.contains(&key)
+}
+
+impl Config {
+    /// This configuration with dynamic broker configs applied on top, later layers winning (the cluster
+    /// default, then this broker's). A stored value that no longer validates is logged and skipped.
+    pub fn with_dynamic<'a, I>(&self, layers: I) -> Config
+    where
+        I: IntoIterator<Item = &'a BTreeMap<String, String>>,
+    {
+        let mut config = self.clone();
+        for layer in layers {
+            for (key, value) in layer {
+                if let Err(e) = config.set(key, value) {
+                    tracing::warn!(key, error = %e, "ignoring stored dynamic broker config");
+                }
+            }
+        }
+        config
+    }
+
+    /// The value of a broker property in this configuration as Kafka prints it; None for a property that is
+    /// unset and has no default (`log.retention.ms` when only hours are given) or that brook does not know.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        if let Some(v) = self.explicit.get(key) {
+            return Some(v.clone());
+        }
+        let long_max = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).to_string();
+        let int_max = |v: usize| i32::try_from(v).unwrap_or(i32::MAX).to_string();
+        let log = &self.log;
+        Some(match key {
+            "listeners" => format!("PLAINTEXT://{}:{}", self.listener.host, self.listener.port),
+            "advertised.listeners" => return None,
+            "log.dirs" | "log.dir" => self.log_dir.display().to_string(),
+            "node.id" | "broker.id" => self.node_id.to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "log.segment.bytes" => log.segment_bytes.to_string(),
+            "log.roll.ms" => return None,
+            "log.roll.hours" => "168".into(),
+            "log.index.interval.bytes" => log.index_interval_bytes.to_string(),
+            "log.index.size.max.bytes" => log.max_index_bytes.to_string(),
+            "log.flush.interval.messages" => long_max(log.flush_interval_messages),
+            "log.flush.interval.ms" => return log.flush_interval_ms.map(long_max),
+            "message.max.bytes" => log.max_message_bytes.to_string(),
+            "log.cleanup.policy" => log.cleanup_policy.to_string(),
+            "log.retention.ms" | "log.retention.minutes" => return None,
+            "log.retention.hours" => "168".into(),
+            "log.retention.bytes" => log.retention_bytes.to_string(),
+            "log.message.timestamp.type" => log.timestamp_type.to_string(),
+            "log.message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
+            "log.message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
+            "log.cleaner.min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+            "log.cleaner.max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+            "log.cleaner.delete.retention.ms" => log.delete_retention_ms.to_string(),
+            "log.cleaner.min.cleanable.ratio" => log.min_cleanable_dirty_ratio.to_string(),
+            "log.segment.delete.delay.ms" => log.file_delete_delay_ms.to_string(),
+            "log.retention.check.interval.ms" => {
+                self.cleaner.retention_check_interval_ms.to_string()
+            }
+            "log.cleaner.enable" => self.cleaner.enable.to_string(),
+            "log.cleaner.backoff.ms" => self.cleaner.backoff_ms.to_string(),
+            "log.cleaner.dedupe.buffer.size" => self.cleaner.dedupe_buffer_size.to_string(),
+            "socket.request.max.bytes" => self.server.socket_request_max_bytes.to_string(),
+            "max.connections" => int_max(self.server.max_connections),
+            "max.connections.per.ip" => int_max(self.server.max_connections_per_ip),
+            "connections.max.idle.ms" => self.server.connections_max_idle_ms.to_string(),
+            "queued.max.requests" => self.server.queued_max_requests.to_string(),
+            "queued.max.reply.bytes" => self.server.queued_max_reply_bytes.to_string(),
+            "offsets.topic.num.partitions" => self.groups.offsets_topic_num_partitions.to_string(),
+            "offsets.retention.minutes" => (self.groups.offsets_retention_ms / 60_000).to_string(),
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms.to_string()
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms.to_string()
+            }
+            "group.min.session.timeout.ms" => self.groups.min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.groups.max_session_timeout_ms.to_string(),
+            "group.max.size" => self.groups.max_size.to_string(),
+            "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes.to_string(),
+            _ => return None,
+        })
+    }
+}
+
 /// The environment variable that sets `key`.
 pub fn env_name(key: &str) -> String {
     format!(

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::dynamic_config::DynamicConfigStore;
 use super::topic_name;
 
 pub const FILE_NAME: &str = "brook-topics.json";
@@ -63,6 +64,11 @@ struct State {
 pub struct MetadataStore {
     path: PathBuf,
     state: RwLock<State>,
+    /// Dynamic broker configs, kept next to the topics (their own file).
+    broker_configs: DynamicConfigStore,
+    /// Serialises read-modify-write admin changes (alter configs, create partitions), as Kafka's single
+    /// controller does, so two concurrent alters cannot lose one another's update.
+    admin_lock: std::sync::Mutex<()>,
 }
 
 impl MetadataStore {
@@ -84,7 +90,21 @@ impl MetadataStore {
         Ok(MetadataStore {
             path,
             state: RwLock::new(state),
+            broker_configs: DynamicConfigStore::open(dir)?,
+            admin_lock: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Held across an admin change's read, validation and write (see `admin_lock`).
+    pub fn admin_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The dynamic broker configs (AlterConfigs on a BROKER resource).
+    pub fn broker_configs(&self) -> &DynamicConfigStore {
+        &self.broker_configs
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
@@ -143,6 +163,54 @@ impl MetadataStore {
         });
         let mut next: Vec<TopicMetadata> = state.by_name.values().map(|t| (**t).clone()).collect();
         next.push((*topic).clone());
+        self.persist(next)?;
+        state.by_id.insert(topic.id, topic.clone());
+        state.by_name.insert(topic.name.clone(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Replaces a topic's config overrides durably and returns the updated topic.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        self.update_topic(name, |t| t.configs = configs)
+    }
+
+    /// Records a larger partition count durably (CreatePartitions) and returns the updated topic.
+    pub fn set_partitions(
+        &self,
+        name: &str,
+        partitions: i32,
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        self.update_topic(name, |t| t.partitions = partitions)
+    }
+
+    fn update_topic(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut TopicMetadata),
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        let mut state = self.write();
+        let mut topic = state
+            .by_name
+            .get(name)
+            .map(|t| (**t).clone())
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        change(&mut topic);
+        let topic = Arc::new(topic);
+        let next: Vec<TopicMetadata> = state
+            .by_name
+            .values()
+            .map(|t| {
+                if t.name == name {
+                    (*topic).clone()
+                } else {
+                    (**t).clone()
+                }
+            })
+            .collect();
         self.persist(next)?;
         state.by_id.insert(topic.id, topic.clone());
         state.by_name.insert(topic.name.clone(), topic.clone());

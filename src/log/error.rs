@@ -16,6 +16,10 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    /// A CreateTime timestamp is outside the topic's `message.timestamp.before/after.max.ms` window
+    /// (INVALID_TIMESTAMP).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),

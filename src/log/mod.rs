@@ -12,6 +12,7 @@ pub mod manager;
 pub mod partition_log;
 pub mod record_batch;
 pub mod segment;
+pub mod validator;
 
 use std::fmt;
 

@@ -29,6 +29,7 @@ use crate::log::record_batch::{
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, delete_segment_files,
 };
+use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, now_ms, rlock, wlock};
 
 /// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
@@ -45,6 +46,8 @@ pub struct AppendInfo {
     pub last_offset: i64,
     pub record_count: u32,
     pub max_timestamp: i64,
+    /// The time the batches were stamped with under LogAppendTime, -1 under CreateTime.
+    pub log_append_time: i64,
     pub log_start_offset: i64,
 }
 
@@ -446,6 +449,8 @@ impl PartitionLog {
     /// takes the log offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let summary = validate_batches(&records, self.config().max_message_bytes)?;
+        let log_append_time =
+            validator::validate_and_stamp(&mut records, &self.config(), now_ms())?;
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
@@ -510,7 +515,12 @@ impl PartitionLog {
             base_offset,
             last_offset,
             record_count,
-            max_timestamp: summary.max_timestamp,
+            max_timestamp: if log_append_time == validator::NO_TIMESTAMP {
+                summary.max_timestamp
+            } else {
+                log_append_time
+            },
+            log_append_time,
             log_start_offset: self.log_start_offset(),
         })
     }
@@ -700,6 +710,82 @@ impl PartitionLog {
             }
         }
         Ok(None)
+    }
+
+    /// Bytes of all segments' log files (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments_snapshot().iter().map(|s| s.size()).sum()
+    }
+
+    /// KIP-734 (ListOffsets MAX_TIMESTAMP): the first record with the largest timestamp below the high
+    /// watermark, as (offset, timestamp). Exact for uncompressed batches; in a compressed batch the batch's
+    /// first offset (records are not decompressed), so a consumer seeking there still reads that record.
+    /// Found through the segments' max timestamps and the time index, not by scanning the log.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let segments = self.segments_snapshot();
+        let mut best: Option<&Arc<LogSegment>> = None;
+        for seg in segments.iter() {
+            if seg.max_timestamp() > best.map_or(validator::NO_TIMESTAMP, |b| b.max_timestamp()) {
+                best = Some(seg);
+            }
+        }
+        let Some(seg) = best else { return Ok(None) };
+        let ts = seg.max_timestamp();
+        let found = match seg.find_offset_for_timestamp(ts, hw)? {
+            Some((base, found_ts)) if found_ts == ts => seg.find_batch(base)?.map(|b| (seg, b)),
+            // The newest batches are above the high watermark (durable mode): walk the visible ones.
+            _ => self.max_timestamp_batch_below(&segments, hw)?,
+        };
+        let Some((seg, info)) = found else {
+            return Ok(None);
+        };
+        let mut offset = info.base_offset;
+        if info.size <= MAX_READ_BYTES {
+            let bytes = seg.read(info.position, info.size)?;
+            let uncompressed =
+                RecordBatchHeader::parse(&bytes).is_ok_and(|h| h.compression_type() == 0);
+            if uncompressed {
+                let mut first = None;
+                validator::for_each_record_timestamp(&bytes, |delta, t| {
+                    if first.is_none() && t == info.max_timestamp {
+                        first = Some(delta);
+                    }
+                })?;
+                offset += i64::from(first.unwrap_or(0));
+            }
+        }
+        Ok(Some((
+            offset.max(self.log_start_offset()),
+            info.max_timestamp,
+        )))
+    }
+
+    /// The first batch with the largest maxTimestamp among batches wholly below `hw`, by walking headers.
+    fn max_timestamp_batch_below<'a>(
+        &self,
+        segments: &'a [Arc<LogSegment>],
+        hw: i64,
+    ) -> Result<Option<(&'a Arc<LogSegment>, crate::log::segment::BatchInfo)>, LogError> {
+        let mut best: Option<(&Arc<LogSegment>, crate::log::segment::BatchInfo)> = None;
+        for seg in segments {
+            let mut offset = seg.base_offset();
+            while offset < hw {
+                let Some(info) = seg.find_batch(offset)? else {
+                    break;
+                };
+                if info.last_offset >= hw {
+                    break;
+                }
+                if info.max_timestamp
+                    > best.map_or(validator::NO_TIMESTAMP, |(_, b)| b.max_timestamp)
+                {
+                    best = Some((seg, info));
+                }
+                offset = info.last_offset + 1;
+            }
+        }
+        Ok(best)
     }
 
     /// fsyncs everything appended so far, advances the recovery point (and the high watermark of a durable
@@ -1423,6 +1509,30 @@ mod tests {
     }
 
     const CLEAN_SHUTDOWN_MARKER: &str = crate::log::manager::CLEAN_SHUTDOWN_FILE;
+
+    #[test]
+    fn max_timestamp_lookup_finds_the_exact_record_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.offset_of_max_timestamp().unwrap(), None, "empty log");
+        for i in 0..30i64 {
+            // Batch 12's middle record carries the largest timestamp; a later batch repeats it.
+            let recs: Vec<(i64, &[u8])> = match i {
+                12 => vec![(500, b"a"), (9_000, b"b"), (600, b"c")],
+                20 => vec![(9_000, b"a"), (1, b"b"), (2, b"c")],
+                _ => vec![(100 + i, b"a"), (100 + i, b"b"), (100 + i, b"c")],
+            };
+            log.append(BytesMut::from(&batch_with_timestamps(&recs)[..]), 0)
+                .unwrap();
+        }
+        assert!(log.segment_count() > 1, "the lookup spans several segments");
+        assert_eq!(
+            log.offset_of_max_timestamp().unwrap(),
+            Some((12 * 3 + 1, 9_000)),
+            "the first record with the largest timestamp"
+        );
+        mgr.shutdown().unwrap();
+    }
 
     #[test]
     fn offset_for_timestamp_finds_first_batch_reaching_it() {
