@@ -36,7 +36,7 @@ struct IndexFile {
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ResizeFault {
-    /// `set_len` fails: the file keeps its length.
+    /// Changing the file length (`set_len`, or the allocation when growing) fails: the file keeps its length.
     SetLen,
     /// Mapping the new length fails (after `set_len` when growing, before it when shrinking).
     Map,
@@ -60,8 +60,11 @@ impl IndexFile {
         let mmap = match max_bytes {
             Some(max) => {
                 let target = preallocated_len(max, entry_size, entries);
-                if target != usable {
+                if target < usable {
                     file.set_len(target as u64)?;
+                } else {
+                    // Also fills holes of a file left sparse by an older run.
+                    allocate(&file, target)?;
                 }
                 map_file(&file, target)?
             }
@@ -96,6 +99,15 @@ impl IndexFile {
             return Err(io::Error::other("injected index set_len failure"));
         }
         self.file.set_len(len as u64)
+    }
+
+    fn grow(&mut self, len: usize) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fault == Some(ResizeFault::SetLen) {
+            self.fault = None;
+            return Err(io::Error::other("injected index allocation failure"));
+        }
+        allocate(&self.file, len)
     }
 
     fn capacity(&self) -> usize {
@@ -151,8 +163,9 @@ impl IndexFile {
             self.set_len(len)?;
             self.mmap = mmap;
         } else {
-            // Growing: the old mapping stays valid whatever happens to the longer file.
-            self.set_len(len)?;
+            // Growing: the old mapping stays valid whatever happens to the longer file. The new length is
+            // allocated for real, so a full disk is an ENOSPC here and never a SIGBUS on a later store.
+            self.grow(len)?;
             self.mmap = self.map(len)?;
         }
         Ok(())
@@ -170,6 +183,41 @@ impl IndexFile {
         self.mmap.flush()?;
         self.file.sync_all()
     }
+}
+
+/// Reserves the first `len` bytes of `file` on disk (growing it to `len` when shorter). Index entries are
+/// stored through a shared mapping, and a store into a page the filesystem cannot back raises SIGBUS and
+/// kills the process: with the blocks reserved up front, a full disk surfaces here as ENOSPC instead, when
+/// the segment is created or made active, where the caller can refuse one append and carry on.
+fn allocate(file: &File, len: usize) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(errno) = FAIL_NEXT_ALLOCATION.with(|f| f.take()) {
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    if len == 0 {
+        return Ok(()); // posix_fallocate rejects an empty range
+    }
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("index too large"))?;
+    // SAFETY: plain syscall on a file descriptor this `File` owns for the duration of the call.
+    let rc = unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(file), 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        // posix_fallocate returns the error number instead of setting errno.
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test seam: the next index allocation on this thread fails with this errno (ENOSPC at a roll).
+    static FAIL_NEXT_ALLOCATION: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Test seam: the next index preallocation made by this thread fails with `errno`, as a full disk would.
+#[cfg(test)]
+pub(crate) fn fail_next_index_allocation(errno: i32) {
+    FAIL_NEXT_ALLOCATION.with(|f| f.set(Some(errno)));
 }
 
 /// `max_bytes` rounded down to whole entries, never below the `entries` already valid.
@@ -602,6 +650,36 @@ mod tests {
         assert_eq!(tidx.lookup_before(6), Some((5, 3)));
         assert!(tidx.maybe_append(7, 4, true), "the final entry still fits");
         assert!(tidx.sanity_check(Some(5)).is_ok());
+    }
+
+    #[test]
+    fn preallocated_index_is_backed_by_real_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.index");
+        let mut idx = OffsetIndex::open(&path, 0, Some(64 * 1024)).unwrap();
+        let md = std::fs::metadata(&path).unwrap();
+        assert_eq!(md.len(), 64 * 1024);
+        assert!(
+            md.blocks() * 512 >= 64 * 1024,
+            "a sparse index would SIGBUS on a full disk: {} blocks",
+            md.blocks()
+        );
+        assert!(idx.append(1, 100));
+        idx.trim_to_valid_size().unwrap();
+        idx.resize(128 * 1024).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().blocks() * 512 >= 128 * 1024);
+    }
+
+    #[test]
+    fn failed_allocation_is_an_enospc_error_not_a_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.index");
+        fail_next_index_allocation(libc::ENOSPC);
+        let err = OffsetIndex::open(&path, 0, Some(4096)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(OffsetIndex::open(&path, 0, Some(4096)).is_ok(), "one-shot");
     }
 
     #[test]

@@ -105,13 +105,14 @@ pub struct PartitionLog {
     /// Why a write or fsync failed, once one did. Sticky until restart: Linux reports a writeback error to
     /// one fsync only and then marks the pages clean, so a retried fsync "succeeds" over lost data. While set,
     /// the recovery point and high watermark never move again and close() reports the failure (so no
-    /// clean-shutdown marker covers this partition).
+    /// clean-shutdown marker covers this partition). A write refused with ENOSPC/EDQUOT is not a failure:
+    /// it lost nothing, is undone at once, and later appends are tried again.
     failure: OnceLock<String>,
-    /// Test seams: the next fsync of a flush / the next segment write fails.
+    /// Test seams: the next fsync of a flush fails / the next segment write fails with this errno (0: none).
     #[cfg(test)]
     fail_next_fsync: AtomicBool,
     #[cfg(test)]
-    fail_next_write: AtomicBool,
+    fail_next_write: std::sync::atomic::AtomicI32,
     /// Batches whose CRC was checked while loading (0 after a clean restart but for the active tail).
     recovery_batches_scanned: AtomicU64,
     self_ref: Weak<PartitionLog>,
@@ -316,7 +317,7 @@ impl PartitionLog {
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
-            fail_next_write: AtomicBool::new(false),
+            fail_next_write: std::sync::atomic::AtomicI32::new(0),
             recovery_batches_scanned: AtomicU64::new(scanned),
             self_ref: me.clone(),
         });
@@ -404,10 +405,11 @@ impl PartitionLog {
         self.fail_next_fsync.store(true, Ordering::Release);
     }
 
-    /// Test seam: the next append fails as if the segment write had returned ENOSPC.
+    /// Test seam: the next append writes half its bytes to the segment, then fails with `errno` (ENOSPC:
+    /// the disk filled up mid-write; EIO: the device failed).
     #[cfg(test)]
-    pub(crate) fn inject_write_failure(&self) {
-        self.fail_next_write.store(true, Ordering::Release);
+    pub(crate) fn inject_write_failure(&self, errno: i32) {
+        self.fail_next_write.store(errno, Ordering::Release);
     }
 
     fn segments_snapshot(&self) -> Arc<Vec<Arc<LogSegment>>> {
@@ -429,8 +431,9 @@ impl PartitionLog {
 
     /// Validates every batch, then (under the append lock) assigns offsets and the leader epoch in place,
     /// rolls if needed, appends, indexes, advances the log end offset (and the high watermark unless the log
-    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A storage error
-    /// takes the log offline for good (see `failure`).
+    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A full disk
+    /// (ENOSPC/EDQUOT) fails only this append, which is undone; any other storage error takes the log
+    /// offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let summary = validate_batches(&records, self.config.max_message_bytes)?;
         let record_count = u32::try_from(summary.record_count)
@@ -472,6 +475,13 @@ impl PartitionLog {
             now,
         ) {
             Ok(rolled) => rolled,
+            Err(e) if e.is_disk_full() => {
+                // Undone by write_locked: nothing of this append is visible or will be, the log end offset
+                // did not move, and the next append may succeed once space is freed.
+                tracing::warn!(partition = %self.tp, error = %e, offset = base_offset,
+                    "append refused: disk full");
+                return Err(e);
+            }
             Err(e) => {
                 self.mark_failed(&e);
                 return Err(e);
@@ -503,7 +513,9 @@ impl PartitionLog {
     }
 
     /// The I/O of an append, under the append lock: leader epoch checkpoint, roll, segment write. Returns
-    /// whether the log rolled. Every error here is a storage error.
+    /// whether the log rolled. Every error here is a storage error. A disk-full error (see
+    /// `LogError::is_disk_full`) leaves the log as it was before the call, but for a leader epoch entry at
+    /// the unchanged log end offset (still right for the next append) or a new, empty active segment.
     fn write_locked(
         &self,
         st: &mut AppendState,
@@ -537,8 +549,11 @@ impl PartitionLog {
             rolled = true;
         }
         #[cfg(test)]
-        if self.fail_next_write.swap(false, Ordering::AcqRel) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC).into());
+        {
+            let errno = self.fail_next_write.swap(0, Ordering::AcqRel);
+            if errno != 0 {
+                active.inject_write_failure(errno);
+            }
         }
         active.append(records, now, self.config.index_interval_bytes)?;
         Ok(rolled)
@@ -564,7 +579,9 @@ impl PartitionLog {
         too_big || too_old || offsets_overflow || active.indexes_full()
     }
 
-    /// Closes the active segment to appends and starts a new one at `base_offset`. Under the append lock.
+    /// Starts a new segment at `base_offset` and closes the old active one to appends. Under the append
+    /// lock. The new segment (with its indexes reserved on disk) is made first: when that fails (a full
+    /// disk), nothing was changed and the old segment stays active.
     fn roll(
         &self,
         segments: &Arc<Vec<Arc<LogSegment>>>,
@@ -573,12 +590,20 @@ impl PartitionLog {
         let old = segments
             .last()
             .expect("invariant: a loaded log has a segment");
-        old.on_become_inactive()?;
         let new = Arc::new(LogSegment::create(
             &self.dir,
             base_offset,
             self.config.max_index_bytes,
         )?);
+        if let Err(e) = old.on_become_inactive() {
+            // Trimming only shrinks files, so this is no full disk; the log is taken offline anyway.
+            drop(new);
+            if let Err(cleanup) = delete_segment_files(&self.dir, base_offset) {
+                tracing::warn!(partition = %self.tp, segment = base_offset, error = %cleanup,
+                    "could not remove the segment of an abandoned roll");
+            }
+            return Err(e.into());
+        }
         let mut list = Vec::with_capacity(segments.len() + 1);
         list.extend(segments.iter().cloned());
         list.push(new.clone());
@@ -1119,12 +1144,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = load_without_flusher(dir.path(), small_config());
         append(&log, 2, 10, 0);
-        log.inject_write_failure();
+        let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
+        log.inject_write_failure(libc::EIO);
         let err = log
             .append(BytesMut::from(&batch(1, 10, 0)[..]), 0)
             .unwrap_err();
         assert!(matches!(err, LogError::Storage(_)), "{err:?}");
+        assert!(!err.is_disk_full());
         assert!(log.is_failed());
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
         assert_eq!(log.log_end_offset(), 2);
         assert!(matches!(
             log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
@@ -1138,6 +1166,156 @@ mod tests {
             vec![(0, 1)],
             "what was written before stays readable"
         );
+    }
+
+    /// Every batch of the log from offset 0, following the next offset as a consumer does.
+    fn read_all(log: &PartitionLog) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.high_watermark() {
+            let bs = batches(&log.read(offset, 1 << 20, true).unwrap().records);
+            assert!(!bs.is_empty(), "no data at {offset}");
+            offset = bs.last().unwrap().1 + 1;
+            out.extend(bs);
+        }
+        out
+    }
+
+    /// Offsets are dense: each batch starts right after the previous one, from 0.
+    fn assert_dense(bs: &[(i64, i64)]) {
+        let mut next = 0;
+        for &(base, last) in bs {
+            assert_eq!(base, next, "dense offsets in {bs:?}");
+            next = last + 1;
+        }
+    }
+
+    fn is_disk_full(r: Result<AppendInfo, LogError>) -> bool {
+        matches!(&r, Err(e @ LogError::Storage(_)) if e.is_disk_full())
+    }
+
+    #[test]
+    fn disk_full_write_is_undone_and_the_next_append_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..5 {
+            append(&log, 2, 30, i);
+        }
+        let active = rlock(&log.segments).last().unwrap().base_offset();
+        let committed = fs::metadata(log_file(&log, active)).unwrap().len();
+        let before = read_all(&log);
+        let mut hw_rx = log.subscribe_high_watermark();
+        hw_rx.borrow_and_update();
+
+        log.inject_write_failure(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(3, 30, 9)[..]), 0)
+        ));
+        assert!(
+            !log.is_failed() && !log.is_closed(),
+            "the partition stays online"
+        );
+        assert_eq!(
+            fs::metadata(log_file(&log, active)).unwrap().len(),
+            committed,
+            "the half-written batch is cut off"
+        );
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (10, 10));
+        assert!(!hw_rx.has_changed().unwrap());
+        assert_eq!(read_all(&log), before, "reads are unaffected");
+
+        let info = append(&log, 3, 30, 10);
+        assert_eq!((info.base_offset, info.last_offset), (10, 12));
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), 13);
+        let after = read_all(&log);
+        assert_eq!(after.len(), before.len() + 1);
+        assert_dense(&after);
+
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.log_end_offset(), 13);
+        assert_eq!(read_all(&log), after, "a restart recovers the same log");
+        assert_eq!(append(&log, 1, 30, 0).base_offset, 13);
+    }
+
+    #[test]
+    fn disk_full_at_roll_keeps_the_old_segment_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        let one = batch(1, 60, 0).len() as u64;
+        let mut i = 0;
+        // Fill the first segment up to the point where the next batch rolls.
+        while rlock(&log.segments).last().unwrap().size() + one <= config.segment_bytes {
+            append(&log, 1, 60, i);
+            i += 1;
+        }
+        assert_eq!(log.segment_count(), 1);
+        let leo = log.log_end_offset();
+        let before = read_all(&log);
+
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 60, i)[..]), 0)
+        ));
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1, "the roll was abandoned");
+        for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            assert!(
+                !log.dir().join(segment_file_name(leo, suffix)).exists(),
+                "no half-made segment file {suffix}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(read_all(&log), before);
+        assert_eq!(
+            log.offset_for_timestamp(0).unwrap(),
+            Some((0, 0)),
+            "the old segment's indexes still serve lookups"
+        );
+
+        assert_eq!(append(&log, 1, 60, i).base_offset, leo);
+        assert_eq!(log.segment_count(), 2, "the retried roll succeeds");
+        let after = read_all(&log);
+        assert_dense(&after);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn disk_full_on_the_leader_epoch_checkpoint_fails_only_that_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = load_without_flusher(dir.path(), small_config());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
+        // The checkpoint's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = log.dir().join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+        ));
+        assert!(!log.is_failed());
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        assert_eq!(
+            fs::read_to_string(log.dir().join(LEADER_EPOCH_CHECKPOINT)).unwrap(),
+            "0\n1\n0 0\n",
+            "the old checkpoint is intact"
+        );
+        assert!(fs::symlink_metadata(&tmp).is_err(), "temp file removed");
+        assert_eq!(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+                .unwrap()
+                .base_offset,
+            2
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
     }
 
     #[test]
