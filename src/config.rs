@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
-use crate::log::LogConfig;
+use crate::log::{CleanerConfig, CleanupPolicy, LogConfig, TimestampType};
 use crate::server::ServerLimits;
 
 /// A configuration key or value that brook cannot accept.
@@ -75,6 +75,7 @@ pub struct Config {
     pub num_partitions: i32,
     pub auto_create_topics_enable: bool,
     pub log: LogConfig,
+    pub cleaner: CleanerConfig,
     pub server: ServerLimits,
     pub groups: GroupConfig,
     /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
@@ -99,6 +100,23 @@ const KNOWN_KEYS: &[&str] = &[
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "message.max.bytes",
+    "log.cleanup.policy",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.message.timestamp.type",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.segment.delete.delay.ms",
+    "log.retention.check.interval.ms",
+    "log.cleaner.enable",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
     "socket.request.max.bytes",
     "max.connections",
     "max.connections.per.ip",
@@ -128,6 +146,7 @@ impl Default for Config {
             num_partitions: 1,
             auto_create_topics_enable: true,
             log: LogConfig::default(),
+            cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),
             groups: GroupConfig::default(),
             explicit: BTreeMap::new(),
@@ -219,6 +238,67 @@ impl Config {
             }
             "message.max.bytes" => {
                 self.log.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
+            }
+            "log.cleanup.policy" => {
+                self.log.cleanup_policy = CleanupPolicy::parse(value)
+                    .ok_or_else(|| bad("expected delete, compact or compact,delete"))?
+            }
+            "log.retention.ms" => self.log.retention_ms = parse_retention(key, value, 1)?,
+            "log.retention.minutes" => {
+                // The most precise unit set wins, whatever the order, as in Kafka.
+                if !self.explicit.contains_key("log.retention.ms") {
+                    self.log.retention_ms = parse_retention(key, value, 60_000)?;
+                }
+            }
+            "log.retention.hours" => {
+                if !self.explicit.contains_key("log.retention.ms")
+                    && !self.explicit.contains_key("log.retention.minutes")
+                {
+                    self.log.retention_ms = parse_retention(key, value, 3_600_000)?;
+                }
+            }
+            "log.retention.bytes" => {
+                self.log.retention_bytes = parse_int(key, value, -1, i64::MAX)?
+            }
+            "log.message.timestamp.type" => {
+                self.log.timestamp_type = TimestampType::parse(value)
+                    .ok_or_else(|| bad("expected CreateTime or LogAppendTime"))?
+            }
+            "log.message.timestamp.before.max.ms" => {
+                self.log.timestamp_before_max_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log.timestamp_after_max_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log.min_compaction_lag_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                self.log.max_compaction_lag_ms = parse_int(key, value, 1, i64::MAX)?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                self.log.delete_retention_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                self.log.min_cleanable_dirty_ratio = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| bad("expected a number from 0 to 1"))?
+            }
+            "log.segment.delete.delay.ms" => {
+                self.log.file_delete_delay_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.retention.check.interval.ms" => {
+                self.cleaner.retention_check_interval_ms =
+                    parse_int(key, value, 1, i64::MAX)? as u64
+            }
+            "log.cleaner.enable" => self.cleaner.enable = parse_bool(key, value)?,
+            "log.cleaner.backoff.ms" => {
+                self.cleaner.backoff_ms = parse_int(key, value, 0, i64::MAX)? as u64
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                self.cleaner.dedupe_buffer_size = parse_int(key, value, 1 << 20, i64::MAX)? as u64
             }
             "socket.request.max.bytes" => {
                 self.server.socket_request_max_bytes =
@@ -399,6 +479,20 @@ fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigEr
     Ok(parsed)
 }
 
+/// A retention time in `unit` milliseconds; -1 (any negative, as Kafka reads it) means unlimited.
+fn parse_retention(key: &str, value: &str, unit: i64) -> Result<i64, ConfigError> {
+    let n = parse_int(key, value, i64::MIN, i64::MAX)?;
+    if n < 0 {
+        return Ok(-1);
+    }
+    n.checked_mul(unit)
+        .ok_or_else(|| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "too large".into(),
+        })
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
@@ -506,6 +600,43 @@ fn unescape(c: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_takes_the_most_precise_unit_in_any_order() {
+        let mut config = Config::new();
+        assert_eq!(config.log.retention_ms, 168 * 3_600_000, "Kafka's 7 days");
+        config.set("log.retention.minutes", "5").unwrap();
+        config.set("log.retention.hours", "1").unwrap();
+        assert_eq!(config.log.retention_ms, 300_000, "minutes beat hours");
+        config.set("log.retention.ms", "-5").unwrap();
+        assert_eq!(config.log.retention_ms, -1, "negative means unlimited");
+        config.set("log.retention.minutes", "9").unwrap();
+        assert_eq!(config.log.retention_ms, -1, "ms beats minutes");
+    }
+
+    #[test]
+    fn cleanup_policy_and_timestamp_type_are_validated() {
+        let mut config = Config::new();
+        config.set("log.cleanup.policy", "compact, delete").unwrap();
+        assert_eq!(
+            config.log.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert!(config.set("log.cleanup.policy", "shred").is_err());
+        config
+            .set("log.message.timestamp.type", "LogAppendTime")
+            .unwrap();
+        assert_eq!(config.log.timestamp_type, TimestampType::LogAppendTime);
+        assert!(config.set("log.message.timestamp.type", "Now").is_err());
+        assert!(
+            config
+                .set("log.cleaner.min.cleanable.ratio", "1.5")
+                .is_err()
+        );
+    }
 
     #[test]
     fn defaults_match_the_embedded_broker() {

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
 use super::error::metadata_error_code;
-use crate::log::LogConfig;
+use crate::log::{CleanupPolicy, LogConfig, TimestampType};
 
 /// The topic configs brook applies, by Kafka name. Others Kafka knows are refused until they are implemented,
 /// so a setting is never silently ignored.
@@ -25,6 +25,17 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "flush.messages",
     "flush.ms",
     "max.message.bytes",
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
+    "file.delete.delay.ms",
 ];
 
 /// Applies one topic-level config to a topic's log settings, or says why it cannot.
@@ -33,9 +44,14 @@ pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Res
         let v = value.trim().parse::<i64>().map_err(|_| {
             format!("Invalid value {value} for configuration {key}: Not a number of type LONG")
         })?;
-        if v < min || v > max {
+        if v < min {
             return Err(format!(
                 "Invalid value {value} for configuration {key}: Value must be at least {min}"
+            ));
+        }
+        if v > max {
+            return Err(format!(
+                "Invalid value {value} for configuration {key}: Value must be no more than {max}"
             ));
         }
         Ok(v)
@@ -48,6 +64,34 @@ pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Res
         "flush.messages" => config.flush_interval_messages = int(1, i64::MAX)? as u64,
         "flush.ms" => config.flush_interval_ms = Some(int(0, i64::MAX)? as u64),
         "max.message.bytes" => config.max_message_bytes = int(0, i32::MAX as i64)? as u32,
+        "cleanup.policy" => {
+            config.cleanup_policy = CleanupPolicy::parse(value).ok_or_else(|| {
+                format!("Invalid value {value} for configuration {key}: String must be one of: compact, delete")
+            })?
+        }
+        "retention.ms" => config.retention_ms = int(-1, i64::MAX)?,
+        "retention.bytes" => config.retention_bytes = int(-1, i64::MAX)?,
+        "message.timestamp.type" => {
+            config.timestamp_type = TimestampType::parse(value).ok_or_else(|| {
+                format!("Invalid value {value} for configuration {key}: String must be one of: CreateTime, LogAppendTime")
+            })?
+        }
+        "message.timestamp.before.max.ms" => config.timestamp_before_max_ms = int(0, i64::MAX)?,
+        "message.timestamp.after.max.ms" => config.timestamp_after_max_ms = int(0, i64::MAX)?,
+        "min.compaction.lag.ms" => config.min_compaction_lag_ms = int(0, i64::MAX)?,
+        "max.compaction.lag.ms" => config.max_compaction_lag_ms = int(1, i64::MAX)?,
+        "delete.retention.ms" => config.delete_retention_ms = int(0, i64::MAX)?,
+        "min.cleanable.dirty.ratio" => {
+            config.min_cleanable_dirty_ratio = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    format!("Invalid value {value} for configuration {key}: Value must be between 0 and 1")
+                })?
+        }
+        "file.delete.delay.ms" => config.file_delete_delay_ms = int(0, i64::MAX)?,
         _ => return Err(format!("Unknown or unsupported topic config name: {key}")),
     }
     Ok(())

@@ -81,7 +81,8 @@ pub(crate) struct LoadParams {
 pub struct PartitionLog {
     tp: TopicPartition,
     dir: PathBuf,
-    config: LogConfig,
+    /// Replaced whole when a topic's configs are altered; readers clone the Arc.
+    config: RwLock<Arc<LogConfig>>,
     /// Copy-on-write list, replaced on roll; readers clone the Arc.
     segments: RwLock<Arc<Vec<Arc<LogSegment>>>>,
     append_lock: Mutex<AppendState>,
@@ -299,7 +300,7 @@ impl PartitionLog {
         let log = Arc::new_cyclic(|me| PartitionLog {
             tp,
             dir,
-            config,
+            config: RwLock::new(Arc::new(config)),
             segments: RwLock::new(Arc::new(segments)),
             append_lock: Mutex::new(AppendState { leader_epochs }),
             log_start_offset: AtomicI64::new(log_start),
@@ -330,9 +331,21 @@ impl PartitionLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    pub fn config(&self) -> Arc<LogConfig> {
+        rlock(&self.config).clone()
     }
+
+    /// Applies altered topic configs without a restart. Leaving durable mode publishes everything appended
+    /// so far (the high watermark no longer waits for fsync); entering it only gates later appends.
+    pub fn update_config(&self, config: LogConfig) {
+        let _append = lock(&self.append_lock);
+        let durable = config.is_durable();
+        *wlock(&self.config) = Arc::new(config);
+        if !durable {
+            self.advance_high_watermark(self.log_end_offset.load(Ordering::Acquire));
+        }
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)
     }
@@ -435,7 +448,7 @@ impl PartitionLog {
     /// (ENOSPC/EDQUOT) fails only this append, which is undone; any other storage error takes the log
     /// offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
-        let summary = validate_batches(&records, self.config.max_message_bytes)?;
+        let summary = validate_batches(&records, self.config().max_message_bytes)?;
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
@@ -488,11 +501,11 @@ impl PartitionLog {
             }
         };
         self.log_end_offset.store(next, Ordering::Release);
-        if !self.config.is_durable() {
+        if !self.config().is_durable() {
             self.advance_high_watermark(next);
         }
         let unflushed = u64::try_from(next - self.recovery_point()).unwrap_or(0);
-        let flush_due = unflushed >= self.config.flush_interval_messages;
+        let flush_due = unflushed >= self.config().flush_interval_messages;
         drop(st);
 
         if flush_due {
@@ -555,7 +568,7 @@ impl PartitionLog {
                 active.inject_write_failure(errno);
             }
         }
-        active.append(records, now, self.config.index_interval_bytes)?;
+        active.append(records, now, self.config().index_interval_bytes)?;
         Ok(rolled)
     }
 
@@ -570,10 +583,10 @@ impl PartitionLog {
         if size == 0 {
             return false; // an empty segment takes any append; rolling it would reuse its name
         }
-        let max = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let max = self.config().segment_bytes.min(MAX_SEGMENT_BYTES);
         let too_big = size.saturating_add(append_bytes as u64) > max;
         let too_old = active.rolling_base_ms().is_some_and(|t| {
-            now.saturating_sub(t) >= i64::try_from(self.config.segment_ms).unwrap_or(i64::MAX)
+            now.saturating_sub(t) >= i64::try_from(self.config().segment_ms).unwrap_or(i64::MAX)
         });
         let offsets_overflow = last_offset - active.base_offset() > i64::from(u32::MAX);
         too_big || too_old || offsets_overflow || active.indexes_full()
@@ -593,7 +606,7 @@ impl PartitionLog {
         let new = Arc::new(LogSegment::create(
             &self.dir,
             base_offset,
-            self.config.max_index_bytes,
+            self.config().max_index_bytes,
         )?);
         if let Err(e) = old.on_become_inactive() {
             // Trimming only shrinks files, so this is no full disk; the log is taken offline anyway.
@@ -637,7 +650,7 @@ impl PartitionLog {
 
     /// Flushes if `flush.ms` has passed since the last flush and there is unflushed data.
     pub(crate) fn flush_if_due(&self, now: Instant) -> Result<(), LogError> {
-        let Some(ms) = self.config.flush_interval_ms else {
+        let Some(ms) = self.config().flush_interval_ms else {
             return Ok(());
         };
         if self.is_failed() {
@@ -731,7 +744,7 @@ impl PartitionLog {
             return Err(e);
         }
         self.recovery_point.fetch_max(target, Ordering::AcqRel);
-        if self.config.is_durable() {
+        if self.config().is_durable() {
             self.advance_high_watermark(target);
         }
         Ok(())
