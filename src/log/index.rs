@@ -191,8 +191,12 @@ impl IndexFile {
 /// the segment is created or made active, where the caller can refuse one append and carry on.
 fn allocate(file: &File, len: usize) -> io::Result<()> {
     #[cfg(test)]
-    if let Some(errno) = FAIL_NEXT_ALLOCATION.with(|f| f.take()) {
-        return Err(io::Error::from_raw_os_error(errno));
+    {
+        let (errno, times) = FAIL_NEXT_ALLOCATION.with(|f| f.get());
+        if times > 0 {
+            FAIL_NEXT_ALLOCATION.with(|f| f.set((errno, times - 1)));
+            return Err(io::Error::from_raw_os_error(errno));
+        }
     }
     if len == 0 {
         return Ok(()); // posix_fallocate rejects an empty range
@@ -210,14 +214,20 @@ fn allocate(file: &File, len: usize) -> io::Result<()> {
 
 #[cfg(test)]
 thread_local! {
-    /// Test seam: the next index allocation on this thread fails with this errno (ENOSPC at a roll).
-    static FAIL_NEXT_ALLOCATION: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    /// Test seam: (errno, how many more) index allocations on this thread fail (ENOSPC at a roll).
+    static FAIL_NEXT_ALLOCATION: std::cell::Cell<(i32, u32)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 /// Test seam: the next index preallocation made by this thread fails with `errno`, as a full disk would.
 #[cfg(test)]
 pub(crate) fn fail_next_index_allocation(errno: i32) {
-    FAIL_NEXT_ALLOCATION.with(|f| f.set(Some(errno)));
+    fail_next_index_allocations(errno, 1);
+}
+
+/// Test seam: the next `times` index preallocations made by this thread fail with `errno`.
+#[cfg(test)]
+pub(crate) fn fail_next_index_allocations(errno: i32, times: u32) {
+    FAIL_NEXT_ALLOCATION.with(|f| f.set((errno, times)));
 }
 
 /// `max_bytes` rounded down to whole entries, never below the `entries` already valid.

@@ -123,6 +123,25 @@ fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
     LogError::Offline(format!("{tp}: {why}"))
 }
 
+/// Preallocates the indexes of the segment that will take appends. On a full disk the segment keeps its
+/// indexes as they are on disk (whole, trimmed to their entries, so "full"): the partition still loads and
+/// serves reads, and its first append retries the allocation by rolling (or re-preallocating an empty
+/// segment), failing with ENOSPC until space is freed.
+fn make_active_unless_disk_full(
+    tp: &TopicPartition,
+    seg: &LogSegment,
+    max_index_bytes: u32,
+) -> io::Result<()> {
+    match seg.make_active(max_index_bytes) {
+        Err(e) if crate::log::error::is_disk_full_io(&e) => {
+            tracing::warn!(partition = %tp, segment = seg.base_offset(), error = %e,
+                "disk full: indexes not preallocated; appends wait for space");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Base offsets of the `.log` files in `dir`, sorted; index files without a log are removed.
 fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
     let mut logs = Vec::new();
@@ -215,7 +234,7 @@ impl PartitionLog {
                     Some(seg.recover(0, min_offset, true, interval)?)
                 } else if is_last {
                     // Clean shutdown: only the tail past the last index entry is unchecked.
-                    seg.make_active(max_idx)?;
+                    make_active_unless_disk_full(&tp, &seg, max_idx)?;
                     let start = seg.last_indexed_position();
                     let tail = seg.recover(start, base, false, interval)?;
                     if tail.truncated_bytes > 0 || (tail.next_offset.is_none() && start > 0) {
@@ -275,7 +294,7 @@ impl PartitionLog {
             let last = segments
                 .last()
                 .expect("invariant: at least one segment was loaded");
-            last.make_active(max_idx)?;
+            make_active_unless_disk_full(&tp, last, max_idx)?;
             last.init_rolling_base(now_ms())?;
             needs_fsync.sort_unstable();
             needs_fsync.dedup();
@@ -560,6 +579,10 @@ impl PartitionLog {
         if self.should_roll(&active, records.len(), last_offset, now) {
             active = self.roll(&segments, base_offset)?;
             rolled = true;
+        } else if active.size() == 0 && active.indexes_full() {
+            // An empty segment cannot roll; its indexes were not preallocated at load (disk full). Reserve
+            // them now or refuse the append, so that it never runs without room for its final entries.
+            active.make_active(self.config().max_index_bytes)?;
         }
         #[cfg(test)]
         {
@@ -1299,6 +1322,75 @@ mod tests {
         let (_mgr, log) = open(dir.path(), config);
         assert_eq!(log.segment_count(), 2);
         assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn restart_on_a_full_disk_serves_reads_and_appends_once_space_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..5 {
+            append(&log, 2, 30, i);
+        }
+        let before = read_all(&log);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        // Every index preallocation while loading (and at the first append's roll) finds the disk full.
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 5);
+        let (mgr, log) = open(dir.path(), config.clone());
+        assert_eq!(
+            read_all(&log),
+            before,
+            "the partition loads and serves reads"
+        );
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+        ));
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 0);
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1);
+        let info = append(&log, 1, 30, 0);
+        assert_eq!(info.base_offset, 10);
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "the unpreallocated segment was rolled"
+        );
+        let after = read_all(&log);
+        assert_dense(&after);
+        assert_eq!(after.len(), before.len() + 1);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn empty_active_segment_without_preallocated_indexes_allocates_before_its_first_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 2);
+        let (_mgr, log) = open(dir.path(), config);
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+        ));
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), 0);
+        for i in 0..8 {
+            append(&log, 1, 30, i);
+        }
+        assert_eq!(
+            log.segment_count(),
+            1,
+            "preallocated again: no roll for full indexes"
+        );
+        let seg = rlock(&log.segments).last().unwrap().clone();
+        seg.sanity_check_indexes(None).unwrap();
+        assert!(seg.last_indexed_position() > 0, "entries were indexed");
     }
 
     #[test]
