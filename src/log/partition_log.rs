@@ -908,7 +908,14 @@ fn load_leader_epochs(
         }
     }
     if damaged || kept.len() != entries.len() {
-        write_leader_epoch_checkpoint(&path, &kept, true)?;
+        match write_leader_epoch_checkpoint(&path, &kept, true) {
+            // The old file stays; the next load filters it the same way, so a full disk need not keep the
+            // partition offline.
+            Err(e) if crate::log::error::is_disk_full_io(&e) => {
+                tracing::warn!(partition = %tp, error = %e, "disk full: leader epoch checkpoint not rewritten");
+            }
+            other => other?,
+        }
     }
     Ok(kept)
 }
@@ -1364,6 +1371,39 @@ mod tests {
         drop((log, mgr));
         let (_mgr, log) = open(dir.path(), config);
         assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn epoch_entry_of_a_refused_append_is_dropped_at_load_even_on_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        // The new epoch is checkpointed before the write, which then finds the disk full.
+        log.inject_write_failure(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+        ));
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        // Loading drops (4, 2), which is not below the log end offset; the rewrite finds the disk full.
+        let tmp = dir
+            .path()
+            .join("t-0")
+            .join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        assert_eq!(read_all(&log), vec![(0, 1)]);
+        assert_eq!(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+                .unwrap()
+                .base_offset,
+            2
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
     }
 
     #[test]
