@@ -30,7 +30,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
 
 const FS_SIZE: &str = "4m";
 /// Space left free before producing: a few dozen produces fill it.
@@ -297,18 +300,21 @@ async fn assert_reads(bootstrap: &str, topic: &str, from: i64, expected: &[Strin
     assert_no_more(&c, Duration::from_millis(300)).await;
 }
 
+/// Small segments and indexes, one offsets partition: the broker's own files fit a 4 MiB filesystem.
+const OVERRIDES: [(&str, &str); 4] = [
+    ("log.segment.bytes", "262144"),
+    ("log.index.size.max.bytes", "8192"),
+    ("offsets.topic.num.partitions", "1"),
+    ("group.initial.rebalance.delay.ms", "0"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_on_a_full_disk_gets_storage_error_and_recovers_when_space_is_freed() {
     let Some(fs) = Tmpfs::mount(FS_SIZE) else {
         return;
     };
     let data_dir = fs.path.join("data");
-    let overrides = [
-        ("log.segment.bytes", "262144"),
-        ("log.index.size.max.bytes", "8192"),
-        ("offsets.topic.num.partitions", "1"),
-        ("group.initial.rebalance.delay.ms", "0"),
-    ];
+    let overrides = OVERRIDES;
     let b = start_broker_in(&data_dir, &overrides).await;
     let topic = "filling";
     create_topic(&b.bootstrap, topic, PARTITIONS).await;
@@ -406,6 +412,75 @@ async fn produce_on_a_full_disk_gets_storage_error_and_recovers_when_space_is_fr
     assert_eq!(watermarks(&b.bootstrap, topic, 0), (0, total));
     let mut all = acked;
     all.extend(after);
+    assert_reads(&b.bootstrap, topic, 0, &all).await;
+    b.shutdown().await;
+    drop(fs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdkafka_producer_gets_storage_error_and_its_retries_land_once_space_is_freed() {
+    let Some(fs) = Tmpfs::mount(FS_SIZE) else {
+        return;
+    };
+    let b = start_broker_in(&fs.path.join("data"), &OVERRIDES).await;
+    let topic = "retried";
+    create_topic(&b.bootstrap, topic, 1).await;
+    let value = |i: usize| format!("m{i:03}-{}", "v".repeat(8 * 1024));
+    let timeout = Timeout::After(Duration::from_secs(30));
+    let retrying = producer(&b.bootstrap, &[("retry.backoff.max.ms", "200")]);
+    for i in 0..5 {
+        let v = value(i);
+        let d = retrying
+            .send(
+                FutureRecord::<(), _>::to(topic).partition(0).payload(&v),
+                timeout,
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("message {i} before the disk fills: {e:?}"));
+        assert_eq!(d.offset, i as i64);
+    }
+
+    let filler = fs.path.join("filler");
+    fill(&filler);
+    // Each message needs fresh pages, so none fits the free tail of the segment's last page.
+    let no_retries = producer(&b.bootstrap, &[("message.send.max.retries", "0")]);
+    let v = value(99);
+    let refused = no_retries
+        .send(
+            FutureRecord::<(), _>::to(topic).partition(0).payload(&v),
+            timeout,
+        )
+        .await;
+    match refused {
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::KafkaStorageError), _)) => {}
+        other => panic!("expected KafkaStorageError on a full disk, got {other:?}"),
+    }
+
+    // A retrying producer keeps its messages while the disk is full...
+    let mut pending: Vec<_> = (5..10)
+        .map(|i| {
+            let v = value(i);
+            retrying
+                .send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(&v))
+                .unwrap_or_else(|(e, _)| panic!("enqueue message {i}: {e:?}"))
+        })
+        .collect();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut pending[0])
+            .await
+            .is_err(),
+        "nothing is acknowledged while the disk is full"
+    );
+    // ...and delivers each exactly once, at the next offsets, when space is freed.
+    std::fs::remove_file(&filler).expect("remove filler");
+    for (i, f) in pending.into_iter().enumerate() {
+        let d = f
+            .await
+            .expect("delivery future not cancelled")
+            .unwrap_or_else(|(e, _)| panic!("message {} after freeing space: {e:?}", i + 5));
+        assert_eq!(d.offset, (i + 5) as i64, "dense offsets, in order");
+    }
+    let all: Vec<String> = (0..10).map(value).collect();
     assert_reads(&b.bootstrap, topic, 0, &all).await;
     b.shutdown().await;
     drop(fs);
