@@ -485,3 +485,24 @@ async fn rdkafka_producer_gets_storage_error_and_its_retries_land_once_space_is_
     b.shutdown().await;
     drop(fs);
 }
+
+#[test]
+fn index_entries_past_the_reserved_space_are_skipped_on_a_full_disk_not_a_sigbus() {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let path = fs.path.join("00000000000000000000.index");
+    // 8 MiB of preallocated (sparse) index on a 1 MiB filesystem.
+    let mut idx = brook::log::OffsetIndex::open(&path, 0, Some(8 * 1024 * 1024))
+        .expect("the first reserved chunk fits");
+    fill(&fs.path.join("filler"));
+    let tries = 3 * 8192;
+    let stored = (1..=tries).filter(|&i| idx.append(i, i as u32)).count() as i64;
+    // A store into an unbacked page of the mapping would have killed the process with SIGBUS by now.
+    assert!(stored >= 1, "the reserved chunk takes entries");
+    assert!(stored < tries, "entries with no disk space are skipped");
+    assert_eq!(idx.last_entry(), Some((stored, stored as u32)));
+    assert_eq!(idx.lookup(tries), Some((stored, stored as u32)));
+    drop(idx);
+    drop(fs);
+}
