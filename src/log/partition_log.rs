@@ -616,8 +616,8 @@ impl PartitionLog {
     }
 
     /// Starts a new segment at `base_offset` and closes the old active one to appends. Under the append
-    /// lock. The new segment (with the first chunk of its indexes reserved on disk) is made first: when that fails (a full
-    /// disk), nothing was changed and the old segment stays active.
+    /// lock. The new segment (with the first chunk of its indexes reserved on disk) is made first: when that
+    /// fails (a full disk), nothing was changed and the old segment stays active.
     fn roll(
         &self,
         segments: &Arc<Vec<Arc<LogSegment>>>,
