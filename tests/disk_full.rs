@@ -424,7 +424,7 @@ async fn rdkafka_producer_gets_storage_error_and_its_retries_land_once_space_is_
     };
     let b = start_broker_in(&fs.path.join("data"), &OVERRIDES).await;
     let topic = "retried";
-    create_topic(&b.bootstrap, topic, 1).await;
+    create_topic(&b.bootstrap, topic, PARTITIONS).await;
     let value = |i: usize| format!("m{i:03}-{}", "v".repeat(8 * 1024));
     let timeout = Timeout::After(Duration::from_secs(30));
     let retrying = producer(&b.bootstrap, &[("retry.backoff.max.ms", "200")]);
@@ -455,6 +455,11 @@ async fn rdkafka_producer_gets_storage_error_and_its_retries_land_once_space_is_
         Err((KafkaError::MessageProduction(RDKafkaErrorCode::KafkaStorageError), _)) => {}
         other => panic!("expected KafkaStorageError on a full disk, got {other:?}"),
     }
+    assert_eq!(
+        commit_code(&b.bootstrap, topic, 1),
+        ResponseError::CoordinatorNotAvailable.code(),
+        "no room to create the offsets topic: a retriable error"
+    );
 
     // A retrying producer keeps its messages while the disk is full...
     let mut pending: Vec<_> = (5..10)
@@ -480,6 +485,7 @@ async fn rdkafka_producer_gets_storage_error_and_its_retries_land_once_space_is_
             .unwrap_or_else(|(e, _)| panic!("message {} after freeing space: {e:?}", i + 5));
         assert_eq!(d.offset, (i + 5) as i64, "dense offsets, in order");
     }
+    assert_eq!(commit_code(&b.bootstrap, topic, 10), 0);
     let all: Vec<String> = (0..10).map(value).collect();
     assert_reads(&b.bootstrap, topic, 0, &all).await;
     b.shutdown().await;
