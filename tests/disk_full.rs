@@ -512,3 +512,40 @@ fn index_entries_past_the_reserved_space_are_skipped_on_a_full_disk_not_a_sigbus
     drop(idx);
     drop(fs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_created_on_a_nearly_full_disk_comes_online_once_space_is_freed() {
+    let Some(fs) = Tmpfs::mount(FS_SIZE) else {
+        return;
+    };
+    let b = start_broker_in(&fs.path.join("data"), &OVERRIDES).await;
+    let filler = fs.path.join("filler");
+    let filled = fill(&filler);
+    // Room for the topic's metadata, not for its partition's index reservation.
+    OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .and_then(|f| f.set_len(filled - 16 * 1024))
+        .expect("shrink filler");
+    let topic = "squeezed";
+    let (code, message) = create_topic_code(&b.bootstrap, topic);
+    assert_eq!(code, 0, "the topic is recorded: {message:?}");
+    let values = values_of(0);
+    let (code, _, _) = produce(&b.bootstrap, topic, &values);
+    assert_eq!(
+        code,
+        ResponseError::KafkaStorageError.code(),
+        "its partition could not be created"
+    );
+
+    std::fs::remove_file(&filler).expect("remove filler");
+    let base = poll_until(DEADLINE, "the partition to come online", || {
+        let (code, base, _) = produce(&b.bootstrap, topic, &values);
+        (code == 0).then_some(base)
+    })
+    .await;
+    assert_eq!(base, 0);
+    assert_reads(&b.bootstrap, topic, 0, &values).await;
+    b.shutdown().await;
+    drop(fs);
+}
