@@ -109,6 +109,9 @@ pub struct PartitionLog {
     /// clean-shutdown marker covers this partition). A write refused with ENOSPC/EDQUOT is not a failure:
     /// it lost nothing, is undone at once, and later appends are tried again.
     failure: OnceLock<String>,
+    /// An append was refused for a full disk and none has succeeded since: logs once per episode, not once
+    /// per refused (and retried) produce.
+    disk_full: AtomicBool,
     /// Test seams: the next fsync of a flush fails / the next segment write fails with this errno (0: none).
     #[cfg(test)]
     fail_next_fsync: AtomicBool,
@@ -334,6 +337,7 @@ impl PartitionLog {
             epochs_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failure: OnceLock::new(),
+            disk_full: AtomicBool::new(false),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
@@ -510,8 +514,10 @@ impl PartitionLog {
             Err(e) if e.is_disk_full() => {
                 // Undone by write_locked: nothing of this append is visible or will be, the log end offset
                 // did not move, and the next append may succeed once space is freed.
-                tracing::warn!(partition = %self.tp, error = %e, offset = base_offset,
-                    "append refused: disk full");
+                if !self.disk_full.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(partition = %self.tp, error = %e, offset = base_offset,
+                        "appends refused: disk full");
+                }
                 return Err(e);
             }
             Err(e) => {
@@ -520,6 +526,9 @@ impl PartitionLog {
             }
         };
         self.log_end_offset.store(next, Ordering::Release);
+        if self.disk_full.swap(false, Ordering::AcqRel) {
+            tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
+        }
         if !self.config().is_durable() {
             self.advance_high_watermark(next);
         }
