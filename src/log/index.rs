@@ -55,7 +55,8 @@ pub(crate) enum ResizeFault {
 
 impl IndexFile {
     /// Opens or creates the file. Existing files keep their entries (length / entry size); when `max_bytes`
-    /// is Some the file is then grown (preallocated) to that size, rounded down to whole entries.
+    /// is Some the file is then grown (preallocated, sparse) to that size, rounded down to whole entries, with
+    /// the entries and the first chunk past them reserved on disk.
     fn open(path: &Path, entry_size: usize, max_bytes: Option<u32>) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -212,8 +213,8 @@ impl IndexFile {
             self.mmap = mmap;
             self.reserved = self.reserved.min(len);
         } else {
-            // Growing: the old mapping stays valid whatever happens to the longer file. The new length is
-            // allocated for real, so a full disk is an ENOSPC here and never a SIGBUS on a later store.
+            // Growing: the old mapping stays valid whatever happens to the longer file. The first chunk
+            // past the entries is reserved for real (a full disk is an ENOSPC here), the rest on demand.
             self.grow(len)?;
             self.mmap = self.map(len)?;
         }
