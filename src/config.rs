@@ -65,6 +65,13 @@ impl Endpoint {
     }
 }
 
+/// How the broker writes its log lines (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoggingFormat {
+    Text,
+    Json,
+}
+
 /// The broker's configuration. Field names follow the Kafka property they come from.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -78,6 +85,8 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     pub server: ServerLimits,
     pub groups: GroupConfig,
+    /// `logging.format` (brook's own): `text` for people, `json` (one object per line) for log shippers.
+    pub logging_format: LoggingFormat,
     /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
     explicit: BTreeMap<String, String>,
 }
@@ -131,6 +140,7 @@ const KNOWN_KEYS: &[&str] = &[
     "group.max.session.timeout.ms",
     "group.max.size",
     "offset.metadata.max.bytes",
+    "logging.format",
 ];
 
 impl Default for Config {
@@ -149,6 +159,7 @@ impl Default for Config {
             cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),
             groups: GroupConfig::default(),
+            logging_format: LoggingFormat::Text,
             explicit: BTreeMap::new(),
         }
     }
@@ -350,6 +361,13 @@ impl Config {
             "offset.metadata.max.bytes" => {
                 self.groups.offset_metadata_max_bytes =
                     parse_int(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "logging.format" => {
+                self.logging_format = match value.to_ascii_lowercase().as_str() {
+                    "text" => LoggingFormat::Text,
+                    "json" => LoggingFormat::Json,
+                    _ => return Err(bad("expected text or json")),
+                }
             }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use brook::config::LoggingFormat;
 use brook::{Broker, Config};
 
 const USAGE: &str = "usage: brook [server.properties] [--override key=value]...\n\
 Configuration uses Kafka's property names; BROOK_<KEY> environment variables (e.g. BROOK_LOG_DIRS) and\n\
---override arguments win over the file. Logging: RUST_LOG (default info).";
+--override arguments win over the file. Logging: RUST_LOG (default info), logging.format=text|json.";
 
 fn main() -> ExitCode {
     let config = match config_from_args(std::env::args().skip(1).collect(), std::env::vars()) {
@@ -25,13 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(config.logging_format);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,6 +34,24 @@ fn main() -> ExitCode {
             eprintln!("brook: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines go to stderr, filtered by RUST_LOG (default `info`, as Kafka's log4j default).
+fn init_logging(format: LoggingFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LoggingFormat::Text => builder.init(),
+        // Spans (connection, request) travel with each event so a shipper can group by them.
+        LoggingFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
