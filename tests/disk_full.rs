@@ -62,7 +62,12 @@ impl Tmpfs {
             Ok(o) if o.status.success() => Some(Tmpfs { path, _dir: dir }),
             other => {
                 let why = match other {
-                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Ok(o) => String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     Err(e) => e.to_string(),
                 };
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true");
