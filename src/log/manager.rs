@@ -44,6 +44,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_TICK: Duration = Duration::from_secs(1);
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
+/// How often `get` retries a partition that could not be opened for lack of disk space.
+const SPACE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Group commits (flusher rounds that flushed requested partitions) in this process, every LogManager counted.
 static GROUP_COMMITS_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -142,6 +144,9 @@ pub struct LogManager {
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// True once shut down or abandoned: no more partitions are opened.
     stopped: Mutex<bool>,
+    /// Partitions that could not be created or loaded because the disk was full, with their config and the
+    /// earliest next try: `get` retries them, so they come online once space is freed, without a restart.
+    awaiting_space: Mutex<HashMap<TopicPartition, (LogConfig, Instant)>>,
 }
 
 /// Kafka's legal topic names: 1..=249 of `[A-Za-z0-9._-]`, not "." or "..". Also keeps paths inside the
@@ -225,6 +230,7 @@ impl LogManager {
             flush_tx,
             flusher: Mutex::new(Some(flusher)),
             stopped: Mutex::new(false),
+            awaiting_space: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -246,6 +252,17 @@ impl LogManager {
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<Arc<PartitionLog>, LogError> {
+        self.open_log(tp, config, false)
+    }
+
+    /// `get_or_create`; with `retry` only while the partition still awaits space (checked under the map
+    /// lock, which `delete` also holds, so a retry never brings back a deleted partition).
+    fn open_log(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        retry: bool,
+    ) -> Result<Arc<PartitionLog>, LogError> {
         if !valid_topic_name(&tp.topic) || tp.partition < 0 {
             return Err(LogError::Offline(format!(
                 "{tp}: not a valid topic partition name"
@@ -255,6 +272,9 @@ impl LogManager {
         let mut logs = lock(&self.shared.logs);
         if let Some(log) = logs.get(tp) {
             return Ok(log.clone());
+        }
+        if retry && !lock(&self.awaiting_space).contains_key(tp) {
+            return Err(LogError::Offline(format!("{tp}: deleted")));
         }
         if *lock(&self.stopped) {
             return Err(LogError::Offline(format!("{tp}: log manager is shut down")));
@@ -272,11 +292,17 @@ impl LogManager {
         let log = PartitionLog::load(LoadParams {
             dir,
             tp: tp.clone(),
-            config,
+            config: config.clone(),
             had_clean_shutdown: self.had_clean_shutdown,
             recovery_point,
             log_start_offset,
             flusher: Some(self.flush_tx.clone()),
+        })
+        .inspect_err(|e| {
+            if e.is_disk_full() {
+                lock(&self.awaiting_space)
+                    .insert(tp.clone(), (config, Instant::now() + SPACE_RETRY_INTERVAL));
+            }
         })
         .map_err(|e| {
             tracing::error!(partition = %tp, error = %e, "partition could not be loaded; it stays offline");
@@ -292,11 +318,28 @@ impl LogManager {
             scanned_batches = log.recovery_batches_scanned(), elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded partition log");
         logs.insert(tp.clone(), log.clone());
+        lock(&self.awaiting_space).remove(tp);
         Ok(log)
     }
 
+    /// The partition's log if it is open. A partition that could not be opened for lack of disk space is
+    /// tried again here, at most once per SPACE_RETRY_INTERVAL.
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
-        lock(&self.shared.logs).get(tp).cloned()
+        if let Some(log) = lock(&self.shared.logs).get(tp).cloned() {
+            return Some(log);
+        }
+        let config = {
+            let mut waiting = lock(&self.awaiting_space);
+            let (config, next_try) = waiting.get_mut(tp)?;
+            let now = Instant::now();
+            if now < *next_try {
+                return None;
+            }
+            *next_try = now + SPACE_RETRY_INTERVAL;
+            config.clone()
+        };
+        tracing::info!(partition = %tp, "retrying a partition that found the disk full");
+        self.open_log(tp, config, true).ok()
     }
 
     /// Partitions whose directories are on disk (loaded or not), sorted.
@@ -333,6 +376,7 @@ impl LogManager {
             if let Some(log) = logs.remove(tp) {
                 log.mark_closed();
             }
+            lock(&self.awaiting_space).remove(tp);
             {
                 let mut cp = lock(&self.shared.checkpoints);
                 cp.recovery_points.remove(tp);
@@ -630,6 +674,45 @@ mod tests {
         // A re-created partition starts empty.
         let again = mgr.get_or_create(&a, LogConfig::default()).unwrap();
         assert_eq!(again.log_end_offset(), 0);
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn partition_that_found_the_disk_full_comes_online_once_space_is_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let tp = TopicPartition::new("late", 0);
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        let err = mgr.get_or_create(&tp, LogConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert!(
+            mgr.get(&tp).is_none(),
+            "offline until the retry interval passes"
+        );
+        // Space is back (the injected failure was one-shot): `get` opens it on a later call.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let log = loop {
+            if let Some(log) = mgr.get(&tp) {
+                break log;
+            }
+            assert!(Instant::now() < deadline, "partition never came online");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(log.append(one_batch(), 0).unwrap().base_offset, 0);
+        assert!(!lock(&mgr.awaiting_space).contains_key(&tp));
+
+        // A deleted partition is not brought back by a retry.
+        let gone = TopicPartition::new("gone", 0);
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(mgr.get_or_create(&gone, LogConfig::default()).is_err());
+        assert!(lock(&mgr.awaiting_space).contains_key(&gone));
+        mgr.delete(&gone).unwrap();
+        assert!(!lock(&mgr.awaiting_space).contains_key(&gone));
+        assert!(matches!(
+            mgr.open_log(&gone, LogConfig::default(), true),
+            Err(LogError::Offline(_))
+        ));
+        assert!(!dir.path().join("gone-0").exists());
         mgr.shutdown().unwrap();
     }
 
