@@ -191,5 +191,6 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
         config.log.clone(),
         config.groups.clone(),
     )?;
+    logs.start_background(config.cleaner.clone())?;
     Ok((config, meta, metadata, logs, offsets))
 }

@@ -2,6 +2,7 @@
 //! builds the response. Nothing here touches a file or a socket directly.
 
 pub mod api_versions;
+pub mod delete_records;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;

@@ -16,6 +16,9 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    /// A record breaks a rule of its topic, e.g. a keyless record on a compacted topic (INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),

@@ -205,6 +205,11 @@ impl Dispatcher {
                 span,
             ),
             // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
+            RequestKind::DeleteRecords(req) => respond(
+                correlation_id,
+                version,
+                &api::delete_records::handle(apis, &req),
+            ),
             _ => Reply::Close("request is advertised but not routed".to_string()),
         }
     }
