@@ -55,7 +55,7 @@ const MAX_STORED_BATCH_BYTES: usize = MAX_DECOMPRESSED_BATCH_BYTES;
 /// Output is written to the cleaned segment in chunks of about this size.
 const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
 /// Test-only: milliseconds to pause after the `.swap` files exist, so a test can kill the process there.
-pub const TEST_PAUSE_ENV: &str = "BROOK_CLEANER_TEST_PAUSE_MS";
+pub const TEST_PAUSE_ENV: &str = "BROOKTEST_CLEANER_PAUSE_MS";
 
 fn file_name(base: i64, suffix: &str, extra: &str) -> String {
     format!("{}{extra}", segment_file_name(base, suffix))
