@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use common::*;
 use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// The cleaner looks for work every 100 ms; replaced files go at once.
 const BROKER: &[(&str, &str)] = &[
@@ -324,4 +326,48 @@ async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     b.shutdown().await;
+}
+
+/// `__consumer_offsets` is compacted like any compacted topic, and the group coordinator still reloads the
+/// latest commit from the compacted log (with its gaps) after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_offsets_is_compacted_and_commits_reload_after_restart() {
+    let overrides = [
+        BROKER[0],
+        BROKER[1],
+        ("log.segment.bytes", "1024"),
+        ("log.cleaner.min.cleanable.ratio", "0.01"),
+        ("offsets.topic.num.partitions", "1"),
+    ];
+    let b = start_broker(&overrides).await;
+    create_topic(&b.bootstrap, "orders", 1).await;
+    let group = [("group.id", "compacted-offsets")];
+    let c = consumer(&b.bootstrap, &group);
+    for i in 1..=200 {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("orders", 0, Offset::Offset(i))
+            .unwrap();
+        blocking(|| c.commit(&tpl, CommitMode::Sync)).expect("commit");
+    }
+    drop(c);
+    poll_until(DEADLINE, "__consumer_offsets to be compacted", || {
+        let bytes = log_bytes(&b.data_dir, "__consumer_offsets");
+        // 200 commits of about 100 bytes each; compacted, a few remain besides the active segment.
+        (bytes < 4 * 1024).then_some(())
+    })
+    .await;
+    let (dir, tmp) = b.shutdown().await;
+    let b = start_broker_in(&dir, &overrides).await;
+    let c = consumer(&b.bootstrap, &group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("orders", 0);
+    let committed =
+        blocking(|| c.committed_offsets(tpl, Duration::from_secs(10))).expect("committed");
+    assert_eq!(
+        committed.find_partition("orders", 0).unwrap().offset(),
+        Offset::Offset(200)
+    );
+    drop(c);
+    b.shutdown().await;
+    drop(tmp);
 }

@@ -32,6 +32,10 @@ pub fn handle(apis: &Apis, request: &DeleteRecordsRequest) -> DeleteRecordsRespo
                         // Kafka refuses to delete records of internal topics.
                         Some(m) if m.is_internal() => Err(ResponseError::InvalidTopicException),
                         Some(m) => apis.partition_of(m, p.partition_index).and_then(|log| {
+                            // As in Kafka: only logs with the delete policy may lose records on demand.
+                            if !log.config().cleanup_policy.delete {
+                                return Err(ResponseError::PolicyViolation);
+                            }
                             let before = log.log_start_offset();
                             let low = log
                                 .delete_records_before(p.offset)

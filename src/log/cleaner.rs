@@ -532,6 +532,7 @@ fn write_cleaned(
     now: i64,
     stats: &mut CleanStats,
     horizon_out: &mut Option<i64>,
+    abort: &dyn Fn() -> bool,
 ) -> Result<LogSegment, LogError> {
     let config = log.config();
     let base = group[0].base_offset();
@@ -541,6 +542,9 @@ fn write_cleaned(
     for seg in group {
         let mut reader = batches(seg);
         while let Some(batch) = reader.next_batch()? {
+            if abort() {
+                return Err(LogError::Offline("cleaning aborted: shutting down".into()));
+            }
             stats.bytes_read += batch.len() as u64;
             if let Some(b) = clean_batch(
                 &batch,
@@ -640,6 +644,7 @@ pub fn clean_log(
     map: &mut OffsetMap,
     pending: &mut PendingDeletes,
     now: i64,
+    abort: &dyn Fn() -> bool,
 ) -> Result<(CleanStats, Option<i64>), LogError> {
     let started = Instant::now();
     let _maintenance = log.maintenance_lock();
@@ -657,8 +662,17 @@ pub fn clean_log(
     let mut horizon = None;
     for group in groups {
         let before = (stats.batches_read, stats.batches_unchanged);
-        let cleaned = match write_cleaned(log, &group, map, map_end, now, &mut stats, &mut horizon)
-        {
+        let written = write_cleaned(
+            log,
+            &group,
+            map,
+            map_end,
+            now,
+            &mut stats,
+            &mut horizon,
+            abort,
+        );
+        let cleaned = match written {
             Ok(c) => c,
             Err(e) => {
                 // Leave the group as it is; remove the partial output.
@@ -722,6 +736,7 @@ impl LogCleaner {
     pub fn clean_filthiest(
         &self,
         logs: &[Arc<PartitionLog>],
+        abort: &dyn Fn() -> bool,
     ) -> Option<(TopicPartition, CleanStats)> {
         let now = now_ms();
         lock(&self.pending).remove_due(Instant::now());
@@ -748,7 +763,7 @@ impl LogCleaner {
         let result = {
             let mut map = lock(&self.map);
             let mut pending = lock(&self.pending);
-            clean_log(&log, checkpoint, &mut map, &mut pending, now)
+            clean_log(&log, checkpoint, &mut map, &mut pending, now, abort)
         };
         match result {
             Ok((stats, horizon)) => {
@@ -807,7 +822,9 @@ pub fn cleaner_loop(
         let Some(mgr) = manager.upgrade() else { break };
         let logs = mgr.logs();
         drop(mgr);
-        let cleaned = cleaner.clean_filthiest(&logs).is_some();
+        let cleaned = cleaner
+            .clean_filthiest(&logs, &|| signal.stopped())
+            .is_some();
         drop(logs);
         if !cleaned && signal.wait(backoff, false) == crate::log::retention::Wake::Stop {
             break;
@@ -903,7 +920,8 @@ mod tests {
             let before = log.segments().iter().map(|s| s.size()).sum::<u64>();
             let mut map = OffsetMap::with_capacity(1000);
             let mut pending = PendingDeletes::default();
-            let (stats, horizon) = clean_log(&log, None, &mut map, &mut pending, now).unwrap();
+            let (stats, horizon) =
+                clean_log(&log, None, &mut map, &mut pending, now, &|| false).unwrap();
             assert!(stats.segments_cleaned > 0, "{codec:?}");
             let after = log.segments().iter().map(|s| s.size()).sum::<u64>();
             assert!(after < before / 3, "{codec:?}: {before} -> {after}");
@@ -933,8 +951,15 @@ mod tests {
             // Data survives a restart (indexes rebuilt or trusted), and a later pass past the horizon drops
             // the tombstone.
             let later = now + LogConfig::default().delete_retention_ms + 1;
-            let (stats2, _) =
-                clean_log(&log, Some(stats.end_offset), &mut map, &mut pending, later).unwrap();
+            let (stats2, _) = clean_log(
+                &log,
+                Some(stats.end_offset),
+                &mut map,
+                &mut pending,
+                later,
+                &|| false,
+            )
+            .unwrap();
             assert_eq!(stats2.tombstones_removed, 1, "{codec:?}");
             assert!(!read_all(&log).iter().any(|(_, k, _)| k == b"k0"));
             mgr.shutdown().unwrap();
@@ -963,7 +988,7 @@ mod tests {
         produce(&log, "tail", Some("x"), now, Codec::None);
         let mut map = OffsetMap::with_capacity(10);
         let mut pending = PendingDeletes::default();
-        let (stats, _) = clean_log(&log, None, &mut map, &mut pending, now).unwrap();
+        let (stats, _) = clean_log(&log, None, &mut map, &mut pending, now, &|| false).unwrap();
         assert_eq!(stats.end_offset, 10, "ten keys fit");
         let got = read_all(&log);
         // Nothing was superseded within the first ten offsets' keys yet except by themselves: all stay.
@@ -971,7 +996,7 @@ mod tests {
         // Cleaning on from the checkpoint eventually dedupes everything.
         let mut end = stats.end_offset;
         for _ in 0..10 {
-            end = clean_log(&log, Some(end), &mut map, &mut pending, now)
+            end = clean_log(&log, Some(end), &mut map, &mut pending, now, &|| false)
                 .unwrap()
                 .0
                 .end_offset;
@@ -1011,7 +1036,9 @@ mod tests {
             let mut stats = CleanStats::default();
             let end = build_offset_map(&segs, &range, &mut map, &mut stats).unwrap();
             let mut hz = None;
-            let cleaned = write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz).unwrap();
+            let cleaned =
+                write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz, &|| false)
+                    .unwrap();
             drop(cleaned);
             // Crash after the rename to .swap, before anything else: as the kill -9 test does.
             for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {

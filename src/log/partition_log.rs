@@ -822,6 +822,15 @@ impl PartitionLog {
         lock(&self.maintenance)
     }
 
+    /// The maintenance lock if nobody holds it (retention skips a partition the cleaner is working on).
+    pub(crate) fn try_maintenance_lock(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.maintenance.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// The current segments, oldest first; the last one is active.
     pub(crate) fn segments(&self) -> Arc<Vec<Arc<LogSegment>>> {
         self.segments_snapshot()
