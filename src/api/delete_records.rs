@@ -60,3 +60,104 @@ pub fn handle(apis: &Apis, request: &DeleteRecordsRequest) -> DeleteRecordsRespo
     }
     DeleteRecordsResponse::default().with_topics(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::api::LEADER_EPOCH;
+    use crate::cluster::MetadataStore;
+    use crate::config::Config;
+    use crate::group::coordinator::GroupCoordinator;
+    use crate::log::LogManager;
+    use crate::log::record_batch::test_support::batch;
+
+    fn apis(dir: &std::path::Path) -> Apis {
+        let config = Config::new();
+        let metadata = Arc::new(MetadataStore::open(dir).unwrap());
+        let logs = LogManager::open(dir, config.log.clone()).unwrap();
+        let store = crate::group::offset_store::OffsetStore::open(
+            metadata.clone(),
+            logs.clone(),
+            config.log.clone(),
+            config.groups.clone(),
+        )
+        .unwrap();
+        Apis {
+            advertised: config.listener.clone(),
+            node_id: 1,
+            cluster_id: "test".into(),
+            metadata,
+            logs,
+            groups: GroupCoordinator::new(store, config.groups.clone()),
+            config,
+            parked_fetches: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    fn request(topic: &str, offset: i64) -> DeleteRecordsRequest {
+        DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset),
+                ]),
+        ])
+    }
+
+    fn answer(apis: &Apis, topic: &str, offset: i64) -> (i16, i64) {
+        let r = handle(apis, &request(topic, offset));
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.low_watermark)
+    }
+
+    #[test]
+    fn delete_records_answers_as_kafka_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        apis.create_topic("plain", 1, BTreeMap::new()).unwrap();
+        let compact = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        apis.create_topic("compacted", 1, compact).unwrap();
+        apis.create_topic(crate::group::OFFSETS_TOPIC, 1, BTreeMap::new())
+            .unwrap();
+        let log = apis.partition("plain", 0).unwrap();
+        log.append(bytes::BytesMut::from(&batch(5, 10, 1)[..]), LEADER_EPOCH)
+            .unwrap();
+
+        assert_eq!(answer(&apis, "plain", 3), (0, 3));
+        assert_eq!(log.log_start_offset(), 3);
+        assert_eq!(
+            answer(&apis, "plain", 6).0,
+            ResponseError::OffsetOutOfRange.code()
+        );
+        assert_eq!(
+            answer(&apis, "plain", -1),
+            (0, 5),
+            "-1 is the high watermark"
+        );
+        assert_eq!(
+            answer(&apis, "missing", 0).0,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert_eq!(
+            answer(&apis, crate::group::OFFSETS_TOPIC, 0).0,
+            ResponseError::InvalidTopicException.code()
+        );
+        assert_eq!(
+            answer(&apis, "compacted", 0).0,
+            ResponseError::PolicyViolation.code()
+        );
+        apis.logs.shutdown().unwrap();
+    }
+}

@@ -542,8 +542,10 @@ fn write_cleaned(
     for seg in group {
         let mut reader = batches(seg);
         while let Some(batch) = reader.next_batch()? {
-            if abort() {
-                return Err(LogError::Offline("cleaning aborted: shutting down".into()));
+            if abort() || log.is_closed() {
+                return Err(LogError::Offline(
+                    "cleaning aborted: shutting down or partition closed".into(),
+                ));
             }
             stats.bytes_read += batch.len() as u64;
             if let Some(b) = clean_batch(
