@@ -917,7 +917,11 @@ mod tests {
                 );
             }
             produce(&log, "k0", None, now, codec); // tombstone at 60
-            log.roll_for_retention().unwrap();
+            let active = log.segments().last().unwrap().clone();
+            assert!(
+                log.roll_for_retention(active.base_offset(), active.size())
+                    .unwrap()
+            );
             produce(&log, "tail", Some("x"), now, codec); // active segment
             let before = log.segments().iter().map(|s| s.size()).sum::<u64>();
             let mut map = OffsetMap::with_capacity(1000);

@@ -860,9 +860,15 @@ impl PartitionLog {
         Ok(prev.max(offset))
     }
 
-    /// Rolls the active segment when it holds data, so that retention can delete it (Kafka does the same when
-    /// every segment has expired). Under the append lock, like any roll.
-    pub(crate) fn roll_for_retention(&self) -> Result<(), LogError> {
+    /// Rolls the active segment so that retention can delete it (Kafka does the same when every segment has
+    /// expired), provided it is still the segment retention judged: `expected_base` holding `expected_size`
+    /// bytes. False when an append got there first (its fresh records must not be deleted). Under the append
+    /// lock, like any roll.
+    pub(crate) fn roll_for_retention(
+        &self,
+        expected_base: i64,
+        expected_size: u64,
+    ) -> Result<bool, LogError> {
         let _st = lock(&self.append_lock);
         if self.closed.load(Ordering::Acquire) {
             return Err(offline(&self.tp, "log is closed"));
@@ -871,8 +877,11 @@ impl PartitionLog {
         let active = segments
             .last()
             .expect("invariant: a loaded log has a segment");
-        if active.size() == 0 {
-            return Ok(());
+        if active.size() == 0
+            || active.base_offset() != expected_base
+            || active.size() != expected_size
+        {
+            return Ok(false);
         }
         let leo = self.log_end_offset();
         if let Err(e) = self.roll(&segments, leo) {
@@ -880,7 +889,7 @@ impl PartitionLog {
             return Err(e);
         }
         self.request_flush(false);
-        Ok(())
+        Ok(true)
     }
 
     /// Drops the `count` oldest segments from the list (never the active one) and advances the log start

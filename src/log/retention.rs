@@ -172,13 +172,17 @@ fn delete_segments(
     predicate: impl FnMut(&LogSegment, Option<i64>) -> bool,
 ) -> Result<usize, LogError> {
     let segments = log.segments();
-    let n = deletable_prefix(log, &segments, predicate);
+    let mut n = deletable_prefix(log, &segments, predicate);
+    if n > 0 && n == segments.len() {
+        // Every segment expired, the active one included: roll so it can go too, unless an append changed
+        // it since it was judged.
+        let active = &segments[n - 1];
+        if !log.roll_for_retention(active.base_offset(), active.size())? {
+            n -= 1;
+        }
+    }
     if n == 0 {
         return Ok(0);
-    }
-    if n == segments.len() {
-        // Every segment expired, the active one included: roll so it can go too.
-        log.roll_for_retention()?;
     }
     let removed = log.remove_oldest_segments(n);
     let delay =
