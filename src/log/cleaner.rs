@@ -97,8 +97,8 @@ pub fn recover_interrupted_swaps(dir: &Path) -> io::Result<()> {
     for &base in &swaps {
         let swap_path = dir.join(file_name(base, LOG_FILE_SUFFIX, SWAP_FILE_SUFFIX));
         let next = next_offset_of_file(&swap_path)?
-            .unwrap_or(base + 1)
-            .max(base + 1);
+            .unwrap_or(base.saturating_add(1))
+            .max(base.saturating_add(1));
         for &old in logs.iter().filter(|b| **b >= base && **b < next) {
             for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
                 remove_if_exists(&dir.join(file_name(old, suffix, "")))?;
@@ -385,7 +385,7 @@ fn build_offset_map(
                 && let Ok(records) = parse_records(&raw, h.record_count())
             {
                 for r in &records {
-                    let offset = h.base_offset() + i64::from(r.offset_delta);
+                    let offset = h.base_offset().saturating_add(i64::from(r.offset_delta));
                     if let (Some(key), true) = (r.key, offset >= range.first_dirty) {
                         map.put(key, offset);
                     }
@@ -465,7 +465,7 @@ fn clean_batch(
     let horizon = has_horizon.then(|| h.base_timestamp());
     let mut kept = Vec::with_capacity(records.len());
     for r in &records {
-        let offset = h.base_offset() + i64::from(r.offset_delta);
+        let offset = h.base_offset().saturating_add(i64::from(r.offset_delta));
         let keep = if offset >= map_end {
             true
         } else {
