@@ -13,8 +13,8 @@ use bytes::BytesMut;
 
 const RECORDS_PER_BATCH: usize = 100;
 
-/// One batch of `RECORDS_PER_BATCH` keyed records (keys `key-<n % keys>`), with `codec`.
-fn batch(first: usize, keys: usize, codec: Codec, value: &[u8]) -> Vec<u8> {
+/// One batch of `RECORDS_PER_BATCH` keyed records (keys `key-<n % keys>`), one value each, with `codec`.
+fn batch(first: usize, keys: usize, codec: Codec, values: &[Vec<u8>]) -> Vec<u8> {
     let mut body = Vec::new();
     let key_strings: Vec<String> = (first..first + RECORDS_PER_BATCH)
         .map(|n| format!("key-{}", n % keys))
@@ -25,7 +25,7 @@ fn batch(first: usize, keys: usize, codec: Codec, value: &[u8]) -> Vec<u8> {
             timestamp_delta: 0,
             offset_delta: i as i32,
             key: Some(key.as_bytes()),
-            value: Some(value),
+            value: Some(&values[i]),
             headers: &[0],
             raw: &[],
         };
@@ -63,16 +63,16 @@ fn run(codec: Codec, records: usize, keys: usize) {
         .expect("partition");
     // Values that do not compress away, so every codec writes a log of similar size.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut value = vec![0u8; 100];
+    let mut values = vec![vec![0u8; 100]; RECORDS_PER_BATCH];
     let mut n = 0;
     while n < records {
-        for v in value.iter_mut() {
+        for v in values.iter_mut().flat_map(|v| v.iter_mut()) {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             *v = b'a' + (seed % 26) as u8;
         }
-        let b = batch(n, keys, codec, &value);
+        let b = batch(n, keys, codec, &values);
         log.append(BytesMut::from(&b[..]), 0).expect("append");
         n += RECORDS_PER_BATCH;
     }
@@ -106,11 +106,12 @@ fn run(codec: Codec, records: usize, keys: usize) {
     let secs = stats.elapsed.as_secs_f64();
     let cleaned_input = stats.bytes_read / 2;
     println!(
-        "{:<24} log {:>6.1} MB  sequential read {:>7.1} MB/s  clean {:>6.1} MB/s of log ({:>4.2} s, {} segments, {} -> {} records, {:.1} MB written)  ratio clean/read {:.2}",
+        "{:<24} log {:>6.1} MB  sequential read {:>7.1} MB/s  clean {:>6.1} MB/s of log, {:>5.2} M records/s ({:>4.2} s, {} segments, {} -> {} records, {:.1} MB written)  ratio clean/read {:.2}",
         format!("{codec:?}"),
         log_bytes as f64 / 1e6,
         mb_per_s(read, read_secs),
         mb_per_s(cleaned_input, secs),
+        stats.records_read as f64 / secs.max(1e-9) / 1e6,
         secs,
         stats.segments_cleaned,
         stats.records_read,
