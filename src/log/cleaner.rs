@@ -1120,4 +1120,97 @@ mod tests {
             .unwrap();
         assert_eq!(read_all(&log).len(), 30);
     }
+
+    #[test]
+    fn compaction_lags_and_the_dirty_ratio_decide_what_is_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let hour = 3_600_000;
+        let config = |ratio: f64, min_lag: i64, max_lag: i64| LogConfig {
+            min_cleanable_dirty_ratio: ratio,
+            min_compaction_lag_ms: min_lag,
+            max_compaction_lag_ms: max_lag,
+            ..compact_config()
+        };
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let fresh = mgr
+            .get_or_create(
+                &TopicPartition::new("fresh", 0),
+                config(0.0, hour, i64::MAX),
+            )
+            .unwrap();
+        let old = mgr
+            .get_or_create(&TopicPartition::new("old", 0), config(0.99, 0, hour))
+            .unwrap();
+        let lazy = mgr
+            .get_or_create(&TopicPartition::new("lazy", 0), config(0.99, 0, i64::MAX))
+            .unwrap();
+        for i in 0..30 {
+            let key = format!("k{i}");
+            produce(&fresh, &key, Some("v"), now, Codec::None);
+            produce(&old, &key, Some("v"), now - 2 * hour, Codec::None);
+            produce(&lazy, &key, Some("v"), now - 2 * hour, Codec::None);
+        }
+        // Records newer than min.compaction.lag.ms are not cleanable at all.
+        let range = cleanable_range(&fresh, None, now);
+        assert_eq!((range.dirty_bytes, range.first_uncleanable), (0, 0));
+        let cleaner = LogCleaner::new(
+            dir.path(),
+            CleanerConfig {
+                dedupe_buffer_size: 1 << 20,
+                ..CleanerConfig::default()
+            },
+        );
+        let logs = vec![fresh.clone(), old.clone(), lazy.clone()];
+        // Never cleaned, a log is all dirty (ratio 1): both are cleaned whatever their threshold.
+        let mut cleaned = Vec::new();
+        while let Some((tp, _)) = cleaner.clean_filthiest(&logs, &|| false) {
+            cleaned.push(tp.topic);
+            assert!(cleaned.len() <= 2, "{cleaned:?}");
+        }
+        cleaned.sort();
+        assert_eq!(cleaned, ["lazy", "old"]);
+        // A little new dirty data: below min.cleanable.dirty.ratio, so only an expired
+        // max.compaction.lag.ms makes a log due.
+        for log in [&old, &lazy] {
+            for _ in 0..3 {
+                produce(log, "k0", Some("w"), now - 2 * hour, Codec::None);
+            }
+            let active = log.segments().last().unwrap().clone();
+            assert!(
+                log.roll_for_retention(active.base_offset(), active.size())
+                    .unwrap()
+            );
+        }
+        let checkpoint = |tp: &str| {
+            lock(&cleaner.checkpoints)
+                .get(&TopicPartition::new(tp, 0))
+                .copied()
+        };
+        let old_range = cleanable_range(&old, checkpoint("old"), now);
+        assert!(
+            old_range.ratio() < 0.99 && old_range.overdue,
+            "{old_range:?}"
+        );
+        let lazy_range = cleanable_range(&lazy, checkpoint("lazy"), now);
+        assert!(
+            lazy_range.ratio() < 0.99 && !lazy_range.overdue,
+            "{lazy_range:?}"
+        );
+        let (tp, stats) = cleaner.clean_filthiest(&logs, &|| false).unwrap();
+        assert_eq!(tp, TopicPartition::new("old", 0));
+        assert!(stats.records_kept < stats.records_read);
+        assert!(cleaner.clean_filthiest(&logs, &|| false).is_none());
+        assert_eq!(read_all(&fresh).len(), 30);
+        assert_eq!(read_all(&lazy).len(), 33);
+        assert_eq!(read_all(&old).len(), 30, "k0's three updates became one");
+        // The checkpoint makes the next pass start where this one ended.
+        let cps = read_offset_checkpoint(&dir.path().join(CLEANER_OFFSET_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cps.get(&TopicPartition::new("old", 0)),
+            Some(&stats.end_offset)
+        );
+    }
 }
