@@ -373,7 +373,9 @@ fn build_offset_map(
             }
             stats.bytes_read += batch.len() as u64;
             let count = usize::try_from(h.record_count()).unwrap_or(0);
-            if !map.has_room(count) {
+            // An empty map takes any one batch, so a pass always makes progress (memory overshoots by at
+            // most one batch's keys).
+            if !map.is_empty() && !map.has_room(count) {
                 return Ok(end.max(range.first_dirty));
             }
             if !h.is_control()
