@@ -252,6 +252,16 @@ async fn keyless_records_are_refused_on_compacted_topics() {
     b.shutdown().await;
 }
 
+/// Kills the child process however the test ends (a paused brook would otherwise outlive a failed test).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The cleaner of a separate brook process pauses with its output in `.swap` (the commit point of a
 /// clean); it is killed there. The restarted broker completes the swap and serves the whole log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,17 +275,19 @@ async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
             command.env_remove(name);
         }
     }
-    let mut child = command
-        .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
-        .args(["--override", &format!("log.dirs={}", data.display())])
-        .args(["--override", "log.cleaner.backoff.ms=100"])
-        .env("BROOKTEST_CLEANER_PAUSE_MS", "600000")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(
+        command
+            .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
+            .args(["--override", &format!("log.dirs={}", data.display())])
+            .args(["--override", "log.cleaner.backoff.ms=100"])
+            .env("BROOKTEST_CLEANER_PAUSE_MS", "600000")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -304,8 +316,8 @@ async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
             .then_some(())
     })
     .await;
-    child.kill().expect("kill -9");
-    child.wait().unwrap();
+    child.0.kill().expect("kill -9");
+    child.0.wait().unwrap();
 
     let b = start_broker_in(&data, BROKER).await;
     assert_eq!(watermarks(&b.bootstrap, topic, 0), (0, end), "nothing lost");
