@@ -6,6 +6,7 @@ pub mod configs;
 pub mod create_partitions;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
+pub mod delete_records;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
