@@ -175,8 +175,9 @@ pub fn open_partitions(logs: &LogManager, defaults: &LogConfig, topic: &TopicMet
 }
 
 fn open_partition(logs: &LogManager, config: &LogConfig, tp: TopicPartition) {
+    // The log manager has already logged why (once, at ERROR).
     if let Err(e) = logs.get_or_create(&tp, config.clone()) {
-        tracing::error!(partition = %tp, error = %e, "partition is offline");
+        tracing::debug!(partition = %tp, error = %e, "partition is offline");
     }
 }
 

@@ -120,6 +120,9 @@ pub struct LogManager {
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// True once shut down or abandoned: no more partitions are opened.
     stopped: Mutex<bool>,
+    /// Partitions whose load failed in this run, with the reason: not retried (a damaged log is not
+    /// re-read, nor its error logged, on every lookup) until the partition is deleted or brook restarts.
+    offline: Mutex<HashMap<TopicPartition, String>>,
 }
 
 /// Kafka's legal topic names: 1..=249 of `[A-Za-z0-9._-]`, not "." or "..". Also keeps paths inside the
@@ -203,6 +206,7 @@ impl LogManager {
             flush_tx,
             flusher: Mutex::new(Some(flusher)),
             stopped: Mutex::new(false),
+            offline: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -246,8 +250,11 @@ impl LogManager {
                 cp.log_start_offsets.get(tp).copied(),
             )
         };
+        if let Some(why) = lock(&self.offline).get(tp) {
+            return Err(LogError::Offline(why.clone()));
+        }
         let started = Instant::now();
-        let log = PartitionLog::load(LoadParams {
+        let loaded = PartitionLog::load(LoadParams {
             dir,
             tp: tp.clone(),
             config,
@@ -256,16 +263,26 @@ impl LogManager {
             log_start_offset,
             flusher: Some(self.flush_tx.clone()),
         })
-        .map_err(|e| {
-            tracing::error!(partition = %tp, error = %e, "partition could not be loaded; it stays offline");
-            match e {
-                LogError::Offline(_) => e,
-                other => LogError::Offline(format!("{tp}: {other}")),
+        .and_then(|log| {
+            if !existed {
+                sync_dir(&self.shared.dir)?;
             }
-        })?;
-        if !existed {
-            sync_dir(&self.shared.dir).map_err(|e| LogError::Offline(format!("{tp}: {e}")))?;
-        }
+            Ok(log)
+        });
+        let log = match loaded {
+            Ok(log) => log,
+            Err(e) => {
+                let why = match e {
+                    LogError::Offline(why) => why,
+                    other => format!("{tp}: {other}"),
+                };
+                // The one report of this partition's failure: later lookups get the same error silently.
+                tracing::error!(partition = %tp, error = %why,
+                    "partition could not be loaded; it stays offline (KAFKA_STORAGE_ERROR) until brook restarts");
+                lock(&self.offline).insert(tp.clone(), why.clone());
+                return Err(LogError::Offline(why));
+            }
+        };
         tracing::debug!(partition = %tp, existed, log_end_offset = log.log_end_offset(),
             scanned_batches = log.recovery_batches_scanned(), elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded partition log");
@@ -311,6 +328,7 @@ impl LogManager {
             if let Some(log) = logs.remove(tp) {
                 log.mark_closed();
             }
+            lock(&self.offline).remove(tp);
             {
                 let mut cp = lock(&self.shared.checkpoints);
                 cp.recovery_points.remove(tp);
@@ -792,5 +810,22 @@ mod tests {
             .unwrap();
         ok.append(one_batch(), 0).unwrap();
         assert_eq!(ok.high_watermark(), 2);
+
+        // Offline for the rest of the run, without a second load attempt (and a second error line), even
+        // once the obstacle is gone; deleting the partition clears that.
+        let bad = TopicPartition::new("bad", 0);
+        fs::remove_file(dir.path().join("bad-0")).unwrap();
+        assert!(matches!(
+            mgr.get_or_create(&bad, LogConfig::default()),
+            Err(LogError::Offline(why)) if why.contains("bad-0")
+        ));
+        assert!(!dir.path().join("bad-0").exists(), "no load was attempted");
+        mgr.delete(&bad).unwrap();
+        assert_eq!(
+            mgr.get_or_create(&bad, LogConfig::default())
+                .unwrap()
+                .log_end_offset(),
+            0
+        );
     }
 }
