@@ -48,7 +48,7 @@ const CONSUMER_CLOSE_LIMIT: Duration = Duration::from_secs(3);
 const MESSAGES_PER_MS: u64 = 12;
 /// The kill comes this long after the clients start, uniformly at random.
 const KILL_DELAY_MS: (u64, u64) = (100, 1500);
-/// One restart in this many is first killed again within its first 20 ms, i.e. during recovery.
+/// One restart in this many is first killed again during its start-up, i.e. while recovery runs.
 const KILL_DURING_STARTUP_ONE_IN: u64 = 6;
 const BROOK_NODE_ID: i32 = 1;
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -188,17 +188,16 @@ impl Brook {
     fn wait_ready(&mut self) -> Duration {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let last;
-            match metadata_partitions(self.addr) {
+            let last = match metadata_partitions(self.addr) {
                 Ok(p)
                     if p.len() == PARTITIONS as usize
                         && p.iter().all(|&(_, e, l)| e == 0 && l == BROOK_NODE_ID) =>
                 {
                     return self.spawned.elapsed();
                 }
-                Ok(p) => last = format!("partitions (index, error, leader): {p:?}"),
-                Err(e) => last = e,
-            }
+                Ok(p) => format!("partitions (index, error, leader): {p:?}"),
+                Err(e) => e,
+            };
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "brook exited ({status}) before serving; output:\n{}",
@@ -781,11 +780,10 @@ impl Harness {
             })
             .collect();
         let mut bad = Vec::new();
-        for p in 0..PARTITIONS as usize {
-            if hw[p] < self.verified_hw[p] {
+        for (p, (now, before)) in hw.iter().zip(&self.verified_hw).enumerate() {
+            if now < before {
                 bad.push(format!(
-                    "partition {p}: high watermark {} is below {}, which was verified after the previous restart",
-                    hw[p], self.verified_hw[p]
+                    "partition {p}: high watermark {now} is below {before}, which was verified after the previous restart"
                 ));
             }
         }
@@ -988,10 +986,16 @@ fn run_crash_cycles(mode: &'static str, extra: &[(&'static str, &'static str)]) 
         let first_acked = h.acked.len();
         h.cycle(brook, cycle, &mut rng);
         if rng.between(1, KILL_DURING_STARTUP_ONE_IN) == 1 {
-            // Crash again while recovery runs: recovery itself must be safe to interrupt.
-            let early = Brook::spawn(&h.data_dir, &h.overrides);
-            std::thread::sleep(Duration::from_millis(rng.between(0, 20)));
-            early.sigkill();
+            // Crash again while recovery runs (somewhere in the time the last start took to listen):
+            // recovery itself must be safe to interrupt.
+            let window = h.stats.announce.last().map_or(20, |d| d.as_millis() as u64);
+            let mut early = brook_command(&h.data_dir, &h.overrides)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn the brook binary");
+            std::thread::sleep(Duration::from_millis(rng.between(0, window.max(2))));
+            early.kill().expect("SIGKILL brook");
+            early.wait().expect("reap brook");
             h.stats.kills_during_startup += 1;
         }
         brook = h.start();
