@@ -911,9 +911,17 @@ impl Harness {
         std::thread::sleep(Duration::from_millis(
             rng.between(KILL_DELAY_MS.0, KILL_DELAY_MS.1),
         ));
+        let log = brook.log.clone();
         brook.sigkill();
         self.stats.kills += 1;
         stop.store(true, Ordering::Release);
+        bad.lock().expect("lock").extend(
+            log.lock()
+                .expect("log lock")
+                .iter()
+                .filter(|l| l.contains(" ERROR "))
+                .map(|l| format!("brook logged an error while serving: {l}")),
+        );
         if let Some(sent) = join_within(producer, "producer") {
             self.stats.sent += sent;
         }
