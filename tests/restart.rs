@@ -292,3 +292,28 @@ async fn deleted_indexes_are_rebuilt_after_a_crash() {
     }
     drop(tmp);
 }
+
+/// The recovery an unclean start does is recorded in the recovery-point checkpoint at once, not a minute
+/// later: a second crash right after the restart does not scan the same data again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclean_start_checkpoints_what_it_recovered() {
+    const N: usize = 12;
+    let topic = "rechecked";
+    let b = start_broker(&[]).await;
+    create_topic(&b.bootstrap, topic, 1).await;
+    produce_numbered(&b.bootstrap, topic, 0, 0, N).await;
+    let (dir, tmp) = b.crash().await;
+
+    let b = start_broker_in(&dir, &[]).await;
+    let checkpoint = std::fs::read_to_string(dir.join("recovery-point-offset-checkpoint"))
+        .expect("recovery point checkpoint written at start");
+    assert!(
+        checkpoint.lines().any(|l| l == format!("{topic} 0 {N}")),
+        "the recovered partition's recovery point is its log end offset: {checkpoint}"
+    );
+    let (dir, _) = b.crash().await;
+    let b = start_broker_in(&dir, &[]).await;
+    assert_numbered(&b.bootstrap, topic, 0, N).await;
+    b.shutdown().await;
+    drop(tmp);
+}

@@ -828,4 +828,34 @@ mod tests {
             0
         );
     }
+
+    #[test]
+    fn rolling_a_segment_advances_the_recovery_point_without_a_flush_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1024,
+            ..LogConfig::default()
+        };
+        assert!(!config.is_durable() && config.flush_interval_ms.is_none());
+        let mgr = LogManager::open(dir.path(), config.clone()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("r", 0), config)
+            .unwrap();
+        for i in 0..40 {
+            let b = crate::log::record_batch::test_support::batch(1, 60, i);
+            log.append(bytes::BytesMut::from(&b[..]), 0).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        // append() asks the flusher thread to flush each rolled segment in the background: poll for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.recovery_point() < 20 {
+            assert!(
+                Instant::now() < deadline,
+                "recovery point stuck at {} after rolls",
+                log.recovery_point()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        mgr.shutdown().unwrap();
+    }
 }

@@ -588,9 +588,6 @@ impl PartitionLog {
         list.push(new.clone());
         *wlock(&self.segments) = Arc::new(list);
         self.dir_dirty.store(true, Ordering::Release);
-        // As Kafka does: flush the rolled segment in the background, so that without a flush policy the
-        // recovery point (and with it the scan after a crash) does not fall ever further behind.
-        self.request_flush(false);
         tracing::debug!(partition = %self.tp, segment = base_offset, "rolled segment");
         Ok(new)
     }
