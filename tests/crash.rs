@@ -6,7 +6,8 @@
 //! group's committed offsets are at least the last acknowledged commit and never beyond the high watermark.
 //!
 //! `BROOK_CRASH_CYCLES` sets the number of kills per durability mode (default 3, for CI);
-//! `BROOK_CRASH_SEED` replays a run's kill schedule (the seed is printed; thread timing still varies).
+//! `BROOK_CRASH_SEED` replays a run's kill schedule (the seed is printed; thread timing still varies);
+//! `BROOK_CRASH_VERBOSE=1` prints brook's output of every start.
 //! Proof run:
 //! `BROOK_CRASH_CYCLES=100 cargo test --release --test crash -- --nocapture`.
 
