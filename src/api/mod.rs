@@ -4,9 +4,9 @@
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
+pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
-pub mod delete_records;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
@@ -215,8 +215,9 @@ pub fn open_partitions(logs: &LogManager, defaults: &LogConfig, topic: &TopicMet
 }
 
 fn open_partition(logs: &LogManager, config: &LogConfig, tp: TopicPartition) {
+    // The log manager has already logged why (once, at ERROR).
     if let Err(e) = logs.get_or_create(&tp, config.clone()) {
-        tracing::error!(partition = %tp, error = %e, "partition is offline");
+        tracing::debug!(partition = %tp, error = %e, "partition is offline");
     }
 }
 
