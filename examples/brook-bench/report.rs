@@ -209,8 +209,8 @@ fn all_cells(rows: &[Row], labels: &[String], limits: Option<&Limits>) -> Vec<Ve
 /// Pair ratios (B over A) of the headline, when both brokers ran a row.
 fn pair_ratios(rows: &[Row]) -> Vec<(String, f64)> {
     rows.iter()
-        .filter_map(|row| match row.results.as_slice() {
-            [Some(Ok(a)), Some(Ok(b))] if a.headline > 0.0 => Some((
+        .filter_map(|row| match (row.results.first(), row.results.get(1)) {
+            (Some(Some(Ok(a))), Some(Some(Ok(b)))) if a.headline > 0.0 => Some((
                 format!("{} {}", row.workload, row.name),
                 b.headline / a.headline,
             )),
