@@ -141,6 +141,7 @@ fn bench_runs_every_workload_and_compares_two_brokers() {
     );
     assert!(text.contains("brook B / brook (in-process)"), "{text}");
     assert!(text.contains("loopback TCP, one stream"), "{text}");
+    println!("{text}");
     let svg = report::latency_svg(&outcome.rows, &outcome.labels, "smoke").expect("latency plot");
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
     let md = report::markdown(

@@ -221,7 +221,7 @@ pub fn produce_for(
     while sent < max_records {
         send(producer, topic, None, &payload)?;
         sent += 1;
-        if sent % 1024 == 0 {
+        if sent.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
             if started.elapsed() >= time {
                 break;
