@@ -363,7 +363,7 @@ pub fn latency_svg(rows: &[Row], labels: &[String], title: &str) -> Option<Strin
     const W: f64 = 720.0;
     const H: f64 = 420.0;
     const L: f64 = 70.0;
-    const R: f64 = 20.0;
+    const R: f64 = 40.0;
     const T: f64 = 40.0;
     const B: f64 = 60.0;
     const MAX_NINES: f64 = 4.0; // 99.99%
@@ -375,13 +375,23 @@ pub fn latency_svg(rows: &[Row], labels: &[String], title: &str) -> Option<Strin
         };
         L + (W - L - R) * nines / MAX_NINES
     };
-    let y_max = curves
-        .iter()
-        .flat_map(|(_, c)| c.iter().filter(|(q, _)| *q <= 0.9999).map(|(_, v)| *v))
-        .fold(0.0_f64, f64::max)
-        .max(0.1);
-    let y_top = nice_ceiling(y_max * 1.05);
-    let y_of = |ms: f64| T + (H - T - B) * (1.0 - (ms / y_top).min(1.0));
+    // Log scale in decades: latency tails span two or three orders of magnitude.
+    let values = || {
+        curves
+            .iter()
+            .flat_map(|(_, c)| c.iter().filter(|(q, _)| *q <= 0.9999).map(|(_, v)| *v))
+    };
+    let y_max = values().fold(0.0_f64, f64::max).max(0.01);
+    let y_min = values().fold(f64::INFINITY, f64::min).clamp(0.001, y_max);
+    let lo_decade = y_min.log10().floor() as i32;
+    let hi_decade = (y_max.log10().ceil() as i32).max(lo_decade + 1);
+    let y_of = |ms: f64| {
+        let d = ms
+            .max(1e-3)
+            .log10()
+            .clamp(lo_decade as f64, hi_decade as f64);
+        T + (H - T - B) * (1.0 - (d - lo_decade as f64) / (hi_decade - lo_decade) as f64)
+    };
     let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
     let mut s = String::new();
@@ -405,8 +415,8 @@ pub fn latency_svg(rows: &[Row], labels: &[String], title: &str) -> Option<Strin
             H - B + 16.0
         );
     }
-    for i in 0..=5 {
-        let v = y_top * i as f64 / 5.0;
+    for decade in lo_decade..=hi_decade {
+        let v = 10f64.powi(decade);
         let y = y_of(v);
         let _ = writeln!(
             s,
@@ -425,12 +435,12 @@ pub fn latency_svg(rows: &[Row], labels: &[String], title: &str) -> Option<Strin
     );
     let _ = writeln!(
         s,
-        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">latency (ms)</text>"#,
+        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">latency (ms, log scale)</text>"#,
         (H - B + T) / 2.0,
         (H - B + T) / 2.0
     );
     // 3 ms target line.
-    if 3.0 <= y_top {
+    if 3.0 <= 10f64.powi(hi_decade) && 3.0 >= 10f64.powi(lo_decade) {
         let y = y_of(3.0);
         let _ = writeln!(
             s,
@@ -465,16 +475,6 @@ pub fn latency_svg(rows: &[Row], labels: &[String], title: &str) -> Option<Strin
     }
     s.push_str("</svg>\n");
     Some(s)
-}
-
-fn nice_ceiling(v: f64) -> f64 {
-    let mag = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
-        if v <= m * mag {
-            return m * mag;
-        }
-    }
-    10.0 * mag
 }
 
 fn trim_float(v: f64) -> String {
