@@ -408,10 +408,29 @@ pub fn rss_mb(pid: u32) -> anyhow::Result<f64> {
     Ok(kb * 1024.0 / MB)
 }
 
-/// A port that was free a moment ago (the broker binds it right after; a clash fails the start loudly).
+/// A port that was free a moment ago (another process may take it before brook binds it; see
+/// [`spawn_on_free_port`]).
 fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+/// [`spawn_brook`] on a free port, trying up to three ports in case one is taken in between; each
+/// attempt times its own start.
+fn spawn_on_free_port(
+    bin: &Path,
+    data_dir: &Path,
+    log: &Path,
+) -> anyhow::Result<(Spawned, f64, u16)> {
+    let mut last = None;
+    for _ in 0..3 {
+        let port = free_port()?;
+        match spawn_brook(bin, data_dir, port, log) {
+            Ok((spawned, ms)) => return Ok((spawned, ms, port)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt to start brook was made")))
 }
 
 /// Starts `brook` on `data_dir` and returns once its listener accepts connections, with the time that took.
@@ -481,9 +500,8 @@ fn stop_brook(mut spawned: Spawned) -> anyhow::Result<()> {
 pub fn many_partitions(bin: &Path, work: &Path, o: &Options) -> anyhow::Result<ManyPartitions> {
     let data = work.join("w6-data");
     let log = work.join("w6-brook.log");
-    let port = free_port()?;
+    let (broker, empty_start_ms, port) = spawn_on_free_port(bin, &data, &log)?;
     let bootstrap = format!("127.0.0.1:{port}");
-    let (broker, empty_start_ms) = spawn_brook(bin, &data, port, &log)?;
     let probe = clients::consumer(&bootstrap, &[])?;
     rdkafka::consumer::Consumer::fetch_metadata(&probe, None, Duration::from_secs(30))
         .context("metadata from the spawned broker")?;
@@ -502,7 +520,7 @@ pub fn many_partitions(bin: &Path, work: &Path, o: &Options) -> anyhow::Result<M
     let loaded_rss_mb = rss_mb(broker.0.id())?;
     stop_brook(broker)?;
 
-    let (broker, restart_ms) = spawn_brook(bin, &data, port, &log)?;
+    let (broker, restart_ms, _) = spawn_on_free_port(bin, &data, &log)?;
     let restarted_rss_mb = rss_mb(broker.0.id())?;
     stop_brook(broker)?;
     Ok(ManyPartitions {
