@@ -271,12 +271,16 @@ pub fn consumer(bootstrap: &str, overrides: &[(&str, &str)]) -> anyhow::Result<B
     cfg.create().context("create consumer")
 }
 
-/// Assigns partitions `0..partitions` of `topic` from offset 0.
+/// Assigns partitions `0..partitions` of `topic` from offset 0. Metadata first: librdkafka, assigned a
+/// partition whose leader it does not know yet, retries the offset lookup only 500 ms later.
 pub fn assign_from_start(
     consumer: &BaseConsumer,
     topic: &str,
     partitions: i32,
 ) -> anyhow::Result<()> {
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .context("consumer metadata")?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
