@@ -120,6 +120,8 @@ fn bench_runs_every_workload_and_compares_two_brokers() {
         limits.page_cache_write_mb_s > 0.0
             && limits.loopback_mb_s > 0.0
             && limits.fsync_per_s > 0.0
+            && limits.rtt_p99_ms >= limits.rtt_p50_ms
+            && limits.rtt_p50_ms > 0.0
     );
     // The consume workload read exactly the backlog it wrote.
     let consume = &outcome.rows[3];

@@ -1,6 +1,8 @@
 //! The machine's own limits, measured in the same run as the workloads so every ratio compares figures
-//! taken under the same load: sequential write into the page cache, one loopback TCP stream, and one
-//! writer's fsync rate (1 KiB write + fdatasync).
+//! taken under the same load: sequential write into the page cache, one loopback TCP stream, one
+//! writer's fsync rate (1 KiB write + fdatasync), and the round trip of 1 KiB between two threads over
+//! loopback TCP at workload 4's pace (the floor under its end-to-end latency: thread wake-ups and
+//! scheduling on a busy machine).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -16,6 +18,9 @@ pub struct Limits {
     pub page_cache_write_mb_s: f64,
     pub loopback_mb_s: f64,
     pub fsync_per_s: f64,
+    /// Paced 1 KiB loopback round trip, p50 and p99 in ms.
+    pub rtt_p50_ms: f64,
+    pub rtt_p99_ms: f64,
 }
 
 pub const MB: f64 = 1_000_000.0;
@@ -31,10 +36,13 @@ pub fn measure(
     bytes: u64,
     samples: usize,
     fsync_time: Duration,
+    rtt_rate: u64,
+    rtt_time: Duration,
 ) -> anyhow::Result<Limits> {
     let samples = samples.max(1);
     let mut write = Vec::with_capacity(samples);
     let mut tcp = Vec::with_capacity(samples);
+    let (rtt_p50_ms, rtt_p99_ms) = paced_round_trip(rtt_rate, rtt_time)?;
     for i in 0..samples {
         write.push(page_cache_write(
             &dir.join(format!("limit-write-{i}")),
@@ -46,7 +54,51 @@ pub fn measure(
         page_cache_write_mb_s: median(write),
         loopback_mb_s: median(tcp),
         fsync_per_s: fsync_rate(&dir.join("limit-fsync"), fsync_time)?,
+        rtt_p50_ms,
+        rtt_p99_ms,
     })
+}
+
+/// 1 KiB messages sent at `rate` per second for `time` to an echo thread over loopback TCP (no Nagle);
+/// each round trip is timed from the moment it was due, as workload 4 times records.
+fn paced_round_trip(rate: u64, time: Duration) -> anyhow::Result<(f64, f64)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read_exact(&mut buf) {
+                Ok(()) => s.write_all(&buf)?,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .context("histogram bounds")?;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let n = ((time.as_secs_f64() * rate as f64).ceil() as u64).max(100);
+    let mut buf = [0x33_u8; 1024];
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + interval.mul_f64(i as f64);
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep(due - now);
+        }
+        s.write_all(&buf)?;
+        s.read_exact(&mut buf)?;
+        h.saturating_record((due.elapsed().as_micros() as u64).max(1));
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok((ms(0.5), ms(0.99)))
 }
 
 /// MB/s of 1 MiB `write`s into a new file, no sync: what the OS accepts into its page cache.

@@ -71,7 +71,12 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
             met: lo.is_some_and(|l| h >= 0.5 * l),
         },
         Kind::Latency => Verdict {
-            vs_limit: "-".into(),
+            vs_limit: match limits {
+                Some(l) if l.rtt_p99_ms > 0.0 => {
+                    format!("{:.1}x loopback round-trip p99", h / l.rtt_p99_ms)
+                }
+                _ => "-".into(),
+            },
             target: format!("p99 {:.2}x of 3 ms", h / 3.0),
             met: h <= 3.0,
         },
@@ -229,6 +234,10 @@ pub fn limits_lines(l: &Limits) -> Vec<String> {
         format!(
             "single-writer fsync (1 KiB write + fdatasync): {:.0} ops/s",
             l.fsync_per_s
+        ),
+        format!(
+            "1 KiB loopback round trip between two threads, paced like workload 4: p50 {:.2} ms, p99 {:.2} ms",
+            l.rtt_p50_ms, l.rtt_p99_ms
         ),
     ]
 }

@@ -154,6 +154,8 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
         o.limit_bytes,
         o.limit_samples,
         o.fsync_time,
+        o.latency_rate,
+        o.latency_time.min(std::time::Duration::from_secs(2)),
     )?);
 
     let in_process = match &o.bootstrap {
