@@ -883,6 +883,35 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listener_is_host_port_or_empty() {
+        let mut config = Config::new();
+        assert_eq!(
+            config.value_of("metrics.listener").as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        assert!(config.metrics.partition_level);
+        config
+            .apply_env(vec![(
+                "BROOK_METRICS_LISTENER".to_string(),
+                "0.0.0.0:9500".to_string(),
+            )])
+            .unwrap();
+        let endpoint = config.metrics.listener.clone().unwrap();
+        assert_eq!((endpoint.host.as_str(), endpoint.port), ("0.0.0.0", 9500));
+        config.set("metrics.listener", "").unwrap();
+        assert_eq!(config.metrics.listener, None, "empty disables metrics");
+        assert_eq!(config.value_of("metrics.listener").as_deref(), Some(""));
+        config
+            .set("metrics.partition.level.enable", "false")
+            .unwrap();
+        assert!(!config.metrics.partition_level);
+        for bad in ["9464", "host:port", "127.0.0.1:70000"] {
+            let err = config.set("metrics.listener", bad).unwrap_err().to_string();
+            assert!(err.contains("metrics.listener"), "{err}");
+        }
+    }
+
+    #[test]
     fn ephemeral_port_is_advertised_as_the_bound_port() {
         let mut config = Config::new();
         config.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
