@@ -48,6 +48,8 @@ pub struct Apis {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The classic group coordinator (and, through it, the committed offsets).
     pub groups: Arc<GroupCoordinator>,
+    /// This broker's metric registry (a disabled one records nothing).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A partition that cannot serve requests, with the error code Kafka would answer.
@@ -287,6 +289,7 @@ mod tests {
             config,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            metrics: crate::metrics::Metrics::disabled(),
         }
     }
 

@@ -95,7 +95,9 @@ impl RequestHandler for Dispatcher {
             client_id,
             host: format!("/{}", ctx.peer.ip()),
         };
-        self.route(request, version, correlation_id, client, &span)
+        crate::metrics::in_request(&self.apis, api_key, || {
+            self.route(request, version, correlation_id, client, &span)
+        })
     }
 
     fn client_id<'a>(&self, frame: &'a [u8]) -> Option<&'a str> {
@@ -294,7 +296,7 @@ fn outcome<R>(
     span: &tracing::Span,
 ) -> Reply
 where
-    R: Encodable + HeaderVersion + Send + 'static,
+    R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
 {
     match outcome {
         api::groups::Outcome::Respond(response) => respond(correlation_id, version, &response),
@@ -305,12 +307,14 @@ where
 /// A response computed later, encoded when it is ready.
 fn later<R, F>(correlation_id: i32, version: i16, pending: F, span: &tracing::Span) -> Reply
 where
-    R: Encodable + HeaderVersion + Send + 'static,
+    R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
+    let observer = crate::metrics::later_observer();
     Reply::Later(Box::pin(
         async move {
             let response = pending.await;
+            observer.observe(&response);
             match encode_frame(correlation_id, version, &response) {
                 Ok(frame) => Some(frame),
                 Err(e) => {
@@ -323,7 +327,12 @@ where
     ))
 }
 
-fn respond<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, response: &R) -> Reply {
+fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
+    correlation_id: i32,
+    version: i16,
+    response: &R,
+) -> Reply {
+    crate::metrics::observe_response(response);
     match encode_frame(correlation_id, version, response) {
         Ok(frame) => Reply::Now(frame),
         // Only a bug can make a response we built unencodable; the client cannot be answered correctly.
