@@ -295,7 +295,8 @@ fn json_log_lines_carry_connection_and_request_spans() {
             .as_str()
             .is_some_and(|m| m.starts_with("listening on "))
     });
-    let addr: SocketAddr = announcement["fields"]["message"].as_str().unwrap()["listening on ".len()..]
+    let addr: SocketAddr = announcement["fields"]["message"].as_str().unwrap()
+        ["listening on ".len()..]
         .split_whitespace()
         .next()
         .unwrap()
@@ -330,7 +331,9 @@ fn json_log_lines_carry_connection_and_request_spans() {
     assert_eq!(connection["client_id"], "span-test", "{request}");
 
     // A bad request on the same connection: one INFO-level warning, which says whose connection it was.
-    client.write_all(&[0, 0, 0, 8, 0x7f, 0x7f, 0, 0, 0, 0, 0, 8]).unwrap();
+    client
+        .write_all(&[0, 0, 0, 8, 0x7f, 0x7f, 0, 0, 0, 0, 0, 8])
+        .unwrap();
     let warning = json_line(&rx, |line| line["level"] == "WARN");
     assert!(
         warning["fields"]["reason"]

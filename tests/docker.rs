@@ -46,7 +46,10 @@ fn dockerfile() -> Vec<Instruction> {
             }
         }
     }
-    assert!(current.is_empty(), "the Dockerfile ends inside a continued line");
+    assert!(
+        current.is_empty(),
+        "the Dockerfile ends inside a continued line"
+    );
     let mut stage = 0;
     let mut instructions = Vec::new();
     for line in logical {
@@ -185,8 +188,7 @@ fn image_copies_the_real_binary_onto_the_path_and_runs_it() {
         .stage;
     let workdir = instructions
         .iter()
-        .filter(|i| i.stage == build_stage && i.keyword == "WORKDIR")
-        .last()
+        .rfind(|i| i.stage == build_stage && i.keyword == "WORKDIR")
         .map(|i| PathBuf::from(&i.args))
         .expect("the build stage sets a WORKDIR");
     let copy = runtime(&instructions, "COPY")
@@ -254,10 +256,9 @@ fn image_environment_is_a_valid_configuration_matching_ports_and_volume() {
 
     let volumes: Vec<String> = runtime(&instructions, "VOLUME");
     assert!(
-        volumes
-            .iter()
-            .any(|v| Path::new(v.trim_matches(|c| c == '[' || c == ']' || c == '"'))
-                == config.log_dir),
+        volumes.iter().any(
+            |v| Path::new(v.trim_matches(|c| c == '[' || c == ']' || c == '"')) == config.log_dir
+        ),
         "VOLUME {volumes:?} holds log.dirs {}",
         config.log_dir.display()
     );
@@ -337,7 +338,12 @@ fn healthcheck_command_passes_against_the_image_broker_and_fails_without_it() {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
         }
     });
@@ -372,7 +378,10 @@ fn healthcheck_command_passes_against_the_image_broker_and_fails_without_it() {
     assert_eq!(unsafe { libc::kill(broker.id() as i32, libc::SIGTERM) }, 0);
     let started = Instant::now();
     while broker.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < DEADLINE, "brook did not stop on SIGTERM");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "brook did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let down = check();

@@ -390,7 +390,10 @@ mod tests {
         let id = format!("x{id}");
         odd.extend_from_slice(&(id.len() as i16).to_be_bytes());
         odd.extend_from_slice(id.as_bytes());
-        assert_eq!(request_client_id(&odd), Some(&id[..MAX_LOGGED_CLIENT_ID - 1]));
+        assert_eq!(
+            request_client_id(&odd),
+            Some(&id[..MAX_LOGGED_CLIENT_ID - 1])
+        );
     }
 
     #[test]
