@@ -231,7 +231,10 @@ fn image_environment_is_a_valid_configuration_matching_ports_and_volume() {
 
     let exposed: BTreeSet<u16> = runtime(&instructions, "EXPOSE")
         .iter()
-        .flat_map(|args| args.split_whitespace().map(|p| port_of(&format!(":{p}"))))
+        .flat_map(|args| {
+            args.split_whitespace()
+                .map(|p| port_of(&format!(":{}", p.trim_end_matches("/tcp"))))
+        })
         .collect();
     let metrics = config
         .value_of("metrics.listener")
