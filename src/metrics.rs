@@ -71,6 +71,10 @@ pub mod names {
     pub const LOG_SEGMENTS: &str = "brook_log_segments";
     /// Gauge: partition logs open on this broker.
     pub const LOG_PARTITIONS: &str = "brook_log_partitions";
+    /// Counter: flusher group commits in this process (every broker in it counted).
+    pub const LOG_GROUP_COMMITS: &str = "brook_log_group_commits_total";
+    /// Counter: partition flushes done by those group commits (process-wide).
+    pub const LOG_GROUP_COMMIT_FLUSHES: &str = "brook_log_group_commit_flushes_total";
     /// Gauge `{group, state}`: 1 for the group's current state (Empty, PreparingRebalance,
     /// CompletingRebalance, Stable, Dead).
     pub const GROUP_STATE: &str = "brook_group_state";
@@ -86,7 +90,8 @@ pub mod names {
     pub const CONNECTIONS_ACCEPTED: &str = "brook_connections_accepted_total";
     /// Counter: client connections closed after being accepted.
     pub const CONNECTIONS_CLOSED: &str = "brook_connections_closed_total";
-    /// Counter: connections closed at once because `max.connections` or `max.connections.per.ip` was reached.
+    /// Counter: connections closed at once because `max.connections.per.ip` was reached (at `max.connections`
+    /// new connections wait instead).
     pub const CONNECTIONS_REJECTED: &str = "brook_connections_rejected_total";
     /// Gauge: resident set size of the brook process.
     pub const PROCESS_RESIDENT_MEMORY: &str = "brook_process_resident_memory_bytes";

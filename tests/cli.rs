@@ -183,3 +183,54 @@ fn unknown_logging_format_exits_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("logging.format"));
 }
+
+#[test]
+fn health_check_succeeds_only_against_a_live_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = brook()
+        .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .env("BROOK_LOG_DIRS", dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+    });
+    let addr: SocketAddr = rx.recv_timeout(DEADLINE).unwrap().parse().unwrap();
+    let check = |listener: String| {
+        brook()
+            .args([
+                "--health-check",
+                "--override",
+                &format!("listeners={listener}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let up = check(format!("PLAINTEXT://{addr}"));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(wait_with_deadline(&mut child).success());
+    let down = check(format!("PLAINTEXT://{addr}"));
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("health check failed"));
+}

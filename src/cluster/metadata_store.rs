@@ -272,12 +272,19 @@ fn new_topic_id(state: &State) -> Uuid {
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // A full disk, typically: the old file is untouched; do not leave the partial copy behind.
+        if let Err(cleanup) = std::fs::remove_file(&tmp)
+            && cleanup.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %tmp.display(), error = %cleanup, "could not remove a partial file");
+        }
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {
         std::fs::File::open(parent)?.sync_all()?;
     }
@@ -310,6 +317,38 @@ mod tests {
                 .unwrap()
                 .topic("orders")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn topic_creation_on_a_full_disk_fails_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        store.create_topic("kept", 1, BTreeMap::new()).unwrap();
+        let before = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        // The temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = dir.path().join(FILE_NAME).with_extension("tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let err = store
+            .create_topic("orders", 1, BTreeMap::new())
+            .unwrap_err();
+        assert!(
+            matches!(&err, MetadataError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert!(store.topic("orders").is_none(), "not created in memory");
+        assert_eq!(std::fs::read(dir.path().join(FILE_NAME)).unwrap(), before);
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "temp file removed"
+        );
+        store.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        assert!(
+            MetadataStore::open(dir.path())
+                .unwrap()
+                .topic("orders")
+                .is_some()
         );
     }
 

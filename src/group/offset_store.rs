@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cluster::{MetadataError, MetadataStore};
 use crate::log::record_batch::RECORD_BATCH_OVERHEAD;
-use crate::log::{LogConfig, LogError, LogManager, PartitionLog, TopicPartition};
+use crate::log::{CleanupPolicy, LogConfig, LogError, LogManager, PartitionLog, TopicPartition};
 
 use super::records::{
     GroupRecordKey, KeyValue, RecordError, decode_group_metadata_value, decode_key,
@@ -86,6 +86,22 @@ fn corrupt(e: RecordError) -> GroupStoreError {
     GroupStoreError::Corrupt(e.to_string())
 }
 
+/// `cleanup.policy` of `__consumer_offsets`.
+const OFFSETS_CLEANUP_POLICY: CleanupPolicy = CleanupPolicy {
+    delete: false,
+    compact: true,
+};
+
+/// Offsets topics stored before compaction existed were created with the delete policy: switch their logs.
+fn ensure_compacted(log: &PartitionLog) {
+    let config = log.config();
+    if config.cleanup_policy != OFFSETS_CLEANUP_POLICY {
+        let mut config = (*config).clone();
+        config.cleanup_policy = OFFSETS_CLEANUP_POLICY;
+        log.update_config(config);
+    }
+}
+
 impl OffsetStore {
     /// Loads offsets and group metadata from __consumer_offsets when that topic exists (does not create it).
     /// A partition that cannot be opened is logged and skipped; writes for its groups then fail.
@@ -95,6 +111,9 @@ impl OffsetStore {
         log_defaults: LogConfig,
         config: GroupConfig,
     ) -> Result<Arc<OffsetStore>, GroupStoreError> {
+        // Like Kafka's, the offsets topic is compacted (latest commit per key), never deleted by retention.
+        let mut log_defaults = log_defaults;
+        log_defaults.cleanup_policy = OFFSETS_CLEANUP_POLICY;
         let store = OffsetStore {
             metadata,
             logs,
@@ -137,6 +156,7 @@ impl OffsetStore {
         st: &mut State,
     ) -> Result<usize, GroupStoreError> {
         let log = self.logs.get_or_create(tp, self.log_defaults.clone())?;
+        ensure_compacted(&log);
         let mut offset = log.log_start_offset();
         let hw = log.high_watermark();
         let mut applied = 0;
@@ -195,20 +215,29 @@ impl OffsetStore {
             return Ok(log);
         }
         if self.metadata.topic(OFFSETS_TOPIC).is_none() {
+            let configs = BTreeMap::from([(
+                "cleanup.policy".to_string(),
+                OFFSETS_CLEANUP_POLICY.to_string(),
+            )]);
             match self.metadata.create_topic(
                 OFFSETS_TOPIC,
                 self.config.offsets_topic_num_partitions,
-                BTreeMap::new(),
+                configs,
             ) {
                 Ok(topic) => {
                     tracing::info!(partitions = topic.partitions, "created {OFFSETS_TOPIC}")
                 }
                 // Another request created it first.
                 Err(MetadataError::TopicExists(_)) => {}
+                // No room to record the topic (a full disk): to the client this is a failed append like
+                // any other, retriable once space is freed.
+                Err(MetadataError::Io(e)) => return Err(LogError::Storage(e).into()),
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(self.logs.get_or_create(&tp, self.log_defaults.clone())?)
+        let log = self.logs.get_or_create(&tp, self.log_defaults.clone())?;
+        ensure_compacted(&log);
+        Ok(log)
     }
 
     /// Appends `records` for `group` (split into batches below `message.max.bytes`), applying each batch
@@ -794,6 +823,28 @@ mod tests {
         assert_eq!(partition_for("console-consumer-12345", 50), 6);
         assert_eq!(partition_for("\u{e9}\u{1f600}g", 50), 25);
         assert_eq!(partition_for("group", 7), 98_629_247 % 7);
+    }
+
+    #[tokio::test]
+    async fn offsets_topic_that_cannot_be_recorded_on_a_full_disk_is_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        // The metadata store's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = dir
+            .path()
+            .join(crate::cluster::metadata_store::FILE_NAME)
+            .with_extension("tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let commit = || b.store.commit("g", vec![(tp("t", 0), om(1, -1, "", 1))]);
+        match commit() {
+            Err(GroupStoreError::Log(e)) => assert!(e.is_disk_full(), "{e}"),
+            Err(e) => panic!("expected a storage error, got {e}"),
+            Ok(_) => panic!("expected a storage error, got a write"),
+        }
+        assert!(b.store.fetch("g", &tp("t", 0)).is_none());
+        // The failed write removed the temp file: the retry creates the topic and commits.
+        done(commit().unwrap()).await.unwrap();
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), Some(om(1, -1, "", 1)));
     }
 
     #[tokio::test]

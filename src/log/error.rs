@@ -20,6 +20,9 @@ pub enum LogError {
     /// (INVALID_TIMESTAMP).
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    /// A record breaks a rule of its topic, e.g. a keyless record on a compacted topic (INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
@@ -27,4 +30,21 @@ pub enum LogError {
     /// running without it.
     #[error("partition offline: {0}")]
     Offline(String),
+}
+
+impl LogError {
+    /// True when the disk (or the user's quota) is full: ENOSPC / EDQUOT from a write. Such a write lost
+    /// nothing already acknowledged and is undone, so the partition stays online and a later append can
+    /// succeed once space is freed. Any other storage error leaves the data in doubt.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            LogError::Storage(e) => is_disk_full_io(e),
+            _ => false,
+        }
+    }
+}
+
+/// True for ENOSPC and EDQUOT.
+pub fn is_disk_full_io(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }

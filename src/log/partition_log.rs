@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
@@ -76,7 +76,7 @@ pub(crate) struct LoadParams {
     pub had_clean_shutdown: bool,
     pub recovery_point: Option<i64>,
     pub log_start_offset: Option<i64>,
-    pub flusher: Option<SyncSender<FlusherMsg>>,
+    pub flusher: Option<Sender<FlusherMsg>>,
 }
 
 /// The log of one partition.
@@ -97,7 +97,7 @@ pub struct PartitionLog {
     hw_tx: watch::Sender<i64>,
     /// Serialises flushes and remembers when the last one finished (for `flush.ms`).
     flush_lock: Mutex<Instant>,
-    flusher: Option<SyncSender<FlusherMsg>>,
+    flusher: Option<Sender<FlusherMsg>>,
     /// A flush request is queued: do not queue another.
     flush_requested: AtomicBool,
     /// A segment file was created since the last flush: the directory needs an fsync.
@@ -109,20 +109,45 @@ pub struct PartitionLog {
     /// Why a write or fsync failed, once one did. Sticky until restart: Linux reports a writeback error to
     /// one fsync only and then marks the pages clean, so a retried fsync "succeeds" over lost data. While set,
     /// the recovery point and high watermark never move again and close() reports the failure (so no
-    /// clean-shutdown marker covers this partition).
+    /// clean-shutdown marker covers this partition). A write refused with ENOSPC/EDQUOT is not a failure:
+    /// it lost nothing, is undone at once, and later appends are tried again.
     failure: OnceLock<String>,
-    /// Test seams: the next fsync of a flush / the next segment write fails.
+    /// An append was refused for a full disk and none has succeeded since: logs once per episode, not once
+    /// per refused (and retried) produce.
+    disk_full: AtomicBool,
+    /// Test seams: the next fsync of a flush fails / the next segment write fails with this errno (0: none).
     #[cfg(test)]
     fail_next_fsync: AtomicBool,
     #[cfg(test)]
-    fail_next_write: AtomicBool,
+    fail_next_write: std::sync::atomic::AtomicI32,
     /// Batches whose CRC was checked while loading (0 after a clean restart but for the active tail).
     recovery_batches_scanned: AtomicU64,
     self_ref: Weak<PartitionLog>,
+    /// Serialises the background work that removes or replaces segments (retention, the cleaner).
+    maintenance: Mutex<()>,
 }
 
 fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
     LogError::Offline(format!("{tp}: {why}"))
+}
+
+/// Preallocates the indexes of the segment that will take appends. On a full disk the segment keeps its
+/// indexes as they are on disk (whole, trimmed to their entries, so "full"): the partition still loads and
+/// serves reads, and its first append retries the allocation by rolling (or re-preallocating an empty
+/// segment), failing with ENOSPC until space is freed.
+fn make_active_unless_disk_full(
+    tp: &TopicPartition,
+    seg: &LogSegment,
+    max_index_bytes: u32,
+) -> io::Result<()> {
+    match seg.make_active(max_index_bytes) {
+        Err(e) if crate::log::error::is_disk_full_io(&e) => {
+            tracing::warn!(partition = %tp, segment = seg.base_offset(), error = %e,
+                "disk full: indexes not preallocated; appends wait for space");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Base offsets of the `.log` files in `dir`, sorted; index files without a log are removed.
@@ -174,6 +199,7 @@ impl PartitionLog {
             flusher,
         } = p;
         fs::create_dir_all(&dir)?;
+        crate::log::cleaner::recover_interrupted_swaps(&dir)?;
         let max_idx = config.max_index_bytes;
         let interval = config.index_interval_bytes;
         let bases = list_segment_bases(&dir)?;
@@ -217,7 +243,7 @@ impl PartitionLog {
                     Some(seg.recover(0, min_offset, true, interval)?)
                 } else if is_last {
                     // Clean shutdown: only the tail past the last index entry is unchecked.
-                    seg.make_active(max_idx)?;
+                    make_active_unless_disk_full(&tp, &seg, max_idx)?;
                     let start = seg.last_indexed_position();
                     let tail = seg.recover(start, base, false, interval)?;
                     if tail.truncated_bytes > 0 || (tail.next_offset.is_none() && start > 0) {
@@ -277,7 +303,7 @@ impl PartitionLog {
             let last = segments
                 .last()
                 .expect("invariant: at least one segment was loaded");
-            last.make_active(max_idx)?;
+            make_active_unless_disk_full(&tp, last, max_idx)?;
             last.init_rolling_base(now_ms())?;
             needs_fsync.sort_unstable();
             needs_fsync.dedup();
@@ -317,12 +343,14 @@ impl PartitionLog {
             epochs_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failure: OnceLock::new(),
+            disk_full: AtomicBool::new(false),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
-            fail_next_write: AtomicBool::new(false),
+            fail_next_write: std::sync::atomic::AtomicI32::new(0),
             recovery_batches_scanned: AtomicU64::new(scanned),
             self_ref: me.clone(),
+            maintenance: Mutex::new(()),
         });
         Ok(log)
     }
@@ -420,10 +448,11 @@ impl PartitionLog {
         self.fail_next_fsync.store(true, Ordering::Release);
     }
 
-    /// Test seam: the next append fails as if the segment write had returned ENOSPC.
+    /// Test seam: the next append writes half its bytes to the segment, then fails with `errno` (ENOSPC:
+    /// the disk filled up mid-write; EIO: the device failed).
     #[cfg(test)]
-    pub(crate) fn inject_write_failure(&self) {
-        self.fail_next_write.store(true, Ordering::Release);
+    pub(crate) fn inject_write_failure(&self, errno: i32) {
+        self.fail_next_write.store(errno, Ordering::Release);
     }
 
     fn segments_snapshot(&self) -> Arc<Vec<Arc<LogSegment>>> {
@@ -445,10 +474,12 @@ impl PartitionLog {
 
     /// Validates every batch, then (under the append lock) assigns offsets and the leader epoch in place,
     /// rolls if needed, appends, indexes, advances the log end offset (and the high watermark unless the log
-    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A storage error
-    /// takes the log offline for good (see `failure`).
+    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A full disk
+    /// (ENOSPC/EDQUOT) fails only this append, which is undone; any other storage error takes the log
+    /// offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let summary = validate_batches(&records, self.config().max_message_bytes)?;
+        self.check_compacted_keys(&records)?;
         let log_append_time =
             validator::validate_and_stamp(&mut records, &self.config(), now_ms())?;
         let record_count = u32::try_from(summary.record_count)
@@ -490,12 +521,24 @@ impl PartitionLog {
             now,
         ) {
             Ok(rolled) => rolled,
+            Err(e) if e.is_disk_full() => {
+                // Undone by write_locked: nothing of this append is visible or will be, the log end offset
+                // did not move, and the next append may succeed once space is freed.
+                if !self.disk_full.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(partition = %self.tp, error = %e, offset = base_offset,
+                        "appends refused: disk full");
+                }
+                return Err(e);
+            }
             Err(e) => {
                 self.mark_failed(&e);
                 return Err(e);
             }
         };
         self.log_end_offset.store(next, Ordering::Release);
+        if self.disk_full.swap(false, Ordering::AcqRel) {
+            tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
+        }
         if !self.config().is_durable() {
             self.advance_high_watermark(next);
         }
@@ -503,13 +546,9 @@ impl PartitionLog {
         let flush_due = unflushed >= self.config().flush_interval_messages;
         drop(st);
 
-        if flush_due {
-            // Blocks when the flusher's queue is full: only on the flush-per-N-messages (durable) path.
-            self.request_flush(true);
-        } else if rolled {
-            // Like Kafka, flush a segment once it stops being active; skipped if the queue is full (a later
-            // flush covers it, as flushes start from the recovery point).
-            self.request_flush(false);
+        if flush_due || rolled {
+            // Like Kafka, also flush a segment once it stops being active. Never blocks: the flusher does it.
+            self.request_flush();
         }
         Ok(AppendInfo {
             base_offset,
@@ -526,7 +565,9 @@ impl PartitionLog {
     }
 
     /// The I/O of an append, under the append lock: leader epoch checkpoint, roll, segment write. Returns
-    /// whether the log rolled. Every error here is a storage error.
+    /// whether the log rolled. Every error here is a storage error. A disk-full error (see
+    /// `LogError::is_disk_full`) leaves the log as it was before the call, but for a leader epoch entry at
+    /// the unchanged log end offset (still right for the next append) or a new, empty active segment.
     fn write_locked(
         &self,
         st: &mut AppendState,
@@ -558,10 +599,17 @@ impl PartitionLog {
         if self.should_roll(&active, records.len(), last_offset, now) {
             active = self.roll(&segments, base_offset)?;
             rolled = true;
+        } else if active.size() == 0 && active.indexes_full() {
+            // An empty segment cannot roll; its indexes were not preallocated at load (disk full). Reserve
+            // them now or refuse the append, so that it never runs without room for its final entries.
+            active.make_active(self.config().max_index_bytes)?;
         }
         #[cfg(test)]
-        if self.fail_next_write.swap(false, Ordering::AcqRel) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC).into());
+        {
+            let errno = self.fail_next_write.swap(0, Ordering::AcqRel);
+            if errno != 0 {
+                active.inject_write_failure(errno);
+            }
         }
         active.append(records, now, self.config().index_interval_bytes)?;
         Ok(rolled)
@@ -587,7 +635,9 @@ impl PartitionLog {
         too_big || too_old || offsets_overflow || active.indexes_full()
     }
 
-    /// Closes the active segment to appends and starts a new one at `base_offset`. Under the append lock.
+    /// Starts a new segment at `base_offset` and closes the old active one to appends. Under the append
+    /// lock. The new segment (with the first chunk of its indexes reserved on disk) is made first: when that
+    /// fails (a full disk), nothing was changed and the old segment stays active.
     fn roll(
         &self,
         segments: &Arc<Vec<Arc<LogSegment>>>,
@@ -596,12 +646,20 @@ impl PartitionLog {
         let old = segments
             .last()
             .expect("invariant: a loaded log has a segment");
-        old.on_become_inactive()?;
         let new = Arc::new(LogSegment::create(
             &self.dir,
             base_offset,
             self.config().max_index_bytes,
         )?);
+        if let Err(e) = old.on_become_inactive() {
+            // Trimming only shrinks files, so this is no full disk; the log is taken offline anyway.
+            drop(new);
+            if let Err(cleanup) = delete_segment_files(&self.dir, base_offset) {
+                tracing::warn!(partition = %self.tp, segment = base_offset, error = %cleanup,
+                    "could not remove the segment of an abandoned roll");
+            }
+            return Err(e.into());
+        }
         let mut list = Vec::with_capacity(segments.len() + 1);
         list.extend(segments.iter().cloned());
         list.push(new.clone());
@@ -611,19 +669,15 @@ impl PartitionLog {
         Ok(new)
     }
 
-    /// Queues one flush of this partition with the flusher; a request already queued covers this one.
-    fn request_flush(&self, blocking: bool) {
+    /// Queues one flush of this partition with the flusher; a request already queued covers this one (so
+    /// the flusher's channel holds at most one request per partition). Never blocks.
+    fn request_flush(&self) {
         let Some(tx) = &self.flusher else { return };
         if self.flush_requested.swap(true, Ordering::SeqCst) {
             return;
         }
-        let msg = FlusherMsg::Flush(self.self_ref.clone());
-        let sent = if blocking {
-            tx.send(msg).is_ok()
-        } else {
-            tx.try_send(msg).is_ok()
-        };
-        if !sent {
+        if tx.send(FlusherMsg::Flush(self.self_ref.clone())).is_err() {
+            // The flusher is gone (shutting down): nothing will flush; allow a later request.
             self.flush_requested.store(false, Ordering::SeqCst);
         }
     }
@@ -885,6 +939,145 @@ impl PartitionLog {
     }
 }
 
+/// Retention, DeleteRecords and compaction: moving the log start offset and removing or replacing closed
+/// segments. None of this holds the append lock across file I/O: the segment list is swapped under it, and
+/// files are renamed afterwards (readers holding the old snapshot keep their open files).
+impl PartitionLog {
+    /// Compacted topics refuse records without a key (INVALID_RECORD), as Kafka's LogValidator does.
+    fn check_compacted_keys(&self, records: &[u8]) -> Result<(), LogError> {
+        if !self.config().cleanup_policy.compact {
+            return Ok(());
+        }
+        crate::log::records::check_compacted_keys(records)
+            .map_err(|why| LogError::InvalidRecord(format!("{}: {why}", self.tp)))
+    }
+
+    /// Held by whoever removes or replaces segments, so two of them never work on the same list.
+    pub(crate) fn maintenance_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.maintenance)
+    }
+
+    /// The maintenance lock if nobody holds it (retention skips a partition the cleaner is working on).
+    pub(crate) fn try_maintenance_lock(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.maintenance.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The current segments, oldest first; the last one is active.
+    pub(crate) fn segments(&self) -> Arc<Vec<Arc<LogSegment>>> {
+        self.segments_snapshot()
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 means the high watermark) and returns the
+    /// new log start offset (the partition's low watermark). Beyond the high watermark, or negative other
+    /// than -1, is OFFSET_OUT_OF_RANGE. Segments wholly below the new start are removed by the next
+    /// retention pass; reads below it fail with OFFSET_OUT_OF_RANGE at once.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        if let Some(e) = self.failed_error() {
+            return Err(e);
+        }
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: hw,
+            });
+        }
+        let prev = self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        if offset > prev {
+            tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset advanced by DeleteRecords");
+        }
+        Ok(prev.max(offset))
+    }
+
+    /// Rolls the active segment so that retention can delete it (Kafka does the same when every segment has
+    /// expired), provided it is still the segment retention judged: `expected_base` holding `expected_size`
+    /// bytes. False when an append got there first (its fresh records must not be deleted). Under the append
+    /// lock, like any roll.
+    pub(crate) fn roll_for_retention(
+        &self,
+        expected_base: i64,
+        expected_size: u64,
+    ) -> Result<bool, LogError> {
+        let _st = lock(&self.append_lock);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(offline(&self.tp, "log is closed"));
+        }
+        let segments = self.segments_snapshot();
+        let active = segments
+            .last()
+            .expect("invariant: a loaded log has a segment");
+        if active.size() == 0
+            || active.base_offset() != expected_base
+            || active.size() != expected_size
+        {
+            return Ok(false);
+        }
+        let leo = self.log_end_offset();
+        if let Err(e) = self.roll(&segments, leo) {
+            // A full disk abandons the roll cleanly (the old segment stays active); anything else is in doubt.
+            if !e.is_disk_full() {
+                self.mark_failed(&e);
+            }
+            return Err(e);
+        }
+        self.request_flush();
+        Ok(true)
+    }
+
+    /// Drops the `count` oldest segments from the list (never the active one) and advances the log start
+    /// offset to the first remaining segment. Returns the removed segments, whose files the caller renames.
+    /// Call with the maintenance lock held.
+    pub(crate) fn remove_oldest_segments(&self, count: usize) -> Vec<Arc<LogSegment>> {
+        let _st = lock(&self.append_lock);
+        let segments = self.segments_snapshot();
+        let count = count.min(segments.len().saturating_sub(1));
+        if count == 0 {
+            return Vec::new();
+        }
+        let removed = segments[..count].to_vec();
+        let kept = segments[count..].to_vec();
+        let new_start = kept[0].base_offset();
+        *wlock(&self.segments) = Arc::new(kept);
+        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        removed
+    }
+
+    /// Swaps the consecutive closed segments `old` for their cleaned replacement `new` (same first base
+    /// offset). False, with nothing changed, when the list no longer holds `old` in place. Call with the
+    /// maintenance lock held.
+    pub(crate) fn replace_segments(&self, old: &[Arc<LogSegment>], new: Arc<LogSegment>) -> bool {
+        let _st = lock(&self.append_lock);
+        let segments = self.segments_snapshot();
+        let Some(first) = old.first() else {
+            return false;
+        };
+        let Some(at) = segments.iter().position(|s| Arc::ptr_eq(s, first)) else {
+            return false;
+        };
+        let end = at + old.len();
+        if end >= segments.len()
+            || !segments[at..end]
+                .iter()
+                .zip(old)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return false;
+        }
+        let mut list = Vec::with_capacity(segments.len() - old.len() + 1);
+        list.extend(segments[..at].iter().cloned());
+        list.push(new);
+        list.extend(segments[end..].iter().cloned());
+        *wlock(&self.segments) = Arc::new(list);
+        true
+    }
+}
+
 /// Reads whole batches from `seg` starting at `start` (a batch of `first_size` bytes), stopping before
 /// `max_bytes` would be exceeded or a batch reaches `hw`. The first batch is returned even when larger than
 /// `max_bytes` if `min_one`.
@@ -946,7 +1139,14 @@ fn load_leader_epochs(
         }
     }
     if damaged || kept.len() != entries.len() {
-        write_leader_epoch_checkpoint(&path, &kept, true)?;
+        match write_leader_epoch_checkpoint(&path, &kept, true) {
+            // The old file stays; the next load filters it the same way, so a full disk need not keep the
+            // partition offline.
+            Err(e) if crate::log::error::is_disk_full_io(&e) => {
+                tracing::warn!(partition = %tp, error = %e, "disk full: leader epoch checkpoint not rewritten");
+            }
+            other => other?,
+        }
     }
     Ok(kept)
 }
@@ -1218,12 +1418,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = load_without_flusher(dir.path(), small_config());
         append(&log, 2, 10, 0);
-        log.inject_write_failure();
+        let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
+        log.inject_write_failure(libc::EIO);
         let err = log
             .append(BytesMut::from(&batch(1, 10, 0)[..]), 0)
             .unwrap_err();
         assert!(matches!(err, LogError::Storage(_)), "{err:?}");
+        assert!(!err.is_disk_full());
         assert!(log.is_failed());
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
         assert_eq!(log.log_end_offset(), 2);
         assert!(matches!(
             log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
@@ -1237,6 +1440,258 @@ mod tests {
             vec![(0, 1)],
             "what was written before stays readable"
         );
+    }
+
+    /// Every batch of the log from offset 0, following the next offset as a consumer does.
+    fn read_all(log: &PartitionLog) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.high_watermark() {
+            let bs = batches(&log.read(offset, 1 << 20, true).unwrap().records);
+            assert!(!bs.is_empty(), "no data at {offset}");
+            offset = bs.last().unwrap().1 + 1;
+            out.extend(bs);
+        }
+        out
+    }
+
+    /// Offsets are dense: each batch starts right after the previous one, from 0.
+    fn assert_dense(bs: &[(i64, i64)]) {
+        let mut next = 0;
+        for &(base, last) in bs {
+            assert_eq!(base, next, "dense offsets in {bs:?}");
+            next = last + 1;
+        }
+    }
+
+    fn is_disk_full(r: Result<AppendInfo, LogError>) -> bool {
+        matches!(&r, Err(e @ LogError::Storage(_)) if e.is_disk_full())
+    }
+
+    #[test]
+    fn disk_full_write_is_undone_and_the_next_append_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..5 {
+            append(&log, 2, 30, i);
+        }
+        let active = rlock(&log.segments).last().unwrap().base_offset();
+        let committed = fs::metadata(log_file(&log, active)).unwrap().len();
+        let before = read_all(&log);
+        let mut hw_rx = log.subscribe_high_watermark();
+        hw_rx.borrow_and_update();
+
+        log.inject_write_failure(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(3, 30, 9)[..]), 0)
+        ));
+        assert!(
+            !log.is_failed() && !log.is_closed(),
+            "the partition stays online"
+        );
+        assert_eq!(
+            fs::metadata(log_file(&log, active)).unwrap().len(),
+            committed,
+            "the half-written batch is cut off"
+        );
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (10, 10));
+        assert!(!hw_rx.has_changed().unwrap());
+        assert_eq!(read_all(&log), before, "reads are unaffected");
+
+        let info = append(&log, 3, 30, 10);
+        assert_eq!((info.base_offset, info.last_offset), (10, 12));
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), 13);
+        let after = read_all(&log);
+        assert_eq!(after.len(), before.len() + 1);
+        assert_dense(&after);
+
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.log_end_offset(), 13);
+        assert_eq!(read_all(&log), after, "a restart recovers the same log");
+        assert_eq!(append(&log, 1, 30, 0).base_offset, 13);
+    }
+
+    #[test]
+    fn disk_full_at_roll_keeps_the_old_segment_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        let one = batch(1, 60, 0).len() as u64;
+        let mut i = 0;
+        // Fill the first segment up to the point where the next batch rolls.
+        while rlock(&log.segments).last().unwrap().size() + one <= config.segment_bytes {
+            append(&log, 1, 60, i);
+            i += 1;
+        }
+        assert_eq!(log.segment_count(), 1);
+        let leo = log.log_end_offset();
+        let before = read_all(&log);
+
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 60, i)[..]), 0)
+        ));
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1, "the roll was abandoned");
+        for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            assert!(
+                !log.dir().join(segment_file_name(leo, suffix)).exists(),
+                "no half-made segment file {suffix}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(read_all(&log), before);
+        assert_eq!(
+            log.offset_for_timestamp(0).unwrap(),
+            Some((0, 0)),
+            "the old segment's indexes still serve lookups"
+        );
+
+        assert_eq!(append(&log, 1, 60, i).base_offset, leo);
+        assert_eq!(log.segment_count(), 2, "the retried roll succeeds");
+        let after = read_all(&log);
+        assert_dense(&after);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn restart_on_a_full_disk_serves_reads_and_appends_once_space_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..5 {
+            append(&log, 2, 30, i);
+        }
+        let before = read_all(&log);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        // Every index preallocation while loading (and at the first append's roll) finds the disk full.
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 5);
+        let (mgr, log) = open(dir.path(), config.clone());
+        assert_eq!(
+            read_all(&log),
+            before,
+            "the partition loads and serves reads"
+        );
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+        ));
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 0);
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1);
+        let info = append(&log, 1, 30, 0);
+        assert_eq!(info.base_offset, 10);
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "the unpreallocated segment was rolled"
+        );
+        let after = read_all(&log);
+        assert_dense(&after);
+        assert_eq!(after.len(), before.len() + 1);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn epoch_entry_of_a_refused_append_is_dropped_at_load_even_on_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        // The new epoch is checkpointed before the write, which then finds the disk full.
+        log.inject_write_failure(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+        ));
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        // Loading drops (4, 2), which is not below the log end offset; the rewrite finds the disk full.
+        let tmp = dir
+            .path()
+            .join("t-0")
+            .join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        assert_eq!(read_all(&log), vec![(0, 1)]);
+        assert_eq!(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+                .unwrap()
+                .base_offset,
+            2
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
+    }
+
+    #[test]
+    fn empty_active_segment_without_preallocated_indexes_allocates_before_its_first_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 2);
+        let (_mgr, log) = open(dir.path(), config);
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+        ));
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), 0);
+        for i in 0..8 {
+            append(&log, 1, 30, i);
+        }
+        assert_eq!(
+            log.segment_count(),
+            1,
+            "preallocated again: no roll for full indexes"
+        );
+        let seg = rlock(&log.segments).last().unwrap().clone();
+        seg.sanity_check_indexes(None).unwrap();
+        assert!(seg.last_indexed_position() > 0, "entries were indexed");
+    }
+
+    #[test]
+    fn disk_full_on_the_leader_epoch_checkpoint_fails_only_that_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = load_without_flusher(dir.path(), small_config());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
+        // The checkpoint's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = log.dir().join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+        ));
+        assert!(!log.is_failed());
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        assert_eq!(
+            fs::read_to_string(log.dir().join(LEADER_EPOCH_CHECKPOINT)).unwrap(),
+            "0\n1\n0 0\n",
+            "the old checkpoint is intact"
+        );
+        assert!(fs::symlink_metadata(&tmp).is_err(), "temp file removed");
+        assert_eq!(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+                .unwrap()
+                .base_offset,
+            2
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
     }
 
     #[test]
