@@ -253,5 +253,6 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
         log_defaults,
         config.groups.clone(),
     )?;
+    logs.start_background(config.cleaner.clone())?;
     Ok((config, meta, metadata, logs, offsets))
 }

@@ -18,11 +18,11 @@ mod scrape;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
-use metrics::{Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::api::Apis;
@@ -71,6 +71,10 @@ pub mod names {
     pub const LOG_SEGMENTS: &str = "brook_log_segments";
     /// Gauge: partition logs open on this broker.
     pub const LOG_PARTITIONS: &str = "brook_log_partitions";
+    /// Counter: flusher group commits in this process (every broker in it counted).
+    pub const LOG_GROUP_COMMITS: &str = "brook_log_group_commits_total";
+    /// Counter: partition flushes done by those group commits (process-wide).
+    pub const LOG_GROUP_COMMIT_FLUSHES: &str = "brook_log_group_commit_flushes_total";
     /// Gauge `{group, state}`: 1 for the group's current state (Empty, PreparingRebalance,
     /// CompletingRebalance, Stable, Dead).
     pub const GROUP_STATE: &str = "brook_group_state";
@@ -86,7 +90,8 @@ pub mod names {
     pub const CONNECTIONS_ACCEPTED: &str = "brook_connections_accepted_total";
     /// Counter: client connections closed after being accepted.
     pub const CONNECTIONS_CLOSED: &str = "brook_connections_closed_total";
-    /// Counter: connections closed at once because `max.connections` or `max.connections.per.ip` was reached.
+    /// Counter: connections closed at once because `max.connections.per.ip` was reached (at `max.connections`
+    /// new connections wait instead).
     pub const CONNECTIONS_REJECTED: &str = "brook_connections_rejected_total";
     /// Gauge: resident set size of the brook process.
     pub const PROCESS_RESIDENT_MEMORY: &str = "brook_process_resident_memory_bytes";
@@ -137,41 +142,120 @@ impl Default for MetricsConfig {
 /// One broker's metric registry. Cheap to call when metrics are disabled: every method returns at once.
 pub struct Metrics {
     /// None when `metrics.listener` is empty: nothing is recorded.
-    recorder: Option<PrometheusRecorder>,
+    inner: Option<Registry>,
     partition_level: bool,
+}
+
+/// The recorder and the handles of the hot paths, looked up once per API and per topic instead of by key
+/// on every request (a registry lookup hashes the name and labels).
+struct Registry {
+    recorder: PrometheusRecorder,
+    batch_sizes: Histogram,
+    /// Bounded by the protocol's API keys.
+    apis: RwLock<HashMap<i16, Arc<ApiHandles>>>,
+    /// One entry per topic ever produced to or fetched from, like the registry's own series.
+    topics: RwLock<HashMap<String, Arc<TopicHandles>>>,
+}
+
+struct ApiHandles {
+    requests: Counter,
+    duration: Histogram,
+    parked: Histogram,
+}
+
+struct TopicHandles {
+    produce_bytes: Counter,
+    produce_records: Counter,
+    fetch_bytes: Counter,
+    fetch_records: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("enabled", &self.recorder.is_some())
+            .field("enabled", &self.inner.is_some())
             .field("partition_level", &self.partition_level)
             .finish()
+    }
+}
+
+/// The value behind a lock, also after a panic elsewhere (the maps only ever gain complete entries).
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Registry {
+    fn new() -> Registry {
+        let recorder = build_recorder();
+        let batch_sizes =
+            metrics::with_local_recorder(&recorder, || histogram!(names::PRODUCE_BATCH_SIZE));
+        metrics::with_local_recorder(&recorder, describe);
+        Registry {
+            recorder,
+            batch_sizes,
+            apis: Default::default(),
+            topics: Default::default(),
+        }
+    }
+
+    fn api(&self, api: ApiKey) -> Arc<ApiHandles> {
+        if let Some(handles) = read(&self.apis).get(&(api as i16)) {
+            return handles.clone();
+        }
+        let name = api_name(api);
+        let handles = metrics::with_local_recorder(&self.recorder, || ApiHandles {
+            requests: counter!(names::REQUESTS, "api" => name),
+            duration: histogram!(names::REQUEST_DURATION, "api" => name),
+            parked: histogram!(names::REQUEST_PARKED, "api" => name),
+        });
+        write(&self.apis)
+            .entry(api as i16)
+            .or_insert_with(|| Arc::new(handles))
+            .clone()
+    }
+
+    fn topic(&self, topic: &str) -> Arc<TopicHandles> {
+        if let Some(handles) = read(&self.topics).get(topic) {
+            return handles.clone();
+        }
+        let label = topic.to_owned();
+        let handles = metrics::with_local_recorder(&self.recorder, || TopicHandles {
+            produce_bytes: counter!(names::PRODUCE_BYTES, "topic" => label.clone()),
+            produce_records: counter!(names::PRODUCE_RECORDS, "topic" => label.clone()),
+            fetch_bytes: counter!(names::FETCH_BYTES, "topic" => label.clone()),
+            fetch_records: counter!(names::FETCH_RECORDS, "topic" => label.clone()),
+        });
+        write(&self.topics)
+            .entry(label)
+            .or_insert_with(|| Arc::new(handles))
+            .clone()
     }
 }
 
 impl Metrics {
     /// A registry for one broker; a disabled one when `config.listener` is None.
     pub fn new(config: &MetricsConfig) -> Metrics {
-        let recorder = config.listener.is_some().then(build_recorder);
-        let metrics = Metrics {
-            recorder,
+        Metrics {
+            inner: config.listener.is_some().then(Registry::new),
             partition_level: config.partition_level,
-        };
-        metrics.with(describe);
-        metrics
+        }
     }
 
     /// A registry that records nothing (for brokers and tests without metrics).
     pub fn disabled() -> Metrics {
         Metrics {
-            recorder: None,
+            inner: None,
             partition_level: true,
         }
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.recorder.is_some()
+        self.inner.is_some()
     }
 
     /// Whether per-partition series are exported (`metrics.partition.level.enable`).
@@ -179,50 +263,45 @@ impl Metrics {
         self.partition_level
     }
 
-    /// Runs `record` with this broker's recorder as the facade's recorder (the `metrics` macros inside it
-    /// record here); does nothing when metrics are disabled.
-    fn with(&self, record: impl FnOnce()) {
-        if let Some(recorder) = &self.recorder {
-            metrics::with_local_recorder(recorder, record);
-        }
-    }
-
     /// The registry as Prometheus text (the event metrics; scrape-time gauges are added by [`Scraper`]).
     fn render_registry(&self) -> String {
-        self.recorder
+        self.inner
             .as_ref()
-            .map(|r| r.handle().render())
+            .map(|r| r.recorder.handle().render())
             .unwrap_or_default()
     }
 
     /// Folds recorded histogram samples into their buckets, so memory stays bounded between scrapes.
     pub fn run_upkeep(&self) {
-        if let Some(recorder) = &self.recorder {
-            recorder.handle().run_upkeep();
+        if let Some(r) = &self.inner {
+            r.recorder.handle().run_upkeep();
         }
     }
 
     /// A request answered, with how long it took from arrival to response.
     fn request_done(&self, api: ApiKey, duration: Duration) {
-        self.with(|| {
-            let api = api_name(api);
-            counter!(names::REQUESTS, "api" => api).increment(1);
-            histogram!(names::REQUEST_DURATION, "api" => api).record(duration.as_secs_f64());
-        });
+        if let Some(r) = &self.inner {
+            let handles = r.api(api);
+            handles.requests.increment(1);
+            handles.duration.record(duration.as_secs_f64());
+        }
     }
 
     fn request_parked(&self, api: ApiKey, parked: Duration) {
-        self.with(|| {
-            histogram!(names::REQUEST_PARKED, "api" => api_name(api)).record(parked.as_secs_f64());
-        });
+        if let Some(r) = &self.inner {
+            r.api(api).parked.record(parked.as_secs_f64());
+        }
     }
 
-    /// Counts the error codes of one response (NONE is skipped).
+    /// Counts the error codes of one response (NONE is skipped). Errors are rare: looked up by key.
     fn response_errors(&self, api: ApiKey, codes: &[i16]) {
+        let Some(r) = &self.inner else {
+            return;
+        };
         if codes.iter().all(|&c| c == 0) {
             return;
         }
-        self.with(|| {
+        metrics::with_local_recorder(&r.recorder, || {
             let api = api_name(api);
             for &code in codes.iter().filter(|&&c| c != 0) {
                 counter!(names::REQUEST_ERRORS, "api" => api, "error" => error_name(code))
@@ -234,38 +313,41 @@ impl Metrics {
     /// Record batches appended to `topic` by a Produce: bytes, records (from the batch headers) and each
     /// batch's size.
     pub fn produced(&self, topic: &str, records: &[u8]) {
-        self.with(|| {
-            let mut count = 0u64;
-            let sizes = histogram!(names::PRODUCE_BATCH_SIZE);
-            for batch in batches(records) {
-                count += batch.records;
-                sizes.record(batch.bytes as f64);
-            }
-            let topic = topic.to_owned();
-            counter!(names::PRODUCE_BYTES, "topic" => topic.clone())
-                .increment(records.len() as u64);
-            counter!(names::PRODUCE_RECORDS, "topic" => topic).increment(count);
-        });
+        let Some(r) = &self.inner else {
+            return;
+        };
+        let mut count = 0u64;
+        for batch in batches(records) {
+            count += batch.records;
+            r.batch_sizes.record(batch.bytes as f64);
+        }
+        let handles = r.topic(topic);
+        handles.produce_bytes.increment(records.len() as u64);
+        handles.produce_records.increment(count);
     }
 
     /// Record batches a Fetch returns from `topic`.
     pub fn fetched(&self, topic: &str, records: &[u8]) {
+        let Some(r) = &self.inner else {
+            return;
+        };
         if records.is_empty() {
             return;
         }
-        self.with(|| {
-            let count: u64 = batches(records).map(|b| b.records).sum();
-            let topic = topic.to_owned();
-            counter!(names::FETCH_BYTES, "topic" => topic.clone()).increment(records.len() as u64);
-            counter!(names::FETCH_RECORDS, "topic" => topic).increment(count);
-        });
+        let count: u64 = batches(records).map(|b| b.records).sum();
+        let handles = r.topic(topic);
+        handles.fetch_bytes.increment(records.len() as u64);
+        handles.fetch_records.increment(count);
     }
 
     /// The histogram the LogManager's flusher records partition flushes into (a no-op when disabled).
     pub fn flush_histogram(&self) -> Histogram {
-        let mut out = Histogram::noop();
-        self.with(|| out = histogram!(names::LOG_FLUSH_DURATION));
-        out
+        match &self.inner {
+            Some(r) => {
+                metrics::with_local_recorder(&r.recorder, || histogram!(names::LOG_FLUSH_DURATION))
+            }
+            None => Histogram::noop(),
+        }
     }
 }
 

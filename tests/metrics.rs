@@ -145,8 +145,12 @@ async fn metrics_match_what_was_produced_consumed_and_committed() {
             "every {api} request is timed"
         );
     }
-    // The consumer's fetches wait in a long poll once it has read everything.
-    assert!(m.get("brook_request_parked_seconds_count{api=\"Fetch\"}") >= 1.0);
+    // The consumer's fetches wait in a long poll (100 ms) once it has read everything.
+    poll_until(DEADLINE, "a parked fetch is timed", || {
+        let parked = scrape(addr).find("brook_request_parked_seconds_count{api=\"Fetch\"}");
+        parked.filter(|&n| n >= 1.0)
+    })
+    .await;
     assert_eq!(
         m.find("brook_request_errors_total{api=\"Produce\",error=\"NONE\"}"),
         None,

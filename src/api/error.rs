@@ -12,6 +12,7 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
         LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
     }
 }

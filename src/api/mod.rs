@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
+pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
 pub mod error;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cluster::{MetadataError, MetadataStore};
 use crate::log::record_batch::RECORD_BATCH_OVERHEAD;
-use crate::log::{LogConfig, LogError, LogManager, PartitionLog, TopicPartition};
+use crate::log::{CleanupPolicy, LogConfig, LogError, LogManager, PartitionLog, TopicPartition};
 
 use super::records::{
     GroupRecordKey, KeyValue, RecordError, decode_group_metadata_value, decode_key,
@@ -86,6 +86,22 @@ fn corrupt(e: RecordError) -> GroupStoreError {
     GroupStoreError::Corrupt(e.to_string())
 }
 
+/// `cleanup.policy` of `__consumer_offsets`.
+const OFFSETS_CLEANUP_POLICY: CleanupPolicy = CleanupPolicy {
+    delete: false,
+    compact: true,
+};
+
+/// Offsets topics stored before compaction existed were created with the delete policy: switch their logs.
+fn ensure_compacted(log: &PartitionLog) {
+    let config = log.config();
+    if config.cleanup_policy != OFFSETS_CLEANUP_POLICY {
+        let mut config = (*config).clone();
+        config.cleanup_policy = OFFSETS_CLEANUP_POLICY;
+        log.update_config(config);
+    }
+}
+
 impl OffsetStore {
     /// Loads offsets and group metadata from __consumer_offsets when that topic exists (does not create it).
     /// A partition that cannot be opened is logged and skipped; writes for its groups then fail.
@@ -95,6 +111,9 @@ impl OffsetStore {
         log_defaults: LogConfig,
         config: GroupConfig,
     ) -> Result<Arc<OffsetStore>, GroupStoreError> {
+        // Like Kafka's, the offsets topic is compacted (latest commit per key), never deleted by retention.
+        let mut log_defaults = log_defaults;
+        log_defaults.cleanup_policy = OFFSETS_CLEANUP_POLICY;
         let store = OffsetStore {
             metadata,
             logs,
@@ -137,6 +156,7 @@ impl OffsetStore {
         st: &mut State,
     ) -> Result<usize, GroupStoreError> {
         let log = self.logs.get_or_create(tp, self.log_defaults.clone())?;
+        ensure_compacted(&log);
         let mut offset = log.log_start_offset();
         let hw = log.high_watermark();
         let mut applied = 0;
@@ -195,10 +215,14 @@ impl OffsetStore {
             return Ok(log);
         }
         if self.metadata.topic(OFFSETS_TOPIC).is_none() {
+            let configs = BTreeMap::from([(
+                "cleanup.policy".to_string(),
+                OFFSETS_CLEANUP_POLICY.to_string(),
+            )]);
             match self.metadata.create_topic(
                 OFFSETS_TOPIC,
                 self.config.offsets_topic_num_partitions,
-                BTreeMap::new(),
+                configs,
             ) {
                 Ok(topic) => {
                     tracing::info!(partitions = topic.partitions, "created {OFFSETS_TOPIC}")
@@ -211,7 +235,9 @@ impl OffsetStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(self.logs.get_or_create(&tp, self.log_defaults.clone())?)
+        let log = self.logs.get_or_create(&tp, self.log_defaults.clone())?;
+        ensure_compacted(&log);
+        Ok(log)
     }
 
     /// Appends `records` for `group` (split into batches below `message.max.bytes`), applying each batch

@@ -20,6 +20,9 @@ pub enum LogError {
     /// (INVALID_TIMESTAMP).
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    /// A record breaks a rule of its topic, e.g. a keyless record on a compacted topic (INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),

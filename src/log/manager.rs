@@ -23,9 +23,11 @@ use crate::log::checkpoint::{
     LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint, sync_dir,
     write_offset_checkpoint,
 };
+use crate::log::cleaner::{LogCleaner, cleaner_loop};
 use crate::log::error::LogError;
 use crate::log::partition_log::{LoadParams, PartitionLog};
-use crate::log::{LogConfig, TopicPartition, lock};
+use crate::log::retention::{BackgroundSignal, retention_loop};
+use crate::log::{CleanerConfig, LogConfig, TopicPartition, lock};
 
 /// Kafka's clean-shutdown marker file name.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
@@ -149,6 +151,16 @@ pub struct LogManager {
     /// Partitions that could not be created or loaded because the disk was full, with their config and the
     /// earliest next try: `get` retries them, so they come online once space is freed, without a restart.
     awaiting_space: Mutex<HashMap<TopicPartition, (LogConfig, Instant)>>,
+    /// Retention and cleaner threads, once started (see `start_background`).
+    background: Mutex<Option<Background>>,
+}
+
+/// The retention thread and the log cleaner thread, with what stops and wakes them.
+#[derive(Debug)]
+struct Background {
+    signal: Arc<BackgroundSignal>,
+    cleaner: Option<Arc<LogCleaner>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// Kafka's legal topic names: 1..=249 of `[A-Za-z0-9._-]`, not "." or "..". Also keeps paths inside the
@@ -234,6 +246,7 @@ impl LogManager {
             flusher: Mutex::new(Some(flusher)),
             stopped: Mutex::new(false),
             awaiting_space: Mutex::new(HashMap::new()),
+            background: Mutex::new(None),
         }))
     }
 
@@ -380,6 +393,12 @@ impl LogManager {
                 log.mark_closed();
             }
             lock(&self.awaiting_space).remove(tp);
+            if let Some(cleaner) = lock(&self.background)
+                .as_ref()
+                .and_then(|b| b.cleaner.clone())
+            {
+                cleaner.forget(tp);
+            }
             {
                 let mut cp = lock(&self.shared.checkpoints);
                 cp.recovery_points.remove(tp);
@@ -413,6 +432,77 @@ impl LogManager {
         let _ = self.shared.flushes.set(histogram);
     }
 
+    /// Starts the retention thread and, with `log.cleaner.enable`, the log cleaner thread. Both hold only a
+    /// weak reference to the manager; `shutdown`, `abandon` and drop stop them. Idempotent.
+    pub fn start_background(self: &Arc<Self>, config: CleanerConfig) -> Result<(), LogError> {
+        let mut bg = lock(&self.background);
+        if bg.is_some() || *lock(&self.stopped) {
+            return Ok(());
+        }
+        let signal = Arc::new(BackgroundSignal::default());
+        let mut threads = Vec::new();
+        let interval = Duration::from_millis(config.retention_check_interval_ms.max(1));
+        let (weak, sig) = (Arc::downgrade(self), signal.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("brook-log-retention".into())
+                .spawn(move || retention_loop(weak, sig, interval))?,
+        );
+        let cleaner = config
+            .enable
+            .then(|| Arc::new(LogCleaner::new(self.dir(), config.clone())));
+        if let Some(cleaner) = &cleaner {
+            let (weak, sig, c) = (Arc::downgrade(self), signal.clone(), cleaner.clone());
+            let spawned = std::thread::Builder::new()
+                .name("brook-log-cleaner".into())
+                .spawn(move || cleaner_loop(weak, c, sig));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    signal.stop();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        *bg = Some(Background {
+            signal,
+            cleaner,
+            threads,
+        });
+        Ok(())
+    }
+
+    /// Asks the retention thread for a pass now (after DeleteRecords moved a log start offset).
+    pub fn wake_retention(&self) {
+        if let Some(bg) = lock(&self.background).as_ref() {
+            bg.signal.wake_retention();
+        }
+    }
+
+    fn stop_background(&self) {
+        let bg = lock(&self.background).take();
+        if let Some(bg) = bg {
+            bg.signal.stop();
+            for t in bg.threads {
+                // The last reference to the manager may be dropped by one of these threads itself.
+                if t.thread().id() == std::thread::current().id() {
+                    continue;
+                }
+                if t.join().is_err() {
+                    tracing::error!("a log background thread panicked");
+                }
+            }
+        }
+    }
+
+    /// Every loaded partition log.
+    pub fn logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.shared.logs_snapshot()
+    }
+
     /// Rewrites both checkpoints now (the flusher also does it every minute).
     pub fn checkpoint(&self) -> Result<(), LogError> {
         self.shared.write_checkpoints()
@@ -442,6 +532,7 @@ impl LogManager {
             }
             *stopped = true;
         }
+        self.stop_background();
         self.stop_flusher();
         let mut first_error = None;
         for log in self.shared.logs_snapshot() {
@@ -474,6 +565,7 @@ impl LogManager {
             }
             *stopped = true;
         }
+        self.stop_background();
         self.stop_flusher();
         for log in self.shared.logs_snapshot() {
             log.mark_closed();
@@ -484,6 +576,7 @@ impl LogManager {
 impl Drop for LogManager {
     /// Dropping without `shutdown` is treated like a crash: the thread stops, nothing is flushed.
     fn drop(&mut self) {
+        self.stop_background();
         self.stop_flusher();
     }
 }

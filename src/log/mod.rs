@@ -6,11 +6,14 @@
 //! nothing of the wire protocol beyond the v2 RecordBatch format.
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod error;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
 pub mod record_batch;
+pub mod records;
+pub mod retention;
 pub mod segment;
 pub mod validator;
 

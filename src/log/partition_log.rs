@@ -123,6 +123,8 @@ pub struct PartitionLog {
     /// Batches whose CRC was checked while loading (0 after a clean restart but for the active tail).
     recovery_batches_scanned: AtomicU64,
     self_ref: Weak<PartitionLog>,
+    /// Serialises the background work that removes or replaces segments (retention, the cleaner).
+    maintenance: Mutex<()>,
 }
 
 fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
@@ -197,6 +199,7 @@ impl PartitionLog {
             flusher,
         } = p;
         fs::create_dir_all(&dir)?;
+        crate::log::cleaner::recover_interrupted_swaps(&dir)?;
         let max_idx = config.max_index_bytes;
         let interval = config.index_interval_bytes;
         let bases = list_segment_bases(&dir)?;
@@ -347,6 +350,7 @@ impl PartitionLog {
             fail_next_write: std::sync::atomic::AtomicI32::new(0),
             recovery_batches_scanned: AtomicU64::new(scanned),
             self_ref: me.clone(),
+            maintenance: Mutex::new(()),
         });
         Ok(log)
     }
@@ -475,6 +479,7 @@ impl PartitionLog {
     /// offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
         let summary = validate_batches(&records, self.config().max_message_bytes)?;
+        self.check_compacted_keys(&records)?;
         let log_append_time =
             validator::validate_and_stamp(&mut records, &self.config(), now_ms())?;
         let record_count = u32::try_from(summary.record_count)
@@ -931,6 +936,145 @@ impl PartitionLog {
         let _st = lock(&self.append_lock);
         self.closed.store(true, Ordering::Release);
         self.wake_watchers();
+    }
+}
+
+/// Retention, DeleteRecords and compaction: moving the log start offset and removing or replacing closed
+/// segments. None of this holds the append lock across file I/O: the segment list is swapped under it, and
+/// files are renamed afterwards (readers holding the old snapshot keep their open files).
+impl PartitionLog {
+    /// Compacted topics refuse records without a key (INVALID_RECORD), as Kafka's LogValidator does.
+    fn check_compacted_keys(&self, records: &[u8]) -> Result<(), LogError> {
+        if !self.config().cleanup_policy.compact {
+            return Ok(());
+        }
+        crate::log::records::check_compacted_keys(records)
+            .map_err(|why| LogError::InvalidRecord(format!("{}: {why}", self.tp)))
+    }
+
+    /// Held by whoever removes or replaces segments, so two of them never work on the same list.
+    pub(crate) fn maintenance_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.maintenance)
+    }
+
+    /// The maintenance lock if nobody holds it (retention skips a partition the cleaner is working on).
+    pub(crate) fn try_maintenance_lock(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.maintenance.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The current segments, oldest first; the last one is active.
+    pub(crate) fn segments(&self) -> Arc<Vec<Arc<LogSegment>>> {
+        self.segments_snapshot()
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 means the high watermark) and returns the
+    /// new log start offset (the partition's low watermark). Beyond the high watermark, or negative other
+    /// than -1, is OFFSET_OUT_OF_RANGE. Segments wholly below the new start are removed by the next
+    /// retention pass; reads below it fail with OFFSET_OUT_OF_RANGE at once.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        if let Some(e) = self.failed_error() {
+            return Err(e);
+        }
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: hw,
+            });
+        }
+        let prev = self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        if offset > prev {
+            tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset advanced by DeleteRecords");
+        }
+        Ok(prev.max(offset))
+    }
+
+    /// Rolls the active segment so that retention can delete it (Kafka does the same when every segment has
+    /// expired), provided it is still the segment retention judged: `expected_base` holding `expected_size`
+    /// bytes. False when an append got there first (its fresh records must not be deleted). Under the append
+    /// lock, like any roll.
+    pub(crate) fn roll_for_retention(
+        &self,
+        expected_base: i64,
+        expected_size: u64,
+    ) -> Result<bool, LogError> {
+        let _st = lock(&self.append_lock);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(offline(&self.tp, "log is closed"));
+        }
+        let segments = self.segments_snapshot();
+        let active = segments
+            .last()
+            .expect("invariant: a loaded log has a segment");
+        if active.size() == 0
+            || active.base_offset() != expected_base
+            || active.size() != expected_size
+        {
+            return Ok(false);
+        }
+        let leo = self.log_end_offset();
+        if let Err(e) = self.roll(&segments, leo) {
+            // A full disk abandons the roll cleanly (the old segment stays active); anything else is in doubt.
+            if !e.is_disk_full() {
+                self.mark_failed(&e);
+            }
+            return Err(e);
+        }
+        self.request_flush();
+        Ok(true)
+    }
+
+    /// Drops the `count` oldest segments from the list (never the active one) and advances the log start
+    /// offset to the first remaining segment. Returns the removed segments, whose files the caller renames.
+    /// Call with the maintenance lock held.
+    pub(crate) fn remove_oldest_segments(&self, count: usize) -> Vec<Arc<LogSegment>> {
+        let _st = lock(&self.append_lock);
+        let segments = self.segments_snapshot();
+        let count = count.min(segments.len().saturating_sub(1));
+        if count == 0 {
+            return Vec::new();
+        }
+        let removed = segments[..count].to_vec();
+        let kept = segments[count..].to_vec();
+        let new_start = kept[0].base_offset();
+        *wlock(&self.segments) = Arc::new(kept);
+        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        removed
+    }
+
+    /// Swaps the consecutive closed segments `old` for their cleaned replacement `new` (same first base
+    /// offset). False, with nothing changed, when the list no longer holds `old` in place. Call with the
+    /// maintenance lock held.
+    pub(crate) fn replace_segments(&self, old: &[Arc<LogSegment>], new: Arc<LogSegment>) -> bool {
+        let _st = lock(&self.append_lock);
+        let segments = self.segments_snapshot();
+        let Some(first) = old.first() else {
+            return false;
+        };
+        let Some(at) = segments.iter().position(|s| Arc::ptr_eq(s, first)) else {
+            return false;
+        };
+        let end = at + old.len();
+        if end >= segments.len()
+            || !segments[at..end]
+                .iter()
+                .zip(old)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return false;
+        }
+        let mut list = Vec::with_capacity(segments.len() - old.len() + 1);
+        list.extend(segments[..at].iter().cloned());
+        list.push(new);
+        list.extend(segments[end..].iter().cloned());
+        *wlock(&self.segments) = Arc::new(list);
+        true
     }
 }
 

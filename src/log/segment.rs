@@ -205,19 +205,61 @@ impl LogSegment {
         log: File,
         max_index_bytes: Option<u32>,
     ) -> io::Result<Self> {
-        let index_path = dir.join(segment_file_name(base_offset, INDEX_FILE_SUFFIX));
-        let time_index_path = dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX));
+        Self::with_files_suffixed(dir, base_offset, log_path, log, max_index_bytes, "")
+    }
+
+    /// Creates an empty segment whose three files carry an extra suffix (`.cleaned`: the log cleaner's
+    /// output, renamed into place when it is swapped in).
+    pub fn create_suffixed(
+        dir: &Path,
+        base_offset: i64,
+        max_index_bytes: u32,
+        extra: &str,
+    ) -> io::Result<Self> {
+        let name =
+            |suffix: &str| dir.join(format!("{}{extra}", segment_file_name(base_offset, suffix)));
+        for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            match std::fs::remove_file(name(suffix)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let log_path = name(LOG_FILE_SUFFIX);
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)?;
+        Self::with_files_suffixed(
+            dir,
+            base_offset,
+            log_path,
+            log,
+            Some(max_index_bytes),
+            extra,
+        )
+    }
+
+    fn with_files_suffixed(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        log: File,
+        max_index_bytes: Option<u32>,
+        extra: &str,
+    ) -> io::Result<Self> {
+        let index_path = dir.join(format!(
+            "{}{extra}",
+            segment_file_name(base_offset, INDEX_FILE_SUFFIX)
+        ));
+        let time_index_path = dir.join(format!(
+            "{}{extra}",
+            segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX)
+        ));
         let indexes_existed = index_path.exists() && time_index_path.exists();
-        let offset_index = OffsetIndex::open(
-            &dir.join(segment_file_name(base_offset, INDEX_FILE_SUFFIX)),
-            base_offset,
-            max_index_bytes,
-        )?;
-        let time_index = TimeIndex::open(
-            &dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX)),
-            base_offset,
-            max_index_bytes,
-        )?;
+        let offset_index = OffsetIndex::open(&index_path, base_offset, max_index_bytes)?;
+        let time_index = TimeIndex::open(&time_index_path, base_offset, max_index_bytes)?;
         Ok(LogSegment {
             base_offset,
             log_path,

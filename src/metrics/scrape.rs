@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 
 use super::names;
 use crate::api::Apis;
-use crate::log::TopicPartition;
 use crate::server::listener::ConnectionCounts;
 
 /// Renders one broker's `/metrics` page.
@@ -57,12 +56,9 @@ impl Scraper {
         // (topic, partition or None when summed per topic) -> [end, start, hw, size, segments]
         let mut rows: BTreeMap<(String, Option<i32>), [f64; 5]> = BTreeMap::new();
         let mut open = 0u64;
-        for topic in apis.metadata.topics() {
-            for partition in 0..topic.partitions {
-                let tp = TopicPartition::new(&topic.name, partition);
-                let Some(log) = apis.logs.get(&tp) else {
-                    continue;
-                };
+        for log in apis.logs.logs() {
+            let tp = log.topic_partition();
+            {
                 open += 1;
                 let values = [
                     log.log_end_offset() as f64,
@@ -71,7 +67,7 @@ impl Scraper {
                     log.size_bytes() as f64,
                     log.segment_count() as f64,
                 ];
-                let key = (topic.name.clone(), partition_level.then_some(partition));
+                let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
                 let row = rows.entry(key).or_default();
                 for (sum, v) in row.iter_mut().zip(values) {
                     *sum += v;
@@ -111,6 +107,20 @@ impl Scraper {
             "Partition logs open on this broker.",
             &[],
             open as f64,
+        );
+        page.single(
+            names::LOG_GROUP_COMMITS,
+            "counter",
+            "Flusher group commits in this process (every broker in it counted).",
+            &[],
+            crate::log::manager::group_commits_total() as f64,
+        );
+        page.single(
+            names::LOG_GROUP_COMMIT_FLUSHES,
+            "counter",
+            "Partition flushes done by group commits in this process.",
+            &[],
+            crate::log::manager::group_commit_flushes_total() as f64,
         );
     }
 
@@ -214,7 +224,7 @@ impl Scraper {
         page.single(
             names::CONNECTIONS_REJECTED,
             "counter",
-            "Connections closed at once because a connection limit was reached.",
+            "Connections closed at once because max.connections.per.ip was reached.",
             &[],
             c.rejected.load(Ordering::Relaxed) as f64,
         );

@@ -269,6 +269,11 @@ impl Dispatcher {
                 &api::offset_for_leader_epoch::handle(apis, &req),
             ),
             // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
+            RequestKind::DeleteRecords(req) => respond(
+                correlation_id,
+                version,
+                &api::delete_records::handle(apis, &req),
+            ),
             _ => Reply::Close("request is advertised but not routed".to_string()),
         }
     }

@@ -48,7 +48,7 @@ pub struct ConnectionCounts {
     pub accepted: AtomicU64,
     /// Accepted, then closed (for any reason).
     pub closed: AtomicU64,
-    /// Closed at once because `max.connections` or `max.connections.per.ip` was reached.
+    /// Closed at once because `max.connections.per.ip` was reached.
     pub rejected: AtomicU64,
 }
 

@@ -1,0 +1,1218 @@
+//! The log cleaner: compacts partitions whose `cleanup.policy` includes `compact`, keeping the latest record
+//! per key (Kafka's `LogCleaner`), on its own thread.
+//!
+//! A pass picks the dirtiest partition (dirty bytes / total bytes at or above `min.cleanable.dirty.ratio`,
+//! or records older than `max.compaction.lag.ms`, or tombstones whose delete horizon has passed). The dirty
+//! part starts at the cleaner checkpoint (`cleaner-offset-checkpoint`) and ends before the active segment and
+//! before the first segment with records newer than `min.compaction.lag.ms`. The cleaner maps key -> latest
+//! offset over the dirty part, bounded by `log.cleaner.dedupe.buffer.size` (only the prefix that fits is
+//! cleaned this pass), then rewrites the closed segments from the log start: a record stays if no later
+//! offset of its key is in the map. Offsets never change: batches keep their base offset and last offset
+//! delta, so removed records leave gaps. Batches are decompressed (with a cap against bombs) and
+//! re-compressed with their own codec; a batch that cannot be decoded is kept as it is.
+//!
+//! Tombstones follow KIP-534: the first pass that keeps a tombstone's batch stamps it with a delete horizon
+//! (`now + delete.retention.ms`, in baseTimestamp, attribute bit 6); a pass after the horizon drops them. A
+//! consumer that reads the log from the start within `delete.retention.ms` of the first clean sees them.
+//!
+//! Swapping is crash safe: cleaned files are written as `<base>.log.cleaned` (+ indexes) and fsynced, renamed
+//! `.swap` (the log last: its `.log.swap` is the commit point), the replaced segments after the first are
+//! renamed `.deleted`, and the `.swap` files are renamed over the first one. At load,
+//! [`recover_interrupted_swaps`] drops `.cleaned` and `.deleted` files and completes any `.swap`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::log::checkpoint::{read_offset_checkpoint, sync_dir, write_offset_checkpoint};
+use crate::log::error::LogError;
+use crate::log::partition_log::PartitionLog;
+use crate::log::record_batch::{RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
+use crate::log::records::{
+    DELETE_HORIZON_FLAG, MAX_DECOMPRESSED_BATCH_BYTES, build_batch, decompress, encode_record,
+    parse_records,
+};
+use crate::log::retention::{DELETED_FILE_SUFFIX, PendingDeletes, schedule_segment_deletion};
+use crate::log::segment::{
+    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
+};
+use crate::log::{CleanerConfig, TopicPartition, lock, now_ms};
+
+/// Kafka's file of each compacted partition's first dirty offset, in the data directory.
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
+pub const CLEANED_FILE_SUFFIX: &str = ".cleaned";
+pub const SWAP_FILE_SUFFIX: &str = ".swap";
+/// Bytes one offset map entry may cost (a 16-byte key hash, an 8-byte offset, hash table slack), so that
+/// `log.cleaner.dedupe.buffer.size` bounds the map's real memory.
+const BYTES_PER_MAP_ENTRY: u64 = 48;
+/// A stored batch larger than this is never read whole by the cleaner: its group is left uncleaned.
+const MAX_STORED_BATCH_BYTES: usize = MAX_DECOMPRESSED_BATCH_BYTES;
+/// Output is written to the cleaned segment in chunks of about this size.
+const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
+/// Test-only: milliseconds to pause after the `.swap` files exist, so a test can kill the process there.
+pub const TEST_PAUSE_ENV: &str = "BROOKTEST_CLEANER_PAUSE_MS";
+
+fn file_name(base: i64, suffix: &str, extra: &str) -> String {
+    format!("{}{extra}", segment_file_name(base, suffix))
+}
+
+/// Completes or rolls back a clean that a crash interrupted, before a partition's segments are listed:
+/// `.cleaned` and `.deleted` files are removed; a `<base>.log.swap` (the clean was committed) replaces every
+/// segment whose base offset falls in its offset range and becomes `<base>.log`, with indexes rebuilt by the
+/// load that follows. Index `.swap` files without their log are removed.
+pub fn recover_interrupted_swaps(dir: &Path) -> io::Result<()> {
+    let mut swaps = Vec::new();
+    let mut logs = Vec::new();
+    let mut changed = false;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(CLEANED_FILE_SUFFIX) || name.ends_with(DELETED_FILE_SUFFIX) {
+            fs::remove_file(entry.path())?;
+            changed = true;
+            continue;
+        }
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        match format!(".{suffix}").as_str() {
+            s if s == format!("{LOG_FILE_SUFFIX}{SWAP_FILE_SUFFIX}") => swaps.push(base),
+            LOG_FILE_SUFFIX => logs.push(base),
+            _ => {}
+        }
+    }
+    swaps.sort_unstable();
+    for &base in &swaps {
+        let swap_path = dir.join(file_name(base, LOG_FILE_SUFFIX, SWAP_FILE_SUFFIX));
+        let next = next_offset_of_file(&swap_path)?
+            .unwrap_or(base.saturating_add(1))
+            .max(base.saturating_add(1));
+        for &old in logs.iter().filter(|b| **b >= base && **b < next) {
+            for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+                remove_if_exists(&dir.join(file_name(old, suffix, "")))?;
+            }
+        }
+        for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            remove_if_exists(&dir.join(file_name(base, suffix, SWAP_FILE_SUFFIX)))?;
+        }
+        fs::rename(&swap_path, dir.join(file_name(base, LOG_FILE_SUFFIX, "")))?;
+        tracing::warn!(dir = %dir.display(), segment = base, "completed a log clean interrupted by a crash");
+        changed = true;
+    }
+    // Index swaps whose log never reached `.swap`: the clean was not committed.
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(SWAP_FILE_SUFFIX)
+        {
+            fs::remove_file(entry.path())?;
+            changed = true;
+        }
+    }
+    if changed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// One past the last offset of the whole batches at the start of a segment file (headers only).
+fn next_offset_of_file(path: &Path) -> io::Result<Option<i64>> {
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut pos = 0u64;
+    let mut next = None;
+    let mut header = [0u8; RECORD_BATCH_OVERHEAD];
+    while pos + RECORD_BATCH_OVERHEAD as u64 <= len {
+        file.read_exact_at(&mut header, pos)?;
+        let Ok(h) = RecordBatchHeader::parse(&header) else {
+            break;
+        };
+        let Ok(size) = check_header(&h) else { break };
+        if pos + size as u64 > len {
+            break;
+        }
+        next = Some(h.next_offset());
+        pos += size as u64;
+    }
+    Ok(next)
+}
+
+/// Bounded map from key (a 128-bit hash of it) to the latest offset seen: Kafka's SkimpyOffsetMap.
+#[derive(Debug)]
+pub struct OffsetMap {
+    map: HashMap<u128, i64>,
+    capacity: usize,
+}
+
+fn key_hash(key: &[u8]) -> u128 {
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+impl OffsetMap {
+    pub fn with_memory(bytes: u64) -> OffsetMap {
+        OffsetMap::with_capacity((bytes / BYTES_PER_MAP_ENTRY).max(1) as usize)
+    }
+    pub fn with_capacity(capacity: usize) -> OffsetMap {
+        OffsetMap {
+            map: HashMap::new(),
+            capacity,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    /// Room for `n` more keys, counting each as new.
+    fn has_room(&self, n: usize) -> bool {
+        self.map.len().saturating_add(n) <= self.capacity
+    }
+    fn put(&mut self, key: &[u8], offset: i64) {
+        let e = self.map.entry(key_hash(key)).or_insert(offset);
+        *e = (*e).max(offset);
+    }
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        self.map.get(&key_hash(key)).copied()
+    }
+}
+
+/// What one clean did, for logs and the throughput figure.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_read: u64,
+    pub records_kept: u64,
+    pub tombstones_removed: u64,
+    pub segments_cleaned: usize,
+    pub batches_read: u64,
+    /// Batches copied as they were (all records kept, nothing to stamp).
+    pub batches_unchanged: u64,
+    /// Where the next clean's dirty part starts.
+    pub end_offset: i64,
+    pub elapsed: Duration,
+}
+
+/// The dirty part of a log and how much of the log it is.
+#[derive(Clone, Debug)]
+struct Cleanable {
+    first_dirty: i64,
+    first_uncleanable: i64,
+    clean_bytes: u64,
+    dirty_bytes: u64,
+    /// The first dirty batch is older than max.compaction.lag.ms.
+    overdue: bool,
+}
+
+impl Cleanable {
+    fn ratio(&self) -> f64 {
+        let total = self.clean_bytes + self.dirty_bytes;
+        if total == 0 {
+            0.0
+        } else {
+            self.dirty_bytes as f64 / total as f64
+        }
+    }
+}
+
+/// First batch's maxTimestamp of a segment (for max.compaction.lag.ms), None when empty or unreadable.
+fn first_batch_timestamp(seg: &LogSegment) -> Option<i64> {
+    if seg.size() < RECORD_BATCH_OVERHEAD as u64 {
+        return None;
+    }
+    let head = seg.read(0, RECORD_BATCH_OVERHEAD).ok()?;
+    RecordBatchHeader::parse(&head)
+        .ok()
+        .map(|h| h.max_timestamp())
+}
+
+/// Works out the dirty range of `log` (segment granularity), given its checkpointed first dirty offset.
+fn cleanable_range(log: &PartitionLog, checkpoint: Option<i64>, now: i64) -> Cleanable {
+    let config = log.config();
+    let segments = log.segments();
+    let log_start = log.log_start_offset();
+    let leo = log.log_end_offset();
+    let first_dirty = checkpoint
+        .filter(|c| *c >= log_start && *c <= leo)
+        .unwrap_or(log_start);
+    let hw = log.high_watermark();
+    let active_base = segments.last().map_or(leo, |s| s.base_offset());
+    let mut first_uncleanable = active_base.min(hw);
+    let mut overdue = false;
+    let mut clean_bytes = 0;
+    let mut dirty_bytes = 0;
+    for (i, seg) in segments.iter().enumerate() {
+        let next_base = segments.get(i + 1).map_or(leo, |s| s.base_offset());
+        if seg.base_offset() >= first_uncleanable {
+            break;
+        }
+        if next_base <= first_dirty {
+            clean_bytes += seg.size();
+            continue;
+        }
+        // A dirty segment.
+        if config.min_compaction_lag_ms > 0
+            && seg.max_timestamp() > now.saturating_sub(config.min_compaction_lag_ms)
+        {
+            first_uncleanable = first_uncleanable.min(seg.base_offset());
+            break;
+        }
+        if next_base > hw {
+            first_uncleanable = first_uncleanable.min(seg.base_offset());
+            break;
+        }
+        if dirty_bytes == 0
+            && let Some(ts) = first_batch_timestamp(seg)
+            && ts >= 0
+            && now.saturating_sub(ts) > config.max_compaction_lag_ms
+        {
+            overdue = true;
+        }
+        dirty_bytes += seg.size();
+    }
+    Cleanable {
+        first_dirty,
+        first_uncleanable: first_uncleanable.max(first_dirty),
+        clean_bytes,
+        dirty_bytes,
+        overdue,
+    }
+}
+
+/// Reads the stored batches of a segment one at a time (bounded memory), with their positions.
+struct BatchReader<'a> {
+    seg: &'a LogSegment,
+    pos: u64,
+    end: u64,
+}
+
+impl BatchReader<'_> {
+    fn next_batch(&mut self) -> Result<Option<Vec<u8>>, LogError> {
+        if self.pos + RECORD_BATCH_OVERHEAD as u64 > self.end {
+            return Ok(None);
+        }
+        let head = self.seg.read(self.pos, RECORD_BATCH_OVERHEAD)?;
+        let h = RecordBatchHeader::parse(&head)?;
+        let size = check_header(&h).map_err(|e| {
+            LogError::CorruptMessage(format!("{}: {e}", self.seg.log_path().display()))
+        })?;
+        if size > MAX_STORED_BATCH_BYTES || self.pos + size as u64 > self.end {
+            return Err(LogError::CorruptMessage(format!(
+                "{}: batch of {size} bytes at {} cannot be cleaned",
+                self.seg.log_path().display(),
+                self.pos
+            )));
+        }
+        let batch = self.seg.read(self.pos, size)?;
+        self.pos += size as u64;
+        Ok(Some(batch.to_vec()))
+    }
+}
+
+fn batches(seg: &LogSegment) -> BatchReader<'_> {
+    BatchReader {
+        seg,
+        pos: 0,
+        end: seg.size(),
+    }
+}
+
+/// Adds the keys of the dirty range to `map`, batch by batch, stopping before a batch that might not fit.
+/// Returns the offset where the map ends (the next clean's first dirty offset).
+fn build_offset_map(
+    segments: &[Arc<LogSegment>],
+    range: &Cleanable,
+    map: &mut OffsetMap,
+    stats: &mut CleanStats,
+) -> Result<i64, LogError> {
+    let mut end = range.first_dirty;
+    for (i, seg) in segments.iter().enumerate() {
+        let next_base = segments.get(i + 1).map(|s| s.base_offset());
+        if next_base.is_some_and(|n| n <= range.first_dirty) {
+            continue;
+        }
+        if seg.base_offset() >= range.first_uncleanable {
+            break;
+        }
+        let mut reader = batches(seg);
+        while let Some(batch) = reader.next_batch()? {
+            let h = RecordBatchHeader::parse(&batch)?;
+            if h.last_offset() < range.first_dirty {
+                continue;
+            }
+            if h.base_offset() >= range.first_uncleanable {
+                return Ok(end.max(range.first_dirty));
+            }
+            stats.bytes_read += batch.len() as u64;
+            let count = usize::try_from(h.record_count()).unwrap_or(0);
+            // An empty map takes any one batch, so a pass always makes progress (memory overshoots by at
+            // most one batch's keys).
+            if !map.is_empty() && !map.has_room(count) {
+                return Ok(end.max(range.first_dirty));
+            }
+            if !h.is_control()
+                && let Ok((_, raw)) = decompress(
+                    h.compression_type(),
+                    &batch[RECORD_BATCH_OVERHEAD..],
+                    MAX_DECOMPRESSED_BATCH_BYTES,
+                )
+                && let Ok(records) = parse_records(&raw, h.record_count())
+            {
+                for r in &records {
+                    let offset = h.base_offset().saturating_add(i64::from(r.offset_delta));
+                    if let (Some(key), true) = (r.key, offset >= range.first_dirty) {
+                        map.put(key, offset);
+                    }
+                }
+            }
+            end = h.next_offset();
+        }
+    }
+    // Everything below the uncleanable offset fit.
+    Ok(range.first_uncleanable.max(range.first_dirty))
+}
+
+/// Consecutive segments cleaned into one, as Kafka's groupSegmentsBySize: at most `segment.bytes` of input
+/// and an offset range the relative indexes can hold.
+fn group_segments(
+    segments: &[Arc<LogSegment>],
+    end: i64,
+    max_bytes: u64,
+) -> Vec<Vec<Arc<LogSegment>>> {
+    let mut groups: Vec<Vec<Arc<LogSegment>>> = Vec::new();
+    let mut i = 0;
+    // Never the active segment, never one that starts at or after the cleaned range's end.
+    let candidates = segments.len().saturating_sub(1);
+    while i < candidates && segments[i].base_offset() < end {
+        let mut group = vec![segments[i].clone()];
+        let mut size = segments[i].size();
+        let base = segments[i].base_offset();
+        let mut j = i + 1;
+        while j < candidates && segments[j].base_offset() < end {
+            let next_end = segments.get(j + 1).map_or(i64::MAX, |s| s.base_offset());
+            let fits = size + segments[j].size() <= max_bytes
+                && next_end.saturating_sub(base) <= i64::from(u32::MAX);
+            if !fits {
+                break;
+            }
+            size += segments[j].size();
+            group.push(segments[j].clone());
+            j += 1;
+        }
+        groups.push(group);
+        i = j;
+    }
+    groups
+}
+
+/// Decides which records of one batch stay and returns the batch to write (None: drop it whole).
+fn clean_batch(
+    batch: &[u8],
+    map: &OffsetMap,
+    map_end: i64,
+    now: i64,
+    delete_retention_ms: i64,
+    stats: &mut CleanStats,
+    horizon_out: &mut Option<i64>,
+) -> Result<Option<Vec<u8>>, LogError> {
+    let h = RecordBatchHeader::parse(batch)?;
+    stats.batches_read += 1;
+    let unchanged = |stats: &mut CleanStats| {
+        stats.batches_unchanged += 1;
+        Ok(Some(batch.to_vec()))
+    };
+    if h.is_control() {
+        return unchanged(stats);
+    }
+    let Ok((codec, raw)) = decompress(
+        h.compression_type(),
+        &batch[RECORD_BATCH_OVERHEAD..],
+        MAX_DECOMPRESSED_BATCH_BYTES,
+    ) else {
+        return unchanged(stats);
+    };
+    let Ok(records) = parse_records(&raw, h.record_count()) else {
+        return unchanged(stats);
+    };
+    stats.records_read += records.len() as u64;
+    let has_horizon = h.attributes() & DELETE_HORIZON_FLAG != 0;
+    let horizon = has_horizon.then(|| h.base_timestamp());
+    let mut kept = Vec::with_capacity(records.len());
+    for r in &records {
+        let offset = h.base_offset().saturating_add(i64::from(r.offset_delta));
+        let keep = if offset >= map_end {
+            true
+        } else {
+            match r.key {
+                // Kafka drops keyless records from compacted logs.
+                None => false,
+                Some(key) => {
+                    let latest = map.get(key).is_none_or(|l| offset >= l);
+                    let tombstone_expired =
+                        r.value.is_none() && horizon.is_some_and(|hz| now >= hz);
+                    if latest && tombstone_expired {
+                        stats.tombstones_removed += 1;
+                    }
+                    latest && !tombstone_expired
+                }
+            }
+        };
+        if keep {
+            kept.push(r);
+        }
+    }
+    stats.records_kept += kept.len() as u64;
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let has_tombstones = kept.iter().any(|r| r.value.is_none());
+    let set_horizon = has_tombstones && !has_horizon;
+    if let Some(hz) = horizon.filter(|_| has_tombstones) {
+        *horizon_out = Some(horizon_out.map_or(hz, |o: i64| o.min(hz)));
+    }
+    if kept.len() == records.len() && !set_horizon {
+        stats.batches_unchanged += 1;
+        return Ok(Some(batch.to_vec()));
+    }
+    let mut body = Vec::with_capacity(raw.len());
+    let (attributes, base_ts) = if set_horizon {
+        let hz = now.saturating_add(delete_retention_ms);
+        *horizon_out = Some(horizon_out.map_or(hz, |o: i64| o.min(hz)));
+        for r in &kept {
+            let ts = h.base_timestamp().saturating_add(r.timestamp_delta);
+            encode_record(&mut body, r, ts.saturating_sub(hz));
+        }
+        (h.attributes() | DELETE_HORIZON_FLAG, hz)
+    } else {
+        for r in &kept {
+            body.extend_from_slice(r.raw);
+        }
+        (h.attributes(), h.base_timestamp())
+    };
+    let count = i32::try_from(kept.len()).expect("invariant: fewer records than the batch held");
+    build_batch(&h, attributes, base_ts, codec, count, &body)
+        .map(Some)
+        .map_err(|e| LogError::CorruptMessage(e.to_string()))
+}
+
+/// Writes the cleaned form of `group` to `<base>.*.cleaned`, fsynced. Returns None when the group could not
+/// be cleaned (an unreadable batch); the caller leaves it as it is.
+#[allow(clippy::too_many_arguments)]
+fn write_cleaned(
+    log: &PartitionLog,
+    group: &[Arc<LogSegment>],
+    map: &OffsetMap,
+    map_end: i64,
+    now: i64,
+    stats: &mut CleanStats,
+    horizon_out: &mut Option<i64>,
+    abort: &dyn Fn() -> bool,
+) -> Result<LogSegment, LogError> {
+    let config = log.config();
+    let base = group[0].base_offset();
+    let cleaned =
+        LogSegment::create_suffixed(log.dir(), base, config.max_index_bytes, CLEANED_FILE_SUFFIX)?;
+    let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    for seg in group {
+        let mut reader = batches(seg);
+        while let Some(batch) = reader.next_batch()? {
+            if abort() || log.is_closed() {
+                return Err(LogError::Offline(
+                    "cleaning aborted: shutting down or partition closed".into(),
+                ));
+            }
+            stats.bytes_read += batch.len() as u64;
+            if let Some(b) = clean_batch(
+                &batch,
+                map,
+                map_end,
+                now,
+                config.delete_retention_ms,
+                stats,
+                horizon_out,
+            )? {
+                out.extend_from_slice(&b);
+                if out.len() >= WRITE_CHUNK_BYTES {
+                    cleaned.append(&out, now, config.index_interval_bytes)?;
+                    stats.bytes_written += out.len() as u64;
+                    out.clear();
+                }
+            }
+        }
+    }
+    if !out.is_empty() {
+        cleaned.append(&out, now, config.index_interval_bytes)?;
+        stats.bytes_written += out.len() as u64;
+    }
+    cleaned.on_become_inactive()?;
+    cleaned.flush_log()?;
+    cleaned.flush_indexes()?;
+    Ok(cleaned)
+}
+
+fn remove_cleaned_files(dir: &Path, base: i64) {
+    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+        if let Err(e) = remove_if_exists(&dir.join(file_name(base, suffix, CLEANED_FILE_SUFFIX))) {
+            tracing::warn!(dir = %dir.display(), segment = base, error = %e, "could not remove cleaner output");
+        }
+    }
+}
+
+fn test_pause() {
+    let ms = std::env::var(TEST_PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = ms {
+        tracing::warn!(
+            ms,
+            "{TEST_PAUSE_ENV}: pausing with the cleaned segment in .swap"
+        );
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// Swaps the cleaned files in for `group` (see the module docs for the order) and the new segment into the
+/// log's list.
+fn swap_in(
+    log: &PartitionLog,
+    group: &[Arc<LogSegment>],
+    cleaned: LogSegment,
+    pending: &mut PendingDeletes,
+) -> Result<(), LogError> {
+    let dir = log.dir();
+    let base = group[0].base_offset();
+    drop(cleaned);
+    let rename = |suffix: &str, from: &str, to: &str| {
+        fs::rename(
+            dir.join(file_name(base, suffix, from)),
+            dir.join(file_name(base, suffix, to)),
+        )
+    };
+    for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+        rename(suffix, CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)?;
+    }
+    sync_dir(dir)?;
+    test_pause();
+    let delay =
+        Duration::from_millis(u64::try_from(log.config().file_delete_delay_ms).unwrap_or(0));
+    for seg in &group[1..] {
+        schedule_segment_deletion(dir, seg.base_offset(), delay, pending);
+    }
+    for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+        rename(suffix, SWAP_FILE_SUFFIX, "")?;
+    }
+    sync_dir(dir)?;
+    let new = Arc::new(LogSegment::open(dir, base, None)?);
+    if !log.replace_segments(group, new) {
+        // Cannot happen while the maintenance lock is held; the files on disk are the cleaned ones either way.
+        tracing::error!(partition = %log.topic_partition(), segment = base,
+            "segment list changed during cleaning; the cleaned segment is used from the next start");
+    }
+    Ok(())
+}
+
+/// Compacts `log` once: offset map over the dirty range, then every closed segment up to the map's end is
+/// rewritten. Holds the partition's maintenance lock (retention waits), never its append lock but for the
+/// list swap.
+pub fn clean_log(
+    log: &PartitionLog,
+    first_dirty_checkpoint: Option<i64>,
+    map: &mut OffsetMap,
+    pending: &mut PendingDeletes,
+    now: i64,
+    abort: &dyn Fn() -> bool,
+) -> Result<(CleanStats, Option<i64>), LogError> {
+    let started = Instant::now();
+    let _maintenance = log.maintenance_lock();
+    let range = cleanable_range(log, first_dirty_checkpoint, now);
+    let segments = log.segments();
+    let mut stats = CleanStats::default();
+    map.map.clear();
+    let map_end = build_offset_map(&segments, &range, map, &mut stats)?;
+    let config = log.config();
+    let groups = group_segments(
+        &segments,
+        map_end,
+        config.segment_bytes.min(i32::MAX as u64),
+    );
+    let mut horizon = None;
+    for group in groups {
+        let before = (stats.batches_read, stats.batches_unchanged);
+        let written = write_cleaned(
+            log,
+            &group,
+            map,
+            map_end,
+            now,
+            &mut stats,
+            &mut horizon,
+            abort,
+        );
+        let cleaned = match written {
+            Ok(c) => c,
+            Err(e) => {
+                // Leave the group as it is; remove the partial output.
+                remove_cleaned_files(log.dir(), group[0].base_offset());
+                return Err(e);
+            }
+        };
+        let read = stats.batches_read - before.0;
+        let unchanged = stats.batches_unchanged - before.1;
+        if read == unchanged && group.len() == 1 {
+            // Nothing to gain: keep the segment, drop the copy.
+            drop(cleaned);
+            remove_cleaned_files(log.dir(), group[0].base_offset());
+            continue;
+        }
+        swap_in(log, &group, cleaned, pending)?;
+        stats.segments_cleaned += group.len();
+    }
+    stats.end_offset = map_end;
+    stats.elapsed = started.elapsed();
+    Ok((stats, horizon))
+}
+
+/// The cleaner's memory between passes: checkpoints and when tombstones become removable.
+#[derive(Debug)]
+pub struct LogCleaner {
+    dir: std::path::PathBuf,
+    config: CleanerConfig,
+    checkpoints: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Earliest delete horizon of the tombstones each partition still holds.
+    horizons: Mutex<HashMap<TopicPartition, i64>>,
+    map: Mutex<OffsetMap>,
+    pending: Mutex<PendingDeletes>,
+}
+
+impl LogCleaner {
+    pub fn new(dir: &Path, config: CleanerConfig) -> LogCleaner {
+        let checkpoints = match read_offset_checkpoint(&dir.join(CLEANER_OFFSET_CHECKPOINT)) {
+            Ok(m) => m.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable cleaner checkpoint; logs are cleaned from the start");
+                BTreeMap::new()
+            }
+        };
+        LogCleaner {
+            dir: dir.to_path_buf(),
+            map: Mutex::new(OffsetMap::with_memory(config.dedupe_buffer_size)),
+            config,
+            checkpoints: Mutex::new(checkpoints),
+            horizons: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingDeletes::default()),
+        }
+    }
+
+    pub fn config(&self) -> &CleanerConfig {
+        &self.config
+    }
+
+    /// Picks the filthiest cleanable log among `logs` and cleans it. Returns its stats, None when nothing
+    /// needed cleaning.
+    pub fn clean_filthiest(
+        &self,
+        logs: &[Arc<PartitionLog>],
+        abort: &dyn Fn() -> bool,
+    ) -> Option<(TopicPartition, CleanStats)> {
+        let now = now_ms();
+        lock(&self.pending).remove_due(Instant::now());
+        let mut best: Option<(f64, Arc<PartitionLog>)> = None;
+        for log in logs {
+            if !log.config().cleanup_policy.compact || log.is_closed() {
+                continue;
+            }
+            let tp = log.topic_partition();
+            let checkpoint = lock(&self.checkpoints).get(tp).copied();
+            let range = cleanable_range(log, checkpoint, now);
+            let horizon_due = lock(&self.horizons).get(tp).is_some_and(|h| *h <= now);
+            let ratio = range.ratio();
+            let due = (range.dirty_bytes > 0
+                && (ratio >= log.config().min_cleanable_dirty_ratio || range.overdue))
+                || horizon_due;
+            if due && best.as_ref().is_none_or(|(r, _)| ratio > *r) {
+                best = Some((ratio, log.clone()));
+            }
+        }
+        let (_, log) = best?;
+        let tp = log.topic_partition().clone();
+        let checkpoint = lock(&self.checkpoints).get(&tp).copied();
+        let result = {
+            let mut map = lock(&self.map);
+            let mut pending = lock(&self.pending);
+            clean_log(&log, checkpoint, &mut map, &mut pending, now, abort)
+        };
+        match result {
+            Ok((stats, horizon)) => {
+                match horizon {
+                    Some(h) => lock(&self.horizons).insert(tp.clone(), h),
+                    None => lock(&self.horizons).remove(&tp),
+                };
+                let mut cps = lock(&self.checkpoints);
+                cps.insert(tp.clone(), stats.end_offset);
+                if let Err(e) =
+                    write_offset_checkpoint(&self.dir.join(CLEANER_OFFSET_CHECKPOINT), &cps)
+                {
+                    tracing::warn!(error = %e, "could not write the cleaner checkpoint");
+                }
+                drop(cps);
+                let secs = stats.elapsed.as_secs_f64().max(1e-9);
+                tracing::info!(partition = %tp, segments = stats.segments_cleaned,
+                    read_bytes = stats.bytes_read, written_bytes = stats.bytes_written,
+                    records_kept = stats.records_kept, records_read = stats.records_read,
+                    tombstones_removed = stats.tombstones_removed,
+                    mb_per_s = format!("{:.1}", stats.bytes_read as f64 / secs / 1e6),
+                    "cleaned log");
+                Some((tp, stats))
+            }
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "log cleaning failed; will retry after the backoff");
+                // Do not pick it again at once: pretend it is clean up to here.
+                None
+            }
+        }
+    }
+
+    /// Forgets a deleted partition.
+    pub fn forget(&self, tp: &TopicPartition) {
+        lock(&self.checkpoints).remove(tp);
+        lock(&self.horizons).remove(tp);
+    }
+
+    /// Removes every file waiting for its delayed deletion (shutdown).
+    pub fn remove_pending(&self) {
+        lock(&self.pending).remove_all();
+    }
+}
+
+/// The cleaner thread: cleans the filthiest log, or sleeps `log.cleaner.backoff.ms` when none is due.
+pub fn cleaner_loop(
+    manager: std::sync::Weak<crate::log::LogManager>,
+    cleaner: Arc<LogCleaner>,
+    signal: Arc<crate::log::retention::BackgroundSignal>,
+) {
+    let backoff = Duration::from_millis(cleaner.config().backoff_ms.max(1));
+    loop {
+        if signal.stopped() {
+            break;
+        }
+        let Some(mgr) = manager.upgrade() else { break };
+        let logs = mgr.logs();
+        drop(mgr);
+        let cleaned = cleaner
+            .clean_filthiest(&logs, &|| signal.stopped())
+            .is_some();
+        drop(logs);
+        if !cleaned && signal.wait(backoff, false) == crate::log::retention::Wake::Stop {
+            break;
+        }
+    }
+    cleaner.remove_pending();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::records::Codec;
+    use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
+    use crate::log::{CleanupPolicy, LogConfig, LogManager};
+    use bytes::BytesMut;
+
+    fn compact_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 600,
+            cleanup_policy: CleanupPolicy {
+                delete: false,
+                compact: true,
+            },
+            file_delete_delay_ms: 0,
+            min_cleanable_dirty_ratio: 0.0,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Every (offset, key, value) readable from the log start.
+    fn read_all(log: &PartitionLog) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.high_watermark() {
+            let data = log.read(offset, 1 << 20, true).unwrap();
+            if data.records.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while pos < data.records.len() {
+                let h = RecordBatchHeader::parse(&data.records[pos..]).unwrap();
+                let size = h.total_size().unwrap();
+                let (_, raw) = decompress(
+                    h.compression_type(),
+                    &data.records[pos + 61..pos + size],
+                    1 << 24,
+                )
+                .unwrap();
+                for r in parse_records(&raw, h.record_count()).unwrap() {
+                    let o = h.base_offset() + i64::from(r.offset_delta);
+                    if o >= offset {
+                        out.push((o, r.key.unwrap().to_vec(), r.value.map(<[u8]>::to_vec)));
+                    }
+                }
+                offset = h.next_offset();
+                pos += size;
+            }
+        }
+        out
+    }
+
+    fn produce(log: &PartitionLog, key: &str, value: Option<&str>, ts: i64, codec: Codec) {
+        let b = keyed_batch(
+            0,
+            &[(Some(key.as_bytes()), value.map(str::as_bytes))],
+            ts,
+            codec,
+        );
+        log.append(BytesMut::from(&b[..]), 0).unwrap();
+    }
+
+    #[test]
+    fn cleaning_keeps_the_latest_record_per_key_with_offsets_unchanged_in_every_codec() {
+        for codec in ALL_CODECS {
+            let dir = tempfile::tempdir().unwrap();
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            let now = now_ms();
+            for i in 0..60 {
+                produce(
+                    &log,
+                    &format!("k{}", i % 4),
+                    Some(&format!("v{i}")),
+                    now,
+                    codec,
+                );
+            }
+            produce(&log, "k0", None, now, codec); // tombstone at 60
+            let active = log.segments().last().unwrap().clone();
+            assert!(
+                log.roll_for_retention(active.base_offset(), active.size())
+                    .unwrap()
+            );
+            produce(&log, "tail", Some("x"), now, codec); // active segment
+            let before = log.segments().iter().map(|s| s.size()).sum::<u64>();
+            let mut map = OffsetMap::with_capacity(1000);
+            let mut pending = PendingDeletes::default();
+            let (stats, horizon) =
+                clean_log(&log, None, &mut map, &mut pending, now, &|| false).unwrap();
+            assert!(stats.segments_cleaned > 0, "{codec:?}");
+            let after = log.segments().iter().map(|s| s.size()).sum::<u64>();
+            assert!(after < before / 3, "{codec:?}: {before} -> {after}");
+            let got = read_all(&log);
+            let keys: Vec<_> = got
+                .iter()
+                .map(|(o, k, v)| (*o, String::from_utf8(k.clone()).unwrap(), v.is_some()))
+                .collect();
+            // k1..k3's latest values, k0's tombstone (kept: horizon just set), and the active tail.
+            assert!(
+                keys.contains(&(57, "k1".into(), true)),
+                "{codec:?} {keys:?}"
+            );
+            assert!(keys.contains(&(58, "k2".into(), true)));
+            assert!(keys.contains(&(59, "k3".into(), true)));
+            assert!(keys.contains(&(60, "k0".into(), false)));
+            assert_eq!(
+                got.iter().filter(|(o, _, _)| *o < 57).count(),
+                0,
+                "{codec:?} {keys:?}"
+            );
+            assert_eq!(log.log_end_offset(), 62);
+            assert_eq!(
+                horizon,
+                Some(now + LogConfig::default().delete_retention_ms)
+            );
+            // Data survives a restart (indexes rebuilt or trusted), and a later pass past the horizon drops
+            // the tombstone.
+            let later = now + LogConfig::default().delete_retention_ms + 1;
+            let (stats2, _) = clean_log(
+                &log,
+                Some(stats.end_offset),
+                &mut map,
+                &mut pending,
+                later,
+                &|| false,
+            )
+            .unwrap();
+            assert_eq!(stats2.tombstones_removed, 1, "{codec:?}");
+            assert!(!read_all(&log).iter().any(|(_, k, _)| k == b"k0"));
+            mgr.shutdown().unwrap();
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            assert_eq!(read_all(&log).len(), 4, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_full_offset_map_cleans_only_the_prefix_that_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        let now = now_ms();
+        for i in 0..40 {
+            produce(&log, &format!("k{i}"), Some("a"), now, Codec::None);
+        }
+        for i in 0..40 {
+            produce(&log, &format!("k{i}"), Some("b"), now, Codec::None);
+        }
+        produce(&log, "tail", Some("x"), now, Codec::None);
+        let mut map = OffsetMap::with_capacity(10);
+        let mut pending = PendingDeletes::default();
+        let (stats, _) = clean_log(&log, None, &mut map, &mut pending, now, &|| false).unwrap();
+        assert_eq!(stats.end_offset, 10, "ten keys fit");
+        let got = read_all(&log);
+        // Nothing was superseded within the first ten offsets' keys yet except by themselves: all stay.
+        assert_eq!(got.len(), 81);
+        // Cleaning on from the checkpoint eventually dedupes everything.
+        let mut end = stats.end_offset;
+        for _ in 0..10 {
+            end = clean_log(&log, Some(end), &mut map, &mut pending, now, &|| false)
+                .unwrap()
+                .0
+                .end_offset;
+        }
+        let got = read_all(&log);
+        assert!(
+            got.iter()
+                .all(|(o, _, v)| *o >= 40 && v.as_deref() != Some(b"a")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_swap_is_completed_at_load_and_cleaned_leftovers_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("c-0");
+        {
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            let now = now_ms();
+            for i in 0..30 {
+                produce(
+                    &log,
+                    &format!("k{}", i % 3),
+                    Some(&format!("v{i}")),
+                    now,
+                    Codec::Gzip,
+                );
+            }
+            let segs = log.segments();
+            assert!(segs.len() > 3);
+            let group = segs[..segs.len() - 1].to_vec();
+            let mut map = OffsetMap::with_capacity(100);
+            let range = cleanable_range(&log, None, now);
+            let mut stats = CleanStats::default();
+            let end = build_offset_map(&segs, &range, &mut map, &mut stats).unwrap();
+            let mut hz = None;
+            let cleaned =
+                write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz, &|| false)
+                    .unwrap();
+            drop(cleaned);
+            // Crash after the rename to .swap, before anything else: as the kill -9 test does.
+            for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+                fs::rename(
+                    pdir.join(file_name(0, suffix, CLEANED_FILE_SUFFIX)),
+                    pdir.join(file_name(0, suffix, SWAP_FILE_SUFFIX)),
+                )
+                .unwrap();
+            }
+            // And a stray .cleaned of another, uncommitted clean.
+            fs::write(
+                pdir.join(file_name(5, LOG_FILE_SUFFIX, CLEANED_FILE_SUFFIX)),
+                b"junk",
+            )
+            .unwrap();
+            mgr.abandon();
+        }
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        assert_eq!(log.log_end_offset(), 30);
+        let got = read_all(&log);
+        let keys: Vec<_> = got.iter().map(|(o, _, _)| *o).collect();
+        assert!(
+            keys.contains(&27) && keys.contains(&28) && keys.contains(&29),
+            "{keys:?}"
+        );
+        assert!(
+            got.len() < 30,
+            "the cleaned segment replaced the old ones: {keys:?}"
+        );
+        let names: Vec<String> = fs::read_dir(&pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".swap") || n.ends_with(".cleaned")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn recovery_without_a_log_swap_keeps_the_old_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("c-0");
+        {
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            for i in 0..30 {
+                produce(&log, &format!("k{}", i % 3), Some("v"), 1, Codec::None);
+            }
+            mgr.shutdown().unwrap();
+        }
+        // An index swap exists but the log never reached .swap: not committed.
+        fs::write(
+            pdir.join(file_name(0, INDEX_FILE_SUFFIX, SWAP_FILE_SUFFIX)),
+            b"",
+        )
+        .unwrap();
+        fs::write(
+            pdir.join(file_name(0, LOG_FILE_SUFFIX, CLEANED_FILE_SUFFIX)),
+            b"x",
+        )
+        .unwrap();
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        assert_eq!(read_all(&log).len(), 30);
+    }
+
+    #[test]
+    fn compaction_lags_and_the_dirty_ratio_decide_what_is_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let hour = 3_600_000;
+        let config = |ratio: f64, min_lag: i64, max_lag: i64| LogConfig {
+            min_cleanable_dirty_ratio: ratio,
+            min_compaction_lag_ms: min_lag,
+            max_compaction_lag_ms: max_lag,
+            ..compact_config()
+        };
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let fresh = mgr
+            .get_or_create(
+                &TopicPartition::new("fresh", 0),
+                config(0.0, hour, i64::MAX),
+            )
+            .unwrap();
+        let old = mgr
+            .get_or_create(&TopicPartition::new("old", 0), config(0.99, 0, hour))
+            .unwrap();
+        let lazy = mgr
+            .get_or_create(&TopicPartition::new("lazy", 0), config(0.99, 0, i64::MAX))
+            .unwrap();
+        for i in 0..30 {
+            let key = format!("k{i}");
+            produce(&fresh, &key, Some("v"), now, Codec::None);
+            produce(&old, &key, Some("v"), now - 2 * hour, Codec::None);
+            produce(&lazy, &key, Some("v"), now - 2 * hour, Codec::None);
+        }
+        // Records newer than min.compaction.lag.ms are not cleanable at all.
+        let range = cleanable_range(&fresh, None, now);
+        assert_eq!((range.dirty_bytes, range.first_uncleanable), (0, 0));
+        let cleaner = LogCleaner::new(
+            dir.path(),
+            CleanerConfig {
+                dedupe_buffer_size: 1 << 20,
+                ..CleanerConfig::default()
+            },
+        );
+        let logs = vec![fresh.clone(), old.clone(), lazy.clone()];
+        // Never cleaned, a log is all dirty (ratio 1): both are cleaned whatever their threshold.
+        let mut cleaned = Vec::new();
+        while let Some((tp, _)) = cleaner.clean_filthiest(&logs, &|| false) {
+            cleaned.push(tp.topic);
+            assert!(cleaned.len() <= 2, "{cleaned:?}");
+        }
+        cleaned.sort();
+        assert_eq!(cleaned, ["lazy", "old"]);
+        // A little new dirty data: below min.cleanable.dirty.ratio, so only an expired
+        // max.compaction.lag.ms makes a log due.
+        for log in [&old, &lazy] {
+            for _ in 0..3 {
+                produce(log, "k0", Some("w"), now - 2 * hour, Codec::None);
+            }
+            let active = log.segments().last().unwrap().clone();
+            assert!(
+                log.roll_for_retention(active.base_offset(), active.size())
+                    .unwrap()
+            );
+        }
+        let checkpoint = |tp: &str| {
+            lock(&cleaner.checkpoints)
+                .get(&TopicPartition::new(tp, 0))
+                .copied()
+        };
+        let old_range = cleanable_range(&old, checkpoint("old"), now);
+        assert!(
+            old_range.ratio() < 0.99 && old_range.overdue,
+            "{old_range:?}"
+        );
+        let lazy_range = cleanable_range(&lazy, checkpoint("lazy"), now);
+        assert!(
+            lazy_range.ratio() < 0.99 && !lazy_range.overdue,
+            "{lazy_range:?}"
+        );
+        let (tp, stats) = cleaner.clean_filthiest(&logs, &|| false).unwrap();
+        assert_eq!(tp, TopicPartition::new("old", 0));
+        assert!(stats.records_kept < stats.records_read);
+        assert!(cleaner.clean_filthiest(&logs, &|| false).is_none());
+        assert_eq!(read_all(&fresh).len(), 30);
+        assert_eq!(read_all(&lazy).len(), 33);
+        assert_eq!(read_all(&old).len(), 30, "k0's three updates became one");
+        // The checkpoint makes the next pass start where this one ended.
+        let cps = read_offset_checkpoint(&dir.path().join(CLEANER_OFFSET_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cps.get(&TopicPartition::new("old", 0)),
+            Some(&stats.end_offset)
+        );
+    }
+}

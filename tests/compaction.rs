@@ -1,0 +1,385 @@
+//! Log compaction as a Kafka user sees it: many updates to a few keys shrink to the latest value per key
+//! (in every codec), tombstones stay for `delete.retention.ms` and then go, a consumer reading from the start
+//! sees each key's latest value, keyless records are refused with INVALID_RECORD, and a `kill -9` in the
+//! middle of a clean leaves a readable, complete log.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// The cleaner looks for work every 100 ms; replaced files go at once.
+const BROKER: &[(&str, &str)] = &[
+    ("log.cleaner.backoff.ms", "100"),
+    ("log.segment.delete.delay.ms", "0"),
+];
+
+const KEYS: usize = 5;
+const UPDATES: usize = 400;
+
+/// Bytes of segment data on disk for partition 0 of `topic`.
+fn log_bytes(data_dir: &Path, topic: &str) -> u64 {
+    std::fs::read_dir(data_dir.join(format!("{topic}-0")))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+async fn create_compacted(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "4096")
+        .set("min.cleanable.dirty.ratio", "0.01");
+    for (k, v) in extra {
+        new = new.set(k, v);
+    }
+    let results = admin
+        .create_topics(&[new], &admin_options())
+        .await
+        .expect("CreateTopics");
+    assert!(results[0].is_ok(), "create {topic}: {:?}", results[0]);
+    wait_for_partitions(bootstrap, topic, 1).await;
+}
+
+/// UPDATES values over KEYS keys (`key-i%KEYS` = `value-i`), then a tombstone for key-0, then a few
+/// records of a filler key so the interesting ones end up in closed segments. Returns the next offset.
+async fn produce_updates(bootstrap: &str, topic: &str, codec: &str) -> i64 {
+    let producer = producer(
+        bootstrap,
+        &[
+            ("compression.type", codec),
+            ("linger.ms", "2"),
+            ("batch.num.messages", "20"),
+        ],
+    );
+    let mut sends = Vec::new();
+    for i in 0..UPDATES {
+        let key = format!("key-{}", i % KEYS);
+        let value = format!("value-{i}-{}", "p".repeat(100));
+        let queued = producer
+            .send_result(
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key(&key)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+        sends.push(queued);
+    }
+    for s in sends {
+        s.await.expect("delivery report").expect("produce");
+    }
+    producer
+        .send(
+            FutureRecord::<str, str>::to(topic)
+                .partition(0)
+                .key("key-0"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("tombstone");
+    // Incompressible filler, so that every codec rolls the segments holding the updates.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut last = 0;
+    for _ in 0..40 {
+        let value: String = (0..400)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'!' + (seed % 90) as u8)
+            })
+            .collect();
+        last = producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("filler")
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("filler")
+            .offset;
+    }
+    last + 1
+}
+
+/// Reads the partition from the start up to `end` and returns each key's last value (None: tombstone),
+/// checking offsets only increase; also returns how many records were read.
+async fn latest_by_key(
+    bootstrap: &str,
+    topic: &str,
+    end: i64,
+) -> (BTreeMap<String, Option<String>>, usize) {
+    let c = consumer(bootstrap, &[("auto.offset.reset", "earliest")]);
+    assign(&c, topic, &[(0, 0)]);
+    let mut latest = BTreeMap::new();
+    let mut read = 0;
+    let mut last_offset = -1;
+    while last_offset < end - 1 {
+        let m = tokio::time::timeout(DEADLINE, c.recv())
+            .await
+            .expect("records up to the end")
+            .expect("consume");
+        assert!(m.offset() > last_offset, "offsets increase");
+        last_offset = m.offset();
+        read += 1;
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        let value = m.payload().map(|p| String::from_utf8(p.to_vec()).unwrap());
+        latest.insert(key, value);
+    }
+    (latest, read)
+}
+
+fn expected_value(key: usize) -> String {
+    let last = (0..UPDATES).filter(|i| i % KEYS == key).max().unwrap();
+    format!("value-{last}-{}", "p".repeat(100))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_shrink_to_the_latest_value_per_key_in_every_codec() {
+    let b = start_broker(BROKER).await;
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    let mut ends = Vec::new();
+    for codec in codecs {
+        let topic = format!("compact-{codec}");
+        create_compacted(&b.bootstrap, &topic, &[]).await;
+        ends.push(produce_updates(&b.bootstrap, &topic, codec).await);
+    }
+    for (codec, end) in codecs.iter().zip(ends) {
+        let topic = format!("compact-{codec}");
+        // 400 updates of 5 keys: compacted, a handful remain besides the active segment's filler.
+        let (latest, read) =
+            poll_until_async(DEADLINE, &format!("{topic} to be compacted"), || async {
+                let (latest, read) = latest_by_key(&b.bootstrap, &topic, end).await;
+                (read < 60).then_some((latest, read))
+            })
+            .await;
+        assert!(read < 60);
+        if *codec == "none" {
+            let bytes = log_bytes(&b.data_dir, &topic);
+            assert!(
+                bytes < 16 * 1024,
+                "60 KB of updates shrank on disk: {bytes} bytes"
+            );
+        }
+        for k in 1..KEYS {
+            assert_eq!(
+                latest.get(&format!("key-{k}")),
+                Some(&Some(expected_value(k))),
+                "{codec}: latest value of key-{k}"
+            );
+        }
+        // delete.retention.ms (a day by default) has not passed: the tombstone is still there.
+        assert_eq!(
+            latest.get("key-0"),
+            Some(&None),
+            "{codec}: key-0's tombstone"
+        );
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_go_after_delete_retention_ms() {
+    let b = start_broker(BROKER).await;
+    let topic = "compact-tombstones";
+    create_compacted(&b.bootstrap, topic, &[("delete.retention.ms", "200")]).await;
+    let end = produce_updates(&b.bootstrap, topic, "lz4").await;
+    let latest = poll_until_async(DEADLINE, "the tombstone to be removed", || async {
+        let (latest, _) = latest_by_key(&b.bootstrap, topic, end).await;
+        (!latest.contains_key("key-0")).then_some(latest)
+    })
+    .await;
+    for k in 1..KEYS {
+        assert_eq!(
+            latest.get(&format!("key-{k}")),
+            Some(&Some(expected_value(k)))
+        );
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_are_refused_on_compacted_topics() {
+    let b = start_broker(BROKER).await;
+    let topic = "compact-keyless";
+    create_compacted(&b.bootstrap, topic, &[]).await;
+    let producer = producer(&b.bootstrap, &[("linger.ms", "0"), ("retries", "0")]);
+    let err = producer
+        .send(
+            FutureRecord::<str, str>::to(topic)
+                .partition(0)
+                .payload("no key"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect_err("a keyless record must be refused");
+    assert!(
+        matches!(
+            err.0,
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord)
+        ),
+        "{:?}",
+        err.0
+    );
+    // Keyed records are fine, and nothing of the refused one was stored.
+    let d = producer
+        .send(
+            FutureRecord::to(topic).partition(0).key("k").payload("v"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("keyed produce");
+    assert_eq!(d.offset, 0);
+    b.shutdown().await;
+}
+
+/// Kills the child process however the test ends (a paused brook would otherwise outlive a failed test).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The cleaner of a separate brook process pauses with its output in `.swap` (the commit point of a
+/// clean); it is killed there. The restarted broker completes the swap and serves the whole log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BROOK_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = KillOnDrop(
+        command
+            .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
+            .args(["--override", &format!("log.dirs={}", data.display())])
+            .args(["--override", "log.cleaner.backoff.ms=100"])
+            .env("BROOKTEST_CLEANER_PAUSE_MS", "600000")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+    });
+    let bootstrap = rx
+        .recv_timeout(DEADLINE)
+        .expect("brook announces its address");
+    let topic = "compact-crash";
+    create_compacted(&bootstrap, topic, &[]).await;
+    let end = produce_updates(&bootstrap, topic, "gzip").await;
+    let dir = data.join(format!("{topic}-0"));
+    poll_until(DEADLINE, "the cleaner to reach .swap", || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".log.swap"))
+            .then_some(())
+    })
+    .await;
+    child.0.kill().expect("kill -9");
+    child.0.wait().unwrap();
+
+    let b = start_broker_in(&data, BROKER).await;
+    assert_eq!(watermarks(&b.bootstrap, topic, 0), (0, end), "nothing lost");
+    let (latest, _) = latest_by_key(&b.bootstrap, topic, end).await;
+    for k in 1..KEYS {
+        assert_eq!(
+            latest.get(&format!("key-{k}")),
+            Some(&Some(expected_value(k))),
+            "latest value of key-{k} after the crash"
+        );
+    }
+    assert_eq!(latest.get("key-0"), Some(&None));
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".swap") || n.ends_with(".cleaned"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    b.shutdown().await;
+}
+
+/// `__consumer_offsets` is compacted like any compacted topic, and the group coordinator still reloads the
+/// latest commit from the compacted log (with its gaps) after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_offsets_is_compacted_and_commits_reload_after_restart() {
+    let overrides = [
+        BROKER[0],
+        BROKER[1],
+        ("log.segment.bytes", "1024"),
+        ("log.cleaner.min.cleanable.ratio", "0.01"),
+        ("offsets.topic.num.partitions", "1"),
+    ];
+    let b = start_broker(&overrides).await;
+    create_topic(&b.bootstrap, "orders", 1).await;
+    let group = [("group.id", "compacted-offsets")];
+    let c = consumer(&b.bootstrap, &group);
+    for i in 1..=200 {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("orders", 0, Offset::Offset(i))
+            .unwrap();
+        blocking(|| c.commit(&tpl, CommitMode::Sync)).expect("commit");
+    }
+    drop(c);
+    poll_until(DEADLINE, "__consumer_offsets to be compacted", || {
+        let bytes = log_bytes(&b.data_dir, "__consumer_offsets");
+        // 200 commits of about 100 bytes each; compacted, a few remain besides the active segment.
+        (bytes < 4 * 1024).then_some(())
+    })
+    .await;
+    let (dir, tmp) = b.shutdown().await;
+    let b = start_broker_in(&dir, &overrides).await;
+    let c = consumer(&b.bootstrap, &group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("orders", 0);
+    let committed =
+        blocking(|| c.committed_offsets(tpl, Duration::from_secs(10))).expect("committed");
+    assert_eq!(
+        committed.find_partition("orders", 0).unwrap().offset(),
+        Offset::Offset(200)
+    );
+    drop(c);
+    b.shutdown().await;
+    drop(tmp);
+}
