@@ -87,6 +87,8 @@ pub struct Config {
     pub groups: GroupConfig,
     /// `logging.format` (brook's own): `text` for people, `json` (one object per line) for log shippers.
     pub logging_format: LoggingFormat,
+    /// `metrics.listener` and `metrics.partition.level.enable` (brook's own): the Prometheus endpoint.
+    pub metrics: crate::metrics::MetricsConfig,
     /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
     explicit: BTreeMap<String, String>,
 }
@@ -141,6 +143,8 @@ const KNOWN_KEYS: &[&str] = &[
     "group.max.size",
     "offset.metadata.max.bytes",
     "logging.format",
+    "metrics.listener",
+    "metrics.partition.level.enable",
 ];
 
 impl Default for Config {
@@ -160,6 +164,7 @@ impl Default for Config {
             server: ServerLimits::default(),
             groups: GroupConfig::default(),
             logging_format: LoggingFormat::Text,
+            metrics: Default::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -369,6 +374,10 @@ impl Config {
                     _ => return Err(bad("expected text or json")),
                 }
             }
+            "metrics.listener" => self.metrics.listener = parse_host_port(key, value)?,
+            "metrics.partition.level.enable" => {
+                self.metrics.partition_level = parse_bool(key, value)?
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         self.explicit.insert(key.to_string(), value.to_string());
@@ -544,6 +553,13 @@ impl Config {
             "group.max.session.timeout.ms" => self.groups.max_session_timeout_ms.to_string(),
             "group.max.size" => self.groups.max_size.to_string(),
             "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes.to_string(),
+            "metrics.listener" => self
+                .metrics
+                .listener
+                .as_ref()
+                .map(|e| format!("{}:{}", e.host, e.port))
+                .unwrap_or_default(),
+            "metrics.partition.level.enable" => self.metrics.partition_level.to_string(),
             _ => return None,
         })
     }
@@ -589,6 +605,28 @@ fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
         host: host.to_string(),
         port,
     })
+}
+
+/// `host:port` (`[v6]:port` for IPv6); an empty value is None (the feature is off).
+fn parse_host_port(key: &str, value: &str) -> Result<Option<Endpoint>, ConfigError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reason: &str| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port, or empty to disable"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| bad("the port must be a number from 0 to 65535"))?;
+    Ok(Some(Endpoint {
+        host: host.to_string(),
+        port,
+    }))
 }
 
 fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
@@ -842,6 +880,35 @@ mod tests {
             .apply_env(vec![("BROOK_NOPE".to_string(), "1".to_string())])
             .unwrap_err();
         assert!(err.to_string().contains("BROOK_NOPE"));
+    }
+
+    #[test]
+    fn metrics_listener_is_host_port_or_empty() {
+        let mut config = Config::new();
+        assert_eq!(
+            config.value_of("metrics.listener").as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        assert!(config.metrics.partition_level);
+        config
+            .apply_env(vec![(
+                "BROOK_METRICS_LISTENER".to_string(),
+                "0.0.0.0:9500".to_string(),
+            )])
+            .unwrap();
+        let endpoint = config.metrics.listener.clone().unwrap();
+        assert_eq!((endpoint.host.as_str(), endpoint.port), ("0.0.0.0", 9500));
+        config.set("metrics.listener", "").unwrap();
+        assert_eq!(config.metrics.listener, None, "empty disables metrics");
+        assert_eq!(config.value_of("metrics.listener").as_deref(), Some(""));
+        config
+            .set("metrics.partition.level.enable", "false")
+            .unwrap();
+        assert!(!config.metrics.partition_level);
+        for bad in ["9464", "host:port", "127.0.0.1:70000"] {
+            let err = config.set("metrics.listener", bad).unwrap_err().to_string();
+            assert!(err.contains("metrics.listener"), "{err}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod metrics;
 pub mod server;
 
 #[cfg(feature = "alloc-guard")]
@@ -48,6 +49,11 @@ pub enum BrokerError {
     Log(#[from] LogError),
     #[error(transparent)]
     GroupStore(#[from] GroupStoreError),
+    #[error("cannot serve metrics on {addr} (metrics.listener): {source}")]
+    MetricsBind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -64,6 +70,7 @@ pub struct Broker {
     listener: Listener,
     apis: Arc<Apis>,
     local_addr: SocketAddr,
+    metrics_endpoint: Option<metrics::MetricsEndpoint>,
 }
 
 impl Broker {
@@ -87,6 +94,12 @@ impl Broker {
                 source,
             })?;
         let local_addr = socket.local_addr()?;
+        let metrics_socket = bind_metrics(&config)?;
+        let metrics = match &metrics_socket {
+            Some(_) => metrics::Metrics::new(&config.metrics),
+            None => metrics::Metrics::disabled(),
+        };
+        logs.observe_flushes(metrics.flush_histogram());
         let apis = Arc::new(Apis {
             advertised: config.advertised_endpoint(local_addr),
             node_id: config.node_id,
@@ -97,8 +110,21 @@ impl Broker {
             groups,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            metrics,
         });
         let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
+        let metrics_endpoint = match metrics_socket {
+            Some(socket) => {
+                let scraper = metrics::Scraper::new(apis.clone(), listener.connection_counts());
+                let endpoint = metrics::MetricsEndpoint::start(socket, scraper)?;
+                tracing::info!(
+                    "serving metrics on http://{}/metrics",
+                    endpoint.local_addr()
+                );
+                Some(endpoint)
+            }
+            None => None,
+        };
         tracing::info!(
             node_id = apis.node_id,
             cluster_id = %apis.cluster_id,
@@ -109,12 +135,19 @@ impl Broker {
             listener,
             apis,
             local_addr,
+            metrics_endpoint,
         })
     }
 
     /// The address the listener is bound to (the real port when the config said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served (the real port when `metrics.listener` said 0); None when metrics are
+    /// disabled or the default address was taken.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.as_ref().map(|e| e.local_addr())
     }
 
     /// `host:port` for a client's `bootstrap.servers`.
@@ -141,6 +174,9 @@ impl Broker {
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
         self.listener.shutdown(SHUTDOWN_GRACE).await;
+        if let Some(endpoint) = self.metrics_endpoint {
+            endpoint.shutdown().await;
+        }
         let logs = self.apis.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
@@ -155,6 +191,27 @@ impl Broker {
         self.apis.groups.shutdown();
         self.listener.shutdown(Duration::ZERO).await;
         self.apis.logs.abandon();
+    }
+}
+
+/// Binds `metrics.listener`. A failure is fatal when the address was configured; when it is only the
+/// default (`127.0.0.1:9464`, taken by another broker on the host) brook logs it and runs without metrics.
+fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>, BrokerError> {
+    let Some(endpoint) = &config.metrics.listener else {
+        return Ok(None);
+    };
+    let addr = format!("{}:{}", endpoint.host, endpoint.port);
+    let bound = endpoint
+        .bind_addr()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        .and_then(std::net::TcpListener::bind);
+    match bound {
+        Ok(socket) => Ok(Some(socket)),
+        Err(source) if !config.explicit().contains_key("metrics.listener") => {
+            tracing::warn!(%addr, error = %source, "default metrics listener unavailable; metrics are off (set metrics.listener)");
+            Ok(None)
+        }
+        Err(source) => Err(BrokerError::MetricsBind { addr, source }),
     }
 }
 

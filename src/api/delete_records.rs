@@ -101,6 +101,7 @@ mod tests {
             config,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            metrics: crate::metrics::Metrics::disabled(),
         }
     }
 

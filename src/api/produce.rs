@@ -85,6 +85,8 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
                     let records = data.records.unwrap_or_default();
                     match log.append(BytesMut::from(&records[..]), LEADER_EPOCH) {
                         Ok(info) => {
+                            apis.metrics
+                                .produced(log.topic_partition().topic.as_str(), &records);
                             // acks=-1 waits for the high watermark; so does acks=1 on a durable log,
                             // where the leader's write only counts once fsynced. Elsewhere the high
                             // watermark is already past the batch and nothing waits.

@@ -1147,6 +1147,22 @@ impl GroupCoordinator {
         out
     }
 
+    /// Every group of [`Self::list_groups`] with its member count, for the metrics (no member data copied).
+    pub fn member_counts(&self) -> Vec<(GroupListing, usize)> {
+        let counts: HashMap<String, usize> = self
+            .lock()
+            .values()
+            .map(|g| (g.id.clone(), g.members.len()))
+            .collect();
+        self.list_groups()
+            .into_iter()
+            .map(|g| {
+                let members = counts.get(&g.group_id).copied().unwrap_or(0);
+                (g, members)
+            })
+            .collect()
+    }
+
     /// A group's state and members, or None when the group is unknown.
     pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
         let groups = self.lock();

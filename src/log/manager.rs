@@ -81,6 +81,8 @@ struct Shared {
     /// Checkpoint contents: what was read at start, updated from loaded logs on every write. Keeps entries
     /// of partitions not loaded in this run (but see `forget_unrecovered`).
     checkpoints: Mutex<Checkpoints>,
+    /// Where flushes are timed (the broker's metrics), once set.
+    flushes: std::sync::OnceLock<metrics::Histogram>,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +234,7 @@ impl LogManager {
             dir: dir.to_path_buf(),
             logs: Mutex::new(HashMap::new()),
             checkpoints: Mutex::new(checkpoints),
+            flushes: Default::default(),
         });
         let (flush_tx, flush_rx) = channel();
         let thread_shared = shared.clone();
@@ -446,6 +449,12 @@ impl LogManager {
         Ok(())
     }
 
+    /// Times every flush that writes something (the recovery point moves) into `histogram` from now on.
+    /// Set once; later calls are ignored.
+    pub fn observe_flushes(&self, histogram: metrics::Histogram) {
+        let _ = self.shared.flushes.set(histogram);
+    }
+
     /// Starts the retention thread and, with `log.cleaner.enable`, the log cleaner thread. Both hold only a
     /// weak reference to the manager; `shutdown`, `abandon` and drop stop them. Idempotent.
     pub fn start_background(self: &Arc<Self>, config: CleanerConfig) -> Result<(), LogError> {
@@ -637,7 +646,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlusherMsg>) {
         for log in &pending {
             log.take_flush_request();
         }
-        group_commit(&pending);
+        group_commit(&pending, shared.flushes.get());
         if !pending.is_empty() {
             GROUP_COMMITS_TOTAL.fetch_add(1, Ordering::Relaxed);
             GROUP_COMMIT_FLUSHES_TOTAL.fetch_add(pending.len() as u64, Ordering::Relaxed);
@@ -646,7 +655,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlusherMsg>) {
         let now = Instant::now();
         if now >= next_timer {
             for log in shared.logs_snapshot() {
-                if let Err(e) = log.flush_if_due(now) {
+                if let Err(e) = timed(&log, shared.flushes.get(), |l| l.flush_if_due(now)) {
                     tracing::error!(partition = %log.topic_partition(), error = %e, "timed flush failed");
                 }
             }
@@ -661,10 +670,27 @@ fn flusher_loop(shared: Arc<Shared>, rx: Receiver<FlusherMsg>) {
     }
 }
 
+/// Runs a flush of `log`, recording its duration when it wrote something (its recovery point moved), as
+/// Kafka's flush statistics count only flushes with data to write.
+fn timed(
+    log: &PartitionLog,
+    flushes: Option<&metrics::Histogram>,
+    flush: impl FnOnce(&PartitionLog) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let (before, started) = (log.recovery_point(), Instant::now());
+    let result = flush(log);
+    if let Some(histogram) = flushes
+        && log.recovery_point() > before
+    {
+        histogram.record(started.elapsed().as_secs_f64());
+    }
+    result
+}
+
 /// Flushes each log once, up to FLUSH_PARALLELISM at a time so that independent fsyncs overlap.
-fn group_commit(logs: &[Arc<PartitionLog>]) {
+fn group_commit(logs: &[Arc<PartitionLog>], flushes: Option<&metrics::Histogram>) {
     let flush_one = |log: &Arc<PartitionLog>| {
-        if let Err(e) = log.flush() {
+        if let Err(e) = timed(log, flushes, |l| l.flush()) {
             tracing::error!(partition = %log.topic_partition(), error = %e, "flush failed");
         }
     };

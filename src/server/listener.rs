@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,18 @@ struct Shared {
     open: AtomicUsize,
     /// Open connections per client address; entries are removed when they reach zero.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    counts: Arc<ConnectionCounts>,
+}
+
+/// Connections since the listener started, for the metrics (open = accepted - closed).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    /// Admitted under the connection limits.
+    pub accepted: AtomicU64,
+    /// Accepted, then closed (for any reason).
+    pub closed: AtomicU64,
+    /// Closed at once because `max.connections.per.ip` was reached.
+    pub rejected: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -70,6 +82,7 @@ impl Shared {
         }
         *count += 1;
         self.open.fetch_add(1, Ordering::AcqRel);
+        self.counts.accepted.fetch_add(1, Ordering::AcqRel);
         Some(ConnectionGuard {
             shared: self.clone(),
             ip,
@@ -97,6 +110,7 @@ impl Drop for ConnectionGuard {
             }
         }
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        self.shared.counts.closed.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -163,6 +177,7 @@ impl Listener {
             handler,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            counts: Arc::default(),
         });
         let accept_task = tokio::spawn(
             accept_loop(socket, shared.clone(), shutdown_rx)
@@ -184,6 +199,11 @@ impl Listener {
     /// Connections currently open (a gauge).
     pub fn open_connections(&self) -> usize {
         self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// Connections accepted, closed and rejected so far (shared: it keeps counting).
+    pub fn connection_counts(&self) -> Arc<ConnectionCounts> {
+        self.shared.counts.clone()
     }
 
     /// Graceful stop: stop accepting, let every connection stop reading new requests, finish and write the
@@ -245,6 +265,7 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
             accepted = socket.accept(), if !at_capacity => match accepted {
                 Ok((stream, peer)) => {
                     let Some(guard) = shared.admit(peer.ip()) else {
+                        shared.counts.rejected.fetch_add(1, Ordering::Relaxed);
                         if let Some(count) = rejected_per_ip.hit() {
                             warn!(
                                 %peer,
@@ -258,7 +279,7 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                     };
                     let ctx = ConnectionContext { peer, id: next_id };
                     next_id += 1;
-                    let span = info_span!("connection", %peer, id = ctx.id);
+                    let span = info_span!("connection", %peer, id = ctx.id, client_id = tracing::field::Empty);
                     let handler = shared.handler.clone();
                     let shutdown = shutdown.clone();
                     connections.spawn(

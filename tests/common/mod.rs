@@ -54,6 +54,10 @@ pub fn base_config(data_dir: &Path, overrides: &[(&str, &str)]) -> Config {
             data_dir.to_str().expect("temp dir path is UTF-8"),
         )
         .expect("log.dirs is a valid property");
+    // Metrics on an ephemeral port: test brokers never take the well-known 9464.
+    config
+        .set("metrics.listener", "127.0.0.1:0")
+        .expect("metrics.listener is a valid property");
     for (key, value) in overrides {
         config
             .set(key, value)

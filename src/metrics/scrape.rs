@@ -1,0 +1,391 @@
+//! Gauges computed at scrape time, written as Prometheus text after the registry's event metrics: partition
+//! offsets and sizes from the LogManager, groups and lag from the coordinator and its offset store,
+//! connections from the listener, and the process from `/proc/self`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::names;
+use crate::api::Apis;
+use crate::server::listener::ConnectionCounts;
+
+/// Renders one broker's `/metrics` page.
+pub struct Scraper {
+    apis: Arc<Apis>,
+    connections: Arc<ConnectionCounts>,
+}
+
+impl Scraper {
+    pub fn new(apis: Arc<Apis>, connections: Arc<ConnectionCounts>) -> Scraper {
+        Scraper { apis, connections }
+    }
+
+    /// Folds histogram samples into buckets (see [`super::Metrics::run_upkeep`]).
+    pub fn upkeep(&self) {
+        self.apis.metrics.run_upkeep();
+    }
+
+    /// The metrics page: event metrics, then the state read now. Blocking (reads `/proc`): call it off the
+    /// async workers.
+    pub fn render(&self) -> String {
+        let metrics = &self.apis.metrics;
+        let mut out = metrics.render_registry();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        let mut page = Page { out: &mut out };
+        page.single(
+            names::BUILD_INFO,
+            "gauge",
+            "Always 1; the version label tells which brook answers.",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        self.logs(&mut page);
+        self.groups(&mut page);
+        self.connections(&mut page);
+        process(&mut page);
+        out
+    }
+
+    fn logs(&self, page: &mut Page<'_>) {
+        let apis = &self.apis;
+        let partition_level = apis.metrics.partition_level();
+        // (topic, partition or None when summed per topic) -> [end, start, hw, size, segments]
+        let mut rows: BTreeMap<(String, Option<i32>), [f64; 5]> = BTreeMap::new();
+        let mut open = 0u64;
+        for log in apis.logs.logs() {
+            let tp = log.topic_partition();
+            {
+                open += 1;
+                let values = [
+                    log.log_end_offset() as f64,
+                    log.log_start_offset() as f64,
+                    log.high_watermark() as f64,
+                    log.size_bytes() as f64,
+                    log.segment_count() as f64,
+                ];
+                let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
+                let row = rows.entry(key).or_default();
+                for (sum, v) in row.iter_mut().zip(values) {
+                    *sum += v;
+                }
+            }
+        }
+        let families = [
+            (
+                names::LOG_END_OFFSET,
+                "The next offset to be written (summed over partitions without the partition label).",
+            ),
+            (
+                names::LOG_START_OFFSET,
+                "The first offset still in the log.",
+            ),
+            (
+                names::LOG_HIGH_WATERMARK,
+                "The offset below which consumers may read.",
+            ),
+            (names::LOG_SIZE, "Bytes of the partition's segment files."),
+            (names::LOG_SEGMENTS, "Segments in the partition's log."),
+        ];
+        for (i, (name, help)) in families.into_iter().enumerate() {
+            page.family(name, "gauge", help);
+            for ((topic, partition), values) in &rows {
+                let partition = partition.map(|p| p.to_string());
+                let mut labels = vec![("topic", topic.as_str())];
+                if let Some(p) = &partition {
+                    labels.push(("partition", p));
+                }
+                page.sample(name, &labels, values[i]);
+            }
+        }
+        page.single(
+            names::LOG_PARTITIONS,
+            "gauge",
+            "Partition logs open on this broker.",
+            &[],
+            open as f64,
+        );
+        page.single(
+            names::LOG_GROUP_COMMITS,
+            "counter",
+            "Flusher group commits in this process (every broker in it counted).",
+            &[],
+            crate::log::manager::group_commits_total() as f64,
+        );
+        page.single(
+            names::LOG_GROUP_COMMIT_FLUSHES,
+            "counter",
+            "Partition flushes done by group commits in this process.",
+            &[],
+            crate::log::manager::group_commit_flushes_total() as f64,
+        );
+    }
+
+    fn groups(&self, page: &mut Page<'_>) {
+        let apis = &self.apis;
+        let groups = apis.groups.member_counts();
+        page.family(
+            names::GROUP_STATE,
+            "gauge",
+            "1 for the consumer group's current state.",
+        );
+        for (group, _) in &groups {
+            page.sample(
+                names::GROUP_STATE,
+                &[("group", &group.group_id), ("state", group.state.name())],
+                1.0,
+            );
+        }
+        page.family(
+            names::GROUP_MEMBERS,
+            "gauge",
+            "Members of the consumer group.",
+        );
+        for (group, members) in &groups {
+            page.sample(
+                names::GROUP_MEMBERS,
+                &[("group", &group.group_id)],
+                *members as f64,
+            );
+        }
+
+        let partition_level = apis.metrics.partition_level();
+        // (group, topic, partition or None) -> (committed, lag)
+        let mut rows: BTreeMap<(String, String, Option<i32>), (f64, f64)> = BTreeMap::new();
+        let store = apis.groups.store();
+        for group in store.groups_with_offsets() {
+            for (tp, committed) in store.fetch_all(&group) {
+                let Some(log) = apis.logs.get(&tp) else {
+                    continue;
+                };
+                let lag = (log.high_watermark() - committed.offset).max(0);
+                let key = (
+                    group.clone(),
+                    tp.topic.clone(),
+                    partition_level.then_some(tp.partition),
+                );
+                let row = rows.entry(key).or_default();
+                row.0 += committed.offset as f64;
+                row.1 += lag as f64;
+            }
+        }
+        for (name, help, pick) in [
+            (
+                names::GROUP_COMMITTED_OFFSET,
+                "The group's committed offset.",
+                0,
+            ),
+            (
+                names::GROUP_LAG,
+                "High watermark minus the group's committed offset.",
+                1,
+            ),
+        ] {
+            page.family(name, "gauge", help);
+            for ((group, topic, partition), (committed, lag)) in &rows {
+                let partition = partition.map(|p| p.to_string());
+                let mut labels = vec![("group", group.as_str()), ("topic", topic.as_str())];
+                if let Some(p) = &partition {
+                    labels.push(("partition", p));
+                }
+                page.sample(name, &labels, if pick == 0 { *committed } else { *lag });
+            }
+        }
+    }
+
+    fn connections(&self, page: &mut Page<'_>) {
+        let c = &self.connections;
+        let accepted = c.accepted.load(Ordering::Acquire);
+        let closed = c.closed.load(Ordering::Acquire);
+        page.single(
+            names::CONNECTIONS_OPEN,
+            "gauge",
+            "Client connections open now.",
+            &[],
+            accepted.saturating_sub(closed) as f64,
+        );
+        page.single(
+            names::CONNECTIONS_ACCEPTED,
+            "counter",
+            "Client connections accepted.",
+            &[],
+            accepted as f64,
+        );
+        page.single(
+            names::CONNECTIONS_CLOSED,
+            "counter",
+            "Client connections closed after being accepted.",
+            &[],
+            closed as f64,
+        );
+        page.single(
+            names::CONNECTIONS_REJECTED,
+            "counter",
+            "Connections closed at once because max.connections.per.ip was reached.",
+            &[],
+            c.rejected.load(Ordering::Relaxed) as f64,
+        );
+        page.single(
+            names::FETCH_PARKED,
+            "gauge",
+            "Fetch requests parked in a long poll now.",
+            &[],
+            self.apis.parked_fetches.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
+/// The process's memory, CPU and file descriptors, from `/proc/self` (absent where there is no procfs).
+fn process(page: &mut Page<'_>) {
+    if let Some(stat) = proc_stat() {
+        page.single(
+            names::PROCESS_RESIDENT_MEMORY,
+            "gauge",
+            "Resident set size of the brook process.",
+            &[],
+            stat.resident_bytes,
+        );
+        page.single(
+            names::PROCESS_CPU,
+            "counter",
+            "User and system CPU time of the brook process.",
+            &[],
+            stat.cpu_seconds,
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        // The directory handle itself is one of the entries.
+        let open = fds.count().saturating_sub(1);
+        page.single(
+            names::PROCESS_OPEN_FDS,
+            "gauge",
+            "File descriptors open in the brook process.",
+            &[],
+            open as f64,
+        );
+    }
+    if let Some(max) = max_fds() {
+        page.single(
+            names::PROCESS_MAX_FDS,
+            "gauge",
+            "Soft limit on the process's open file descriptors.",
+            &[],
+            max,
+        );
+    }
+}
+
+struct ProcStat {
+    resident_bytes: f64,
+    cpu_seconds: f64,
+}
+
+/// utime, stime (clock ticks) and rss (pages) from `/proc/self/stat`.
+fn proc_stat() -> Option<ProcStat> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state): field n is at index n - 3.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    let (utime, stime, rss) = (field(14)?, field(15)?, field(24)?);
+    let (ticks, page_size) = system_units()?;
+    Some(ProcStat {
+        resident_bytes: rss * page_size,
+        cpu_seconds: (utime + stime) / ticks,
+    })
+}
+
+/// Clock ticks per second and the page size.
+fn system_units() -> Option<(f64, f64)> {
+    // SAFETY: sysconf only reads system constants; it has no memory-safety preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (ticks > 0 && page > 0).then_some((ticks as f64, page as f64))
+}
+
+/// The soft "Max open files" limit from `/proc/self/limits` (None when unlimited or unreadable).
+fn max_fds() -> Option<f64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Prometheus text exposition format (version 0.0.4) written into a String.
+struct Page<'a> {
+    out: &'a mut String,
+}
+
+impl Page<'_> {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(key);
+                self.out.push_str("=\"");
+                escape_label_value(self.out, value);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// A family with one sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, labels, value);
+    }
+}
+
+/// Label values may hold anything a client sent (group ids): escape `\`, `"` and newlines.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        Page { out: &mut out }.sample("m", &[("group", "a\"b\\c\nd")], 2.0);
+        assert_eq!(out, "m{group=\"a\\\"b\\\\c\\nd\"} 2\n");
+    }
+
+    #[test]
+    fn process_metrics_are_read_from_proc() {
+        let stat = proc_stat().expect("/proc/self/stat is readable on Linux");
+        assert!(stat.resident_bytes > 0.0);
+        assert!(stat.cpu_seconds >= 0.0);
+        assert!(max_fds().is_some_and(|m| m > 0.0));
+    }
+}

@@ -1,0 +1,319 @@
+//! The Prometheus endpoint after a known load: what was produced, consumed and committed is what the
+//! metrics say, and the endpoint behaves like a small, strict HTTP server.
+
+mod common;
+#[path = "common/scrape.rs"]
+mod scrape;
+
+use common::*;
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use scrape::*;
+
+/// Brokers with metrics on an ephemeral port; groups rebalance at once.
+const BROKER: &[(&str, &str)] = &[
+    ("metrics.listener", "127.0.0.1:0"),
+    ("group.initial.rebalance.delay.ms", "0"),
+];
+
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_match_what_was_produced_consumed_and_committed() {
+    let b = start_broker(BROKER).await;
+    let addr = b.broker.metrics_addr().expect("metrics are enabled");
+    let load = run_load(&b.bootstrap, "metered", &[20, 10], &[15, 4]).await;
+    let (topic, group) = (load.topic.as_str(), load.group.as_str());
+
+    // A second CreateTopics for the same topic fails: one TOPIC_ALREADY_EXISTS.
+    let admin = admin(&b.bootstrap);
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
+            &admin_options(),
+        )
+        .await
+        .expect("CreateTopics request");
+    assert!(results[0].is_err());
+
+    let m = scrape(addr);
+    let t = [("topic", topic)];
+    let total: i64 = load.produced.iter().sum();
+    assert_eq!(
+        m.get(&series("brook_produce_records_total", &t)),
+        total as f64
+    );
+    assert_eq!(
+        m.get(&series("brook_fetch_records_total", &t)),
+        total as f64
+    );
+    // Bytes in are the batches as stored; the consumer read each batch once.
+    let on_disk: f64 = (0..2)
+        .map(|p| {
+            m.get(&series(
+                "brook_log_size_bytes",
+                &[("topic", topic), ("partition", &p.to_string())],
+            ))
+        })
+        .sum();
+    let bytes_in = m.get(&series("brook_produce_bytes_total", &t));
+    assert_eq!(bytes_in, on_disk, "bytes in = the batches appended");
+    assert!(bytes_in > (total as usize * VALUE_BYTES) as f64);
+    assert_eq!(
+        m.get(&series("brook_fetch_bytes_total", &t)),
+        bytes_in,
+        "bytes out = bytes in"
+    );
+    let batches = m.get("brook_produce_batch_size_bytes_count");
+    assert!(
+        batches >= 1.0 && batches <= total as f64,
+        "{batches} batches"
+    );
+    assert_eq!(m.get("brook_produce_batch_size_bytes_sum"), bytes_in);
+
+    for (p, (&produced, &committed)) in load.produced.iter().zip(&load.committed).enumerate() {
+        let p = p.to_string();
+        let tp = [("topic", topic), ("partition", p.as_str())];
+        assert_eq!(m.get(&series("brook_log_end_offset", &tp)), produced as f64);
+        assert_eq!(
+            m.get(&series("brook_log_high_watermark", &tp)),
+            produced as f64
+        );
+        assert_eq!(m.get(&series("brook_log_start_offset", &tp)), 0.0);
+        assert_eq!(m.get(&series("brook_log_segments", &tp)), 1.0);
+        let gtp = [
+            ("group", group),
+            ("topic", topic),
+            ("partition", p.as_str()),
+        ];
+        assert_eq!(
+            m.get(&series("brook_group_committed_offset", &gtp)),
+            committed as f64
+        );
+        assert_eq!(
+            m.get(&series("brook_group_lag_records", &gtp)),
+            (produced - committed) as f64,
+            "lag = high watermark - committed offset"
+        );
+    }
+    assert_eq!(
+        m.get(&series(
+            "brook_group_state",
+            &[("group", group), ("state", "Stable")]
+        )),
+        1.0
+    );
+    assert_eq!(
+        m.get(&series("brook_group_members", &[("group", group)])),
+        1.0
+    );
+    assert!(m.get("brook_log_partitions") >= 2.0);
+
+    // Requests by API and error code.
+    assert_eq!(
+        m.get(&series("brook_requests_total", &[("api", "CreateTopics")])),
+        2.0
+    );
+    assert_eq!(
+        m.get(&series(
+            "brook_request_errors_total",
+            &[("api", "CreateTopics"), ("error", "TOPIC_ALREADY_EXISTS")]
+        )),
+        1.0
+    );
+    for api in [
+        "Produce",
+        "Fetch",
+        "JoinGroup",
+        "SyncGroup",
+        "OffsetCommit",
+        "Metadata",
+    ] {
+        let count = m.get(&series("brook_requests_total", &[("api", api)]));
+        assert!(count >= 1.0, "{api} requests are counted");
+        if matches!(api, "Fetch" | "Metadata") {
+            continue; // Still being sent by the consumer: the page is not one atomic snapshot.
+        }
+        assert_eq!(
+            m.get(&format!(
+                "brook_request_duration_seconds_count{{api=\"{api}\"}}"
+            )),
+            count,
+            "every {api} request is timed"
+        );
+    }
+    // The consumer's fetches wait in a long poll (100 ms) once it has read everything.
+    poll_until(DEADLINE, "a parked fetch is timed", || {
+        let parked = scrape(addr).find("brook_request_parked_seconds_count{api=\"Fetch\"}");
+        parked.filter(|&n| n >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        m.find("brook_request_errors_total{api=\"Produce\",error=\"NONE\"}"),
+        None,
+        "NONE is not an error"
+    );
+
+    // Connections: producer, consumer (two: bootstrap and coordinator) and admin clients.
+    let accepted = m.get("brook_connections_accepted_total");
+    let open = m.get("brook_connections_open");
+    assert!(accepted >= 3.0, "{accepted} accepted");
+    assert_eq!(open, accepted - m.get("brook_connections_closed_total"));
+    assert!(
+        open >= 1.0,
+        "the consumer and the admin client are connected"
+    );
+    drop(admin);
+    let consumer = load.consumer;
+    blocking(move || {
+        consumer.unsubscribe();
+        drop(consumer);
+    });
+    let m = poll_until(DEADLINE, "every client connection closed", || {
+        let m = scrape(addr);
+        (m.get("brook_connections_open") == 0.0).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        m.get("brook_connections_closed_total"),
+        m.get("brook_connections_accepted_total")
+    );
+    assert_eq!(
+        m.get(&series(
+            "brook_group_state",
+            &[("group", group), ("state", "Empty")]
+        )),
+        1.0
+    );
+    assert_eq!(
+        m.get(&series("brook_group_members", &[("group", group)])),
+        0.0
+    );
+
+    // The process.
+    assert!(m.get("brook_process_resident_memory_bytes") > 1e6);
+    assert!(m.get("brook_process_cpu_seconds_total") > 0.0);
+    assert!(m.get("brook_process_open_fds") >= 3.0);
+    assert!(m.get("brook_process_max_fds") >= m.get("brook_process_open_fds"));
+    assert_eq!(m.get("brook_build_info{version=\"0.1.0\"}"), 1.0);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsyncs_are_counted_and_timed() {
+    let mut overrides = BROKER.to_vec();
+    overrides.push(("log.flush.interval.messages", "1"));
+    let b = start_broker(&overrides).await;
+    let addr = b.broker.metrics_addr().expect("metrics are enabled");
+    let before = scrape(addr).get("brook_log_flush_duration_seconds_count");
+    let load = run_load(&b.bootstrap, "durable", &[5], &[5]).await;
+    drop(load);
+    let m = scrape(addr);
+    let flushes = m.get("brook_log_flush_duration_seconds_count") - before;
+    assert!(flushes >= 1.0, "a durable log fsyncs before acknowledging");
+    assert!(m.get("brook_log_flush_duration_seconds_sum") > 0.0);
+    assert!(m.get("brook_log_flush_duration_seconds_bucket{le=\"+Inf\"}") >= flushes);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_level_off_sums_each_topic() {
+    let mut overrides = BROKER.to_vec();
+    overrides.push(("metrics.partition.level.enable", "false"));
+    let b = start_broker(&overrides).await;
+    let addr = b.broker.metrics_addr().expect("metrics are enabled");
+    let load = run_load(&b.bootstrap, "summed", &[7, 3, 5], &[2, 3, 0]).await;
+    let m = scrape(addr);
+    let t = [("topic", load.topic.as_str())];
+    assert_eq!(m.get(&series("brook_log_end_offset", &t)), 15.0);
+    assert_eq!(m.get(&series("brook_log_segments", &t)), 3.0);
+    assert_eq!(
+        m.get(&series(
+            "brook_group_lag_records",
+            &[("group", &load.group), ("topic", &load.topic)]
+        )),
+        10.0
+    );
+    assert!(
+        m.0.keys().all(|k| !k.contains("partition=")),
+        "no series has a partition label"
+    );
+    drop(load);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_in_one_process_keep_their_own_counts() {
+    let a = start_broker(BROKER).await;
+    let b = start_broker(BROKER).await;
+    let (a_addr, b_addr) = (
+        a.broker.metrics_addr().unwrap(),
+        b.broker.metrics_addr().unwrap(),
+    );
+    assert_ne!(a_addr, b_addr);
+    let topic = unique_topic("only-a");
+    create_topic(&a.bootstrap, &topic, 1).await;
+    let created = series("brook_requests_total", &[("api", "CreateTopics")]);
+    assert_eq!(scrape(a_addr).get(&created), 1.0);
+    assert_eq!(scrape(b_addr).find(&created), None);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_serves_only_get_metrics() {
+    let b = start_broker(BROKER).await;
+    let addr = b.broker.metrics_addr().expect("metrics are enabled");
+    let check = move |request: &'static [u8], status: u16| {
+        let response = http(addr, request);
+        assert_eq!(
+            response.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(response.headers["connection"], "close");
+        response
+    };
+    check(b"GET /other HTTP/1.1\r\n\r\n", 404);
+    check(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405);
+    let head = check(b"HEAD /metrics HTTP/1.1\r\n\r\n", 200);
+    assert!(head.body.is_empty(), "HEAD has no body");
+    assert!(head.headers["content-length"].parse::<usize>().unwrap() > 0);
+    let with_query = check(b"GET /metrics?name[]=x HTTP/1.0\r\n\r\n", 200);
+    assert!(with_query.body.contains("brook_build_info"));
+    // A request head that never ends within the limit is refused, not buffered.
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
+    huge.resize(64 * 1024, b'a');
+    let response = http(addr, &huge);
+    assert_eq!(response.status, 400);
+    // The endpoint still serves after all that.
+    assert!(scrape(addr).get("brook_log_partitions") >= 0.0);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_metrics_listener_disables_metrics() {
+    let b = start_broker(&[("metrics.listener", "")]).await;
+    assert_eq!(b.broker.metrics_addr(), None);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_metrics_address_that_is_taken_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = base_config(tmp.path(), &[("metrics.listener", &addr)]);
+    let error = match brook::Broker::start(config).await {
+        Ok(_) => panic!("started although {addr} is taken"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("metrics.listener") && error.contains(&addr),
+        "{error}"
+    );
+}
