@@ -2,9 +2,9 @@
 //! record framing) and the key and value decoders that the offset store applies at load time.
 //!
 //! The first input byte picks what the rest is: a log read (walked with its CRCs repaired, or as is), a key,
-//! an OffsetCommitValue or a GroupMetadataValue. Invariants: no panic; walked records lie inside the batches
-//! they came from, in offset order per batch; a decoded value encodes again (when the format can hold it)
-//! and decodes to the same value.
+//! an OffsetCommitValue or a GroupMetadataValue. Invariants: no panic; walked records and their fields lie
+//! inside the read; a decoded key or value encodes again (when the format can hold it) and decodes to the
+//! same thing.
 #![no_main]
 
 use brook::group::records::{
