@@ -41,7 +41,10 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "$(dirname "$log")"
     echo "== fuzzing $t for up to ${secs}s"
     set +e
-    cargo fuzz run -s none "$t" "$work" "fuzz/corpus/$t" -- \
+    seeds="fuzz/corpus/$t"
+    # dispatch takes the same frames as request.
+    [ "$t" = dispatch ] && seeds="fuzz/corpus/request"
+    cargo fuzz run -s none "$t" "$work" "$seeds" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         "${runs_flag[@]}" >"$log" 2>&1
     rc=$?

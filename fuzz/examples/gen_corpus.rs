@@ -628,14 +628,12 @@ fn group_records(dir: &Path) {
     v4.put_u8(0); // no tagged fields
     write(dir, "value-offset-commit-v4", &with_mode(3, &v4));
     let mut gv0 = BytesMut::new();
-    gv0.put_i16(0);
-    for part in ["consumer"] {
-        gv0.put_i16(part.len() as i16);
-        gv0.put_slice(part.as_bytes());
-    }
-    gv0.put_i32(1);
-    gv0.put_i16(-1);
-    gv0.put_i16(-1);
-    gv0.put_i32(0);
+    gv0.put_i16(0); // version
+    gv0.put_i16(8); // protocol type
+    gv0.put_slice(b"consumer");
+    gv0.put_i32(1); // generation
+    gv0.put_i16(-1); // no protocol
+    gv0.put_i16(-1); // no leader
+    gv0.put_i32(0); // no members
     write(dir, "value-group-metadata-v0-empty", &with_mode(4, &gv0));
 }

@@ -17,8 +17,8 @@ use brook::server::{ConnectionContext, Reply, RequestHandler};
 use brook::{Broker, Config};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, RequestHeader, TopicName};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use libfuzzer_sys::fuzz_target;
 
@@ -60,7 +60,9 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let broker = runtime.block_on(Broker::start(config)).expect("fuzz broker starts");
+        let broker = runtime
+            .block_on(Broker::start(config))
+            .expect("fuzz broker starts");
         let dispatcher = broker.dispatcher();
         let ctx = ConnectionContext {
             peer: SocketAddr::from(([127, 0, 0, 1], 40000)),

@@ -32,6 +32,8 @@ const MIN_HEADER_BYTES: usize = 8;
 
 /// A request frame decoded exactly as [`Dispatcher`] decodes it, before any API module runs.
 #[doc(hidden)]
+// Built and consumed once per frame, never stored: boxing the request would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded {
     /// A request for its API module.
     Request {
