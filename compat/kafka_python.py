@@ -10,7 +10,8 @@ import uuid
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import InvalidConfigurationError, InvalidPartitionsError, TopicAlreadyExistsError
 
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
 RUN = uuid.uuid4().hex[:8]
@@ -136,6 +137,62 @@ def _():
     total = sum(o.offset for o in offsets.values())
     assert total == n, f"committed offsets add up to {total}, not {n}: {committed}"
     return f"split {split}, {n} messages once each, resumed at the committed offsets"
+
+
+@scenario("admin: topic configs, alter (incremental), create partitions, describe cluster and log dirs")
+def _():
+    t = f"{topic}-admin"
+    admin.create_topics([NewTopic(t, 1, 1, topic_configs={"retention.ms": "3600000",
+                                                          "cleanup.policy": "compact"})])
+    resource = ConfigResource(ConfigResourceType.TOPIC, t)
+    described = admin.describe_configs([resource], config_filter="all")["topic"][t]
+    assert described["retention.ms"]["value"] == "3600000", described["retention.ms"]
+    assert described["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG", described["retention.ms"]
+    assert described["segment.bytes"]["config_source"] == "DEFAULT_CONFIG", described["segment.bytes"]
+
+    # kafka-python 3 alters incrementally when the broker offers IncrementalAlterConfigs.
+    altered = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t,
+                                                  configs={"retention.ms": "7200000",
+                                                           "cleanup.policy": ("APPEND", "delete")})])
+    assert altered["topic"][t] == "OK", altered
+    modified = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)])["topic"][t]
+    assert modified["retention.ms"]["value"] == "7200000", modified
+    assert modified["cleanup.policy"]["value"] == "compact,delete", modified["cleanup.policy"]
+    refused = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t,
+                                                  configs={"retention.ms": "soon"})])
+    assert "InvalidConfiguration" in refused["topic"][t], refused
+
+    admin.create_partitions({t: 3})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        described_topics = admin.describe_topics([t])
+        if len(described_topics[0]["partitions"]) == 3:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"{t} never showed 3 partitions")
+    try:
+        admin.create_partitions({t: 2})
+        raise AssertionError("shrinking to 2 partitions was accepted")
+    except InvalidPartitionsError:
+        pass
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=False)
+    md = producer.send(t, key=b"k", value=b"to partition 2", partition=2).get(timeout=30)
+    producer.close()
+    assert (md.partition, md.offset) == (2, 0), md
+
+    cluster = admin.describe_cluster()
+    assert len(cluster["brokers"]) == 1 and cluster["controller_id"] == cluster["brokers"][0]["broker_id"], cluster
+    dirs = admin.describe_log_dirs([t])
+    sizes = {p["partition_index"]: p["partition_size"]
+             for d in dirs[0]["log_dirs"] for tp in d["topics"] if tp["name"] == t for p in tp["partitions"]}
+    assert sorted(sizes) == [0, 1, 2] and sizes[2] > 0, dirs
+    try:
+        admin.create_topics([NewTopic(f"{t}-bad", 1, 1, topic_configs={"retention.ms": "-5"})])
+        raise AssertionError("retention.ms=-5 was accepted")
+    except InvalidConfigurationError:
+        pass
+    return f"configs described and altered, 1 -> 3 partitions, cluster {cluster['cluster_id']}"
 
 
 @scenario("delete topic")

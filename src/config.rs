@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
-use crate::log::LogConfig;
+use crate::log::{CleanerConfig, CleanupPolicy, LogConfig, TimestampType};
 use crate::server::ServerLimits;
 
 /// A configuration key or value that brook cannot accept.
@@ -65,6 +65,13 @@ impl Endpoint {
     }
 }
 
+/// How the broker writes its log lines (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoggingFormat {
+    Text,
+    Json,
+}
+
 /// The broker's configuration. Field names follow the Kafka property they come from.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -75,8 +82,11 @@ pub struct Config {
     pub num_partitions: i32,
     pub auto_create_topics_enable: bool,
     pub log: LogConfig,
+    pub cleaner: CleanerConfig,
     pub server: ServerLimits,
     pub groups: GroupConfig,
+    /// `logging.format` (brook's own): `text` for people, `json` (one object per line) for log shippers.
+    pub logging_format: LoggingFormat,
     /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
     explicit: BTreeMap<String, String>,
 }
@@ -99,6 +109,23 @@ const KNOWN_KEYS: &[&str] = &[
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "message.max.bytes",
+    "log.cleanup.policy",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.message.timestamp.type",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.segment.delete.delay.ms",
+    "log.retention.check.interval.ms",
+    "log.cleaner.enable",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
     "socket.request.max.bytes",
     "max.connections",
     "max.connections.per.ip",
@@ -113,6 +140,7 @@ const KNOWN_KEYS: &[&str] = &[
     "group.max.session.timeout.ms",
     "group.max.size",
     "offset.metadata.max.bytes",
+    "logging.format",
 ];
 
 impl Default for Config {
@@ -128,8 +156,10 @@ impl Default for Config {
             num_partitions: 1,
             auto_create_topics_enable: true,
             log: LogConfig::default(),
+            cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),
             groups: GroupConfig::default(),
+            logging_format: LoggingFormat::Text,
             explicit: BTreeMap::new(),
         }
     }
@@ -220,6 +250,67 @@ impl Config {
             "message.max.bytes" => {
                 self.log.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
             }
+            "log.cleanup.policy" => {
+                self.log.cleanup_policy = CleanupPolicy::parse(value)
+                    .ok_or_else(|| bad("expected delete, compact or compact,delete"))?
+            }
+            "log.retention.ms" => self.log.retention_ms = parse_retention(key, value, 1)?,
+            "log.retention.minutes" => {
+                // The most precise unit set wins, whatever the order, as in Kafka.
+                if !self.explicit.contains_key("log.retention.ms") {
+                    self.log.retention_ms = parse_retention(key, value, 60_000)?;
+                }
+            }
+            "log.retention.hours" => {
+                if !self.explicit.contains_key("log.retention.ms")
+                    && !self.explicit.contains_key("log.retention.minutes")
+                {
+                    self.log.retention_ms = parse_retention(key, value, 3_600_000)?;
+                }
+            }
+            "log.retention.bytes" => {
+                self.log.retention_bytes = parse_int(key, value, -1, i64::MAX)?
+            }
+            "log.message.timestamp.type" => {
+                self.log.timestamp_type = TimestampType::parse(value)
+                    .ok_or_else(|| bad("expected CreateTime or LogAppendTime"))?
+            }
+            "log.message.timestamp.before.max.ms" => {
+                self.log.timestamp_before_max_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log.timestamp_after_max_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log.min_compaction_lag_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                self.log.max_compaction_lag_ms = parse_int(key, value, 1, i64::MAX)?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                self.log.delete_retention_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                self.log.min_cleanable_dirty_ratio = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| bad("expected a number from 0 to 1"))?
+            }
+            "log.segment.delete.delay.ms" => {
+                self.log.file_delete_delay_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "log.retention.check.interval.ms" => {
+                self.cleaner.retention_check_interval_ms =
+                    parse_int(key, value, 1, i64::MAX)? as u64
+            }
+            "log.cleaner.enable" => self.cleaner.enable = parse_bool(key, value)?,
+            "log.cleaner.backoff.ms" => {
+                self.cleaner.backoff_ms = parse_int(key, value, 0, i64::MAX)? as u64
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                self.cleaner.dedupe_buffer_size = parse_int(key, value, 1 << 20, i64::MAX)? as u64
+            }
             "socket.request.max.bytes" => {
                 self.server.socket_request_max_bytes =
                     parse_int(key, value, 1, i32::MAX as i64)? as usize
@@ -270,6 +361,13 @@ impl Config {
             "offset.metadata.max.bytes" => {
                 self.groups.offset_metadata_max_bytes =
                     parse_int(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "logging.format" => {
+                self.logging_format = match value.to_ascii_lowercase().as_str() {
+                    "text" => LoggingFormat::Text,
+                    "json" => LoggingFormat::Json,
+                    _ => return Err(bad("expected text or json")),
+                }
             }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
@@ -339,6 +437,118 @@ impl Config {
     }
 }
 
+/// Broker properties an admin may change while the broker runs (AlterConfigs on a BROKER resource), as
+/// Kafka marks them cluster-wide dynamic: the `log.*` defaults of topic configs. Every partition's config is
+/// re-derived at once; topic overrides still win. Others answer INVALID_REQUEST.
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.segment.delete.delay.ms",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.index.interval.bytes",
+    "log.cleaner.max.compaction.lag.ms",
+    "message.max.bytes",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.type",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.segment.bytes",
+    "log.index.size.max.bytes",
+    "log.roll.ms",
+];
+
+/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`]).
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    DYNAMIC_BROKER_KEYS.contains(&key)
+}
+
+impl Config {
+    /// This configuration with dynamic broker configs applied on top, later layers winning (the cluster
+    /// default, then this broker's). A stored value that no longer validates is logged and skipped.
+    pub fn with_dynamic<'a, I>(&self, layers: I) -> Config
+    where
+        I: IntoIterator<Item = &'a BTreeMap<String, String>>,
+    {
+        let mut config = self.clone();
+        for layer in layers {
+            for (key, value) in layer {
+                if let Err(e) = config.set(key, value) {
+                    tracing::warn!(key, error = %e, "ignoring stored dynamic broker config");
+                }
+            }
+        }
+        config
+    }
+
+    /// The value of a broker property in this configuration as Kafka prints it; None for a property that is
+    /// unset and has no default (`log.retention.ms` when only hours are given) or that brook does not know.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        if let Some(v) = self.explicit.get(key) {
+            return Some(v.clone());
+        }
+        let long_max = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).to_string();
+        let int_max = |v: usize| i32::try_from(v).unwrap_or(i32::MAX).to_string();
+        let log = &self.log;
+        Some(match key {
+            "listeners" => format!("PLAINTEXT://{}:{}", self.listener.host, self.listener.port),
+            "advertised.listeners" => return None,
+            "log.dirs" | "log.dir" => self.log_dir.display().to_string(),
+            "node.id" | "broker.id" => self.node_id.to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "log.segment.bytes" => log.segment_bytes.to_string(),
+            "log.roll.ms" => return None,
+            "log.roll.hours" => "168".into(),
+            "log.index.interval.bytes" => log.index_interval_bytes.to_string(),
+            "log.index.size.max.bytes" => log.max_index_bytes.to_string(),
+            "log.flush.interval.messages" => long_max(log.flush_interval_messages),
+            "log.flush.interval.ms" => return log.flush_interval_ms.map(long_max),
+            "message.max.bytes" => log.max_message_bytes.to_string(),
+            "log.cleanup.policy" => log.cleanup_policy.to_string(),
+            "log.retention.ms" | "log.retention.minutes" => return None,
+            "log.retention.hours" => "168".into(),
+            "log.retention.bytes" => log.retention_bytes.to_string(),
+            "log.message.timestamp.type" => log.timestamp_type.to_string(),
+            "log.message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
+            "log.message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
+            "log.cleaner.min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+            "log.cleaner.max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+            "log.cleaner.delete.retention.ms" => log.delete_retention_ms.to_string(),
+            "log.cleaner.min.cleanable.ratio" => log.min_cleanable_dirty_ratio.to_string(),
+            "log.segment.delete.delay.ms" => log.file_delete_delay_ms.to_string(),
+            "log.retention.check.interval.ms" => {
+                self.cleaner.retention_check_interval_ms.to_string()
+            }
+            "log.cleaner.enable" => self.cleaner.enable.to_string(),
+            "log.cleaner.backoff.ms" => self.cleaner.backoff_ms.to_string(),
+            "log.cleaner.dedupe.buffer.size" => self.cleaner.dedupe_buffer_size.to_string(),
+            "socket.request.max.bytes" => self.server.socket_request_max_bytes.to_string(),
+            "max.connections" => int_max(self.server.max_connections),
+            "max.connections.per.ip" => int_max(self.server.max_connections_per_ip),
+            "connections.max.idle.ms" => self.server.connections_max_idle_ms.to_string(),
+            "queued.max.requests" => self.server.queued_max_requests.to_string(),
+            "queued.max.reply.bytes" => self.server.queued_max_reply_bytes.to_string(),
+            "offsets.topic.num.partitions" => self.groups.offsets_topic_num_partitions.to_string(),
+            "offsets.retention.minutes" => (self.groups.offsets_retention_ms / 60_000).to_string(),
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms.to_string()
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms.to_string()
+            }
+            "group.min.session.timeout.ms" => self.groups.min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.groups.max_session_timeout_ms.to_string(),
+            "group.max.size" => self.groups.max_size.to_string(),
+            "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes.to_string(),
+            _ => return None,
+        })
+    }
+}
+
 /// The environment variable that sets `key`.
 pub fn env_name(key: &str) -> String {
     format!(
@@ -397,6 +607,20 @@ fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigEr
         });
     }
     Ok(parsed)
+}
+
+/// A retention time in `unit` milliseconds; -1 (any negative, as Kafka reads it) means unlimited.
+fn parse_retention(key: &str, value: &str, unit: i64) -> Result<i64, ConfigError> {
+    let n = parse_int(key, value, i64::MIN, i64::MAX)?;
+    if n < 0 {
+        return Ok(-1);
+    }
+    n.checked_mul(unit)
+        .ok_or_else(|| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "too large".into(),
+        })
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -506,6 +730,43 @@ fn unescape(c: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_takes_the_most_precise_unit_in_any_order() {
+        let mut config = Config::new();
+        assert_eq!(config.log.retention_ms, 168 * 3_600_000, "Kafka's 7 days");
+        config.set("log.retention.minutes", "5").unwrap();
+        config.set("log.retention.hours", "1").unwrap();
+        assert_eq!(config.log.retention_ms, 300_000, "minutes beat hours");
+        config.set("log.retention.ms", "-5").unwrap();
+        assert_eq!(config.log.retention_ms, -1, "negative means unlimited");
+        config.set("log.retention.minutes", "9").unwrap();
+        assert_eq!(config.log.retention_ms, -1, "ms beats minutes");
+    }
+
+    #[test]
+    fn cleanup_policy_and_timestamp_type_are_validated() {
+        let mut config = Config::new();
+        config.set("log.cleanup.policy", "compact, delete").unwrap();
+        assert_eq!(
+            config.log.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert!(config.set("log.cleanup.policy", "shred").is_err());
+        config
+            .set("log.message.timestamp.type", "LogAppendTime")
+            .unwrap();
+        assert_eq!(config.log.timestamp_type, TimestampType::LogAppendTime);
+        assert!(config.set("log.message.timestamp.type", "Now").is_err());
+        assert!(
+            config
+                .set("log.cleaner.min.cleanable.ratio", "1.5")
+                .is_err()
+        );
+    }
 
     #[test]
     fn defaults_match_the_embedded_broker() {

@@ -177,7 +177,12 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
     std::fs::create_dir_all(&config.log_dir)?;
     let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
     let metadata = Arc::new(MetadataStore::open(&config.log_dir)?);
-    let logs = LogManager::open(&config.log_dir, config.log.clone())?;
+    // Dynamic broker configs (AlterConfigs) override server.properties from the start.
+    let dynamic = metadata.broker_configs().get();
+    let log_defaults = config
+        .with_dynamic([&dynamic.cluster_default, &dynamic.broker])
+        .log;
+    let logs = LogManager::open(&config.log_dir, log_defaults.clone())?;
 
     let topics = metadata.topics();
     for dir in logs.partitions_on_disk()? {
@@ -189,12 +194,12 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
         }
     }
     for topic in &topics {
-        api::open_partitions(&logs, &config.log, topic);
+        api::open_partitions(&logs, &log_defaults, topic);
     }
     let offsets = OffsetStore::open(
         metadata.clone(),
         logs.clone(),
-        config.log.clone(),
+        log_defaults,
         config.groups.clone(),
     )?;
     Ok((config, meta, metadata, logs, offsets))

@@ -7,14 +7,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use brook::config::LoggingFormat;
 use brook::{Broker, Config};
 
-const USAGE: &str = "usage: brook [server.properties] [--override key=value]...\n\
+const USAGE: &str = "usage: brook [server.properties] [--override key=value]... [--health-check]\n\
 Configuration uses Kafka's property names; BROOK_<KEY> environment variables (e.g. BROOK_LOG_DIRS) and\n\
---override arguments win over the file. Logging: RUST_LOG (default info).";
+--override arguments win over the file. Logging: RUST_LOG (default info), logging.format=text|json.\n\
+--health-check: exit 0 if a broker answers ApiVersions on the configured listener, 1 otherwise.";
 
 fn main() -> ExitCode {
-    let config = match config_from_args(std::env::args().skip(1).collect(), std::env::vars()) {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let health_check = args.iter().any(|a| a == "--health-check");
+    args.retain(|a| a != "--health-check");
+    let config = match config_from_args(args, std::env::vars()) {
+        Ok(Some(config)) if health_check => return health_check_exit(&config),
         Ok(Some(config)) => config,
         Ok(None) => {
             println!("{USAGE}");
@@ -25,13 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(config.logging_format);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,6 +39,78 @@ fn main() -> ExitCode {
             eprintln!("brook: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The container HEALTHCHECK: one ApiVersions v0 round trip to the configured listener, within 5 s.
+fn health_check_exit(config: &Config) -> ExitCode {
+    match health_check(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("brook: health check failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn health_check(config: &Config) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    let mut addr = config.listener.bind_addr()?;
+    if addr.ip().is_unspecified() {
+        // A listener on all interfaces is reachable on loopback.
+        addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port());
+    }
+    let timeout = Duration::from_secs(5);
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    const CORRELATION_ID: i32 = 0x6865_616c;
+    let client_id = b"brook-health-check";
+    let mut frame = Vec::with_capacity(32);
+    frame.extend_from_slice(&(10 + client_id.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    frame.extend_from_slice(&0i16.to_be_bytes()); // v0: header v1, response header v0
+    frame.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+    frame.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+    frame.extend_from_slice(client_id);
+    stream.write_all(&frame)?;
+    let mut head = [0u8; 10];
+    stream
+        .read_exact(&mut head)
+        .context("read the ApiVersions response")?;
+    let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    let error = i16::from_be_bytes([head[8], head[9]]);
+    anyhow::ensure!(
+        size >= 6 && correlation == CORRELATION_ID,
+        "{addr} did not answer as a Kafka broker"
+    );
+    anyhow::ensure!(
+        error == 0,
+        "{addr} answered ApiVersions with error code {error}"
+    );
+    Ok(())
+}
+
+/// Log lines go to stderr, filtered by RUST_LOG (default `info`, as Kafka's log4j default).
+fn init_logging(format: LoggingFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LoggingFormat::Text => builder.init(),
+        // Spans (connection, request) travel with each event so a shipper can group by them.
+        LoggingFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

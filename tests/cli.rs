@@ -129,3 +129,108 @@ fn wait_with_deadline(child: &mut std::process::Child) -> std::process::ExitStat
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn json_logging_writes_one_object_per_line_with_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = brook()
+        .args([
+            "--override",
+            "listeners=PLAINTEXT://127.0.0.1:0",
+            "--override",
+            "logging.format=json",
+        ])
+        .env("BROOK_LOG_DIRS", dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Every line up to the announcement parses as JSON; the announcement carries its structured fields.
+    let announcement = loop {
+        let line = rx.recv_timeout(DEADLINE).expect("brook logs its start");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(value["timestamp"].is_string(), "{line}");
+        assert!(value["level"].is_string(), "{line}");
+        let message = value["fields"]["message"].as_str().unwrap_or_default();
+        if message.starts_with("listening on ") {
+            break value;
+        }
+    };
+    assert_eq!(announcement["level"], "INFO");
+    assert_eq!(announcement["fields"]["node_id"], 1);
+    assert!(announcement["fields"]["cluster_id"].is_string());
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    assert!(wait_with_deadline(&mut child).success());
+}
+
+#[test]
+fn unknown_logging_format_exits_2() {
+    let output = brook()
+        .args(["--override", "logging.format=xml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("logging.format"));
+}
+
+#[test]
+fn health_check_succeeds_only_against_a_live_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = brook()
+        .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .env("BROOK_LOG_DIRS", dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+    });
+    let addr: SocketAddr = rx.recv_timeout(DEADLINE).unwrap().parse().unwrap();
+    let check = |listener: String| {
+        brook()
+            .args([
+                "--health-check",
+                "--override",
+                &format!("listeners={listener}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let up = check(format!("PLAINTEXT://{addr}"));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(wait_with_deadline(&mut child).success());
+    let down = check(format!("PLAINTEXT://{addr}"));
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("health check failed"));
+}

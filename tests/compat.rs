@@ -124,7 +124,7 @@ async fn kafka_python_matrix_passes_against_in_process_broker() {
     );
     assert_eq!(
         stdout.matches("  PASS  ").count(),
-        5,
+        6,
         "every scenario ran:\n{stdout}"
     );
     b.shutdown().await;

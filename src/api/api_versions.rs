@@ -9,12 +9,11 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 /// Produce is advertised from version 0 although versions 0-2 are answered with UNSUPPORTED_VERSION, as Kafka
 /// 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
 /// FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
-/// ListOffsets stops at 6 until the max-timestamp lookup (KIP-734) lands.
 /// OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 13),
     (ApiKey::Fetch, 4, 18),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 4),
@@ -30,6 +29,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// Produce versions that are advertised for old clients' sake but cannot be served.

@@ -11,6 +11,7 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
     }
 }

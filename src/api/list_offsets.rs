@@ -1,4 +1,5 @@
-//! ListOffsets: the earliest and latest offsets of a partition, or the first offset at a timestamp.
+//! ListOffsets: the earliest and latest offsets of a partition, the first offset at a timestamp, or the
+//! record with the largest timestamp (KIP-734).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -13,6 +14,12 @@ use super::{Apis, LEADER_EPOCH};
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// KIP-734 (v7+): the record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405 (v8+): the first offset kept locally; without tiered storage, the log start offset.
+const EARLIEST_LOCAL: i64 = -4;
+/// KIP-1005 (v9+): the last offset in tiered storage; there is none, so no offset.
+const LATEST_TIERED: i64 = -5;
 
 pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Versions before 4 have no leader epoch field; the codec refuses a value there.
@@ -36,6 +43,7 @@ pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOf
                         p.partition_index,
                         p.current_leader_epoch,
                         p.timestamp,
+                        version,
                     ) {
                         Ok(Some((offset, timestamp))) => response
                             .with_offset(offset)
@@ -61,6 +69,7 @@ fn lookup(
     partition: i32,
     leader_epoch: i32,
     timestamp: i64,
+    version: i16,
 ) -> Result<Option<(i64, i64)>, ResponseError> {
     check_leader_epoch(leader_epoch)?;
     let log = apis.partition(topic, partition)?;
@@ -72,7 +81,12 @@ fn lookup(
             .offset_for_timestamp(ts)
             .map(|found| found.filter(|(offset, _)| *offset < log.high_watermark()))
             .map_err(|e| log_error_code(&e)),
-        // Max timestamp (-3) and the tiered-storage queries come with the versions that carry them.
+        MAX_TIMESTAMP if version >= 7 => log
+            .offset_of_max_timestamp()
+            .map_err(|e| log_error_code(&e)),
+        EARLIEST_LOCAL if version >= 8 => Ok(Some((log.log_start_offset(), -1))),
+        LATEST_TIERED if version >= 9 => Ok(None),
+        // A special timestamp the request's version does not know.
         _ => Err(ResponseError::UnsupportedVersion),
     }
 }

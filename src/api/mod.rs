@@ -2,12 +2,17 @@
 //! builds the response. Nothing here touches a file or a socket directly.
 
 pub mod api_versions;
+pub mod configs;
+pub mod create_partitions;
+pub mod describe_cluster;
+pub mod describe_log_dirs;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod produce_legacy;
@@ -96,7 +101,7 @@ impl Apis {
         let topic = self.metadata.create_topic(name, partitions, configs)?;
         // A directory with this name belongs to an earlier topic of the same name whose deletion did not
         // finish (a crash between the metadata change and the log removal): never serve its data.
-        let config = topic_log_config(&self.config.log, &topic);
+        let config = topic_log_config(&self.log_defaults(), &topic);
         for partition in 0..topic.partitions {
             let tp = TopicPartition {
                 topic: topic.name.clone(),
@@ -113,6 +118,40 @@ impl Apis {
         }
         tracing::info!(topic = name, partitions, id = %topic.id, "created topic");
         Ok(topic)
+    }
+
+    /// The broker configuration in force: server.properties with the dynamic broker configs on top.
+    pub fn effective_config(&self) -> Config {
+        let dynamic = self.metadata.broker_configs().get();
+        self.config
+            .with_dynamic([&dynamic.cluster_default, &dynamic.broker])
+    }
+
+    /// The topic defaults in force (`log.*`, static or dynamic); a topic's overrides go on top.
+    pub fn log_defaults(&self) -> LogConfig {
+        self.effective_config().log
+    }
+
+    /// Gives every open partition of `topic` its config derived afresh (after an alter), without a restart.
+    pub fn reapply_topic_config(&self, topic: &TopicMetadata, defaults: &LogConfig) {
+        let config = topic_log_config(defaults, topic);
+        for partition in 0..topic.partitions {
+            let tp = TopicPartition {
+                topic: topic.name.clone(),
+                partition,
+            };
+            if let Some(log) = self.logs.get(&tp) {
+                log.update_config(config.clone());
+            }
+        }
+    }
+
+    /// Re-derives every partition's config after the broker defaults changed.
+    pub fn reapply_all_topic_configs(&self) {
+        let defaults = self.log_defaults();
+        for topic in self.metadata.topics() {
+            self.reapply_topic_config(&topic, &defaults);
+        }
     }
 
     /// Deletes a topic: first from the metadata (clients stop seeing it), then its logs.
@@ -230,6 +269,39 @@ mod tests {
         apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
         let log = apis.partition("orders", 0).unwrap();
         assert_eq!(log.log_end_offset(), 0, "the new topic starts empty");
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[test]
+    fn the_offsets_topic_cannot_get_more_partitions() {
+        use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+        use kafka_protocol::messages::{CreatePartitionsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        apis.create_topic(crate::group::OFFSETS_TOPIC, 2, BTreeMap::new())
+            .unwrap();
+        let request = CreatePartitionsRequest::default().with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(
+                    crate::group::OFFSETS_TOPIC,
+                )))
+                .with_count(4),
+        ]);
+        let response = create_partitions::handle(&apis, request);
+        assert_eq!(
+            response.results[0].error_code,
+            ResponseError::InvalidRequest.code(),
+            "groups are hashed over its partitions"
+        );
+        assert_eq!(
+            apis.metadata
+                .topic(crate::group::OFFSETS_TOPIC)
+                .unwrap()
+                .partitions,
+            2
+        );
         apis.logs.shutdown().unwrap();
     }
 

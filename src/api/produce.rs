@@ -99,7 +99,7 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
                             PartitionProduceResponse::default()
                                 .with_index(data.index)
                                 .with_base_offset(info.base_offset)
-                                .with_log_append_time_ms(-1)
+                                .with_log_append_time_ms(info.log_append_time)
                                 .with_log_start_offset(info.log_start_offset)
                         }
                         Err(error) => {

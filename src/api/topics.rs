@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
@@ -13,44 +15,33 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
 use super::error::metadata_error_code;
-use crate::log::LogConfig;
+use crate::cluster::TopicMetadata;
 
-/// The topic configs brook applies, by Kafka name. Others Kafka knows are refused until they are implemented,
-/// so a setting is never silently ignored.
-pub const TOPIC_CONFIGS: &[&str] = &[
-    "segment.bytes",
-    "segment.ms",
-    "segment.index.bytes",
-    "index.interval.bytes",
-    "flush.messages",
-    "flush.ms",
-    "max.message.bytes",
-];
+pub use crate::cluster::topic_config::apply_topic_config;
 
-/// Applies one topic-level config to a topic's log settings, or says why it cannot.
-pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), String> {
-    let int = |min: i64, max: i64| -> Result<i64, String> {
-        let v = value.trim().parse::<i64>().map_err(|_| {
-            format!("Invalid value {value} for configuration {key}: Not a number of type LONG")
-        })?;
-        if v < min || v > max {
-            return Err(format!(
-                "Invalid value {value} for configuration {key}: Value must be at least {min}"
-            ));
-        }
-        Ok(v)
+/// The topic's configs with their sources, as CreateTopics v5+ returns them.
+fn created_configs(
+    apis: &Apis,
+    name: &str,
+    configs: BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
+    let topic = TopicMetadata {
+        name: name.to_string(),
+        id: uuid::Uuid::nil(),
+        partitions: 0,
+        configs,
     };
-    match key {
-        "segment.bytes" => config.segment_bytes = int(14, i32::MAX as i64)? as u64,
-        "segment.ms" => config.segment_ms = int(1, i64::MAX)? as u64,
-        "segment.index.bytes" => config.max_index_bytes = int(4, i32::MAX as i64)? as u32,
-        "index.interval.bytes" => config.index_interval_bytes = int(0, i32::MAX as i64)? as u32,
-        "flush.messages" => config.flush_interval_messages = int(1, i64::MAX)? as u64,
-        "flush.ms" => config.flush_interval_ms = Some(int(0, i64::MAX)? as u64),
-        "max.message.bytes" => config.max_message_bytes = int(0, i32::MAX as i64)? as u32,
-        _ => return Err(format!("Unknown or unsupported topic config name: {key}")),
-    }
-    Ok(())
+    super::configs::topic_entries(apis, &topic)
+        .into_iter()
+        .map(|e| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_string(e.name))
+                .with_value(e.value.map(StrBytes::from_string))
+                .with_read_only(e.read_only)
+                .with_config_source(e.source)
+                .with_is_sensitive(false)
+        })
+        .collect()
 }
 
 /// Most partitions one CreateTopics request may create, all its topics together. Kafka's controller refuses
@@ -80,7 +71,11 @@ fn partition_limit_exceeded(apis: &Apis, request: &CreateTopicsRequest) -> Optio
     })
 }
 
-pub fn create_topics(apis: &Apis, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub fn create_topics(
+    apis: &Apis,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let over_limit = partition_limit_exceeded(apis, &request);
     let results = request
         .topics
@@ -93,10 +88,17 @@ pub fn create_topics(apis: &Apis, request: CreateTopicsRequest) -> CreateTopicsR
                 None => create_one(apis, topic, request.validate_only),
             };
             match outcome {
-                Ok((partitions, id)) => result
-                    .with_topic_id(id)
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1),
+                Ok((partitions, id, configs)) => {
+                    let result = result
+                        .with_topic_id(id)
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1);
+                    if version >= 5 {
+                        result.with_configs(Some(created_configs(apis, name.0.as_str(), configs)))
+                    } else {
+                        result
+                    }
+                }
                 Err((error, message)) => {
                     tracing::debug!(topic = name.0.as_str(), %error, message, "create topic refused");
                     result
@@ -111,12 +113,15 @@ pub fn create_topics(apis: &Apis, request: CreateTopicsRequest) -> CreateTopicsR
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Validates and (unless `validate_only`) creates one topic; returns its partition count and id.
+/// A created (or validated) topic: partition count, topic id (nil when only validated) and configs.
+type Created = (i32, uuid::Uuid, BTreeMap<String, String>);
+
+/// Validates and (unless `validate_only`) creates one topic; returns its partition count, id and configs.
 fn create_one(
     apis: &Apis,
     topic: CreatableTopic,
     validate_only: bool,
-) -> Result<(i32, uuid::Uuid), (ResponseError, String)> {
+) -> Result<Created, (ResponseError, String)> {
     let name = topic.name.0.as_str();
     apis.metadata
         .check_new_topic(name)
@@ -186,7 +191,7 @@ fn create_one(
     }
 
     let mut configs = BTreeMap::new();
-    let mut check = apis.config.log.clone();
+    let mut check = apis.log_defaults();
     for config in &topic.configs {
         let key = config.name.as_str();
         let Some(value) = config.value.as_ref().map(|v| v.as_str()) else {
@@ -201,12 +206,12 @@ fn create_one(
     }
 
     if validate_only {
-        return Ok((partitions, uuid::Uuid::nil()));
+        return Ok((partitions, uuid::Uuid::nil(), configs));
     }
     let created = apis
         .create_topic(name, partitions, configs)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
-    Ok((created.partitions, created.id))
+    Ok((created.partitions, created.id, created.configs.clone()))
 }
 
 pub fn delete_topics(

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::dynamic_config::DynamicConfigStore;
 use super::topic_name;
 
 pub const FILE_NAME: &str = "brook-topics.json";
@@ -63,6 +64,11 @@ struct State {
 pub struct MetadataStore {
     path: PathBuf,
     state: RwLock<State>,
+    /// Dynamic broker configs, kept next to the topics (their own file).
+    broker_configs: DynamicConfigStore,
+    /// Serialises read-modify-write admin changes (alter configs, create partitions), as Kafka's single
+    /// controller does, so two concurrent alters cannot lose one another's update.
+    admin_lock: std::sync::Mutex<()>,
 }
 
 impl MetadataStore {
@@ -84,7 +90,21 @@ impl MetadataStore {
         Ok(MetadataStore {
             path,
             state: RwLock::new(state),
+            broker_configs: DynamicConfigStore::open(dir)?,
+            admin_lock: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Held across an admin change's read, validation and write (see `admin_lock`).
+    pub fn admin_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The dynamic broker configs (AlterConfigs on a BROKER resource).
+    pub fn broker_configs(&self) -> &DynamicConfigStore {
+        &self.broker_configs
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
@@ -149,6 +169,54 @@ impl MetadataStore {
         Ok(topic)
     }
 
+    /// Replaces a topic's config overrides durably and returns the updated topic.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        self.update_topic(name, |t| t.configs = configs)
+    }
+
+    /// Records a larger partition count durably (CreatePartitions) and returns the updated topic.
+    pub fn set_partitions(
+        &self,
+        name: &str,
+        partitions: i32,
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        self.update_topic(name, |t| t.partitions = partitions)
+    }
+
+    fn update_topic(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut TopicMetadata),
+    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+        let mut state = self.write();
+        let mut topic = state
+            .by_name
+            .get(name)
+            .map(|t| (**t).clone())
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        change(&mut topic);
+        let topic = Arc::new(topic);
+        let next: Vec<TopicMetadata> = state
+            .by_name
+            .values()
+            .map(|t| {
+                if t.name == name {
+                    (*topic).clone()
+                } else {
+                    (**t).clone()
+                }
+            })
+            .collect();
+        self.persist(next)?;
+        state.by_id.insert(topic.id, topic.clone());
+        state.by_name.insert(topic.name.clone(), topic.clone());
+        Ok(topic)
+    }
+
     /// Forgets a topic durably and returns what it was.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, MetadataError> {
         let mut state = self.write();
@@ -204,12 +272,19 @@ fn new_topic_id(state: &State) -> Uuid {
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // A full disk, typically: the old file is untouched; do not leave the partial copy behind.
+        if let Err(cleanup) = std::fs::remove_file(&tmp)
+            && cleanup.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %tmp.display(), error = %cleanup, "could not remove a partial file");
+        }
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {
         std::fs::File::open(parent)?.sync_all()?;
     }
@@ -242,6 +317,38 @@ mod tests {
                 .unwrap()
                 .topic("orders")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn topic_creation_on_a_full_disk_fails_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        store.create_topic("kept", 1, BTreeMap::new()).unwrap();
+        let before = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        // The temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = dir.path().join(FILE_NAME).with_extension("tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let err = store
+            .create_topic("orders", 1, BTreeMap::new())
+            .unwrap_err();
+        assert!(
+            matches!(&err, MetadataError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert!(store.topic("orders").is_none(), "not created in memory");
+        assert_eq!(std::fs::read(dir.path().join(FILE_NAME)).unwrap(), before);
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "temp file removed"
+        );
+        store.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        assert!(
+            MetadataStore::open(dir.path())
+                .unwrap()
+                .topic("orders")
+                .is_some()
         );
     }
 

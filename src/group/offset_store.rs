@@ -205,6 +205,9 @@ impl OffsetStore {
                 }
                 // Another request created it first.
                 Err(MetadataError::TopicExists(_)) => {}
+                // No room to record the topic (a full disk): to the client this is a failed append like
+                // any other, retriable once space is freed.
+                Err(MetadataError::Io(e)) => return Err(LogError::Storage(e).into()),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -794,6 +797,28 @@ mod tests {
         assert_eq!(partition_for("console-consumer-12345", 50), 6);
         assert_eq!(partition_for("\u{e9}\u{1f600}g", 50), 25);
         assert_eq!(partition_for("group", 7), 98_629_247 % 7);
+    }
+
+    #[tokio::test]
+    async fn offsets_topic_that_cannot_be_recorded_on_a_full_disk_is_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        // The metadata store's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = dir
+            .path()
+            .join(crate::cluster::metadata_store::FILE_NAME)
+            .with_extension("tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let commit = || b.store.commit("g", vec![(tp("t", 0), om(1, -1, "", 1))]);
+        match commit() {
+            Err(GroupStoreError::Log(e)) => assert!(e.is_disk_full(), "{e}"),
+            Err(e) => panic!("expected a storage error, got {e}"),
+            Ok(_) => panic!("expected a storage error, got a write"),
+        }
+        assert!(b.store.fetch("g", &tp("t", 0)).is_none());
+        // The failed write removed the temp file: the retry creates the topic and commits.
+        done(commit().unwrap()).await.unwrap();
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), Some(om(1, -1, "", 1)));
     }
 
     #[tokio::test]

@@ -74,17 +74,33 @@ fn write_entries(path: &Path, lines: &[String], sync: bool) -> io::Result<()> {
         .to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
-    let mut f = File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    if sync {
-        f.sync_all()?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        // A full disk, typically: the old checkpoint is untouched; do not leave the partial copy behind.
+        remove_leftover(&tmp);
+        return Err(e);
     }
-    drop(f);
-    fs::rename(&tmp, path)?;
     if sync {
         sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     }
     Ok(())
+}
+
+/// Removes a temporary file after a failed write; a missing file is fine, anything else is only logged (the
+/// write's own error is what the caller reports).
+fn remove_leftover(tmp: &Path) {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(path = %tmp.display(), error = %e, "could not remove a partial checkpoint");
+        }
+        _ => {}
+    }
 }
 
 /// fsyncs a directory so that file creations, renames and deletions in it survive a machine crash.
@@ -160,6 +176,26 @@ mod tests {
                 .join(format!("{RECOVERY_POINT_CHECKPOINT}.tmp"))
                 .exists()
         );
+    }
+
+    #[test]
+    fn failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RECOVERY_POINT_CHECKPOINT);
+        let tmp = dir.path().join(format!("{RECOVERY_POINT_CHECKPOINT}.tmp"));
+        let mut old = BTreeMap::new();
+        old.insert(TopicPartition::new("t", 0), 7);
+        write_offset_checkpoint(&path, &old).unwrap();
+        // Writes through this name land in /dev/full, which fails every write with ENOSPC, as a full disk.
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let mut new = old.clone();
+        new.insert(TopicPartition::new("t", 0), 9);
+        let err = write_offset_checkpoint(&path, &new).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert_eq!(read_offset_checkpoint(&path).unwrap().unwrap(), old);
+        assert!(fs::symlink_metadata(&tmp).is_err(), "temp file removed");
+        write_offset_checkpoint(&path, &new).unwrap();
+        assert_eq!(read_offset_checkpoint(&path).unwrap().unwrap(), new);
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    /// A CreateTime timestamp is outside the topic's `message.timestamp.before/after.max.ms` window
+    /// (INVALID_TIMESTAMP).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
@@ -23,4 +27,21 @@ pub enum LogError {
     /// running without it.
     #[error("partition offline: {0}")]
     Offline(String),
+}
+
+impl LogError {
+    /// True when the disk (or the user's quota) is full: ENOSPC / EDQUOT from a write. Such a write lost
+    /// nothing already acknowledged and is undone, so the partition stays online and a later append can
+    /// succeed once space is freed. Any other storage error leaves the data in doubt.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            LogError::Storage(e) => is_disk_full_io(e),
+            _ => false,
+        }
+    }
+}
+
+/// True for ENOSPC and EDQUOT.
+pub fn is_disk_full_io(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }

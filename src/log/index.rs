@@ -5,6 +5,14 @@
 //! of a batch to the position where that batch starts. [`TimeIndex`] entries are 12 bytes (timestamp i64 BE,
 //! relative offset u32 BE): the largest timestamp seen so far in the segment and the offset where it was seen.
 //! Both are rebuilt from the log whenever they look wrong, so they need no fsync on the append path.
+//!
+//! Disk space: the preallocated length is sparse, as in Kafka, but entries are stored through a shared
+//! mapping, and a store into a page the filesystem cannot back (a full disk) raises SIGBUS and kills the
+//! process. So the blocks under the mapping are reserved for real (`posix_fallocate`) a chunk at a time
+//! ahead of the entries: the first chunk when the segment is created or made active (a full disk then fails
+//! that roll with ENOSPC), the next ones as entries reach them (a full disk then only skips index entries,
+//! which makes lookups scan a little further). The time index always keeps one reserved slot spare for the
+//! final entry written when the segment rolls.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -27,6 +35,9 @@ struct IndexFile {
     entry_size: usize,
     /// False when the file length was not a multiple of the entry size at open.
     length_ok: bool,
+    /// Bytes from the start of the file reserved by this process (backed by allocated blocks); entries are
+    /// only ever stored below it.
+    reserved: usize,
     /// Test seam: make the next resize fail at the given step.
     #[cfg(test)]
     fault: Option<ResizeFault>,
@@ -36,7 +47,7 @@ struct IndexFile {
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ResizeFault {
-    /// `set_len` fails: the file keeps its length.
+    /// Changing the file length (`set_len`, or the allocation when growing) fails: the file keeps its length.
     SetLen,
     /// Mapping the new length fails (after `set_len` when growing, before it when shrinking).
     Map,
@@ -44,7 +55,8 @@ pub(crate) enum ResizeFault {
 
 impl IndexFile {
     /// Opens or creates the file. Existing files keep their entries (length / entry size); when `max_bytes`
-    /// is Some the file is then grown (preallocated) to that size, rounded down to whole entries.
+    /// is Some the file is then grown (preallocated, sparse) to that size, rounded down to whole entries, with
+    /// the entries and the first chunk past them reserved on disk.
     fn open(path: &Path, entry_size: usize, max_bytes: Option<u32>) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -57,9 +69,16 @@ impl IndexFile {
             usize::try_from(len).map_err(|_| io::Error::other("index file larger than memory"))?;
         let entries = usable / entry_size;
         let whole = entries * entry_size;
+        // Nothing is known to be backed: a file left untrimmed by a crash is sparse past its real entries.
+        let mut reserved = 0;
         let mmap = match max_bytes {
             Some(max) => {
                 let target = preallocated_len(max, entry_size, entries);
+                // Reserve the entries and the first chunk past them before the (sparse) resize, so a full
+                // disk fails here and leaves the file as it was.
+                let first = target.min(whole + RESERVE_CHUNK_BYTES);
+                allocate(&file, 0, first)?;
+                reserved = first;
                 if target != usable {
                     file.set_len(target as u64)?;
                 }
@@ -74,6 +93,7 @@ impl IndexFile {
             entries,
             entry_size,
             length_ok: usable % entry_size == 0,
+            reserved,
             #[cfg(test)]
             fault: None,
         })
@@ -98,6 +118,40 @@ impl IndexFile {
         self.file.set_len(len as u64)
     }
 
+    /// Grows the file to `len` (sparse), reserving the first chunk past the entries first.
+    fn grow(&mut self, len: usize) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fault == Some(ResizeFault::SetLen) {
+            self.fault = None;
+            return Err(io::Error::other("injected index allocation failure"));
+        }
+        let whole = self.entries * self.entry_size;
+        let first = len.min(whole + RESERVE_CHUNK_BYTES);
+        if first > self.reserved {
+            allocate(&self.file, self.reserved, first)?;
+            self.reserved = first;
+        }
+        self.file.set_len(len as u64)
+    }
+
+    /// Makes sure the bytes below `upto` (within the mapping) are backed: reserves the next chunk, or on a
+    /// nearly full disk just what is needed.
+    fn reserve(&mut self, upto: usize) -> io::Result<()> {
+        if upto <= self.reserved {
+            return Ok(());
+        }
+        let chunk_end = (self.reserved + RESERVE_CHUNK_BYTES)
+            .max(upto)
+            .min(self.mmap.len());
+        if allocate(&self.file, self.reserved, chunk_end).is_ok() {
+            self.reserved = chunk_end;
+            return Ok(());
+        }
+        allocate(&self.file, self.reserved, upto)?;
+        self.reserved = upto;
+        Ok(())
+    }
+
     fn capacity(&self) -> usize {
         self.mmap.len() / self.entry_size
     }
@@ -117,12 +171,19 @@ impl IndexFile {
         &self.mmap[i * self.entry_size..(i + 1) * self.entry_size]
     }
 
-    fn push(&mut self, bytes: &[u8]) -> bool {
+    /// Stores the next entry, keeping `spare` more slots reserved behind it (when the file has them). False
+    /// when full, or when the disk has no room for the entry (and its spares): it is skipped.
+    fn push(&mut self, bytes: &[u8], spare: usize) -> bool {
         debug_assert_eq!(bytes.len(), self.entry_size);
         if self.is_full() {
             return false;
         }
         let at = self.entries * self.entry_size;
+        let need = (at + self.entry_size * (1 + spare)).min(self.mmap.len());
+        if let Err(e) = self.reserve(need) {
+            tracing::debug!(path = %self.path.display(), error = %e, "index entry skipped: no disk space");
+            return false;
+        }
         self.mmap[at..at + self.entry_size].copy_from_slice(bytes);
         self.entries += 1;
         true
@@ -150,9 +211,11 @@ impl IndexFile {
             let mmap = self.map(len)?;
             self.set_len(len)?;
             self.mmap = mmap;
+            self.reserved = self.reserved.min(len);
         } else {
-            // Growing: the old mapping stays valid whatever happens to the longer file.
-            self.set_len(len)?;
+            // Growing: the old mapping stays valid whatever happens to the longer file. The first chunk
+            // past the entries is reserved for real (a full disk is an ENOSPC here), the rest on demand.
+            self.grow(len)?;
             self.mmap = self.map(len)?;
         }
         Ok(())
@@ -170,6 +233,53 @@ impl IndexFile {
         self.mmap.flush()?;
         self.file.sync_all()
     }
+}
+
+/// Bytes of index file reserved on disk at a time (see the module docs): 8192 offset index entries.
+const RESERVE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Reserves bytes `from..to` of `file` on disk (growing the file to `to` when shorter), so that stores
+/// through the mapping there never fault; a full disk is an ENOSPC error here instead.
+fn allocate(file: &File, from: usize, to: usize) -> io::Result<()> {
+    #[cfg(test)]
+    {
+        let (errno, times) = FAIL_NEXT_ALLOCATION.with(|f| f.get());
+        if times > 0 {
+            FAIL_NEXT_ALLOCATION.with(|f| f.set((errno, times - 1)));
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+    }
+    if to <= from {
+        return Ok(()); // posix_fallocate rejects an empty range
+    }
+    let offset = libc::off_t::try_from(from).map_err(|_| io::Error::other("index too large"))?;
+    let len = libc::off_t::try_from(to - from).map_err(|_| io::Error::other("index too large"))?;
+    // SAFETY: plain syscall on a file descriptor this `File` owns for the duration of the call.
+    let rc = unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(file), offset, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        // posix_fallocate returns the error number instead of setting errno.
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test seam: (errno, how many more) index allocations on this thread fail (ENOSPC at a roll).
+    static FAIL_NEXT_ALLOCATION: std::cell::Cell<(i32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Test seam: the next index preallocation made by this thread fails with `errno`, as a full disk would.
+#[cfg(test)]
+pub(crate) fn fail_next_index_allocation(errno: i32) {
+    fail_next_index_allocations(errno, 1);
+}
+
+/// Test seam: the next `times` index preallocations made by this thread fail with `errno`.
+#[cfg(test)]
+pub(crate) fn fail_next_index_allocations(errno: i32, times: u32) {
+    FAIL_NEXT_ALLOCATION.with(|f| f.set((errno, times)));
 }
 
 /// `max_bytes` rounded down to whole entries, never below the `entries` already valid.
@@ -261,7 +371,7 @@ impl OffsetIndex {
         let mut e = [0u8; Self::ENTRY_SIZE];
         e[0..4].copy_from_slice(&rel.to_be_bytes());
         e[4..8].copy_from_slice(&position.to_be_bytes());
-        self.inner.push(&e)
+        self.inner.push(&e, 0)
     }
 
     /// Checks the entries against the log: whole entries, strictly increasing offsets and positions (never
@@ -390,7 +500,8 @@ impl TimeIndex {
         let mut e = [0u8; Self::ENTRY_SIZE];
         e[0..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..12].copy_from_slice(&rel.to_be_bytes());
-        self.inner.push(&e)
+        // A regular entry keeps the next slot reserved on disk, so the final one always has room.
+        self.inner.push(&e, usize::from(!final_entry))
     }
 
     /// The entry with the largest timestamp strictly below `ts`. Every batch before its offset has a max
@@ -602,6 +713,90 @@ mod tests {
         assert_eq!(tidx.lookup_before(6), Some((5, 3)));
         assert!(tidx.maybe_append(7, 4, true), "the final entry still fits");
         assert!(tidx.sanity_check(Some(5)).is_ok());
+    }
+
+    fn allocated_bytes(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn active_index_reserves_disk_a_chunk_ahead_of_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.index");
+        let max = 1024 * 1024;
+        let mut idx = OffsetIndex::open(&path, 0, Some(max)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), u64::from(max));
+        let chunk = RESERVE_CHUNK_BYTES as u64;
+        let reserved = allocated_bytes(&path);
+        assert!(
+            (chunk..u64::from(max)).contains(&reserved),
+            "the first chunk is reserved, the rest is sparse: {reserved} bytes"
+        );
+        // Entries past the first chunk reserve the next one before they are stored.
+        let per_chunk = RESERVE_CHUNK_BYTES / OffsetIndex::ENTRY_SIZE;
+        for i in 1..=per_chunk as i64 + 1 {
+            assert!(idx.append(i, i as u32));
+        }
+        assert!(allocated_bytes(&path) >= 2 * chunk);
+        // Made active again after a trim: the entries and a new chunk are reserved.
+        idx.trim_to_valid_size().unwrap();
+        idx.resize(max).unwrap();
+        assert!(allocated_bytes(&path) >= 2 * chunk + 8);
+        assert!(idx.append(per_chunk as i64 + 2, per_chunk as u32 + 2));
+    }
+
+    #[test]
+    fn index_entry_that_finds_the_disk_full_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.index");
+        let mut idx = OffsetIndex::open(&path, 0, Some(1024 * 1024)).unwrap();
+        let per_chunk = (RESERVE_CHUNK_BYTES / OffsetIndex::ENTRY_SIZE) as i64;
+        for i in 1..=per_chunk {
+            assert!(idx.append(i, i as u32));
+        }
+        // The next entry needs the next chunk (and, failing that, its own bytes): both refused.
+        fail_next_index_allocations(libc::ENOSPC, 2);
+        assert!(!idx.append(per_chunk + 1, per_chunk as u32 + 1));
+        assert_eq!(idx.entries(), per_chunk as usize);
+        assert_eq!(
+            idx.lookup(per_chunk + 5),
+            Some((per_chunk, per_chunk as u32))
+        );
+        // Only the chunk is refused: the entry's own bytes are enough.
+        fail_next_index_allocation(libc::ENOSPC);
+        assert!(idx.append(per_chunk + 2, per_chunk as u32 + 2));
+        assert!(idx.append(per_chunk + 3, per_chunk as u32 + 3));
+    }
+
+    #[test]
+    fn time_index_final_entry_has_room_when_the_disk_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx =
+            TimeIndex::open(&dir.path().join("k.timeindex"), 0, Some(1024 * 1024)).unwrap();
+        let mut ts = 0;
+        // Fill the first reserved chunk but for the spare slot.
+        while (idx.entries() + 2) * TimeIndex::ENTRY_SIZE <= RESERVE_CHUNK_BYTES {
+            ts += 1;
+            assert!(idx.maybe_append(ts, ts, false));
+        }
+        fail_next_index_allocations(libc::ENOSPC, 2);
+        assert!(!idx.maybe_append(ts + 1, ts + 1, false), "no room on disk");
+        fail_next_index_allocations(libc::ENOSPC, 2);
+        assert!(idx.maybe_append(ts + 2, ts + 2, true), "the spare slot");
+        assert_eq!(idx.last_entry(), Some((ts + 2, ts + 2)));
+        fail_next_index_allocations(libc::ENOSPC, 0);
+    }
+
+    #[test]
+    fn failed_allocation_is_an_enospc_error_not_a_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.index");
+        fail_next_index_allocation(libc::ENOSPC);
+        let err = OffsetIndex::open(&path, 0, Some(4096)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(OffsetIndex::open(&path, 0, Some(4096)).is_ok(), "one-shot");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod manager;
 pub mod partition_log;
 pub mod record_batch;
 pub mod segment;
+pub mod validator;
 
 use std::fmt;
 
@@ -65,6 +66,123 @@ pub struct LogConfig {
     pub flush_interval_ms: Option<u64>,
     /// `message.max.bytes`: largest accepted batch, header included.
     pub max_message_bytes: u32,
+    /// `log.cleanup.policy`: delete old segments (retention), compact by key (the log cleaner), or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// `log.retention.ms` (or `.minutes`, `.hours`): a closed segment whose newest record is older than this
+    /// is deleted; -1 keeps segments forever.
+    pub retention_ms: i64,
+    /// `log.retention.bytes`: closed segments are deleted, oldest first, while the partition is larger than
+    /// this; -1 means no size limit.
+    pub retention_bytes: i64,
+    /// `log.message.timestamp.type`: keep the producer's timestamps or stamp batches at append.
+    pub timestamp_type: TimestampType,
+    /// `log.message.timestamp.before.max.ms`: CreateTime timestamps further in the past are refused.
+    pub timestamp_before_max_ms: i64,
+    /// `log.message.timestamp.after.max.ms`: CreateTime timestamps further in the future are refused.
+    pub timestamp_after_max_ms: i64,
+    /// `log.cleaner.min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms`: a record is eligible for compaction after this long whatever the
+    /// dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `log.cleaner.delete.retention.ms`: how long tombstones survive compaction.
+    pub delete_retention_ms: i64,
+    /// `log.cleaner.min.cleanable.ratio`: clean once this share of the log is dirty.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `log.segment.delete.delay.ms`: deleted segments are renamed `.deleted` and removed this much later, so
+    /// a reader that already holds them finishes first.
+    pub file_delete_delay_ms: i64,
+}
+
+/// Kafka's `cleanup.policy`: a list of `delete` and/or `compact`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+
+    /// Parses Kafka's list form (`delete`, `compact`, `compact,delete`); None when a word is unknown or the
+    /// list is empty.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for word in value.split(',').map(str::trim) {
+            match word.to_ascii_lowercase().as_str() {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return None,
+            }
+        }
+        (policy.delete || policy.compact).then_some(policy)
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
+/// Kafka's `message.timestamp.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+impl TimestampType {
+    pub fn parse(value: &str) -> Option<TimestampType> {
+        match value.trim() {
+            "CreateTime" => Some(TimestampType::CreateTime),
+            "LogAppendTime" => Some(TimestampType::LogAppendTime),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        })
+    }
+}
+
+/// Broker-wide settings of the background log work (retention checks, the log cleaner), not per topic.
+#[derive(Clone, Debug)]
+pub struct CleanerConfig {
+    /// `log.retention.check.interval.ms`: how often retention looks for deletable segments.
+    pub retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`: run the log cleaner for compacted topics.
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: sleep between cleaner passes when nothing is cleanable.
+    pub backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory bound of the cleaner's key map.
+    pub dedupe_buffer_size: u64,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig {
+            retention_check_interval_ms: 300_000,
+            enable: true,
+            backoff_ms: 15_000,
+            dedupe_buffer_size: 134_217_728,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -77,6 +195,17 @@ impl Default for LogConfig {
             flush_interval_messages: u64::MAX,
             flush_interval_ms: None,
             max_message_bytes: 1_048_588,
+            cleanup_policy: CleanupPolicy::DELETE,
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            file_delete_delay_ms: 60_000,
         }
     }
 }

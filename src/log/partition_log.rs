@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
@@ -29,6 +29,7 @@ use crate::log::record_batch::{
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, delete_segment_files,
 };
+use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, now_ms, rlock, wlock};
 
 /// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
@@ -45,6 +46,8 @@ pub struct AppendInfo {
     pub last_offset: i64,
     pub record_count: u32,
     pub max_timestamp: i64,
+    /// The time the batches were stamped with under LogAppendTime, -1 under CreateTime.
+    pub log_append_time: i64,
     pub log_start_offset: i64,
 }
 
@@ -73,7 +76,7 @@ pub(crate) struct LoadParams {
     pub had_clean_shutdown: bool,
     pub recovery_point: Option<i64>,
     pub log_start_offset: Option<i64>,
-    pub flusher: Option<SyncSender<FlusherMsg>>,
+    pub flusher: Option<Sender<FlusherMsg>>,
 }
 
 /// The log of one partition.
@@ -81,7 +84,8 @@ pub(crate) struct LoadParams {
 pub struct PartitionLog {
     tp: TopicPartition,
     dir: PathBuf,
-    config: LogConfig,
+    /// Replaced whole when a topic's configs are altered; readers clone the Arc.
+    config: RwLock<Arc<LogConfig>>,
     /// Copy-on-write list, replaced on roll; readers clone the Arc.
     segments: RwLock<Arc<Vec<Arc<LogSegment>>>>,
     append_lock: Mutex<AppendState>,
@@ -93,7 +97,7 @@ pub struct PartitionLog {
     hw_tx: watch::Sender<i64>,
     /// Serialises flushes and remembers when the last one finished (for `flush.ms`).
     flush_lock: Mutex<Instant>,
-    flusher: Option<SyncSender<FlusherMsg>>,
+    flusher: Option<Sender<FlusherMsg>>,
     /// A flush request is queued: do not queue another.
     flush_requested: AtomicBool,
     /// A segment file was created since the last flush: the directory needs an fsync.
@@ -105,13 +109,17 @@ pub struct PartitionLog {
     /// Why a write or fsync failed, once one did. Sticky until restart: Linux reports a writeback error to
     /// one fsync only and then marks the pages clean, so a retried fsync "succeeds" over lost data. While set,
     /// the recovery point and high watermark never move again and close() reports the failure (so no
-    /// clean-shutdown marker covers this partition).
+    /// clean-shutdown marker covers this partition). A write refused with ENOSPC/EDQUOT is not a failure:
+    /// it lost nothing, is undone at once, and later appends are tried again.
     failure: OnceLock<String>,
-    /// Test seams: the next fsync of a flush / the next segment write fails.
+    /// An append was refused for a full disk and none has succeeded since: logs once per episode, not once
+    /// per refused (and retried) produce.
+    disk_full: AtomicBool,
+    /// Test seams: the next fsync of a flush fails / the next segment write fails with this errno (0: none).
     #[cfg(test)]
     fail_next_fsync: AtomicBool,
     #[cfg(test)]
-    fail_next_write: AtomicBool,
+    fail_next_write: std::sync::atomic::AtomicI32,
     /// Batches whose CRC was checked while loading (0 after a clean restart but for the active tail).
     recovery_batches_scanned: AtomicU64,
     self_ref: Weak<PartitionLog>,
@@ -119,6 +127,25 @@ pub struct PartitionLog {
 
 fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
     LogError::Offline(format!("{tp}: {why}"))
+}
+
+/// Preallocates the indexes of the segment that will take appends. On a full disk the segment keeps its
+/// indexes as they are on disk (whole, trimmed to their entries, so "full"): the partition still loads and
+/// serves reads, and its first append retries the allocation by rolling (or re-preallocating an empty
+/// segment), failing with ENOSPC until space is freed.
+fn make_active_unless_disk_full(
+    tp: &TopicPartition,
+    seg: &LogSegment,
+    max_index_bytes: u32,
+) -> io::Result<()> {
+    match seg.make_active(max_index_bytes) {
+        Err(e) if crate::log::error::is_disk_full_io(&e) => {
+            tracing::warn!(partition = %tp, segment = seg.base_offset(), error = %e,
+                "disk full: indexes not preallocated; appends wait for space");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Base offsets of the `.log` files in `dir`, sorted; index files without a log are removed.
@@ -213,7 +240,7 @@ impl PartitionLog {
                     Some(seg.recover(0, min_offset, true, interval)?)
                 } else if is_last {
                     // Clean shutdown: only the tail past the last index entry is unchecked.
-                    seg.make_active(max_idx)?;
+                    make_active_unless_disk_full(&tp, &seg, max_idx)?;
                     let start = seg.last_indexed_position();
                     let tail = seg.recover(start, base, false, interval)?;
                     if tail.truncated_bytes > 0 || (tail.next_offset.is_none() && start > 0) {
@@ -273,7 +300,7 @@ impl PartitionLog {
             let last = segments
                 .last()
                 .expect("invariant: at least one segment was loaded");
-            last.make_active(max_idx)?;
+            make_active_unless_disk_full(&tp, last, max_idx)?;
             last.init_rolling_base(now_ms())?;
             needs_fsync.sort_unstable();
             needs_fsync.dedup();
@@ -298,7 +325,7 @@ impl PartitionLog {
         let log = Arc::new_cyclic(|me| PartitionLog {
             tp,
             dir,
-            config,
+            config: RwLock::new(Arc::new(config)),
             segments: RwLock::new(Arc::new(segments)),
             append_lock: Mutex::new(AppendState { leader_epochs }),
             log_start_offset: AtomicI64::new(log_start),
@@ -313,10 +340,11 @@ impl PartitionLog {
             epochs_dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failure: OnceLock::new(),
+            disk_full: AtomicBool::new(false),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
-            fail_next_write: AtomicBool::new(false),
+            fail_next_write: std::sync::atomic::AtomicI32::new(0),
             recovery_batches_scanned: AtomicU64::new(scanned),
             self_ref: me.clone(),
         });
@@ -329,9 +357,21 @@ impl PartitionLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    pub fn config(&self) -> Arc<LogConfig> {
+        rlock(&self.config).clone()
     }
+
+    /// Applies altered topic configs without a restart. Leaving durable mode publishes everything appended
+    /// so far (the high watermark no longer waits for fsync); entering it only gates later appends.
+    pub fn update_config(&self, config: LogConfig) {
+        let _append = lock(&self.append_lock);
+        let durable = config.is_durable();
+        *wlock(&self.config) = Arc::new(config);
+        if !durable {
+            self.advance_high_watermark(self.log_end_offset.load(Ordering::Acquire));
+        }
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.load(Ordering::Acquire)
     }
@@ -404,10 +444,11 @@ impl PartitionLog {
         self.fail_next_fsync.store(true, Ordering::Release);
     }
 
-    /// Test seam: the next append fails as if the segment write had returned ENOSPC.
+    /// Test seam: the next append writes half its bytes to the segment, then fails with `errno` (ENOSPC:
+    /// the disk filled up mid-write; EIO: the device failed).
     #[cfg(test)]
-    pub(crate) fn inject_write_failure(&self) {
-        self.fail_next_write.store(true, Ordering::Release);
+    pub(crate) fn inject_write_failure(&self, errno: i32) {
+        self.fail_next_write.store(errno, Ordering::Release);
     }
 
     fn segments_snapshot(&self) -> Arc<Vec<Arc<LogSegment>>> {
@@ -429,10 +470,13 @@ impl PartitionLog {
 
     /// Validates every batch, then (under the append lock) assigns offsets and the leader epoch in place,
     /// rolls if needed, appends, indexes, advances the log end offset (and the high watermark unless the log
-    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A storage error
-    /// takes the log offline for good (see `failure`).
+    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A full disk
+    /// (ENOSPC/EDQUOT) fails only this append, which is undone; any other storage error takes the log
+    /// offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
-        let summary = validate_batches(&records, self.config.max_message_bytes)?;
+        let summary = validate_batches(&records, self.config().max_message_bytes)?;
+        let log_append_time =
+            validator::validate_and_stamp(&mut records, &self.config(), now_ms())?;
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
@@ -472,38 +516,53 @@ impl PartitionLog {
             now,
         ) {
             Ok(rolled) => rolled,
+            Err(e) if e.is_disk_full() => {
+                // Undone by write_locked: nothing of this append is visible or will be, the log end offset
+                // did not move, and the next append may succeed once space is freed.
+                if !self.disk_full.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(partition = %self.tp, error = %e, offset = base_offset,
+                        "appends refused: disk full");
+                }
+                return Err(e);
+            }
             Err(e) => {
                 self.mark_failed(&e);
                 return Err(e);
             }
         };
         self.log_end_offset.store(next, Ordering::Release);
-        if !self.config.is_durable() {
+        if self.disk_full.swap(false, Ordering::AcqRel) {
+            tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
+        }
+        if !self.config().is_durable() {
             self.advance_high_watermark(next);
         }
         let unflushed = u64::try_from(next - self.recovery_point()).unwrap_or(0);
-        let flush_due = unflushed >= self.config.flush_interval_messages;
+        let flush_due = unflushed >= self.config().flush_interval_messages;
         drop(st);
 
-        if flush_due {
-            // Blocks when the flusher's queue is full: only on the flush-per-N-messages (durable) path.
-            self.request_flush(true);
-        } else if rolled {
-            // Like Kafka, flush a segment once it stops being active; skipped if the queue is full (a later
-            // flush covers it, as flushes start from the recovery point).
-            self.request_flush(false);
+        if flush_due || rolled {
+            // Like Kafka, also flush a segment once it stops being active. Never blocks: the flusher does it.
+            self.request_flush();
         }
         Ok(AppendInfo {
             base_offset,
             last_offset,
             record_count,
-            max_timestamp: summary.max_timestamp,
+            max_timestamp: if log_append_time == validator::NO_TIMESTAMP {
+                summary.max_timestamp
+            } else {
+                log_append_time
+            },
+            log_append_time,
             log_start_offset: self.log_start_offset(),
         })
     }
 
     /// The I/O of an append, under the append lock: leader epoch checkpoint, roll, segment write. Returns
-    /// whether the log rolled. Every error here is a storage error.
+    /// whether the log rolled. Every error here is a storage error. A disk-full error (see
+    /// `LogError::is_disk_full`) leaves the log as it was before the call, but for a leader epoch entry at
+    /// the unchanged log end offset (still right for the next append) or a new, empty active segment.
     fn write_locked(
         &self,
         st: &mut AppendState,
@@ -535,12 +594,19 @@ impl PartitionLog {
         if self.should_roll(&active, records.len(), last_offset, now) {
             active = self.roll(&segments, base_offset)?;
             rolled = true;
+        } else if active.size() == 0 && active.indexes_full() {
+            // An empty segment cannot roll; its indexes were not preallocated at load (disk full). Reserve
+            // them now or refuse the append, so that it never runs without room for its final entries.
+            active.make_active(self.config().max_index_bytes)?;
         }
         #[cfg(test)]
-        if self.fail_next_write.swap(false, Ordering::AcqRel) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC).into());
+        {
+            let errno = self.fail_next_write.swap(0, Ordering::AcqRel);
+            if errno != 0 {
+                active.inject_write_failure(errno);
+            }
         }
-        active.append(records, now, self.config.index_interval_bytes)?;
+        active.append(records, now, self.config().index_interval_bytes)?;
         Ok(rolled)
     }
 
@@ -555,16 +621,18 @@ impl PartitionLog {
         if size == 0 {
             return false; // an empty segment takes any append; rolling it would reuse its name
         }
-        let max = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let max = self.config().segment_bytes.min(MAX_SEGMENT_BYTES);
         let too_big = size.saturating_add(append_bytes as u64) > max;
         let too_old = active.rolling_base_ms().is_some_and(|t| {
-            now.saturating_sub(t) >= i64::try_from(self.config.segment_ms).unwrap_or(i64::MAX)
+            now.saturating_sub(t) >= i64::try_from(self.config().segment_ms).unwrap_or(i64::MAX)
         });
         let offsets_overflow = last_offset - active.base_offset() > i64::from(u32::MAX);
         too_big || too_old || offsets_overflow || active.indexes_full()
     }
 
-    /// Closes the active segment to appends and starts a new one at `base_offset`. Under the append lock.
+    /// Starts a new segment at `base_offset` and closes the old active one to appends. Under the append
+    /// lock. The new segment (with the first chunk of its indexes reserved on disk) is made first: when that
+    /// fails (a full disk), nothing was changed and the old segment stays active.
     fn roll(
         &self,
         segments: &Arc<Vec<Arc<LogSegment>>>,
@@ -573,12 +641,20 @@ impl PartitionLog {
         let old = segments
             .last()
             .expect("invariant: a loaded log has a segment");
-        old.on_become_inactive()?;
         let new = Arc::new(LogSegment::create(
             &self.dir,
             base_offset,
-            self.config.max_index_bytes,
+            self.config().max_index_bytes,
         )?);
+        if let Err(e) = old.on_become_inactive() {
+            // Trimming only shrinks files, so this is no full disk; the log is taken offline anyway.
+            drop(new);
+            if let Err(cleanup) = delete_segment_files(&self.dir, base_offset) {
+                tracing::warn!(partition = %self.tp, segment = base_offset, error = %cleanup,
+                    "could not remove the segment of an abandoned roll");
+            }
+            return Err(e.into());
+        }
         let mut list = Vec::with_capacity(segments.len() + 1);
         list.extend(segments.iter().cloned());
         list.push(new.clone());
@@ -588,19 +664,15 @@ impl PartitionLog {
         Ok(new)
     }
 
-    /// Queues one flush of this partition with the flusher; a request already queued covers this one.
-    fn request_flush(&self, blocking: bool) {
+    /// Queues one flush of this partition with the flusher; a request already queued covers this one (so
+    /// the flusher's channel holds at most one request per partition). Never blocks.
+    fn request_flush(&self) {
         let Some(tx) = &self.flusher else { return };
         if self.flush_requested.swap(true, Ordering::SeqCst) {
             return;
         }
-        let msg = FlusherMsg::Flush(self.self_ref.clone());
-        let sent = if blocking {
-            tx.send(msg).is_ok()
-        } else {
-            tx.try_send(msg).is_ok()
-        };
-        if !sent {
+        if tx.send(FlusherMsg::Flush(self.self_ref.clone())).is_err() {
+            // The flusher is gone (shutting down): nothing will flush; allow a later request.
             self.flush_requested.store(false, Ordering::SeqCst);
         }
     }
@@ -612,7 +684,7 @@ impl PartitionLog {
 
     /// Flushes if `flush.ms` has passed since the last flush and there is unflushed data.
     pub(crate) fn flush_if_due(&self, now: Instant) -> Result<(), LogError> {
-        let Some(ms) = self.config.flush_interval_ms else {
+        let Some(ms) = self.config().flush_interval_ms else {
             return Ok(());
         };
         if self.is_failed() {
@@ -689,6 +761,82 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Bytes of all segments' log files (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments_snapshot().iter().map(|s| s.size()).sum()
+    }
+
+    /// KIP-734 (ListOffsets MAX_TIMESTAMP): the first record with the largest timestamp below the high
+    /// watermark, as (offset, timestamp). Exact for uncompressed batches; in a compressed batch the batch's
+    /// first offset (records are not decompressed), so a consumer seeking there still reads that record.
+    /// Found through the segments' max timestamps and the time index, not by scanning the log.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = self.high_watermark();
+        let segments = self.segments_snapshot();
+        let mut best: Option<&Arc<LogSegment>> = None;
+        for seg in segments.iter() {
+            if seg.max_timestamp() > best.map_or(validator::NO_TIMESTAMP, |b| b.max_timestamp()) {
+                best = Some(seg);
+            }
+        }
+        let Some(seg) = best else { return Ok(None) };
+        let ts = seg.max_timestamp();
+        let found = match seg.find_offset_for_timestamp(ts, hw)? {
+            Some((base, found_ts)) if found_ts == ts => seg.find_batch(base)?.map(|b| (seg, b)),
+            // The newest batches are above the high watermark (durable mode): walk the visible ones.
+            _ => self.max_timestamp_batch_below(&segments, hw)?,
+        };
+        let Some((seg, info)) = found else {
+            return Ok(None);
+        };
+        let mut offset = info.base_offset;
+        if info.size <= MAX_READ_BYTES {
+            let bytes = seg.read(info.position, info.size)?;
+            let uncompressed =
+                RecordBatchHeader::parse(&bytes).is_ok_and(|h| h.compression_type() == 0);
+            if uncompressed {
+                let mut first = None;
+                validator::for_each_record_timestamp(&bytes, |delta, t| {
+                    if first.is_none() && t == info.max_timestamp {
+                        first = Some(delta);
+                    }
+                })?;
+                offset += i64::from(first.unwrap_or(0));
+            }
+        }
+        Ok(Some((
+            offset.max(self.log_start_offset()),
+            info.max_timestamp,
+        )))
+    }
+
+    /// The first batch with the largest maxTimestamp among batches wholly below `hw`, by walking headers.
+    fn max_timestamp_batch_below<'a>(
+        &self,
+        segments: &'a [Arc<LogSegment>],
+        hw: i64,
+    ) -> Result<Option<(&'a Arc<LogSegment>, crate::log::segment::BatchInfo)>, LogError> {
+        let mut best: Option<(&Arc<LogSegment>, crate::log::segment::BatchInfo)> = None;
+        for seg in segments {
+            let mut offset = seg.base_offset();
+            while offset < hw {
+                let Some(info) = seg.find_batch(offset)? else {
+                    break;
+                };
+                if info.last_offset >= hw {
+                    break;
+                }
+                if info.max_timestamp
+                    > best.map_or(validator::NO_TIMESTAMP, |(_, b)| b.max_timestamp)
+                {
+                    best = Some((seg, info));
+                }
+                offset = info.last_offset + 1;
+            }
+        }
+        Ok(best)
+    }
+
     /// fsyncs everything appended so far, advances the recovery point (and the high watermark of a durable
     /// log). Segments wholly below the recovery point are skipped; an inactive segment's indexes are
     /// fsynced once. An fsync failure takes the partition offline for good: the kernel may have dropped the
@@ -706,7 +854,7 @@ impl PartitionLog {
             return Err(e);
         }
         self.recovery_point.fetch_max(target, Ordering::AcqRel);
-        if self.config.is_durable() {
+        if self.config().is_durable() {
             self.advance_high_watermark(target);
         }
         Ok(())
@@ -847,7 +995,14 @@ fn load_leader_epochs(
         }
     }
     if damaged || kept.len() != entries.len() {
-        write_leader_epoch_checkpoint(&path, &kept, true)?;
+        match write_leader_epoch_checkpoint(&path, &kept, true) {
+            // The old file stays; the next load filters it the same way, so a full disk need not keep the
+            // partition offline.
+            Err(e) if crate::log::error::is_disk_full_io(&e) => {
+                tracing::warn!(partition = %tp, error = %e, "disk full: leader epoch checkpoint not rewritten");
+            }
+            other => other?,
+        }
     }
     Ok(kept)
 }
@@ -1119,12 +1274,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = load_without_flusher(dir.path(), small_config());
         append(&log, 2, 10, 0);
-        log.inject_write_failure();
+        let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
+        log.inject_write_failure(libc::EIO);
         let err = log
             .append(BytesMut::from(&batch(1, 10, 0)[..]), 0)
             .unwrap_err();
         assert!(matches!(err, LogError::Storage(_)), "{err:?}");
+        assert!(!err.is_disk_full());
         assert!(log.is_failed());
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
         assert_eq!(log.log_end_offset(), 2);
         assert!(matches!(
             log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
@@ -1138,6 +1296,258 @@ mod tests {
             vec![(0, 1)],
             "what was written before stays readable"
         );
+    }
+
+    /// Every batch of the log from offset 0, following the next offset as a consumer does.
+    fn read_all(log: &PartitionLog) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.high_watermark() {
+            let bs = batches(&log.read(offset, 1 << 20, true).unwrap().records);
+            assert!(!bs.is_empty(), "no data at {offset}");
+            offset = bs.last().unwrap().1 + 1;
+            out.extend(bs);
+        }
+        out
+    }
+
+    /// Offsets are dense: each batch starts right after the previous one, from 0.
+    fn assert_dense(bs: &[(i64, i64)]) {
+        let mut next = 0;
+        for &(base, last) in bs {
+            assert_eq!(base, next, "dense offsets in {bs:?}");
+            next = last + 1;
+        }
+    }
+
+    fn is_disk_full(r: Result<AppendInfo, LogError>) -> bool {
+        matches!(&r, Err(e @ LogError::Storage(_)) if e.is_disk_full())
+    }
+
+    #[test]
+    fn disk_full_write_is_undone_and_the_next_append_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..5 {
+            append(&log, 2, 30, i);
+        }
+        let active = rlock(&log.segments).last().unwrap().base_offset();
+        let committed = fs::metadata(log_file(&log, active)).unwrap().len();
+        let before = read_all(&log);
+        let mut hw_rx = log.subscribe_high_watermark();
+        hw_rx.borrow_and_update();
+
+        log.inject_write_failure(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(3, 30, 9)[..]), 0)
+        ));
+        assert!(
+            !log.is_failed() && !log.is_closed(),
+            "the partition stays online"
+        );
+        assert_eq!(
+            fs::metadata(log_file(&log, active)).unwrap().len(),
+            committed,
+            "the half-written batch is cut off"
+        );
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (10, 10));
+        assert!(!hw_rx.has_changed().unwrap());
+        assert_eq!(read_all(&log), before, "reads are unaffected");
+
+        let info = append(&log, 3, 30, 10);
+        assert_eq!((info.base_offset, info.last_offset), (10, 12));
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), 13);
+        let after = read_all(&log);
+        assert_eq!(after.len(), before.len() + 1);
+        assert_dense(&after);
+
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.log_end_offset(), 13);
+        assert_eq!(read_all(&log), after, "a restart recovers the same log");
+        assert_eq!(append(&log, 1, 30, 0).base_offset, 13);
+    }
+
+    #[test]
+    fn disk_full_at_roll_keeps_the_old_segment_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        let one = batch(1, 60, 0).len() as u64;
+        let mut i = 0;
+        // Fill the first segment up to the point where the next batch rolls.
+        while rlock(&log.segments).last().unwrap().size() + one <= config.segment_bytes {
+            append(&log, 1, 60, i);
+            i += 1;
+        }
+        assert_eq!(log.segment_count(), 1);
+        let leo = log.log_end_offset();
+        let before = read_all(&log);
+
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 60, i)[..]), 0)
+        ));
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1, "the roll was abandoned");
+        for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            assert!(
+                !log.dir().join(segment_file_name(leo, suffix)).exists(),
+                "no half-made segment file {suffix}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), leo);
+        assert_eq!(read_all(&log), before);
+        assert_eq!(
+            log.offset_for_timestamp(0).unwrap(),
+            Some((0, 0)),
+            "the old segment's indexes still serve lookups"
+        );
+
+        assert_eq!(append(&log, 1, 60, i).base_offset, leo);
+        assert_eq!(log.segment_count(), 2, "the retried roll succeeds");
+        let after = read_all(&log);
+        assert_dense(&after);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn restart_on_a_full_disk_serves_reads_and_appends_once_space_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        for i in 0..5 {
+            append(&log, 2, 30, i);
+        }
+        let before = read_all(&log);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        // Every index preallocation while loading (and at the first append's roll) finds the disk full.
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 5);
+        let (mgr, log) = open(dir.path(), config.clone());
+        assert_eq!(
+            read_all(&log),
+            before,
+            "the partition loads and serves reads"
+        );
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+        ));
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 0);
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1);
+        let info = append(&log, 1, 30, 0);
+        assert_eq!(info.base_offset, 10);
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "the unpreallocated segment was rolled"
+        );
+        let after = read_all(&log);
+        assert_dense(&after);
+        assert_eq!(after.len(), before.len() + 1);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(read_all(&log), after);
+    }
+
+    #[test]
+    fn epoch_entry_of_a_refused_append_is_dropped_at_load_even_on_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        // The new epoch is checkpointed before the write, which then finds the disk full.
+        log.inject_write_failure(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+        ));
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+
+        // Loading drops (4, 2), which is not below the log end offset; the rewrite finds the disk full.
+        let tmp = dir
+            .path()
+            .join("t-0")
+            .join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let (_mgr, log) = open(dir.path(), config);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        assert_eq!(read_all(&log), vec![(0, 1)]);
+        assert_eq!(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+                .unwrap()
+                .base_offset,
+            2
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
+    }
+
+    #[test]
+    fn empty_active_segment_without_preallocated_indexes_allocates_before_its_first_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small_config();
+        let (mgr, log) = open(dir.path(), config.clone());
+        mgr.shutdown().unwrap();
+        drop((log, mgr));
+        crate::log::index::fail_next_index_allocations(libc::ENOSPC, 2);
+        let (_mgr, log) = open(dir.path(), config);
+        crate::log::index::fail_next_index_allocation(libc::ENOSPC);
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+        ));
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), 0);
+        for i in 0..8 {
+            append(&log, 1, 30, i);
+        }
+        assert_eq!(
+            log.segment_count(),
+            1,
+            "preallocated again: no roll for full indexes"
+        );
+        let seg = rlock(&log.segments).last().unwrap().clone();
+        seg.sanity_check_indexes(None).unwrap();
+        assert!(seg.last_indexed_position() > 0, "entries were indexed");
+    }
+
+    #[test]
+    fn disk_full_on_the_leader_epoch_checkpoint_fails_only_that_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = load_without_flusher(dir.path(), small_config());
+        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
+        // The checkpoint's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
+        let tmp = log.dir().join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        assert!(is_disk_full(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+        ));
+        assert!(!log.is_failed());
+        assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
+        assert_eq!(log.leader_epochs(), vec![(0, 0)]);
+        assert_eq!(
+            fs::read_to_string(log.dir().join(LEADER_EPOCH_CHECKPOINT)).unwrap(),
+            "0\n1\n0 0\n",
+            "the old checkpoint is intact"
+        );
+        assert!(fs::symlink_metadata(&tmp).is_err(), "temp file removed");
+        assert_eq!(
+            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+                .unwrap()
+                .base_offset,
+            2
+        );
+        assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
     }
 
     #[test]
@@ -1410,6 +1820,30 @@ mod tests {
     }
 
     const CLEAN_SHUTDOWN_MARKER: &str = crate::log::manager::CLEAN_SHUTDOWN_FILE;
+
+    #[test]
+    fn max_timestamp_lookup_finds_the_exact_record_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.offset_of_max_timestamp().unwrap(), None, "empty log");
+        for i in 0..30i64 {
+            // Batch 12's middle record carries the largest timestamp; a later batch repeats it.
+            let recs: Vec<(i64, &[u8])> = match i {
+                12 => vec![(500, b"a"), (9_000, b"b"), (600, b"c")],
+                20 => vec![(9_000, b"a"), (1, b"b"), (2, b"c")],
+                _ => vec![(100 + i, b"a"), (100 + i, b"b"), (100 + i, b"c")],
+            };
+            log.append(BytesMut::from(&batch_with_timestamps(&recs)[..]), 0)
+                .unwrap();
+        }
+        assert!(log.segment_count() > 1, "the lookup spans several segments");
+        assert_eq!(
+            log.offset_of_max_timestamp().unwrap(),
+            Some((12 * 3 + 1, 9_000)),
+            "the first record with the largest timestamp"
+        );
+        mgr.shutdown().unwrap();
+    }
 
     #[test]
     fn offset_for_timestamp_finds_first_batch_reaching_it() {

@@ -91,6 +91,9 @@ pub struct LogSegment {
     indexes_flushed: AtomicBool,
     /// Whether both index files were present when the segment was opened (a missing one must be rebuilt).
     indexes_existed: AtomicBool,
+    /// Test seam: errno the next append fails with after writing half its bytes (0: none).
+    #[cfg(test)]
+    fail_next_write: std::sync::atomic::AtomicI32,
 }
 
 /// Reads fixed ranges of a file through one reusable buffer (sequential scans without per-batch syscalls).
@@ -160,7 +163,18 @@ impl LogSegment {
                 _ => {}
             }
         }
-        let seg = Self::with_files(dir, base_offset, log_path, log, Some(max_index_bytes))?;
+        let seg = match Self::with_files(dir, base_offset, log_path, log, Some(max_index_bytes)) {
+            Ok(seg) => seg,
+            Err(e) => {
+                // Typically ENOSPC while reserving the indexes: leave no half-made segment behind (a
+                // later start would load it; a retried roll would meet it).
+                if let Err(cleanup) = delete_segment_files(dir, base_offset) {
+                    tracing::warn!(segment = base_offset, error = %cleanup,
+                        "could not remove the files of a segment that failed to be created");
+                }
+                return Err(e);
+            }
+        };
         seg.indexes_existed.store(true, Ordering::Release);
         Ok(seg)
     }
@@ -220,6 +234,8 @@ impl LogSegment {
             }),
             indexes_flushed: AtomicBool::new(false),
             indexes_existed: AtomicBool::new(indexes_existed),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicI32::new(0),
         })
     }
 
@@ -245,12 +261,19 @@ impl LogSegment {
     }
 
     /// Appends batches whose offsets are already assigned, then indexes them. Called under the partition's
-    /// append lock. On a write error the file is cut back to the committed size.
+    /// append lock. On a write error (ENOSPC after a partial write, typically) the file is cut back to the
+    /// committed size and the write's own error is returned, so the segment is exactly as before; if even
+    /// the cut fails, the error says so and carries no OS error code (the caller must not retry on it).
     pub fn append(&self, records: &[u8], now_ms: i64, index_interval_bytes: u32) -> io::Result<()> {
         let start = self.size();
-        if let Err(e) = self.log.write_all_at(records, start) {
-            // Best effort: drop whatever part was written; readers never looked past `start` anyway.
-            let _ = self.log.set_len(start);
+        if let Err(e) = self.write_at(records, start) {
+            // Readers never looked past `start`; the cut frees the blocks a partial write took.
+            if let Err(cut) = self.log.set_len(start) {
+                return Err(io::Error::other(format!(
+                    "{}: write failed ({e}) and the partial write could not be cut off ({cut})",
+                    self.log_path.display()
+                )));
+            }
             return Err(e);
         }
         self.size
@@ -270,6 +293,26 @@ impl LogSegment {
             pos += size;
         }
         Ok(())
+    }
+
+    /// The positioned write of an append; the test seam writes half the bytes, then fails as injected.
+    fn write_at(&self, records: &[u8], pos: u64) -> io::Result<()> {
+        #[cfg(test)]
+        {
+            let errno = self.fail_next_write.swap(0, Ordering::AcqRel);
+            if errno != 0 {
+                self.log.write_all_at(&records[..records.len() / 2], pos)?;
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+        }
+        self.log.write_all_at(records, pos)
+    }
+
+    /// Test seam: the next append writes half its bytes, then fails with `errno` (ENOSPC: a disk that
+    /// filled up in the middle of the write).
+    #[cfg(test)]
+    pub(crate) fn inject_write_failure(&self, errno: i32) {
+        self.fail_next_write.store(errno, Ordering::Release);
     }
 
     /// Kafka's indexing rule: an entry for a batch once more than `index_interval_bytes` were appended since

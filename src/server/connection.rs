@@ -96,7 +96,9 @@ enum Step {
 
 /// Bytes read ahead per socket read. Small requests are sliced out of this buffer (zero-copy, one read for
 /// several pipelined requests); a frame larger than this gets its own buffer of exactly its checked size.
-/// While the FIFO is full no read happens, so read-ahead never exceeds this per connection.
+/// While the FIFO is full no read happens, so read-ahead never exceeds this per connection. The buffer is
+/// allocated when the socket becomes readable and released when a read finds nothing more pending, so a
+/// connection waiting between requests holds none.
 const READ_AHEAD: usize = 16 * 1024;
 
 /// Incremental frame decoder. Each [`FrameReader::step`] does at most one socket read and keeps its state in
@@ -138,11 +140,29 @@ impl FrameReader {
         if let Some(step) = self.parse()? {
             return Ok(step);
         }
-        if self.read_ahead.capacity() - self.read_ahead.len() < READ_AHEAD / 4 {
-            // Reuses the buffer when earlier frames are gone, else starts a new one.
-            self.read_ahead.reserve(READ_AHEAD);
-        }
-        let n = rd.read_buf(&mut self.read_ahead).await?;
+        let n = loop {
+            if self.read_ahead.capacity() == 0 {
+                // Between requests: wait without holding a buffer, so an idle connection costs no read-ahead.
+                rd.readable().await?;
+            }
+            if self.read_ahead.capacity() - self.read_ahead.len() < READ_AHEAD / 4 {
+                // Reuses the buffer when earlier frames are gone, else starts a new one.
+                self.read_ahead.reserve(READ_AHEAD);
+            }
+            match rd.try_read_buf(&mut self.read_ahead) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.read_ahead.is_empty() {
+                        // Nothing pending: release the buffer (frames sliced from it keep their part alive).
+                        self.read_ahead = BytesMut::new();
+                    } else {
+                        // A partial frame: keep it and wait for the rest.
+                        rd.readable().await?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if n == 0 {
             return if self.read_ahead.is_empty() {
                 Ok(Step::Eof)
@@ -186,7 +206,9 @@ impl FrameReader {
 
 /// A queued reply, in request order.
 enum Queued {
-    Ready(Response),
+    /// Boxed to keep `Queued` small: the FIFO's storage is allocated in blocks of slots when the connection
+    /// opens, so every idle connection pays for them.
+    Ready(Box<Response>),
     Later(LaterReply),
 }
 
@@ -388,10 +410,10 @@ pub(crate) async fn serve(
                 let Some(permit) = reserved else {
                     break ReaderStop::WriterGone; // The writer closed the budget on its way out.
                 };
-                Queued::Ready(Response {
+                Queued::Ready(Box::new(Response {
                     bytes,
                     budget: Some(permit),
-                })
+                }))
             }
             Reply::Later(fut) => Queued::Later(LaterReply::spawn(fut, budget.clone())),
             Reply::None => continue,
@@ -449,7 +471,8 @@ async fn grace_expired(shutdown: &mut ShutdownSignal) {
 /// Reads and discards client input for a bounded time after our side finished writing, until EOF.
 async fn linger(rd: &mut OwnedReadHalf) {
     let deadline = Instant::now() + LINGER;
-    let mut scratch = [0u8; 8192];
+    // On the heap: an array here would make every connection's future (and task) 8 KiB larger.
+    let mut scratch = vec![0u8; 8192];
     let mut discarded = 0usize;
     while discarded < LINGER_MAX_BYTES {
         match tokio::time::timeout_at(deadline, rd.read(&mut scratch)).await {
@@ -472,6 +495,10 @@ async fn write_responses(
     loop {
         // Take the next reply; wait only if nothing is pending to be written.
         let next = if batch.is_empty() {
+            if rx.is_empty() {
+                // About to wait, maybe for a long time: return what a burst of replies grew.
+                batch.release_idle();
+            }
             tokio::select! {
                 biased;
                 item = rx.recv() => item,
@@ -493,7 +520,7 @@ async fn write_responses(
             continue;
         };
         match item {
-            Queued::Ready(response) => batch.push(Some(response)),
+            Queued::Ready(response) => batch.push(Some(*response)),
             Queued::Later(mut later) => {
                 later.reached_head();
                 if !later.task.0.is_finished()
@@ -561,6 +588,15 @@ impl Batch {
     }
     fn is_empty(&self) -> bool {
         self.replies == 0
+    }
+    /// Frees the buffers grown for a large batch (up to a few KiB), so an idle connection holds none.
+    fn release_idle(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 4 {
+            self.frames = std::collections::VecDeque::new();
+        }
+        if self.budget.is_empty() && self.budget.capacity() > 4 {
+            self.budget = Vec::new();
+        }
     }
     fn is_full(&self) -> bool {
         self.frames.len() >= MAX_BATCH_RESPONSES || self.bytes >= MAX_BATCH_BYTES
@@ -1029,5 +1065,61 @@ mod tests {
         assert_eq!(listener.open_connections(), 1);
         drop(client);
         assert!(testkit::eventually(|| listener.open_connections() == 0).await);
+    }
+
+    /// A connection waiting between requests holds no read-ahead buffer (10,000 idle connections would
+    /// otherwise pin 16 KiB each); a partial frame keeps its bytes until the rest arrives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_reader_holds_no_read_buffer() {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = tokio::net::TcpStream::connect(server.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (stream, _) = server.accept().await.expect("accept");
+        let (mut rd, _wr) = stream.into_split();
+        let mut reader = super::FrameReader::new(1 << 20);
+        let wait = Duration::from_secs(10);
+
+        client
+            .write_all(&testkit::frame(Op::Now, 1, 0))
+            .await
+            .expect("send");
+        let first = loop {
+            match tokio::time::timeout(wait, reader.step(&mut rd)).await {
+                Ok(Ok(super::Step::Frame(frame))) => break frame,
+                Ok(Ok(super::Step::Progress)) => continue,
+                _ => panic!("no frame"),
+            }
+        };
+        assert_eq!(first.len(), 9);
+        drop(first);
+        // Nothing more arrives: the step waits, and is cancelled by the timeout (it is cancel-safe).
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), reader.step(&mut rd))
+                .await
+                .is_err()
+        );
+        assert_eq!(reader.read_ahead.capacity(), 0, "idle: no buffer held");
+
+        // Half a frame stays buffered while the rest is awaited, and the frame comes out whole.
+        let frame = testkit::frame(Op::Now, 2, 0);
+        client.write_all(&frame[..6]).await.expect("send half");
+        assert!(matches!(
+            tokio::time::timeout(wait, reader.step(&mut rd)).await,
+            Ok(Ok(super::Step::Progress))
+        ));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), reader.step(&mut rd))
+                .await
+                .is_err()
+        );
+        assert_eq!(reader.read_ahead.len(), 6, "the partial frame is kept");
+        client.write_all(&frame[6..]).await.expect("send the rest");
+        match tokio::time::timeout(wait, reader.step(&mut rd)).await {
+            Ok(Ok(super::Step::Frame(frame))) => assert_eq!(&frame[1..5], &2u32.to_be_bytes()),
+            _ => panic!("the partial frame was not completed"),
+        }
     }
 }

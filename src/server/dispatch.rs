@@ -182,7 +182,7 @@ impl Dispatcher {
             RequestKind::CreateTopics(req) => respond(
                 correlation_id,
                 version,
-                &api::topics::create_topics(apis, req),
+                &api::topics::create_topics(apis, req, version),
             ),
             RequestKind::DeleteTopics(req) => respond(
                 correlation_id,
@@ -241,6 +241,41 @@ impl Dispatcher {
                 version,
                 api::offsets::offset_delete(apis, &req),
                 span,
+            ),
+            RequestKind::DescribeConfigs(req) => respond(
+                correlation_id,
+                version,
+                &api::configs::describe_configs(apis, &req, version),
+            ),
+            RequestKind::AlterConfigs(req) => respond(
+                correlation_id,
+                version,
+                &api::configs::alter_configs(apis, &req),
+            ),
+            RequestKind::IncrementalAlterConfigs(req) => respond(
+                correlation_id,
+                version,
+                &api::configs::incremental_alter_configs(apis, &req),
+            ),
+            RequestKind::CreatePartitions(req) => respond(
+                correlation_id,
+                version,
+                &api::create_partitions::handle(apis, req),
+            ),
+            RequestKind::DescribeCluster(req) => respond(
+                correlation_id,
+                version,
+                &api::describe_cluster::handle(apis, &req, version),
+            ),
+            RequestKind::DescribeLogDirs(req) => respond(
+                correlation_id,
+                version,
+                &api::describe_log_dirs::handle(apis, &req),
+            ),
+            RequestKind::OffsetForLeaderEpoch(req) => respond(
+                correlation_id,
+                version,
+                &api::offset_for_leader_epoch::handle(apis, &req),
             ),
             // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
             _ => Reply::Close("request is advertised but not routed".to_string()),

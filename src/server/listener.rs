@@ -53,6 +53,7 @@ impl Shared {
     /// Counts a new connection in, or returns None when a limit is reached.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionGuard> {
         // The accept loop is the only caller, so the check and the increment cannot race other admissions.
+        // The loop does not accept at max.connections, so the first check only guards that invariant.
         let mut per_ip = self
             .per_ip
             .lock()
@@ -212,9 +213,25 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
     // Connection tasks are owned here, so shutdown can wait for them and dropping the set aborts them.
     let mut connections = JoinSet::new();
     let mut next_id: u64 = 1;
-    let mut rejected = Throttled::new();
+    let mut reached_capacity = Throttled::new();
+    let mut was_at_capacity = false;
+    let mut rejected_per_ip = Throttled::new();
     let mut accept_errors = Throttled::new();
     loop {
+        // At max.connections, stop accepting (as Kafka does): new connections wait in the kernel's backlog
+        // until a connection task ends and frees a slot (the join branch below wakes the loop).
+        let at_capacity = shared.open.load(Ordering::Acquire) >= shared.limits.max_connections;
+        if at_capacity
+            && !was_at_capacity
+            && let Some(count) = reached_capacity.hit()
+        {
+            warn!(
+                max_connections = shared.limits.max_connections,
+                times = count,
+                "max.connections reached; new connections wait until one closes"
+            );
+        }
+        was_at_capacity = at_capacity;
         tokio::select! {
             biased;
             _ = connection::shutdown_started(&mut shutdown) => break,
@@ -225,16 +242,15 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                     error!("connection task panicked");
                 }
             }
-            accepted = socket.accept() => match accepted {
+            accepted = socket.accept(), if !at_capacity => match accepted {
                 Ok((stream, peer)) => {
                     let Some(guard) = shared.admit(peer.ip()) else {
-                        if let Some(count) = rejected.hit() {
+                        if let Some(count) = rejected_per_ip.hit() {
                             warn!(
                                 %peer,
                                 rejected = count,
-                                max_connections = shared.limits.max_connections,
                                 max_connections_per_ip = shared.limits.max_connections_per_ip,
-                                "connection limit reached; closing new connections"
+                                "max.connections.per.ip reached; closing new connections"
                             );
                         }
                         drop(stream);
@@ -284,8 +300,10 @@ mod tests {
     use super::super::testkit::{self, Op, Script};
     use std::time::Duration;
 
+    /// At max.connections a new connection waits (it is not accepted, so nothing answers it) and is served
+    /// as soon as another one closes, as in Kafka.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn max_connections_enforced() {
+    async fn max_connections_makes_new_connections_wait_for_a_free_slot() {
         let script = Script::new();
         let limits = ServerLimits {
             max_connections: 2,
@@ -300,22 +318,25 @@ mod tests {
         }
         assert_eq!(listener.open_connections(), 2);
 
+        // The kernel completes the handshake (backlog), but the broker does not take the connection.
         let mut third = testkit::connect(&listener).await;
-        assert!(
-            testkit::closed(&mut third).await,
-            "a connection over max.connections is closed"
+        testkit::send(&mut third, Op::Now, 3, 0).await;
+        assert_eq!(
+            testkit::settled(|| script.calls()).await,
+            2,
+            "a connection over max.connections is not served"
         );
         assert_eq!(listener.open_connections(), 2);
 
         drop(first);
-        assert!(testkit::eventually(|| listener.open_connections() == 1).await);
-        let mut fourth = testkit::connect(&listener).await;
-        testkit::send(&mut fourth, Op::Now, 4, 0).await;
         assert_eq!(
-            testkit::recv(&mut fourth).await,
-            Some(4),
-            "a freed slot is usable again"
+            testkit::recv(&mut third).await,
+            Some(3),
+            "the waiting connection is served once a slot frees"
         );
+        assert_eq!(listener.open_connections(), 2);
+        testkit::send(&mut second, Op::Now, 4, 0).await;
+        assert_eq!(testkit::recv(&mut second).await, Some(4));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

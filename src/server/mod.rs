@@ -59,9 +59,10 @@ pub trait RequestHandler: Send + Sync + 'static {
 pub struct ServerLimits {
     /// socket.request.max.bytes: larger frames close the connection before any allocation for the body.
     pub socket_request_max_bytes: usize,
-    /// max.connections: connections over it are accepted and closed at once.
+    /// max.connections: at this many open connections the listener stops accepting (as Kafka does); new
+    /// connections wait in the kernel's accept backlog until one closes.
     pub max_connections: usize,
-    /// max.connections.per.ip: the same, per client address.
+    /// max.connections.per.ip: a new connection from an address that has this many is closed at once.
     pub max_connections_per_ip: usize,
     /// connections.max.idle.ms: a connection with no request and nothing in flight for this long is closed.
     pub connections_max_idle_ms: u64,
