@@ -41,14 +41,18 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "$(dirname "$log")"
     echo "== fuzzing $t for up to ${secs}s"
     set +e
+    # dispatch keeps a broker's data in $TMPDIR; a crashed run cannot clean it up, so give each run its own.
+    tmp="fuzz/target/tmp/$t"
+    rm -rf "$tmp" && mkdir -p "$tmp"
     seeds="fuzz/corpus/$t"
     # dispatch takes the same frames as request.
     [ "$t" = dispatch ] && seeds="fuzz/corpus/request"
-    cargo fuzz run -s none "$t" "$work" "$seeds" -- \
+    TMPDIR="$PWD/$tmp" cargo fuzz run -s none "$t" "$work" "$seeds" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         "${runs_flag[@]}" >"$log" 2>&1
     rc=$?
     set -e
+    rm -rf "$tmp"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     if [ "$rc" -eq 0 ]; then
