@@ -162,6 +162,12 @@ impl Broker {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A dispatcher on this broker's state, to run request frames through it without a socket (fuzzing).
+    #[doc(hidden)]
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher::new(self.apis.clone())
+    }
+
     /// This broker's cluster id, from `meta.properties`.
     pub fn cluster_id(&self) -> &str {
         &self.apis.cluster_id

@@ -644,6 +644,45 @@ async fn create_partitions_grows_a_topic_that_clients_then_use() {
     b.shutdown().await;
 }
 
+/// Growing topics by more than 10,000 partitions in one request is refused whole (POLICY_VIOLATION) and
+/// adds nothing: one crafted count must not fill the disk with partition logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_partitions_over_the_partition_cap_is_refused_whole() {
+    let b = start_broker(&[]).await;
+    create_topic(&b.bootstrap, "grow-a", 1).await;
+    create_topic(&b.bootstrap, "grow-b", 1).await;
+    let admin = admin(&b.bootstrap);
+    let r = admin
+        .create_partitions(
+            &[
+                NewPartitions::new("grow-a", 6_000),
+                NewPartitions::new("grow-b", 6_000),
+            ],
+            &admin_options(),
+        )
+        .await
+        .expect("CreatePartitions");
+    let codes: Vec<_> = r
+        .iter()
+        .map(|t| t.clone().map(|_| ()).map_err(|(_, c)| c))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            Err(RDKafkaErrorCode::PolicyViolation),
+            Err(RDKafkaErrorCode::PolicyViolation)
+        ]
+    );
+    for topic in ["grow-a", "grow-b"] {
+        assert_eq!(
+            topic_partition_count(&b.bootstrap, topic),
+            Ok(1),
+            "{topic} unchanged"
+        );
+    }
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_append_time_stamps_records_and_out_of_window_timestamps_are_refused() {
     let b = start_broker(&[]).await;

@@ -289,3 +289,37 @@ async fn list_offsets_reports_watermarks_and_offsets_for_timestamps() {
     assert_eq!(msgs[0].timestamp().to_millis(), Some(BASE_TS + 4_000));
     b.shutdown().await;
 }
+
+/// A request asking for more than 10,000 partitions in all is refused whole (POLICY_VIOLATION, as Kafka's
+/// controller does) and creates nothing: one crafted count must not fill the disk with partition logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_over_the_partition_cap_is_refused_whole() {
+    // No auto-creation, so the metadata checks below cannot create the topics either.
+    let b = start_broker(&[("auto.create.topics.enable", "false")]).await;
+    let admin = admin(&b.bootstrap);
+    let results = admin
+        .create_topics(
+            &[
+                NewTopic::new("big-a", 6_000, TopicReplication::Fixed(1)),
+                NewTopic::new("big-b", 6_000, TopicReplication::Fixed(1)),
+            ],
+            &admin_options(),
+        )
+        .await
+        .expect("CreateTopics");
+    assert_eq!(
+        results,
+        vec![
+            Err(("big-a".to_string(), RDKafkaErrorCode::PolicyViolation)),
+            Err(("big-b".to_string(), RDKafkaErrorCode::PolicyViolation)),
+        ]
+    );
+    for topic in ["big-a", "big-b"] {
+        assert_eq!(
+            topic_partition_count(&b.bootstrap, topic),
+            Err(RDKafkaErrorCode::UnknownTopicOrPartition),
+            "{topic} not created"
+        );
+    }
+    b.shutdown().await;
+}

@@ -10,12 +10,35 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::error::metadata_error_code;
+use super::topics::MAX_PARTITIONS_PER_REQUEST;
 use super::{Apis, topic_log_config};
 use crate::log::TopicPartition;
 
 type Failure = (ResponseError, String);
 
+/// Why the whole request is refused when it would add more than [`MAX_PARTITIONS_PER_REQUEST`] partitions
+/// in all: one crafted count must not have the broker create logs until the disk is full.
+fn partition_limit_exceeded(apis: &Apis, request: &CreatePartitionsRequest) -> Option<String> {
+    let added = request
+        .topics
+        .iter()
+        .map(|t| {
+            let current = apis
+                .metadata
+                .topic(t.name.0.as_str())
+                .map_or(0, |topic| topic.partitions);
+            u64::try_from(i64::from(t.count) - i64::from(current)).unwrap_or(0)
+        })
+        .fold(0u64, u64::saturating_add);
+    (added > MAX_PARTITIONS_PER_REQUEST).then(|| {
+        format!(
+            "Too many partitions in one request: {added} new ones requested, at most {MAX_PARTITIONS_PER_REQUEST}."
+        )
+    })
+}
+
 pub fn handle(apis: &Apis, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let over_limit = partition_limit_exceeded(apis, &request);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = request
         .topics
@@ -28,7 +51,9 @@ pub fn handle(apis: &Apis, request: CreatePartitionsRequest) -> CreatePartitions
         .into_iter()
         .map(|topic| {
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            let outcome = if duplicates.contains(topic.name.0.as_str()) {
+            let outcome = if let Some(message) = &over_limit {
+                Err((ResponseError::PolicyViolation, message.clone()))
+            } else if duplicates.contains(topic.name.0.as_str()) {
                 Err((
                     ResponseError::InvalidRequest,
                     "Duplicate topic in request.".to_string(),

@@ -44,18 +44,50 @@ fn created_configs(
         .collect()
 }
 
+/// Most partitions one CreateTopics request may create, all its topics together. Kafka's controller refuses
+/// more with POLICY_VIOLATION; without a cap one crafted count would have the broker create logs until the
+/// disk is full.
+pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+
+/// Why the whole request is refused when its topics ask for more than [`MAX_PARTITIONS_PER_REQUEST`].
+fn partition_limit_exceeded(apis: &Apis, request: &CreateTopicsRequest) -> Option<String> {
+    let requested = request
+        .topics
+        .iter()
+        .map(|t| {
+            if !t.assignments.is_empty() {
+                t.assignments.len() as u64
+            } else if t.num_partitions == -1 {
+                u64::try_from(apis.config.num_partitions).unwrap_or(0)
+            } else {
+                u64::try_from(t.num_partitions).unwrap_or(0)
+            }
+        })
+        .fold(0u64, u64::saturating_add);
+    (requested > MAX_PARTITIONS_PER_REQUEST).then(|| {
+        format!(
+            "Too many partitions in one request: {requested} requested, at most {MAX_PARTITIONS_PER_REQUEST}."
+        )
+    })
+}
+
 pub fn create_topics(
     apis: &Apis,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    let over_limit = partition_limit_exceeded(apis, &request);
     let results = request
         .topics
         .into_iter()
         .map(|topic| {
             let name = topic.name.clone();
             let result = CreatableTopicResult::default().with_name(name.clone());
-            match create_one(apis, topic, request.validate_only) {
+            let outcome = match &over_limit {
+                Some(message) => Err((ResponseError::PolicyViolation, message.clone())),
+                None => create_one(apis, topic, request.validate_only),
+            };
+            match outcome {
                 Ok((partitions, id, configs)) => {
                     let result = result
                         .with_topic_id(id)

@@ -30,54 +30,92 @@ impl Dispatcher {
 /// The fixed start of every request header: api key, api version, correlation id.
 const MIN_HEADER_BYTES: usize = 8;
 
-impl RequestHandler for Dispatcher {
-    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply {
-        if frame.len() < MIN_HEADER_BYTES {
-            return Reply::Close(format!(
-                "request of {} bytes is shorter than a request header",
-                frame.len()
+/// A request frame decoded exactly as [`Dispatcher`] decodes it, before any API module runs.
+#[doc(hidden)]
+// Built and consumed once per frame, never stored: boxing the request would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded {
+    /// A request for its API module.
+    Request {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+        request: RequestKind,
+    },
+    /// Answered or refused without an API module: KIP-511 ApiVersions, Produce v0-2, malformed frames.
+    Reply(Reply),
+}
+
+/// Decodes one request frame (without its size prefix) the way the server does. Public so the fuzz targets
+/// run the server's own decoding path on arbitrary bytes, without a socket or a broker.
+#[doc(hidden)]
+pub fn decode_request(frame: Bytes) -> Decoded {
+    if frame.len() < MIN_HEADER_BYTES {
+        return Decoded::Reply(Reply::Close(format!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Decoded::Reply(Reply::Close(format!("unknown api key {raw_key}")));
+    };
+    if !api_versions::is_served(api_key, version) {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer a newer ApiVersions with a v0 body so the client can pick a version we know.
+            return Decoded::Reply(respond(
+                correlation_id,
+                0,
+                &api_versions::unsupported_version_response(),
             ));
         }
-        let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
-        let version = i16::from_be_bytes([frame[2], frame[3]]);
-        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let Ok(api_key) = ApiKey::try_from(raw_key) else {
-            return Reply::Close(format!("unknown api key {raw_key}"));
-        };
-        if !api_versions::is_served(api_key, version) {
-            if api_key == ApiKey::ApiVersions {
-                // KIP-511: answer a newer ApiVersions with a v0 body so the client can pick a version we know.
-                return respond(
-                    correlation_id,
-                    0,
-                    &api_versions::unsupported_version_response(),
-                );
-            }
-            if api_key == ApiKey::Produce
-                && (0..api_versions::PRODUCE_UNSERVED_BELOW).contains(&version)
-            {
-                return legacy_produce(frame, correlation_id, version);
-            }
-            return Reply::Close(format!("unsupported request {api_key:?} version {version}"));
-        }
-
-        let mut body = frame;
-        let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version))
+        if api_key == ApiKey::Produce
+            && (0..api_versions::PRODUCE_UNSERVED_BELOW).contains(&version)
         {
-            Ok(header) => header,
-            Err(e) => {
-                return Reply::Close(format!(
-                    "malformed {api_key:?} v{version} request header: {e}"
-                ));
-            }
-        };
-        let request = match RequestKind::decode(api_key, &mut body, version) {
-            Ok(request) => request,
-            Err(e) => {
-                return Reply::Close(format!(
-                    "malformed {api_key:?} v{version} request body: {e}"
-                ));
-            }
+            return Decoded::Reply(legacy_produce(frame, correlation_id, version));
+        }
+        return Decoded::Reply(Reply::Close(format!(
+            "unsupported request {api_key:?} version {version}"
+        )));
+    }
+
+    let mut body = frame;
+    let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
+        Ok(header) => header,
+        Err(e) => {
+            return Decoded::Reply(Reply::Close(format!(
+                "malformed {api_key:?} v{version} request header: {e}"
+            )));
+        }
+    };
+    match RequestKind::decode(api_key, &mut body, version) {
+        Ok(request) => Decoded::Request {
+            api_key,
+            version,
+            correlation_id,
+            header,
+            request,
+        },
+        Err(e) => Decoded::Reply(Reply::Close(format!(
+            "malformed {api_key:?} v{version} request body: {e}"
+        ))),
+    }
+}
+
+impl RequestHandler for Dispatcher {
+    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply {
+        let (api_key, version, correlation_id, header, request) = match decode_request(frame) {
+            Decoded::Request {
+                api_key,
+                version,
+                correlation_id,
+                header,
+                request,
+            } => (api_key, version, correlation_id, header, request),
+            Decoded::Reply(reply) => return reply,
         };
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
         // A child of the connection span (peer, client id). DEBUG, so at the default INFO it is disabled and
