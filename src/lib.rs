@@ -247,6 +247,13 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
     for topic in &topics {
         api::open_partitions(&logs, &log_defaults, topic);
     }
+    if !logs.had_clean_shutdown() {
+        // Recovery fsynced what it checked: record that now, so that another crash soon after (before the
+        // periodic checkpoint) does not scan it all again.
+        if let Err(e) = logs.checkpoint() {
+            tracing::warn!(error = %e, "could not write the recovery point checkpoint after recovery");
+        }
+    }
     let offsets = OffsetStore::open(
         metadata.clone(),
         logs.clone(),

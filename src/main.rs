@@ -102,7 +102,9 @@ fn init_logging(format: LoggingFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: `docker logs` and files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LoggingFormat::Text => builder.init(),
         // Spans (connection, request) travel with each event so a shipper can group by them.

@@ -234,3 +234,118 @@ fn health_check_succeeds_only_against_a_live_broker() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("health check failed"));
 }
+
+/// Reads stderr lines of `child` on a thread; returns the receiving end.
+fn stderr_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The next JSON log line that `matches`, within the deadline.
+fn json_line(
+    rx: &mpsc::Receiver<String>,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the expected log line");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if matches(&value) {
+            return value;
+        }
+    }
+}
+
+/// The span named `name` in a JSON line's span list (outermost first).
+fn span<'a>(line: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    line["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} span in {line}"))
+}
+
+#[test]
+fn json_log_lines_carry_connection_and_request_spans() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = brook()
+        .args([
+            "--override",
+            "listeners=PLAINTEXT://127.0.0.1:0",
+            "--override",
+            "logging.format=json",
+        ])
+        .env("BROOK_LOG_DIRS", dir.path().join("data"))
+        .env("RUST_LOG", "info,brook::request=debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = stderr_lines(&mut child);
+    let announcement = json_line(&rx, |line| {
+        line["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on "))
+    });
+    let addr: SocketAddr = announcement["fields"]["message"].as_str().unwrap()
+        ["listening on ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // ApiVersions v0 (request header v1) from client id "span-test", correlation id 7.
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    let peer = client.local_addr().unwrap().to_string();
+    let client_id = b"span-test";
+    let mut frame = (10 + client_id.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0, 18, 0, 0, 0, 0, 0, 7]);
+    frame.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+    frame.extend_from_slice(client_id);
+    client.write_all(&frame).unwrap();
+    let mut size = [0u8; 4];
+    client.read_exact(&mut size).unwrap();
+    client
+        .read_exact(&mut vec![0u8; i32::from_be_bytes(size) as usize])
+        .unwrap();
+
+    // The request's own line carries the request span inside the connection span.
+    let request = json_line(&rx, |line| line["target"] == "brook::request");
+    assert_eq!(request["level"], "DEBUG");
+    assert_eq!(request["span"]["name"], "request", "{request}");
+    assert_eq!(request["span"]["api"], "ApiVersions", "{request}");
+    assert_eq!(request["span"]["version"], 0, "{request}");
+    assert_eq!(request["span"]["correlation_id"], 7, "{request}");
+    let connection = span(&request, "connection");
+    assert_eq!(connection["peer"], peer, "{request}");
+    assert_eq!(connection["client_id"], "span-test", "{request}");
+
+    // A bad request on the same connection: one INFO-level warning, which says whose connection it was.
+    client
+        .write_all(&[0, 0, 0, 8, 0x7f, 0x7f, 0, 0, 0, 0, 0, 8])
+        .unwrap();
+    let warning = json_line(&rx, |line| line["level"] == "WARN");
+    assert!(
+        warning["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unknown api key")),
+        "{warning}"
+    );
+    let connection = span(&warning, "connection");
+    assert_eq!(connection["peer"], peer, "{warning}");
+    assert_eq!(connection["client_id"], "span-test", "{warning}");
+
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(wait_with_deadline(&mut child).success());
+}

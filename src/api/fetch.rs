@@ -254,8 +254,19 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
         }
         Ok(None) => offsets_only(base, log),
         Err(error) => {
-            if !matches!(error, LogError::OffsetOutOfRange { .. }) {
-                tracing::warn!(partition = %log.topic_partition(), %error, "fetch failed");
+            match error {
+                // The client's answer; not the broker's problem.
+                LogError::OffsetOutOfRange { .. } => {}
+                // Logged once when the partition went offline; consumers retry in a loop.
+                LogError::Offline(_) => {
+                    tracing::debug!(partition = %log.topic_partition(), %error, "fetch failed")
+                }
+                _ => {
+                    static READ_FAILED: super::LogThrottle = super::LogThrottle::new();
+                    if let Some(times) = READ_FAILED.hit() {
+                        tracing::warn!(partition = %log.topic_partition(), %error, times, "fetch failed");
+                    }
+                }
             }
             offsets_only(base, log).with_error_code(log_error_code(&error).code())
         }

@@ -184,7 +184,10 @@ impl Apis {
                 .ok_or(ResponseError::UnknownTopicOrPartition),
             Err(MetadataError::InvalidTopic(_)) => Err(ResponseError::InvalidTopicException),
             Err(e) => {
-                tracing::error!(topic = name, error = %e, "auto-creation failed");
+                static FAILED: LogThrottle = LogThrottle::new();
+                if let Some(times) = FAILED.hit() {
+                    tracing::error!(topic = name, error = %e, times, "auto-creation failed");
+                }
                 Err(ResponseError::KafkaStorageError)
             }
         }
@@ -217,14 +220,54 @@ pub fn open_partitions(logs: &LogManager, defaults: &LogConfig, topic: &TopicMet
 }
 
 fn open_partition(logs: &LogManager, config: &LogConfig, tp: TopicPartition) {
+    // The log manager has already logged why (once, at ERROR).
     if let Err(e) = logs.get_or_create(&tp, config.clone()) {
-        tracing::error!(partition = %tp, error = %e, "partition is offline");
+        tracing::debug!(partition = %tp, error = %e, "partition is offline");
+    }
+}
+
+/// Logs a broker-side failure that clients meet again with every retry (a fetch, a metadata refresh) at
+/// most once per [`LogThrottle::INTERVAL`], with how many happened meanwhile: one line, not one per request.
+pub(crate) struct LogThrottle {
+    /// When the last line was logged, and the failures since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogThrottle {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub(crate) const fn new() -> Self {
+        LogThrottle {
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Some(failures since the last logged one, this one included) when this one should be logged.
+    pub(crate) fn hit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, count) = &mut *state;
+        *count += 1;
+        let now = std::time::Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < Self::INTERVAL) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(count))
     }
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_throttle_lets_one_line_through_per_interval() {
+        let throttle = LogThrottle::new();
+        assert_eq!(throttle.hit(), Some(1));
+        assert_eq!(throttle.hit(), None);
+        assert_eq!(throttle.hit(), None);
+    }
     use crate::log::record_batch::test_support::batch;
 
     fn apis(dir: &std::path::Path) -> Apis {

@@ -33,7 +33,8 @@ fn now_ms() -> i64 {
 
 /// The error a client sees when the offsets topic could not take a write.
 fn store_error(e: &GroupStoreError) -> ResponseError {
-    tracing::warn!(error = %e, "offset store write failed");
+    // Debug: the cause (disk full, partition offline) is logged once where it happens; commits retry it.
+    tracing::debug!(error = %e, "offset store write failed");
     match e {
         GroupStoreError::Log(_) | GroupStoreError::NotDurable(_) => {
             ResponseError::CoordinatorNotAvailable

@@ -153,6 +153,9 @@ pub struct LogManager {
     awaiting_space: Mutex<HashMap<TopicPartition, (LogConfig, Instant)>>,
     /// Retention and cleaner threads, once started (see `start_background`).
     background: Mutex<Option<Background>>,
+    /// Partitions whose load failed in this run, with the reason: not retried (a damaged log is not
+    /// re-read, nor its error logged, on every lookup) until the partition is deleted or brook restarts.
+    offline: Mutex<HashMap<TopicPartition, String>>,
 }
 
 /// The retention thread and the log cleaner thread, with what stops and wakes them.
@@ -247,6 +250,7 @@ impl LogManager {
             stopped: Mutex::new(false),
             awaiting_space: Mutex::new(HashMap::new()),
             background: Mutex::new(None),
+            offline: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -304,8 +308,11 @@ impl LogManager {
                 cp.log_start_offsets.get(tp).copied(),
             )
         };
+        if let Some(why) = lock(&self.offline).get(tp) {
+            return Err(LogError::Offline(why.clone()));
+        }
         let started = Instant::now();
-        let log = PartitionLog::load(LoadParams {
+        let loaded = PartitionLog::load(LoadParams {
             dir,
             tp: tp.clone(),
             config: config.clone(),
@@ -314,22 +321,37 @@ impl LogManager {
             log_start_offset,
             flusher: Some(self.flush_tx.clone()),
         })
-        .inspect_err(|e| {
-            if e.is_disk_full() {
-                lock(&self.awaiting_space)
-                    .insert(tp.clone(), (config, Instant::now() + SPACE_RETRY_INTERVAL));
+        .and_then(|log| {
+            if !existed {
+                sync_dir(&self.shared.dir)?;
             }
-        })
-        .map_err(|e| {
-            tracing::error!(partition = %tp, error = %e, "partition could not be loaded; it stays offline");
-            match e {
-                LogError::Offline(_) => e,
-                other => LogError::Offline(format!("{tp}: {other}")),
+            Ok(log)
+        });
+        let log = match loaded {
+            Ok(log) => log,
+            Err(e) => {
+                let disk_full = e.is_disk_full();
+                let why = match e {
+                    LogError::Offline(why) => why,
+                    other => format!("{tp}: {other}"),
+                };
+                if disk_full {
+                    // Nothing is damaged: `get` tries again once space may have been freed.
+                    if !retry {
+                        tracing::error!(partition = %tp, error = %why,
+                            "partition could not be opened: disk full; it comes online once space is freed");
+                    }
+                    lock(&self.awaiting_space)
+                        .insert(tp.clone(), (config, Instant::now() + SPACE_RETRY_INTERVAL));
+                } else {
+                    // The one report of this partition's failure: later lookups get the same error silently.
+                    tracing::error!(partition = %tp, error = %why,
+                        "partition could not be loaded; it stays offline (KAFKA_STORAGE_ERROR) until brook restarts");
+                    lock(&self.offline).insert(tp.clone(), why.clone());
+                }
+                return Err(LogError::Offline(why));
             }
-        })?;
-        if !existed {
-            sync_dir(&self.shared.dir).map_err(|e| LogError::Offline(format!("{tp}: {e}")))?;
-        }
+        };
         tracing::debug!(partition = %tp, existed, log_end_offset = log.log_end_offset(),
             scanned_batches = log.recovery_batches_scanned(), elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded partition log");
@@ -393,6 +415,7 @@ impl LogManager {
                 log.mark_closed();
             }
             lock(&self.awaiting_space).remove(tp);
+            lock(&self.offline).remove(tp);
             if let Some(cleaner) = lock(&self.background)
                 .as_ref()
                 .and_then(|b| b.cleaner.clone())
@@ -1020,5 +1043,52 @@ mod tests {
             .unwrap();
         ok.append(one_batch(), 0).unwrap();
         assert_eq!(ok.high_watermark(), 2);
+
+        // Offline for the rest of the run, without a second load attempt (and a second error line), even
+        // once the obstacle is gone; deleting the partition clears that.
+        let bad = TopicPartition::new("bad", 0);
+        fs::remove_file(dir.path().join("bad-0")).unwrap();
+        assert!(matches!(
+            mgr.get_or_create(&bad, LogConfig::default()),
+            Err(LogError::Offline(why)) if why.contains("bad-0")
+        ));
+        assert!(!dir.path().join("bad-0").exists(), "no load was attempted");
+        mgr.delete(&bad).unwrap();
+        assert_eq!(
+            mgr.get_or_create(&bad, LogConfig::default())
+                .unwrap()
+                .log_end_offset(),
+            0
+        );
+    }
+
+    #[test]
+    fn rolling_a_segment_advances_the_recovery_point_without_a_flush_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1024,
+            ..LogConfig::default()
+        };
+        assert!(!config.is_durable() && config.flush_interval_ms.is_none());
+        let mgr = LogManager::open(dir.path(), config.clone()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("r", 0), config)
+            .unwrap();
+        for i in 0..40 {
+            let b = crate::log::record_batch::test_support::batch(1, 60, i);
+            log.append(bytes::BytesMut::from(&b[..]), 0).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        // append() asks the flusher thread to flush each rolled segment in the background: poll for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.recovery_point() < 20 {
+            assert!(
+                Instant::now() < deadline,
+                "recovery point stuck at {} after rolls",
+                log.recovery_point()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        mgr.shutdown().unwrap();
     }
 }

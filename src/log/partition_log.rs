@@ -226,7 +226,14 @@ impl PartitionLog {
             for (i, base) in bases.iter().copied().enumerate() {
                 let is_last = i + 1 == bases.len();
                 let next_base = bases.get(i + 1).copied();
-                let seg = LogSegment::open(&dir, base, None)?;
+                // Name the file: this error is what the operator sees for an offline partition.
+                let seg = LogSegment::open(&dir, base, None).map_err(|e| {
+                    if crate::log::error::is_disk_full_io(&e) {
+                        return LogError::Storage(e); // not damage: retried once space is freed
+                    }
+                    let file = crate::log::segment::segment_file_name(base, LOG_FILE_SUFFIX);
+                    offline(&tp, format_args!("cannot open segment {file}: {e}"))
+                })?;
                 let min_offset = next_offset.max(base);
                 let full_scan = if i >= scan_from {
                     true

@@ -341,6 +341,7 @@ pub(crate) async fn serve(
     let mut writer_done = false;
     let mut frames = FrameReader::new(settings.max_frame_bytes);
     let mut idle_deadline = Instant::now() + settings.idle;
+    let mut client_id_recorded = false;
 
     let stop = loop {
         let step = tokio::select! {
@@ -380,12 +381,17 @@ pub(crate) async fn serve(
                 break ReaderStop::Disconnected;
             }
             Err(e @ (FrameError::NegativeSize(_) | FrameError::TooLarge { .. })) => {
-                warn!(peer = %ctx.peer, error = %e, "closing connection: invalid request size");
+                warn!(error = %e, "closing connection: invalid request size");
                 break ReaderStop::Violation;
             }
         };
         idle_deadline = Instant::now() + settings.idle;
 
+        if !client_id_recorded && let Some(client_id) = handler.client_id(&frame) {
+            // Once: each record would repeat the field in text logs. The span is the listener's.
+            tracing::Span::current().record("client_id", client_id);
+            client_id_recorded = true;
+        }
         let reply = match catch_unwind(AssertUnwindSafe(|| handler.handle(frame, &ctx))) {
             Ok(reply) => reply,
             Err(payload) => {
@@ -418,7 +424,7 @@ pub(crate) async fn serve(
             Reply::Later(fut) => Queued::Later(LaterReply::spawn(fut, budget.clone())),
             Reply::None => continue,
             Reply::Close(reason) => {
-                warn!(peer = %ctx.peer, %reason, "closing connection: protocol violation");
+                warn!(%reason, "closing connection: protocol violation");
                 break ReaderStop::Violation;
             }
         };

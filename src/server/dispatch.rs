@@ -80,16 +80,17 @@ impl RequestHandler for Dispatcher {
             }
         };
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
+        // A child of the connection span (peer, client id). DEBUG, so at the default INFO it is disabled and
+        // costs a level check; `RUST_LOG=info,brook::request=debug` turns it (and a line per request) on.
         let span = tracing::debug_span!(
+            target: "brook::request",
             "request",
-            conn = ctx.id,
             api = ?api_key,
             version,
-            correlation_id,
-            client_id
+            correlation_id
         );
         let _entered = span.enter();
-        tracing::trace!("handling request");
+        tracing::debug!(target: "brook::request", "request");
         let client = api::groups::Client {
             client_id,
             host: format!("/{}", ctx.peer.ip()),
@@ -97,6 +98,32 @@ impl RequestHandler for Dispatcher {
         crate::metrics::in_request(&self.apis, api_key, || {
             self.route(request, version, correlation_id, client, &span)
         })
+    }
+
+    fn client_id<'a>(&self, frame: &'a [u8]) -> Option<&'a str> {
+        request_client_id(frame)
+    }
+}
+
+/// Longest client id put in the connection's log lines (Kafka allows 32767 bytes).
+const MAX_LOGGED_CLIENT_ID: usize = 256;
+
+/// The client id in a request header, without decoding the body: header v1 and v2 both put it right after
+/// the correlation id, as a nullable (non-compact) string. None for null, header v0, or a malformed frame.
+fn request_client_id(frame: &[u8]) -> Option<&str> {
+    let api_key = ApiKey::try_from(i16::from_be_bytes(*frame.first_chunk::<2>()?)).ok()?;
+    let version = i16::from_be_bytes(*frame.get(2..4)?.first_chunk::<2>()?);
+    if api_key.request_header_version(version) < 1 {
+        return None;
+    }
+    let len = usize::try_from(i16::from_be_bytes(*frame.get(8..10)?.first_chunk::<2>()?)).ok()?;
+    let bytes = frame.get(10..10 + len)?;
+    let bytes = &bytes[..len.min(MAX_LOGGED_CLIENT_ID)];
+    match std::str::from_utf8(bytes) {
+        Ok(id) => Some(id),
+        // Cut inside a character by the cap: keep the whole characters before it.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok(),
+        Err(_) => None,
     }
 }
 
@@ -343,6 +370,36 @@ pub fn encode_frame<R: Encodable + HeaderVersion>(
 mod tests {
     use super::*;
     use kafka_protocol::messages::ApiVersionsResponse;
+
+    #[test]
+    fn client_id_is_read_from_the_request_header() {
+        let mut frame = vec![0, 18, 0, 3, 0, 0, 0, 7]; // ApiVersions v3, correlation id 7
+        frame.extend_from_slice(&5i16.to_be_bytes());
+        frame.extend_from_slice(b"kcat!tagged fields and body");
+        assert_eq!(request_client_id(&frame), Some("kcat!"));
+        frame[8..10].copy_from_slice(&(-1i16).to_be_bytes());
+        assert_eq!(request_client_id(&frame), None, "null client id");
+        frame[8..10].copy_from_slice(&100i16.to_be_bytes());
+        assert_eq!(request_client_id(&frame), None, "longer than the frame");
+        assert_eq!(request_client_id(&frame[..9]), None, "truncated header");
+    }
+
+    #[test]
+    fn logged_client_id_is_capped_at_a_character_boundary() {
+        let id = "é".repeat(200); // 400 bytes
+        let mut frame = vec![0, 18, 0, 3, 0, 0, 0, 7];
+        frame.extend_from_slice(&(id.len() as i16).to_be_bytes());
+        frame.extend_from_slice(id.as_bytes());
+        assert_eq!(request_client_id(&frame), Some(&id[..MAX_LOGGED_CLIENT_ID]));
+        let mut odd = vec![0, 18, 0, 3, 0, 0, 0, 7];
+        let id = format!("x{id}");
+        odd.extend_from_slice(&(id.len() as i16).to_be_bytes());
+        odd.extend_from_slice(id.as_bytes());
+        assert_eq!(
+            request_client_id(&odd),
+            Some(&id[..MAX_LOGGED_CLIENT_ID - 1])
+        );
+    }
 
     #[test]
     fn api_versions_responses_use_header_v0() {

@@ -279,7 +279,7 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                     };
                     let ctx = ConnectionContext { peer, id: next_id };
                     next_id += 1;
-                    let span = info_span!("connection", %peer, id = ctx.id);
+                    let span = info_span!("connection", %peer, id = ctx.id, client_id = tracing::field::Empty);
                     let handler = shared.handler.clone();
                     let shutdown = shutdown.clone();
                     connections.spawn(

@@ -52,6 +52,12 @@ pub trait RequestHandler: Send + Sync + 'static {
     /// prefix). Synchronous work (validation, appends) happens here, so requests on one connection take effect
     /// in order; waiting happens in the returned future.
     fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply;
+
+    /// The client id a request frame names, if any. The connection records the first one into its span, so
+    /// every later log line of the connection says which client it serves.
+    fn client_id<'a>(&self, _frame: &'a [u8]) -> Option<&'a str> {
+        None
+    }
 }
 
 /// Limits of the network edge, under Kafka's property names.

@@ -1,0 +1,290 @@
+//! The rdkafka clients the workloads drive: topic administration, a producer that counts delivery
+//! reports without allocating per record, and consumer construction. Every wait has a deadline.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+/// Upper bound on any single administrative wait or flush; only a broken broker reaches it.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Settings every client shares: IPv4 loopback, errors surfaced quickly.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "30000")
+        .set("topic.metadata.propagation.max.ms", "5000")
+        .set("log_level", "3");
+    cfg
+}
+
+/// Runs an rdkafka admin future to completion (the admin client's own thread drives the I/O).
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("admin runtime")?;
+    Ok(rt.block_on(f))
+}
+
+fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    client_config(bootstrap)
+        .create()
+        .context("create admin client")
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().request_timeout(Some(Duration::from_secs(60)))
+}
+
+/// Creates `topic` with `partitions` and topic `configs`, then waits until metadata shows every
+/// partition with a leader.
+pub fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let admin = admin(bootstrap)?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let results = block_on(admin.create_topics(&[new], &admin_options()))?
+        .with_context(|| format!("CreateTopics {topic}"))?;
+    for r in results {
+        if let Err((name, code)) = r {
+            bail!("CreateTopics {name}: {code:?}");
+        }
+    }
+    wait_for_partitions(bootstrap, topic, partitions as usize)
+}
+
+/// Deletes bench topics so a long comparison run does not fill the broker's disk; failures are reported
+/// but do not spoil the figures already taken.
+pub fn delete_topic(bootstrap: &str, topic: &str) {
+    let outcome = admin(bootstrap).and_then(|a| {
+        let r = block_on(a.delete_topics(&[topic], &admin_options()))?;
+        r.map(|_| ()).map_err(anyhow::Error::from)
+    });
+    if let Err(e) = outcome {
+        eprintln!("brook-bench: could not delete topic {topic}: {e:#}");
+    }
+}
+
+/// Polls metadata (10 ms to 200 ms apart) until `topic` has `partitions` partitions with leaders.
+pub fn wait_for_partitions(bootstrap: &str, topic: &str, partitions: usize) -> anyhow::Result<()> {
+    let probe: BaseConsumer = client_config(bootstrap)
+        .create()
+        .context("create metadata probe")?;
+    let deadline = Instant::now() + DEADLINE;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Ok(md) = probe.fetch_metadata(Some(topic), Duration::from_secs(5))
+            && let Some(t) = md.topics().iter().find(|t| t.name() == topic)
+            && t.error().is_none()
+            && t.partitions().len() == partitions
+            && t.partitions().iter().all(|p| p.leader() >= 0)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic} never showed {partitions} partitions with leaders");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Counts delivery reports; keeps the first error's text.
+#[derive(Default)]
+pub struct Counting {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+pub type CountingProducer = BaseProducer<Counting>;
+
+/// A producer with the bench's settings plus `overrides` (acks, linger.ms, ...).
+pub fn producer(bootstrap: &str, overrides: &[(&str, &str)]) -> anyhow::Result<CountingProducer> {
+    let mut cfg = client_config(bootstrap);
+    cfg.set("message.timeout.ms", "60000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("compression.type", "none");
+    for (k, v) in overrides {
+        cfg.set(*k, *v);
+    }
+    BaseProducer::from_config_and_context(&cfg, Counting::default()).context("create producer")
+}
+
+/// Enqueues one record, serving delivery reports while librdkafka's queue is full.
+pub fn send(
+    producer: &CountingProducer,
+    topic: &str,
+    partition: Option<i32>,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                if Instant::now() > deadline {
+                    bail!("producer queue stayed full for {DEADLINE:?}");
+                }
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e).context("enqueue record"),
+        }
+    }
+}
+
+/// Waits for every enqueued record's delivery report; fails if any record failed.
+pub fn flush(producer: &CountingProducer) -> anyhow::Result<()> {
+    producer.flush(DEADLINE).context("flush producer")?;
+    let ctx = producer.context();
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let first = ctx
+            .first_error
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_default();
+        bail!("{failed} records failed, first: {first}");
+    }
+    Ok(())
+}
+
+/// Figures of one timed produce phase.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceRun {
+    pub records: u64,
+    pub bytes: u64,
+    pub secs: f64,
+}
+
+/// Sends `record_bytes` records for `time` (or until `max_records`), then waits for every delivery; the
+/// clock stops when the last acknowledgment arrives. A warm-up of 1,000 records (metadata, connections)
+/// runs before the clock starts.
+pub fn produce_for(
+    producer: &CountingProducer,
+    topic: &str,
+    record_bytes: usize,
+    time: Duration,
+    max_records: u64,
+) -> anyhow::Result<ProduceRun> {
+    let payload = payload(record_bytes);
+    for _ in 0..1000 {
+        send(producer, topic, None, &payload)?;
+    }
+    flush(producer)?;
+    let before = producer.context().ok.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < max_records {
+        send(producer, topic, None, &payload)?;
+        sent += 1;
+        if sent.is_multiple_of(1024) {
+            producer.poll(Duration::ZERO);
+            if started.elapsed() >= time {
+                break;
+            }
+        }
+    }
+    flush(producer)?;
+    let secs = started.elapsed().as_secs_f64();
+    let records = producer.context().ok.load(Ordering::Relaxed) - before;
+    Ok(ProduceRun {
+        records,
+        bytes: records * record_bytes as u64,
+        secs,
+    })
+}
+
+/// Record contents: a non-repeating byte pattern (compression is off; this keeps it honest if enabled).
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// A consumer for `assign()`: librdkafka wants a group.id even then; nothing is ever committed.
+pub fn consumer(bootstrap: &str, overrides: &[(&str, &str)]) -> anyhow::Result<BaseConsumer> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let mut cfg = client_config(bootstrap);
+    let group = format!(
+        "brook-bench-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    cfg.set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in overrides {
+        cfg.set(*k, *v);
+    }
+    cfg.create().context("create consumer")
+}
+
+/// Assigns partitions `0..partitions` of `topic` from offset 0. Metadata first: librdkafka, assigned a
+/// partition whose leader it does not know yet, retries the offset lookup only 500 ms later.
+pub fn assign_from_start(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .context("consumer metadata")?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .context("assignment")?;
+    }
+    consumer.assign(&tpl).context("assign")
+}

@@ -1,0 +1,181 @@
+//! Proves the benchmark program (examples/brook-bench) still works end to end: every workload runs with
+//! tiny sizes against an in-process brook and a second broker compared pair by pair, and the table,
+//! Markdown and SVG come out. Performance is never asserted here; only that every figure was measured.
+
+// The example's modules are compiled into this test unchanged; the option parser's CLI-only paths are
+// unused here.
+#![allow(dead_code)]
+
+#[path = "../examples/brook-bench/clients.rs"]
+mod clients;
+#[path = "../examples/brook-bench/limits.rs"]
+mod limits;
+#[path = "../examples/brook-bench/opts.rs"]
+mod opts;
+#[path = "../examples/brook-bench/report.rs"]
+mod report;
+#[path = "../examples/brook-bench/runner.rs"]
+mod runner;
+#[path = "../examples/brook-bench/workloads.rs"]
+mod workloads;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use report::Kind;
+
+/// The smallest sizes that still exercise every code path.
+fn smoke_options() -> opts::Options {
+    opts::Options {
+        out: None,
+        produce_time: Duration::from_millis(200),
+        consume_bytes: 2 << 20,
+        consume_record_bytes: 1024,
+        latency_rate: 1000,
+        latency_time: Duration::from_millis(300),
+        many_partitions: 20,
+        limit_bytes: 4 << 20,
+        fsync_time: Duration::from_millis(100),
+        limit_samples: 1,
+        brook_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_brook"))),
+        ..opts::Options::default()
+    }
+}
+
+#[test]
+fn bench_runs_every_workload_and_compares_two_brokers() {
+    // Broker B: a second in-process brook on its own runtime and data directory.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime for broker B");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut config = brook::Config::new();
+    config
+        .set("listeners", "PLAINTEXT://127.0.0.1:0")
+        .expect("listeners");
+    config
+        .set("log.dirs", tmp.path().to_str().expect("UTF-8 temp path"))
+        .expect("log.dirs");
+    let broker_b = runtime
+        .block_on(brook::Broker::start(config))
+        .expect("broker B starts");
+
+    let mut o = smoke_options();
+    o.compare = Some(broker_b.bootstrap_servers());
+    o.label_b = Some("brook B".into());
+    let outcome = runner::run(&o).expect("bench run");
+
+    // Every workload on both brokers (workload 6 on the spawned binary), none failed.
+    let failures: Vec<String> = outcome
+        .rows
+        .iter()
+        .flat_map(|r| r.results.iter().flatten().filter_map(|m| m.as_ref().err()))
+        .cloned()
+        .collect();
+    assert!(failures.is_empty(), "workloads failed: {failures:?}");
+    let kinds: Vec<Kind> = outcome.rows.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::ProduceSmall,
+            Kind::Produce1k,
+            Kind::Produce1k,
+            Kind::Consume,
+            Kind::Latency,
+            Kind::Durable,
+            Kind::IdleRss,
+            Kind::ManyRss,
+            Kind::Startup,
+        ],
+        "one row per workload figure, in the issue's order"
+    );
+    for row in &outcome.rows {
+        let measured: Vec<&workloads::Measured> = row
+            .results
+            .iter()
+            .flatten()
+            .filter_map(|r| r.as_ref().ok())
+            .collect();
+        let expected = if row.workload == 6 { 1 } else { 2 };
+        assert_eq!(
+            measured.len(),
+            expected,
+            "row {} {} ran on each broker",
+            row.workload,
+            row.name
+        );
+        for m in measured {
+            assert!(
+                m.headline > 0.0,
+                "row {} {} has a figure: {m:?}",
+                row.workload,
+                row.name
+            );
+        }
+    }
+    let limits = outcome.limits.expect("machine limits measured");
+    assert!(
+        limits.page_cache_write_mb_s > 0.0
+            && limits.loopback_mb_s > 0.0
+            && limits.fsync_per_s > 0.0
+            && limits.rtt_p99_ms >= limits.rtt_p50_ms
+            && limits.rtt_p50_ms > 0.0
+    );
+    // The consume workload read exactly the backlog it wrote.
+    let consume = &outcome.rows[3];
+    assert!(
+        consume.results[0]
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .is_some_and(|m| m.note.starts_with("2048 records")),
+        "consume note names the backlog: {:?}",
+        consume.results[0]
+    );
+
+    // What a user reads: the table names both brokers and the pair ratios, the Markdown has the table and
+    // the plot link, the SVG has one latency line per broker.
+    let text = report::text(&outcome.rows, &outcome.labels, Some(&limits));
+    assert!(
+        text.contains("brook (in-process)") && text.contains("brook B"),
+        "{text}"
+    );
+    assert!(text.contains("brook B / brook (in-process)"), "{text}");
+    assert!(text.contains("loopback TCP, one stream"), "{text}");
+    println!("{text}");
+    let svg = report::latency_svg(&outcome.rows, &outcome.labels, "smoke").expect("latency plot");
+    assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+    let md = report::markdown(
+        &outcome.rows,
+        &outcome.labels,
+        Some(&limits),
+        "smoke",
+        &outcome.context,
+        Some("latency.svg"),
+    );
+    assert!(md.contains("| 4 | end-to-end latency"), "{md}");
+    assert!(
+        md.contains("![workload 4 latency distribution](latency.svg)"),
+        "{md}"
+    );
+
+    runtime
+        .block_on(broker_b.shutdown())
+        .expect("broker B shuts down");
+}
+
+#[test]
+fn bench_options_parse_sizes_and_reject_unknown_flags() {
+    let o = opts::parse(
+        ["--consume-bytes", "64M", "--workloads", "4,1", "--out", "-"].map(String::from),
+    )
+    .expect("valid options")
+    .expect("not --help");
+    assert_eq!(o.consume_bytes, 64 << 20);
+    assert_eq!(o.workloads, [1, 4]);
+    assert!(o.out.is_none());
+    assert!(opts::parse(["--frobnicate".to_string(), "1".into()]).is_err());
+    assert!(opts::parse(["--workloads".to_string(), "7".into()]).is_err());
+    assert!(opts::parse(["--help".to_string()]).expect("help").is_none());
+}

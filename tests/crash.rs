@@ -1,0 +1,1270 @@
+//! Crash safety with the real binary: brook runs as a separate process and is killed with SIGKILL at random
+//! moments while a stock client (librdkafka) produces with acks=all and a group consumer commits offsets.
+//! After every restart the test checks what a user relies on: brook starts and serves every partition, every
+//! acknowledged record is at the offset it was acknowledged at, offsets are dense, no stored batch fails its
+//! CRC (read back by the client with `check.crcs` and walked on disk with brook's own validation), and the
+//! group's committed offsets are at least the last acknowledged commit and never beyond the high watermark.
+//!
+//! `BROOK_CRASH_CYCLES` sets the number of kills per durability mode (default 3, for CI);
+//! `BROOK_CRASH_SEED` replays a run's kill schedule (the seed is printed; thread timing still varies);
+//! `BROOK_CRASH_VERBOSE=1` prints brook's output of every start.
+//! Proof run:
+//! `BROOK_CRASH_CYCLES=100 cargo test --release --test crash -- --nocapture`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+    metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+const TOPIC: &str = "crash";
+const PARTITIONS: i32 = 4;
+const GROUP: &str = "crash-group";
+/// Only a hung broker or client reaches this.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// Messages one cycle's producer sends at most, so that the data (and the checks) stay bounded.
+const MAX_MESSAGES_PER_CYCLE: u64 = 20_000;
+/// How long the group consumer may take to close after the kill (it waits out its session timeout).
+const CONSUMER_CLOSE_LIMIT: Duration = Duration::from_secs(3);
+/// The producer's pace: fast enough to keep batches in flight at any moment, bounded by the cap above.
+const MESSAGES_PER_MS: u64 = 12;
+/// The kill comes this long after the clients start, uniformly at random.
+const KILL_DELAY_MS: (u64, u64) = (100, 1500);
+/// One restart in this many is first killed again during its start-up, i.e. while recovery runs.
+const KILL_DURING_STARTUP_ONE_IN: u64 = 6;
+const BROOK_NODE_ID: i32 = 1;
+const KAFKA_STORAGE_ERROR: i16 = 56;
+
+/// splitmix64: a small seeded generator, so a failing run can be replayed from its printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} is not a number")),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Payloads: (cycle, seq) plus filler derived from them, so any stored record can be checked on its own.
+
+fn payload(cycle: u32, seq: u64) -> Vec<u8> {
+    let mut out = format!("c{cycle:05}s{seq:010}:").into_bytes();
+    let filler = 16 + (seq.wrapping_mul(7919) % 200) as usize;
+    out.extend((0..filler).map(|i| b'a' + ((seq as usize + i) % 26) as u8));
+    out
+}
+
+/// The (cycle, seq) a payload claims, if it is exactly what the producer would have sent for them.
+fn parse_payload(bytes: &[u8]) -> Option<(u32, u64)> {
+    let text = std::str::from_utf8(bytes.get(..18)?).ok()?;
+    let cycle = text.strip_prefix('c')?.get(..5)?.parse().ok()?;
+    let seq = text.get(7..17)?.parse().ok()?;
+    (payload(cycle, seq) == bytes).then_some((cycle, seq))
+}
+
+fn partition_of(seq: u64) -> i32 {
+    (seq % PARTITIONS as u64) as i32
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The brook process.
+
+/// One brook process and what it printed.
+struct Brook {
+    child: Child,
+    addr: SocketAddr,
+    spawned: Instant,
+    /// From spawn to the "listening on" line: loading and recovering the data directory.
+    announced: Duration,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn brook_command(data_dir: &Path, overrides: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
+    // The test's own environment must not configure the broker.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BROOK_") {
+            command.env_remove(name);
+        }
+    }
+    let dirs = format!("log.dirs={}", data_dir.display());
+    command.args([
+        "--override",
+        "listeners=PLAINTEXT://127.0.0.1:0",
+        "--override",
+        &dirs,
+    ]);
+    for (key, value) in overrides {
+        command.args(["--override", &format!("{key}={value}")]);
+    }
+    command
+        // Per-partition load lines carry the number of batches recovery scanned.
+        .env("RUST_LOG", "info,brook::log::manager=debug")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+impl Brook {
+    /// Spawns brook and returns once it announced its address (or panics with its output if it exited).
+    fn spawn(data_dir: &Path, overrides: &[(&str, &str)]) -> Brook {
+        let spawned = Instant::now();
+        let mut child = brook_command(data_dir, overrides)
+            .spawn()
+            .expect("spawn the brook binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
+                lines.lock().expect("log lock").push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(DEADLINE) {
+            Ok(addr) => addr
+                .parse()
+                .unwrap_or_else(|_| panic!("brook announced a bad address {addr:?}")),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "brook did not start ({status:?}); its output:\n{}",
+                    log.lock().expect("log lock").join("\n")
+                );
+            }
+        };
+        Brook {
+            child,
+            addr,
+            spawned,
+            announced: spawned.elapsed(),
+            log,
+        }
+    }
+
+    /// Polls Metadata until every partition of TOPIC has this broker as leader; returns the time from spawn.
+    fn wait_ready(&mut self) -> Duration {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let last = match metadata_partitions(self.addr) {
+                Ok(p)
+                    if p.len() == PARTITIONS as usize
+                        && p.iter().all(|&(_, e, l)| e == 0 && l == BROOK_NODE_ID) =>
+                {
+                    return self.spawned.elapsed();
+                }
+                Ok(p) => format!("partitions (index, error, leader): {p:?}"),
+                Err(e) => e,
+            };
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "brook exited ({status}) before serving; output:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "brook not ready within {DEADLINE:?}: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn output(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    fn lines_containing(&self, needle: &str) -> Vec<String> {
+        let lines = self.log.lock().expect("log lock");
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Batches the recovery at start scanned, summed over the partitions (from the debug load lines).
+    fn recovery_batches_scanned(&self) -> u64 {
+        self.lines_containing("loaded partition log")
+            .iter()
+            .filter_map(|l| {
+                let rest = l.split("scanned_batches=").nth(1)?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().expect("SIGKILL brook");
+        self.child.wait().expect("reap brook");
+    }
+
+    /// SIGTERM and wait: a clean stop must exit 0.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM brook");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for brook") {
+                assert!(
+                    status.success(),
+                    "clean stop exits 0, got {status}; output:\n{}",
+                    self.output()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "brook did not stop within {DEADLINE:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Raw Metadata, to time the restart without a client library's own start-up in the figure.
+
+fn call<Req: Encodable, Resp: Decodable>(
+    addr: SocketAddr,
+    key: ApiKey,
+    version: i16,
+    body: &Req,
+) -> Result<Resp, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("brook-crash-test")));
+    let mut payload = BytesMut::new();
+    header
+        .encode(&mut payload, key.request_header_version(version))
+        .map_err(|e| e.to_string())?;
+    body.encode(&mut payload, version)
+        .map_err(|e| e.to_string())?;
+    let mut frame = BytesMut::with_capacity(payload.len() + 4);
+    frame.put_i32(payload.len() as i32);
+    frame.extend_from_slice(&payload);
+    stream
+        .write_all(&frame)
+        .map_err(|e| format!("write: {e}"))?;
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .map_err(|e| format!("read: {e}"))?;
+    let len = i32::from_be_bytes(len);
+    if !(4..=64 << 20).contains(&len) {
+        return Err(format!("response size {len}"));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| format!("read: {e}"))?;
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
+        .map_err(|e| e.to_string())?;
+    if header.correlation_id != 7 {
+        return Err(format!("correlation id {}", header.correlation_id));
+    }
+    Resp::decode(&mut body, version).map_err(|e| e.to_string())
+}
+
+/// (partition, error code, leader) of TOPIC's partitions, creating the topic if needed.
+fn metadata_partitions(addr: SocketAddr) -> Result<Vec<(i32, i16, i32)>, String> {
+    metadata_of(addr, TOPIC, true)
+}
+
+fn metadata_of(
+    addr: SocketAddr,
+    topic: &str,
+    create: bool,
+) -> Result<Vec<(i32, i16, i32)>, String> {
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(create)
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]));
+    let response: MetadataResponse = call(addr, ApiKey::Metadata, 12, &request)?;
+    let t = response.topics.first().ok_or("no topic in the response")?;
+    if t.error_code != 0 {
+        return Err(format!("topic error {}", t.error_code));
+    }
+    let mut out: Vec<_> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code, p.leader_id.0))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The clients of one cycle.
+
+/// A record the broker acknowledged: where it said it stored it, and what it was.
+#[derive(Clone, Copy, Debug)]
+struct Acked {
+    partition: i32,
+    offset: i64,
+    cycle: u32,
+    seq: u64,
+}
+
+struct DeliveryRecorder {
+    acked: Arc<Mutex<Vec<Acked>>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for DeliveryRecorder {}
+
+impl ProducerContext for DeliveryRecorder {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                let (cycle, seq) = parse_payload(m.payload().unwrap_or_default())
+                    .expect("a delivery report carries the payload we sent");
+                self.acked.lock().expect("acks lock").push(Acked {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    cycle,
+                    seq,
+                });
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn client_config(addr: SocketAddr) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", addr.to_string())
+        .set("broker.address.family", "v4")
+        .set("log_level", "3");
+    cfg
+}
+
+/// Produces (cycle, seq) records round-robin over the partitions until `stop`, recording every ack.
+fn run_producer(
+    addr: SocketAddr,
+    cycle: u32,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> u64 {
+    let producer: BaseProducer<DeliveryRecorder> = client_config(addr)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "10000")
+        .set("queue.buffering.max.messages", "5000")
+        .create_with_context(DeliveryRecorder { acked, failed })
+        .expect("create producer");
+    let mut seq = 0u64;
+    let started = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        // Paced, so that production spans the whole window in which the kill may come.
+        let allowed =
+            (started.elapsed().as_millis() as u64 * MESSAGES_PER_MS).min(MAX_MESSAGES_PER_CYCLE);
+        if seq >= allowed {
+            producer.poll(Duration::from_millis(1));
+            continue;
+        }
+        let value = payload(cycle, seq);
+        match producer.send(
+            BaseRecord::<(), [u8]>::to(TOPIC)
+                .partition(partition_of(seq))
+                .payload(&value),
+        ) {
+            Ok(()) => seq += 1,
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                _,
+            )) => {
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => panic!("producer send failed locally: {e:?}"),
+        }
+        producer.poll(Duration::ZERO);
+    }
+    // Anything not acknowledged by now was written or not; it is simply not counted as acknowledged.
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let _ = producer.flush(Duration::from_secs(1));
+    seq
+}
+
+/// Records the group commits the coordinator acknowledged, as their results arrive.
+struct CommitRecorder {
+    commits: Arc<Mutex<BTreeMap<i32, i64>>>,
+    results: AtomicU64,
+}
+
+impl ClientContext for CommitRecorder {}
+
+impl ConsumerContext for CommitRecorder {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.results.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            return;
+        }
+        let mut acked = self.commits.lock().expect("commits lock");
+        for e in offsets.elements() {
+            if let (Offset::Offset(o), Ok(())) = (e.offset(), e.error()) {
+                let slot = acked.entry(e.partition()).or_insert(o);
+                *slot = (*slot).max(o);
+            }
+        }
+    }
+}
+
+/// Consumes TOPIC in GROUP as a static member. librdkafka commits the consumed positions every 100 ms and
+/// reports each commit's result, which is recorded when the coordinator acknowledged it. (The auto-commit
+/// path is used because its results arrive as events: a synchronous `commit()` waits, unboundedly, for a
+/// coordinator that was just killed.) Returns (records consumed, commit results received).
+fn run_group_consumer(
+    addr: SocketAddr,
+    commits: Arc<Mutex<BTreeMap<i32, i64>>>,
+    stop: Arc<AtomicBool>,
+    bad: Arc<Mutex<Vec<String>>>,
+) -> (u64, u64, bool) {
+    let consumer: BaseConsumer<CommitRecorder> = client_config(addr)
+        .set("group.id", GROUP)
+        .set("group.instance.id", "crash-member")
+        // Short, so that closing after the kill (which waits out the session) takes little of each cycle.
+        .set("session.timeout.ms", "1000")
+        .set("heartbeat.interval.ms", "250")
+        .set("max.poll.interval.ms", "3000")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "100")
+        .set("enable.auto.offset.store", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("check.crcs", "true")
+        .set("fetch.wait.max.ms", "50")
+        .create_with_context(CommitRecorder {
+            commits,
+            results: AtomicU64::new(0),
+        })
+        .expect("create group consumer");
+    consumer.subscribe(&[TOPIC]).expect("subscribe");
+    let mut consumed = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+            consumed += 1;
+            if parse_payload(m.payload().unwrap_or_default()).is_none() {
+                bad.lock().expect("lock").push(format!(
+                    "group consumer read a record the producer never sent at partition {} offset {}",
+                    m.partition(),
+                    m.offset()
+                ));
+            }
+        }
+    }
+    // Closing waits for the final commit to fail, up to the session timeout. Dropping would wait without a
+    // bound, so a consumer that does not close in time is leaked (counted in the summary).
+    let closing = Instant::now();
+    if consumer.close_queue().is_ok() {
+        while !consumer.closed() && closing.elapsed() < CONSUMER_CLOSE_LIMIT {
+            consumer.poll(Duration::from_millis(20));
+        }
+    }
+    let results = consumer.context().results.load(Ordering::Relaxed);
+    if !consumer.closed() {
+        std::mem::forget(consumer);
+        return (consumed, results, true);
+    }
+    (consumed, results, false)
+}
+
+/// Joins `handle` unless it takes longer than DEADLINE (a client stuck on a dead broker); then it is left.
+fn join_within<T: Send + 'static>(handle: JoinHandle<T>, what: &str) -> Option<T> {
+    let deadline = Instant::now() + DEADLINE;
+    while !handle.is_finished() {
+        if Instant::now() > deadline {
+            eprintln!("{what} did not finish within {DEADLINE:?} of the kill; left running");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Some(handle.join().unwrap_or_else(|_| panic!("{what} panicked")))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Verification.
+
+/// Walks every segment file of a partition directory with brook's own batch validation. Returns the
+/// offset after the last batch (the log end offset on disk) and the batches seen; problems go to `bad`.
+fn walk_partition_on_disk(dir: &Path, bad: &mut Vec<String>) -> (Option<i64>, u64) {
+    let mut segments: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| {
+            let path = e.expect("dir entry").path();
+            let base = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((base, path))
+        })
+        .collect();
+    segments.sort();
+    let mut next: Option<i64> = None;
+    let mut batches = 0u64;
+    for (base, path) in segments {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let where_ = format!("{} at byte {pos}", path.display());
+            if bytes.len() - pos < brook::log::RECORD_BATCH_OVERHEAD {
+                bad.push(format!(
+                    "{where_}: {} trailing bytes, not a batch",
+                    bytes.len() - pos
+                ));
+                break;
+            }
+            let size = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().expect("4 bytes"))
+                as usize
+                + 12;
+            let Some(batch) = bytes.get(pos..pos + size) else {
+                bad.push(format!(
+                    "{where_}: batch of {size} bytes runs past the end of the file"
+                ));
+                break;
+            };
+            let first = i64::from_be_bytes(batch[..8].try_into().expect("8 bytes"));
+            match brook::log::validate_batches(batch, u32::MAX) {
+                Ok(summary) => {
+                    if first < base || next.is_some_and(|n| n != first) {
+                        bad.push(format!(
+                            "{where_}: batch starts at offset {first}, expected {} (offsets not dense)",
+                            next.map_or(base, |n| n)
+                        ));
+                    }
+                    next = Some(first + summary.record_count as i64);
+                    batches += 1;
+                }
+                Err(e) => {
+                    bad.push(format!(
+                        "{where_}: batch at offset {first} fails validation: {e}"
+                    ));
+                    break;
+                }
+            }
+            pos += size;
+        }
+    }
+    (next, batches)
+}
+
+/// Reads TOPIC's partitions from `from[p]` up to `hw[p]` with CRC checks; returns (cycle, seq) per offset.
+/// An offset that is skipped or a record the producer never sent goes to `bad`.
+fn read_back(
+    addr: SocketAddr,
+    from: &[i64],
+    hw: &[i64],
+    bad: &mut Vec<String>,
+) -> Vec<BTreeMap<i64, (u32, u64)>> {
+    let mut out = vec![BTreeMap::new(); PARTITIONS as usize];
+    let mut next: Vec<i64> = from.to_vec();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS as usize {
+        if from[p] < hw[p] {
+            tpl.add_partition_offset(TOPIC, p as i32, Offset::Offset(from[p]))
+                .expect("valid offset");
+        }
+    }
+    if tpl.count() == 0 {
+        return out;
+    }
+    let consumer: BaseConsumer = client_config(addr)
+        .set("group.id", "crash-verify")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "error")
+        .set("check.crcs", "true")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("create verify consumer");
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + DEADLINE;
+    while (0..PARTITIONS as usize).any(|p| next[p] < hw[p]) {
+        assert!(
+            Instant::now() < deadline,
+            "read back did not reach the high watermarks {hw:?} within {DEADLINE:?}: at {next:?}"
+        );
+        let m = match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                bad.push(format!(
+                    "consumer error while reading back (e.g. a CRC failure): {e}"
+                ));
+                if bad.len() > 100 {
+                    return out;
+                }
+                continue;
+            }
+            None => continue,
+        };
+        let p = m.partition() as usize;
+        if m.offset() != next[p] {
+            bad.push(format!(
+                "partition {p}: offsets not dense: expected offset {}, the next record read is at {}",
+                next[p],
+                m.offset()
+            ));
+        }
+        next[p] = m.offset() + 1;
+        match parse_payload(m.payload().unwrap_or_default()) {
+            Some(record) => {
+                out[p].insert(m.offset(), record);
+            }
+            None => bad.push(format!(
+                "partition {p} offset {}: a record the producer never sent ({} bytes)",
+                m.offset(),
+                m.payload().map_or(0, <[u8]>::len)
+            )),
+        }
+    }
+    out
+}
+
+/// Figures of one durability mode's run.
+#[derive(Default)]
+struct Stats {
+    kills: u64,
+    kills_during_startup: u64,
+    sent: u64,
+    acked: u64,
+    verified: u64,
+    lost: u64,
+    failed_deliveries: u64,
+    restart: Vec<Duration>,
+    announce: Vec<Duration>,
+    recovery_scanned: Vec<u64>,
+    truncations: u64,
+    group_consumed: u64,
+    consumers_leaked: u64,
+    consumer_stop_max: Duration,
+    group_commits_sent: u64,
+    batches_on_disk: u64,
+}
+
+struct Harness {
+    mode: &'static str,
+    seed: u64,
+    data_dir: PathBuf,
+    overrides: Vec<(&'static str, &'static str)>,
+    acked: Vec<Acked>,
+    /// Highest offset each partition's group commit was acknowledged at.
+    commits: Arc<Mutex<BTreeMap<i32, i64>>>,
+    /// Each partition's high watermark at the last verification: everything below it was checked.
+    verified_hw: Vec<i64>,
+    ports_used: std::collections::HashSet<u16>,
+    stats: Stats,
+}
+
+impl Harness {
+    fn start(&mut self) -> Brook {
+        let mut brook = Brook::spawn(&self.data_dir, &self.overrides);
+        // Clients of earlier incarnations may still be retrying their old address: never reuse a port.
+        while !self.ports_used.insert(brook.addr.port()) {
+            brook.sigkill();
+            brook = Brook::spawn(&self.data_dir, &self.overrides);
+        }
+        let took = brook.wait_ready();
+        self.stats.restart.push(took);
+        self.stats.announce.push(brook.announced);
+        self.stats
+            .recovery_scanned
+            .push(brook.recovery_batches_scanned());
+        if std::env::var_os("BROOK_CRASH_VERBOSE").is_some() {
+            println!("[{}] brook start:\n{}", self.mode, brook.output());
+        }
+        self.stats.truncations += brook
+            .lines_containing("truncated log at a torn or corrupt batch")
+            .len() as u64;
+        brook
+    }
+
+    fn fail(&self, cycle: u32, what: &str, problems: &[String], brook: &Brook) -> ! {
+        panic!(
+            "[{}] cycle {cycle}: {what}: {} problem(s) (replay with BROOK_CRASH_SEED={}):\n  {}\nbrook's output:\n{}",
+            self.mode,
+            problems.len(),
+            self.seed,
+            problems
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n  "),
+            brook.output()
+        );
+    }
+
+    /// Every check after a restart; `first_acked` indexes the acknowledgements not yet verified and
+    /// `full` re-reads every partition from offset 0.
+    fn verify(&mut self, brook: &Brook, cycle: u32, first_acked: usize, full: bool) {
+        let errors = brook.lines_containing(" ERROR ");
+        if !errors.is_empty() {
+            self.fail(cycle, "brook logged errors at start", &errors, brook);
+        }
+        let watermarks: BaseConsumer = client_config(brook.addr)
+            .set("group.id", GROUP)
+            .create()
+            .expect("create consumer");
+        let hw: Vec<i64> = (0..PARTITIONS)
+            .map(|p| {
+                watermarks
+                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "[{}] cycle {cycle}: watermarks of partition {p}: {e}",
+                            self.mode
+                        )
+                    })
+                    .1
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for (p, (now, before)) in hw.iter().zip(&self.verified_hw).enumerate() {
+            if now < before {
+                bad.push(format!(
+                    "partition {p}: high watermark {now} is below {before}, which was verified after the previous restart"
+                ));
+            }
+        }
+
+        // On disk: every batch of every partition (the group's offsets topic too) passes brook's validation
+        // and offsets are dense; TOPIC's log ends at its high watermark.
+        for entry in std::fs::read_dir(&self.data_dir).expect("read data dir") {
+            let path = entry.expect("dir entry").path();
+            if !path.is_dir() {
+                continue;
+            }
+            let (end, batches) = walk_partition_on_disk(&path, &mut bad);
+            self.stats.batches_on_disk += batches;
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if let Some(p) = name
+                .strip_prefix(&format!("{TOPIC}-"))
+                .and_then(|p| p.parse::<usize>().ok())
+            {
+                let end = end.unwrap_or(0);
+                if end != hw[p] {
+                    bad.push(format!(
+                        "{name}: the log on disk ends at offset {end}, the high watermark is {}",
+                        hw[p]
+                    ));
+                }
+            }
+        }
+
+        let from: Vec<i64> = if full {
+            vec![0; PARTITIONS as usize]
+        } else {
+            self.verified_hw.clone()
+        };
+        let stored = read_back(brook.addr, &from, &hw, &mut bad);
+        let check_from = if full { 0 } else { first_acked };
+        let mut verified = 0;
+        for a in &self.acked[check_from..] {
+            let p = a.partition as usize;
+            if a.offset >= hw[p] {
+                bad.push(format!(
+                    "LOST: record (cycle {}, seq {}) acknowledged at partition {p} offset {}, but the high watermark is {}",
+                    a.cycle, a.seq, a.offset, hw[p]
+                ));
+                self.stats.lost += 1;
+            } else if a.offset < from[p] {
+                bad.push(format!(
+                    "record (cycle {}, seq {}) acknowledged at partition {p} offset {}, below the high watermark {} \
+                     the broker had before it was sent",
+                    a.cycle, a.seq, a.offset, from[p]
+                ));
+            } else {
+                match stored[p].get(&a.offset) {
+                    Some(&(c, s))
+                        if (c, s) == (a.cycle, a.seq) && partition_of(s) == a.partition =>
+                    {
+                        verified += 1
+                    }
+                    found => {
+                        bad.push(format!(
+                            "LOST: record (cycle {}, seq {}) acknowledged at partition {p} offset {}, found {found:?} there",
+                            a.cycle, a.seq, a.offset
+                        ));
+                        self.stats.lost += 1;
+                    }
+                }
+            }
+        }
+        if full {
+            self.stats.verified = verified;
+        } else {
+            self.stats.verified += verified;
+        }
+
+        // Committed group offsets: never behind an acknowledged commit, never beyond the high watermark.
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(TOPIC, p);
+        }
+        let committed = watermarks
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("[{}] cycle {cycle}: OffsetFetch: {e}", self.mode));
+        let acked_commits = self.commits.lock().expect("commits lock").clone();
+        for e in committed.elements() {
+            let p = e.partition();
+            let got = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            if let Some(&want) = acked_commits.get(&p)
+                && got < want
+            {
+                bad.push(format!("group {GROUP} partition {p}: committed offset {got}, but a commit of {want} was acknowledged"));
+            }
+            if got > hw[p as usize] {
+                bad.push(format!("group {GROUP} partition {p}: committed offset {got} is beyond the high watermark {}", hw[p as usize]));
+            }
+        }
+        if !bad.is_empty() {
+            self.fail(cycle, "verification failed", &bad, brook);
+        }
+        self.verified_hw = hw;
+    }
+
+    /// Runs the producer and the group consumer against `brook`, then kills it after a random delay.
+    fn cycle(&mut self, brook: Brook, cycle: u32, rng: &mut Rng) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let bad = Arc::new(Mutex::new(Vec::new()));
+        let addr = brook.addr;
+        let producer = {
+            let (acked, failed, stop) = (acked.clone(), failed.clone(), stop.clone());
+            std::thread::spawn(move || run_producer(addr, cycle, acked, failed, stop))
+        };
+        let consumer = {
+            let (commits, stop, bad) = (self.commits.clone(), stop.clone(), bad.clone());
+            std::thread::spawn(move || run_group_consumer(addr, commits, stop, bad))
+        };
+        // The crash comes at a random moment of the workload; sleeping is the point here.
+        std::thread::sleep(Duration::from_millis(
+            rng.between(KILL_DELAY_MS.0, KILL_DELAY_MS.1),
+        ));
+        let log = brook.log.clone();
+        brook.sigkill();
+        self.stats.kills += 1;
+        stop.store(true, Ordering::Release);
+        bad.lock().expect("lock").extend(
+            log.lock()
+                .expect("log lock")
+                .iter()
+                .filter(|l| l.contains(" ERROR "))
+                .map(|l| format!("brook logged an error while serving: {l}")),
+        );
+        if let Some(sent) = join_within(producer, "producer") {
+            self.stats.sent += sent;
+        }
+        let stopping = Instant::now();
+        let joined = join_within(consumer, "group consumer");
+        self.stats.consumer_stop_max = self.stats.consumer_stop_max.max(stopping.elapsed());
+        if let Some((consumed, commits, leaked)) = joined {
+            self.stats.consumers_leaked += u64::from(leaked);
+            self.stats.group_consumed += consumed;
+            self.stats.group_commits_sent += commits;
+        }
+        let acked = std::mem::take(&mut *acked.lock().expect("acks lock"));
+        self.stats.acked += acked.len() as u64;
+        self.stats.failed_deliveries += failed.load(Ordering::Relaxed);
+        self.acked.extend(acked);
+        let bad = bad.lock().expect("lock").clone();
+        assert!(
+            bad.is_empty(),
+            "[{}] cycle {cycle} (seed {}): {bad:?}",
+            self.mode,
+            self.seed
+        );
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn run_crash_cycles(mode: &'static str, extra: &[(&'static str, &'static str)]) {
+    let cycles = env_u64("BROOK_CRASH_CYCLES").unwrap_or(3) as u32;
+    let seed = env_u64("BROOK_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!(
+        "[{mode}] crash test: {cycles} cycles, seed {seed} (BROOK_CRASH_SEED={seed} replays it)"
+    );
+    let mut rng = Rng(seed ^ mode.len() as u64);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut overrides = vec![
+        ("num.partitions", "4"),
+        ("log.segment.bytes", "262144"),
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("offsets.topic.num.partitions", "2"),
+        ("group.min.session.timeout.ms", "1000"),
+    ];
+    overrides.extend_from_slice(extra);
+    let mut h = Harness {
+        mode,
+        seed,
+        data_dir: tmp.path().join("data"),
+        overrides,
+        acked: Vec::new(),
+        commits: Arc::new(Mutex::new(BTreeMap::new())),
+        verified_hw: vec![0; PARTITIONS as usize],
+        ports_used: Default::default(),
+        stats: Stats::default(),
+    };
+    let started = Instant::now();
+    let mut brook = h.start();
+    h.stats.restart.clear();
+    h.stats.announce.clear(); // the first start creates the topic; only restarts after a kill count
+    h.stats.recovery_scanned.clear();
+    for cycle in 0..cycles {
+        let first_acked = h.acked.len();
+        h.cycle(brook, cycle, &mut rng);
+        if rng.between(1, KILL_DURING_STARTUP_ONE_IN) == 1 {
+            // Crash again while recovery runs (somewhere in the time the last start took to listen):
+            // recovery itself must be safe to interrupt.
+            let window = h.stats.announce.last().map_or(20, |d| d.as_millis() as u64);
+            let mut early = brook_command(&h.data_dir, &h.overrides)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn the brook binary");
+            std::thread::sleep(Duration::from_millis(rng.between(0, window.max(2))));
+            early.kill().expect("SIGKILL brook");
+            early.wait().expect("reap brook");
+            h.stats.kills_during_startup += 1;
+        }
+        brook = h.start();
+        h.verify(&brook, cycle, first_acked, false);
+    }
+    // Last: everything from offset 0 once more, then a clean stop.
+    h.verify(&brook, cycles, 0, true);
+    brook.stop();
+
+    let s = &h.stats;
+    let mut restart = s.restart.clone();
+    restart.sort_unstable();
+    let mut announce = s.announce.clone();
+    announce.sort_unstable();
+    let scanned_max = s.recovery_scanned.iter().max().copied().unwrap_or(0);
+    let scanned_total: u64 = s.recovery_scanned.iter().sum();
+    println!(
+        "[{mode}] {} cycles in {:.1} s: {} kills ({} during startup), sent {}, acked {}, verified {} (final re-read), \
+         lost {}, unacknowledged (failed) {}; group commits acked on {} partitions; restart to first Metadata \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (listening after p50 {:.1} ms, max {:.1} ms); recovery scanned {} batches in all, max {} per restart; {} torn \
+         tails truncated; batches validated on disk {}; group consumer read {} records, {} commit results, stopped within {:?}, {} left unclosed",
+        cycles,
+        started.elapsed().as_secs_f64(),
+        s.kills,
+        s.kills_during_startup,
+        s.sent,
+        s.acked,
+        s.verified,
+        s.lost,
+        s.failed_deliveries,
+        h.commits.lock().expect("commits lock").len(),
+        percentile(&restart, 0.5),
+        percentile(&restart, 0.99),
+        percentile(&restart, 1.0),
+        percentile(&announce, 0.5),
+        percentile(&announce, 1.0),
+        scanned_total,
+        scanned_max,
+        s.truncations,
+        s.batches_on_disk,
+        s.group_consumed,
+        s.group_commits_sent,
+        s.consumer_stop_max,
+        s.consumers_leaked,
+    );
+    assert_eq!(s.lost, 0);
+    assert_eq!(
+        s.verified, s.acked,
+        "every acknowledged record verified in the final read"
+    );
+    assert!(
+        s.acked > 0,
+        "the producer got acknowledgements (cycles too short?)"
+    );
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_record_page_cache_mode() {
+    run_crash_cycles("default", &[]);
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_record_fsync_every_message_mode() {
+    run_crash_cycles("flush.messages=1", &[("log.flush.interval.messages", "1")]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A partition that cannot be loaded.
+
+fn one_record_batch(value: &str) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode record batch");
+    buf.freeze()
+}
+
+/// Produce (acks=-1) of one record to `topic`/`partition`: (error code, base offset).
+fn produce_one(addr: SocketAddr, topic: &str, partition: i32, value: &str) -> (i16, i64) {
+    use kafka_protocol::messages::ProduceRequest;
+    use kafka_protocol::messages::ProduceResponse;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(one_record_batch(value))),
+                ]),
+        ]);
+    let response: ProduceResponse = call(addr, ApiKey::Produce, 9, &request).expect("Produce");
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Fetch from offset 0 of `topic`/`partition`: (error code, high watermark, bytes of records).
+fn fetch_from_start(addr: SocketAddr, topic: &str, partition: i32) -> (i16, i64, usize) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response: FetchResponse = call(addr, ApiKey::Fetch, 12, &request).expect("Fetch");
+    let p = &response.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.high_watermark,
+        p.records.as_ref().map_or(0, Bytes::len),
+    )
+}
+
+/// Full Metadata of one partition: (error code, leader, offline replicas).
+fn partition_metadata(addr: SocketAddr, topic: &str, partition: i32) -> (i16, i32, Vec<i32>) {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]));
+    let response: MetadataResponse = call(addr, ApiKey::Metadata, 12, &request).expect("Metadata");
+    let p = response.topics[0]
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)
+        .expect("the partition is listed");
+    (
+        p.error_code,
+        p.leader_id.0,
+        p.offline_replicas.iter().map(|b| b.0).collect(),
+    )
+}
+
+/// One partition's log cannot be opened at start (its segment file became a directory) and another's
+/// leader-epoch-checkpoint is garbage: brook starts, logs exactly one ERROR line naming the broken partition
+/// and why, reports it without a leader in Metadata, answers Produce and Fetch for it with
+/// KAFKA_STORAGE_ERROR, and serves the other partitions, the one with the bad checkpoint included.
+#[test]
+fn unloadable_partition_is_offline_and_the_rest_serve() {
+    const LEADER_NOT_AVAILABLE: i16 = 5;
+    let topic = "damaged";
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data_dir = tmp.path().join("data");
+    let overrides = [("num.partitions", "3")];
+    let brook = Brook::spawn(&data_dir, &overrides);
+    let deadline = Instant::now() + DEADLINE;
+    while !metadata_of(brook.addr, topic, true)
+        .is_ok_and(|p| p.len() == 3 && p.iter().all(|&(_, e, _)| e == 0))
+    {
+        assert!(Instant::now() < deadline, "topic {topic} not created");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for p in 0..3 {
+        for i in 0..3 {
+            assert_eq!(
+                produce_one(brook.addr, topic, p, &format!("before-{i}")),
+                (0, i64::from(i))
+            );
+        }
+    }
+    brook.sigkill();
+
+    let broken = data_dir.join(format!("{topic}-1"));
+    let segment = broken.join("00000000000000000000.log");
+    std::fs::remove_file(&segment).expect("remove segment");
+    std::fs::create_dir(&segment).expect("a directory where the segment was");
+    std::fs::write(
+        data_dir
+            .join(format!("{topic}-2"))
+            .join("leader-epoch-checkpoint"),
+        b"\x00garbage\n-7\n",
+    )
+    .expect("damage the leader epoch checkpoint");
+
+    let brook = Brook::spawn(&data_dir, &overrides);
+    let (error, leader, offline) = partition_metadata(brook.addr, topic, 1);
+    assert_eq!(
+        (error, leader, offline),
+        (LEADER_NOT_AVAILABLE, -1, vec![BROOK_NODE_ID]),
+        "Metadata shows the broken partition without a leader, its replica offline"
+    );
+    let errors = brook.lines_containing(" ERROR ");
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one ERROR line:\n{}",
+        brook.output()
+    );
+    assert!(
+        errors[0].contains(&format!("{topic}-1")) && errors[0].contains("00000000000000000000.log"),
+        "the line names the partition and the cause: {}",
+        errors[0]
+    );
+    assert_eq!(
+        produce_one(brook.addr, topic, 1, "after").0,
+        KAFKA_STORAGE_ERROR,
+        "Produce to the broken partition"
+    );
+    assert_eq!(
+        fetch_from_start(brook.addr, topic, 1).0,
+        KAFKA_STORAGE_ERROR,
+        "Fetch from the broken partition"
+    );
+
+    for p in [0, 2] {
+        assert_eq!(
+            partition_metadata(brook.addr, topic, p),
+            (0, BROOK_NODE_ID, vec![]),
+            "partition {p} online"
+        );
+        let (error, hw, bytes) = fetch_from_start(brook.addr, topic, p);
+        assert_eq!((error, hw), (0, 3), "partition {p} keeps its records");
+        assert!(bytes > 0);
+        assert_eq!(
+            produce_one(brook.addr, topic, p, "after"),
+            (0, 3),
+            "partition {p} takes new records"
+        );
+    }
+    assert_eq!(
+        brook.lines_containing(" ERROR ").len(),
+        1,
+        "requests for the broken partition log nothing more"
+    );
+    brook.stop();
+}
