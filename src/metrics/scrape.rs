@@ -57,21 +57,19 @@ impl Scraper {
         let mut rows: BTreeMap<(String, Option<i32>), [f64; 5]> = BTreeMap::new();
         let mut open = 0u64;
         for log in apis.logs.logs() {
+            open += 1;
             let tp = log.topic_partition();
-            {
-                open += 1;
-                let values = [
-                    log.log_end_offset() as f64,
-                    log.log_start_offset() as f64,
-                    log.high_watermark() as f64,
-                    log.size_bytes() as f64,
-                    log.segment_count() as f64,
-                ];
-                let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
-                let row = rows.entry(key).or_default();
-                for (sum, v) in row.iter_mut().zip(values) {
-                    *sum += v;
-                }
+            let values = [
+                log.log_end_offset() as f64,
+                log.log_start_offset() as f64,
+                log.high_watermark() as f64,
+                log.size_bytes() as f64,
+                log.segment_count() as f64,
+            ];
+            let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
+            let row = rows.entry(key).or_default();
+            for (sum, v) in row.iter_mut().zip(values) {
+                *sum += v;
             }
         }
         let families = [
