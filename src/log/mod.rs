@@ -11,6 +11,7 @@ pub mod error;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod read_buffer;
 pub mod record_batch;
 pub mod records;
 pub mod retention;

@@ -1104,7 +1104,7 @@ fn read_batches(
     if want == 0 {
         return Ok(Bytes::new());
     }
-    let mut buf = seg.read(start, want)?;
+    let mut buf = seg.read_records(start, want)?;
     let mut end = 0usize;
     while let Ok(h) = RecordBatchHeader::parse(&buf[end..]) {
         let size = check_header(&h).map_err(|e| {
@@ -1119,7 +1119,7 @@ fn read_batches(
         end += size;
     }
     buf.truncate(end);
-    Ok(buf.freeze())
+    Ok(buf.into_bytes())
 }
 
 /// Reads the leader epoch cache, keeping only entries below the log end offset that keep epochs and offsets

@@ -14,6 +14,7 @@ use std::sync::{Mutex, RwLock};
 use bytes::BytesMut;
 
 use crate::log::index::{NO_TIMESTAMP, OffsetIndex, TimeIndex};
+use crate::log::read_buffer::ReadBuffer;
 use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
 use crate::log::{lock, rlock, wlock};
 
@@ -554,6 +555,12 @@ impl LogSegment {
         let mut buf = BytesMut::zeroed(len);
         self.log.read_exact_at(&mut buf, pos)?;
         Ok(buf)
+    }
+
+    /// `len` bytes at `pos` in a reusable buffer, for fetch responses (see [`ReadBuffer`]); the caller keeps
+    /// the range inside the committed size.
+    pub fn read_records(&self, pos: u64, len: usize) -> io::Result<ReadBuffer> {
+        ReadBuffer::read_exact_at(&self.log, pos, len)
     }
 
     /// First batch whose maxTimestamp >= `ts` and whose last offset is below `limit_offset`, as

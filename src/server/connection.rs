@@ -30,13 +30,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, error, warn};
 
-use super::{ConnectionContext, Reply, RequestHandler, ServerLimits};
+use super::{ConnectionContext, Frame, Reply, RequestHandler, ServerLimits};
 
 /// Shutdown signal shared by a listener and its connections: `None` while serving, `Some(deadline)` once a
 /// graceful shutdown started (responses still due are written until the deadline, then dropped).
 pub(crate) type ShutdownSignal = watch::Receiver<Option<Instant>>;
 
-/// Most responses written with one vectored write, and most bytes gathered before writing.
+/// Most chunks (response frames, or parts of one: see [`Frame`]) written with one vectored write, and most
+/// bytes gathered before writing.
 const MAX_BATCH_RESPONSES: usize = 64;
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
@@ -214,7 +215,7 @@ enum Queued {
 
 /// A computed response frame with the share of the reply budget it holds until written.
 struct Response {
-    bytes: Bytes,
+    frame: Frame,
     /// None only when the reply was let through without budget (see [`LaterReply::reached_head`]).
     budget: Option<OwnedSemaphorePermit>,
 }
@@ -258,19 +259,19 @@ impl LaterReply {
     /// Spawns `reply`: the task holds no budget while it waits, and reserves the size of its response once
     /// it has one, unless it is (or becomes) the oldest reply.
     fn spawn(
-        reply: impl Future<Output = Option<Bytes>> + Send + 'static,
+        reply: impl Future<Output = Option<Frame>> + Send + 'static,
         budget: ReplyBudget,
     ) -> Self {
         let (at_head, mut head_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let bytes = reply.await?;
+            let frame = reply.await?;
             let budget = tokio::select! {
                 biased;
                 // Sent or dropped: either way nothing older is left to free budget for us.
                 _ = &mut head_rx => None,
-                permit = budget.reserve(bytes.len()) => permit,
+                permit = budget.reserve(frame.len()) => permit,
             };
-            Some(Response { bytes, budget })
+            Some(Response { frame, budget })
         });
         LaterReply {
             task: AbortOnDrop(task),
@@ -403,7 +404,7 @@ pub(crate) async fn serve(
             }
         };
         let queued = match reply {
-            Reply::Now(bytes) => {
+            Reply::Now(frame) => {
                 // Reserve before reading on: an exhausted budget stops reading, as a full FIFO does.
                 let reserved = tokio::select! {
                     biased;
@@ -411,13 +412,13 @@ pub(crate) async fn serve(
                         writer_done = true;
                         break ReaderStop::WriterGone;
                     }
-                    reserved = budget.reserve(bytes.len()) => reserved,
+                    reserved = budget.reserve(frame.len()) => reserved,
                 };
                 let Some(permit) = reserved else {
                     break ReaderStop::WriterGone; // The writer closed the budget on its way out.
                 };
                 Queued::Ready(Box::new(Response {
-                    bytes,
+                    frame,
                     budget: Some(permit),
                 }))
             }
@@ -572,6 +573,7 @@ async fn write_responses(
 /// Responses gathered for one vectored write.
 #[derive(Default)]
 struct Batch {
+    /// The chunks of the batch's frames, in order.
     frames: std::collections::VecDeque<Bytes>,
     bytes: usize,
     /// Replies in this batch, including `Later`s that produced no response.
@@ -583,14 +585,13 @@ struct Batch {
 impl Batch {
     fn push(&mut self, response: Option<Response>) {
         self.replies += 1;
-        let Some(Response { bytes, budget }) = response else {
+        let Some(Response { frame, budget }) = response else {
             return;
         };
         self.budget.extend(budget);
-        if !bytes.is_empty() {
-            self.bytes += bytes.len();
-            self.frames.push_back(bytes);
-        }
+        self.bytes += frame.len();
+        // A frame's chunks are never empty, so each one moves the write forward.
+        self.frames.extend(frame.into_chunks());
     }
     fn is_empty(&self) -> bool {
         self.replies == 0

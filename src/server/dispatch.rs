@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::Instrument;
 
-use super::{ConnectionContext, Reply, RequestHandler};
+use super::fetch_frame::encode_fetch_frame;
+use super::{ConnectionContext, Frame, Reply, RequestHandler};
 use crate::api::fetch::FetchOutcome;
 use crate::api::produce::ProduceOutcome;
 use crate::api::{self, Apis, api_versions};
@@ -195,8 +196,10 @@ impl Dispatcher {
                 ProduceOutcome::Wait(pending) => later(correlation_id, version, pending, span),
             },
             RequestKind::Fetch(req) => match api::fetch::handle(apis, req) {
-                FetchOutcome::Respond(response) => respond(correlation_id, version, &response),
-                FetchOutcome::Wait(pending) => later(correlation_id, version, pending, span),
+                FetchOutcome::Respond(response) => {
+                    respond_fetch(correlation_id, version, &response)
+                }
+                FetchOutcome::Wait(pending) => later_fetch(correlation_id, version, pending, span),
             },
             RequestKind::FindCoordinator(req) => respond(
                 correlation_id,
@@ -325,7 +328,7 @@ fn legacy_produce(frame: Bytes, correlation_id: i32, version: i16) -> Reply {
         return Reply::Close(format!("malformed Produce v{version} request header: {e}"));
     }
     match api::produce_legacy::unsupported_version_frame(correlation_id, version, body) {
-        Some(Some(frame)) => Reply::Now(frame),
+        Some(Some(frame)) => Reply::Now(frame.into()),
         Some(None) => Reply::None,
         None => Reply::Close(format!("malformed Produce v{version} request body")),
     }
@@ -383,12 +386,41 @@ fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
     }
 }
 
+/// A Fetch answered now: its records go out from the buffers they were read into (see `fetch_frame`).
+fn respond_fetch(correlation_id: i32, version: i16, response: &FetchResponse) -> Reply {
+    match encode_fetch_frame(correlation_id, version, response) {
+        Ok(frame) => Reply::Now(frame),
+        // Only a bug can make a response we built unencodable; the client cannot be answered correctly.
+        Err(e) => Reply::Close(format!("cannot encode response: {e}")),
+    }
+}
+
+/// A long-poll Fetch, framed like [`respond_fetch`] once it has its answer.
+fn later_fetch<F>(correlation_id: i32, version: i16, pending: F, span: &tracing::Span) -> Reply
+where
+    F: std::future::Future<Output = FetchResponse> + Send + 'static,
+{
+    Reply::Later(Box::pin(
+        async move {
+            let response = pending.await;
+            match encode_fetch_frame(correlation_id, version, &response) {
+                Ok(frame) => Some(frame),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode response");
+                    None
+                }
+            }
+        }
+        .instrument(span.clone()),
+    ))
+}
+
 /// Encodes a size-prefixed response frame with the header version the API and version call for.
 pub fn encode_frame<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     response: &R,
-) -> anyhow::Result<Bytes> {
+) -> anyhow::Result<Frame> {
     let header_version = R::header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let size = header.compute_size(header_version)? + response.compute_size(version)?;
@@ -401,7 +433,7 @@ pub fn encode_frame<R: Encodable + HeaderVersion>(
         4 + size,
         "computed response size must match the encoding"
     );
-    Ok(buf.freeze())
+    Ok(buf.freeze().into())
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 pub mod connection;
 pub mod dispatch;
+pub mod fetch_frame;
+pub mod frame;
 pub mod listener;
 
 use std::future::Future;
@@ -13,13 +15,15 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+pub use frame::Frame;
+
 /// What the dispatcher decided for one request frame.
 pub enum Reply {
     /// A complete response frame, INCLUDING its 4-byte big-endian size prefix.
-    Now(Bytes),
+    Now(Frame),
     /// Computed later (long-poll fetch, acks=-1 produce). The connection spawns it as a task so it makes
     /// progress concurrently; None from the future = no response.
-    Later(Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>),
+    Later(Pin<Box<dyn Future<Output = Option<Frame>> + Send>>),
     /// No response is due (produce with acks=0).
     None,
     /// Protocol violation: write the responses already due for earlier requests, log ONE warning with the
@@ -184,7 +188,7 @@ pub(crate) mod testkit {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if frame.first() == Some(&b'S') {
                 // Any length: answer with the frame's length as the tag.
-                return Reply::Now(response(frame.len() as u32));
+                return Reply::Now(response(frame.len() as u32).into());
             }
             if frame.len() != 9 {
                 return Reply::Close(format!("bad test frame of {} bytes", frame.len()));
@@ -193,10 +197,10 @@ pub(crate) mod testkit {
             let tag = frame.get_u32();
             let param = frame.get_u32();
             match op {
-                b'N' => Reply::Now(response(tag)),
+                b'N' => Reply::Now(response(tag).into()),
                 b'L' => Reply::Later(Box::pin(async move {
                     tokio::time::sleep(Duration::from_millis(param.into())).await;
-                    Some(response(tag))
+                    Some(response(tag).into())
                 })),
                 b'Z' => Reply::None,
                 b'C' => Reply::Close("scripted close".into()),
@@ -207,14 +211,14 @@ pub(crate) mod testkit {
                     }
                     None
                 })),
-                b'B' => Reply::Now(self.big.clone()),
+                b'B' => Reply::Now(self.big.clone().into()),
                 b'G' => {
                     let mut gate = self.gate.subscribe();
                     let big = self.big.clone();
                     Reply::Later(Box::pin(async move {
                         // An Err means the script is gone: answer anyway.
                         let _ = gate.wait_for(|open| *open).await;
-                        Some(if param == 1 { big } else { response(tag) })
+                        Some(if param == 1 { big } else { response(tag) }.into())
                     }))
                 }
                 b'R' => {
@@ -234,7 +238,7 @@ pub(crate) mod testkit {
                         })
                         .await
                         .is_ok();
-                        Some(response(if all_started { tag } else { tag + 1000 }))
+                        Some(response(if all_started { tag } else { tag + 1000 }).into())
                     }))
                 }
                 _ => Reply::Close(format!("unknown op {op}")),
