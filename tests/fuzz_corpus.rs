@@ -79,6 +79,7 @@ fn newer_api_versions_request_gets_a_v0_answer() {
         panic!("KIP-511 ApiVersions must be answered");
     };
     // size, correlation id 5, error code 35 (UNSUPPORTED_VERSION).
+    let response = response.to_bytes();
     assert_eq!(&response[4..8], &5i32.to_be_bytes());
     assert_eq!(&response[8..10], &35i16.to_be_bytes());
 }

@@ -109,10 +109,10 @@ fuzz_target!(|data: &[u8]| {
     let h = harness();
     let _enter = h.runtime.enter();
     match h.dispatcher.handle(Bytes::copy_from_slice(data), &h.ctx) {
-        Reply::Now(out) => check_frame(&out, data),
+        Reply::Now(out) => check_frame(&out.to_bytes(), data),
         Reply::Later(pending) => {
             if let Some(Some(out)) = pending.now_or_never() {
-                check_frame(&out, data);
+                check_frame(&out.to_bytes(), data);
             }
         }
         Reply::None | Reply::Close(_) => {}

@@ -388,6 +388,7 @@ fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
 
 /// A Fetch answered now: its records go out from the buffers they were read into (see `fetch_frame`).
 fn respond_fetch(correlation_id: i32, version: i16, response: &FetchResponse) -> Reply {
+    crate::metrics::observe_response(response);
     match encode_fetch_frame(correlation_id, version, response) {
         Ok(frame) => Reply::Now(frame),
         // Only a bug can make a response we built unencodable; the client cannot be answered correctly.
@@ -400,9 +401,11 @@ fn later_fetch<F>(correlation_id: i32, version: i16, pending: F, span: &tracing:
 where
     F: std::future::Future<Output = FetchResponse> + Send + 'static,
 {
+    let observer = crate::metrics::later_observer();
     Reply::Later(Box::pin(
         async move {
             let response = pending.await;
+            observer.observe(&response);
             match encode_fetch_frame(correlation_id, version, &response) {
                 Ok(frame) => Some(frame),
                 Err(e) => {
