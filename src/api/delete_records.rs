@@ -64,7 +64,6 @@ pub fn handle(apis: &Apis, request: &DeleteRecordsRequest) -> DeleteRecordsRespo
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::messages::delete_records_request::{
@@ -74,36 +73,9 @@ mod tests {
 
     use super::*;
     use crate::api::LEADER_EPOCH;
-    use crate::cluster::MetadataStore;
-    use crate::config::Config;
-    use crate::group::coordinator::GroupCoordinator;
-    use crate::log::LogManager;
     use crate::log::record_batch::test_support::batch;
 
-    fn apis(dir: &std::path::Path) -> Apis {
-        let config = Config::new();
-        let metadata = Arc::new(MetadataStore::open(dir).unwrap());
-        let logs = LogManager::open(dir, config.log.clone()).unwrap();
-        let store = crate::group::offset_store::OffsetStore::open(
-            metadata.clone(),
-            logs.clone(),
-            config.log.clone(),
-            config.groups.clone(),
-        )
-        .unwrap();
-        Apis {
-            advertised: config.listener.clone(),
-            node_id: 1,
-            cluster_id: "test".into(),
-            metadata,
-            logs,
-            groups: GroupCoordinator::new(store, config.groups.clone()),
-            config,
-            parked_fetches: Default::default(),
-            stopping: tokio::sync::watch::Sender::new(false),
-            metrics: crate::metrics::Metrics::disabled(),
-        }
-    }
+    use crate::api::test_apis as apis;
 
     fn request(topic: &str, offset: i64) -> DeleteRecordsRequest {
         DeleteRecordsRequest::default().with_topics(vec![

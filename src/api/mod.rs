@@ -257,6 +257,33 @@ impl LogThrottle {
 }
 
 #[cfg(test)]
+/// An `Apis` over a fresh data directory with the default config, for the API modules' unit tests.
+#[cfg(test)]
+pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
+    let config = Config::new();
+    let metadata = Arc::new(MetadataStore::open(dir).unwrap());
+    let logs = LogManager::open(dir, config.log.clone()).unwrap();
+    let store = crate::group::offset_store::OffsetStore::open(
+        metadata.clone(),
+        logs.clone(),
+        config.log.clone(),
+        config.groups.clone(),
+    )
+    .unwrap();
+    Apis {
+        advertised: config.listener.clone(),
+        node_id: 1,
+        cluster_id: "test".into(),
+        metadata,
+        logs,
+        groups: GroupCoordinator::new(store, config.groups.clone()),
+        config,
+        parked_fetches: Default::default(),
+        stopping: tokio::sync::watch::Sender::new(false),
+        metrics: crate::metrics::Metrics::disabled(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,30 +297,7 @@ mod tests {
     }
     use crate::log::record_batch::test_support::batch;
 
-    fn apis(dir: &std::path::Path) -> Apis {
-        let config = Config::new();
-        let metadata = Arc::new(MetadataStore::open(dir).unwrap());
-        let logs = LogManager::open(dir, config.log.clone()).unwrap();
-        let store = crate::group::offset_store::OffsetStore::open(
-            metadata.clone(),
-            logs.clone(),
-            config.log.clone(),
-            config.groups.clone(),
-        )
-        .unwrap();
-        Apis {
-            advertised: config.listener.clone(),
-            node_id: 1,
-            cluster_id: "test".into(),
-            metadata,
-            logs,
-            groups: GroupCoordinator::new(store, config.groups.clone()),
-            config,
-            parked_fetches: Default::default(),
-            stopping: tokio::sync::watch::Sender::new(false),
-            metrics: crate::metrics::Metrics::disabled(),
-        }
-    }
+    use super::test_apis as apis;
 
     #[test]
     fn created_topic_never_reuses_a_stale_directory() {
