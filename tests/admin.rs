@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::io;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::raw::{self, Conn};
 use common::*;
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource as LegacyAlterResource, AlterableConfig as LegacyAlterable,
@@ -23,27 +23,21 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, BrokerId, CreateTopicsRequest,
     CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
     AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::FutureRecord;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
@@ -60,67 +54,6 @@ const DYNAMIC_BROKER_CONFIG: i8 = 2;
 const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
-const IO_LIMIT: Duration = Duration::from_secs(15);
-
-/// One raw protocol connection.
-struct Conn {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).await.expect("connect to broker");
-        Conn {
-            stream,
-            next_correlation_id: 1,
-        }
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Resp {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("brook-admin-test")));
-        let mut payload = BytesMut::new();
-        header
-            .encode(&mut payload, key.request_header_version(version))
-            .expect("encode request header");
-        body.encode(&mut payload, version)
-            .expect("encode request body");
-        let mut framed = BytesMut::with_capacity(payload.len() + 4);
-        framed.put_i32(payload.len() as i32);
-        framed.extend_from_slice(&payload);
-        self.stream.write_all(&framed).await.expect("write request");
-        let mut frame = tokio::time::timeout(IO_LIMIT, self.read_frame())
-            .await
-            .unwrap_or_else(|_| panic!("no {key:?} response within {IO_LIMIT:?}"))
-            .expect("read response");
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
-            .expect("decode response header");
-        assert_eq!(header.correlation_id, correlation_id);
-        Resp::decode(&mut frame, version)
-            .unwrap_or_else(|e| panic!("decode {key:?} v{version} response: {e}"))
-    }
-
-    async fn read_frame(&mut self) -> io::Result<Bytes> {
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await?;
-        let len = i32::from_be_bytes(len);
-        assert!((4..=64 << 20).contains(&len), "response size {len}");
-        let mut body = vec![0u8; len as usize];
-        self.stream.read_exact(&mut body).await?;
-        Ok(Bytes::from(body))
-    }
-}
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -204,52 +137,24 @@ async fn incremental(
 }
 
 fn batch(records: &[(i64, &str)]) -> Bytes {
-    let records: Vec<Record> = records
+    let records: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(i, (ts, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: *ts,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
+        .map(|(i, (ts, v))| {
+            raw::record(
+                i as i64,
+                *ts,
+                Some(Bytes::from(format!("key-{i}"))),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buf.freeze()
+    raw::encode_batch(&records)
 }
 
 /// Produces one batch to partition 0 and returns (error code, base offset).
 async fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
+    let request = raw::produce_request(topic, 0, records);
     let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &request).await;
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)

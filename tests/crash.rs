@@ -11,9 +11,11 @@
 //! Proof run:
 //! `BROOK_CRASH_CYCLES=100 cargo test --release --test crash -- --nocapture`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,12 +23,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::raw;
 use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
-    metadata_request::MetadataRequestTopic,
+    ApiKey, MetadataRequest, MetadataResponse, TopicName, metadata_request::MetadataRequestTopic,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -273,55 +275,6 @@ impl Brook {
 // ---------------------------------------------------------------------------------------------------------
 // Raw Metadata, to time the restart without a client library's own start-up in the figure.
 
-fn call<Req: Encodable, Resp: Decodable>(
-    addr: SocketAddr,
-    key: ApiKey,
-    version: i16,
-    body: &Req,
-) -> Result<Resp, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("brook-crash-test")));
-    let mut payload = BytesMut::new();
-    header
-        .encode(&mut payload, key.request_header_version(version))
-        .map_err(|e| e.to_string())?;
-    body.encode(&mut payload, version)
-        .map_err(|e| e.to_string())?;
-    let mut frame = BytesMut::with_capacity(payload.len() + 4);
-    frame.put_i32(payload.len() as i32);
-    frame.extend_from_slice(&payload);
-    stream
-        .write_all(&frame)
-        .map_err(|e| format!("write: {e}"))?;
-    let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .map_err(|e| format!("read: {e}"))?;
-    let len = i32::from_be_bytes(len);
-    if !(4..=64 << 20).contains(&len) {
-        return Err(format!("response size {len}"));
-    }
-    let mut body = vec![0u8; len as usize];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| format!("read: {e}"))?;
-    let mut body = Bytes::from(body);
-    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-        .map_err(|e| e.to_string())?;
-    if header.correlation_id != 7 {
-        return Err(format!("correlation id {}", header.correlation_id));
-    }
-    Resp::decode(&mut body, version).map_err(|e| e.to_string())
-}
-
 /// (partition, error code, leader) of TOPIC's partitions, creating the topic if needed.
 fn metadata_partitions(addr: SocketAddr) -> Result<Vec<(i32, i16, i32)>, String> {
     metadata_of(addr, TOPIC, true)
@@ -337,7 +290,7 @@ fn metadata_of(
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
             TopicName(StrBytes::from_string(topic.to_string())),
         ))]));
-    let response: MetadataResponse = call(addr, ApiKey::Metadata, 12, &request)?;
+    let response: MetadataResponse = raw::try_request(addr, ApiKey::Metadata, 12, &request)?;
     let t = response.topics.first().ok_or("no topic in the response")?;
     if t.error_code != 0 {
         return Err(format!("topic error {}", t.error_code));
@@ -1076,55 +1029,20 @@ fn sigkill_loses_no_acknowledged_record_fsync_every_message_mode() {
 // A partition that cannot be loaded.
 
 fn one_record_batch(value: &str) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::copy_from_slice(value.as_bytes())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buf.freeze()
+    raw::encode_batch(&[raw::record(
+        0,
+        1_700_000_000_000,
+        None,
+        Bytes::copy_from_slice(value.as_bytes()),
+    )])
 }
 
 /// Produce (acks=-1) of one record to `topic`/`partition`: (error code, base offset).
 fn produce_one(addr: SocketAddr, topic: &str, partition: i32, value: &str) -> (i16, i64) {
-    use kafka_protocol::messages::ProduceRequest;
     use kafka_protocol::messages::ProduceResponse;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(one_record_batch(value))),
-                ]),
-        ]);
-    let response: ProduceResponse = call(addr, ApiKey::Produce, 9, &request).expect("Produce");
+    let request = raw::produce_request(topic, partition, one_record_batch(value));
+    let response: ProduceResponse =
+        raw::try_request(addr, ApiKey::Produce, 9, &request).expect("Produce");
     let p = &response.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -1147,7 +1065,8 @@ fn fetch_from_start(addr: SocketAddr, topic: &str, partition: i32) -> (i16, i64,
                         .with_partition_max_bytes(1 << 20),
                 ]),
         ]);
-    let response: FetchResponse = call(addr, ApiKey::Fetch, 12, &request).expect("Fetch");
+    let response: FetchResponse =
+        raw::try_request(addr, ApiKey::Fetch, 12, &request).expect("Fetch");
     let p = &response.responses[0].partitions[0];
     (
         p.error_code,
@@ -1162,7 +1081,8 @@ fn partition_metadata(addr: SocketAddr, topic: &str, partition: i32) -> (i16, i3
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
             TopicName(StrBytes::from_string(topic.to_string())),
         ))]));
-    let response: MetadataResponse = call(addr, ApiKey::Metadata, 12, &request).expect("Metadata");
+    let response: MetadataResponse =
+        raw::try_request(addr, ApiKey::Metadata, 12, &request).expect("Metadata");
     let p = response.topics[0]
         .partitions
         .iter()

@@ -8,28 +8,25 @@
 mod common;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::raw;
 use common::*;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, GroupId, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, TopicName, metadata_request::MetadataRequestTopic,
+    OffsetCommitRequest, OffsetCommitResponse, ProduceResponse, TopicName,
+    metadata_request::MetadataRequestTopic,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -113,43 +110,6 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
-/// One request on a fresh connection, answered and decoded (blocking: call through `blocking`).
-fn raw_request<Req, Resp>(bootstrap: &str, key: ApiKey, version: i16, request: &Req) -> Resp
-where
-    Req: Encodable + HeaderVersion,
-    Resp: Decodable + HeaderVersion,
-{
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(11)
-        .with_client_id(Some(StrBytes::from_static_str("disk-full-test")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, Req::header_version(version))
-        .expect("encode header");
-    request.encode(&mut body, version).expect("encode request");
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
-    let mut stream = std::net::TcpStream::connect(bootstrap).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    stream.write_all(&frame).expect("send request");
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("read response size");
-    let mut response = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut response).expect("read response");
-    let mut buf = Bytes::from(response);
-    let header =
-        ResponseHeader::decode(&mut buf, Resp::header_version(version)).expect("response header");
-    assert_eq!(header.correlation_id, 11);
-    let decoded = Resp::decode(&mut buf, version).expect("decode response");
-    assert_eq!(buf.remaining(), 0, "response fully decoded");
-    decoded
-}
-
 /// The values of produce number `n`: unique, so the consumer can check each record.
 fn values_of(n: usize) -> Vec<String> {
     (0..RECORDS_PER_PRODUCE)
@@ -158,53 +118,25 @@ fn values_of(n: usize) -> Vec<String> {
 }
 
 fn batch(values: &[String]) -> Bytes {
-    let records: Vec<Record> = values
+    let records: Vec<_> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
+        .map(|(i, v)| {
+            raw::record(
+                i as i64,
+                1_700_000_000_000 + i as i64,
+                None,
+                Bytes::from(v.clone()),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buf.freeze()
+    raw::encode_batch(&records)
 }
 
 /// (error code, base offset, error message) of a one-partition produce with acks=-1.
 fn produce(bootstrap: &str, topic: &str, values: &[String]) -> (i16, i64, Option<String>) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(values))),
-                ]),
-        ]);
-    let resp: ProduceResponse = blocking(|| raw_request(bootstrap, ApiKey::Produce, 9, &request));
+    let request = raw::produce_request(topic, 0, batch(values));
+    let resp: ProduceResponse = blocking(|| raw::request(bootstrap, ApiKey::Produce, 9, &request));
     let p = &resp.responses[0].partition_responses[0];
     (
         p.error_code,
@@ -224,7 +156,7 @@ fn create_topic_code(bootstrap: &str, topic: &str) -> (i16, Option<String>) {
                 .with_replication_factor(1),
         ]);
     let resp: CreateTopicsResponse =
-        blocking(|| raw_request(bootstrap, ApiKey::CreateTopics, 7, &request));
+        blocking(|| raw::request(bootstrap, ApiKey::CreateTopics, 7, &request));
     let t = &resp.topics[0];
     (
         t.error_code,
@@ -262,7 +194,7 @@ fn commit_code(bootstrap: &str, topic: &str, offset: i64) -> i16 {
                 ),
         ]);
     let resp: OffsetCommitResponse =
-        blocking(|| raw_request(bootstrap, ApiKey::OffsetCommit, 8, &request));
+        blocking(|| raw::request(bootstrap, ApiKey::OffsetCommit, 8, &request));
     let codes: Vec<i16> = resp.topics[0]
         .partitions
         .iter()
@@ -282,7 +214,7 @@ fn metadata(bootstrap: &str, topic: &str) -> (i16, i16, i32) {
             TopicName(StrBytes::from_string(topic.to_string())),
         ))]));
     let resp: MetadataResponse =
-        blocking(|| raw_request(bootstrap, ApiKey::Metadata, 12, &request));
+        blocking(|| raw::request(bootstrap, ApiKey::Metadata, 12, &request));
     let t = &resp.topics[0];
     let p = &t.partitions[0];
     (t.error_code, p.error_code, p.leader_id.0)

@@ -5,20 +5,18 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, BytesMut};
+use common::raw;
 use common::*;
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, GroupId, OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, GroupId, OffsetDeleteRequest, OffsetDeleteResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -430,40 +428,6 @@ async fn commit_stop_restart_and_resume(crash: bool) {
     drop(tmp);
 }
 
-/// Sends one request on a fresh connection and decodes the response (for APIs rdkafka does not expose).
-fn raw_request<Req, Resp>(bootstrap: &str, key: ApiKey, version: i16, request: &Req) -> Resp
-where
-    Req: Encodable + HeaderVersion,
-    Resp: Decodable + HeaderVersion,
-{
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("groups-test")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, Req::header_version(version))
-        .expect("encode header");
-    request.encode(&mut body, version).expect("encode request");
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
-    let mut stream = std::net::TcpStream::connect(bootstrap).expect("connect");
-    stream.write_all(&frame).expect("send request");
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("read response size");
-    let mut response = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut response).expect("read response");
-    let mut buf = bytes::Bytes::from(response);
-    let header =
-        ResponseHeader::decode(&mut buf, Resp::header_version(version)).expect("response header");
-    assert_eq!(header.correlation_id, 7);
-    let decoded = Resp::decode(&mut buf, version).expect("decode response");
-    assert_eq!(buf.remaining(), 0, "response fully decoded");
-    decoded
-}
-
 fn offset_delete(
     bootstrap: &str,
     group: &str,
@@ -479,7 +443,7 @@ fn offset_delete(
                     OffsetDeleteRequestPartition::default().with_partition_index(partition),
                 ]),
         ]);
-    blocking(|| raw_request(bootstrap, ApiKey::OffsetDelete, 0, &request))
+    blocking(|| raw::request(bootstrap, ApiKey::OffsetDelete, 0, &request))
 }
 
 fn committed(consumer: &GroupConsumer, topic: &str, partitions: i32) -> Vec<Offset> {
@@ -655,7 +619,7 @@ async fn offset_commit_and_fetch_at_the_protocol_level() {
                 ]),
         ]);
     let response: OffsetCommitResponse =
-        blocking(|| raw_request(&b.bootstrap, ApiKey::OffsetCommit, 8, &commit));
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetCommit, 8, &commit));
     let codes: Vec<i16> = response.topics[0]
         .partitions
         .iter()
@@ -676,7 +640,7 @@ async fn offset_commit_and_fetch_at_the_protocol_level() {
         .with_generation_id_or_member_epoch(5)
         .with_member_id(StrBytes::from_static_str("who"));
     let response: OffsetCommitResponse =
-        blocking(|| raw_request(&b.bootstrap, ApiKey::OffsetCommit, 8, &bad));
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetCommit, 8, &bad));
     assert_eq!(
         response.topics[0].partitions[0].error_code,
         ResponseError::IllegalGeneration.code()
@@ -698,7 +662,7 @@ async fn offset_commit_and_fetch_at_the_protocol_level() {
             .collect(),
     );
     let response: OffsetFetchResponse =
-        blocking(|| raw_request(&b.bootstrap, ApiKey::OffsetFetch, 8, &fetch));
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetFetch, 8, &fetch));
     let offsets: Vec<Vec<i64>> = response
         .groups
         .iter()
@@ -727,7 +691,7 @@ async fn offset_commit_and_fetch_at_the_protocol_level() {
                 .with_partition_indexes(vec![0]),
         ]));
     let response: OffsetFetchResponse =
-        blocking(|| raw_request(&b.bootstrap, ApiKey::OffsetFetch, 1, &fetch));
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetFetch, 1, &fetch));
     assert_eq!(response.topics[0].partitions[0].committed_offset, 42);
     b.shutdown().await;
 }
@@ -757,7 +721,7 @@ async fn join_sync_heartbeat_leave_at_every_join_version() {
                     .with_metadata(bytes::Bytes::from_static(b"meta")),
             ]);
         let mut r: JoinGroupResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::JoinGroup, version, &join));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::JoinGroup, version, &join));
         if version >= 4 {
             assert_eq!(
                 r.error_code,
@@ -765,7 +729,7 @@ async fn join_sync_heartbeat_leave_at_every_join_version() {
                 "v{version}"
             );
             join.member_id = r.member_id.clone();
-            r = blocking(|| raw_request(&b.bootstrap, ApiKey::JoinGroup, version, &join));
+            r = blocking(|| raw::request(&b.bootstrap, ApiKey::JoinGroup, version, &join));
         }
         assert_eq!(r.error_code, 0, "JoinGroup v{version}");
         assert_eq!(r.generation_id, 1);
@@ -785,7 +749,7 @@ async fn join_sync_heartbeat_leave_at_every_join_version() {
                     .with_assignment(bytes::Bytes::from_static(b"yours")),
             ]);
         let s: SyncGroupResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::SyncGroup, sync_v, &sync));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::SyncGroup, sync_v, &sync));
         assert_eq!(s.error_code, 0, "SyncGroup v{sync_v}");
         assert_eq!(&s.assignment[..], b"yours");
 
@@ -795,10 +759,10 @@ async fn join_sync_heartbeat_leave_at_every_join_version() {
             .with_generation_id(1)
             .with_member_id(r.member_id.clone());
         let h: HeartbeatResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::Heartbeat, hb_v, &hb));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::Heartbeat, hb_v, &hb));
         assert_eq!(h.error_code, 0, "Heartbeat v{hb_v}");
         let stale: HeartbeatResponse = blocking(|| {
-            raw_request(
+            raw::request(
                 &b.bootstrap,
                 ApiKey::Heartbeat,
                 hb_v,
@@ -821,14 +785,14 @@ async fn join_sync_heartbeat_leave_at_every_join_version() {
                 .with_member_id(r.member_id.clone())
         };
         let l: LeaveGroupResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::LeaveGroup, leave_v, &leave));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::LeaveGroup, leave_v, &leave));
         assert_eq!(l.error_code, 0, "LeaveGroup v{leave_v}");
         if leave_v >= 3 {
             let codes: Vec<i16> = l.members.iter().map(|m| m.error_code).collect();
             assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
         }
         let gone: HeartbeatResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::Heartbeat, hb_v, &hb));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::Heartbeat, hb_v, &hb));
         assert_eq!(gone.error_code, ResponseError::UnknownMemberId.code());
     }
     b.shutdown().await;
@@ -859,7 +823,7 @@ async fn list_and_describe_groups_at_the_protocol_level() {
             .with_types_filter(types.iter().map(|s| StrBytes::from_static_str(s)).collect());
         let version = if types.is_empty() { 4 } else { 5 };
         let r: ListGroupsResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::ListGroups, version, &request));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::ListGroups, version, &request));
         r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
     };
     assert!(listed(&[], &[]).contains(&group));
@@ -874,7 +838,7 @@ async fn list_and_describe_groups_at_the_protocol_level() {
             GroupId(StrBytes::from_static_str("no-such-group")),
         ]);
         let r: DescribeGroupsResponse =
-            blocking(|| raw_request(&b.bootstrap, ApiKey::DescribeGroups, version, &request));
+            blocking(|| raw::request(&b.bootstrap, ApiKey::DescribeGroups, version, &request));
         assert_eq!(r.groups[0].error_code, 0);
         assert_eq!(r.groups[0].group_state.as_str(), "Stable");
         assert_eq!(r.groups[0].members.len(), 1);

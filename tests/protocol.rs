@@ -5,29 +5,23 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use common::raw::{self, Conn, Outcome};
 use common::*;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
     fetch_request::{FetchPartition, FetchTopic},
     metadata_request::MetadataRequestTopic,
     produce_request::{PartitionProduceData, TopicProduceData},
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use tokio::io::AsyncWriteExt;
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNSUPPORTED_VERSION: i16 = 35;
-/// Bound on any single response in these tests; only a hung broker reaches it.
-const IO_LIMIT: Duration = Duration::from_secs(15);
 /// Highest versions these tests know how to build (Produce/Fetch v13+ address topics by id).
 const OUR_MAX: [(ApiKey, i16); 4] = [
     (ApiKey::Produce, 12),
@@ -35,117 +29,6 @@ const OUR_MAX: [(ApiKey, i16); 4] = [
     (ApiKey::Metadata, 12),
     (ApiKey::ApiVersions, 3),
 ];
-
-/// One client connection speaking raw frames.
-struct Conn {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
-/// How a connection ended up after a hostile request.
-#[derive(Debug)]
-enum Outcome {
-    Closed,
-    Answered(i32),
-}
-
-impl Conn {
-    async fn open(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).await.expect("connect to broker");
-        stream.set_nodelay(true).expect("nodelay");
-        Conn {
-            stream,
-            next_correlation_id: 1,
-        }
-    }
-
-    /// Header + body, size-prefixed. `header_api_version` may differ from the body's version
-    /// (to claim a version the body was not encoded with).
-    fn frame<R: Encodable>(
-        &mut self,
-        key: ApiKey,
-        header_api_version: i16,
-        body_version: i16,
-        body: &R,
-    ) -> (i32, BytesMut) {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(header_api_version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("brook-protocol-test")));
-        let mut payload = BytesMut::new();
-        header
-            .encode(&mut payload, key.request_header_version(header_api_version))
-            .expect("encode request header");
-        body.encode(&mut payload, body_version)
-            .expect("encode request body");
-        let mut framed = BytesMut::with_capacity(payload.len() + 4);
-        framed.put_i32(payload.len() as i32);
-        framed.extend_from_slice(&payload);
-        (correlation_id, framed)
-    }
-
-    async fn send<R: Encodable>(&mut self, key: ApiKey, version: i16, body: &R) -> i32 {
-        let (correlation_id, framed) = self.frame(key, version, version, body);
-        self.stream.write_all(&framed).await.expect("write request");
-        correlation_id
-    }
-
-    /// The next response frame (without its size prefix); `None` when the broker closed.
-    async fn read_frame(&mut self) -> io::Result<Option<Bytes>> {
-        let mut len = [0u8; 4];
-        match self.stream.read_exact(&mut len).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let len = i32::from_be_bytes(len);
-        assert!(
-            (4..=64 * 1024 * 1024).contains(&len),
-            "response size prefix out of range: {len}"
-        );
-        let mut body = vec![0u8; len as usize];
-        self.stream.read_exact(&mut body).await?;
-        Ok(Some(Bytes::from(body)))
-    }
-
-    /// Reads one response and decodes it as the answer to (`key`, `version`).
-    async fn recv<R: Decodable>(&mut self, key: ApiKey, version: i16) -> (i32, R) {
-        let mut frame = tokio::time::timeout(IO_LIMIT, self.read_frame())
-            .await
-            .unwrap_or_else(|_| panic!("no {key:?} response within {IO_LIMIT:?}"))
-            .expect("read response")
-            .unwrap_or_else(|| panic!("broker closed the connection instead of answering {key:?}"));
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
-            .expect("decode response header");
-        let body = R::decode(&mut frame, version)
-            .unwrap_or_else(|e| panic!("decode {key:?} v{version} response: {e}"));
-        (header.correlation_id, body)
-    }
-
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Resp {
-        let sent = self.send(key, version, body).await;
-        let (got, resp) = self.recv(key, version).await;
-        assert_eq!(got, sent, "correlation id of the {key:?} response");
-        resp
-    }
-
-    /// After a request the broker may refuse: wait for either a close or a response frame.
-    async fn outcome(&mut self) -> Outcome {
-        match tokio::time::timeout(IO_LIMIT, self.read_frame()).await {
-            Err(_) => panic!("broker neither answered nor closed within {IO_LIMIT:?}"),
-            Ok(Err(_)) | Ok(Ok(None)) => Outcome::Closed,
-            Ok(Ok(Some(mut frame))) => Outcome::Answered(frame.get_i32()),
-        }
-    }
-}
 
 fn api_versions_request() -> ApiVersionsRequest {
     ApiVersionsRequest::default()
@@ -202,51 +85,23 @@ async fn assert_broker_alive(addr: &str) {
 }
 
 fn records_batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
+    let records: Vec<_> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
+        .map(|(i, v)| {
+            raw::record(
+                i as i64,
+                1_700_000_000_000 + i as i64,
+                Some(Bytes::from(format!("key-{i}"))),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buf.freeze()
+    raw::encode_batch(&records)
 }
 
 fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ])
+    raw::produce_request(topic, 0, records)
 }
 
 /// (error code, base offset) of the single partition in a Produce response.

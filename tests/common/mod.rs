@@ -4,6 +4,8 @@
 //! Every test binary compiles this module, and not every binary uses every helper.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
