@@ -1,5 +1,9 @@
 //! The `brook` binary as a user runs it: configuration errors, startup, and a clean stop on SIGTERM.
 
+mod common;
+
+use common::process;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -9,14 +13,7 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn brook() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
-    // The test's own environment must not configure the broker.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("BROOK_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    process::brook_command()
 }
 
 #[test]
@@ -76,25 +73,7 @@ fn properties_file_then_sigterm_stops_cleanly() {
         .unwrap();
 
     // The bound address is announced on stderr once the broker listens.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr: SocketAddr = rx
-        .recv_timeout(DEADLINE)
-        .expect("brook announces its address")
-        .parse()
-        .expect("a socket address");
+    let addr = process::announced_addr(&mut child);
     assert_ne!(addr.port(), 0);
     std::net::TcpStream::connect(addr).expect("brook accepts connections");
 
@@ -195,21 +174,7 @@ fn health_check_succeeds_only_against_a_live_broker() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
-        }
-    });
-    let addr: SocketAddr = rx.recv_timeout(DEADLINE).unwrap().parse().unwrap();
+    let addr = process::announced_addr(&mut child);
     let check = |listener: String| {
         brook()
             .args([

@@ -6,12 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
+use common::process::{self, KillOnDrop};
 use common::*;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -252,16 +251,6 @@ async fn keyless_records_are_refused_on_compacted_topics() {
     b.shutdown().await;
 }
 
-/// Kills the child process however the test ends (a paused brook would otherwise outlive a failed test).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The cleaner of a separate brook process pauses with its output in `.swap` (the commit point of a
 /// clean); it is killed there. The restarted broker completes the swap and serves the whole log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,12 +258,7 @@ async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
     init_tracing();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("BROOK_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = process::brook_command();
     let mut child = KillOnDrop(
         command
             .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
@@ -287,23 +271,7 @@ async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
             .spawn()
             .unwrap(),
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
-        }
-    });
-    let bootstrap = rx
-        .recv_timeout(DEADLINE)
-        .expect("brook announces its address");
+    let bootstrap = process::announced_addr(&mut child.0).to_string();
     let topic = "compact-crash";
     create_compacted(&bootstrap, topic, &[]).await;
     let end = produce_updates(&bootstrap, topic, "gzip").await;

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process;
 use rdkafka::Message;
 use rdkafka::producer::FutureRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,12 +35,7 @@ struct BrokerProcess {
 impl BrokerProcess {
     fn start(overrides: &[(&str, &str)]) -> BrokerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("BROOK_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = process::brook_command();
         command
             .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
             .args([
@@ -57,24 +51,8 @@ impl BrokerProcess {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn brook");
-        // The bound address is announced on stderr; keep draining stderr so the broker never blocks on it.
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(common::DEADLINE) {
-            Ok(addr) => addr.parse().expect("a socket address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("brook did not announce its address");
-            }
-        };
+        // The bound address is announced on stderr, which keeps being drained.
+        let addr = process::announced_addr(&mut child);
         BrokerProcess {
             child,
             addr,

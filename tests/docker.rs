@@ -1,15 +1,15 @@
 //! The Dockerfile against reality: no Docker engine runs here, so these tests check that what the image
 //! copies, configures, exposes and health-checks matches the real binary, its settings and its modes.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use brook::Config;
+use common::process;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -290,12 +290,7 @@ fn dockerignore_keeps_build_output_and_data_out_of_the_context() {
 
 /// The `brook` binary with exactly the image's environment (and nothing BROOK_ from the test's own).
 fn brook_with(vars: &[(String, String)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("BROOK_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = process::brook_command();
     command.envs(vars.iter().map(|(k, v)| (k, v)));
     command
 }
@@ -336,25 +331,7 @@ fn healthcheck_command_passes_against_the_image_broker_and_fails_without_it() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = broker.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
-        }
-    });
-    let bound: SocketAddr = rx
-        .recv_timeout(DEADLINE)
-        .expect("brook announces its address")
-        .parse()
-        .expect("a socket address");
+    let bound = process::announced_addr(&mut broker);
     let listeners = vars
         .iter()
         .find(|(k, _)| k == "BROOK_LISTENERS")
