@@ -136,6 +136,30 @@ async fn incremental(
     )
 }
 
+/// An IncrementalAlterConfigs that applies (not validate-only): (error code, message).
+async fn alter(
+    conn: &mut Conn,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> (i16, Option<String>) {
+    incremental(conn, resource_type, name, ops, false).await
+}
+
+/// An IncrementalAlterConfigs (not validate-only) that must succeed.
+async fn alter_ok(
+    conn: &mut Conn,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) {
+    assert_eq!(
+        alter(conn, resource_type, name, ops).await,
+        (0, None),
+        "IncrementalAlterConfigs {ops:?} on {name}"
+    );
+}
+
 fn batch(records: &[(i64, &str)]) -> Bytes {
     let records: Vec<_> = records
         .iter()
@@ -668,33 +692,25 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
     let mut conn = Conn::open(&b.bootstrap).await;
 
     let ok = (0, None);
-    assert_eq!(
-        incremental(
-            &mut conn,
-            TOPIC,
-            topic,
-            &[("cleanup.policy", APPEND, Some("compact"))],
-            false
-        )
-        .await,
-        ok
-    );
+    alter_ok(
+        &mut conn,
+        TOPIC,
+        topic,
+        &[("cleanup.policy", APPEND, Some("compact"))],
+    )
+    .await;
     assert_eq!(
         topic_config(&mut conn, topic, "cleanup.policy").await,
         (Some("delete,compact".into()), DYNAMIC_TOPIC_CONFIG),
         "APPEND adds to the default list"
     );
-    assert_eq!(
-        incremental(
-            &mut conn,
-            TOPIC,
-            topic,
-            &[("cleanup.policy", SUBTRACT, Some("delete"))],
-            false
-        )
-        .await,
-        ok
-    );
+    alter_ok(
+        &mut conn,
+        TOPIC,
+        topic,
+        &[("cleanup.policy", SUBTRACT, Some("delete"))],
+    )
+    .await;
     assert_eq!(
         topic_config(&mut conn, topic, "cleanup.policy")
             .await
@@ -702,41 +718,35 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
             .as_deref(),
         Some("compact")
     );
-    let (code, message) = incremental(
+    let (code, message) = alter(
         &mut conn,
         TOPIC,
         topic,
         &[("retention.ms", APPEND, Some("5"))],
-        false,
     )
     .await;
     assert_eq!(code, INVALID_CONFIG, "APPEND on a non-list config");
     assert!(message.is_some_and(|m| m.contains("retention.ms")));
-    assert_eq!(
-        incremental(
-            &mut conn,
-            TOPIC,
-            topic,
-            &[
-                ("retention.ms", SET, Some("120000")),
-                ("cleanup.policy", DELETE, None)
-            ],
-            false
-        )
-        .await,
-        ok
-    );
+    alter_ok(
+        &mut conn,
+        TOPIC,
+        topic,
+        &[
+            ("retention.ms", SET, Some("120000")),
+            ("cleanup.policy", DELETE, None),
+        ],
+    )
+    .await;
     assert_eq!(
         topic_config(&mut conn, topic, "cleanup.policy").await,
         (Some("delete".into()), DEFAULT_CONFIG),
         "DELETE falls back to the default"
     );
-    let (code, message) = incremental(
+    let (code, message) = alter(
         &mut conn,
         TOPIC,
         topic,
         &[("segment.bytes", SET, Some("1"))],
-        false,
     )
     .await;
     assert_eq!(code, INVALID_CONFIG);
@@ -747,12 +757,11 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
         "{message:?}"
     );
     assert_eq!(
-        incremental(
+        alter(
             &mut conn,
             TOPIC,
             "nope",
-            &[("retention.ms", SET, Some("1"))],
-            false
+            &[("retention.ms", SET, Some("1"))]
         )
         .await
         .0,
@@ -760,17 +769,13 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
     );
 
     // Broker configs: the cluster-wide default, this broker's own, read-only ones, other brokers.
-    assert_eq!(
-        incremental(
-            &mut conn,
-            BROKER,
-            "",
-            &[("log.retention.bytes", SET, Some("777777"))],
-            false
-        )
-        .await,
-        ok
-    );
+    alter_ok(
+        &mut conn,
+        BROKER,
+        "",
+        &[("log.retention.bytes", SET, Some("777777"))],
+    )
+    .await;
     assert_eq!(
         topic_config(&mut conn, topic, "retention.bytes").await,
         (Some("777777".into()), DYNAMIC_DEFAULT_BROKER_CONFIG)
@@ -794,17 +799,13 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
         Some("777777"),
         "validate_only"
     );
-    assert_eq!(
-        incremental(
-            &mut conn,
-            BROKER,
-            "1",
-            &[("log.retention.bytes", SET, Some("888888"))],
-            false
-        )
-        .await,
-        ok
-    );
+    alter_ok(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("log.retention.bytes", SET, Some("888888"))],
+    )
+    .await;
     assert_eq!(
         topic_config(&mut conn, topic, "retention.bytes").await,
         (Some("888888".into()), DYNAMIC_BROKER_CONFIG),
@@ -816,12 +817,11 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
         "topic overrides win over broker configs"
     );
     assert_eq!(
-        incremental(
+        alter(
             &mut conn,
             BROKER,
             "1",
-            &[("log.dirs", SET, Some("/elsewhere"))],
-            false
+            &[("log.dirs", SET, Some("/elsewhere"))]
         )
         .await
         .0,
@@ -829,24 +829,22 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
         "log.dirs is not dynamic"
     );
     assert_eq!(
-        incremental(
+        alter(
             &mut conn,
             BROKER,
             "1",
-            &[("log.retention.bytes", SET, Some("lots"))],
-            false
+            &[("log.retention.bytes", SET, Some("lots"))]
         )
         .await
         .0,
         INVALID_CONFIG
     );
     assert_eq!(
-        incremental(
+        alter(
             &mut conn,
             BROKER,
             "9",
-            &[("log.retention.bytes", SET, Some("1"))],
-            false
+            &[("log.retention.bytes", SET, Some("1"))]
         )
         .await
         .0,
@@ -995,23 +993,21 @@ async fn dynamic_topic_and_broker_configs_survive_a_restart() {
     create_topic(&b.bootstrap, topic, 1).await;
     let mut conn = Conn::open(&b.bootstrap).await;
     assert_eq!(
-        incremental(
+        alter(
             &mut conn,
             TOPIC,
             topic,
-            &[("max.message.bytes", SET, Some("4096"))],
-            false
+            &[("max.message.bytes", SET, Some("4096"))]
         )
         .await,
         (0, None)
     );
     assert_eq!(
-        incremental(
+        alter(
             &mut conn,
             BROKER,
             "1",
-            &[("log.retention.ms", SET, Some("7000"))],
-            false
+            &[("log.retention.ms", SET, Some("7000"))]
         )
         .await,
         (0, None)
