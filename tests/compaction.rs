@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::process::{self, KillOnDrop};
 use common::*;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -30,29 +29,17 @@ const UPDATES: usize = 400;
 
 /// Bytes of segment data on disk for partition 0 of `topic`.
 fn log_bytes(data_dir: &Path, topic: &str) -> u64 {
-    std::fs::read_dir(data_dir.join(format!("{topic}-0")))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-        .map(|e| e.metadata().map_or(0, |m| m.len()))
-        .sum()
+    partition_bytes(data_dir, topic, 0, |name| name.ends_with(".log"))
 }
 
 async fn create_compacted(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) {
-    let admin = admin(bootstrap);
-    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("segment.bytes", "4096")
-        .set("min.cleanable.dirty.ratio", "0.01");
-    for (k, v) in extra {
-        new = new.set(k, v);
-    }
-    let results = admin
-        .create_topics(&[new], &admin_options())
-        .await
-        .expect("CreateTopics");
-    assert!(results[0].is_ok(), "create {topic}: {:?}", results[0]);
-    wait_for_partitions(bootstrap, topic, 1).await;
+    let mut configs = vec![
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "4096"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ];
+    configs.extend_from_slice(extra);
+    create_topic_with(bootstrap, topic, 1, &configs).await;
 }
 
 /// UPDATES values over KEYS keys (`key-i%KEYS` = `value-i`), then a tombstone for key-0, then a few

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -29,26 +28,11 @@ fn now_ms() -> i64 {
 
 /// Bytes of segment data on disk for a partition (`.log` files, pending `.deleted` ones included).
 fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> u64 {
-    std::fs::read_dir(data_dir.join(format!("{topic}-{partition}")))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".log"))
-        .map(|e| e.metadata().map_or(0, |m| m.len()))
-        .sum()
+    partition_bytes(data_dir, topic, partition, |name| name.contains(".log"))
 }
 
 async fn create_with(bootstrap: &str, topic: &str, configs: &[(&str, &str)]) {
-    let admin = admin(bootstrap);
-    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        new = new.set(k, v);
-    }
-    let results = admin
-        .create_topics(&[new], &admin_options())
-        .await
-        .expect("CreateTopics");
-    assert!(results[0].is_ok(), "create {topic}: {:?}", results[0]);
-    wait_for_partitions(bootstrap, topic, 1).await;
+    create_topic_with(bootstrap, topic, 1, configs).await;
 }
 
 /// Produces `count` messages one batch each, stamped `ts`, with 200-byte values; returns the last offset.

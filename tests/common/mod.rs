@@ -170,12 +170,23 @@ pub fn admin_options() -> AdminOptions {
 
 /// Creates a topic with the AdminClient and waits until metadata shows all its partitions.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_topic_with(bootstrap, topic, partitions, &[]).await;
+}
+
+/// [`create_topic`] with topic configs (`retention.ms`, `cleanup.policy`, ...).
+pub async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new = new.set(key, value);
+    }
     let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &admin_options(),
-        )
+        .create_topics(&[new], &admin_options())
         .await
         .expect("CreateTopics request");
     assert_eq!(results.len(), 1);
@@ -183,6 +194,21 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         panic!("create topic {name}: {code:?}");
     }
     wait_for_partitions(bootstrap, topic, partitions as usize).await;
+}
+
+/// Total size of the files in a partition directory whose names pass `keep` (segment data on disk).
+pub fn partition_bytes(
+    data_dir: &Path,
+    topic: &str,
+    partition: i32,
+    keep: impl Fn(&str) -> bool,
+) -> u64 {
+    std::fs::read_dir(data_dir.join(format!("{topic}-{partition}")))
+        .expect("read the partition directory")
+        .filter_map(|e| e.ok())
+        .filter(|e| keep(&e.file_name().to_string_lossy()))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// Polls metadata until `topic` has `partitions` partitions, each with a leader.
