@@ -33,8 +33,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
-    AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
 };
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::FutureRecord;
@@ -158,6 +160,19 @@ async fn alter_ok(
         (0, None),
         "IncrementalAlterConfigs {ops:?} on {name}"
     );
+}
+
+/// Creates one topic with rdkafka's AdminClient: its result code.
+async fn create_one(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: NewTopic<'_>,
+    options: &AdminOptions,
+) -> Result<(), RDKafkaErrorCode> {
+    let results = admin
+        .create_topics(&[topic], options)
+        .await
+        .expect("CreateTopics");
+    results[0].clone().map(|_| ()).map_err(|(_, c)| c)
 }
 
 fn batch(records: &[(i64, &str)]) -> Bytes {
@@ -400,74 +415,70 @@ async fn alter_configs_validates_and_takes_effect_without_a_restart() {
 async fn create_topics_checks_configs_validate_only_and_replication_factor() {
     let b = start_broker(&[]).await;
     let admin = admin(&b.bootstrap);
-    let result =
-        |r: &Vec<rdkafka::admin::TopicResult>| r[0].clone().map(|_| ()).map_err(|(_, c)| c);
 
-    let r =
-        admin
-            .create_topics(
-                &[NewTopic::new("checked", 2, TopicReplication::Fixed(1))
-                    .set("retention.ms", "60000")],
-                &admin_options().validate_only(true),
-            )
-            .await
-            .expect("CreateTopics");
-    assert_eq!(result(&r), Ok(()));
+    assert_eq!(
+        create_one(
+            &admin,
+            NewTopic::new("checked", 2, TopicReplication::Fixed(1)).set("retention.ms", "60000"),
+            &admin_options().validate_only(true)
+        )
+        .await,
+        Ok(())
+    );
     assert_eq!(
         topic_partition_count(&b.bootstrap, "checked"),
         Err(RDKafkaErrorCode::UnknownTopicOrPartition),
         "validate_only creates nothing"
     );
 
-    let r = admin
-        .create_topics(
-            &[NewTopic::new("checked", 2, TopicReplication::Fixed(1)).set("retention.ms", "-7")],
-            &admin_options(),
+    assert_eq!(
+        create_one(
+            &admin,
+            NewTopic::new("checked", 2, TopicReplication::Fixed(1)).set("retention.ms", "-7"),
+            &admin_options()
         )
-        .await
-        .expect("CreateTopics");
-    assert_eq!(result(&r), Err(RDKafkaErrorCode::InvalidConfig));
-    let r = admin
-        .create_topics(
-            &[NewTopic::new("checked", 2, TopicReplication::Fixed(1)).set("preallocate", "true")],
-            &admin_options(),
+        .await,
+        Err(RDKafkaErrorCode::InvalidConfig)
+    );
+    assert_eq!(
+        create_one(
+            &admin,
+            NewTopic::new("checked", 2, TopicReplication::Fixed(1)).set("preallocate", "true"),
+            &admin_options()
         )
-        .await
-        .expect("CreateTopics");
-    assert_eq!(result(&r), Err(RDKafkaErrorCode::InvalidConfig));
-    let r = admin
-        .create_topics(
-            &[NewTopic::new("checked", 2, TopicReplication::Fixed(2))],
-            &admin_options(),
+        .await,
+        Err(RDKafkaErrorCode::InvalidConfig)
+    );
+    assert_eq!(
+        create_one(
+            &admin,
+            NewTopic::new("checked", 2, TopicReplication::Fixed(2)),
+            &admin_options()
         )
-        .await
-        .expect("CreateTopics");
-    assert_eq!(result(&r), Err(RDKafkaErrorCode::InvalidReplicationFactor));
-    let r = admin
-        .create_topics(
-            &[NewTopic::new(
-                "checked",
-                2,
-                TopicReplication::Variable(&[&[1], &[2]]),
-            )],
-            &admin_options(),
+        .await,
+        Err(RDKafkaErrorCode::InvalidReplicationFactor)
+    );
+    assert_eq!(
+        create_one(
+            &admin,
+            NewTopic::new("checked", 2, TopicReplication::Variable(&[&[1], &[2]]),),
+            &admin_options()
         )
-        .await
-        .expect("CreateTopics");
-    assert_eq!(result(&r), Err(RDKafkaErrorCode::InvalidReplicaAssignment));
+        .await,
+        Err(RDKafkaErrorCode::InvalidReplicaAssignment)
+    );
 
-    let r = admin
-        .create_topics(
-            &[
-                NewTopic::new("checked", 2, TopicReplication::Variable(&[&[1], &[1]]))
-                    .set("retention.ms", "60000")
-                    .set("min.insync.replicas", "1"),
-            ],
-            &admin_options(),
+    assert_eq!(
+        create_one(
+            &admin,
+            NewTopic::new("checked", 2, TopicReplication::Variable(&[&[1], &[1]]))
+                .set("retention.ms", "60000")
+                .set("min.insync.replicas", "1"),
+            &admin_options()
         )
-        .await
-        .expect("CreateTopics");
-    assert_eq!(result(&r), Ok(()));
+        .await,
+        Ok(())
+    );
     wait_for_partitions(&b.bootstrap, "checked", 2).await;
     let mut conn = Conn::open(&b.bootstrap).await;
     assert_eq!(

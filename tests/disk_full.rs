@@ -118,19 +118,7 @@ fn values_of(n: usize) -> Vec<String> {
 }
 
 fn batch(values: &[String]) -> Bytes {
-    let records: Vec<_> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            raw::record(
-                i as i64,
-                1_700_000_000_000 + i as i64,
-                None,
-                Bytes::from(v.clone()),
-            )
-        })
-        .collect();
-    raw::encode_batch(&records)
+    raw::indexed_batch(values, false)
 }
 
 /// (error code, base offset, error message) of a one-partition produce with acks=-1.

@@ -85,19 +85,7 @@ async fn assert_broker_alive(addr: &str) {
 }
 
 fn records_batch(values: &[&str]) -> Bytes {
-    let records: Vec<_> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            raw::record(
-                i as i64,
-                1_700_000_000_000 + i as i64,
-                Some(Bytes::from(format!("key-{i}"))),
-                Bytes::copy_from_slice(v.as_bytes()),
-            )
-        })
-        .collect();
-    raw::encode_batch(&records)
+    raw::indexed_batch(values, true)
 }
 
 fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {

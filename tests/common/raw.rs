@@ -244,6 +244,21 @@ pub fn encode_batch(records: &[Record]) -> Bytes {
     buf.freeze()
 }
 
+/// A batch of `values` at offsets 0.., stamped 1_700_000_000_000 + offset ms, keyed `key-<offset>`
+/// when `keyed`.
+pub fn indexed_batch<V: AsRef<[u8]>>(values: &[V], keyed: bool) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = keyed.then(|| Bytes::from(format!("key-{i}")));
+            let value = Bytes::copy_from_slice(v.as_ref());
+            record(i as i64, 1_700_000_000_000 + i as i64, key, value)
+        })
+        .collect();
+    encode_batch(&records)
+}
+
 /// A Produce (acks=-1, 10 s timeout) of one batch to `topic`/`partition`.
 pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRequest {
     ProduceRequest::default()
