@@ -112,26 +112,8 @@ fn wait_with_deadline(child: &mut std::process::Child) -> std::process::ExitStat
 #[test]
 fn json_logging_writes_one_object_per_line_with_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = brook()
-        .args([
-            "--override",
-            "listeners=PLAINTEXT://127.0.0.1:0",
-            "--override",
-            "logging.format=json",
-        ])
-        .env("BROOK_LOG_DIRS", dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut child = json_brook(&dir.path().join("data"), "info");
+    let rx = stderr_lines(&mut child);
     // Every line up to the announcement parses as JSON; the announcement carries its structured fields.
     let announcement = loop {
         let line = rx.recv_timeout(DEADLINE).expect("brook logs its start");
@@ -200,6 +182,23 @@ fn health_check_succeeds_only_against_a_live_broker() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("health check failed"));
 }
 
+/// brook logging JSON to stderr (piped) at `rust_log`, on an ephemeral port and `data`.
+fn json_brook(data: &std::path::Path, rust_log: &str) -> std::process::Child {
+    brook()
+        .args([
+            "--override",
+            "listeners=PLAINTEXT://127.0.0.1:0",
+            "--override",
+            "logging.format=json",
+        ])
+        .env("BROOK_LOG_DIRS", data)
+        .env("RUST_LOG", rust_log)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Reads stderr lines of `child` on a thread; returns the receiving end.
 fn stderr_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().unwrap();
@@ -241,19 +240,7 @@ fn span<'a>(line: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 fn json_log_lines_carry_connection_and_request_spans() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = brook()
-        .args([
-            "--override",
-            "listeners=PLAINTEXT://127.0.0.1:0",
-            "--override",
-            "logging.format=json",
-        ])
-        .env("BROOK_LOG_DIRS", dir.path().join("data"))
-        .env("RUST_LOG", "info,brook::request=debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = json_brook(&dir.path().join("data"), "info,brook::request=debug");
     let rx = stderr_lines(&mut child);
     let announcement = json_line(&rx, |line| {
         line["fields"]["message"]
