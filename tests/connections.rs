@@ -330,14 +330,7 @@ async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_m
             Err(_) => break true,
             Ok(ready) => ready.expect("writable"),
         }
-        match stream.try_write(&pending) {
-            Ok(n) => {
-                sent_bytes += n;
-                pending.drain(..n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("write failed: {e}"),
-        }
+        sent_bytes += write_some(&stream, &mut pending);
     };
     let rss_stalled = broker.rss_bytes();
     let growth = rss_stalled.saturating_sub(rss_before);
@@ -378,14 +371,7 @@ async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_m
             .unwrap_or_else(|_| panic!("only {received} of {requests} responses arrived"))
             .expect("ready");
         if ready.is_writable() && !sent_bytes.is_multiple_of(request_len) {
-            match stream.try_write(&pending) {
-                Ok(n) => {
-                    sent_bytes += n;
-                    pending.drain(..n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("write failed: {e}"),
-            }
+            sent_bytes += write_some(&stream, &mut pending);
         }
         if ready.is_readable() {
             match stream.try_read(&mut scratch) {
@@ -414,6 +400,18 @@ async fn client_that_never_reads_stalls_at_the_queue_limit_with_bounded_broker_m
         inbox.drain(..consumed);
     }
     assert_eq!(received, requests);
+}
+
+/// Writes as much of `pending` as the socket takes now, removing it from `pending`; the bytes written.
+fn write_some(stream: &TcpStream, pending: &mut Vec<u8>) -> usize {
+    match stream.try_write(pending) {
+        Ok(n) => {
+            pending.drain(..n);
+            n
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => panic!("write failed: {e}"),
+    }
 }
 
 /// True once the peer has closed `stream` (EOF or reset) within the deadline.
