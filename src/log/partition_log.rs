@@ -485,10 +485,11 @@ impl PartitionLog {
     /// (ENOSPC/EDQUOT) fails only this append, which is undone; any other storage error takes the log
     /// offline for good (see `failure`).
     pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
-        let summary = validate_batches(&records, self.config().max_message_bytes)?;
-        self.check_compacted_keys(&records)?;
-        let log_append_time =
-            validator::validate_and_stamp(&mut records, &self.config(), now_ms())?;
+        // One snapshot for the whole append: configs may be altered meanwhile, and each read takes a lock.
+        let config = self.config();
+        let summary = validate_batches(&records, config.max_message_bytes)?;
+        self.check_compacted_keys(&config, &records)?;
+        let log_append_time = validator::validate_and_stamp(&mut records, &config, now_ms())?;
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
@@ -518,14 +519,13 @@ impl PartitionLog {
             pos += size;
         }
         let last_offset = next - 1;
-        let now = now_ms();
         let rolled = match self.write_locked(
             &mut st,
+            &config,
             &records,
             base_offset,
             last_offset,
             leader_epoch,
-            now,
         ) {
             Ok(rolled) => rolled,
             Err(e) if e.is_disk_full() => {
@@ -546,11 +546,11 @@ impl PartitionLog {
         if self.disk_full.swap(false, Ordering::AcqRel) {
             tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
         }
-        if !self.config().is_durable() {
+        if !config.is_durable() {
             self.advance_high_watermark(next);
         }
         let unflushed = u64::try_from(next - self.recovery_point()).unwrap_or(0);
-        let flush_due = unflushed >= self.config().flush_interval_messages;
+        let flush_due = unflushed >= config.flush_interval_messages;
         drop(st);
 
         if flush_due || rolled {
@@ -578,12 +578,13 @@ impl PartitionLog {
     fn write_locked(
         &self,
         st: &mut AppendState,
+        config: &LogConfig,
         records: &[u8],
         base_offset: i64,
         last_offset: i64,
         leader_epoch: i32,
-        now: i64,
     ) -> Result<bool, LogError> {
+        let now = now_ms();
         if leader_epoch >= 0
             && st
                 .leader_epochs
@@ -603,13 +604,13 @@ impl PartitionLog {
             .expect("invariant: a loaded log has a segment")
             .clone();
         let mut rolled = false;
-        if self.should_roll(&active, records.len(), last_offset, now) {
+        if self.should_roll(config, &active, records.len(), last_offset, now) {
             active = self.roll(&segments, base_offset)?;
             rolled = true;
         } else if active.size() == 0 && active.indexes_full() {
             // An empty segment cannot roll; its indexes were not preallocated at load (disk full). Reserve
             // them now or refuse the append, so that it never runs without room for its final entries.
-            active.make_active(self.config().max_index_bytes)?;
+            active.make_active(config.max_index_bytes)?;
         }
         #[cfg(test)]
         {
@@ -618,12 +619,13 @@ impl PartitionLog {
                 active.inject_write_failure(errno);
             }
         }
-        active.append(records, now, self.config().index_interval_bytes)?;
+        active.append(records, now, config.index_interval_bytes)?;
         Ok(rolled)
     }
 
     fn should_roll(
         &self,
+        config: &LogConfig,
         active: &LogSegment,
         append_bytes: usize,
         last_offset: i64,
@@ -633,10 +635,10 @@ impl PartitionLog {
         if size == 0 {
             return false; // an empty segment takes any append; rolling it would reuse its name
         }
-        let max = self.config().segment_bytes.min(MAX_SEGMENT_BYTES);
+        let max = config.segment_bytes.min(MAX_SEGMENT_BYTES);
         let too_big = size.saturating_add(append_bytes as u64) > max;
         let too_old = active.rolling_base_ms().is_some_and(|t| {
-            now.saturating_sub(t) >= i64::try_from(self.config().segment_ms).unwrap_or(i64::MAX)
+            now.saturating_sub(t) >= i64::try_from(config.segment_ms).unwrap_or(i64::MAX)
         });
         let offsets_overflow = last_offset - active.base_offset() > i64::from(u32::MAX);
         too_big || too_old || offsets_overflow || active.indexes_full()
@@ -951,8 +953,8 @@ impl PartitionLog {
 /// files are renamed afterwards (readers holding the old snapshot keep their open files).
 impl PartitionLog {
     /// Compacted topics refuse records without a key (INVALID_RECORD), as Kafka's LogValidator does.
-    fn check_compacted_keys(&self, records: &[u8]) -> Result<(), LogError> {
-        if !self.config().cleanup_policy.compact {
+    fn check_compacted_keys(&self, config: &LogConfig, records: &[u8]) -> Result<(), LogError> {
+        if !config.cleanup_policy.compact {
             return Ok(());
         }
         crate::log::records::check_compacted_keys(records)
