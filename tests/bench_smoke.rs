@@ -8,6 +8,8 @@
 
 #[path = "../examples/brook-bench/clients.rs"]
 mod clients;
+#[path = "../examples/brook-bench/cpu.rs"]
+mod cpu;
 #[path = "../examples/brook-bench/limits.rs"]
 mod limits;
 #[path = "../examples/brook-bench/opts.rs"]

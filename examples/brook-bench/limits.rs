@@ -15,7 +15,12 @@ use anyhow::Context;
 /// Medians of the samples taken.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Sustained for as long as a produce phase: the ratio's denominator.
     pub page_cache_write_mb_s: f64,
+    /// The first `--limit-bytes` of the same writes: what an empty page cache takes in a burst, before
+    /// dirty-page writeback and fresh memory slow it down (several times the sustained figure on a VM).
+    pub page_cache_burst_mb_s: f64,
+    pub burst_bytes: u64,
     pub loopback_mb_s: f64,
     pub fsync_per_s: f64,
     /// Paced 1 KiB loopback round trip, p50 and p99 in ms.
@@ -34,6 +39,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn measure(
     dir: &Path,
     bytes: u64,
+    write_time: Duration,
     samples: usize,
     fsync_time: Duration,
     rtt_rate: u64,
@@ -41,17 +47,20 @@ pub fn measure(
 ) -> anyhow::Result<Limits> {
     let samples = samples.max(1);
     let mut write = Vec::with_capacity(samples);
+    let mut burst = Vec::with_capacity(samples);
     let mut tcp = Vec::with_capacity(samples);
     let (rtt_p50_ms, rtt_p99_ms) = paced_round_trip(rtt_rate, rtt_time)?;
     for i in 0..samples {
-        write.push(page_cache_write(
-            &dir.join(format!("limit-write-{i}")),
-            bytes,
-        )?);
+        let (sustained, first) =
+            page_cache_write(&dir.join(format!("limit-write-{i}")), bytes, write_time)?;
+        write.push(sustained);
+        burst.push(first);
         tcp.push(loopback(bytes)?);
     }
     Ok(Limits {
         page_cache_write_mb_s: median(write),
+        page_cache_burst_mb_s: median(burst),
+        burst_bytes: bytes,
         loopback_mb_s: median(tcp),
         fsync_per_s: fsync_rate(&dir.join("limit-fsync"), fsync_time)?,
         rtt_p50_ms,
@@ -101,20 +110,26 @@ fn paced_round_trip(rate: u64, time: Duration) -> anyhow::Result<(f64, f64)> {
     Ok((ms(0.5), ms(0.99)))
 }
 
-/// MB/s of 1 MiB `write`s into a new file, no sync: what the OS accepts into its page cache.
-fn page_cache_write(path: &Path, bytes: u64) -> anyhow::Result<f64> {
+/// MB/s of 1 MiB `write`s into a new file, no sync: what the OS accepts into its page cache, sustained for
+/// `time` (a produce phase writes for that long) and over the first `bytes` alone.
+fn page_cache_write(path: &Path, bytes: u64, time: Duration) -> anyhow::Result<(f64, f64)> {
     let chunk = vec![0x5a_u8; 1 << 20];
     let mut file = File::create(path).with_context(|| format!("create {}", path.display()))?;
     let started = Instant::now();
     let mut written = 0u64;
-    while written < bytes {
+    let mut burst = None;
+    while written < bytes || started.elapsed() < time {
         file.write_all(&chunk)?;
         written += chunk.len() as u64;
+        if burst.is_none() && written >= bytes {
+            burst = Some(written as f64 / MB / started.elapsed().as_secs_f64());
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     drop(file);
     std::fs::remove_file(path)?;
-    Ok(written as f64 / MB / secs)
+    let sustained = written as f64 / MB / secs;
+    Ok((sustained, burst.unwrap_or(sustained)))
 }
 
 /// MB/s of one TCP stream over 127.0.0.1, 256 KiB writes and reads, the reader on its own thread.

@@ -10,6 +10,7 @@
 //! `cargo run --release --example brook-bench -- --help`
 
 mod clients;
+mod cpu;
 mod limits;
 mod opts;
 mod report;

@@ -227,8 +227,11 @@ fn pair_ratios(rows: &[Row]) -> Vec<(String, f64)> {
 pub fn limits_lines(l: &Limits) -> Vec<String> {
     vec![
         format!(
-            "sequential write into the page cache: {:.0} MB/s",
-            l.page_cache_write_mb_s
+            "sequential write into the page cache, sustained as long as a produce phase: {:.0} MB/s \
+             (its first {} MiB: {:.0} MB/s)",
+            l.page_cache_write_mb_s,
+            l.burst_bytes >> 20,
+            l.page_cache_burst_mb_s
         ),
         format!("loopback TCP, one stream: {:.0} MB/s", l.loopback_mb_s),
         format!(
@@ -321,9 +324,13 @@ pub fn markdown(
             if let Some(Ok(m)) = r
                 && !m.note.is_empty()
             {
+                let cpu = m
+                    .cpu
+                    .map(|c| format!("; {}", c.describe()))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "- {} {} ({}): {}",
+                    "- {} {} ({}): {}{cpu}",
                     row.workload, row.name, labels[i], m.note
                 );
             }

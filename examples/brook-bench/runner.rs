@@ -152,6 +152,7 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
     let limits = Some(limits::measure(
         work.path(),
         o.limit_bytes,
+        o.produce_time,
         o.limit_samples,
         o.fsync_time,
         o.latency_rate,
@@ -181,6 +182,7 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
     if let Some(b) = &o.compare {
         targets.push((o.label_b.clone().unwrap_or_else(|| b.clone()), b.clone()));
     }
+    let broker_in_process = in_process.is_some();
     let mut labels: Vec<String> = targets.iter().map(|(l, _)| l.clone()).collect();
     labels.push("brook binary (spawned)".into());
     let n = labels.len();
@@ -196,12 +198,21 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
             for (i, (label, addr)) in targets.iter().enumerate() {
                 eprintln!("brook-bench: workload {w} ({name}) on {label}");
                 let started = Instant::now();
-                let r = f(addr, &run_id, o).map_err(|e| format!("{e:#}"));
+                let mut r = f(addr, &run_id, o).map_err(|e| format!("{e:#}"));
+                // The rest of this process is the broker only for an in-process A.
+                if (i > 0 || !broker_in_process)
+                    && let Ok(Measured { cpu: Some(cpu), .. }) = &mut r
+                {
+                    cpu.broker_cores = None;
+                }
                 match &r {
                     Ok(m) => eprintln!(
-                        "brook-bench:   {} in {:.1} s",
+                        "brook-bench:   {} in {:.1} s{}",
                         crate::report::headline(kind, m),
-                        started.elapsed().as_secs_f64()
+                        started.elapsed().as_secs_f64(),
+                        m.cpu
+                            .map(|c| format!("; {}", c.describe()))
+                            .unwrap_or_default()
                     ),
                     Err(e) => eprintln!("brook-bench:   FAILED: {e}"),
                 }

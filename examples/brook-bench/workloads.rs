@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use rdkafka::Message;
 
 use crate::clients::{self, DEADLINE};
+use crate::cpu::{CpuClock, CpuUse};
 use crate::limits::MB;
 use crate::opts::Options;
 
@@ -23,6 +24,8 @@ pub struct Measured {
     pub records_per_s: Option<f64>,
     pub mb_per_s: Option<f64>,
     pub latency: Option<Latency>,
+    /// Cores used by the client and (in-process) the broker while the figure was measured.
+    pub cpu: Option<CpuUse>,
     /// The figure the issue's target is about, in the unit of the row's [`crate::report::Kind`].
     pub headline: f64,
     /// Anything a reader needs to interpret the figure (records moved, time taken).
@@ -50,6 +53,7 @@ fn throughput(run: clients::ProduceRun, note: &str) -> Measured {
         records_per_s: Some(run.records as f64 / run.secs),
         mb_per_s: Some(run.bytes as f64 / MB / run.secs),
         latency: None,
+        cpu: Some(run.cpu),
         headline: 0.0,
         note: format!("{} records in {:.2} s; {note}", run.records, run.secs),
     }
@@ -157,8 +161,6 @@ pub fn consume_backlog(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Re
             bootstrap,
             &[
                 ("fetch.wait.max.ms", "100"),
-                ("max.partition.fetch.bytes", "4194304"),
-                ("fetch.max.bytes", "52428800"),
                 ("queued.max.messages.kbytes", "262144"),
             ],
         )?;
@@ -167,7 +169,7 @@ pub fn consume_backlog(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Re
         let deadline = assigned + DEADLINE;
         // The clock runs from the first record to the last: the client's start (metadata, offset
         // lookups) is reported apart, as time to first record.
-        let mut first: Option<(Instant, u64)> = None;
+        let mut first: Option<(Instant, u64, CpuClock)> = None;
         let (mut got, mut bytes) = (0u64, 0u64);
         while got < expected {
             if Instant::now() > deadline {
@@ -177,13 +179,16 @@ pub fn consume_backlog(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Re
                 Some(Ok(m)) => {
                     got += 1;
                     bytes += m.payload_len() as u64;
-                    first.get_or_insert((Instant::now(), bytes));
+                    if first.is_none() {
+                        first = Some((Instant::now(), bytes, CpuClock::now()));
+                    }
                 }
                 Some(Err(e)) => bail!("consume: {e}"),
                 None => {}
             }
         }
-        let (first_at, first_bytes) = first.context("no record consumed")?;
+        let (first_at, first_bytes, cpu) = first.context("no record consumed")?;
+        let cpu = cpu.since(true);
         let secs = first_at.elapsed().as_secs_f64().max(1e-6);
         let timed_bytes = bytes - first_bytes;
         let mb_s = timed_bytes as f64 / MB / secs;
@@ -191,6 +196,7 @@ pub fn consume_backlog(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Re
             records_per_s: Some((got - 1) as f64 / secs),
             mb_per_s: Some(mb_s),
             latency: None,
+            cpu: Some(cpu),
             headline: mb_s,
             note: format!(
                 "{got} records ({:.0} MB) of {} B read in {secs:.2} s after a first record at {:.0} ms \
@@ -356,6 +362,7 @@ fn latency_run(
     Ok(Measured {
         records_per_s: Some(timed_n as f64 / o.latency_time.as_secs_f64()),
         mb_per_s: Some(timed_n as f64 * 1024.0 / MB / o.latency_time.as_secs_f64()),
+        cpu: None,
         headline: lat.p99,
         note: format!(
             "{} timed records after a {:.1} s warm-up, max {:.2} ms; the producer itself sent \
