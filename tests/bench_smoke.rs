@@ -180,4 +180,44 @@ fn bench_options_parse_sizes_and_reject_unknown_flags() {
     assert!(opts::parse(["--frobnicate".to_string(), "1".into()]).is_err());
     assert!(opts::parse(["--workloads".to_string(), "7".into()]).is_err());
     assert!(opts::parse(["--help".to_string()]).expect("help").is_none());
+    let o = opts::parse(["--compare-mock", "--repeat", "3"].map(String::from))
+        .expect("valid options")
+        .expect("not --help");
+    assert!(o.compare_mock);
+    assert_eq!(o.repeat, 3);
+    assert!(opts::parse(["--repeat".to_string(), "0".into()]).is_err());
+}
+
+#[test]
+fn bench_repeats_and_compares_with_librdkafkas_mock_cluster() {
+    let o = opts::Options {
+        workloads: vec![1, 4],
+        compare_mock: true,
+        repeat: 3,
+        ..smoke_options()
+    };
+    let outcome = runner::run(&o).expect("bench run");
+    assert_eq!(outcome.labels[1], "librdkafka mock cluster (in memory)");
+    let w1 = outcome
+        .rows
+        .iter()
+        .find(|r| r.workload == 1)
+        .expect("workload 1 row");
+    for result in &w1.results[..2] {
+        let m = result
+            .as_ref()
+            .expect("measured on both brokers")
+            .as_ref()
+            .expect("no failure");
+        assert!(m.headline > 0.0, "{m:?}");
+        assert!(m.note.starts_with("median of 3 runs ("), "{}", m.note);
+    }
+    // The mock answers a long poll only when it expires: not a latency reference.
+    let w4 = outcome
+        .rows
+        .iter()
+        .find(|r| r.workload == 4)
+        .expect("workload 4 row");
+    assert!(matches!(w4.results[0], Some(Ok(_))));
+    assert!(w4.results[1].is_none(), "workload 4 is skipped on the mock");
 }

@@ -1,6 +1,7 @@
 //! The rdkafka clients the workloads drive: topic administration, a producer that counts delivery
 //! reports without allocating per record, and consumer construction. Every wait has a deadline.
 
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,10 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext,
+};
 
 /// Upper bound on any single administrative wait or flush; only a broken broker reaches it.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -59,6 +63,15 @@ pub fn create_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> anyhow::Result<()> {
+    if let Some(created) = MOCK.with_borrow(|m| {
+        m.as_ref()
+            .filter(|m| m.bootstrap_servers() == bootstrap)
+            .map(|m| m.create_topic(topic, partitions, 1))
+    }) {
+        // The mock has no CreateTopics and ignores topic configs.
+        created.with_context(|| format!("create {topic} on the mock cluster"))?;
+        return wait_for_partitions(bootstrap, topic, partitions as usize);
+    }
     let admin = admin(bootstrap)?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (k, v) in configs {
@@ -77,6 +90,12 @@ pub fn create_topic(
 /// Deletes bench topics so a long comparison run does not fill the broker's disk; failures are reported
 /// but do not spoil the figures already taken.
 pub fn delete_topic(bootstrap: &str, topic: &str) {
+    if MOCK.with_borrow(|m| {
+        m.as_ref()
+            .is_some_and(|m| m.bootstrap_servers() == bootstrap)
+    }) {
+        return; // No DeleteTopics there; it keeps only the newest 5 MiB of each partition in memory.
+    }
     let outcome = admin(bootstrap).and_then(|a| {
         let r = block_on(a.delete_topics(&[topic], &admin_options()))?;
         r.map(|_| ()).map_err(anyhow::Error::from)
@@ -84,6 +103,22 @@ pub fn delete_topic(bootstrap: &str, topic: &str) {
     if let Err(e) = outcome {
         eprintln!("brook-bench: could not delete topic {topic}: {e:#}");
     }
+}
+
+thread_local! {
+    /// librdkafka's mock cluster when `--compare-mock` started one. Not `Send` (it holds the C handle), so
+    /// it lives on the thread that runs the workloads, which is the only one that creates topics.
+    static MOCK: RefCell<Option<MockCluster<'static, DefaultProducerContext>>> =
+        const { RefCell::new(None) };
+}
+
+/// Starts librdkafka's in-process mock cluster (one broker, messages kept in memory, nothing on disk) and
+/// returns its bootstrap address: broker B of `--compare-mock`, the client's own ceiling.
+pub fn start_mock() -> anyhow::Result<String> {
+    let mock = MockCluster::new(1).context("start librdkafka's mock cluster")?;
+    let bootstrap = mock.bootstrap_servers();
+    MOCK.set(Some(mock));
+    Ok(bootstrap)
 }
 
 /// Polls metadata (10 ms to 200 ms apart) until `topic` has `partitions` partitions with leaders.

@@ -35,6 +35,10 @@ pub struct Options {
     pub limit_samples: usize,
     /// The brook binary workload 6 spawns; found next to this program (or built with cargo) when unset.
     pub brook_bin: Option<PathBuf>,
+    /// Adds librdkafka's in-memory mock cluster as a broker for workloads 1 and 2.
+    pub compare_mock: bool,
+    /// Times workloads 1-5 run (A, B, A, B ... each time); the table shows each broker's median.
+    pub repeat: usize,
 }
 
 impl Default for Options {
@@ -56,6 +60,8 @@ impl Default for Options {
             fsync_time: Duration::from_secs(2),
             limit_samples: 3,
             brook_bin: None,
+            repeat: 1,
+            compare_mock: false,
         }
     }
 }
@@ -70,6 +76,8 @@ usage: cargo run --release --example brook-bench -- [options]
   --compare ADDR          broker B: every workload runs on A then B, pair by pair
   --label-a NAME          name of A in the tables (default: the address or \"brook (in-process)\")
   --label-b NAME          name of B
+  --compare-mock          also run workloads 1 and 2 on librdkafka's in-process mock cluster, a broker
+                          that keeps messages in memory and writes nothing: what the client alone reaches
   --workloads LIST        comma-separated workload numbers (default 1,2,3,4,5,6)
                           1 produce 100 B, 4 partitions, acks=1, linger 5 ms
                           2 produce 1 KiB, 16 partitions, acks=1 and acks=all
@@ -87,6 +95,8 @@ usage: cargo run --release --example brook-bench -- [options]
   --limit-bytes N         bytes per page-cache / loopback sample (default 1G)
   --fsync-secs S          fsync-rate sampling time (default 2)
   --brook-bin PATH        brook binary for workload 6 (default: next to this program, else `cargo build`)
+  --repeat N              run workloads 1-5 N times, A and B alternating; the table shows medians and
+                          the notes every run's figure (default 1; use an odd N)
   --help
 ";
 
@@ -121,6 +131,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
         }
         // `cargo bench`-style runners may pass --bench; it means nothing here.
         if flag == "--bench" {
+            continue;
+        }
+        if flag == "--compare-mock" {
+            o.compare_mock = true;
             continue;
         }
         let value = args
@@ -172,6 +186,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
             "--limit-bytes" => o.limit_bytes = parse_size(&value)?.max(1 << 20),
             "--fsync-secs" => o.fsync_time = parse_secs(&value)?,
             "--brook-bin" => o.brook_bin = Some(PathBuf::from(value)),
+            "--repeat" => {
+                o.repeat = value.parse().context("bad --repeat")?;
+                if !(1..=100).contains(&o.repeat) {
+                    bail!("--repeat must be in 1..=100");
+                }
+            }
             other => bail!("unknown option {other} (see --help)"),
         }
     }

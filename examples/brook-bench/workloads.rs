@@ -162,6 +162,10 @@ pub fn consume_backlog(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Re
             &[
                 ("fetch.wait.max.ms", "100"),
                 ("queued.max.messages.kbytes", "262144"),
+                // Past queued.min.messages (100,000) buffered records a partition's next fetch waits
+                // fetch.queue.backoff.ms, 1 s by default: whenever the consuming thread fell that far
+                // behind, a partition stalled for a second of a 2-second run.
+                ("fetch.queue.backoff.ms", "10"),
             ],
         )?;
         let assigned = Instant::now();
