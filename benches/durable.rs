@@ -59,7 +59,7 @@ fn device_flushes(path: &Path) -> Option<u64> {
     let dev = std::fs::metadata(path).ok()?.dev();
     let (major, minor) = (libc::major(dev), libc::minor(dev));
     let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
-    stat.split_whitespace().nth(14)?.parse().ok()
+    stat.split_whitespace().nth(15)?.parse().ok()
 }
 
 /// Rate of device flushes over `elapsed`, as text ("n/a" when not observable).

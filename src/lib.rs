@@ -241,6 +241,7 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
         .log;
     let logs = LogManager::open(&config.log_dir, log_defaults.clone())?;
 
+    group::upgrade_offsets_topic_config(&metadata);
     let topics = metadata.topics();
     for dir in logs.partitions_on_disk()? {
         let known = topics

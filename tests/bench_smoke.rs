@@ -58,6 +58,9 @@ fn bench_runs_every_workload_and_compares_two_brokers() {
         .set("listeners", "PLAINTEXT://127.0.0.1:0")
         .expect("listeners");
     config
+        .set("metrics.listener", "127.0.0.1:0")
+        .expect("metrics.listener");
+    config
         .set("log.dirs", tmp.path().to_str().expect("UTF-8 temp path"))
         .expect("log.dirs");
     let broker_b = runtime

@@ -450,11 +450,16 @@ async fn connection_limits_from_config_are_enforced() {
     let addr = capped.broker.local_addr();
     let mut open = open_idle_connections(addr, 2).await;
     let mut waiting = TcpStream::connect(addr).await.expect("connect");
-    let answered = tokio::spawn(async move { api_versions_round_trip(&mut waiting, 9).await });
+    let mut answered = tokio::spawn(async move { api_versions_round_trip(&mut waiting, 9).await });
     api_versions_round_trip(&mut open[1], 8)
         .await
         .expect("the open connections still work");
-    assert!(!answered.is_finished(), "a third connection waits");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut answered)
+            .await
+            .is_err(),
+        "a third connection waits"
+    );
     open.remove(0);
     tokio::time::timeout(common::DEADLINE, answered)
         .await

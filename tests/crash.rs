@@ -119,13 +119,7 @@ struct Brook {
 }
 
 fn brook_command(data_dir: &Path, overrides: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
-    // The test's own environment must not configure the broker.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("BROOK_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = common::process::brook_command();
     let dirs = format!("log.dirs={}", data_dir.display());
     command.args([
         "--override",
@@ -1028,19 +1022,10 @@ fn sigkill_loses_no_acknowledged_record_fsync_every_message_mode() {
 // ---------------------------------------------------------------------------------------------------------
 // A partition that cannot be loaded.
 
-fn one_record_batch(value: &str) -> Bytes {
-    raw::encode_batch(&[raw::record(
-        0,
-        1_700_000_000_000,
-        None,
-        Bytes::copy_from_slice(value.as_bytes()),
-    )])
-}
-
 /// Produce (acks=-1) of one record to `topic`/`partition`: (error code, base offset).
 fn produce_one(addr: SocketAddr, topic: &str, partition: i32, value: &str) -> (i16, i64) {
     use kafka_protocol::messages::ProduceResponse;
-    let request = raw::produce_request(topic, partition, one_record_batch(value));
+    let request = raw::produce_request(topic, partition, raw::indexed_batch(&[value], false));
     let response: ProduceResponse =
         raw::try_request(addr, ApiKey::Produce, 9, &request).expect("Produce");
     let p = &response.responses[0].partition_responses[0];

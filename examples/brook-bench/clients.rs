@@ -63,11 +63,7 @@ pub fn create_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    if let Some(created) = MOCK.with_borrow(|m| {
-        m.as_ref()
-            .filter(|m| m.bootstrap_servers() == bootstrap)
-            .map(|m| m.create_topic(topic, partitions, 1))
-    }) {
+    if let Some(created) = on_mock(bootstrap, |m| m.create_topic(topic, partitions, 1)) {
         // The mock has no CreateTopics and ignores topic configs.
         created.with_context(|| format!("create {topic} on the mock cluster"))?;
         return wait_for_partitions(bootstrap, topic, partitions as usize);
@@ -90,10 +86,7 @@ pub fn create_topic(
 /// Deletes bench topics so a long comparison run does not fill the broker's disk; failures are reported
 /// but do not spoil the figures already taken.
 pub fn delete_topic(bootstrap: &str, topic: &str) {
-    if MOCK.with_borrow(|m| {
-        m.as_ref()
-            .is_some_and(|m| m.bootstrap_servers() == bootstrap)
-    }) {
+    if on_mock(bootstrap, |_| ()).is_some() {
         return; // No DeleteTopics there; it keeps only the newest 5 MiB of each partition in memory.
     }
     let outcome = admin(bootstrap).and_then(|a| {
@@ -110,6 +103,18 @@ thread_local! {
     /// it lives on the thread that runs the workloads, which is the only one that creates topics.
     static MOCK: RefCell<Option<MockCluster<'static, DefaultProducerContext>>> =
         const { RefCell::new(None) };
+}
+
+/// `f` applied to the mock cluster when `bootstrap` is its address.
+fn on_mock<R>(
+    bootstrap: &str,
+    f: impl FnOnce(&MockCluster<'static, DefaultProducerContext>) -> R,
+) -> Option<R> {
+    MOCK.with_borrow(|m| {
+        m.as_ref()
+            .filter(|m| m.bootstrap_servers() == bootstrap)
+            .map(f)
+    })
 }
 
 /// Starts librdkafka's in-process mock cluster (one broker, messages kept in memory, nothing on disk) and
@@ -196,8 +201,6 @@ pub fn send(
     partition: Option<i32>,
     payload: &[u8],
 ) -> anyhow::Result<()> {
-    // The clock is read only once the queue is full: a clock read per record is measurable at millions
-    // of records per second.
     let mut deadline = None;
     loop {
         let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
@@ -207,17 +210,28 @@ pub fn send(
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                if Instant::now() > *deadline.get_or_insert_with(|| Instant::now() + DEADLINE) {
-                    bail!("producer queue stayed full for {DEADLINE:?}");
-                }
-                // rust-rdkafka's poll loops until its deadline and spins through the last millisecond
-                // (librdkafka takes whole milliseconds): a short poll here would burn the CPU the broker
-                // and librdkafka's own threads need. The queue is far larger than 10 ms of sending.
-                producer.poll(Duration::from_millis(10));
+                wait_for_room(producer, &mut deadline)?;
             }
             Err((e, _)) => return Err(e).context("enqueue record"),
         }
     }
+}
+
+/// Serves reports for a while because librdkafka's queue is full; fails once it has stayed full for
+/// [`DEADLINE`] since the first call with this `deadline` (set then: a clock read per record is measurable
+/// at millions of records per second).
+fn wait_for_room(
+    producer: &CountingProducer,
+    deadline: &mut Option<Instant>,
+) -> anyhow::Result<()> {
+    if Instant::now() > *deadline.get_or_insert_with(|| Instant::now() + DEADLINE) {
+        bail!("producer queue stayed full for {DEADLINE:?}");
+    }
+    // rust-rdkafka's poll loops until its deadline and spins through the last millisecond (librdkafka
+    // takes whole milliseconds): a short poll here would burn the CPU the broker and librdkafka's own
+    // threads need. The queue is far larger than 10 ms of sending.
+    producer.poll(Duration::from_millis(10));
+    Ok(())
 }
 
 /// Waits for every enqueued record's delivery report; fails if any record failed.
@@ -280,7 +294,7 @@ pub fn produce_for(
     let secs = started.elapsed().as_secs_f64();
     let records = sent;
     Ok(ProduceRun {
-        cpu: cpu.since(true),
+        cpu: cpu.since(),
         records,
         bytes: records * record_bytes as u64,
         secs,
@@ -413,13 +427,10 @@ impl<'a> BatchSender<'a> {
                 bail!("enqueue record: {}", RDKafkaErrorCode::from(err));
             }
             if !self.messages.is_empty() {
-                if Instant::now() > *deadline.get_or_insert_with(|| Instant::now() + DEADLINE) {
-                    bail!("producer queue stayed full for {DEADLINE:?}");
-                }
                 for m in &mut self.messages {
                     m.err = rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
                 }
-                self.producer.poll(Duration::from_millis(10));
+                wait_for_room(self.producer, &mut deadline)?;
             }
         }
         Ok(())

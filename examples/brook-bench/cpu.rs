@@ -1,7 +1,8 @@
 //! CPU time used during a timed phase, split between the rdkafka client (librdkafka's `rdk:` threads and
 //! this program's main thread) and the rest of the process: the in-process broker's runtime and log
-//! threads, or librdkafka's mock cluster thread (`rdk:mock`). Shows which side sets the pace when a figure falls short of its target: on 2 cores, a client
-//! that needs most of them leaves the broker idle however fast it is.
+//! threads, or librdkafka's mock cluster thread (`rdk:mock`). Shows which side sets the pace when a figure
+//! falls short of its target: on 2 cores, a client that needs most of them leaves the broker idle however
+//! fast it is.
 
 use std::time::Instant;
 
@@ -17,7 +18,8 @@ pub struct CpuClock {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuUse {
     pub client_cores: f64,
-    /// The rest of this process: the broker when it runs in-process; `None` for a broker elsewhere.
+    /// The rest of this process: the broker when it runs in-process; the runner sets `None` for a broker
+    /// elsewhere, where the rest of this process is idle.
     pub broker_cores: Option<f64>,
 }
 
@@ -83,15 +85,15 @@ impl CpuClock {
         }
     }
 
-    /// Average cores used since `self`; `broker_in_process` says whether the rest of the process is a broker.
-    pub fn since(&self, broker_in_process: bool) -> CpuUse {
+    /// Average cores used since `self`.
+    pub fn since(&self) -> CpuUse {
         let now = CpuClock::now();
         let secs = now.at.duration_since(self.at).as_secs_f64().max(1e-6);
         let client = (now.client - self.client).max(0.0);
         let rest = (now.total - self.total - client).max(0.0);
         CpuUse {
             client_cores: client / secs,
-            broker_cores: broker_in_process.then_some(rest / secs),
+            broker_cores: Some(rest / secs),
         }
     }
 }

@@ -281,7 +281,7 @@ pub fn text(rows: &[Row], labels: &[String], limits: Option<&Limits>) -> String 
     if !ratios.is_empty() {
         let _ = writeln!(
             out,
-            "\n{} / {} (headline ratio, pair by pair):",
+            "\n{} / {} (headline ratio pair by pair; with --repeat, of the two medians):",
             labels[1], labels[0]
         );
         for (name, r) in ratios {
@@ -340,7 +340,7 @@ pub fn markdown(
     if !ratios.is_empty() {
         let _ = writeln!(
             out,
-            "\n{} / {}, headline ratio pair by pair:\n",
+            "\n{} / {}, headline ratio pair by pair (with --repeat, of the two medians):\n",
             labels[1], labels[0]
         );
         for (name, r) in ratios {

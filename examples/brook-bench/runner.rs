@@ -37,6 +37,8 @@ impl InProcess {
             .context("broker runtime")?;
         let mut config = brook::Config::new();
         config.set("listeners", "PLAINTEXT://127.0.0.1:0")?;
+        // Metrics stay on, as by default, without taking the default port from a broker running beside.
+        config.set("metrics.listener", "127.0.0.1:0")?;
         config.set(
             "log.dirs",
             data_dir.to_str().context("temp dir is not UTF-8")?,
@@ -243,8 +245,8 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                     let mut r =
                         f(addr, &format!("{run_id}-{rep}"), o).map_err(|e| format!("{e:#}"));
                     // The rest of this process is the broker only for an in-process A or the mock.
-                    let in_process = (i == 0 && broker_in_process) || Some(i) == mock;
-                    if !in_process && let Ok(Measured { cpu: Some(cpu), .. }) = &mut r {
+                    let broker_here = (i == 0 && broker_in_process) || Some(i) == mock;
+                    if !broker_here && let Ok(Measured { cpu: Some(cpu), .. }) = &mut r {
                         cpu.broker_cores = None;
                     }
                     match r {

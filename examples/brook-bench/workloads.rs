@@ -192,7 +192,7 @@ pub fn consume_backlog(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Re
             }
         }
         let (first_at, first_bytes, cpu) = first.context("no record consumed")?;
-        let cpu = cpu.since(true);
+        let cpu = cpu.since();
         let secs = first_at.elapsed().as_secs_f64().max(1e-6);
         let timed_bytes = bytes - first_bytes;
         let mb_s = timed_bytes as f64 / MB / secs;

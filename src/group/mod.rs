@@ -6,7 +6,9 @@ pub mod coordinator;
 pub mod offset_store;
 pub mod records;
 
-pub use offset_store::{GroupActivity, GroupStoreError, OffsetStore, WriteWait};
+pub use offset_store::{
+    GroupActivity, GroupStoreError, OffsetStore, WriteWait, upgrade_offsets_topic_config,
+};
 
 use bytes::Bytes;
 

@@ -92,7 +92,30 @@ const OFFSETS_CLEANUP_POLICY: CleanupPolicy = CleanupPolicy {
     compact: true,
 };
 
-/// Offsets topics stored before compaction existed were created with the delete policy: switch their logs.
+/// Offsets topics stored before compaction existed carry no `cleanup.policy`, so every config derived from
+/// the stored topic (at start, after AlterConfigs) would say delete. Records compact once, before the
+/// partitions are opened; a failure (a full disk) is logged and [`ensure_compacted`] covers the open logs.
+pub fn upgrade_offsets_topic_config(metadata: &MetadataStore) {
+    let Some(topic) = metadata.topic(OFFSETS_TOPIC) else {
+        return;
+    };
+    if topic.configs.contains_key("cleanup.policy") {
+        return;
+    }
+    let mut configs = topic.configs.clone();
+    configs.insert(
+        "cleanup.policy".to_string(),
+        OFFSETS_CLEANUP_POLICY.to_string(),
+    );
+    match metadata.set_topic_configs(OFFSETS_TOPIC, configs) {
+        Ok(_) => tracing::info!("{OFFSETS_TOPIC} recorded as compacted"),
+        Err(e) => tracing::error!(error = %e,
+            "could not record {OFFSETS_TOPIC} as compacted; its logs are compacted until a config change"),
+    }
+}
+
+/// The open logs of an offsets topic whose stored config still says delete (see
+/// [`upgrade_offsets_topic_config`]) are switched anyway.
 fn ensure_compacted(log: &PartitionLog) {
     let config = log.config();
     if config.cleanup_policy != OFFSETS_CLEANUP_POLICY {
@@ -597,6 +620,33 @@ mod tests {
 
     fn open(dir: &Path) -> Broker {
         open_with(dir, LogConfig::default(), GroupConfig::default())
+    }
+
+    #[test]
+    fn an_offsets_topic_stored_without_a_policy_is_recorded_as_compacted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = MetadataStore::open(dir.path()).unwrap();
+        upgrade_offsets_topic_config(&metadata); // no offsets topic yet: nothing to do
+        assert!(metadata.topic(OFFSETS_TOPIC).is_none());
+        // As brook stored it before compaction existed: other overrides, no cleanup.policy.
+        let old = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        metadata.create_topic(OFFSETS_TOPIC, 2, old).unwrap();
+        upgrade_offsets_topic_config(&metadata);
+        let expected = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("retention.ms".to_string(), "1000".to_string()),
+        ]);
+        assert_eq!(metadata.topic(OFFSETS_TOPIC).unwrap().configs, expected);
+        // Survives a restart, and an explicit policy is never overwritten.
+        drop(metadata);
+        let metadata = MetadataStore::open(dir.path()).unwrap();
+        assert_eq!(metadata.topic(OFFSETS_TOPIC).unwrap().configs, expected);
+        let chosen = BTreeMap::from([("cleanup.policy".to_string(), "compact,delete".to_string())]);
+        metadata
+            .set_topic_configs(OFFSETS_TOPIC, chosen.clone())
+            .unwrap();
+        upgrade_offsets_topic_config(&metadata);
+        assert_eq!(metadata.topic(OFFSETS_TOPIC).unwrap().configs, chosen);
     }
 
     /// Awaits a write with a deadline, so a wait that never resolves fails the test instead of hanging.

@@ -1121,6 +1121,16 @@ mod tests {
             .get_or_create(&TopicPartition::new("c", 0), compact_config())
             .unwrap();
         assert_eq!(read_all(&log).len(), 30);
+        let names: Vec<String> = fs::read_dir(&pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".swap") || n.ends_with(".cleaned")),
+            "the uncommitted swap's leftovers are removed: {names:?}"
+        );
     }
 
     #[test]

@@ -151,33 +151,14 @@ fn invalid_data(msg: String) -> io::Error {
 impl LogSegment {
     /// Creates an empty segment (any stale files with the same name are emptied) with preallocated indexes.
     pub fn create(dir: &Path, base_offset: i64, max_index_bytes: u32) -> io::Result<Self> {
-        let log_path = dir.join(segment_file_name(base_offset, LOG_FILE_SUFFIX));
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)?;
-        for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
-            match std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix))) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+        Self::create_suffixed(dir, base_offset, max_index_bytes, "").inspect_err(|_| {
+            // Typically ENOSPC while reserving the indexes: leave no half-made segment behind (a later
+            // start would load it; a retried roll would meet it).
+            if let Err(cleanup) = delete_segment_files(dir, base_offset) {
+                tracing::warn!(segment = base_offset, error = %cleanup,
+                    "could not remove the files of a segment that failed to be created");
             }
-        }
-        let seg = match Self::with_files(dir, base_offset, log_path, log, Some(max_index_bytes)) {
-            Ok(seg) => seg,
-            Err(e) => {
-                // Typically ENOSPC while reserving the indexes: leave no half-made segment behind (a
-                // later start would load it; a retried roll would meet it).
-                if let Err(cleanup) = delete_segment_files(dir, base_offset) {
-                    tracing::warn!(segment = base_offset, error = %cleanup,
-                        "could not remove the files of a segment that failed to be created");
-                }
-                return Err(e);
-            }
-        };
-        seg.indexes_existed.store(true, Ordering::Release);
-        Ok(seg)
+        })
     }
 
     /// Opens an existing segment as found on disk, without checking it; `max_index_bytes` Some preallocates
@@ -210,7 +191,7 @@ impl LogSegment {
     }
 
     /// Creates an empty segment whose three files carry an extra suffix (`.cleaned`: the log cleaner's
-    /// output, renamed into place when it is swapped in).
+    /// output, renamed into place when it is swapped in; `""` for a live segment).
     pub fn create_suffixed(
         dir: &Path,
         base_offset: i64,
@@ -232,14 +213,16 @@ impl LogSegment {
             .create(true)
             .truncate(true)
             .open(&log_path)?;
-        Self::with_files_suffixed(
+        let seg = Self::with_files_suffixed(
             dir,
             base_offset,
             log_path,
             log,
             Some(max_index_bytes),
             extra,
-        )
+        )?;
+        seg.indexes_existed.store(true, Ordering::Release);
+        Ok(seg)
     }
 
     fn with_files_suffixed(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::Instrument;
 
@@ -197,9 +197,11 @@ impl Dispatcher {
             },
             RequestKind::Fetch(req) => match api::fetch::handle(apis, req) {
                 FetchOutcome::Respond(response) => {
-                    respond_fetch(correlation_id, version, &response)
+                    respond_with(correlation_id, version, &response, encode_fetch_frame)
                 }
-                FetchOutcome::Wait(pending) => later_fetch(correlation_id, version, pending, span),
+                FetchOutcome::Wait(pending) => {
+                    later_with(correlation_id, version, pending, span, encode_fetch_frame)
+                }
             },
             RequestKind::FindCoordinator(req) => respond(
                 correlation_id,
@@ -350,10 +352,28 @@ where
     }
 }
 
+/// How a response type becomes a frame: [`encode_frame`], or [`encode_fetch_frame`] for Fetch (its records go
+/// out from the buffers they were read into).
+type Encode<R> = fn(i32, i16, &R) -> anyhow::Result<Frame>;
+
 /// A response computed later, encoded when it is ready.
 fn later<R, F>(correlation_id: i32, version: i16, pending: F, span: &tracing::Span) -> Reply
 where
     R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
+    F: std::future::Future<Output = R> + Send + 'static,
+{
+    later_with(correlation_id, version, pending, span, encode_frame::<R>)
+}
+
+fn later_with<R, F>(
+    correlation_id: i32,
+    version: i16,
+    pending: F,
+    span: &tracing::Span,
+    encode: Encode<R>,
+) -> Reply
+where
+    R: crate::metrics::ResponseMetrics + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
     let observer = crate::metrics::later_observer();
@@ -361,7 +381,7 @@ where
         async move {
             let response = pending.await;
             observer.observe(&response);
-            match encode_frame(correlation_id, version, &response) {
+            match encode(correlation_id, version, &response) {
                 Ok(frame) => Some(frame),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot encode response");
@@ -378,44 +398,21 @@ fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
     version: i16,
     response: &R,
 ) -> Reply {
+    respond_with(correlation_id, version, response, encode_frame::<R>)
+}
+
+fn respond_with<R: crate::metrics::ResponseMetrics>(
+    correlation_id: i32,
+    version: i16,
+    response: &R,
+    encode: Encode<R>,
+) -> Reply {
     crate::metrics::observe_response(response);
-    match encode_frame(correlation_id, version, response) {
+    match encode(correlation_id, version, response) {
         Ok(frame) => Reply::Now(frame),
         // Only a bug can make a response we built unencodable; the client cannot be answered correctly.
         Err(e) => Reply::Close(format!("cannot encode response: {e}")),
     }
-}
-
-/// A Fetch answered now: its records go out from the buffers they were read into (see `fetch_frame`).
-fn respond_fetch(correlation_id: i32, version: i16, response: &FetchResponse) -> Reply {
-    crate::metrics::observe_response(response);
-    match encode_fetch_frame(correlation_id, version, response) {
-        Ok(frame) => Reply::Now(frame),
-        // Only a bug can make a response we built unencodable; the client cannot be answered correctly.
-        Err(e) => Reply::Close(format!("cannot encode response: {e}")),
-    }
-}
-
-/// A long-poll Fetch, framed like [`respond_fetch`] once it has its answer.
-fn later_fetch<F>(correlation_id: i32, version: i16, pending: F, span: &tracing::Span) -> Reply
-where
-    F: std::future::Future<Output = FetchResponse> + Send + 'static,
-{
-    let observer = crate::metrics::later_observer();
-    Reply::Later(Box::pin(
-        async move {
-            let response = pending.await;
-            observer.observe(&response);
-            match encode_fetch_frame(correlation_id, version, &response) {
-                Ok(frame) => Some(frame),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot encode response");
-                    None
-                }
-            }
-        }
-        .instrument(span.clone()),
-    ))
 }
 
 /// Encodes a size-prefixed response frame with the header version the API and version call for.

@@ -16,6 +16,8 @@ pub fn brook_command() -> Command {
             command.env_remove(name);
         }
     }
+    // Tests bind ephemeral ports only (the default metrics port is 9464); `--override` still wins.
+    command.env("BROOK_METRICS_LISTENER", "127.0.0.1:0");
     command
 }
 
