@@ -1017,6 +1017,20 @@ mod tests {
         );
     }
 
+    /// No `.swap` or `.cleaned` file is left in the partition directory.
+    fn assert_no_swap_leftovers(pdir: &Path) {
+        let names: Vec<String> = fs::read_dir(pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".swap") || n.ends_with(".cleaned")),
+            "swap leftovers remain: {names:?}"
+        );
+    }
+
     #[test]
     fn an_interrupted_swap_is_completed_at_load_and_cleaned_leftovers_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
@@ -1079,16 +1093,7 @@ mod tests {
             got.len() < 30,
             "the cleaned segment replaced the old ones: {keys:?}"
         );
-        let names: Vec<String> = fs::read_dir(&pdir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names
-                .iter()
-                .any(|n| n.ends_with(".swap") || n.ends_with(".cleaned")),
-            "{names:?}"
-        );
+        assert_no_swap_leftovers(&pdir);
     }
 
     #[test]
@@ -1121,16 +1126,7 @@ mod tests {
             .get_or_create(&TopicPartition::new("c", 0), compact_config())
             .unwrap();
         assert_eq!(read_all(&log).len(), 30);
-        let names: Vec<String> = fs::read_dir(&pdir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names
-                .iter()
-                .any(|n| n.ends_with(".swap") || n.ends_with(".cleaned")),
-            "the uncommitted swap's leftovers are removed: {names:?}"
-        );
+        assert_no_swap_leftovers(&pdir);
     }
 
     #[test]
