@@ -853,3 +853,175 @@ async fn list_and_describe_groups_at_the_protocol_level() {
     member.close().await;
     b.shutdown().await;
 }
+
+/// Kafka leads every partition of a topic from its creation: clients such as kafkajs and Sarama read a
+/// partition without a leader as an election in progress and fail after their retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_offsets_topic_partition_has_a_leader_after_the_first_commit() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    };
+
+    let b = start_broker(BROKER).await;
+    let topic = unique_topic("led");
+    create_topic(&b.bootstrap, &topic, 1).await;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("first-commit")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1),
+                ]),
+        ]);
+    let response: OffsetCommitResponse =
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetCommit, 8, &commit));
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+
+    // An all-topics Metadata request, as kafkajs sends it.
+    let response: MetadataResponse = blocking(|| {
+        raw::request(
+            &b.bootstrap,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+    });
+    let node = response.brokers[0].node_id;
+    let offsets = response
+        .topics
+        .iter()
+        .find(|t| {
+            t.name
+                .as_ref()
+                .is_some_and(|n| n.0.as_str() == "__consumer_offsets")
+        })
+        .expect("the first commit created __consumer_offsets");
+    assert_eq!(offsets.partitions.len(), 50);
+    for p in &offsets.partitions {
+        assert_eq!(
+            (
+                p.error_code,
+                p.leader_id,
+                &p.isr_nodes,
+                p.offline_replicas.len()
+            ),
+            (0, node, &vec![node], 0),
+            "__consumer_offsets-{}",
+            p.partition_index
+        );
+    }
+    b.shutdown().await;
+}
+
+/// kafka-python 2.x asks for authorized operations and refuses INT32_MIN ("not requested") as an answer.
+/// Without an authorizer Kafka answers every operation the resource type supports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_operations_are_answered_when_requested() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        DescribeClusterRequest, DescribeClusterResponse, DescribeGroupsRequest,
+        DescribeGroupsResponse, MetadataRequest, MetadataResponse,
+    };
+    // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+    const TOPIC_OPERATIONS: i32 = 0b1101_1111_1000;
+    // READ DELETE DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+    const GROUP_OPERATIONS: i32 = 0b1101_0100_1000;
+    // CREATE ALTER DESCRIBE CLUSTER_ACTION DESCRIBE_CONFIGS ALTER_CONFIGS IDEMPOTENT_WRITE
+    const CLUSTER_OPERATIONS: i32 = 0b1_1111_1010_0000;
+    const NOT_REQUESTED: i32 = i32::MIN;
+
+    let b = start_broker(BROKER).await;
+    let topic = unique_topic("ops");
+    create_topic(&b.bootstrap, &topic, 1).await;
+    let group = unique_group("ops");
+    let member = join(&b.bootstrap, &group, &topic, &[]);
+    wait_for_split(&[&member], &[1], 1).await;
+
+    for (version, asked) in [(8, true), (10, true), (12, true), (8, false), (12, false)] {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(topic.clone())))),
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("no-such-topic")))),
+            ]))
+            .with_allow_auto_topic_creation(false)
+            .with_include_cluster_authorized_operations(asked && version <= 10)
+            .with_include_topic_authorized_operations(asked);
+        let r: MetadataResponse =
+            blocking(|| raw::request(&b.bootstrap, ApiKey::Metadata, version, &request));
+        let want = if asked {
+            TOPIC_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        let got: Vec<i32> = r
+            .topics
+            .iter()
+            .map(|t| t.topic_authorized_operations)
+            .collect();
+        assert_eq!(got, vec![want, want], "Metadata v{version} asked={asked}");
+        let cluster = if asked && version <= 10 {
+            CLUSTER_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        assert_eq!(
+            r.cluster_authorized_operations, cluster,
+            "Metadata v{version} asked={asked}"
+        );
+    }
+
+    for (version, asked) in [(3, true), (5, true), (6, true), (5, false)] {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![
+                GroupId(StrBytes::from_string(group.clone())),
+                GroupId(StrBytes::from_static_str("no-such-group")),
+            ])
+            .with_include_authorized_operations(asked);
+        let r: DescribeGroupsResponse =
+            blocking(|| raw::request(&b.bootstrap, ApiKey::DescribeGroups, version, &request));
+        let want = if asked {
+            GROUP_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        assert_eq!(
+            r.groups[0].authorized_operations, want,
+            "DescribeGroups v{version}"
+        );
+        // v6 answers an unknown group with an error, and then no operations.
+        let unknown = if asked && version < 6 {
+            GROUP_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        assert_eq!(
+            r.groups[1].authorized_operations, unknown,
+            "DescribeGroups v{version}"
+        );
+    }
+
+    for asked in [true, false] {
+        let request = DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_cluster_authorized_operations(asked);
+        let r: DescribeClusterResponse =
+            blocking(|| raw::request(&b.bootstrap, ApiKey::DescribeCluster, 1, &request));
+        let want = if asked {
+            CLUSTER_OPERATIONS
+        } else {
+            NOT_REQUESTED
+        };
+        assert_eq!(r.cluster_authorized_operations, want);
+    }
+    member.close().await;
+    b.shutdown().await;
+}

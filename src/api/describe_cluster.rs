@@ -6,15 +6,10 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
+use super::acl_operations::{ResourceType, authorized_operations};
 
-/// Kafka's value for "authorized operations not requested".
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 /// Endpoint types (v1+): brokers, or controllers (which a broker does not describe).
 const ENDPOINT_BROKERS: i8 = 1;
-/// Without an authorizer every cluster operation is allowed: CREATE(5), ALTER(7), DESCRIBE(8),
-/// CLUSTER_ACTION(9), DESCRIBE_CONFIGS(10), ALTER_CONFIGS(11), IDEMPOTENT_WRITE(12).
-const CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub fn handle(
     apis: &Apis,
@@ -24,11 +19,10 @@ pub fn handle(
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(apis.cluster_id.clone()))
         .with_controller_id(BrokerId(apis.node_id))
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
-        } else {
-            OPERATIONS_NOT_REQUESTED
-        });
+        .with_cluster_authorized_operations(authorized_operations(
+            ResourceType::Cluster,
+            request.include_cluster_authorized_operations,
+        ));
     if version >= 1 {
         response = response.with_endpoint_type(request.endpoint_type);
         if request.endpoint_type != ENDPOINT_BROKERS {

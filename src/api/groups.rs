@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
+use super::acl_operations::{ResourceType, authorized_operations};
 use crate::group::coordinator::{JoinParams, JoinResult, Pending, SyncParams, SyncResult};
 
 /// A response ready now, or one that resolves once the group gets far enough.
@@ -227,10 +228,8 @@ pub fn describe_groups(
         .groups
         .iter()
         .map(|id| {
-            let described = DescribedGroup::default()
-                .with_group_id(id.clone())
-                .with_authorized_operations(i32::MIN);
-            match apis.groups.describe_group(id.0.as_str()) {
+            let described = DescribedGroup::default().with_group_id(id.clone());
+            let mut described = match apis.groups.describe_group(id.0.as_str()) {
                 Some(d) => described
                     .with_group_state(StrBytes::from_static_str(d.state.name()))
                     .with_protocol_type(s(&d.protocol_type))
@@ -262,7 +261,13 @@ pub fn describe_groups(
                         dead
                     }
                 }
+            };
+            // As Kafka: groups answered with an error carry no operations.
+            if described.error_code == 0 {
+                described.authorized_operations =
+                    authorized_operations(ResourceType::Group, req.include_authorized_operations);
             }
+            described
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

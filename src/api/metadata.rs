@@ -8,12 +8,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::acl_operations::{ResourceType, authorized_operations};
 use super::{Apis, LEADER_EPOCH};
 use crate::cluster::{TopicMetadata, topic_name};
 use crate::log::TopicPartition;
-
-/// Kafka's "authorized operations were not requested" marker.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataResponse {
     let broker = MetadataResponseBroker::default()
@@ -26,7 +24,7 @@ pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataR
         Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
         _ => None,
     };
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => apis
             .metadata
             .topics()
@@ -47,12 +45,24 @@ pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataR
         }
     };
 
+    // Every topic entry, error entries included, as Kafka does (the flag only exists from v8).
+    let topic_operations = authorized_operations(
+        ResourceType::Topic,
+        request.include_topic_authorized_operations,
+    );
+    for topic in &mut topics {
+        topic.topic_authorized_operations = topic_operations;
+    }
     MetadataResponse::default()
         .with_brokers(vec![broker])
         .with_cluster_id(Some(StrBytes::from_string(apis.cluster_id.clone())))
         .with_controller_id(BrokerId(apis.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        // Only v8-10 carry the flag; later versions ask DescribeCluster instead.
+        .with_cluster_authorized_operations(authorized_operations(
+            ResourceType::Cluster,
+            request.include_cluster_authorized_operations,
+        ))
 }
 
 fn requested_topic(
@@ -66,7 +76,6 @@ fn requested_topic(
             .with_error_code(error.code())
             .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id)
-            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
     };
     let name = match name {
         Some(name) => name,
@@ -131,5 +140,4 @@ fn topic_response(apis: &Apis, topic: &TopicMetadata) -> MetadataResponseTopic {
         .with_topic_id(topic.id)
         .with_is_internal(topic.is_internal())
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

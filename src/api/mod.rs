@@ -1,6 +1,7 @@
 //! One module per Kafka API: each turns a decoded request into calls on the log and the metadata store and
 //! builds the response. Nothing here touches a file or a socket directly.
 
+pub mod acl_operations;
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;

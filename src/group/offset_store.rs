@@ -248,7 +248,8 @@ impl OffsetStore {
                 configs,
             ) {
                 Ok(topic) => {
-                    tracing::info!(partitions = topic.partitions, "created {OFFSETS_TOPIC}")
+                    tracing::info!(partitions = topic.partitions, "created {OFFSETS_TOPIC}");
+                    self.open_all_partitions(topic.partitions);
                 }
                 // Another request created it first.
                 Err(MetadataError::TopicExists(_)) => {}
@@ -261,6 +262,19 @@ impl OffsetStore {
         let log = self.logs.get_or_create(&tp, self.log_defaults.clone())?;
         ensure_compacted(&log);
         Ok(log)
+    }
+
+    /// Opens every partition of a just-created offsets topic, as Kafka makes every partition of a new
+    /// topic led at once: clients (kafkajs, Sarama) take a partition without a leader for an election in
+    /// progress and give up. A partition that cannot be opened stays offline; the log manager logged why.
+    fn open_all_partitions(&self, partitions: i32) {
+        for partition in 0..partitions {
+            let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+            match self.logs.get_or_create(&tp, self.log_defaults.clone()) {
+                Ok(log) => ensure_compacted(&log),
+                Err(e) => tracing::debug!(partition = %tp, error = %e, "partition is offline"),
+            }
+        }
     }
 
     /// Appends `records` for `group` (split into batches below `message.max.bytes`), applying each batch
