@@ -1051,3 +1051,83 @@ async fn dynamic_topic_and_broker_configs_survive_a_restart() {
     b.shutdown().await;
     drop(tmp);
 }
+
+/// Kafka answers a timestamp lookup with the first record (not batch) whose timestamp reaches the target,
+/// and MAX_TIMESTAMP with the record carrying it, decompressing batches as needed (librdkafka's test 0054,
+/// aiokafka's `offsets_for_times`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_for_times_finds_the_record_inside_a_batch() {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let b = start_broker(&[]).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    let t = now_ms() - 60_000;
+    // Out of order on purpose: the first record reaching a target is not always the batch's largest.
+    let timestamps = [t, t + 100, t + 50, t + 200];
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("times-{codec}");
+        create_topic(&b.bootstrap, &topic, 1).await;
+        // A long linger and every record enqueued before the first delivery: they leave as one batch.
+        let producer = producer(
+            &b.bootstrap,
+            &[("linger.ms", "500"), ("compression.codec", codec)],
+        );
+        let payloads: Vec<String> = (0..timestamps.len())
+            .map(|i| format!("record-{i}"))
+            .collect();
+        let sends: Vec<_> = timestamps
+            .iter()
+            .zip(&payloads)
+            .map(|(ts, payload)| {
+                producer
+                    .send_result(
+                        FutureRecord::to(&topic)
+                            .key("k")
+                            .payload(payload)
+                            .timestamp(*ts),
+                    )
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue")
+            })
+            .collect();
+        for send in sends {
+            send.await.expect("delivery report").expect("produce");
+        }
+        let batches = stored_batches(&b.data_dir, &topic, 0);
+        assert_eq!(batches.len(), 1, "{codec}: one batch holds every record");
+        assert_eq!(batches[0].1, 4, "{codec}");
+
+        let consumer = consumer(&b.bootstrap, &[]);
+        for (target, expected) in [
+            (t, Offset::Offset(0)),
+            (t + 1, Offset::Offset(1)),
+            (t + 60, Offset::Offset(1)),
+            (t + 150, Offset::Offset(3)),
+            (t + 201, Offset::End),
+        ] {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, Offset::Offset(target))
+                .expect("valid timestamp");
+            let found = blocking(|| consumer.offsets_for_times(tpl, Duration::from_secs(10)))
+                .expect("offsets_for_times");
+            let offset = found
+                .find_partition(&topic, 0)
+                .expect("partition in the answer")
+                .offset();
+            assert_eq!(offset, expected, "{codec}: timestamp t+{}", target - t);
+        }
+        // The answer carries the record's own timestamp, not the batch's largest.
+        assert_eq!(
+            list_offset(&mut conn, &topic, 6, t + 1).await,
+            (0, 1, t + 100),
+            "{codec}"
+        );
+        assert_eq!(
+            list_offset(&mut conn, &topic, 7, -3).await,
+            (0, 3, t + 200),
+            "{codec}: the record with the largest timestamp"
+        );
+    }
+    b.shutdown().await;
+}

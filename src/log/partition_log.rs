@@ -760,16 +760,17 @@ impl PartitionLog {
         })
     }
 
-    /// First offset whose batch maxTimestamp >= `ts`, with that maxTimestamp, among batches below the high
-    /// watermark (the batch's base offset: records are not decoded). None when no batch reaches `ts`.
+    /// Kafka's `fetchOffsetByTimestamp`: the first record at or after the log start offset whose timestamp
+    /// is >= `ts`, with that record's own timestamp, among batches below the high watermark. None when no
+    /// record reaches `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         let hw = self.high_watermark();
         let log_start = self.log_start_offset();
         for seg in self.segments_snapshot().iter() {
             if seg.max_timestamp() >= ts
-                && let Some((offset, found_ts)) = seg.find_offset_for_timestamp(ts, hw)?
+                && let Some(found) = seg.find_offset_for_timestamp(ts, log_start, hw)?
             {
-                return Ok(Some((offset.max(log_start), found_ts)));
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -781,11 +782,12 @@ impl PartitionLog {
     }
 
     /// KIP-734 (ListOffsets MAX_TIMESTAMP): the first record with the largest timestamp below the high
-    /// watermark, as (offset, timestamp). Exact for uncompressed batches; in a compressed batch the batch's
-    /// first offset (records are not decompressed), so a consumer seeking there still reads that record.
-    /// Found through the segments' max timestamps and the time index, not by scanning the log.
+    /// watermark, as (offset, timestamp), decompressing its batch when needed (see
+    /// [`LogSegment::find_record`] for a batch whose records cannot be read). Found through the segments'
+    /// max timestamps and the time index, not by scanning the log.
     pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
         let hw = self.high_watermark();
+        let log_start = self.log_start_offset();
         let segments = self.segments_snapshot();
         let mut best: Option<&Arc<LogSegment>> = None;
         for seg in segments.iter() {
@@ -795,33 +797,19 @@ impl PartitionLog {
         }
         let Some(seg) = best else { return Ok(None) };
         let ts = seg.max_timestamp();
-        let found = match seg.find_offset_for_timestamp(ts, hw)? {
-            Some((base, found_ts)) if found_ts == ts => seg.find_batch(base)?.map(|b| (seg, b)),
-            // The newest batches are above the high watermark (durable mode): walk the visible ones.
-            _ => self.max_timestamp_batch_below(&segments, hw)?,
-        };
-        let Some((seg, info)) = found else {
+        // No record is above the segment's max: the first one reaching it carries it.
+        if let Some((offset, found_ts)) = seg.find_offset_for_timestamp(ts, log_start, hw)?
+            && found_ts == ts
+        {
+            return Ok(Some((offset, ts)));
+        }
+        // The newest batches are above the high watermark (durable mode): walk the visible ones.
+        let Some((seg, info)) = self.max_timestamp_batch_below(&segments, hw)? else {
             return Ok(None);
         };
-        let mut offset = info.base_offset;
-        if info.size <= MAX_READ_BYTES {
-            let bytes = seg.read(info.position, info.size)?;
-            let uncompressed =
-                RecordBatchHeader::parse(&bytes).is_ok_and(|h| h.compression_type() == 0);
-            if uncompressed {
-                let mut first = None;
-                validator::for_each_record_timestamp(&bytes, |delta, t| {
-                    if first.is_none() && t == info.max_timestamp {
-                        first = Some(delta);
-                    }
-                })?;
-                offset += i64::from(first.unwrap_or(0));
-            }
-        }
-        Ok(Some((
-            offset.max(self.log_start_offset()),
-            info.max_timestamp,
-        )))
+        Ok(seg
+            .find_record(&info, log_start, |t| t == info.max_timestamp)?
+            .or(Some((info.base_offset.max(log_start), info.max_timestamp))))
     }
 
     /// The first batch with the largest maxTimestamp among batches wholly below `hw`, by walking headers.
@@ -2029,6 +2017,101 @@ mod tests {
         let (_mgr, log) = open(dir.path(), small_config());
         assert_eq!(log.offset_for_timestamp(1205).unwrap(), Some((42, 1210)));
         assert_eq!(log.offset_for_timestamp(1491).unwrap(), None);
+    }
+
+    /// `batch_with_timestamps(records)` with its records compressed by `codec`.
+    fn compressed(records: &[(i64, &[u8])], codec: crate::log::records::Codec) -> BytesMut {
+        let plain = batch_with_timestamps(records);
+        let h = RecordBatchHeader::parse(&plain).unwrap();
+        let b = crate::log::records::build_batch(
+            &h,
+            h.attributes(),
+            h.base_timestamp(),
+            codec,
+            h.record_count(),
+            &plain[crate::log::record_batch::RECORD_BATCH_OVERHEAD..],
+        )
+        .unwrap();
+        BytesMut::from(&b[..])
+    }
+
+    #[test]
+    fn timestamp_lookups_answer_the_record_inside_a_batch_in_every_codec() {
+        for codec in crate::log::records::test_support::ALL_CODECS {
+            let dir = tempfile::tempdir().unwrap();
+            let (mgr, log) = open(dir.path(), small_config());
+            let first: [(i64, &[u8]); 4] = [(1000, b"a"), (1100, b"b"), (1300, b"c"), (1200, b"d")];
+            log.append(compressed(&first, codec), 0).unwrap();
+            log.append(compressed(&[(1250, b"e"), (1260, b"f")], codec), 0)
+                .unwrap();
+            let at = |ts| log.offset_for_timestamp(ts).unwrap();
+            assert_eq!(at(0), Some((0, 1000)), "{codec:?}");
+            assert_eq!(at(1050), Some((1, 1100)), "{codec:?}");
+            assert_eq!(
+                at(1150),
+                Some((2, 1300)),
+                "{codec:?}: not the batch's first record"
+            );
+            assert_eq!(
+                at(1255),
+                Some((2, 1300)),
+                "{codec:?}: the first record reaching it"
+            );
+            assert_eq!(at(1301), None, "{codec:?}");
+            assert_eq!(
+                log.offset_of_max_timestamp().unwrap(),
+                Some((2, 1300)),
+                "{codec:?}"
+            );
+            // Records below the log start offset are never answered, even inside a kept batch.
+            log.delete_records_before(3).unwrap();
+            assert_eq!(at(0), Some((3, 1200)), "{codec:?}");
+            assert_eq!(at(1250), Some((4, 1250)), "{codec:?}");
+            mgr.shutdown().unwrap();
+        }
+    }
+
+    #[test]
+    fn under_log_append_time_every_record_has_the_batch_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(
+            dir.path(),
+            LogConfig {
+                timestamp_type: crate::log::TimestampType::LogAppendTime,
+                ..small_config()
+            },
+        );
+        let info = log
+            .append(
+                compressed(&[(5, b"a"), (9, b"b")], crate::log::records::Codec::Gzip),
+                0,
+            )
+            .unwrap();
+        let stamped = info.max_timestamp;
+        assert!(stamped > 9, "stamped with the broker's clock");
+        assert_eq!(log.offset_for_timestamp(7).unwrap(), Some((0, stamped)));
+        assert_eq!(
+            log.offset_for_timestamp(stamped).unwrap(),
+            Some((0, stamped))
+        );
+        assert_eq!(log.offset_of_max_timestamp().unwrap(), Some((0, stamped)));
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn batch_with_unreadable_records_answers_its_first_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(dir.path(), small_config());
+        log.append(BytesMut::from(&batch(2, 10, 900)[..]), 0)
+            .unwrap();
+        // Marked gzip with plain records: the CRC holds, the payload does not decompress.
+        let mut bad = batch_with_timestamps(&[(1000, b"a"), (1100, b"b")]);
+        bad[22] |= 1;
+        crate::log::record_batch::test_support::fix_crc(&mut bad);
+        log.append(BytesMut::from(&bad[..]), 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(1050).unwrap(), Some((2, 1100)));
+        assert_eq!(log.offset_of_max_timestamp().unwrap(), Some((2, 1100)));
+        mgr.shutdown().unwrap();
     }
 
     #[test]

@@ -344,6 +344,52 @@ pub fn build_batch(
     Ok(b)
 }
 
+/// Walks the records of one batch (`batch` holds at least the whole batch), decompressing a compressed one
+/// into at most `cap` bytes, and returns the first `(offset delta, timestamp)` that `wanted` accepts. A
+/// LogAppendTime batch gives every record its `maxTimestamp`, as Kafka's consumers see them. Only the
+/// record headers are parsed; nothing is allocated from a count read off the batch.
+pub fn find_record_timestamp(
+    batch: &[u8],
+    cap: usize,
+    mut wanted: impl FnMut(i32, i64) -> bool,
+) -> Result<Option<(i32, i64)>, RecordsError> {
+    let h = RecordBatchHeader::parse(batch).map_err(|e| RecordsError::Malformed(e.to_string()))?;
+    let end = h
+        .total_size()
+        .filter(|&size| size <= batch.len())
+        .ok_or_else(|| RecordsError::Malformed("batch length out of range".into()))?;
+    let payload = &batch[RECORD_BATCH_OVERHEAD..end];
+    let decompressed;
+    let records = if h.compression_type() == 0 {
+        payload
+    } else {
+        decompressed = decompress(h.compression_type(), payload, cap)?.1;
+        &decompressed[..]
+    };
+    let append_time = h.is_log_append_time().then(|| h.max_timestamp());
+    let mut c = Cursor {
+        buf: records,
+        pos: 0,
+    };
+    for _ in 0..h.record_count() {
+        let len = usize::try_from(c.varint()?)
+            .map_err(|_| RecordsError::Malformed("negative record length".into()))?;
+        let mut r = Cursor {
+            buf: c.take(len)?,
+            pos: 0,
+        };
+        r.take(1)?; // attributes
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varint()?;
+        let timestamp =
+            append_time.unwrap_or_else(|| h.base_timestamp().saturating_add(timestamp_delta));
+        if wanted(offset_delta, timestamp) {
+            return Ok(Some((offset_delta, timestamp)));
+        }
+    }
+    Ok(None)
+}
+
 /// Compacted topics need a key on every record (Kafka's INVALID_RECORD otherwise). Checks every record of
 /// every (already validated) batch in `buf`, decompressing as needed; control batches are exempt.
 pub fn check_compacted_keys(buf: &[u8]) -> Result<(), String> {

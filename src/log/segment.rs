@@ -13,9 +13,11 @@ use std::sync::{Mutex, RwLock};
 
 use bytes::BytesMut;
 
+use crate::log::error::LogError;
 use crate::log::index::{NO_TIMESTAMP, OffsetIndex, TimeIndex};
 use crate::log::read_buffer::ReadBuffer;
 use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
+use crate::log::records::{self, MAX_DECOMPRESSED_BATCH_BYTES};
 use crate::log::{lock, rlock, wlock};
 
 pub const LOG_FILE_SUFFIX: &str = ".log";
@@ -546,31 +548,66 @@ impl LogSegment {
         ReadBuffer::read_exact_at(&self.log, pos, len)
     }
 
-    /// First batch whose maxTimestamp >= `ts` and whose last offset is below `limit_offset`, as
-    /// (base offset, maxTimestamp). Starts from the time index, then walks headers.
+    /// Kafka's `LogSegment.findOffsetByTimestamp`: the first record at or after `start_offset` whose
+    /// timestamp is >= `ts`, among batches wholly below `limit_offset`, as (offset, timestamp). Starts from
+    /// the time index, skips batches by their maxTimestamp and reads the records of a batch reaching `ts`
+    /// only (see [`LogSegment::find_record`]).
     pub fn find_offset_for_timestamp(
         &self,
         ts: i64,
+        start_offset: i64,
         limit_offset: i64,
-    ) -> io::Result<Option<(i64, i64)>> {
-        let start = match rlock(&self.time_index).lookup_before(ts) {
-            Some((_, off)) => rlock(&self.offset_index)
-                .lookup(off)
-                .map_or(0, |(_, p)| u64::from(p)),
-            None => 0,
-        };
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let from = rlock(&self.time_index)
+            .lookup_before(ts)
+            .map_or(start_offset, |(_, off)| off.max(start_offset));
+        let mut pos = rlock(&self.offset_index)
+            .lookup(from)
+            .map_or(0, |(_, p)| u64::from(p));
         let limit = self.size();
-        let mut pos = start;
         while let Some(info) = self.read_batch_info(pos, limit)? {
             if info.last_offset >= limit_offset {
                 return Ok(None);
             }
-            if info.max_timestamp >= ts {
-                return Ok(Some((info.base_offset, info.max_timestamp)));
+            if info.max_timestamp >= ts
+                && info.last_offset >= start_offset
+                && let Some(found) = self.find_record(&info, start_offset, |t| t >= ts)?
+            {
+                return Ok(Some(found));
             }
             pos += info.size as u64;
         }
         Ok(None)
+    }
+
+    /// The first record of the batch at or after `start_offset` whose timestamp `wanted` accepts, as
+    /// (offset, timestamp); a compressed batch is decompressed, bounded by MAX_DECOMPRESSED_BATCH_BYTES.
+    /// A batch whose records cannot be read (over that bound, or not decodable though its CRC held) answers
+    /// its own first offset and maxTimestamp: a consumer seeking there still reads every record of the
+    /// batch, so none at or after the target is skipped, where an error would leave it no offset at all.
+    pub fn find_record(
+        &self,
+        info: &BatchInfo,
+        start_offset: i64,
+        mut wanted: impl FnMut(i64) -> bool,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let fallback = Some((info.base_offset.max(start_offset), info.max_timestamp));
+        if info.size > MAX_DECOMPRESSED_BATCH_BYTES {
+            return Ok(fallback);
+        }
+        let bytes = self.read(info.position, info.size)?;
+        let found =
+            records::find_record_timestamp(&bytes, MAX_DECOMPRESSED_BATCH_BYTES, |delta, t| {
+                info.base_offset + i64::from(delta) >= start_offset && wanted(t)
+            });
+        match found {
+            Ok(found) => Ok(found.map(|(delta, t)| (info.base_offset + i64::from(delta), t))),
+            Err(e) => {
+                tracing::warn!(segment = %self.log_path.display(), base_offset = info.base_offset,
+                    error = %e, "records of a batch unreadable; answering the batch's first offset");
+                Ok(fallback)
+            }
+        }
     }
 
     /// fsyncs the log data (fdatasync: the size is part of it).
@@ -693,7 +730,10 @@ mod tests {
         for target in 0..10 {
             assert_eq!(seg.find_batch(target).unwrap().unwrap().base_offset, target);
         }
-        assert_eq!(seg.find_offset_for_timestamp(7, 10).unwrap(), Some((7, 7)));
+        assert_eq!(
+            seg.find_offset_for_timestamp(7, 0, 10).unwrap(),
+            Some((7, 7))
+        );
         assert!(seg.sanity_check_indexes(Some(10)).is_ok());
         seg.on_become_inactive().unwrap();
         assert_eq!(seg.find_batch(9).unwrap().unwrap().base_offset, 9);

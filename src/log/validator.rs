@@ -11,7 +11,8 @@
 //!   Records without a timestamp (-1) are not checked.
 
 use crate::log::error::LogError;
-use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader};
+use crate::log::record_batch::{CRC_START, RecordBatchHeader};
+use crate::log::records;
 use crate::log::{LogConfig, TimestampType};
 
 const ATTRIBUTES_AT: usize = 21;
@@ -116,45 +117,12 @@ pub fn for_each_record_timestamp(
     batch: &[u8],
     mut f: impl FnMut(i32, i64),
 ) -> Result<(), LogError> {
-    let h = RecordBatchHeader::parse(batch)?;
-    let corrupt = |what: &str| LogError::CorruptMessage(format!("record batch: {what}"));
-    let append_time = h.is_log_append_time().then(|| h.max_timestamp());
-    let end = h
-        .total_size()
-        .ok_or_else(|| corrupt("bad length"))?
-        .min(batch.len());
-    let mut pos = RECORD_BATCH_OVERHEAD;
-    for _ in 0..h.record_count() {
-        let (len, n) =
-            varint(&batch[pos..end]).ok_or_else(|| corrupt("truncated record length"))?;
-        pos += n;
-        let record_end = usize::try_from(len)
-            .ok()
-            .and_then(|l| pos.checked_add(l))
-            .filter(|&e| e <= end)
-            .ok_or_else(|| corrupt("record runs past the batch"))?;
-        let body = &batch[pos..record_end];
-        // attributes i8, timestampDelta varlong, offsetDelta varint
-        let rest = body.get(1..).ok_or_else(|| corrupt("empty record"))?;
-        let (ts_delta, n) = varint(rest).ok_or_else(|| corrupt("bad timestamp delta"))?;
-        let (offset_delta, _) = varint(&rest[n..]).ok_or_else(|| corrupt("bad offset delta"))?;
-        let ts = append_time.unwrap_or_else(|| h.base_timestamp().saturating_add(ts_delta));
-        f(i32::try_from(offset_delta).unwrap_or(i32::MAX), ts);
-        pos = record_end;
-    }
-    Ok(())
-}
-
-/// A zigzag varint (up to 64 bits) and the bytes it took.
-fn varint(buf: &[u8]) -> Option<(i64, usize)> {
-    let mut value: u64 = 0;
-    for (i, &b) in buf.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((((value >> 1) as i64) ^ -((value & 1) as i64), i + 1));
-        }
-    }
-    None
+    records::find_record_timestamp(batch, 0, |delta, ts| {
+        f(delta, ts);
+        false
+    })
+    .map(|_| ())
+    .map_err(|e| LogError::CorruptMessage(format!("record batch: {e}")))
 }
 
 #[cfg(test)]
