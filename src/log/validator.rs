@@ -117,6 +117,7 @@ pub fn for_each_record_timestamp(
     batch: &[u8],
     mut f: impl FnMut(i32, i64),
 ) -> Result<(), LogError> {
+    // A cap of 0: nothing is decompressed on the produce path; a compressed batch fails here.
     records::find_record_timestamp(batch, 0, |delta, ts| {
         f(delta, ts);
         false
