@@ -603,8 +603,15 @@ impl LogSegment {
         match found {
             Ok(found) => Ok(found.map(|(delta, t)| (info.base_offset + i64::from(delta), t))),
             Err(e) => {
-                tracing::warn!(segment = %self.log_path.display(), base_offset = info.base_offset,
-                    error = %e, "records of a batch unreadable; answering the batch's first offset");
+                // Every lookup that reaches such a batch meets it again: one WARN per process, then DEBUG.
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(segment = %self.log_path.display(), base_offset = info.base_offset,
+                        error = %e, "records of a batch unreadable; answering the batch's first offset");
+                } else {
+                    tracing::warn!(segment = %self.log_path.display(), base_offset = info.base_offset,
+                        error = %e, "records of a batch unreadable; answering the batch's first offset");
+                }
                 Ok(fallback)
             }
         }
