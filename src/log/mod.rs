@@ -2,7 +2,8 @@
 //!
 //! A [`LogManager`] owns one data directory and the [`PartitionLog`]s in it. A partition log is an ordered
 //! list of [`LogSegment`]s (`<base offset>.log` + `.index` + `.timeindex`); batches are stored exactly as the
-//! producer sent them, with only `baseOffset` and `partitionLeaderEpoch` rewritten in place. This module knows
+//! producer sent them, with only `baseOffset` and `partitionLeaderEpoch` rewritten in place, unless a topic
+//! config asks for more (LogAppendTime, a `compression.type` codec: see [`validator`]). This module knows
 //! nothing of the wire protocol beyond the v2 RecordBatch format.
 
 pub mod checkpoint;

@@ -1,6 +1,7 @@
 //! Records inside a v2 RecordBatch: decompression (every Kafka codec, with a cap against bombs), record
-//! parsing, and re-encoding of a batch with fewer records. Only compacted topics need this: the produce and
-//! fetch paths never look inside a batch otherwise.
+//! parsing, and re-encoding of a batch with fewer records or another codec. Compacted topics (keys, the
+//! cleaner), timestamp checks of compressed batches and topics with a `compression.type` codec need this: the
+//! produce and fetch paths never look inside a batch otherwise.
 //!
 //! Record layout: length varint, attributes i8, timestampDelta varlong, offsetDelta varint, key (varint
 //! length, -1 = null), value (same), header count varint, headers (key and value, varint lengths).
