@@ -491,7 +491,8 @@ impl PartitionLog {
         let now = now_ms();
         validator::validate_records(&records, &config, now, &self.tp)?;
         if let Some(recompressed) = validator::recompress(&records, &config)? {
-            records = BytesMut::from(&recompressed[..]);
+            // Takes over the Vec's allocation (it is unique), no copy.
+            records = BytesMut::from(Bytes::from(recompressed));
         }
         let log_append_time = validator::stamp(&mut records, &config, now);
         let record_count = u32::try_from(summary.record_count)
