@@ -83,6 +83,8 @@ pub fn validate_records(
             &batch[RECORD_BATCH_OVERHEAD..]
         };
         let append_time = h.is_log_append_time().then(|| h.max_timestamp());
+        // One entry per refused record, as Kafka reports them all: bounded by the batch's record count,
+        // itself bounded by `max.message.bytes` (a record takes at least 7 bytes).
         let mut errors = Vec::new();
         let mut timestamp_error = false;
         records::for_each_record(payload, h.record_count(), |index, r| {
