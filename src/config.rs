@@ -9,7 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
-use crate::log::{CleanerConfig, CleanupPolicy, LogConfig, TimestampType};
+use crate::log::{
+    CleanerConfig, CleanupPolicy, CompressionType, LogConfig, TimestampType,
+    check_compression_level,
+};
 use crate::server::ServerLimits;
 
 /// A configuration key or value that brook cannot accept.
@@ -124,6 +127,10 @@ const KNOWN_KEYS: &[&str] = &[
     "log.cleaner.delete.retention.ms",
     "log.cleaner.min.cleanable.ratio",
     "log.segment.delete.delay.ms",
+    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
     "log.retention.check.interval.ms",
     "log.cleaner.enable",
     "log.cleaner.backoff.ms",
@@ -282,6 +289,21 @@ impl Config {
             }
             "log.message.timestamp.before.max.ms" => {
                 self.log.timestamp_before_max_ms = parse_int(key, value, 0, i64::MAX)?
+            }
+            "compression.type" => {
+                self.log.compression_type = CompressionType::parse(value).ok_or_else(|| {
+                    bad("expected uncompressed, zstd, lz4, snappy, gzip or producer")
+                })?
+            }
+            "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
+                let level =
+                    check_compression_level(key, parse_int(key, value, i64::MIN, i64::MAX)?)
+                        .map_err(|reason| bad(&reason))?;
+                match key {
+                    "compression.gzip.level" => self.log.compression_gzip_level = level,
+                    "compression.lz4.level" => self.log.compression_lz4_level = level,
+                    _ => self.log.compression_zstd_level = level,
+                }
             }
             "log.message.timestamp.after.max.ms" => {
                 self.log.timestamp_after_max_ms = parse_int(key, value, 0, i64::MAX)?
@@ -468,6 +490,10 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "log.segment.bytes",
     "log.index.size.max.bytes",
     "log.roll.ms",
+    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
 ];
 
 /// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`]).
@@ -522,6 +548,10 @@ impl Config {
             "log.retention.hours" => "168".into(),
             "log.retention.bytes" => log.retention_bytes.to_string(),
             "log.message.timestamp.type" => log.timestamp_type.to_string(),
+            "compression.type" => log.compression_type.to_string(),
+            "compression.gzip.level" => log.compression_gzip_level.to_string(),
+            "compression.lz4.level" => log.compression_lz4_level.to_string(),
+            "compression.zstd.level" => log.compression_zstd_level.to_string(),
             "log.message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
             "log.message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
             "log.cleaner.min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),

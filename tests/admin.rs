@@ -368,7 +368,7 @@ async fn alter_configs_validates_and_takes_effect_without_a_restart() {
         ("retention.ms", "soon"),
         ("no.such.config", "1"),
         ("min.insync.replicas", "2"),
-        ("compression.type", "gzip"),
+        ("compression.gzip.level", "10"),
     ] {
         let request = AlterConfigsRequest::default().with_resources(vec![
             LegacyAlterResource::default()

@@ -11,8 +11,8 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
-        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -1,4 +1,6 @@
-//! Produce: validate each partition's record batches and append them as the producer sent them.
+//! Produce: validate each partition's record batches and append them as the producer sent them (or as the
+//! topic's `compression.type` re-encodes them). Records the log refuses one by one come back as Kafka's
+//! `record_errors`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,7 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -106,10 +110,25 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
                         }
                         Err(error) => {
                             tracing::debug!(partition = %log.topic_partition(), %error, "produce rejected");
+                            // Kafka's RecordValidationException: the records at fault, by index in their
+                            // batch (Produce v8+; older versions encode the error code alone).
                             error_response(
                                 data.index,
                                 log_error_code(&error),
                                 Some(error.to_string()),
+                            )
+                            .with_record_errors(
+                                error
+                                    .record_errors()
+                                    .iter()
+                                    .map(|e| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(e.batch_index)
+                                            .with_batch_index_error_message(Some(
+                                                StrBytes::from_string(e.message.clone()),
+                                            ))
+                                    })
+                                    .collect(),
                             )
                         }
                     }

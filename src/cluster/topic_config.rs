@@ -5,7 +5,9 @@
 //! config is described, validated and applied the same way everywhere. A config Kafka knows but brook
 //! cannot honour is refused with a message that says so, never silently ignored.
 
-use crate::log::{CleanupPolicy, LogConfig, TimestampType};
+use crate::log::{
+    CleanupPolicy, CompressionType, LogConfig, TimestampType, check_compression_level,
+};
 
 /// Kafka's `ConfigType` as DescribeConfigs v3+ reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,10 +61,28 @@ pub static TOPIC_CONFIG_DEFS: &[TopicConfigDef] = &[
         "What happens to old segments: `delete` removes them by retention time or size, `compact` keeps the latest record per key; both may be given.",
     ),
     def(
+        "compression.gzip.level",
+        Int,
+        &["compression.gzip.level"],
+        "Level of gzip when compression.type is gzip: 1 to 9, or -1 for gzip's default.",
+    ),
+    def(
+        "compression.lz4.level",
+        Int,
+        &["compression.lz4.level"],
+        "Level of lz4 when compression.type is lz4: 1 to 17. Validated and reported; brook's lz4 encoder has a single level, so it does not change the output.",
+    ),
+    def(
         "compression.type",
         ConfigType::String,
         &["compression.type"],
-        "Codec of stored batches. brook stores batches as the producer compressed them, so only `producer` is accepted.",
+        "Codec of stored batches: `producer` keeps each batch as the producer compressed it (no decoding on produce); `uncompressed`, `gzip`, `snappy`, `lz4` or `zstd` re-encodes batches of another codec at append.",
+    ),
+    def(
+        "compression.zstd.level",
+        Int,
+        &["compression.zstd.level"],
+        "Level of zstd when compression.type is zstd: -131072 to 22.",
     ),
     def(
         "delete.retention.ms",
@@ -273,11 +293,18 @@ pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Res
             }
         }
         "compression.type" => {
-            if value.trim() != "producer" {
-                return Err(format!(
-                    "Invalid value {value} for configuration {key}: not supported, brook stores batches as produced so only 'producer' is accepted"
-                ));
-            }
+            config.compression_type = CompressionType::parse(value).ok_or_else(|| {
+                format!("Invalid value {value} for configuration {key}: String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer")
+            })?
+        }
+        "compression.gzip.level" => {
+            config.compression_gzip_level = check_compression_level(key, int(i64::MIN, i64::MAX)?)?
+        }
+        "compression.lz4.level" => {
+            config.compression_lz4_level = check_compression_level(key, int(i64::MIN, i64::MAX)?)?
+        }
+        "compression.zstd.level" => {
+            config.compression_zstd_level = check_compression_level(key, int(i64::MIN, i64::MAX)?)?
         }
         "preallocate" => {
             if boolean()? {
@@ -303,7 +330,10 @@ pub fn render(config: &LogConfig, name: &str) -> Option<String> {
     let long_max = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).to_string();
     Some(match name {
         "cleanup.policy" => config.cleanup_policy.to_string(),
-        "compression.type" => "producer".into(),
+        "compression.type" => config.compression_type.to_string(),
+        "compression.gzip.level" => config.compression_gzip_level.to_string(),
+        "compression.lz4.level" => config.compression_lz4_level.to_string(),
+        "compression.zstd.level" => config.compression_zstd_level.to_string(),
         "delete.retention.ms" => config.delete_retention_ms.to_string(),
         "file.delete.delay.ms" => config.file_delete_delay_ms.to_string(),
         "flush.messages" => long_max(config.flush_interval_messages),
@@ -382,7 +412,7 @@ mod tests {
         let mut config = LogConfig::default();
         let err = apply_topic_config(&mut config, "min.insync.replicas", "2").unwrap_err();
         assert!(err.contains("not supported"), "{err}");
-        let err = apply_topic_config(&mut config, "compression.type", "gzip").unwrap_err();
+        let err = apply_topic_config(&mut config, "compression.type", "brotli").unwrap_err();
         assert!(err.contains("producer"), "{err}");
         let err = apply_topic_config(&mut config, "retention.ms", "soon").unwrap_err();
         assert!(
@@ -390,6 +420,37 @@ mod tests {
             "{err}"
         );
         assert!(apply_topic_config(&mut config, "no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn compression_type_and_levels_are_applied_within_kafka_ranges() {
+        let mut config = LogConfig::default();
+        for codec in ["uncompressed", "gzip", "snappy", "lz4", "zstd", "producer"] {
+            apply_topic_config(&mut config, "compression.type", codec).unwrap();
+            assert_eq!(render(&config, "compression.type").as_deref(), Some(codec));
+        }
+        for (key, good, bad) in [
+            (
+                "compression.gzip.level",
+                &["-1", "1", "9"][..],
+                &["0", "10", "-2"][..],
+            ),
+            ("compression.lz4.level", &["1", "17"], &["0", "18", "-1"]),
+            (
+                "compression.zstd.level",
+                &["-131072", "0", "22"],
+                &["23", "-131073"],
+            ),
+        ] {
+            for v in good {
+                apply_topic_config(&mut config, key, v).unwrap();
+                assert_eq!(render(&config, key).as_deref(), Some(*v));
+            }
+            for v in bad {
+                let err = apply_topic_config(&mut config, key, v).unwrap_err();
+                assert!(err.contains(key) && err.contains(v), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -17,12 +17,19 @@ pub enum LogError {
         log_end: i64,
     },
     /// A CreateTime timestamp is outside the topic's `message.timestamp.before/after.max.ms` window
-    /// (INVALID_TIMESTAMP).
-    #[error("invalid timestamp: {0}")]
-    InvalidTimestamp(String),
+    /// (INVALID_TIMESTAMP). `record_errors` names each offending record, as Kafka's RecordValidationException.
+    #[error("{message}")]
+    InvalidTimestamp {
+        message: String,
+        record_errors: Vec<RecordError>,
+    },
     /// A record breaks a rule of its topic, e.g. a keyless record on a compacted topic (INVALID_RECORD).
-    #[error("invalid record: {0}")]
-    InvalidRecord(String),
+    /// `record_errors` names each offending record; the batch is refused whole.
+    #[error("{message}")]
+    InvalidRecord {
+        message: String,
+        record_errors: Vec<RecordError>,
+    },
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
@@ -32,7 +39,60 @@ pub enum LogError {
     Offline(String),
 }
 
+/// One refused record of a batch (Kafka's `RecordError`): its index within its batch and why. Produce v8+
+/// returns them, so a client fails exactly these records and the rest of the batch with
+/// INVALID_RECORD's "different record" variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for RecordError {
+    /// Kafka's `RecordError.toString`, which its summary message lists.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RecordError(batchIndex={}, message='{}')",
+            self.batch_index, self.message
+        )
+    }
+}
+
 impl LogError {
+    /// The per-record errors behind an INVALID_RECORD or INVALID_TIMESTAMP, empty for other errors.
+    pub fn record_errors(&self) -> &[RecordError] {
+        match self {
+            LogError::InvalidTimestamp { record_errors, .. }
+            | LogError::InvalidRecord { record_errors, .. } => record_errors,
+            _ => &[],
+        }
+    }
+
+    /// Kafka's RecordValidationException for a batch's refused records: INVALID_TIMESTAMP when any record
+    /// has a bad timestamp, INVALID_RECORD otherwise, with Kafka's summary message.
+    pub fn from_record_errors(timestamp: bool, record_errors: Vec<RecordError>) -> LogError {
+        if timestamp {
+            return LogError::InvalidTimestamp {
+                message: "One or more records have been rejected due to invalid timestamp".into(),
+                record_errors,
+            };
+        }
+        let shown: Vec<String> = record_errors
+            .iter()
+            .take(3)
+            .map(|e| e.to_string())
+            .collect();
+        LogError::InvalidRecord {
+            message: format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                record_errors.len(),
+                shown.join(", ")
+            ),
+            record_errors,
+        }
+    }
+
     /// True when the disk (or the user's quota) is full: ENOSPC / EDQUOT from a write. Such a write lost
     /// nothing already acknowledged and is undone, so the partition stays online and a later append can
     /// succeed once space is freed. Any other storage error leaves the data in doubt.

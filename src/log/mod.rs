@@ -2,7 +2,8 @@
 //!
 //! A [`LogManager`] owns one data directory and the [`PartitionLog`]s in it. A partition log is an ordered
 //! list of [`LogSegment`]s (`<base offset>.log` + `.index` + `.timeindex`); batches are stored exactly as the
-//! producer sent them, with only `baseOffset` and `partitionLeaderEpoch` rewritten in place. This module knows
+//! producer sent them, with only `baseOffset` and `partitionLeaderEpoch` rewritten in place, unless a topic
+//! config asks for more (LogAppendTime, a `compression.type` codec: see [`validator`]). This module knows
 //! nothing of the wire protocol beyond the v2 RecordBatch format.
 
 pub mod checkpoint;
@@ -93,6 +94,15 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `log.cleaner.min.cleanable.ratio`: clean once this share of the log is dirty.
     pub min_cleanable_dirty_ratio: f64,
+    /// `compression.type`: `producer` stores batches as sent (the zero-decode path); any other value makes
+    /// the validator re-encode batches of another codec with this one at append.
+    pub compression_type: CompressionType,
+    /// `compression.gzip.level` (KIP-390): -1 is gzip's default, else 1..=9.
+    pub compression_gzip_level: i32,
+    /// `compression.lz4.level` (KIP-390): 1..=17.
+    pub compression_lz4_level: i32,
+    /// `compression.zstd.level` (KIP-390): -131072..=22.
+    pub compression_zstd_level: i32,
     /// `log.segment.delete.delay.ms`: deleted segments are renamed `.deleted` and removed this much later, so
     /// a reader that already holds them finishes first.
     pub file_delete_delay_ms: i64,
@@ -165,6 +175,89 @@ impl fmt::Display for TimestampType {
     }
 }
 
+/// Kafka's `compression.type` of a topic (or of the broker, as the default of topics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionType {
+    /// Keep each batch's codec, as the producer chose it.
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// Kafka's `compression.gzip.level` default: gzip's own default.
+pub const GZIP_DEFAULT_LEVEL: i32 = -1;
+/// Kafka's `compression.lz4.level` default.
+pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+
+impl CompressionType {
+    pub fn parse(value: &str) -> Option<CompressionType> {
+        Some(match value.trim() {
+            "producer" => CompressionType::Producer,
+            "uncompressed" => CompressionType::Uncompressed,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The codec batches are stored with, or None when the producer's is kept. Snappy is written in
+    /// xerial framing, as Kafka's broker (snappy-java) writes it; every client reads that.
+    pub fn target(self) -> Option<records::Codec> {
+        use records::Codec;
+        Some(match self {
+            CompressionType::Producer => return None,
+            CompressionType::Uncompressed => Codec::None,
+            CompressionType::Gzip => Codec::Gzip,
+            CompressionType::Snappy => Codec::Snappy { xerial: true },
+            CompressionType::Lz4 => Codec::Lz4,
+            CompressionType::Zstd => Codec::Zstd,
+        })
+    }
+}
+
+impl fmt::Display for CompressionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        })
+    }
+}
+
+/// KIP-390's valid range of a `compression.*.level` key (gzip also takes -1, its default), or None for
+/// another key.
+pub fn compression_level_range(key: &str) -> Option<(i64, i64)> {
+    match key.strip_prefix("log.").unwrap_or(key) {
+        "compression.gzip.level" => Some((1, 9)),
+        "compression.lz4.level" => Some((1, 17)),
+        "compression.zstd.level" => Some((-131_072, 22)),
+        _ => None,
+    }
+}
+
+/// Checks a `compression.*.level` value against [`compression_level_range`], with Kafka's wording.
+pub fn check_compression_level(key: &str, level: i64) -> Result<i32, String> {
+    let (min, max) =
+        compression_level_range(key).ok_or_else(|| format!("{key} is not a compression level"))?;
+    let gzip = key.ends_with("gzip.level");
+    if (min..=max).contains(&level) || (gzip && level == i64::from(GZIP_DEFAULT_LEVEL)) {
+        return Ok(level as i32);
+    }
+    let or_default = if gzip { " or -1" } else { "" };
+    Err(format!(
+        "Invalid value {level} for configuration {key}: Value must be between {min} and {max}{or_default}"
+    ))
+}
+
 /// Broker-wide settings of the background log work (retention checks, the log cleaner), not per topic.
 #[derive(Clone, Debug)]
 pub struct CleanerConfig {
@@ -210,6 +303,10 @@ impl Default for LogConfig {
             delete_retention_ms: 86_400_000,
             min_cleanable_dirty_ratio: 0.5,
             file_delete_delay_ms: 60_000,
+            compression_type: CompressionType::Producer,
+            compression_gzip_level: GZIP_DEFAULT_LEVEL,
+            compression_lz4_level: LZ4_DEFAULT_LEVEL,
+            compression_zstd_level: records::ZSTD_DEFAULT_LEVEL,
         }
     }
 }

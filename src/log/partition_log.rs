@@ -488,8 +488,13 @@ impl PartitionLog {
         // One snapshot for the whole append: configs may be altered meanwhile, and each read takes a lock.
         let config = self.config();
         let summary = validate_batches(&records, config.max_message_bytes)?;
-        self.check_compacted_keys(&config, &records)?;
-        let log_append_time = validator::validate_and_stamp(&mut records, &config, now_ms())?;
+        let now = now_ms();
+        validator::validate_records(&records, &config, now, &self.tp)?;
+        if let Some(recompressed) = validator::recompress(&records, &config)? {
+            // Takes over the Vec's allocation (it is unique), no copy.
+            records = BytesMut::from(Bytes::from(recompressed));
+        }
+        let log_append_time = validator::stamp(&mut records, &config, now);
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
@@ -940,15 +945,6 @@ impl PartitionLog {
 /// segments. None of this holds the append lock across file I/O: the segment list is swapped under it, and
 /// files are renamed afterwards (readers holding the old snapshot keep their open files).
 impl PartitionLog {
-    /// Compacted topics refuse records without a key (INVALID_RECORD), as Kafka's LogValidator does.
-    fn check_compacted_keys(&self, config: &LogConfig, records: &[u8]) -> Result<(), LogError> {
-        if !config.cleanup_policy.compact {
-            return Ok(());
-        }
-        crate::log::records::check_compacted_keys(records)
-            .map_err(|why| LogError::InvalidRecord(format!("{}: {why}", self.tp)))
-    }
-
     /// Held by whoever removes or replaces segments, so two of them never work on the same list.
     pub(crate) fn maintenance_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         lock(&self.maintenance)

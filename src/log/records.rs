@@ -1,6 +1,7 @@
 //! Records inside a v2 RecordBatch: decompression (every Kafka codec, with a cap against bombs), record
-//! parsing, and re-encoding of a batch with fewer records. Only compacted topics need this: the produce and
-//! fetch paths never look inside a batch otherwise.
+//! parsing, and re-encoding of a batch with fewer records or another codec. Compacted topics (keys, the
+//! cleaner), timestamp checks of compressed batches and topics with a `compression.type` codec need this: the
+//! produce and fetch paths never look inside a batch otherwise.
 //!
 //! Record layout: length varint, attributes i8, timestampDelta varlong, offsetDelta varint, key (varint
 //! length, -1 = null), value (same), header count varint, headers (key and value, varint lengths).
@@ -12,6 +13,8 @@ use crate::log::record_batch::{CRC_START, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD, R
 /// Largest decompressed batch accepted. A batch claiming more is refused (compression bomb): at produce time
 /// on a compacted topic, and by the cleaner, which then keeps the batch as it is.
 pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Kafka's default zstd level (`compression.zstd.level`).
+pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 /// Attribute bit 6 (KIP-534): the batch's baseTimestamp holds the delete horizon of its tombstones.
 pub const DELETE_HORIZON_FLAG: i16 = 0x40;
 /// xerial snappy-java's stream header (magic, then version and compatible version, 4 bytes each).
@@ -136,14 +139,29 @@ pub fn decompress(
     }
 }
 
-/// Compresses record bytes with `codec` (the inverse of [`decompress`]).
+/// Compresses record bytes with `codec` at its default level (the inverse of [`decompress`]).
 pub fn compress(codec: Codec, records: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    compress_at(codec, None, records)
+}
+
+/// Compresses record bytes with `codec` at a KIP-390 `level` (None: the codec's default; gzip's -1 is its
+/// default too). Levels are validated with the topic config. LZ4 has one level here: lz4_flex, the
+/// pure-Rust encoder brook uses, has no high-compression mode, so an LZ4 level does not change the output.
+pub fn compress_at(
+    codec: Codec,
+    level: Option<i32>,
+    records: &[u8],
+) -> Result<Vec<u8>, RecordsError> {
     let fail = |e: std::io::Error| RecordsError::Decompress(format!("compression failed: {e}"));
     match codec {
         Codec::None => Ok(records.to_vec()),
         Codec::Gzip => {
             use std::io::Write;
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let level = match level.and_then(|l| u32::try_from(l).ok()) {
+                Some(l) => flate2::Compression::new(l.min(9)),
+                None => flate2::Compression::default(),
+            };
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
             enc.write_all(records).map_err(fail)?;
             enc.finish().map_err(fail)
         }
@@ -174,7 +192,9 @@ pub fn compress(codec: Codec, records: &[u8]) -> Result<Vec<u8>, RecordsError> {
             enc.finish()
                 .map_err(|e| RecordsError::Decompress(format!("compression failed: {e}")))
         }
-        Codec::Zstd => zstd::bulk::compress(records, 3).map_err(fail),
+        Codec::Zstd => {
+            zstd::bulk::compress(records, level.unwrap_or(ZSTD_DEFAULT_LEVEL)).map_err(fail)
+        }
     }
 }
 
@@ -241,11 +261,22 @@ impl<'a> Cursor<'a> {
 /// Parses `count` records from decompressed record bytes. The count comes from the (CRC-checked) header,
 /// but nothing is preallocated from it.
 pub fn parse_records(buf: &[u8], count: i32) -> Result<Vec<Record<'_>>, RecordsError> {
+    let mut out = Vec::new();
+    for_each_record(buf, count, |_, r| out.push(r))?;
+    Ok(out)
+}
+
+/// Calls `f(index, record)` for each of the `count` records in decompressed record bytes, without
+/// collecting them; fails on a malformed record or on bytes left after the last one.
+pub fn for_each_record<'a>(
+    buf: &'a [u8],
+    count: i32,
+    mut f: impl FnMut(i32, Record<'a>),
+) -> Result<(), RecordsError> {
     let count = usize::try_from(count)
         .map_err(|_| RecordsError::Malformed(format!("record count {count}")))?;
-    let mut out = Vec::new();
     let mut c = Cursor { buf, pos: 0 };
-    for _ in 0..count {
+    for index in 0..count {
         let start = c.pos;
         let len = usize::try_from(c.varint()?)
             .map_err(|_| RecordsError::Malformed("negative record length".into()))?;
@@ -257,15 +288,19 @@ pub fn parse_records(buf: &[u8], count: i32) -> Result<Vec<Record<'_>>, RecordsE
         let key = r.nullable()?;
         let value = r.nullable()?;
         let headers = &body[r.pos..];
-        out.push(Record {
-            attributes,
-            timestamp_delta,
-            offset_delta,
-            key,
-            value,
-            headers,
-            raw: &buf[start..c.pos],
-        });
+        // `index < count`, and `count` came from an i32.
+        f(
+            index as i32,
+            Record {
+                attributes,
+                timestamp_delta,
+                offset_delta,
+                key,
+                value,
+                headers,
+                raw: &buf[start..c.pos],
+            },
+        );
     }
     if c.pos != buf.len() {
         return Err(RecordsError::Malformed(format!(
@@ -273,7 +308,7 @@ pub fn parse_records(buf: &[u8], count: i32) -> Result<Vec<Record<'_>>, RecordsE
             buf.len() - c.pos
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn put_varlong(out: &mut Vec<u8>, v: i64) {
@@ -390,29 +425,41 @@ pub fn find_record_timestamp(
     Ok(None)
 }
 
-/// Compacted topics need a key on every record (Kafka's INVALID_RECORD otherwise). Checks every record of
-/// every (already validated) batch in `buf`, decompressing as needed; control batches are exempt.
-pub fn check_compacted_keys(buf: &[u8]) -> Result<(), String> {
-    let mut pos = 0usize;
-    while pos < buf.len() {
-        let h = RecordBatchHeader::parse(&buf[pos..]).map_err(|e| e.to_string())?;
-        let size = h
-            .total_size()
-            .filter(|s| pos + s <= buf.len())
-            .ok_or("batch length out of range")?;
-        if !h.is_control() {
-            let payload = &buf[pos + RECORD_BATCH_OVERHEAD..pos + size];
-            let (_, records) =
-                decompress(h.compression_type(), payload, MAX_DECOMPRESSED_BATCH_BYTES)
-                    .map_err(|e| e.to_string())?;
-            let records = parse_records(&records, h.record_count()).map_err(|e| e.to_string())?;
-            if records.iter().any(|r| r.key.is_none()) {
-                return Err("compacted topic cannot accept message without key".into());
-            }
-        }
-        pos += size;
-    }
-    Ok(())
+/// Re-encodes a batch's records with `codec` at `level`, as Kafka's LogValidator does when a topic's
+/// `compression.type` differs from the batch's codec. The record bytes are kept as they are, so offsets,
+/// timestamps, keys, values and headers are unchanged, and so are the header's fields (base offset, base
+/// and max timestamp, producer id, epoch and sequence, transactional bit); only the codec bits, the batch
+/// length and the CRC change. Decompression is capped like every other ([`MAX_DECOMPRESSED_BATCH_BYTES`]);
+/// the records are parsed first, so a malformed payload is refused rather than sealed under a new CRC.
+pub fn recompress_batch(
+    batch: &[u8],
+    codec: Codec,
+    level: Option<i32>,
+) -> Result<Vec<u8>, RecordsError> {
+    let h = RecordBatchHeader::parse(batch).map_err(|e| RecordsError::Malformed(e.to_string()))?;
+    let end = h
+        .total_size()
+        .filter(|s| *s <= batch.len())
+        .ok_or_else(|| RecordsError::Malformed("batch length out of range".into()))?;
+    let (_, records) = decompress(
+        h.compression_type(),
+        &batch[RECORD_BATCH_OVERHEAD..end],
+        MAX_DECOMPRESSED_BATCH_BYTES,
+    )?;
+    for_each_record(&records, h.record_count(), |_, _| {})?;
+    let payload = compress_at(codec, level, &records)?;
+    let total = RECORD_BATCH_OVERHEAD + payload.len();
+    let batch_length = i32::try_from(total - LOG_OVERHEAD)
+        .map_err(|_| RecordsError::Malformed("recompressed batch too large".into()))?;
+    let attributes = (h.attributes() & !0x07) | i16::from(codec.id());
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&batch[..RECORD_BATCH_OVERHEAD]);
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out.extend_from_slice(&payload);
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
 }
 
 /// Builds v2 batches with keys in any codec, for tests of compaction.
@@ -511,20 +558,6 @@ mod tests {
                 "{codec:?}"
             );
         }
-    }
-
-    #[test]
-    fn keyless_records_are_refused_for_compacted_topics() {
-        let good = keyed_batch(0, &[(Some(b"k"), Some(b"v"))], 0, Codec::Lz4);
-        assert!(check_compacted_keys(&good).is_ok());
-        let mut two = good.clone();
-        two.extend(keyed_batch(
-            1,
-            &[(Some(b"k"), None), (None, Some(b"v"))],
-            0,
-            Codec::Zstd,
-        ));
-        assert!(check_compacted_keys(&two).is_err());
     }
 
     #[test]
