@@ -305,6 +305,35 @@ mod tests {
     }
 
     #[test]
+    fn mutated_bodies_never_panic() {
+        // A fixed xorshift sequence: each sample with bytes overwritten, and in every api key and version.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut decoded = 0;
+        for (_, _, body) in samples() {
+            for _ in 0..500 {
+                let mut body = body.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() % body.len() as u64) as usize;
+                    body[at] = next() as u8;
+                }
+                for &(key, min, max) in LEGACY_VERSIONS {
+                    for version in min..=max {
+                        decoded +=
+                            usize::from(decode(key, version, Bytes::from(body.clone())).is_ok());
+                    }
+                }
+            }
+        }
+        assert!(decoded > 0, "some mutations still decode");
+    }
+
+    #[test]
     fn create_topics_answers_drop_what_v0_and_v1_lack() {
         let response = CreateTopicsResponse::default()
             .with_throttle_time_ms(9)
