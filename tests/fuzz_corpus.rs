@@ -41,6 +41,15 @@ fn every_advertised_api_version_has_a_seed_that_decodes() {
                     assert!(api_versions::is_served(key, version));
                     assert_eq!((api_key, v), (key, version));
                 }
+                // The versions Kafka 4 removed: hand-decoded (api::legacy), then routed.
+                Decoded::Legacy {
+                    api_key,
+                    version: v,
+                    ..
+                } => {
+                    assert!(brook::api::legacy::is_legacy(key, version));
+                    assert_eq!((api_key, v), (key, version));
+                }
                 // Produce v0-2: advertised for old clients, answered UNSUPPORTED_VERSION per partition.
                 Decoded::Reply(Reply::Now(response)) => assert!(
                     !api_versions::is_served(key, version) && response.len() > 8,
@@ -152,6 +161,7 @@ fn group_record_seed_walks_to_its_records() {
 fn describe(d: &Decoded) -> String {
     match d {
         Decoded::Request { api_key, .. } => format!("decoded as {api_key:?}"),
+        Decoded::Legacy { api_key, .. } => format!("decoded as legacy {api_key:?}"),
         Decoded::Reply(r) => format!("{r:?}"),
     }
 }

@@ -14,6 +14,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../../tests/common/legacy_frames.rs"]
+mod legacy_frames;
+
 use brook::api::api_versions;
 use brook::group::records::{
     KeyValue, encode_batch, encode_group_metadata_key, encode_group_metadata_value,
@@ -143,6 +146,65 @@ fn requests(dir: &Path) {
             };
             write(dir, &name, &f);
         }
+    }
+    // The other versions Kafka 4 removed, hand-decoded by brook's api::legacy (bodies from Kafka 3.9's schemas).
+    use legacy_frames as lf;
+    let legacy: [(ApiKey, i16, Vec<u8>); 11] = [
+        (ApiKey::ListOffsets, 0, lf::list_offsets_v0("t", 0, -1, 1)),
+        (
+            ApiKey::OffsetCommit,
+            0,
+            lf::offset_commit(0, "g", (-1, ""), "t", 0, 5, "m"),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            1,
+            lf::offset_commit(1, "g", (-1, ""), "t", 0, 5, "m"),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            0,
+            lf::offset_fetch_v0("g", "t", &[0, 1]),
+        ),
+        (
+            ApiKey::CreateTopics,
+            0,
+            lf::create_topics(0, "t", 2, &[("retention.ms", "1000")], false),
+        ),
+        (
+            ApiKey::CreateTopics,
+            1,
+            lf::create_topics(1, "t", 2, &[], true),
+        ),
+        (
+            ApiKey::DeleteTopics,
+            0,
+            lf::delete_topics_v0(&["t", "other"]),
+        ),
+        (
+            ApiKey::DescribeConfigs,
+            0,
+            lf::describe_configs_v0(2, "t", Some(&["retention.ms"])),
+        ),
+        (ApiKey::DescribeLogDirs, 0, lf::describe_log_dirs_v0(None)),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            0,
+            lf::offset_for_leader_epoch("t", 0, 0),
+        ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            1,
+            lf::offset_for_leader_epoch("t", 0, 0),
+        ),
+    ];
+    for (key, version, body) in legacy {
+        let correlation_id = 1000 + i32::from(key as i16) * 100 + i32::from(version);
+        write(
+            dir,
+            &format!("{key:?}-v{version}"),
+            &lf::frame(key as i16, version, correlation_id, &body),
+        );
     }
     // KIP-511: an ApiVersions newer than any brook knows (body in the newest known layout).
     let body = encode_body(&sample(ApiKey::ApiVersions, 4), 4).expect("ApiVersions v4 encodes");

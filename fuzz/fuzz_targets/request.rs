@@ -1,8 +1,9 @@
 //! Request frames: arbitrary bytes go through the server's own frame decoding
 //! (`brook::server::dispatch::decode_request`, which `Dispatcher::handle` runs on every frame): the header by
-//! api key and version, the body with kafka-protocol, the KIP-511 ApiVersions fallback and the hand-decoded
-//! Produce v0-2. Whatever it answers without an API module is checked as a response frame; a decoded
-//! ApiVersions request is answered and encoded as the server would.
+//! api key and version, the body with kafka-protocol, the KIP-511 ApiVersions fallback, the hand-decoded
+//! Produce v0-2 and the other versions Kafka 4 removed (`api::legacy`). Whatever it answers without an API
+//! module is checked as a response frame; a decoded ApiVersions request is answered and encoded as the
+//! server would.
 //!
 //! Invariants: no panic, no abort (crafted array counts are served by the alloc guard without committing
 //! memory), only advertised api keys and versions reach an API module, every immediate reply is a well
@@ -42,6 +43,24 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         Decoded::Reply(Reply::Later(_)) => panic!("decoding alone never defers a reply"),
+        Decoded::Legacy {
+            api_key,
+            version,
+            correlation_id,
+            ..
+        } => {
+            assert!(
+                api_versions::is_served(api_key, version)
+                    && brook::api::legacy::is_legacy(api_key, version),
+                "{api_key:?} v{version} reached the legacy decoders"
+            );
+            assert_eq!(i16::from_be_bytes([data[0], data[1]]), api_key as i16);
+            assert_eq!(i16::from_be_bytes([data[2], data[3]]), version);
+            assert_eq!(
+                i32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+                correlation_id
+            );
+        }
         Decoded::Request {
             api_key,
             version,

@@ -10,32 +10,33 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 /// 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
 /// FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
 /// OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
+/// The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 13),
     (ApiKey::Fetch, 4, 18),
-    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::ListOffsets, 0, 10),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreateTopics, 0, 7),
+    (ApiKey::DeleteTopics, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetCommit, 0, 9),
+    (ApiKey::OffsetFetch, 0, 9),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeConfigs, 0, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::DescribeLogDirs, 1, 4),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeLogDirs, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 0, 4),
     (ApiKey::DeleteRecords, 0, 2),
 ];
 
@@ -91,13 +92,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn legacy_versions_are_advertised_and_below_the_codec() {
+        for &(key, min, max) in crate::api::legacy::LEGACY_VERSIONS {
+            let (advertised_min, _) = supported_range(key).expect("legacy api is advertised");
+            assert!(advertised_min <= min, "{key:?} v{min} is not advertised");
+            assert!(
+                max < key.valid_versions().min,
+                "{key:?} v{max} is in the codec"
+            );
+        }
+    }
+
+    #[test]
     fn advertised_ranges_are_within_what_the_codec_supports() {
         for &(key, min, max) in SUPPORTED {
             let codec = key.valid_versions();
             let decodable_min = if key == ApiKey::Produce {
                 PRODUCE_UNSERVED_BELOW
             } else {
-                min
+                (min..=max)
+                    .find(|&v| !crate::api::legacy::is_legacy(key, v))
+                    .unwrap_or(max)
             };
             assert!(
                 codec.min <= decodable_min && max <= codec.max,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
+pub mod legacy;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::fetch_frame::encode_fetch_frame;
 use super::{ConnectionContext, Frame, Reply, RequestHandler};
 use crate::api::fetch::FetchOutcome;
+use crate::api::legacy::{self, LegacyError, LegacyRequest};
 use crate::api::produce::ProduceOutcome;
 use crate::api::{self, Apis, api_versions};
 
@@ -43,6 +44,14 @@ pub enum Decoded {
         correlation_id: i32,
         header: RequestHeader,
         request: RequestKind,
+    },
+    /// A version Kafka 4 removed, decoded by hand for its API module (see `api::legacy`).
+    Legacy {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+        request: LegacyRequest,
     },
     /// Answered or refused without an API module: KIP-511 ApiVersions, Produce v0-2, malformed frames.
     Reply(Reply),
@@ -83,6 +92,9 @@ pub fn decode_request(frame: Bytes) -> Decoded {
         )));
     }
 
+    if legacy::is_legacy(api_key, version) {
+        return decode_legacy(frame, api_key, version, correlation_id);
+    }
     let mut body = frame;
     let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
         Ok(header) => header,
@@ -106,6 +118,38 @@ pub fn decode_request(frame: Bytes) -> Decoded {
     }
 }
 
+/// A legacy version's request: header v1 (every removed version predates flexible headers), then the body
+/// by `api::legacy`.
+fn decode_legacy(frame: Bytes, api_key: ApiKey, version: i16, correlation_id: i32) -> Decoded {
+    let mut body = frame;
+    let header = match RequestHeader::decode(&mut body, 1) {
+        Ok(header) => header,
+        Err(e) => {
+            return Decoded::Reply(Reply::Close(format!(
+                "malformed {api_key:?} v{version} request header: {e}"
+            )));
+        }
+    };
+    match legacy::decode(api_key, version, body) {
+        Ok(request) => Decoded::Legacy {
+            api_key,
+            version,
+            correlation_id,
+            header,
+            request,
+        },
+        Err(e) => Decoded::Reply(Reply::Close(format!(
+            "malformed {api_key:?} v{version} request body: {e}"
+        ))),
+    }
+}
+
+/// A decoded request on its way to routing.
+enum Routed {
+    Current(RequestKind),
+    Legacy(LegacyRequest),
+}
+
 impl RequestHandler for Dispatcher {
     fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply {
         let (api_key, version, correlation_id, header, request) = match decode_request(frame) {
@@ -115,7 +159,26 @@ impl RequestHandler for Dispatcher {
                 correlation_id,
                 header,
                 request,
-            } => (api_key, version, correlation_id, header, request),
+            } => (
+                api_key,
+                version,
+                correlation_id,
+                header,
+                Routed::Current(request),
+            ),
+            Decoded::Legacy {
+                api_key,
+                version,
+                correlation_id,
+                header,
+                request,
+            } => (
+                api_key,
+                version,
+                correlation_id,
+                header,
+                Routed::Legacy(request),
+            ),
             Decoded::Reply(reply) => return reply,
         };
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
@@ -134,8 +197,9 @@ impl RequestHandler for Dispatcher {
             client_id,
             host: format!("/{}", ctx.peer.ip()),
         };
-        crate::metrics::in_request(&self.apis, api_key, || {
-            self.route(request, version, correlation_id, client, &span)
+        crate::metrics::in_request(&self.apis, api_key, || match request {
+            Routed::Current(request) => self.route(request, version, correlation_id, client, &span),
+            Routed::Legacy(request) => self.route_legacy(request, correlation_id, &span),
         })
     }
 
@@ -322,6 +386,86 @@ impl Dispatcher {
     }
 }
 
+impl Dispatcher {
+    /// Legacy versions: each API module answers as for the oldest version the codec knows, and the answer
+    /// goes out in the old format (by the codec where Kafka 3.9's schemas make it byte-identical to a
+    /// version the codec knows, by `api::legacy` otherwise).
+    fn route_legacy(
+        &self,
+        request: LegacyRequest,
+        correlation_id: i32,
+        span: &tracing::Span,
+    ) -> Reply {
+        let apis = &self.apis;
+        match request {
+            LegacyRequest::ListOffsetsV0 {
+                request,
+                max_num_offsets,
+            } => legacy_respond(
+                correlation_id,
+                &api::list_offsets::handle(apis, &request, 1),
+                |r| legacy::list_offsets_v0_response(&request, &max_num_offsets, r),
+            ),
+            // OffsetCommit responses v0 and v1 are v2's.
+            LegacyRequest::OffsetCommitV0(req) => respond(
+                correlation_id,
+                2,
+                &legacy::offset_commit_v0_refusal(apis, &req),
+            ),
+            LegacyRequest::OffsetCommitV1(req) => outcome(
+                correlation_id,
+                2,
+                api::offsets::offset_commit(apis, req),
+                span,
+            ),
+            // OffsetFetch's response v0 is v1's.
+            LegacyRequest::OffsetFetchV0(req) => {
+                respond(correlation_id, 1, &legacy::offset_fetch_v0_refusal(&req))
+            }
+            LegacyRequest::CreateTopics { version, request } => legacy_respond(
+                correlation_id,
+                &api::topics::create_topics(apis, request, 2),
+                |r| legacy::create_topics_response(version, r),
+            ),
+            LegacyRequest::DeleteTopicsV0(req) => legacy_respond(
+                correlation_id,
+                &api::topics::delete_topics(apis, req, 1),
+                legacy::delete_topics_v0_response,
+            ),
+            LegacyRequest::DescribeConfigsV0(req) => legacy_respond(
+                correlation_id,
+                &api::configs::describe_configs(apis, &req, 1),
+                legacy::describe_configs_v0_response,
+            ),
+            // DescribeLogDirs' response v0 is v1's.
+            LegacyRequest::DescribeLogDirsV0(req) => respond(
+                correlation_id,
+                1,
+                &api::describe_log_dirs::handle(apis, &req),
+            ),
+            LegacyRequest::OffsetForLeaderEpoch { version, request } => legacy_respond(
+                correlation_id,
+                &api::offset_for_leader_epoch::handle(apis, &request),
+                |r| legacy::offset_for_leader_epoch_response(version, r),
+            ),
+        }
+    }
+}
+
+/// An answer in a legacy format: `encode` writes the body, the frame gets response header v0.
+fn legacy_respond<R: crate::metrics::ResponseMetrics>(
+    correlation_id: i32,
+    response: &R,
+    encode: impl FnOnce(&R) -> Result<Vec<u8>, LegacyError>,
+) -> Reply {
+    crate::metrics::observe_response(response);
+    match encode(response).and_then(|body| legacy::frame(correlation_id, &body)) {
+        Ok(frame) => Reply::Now(frame.into()),
+        // Only a bug (or a name longer than the wire allows) makes our own answer unencodable.
+        Err(e) => Reply::Close(format!("cannot encode legacy response: {e}")),
+    }
+}
+
 /// Produce v0-2: every partition is answered UNSUPPORTED_VERSION (see `api::produce_legacy`).
 fn legacy_produce(frame: Bytes, correlation_id: i32, version: i16) -> Reply {
     let mut body = frame;
@@ -469,6 +613,56 @@ mod tests {
             request_client_id(&odd),
             Some(&id[..MAX_LOGGED_CLIENT_ID - 1])
         );
+    }
+
+    /// A request frame with header v1 and a 4-byte body: enough for the version check to be the refusal.
+    fn header_only(key: ApiKey, version: i16) -> Bytes {
+        let mut frame = BytesMut::new();
+        frame.put_i16(key as i16);
+        frame.put_i16(version);
+        frame.put_i32(3);
+        frame.put_i16(-1);
+        frame.put_i32(0);
+        frame.freeze()
+    }
+
+    #[test]
+    fn unserved_versions_are_refused_with_a_reason() {
+        // Every Close reason is logged by the connection before it closes ("protocol violation").
+        let mut refused = 0;
+        for key in ApiKey::iter() {
+            let range = api_versions::supported_range(key);
+            let mut versions = vec![-1, 0, key.valid_versions().max + 1, i16::MAX];
+            if let Some((min, max)) = range {
+                versions.extend([min - 1, max + 1]);
+            }
+            for version in versions {
+                if api_versions::is_served(key, version)
+                    || key == ApiKey::ApiVersions
+                    || (key == ApiKey::Produce && (0..3).contains(&version))
+                {
+                    continue;
+                }
+                match decode_request(header_only(key, version)) {
+                    Decoded::Reply(Reply::Close(reason)) => {
+                        assert!(
+                            reason.contains(&format!("{key:?} version {version}")),
+                            "{reason}"
+                        );
+                        refused += 1;
+                    }
+                    _ => panic!("{key:?} v{version} was not refused"),
+                }
+            }
+        }
+        assert!(refused > 100, "{refused} refusals checked");
+        // Too new for ApiVersions: answered (KIP-511) with error 35, not closed.
+        let Decoded::Reply(Reply::Now(frame)) =
+            decode_request(header_only(ApiKey::ApiVersions, 99))
+        else {
+            panic!("KIP-511");
+        };
+        assert_eq!(&frame.to_bytes()[8..10], &35i16.to_be_bytes());
     }
 
     #[test]
