@@ -115,11 +115,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_broker NAME [--override k=v]...: starts brook on an ephemeral port with its own data dir;
-# prints the bound address once it listens.
+# start_broker NAME [--override k=v]...: starts brook on an ephemeral port with its own data dir and
+# sets BROKER_ADDR to the bound address once it listens. Not called in a subshell, so that
+# BROKER_PIDS reaches the cleanup trap.
 start_broker() {
     local name="$1" log addr deadline
     shift
+    BROKER_ADDR=""
     log="$WORK/brook-$name.log"
     mkdir -p "$WORK/data-$name"
     # num.partitions=4: the suite's trivup scenarios create topics with 4 partitions by default,
@@ -134,7 +136,7 @@ start_broker() {
     while [ "$SECONDS" -lt "$deadline" ]; do
         addr="$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$log" | head -n1)"
         if [ -n "$addr" ]; then
-            echo "$addr"
+            BROKER_ADDR="$addr"
             return 0
         fi
         if ! kill -0 "${BROKER_PIDS[-1]}" 2>/dev/null; then
@@ -154,13 +156,15 @@ broker.address.family=v4
 EOF
 }
 
-DEFAULT_ADDR="$(start_broker default)" || exit 2
+start_broker default || exit 2
+DEFAULT_ADDR="$BROKER_ADDR"
 write_conf "$WORK/test-default.conf" "$DEFAULT_ADDR"
 NOAUTO_ADDR=""
 for t in $TESTS_TO_RUN; do
     case " $NOAUTOCREATE_TESTS " in *" $t "*)
         if [ -z "$NOAUTO_ADDR" ]; then
-            NOAUTO_ADDR="$(start_broker noautocreate --override auto.create.topics.enable=false)" || exit 2
+            start_broker noautocreate --override auto.create.topics.enable=false || exit 2
+            NOAUTO_ADDR="$BROKER_ADDR"
             write_conf "$WORK/test-noautocreate.conf" "$NOAUTO_ADDR"
         fi
     esac
