@@ -7,12 +7,13 @@
 #
 # Build (cached under $RDK_BUILD_DIR, re-runs skip finished steps): copies librdkafka/ out of the
 # cargo registry (never builds inside it), ./configure, make libs, and the test-runner with
-# rapidjson (apt-get install rapidjson-dev). About 5 minutes on 2 cores the first time.
+# rapidjson (apt-get install rapidjson-dev). 2-5 minutes on 2 cores the first time.
 #
 # Each test number runs in its own test-runner invocation ("-L -K": no mock-cluster or known-flaky
 # tests; never -Q, which makes every SUB_TEST pass without running it), with
 # TEST_KAFKA_VERSION=4.0.0: brook, like Kafka 4, keeps only message format v2, and this makes the
-# suite skip the sub-tests of older formats while still running every 3.x/4.0 one.
+# suite skip the sub-tests of older formats while still running every 3.x/4.0 one. 4.1.0 would
+# change nothing: librdkafka 2.12.1's tests gate no behaviour on a version above 4.0.
 #
 # Environment:
 #   RDK_TESTS        test numbers to run, space separated (default: the list below)
@@ -54,7 +55,7 @@ build_suite() {
     local src tree="$BUILD_DIR/librdkafka" jobs
     jobs="$(nproc 2>/dev/null || echo 2)"
     if [ ! -x "$tree/configure" ]; then
-        src="$(ls -d "$HOME"/.cargo/registry/src/index.crates.io-*/rdkafka-sys-4.10.0+2.12.1/librdkafka 2>/dev/null | head -n1 || true)"
+        src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/index.crates.io-*/rdkafka-sys-4.10.0+2.12.1/librdkafka 2>/dev/null | head -n1 || true)"
         if [ -z "$src" ]; then
             say "librdkafka source not found in the cargo registry (run 'cargo fetch' first)"
             return 1
