@@ -16,7 +16,8 @@
 # change nothing: librdkafka 2.12.1's tests gate no behaviour on a version above 4.0.
 #
 # Environment:
-#   RDK_TESTS        test numbers to run, space separated (default: the list below)
+#   RDK_TESTS        test numbers to run, space separated (default: the list below); librdkafka's own
+#                    SUBTESTS=<substring> passes through and picks sub-tests (e.g. SUBTESTS=do_test_DeleteTopics)
 #   RDK_JOBS         tests run at once against the shared broker (default 2)
 #   RDK_TEST_TIMEOUT seconds one test number may take before it is killed and failed (default 1200)
 #   RDK_BUILD_DIR    build directory (default target/librdkafka-suite)
