@@ -1216,7 +1216,17 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: only groups without members; removes its metadata and offsets.
     pub fn delete_group(&self, group_id: &str) -> Result<WriteWait, ResponseError> {
+        self.delete_group_at(group_id, Instant::now())
+    }
+
+    /// DeleteGroups as of `now`. The group's timers run first: a member whose session ended before
+    /// `now` no longer counts, even when the ticker has not reached it yet (a static member that
+    /// closed without leaving is gone exactly one session timeout after its last heartbeat or commit).
+    fn delete_group_at(&self, group_id: &str, now: Instant) -> Result<WriteWait, ResponseError> {
         let mut groups = self.lock();
+        if let Some(group) = groups.get_mut(group_id) {
+            self.advance_timers(group, now);
+        }
         let known = match groups.get(group_id) {
             Some(g) if !g.members.is_empty() || !g.pending.is_empty() => {
                 return Err(ResponseError::NonEmptyGroup);
@@ -1277,51 +1287,57 @@ impl GroupCoordinator {
     fn tick(&self, now: Instant) {
         let mut groups = self.lock();
         for group in groups.values_mut() {
-            let before = group.pending.len();
-            group.pending.retain(|_, deadline| *deadline > now);
-            let mut changed = group.pending.len() != before;
+            self.advance_timers(group, now);
+        }
+    }
 
-            let expired: Vec<String> = group
+    /// Fires the group's timers that are due at `now`: pending joins, member sessions, the sync
+    /// deadline and the join (rebalance) deadline. The caller holds the groups lock.
+    fn advance_timers(&self, group: &mut Group, now: Instant) {
+        let before = group.pending.len();
+        group.pending.retain(|_, deadline| *deadline > now);
+        let mut changed = group.pending.len() != before;
+
+        let expired: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| !m.awaiting() && m.session_deadline <= now)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &expired {
+            tracing::info!(group = %group.id, member = %id, "member session expired");
+            group.remove_member(id, ResponseError::UnknownMemberId);
+        }
+        if !expired.is_empty()
+            && matches!(
+                group.state,
+                GroupState::Stable | GroupState::CompletingRebalance
+            )
+        {
+            self.prepare_rebalance(group, now);
+        }
+        changed |= !expired.is_empty();
+
+        if group.state == GroupState::CompletingRebalance
+            && group.sync_deadline.is_some_and(|d| now >= d)
+        {
+            let late: Vec<String> = group
                 .members
                 .values()
-                .filter(|m| !m.awaiting() && m.session_deadline <= now)
+                .filter(|m| m.sync_waiter.is_none())
                 .map(|m| m.id.clone())
                 .collect();
-            for id in &expired {
-                tracing::info!(group = %group.id, member = %id, "member session expired");
+            for id in &late {
+                tracing::info!(group = %group.id, member = %id, "member did not sync in time; removed");
                 group.remove_member(id, ResponseError::UnknownMemberId);
             }
-            if !expired.is_empty()
-                && matches!(
-                    group.state,
-                    GroupState::Stable | GroupState::CompletingRebalance
-                )
-            {
-                self.prepare_rebalance(group, now);
-            }
-            changed |= !expired.is_empty();
-
-            if group.state == GroupState::CompletingRebalance
-                && group.sync_deadline.is_some_and(|d| now >= d)
-            {
-                let late: Vec<String> = group
-                    .members
-                    .values()
-                    .filter(|m| m.sync_waiter.is_none())
-                    .map(|m| m.id.clone())
-                    .collect();
-                for id in &late {
-                    tracing::info!(group = %group.id, member = %id, "member did not sync in time; removed");
-                    group.remove_member(id, ResponseError::UnknownMemberId);
-                }
-                self.prepare_rebalance(group, now);
-                changed = true;
-            }
-            if group.state == GroupState::PreparingRebalance
-                && (changed || group.rebalance_deadline.is_none_or(|d| now >= d))
-            {
-                self.try_complete_join(group, now);
-            }
+            self.prepare_rebalance(group, now);
+            changed = true;
+        }
+        if group.state == GroupState::PreparingRebalance
+            && (changed || group.rebalance_deadline.is_none_or(|d| now >= d))
+        {
+            self.try_complete_join(group, now);
         }
     }
 }
@@ -1553,6 +1569,30 @@ mod tests {
         let d = c.describe_group("g").expect("group exists");
         assert_eq!(d.state, GroupState::Stable);
         assert_eq!(d.members.len(), 3);
+    }
+
+    #[test]
+    fn delete_group_does_not_count_a_member_whose_session_has_ended() {
+        let (c, _dir) = coordinator(0, 100);
+        // A static member (KIP-345) closes without LeaveGroup: only its session ends its membership.
+        let mut p = params("", &["range"]);
+        p.group_instance_id = Some("instance-0".into());
+        let r = ready(&mut later(c.join_group(p)));
+        assert!(matches!(
+            sync(&c, &r.member_id, r.generation, &[(&r.member_id, "a")]),
+            Pending::Later(_)
+        ));
+        let start = Instant::now();
+        assert_eq!(
+            c.delete_group_at("g", start).err(),
+            Some(ResponseError::NonEmptyGroup)
+        );
+        // Past the 10 s session and before any tick of the ticker: the group is empty and goes.
+        assert!(
+            c.delete_group_at("g", start + Duration::from_secs(11))
+                .is_ok()
+        );
+        assert!(c.describe_group("g").is_none());
     }
 
     #[test]
