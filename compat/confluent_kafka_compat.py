@@ -30,12 +30,12 @@ group = f"confluent-kafka-group-{RUN}"
 COMMON = {"bootstrap.servers": BOOTSTRAP, "broker.address.family": "v4"}
 print(f"{CLIENT}: confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}) "
       f"against {BOOTSTRAP}", flush=True)
-admin = AdminClient(dict(COMMON))
-try:
-    admin.list_topics(timeout=15)
+try:  # quietly: librdkafka logs every failed connect
+    AdminClient({**COMMON, "log_level": 0}).list_topics(timeout=15)
 except KafkaException as e:
     print(f"{CLIENT}: broker at {BOOTSTRAP} unreachable: {e}", file=sys.stderr)
     sys.exit(2)
+admin = AdminClient(dict(COMMON))
 
 
 def producer(**extra):
