@@ -18,8 +18,17 @@ PY_CLIENTS=(
     "confluent-kafka:confluent-kafka==2.16.1:confluent_kafka"
 )
 
-py_version_of() { # <dir> <module> -> the module's installed version, or nothing
-    PYTHONPATH="$1" python3 -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$2" 2>/dev/null || true
+# <dist> <dir>: the version of <dist> installed in <dir> itself (site-packages elsewhere do not count).
+py_version_in() {
+    python3 -c 'import importlib.metadata as m, sys
+print(next((d.version for d in m.distributions(path=[sys.argv[2]])
+            if d.metadata["Name"].lower() == sys.argv[1].lower()), ""))' "$1" "$2" 2>/dev/null || true
+}
+
+# <module> <dir>: the module imports, and from <dir>.
+py_imports_from() {
+    PYTHONPATH="$2" python3 -c 'import importlib, sys
+sys.exit(not importlib.import_module(sys.argv[1]).__file__.startswith(sys.argv[2]))' "$1" "$2" 2>/dev/null
 }
 
 for entry in "${PY_CLIENTS[@]}"; do
@@ -27,7 +36,7 @@ for entry in "${PY_CLIENTS[@]}"; do
     want="${requirement#*==}"
     dist="${requirement%%==*}"
     target="$DEPS/$dir"
-    if [ "$(py_version_of "$target" "$dist")" = "$want" ] && PYTHONPATH="$target" python3 -c "import $module" 2>/dev/null; then
+    if [ "$(py_version_in "$dist" "$target")" = "$want" ] && py_imports_from "$module" "$target"; then
         continue
     fi
     echo "compat/install.sh: installing $requirement into ${target#"$COMPAT"/}"
