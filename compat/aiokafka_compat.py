@@ -17,8 +17,9 @@ from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_con
 try:
     import aiokafka
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic, RecordsToDelete
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import InvalidPartitionsError
 except ImportError as e:
     missing("aiokafka", f"{e}; run compat/install.sh and set PYTHONPATH=compat/.deps/aiokafka")
 
@@ -216,6 +217,45 @@ async def _():
     error_code, group_id, state, protocol_type = answer.groups[0][:4]
     assert (error_code, group_id, state, protocol_type) == (0, group, "Empty", "consumer"), answer
     return f"{detail}; group {state}"
+
+
+@matrix.scenario("admin-alter-partitions")
+async def _():
+    t = f"{topic}-alter"
+    async with Admin() as admin:
+        await create(admin, t, 1, {"retention.ms": "3600000"})
+        # aiokafka alters with AlterConfigs: the whole set of dynamic configs for the resource.
+        altered = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={
+            "retention.ms": "7200000", "cleanup.policy": "compact,delete"})])
+        assert [r[0] for r in altered[0].resources] == [0], altered
+        answer = (await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)]))[0]
+        entries = {e[0]: e[1] for e in answer.resources[0][4]}
+        assert (entries["retention.ms"], entries["cleanup.policy"]) == ("7200000", "compact,delete"), entries
+        grown = await admin.create_partitions({t: NewPartitions(3)})
+        assert [e[1] for e in grown.topic_errors] == [0], grown
+        try:
+            await admin.create_partitions({t: NewPartitions(2)})
+            raise AssertionError("shrinking to 2 partitions was accepted")
+        except InvalidPartitionsError:
+            pass
+
+        async def three():
+            return len(topic_partitions(await admin.describe_topics([t]))[t]) == 3
+        await wait_for(f"{t} showing 3 partitions", three)
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=False)
+        await producer.start()
+        try:  # keys: a compacted topic refuses records without one, as Kafka does
+            await asyncio.gather(*[await producer.send(t, key=b"k%d" % i, value=b"v%d" % i, partition=i % 3)
+                                   for i in range(30)])
+        finally:
+            await producer.stop()
+        low = await admin.delete_records({TopicPartition(t, 2): RecordsToDelete(4)})
+        assert low == {TopicPartition(t, 2): 4}, f"DeleteRecords answered {low}"
+        cluster = await admin.describe_cluster()
+        assert len(cluster["brokers"]) == 1, cluster
+        deleted = await admin.delete_topics([t])
+        assert [e[1] for e in deleted.topic_error_codes] == [0], deleted
+    return "altered, 1 -> 3 partitions (shrink refused), records deleted up to 4"
 
 
 matrix.finish()

@@ -17,7 +17,8 @@ try:
     import confluent_kafka
     from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError,
                                  KafkaException, Producer, TopicCollection, TopicPartition)
-    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
+                                       NewTopic, OffsetSpec, ResourceType)
 except ImportError as e:
     missing("confluent-kafka", f"{e}; run compat/install.sh and set PYTHONPATH=compat/.deps/confluent-kafka")
 
@@ -192,6 +193,45 @@ def _():
     described = admin.describe_consumer_groups([group], include_authorized_operations=True)[group].result(timeout=30)
     assert described.state == ConsumerGroupState.EMPTY and not described.is_simple_consumer_group, described
     return f"{detail}; group {described.state.name}"
+
+
+@matrix.scenario("admin-alter-partitions")
+def _():
+    t = f"{topic}-alter"
+    create(t, 1, {"retention.ms": "3600000", "cleanup.policy": "compact"})
+    resource = ConfigResource(ResourceType.TOPIC, t, incremental_configs=[
+        ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.APPEND)])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+    plain = ConfigResource(ResourceType.TOPIC, t)
+    configs = admin.describe_configs([plain])[plain].result(timeout=30)
+    assert (configs["retention.ms"].value, configs["cleanup.policy"].value) == ("7200000", "compact,delete"), configs
+    admin.create_partitions([NewPartitions(t, 3)])[t].result(timeout=30)
+    try:
+        admin.create_partitions([NewPartitions(t, 2)])[t].result(timeout=30)
+        raise AssertionError("shrinking to 2 partitions was accepted")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_PARTITIONS, e
+    wait_for(f"{t} showing 3 partitions", lambda: len(admin.list_topics(t, timeout=10).topics[t].partitions) == 3)
+    assert len(produce_all(producer(), t, ((b"k", b"v%d" % i, None) for i in range(50)))) == 50
+    c = consumer(**{"group.id": f"{group}-watermarks"})
+    try:
+        ends = {i: c.get_watermark_offsets(TopicPartition(t, i), timeout=10)[1] for i in range(3)}
+    finally:
+        c.close()
+    specs = {TopicPartition(t, i): OffsetSpec.latest() for i in range(3)}
+    latest = {tp.partition: f.result(timeout=30).offset for tp, f in admin.list_offsets(specs).items()}
+    assert latest == ends and sum(ends.values()) == 50, f"ListOffsets latest {latest}, watermarks {ends}"
+    busiest = max(ends, key=ends.get)
+    deleted = admin.delete_records([TopicPartition(t, busiest, 10)])
+    low = list(deleted.values())[0].result(timeout=30).low_watermark
+    earliest = admin.list_offsets({TopicPartition(t, busiest): OffsetSpec.earliest()})
+    first = list(earliest.values())[0].result(timeout=30).offset
+    assert (low, first) == (10, 10), f"DeleteRecords low watermark {low}, earliest now {first}"
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert len(cluster.nodes) == 1 and cluster.controller is not None, cluster
+    admin.delete_topics([t])[t].result(timeout=30)
+    return f"altered incrementally, 1 -> 3 partitions, offsets {ends}, records deleted up to 10"
 
 
 matrix.finish()

@@ -16,7 +16,7 @@ from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_con
 try:
     import kafka
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
     from kafka.errors import InvalidConfigurationError, InvalidPartitionsError, TopicAlreadyExistsError
 except ImportError as e:
     missing("kafka-python", f"{e}; run compat/install.sh and set PYTHONPATH=compat/.deps/kafka-python-3")
@@ -201,53 +201,55 @@ def _():
     return f"{detail}; group {state}"
 
 
-if not V2:  # kafka-python 2.x has no incremental alter and an older DescribeLogDirs API.
-    @matrix.scenario("admin-alter-partitions")
-    def _():
-        t = f"{topic}-alter"
-        admin.create_topics([NewTopic(t, 1, 1, topic_configs={"retention.ms": "3600000",
-                                                              "cleanup.policy": "compact"})])
-        resource = ConfigResource(ConfigResourceType.TOPIC, t)
-        described = admin.describe_configs([resource], config_filter="all")["topic"][t]
+@matrix.scenario("admin-alter-partitions")
+def _():
+    t = f"{topic}-alter"
+    admin.create_topics([NewTopic(t, 1, 1, topic_configs={"retention.ms": "3600000", "cleanup.policy": "compact"})])
+    if V2:  # AlterConfigs: the whole set of dynamic configs for the resource; errors come back as codes
+        answer = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={
+            "retention.ms": "7200000", "cleanup.policy": "compact,delete"})])
+        assert [r[0] for r in answer.resources] == [0], answer
+        refused = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": "soon"})])
+        assert [r[0] for r in refused.resources] == [InvalidConfigurationError.errno], refused
+    else:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)], config_filter="all")["topic"][t]
         assert described["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG", described["retention.ms"]
         assert described["segment.bytes"]["config_source"] == "DEFAULT_CONFIG", described["segment.bytes"]
-
         # kafka-python 3 alters incrementally when the broker offers IncrementalAlterConfigs.
-        altered = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t,
-                                                      configs={"retention.ms": "7200000",
-                                                               "cleanup.policy": ("APPEND", "delete")})])
+        altered = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={
+            "retention.ms": "7200000", "cleanup.policy": ("APPEND", "delete")})])
         assert altered["topic"][t] == "OK", altered
-        modified = topic_configs(t)
-        assert (modified["retention.ms"], modified["cleanup.policy"]) == ("7200000", "compact,delete"), modified
         refused = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": "soon"})])
         assert "InvalidConfiguration" in refused["topic"][t], refused
+    modified = topic_configs(t)
+    assert (modified["retention.ms"], modified["cleanup.policy"]) == ("7200000", "compact,delete"), modified
 
-        admin.create_partitions({t: 3})
-        wait_for(f"{t} showing 3 partitions", lambda: len(admin.describe_topics([t])[0]["partitions"]) == 3)
-        try:
-            admin.create_partitions({t: 2})
-            raise AssertionError("shrinking to 2 partitions was accepted")
-        except InvalidPartitionsError:
-            pass
-        p = producer()
-        md = p.send(t, key=b"k", value=b"to partition 2", partition=2).get(timeout=30)
-        p.close()
-        assert (md.partition, md.offset) == (2, 0), md
+    admin.create_partitions({t: NewPartitions(3)})
+    wait_for(f"{t} showing 3 partitions", lambda: len(admin.describe_topics([t])[0]["partitions"]) == 3)
+    try:
+        admin.create_partitions({t: NewPartitions(2)})
+        raise AssertionError("shrinking to 2 partitions was accepted")
+    except InvalidPartitionsError:
+        pass
+    p = producer()
+    md = p.send(t, key=b"k", value=b"to partition 2", partition=2).get(timeout=30)
+    p.close()
+    assert (md.partition, md.offset) == (2, 0), md
 
-        cluster = admin.describe_cluster()
-        assert len(cluster["brokers"]) == 1 and cluster["controller_id"] == cluster["brokers"][0]["broker_id"], cluster
+    cluster = admin.describe_cluster()
+    assert len(cluster["brokers"]) == 1 and cluster["controller_id"] == cluster["brokers"][0]["node_id" if V2 else "broker_id"], cluster
+    if not V2:  # kafka-python 2.x returns DescribeLogDirs raw and cannot filter it by topic
         dirs = admin.describe_log_dirs([t])
         sizes = {p["partition_index"]: p["partition_size"]
                  for d in dirs[0]["log_dirs"] for tp in d["topics"] if tp["name"] == t for p in tp["partitions"]}
         assert sorted(sizes) == [0, 1, 2] and sizes[2] > 0, dirs
-        try:
-            admin.create_topics([NewTopic(f"{t}-bad", 1, 1, topic_configs={"retention.ms": "-5"})])
-            raise AssertionError("retention.ms=-5 was accepted")
-        except InvalidConfigurationError:
-            pass
-        admin.delete_topics([t])
-        return f"altered incrementally, 1 -> 3 partitions, cluster {cluster['cluster_id']}"
-
+    try:
+        admin.create_topics([NewTopic(f"{t}-bad", 1, 1, topic_configs={"retention.ms": "-5"})])
+        raise AssertionError("retention.ms=-5 was accepted")
+    except InvalidConfigurationError:
+        pass
+    admin.delete_topics([t])
+    return f"altered{'' if V2 else ' incrementally'}, 1 -> 3 partitions (shrink refused), cluster {cluster['cluster_id']}"
 
 admin.close()
 matrix.finish()

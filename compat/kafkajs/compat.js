@@ -269,6 +269,40 @@ scenario('describe-all-after-commit', () => withAdmin(async (admin) => {
   return `${names.length} topics, ${total} partitions, every one led; group ${described.state}`;
 }));
 
+scenario('admin-alter-partitions', () => withAdmin(async (admin) => {
+  const t = `${topic}-alter`;
+  await create(admin, t, 1, [{ name: 'retention.ms', value: '3600000' }]);
+  // kafkajs alters with AlterConfigs (the whole set of dynamic configs for the resource).
+  await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: t, configEntries: [{ name: 'retention.ms', value: '7200000' }, { name: 'cleanup.policy', value: 'compact,delete' }] }] });
+  const described = await admin.describeConfigs({ resources: [{ type: ConfigResourceTypes.TOPIC, name: t }], includeSynonyms: false });
+  const entries = Object.fromEntries(described.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
+  assert(entries['retention.ms'] === '7200000' && entries['cleanup.policy'] === 'compact,delete', JSON.stringify(entries));
+  await admin.createPartitions({ topicPartitions: [{ topic: t, count: 3 }] });
+  let refused = null;
+  try {
+    await admin.createPartitions({ topicPartitions: [{ topic: t, count: 2 }] });
+  } catch (e) {
+    refused = e;
+  }
+  assert(refused && /INVALID_PARTITIONS|partitions/i.test(`${refused.type} ${refused.message}`), `shrinking to 2 partitions: ${refused}`);
+  // Keys: a compacted topic refuses records without one (INVALID_RECORD), as Kafka does.
+  await waitFor(`${t} showing 3 partitions`, async () => (await admin.fetchTopicMetadata({ topics: [t] })).topics[0].partitions.length === 3);
+  const p = producer();
+  await p.connect();
+  try {
+    await p.send({ topic: t, acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ partition: i % 3, key: `k${i}`, value: `v${i}` })) });
+  } finally {
+    await p.disconnect();
+  }
+  const ends = await endOffsets(admin, t);
+  assert(JSON.stringify(ends) === '{"0":10,"1":10,"2":10}', `high watermarks ${JSON.stringify(ends)}`);
+  await admin.deleteTopicRecords({ topic: t, partitions: [{ partition: 2, offset: '4' }] });
+  const low = (await admin.fetchTopicOffsets(t)).find((o) => o.partition === 2).low;
+  assert(Number(low) === 4, `low watermark after DeleteRecords: ${low}`);
+  await admin.deleteTopics({ topics: [t], timeout: 30000 });
+  return `altered, 1 -> 3 partitions, offsets ${JSON.stringify(ends)}, records deleted up to 4`;
+}));
+
 function bounded(promise, seconds) {
   let timer;
   const expiry = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no outcome within ${seconds} s`)), seconds * 1000); });
