@@ -22,10 +22,10 @@ trap 'rm -rf "$WORK"' EXIT
 failures=0
 total=0
 
-pass() { total=$((total + 1)); printf 'kcat %-20s PASS\n' "$1"; }
+pass() { total=$((total + 1)); printf 'kcat %-26s PASS\n' "$1"; }
 fail() {
     total=$((total + 1)); failures=$((failures + 1))
-    printf 'kcat %-20s FAIL  %s\n' "$1" "$2"
+    printf 'kcat %-26s FAIL  %s\n' "$1" "$2"
 }
 
 # Every kcat call: this broker, IPv4, bounded in time, librdkafka chatter kept in a log file.
@@ -125,6 +125,81 @@ for codec in gzip snappy lz4 zstd; do
     gen_lines 3000 "$codec" >"$WORK/$codec.in"
     round_trip "compression-$codec" "kcat-$codec-$RUN_ID" "$WORK/$codec.in" -z "$codec"
 done
+
+# 8. Keys and headers together: every message carries the same two headers (-H), read back with %h.
+headed="kcat-headers-$RUN_ID"
+gen_lines 1000 headed | awk '{ print "key-" (NR % 7) ":" $0 }' >"$WORK/headers.in"
+awk -F: -v run="$RUN_ID" '{ k = $1; sub(/^[^:]*:/, ""); print k "|run=" run ",origin=kcat|" $0 }' \
+    "$WORK/headers.in" >"$WORK/headers.expected"
+if kc -P -t "$headed" -p 0 -K : -H "run=$RUN_ID" -H origin=kcat <"$WORK/headers.in" \
+    && kc -C -t "$headed" -p 0 -o beginning -e -q -f '%k|%h|%s\n' >"$WORK/headers.out"; then
+    same_bytes "keyed-headers" "$WORK/headers.expected" "$WORK/headers.out"
+else
+    fail "keyed-headers" "kcat exited non-zero"
+fi
+
+# 9. A balanced consumer group (-G): two members share two one-partition topics (kcat cannot
+# create topics with more partitions; roundrobin gives each member one), each line is read once,
+# offsets are committed on close, and a later member of the group reads exactly what came after.
+group="kcat-group-$RUN_ID"
+ga="kcat-group-a-$RUN_ID"
+gb="kcat-group-b-$RUN_ID"
+gen_lines 300 "$ga" >"$WORK/ga.in"
+gen_lines 300 "$gb" >"$WORK/gb.in"
+member() { # <output file>: a group member that leaves (committing) once its partitions are drained
+    kc -G "$group" -X partition.assignment.strategy=roundrobin -X auto.offset.reset=earliest \
+        -e -q -f '%t %p %o %s\n' "$ga" "$gb" >"$1"
+}
+if kc -P -t "$ga" -p 0 <"$WORK/ga.in" && kc -P -t "$gb" -p 0 <"$WORK/gb.in"; then
+    member "$WORK/m1.out" & m1=$!
+    member "$WORK/m2.out" & m2=$!
+    if wait "$m1" && wait "$m2"; then
+        split="$(for m in m1 m2; do cut -d' ' -f1 "$WORK/$m.out" | sort -u | tr '\n' ' '; echo; done)"
+        cat "$WORK/m1.out" "$WORK/m2.out" | cut -d' ' -f4- | sort >"$WORK/group.got"
+        sort "$WORK/ga.in" "$WORK/gb.in" >"$WORK/group.want"
+        if [ "$(printf '%s\n' "$split" | grep -c '^kcat-group-[ab]-[^ ]* $')" -ne 2 ] \
+            || [ "$(printf '%s' "$split" | sort -u | wc -l)" -ne 2 ]; then
+            fail "group-balanced" "the members did not get one topic each: $(printf '%s' "$split" | tr '\n' '/')"
+        elif ! cmp -s "$WORK/group.want" "$WORK/group.got"; then
+            fail "group-balanced" "members read $(wc -l <"$WORK/group.got") lines, expected each of $(wc -l <"$WORK/group.want") once"
+        else
+            gen_lines 10 "$ga-after" >"$WORK/ga.after"
+            gen_lines 10 "$gb-after" >"$WORK/gb.after"
+            kc -P -t "$ga" -p 0 <"$WORK/ga.after" && kc -P -t "$gb" -p 0 <"$WORK/gb.after" || true
+            if member "$WORK/m3.out"; then
+                cut -d' ' -f4- "$WORK/m3.out" | sort >"$WORK/resumed.got"
+                sort "$WORK/ga.after" "$WORK/gb.after" >"$WORK/resumed.want"
+                if cmp -s "$WORK/resumed.want" "$WORK/resumed.got"; then
+                    pass "group-balanced"
+                else
+                    fail "group-balanced" "a later member read $(wc -l <"$WORK/resumed.got") lines, not the 20 after the commit"
+                fi
+            else
+                fail "group-balanced" "the later member exited non-zero"
+            fi
+        fi
+    else
+        fail "group-balanced" "a member exited non-zero"
+    fi
+else
+    fail "group-balanced" "kcat -P exited non-zero"
+fi
+
+# 10. After the group committed: all topics' metadata (-L), __consumer_offsets included, with a
+# leader and no error for every partition.
+if kc -L >"$WORK/all.txt"; then
+    bad="$(grep -E '^ +partition ' "$WORK/all.txt" | grep -Ev '^ +partition [0-9]+, leader [0-9]+, replicas: [0-9,]+, isrs: [0-9,]+$' || true)"
+    partitions="$(grep -cE '^ +partition ' "$WORK/all.txt" || true)"
+    if ! grep -q 'topic "__consumer_offsets" with' "$WORK/all.txt"; then
+        fail "metadata-all-after-commit" "__consumer_offsets not listed"
+    elif [ -n "$bad" ]; then
+        fail "metadata-all-after-commit" "$(printf '%s\n' "$bad" | wc -l) of $partitions partitions without a leader or with an error, e.g. $(printf '%s\n' "$bad" | head -1 | sed 's/^ *//')"
+    else
+        pass "metadata-all-after-commit"
+    fi
+else
+    fail "metadata-all-after-commit" "kcat -L exited non-zero"
+fi
 
 echo "kcat: $((total - failures))/$total scenarios passed against $BOOTSTRAP"
 if [ "$failures" -ne 0 ]; then

@@ -1,11 +1,14 @@
-//! Runs compat/kcat.sh (Debian's kcat, built on librdkafka 2.0.2) and compat/kafka_python.py against an in-process broker,
-//! then checks on disk that kcat's compressed topics really hold compressed batches: old
-//! librdkafka silently stops compressing when the broker's advertised versions disappoint it.
+//! Runs every compat/ script (kcat, kafka-python 2.x and 3.x, aiokafka, confluent-kafka, kafkajs)
+//! against its own in-process broker and requires a PASS line for each of its scenarios. For kcat it
+//! also checks on disk that the compressed topics really hold compressed batches: old librdkafka
+//! silently stops compressing when the broker's advertised versions disappoint it.
+//! The clients come from `compat/install.sh` (pinned versions under compat/.deps/ and
+//! compat/kafkajs/node_modules); a missing client is a skip, except with CI=true, where it fails.
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -30,11 +33,7 @@ fn topic_with_prefix(data_dir: &Path, prefix: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_matrix_passes_against_in_process_broker() {
     if !kcat_installed() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kcat is required in CI (apt-get install kcat; .ci/run does this)"
-        );
-        eprintln!("SKIP kcat_matrix_passes_against_in_process_broker: kcat not installed");
+        skip_or_fail("kcat", "apt-get install kcat; .ci/run does this");
         return;
     }
     let b = start_broker(&[]).await;
@@ -50,13 +49,24 @@ async fn kcat_matrix_passes_against_in_process_broker() {
             .output()
     })
     .expect("run compat/kcat.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success(),
-        "compat/kcat.sh failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    check_matrix(
+        "kcat",
+        &output,
+        &[
+            "metadata-list",
+            "produce-consume-10k",
+            "metadata-topic",
+            "consume-from-offset",
+            "query-offsets",
+            "keyed",
+            "compression-gzip",
+            "compression-snappy",
+            "compression-lz4",
+            "compression-zstd",
+            "keyed-headers",
+            "group-balanced",
+            "metadata-all-after-commit",
+        ],
     );
 
     let mut problems = Vec::new();
@@ -85,47 +95,178 @@ async fn kcat_matrix_passes_against_in_process_broker() {
     b.shutdown().await;
 }
 
-fn kafka_python_installed() -> bool {
-    Command::new("python3")
-        .args(["-c", "import kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// The scenarios every script besides kcat runs (compat/README.md describes them).
+const SCENARIOS: [&str; 6] = [
+    "admin",
+    "produce-consume",
+    "produce-consume-gzip",
+    "consumer-group",
+    "describe-all-after-commit",
+    "admin-alter-partitions",
+];
+
+fn compat_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("compat")
 }
 
-/// compat/kafka_python.py: an independent (pure Python) client for admin, produce and consume.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_python_matrix_passes_against_in_process_broker() {
-    if !kafka_python_installed() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kafka-python is required in CI (pip install kafka-python; .ci/run does this)"
-        );
-        eprintln!(
-            "SKIP kafka_python_matrix_passes_against_in_process_broker: kafka-python not installed"
-        );
+/// A missing client fails the test in CI and is a printed skip elsewhere.
+fn skip_or_fail(client: &str, install: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{client} is required in CI ({install})"
+    );
+    eprintln!("SKIP {client} compat matrix: {client} not installed ({install})");
+}
+
+/// Asserts the script exited 0 and printed `<client> <scenario> PASS` for each expected scenario, so
+/// a script that silently ran fewer scenarios cannot pass.
+fn check_matrix(client: &str, output: &Output, scenarios: &[&str]) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    let passed: Vec<&str> = stdout
+        .lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [c, scenario, "PASS", ..] if c == client => Some(scenario),
+                _ => None,
+            },
+        )
+        .collect();
+    let missing: Vec<&&str> = scenarios.iter().filter(|s| !passed.contains(s)).collect();
+    let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    assert!(
+        output.status.success() && missing.is_empty(),
+        "{client} matrix failed ({}), scenarios without PASS: {missing:?} (matrix above)\n\
+         --- stderr, last 40 lines ---\n{}",
+        output.status,
+        tail.join("\n")
+    );
+}
+
+/// The pinned Python client in compat/.deps/<dir>, if compat/install.sh installed it.
+fn python_client(dir: &str, module: &str) -> Option<PathBuf> {
+    let path = compat_dir().join(".deps").join(dir);
+    // Imported from that directory: a system-wide install of another version must not stand in.
+    let check = "import importlib, sys; \
+                 sys.exit(not importlib.import_module(sys.argv[1]).__file__.startswith(sys.argv[2]))";
+    Command::new("python3")
+        .args(["-c", check, module])
+        .arg(&path)
+        .env("PYTHONPATH", &path)
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(path)
+}
+
+/// Runs compat/<script> with the client in `deps` against a fresh in-process broker.
+async fn python_matrix(client: &str, dir: &str, module: &str, script: &str, scenarios: &[&str]) {
+    let Some(deps) = python_client(dir, module) else {
+        skip_or_fail(client, "run compat/install.sh; .ci/run does this");
         return;
-    }
+    };
     let b = start_broker(&[]).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/kafka_python.py");
+    let script = compat_dir().join(script);
     let output = blocking(|| {
         Command::new("python3")
             .arg(&script)
             .arg(&b.bootstrap)
+            .env("PYTHONPATH", &deps)
+            .env("COMPAT_RUN_ID", "test")
+            // confluent-kafka must load the librdkafka it bundles, not the build's own.
+            .env_remove("LD_LIBRARY_PATH")
             .output()
     })
-    .expect("run compat/kafka_python.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success(),
-        "compat/kafka_python.py failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        stdout.matches("  PASS  ").count(),
-        6,
-        "every scenario ran:\n{stdout}"
-    );
+    .unwrap_or_else(|e| panic!("run compat/{script:?}: {e}"));
+    check_matrix(client, &output, scenarios);
+    b.shutdown().await;
+}
+
+/// compat/kafka_python.py under kafka-python 3.x (pure Python; alters configs incrementally).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_3_matrix_passes_against_in_process_broker() {
+    python_matrix(
+        "kafka-python-3",
+        "kafka-python-3",
+        "kafka",
+        "kafka_python.py",
+        &SCENARIOS,
+    )
+    .await;
+}
+
+/// The same script under kafka-python 2.x, which asks for authorized operations in Metadata and
+/// DescribeGroups and decodes them strictly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_2_matrix_passes_against_in_process_broker() {
+    python_matrix(
+        "kafka-python-2",
+        "kafka-python-2",
+        "kafka",
+        "kafka_python.py",
+        &SCENARIOS,
+    )
+    .await;
+}
+
+/// compat/aiokafka_compat.py: the asyncio client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiokafka_matrix_passes_against_in_process_broker() {
+    python_matrix(
+        "aiokafka",
+        "aiokafka",
+        "aiokafka",
+        "aiokafka_compat.py",
+        &SCENARIOS,
+    )
+    .await;
+}
+
+/// compat/confluent_kafka_compat.py: Python over the current librdkafka it bundles (zstd instead of gzip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_matrix_passes_against_in_process_broker() {
+    let scenarios = SCENARIOS.map(|s| {
+        if s == "produce-consume-gzip" {
+            "produce-consume-zstd"
+        } else {
+            s
+        }
+    });
+    python_matrix(
+        "confluent-kafka",
+        "confluent-kafka",
+        "confluent_kafka",
+        "confluent_kafka_compat.py",
+        &scenarios,
+    )
+    .await;
+}
+
+/// compat/kafkajs/compat.js: kafkajs 2.2.4 from compat/kafkajs/node_modules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_matrix_passes_against_in_process_broker() {
+    let dir = compat_dir().join("kafkajs");
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node || !dir.join("node_modules/kafkajs/package.json").is_file() {
+        skip_or_fail(
+            "kafkajs",
+            "node 18+ and npm, then compat/install.sh; .ci/run does this",
+        );
+        return;
+    }
+    let b = start_broker(&[]).await;
+    let output = blocking(|| {
+        Command::new("node")
+            .arg(dir.join("compat.js"))
+            .arg(&b.bootstrap)
+            .env("COMPAT_RUN_ID", "test")
+            .output()
+    })
+    .expect("run compat/kafkajs/compat.js");
+    check_matrix("kafkajs", &output, &SCENARIOS);
     b.shutdown().await;
 }
