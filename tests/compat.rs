@@ -270,3 +270,43 @@ async fn kafkajs_matrix_passes_against_in_process_broker() {
     check_matrix("kafkajs", &output, &SCENARIOS);
     b.shutdown().await;
 }
+
+/// compat/sarama.sh: Debian's Sarama 1.22, a Go client that sends the request versions Kafka 4 removed
+/// (KIP-896) and brook serves as Kafka 3.9 did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarama_1_22_matrix_passes_against_in_process_broker() {
+    let go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !go || !Path::new("/usr/share/gocode/src/github.com/Shopify/sarama").is_dir() {
+        skip_or_fail(
+            "sarama",
+            "apt-get install golang-go golang-github-shopify-sarama-dev; .ci/run does this",
+        );
+        return;
+    }
+    let b = start_broker(&[]).await;
+    let output = blocking(|| {
+        Command::new("sh")
+            .arg(compat_dir().join("sarama.sh"))
+            .arg(&b.bootstrap)
+            .output()
+    })
+    .expect("run compat/sarama.sh");
+    check_matrix(
+        "sarama",
+        &output,
+        &[
+            "create-topics-v0",
+            "create-topics-v1-already-exists",
+            "create-topics-v1-validate-only",
+            "describe-configs-v0",
+            "produce-v3-5-messages",
+            "list-offsets-v0",
+            "offset-commit-v1-fetch-v1",
+            "delete-topics-v0",
+        ],
+    );
+    b.shutdown().await;
+}
