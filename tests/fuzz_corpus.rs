@@ -10,7 +10,7 @@ use brook::group::records::{GroupRecordKey, decode_key, walk_batches};
 use brook::log::LogError;
 use brook::log::record_batch::validate_batches;
 use brook::server::Reply;
-use brook::server::dispatch::{Decoded, decode_request};
+use brook::server::dispatch::{Body, Decoded, decode_request};
 use bytes::Bytes;
 
 fn corpus(target: &str) -> PathBuf {
@@ -36,15 +36,17 @@ fn every_advertised_api_version_has_a_seed_that_decodes() {
                 Decoded::Request {
                     api_key,
                     version: v,
+                    request: Body::Current(_),
                     ..
                 } => {
                     assert!(api_versions::is_served(key, version));
                     assert_eq!((api_key, v), (key, version));
                 }
                 // The versions Kafka 4 removed: hand-decoded (api::legacy), then routed.
-                Decoded::Legacy {
+                Decoded::Request {
                     api_key,
                     version: v,
+                    request: Body::Legacy(_),
                     ..
                 } => {
                     assert!(brook::api::legacy::is_legacy(key, version));
@@ -160,8 +162,16 @@ fn group_record_seed_walks_to_its_records() {
 
 fn describe(d: &Decoded) -> String {
     match d {
-        Decoded::Request { api_key, .. } => format!("decoded as {api_key:?}"),
-        Decoded::Legacy { api_key, .. } => format!("decoded as legacy {api_key:?}"),
+        Decoded::Request {
+            api_key,
+            request: Body::Current(_),
+            ..
+        } => format!("decoded as {api_key:?}"),
+        Decoded::Request {
+            api_key,
+            request: Body::Legacy(_),
+            ..
+        } => format!("decoded as legacy {api_key:?}"),
         Decoded::Reply(r) => format!("{r:?}"),
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Once;
 
 use brook::api::api_versions;
 use brook::server::Reply;
-use brook::server::dispatch::{Decoded, decode_request, encode_frame};
+use brook::server::dispatch::{Body, Decoded, decode_request, encode_frame};
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
 use libfuzzer_sys::fuzz_target;
@@ -43,10 +43,11 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         Decoded::Reply(Reply::Later(_)) => panic!("decoding alone never defers a reply"),
-        Decoded::Legacy {
+        Decoded::Request {
             api_key,
             version,
             correlation_id,
+            request: Body::Legacy(_),
             ..
         } => {
             assert!(
@@ -65,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             api_key,
             version,
             correlation_id,
-            request,
+            request: Body::Current(request),
             ..
         } => {
             assert!(

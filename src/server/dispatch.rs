@@ -43,15 +43,7 @@ pub enum Decoded {
         version: i16,
         correlation_id: i32,
         header: RequestHeader,
-        request: RequestKind,
-    },
-    /// A version Kafka 4 removed, decoded by hand for its API module (see `api::legacy`).
-    Legacy {
-        api_key: ApiKey,
-        version: i16,
-        correlation_id: i32,
-        header: RequestHeader,
-        request: LegacyRequest,
+        request: Body,
     },
     /// Answered or refused without an API module: KIP-511 ApiVersions, Produce v0-2, malformed frames.
     Reply(Reply),
@@ -110,7 +102,7 @@ pub fn decode_request(frame: Bytes) -> Decoded {
             version,
             correlation_id,
             header,
-            request,
+            request: Body::Current(request),
         },
         Err(e) => Decoded::Reply(Reply::Close(format!(
             "malformed {api_key:?} v{version} request body: {e}"
@@ -131,12 +123,12 @@ fn decode_legacy(frame: Bytes, api_key: ApiKey, version: i16, correlation_id: i3
         }
     };
     match legacy::decode(api_key, version, body) {
-        Ok(request) => Decoded::Legacy {
+        Ok(request) => Decoded::Request {
             api_key,
             version,
             correlation_id,
             header,
-            request,
+            request: Body::Legacy(request),
         },
         Err(e) => Decoded::Reply(Reply::Close(format!(
             "malformed {api_key:?} v{version} request body: {e}"
@@ -144,8 +136,8 @@ fn decode_legacy(frame: Bytes, api_key: ApiKey, version: i16, correlation_id: i3
     }
 }
 
-/// A decoded request on its way to routing.
-enum Routed {
+/// A decoded request body: today's versions by kafka-protocol, the versions Kafka 4 removed by hand.
+pub enum Body {
     Current(RequestKind),
     Legacy(LegacyRequest),
 }
@@ -159,26 +151,7 @@ impl RequestHandler for Dispatcher {
                 correlation_id,
                 header,
                 request,
-            } => (
-                api_key,
-                version,
-                correlation_id,
-                header,
-                Routed::Current(request),
-            ),
-            Decoded::Legacy {
-                api_key,
-                version,
-                correlation_id,
-                header,
-                request,
-            } => (
-                api_key,
-                version,
-                correlation_id,
-                header,
-                Routed::Legacy(request),
-            ),
+            } => (api_key, version, correlation_id, header, request),
             Decoded::Reply(reply) => return reply,
         };
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
@@ -198,8 +171,8 @@ impl RequestHandler for Dispatcher {
             host: format!("/{}", ctx.peer.ip()),
         };
         crate::metrics::in_request(&self.apis, api_key, || match request {
-            Routed::Current(request) => self.route(request, version, correlation_id, client, &span),
-            Routed::Legacy(request) => self.route_legacy(request, correlation_id, &span),
+            Body::Current(request) => self.route(request, version, correlation_id, client, &span),
+            Body::Legacy(request) => self.route_legacy(request, correlation_id, &span),
         })
     }
 
