@@ -152,41 +152,6 @@ const KNOWN_KEYS: &[&str] = &[
     "logging.format",
     "metrics.listener",
     "metrics.partition.level.enable",
-    // KIP-848 consumer, share and streams group bounds (see GROUP_PROTOCOL_KEYS).
-    "group.consumer.session.timeout.ms",
-    "group.consumer.min.session.timeout.ms",
-    "group.consumer.max.session.timeout.ms",
-    "group.consumer.heartbeat.interval.ms",
-    "group.consumer.min.heartbeat.interval.ms",
-    "group.consumer.max.heartbeat.interval.ms",
-    "group.share.session.timeout.ms",
-    "group.share.min.session.timeout.ms",
-    "group.share.max.session.timeout.ms",
-    "group.share.heartbeat.interval.ms",
-    "group.share.min.heartbeat.interval.ms",
-    "group.share.max.heartbeat.interval.ms",
-    "group.share.record.lock.duration.ms",
-    "group.share.min.record.lock.duration.ms",
-    "group.share.max.record.lock.duration.ms",
-    "group.streams.session.timeout.ms",
-    "group.streams.min.session.timeout.ms",
-    "group.streams.max.session.timeout.ms",
-    "group.streams.heartbeat.interval.ms",
-    "group.streams.min.heartbeat.interval.ms",
-    "group.streams.max.heartbeat.interval.ms",
-    "group.streams.num.standby.replicas",
-    "group.streams.max.standby.replicas",
-    // Listener SASL settings Kafka reconfigures at runtime (see SASL_KEYS).
-    "sasl.kerberos.service.name",
-    "sasl.kerberos.kinit.cmd",
-    "sasl.kerberos.ticket.renew.window.factor",
-    "sasl.kerberos.ticket.renew.jitter",
-    "sasl.kerberos.min.time.before.relogin",
-    "sasl.kerberos.principal.to.local.rules",
-    "sasl.login.refresh.window.factor",
-    "sasl.login.refresh.window.jitter",
-    "sasl.login.refresh.min.period.seconds",
-    "sasl.login.refresh.buffer.seconds",
 ];
 
 /// Broker settings of the KIP-848 group protocols (consumer, share, streams) with Kafka 4.1's defaults and
@@ -345,7 +310,17 @@ impl Config {
 
     /// Every property name brook accepts.
     pub fn known_keys() -> &'static [&'static str] {
-        KNOWN_KEYS
+        static ALL: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+            let groups = GROUP_PROTOCOL_KEYS.iter().map(|(k, _, _)| *k);
+            let sasl = SASL_KEYS.iter().map(|(k, _, _)| *k);
+            KNOWN_KEYS
+                .iter()
+                .copied()
+                .chain(groups)
+                .chain(sasl)
+                .collect()
+        });
+        &ALL
     }
 
     /// The keys set explicitly (file, environment, overrides or `set`), with their values.
@@ -604,7 +579,7 @@ impl Config {
             .collect();
         vars.sort();
         for (name, value) in vars {
-            let key = KNOWN_KEYS
+            let key = Self::known_keys()
                 .iter()
                 .find(|key| env_name(key) == name)
                 .ok_or_else(|| ConfigError::UnknownKey(name.clone()))?;
@@ -662,22 +637,11 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "compression.gzip.level",
     "compression.lz4.level",
     "compression.zstd.level",
-    // Listener SASL settings (DynamicListenerConfig in Kafka).
-    "sasl.kerberos.service.name",
-    "sasl.kerberos.kinit.cmd",
-    "sasl.kerberos.ticket.renew.window.factor",
-    "sasl.kerberos.ticket.renew.jitter",
-    "sasl.kerberos.min.time.before.relogin",
-    "sasl.kerberos.principal.to.local.rules",
-    "sasl.login.refresh.window.factor",
-    "sasl.login.refresh.window.jitter",
-    "sasl.login.refresh.min.period.seconds",
-    "sasl.login.refresh.buffer.seconds",
 ];
 
-/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`]).
+/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`] and [`SASL_KEYS`]).
 pub fn is_dynamic_broker_key(key: &str) -> bool {
-    DYNAMIC_BROKER_KEYS.contains(&key)
+    DYNAMIC_BROKER_KEYS.contains(&key) || sasl_key(key).is_some()
 }
 
 impl Config {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use super::MetadataError;
-use super::metadata_store::write_atomically;
+use super::metadata_store::{load_json, store_json};
 use super::topic_config::ConfigType;
 use crate::config::Config;
 
@@ -289,12 +289,7 @@ impl GroupConfigStore {
     /// Loads `<dir>/brook-group-configs.json`, or starts empty when there is none.
     pub fn open(dir: &Path) -> Result<GroupConfigStore, MetadataError> {
         let path = dir.join(FILE_NAME);
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| MetadataError::Corrupt(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let state = load_json(&path)?;
         Ok(GroupConfigStore {
             path,
             state: RwLock::new(state),
@@ -332,9 +327,7 @@ impl GroupConfigStore {
             }
             next.insert(group.to_string(), configs);
         }
-        let bytes = serde_json::to_vec_pretty(&next)
-            .map_err(|e| MetadataError::Corrupt(format!("cannot encode group configs: {e}")))?;
-        write_atomically(&self.path, &bytes)?;
+        store_json(&self.path, &next)?;
         *state = next;
         Ok(())
     }

@@ -280,6 +280,26 @@ fn new_topic_id(state: &State) -> Uuid {
     }
 }
 
+/// Reads a JSON state file, or the empty state when there is none yet.
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+) -> Result<T, MetadataError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| MetadataError::Corrupt(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a JSON state file atomically (see [`write_atomically`]).
+pub fn store_json<T: Serialize>(path: &Path, state: &T) -> Result<(), MetadataError> {
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|e| MetadataError::Corrupt(format!("cannot encode {}: {e}", path.display())))?;
+    write_atomically(path, &bytes)?;
+    Ok(())
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
