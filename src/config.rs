@@ -154,6 +154,131 @@ const KNOWN_KEYS: &[&str] = &[
     "metrics.partition.level.enable",
 ];
 
+/// Broker settings of the KIP-848 group protocols (consumer, share, streams) with Kafka 4.1's defaults and
+/// lower bounds: (name, default, minimum). They give the defaults of the group-level configs
+/// (`consumer.session.timeout.ms`, ...) and the bounds a group-level override must stay within. brook has
+/// no consumer-protocol group yet, so nothing else reads them (classic groups use `group.*.session.*`).
+pub const GROUP_PROTOCOL_KEYS: &[(&str, i32, i32)] = &[
+    ("group.consumer.session.timeout.ms", 45_000, 1),
+    ("group.consumer.min.session.timeout.ms", 45_000, 1),
+    ("group.consumer.max.session.timeout.ms", 60_000, 1),
+    ("group.consumer.heartbeat.interval.ms", 5_000, 1),
+    ("group.consumer.min.heartbeat.interval.ms", 5_000, 1),
+    ("group.consumer.max.heartbeat.interval.ms", 15_000, 1),
+    ("group.share.session.timeout.ms", 45_000, 1),
+    ("group.share.min.session.timeout.ms", 45_000, 1),
+    ("group.share.max.session.timeout.ms", 60_000, 1),
+    ("group.share.heartbeat.interval.ms", 5_000, 1),
+    ("group.share.min.heartbeat.interval.ms", 5_000, 1),
+    ("group.share.max.heartbeat.interval.ms", 15_000, 1),
+    ("group.share.record.lock.duration.ms", 30_000, 1_000),
+    ("group.share.min.record.lock.duration.ms", 15_000, 1_000),
+    ("group.share.max.record.lock.duration.ms", 60_000, 1_000),
+    ("group.streams.session.timeout.ms", 45_000, 1),
+    ("group.streams.min.session.timeout.ms", 45_000, 1),
+    ("group.streams.max.session.timeout.ms", 60_000, 1),
+    ("group.streams.heartbeat.interval.ms", 5_000, 1),
+    ("group.streams.min.heartbeat.interval.ms", 5_000, 1),
+    ("group.streams.max.heartbeat.interval.ms", 15_000, 1),
+    ("group.streams.num.standby.replicas", 0, 0),
+    ("group.streams.max.standby.replicas", 2, 0),
+];
+
+/// The type of a SASL broker setting, with Kafka's bounds where it has them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SaslValue {
+    String,
+    List,
+    Long,
+    /// A double within [min, max].
+    Double(f64, f64),
+    /// A short within [min, max].
+    Short(i16, i16),
+}
+
+/// The SASL settings Kafka 4.1 lets an admin change on a running listener (DynamicListenerConfig), with
+/// Kafka's type and default (None: no default). brook has no SASL yet: they are validated, stored and
+/// described so that tools which set them work, and take effect once SASL exists.
+pub const SASL_KEYS: &[(&str, SaslValue, Option<&str>)] = &[
+    ("sasl.kerberos.service.name", SaslValue::String, None),
+    (
+        "sasl.kerberos.kinit.cmd",
+        SaslValue::String,
+        Some("/usr/bin/kinit"),
+    ),
+    (
+        "sasl.kerberos.ticket.renew.window.factor",
+        SaslValue::Double(f64::MIN, f64::MAX),
+        Some("0.8"),
+    ),
+    (
+        "sasl.kerberos.ticket.renew.jitter",
+        SaslValue::Double(f64::MIN, f64::MAX),
+        Some("0.05"),
+    ),
+    (
+        "sasl.kerberos.min.time.before.relogin",
+        SaslValue::Long,
+        Some("60000"),
+    ),
+    (
+        "sasl.kerberos.principal.to.local.rules",
+        SaslValue::List,
+        Some("DEFAULT"),
+    ),
+    (
+        "sasl.login.refresh.window.factor",
+        SaslValue::Double(0.5, 1.0),
+        Some("0.8"),
+    ),
+    (
+        "sasl.login.refresh.window.jitter",
+        SaslValue::Double(0.0, 0.25),
+        Some("0.05"),
+    ),
+    (
+        "sasl.login.refresh.min.period.seconds",
+        SaslValue::Short(0, 900),
+        Some("60"),
+    ),
+    (
+        "sasl.login.refresh.buffer.seconds",
+        SaslValue::Short(0, 3600),
+        Some("300"),
+    ),
+];
+
+fn group_protocol_key(key: &str) -> Option<&'static (&'static str, i32, i32)> {
+    GROUP_PROTOCOL_KEYS.iter().find(|(k, _, _)| *k == key)
+}
+
+fn sasl_key(key: &str) -> Option<&'static (&'static str, SaslValue, Option<&'static str>)> {
+    SASL_KEYS.iter().find(|(k, _, _)| *k == key)
+}
+
+/// Checks a SASL setting's value against its type and bounds.
+fn check_sasl_value(key: &str, ty: SaslValue, value: &str) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason,
+    };
+    match ty {
+        SaslValue::String | SaslValue::List => Ok(()),
+        SaslValue::Long => parse_int(key, value, i64::MIN, i64::MAX).map(|_| ()),
+        SaslValue::Short(min, max) => {
+            parse_int(key, value, i64::from(min), i64::from(max)).map(|_| ())
+        }
+        SaslValue::Double(min, max) => {
+            let v: f64 = value.parse().map_err(|_| bad("expected a number".into()))?;
+            if !(min..=max).contains(&v) {
+                return Err(bad(format!("must be between {min} and {max}")));
+            }
+            Ok(())
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -185,7 +310,17 @@ impl Config {
 
     /// Every property name brook accepts.
     pub fn known_keys() -> &'static [&'static str] {
-        KNOWN_KEYS
+        static ALL: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+            let groups = GROUP_PROTOCOL_KEYS.iter().map(|(k, _, _)| *k);
+            let sasl = SASL_KEYS.iter().map(|(k, _, _)| *k);
+            KNOWN_KEYS
+                .iter()
+                .copied()
+                .chain(groups)
+                .chain(sasl)
+                .collect()
+        });
+        &ALL
     }
 
     /// The keys set explicitly (file, environment, overrides or `set`), with their values.
@@ -400,7 +535,15 @@ impl Config {
             "metrics.partition.level.enable" => {
                 self.metrics.partition_level = parse_bool(key, value)?
             }
-            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+            _ => {
+                if let Some((_, _, min)) = group_protocol_key(key) {
+                    parse_int(key, value, i64::from(*min), i32::MAX as i64)?;
+                } else if let Some((_, ty, _)) = sasl_key(key) {
+                    check_sasl_value(key, *ty, value)?;
+                } else {
+                    return Err(ConfigError::UnknownKey(key.to_string()));
+                }
+            }
         }
         self.explicit.insert(key.to_string(), value.to_string());
         Ok(self)
@@ -436,7 +579,7 @@ impl Config {
             .collect();
         vars.sort();
         for (name, value) in vars {
-            let key = KNOWN_KEYS
+            let key = Self::known_keys()
                 .iter()
                 .find(|key| env_name(key) == name)
                 .ok_or_else(|| ConfigError::UnknownKey(name.clone()))?;
@@ -496,9 +639,9 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "compression.zstd.level",
 ];
 
-/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`]).
+/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`] and [`SASL_KEYS`]).
 pub fn is_dynamic_broker_key(key: &str) -> bool {
-    DYNAMIC_BROKER_KEYS.contains(&key)
+    DYNAMIC_BROKER_KEYS.contains(&key) || sasl_key(key).is_some()
 }
 
 impl Config {
@@ -590,8 +733,22 @@ impl Config {
                 .map(|e| format!("{}:{}", e.host, e.port))
                 .unwrap_or_default(),
             "metrics.partition.level.enable" => self.metrics.partition_level.to_string(),
-            _ => return None,
+            _ => {
+                if let Some((_, default, _)) = group_protocol_key(key) {
+                    default.to_string()
+                } else {
+                    return sasl_key(key).and_then(|(_, _, d)| d.map(str::to_string));
+                }
+            }
         })
+    }
+
+    /// The value in force of one of [`GROUP_PROTOCOL_KEYS`] (its default when unset or unknown).
+    pub fn group_protocol_value(&self, key: &str) -> i32 {
+        self.value_of(key)
+            .and_then(|v| v.parse().ok())
+            .or_else(|| group_protocol_key(key).map(|(_, d, _)| *d))
+            .unwrap_or_default()
     }
 }
 

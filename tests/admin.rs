@@ -1131,3 +1131,156 @@ async fn offsets_for_times_finds_the_record_inside_a_batch() {
     }
     b.shutdown().await;
 }
+
+const GROUP: i8 = 32;
+const GROUP_CONFIG: i8 = 8;
+
+/// (value, source) of one config of a GROUP resource, by DescribeConfigs.
+async fn group_config(conn: &mut Conn, group: &str, key: &str) -> (Option<String>, i8) {
+    let (error, entries) = describe(conn, GROUP, group).await;
+    assert_eq!(error, 0, "describe group {group}");
+    let (_, value, source, _) = entries
+        .into_iter()
+        .find(|e| e.0 == key)
+        .unwrap_or_else(|| panic!("{key} is described"));
+    (value, source)
+}
+
+/// KIP-848 group configs (Kafka 4.0+): any group id, existing or not, has them; an override is checked
+/// against the broker's group.consumer.* bounds and can be deleted again (librdkafka's 0081).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_configs_are_described_altered_and_validated() {
+    let b = start_broker(&[("group.consumer.max.session.timeout.ms", "70000")]).await;
+    let admin = admin(&b.bootstrap);
+    let mut conn = Conn::open(&b.bootstrap).await;
+    let group = "no-such-group-yet";
+    assert_eq!(
+        group_config(&mut conn, group, "consumer.session.timeout.ms").await,
+        (Some("45000".into()), DEFAULT_CONFIG)
+    );
+    assert_eq!(
+        group_config(&mut conn, group, "share.auto.offset.reset").await,
+        (Some("latest".into()), DEFAULT_CONFIG)
+    );
+
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Group(group))
+                .set("consumer.session.timeout.ms", "65000")],
+            &admin_options(),
+        )
+        .await
+        .expect("AlterConfigs");
+    assert!(altered[0].is_ok(), "{altered:?}");
+    assert_eq!(
+        group_config(&mut conn, group, "consumer.session.timeout.ms").await,
+        (Some("65000".into()), GROUP_CONFIG),
+        "within the broker's raised maximum"
+    );
+
+    for (key, value, why) in [
+        (
+            "consumer.session.timeout.ms",
+            "1000",
+            "group.consumer.min.session.timeout.ms",
+        ),
+        (
+            "consumer.session.timeout.ms",
+            "80000",
+            "group.consumer.max.session.timeout.ms",
+        ),
+        ("consumer.heartbeat.interval.ms", "five", "INT"),
+        ("share.isolation.level", "dirty", "read_committed"),
+        ("no.such.config", "1", "Unknown group config name"),
+    ] {
+        // (rdkafka 0.39's alter_configs reports every resource as altered whatever the broker answers, so
+        // refusals are checked on the wire.)
+        let (code, message) = alter(&mut conn, GROUP, group, &[(key, SET, Some(value))]).await;
+        assert_eq!(code, INVALID_CONFIG, "{key}={value}");
+        assert!(message.unwrap_or_default().contains(why), "{key}={value}");
+    }
+    assert_eq!(
+        group_config(&mut conn, group, "consumer.session.timeout.ms").await,
+        (Some("65000".into()), GROUP_CONFIG),
+        "a refused change changes nothing"
+    );
+
+    alter_ok(
+        &mut conn,
+        GROUP,
+        group,
+        &[("consumer.session.timeout.ms", DELETE, None)],
+    )
+    .await;
+    assert_eq!(
+        group_config(&mut conn, group, "consumer.session.timeout.ms").await,
+        (Some("45000".into()), DEFAULT_CONFIG)
+    );
+    let (code, _) = describe(&mut conn, GROUP, "").await;
+    assert_eq!(code, INVALID_REQUEST, "a group resource needs a name");
+    drop(conn);
+    b.shutdown().await;
+}
+
+/// Group configs and the dynamic SASL listener configs are stored like topic configs: a restart keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_configs_and_sasl_broker_configs_survive_a_restart() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let b = start_broker_in(&data, &[]).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    alter_ok(
+        &mut conn,
+        GROUP,
+        "kept-group",
+        &[
+            ("consumer.heartbeat.interval.ms", SET, Some("6000")),
+            ("share.auto.offset.reset", SET, Some("by_duration:PT1H")),
+        ],
+    )
+    .await;
+    let (code, message) = alter(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("sasl.login.refresh.window.factor", SET, Some("0.2"))],
+    )
+    .await;
+    assert_eq!(
+        code, INVALID_CONFIG,
+        "{message:?}: Kafka's range is [0.5, 1.0]"
+    );
+    alter_ok(
+        &mut conn,
+        BROKER,
+        "1",
+        &[("sasl.kerberos.min.time.before.relogin", SET, Some("58000"))],
+    )
+    .await;
+    drop(conn);
+    let (data, _) = b.shutdown().await;
+
+    let b = start_broker_in(&data, &[]).await;
+    let mut conn = Conn::open(&b.bootstrap).await;
+    assert_eq!(
+        group_config(&mut conn, "kept-group", "consumer.heartbeat.interval.ms").await,
+        (Some("6000".into()), GROUP_CONFIG)
+    );
+    assert_eq!(
+        group_config(&mut conn, "kept-group", "share.auto.offset.reset").await,
+        (Some("by_duration:PT1H".into()), GROUP_CONFIG)
+    );
+    let (error, entries) = describe(&mut conn, BROKER, "1").await;
+    assert_eq!(error, 0);
+    let relogin = entries
+        .iter()
+        .find(|e| e.0 == "sasl.kerberos.min.time.before.relogin")
+        .expect("described");
+    assert_eq!(
+        (relogin.1.as_deref(), relogin.2, relogin.3),
+        (Some("58000"), DYNAMIC_BROKER_CONFIG, false)
+    );
+    drop(conn);
+    b.shutdown().await;
+    drop(tmp);
+}

@@ -1,4 +1,4 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for TOPIC and BROKER resources.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for TOPIC, BROKER and GROUP resources.
 //!
 //! A topic config's value comes, in Kafka's order, from the topic's override (DYNAMIC_TOPIC_CONFIG), this
 //! broker's dynamic config (DYNAMIC_BROKER_CONFIG), the cluster-wide dynamic default
@@ -22,16 +22,18 @@ use super::Apis;
 use super::error::metadata_error_code;
 use crate::cluster::TopicMetadata;
 use crate::cluster::dynamic_config::{BrokerScope, DynamicConfigs};
+use crate::cluster::group_config::{self, GROUP_CONFIG_DEFS};
 use crate::cluster::topic_config::{
     ConfigType, TOPIC_CONFIG_DEFS, TopicConfigDef, apply_topic_config, list_append, list_subtract,
     render, topic_config_def, topic_config_for_broker_key,
 };
-use crate::config::{Config, is_dynamic_broker_key};
+use crate::config::{Config, GROUP_PROTOCOL_KEYS, SASL_KEYS, SaslValue, is_dynamic_broker_key};
 use crate::log::LogConfig;
 
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's DescribeConfigs config sources.
 pub mod source {
@@ -40,6 +42,7 @@ pub mod source {
     pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     pub const DEFAULT_CONFIG: i8 = 5;
+    pub const GROUP_CONFIG: i8 = 8;
 }
 
 /// One described config, before it becomes a response struct of whichever API asked.
@@ -152,6 +155,18 @@ fn broker_key_type(key: &str) -> ConfigType {
             _ => def.ty,
         };
     }
+    if let Some((_, ty, _)) = SASL_KEYS.iter().find(|(k, _, _)| *k == key) {
+        return match ty {
+            SaslValue::String => ConfigType::String,
+            SaslValue::List => ConfigType::List,
+            SaslValue::Long => ConfigType::Long,
+            SaslValue::Double(..) => ConfigType::Double,
+            SaslValue::Short(..) => ConfigType::Short,
+        };
+    }
+    if GROUP_PROTOCOL_KEYS.iter().any(|(k, _, _)| *k == key) {
+        return ConfigType::Int;
+    }
     match key {
         "auto.create.topics.enable" | "log.cleaner.enable" => ConfigType::Boolean,
         "listeners" | "advertised.listeners" | "log.dirs" => ConfigType::String,
@@ -255,10 +270,14 @@ fn describe_resource(
                     .collect(),
             })
         }
+        RESOURCE_GROUP => {
+            check_group_name(name)?;
+            Ok(group_entries(apis, name))
+        }
         other => Err(failure(
             ResponseError::InvalidRequest,
             format!(
-                "Unsupported resource type {other}: brook describes TOPIC (2) and BROKER (4) configs"
+                "Unsupported resource type {other}: brook describes TOPIC (2), BROKER (4) and GROUP (32) configs"
             ),
         )),
     }
@@ -384,10 +403,11 @@ pub fn alter_resource(
     match resource_type {
         RESOURCE_TOPIC => alter_topic(apis, name, changes, incremental, validate_only),
         RESOURCE_BROKER => alter_broker(apis, name, changes, incremental, validate_only),
+        RESOURCE_GROUP => alter_group(apis, name, changes, incremental, validate_only),
         other => Err(failure(
             ResponseError::InvalidRequest,
             format!(
-                "Unsupported resource type {other}: brook alters TOPIC (2) and BROKER (4) configs"
+                "Unsupported resource type {other}: brook alters TOPIC (2), BROKER (4) and GROUP (32) configs"
             ),
         )),
     }
@@ -535,6 +555,88 @@ fn alter_broker(
         .map_err(|e| failure(metadata_error_code(&e), e.to_string()))?;
     apis.reapply_all_topic_configs();
     tracing::info!(?scope, "altered dynamic broker configs");
+    Ok(())
+}
+
+fn check_group_name(name: &str) -> Result<(), Failure> {
+    if name.is_empty() {
+        return Err(failure(
+            ResponseError::InvalidRequest,
+            "Group name must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+/// Every group config of `group` with its value in force: the group's override (GROUP_CONFIG) or the
+/// broker's default for it (DEFAULT_CONFIG), as Kafka describes them. The group need not exist.
+fn group_entries(apis: &Apis, group: &str) -> Vec<ConfigEntry> {
+    let overrides = apis.metadata.group_configs().get(group);
+    GROUP_CONFIG_DEFS
+        .iter()
+        .map(|def| {
+            let (value, src) = match overrides.get(def.name) {
+                Some(v) => (v.clone(), source::GROUP_CONFIG),
+                None => (
+                    group_config::default_value(def, &apis.config),
+                    source::DEFAULT_CONFIG,
+                ),
+            };
+            ConfigEntry {
+                name: def.name.to_string(),
+                value: Some(value.clone()),
+                source: src,
+                read_only: false,
+                ty: def.ty,
+                doc: Some(def.doc),
+                synonyms: vec![(def.name.to_string(), Some(value), src)],
+            }
+        })
+        .collect()
+}
+
+fn alter_group(
+    apis: &Apis,
+    group: &str,
+    changes: Vec<Change>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    check_group_name(group)?;
+    let current = apis.metadata.group_configs().get(group);
+    let mut configs = if incremental {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for change in &changes {
+        let def = group_config::group_config_def(&change.name).ok_or_else(|| {
+            failure(
+                ResponseError::InvalidConfig,
+                format!("Unknown group config name: {}", change.name),
+            )
+        })?;
+        let now = || {
+            configs
+                .get(def.name)
+                .cloned()
+                .unwrap_or_else(|| group_config::default_value(def, &apis.config))
+        };
+        match changed_value(change, def.ty, now)? {
+            Some(v) => configs.insert(def.name.to_string(), v.trim().to_string()),
+            None => configs.remove(def.name),
+        };
+    }
+    group_config::validate(&configs, &apis.config)
+        .map_err(|m| failure(ResponseError::InvalidConfig, m))?;
+    if validate_only || configs == current {
+        return Ok(());
+    }
+    apis.metadata
+        .group_configs()
+        .replace(group, configs)
+        .map_err(|e| failure(metadata_error_code(&e), e.to_string()))?;
+    tracing::info!(group, "altered group configs");
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         MetadataError::InvalidTopic(_) => ResponseError::InvalidTopicException,
         MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetadataError::Limit(_) => ResponseError::PolicyViolation,
         MetadataError::Corrupt(_) | MetadataError::Io(_) => ResponseError::KafkaStorageError,
     }
 }

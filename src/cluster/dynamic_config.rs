@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::MetadataError;
-use super::metadata_store::write_atomically;
+use super::metadata_store::{load_json, store_json};
 
 pub const FILE_NAME: &str = "brook-broker-configs.json";
 
@@ -54,12 +54,7 @@ impl DynamicConfigStore {
     /// Loads `<dir>/brook-broker-configs.json`, or starts empty when there is none.
     pub fn open(dir: &Path) -> Result<DynamicConfigStore, MetadataError> {
         let path = dir.join(FILE_NAME);
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| MetadataError::Corrupt(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DynamicConfigs::default(),
-            Err(e) => return Err(e.into()),
-        };
+        let state = load_json(&path)?;
         Ok(DynamicConfigStore {
             path,
             state: RwLock::new(state),
@@ -88,9 +83,7 @@ impl DynamicConfigStore {
             BrokerScope::Broker => next.broker = configs,
             BrokerScope::ClusterDefault => next.cluster_default = configs,
         }
-        let bytes = serde_json::to_vec_pretty(&next)
-            .map_err(|e| MetadataError::Corrupt(format!("cannot encode broker configs: {e}")))?;
-        write_atomically(&self.path, &bytes)?;
+        store_json(&self.path, &next)?;
         *state = next;
         Ok(())
     }

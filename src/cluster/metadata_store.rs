@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::dynamic_config::DynamicConfigStore;
+use super::group_config::GroupConfigStore;
 use super::topic_name;
 
 pub const FILE_NAME: &str = "brook-topics.json";
@@ -25,6 +26,8 @@ pub enum MetadataError {
     InvalidTopic(String),
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
+    #[error("{0}")]
+    Limit(String),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
     #[error("metadata I/O error: {0}")]
@@ -66,6 +69,8 @@ pub struct MetadataStore {
     state: RwLock<State>,
     /// Dynamic broker configs, kept next to the topics (their own file).
     broker_configs: DynamicConfigStore,
+    /// Group configs (KIP-848), their own file too.
+    group_configs: GroupConfigStore,
     /// Serialises read-modify-write admin changes (alter configs, create partitions), as Kafka's single
     /// controller does, so two concurrent alters cannot lose one another's update.
     admin_lock: std::sync::Mutex<()>,
@@ -91,6 +96,7 @@ impl MetadataStore {
             path,
             state: RwLock::new(state),
             broker_configs: DynamicConfigStore::open(dir)?,
+            group_configs: GroupConfigStore::open(dir)?,
             admin_lock: std::sync::Mutex::new(()),
         })
     }
@@ -105,6 +111,11 @@ impl MetadataStore {
     /// The dynamic broker configs (AlterConfigs on a BROKER resource).
     pub fn broker_configs(&self) -> &DynamicConfigStore {
         &self.broker_configs
+    }
+
+    /// The group configs (AlterConfigs on a GROUP resource).
+    pub fn group_configs(&self) -> &GroupConfigStore {
+        &self.group_configs
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
@@ -267,6 +278,26 @@ fn new_topic_id(state: &State) -> Uuid {
             return id;
         }
     }
+}
+
+/// Reads a JSON state file, or the empty state when there is none yet.
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+) -> Result<T, MetadataError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| MetadataError::Corrupt(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a JSON state file atomically (see [`write_atomically`]).
+pub fn store_json<T: Serialize>(path: &Path, state: &T) -> Result<(), MetadataError> {
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|e| MetadataError::Corrupt(format!("cannot encode {}: {e}", path.display())))?;
+    write_atomically(path, &bytes)?;
+    Ok(())
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file, never a mix.
