@@ -7,9 +7,10 @@
 # were skipped, ", N sub-tests not applicable" when some were left out).
 # Exit status: 0 every selected test passed (or skipped itself), 1 some failed, 2 setup failed.
 #
-# Build (cached under $RDK_BUILD_DIR, re-runs skip finished steps): copies librdkafka/ out of the
-# cargo registry (never builds inside it), ./configure, make libs, and the test-runner with
-# rapidjson (apt-get install rapidjson-dev). 2-5 minutes on 2 cores the first time.
+# Build (cached under $RDK_BUILD_DIR, re-runs skip finished steps): compat/librdkafka-build.sh
+# copies librdkafka/ out of the cargo registry (never builds inside it), ./configure, make libs;
+# then the test-runner with rapidjson (apt-get install rapidjson-dev). 2-5 minutes on 2 cores the
+# first time.
 #
 # Each test number runs in its own test-runner invocation ("-L -K": no mock-cluster or known-flaky
 # tests; never -Q, which makes every SUB_TEST pass without running it), with
@@ -75,29 +76,12 @@ KAFKA_VERSION=4.0.0
 say() { echo "librdkafka.sh: $*" >&2; }
 
 # ---- build (cached) ----
+# shellcheck source=compat/librdkafka-build.sh
+. "$ROOT/compat/librdkafka-build.sh"
 build_suite() {
-    local src tree="$BUILD_DIR/librdkafka" jobs
+    local tree="$BUILD_DIR/librdkafka" jobs
     jobs="$(nproc 2>/dev/null || echo 2)"
-    if [ ! -x "$tree/configure" ]; then
-        src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/index.crates.io-*/rdkafka-sys-4.10.0+2.12.1/librdkafka 2>/dev/null | head -n1 || true)"
-        if [ -z "$src" ]; then
-            say "librdkafka source not found in the cargo registry (run 'cargo fetch' first)"
-            return 1
-        fi
-        say "copying $src"
-        mkdir -p "$BUILD_DIR"
-        rm -rf "$tree.partial"
-        cp -a "$src" "$tree.partial"
-        mv "$tree.partial" "$tree"
-    fi
-    if [ ! -f "$tree/Makefile.config" ]; then
-        say "configure"
-        (cd "$tree" && ./configure >"$BUILD_DIR/configure.log" 2>&1) || { tail -20 "$BUILD_DIR/configure.log" >&2; return 1; }
-    fi
-    if [ ! -f "$tree/src/librdkafka.a" ] || [ ! -f "$tree/src-cpp/librdkafka++.a" ]; then
-        say "make libs"
-        make -C "$tree" -j"$jobs" libs >"$BUILD_DIR/libs.log" 2>&1 || { tail -20 "$BUILD_DIR/libs.log" >&2; return 1; }
-    fi
+    rdk_build_libs "$BUILD_DIR" || return 1
     if [ ! -x "$tree/tests/test-runner" ]; then
         if [ ! -f /usr/include/rapidjson/document.h ]; then
             say "rapidjson-dev is missing (apt-get install rapidjson-dev)"

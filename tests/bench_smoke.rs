@@ -14,6 +14,8 @@ mod cpu;
 mod limits;
 #[path = "../examples/brook-bench/opts.rs"]
 mod opts;
+#[path = "../examples/brook-bench/rdkperf.rs"]
+mod rdkperf;
 #[path = "../examples/brook-bench/report.rs"]
 mod report;
 #[path = "../examples/brook-bench/runner.rs"]

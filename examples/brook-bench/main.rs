@@ -13,6 +13,7 @@ mod clients;
 mod cpu;
 mod limits;
 mod opts;
+mod rdkperf;
 mod report;
 mod runner;
 mod workloads;

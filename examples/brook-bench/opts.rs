@@ -15,7 +15,8 @@ pub struct Options {
     pub compare: Option<String>,
     pub label_a: Option<String>,
     pub label_b: Option<String>,
-    /// Workload numbers 1..=6 to run.
+    /// Workload numbers 1..=7 to run (7: librdkafka's rdkafka_performance, not in the default set because
+    /// it builds C code).
     pub workloads: Vec<u8>,
     /// Where results.md and latency.svg go; `None` writes nothing.
     pub out: Option<PathBuf>,
@@ -39,6 +40,8 @@ pub struct Options {
     pub compare_mock: bool,
     /// Times workloads 1-5 run (A, B, A, B ... each time); the table shows each broker's median.
     pub repeat: usize,
+    /// Workload 7: records rdkafka_performance produces and then consumes.
+    pub rdkperf_records: u64,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             brook_bin: None,
             repeat: 1,
             compare_mock: false,
+            rdkperf_records: 1_000_000,
         }
     }
 }
@@ -85,6 +89,10 @@ usage: cargo run --release --example brook-bench -- [options]
                           4 end-to-end latency at a fixed rate of 1 KiB records
                           5 durable produce: acks=all, flush.messages=1, 16 partitions
                           6 1,000 partitions: RSS and start-up time of a spawned brook binary
+                          7 librdkafka's rdkafka_performance: -P 100 B records to 4 partitions,
+                            acks=1, linger 5 ms (as 1), then -C of that backlog from the beginning
+  --rdkafka-performance   add workload 7 (builds the tool with compat/librdkafka-build.sh if needed)
+  --rdkafka-performance-records N  records workload 7 produces and consumes (default 1000000)
   --out DIR               write DIR/results.md and DIR/latency.svg (default bench-results; `-` for none)
   --produce-secs S        timed length of each produce workload (default 5)
   --consume-bytes N       workload 3 backlog, suffixes K M G (default 2G)
@@ -95,7 +103,7 @@ usage: cargo run --release --example brook-bench -- [options]
   --limit-bytes N         bytes per page-cache / loopback sample (default 1G)
   --fsync-secs S          fsync-rate sampling time (default 2)
   --brook-bin PATH        brook binary for workload 6 (default: next to this program, else `cargo build`)
-  --repeat N              run workloads 1-5 N times, A and B alternating; the table shows medians and
+  --repeat N              run workloads 1-5 and 7 N times, A and B alternating; the table shows medians and
                           the notes every run's figure (default 1; use an odd N)
   --help
 ";
@@ -125,6 +133,7 @@ fn parse_secs(s: &str) -> anyhow::Result<Duration> {
 pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Options>> {
     let mut o = Options::default();
     let mut args = args.into_iter();
+    let mut rdkafka_performance = false;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             return Ok(None);
@@ -135,6 +144,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
         }
         if flag == "--compare-mock" {
             o.compare_mock = true;
+            continue;
+        }
+        if flag == "--rdkafka-performance" {
+            rdkafka_performance = true;
             continue;
         }
         let value = args
@@ -152,8 +165,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                         .trim()
                         .parse()
                         .with_context(|| format!("bad workload {w:?}"))?;
-                    if !(1..=6).contains(&n) {
-                        bail!("workloads are numbered 1 to 6, not {n}");
+                    if !(1..=7).contains(&n) {
+                        bail!("workloads are numbered 1 to 7, not {n}");
                     }
                     list.push(n);
                 }
@@ -192,8 +205,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                     bail!("--repeat must be in 1..=100");
                 }
             }
+            "--rdkafka-performance-records" => {
+                o.rdkperf_records = value.parse().context("bad --rdkafka-performance-records")?;
+                if !(1..=1_000_000_000).contains(&o.rdkperf_records) {
+                    bail!("--rdkafka-performance-records must be in 1..=1000000000");
+                }
+            }
             other => bail!("unknown option {other} (see --help)"),
         }
+    }
+    if rdkafka_performance && !o.workloads.contains(&7) {
+        o.workloads.push(7);
     }
     Ok(Some(o))
 }

@@ -25,6 +25,10 @@ pub enum Kind {
     ManyRss,
     /// ms; target under 1,000 ms.
     Startup,
+    /// records/s measured by librdkafka's rdkafka_performance -P; no target (a reference figure).
+    ToolProduce,
+    /// records/s measured by rdkafka_performance -C; no target (a reference figure).
+    ToolConsume,
 }
 
 /// One line of the results: a workload (or one figure of it) on each broker measured.
@@ -41,7 +45,8 @@ pub struct Row {
 pub struct Verdict {
     pub vs_limit: String,
     pub target: String,
-    pub met: bool,
+    /// `None`: the row has no target.
+    pub met: Option<bool>,
 }
 
 pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
@@ -58,17 +63,17 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
         Kind::ProduceSmall => Verdict {
             vs_limit: frac(mb, pc, "page-cache write"),
             target: format!("{:.2}x of 3.0 M rec/s", h / 3e6),
-            met: h >= 3e6,
+            met: Some(h >= 3e6),
         },
         Kind::Produce1k => Verdict {
             vs_limit: frac(h, pc, "page-cache write"),
             target: ">= 50% of page-cache write".into(),
-            met: pc.is_some_and(|l| h >= 0.5 * l),
+            met: Some(pc.is_some_and(|l| h >= 0.5 * l)),
         },
         Kind::Consume => Verdict {
             vs_limit: frac(h, lo, "loopback TCP"),
             target: ">= 50% of loopback TCP".into(),
-            met: lo.is_some_and(|l| h >= 0.5 * l),
+            met: Some(lo.is_some_and(|l| h >= 0.5 * l)),
         },
         Kind::Latency => Verdict {
             vs_limit: match limits {
@@ -78,7 +83,7 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
                 _ => "-".into(),
             },
             target: format!("p99 {:.2}x of 3 ms", h / 3.0),
-            met: h <= 3.0,
+            met: Some(h <= 3.0),
         },
         Kind::Durable => Verdict {
             vs_limit: match fs {
@@ -86,22 +91,32 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
                 _ => "-".into(),
             },
             target: ">= 5x fsync rate".into(),
-            met: fs.is_some_and(|f| h >= 5.0 * f),
+            met: Some(fs.is_some_and(|f| h >= 5.0 * f)),
         },
         Kind::IdleRss => Verdict {
             vs_limit: "-".into(),
             target: format!("{:.2}x of 20 MB", h / 20.0),
-            met: h <= 20.0,
+            met: Some(h <= 20.0),
         },
         Kind::ManyRss => Verdict {
             vs_limit: "-".into(),
             target: format!("{:.2}x of 100 MB", h / 100.0),
-            met: h <= 100.0,
+            met: Some(h <= 100.0),
         },
         Kind::Startup => Verdict {
             vs_limit: "-".into(),
             target: format!("{:.2}x of 1 s", h / 1000.0),
-            met: h < 1000.0,
+            met: Some(h < 1000.0),
+        },
+        Kind::ToolProduce => Verdict {
+            vs_limit: frac(mb, pc, "page-cache write"),
+            target: "- (reference tool)".into(),
+            met: None,
+        },
+        Kind::ToolConsume => Verdict {
+            vs_limit: frac(mb, lo, "loopback TCP"),
+            target: "- (reference tool)".into(),
+            met: None,
         },
     }
 }
@@ -110,7 +125,9 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
 pub fn headline(kind: Kind, m: &Measured) -> String {
     let h = m.headline;
     match kind {
-        Kind::ProduceSmall | Kind::Durable => format!("{} rec/s", group_digits(h)),
+        Kind::ProduceSmall | Kind::Durable | Kind::ToolProduce | Kind::ToolConsume => {
+            format!("{} rec/s", group_digits(h))
+        }
         Kind::Produce1k | Kind::Consume => format!("{h:.0} MB/s"),
         Kind::Latency => format!("p99 {h:.2} ms"),
         Kind::IdleRss | Kind::ManyRss => format!("{h:.1} MB RSS"),
@@ -168,7 +185,12 @@ fn cells(
                 headline(row.kind, m),
                 v.vs_limit,
                 v.target,
-                if v.met { "yes" } else { "no" }.to_string(),
+                match v.met {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                }
+                .to_string(),
             ]
         }
         Err(e) => vec![

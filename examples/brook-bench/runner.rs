@@ -231,7 +231,8 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                 for (i, (label, addr)) in targets.iter().enumerate() {
                     // The mock keeps 5 MiB per partition (no backlog to consume), has no disk, and answers
                     // a long poll only when it expires (its latency would be fetch.wait.max.ms).
-                    if failed[i].is_some() || (Some(i) == mock && matches!(w, 3..=5)) {
+                    // Workload 7's backlog would not fit the mock either.
+                    if failed[i].is_some() || (Some(i) == mock && matches!(w, 3..=5 | 7)) {
                         continue;
                     }
                     let of = if o.repeat > 1 {
@@ -324,6 +325,27 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                 Kind::Durable,
                 &(workloads::produce_durable as Workload),
             ),
+            7 => {
+                let records = o.rdkperf_records;
+                pairwise(
+                    7,
+                    &format!(
+                        "rdkafka_performance -P: {records} x {} B, {} partitions, acks={}, linger {} ms",
+                        crate::rdkperf::RECORD_BYTES,
+                        crate::rdkperf::PARTITIONS,
+                        crate::rdkperf::ACKS,
+                        crate::rdkperf::LINGER_MS
+                    ),
+                    Kind::ToolProduce,
+                    &(crate::rdkperf::produce as Workload),
+                );
+                pairwise(
+                    7,
+                    "rdkafka_performance -C: that backlog from the beginning to the end",
+                    Kind::ToolConsume,
+                    &(crate::rdkperf::consume as Workload),
+                );
+            }
             _ => {}
         }
     }
