@@ -35,11 +35,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # cannot apply to brook yet are in the README's "not applicable yet" list, not here.
 DEFAULT_TESTS="0001 0002 0003 0005 0007 0008 0011 0012 0013 0014 0015 0016 0017 0018 0019 0020
 0021 0022 0026 0029 0030 0031 0033 0034 0035 0036 0038 0039 0040 0041 0042 0044 0045 0048 0050
-0051 0052 0053 0054 0056 0057 0059 0060 0063 0064 0065 0067 0069 0070 0073 0081 0082 0083 0084
+0051 0052 0053 0054 0056 0057 0059 0060 0063 0064 0065 0067 0069 0070 0073 0077 0081 0082 0083 0084
 0085 0089 0091 0093 0099 0102 0110 0112 0113 0114 0118 0122 0123 0125 0127 0130 0132 0140"
 # Tests whose variants need a broker with auto.create.topics.enable=false (TEST_SCENARIO=noautocreate);
 # their other variants run against the default broker.
-NOAUTOCREATE_TESTS="0045"
+NOAUTOCREATE_TESTS="0045 0107 0111"
 
 # Tests run one sub-test function at a time (SUBTESTS=<function>:), so that every applicable sub-test
 # runs even when another one fails (0081 stops at its first failing sub-test), and the sub-tests listed
@@ -64,7 +64,7 @@ subtest_functions() {
 
 # The slowest tests (seconds measured on 2 cores: 0113 ~650, 0089 ~100, 0081/0033/0091/0026 ~70) start
 # first, so the others fill the second runner around them and the whole run stays near sum/2.
-LONG_FIRST="0113 0089 0081 0033 0091 0026 0030 0045 0102 0122"
+LONG_FIRST="0113 0077 0089 0081 0033 0091 0026 0030 0045 0102 0122"
 
 TESTS_TO_RUN="${RDK_TESTS:-$DEFAULT_TESTS}"
 JOBS="${RDK_JOBS:-2}"
