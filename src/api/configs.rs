@@ -578,7 +578,7 @@ fn group_entries(apis: &Apis, group: &str) -> Vec<ConfigEntry> {
             let (value, src) = match overrides.get(def.name) {
                 Some(v) => (v.clone(), source::GROUP_CONFIG),
                 None => (
-                    group_config::default_value(def, &apis.config),
+                    group_config::default_value(def, &|k| apis.config.group_protocol_value(k)),
                     source::DEFAULT_CONFIG,
                 ),
             };
@@ -617,17 +617,16 @@ fn alter_group(
             )
         })?;
         let now = || {
-            configs
-                .get(def.name)
-                .cloned()
-                .unwrap_or_else(|| group_config::default_value(def, &apis.config))
+            configs.get(def.name).cloned().unwrap_or_else(|| {
+                group_config::default_value(def, &|k| apis.config.group_protocol_value(k))
+            })
         };
         match changed_value(change, def.ty, now)? {
             Some(v) => configs.insert(def.name.to_string(), v.trim().to_string()),
             None => configs.remove(def.name),
         };
     }
-    group_config::validate(&configs, &apis.config)
+    group_config::validate(&configs, &|k| apis.config.group_protocol_value(k))
         .map_err(|m| failure(ResponseError::InvalidConfig, m))?;
     if validate_only || configs == current {
         return Ok(());
@@ -731,5 +730,76 @@ fn outcome_fields(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
             tracing::debug!(%error, message, "config change refused");
             (error.code(), Some(StrBytes::from_string(message)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::cluster::group_config;
+    use crate::config::Config;
+
+    fn one(k: &str, v: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(k.to_string(), v.to_string())])
+    }
+
+    #[test]
+    fn group_config_overrides_are_checked_against_the_broker_bounds() {
+        let broker = Config::default();
+        assert!(
+            group_config::validate(&one("consumer.session.timeout.ms", "50000"), &|k| broker
+                .group_protocol_value(k))
+            .is_ok()
+        );
+        let err = group_config::validate(&one("consumer.session.timeout.ms", "1000"), &|k| {
+            broker.group_protocol_value(k)
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("group.consumer.min.session.timeout.ms"),
+            "{err}"
+        );
+        let err = group_config::validate(&one("consumer.heartbeat.interval.ms", "x"), &|k| {
+            broker.group_protocol_value(k)
+        })
+        .unwrap_err();
+        assert!(err.contains("INT"), "{err}");
+        let err = group_config::validate(&one("no.such.config", "1"), &|k| {
+            broker.group_protocol_value(k)
+        })
+        .unwrap_err();
+        assert_eq!(err, "Unknown group config name: no.such.config");
+        let err = group_config::validate(&one("streams.num.standby.replicas", "3"), &|k| {
+            broker.group_protocol_value(k)
+        })
+        .unwrap_err();
+        assert!(err.contains("group.streams.max.standby.replicas"), "{err}");
+        assert!(
+            group_config::validate(
+                &one("share.auto.offset.reset", "by_duration:PT1H30M"),
+                &|k| broker.group_protocol_value(k)
+            )
+            .is_ok()
+        );
+        assert!(
+            group_config::validate(&one("share.auto.offset.reset", "by_duration:1H"), &|k| {
+                broker.group_protocol_value(k)
+            })
+            .is_err()
+        );
+        assert!(
+            group_config::validate(&one("share.isolation.level", "read_committed"), &|k| broker
+                .group_protocol_value(k))
+            .is_ok()
+        );
+        let mut wide = Config::default();
+        wide.set("group.consumer.min.session.timeout.ms", "1000")
+            .unwrap();
+        assert!(
+            group_config::validate(&one("consumer.session.timeout.ms", "6000"), &|k| wide
+                .group_protocol_value(k))
+            .is_ok()
+        );
     }
 }
