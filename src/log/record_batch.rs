@@ -104,6 +104,15 @@ impl<'a> RecordBatchHeader<'a> {
     pub fn is_log_append_time(&self) -> bool {
         self.attributes() & 0x08 != 0
     }
+    /// A record's timestamp as consumers read it: under LogAppendTime every record has the batch's
+    /// `maxTimestamp`, otherwise the base timestamp plus the record's delta.
+    pub fn record_timestamp(&self, timestamp_delta: i64) -> i64 {
+        if self.is_log_append_time() {
+            self.max_timestamp()
+        } else {
+            self.base_timestamp().saturating_add(timestamp_delta)
+        }
+    }
     pub fn is_transactional(&self) -> bool {
         self.attributes() & 0x10 != 0
     }

@@ -380,9 +380,9 @@ pub fn build_batch(
 }
 
 /// Walks the records of one batch (`batch` holds at least the whole batch), decompressing a compressed one
-/// into at most `cap` bytes, and returns the first `(offset delta, timestamp)` that `wanted` accepts. A
-/// LogAppendTime batch gives every record its `maxTimestamp`, as Kafka's consumers see them. Only the
-/// record headers are parsed; nothing is allocated from a count read off the batch.
+/// into at most `cap` bytes, and returns the first `(offset delta, timestamp)` that `wanted` accepts, with
+/// timestamps as consumers read them ([`RecordBatchHeader::record_timestamp`]). Nothing is allocated from a
+/// count read off the batch.
 pub fn find_record_timestamp(
     batch: &[u8],
     cap: usize,
@@ -401,28 +401,14 @@ pub fn find_record_timestamp(
         decompressed = decompress(h.compression_type(), payload, cap)?.1;
         &decompressed[..]
     };
-    let append_time = h.is_log_append_time().then(|| h.max_timestamp());
-    let mut c = Cursor {
-        buf: records,
-        pos: 0,
-    };
-    for _ in 0..h.record_count() {
-        let len = usize::try_from(c.varint()?)
-            .map_err(|_| RecordsError::Malformed("negative record length".into()))?;
-        let mut r = Cursor {
-            buf: c.take(len)?,
-            pos: 0,
-        };
-        r.take(1)?; // attributes
-        let timestamp_delta = r.varlong()?;
-        let offset_delta = r.varint()?;
-        let timestamp =
-            append_time.unwrap_or_else(|| h.base_timestamp().saturating_add(timestamp_delta));
-        if wanted(offset_delta, timestamp) {
-            return Ok(Some((offset_delta, timestamp)));
+    let mut found = None;
+    for_each_record(records, h.record_count(), |_, r| {
+        let timestamp = h.record_timestamp(r.timestamp_delta);
+        if found.is_none() && wanted(r.offset_delta, timestamp) {
+            found = Some((r.offset_delta, timestamp));
         }
-    }
-    Ok(None)
+    })?;
+    Ok(found)
 }
 
 /// Re-encodes a batch's records with `codec` at `level`, as Kafka's LogValidator does when a topic's

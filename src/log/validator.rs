@@ -82,7 +82,6 @@ pub fn validate_records(
         } else {
             &batch[RECORD_BATCH_OVERHEAD..]
         };
-        let append_time = h.is_log_append_time().then(|| h.max_timestamp());
         // One entry per refused record, as Kafka reports them all: bounded by the batch's record count,
         // itself bounded by `max.message.bytes` (a record takes at least 7 bytes).
         let mut errors = Vec::new();
@@ -97,7 +96,7 @@ pub fn validate_records(
                 });
                 return;
             }
-            let ts = append_time.unwrap_or_else(|| h.base_timestamp().saturating_add(r.timestamp_delta));
+            let ts = h.record_timestamp(r.timestamp_delta);
             if let Some((lo, hi)) = window
                 && !in_window(ts)
             {
@@ -191,21 +190,6 @@ fn for_each_batch(records: &mut [u8], mut f: impl FnMut(&mut [u8])) {
     }
 }
 
-/// Calls `f(offset_delta, timestamp)` for each record of an uncompressed batch (LogAppendTime batches report
-/// their `maxTimestamp` for every record). Fails on a record that runs past the batch.
-pub fn for_each_record_timestamp(
-    batch: &[u8],
-    mut f: impl FnMut(i32, i64),
-) -> Result<(), LogError> {
-    // A cap of 0: nothing is decompressed here; a compressed batch fails.
-    records::find_record_timestamp(batch, 0, |delta, ts| {
-        f(delta, ts);
-        false
-    })
-    .map(|_| ())
-    .map_err(|e| LogError::CorruptMessage(format!("record batch: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +219,11 @@ mod tests {
         let h = RecordBatchHeader::parse(&records).unwrap();
         assert!(h.is_log_append_time());
         let mut seen = Vec::new();
-        for_each_record_timestamp(&records, |d, ts| seen.push((d, ts))).unwrap();
+        records::find_record_timestamp(&records, 0, |d, ts| {
+            seen.push((d, ts));
+            false
+        })
+        .unwrap();
         assert_eq!(seen, vec![(0, 777_000), (1, 777_000), (2, 777_000)]);
     }
 
