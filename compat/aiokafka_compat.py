@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing  # noqa: E402
+from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing, split_between  # noqa: E402
 
 try:
     import aiokafka
@@ -157,7 +157,7 @@ async def _():
         while time.time() < deadline:
             await asyncio.gather(*(c.getmany(timeout_ms=200) for c in members))
             owned = [c.assignment() for c in members]
-            if all(owned) and len(owned[0] | owned[1]) == 4 and not (owned[0] & owned[1]):
+            if split_between(owned, 4):
                 break
         else:
             raise AssertionError(f"the two members never split the partitions: {[c.assignment() for c in members]}")

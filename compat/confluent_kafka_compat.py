@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing  # noqa: E402
+from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing, split_between, wait_for  # noqa: E402
 
 try:
     import confluent_kafka
@@ -52,14 +52,6 @@ def create(name, partitions, config=None):
     admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
                                   config=config or {})])[name].result(timeout=30)
 
-
-def wait_for(what, condition, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {seconds} s")
 
 
 def produce_all(p, t, items):
@@ -140,7 +132,7 @@ def _():
             for c in members:
                 assert not c.consume(num_messages=1, timeout=0.2), "a message before anything was produced"
             owned = [set(c.assignment()) for c in members]
-            if all(owned) and len(owned[0] | owned[1]) == 4 and not (owned[0] & owned[1]):
+            if split_between(owned, 4):
                 break
         else:
             raise AssertionError(f"the two members never split the partitions: {[c.assignment() for c in members]}")

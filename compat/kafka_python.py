@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing  # noqa: E402
+from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing, split_between, wait_for  # noqa: E402
 
 try:
     import kafka
@@ -40,14 +40,6 @@ def producer(**extra):
     # brook has no InitProducerId yet (issue 14): kafka-python 3 turns idempotence on by default.
     return KafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=False, **extra)
 
-
-def wait_for(what, condition, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {seconds} s")
 
 
 def topic_partitions(described):
@@ -137,7 +129,7 @@ def _():
         for c in members:
             c.poll(timeout_ms=4000)
         owned = [c.assignment() for c in members]
-        if all(owned) and len(owned[0] | owned[1]) == 4 and not (owned[0] & owned[1]):
+        if split_between(owned, 4):
             break
     else:
         raise AssertionError(f"the two members never split the partitions: {[c.assignment() for c in members]}")

@@ -8,6 +8,7 @@ import inspect
 import os
 import signal
 import sys
+import time
 import uuid
 from collections import namedtuple
 
@@ -28,6 +29,21 @@ def message(i):
     value = b"value-%d-" % i + b"x" * (i % 97) + (b"y" * 5000 if i % 500 == 499 else b"")
     headers = [("index", b"%d" % i), ("run", RUN.encode())]
     return key, value, headers
+
+
+def wait_for(what, condition, seconds=30):
+    """Polls `condition` until it holds, failing the scenario with `what` after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {seconds} s")
+
+
+def split_between(owned, partitions):
+    """True when two members' assignments (sets) cover all `partitions`, none owned twice."""
+    return all(owned) and len(owned[0] | owned[1]) == partitions and not (owned[0] & owned[1])
 
 
 def index_of(value):
