@@ -7,13 +7,12 @@
 //! atomically on every change, and applied again at start.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::MetadataError;
-use super::metadata_store::{load_json, store_json};
+use super::metadata_store::JsonState;
 
 pub const FILE_NAME: &str = "brook-broker-configs.json";
 
@@ -45,27 +44,16 @@ impl DynamicConfigs {
 }
 
 /// The persisted dynamic broker configs.
-pub struct DynamicConfigStore {
-    path: PathBuf,
-    state: RwLock<DynamicConfigs>,
-}
+pub struct DynamicConfigStore(JsonState<DynamicConfigs>);
 
 impl DynamicConfigStore {
     /// Loads `<dir>/brook-broker-configs.json`, or starts empty when there is none.
     pub fn open(dir: &Path) -> Result<DynamicConfigStore, MetadataError> {
-        let path = dir.join(FILE_NAME);
-        let state = load_json(&path)?;
-        Ok(DynamicConfigStore {
-            path,
-            state: RwLock::new(state),
-        })
+        JsonState::open(dir.join(FILE_NAME)).map(DynamicConfigStore)
     }
 
     pub fn get(&self) -> DynamicConfigs {
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.0.read(DynamicConfigs::clone)
     }
 
     /// Replaces one scope's configs durably.
@@ -74,18 +62,13 @@ impl DynamicConfigStore {
         scope: BrokerScope,
         configs: BTreeMap<String, String>,
     ) -> Result<(), MetadataError> {
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = state.clone();
-        match scope {
-            BrokerScope::Broker => next.broker = configs,
-            BrokerScope::ClusterDefault => next.cluster_default = configs,
-        }
-        store_json(&self.path, &next)?;
-        *state = next;
-        Ok(())
+        self.0.update(|next| {
+            match scope {
+                BrokerScope::Broker => next.broker = configs,
+                BrokerScope::ClusterDefault => next.cluster_default = configs,
+            }
+            Ok(())
+        })
     }
 }
 

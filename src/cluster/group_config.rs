@@ -9,11 +9,10 @@
 //! on every change.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 use super::MetadataError;
-use super::metadata_store::{load_json, store_json};
+use super::metadata_store::JsonState;
 use super::topic_config::ConfigType;
 
 pub const FILE_NAME: &str = "brook-group-configs.json";
@@ -283,30 +282,18 @@ fn is_iso8601_duration(text: &str) -> bool {
 }
 
 /// The persisted group configs: group id -> overrides.
-pub struct GroupConfigStore {
-    path: PathBuf,
-    state: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
-}
+pub struct GroupConfigStore(JsonState<BTreeMap<String, BTreeMap<String, String>>>);
 
 impl GroupConfigStore {
     /// Loads `<dir>/brook-group-configs.json`, or starts empty when there is none.
     pub fn open(dir: &Path) -> Result<GroupConfigStore, MetadataError> {
-        let path = dir.join(FILE_NAME);
-        let state = load_json(&path)?;
-        Ok(GroupConfigStore {
-            path,
-            state: RwLock::new(state),
-        })
+        JsonState::open(dir.join(FILE_NAME)).map(GroupConfigStore)
     }
 
     /// One group's overrides (empty when it has none).
     pub fn get(&self, group: &str) -> BTreeMap<String, String> {
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(group)
-            .cloned()
-            .unwrap_or_default()
+        self.0
+            .read(|groups| groups.get(group).cloned().unwrap_or_default())
     }
 
     /// Replaces one group's overrides durably; an empty set forgets the group.
@@ -315,24 +302,19 @@ impl GroupConfigStore {
         group: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<(), MetadataError> {
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = state.clone();
-        if configs.is_empty() {
-            next.remove(group);
-        } else {
-            if !next.contains_key(group) && next.len() >= MAX_GROUPS_WITH_CONFIGS {
-                return Err(MetadataError::Limit(format!(
-                    "at most {MAX_GROUPS_WITH_CONFIGS} groups may have configs"
-                )));
+        self.0.update(|next| {
+            if configs.is_empty() {
+                next.remove(group);
+            } else {
+                if !next.contains_key(group) && next.len() >= MAX_GROUPS_WITH_CONFIGS {
+                    return Err(MetadataError::Limit(format!(
+                        "at most {MAX_GROUPS_WITH_CONFIGS} groups may have configs"
+                    )));
+                }
+                next.insert(group.to_string(), configs);
             }
-            next.insert(group.to_string(), configs);
-        }
-        store_json(&self.path, &next)?;
-        *state = next;
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -292,6 +292,48 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// A small state kept whole in memory and in one JSON file: a change is written durably
+/// ([`store_json`]) before readers see it, and a failed write leaves both copies as they were.
+pub struct JsonState<T> {
+    path: PathBuf,
+    state: RwLock<T>,
+}
+
+impl<T: Serialize + serde::de::DeserializeOwned + Default + Clone> JsonState<T> {
+    /// Loads `path`, or starts from `T::default()` when there is no such file.
+    pub fn open(path: PathBuf) -> Result<Self, MetadataError> {
+        let state = load_json(&path)?;
+        Ok(JsonState {
+            path,
+            state: RwLock::new(state),
+        })
+    }
+
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Applies `change` to a copy, stores the copy, then publishes it; nothing changes when `change`
+    /// refuses or the write fails.
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut T) -> Result<(), MetadataError>,
+    ) -> Result<(), MetadataError> {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = state.clone();
+        change(&mut next)?;
+        store_json(&self.path, &next)?;
+        *state = next;
+        Ok(())
+    }
+}
+
 /// Writes a JSON state file atomically (see [`write_atomically`]).
 pub fn store_json<T: Serialize>(path: &Path, state: &T) -> Result<(), MetadataError> {
     let bytes = serde_json::to_vec_pretty(state)
