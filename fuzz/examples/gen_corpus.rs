@@ -122,7 +122,7 @@ fn requests(dir: &Path) {
         eprintln!("default bodies for: {}", fallbacks.join(", "));
     }
 
-    // Produce v0-2 (hand-decoded by produce_legacy): acks, timeout, [topic [partition, message set]].
+    // Produce v0-2 (hand-decoded by api::legacy): acks, timeout, [topic [partition, message set]].
     for version in 0..3 {
         for acks in [0i16, 1] {
             let mut body = BytesMut::new();

@@ -18,7 +18,6 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
-pub mod produce_legacy;
 pub mod topics;
 
 use std::collections::BTreeMap;

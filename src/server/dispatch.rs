@@ -439,14 +439,14 @@ fn legacy_respond<R: crate::metrics::ResponseMetrics>(
     }
 }
 
-/// Produce v0-2: every partition is answered UNSUPPORTED_VERSION (see `api::produce_legacy`).
+/// Produce v0-2: every partition is answered UNSUPPORTED_VERSION (see `api::legacy`).
 fn legacy_produce(frame: Bytes, correlation_id: i32, version: i16) -> Reply {
     let mut body = frame;
     // These versions use request header v1: api key, version, correlation id, nullable client id.
     if let Err(e) = RequestHeader::decode(&mut body, 1) {
         return Reply::Close(format!("malformed Produce v{version} request header: {e}"));
     }
-    match api::produce_legacy::unsupported_version_frame(correlation_id, version, body) {
+    match legacy::produce_unsupported_version_frame(correlation_id, version, body) {
         Some(Some(frame)) => Reply::Now(frame.into()),
         Some(None) => Reply::None,
         None => Reply::Close(format!("malformed Produce v{version} request body")),

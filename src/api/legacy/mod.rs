@@ -10,6 +10,7 @@
 
 mod admin;
 mod offsets;
+mod produce;
 mod wire;
 
 use bytes::{BufMut, Bytes};
@@ -24,6 +25,7 @@ pub use offsets::{
     list_offsets_v0_response, offset_commit_v0_refusal, offset_fetch_v0_refusal,
     offset_for_leader_epoch_response,
 };
+pub use produce::unsupported_version_frame as produce_unsupported_version_frame;
 
 /// The versions served through this module, per API (all use request header v1 and response header v0).
 pub const LEGACY_VERSIONS: &[(ApiKey, i16, i16)] = &[

@@ -54,20 +54,36 @@ impl Reader {
         Ok(self.buf.get_i64())
     }
 
-    /// A nullable string: an i16 length (-1 for null), then UTF-8 bytes, sliced without copying.
-    pub fn nullable_string(
+    /// A nullable string's bytes: an i16 length (-1 for null), then the bytes, sliced without copying.
+    pub fn nullable_string_bytes(
         &mut self,
         field: &'static str,
-    ) -> Result<Option<StrBytes>, LegacyError> {
+    ) -> Result<Option<Bytes>, LegacyError> {
         let len = self.i16(field)?;
         if len < 0 {
             return Ok(None);
         }
         let len = len as usize;
         self.need(len, field)?;
-        StrBytes::from_utf8(self.buf.split_to(len))
-            .map(Some)
-            .map_err(|_| LegacyError::NotUtf8(field))
+        Ok(Some(self.buf.split_to(len)))
+    }
+
+    /// A nullable string: [`Self::nullable_string_bytes`] that must be UTF-8.
+    pub fn nullable_string(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<StrBytes>, LegacyError> {
+        self.nullable_string_bytes(field)?
+            .map(|bytes| StrBytes::from_utf8(bytes).map_err(|_| LegacyError::NotUtf8(field)))
+            .transpose()
+    }
+
+    /// Passes over nullable bytes: an i32 length (-1 for null), then that many bytes.
+    pub fn skip_nullable_bytes(&mut self, field: &'static str) -> Result<(), LegacyError> {
+        let len = usize::try_from(self.i32(field)?.max(0)).unwrap_or(0);
+        self.need(len, field)?;
+        self.buf.advance(len);
+        Ok(())
     }
 
     pub fn string(&mut self, field: &'static str) -> Result<StrBytes, LegacyError> {

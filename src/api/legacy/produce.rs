@@ -1,61 +1,43 @@
 //! Produce versions 0-2: advertised so that librdkafka before 2.11.1 keeps compression on (it checks that
 //! Produce starts at version 0), but answered with UNSUPPORTED_VERSION for every partition, as Kafka 4 does.
-//! Those versions carry the v0/v1 message formats, which brook does not store.
-//!
-//! The protocol codec no longer knows these versions, so the little that is needed is read and written here.
+//! Those versions carry the v0/v1 message formats, which brook does not store, so only the topics and
+//! partitions are read (with the module's bounded [`wire::Reader`]) to answer each of them.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use kafka_protocol::ResponseError;
 
-/// Smallest encoded topic entry (name length + partition count) and partition entry (index + records length).
-const MIN_TOPIC_BYTES: usize = 2 + 4;
+use super::wire::{self, MIN_ARRAY, MIN_STRING};
+use super::{LegacyError, frame};
+
+/// Smallest encoded partition entry: index + records length.
 const MIN_PARTITION_BYTES: usize = 4 + 4;
 
-/// The (topic, partitions) a legacy produce request names, or None when the body is malformed.
-fn requested_partitions(mut body: Bytes) -> Option<Vec<(Bytes, Vec<i32>)>> {
-    // acks, timeout
-    if body.remaining() < 6 {
-        return None;
-    }
-    body.advance(6);
-    let topics = read_count(&mut body, MIN_TOPIC_BYTES)?;
-    let mut out = Vec::with_capacity(topics);
-    for _ in 0..topics {
-        if body.remaining() < 2 {
-            return None;
-        }
-        let name_len = usize::try_from(body.get_i16()).ok()?;
-        if body.remaining() < name_len {
-            return None;
-        }
-        let name = body.split_to(name_len);
-        let partitions = read_count(&mut body, MIN_PARTITION_BYTES)?;
-        let mut indexes = Vec::with_capacity(partitions);
-        for _ in 0..partitions {
-            if body.remaining() < MIN_PARTITION_BYTES {
-                return None;
-            }
-            indexes.push(body.get_i32());
-            // Null records are length -1.
-            let records_len = body.get_i32();
-            let records_len = usize::try_from(records_len.max(0)).ok()?;
-            if body.remaining() < records_len {
-                return None;
-            }
-            body.advance(records_len);
-        }
-        out.push((name, indexes));
-    }
-    Some(out)
-}
+/// The topics a legacy produce request names, each with its partition indexes.
+type Requested = Vec<(Bytes, Vec<i32>)>;
 
-/// An array count that the remaining bytes could actually hold, so a crafted count allocates nothing.
-fn read_count(body: &mut Bytes, min_entry_bytes: usize) -> Option<usize> {
-    if body.remaining() < 4 {
-        return None;
-    }
-    let count = usize::try_from(body.get_i32()).ok()?;
-    (count <= body.remaining() / min_entry_bytes).then_some(count)
+/// acks and the (topic, partitions) a legacy produce request names.
+fn requested_partitions(body: Bytes) -> Result<(i16, Requested), LegacyError> {
+    let mut r = wire::Reader::new(body);
+    let acks = r.i16("acks")?;
+    r.i32("timeout_ms")?;
+    let topics = r.count("topic_data", MIN_STRING + MIN_ARRAY)?;
+    let topics = (0..topics)
+        .map(|_| {
+            let name = r
+                .nullable_string_bytes("name")?
+                .ok_or(LegacyError::UnexpectedNull("name"))?;
+            let partitions = r.count("partition_data", MIN_PARTITION_BYTES)?;
+            let indexes = (0..partitions)
+                .map(|_| {
+                    let index = r.i32("index")?;
+                    r.skip_nullable_bytes("records")?;
+                    Ok(index)
+                })
+                .collect::<Result<Vec<i32>, LegacyError>>()?;
+            Ok((name, indexes))
+        })
+        .collect::<Result<Vec<_>, LegacyError>>()?;
+    Ok((acks, topics))
 }
 
 /// The response frame (size prefix included) for a Produce v0-2 request, or None when it cannot be parsed.
@@ -65,38 +47,36 @@ pub fn unsupported_version_frame(
     version: i16,
     body: Bytes,
 ) -> Option<Option<Bytes>> {
-    let acks = body.get(0..2).map(|b| i16::from_be_bytes([b[0], b[1]]))?;
-    let topics = requested_partitions(body)?;
+    let (acks, topics) = requested_partitions(body).ok()?;
     if acks == 0 {
         return Some(None);
     }
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    out.put_i32(correlation_id);
-    out.put_i32(topics.len() as i32);
+    let mut w = wire::Writer::new();
+    w.count(topics.len()).ok()?;
     for (name, partitions) in &topics {
-        out.put_i16(name.len() as i16);
-        out.put_slice(name);
-        out.put_i32(partitions.len() as i32);
+        // The name came in with an i16 length, so it goes back out with one.
+        w.buf.put_i16(name.len() as i16);
+        w.buf.put_slice(name);
+        w.count(partitions.len()).ok()?;
         for &index in partitions {
-            out.put_i32(index);
-            out.put_i16(ResponseError::UnsupportedVersion.code());
-            out.put_i64(-1);
+            w.buf.put_i32(index);
+            w.buf.put_i16(ResponseError::UnsupportedVersion.code());
+            w.buf.put_i64(-1);
             if version >= 2 {
-                out.put_i64(-1);
+                w.buf.put_i64(-1);
             }
         }
     }
     if version >= 1 {
-        out.put_i32(0);
+        w.buf.put_i32(0);
     }
-    let size = (out.len() - 4) as i32;
-    out[0..4].copy_from_slice(&size.to_be_bytes());
-    Some(Some(out.freeze()))
+    frame(correlation_id, &w.buf).ok().map(Some)
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::{Buf, BytesMut};
+
     use super::*;
 
     fn request(acks: i16, topics: &[(&str, &[i32])]) -> Bytes {
