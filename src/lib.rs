@@ -15,6 +15,7 @@ pub mod config;
 pub mod group;
 pub mod log;
 pub mod metrics;
+pub mod replica;
 pub mod server;
 
 #[cfg(feature = "alloc-guard")]
@@ -32,6 +33,7 @@ use cluster::{MetaProperties, MetadataError, MetadataStore};
 use group::coordinator::GroupCoordinator;
 use group::offset_store::{GroupStoreError, OffsetStore};
 use log::{LogError, LogManager};
+use replica::ReplicaManager;
 use server::dispatch::Dispatcher;
 use server::listener::Listener;
 
@@ -81,7 +83,8 @@ impl Broker {
         let loaded = tokio::task::spawn_blocking(move || load(config))
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
-        let (config, meta, metadata, logs, offsets) = loaded;
+        let (config, meta, metadata, replicas, offsets) = loaded;
+        let logs = replicas.logs().clone();
         let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone());
         groups.restore(offsets.loaded_groups());
         groups.start();
@@ -94,6 +97,18 @@ impl Broker {
                 source,
             })?;
         let local_addr = socket.local_addr()?;
+        let advertised = config.advertised_endpoint(local_addr);
+        metadata.register_broker(cluster::BrokerRegistration {
+            id: config.node_id,
+            endpoints: vec![cluster::BrokerEndpoint {
+                listener: "PLAINTEXT".into(),
+                security_protocol: "PLAINTEXT".into(),
+                host: advertised.host.clone(),
+                port: advertised.port,
+            }],
+            rack: None,
+            fenced: false,
+        });
         let metrics_socket = bind_metrics(&config)?;
         let metrics = match &metrics_socket {
             Some(_) => metrics::Metrics::new(&config.metrics),
@@ -101,11 +116,12 @@ impl Broker {
         };
         logs.observe_flushes(metrics.flush_histogram());
         let apis = Arc::new(Apis {
-            advertised: config.advertised_endpoint(local_addr),
+            advertised,
             node_id: config.node_id,
             cluster_id: meta.cluster_id,
             config,
             metadata,
+            replicas,
             logs,
             groups,
             parked_fetches: Default::default(),
@@ -225,7 +241,7 @@ type Loaded = (
     Config,
     MetaProperties,
     Arc<MetadataStore>,
-    Arc<LogManager>,
+    Arc<ReplicaManager>,
     Arc<OffsetStore>,
 );
 
@@ -233,27 +249,15 @@ type Loaded = (
 fn load(config: Config) -> Result<Loaded, BrokerError> {
     std::fs::create_dir_all(&config.log_dir)?;
     let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
-    let metadata = Arc::new(MetadataStore::open(&config.log_dir)?);
+    let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
     // Dynamic broker configs (AlterConfigs) override server.properties from the start.
-    let dynamic = metadata.broker_configs().get();
-    let log_defaults = config
-        .with_dynamic([&dynamic.cluster_default, &dynamic.broker])
-        .log;
-    let logs = LogManager::open(&config.log_dir, log_defaults.clone())?;
+    let log_defaults = api::log_defaults_source(config.clone(), &metadata);
+    let logs = LogManager::open(&config.log_dir, log_defaults())?;
 
     group::upgrade_offsets_topic_config(&metadata);
-    let topics = metadata.topics();
-    for dir in logs.partitions_on_disk()? {
-        let known = topics
-            .iter()
-            .any(|t| t.name == dir.topic && dir.partition < t.partitions);
-        if !known {
-            tracing::warn!(partition = %dir, "partition directory belongs to no known topic; left untouched");
-        }
-    }
-    for topic in &topics {
-        api::open_partitions(&logs, &log_defaults, topic);
-    }
+    // The replica manager opens every partition of the image now, and follows every later change.
+    let replicas = ReplicaManager::new(config.node_id, logs.clone(), log_defaults);
+    metadata.add_publisher(replicas.clone());
     if !logs.had_clean_shutdown() {
         // Recovery fsynced what it checked: record that now, so that another crash soon after (before the
         // periodic checkpoint) does not scan it all again.
@@ -261,12 +265,7 @@ fn load(config: Config) -> Result<Loaded, BrokerError> {
             tracing::warn!(error = %e, "could not write the recovery point checkpoint after recovery");
         }
     }
-    let offsets = OffsetStore::open(
-        metadata.clone(),
-        logs.clone(),
-        log_defaults,
-        config.groups.clone(),
-    )?;
+    let offsets = OffsetStore::open(metadata.clone(), replicas.clone(), config.groups.clone())?;
     logs.start_background(config.cleaner.clone())?;
-    Ok((config, meta, metadata, logs, offsets))
+    Ok((config, meta, metadata, replicas, offsets))
 }

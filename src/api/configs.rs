@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
 use super::error::metadata_error_code;
-use crate::cluster::TopicMetadata;
+use crate::cluster::TopicImage;
 use crate::cluster::dynamic_config::{BrokerScope, DynamicConfigs};
 use crate::cluster::group_config::{self, GROUP_CONFIG_DEFS};
 use crate::cluster::topic_config::{
@@ -96,7 +96,7 @@ fn broker_synonyms(
 }
 
 /// Every config of a topic with its value in force and where it comes from.
-pub fn topic_entries(apis: &Apis, topic: &TopicMetadata) -> Vec<ConfigEntry> {
+pub fn topic_entries(apis: &Apis, topic: &TopicImage) -> Vec<ConfigEntry> {
     let dynamic = apis.metadata.broker_configs().get();
     let effective = apis
         .config
@@ -112,7 +112,7 @@ fn topic_entry(
     apis: &Apis,
     dynamic: &DynamicConfigs,
     effective: &LogConfig,
-    topic: &TopicMetadata,
+    topic: &TopicImage,
     def: &'static TopicConfigDef,
 ) -> ConfigEntry {
     let mut synonyms = Vec::new();
@@ -492,7 +492,6 @@ fn alter_topic(
         .metadata
         .set_topic_configs(name, configs)
         .map_err(|e| failure(metadata_error_code(&e), e.to_string()))?;
-    apis.reapply_topic_config(&updated, &defaults);
     tracing::info!(topic = name, configs = ?updated.configs, "altered topic configs");
     Ok(())
 }
@@ -553,7 +552,8 @@ fn alter_broker(
         .broker_configs()
         .replace(scope, configs)
         .map_err(|e| failure(metadata_error_code(&e), e.to_string()))?;
-    apis.reapply_all_topic_configs();
+    // Every partition's derived config changes with the broker defaults.
+    apis.metadata.broker_configs_changed();
     tracing::info!(?scope, "altered dynamic broker configs");
     Ok(())
 }

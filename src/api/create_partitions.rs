@@ -11,8 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::error::metadata_error_code;
 use super::topics::MAX_PARTITIONS_PER_REQUEST;
-use super::{Apis, topic_log_config};
-use crate::log::TopicPartition;
+use super::Apis;
 
 type Failure = (ResponseError, String);
 
@@ -26,7 +25,7 @@ fn partition_limit_exceeded(apis: &Apis, request: &CreatePartitionsRequest) -> O
             let current = apis
                 .metadata
                 .topic(t.name.0.as_str())
-                .map_or(0, |topic| topic.partitions);
+                .map_or(0, |topic| topic.partition_count());
             u64::try_from(i64::from(t.count) - i64::from(current)).unwrap_or(0)
         })
         .fold(0u64, u64::saturating_add);
@@ -91,7 +90,7 @@ fn grow(apis: &Apis, request: &CreatePartitionsTopic, validate_only: bool) -> Re
             format!("Cannot change the number of partitions of the internal topic {name}."),
         ));
     }
-    let current = topic.partitions;
+    let current = topic.partition_count();
     if request.count < current {
         return Err((
             ResponseError::InvalidPartitions,
@@ -134,34 +133,16 @@ fn grow(apis: &Apis, request: &CreatePartitionsTopic, validate_only: bool) -> Re
     if validate_only {
         return Ok(());
     }
-    // A directory left by a partition of an earlier, deleted topic of this name must not be served.
-    for partition in current..request.count {
-        let tp = TopicPartition::new(name, partition);
-        if apis.logs.dir().join(tp.to_string()).exists() {
-            tracing::warn!(partition = %tp, "removing a stale log directory before creating the partition");
-            apis.logs.delete(&tp).map_err(|e| {
-                (
-                    ResponseError::KafkaStorageError,
-                    format!("{tp}: stale directory cannot be removed: {e}"),
-                )
-            })?;
-        }
-    }
+    // The replica manager opens the new partitions as the change is published (removing a directory an
+    // earlier topic of this name left behind first).
     let updated = apis
         .metadata
         .set_partitions(name, request.count)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
-    let config = topic_log_config(&apis.log_defaults(), &updated);
-    for partition in current..updated.partitions {
-        let tp = TopicPartition::new(name, partition);
-        if let Err(e) = apis.logs.get_or_create(&tp, config.clone()) {
-            tracing::error!(partition = %tp, error = %e, "new partition is offline");
-        }
-    }
     tracing::info!(
         topic = name,
         from = current,
-        to = updated.partitions,
+        to = updated.partition_count(),
         "created partitions"
     );
     Ok(())

@@ -33,7 +33,7 @@ pub fn handle(apis: &Apis, request: &DeleteRecordsRequest) -> DeleteRecordsRespo
                         Some(m) if m.is_internal() => Err(ResponseError::InvalidTopicException),
                         Some(m) => apis.partition_of(m, p.partition_index).and_then(|log| {
                             // As in Kafka: only logs with the delete policy may lose records on demand.
-                            if !log.config().cleanup_policy.delete {
+                            if !log.log().config().cleanup_policy.delete {
                                 return Err(ResponseError::PolicyViolation);
                             }
                             let before = log.log_start_offset();
@@ -72,7 +72,6 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
-    use crate::api::LEADER_EPOCH;
     use crate::log::record_batch::test_support::batch;
 
     use crate::api::test_apis as apis;
@@ -105,8 +104,11 @@ mod tests {
         apis.create_topic(crate::group::OFFSETS_TOPIC, 1, BTreeMap::new())
             .unwrap();
         let log = apis.partition("plain", 0).unwrap();
-        log.append(bytes::BytesMut::from(&batch(5, 10, 1)[..]), LEADER_EPOCH)
-            .unwrap();
+        log.append_records_to_leader(
+            bytes::BytesMut::from(&batch(5, 10, 1)[..]),
+            crate::log::AppendOrigin::Client,
+        )
+        .unwrap();
 
         assert_eq!(answer(&apis, "plain", 3), (0, 3));
         assert_eq!(log.log_start_offset(), 3);

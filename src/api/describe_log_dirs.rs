@@ -19,7 +19,7 @@ pub fn handle(apis: &Apis, request: &DescribeLogDirsRequest) -> DescribeLogDirsR
             .metadata
             .topics()
             .iter()
-            .map(|t| (t.name.clone(), (0..t.partitions).collect()))
+            .map(|t| (t.name.clone(), (0..t.partition_count()).collect()))
             .collect(),
         Some(topics) => topics
             .iter()
@@ -32,12 +32,12 @@ pub fn handle(apis: &Apis, request: &DescribeLogDirsRequest) -> DescribeLogDirsR
             let partitions: Vec<DescribeLogDirsPartition> = partitions
                 .into_iter()
                 .filter_map(|p| {
-                    let log = apis.logs.get(&TopicPartition::new(name.clone(), p))?;
+                    let log = apis.replicas.partition(&TopicPartition::new(name.clone(), p))?;
                     Some(
                         DescribeLogDirsPartition::default()
                             .with_partition_index(p)
                             .with_partition_size(
-                                i64::try_from(log.size_bytes()).unwrap_or(i64::MAX),
+                                i64::try_from(log.log().size_bytes()).unwrap_or(i64::MAX),
                             )
                             .with_offset_lag(0)
                             .with_is_future_key(false),

@@ -16,15 +16,13 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::Apis;
 use super::error::log_error_code;
-use super::{Apis, LEADER_EPOCH};
-use crate::log::{LogError, PartitionLog};
+use crate::log::LogError;
+use crate::replica::{FetchIsolation, Partition};
 
 /// Kafka's `fetch.max.bytes` default: the most one fetch response carries, whatever the client asks.
 pub const FETCH_MAX_BYTES: usize = 57_671_680;
-
-/// Kafka's READ_COMMITTED isolation level.
-const READ_COMMITTED: i8 = 1;
 
 pub enum FetchOutcome {
     Respond(FetchResponse),
@@ -37,7 +35,7 @@ struct Wanted {
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
-    log: Result<Arc<PartitionLog>, ResponseError>,
+    log: Result<Arc<Partition>, ResponseError>,
 }
 
 struct WantedTopic {
@@ -49,7 +47,7 @@ struct WantedTopic {
 struct Plan {
     topics: Vec<WantedTopic>,
     max_bytes: usize,
-    read_committed: bool,
+    isolation: FetchIsolation,
 }
 
 pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
@@ -70,8 +68,8 @@ pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
                 .into_iter()
                 .map(|p| {
                     let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
-                        check_leader_epoch(p.current_leader_epoch)?;
-                        apis.partition_of(meta, p.partition)
+                        apis.replicas
+                            .leader_partition_at(meta, p.partition, p.current_leader_epoch)
                     });
                     Wanted {
                         partition: p.partition,
@@ -91,7 +89,7 @@ pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
     let plan = Plan {
         topics,
         max_bytes: (request.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES),
-        read_committed: request.isolation_level == READ_COMMITTED,
+        isolation: FetchIsolation::for_consumer(request.isolation_level),
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
@@ -232,7 +230,8 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1);
     }
-    let base = base.with_aborted_transactions(plan.read_committed.then(Vec::new));
+    let read_committed = plan.isolation == FetchIsolation::TxnCommitted;
+    let base = base.with_aborted_transactions(read_committed.then(Vec::new));
     let budget = wanted
         .partition_max_bytes
         .min(plan.max_bytes.saturating_sub(*used));
@@ -242,13 +241,14 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     let result = if budget == 0 && !min_one {
         Ok(None)
     } else {
-        log.read(wanted.fetch_offset, budget, min_one).map(Some)
+        log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
+            .map(Some)
     };
     match result {
         Ok(Some(data)) => {
             *used += data.records.len();
             base.with_high_watermark(data.high_watermark)
-                .with_last_stable_offset(data.high_watermark)
+                .with_last_stable_offset(log.last_stable_offset().min(data.high_watermark))
                 .with_log_start_offset(data.log_start_offset)
                 .with_records(Some(data.records))
         }
@@ -273,19 +273,9 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     }
 }
 
-fn offsets_only(base: PartitionData, log: &PartitionLog) -> PartitionData {
+fn offsets_only(base: PartitionData, log: &Partition) -> PartitionData {
     let high_watermark = log.high_watermark();
     base.with_high_watermark(high_watermark)
-        .with_last_stable_offset(high_watermark)
+        .with_last_stable_offset(log.last_stable_offset().min(high_watermark))
         .with_log_start_offset(log.log_start_offset())
-}
-
-/// KIP-320: a client that knows a newer epoch than ours is ahead of us; one that knows an older one is fenced.
-pub fn check_leader_epoch(current_leader_epoch: i32) -> Result<(), ResponseError> {
-    match current_leader_epoch {
-        -1 => Ok(()),
-        e if e > LEADER_EPOCH => Err(ResponseError::UnknownLeaderEpoch),
-        e if e < LEADER_EPOCH => Err(ResponseError::FencedLeaderEpoch),
-        _ => Ok(()),
-    }
 }

@@ -7,9 +7,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::Apis;
 use super::error::log_error_code;
-use super::fetch::check_leader_epoch;
-use super::{Apis, LEADER_EPOCH};
+use crate::replica::FetchIsolation;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -22,8 +22,7 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // Versions before 4 have no leader epoch field; the codec refuses a value there.
-    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let isolation = FetchIsolation::for_consumer(request.isolation_level);
     let topics = request
         .topics
         .iter()
@@ -37,19 +36,19 @@ pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOf
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    match lookup(
-                        apis,
-                        topic.name.0.as_str(),
-                        p.partition_index,
-                        p.current_leader_epoch,
-                        p.timestamp,
+                    let query = Query {
+                        current_leader_epoch: p.current_leader_epoch,
+                        timestamp: p.timestamp,
+                        isolation,
                         version,
-                    ) {
-                        Ok(Some((offset, timestamp))) => response
+                    };
+                    match lookup(apis, topic.name.0.as_str(), p.partition_index, query) {
+                        // Versions before 4 have no leader epoch field; the codec refuses a value there.
+                        Ok((Some((offset, timestamp)), epoch)) => response
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(epoch),
-                        Ok(None) => response,
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
+                        Ok((None, _)) => response,
                         Err(error) => response.with_error_code(error.code()),
                     }
                 })
@@ -62,31 +61,44 @@ pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOf
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// The (offset, timestamp) for a ListOffsets query; None when no record is at or after the timestamp.
+/// One partition's question.
+struct Query {
+    current_leader_epoch: i32,
+    timestamp: i64,
+    isolation: FetchIsolation,
+    version: i16,
+}
+
+/// The (offset, timestamp) for a ListOffsets query (None when no record is at or after the timestamp),
+/// with the leader epoch of the partition that answered.
 fn lookup(
     apis: &Apis,
     topic: &str,
     partition: i32,
-    leader_epoch: i32,
-    timestamp: i64,
-    version: i16,
-) -> Result<Option<(i64, i64)>, ResponseError> {
-    check_leader_epoch(leader_epoch)?;
-    let log = apis.partition(topic, partition)?;
-    match timestamp {
-        // Consumers read up to the high watermark, so "latest" is the high watermark, as in Kafka.
-        LATEST => Ok(Some((log.high_watermark(), -1))),
-        EARLIEST => Ok(Some((log.log_start_offset(), -1))),
+    query: Query,
+) -> Result<(Option<(i64, i64)>, i32), ResponseError> {
+    let meta = apis
+        .metadata
+        .topic(topic)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let log = apis
+        .replicas
+        .leader_partition_at(&meta, partition, query.current_leader_epoch)?;
+    let found = match query.timestamp {
+        // Consumers read up to the high watermark (the last stable offset under read_committed), so
+        // "latest" is that, as in Kafka.
+        LATEST => Some((log.latest_offset(query.isolation), -1)),
+        EARLIEST => Some((log.log_start_offset(), -1)),
         ts if ts >= 0 => log
-            .offset_for_timestamp(ts)
-            .map(|found| found.filter(|(offset, _)| *offset < log.high_watermark()))
-            .map_err(|e| log_error_code(&e)),
-        MAX_TIMESTAMP if version >= 7 => log
-            .offset_of_max_timestamp()
-            .map_err(|e| log_error_code(&e)),
-        EARLIEST_LOCAL if version >= 8 => Ok(Some((log.log_start_offset(), -1))),
-        LATEST_TIERED if version >= 9 => Ok(None),
+            .offset_for_timestamp(ts, query.isolation)
+            .map_err(|e| log_error_code(&e))?,
+        MAX_TIMESTAMP if query.version >= 7 => log
+            .offset_of_max_timestamp(query.isolation)
+            .map_err(|e| log_error_code(&e))?,
+        EARLIEST_LOCAL if query.version >= 8 => Some((log.log_start_offset(), -1)),
+        LATEST_TIERED if query.version >= 9 => None,
         // A special timestamp the request's version does not know.
-        _ => Err(ResponseError::UnsupportedVersion),
-    }
+        _ => return Err(ResponseError::UnsupportedVersion),
+    };
+    Ok((found, log.leader_epoch()))
 }

@@ -9,15 +9,11 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::acl_operations::{ResourceType, authorized_operations};
-use super::{Apis, LEADER_EPOCH};
-use crate::cluster::{TopicMetadata, topic_name};
-use crate::log::TopicPartition;
+use super::Apis;
+use crate::cluster::{MetadataImage, TopicImage, topic_name};
 
 pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataResponse {
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(apis.node_id))
-        .with_host(StrBytes::from_string(apis.advertised.host.clone()))
-        .with_port(apis.advertised.port as i32);
+    let image = apis.metadata.image();
 
     // Version 0 asks for every topic with an empty list; later versions with a null one.
     let requested = match &request.topics {
@@ -25,8 +21,7 @@ pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataR
         _ => None,
     };
     let mut topics: Vec<MetadataResponseTopic> = match requested {
-        None => apis
-            .metadata
+        None => image
             .topics()
             .iter()
             .map(|t| topic_response(apis, t))
@@ -54,7 +49,7 @@ pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataR
         topic.topic_authorized_operations = topic_operations;
     }
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers(&image))
         .with_cluster_id(Some(StrBytes::from_string(apis.cluster_id.clone())))
         .with_controller_id(BrokerId(apis.node_id))
         .with_topics(topics)
@@ -110,28 +105,45 @@ fn requested_topic(
     }
 }
 
-fn topic_response(apis: &Apis, topic: &TopicMetadata) -> MetadataResponseTopic {
-    let node = BrokerId(apis.node_id);
-    let partitions = (0..topic.partitions)
-        .map(|partition| {
-            let online = apis
-                .logs
-                .get(&TopicPartition {
-                    topic: topic.name.clone(),
-                    partition,
-                })
-                .is_some();
+/// The live brokers with the endpoint of the listener clients use.
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .live_brokers()
+        .filter_map(|broker| {
+            let endpoint = broker.endpoints.first()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(broker.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect()
+}
+
+fn topic_response(apis: &Apis, topic: &TopicImage) -> MetadataResponseTopic {
+    let ids = |nodes: &[i32]| nodes.iter().map(|&n| BrokerId(n)).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .zip(0..)
+        .map(|(registration, partition)| {
             let response = MetadataResponsePartition::default()
                 .with_partition_index(partition)
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![node]);
-            if online {
-                response.with_leader_id(node).with_isr_nodes(vec![node])
-            } else {
+                .with_leader_epoch(registration.leader_epoch)
+                .with_replica_nodes(ids(&registration.replicas));
+            // The image names this broker the leader, but its log could not be opened: as Kafka reports a
+            // replica on a failed log directory.
+            if apis.replicas.is_offline(topic, partition) {
                 response
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))
-                    .with_offline_replicas(vec![node])
+                    .with_offline_replicas(vec![BrokerId(apis.node_id)])
+            } else {
+                response
+                    .with_leader_id(BrokerId(registration.leader))
+                    .with_isr_nodes(ids(&registration.isr))
             }
         })
         .collect();

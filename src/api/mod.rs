@@ -27,21 +27,22 @@ use std::sync::atomic::AtomicUsize;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::cluster::{MetadataError, MetadataStore, TopicMetadata};
+use crate::cluster::{MetadataError, MetadataStore, TopicImage};
 use crate::config::{Config, Endpoint};
 use crate::group::coordinator::GroupCoordinator;
-use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
+use crate::log::{LogConfig, LogManager};
+use crate::replica::{Partition, ReplicaManager};
 
-/// The single node's leader epoch. Constant until leadership can move (design.md section 6).
-pub const LEADER_EPOCH: i32 = 0;
-
-/// Everything a request handler needs: the broker's identity, its topics and its logs.
+/// Everything a request handler needs: the broker's identity, the metadata image, its partitions.
 pub struct Apis {
     pub config: Config,
     pub node_id: i32,
     pub cluster_id: String,
     pub advertised: Endpoint,
     pub metadata: Arc<MetadataStore>,
+    /// The partitions this broker holds (API handlers never open or delete logs themselves).
+    pub replicas: Arc<ReplicaManager>,
+    /// The storage underneath: data directory, background work, shutdown.
     pub logs: Arc<LogManager>,
     /// Fetch requests waiting in a long poll right now.
     pub parked_fetches: Arc<AtomicUsize>,
@@ -54,35 +55,26 @@ pub struct Apis {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// A partition that cannot serve requests, with the error code Kafka would answer.
-pub type PartitionResult = Result<Arc<PartitionLog>, ResponseError>;
+/// A partition that can serve a request, or the error code Kafka would answer.
+pub type PartitionResult = Result<Arc<Partition>, ResponseError>;
 
 impl Apis {
-    /// The partition's log, or the error to answer for it.
+    /// The partition this broker leads, or the error to answer for it.
     pub fn partition(&self, topic: &str, partition: i32) -> PartitionResult {
         let meta = self
             .metadata
             .topic(topic)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
-        self.partition_of(&meta, partition)
+        self.replicas.leader_partition(&meta, partition)
     }
 
-    /// The log of one partition of an already resolved topic (produce and fetch resolve each topic once).
-    pub fn partition_of(&self, topic: &TopicMetadata, partition: i32) -> PartitionResult {
-        if partition < 0 || partition >= topic.partitions {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
-        self.logs
-            .get(&TopicPartition {
-                topic: topic.name.clone(),
-                partition,
-            })
-            // The topic exists but its log could not be loaded: the partition is offline.
-            .ok_or(ResponseError::KafkaStorageError)
+    /// One partition of an already resolved topic (produce and fetch resolve each topic once).
+    pub fn partition_of(&self, topic: &TopicImage, partition: i32) -> PartitionResult {
+        self.replicas.leader_partition(topic, partition)
     }
 
     /// Resolves a topic named either by name or, in newer versions, by topic id.
-    pub fn resolve_topic(&self, name: &str, id: Uuid) -> Result<Arc<TopicMetadata>, ResponseError> {
+    pub fn resolve_topic(&self, name: &str, id: Uuid) -> Result<Arc<TopicImage>, ResponseError> {
         if !id.is_nil() {
             return self
                 .metadata
@@ -94,32 +86,16 @@ impl Apis {
             .ok_or(ResponseError::UnknownTopicOrPartition)
     }
 
-    /// Creates a topic and its partition logs. Partitions whose log cannot be created stay offline and are
-    /// reported as KAFKA_STORAGE_ERROR by the APIs, as in Kafka.
+    /// Creates a topic; the replica manager creates its partitions' logs as the change is published.
+    /// Partitions whose log cannot be created stay offline and are reported as KAFKA_STORAGE_ERROR by the
+    /// APIs, as in Kafka.
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+    ) -> Result<Arc<TopicImage>, MetadataError> {
         let topic = self.metadata.create_topic(name, partitions, configs)?;
-        // A directory with this name belongs to an earlier topic of the same name whose deletion did not
-        // finish (a crash between the metadata change and the log removal): never serve its data.
-        let config = topic_log_config(&self.log_defaults(), &topic);
-        for partition in 0..topic.partitions {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition,
-            };
-            if self.logs.dir().join(tp.to_string()).exists() {
-                tracing::warn!(partition = %tp, "removing a stale log directory before creating the topic");
-                if let Err(e) = self.logs.delete(&tp) {
-                    tracing::error!(partition = %tp, error = %e, "stale log directory remains; partition offline");
-                    continue;
-                }
-            }
-            open_partition(&self.logs, &config, tp);
-        }
         tracing::info!(topic = name, partitions, id = %topic.id, "created topic");
         Ok(topic)
     }
@@ -136,46 +112,15 @@ impl Apis {
         self.effective_config().log
     }
 
-    /// Gives every open partition of `topic` its config derived afresh (after an alter), without a restart.
-    pub fn reapply_topic_config(&self, topic: &TopicMetadata, defaults: &LogConfig) {
-        let config = topic_log_config(defaults, topic);
-        for partition in 0..topic.partitions {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition,
-            };
-            if let Some(log) = self.logs.get(&tp) {
-                log.update_config(config.clone());
-            }
-        }
-    }
-
-    /// Re-derives every partition's config after the broker defaults changed.
-    pub fn reapply_all_topic_configs(&self) {
-        let defaults = self.log_defaults();
-        for topic in self.metadata.topics() {
-            self.reapply_topic_config(&topic, &defaults);
-        }
-    }
-
-    /// Deletes a topic: first from the metadata (clients stop seeing it), then its logs.
-    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, MetadataError> {
+    /// Deletes a topic: clients stop seeing it, then the replica manager deletes its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, MetadataError> {
         let topic = self.metadata.delete_topic(name)?;
-        for partition in 0..topic.partitions {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition,
-            };
-            if let Err(e) = self.logs.delete(&tp) {
-                tracing::error!(partition = %tp, error = %e, "could not delete partition log");
-            }
-        }
         tracing::info!(topic = name, "deleted topic");
         Ok(topic)
     }
 
     /// Auto-creates a topic on first use when `auto.create.topics.enable` allows it.
-    pub fn auto_create(&self, name: &str) -> Result<Arc<TopicMetadata>, ResponseError> {
+    pub fn auto_create(&self, name: &str) -> Result<Arc<TopicImage>, ResponseError> {
         match self.create_topic(name, self.config.num_partitions, BTreeMap::new()) {
             Ok(topic) => Ok(topic),
             // Lost a race with another client creating the same topic: use theirs.
@@ -195,36 +140,17 @@ impl Apis {
     }
 }
 
-/// The log settings for a topic: broker defaults with the topic's overrides on top.
-pub fn topic_log_config(defaults: &LogConfig, topic: &TopicMetadata) -> LogConfig {
-    let mut config = defaults.clone();
-    for (key, value) in &topic.configs {
-        // Values were validated when the topic was created.
-        if let Err(e) = topics::apply_topic_config(&mut config, key, value) {
-            tracing::warn!(topic = %topic.name, key, error = %e, "ignoring stored topic config");
+/// The log defaults a replica manager derives partition configs from: this broker's static config with
+/// the dynamic broker configs read afresh each time.
+pub fn log_defaults_source(config: Config, metadata: &Arc<MetadataStore>) -> crate::replica::LogDefaults {
+    let metadata = Arc::downgrade(metadata);
+    Arc::new(move || match metadata.upgrade() {
+        Some(metadata) => {
+            let dynamic = metadata.broker_configs().get();
+            config.with_dynamic([&dynamic.cluster_default, &dynamic.broker]).log
         }
-    }
-    config
-}
-
-/// Opens (loading or creating) every partition log of a topic. A partition that cannot be opened stays
-/// offline; the others serve.
-pub fn open_partitions(logs: &LogManager, defaults: &LogConfig, topic: &TopicMetadata) {
-    let config = topic_log_config(defaults, topic);
-    for partition in 0..topic.partitions {
-        let tp = TopicPartition {
-            topic: topic.name.clone(),
-            partition,
-        };
-        open_partition(logs, &config, tp);
-    }
-}
-
-fn open_partition(logs: &LogManager, config: &LogConfig, tp: TopicPartition) {
-    // The log manager has already logged why (once, at ERROR).
-    if let Err(e) = logs.get_or_create(&tp, config.clone()) {
-        tracing::debug!(partition = %tp, error = %e, "partition is offline");
-    }
+        None => config.log.clone(),
+    })
 }
 
 /// Logs a broker-side failure that clients meet again with every retry (a fetch, a metadata refresh) at
@@ -257,17 +183,17 @@ impl LogThrottle {
     }
 }
 
-#[cfg(test)]
 /// An `Apis` over a fresh data directory with the default config, for the API modules' unit tests.
 #[cfg(test)]
 pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
     let config = Config::new();
-    let metadata = Arc::new(MetadataStore::open(dir).unwrap());
+    let metadata = Arc::new(MetadataStore::open(dir, 1).unwrap());
     let logs = LogManager::open(dir, config.log.clone()).unwrap();
+    let replicas = ReplicaManager::new(1, logs.clone(), log_defaults_source(config.clone(), &metadata));
+    metadata.add_publisher(replicas.clone());
     let store = crate::group::offset_store::OffsetStore::open(
         metadata.clone(),
-        logs.clone(),
-        config.log.clone(),
+        replicas.clone(),
         config.groups.clone(),
     )
     .unwrap();
@@ -276,6 +202,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         node_id: 1,
         cluster_id: "test".into(),
         metadata,
+        replicas,
         logs,
         groups: GroupCoordinator::new(store, config.groups.clone()),
         config,
@@ -306,16 +233,22 @@ mod tests {
         let apis = apis(dir.path());
         apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
         let log = apis.partition("orders", 0).unwrap();
-        log.append(bytes::BytesMut::from(&batch(3, 10, 1)[..]), LEADER_EPOCH)
-            .unwrap();
+        log.append_records_to_leader(
+            bytes::BytesMut::from(&batch(3, 10, 1)[..]),
+            crate::log::AppendOrigin::Client,
+        )
+        .unwrap();
         assert_eq!(log.log_end_offset(), 3);
         drop(log);
         apis.logs.shutdown().unwrap();
 
         // As a crash between the two steps of a deletion leaves it: the topic is gone from the
         // metadata, its directory is still on disk.
+        MetadataStore::open(dir.path(), 1)
+            .unwrap()
+            .delete_topic("orders")
+            .unwrap();
         let apis = self::apis(dir.path());
-        apis.metadata.delete_topic("orders").unwrap();
         assert!(dir.path().join("orders-0").exists());
 
         apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
@@ -351,7 +284,7 @@ mod tests {
             apis.metadata
                 .topic(crate::group::OFFSETS_TOPIC)
                 .unwrap()
-                .partitions,
+                .partition_count(),
             2
         );
         apis.logs.shutdown().unwrap();

@@ -46,7 +46,7 @@ fn store_error(e: &GroupStoreError) -> ResponseError {
 fn partition_known(apis: &Apis, topic: &str, partition: i32) -> bool {
     apis.metadata
         .topic(topic)
-        .is_some_and(|t| partition >= 0 && partition < t.partitions)
+        .is_some_and(|t| t.partition(partition).is_some())
 }
 
 pub fn offset_commit(apis: &Apis, req: OffsetCommitRequest) -> Outcome<OffsetCommitResponse> {

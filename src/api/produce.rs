@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::Apis;
 use super::error::log_error_code;
-use super::{Apis, LEADER_EPOCH};
-use crate::log::PartitionLog;
+use crate::cluster::TopicImage;
+use crate::log::AppendOrigin;
+use crate::replica::{HighWatermarkWaitError, Partition};
 
 /// How a produce request is answered.
 pub enum ProduceOutcome {
@@ -35,32 +38,14 @@ pub enum ProduceOutcome {
 struct Pending {
     topic: usize,
     partition: usize,
-    log: Arc<PartitionLog>,
+    log: Arc<Partition>,
     required: i64,
 }
 
 pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
     if !matches!(acks, -1..=1) {
-        let responses = request
-            .topic_data
-            .iter()
-            .map(|topic| {
-                TopicProduceResponse::default()
-                    .with_name(topic.name.clone())
-                    .with_topic_id(topic.topic_id)
-                    .with_partition_responses(
-                        topic
-                            .partition_data
-                            .iter()
-                            .map(|p| {
-                                error_response(p.index, ResponseError::InvalidRequiredAcks, None)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        return ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses));
+        return ProduceOutcome::Respond(invalid_acks(&request));
     }
 
     let mut pending = Vec::new();
@@ -79,66 +64,20 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
             });
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (partition_index, data) in topic.partition_data.into_iter().enumerate() {
-            let log = resolved
-                .as_ref()
-                .map_err(|e| *e)
-                .and_then(|meta| apis.partition_of(meta, data.index));
-            let response = match log {
-                Err(error) => error_response(data.index, error, None),
-                Ok(log) => {
-                    let records = data.records.unwrap_or_default();
-                    match log.append(BytesMut::from(&records[..]), LEADER_EPOCH) {
-                        Ok(info) => {
-                            apis.metrics
-                                .produced(log.topic_partition().topic.as_str(), &records);
-                            // acks=-1 waits for the high watermark; so does acks=1 on a durable log,
-                            // where the leader's write only counts once fsynced. Elsewhere the high
-                            // watermark is already past the batch and nothing waits.
-                            if acks != 0 && log.high_watermark() <= info.last_offset {
-                                pending.push(Pending {
-                                    topic: topic_index,
-                                    partition: partition_index,
-                                    log: log.clone(),
-                                    required: info.last_offset + 1,
-                                });
-                            }
-                            PartitionProduceResponse::default()
-                                .with_index(data.index)
-                                .with_base_offset(info.base_offset)
-                                .with_log_append_time_ms(info.log_append_time)
-                                .with_log_start_offset(info.log_start_offset)
-                        }
-                        Err(error) => {
-                            tracing::debug!(partition = %log.topic_partition(), %error, "produce rejected");
-                            // Kafka's RecordValidationException: the records at fault, by index in their
-                            // batch (Produce v8+; older versions encode the error code alone).
-                            error_response(
-                                data.index,
-                                log_error_code(&error),
-                                Some(error.to_string()),
-                            )
-                            .with_record_errors(
-                                error
-                                    .record_errors()
-                                    .iter()
-                                    .map(|e| {
-                                        BatchIndexAndErrorMessage::default()
-                                            .with_batch_index(e.batch_index)
-                                            .with_batch_index_error_message(Some(
-                                                StrBytes::from_string(e.message.clone()),
-                                            ))
-                                    })
-                                    .collect(),
-                            )
-                        }
-                    }
-                }
-            };
+            let (response, waiting) = append_partition(apis, &resolved, data, acks);
+            if let Some((log, required)) = waiting {
+                pending.push(Pending {
+                    topic: topic_index,
+                    partition: partition_index,
+                    log,
+                    required,
+                });
+            }
             if response.error_code != 0 && first_failure.is_none() {
                 first_failure = Some(format!(
                     "partition {}-{}: error {}",
                     topic.name.0.as_str(),
-                    data.index,
+                    response.index,
                     response.error_code
                 ));
             }
@@ -167,6 +106,82 @@ pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
     )))
 }
 
+/// INVALID_REQUIRED_ACKS for every partition of the request.
+fn invalid_acks(request: &ProduceRequest) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(
+                    topic
+                        .partition_data
+                        .iter()
+                        .map(|p| error_response(p.index, ResponseError::InvalidRequiredAcks, None))
+                        .collect(),
+                )
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// Appends one partition's batches as the leader. Returns its answer, and the partition and offset its
+/// high watermark must reach first when the answer has to wait.
+fn append_partition(
+    apis: &Apis,
+    topic: &Result<Arc<TopicImage>, ResponseError>,
+    data: PartitionProduceData,
+    acks: i16,
+) -> (PartitionProduceResponse, Option<(Arc<Partition>, i64)>) {
+    let log = match topic
+        .as_ref()
+        .map_err(|e| *e)
+        .and_then(|meta| apis.partition_of(meta, data.index))
+    {
+        Ok(log) => log,
+        Err(error) => return (error_response(data.index, error, None), None),
+    };
+    let records = data.records.unwrap_or_default();
+    match log.append_records_to_leader(BytesMut::from(&records[..]), AppendOrigin::Client) {
+        Ok(info) => {
+            apis.metrics
+                .produced(log.topic_partition().topic.as_str(), &records);
+            // acks=-1 waits for the high watermark; so does acks=1 on a durable log, where the leader's
+            // write only counts once fsynced. Elsewhere the high watermark is already past the batch and
+            // nothing waits.
+            let waiting = (acks != 0 && log.high_watermark() <= info.last_offset)
+                .then(|| (log.clone(), info.last_offset + 1));
+            let response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(info.log_append_time)
+                .with_log_start_offset(info.log_start_offset);
+            (response, waiting)
+        }
+        Err(error) => {
+            tracing::debug!(partition = %log.topic_partition(), %error, "produce rejected");
+            // Kafka's RecordValidationException: the records at fault, by index in their batch (Produce
+            // v8+; older versions encode the error code alone).
+            let record_errors = error
+                .record_errors()
+                .iter()
+                .map(|e| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(e.batch_index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(
+                            e.message.clone(),
+                        )))
+                })
+                .collect();
+            let response = error_response(data.index, log_error_code(&error), Some(error.to_string()))
+                .with_record_errors(record_errors);
+            (response, None)
+        }
+    }
+}
+
 /// Answers once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those that did
 /// not get there within the request's timeout.
 async fn wait_for_high_watermark(
@@ -176,22 +191,15 @@ async fn wait_for_high_watermark(
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     for p in pending {
-        let mut watermark = p.log.subscribe_high_watermark();
-        let log = &p.log;
-        let settled = watermark.wait_for(|hw| *hw >= p.required || log.is_closed());
-        let reached = matches!(tokio::time::timeout_at(deadline, settled).await, Ok(Ok(_)));
-        let error = if log.is_failed() {
+        let waited = tokio::time::timeout_at(deadline, p.log.wait_for_high_watermark(p.required)).await;
+        let error = match waited {
+            Ok(Ok(())) => None,
             // The data may never reach the disk: never acknowledge it.
-            Some(ResponseError::KafkaStorageError)
-        } else if log.high_watermark() >= p.required {
-            None
-        } else if log.is_closed() {
+            Ok(Err(HighWatermarkWaitError::Failed)) => Some(ResponseError::KafkaStorageError),
             // Deleted while we waited, as when a partition moves away from a Kafka leader.
-            Some(ResponseError::NotLeaderOrFollower)
-        } else if !reached {
-            Some(ResponseError::RequestTimedOut)
-        } else {
-            None
+            Ok(Err(HighWatermarkWaitError::Closed)) => Some(ResponseError::NotLeaderOrFollower),
+            Err(_) if p.log.is_failed() => Some(ResponseError::KafkaStorageError),
+            Err(_) => Some(ResponseError::RequestTimedOut),
         };
         if let Some(error) = error {
             let partition = &mut response.responses[p.topic].partition_responses[p.partition];

@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
 use super::error::metadata_error_code;
-use crate::cluster::TopicMetadata;
+use crate::cluster::TopicImage;
 
 pub use crate::cluster::topic_config::apply_topic_config;
 
@@ -25,10 +25,10 @@ fn created_configs(
     name: &str,
     configs: BTreeMap<String, String>,
 ) -> Vec<CreatableTopicConfigs> {
-    let topic = TopicMetadata {
+    let topic = TopicImage {
         name: name.to_string(),
         id: uuid::Uuid::nil(),
-        partitions: 0,
+        partitions: Vec::new(),
         configs,
     };
     super::configs::topic_entries(apis, &topic)
@@ -211,7 +211,7 @@ fn create_one(
     let created = apis
         .create_topic(name, partitions, configs)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
-    Ok((created.partitions, created.id, created.configs.clone()))
+    Ok((created.partition_count(), created.id, created.configs.clone()))
 }
 
 pub fn delete_topics(

@@ -1,10 +1,10 @@
-//! The broker's record of its topics: name, topic id (KIP-516), partition count and topic configs.
-//!
-//! Kept in one JSON file, rewritten atomically on every change (temp file, fsync, rename, fsync of the
-//! directory), until the replicated metadata log of design.md section 6 replaces it. Reads go to an
-//! in-memory copy and never touch the disk.
+//! The single node's metadata store: topics (name, topic id (KIP-516), partitions with their leader epochs,
+//! topic configs) kept in one JSON file, rewritten atomically on every change (temp file, fsync, rename, fsync
+//! of the directory). Every change is a [`MetadataDelta`]: persisted, then published as the next
+//! [`MetadataImage`] and handed to the publishers. The replicated metadata log of a cluster will produce the
+//! same deltas. Reads go to the published image and never touch the disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use super::dynamic_config::DynamicConfigStore;
 use super::group_config::GroupConfigStore;
+use super::image::{
+    BrokerRegistration, MetadataDelta, MetadataImage, PartitionRegistration, TopicDelta, TopicImage,
+};
 use super::topic_name;
 
 pub const FILE_NAME: &str = "brook-topics.json";
@@ -34,39 +37,43 @@ pub enum MetadataError {
     Io(#[from] std::io::Error),
 }
 
-/// What the broker knows about one topic.
+/// One topic as stored in `brook-topics.json` (the file's format since the first release).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicMetadata {
-    pub name: String,
-    pub id: Uuid,
-    pub partitions: i32,
+struct StoredTopic {
+    name: String,
+    id: Uuid,
+    partitions: i32,
     /// Topic-level overrides by Kafka property name (`segment.bytes`, ...).
     #[serde(default)]
-    pub configs: BTreeMap<String, String>,
-}
-
-impl TopicMetadata {
-    /// Topics the broker keeps for itself (`__consumer_offsets`): clients may read them, never write or delete.
-    pub fn is_internal(&self) -> bool {
-        self.name == crate::group::OFFSETS_TOPIC
-    }
+    configs: BTreeMap<String, String>,
+    /// Each partition's leader epoch. Absent (all 0) in files written before epochs moved; written only once
+    /// one is not 0, so the file stays as earlier brooks wrote it until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leader_epochs: Vec<i32>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct StoredMetadata {
     version: u32,
-    topics: Vec<TopicMetadata>,
+    topics: Vec<StoredTopic>,
 }
 
-#[derive(Default)]
-struct State {
-    by_name: HashMap<String, Arc<TopicMetadata>>,
-    by_id: HashMap<Uuid, Arc<TopicMetadata>>,
+/// Receives every delta with the image it produced, in commit order (Kafka's `MetadataPublisher`): the
+/// replica manager reconciles the logs with it, coordinators learn which partitions they lead.
+pub trait MetadataPublisher: Send + Sync {
+    fn publish(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>);
 }
 
+/// The single node's metadata: the source of deltas until the replicated metadata log replaces it.
 pub struct MetadataStore {
     path: PathBuf,
-    state: RwLock<State>,
+    /// This broker: the only replica, leader and in-sync replica of every partition.
+    node_id: i32,
+    /// The published image; readers clone the Arc and never wait for a writer's I/O.
+    image: RwLock<Arc<MetadataImage>>,
+    /// Serialises writers: build the delta, persist, publish the image, run the publishers.
+    writer: std::sync::Mutex<()>,
+    publishers: RwLock<Vec<Arc<dyn MetadataPublisher>>>,
     /// Dynamic broker configs, kept next to the topics (their own file).
     broker_configs: DynamicConfigStore,
     /// Group configs (KIP-848), their own file too.
@@ -77,24 +84,31 @@ pub struct MetadataStore {
 }
 
 impl MetadataStore {
-    /// Loads `<dir>/brook-topics.json`, or starts empty when there is none.
-    pub fn open(dir: &Path) -> Result<MetadataStore, MetadataError> {
+    /// Loads `<dir>/brook-topics.json`, or starts empty when there is none. `node_id` leads every partition.
+    pub fn open(dir: &Path, node_id: i32) -> Result<MetadataStore, MetadataError> {
         let path = dir.join(FILE_NAME);
-        let stored: StoredMetadata = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| MetadataError::Corrupt(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoredMetadata::default(),
-            Err(e) => return Err(e.into()),
-        };
-        let mut state = State::default();
+        let stored: StoredMetadata = load_json(&path)?;
+        let mut delta = MetadataDelta::default();
         for topic in stored.topics {
-            let topic = Arc::new(topic);
-            state.by_id.insert(topic.id, topic.clone());
-            state.by_name.insert(topic.name.clone(), topic);
+            if topic.partitions < 0 || topic.leader_epochs.len() > topic.partitions as usize {
+                return Err(MetadataError::Corrupt(format!(
+                    "{}: topic {} has {} partitions and {} leader epochs",
+                    path.display(),
+                    topic.name,
+                    topic.partitions,
+                    topic.leader_epochs.len()
+                )));
+            }
+            delta
+                .topics
+                .push(TopicDelta::Created(Arc::new(to_image(node_id, topic))));
         }
         Ok(MetadataStore {
             path,
-            state: RwLock::new(state),
+            node_id,
+            image: RwLock::new(Arc::new(MetadataImage::default().apply(&delta))),
+            writer: std::sync::Mutex::new(()),
+            publishers: RwLock::new(Vec::new()),
             broker_configs: DynamicConfigStore::open(dir)?,
             group_configs: GroupConfigStore::open(dir)?,
             admin_lock: std::sync::Mutex::new(()),
@@ -118,35 +132,52 @@ impl MetadataStore {
         &self.group_configs
     }
 
-    pub fn topic(&self, name: &str) -> Option<Arc<TopicMetadata>> {
-        self.read().by_name.get(name).cloned()
+    /// The current image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
-    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<TopicMetadata>> {
-        self.read().by_id.get(&id).cloned()
+    /// Registers a publisher and hands it the whole current image as one delta, under the writer lock so
+    /// that it misses no change and sees none twice.
+    pub fn add_publisher(&self, publisher: Arc<dyn MetadataPublisher>) {
+        let _writer = self.writer();
+        let image = self.image();
+        publisher.publish(&MetadataDelta::from_image(&image), &image);
+        self.publishers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(publisher);
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicImage>> {
+        self.image().topic(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<TopicImage>> {
+        self.image().topic_by_id(id).cloned()
     }
 
     /// Every topic, sorted by name so responses are stable.
-    pub fn topics(&self) -> Vec<Arc<TopicMetadata>> {
-        let mut topics: Vec<_> = self.read().by_name.values().cloned().collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        topics
+    pub fn topics(&self) -> Vec<Arc<TopicImage>> {
+        self.image().topics()
     }
 
     /// Checks that `name` could be created now, without creating it (CreateTopics validate_only).
     pub fn check_new_topic(&self, name: &str) -> Result<(), MetadataError> {
-        Self::check_new_topic_in(&self.read(), name)
+        Self::check_new_topic_in(&self.image(), name)
     }
 
-    fn check_new_topic_in(state: &State, name: &str) -> Result<(), MetadataError> {
+    fn check_new_topic_in(image: &MetadataImage, name: &str) -> Result<(), MetadataError> {
         topic_name::validate(name).map_err(MetadataError::InvalidTopic)?;
-        if state.by_name.contains_key(name) {
+        if image.topic(name).is_some() {
             return Err(MetadataError::TopicExists(name.to_string()));
         }
         let key = topic_name::collision_key(name);
-        if let Some(other) = state
-            .by_name
-            .keys()
+        if let Some(other) = image
+            .topic_names()
             .find(|n| topic_name::collision_key(n) == key)
         {
             return Err(MetadataError::InvalidTopic(format!(
@@ -156,27 +187,34 @@ impl MetadataStore {
         Ok(())
     }
 
-    /// Records a new topic durably and returns it. Fails if it exists or its name is illegal.
+    /// Records a new topic durably, publishes it and returns it. Fails if it exists or its name is illegal.
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-    ) -> Result<Arc<TopicMetadata>, MetadataError> {
-        // Checked under the write lock: two clients may auto-create the same topic at once.
-        let mut state = self.write();
-        Self::check_new_topic_in(&state, name)?;
-        let topic = Arc::new(TopicMetadata {
-            name: name.to_string(),
-            id: new_topic_id(&state),
-            partitions,
-            configs,
-        });
-        let mut next: Vec<TopicMetadata> = state.by_name.values().map(|t| (**t).clone()).collect();
-        next.push((*topic).clone());
-        self.persist(next)?;
-        state.by_id.insert(topic.id, topic.clone());
-        state.by_name.insert(topic.name.clone(), topic.clone());
+    ) -> Result<Arc<TopicImage>, MetadataError> {
+        // Checked under the writer lock: two clients may auto-create the same topic at once.
+        let _writer = self.writer();
+        let image = self.image();
+        Self::check_new_topic_in(&image, name)?;
+        let topic = Arc::new(to_image(
+            self.node_id,
+            StoredTopic {
+                name: name.to_string(),
+                id: new_topic_id(&image),
+                partitions,
+                configs,
+                leader_epochs: Vec::new(),
+            },
+        ));
+        self.commit(
+            &image,
+            MetadataDelta {
+                topics: vec![TopicDelta::Created(topic.clone())],
+                ..Default::default()
+            },
+        )?;
         Ok(topic)
     }
 
@@ -185,96 +223,194 @@ impl MetadataStore {
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
-    ) -> Result<Arc<TopicMetadata>, MetadataError> {
+    ) -> Result<Arc<TopicImage>, MetadataError> {
         self.update_topic(name, |t| t.configs = configs)
     }
 
     /// Records a larger partition count durably (CreatePartitions) and returns the updated topic.
-    pub fn set_partitions(
-        &self,
-        name: &str,
-        partitions: i32,
-    ) -> Result<Arc<TopicMetadata>, MetadataError> {
-        self.update_topic(name, |t| t.partitions = partitions)
+    pub fn set_partitions(&self, name: &str, partitions: i32) -> Result<Arc<TopicImage>, MetadataError> {
+        let node_id = self.node_id;
+        self.update_topic(name, |t| {
+            let count = usize::try_from(partitions).unwrap_or(0);
+            t.partitions.truncate(count);
+            while t.partitions.len() < count {
+                t.partitions.push(local_registration(node_id, 0));
+            }
+        })
+    }
+
+    /// Starts a new leader epoch for one partition (Kafka bumps it at every leadership change): the leader
+    /// stamps it into the batches it appends from now on and fences requests that name an older one.
+    pub fn bump_leader_epoch(&self, name: &str, partition: i32) -> Result<Arc<TopicImage>, MetadataError> {
+        let index = usize::try_from(partition).map_err(|_| MetadataError::UnknownTopic(name.into()))?;
+        let mut found = false;
+        let topic = self.update_topic(name, |t| {
+            if let Some(p) = t.partitions.get_mut(index) {
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+                found = true;
+            }
+        })?;
+        if !found {
+            return Err(MetadataError::UnknownTopic(format!("{name}-{partition}")));
+        }
+        Ok(topic)
+    }
+
+    /// Tells the publishers that the dynamic broker configs changed (after `broker_configs().update`).
+    pub fn broker_configs_changed(&self) {
+        let _writer = self.writer();
+        let image = self.image();
+        self.run_publishers(
+            &MetadataDelta {
+                broker_configs_changed: true,
+                ..Default::default()
+            },
+            &image,
+        );
+    }
+
+    /// Registers (or re-registers) a broker: today the local one, with the endpoints it listens on.
+    pub fn register_broker(&self, broker: BrokerRegistration) {
+        let _writer = self.writer();
+        let image = self.image();
+        let delta = MetadataDelta {
+            brokers: vec![Arc::new(broker)],
+            ..Default::default()
+        };
+        // Nothing to persist: a broker registers itself at every start.
+        let next = Arc::new(image.apply(&delta));
+        self.publish(&delta, next);
     }
 
     fn update_topic(
         &self,
         name: &str,
-        change: impl FnOnce(&mut TopicMetadata),
-    ) -> Result<Arc<TopicMetadata>, MetadataError> {
-        let mut state = self.write();
-        let mut topic = state
-            .by_name
-            .get(name)
-            .map(|t| (**t).clone())
+        change: impl FnOnce(&mut TopicImage),
+    ) -> Result<Arc<TopicImage>, MetadataError> {
+        let _writer = self.writer();
+        let image = self.image();
+        let before = image
+            .topic(name)
+            .cloned()
             .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-        change(&mut topic);
-        let topic = Arc::new(topic);
-        let next: Vec<TopicMetadata> = state
-            .by_name
-            .values()
-            .map(|t| {
-                if t.name == name {
-                    (*topic).clone()
-                } else {
-                    (**t).clone()
-                }
-            })
-            .collect();
-        self.persist(next)?;
-        state.by_id.insert(topic.id, topic.clone());
-        state.by_name.insert(topic.name.clone(), topic.clone());
-        Ok(topic)
+        let mut after = (*before).clone();
+        change(&mut after);
+        let after = Arc::new(after);
+        self.commit(
+            &image,
+            MetadataDelta {
+                topics: vec![TopicDelta::Changed {
+                    before,
+                    after: after.clone(),
+                }],
+                ..Default::default()
+            },
+        )?;
+        Ok(after)
     }
 
     /// Forgets a topic durably and returns what it was.
-    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, MetadataError> {
-        let mut state = self.write();
-        let topic = state
-            .by_name
-            .get(name)
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, MetadataError> {
+        let _writer = self.writer();
+        let image = self.image();
+        let topic = image
+            .topic(name)
             .cloned()
             .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-        let next: Vec<TopicMetadata> = state
-            .by_name
-            .values()
-            .filter(|t| t.name != name)
-            .map(|t| (**t).clone())
-            .collect();
-        self.persist(next)?;
-        state.by_name.remove(name);
-        state.by_id.remove(&topic.id);
+        self.commit(
+            &image,
+            MetadataDelta {
+                topics: vec![TopicDelta::Deleted(topic.clone())],
+                ..Default::default()
+            },
+        )?;
         Ok(topic)
     }
 
-    fn persist(&self, mut topics: Vec<TopicMetadata>) -> Result<(), MetadataError> {
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        let stored = StoredMetadata { version: 1, topics };
-        let bytes = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| MetadataError::Corrupt(format!("cannot encode metadata: {e}")))?;
-        write_atomically(&self.path, &bytes)?;
+    /// Persists the image `delta` makes of `image`, then publishes it. Under the writer lock. A failed write
+    /// changes nothing anyone can see.
+    fn commit(&self, image: &MetadataImage, delta: MetadataDelta) -> Result<(), MetadataError> {
+        let next = Arc::new(image.apply(&delta));
+        self.persist(&next)?;
+        self.publish(&delta, next);
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn publish(&self, delta: &MetadataDelta, next: Arc<MetadataImage>) {
+        *self
+            .image
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next.clone();
+        self.run_publishers(delta, &next);
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state
-            .write()
+    fn run_publishers(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>) {
+        let publishers = self
+            .publishers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for publisher in publishers {
+            publisher.publish(delta, image);
+        }
+    }
+
+    fn persist(&self, image: &MetadataImage) -> Result<(), MetadataError> {
+        let topics = image.topics().iter().map(|t| to_stored(t)).collect();
+        store_json(&self.path, &StoredMetadata { version: 1, topics })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+/// A partition of the single node: this broker is its only replica and its leader.
+fn local_registration(node_id: i32, leader_epoch: i32) -> PartitionRegistration {
+    PartitionRegistration {
+        replicas: vec![node_id],
+        isr: vec![node_id],
+        leader: node_id,
+        leader_epoch,
+        partition_epoch: leader_epoch,
+    }
+}
+
+fn to_image(node_id: i32, stored: StoredTopic) -> TopicImage {
+    let partitions = (0..stored.partitions.max(0) as usize)
+        .map(|i| local_registration(node_id, stored.leader_epochs.get(i).copied().unwrap_or(0)))
+        .collect();
+    TopicImage {
+        name: stored.name,
+        id: stored.id,
+        partitions,
+        configs: stored.configs,
+    }
+}
+
+fn to_stored(topic: &TopicImage) -> StoredTopic {
+    let epochs: Vec<i32> = topic.partitions.iter().map(|p| p.leader_epoch).collect();
+    StoredTopic {
+        name: topic.name.clone(),
+        id: topic.id,
+        partitions: topic.partition_count(),
+        configs: topic.configs.clone(),
+        leader_epochs: if epochs.iter().all(|&e| e == 0) {
+            Vec::new()
+        } else {
+            epochs
+        },
+    }
+}
+
 /// A topic id is never the nil UUID (Kafka reserves it for "no id") and never reused while the topic exists.
-fn new_topic_id(state: &State) -> Uuid {
+fn new_topic_id(image: &MetadataImage) -> Uuid {
     loop {
         let id = Uuid::new_v4();
-        if !id.is_nil() && !state.by_id.contains_key(&id) {
+        if !id.is_nil() && !image.contains_topic_id(id) {
             return id;
         }
     }
@@ -371,7 +507,7 @@ mod tests {
     #[test]
     fn topics_survive_reopen_with_their_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MetadataStore::open(dir.path()).unwrap();
+        let store = MetadataStore::open(dir.path(), 1).unwrap();
         let created = store.create_topic("orders", 4, BTreeMap::new()).unwrap();
         assert!(matches!(
             store.create_topic("orders", 1, BTreeMap::new()),
@@ -381,12 +517,12 @@ mod tests {
             store.create_topic("bad name", 1, BTreeMap::new()),
             Err(MetadataError::InvalidTopic(_))
         ));
-        let reopened = MetadataStore::open(dir.path()).unwrap();
+        let reopened = MetadataStore::open(dir.path(), 1).unwrap();
         assert_eq!(reopened.topic("orders").unwrap(), created);
         assert_eq!(reopened.topic_by_id(created.id).unwrap().name, "orders");
         reopened.delete_topic("orders").unwrap();
         assert!(
-            MetadataStore::open(dir.path())
+            MetadataStore::open(dir.path(), 1)
                 .unwrap()
                 .topic("orders")
                 .is_none()
@@ -396,7 +532,7 @@ mod tests {
     #[test]
     fn topic_creation_on_a_full_disk_fails_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MetadataStore::open(dir.path()).unwrap();
+        let store = MetadataStore::open(dir.path(), 1).unwrap();
         store.create_topic("kept", 1, BTreeMap::new()).unwrap();
         let before = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
         // The temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
@@ -418,7 +554,7 @@ mod tests {
         );
         store.create_topic("orders", 1, BTreeMap::new()).unwrap();
         assert!(
-            MetadataStore::open(dir.path())
+            MetadataStore::open(dir.path(), 1)
                 .unwrap()
                 .topic("orders")
                 .is_some()
@@ -428,7 +564,7 @@ mod tests {
     #[test]
     fn dot_and_underscore_names_collide() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MetadataStore::open(dir.path()).unwrap();
+        let store = MetadataStore::open(dir.path(), 1).unwrap();
         store.create_topic("a.b", 1, BTreeMap::new()).unwrap();
         let err = store.create_topic("a_b", 1, BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("collides"), "{err}");
@@ -439,7 +575,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
         assert!(matches!(
-            MetadataStore::open(dir.path()),
+            MetadataStore::open(dir.path(), 1),
             Err(MetadataError::Corrupt(_))
         ));
     }

@@ -390,6 +390,18 @@ fn list_items(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The log settings for a topic: broker defaults with the topic's overrides on top.
+pub fn topic_log_config(defaults: &LogConfig, topic: &super::TopicImage) -> LogConfig {
+    let mut config = defaults.clone();
+    for (key, value) in &topic.configs {
+        // Values were validated when the topic was created.
+        if let Err(e) = apply_topic_config(&mut config, key, value) {
+            tracing::warn!(topic = %topic.name, key, error = %e, "ignoring stored topic config");
+        }
+    }
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

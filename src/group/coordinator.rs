@@ -1396,15 +1396,17 @@ mod tests {
 
     fn coordinator(delay_ms: u64, max_size: usize) -> (Arc<GroupCoordinator>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let metadata = Arc::new(MetadataStore::open(dir.path()).expect("metadata store"));
+        let metadata = Arc::new(MetadataStore::open(dir.path(), 1).expect("metadata store"));
         let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
+        let replicas =
+            crate::replica::ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
+        metadata.add_publisher(replicas.clone());
         let config = GroupConfig {
             initial_rebalance_delay_ms: delay_ms,
             max_size,
             ..GroupConfig::default()
         };
-        let store = OffsetStore::open(metadata, logs, LogConfig::default(), config.clone())
-            .expect("offset store");
+        let store = OffsetStore::open(metadata, replicas, config.clone()).expect("offset store");
         (GroupCoordinator::new(store, config), dir)
     }
 

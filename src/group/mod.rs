@@ -13,7 +13,7 @@ pub use offset_store::{
 use bytes::Bytes;
 
 /// The internal topic that holds committed offsets and group metadata, as in Kafka.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::cluster::OFFSETS_TOPIC;
 
 /// Group settings, under Kafka's broker property names.
 #[derive(Clone, Debug)]

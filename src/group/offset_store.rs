@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::cluster::{MetadataError, MetadataStore};
 use crate::log::record_batch::RECORD_BATCH_OVERHEAD;
-use crate::log::{CleanupPolicy, LogConfig, LogError, LogManager, PartitionLog, TopicPartition};
+use crate::log::{AppendOrigin, CleanupPolicy, LogError, TopicPartition};
+use crate::replica::{FetchIsolation, HighWatermarkWaitError, Partition, ReplicaManager};
 
 use super::records::{
     GroupRecordKey, KeyValue, RecordError, decode_group_metadata_value, decode_key,
@@ -59,8 +60,7 @@ struct State {
 /// Writes append to the log and update the view under one lock, so the log order and the view agree.
 pub struct OffsetStore {
     metadata: Arc<MetadataStore>,
-    logs: Arc<LogManager>,
-    log_defaults: LogConfig,
+    replicas: Arc<ReplicaManager>,
     config: GroupConfig,
     state: Mutex<State>,
 }
@@ -116,12 +116,12 @@ pub fn upgrade_offsets_topic_config(metadata: &MetadataStore) {
 
 /// The open logs of an offsets topic whose stored config still says delete (see
 /// [`upgrade_offsets_topic_config`]) are switched anyway.
-fn ensure_compacted(log: &PartitionLog) {
-    let config = log.config();
+fn ensure_compacted(partition: &Partition) {
+    let config = partition.log().config();
     if config.cleanup_policy != OFFSETS_CLEANUP_POLICY {
         let mut config = (*config).clone();
         config.cleanup_policy = OFFSETS_CLEANUP_POLICY;
-        log.update_config(config);
+        partition.update_config(config);
     }
 }
 
@@ -130,23 +130,18 @@ impl OffsetStore {
     /// A partition that cannot be opened is logged and skipped; writes for its groups then fail.
     pub fn open(
         metadata: Arc<MetadataStore>,
-        logs: Arc<LogManager>,
-        log_defaults: LogConfig,
+        replicas: Arc<ReplicaManager>,
         config: GroupConfig,
     ) -> Result<Arc<OffsetStore>, GroupStoreError> {
-        // Like Kafka's, the offsets topic is compacted (latest commit per key), never deleted by retention.
-        let mut log_defaults = log_defaults;
-        log_defaults.cleanup_policy = OFFSETS_CLEANUP_POLICY;
         let store = OffsetStore {
             metadata,
-            logs,
-            log_defaults,
+            replicas,
             config,
             state: Mutex::new(State::default()),
         };
         if let Some(topic) = store.metadata.topic(OFFSETS_TOPIC) {
             let mut st = store.state();
-            for partition in 0..topic.partitions {
+            for partition in 0..topic.partition_count() {
                 let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
                 match store.load_partition(&tp, &mut st) {
                     Ok(n) => {
@@ -178,13 +173,16 @@ impl OffsetStore {
         tp: &TopicPartition,
         st: &mut State,
     ) -> Result<usize, GroupStoreError> {
-        let log = self.logs.get_or_create(tp, self.log_defaults.clone())?;
-        ensure_compacted(&log);
-        let mut offset = log.log_start_offset();
-        let hw = log.high_watermark();
+        let partition = self
+            .replicas
+            .partition(tp)
+            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
+        ensure_compacted(&partition);
+        let mut offset = partition.log_start_offset();
+        let hw = partition.high_watermark();
         let mut applied = 0;
         while offset < hw {
-            let data = log.read(offset, LOAD_READ_BYTES, true)?;
+            let data = partition.read(offset, LOAD_READ_BYTES, true, FetchIsolation::HighWatermark)?;
             let walked = walk_batches(&data.records);
             for problem in &walked.problems {
                 tracing::warn!(partition = %tp, problem = %problem, "skipping damaged group records");
@@ -228,14 +226,18 @@ impl OffsetStore {
     fn num_partitions(&self) -> i32 {
         self.metadata
             .topic(OFFSETS_TOPIC)
-            .map_or(self.config.offsets_topic_num_partitions, |t| t.partitions)
+            .map_or(self.config.offsets_topic_num_partitions, |t| {
+                t.partition_count()
+            })
     }
 
-    /// The log of the group's partition, creating the topic on first use.
-    fn partition_log(&self, partition: i32) -> Result<Arc<PartitionLog>, GroupStoreError> {
+    /// The group's partition, creating the topic on first use. The replica manager opens every partition
+    /// of the new topic as it is published, as Kafka makes every partition of a new topic led at once:
+    /// clients (kafkajs, Sarama) take a partition without a leader for an election in progress and give up.
+    fn partition_log(&self, partition: i32) -> Result<Arc<Partition>, GroupStoreError> {
         let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        if let Some(log) = self.logs.get(&tp) {
-            return Ok(log);
+        if let Some(found) = self.replicas.partition(&tp) {
+            return Ok(found);
         }
         if self.metadata.topic(OFFSETS_TOPIC).is_none() {
             let configs = BTreeMap::from([(
@@ -248,8 +250,7 @@ impl OffsetStore {
                 configs,
             ) {
                 Ok(topic) => {
-                    tracing::info!(partitions = topic.partitions, "created {OFFSETS_TOPIC}");
-                    self.open_all_partitions(topic.partitions);
+                    tracing::info!(partitions = topic.partition_count(), "created {OFFSETS_TOPIC}");
                 }
                 // Another request created it first.
                 Err(MetadataError::TopicExists(_)) => {}
@@ -259,22 +260,12 @@ impl OffsetStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let log = self.logs.get_or_create(&tp, self.log_defaults.clone())?;
-        ensure_compacted(&log);
-        Ok(log)
-    }
-
-    /// Opens every partition of a just-created offsets topic, as Kafka makes every partition of a new
-    /// topic led at once: clients (kafkajs, Sarama) take a partition without a leader for an election in
-    /// progress and give up. A partition that cannot be opened stays offline; the log manager logged why.
-    fn open_all_partitions(&self, partitions: i32) {
-        for partition in 0..partitions {
-            let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-            match self.logs.get_or_create(&tp, self.log_defaults.clone()) {
-                Ok(log) => ensure_compacted(&log),
-                Err(e) => tracing::debug!(partition = %tp, error = %e, "partition is offline"),
-            }
-        }
+        let found = self
+            .replicas
+            .partition(&tp)
+            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
+        ensure_compacted(&found);
+        Ok(found)
     }
 
     /// Appends `records` for `group` (split into batches below `message.max.bytes`), applying each batch
@@ -295,7 +286,7 @@ impl OffsetStore {
             ))));
         }
         let log = self.partition_log(partition)?;
-        let max = log.config().max_message_bytes as usize;
+        let max = log.log().config().max_message_bytes as usize;
         let now = crate::log::now_ms();
         let mut last_offset = -1;
         let mut start = 0;
@@ -315,7 +306,7 @@ impl OffsetStore {
             }
             let chunk = &records[start..end];
             let batch = encode_batch(chunk, now).map_err(corrupt)?;
-            let info = log.append(batch, 0)?;
+            let info = log.append_records_to_leader(batch, AppendOrigin::Coordinator)?;
             last_offset = info.last_offset;
             for r in chunk {
                 if let Err(e) = apply_record(st, Some(&r.key), r.value.as_deref()) {
@@ -536,30 +527,21 @@ fn apply_record(
     Ok(())
 }
 
-/// Resolves once the log's high watermark reaches `target`; fails if the log closes or fails first.
-fn wait_for_high_watermark(log: Arc<PartitionLog>, target: i64) -> WriteWait {
-    let mut rx = log.subscribe_high_watermark();
+/// Resolves once the partition's high watermark reaches `target`; fails if its log closes or fails first.
+fn wait_for_high_watermark(partition: Arc<Partition>, target: i64) -> WriteWait {
+    let reached = partition.wait_for_high_watermark(target);
     Box::pin(async move {
-        loop {
-            if log.high_watermark() >= target {
-                return Ok(());
-            }
-            if log.is_failed() || log.is_closed() {
-                return Err(GroupStoreError::NotDurable(format!(
-                    "{} {} before offset {} was committed",
-                    log.topic_partition(),
-                    if log.is_failed() { "failed" } else { "closed" },
-                    target - 1
-                )));
-            }
-            if rx.changed().await.is_err() {
-                return Err(GroupStoreError::NotDurable(format!(
-                    "{} went away before offset {} was committed",
-                    log.topic_partition(),
-                    target - 1
-                )));
-            }
-        }
+        reached.await.map_err(|why| {
+            GroupStoreError::NotDurable(format!(
+                "{} {} before offset {} was committed",
+                partition.topic_partition(),
+                match why {
+                    HighWatermarkWaitError::Failed => "failed",
+                    HighWatermarkWaitError::Closed => "closed",
+                },
+                target - 1
+            ))
+        })
     })
 }
 
@@ -585,6 +567,7 @@ mod tests {
 
     use super::*;
     use crate::group::StoredMember;
+    use crate::log::{LogConfig, LogManager};
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition::new(topic, partition)
@@ -625,10 +608,11 @@ mod tests {
     }
 
     fn open_with(dir: &Path, log_defaults: LogConfig, config: GroupConfig) -> Broker {
-        let metadata = Arc::new(MetadataStore::open(dir).expect("metadata store opens"));
+        let metadata = Arc::new(MetadataStore::open(dir, 1).expect("metadata store opens"));
         let logs = LogManager::open(dir, log_defaults.clone()).expect("log manager opens");
-        let store = OffsetStore::open(metadata, logs.clone(), log_defaults, config)
-            .expect("offset store opens");
+        let replicas = ReplicaManager::new(1, logs.clone(), Arc::new(move || log_defaults.clone()));
+        metadata.add_publisher(replicas.clone());
+        let store = OffsetStore::open(metadata, replicas, config).expect("offset store opens");
         Broker { logs, store }
     }
 
@@ -639,7 +623,7 @@ mod tests {
     #[test]
     fn an_offsets_topic_stored_without_a_policy_is_recorded_as_compacted_once() {
         let dir = tempfile::tempdir().unwrap();
-        let metadata = MetadataStore::open(dir.path()).unwrap();
+        let metadata = MetadataStore::open(dir.path(), 1).unwrap();
         upgrade_offsets_topic_config(&metadata); // no offsets topic yet: nothing to do
         assert!(metadata.topic(OFFSETS_TOPIC).is_none());
         // As brook stored it before compaction existed: other overrides, no cleanup.policy.
@@ -653,7 +637,7 @@ mod tests {
         assert_eq!(metadata.topic(OFFSETS_TOPIC).unwrap().configs, expected);
         // Survives a restart, and an explicit policy is never overwritten.
         drop(metadata);
-        let metadata = MetadataStore::open(dir.path()).unwrap();
+        let metadata = MetadataStore::open(dir.path(), 1).unwrap();
         assert_eq!(metadata.topic(OFFSETS_TOPIC).unwrap().configs, expected);
         let chosen = BTreeMap::from([("cleanup.policy".to_string(), "compact,delete".to_string())]);
         metadata
@@ -688,7 +672,7 @@ mod tests {
             .metadata
             .topic(OFFSETS_TOPIC)
             .expect("topic created");
-        assert_eq!(topic.partitions, 50);
+        assert_eq!(topic.partition_count(), 50);
         let p = b.store.partition_for("g");
         let log = b
             .logs
@@ -1059,7 +1043,7 @@ mod tests {
                 .logs
                 .get(&tp(OFFSETS_TOPIC, b.store.partition_for(group)))
                 .unwrap();
-            log.append(encode_batch(&junk, 0).unwrap(), 0).unwrap();
+            crate::replica::partition::leader_append(&log, encode_batch(&junk, 0).unwrap(), 0).unwrap();
             done(
                 b.store
                     .commit(group, vec![(tp("t", 1), om(2, -1, "", 1))])

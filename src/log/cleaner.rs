@@ -839,6 +839,7 @@ pub fn cleaner_loop(
 
 #[cfg(test)]
 mod tests {
+    use crate::replica::partition::leader_append;
     use super::*;
     use crate::log::records::Codec;
     use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
@@ -863,7 +864,7 @@ mod tests {
         let mut out = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.high_watermark() {
-            let data = log.read(offset, 1 << 20, true).unwrap();
+            let data = log.read(offset, 1 << 20, true, log.high_watermark()).unwrap();
             if data.records.is_empty() {
                 break;
             }
@@ -890,14 +891,14 @@ mod tests {
         out
     }
 
-    fn produce(log: &PartitionLog, key: &str, value: Option<&str>, ts: i64, codec: Codec) {
+    fn produce(log: &Arc<PartitionLog>, key: &str, value: Option<&str>, ts: i64, codec: Codec) {
         let b = keyed_batch(
             0,
             &[(Some(key.as_bytes()), value.map(str::as_bytes))],
             ts,
             codec,
         );
-        log.append(BytesMut::from(&b[..]), 0).unwrap();
+        leader_append(log, BytesMut::from(&b[..]), 0).unwrap();
     }
 
     #[test]

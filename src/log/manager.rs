@@ -714,6 +714,7 @@ fn group_commit(logs: &[Arc<PartitionLog>], flushes: Option<&metrics::Histogram>
 
 #[cfg(test)]
 mod tests {
+    use crate::replica::partition::leader_append;
     use super::*;
 
     #[test]
@@ -753,7 +754,7 @@ mod tests {
                 .get_or_create(&TopicPartition::new("c", p), LogConfig::default())
                 .unwrap();
             for _ in 0..=p {
-                log.append(one_batch(), 0).unwrap();
+                leader_append(&log, one_batch(), 0).unwrap();
             }
         }
         mgr.shutdown().unwrap();
@@ -798,7 +799,7 @@ mod tests {
         let a = TopicPartition::new("my-topic", 0);
         let b = TopicPartition::new("my-topic", 1);
         let log = mgr.get_or_create(&a, LogConfig::default()).unwrap();
-        log.append(one_batch(), 0).unwrap();
+        leader_append(&log, one_batch(), 0).unwrap();
         mgr.get_or_create(&b, LogConfig::default()).unwrap();
         fs::create_dir_all(dir.path().join("gone-3.0123-delete")).unwrap();
         assert_eq!(
@@ -809,7 +810,7 @@ mod tests {
         assert!(mgr.get(&a).is_none());
         assert!(!dir.path().join("my-topic-0").exists());
         assert!(
-            matches!(log.append(one_batch(), 0), Err(LogError::Offline(_))),
+            matches!(leader_append(&log, one_batch(), 0), Err(LogError::Offline(_))),
             "deleted log takes no appends"
         );
         assert_eq!(mgr.partitions_on_disk().unwrap(), vec![b]);
@@ -840,7 +841,7 @@ mod tests {
             assert!(Instant::now() < deadline, "partition never came online");
             std::thread::sleep(Duration::from_millis(10));
         };
-        assert_eq!(log.append(one_batch(), 0).unwrap().base_offset, 0);
+        assert_eq!(leader_append(&log, one_batch(), 0).unwrap().base_offset, 0);
         assert!(!lock(&mgr.awaiting_space).contains_key(&tp));
 
         // A deleted partition is not brought back by a retry.
@@ -865,11 +866,11 @@ mod tests {
         let healthy = mgr
             .get_or_create(&TopicPartition::new("ok", 0), LogConfig::default())
             .unwrap();
-        healthy.append(one_batch(), 0).unwrap();
+        leader_append(&healthy, one_batch(), 0).unwrap();
         let sick = mgr
             .get_or_create(&TopicPartition::new("sick", 0), LogConfig::default())
             .unwrap();
-        sick.append(one_batch(), 0).unwrap();
+        leader_append(&sick, one_batch(), 0).unwrap();
         sick.inject_fsync_failure();
         assert!(sick.flush().is_err());
 
@@ -905,7 +906,7 @@ mod tests {
         mgr.checkpoint().unwrap();
         for i in 0..40 {
             let b = crate::log::record_batch::test_support::batch(1, 60, i);
-            log.append(bytes::BytesMut::from(&b[..]), 0).unwrap();
+            leader_append(&log, bytes::BytesMut::from(&b[..]), 0).unwrap();
         }
         assert!(log.segment_count() >= 3);
         mgr.abandon();
@@ -957,7 +958,7 @@ mod tests {
         let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
         let tp = TopicPartition::new("gone", 0);
         let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
-        log.append(one_batch(), 0).unwrap();
+        leader_append(&log, one_batch(), 0).unwrap();
         let mut rx = log.subscribe_high_watermark();
         rx.borrow_and_update();
         let parked = tokio::spawn(async move { rx.changed().await });
@@ -978,7 +979,7 @@ mod tests {
         let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
         let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
         for _ in 0..3 {
-            log.append(one_batch(), 0).unwrap();
+            leader_append(&log, one_batch(), 0).unwrap();
         }
         mgr.shutdown().unwrap();
         drop((log, mgr));
@@ -1041,7 +1042,7 @@ mod tests {
         let ok = mgr
             .get_or_create(&TopicPartition::new("good", 0), LogConfig::default())
             .unwrap();
-        ok.append(one_batch(), 0).unwrap();
+        leader_append(&ok, one_batch(), 0).unwrap();
         assert_eq!(ok.high_watermark(), 2);
 
         // Offline for the rest of the run, without a second load attempt (and a second error line), even
@@ -1076,7 +1077,7 @@ mod tests {
             .unwrap();
         for i in 0..40 {
             let b = crate::log::record_batch::test_support::batch(1, 60, i);
-            log.append(bytes::BytesMut::from(&b[..]), 0).unwrap();
+            leader_append(&log, bytes::BytesMut::from(&b[..]), 0).unwrap();
         }
         assert!(log.segment_count() >= 3);
         // append() asks the flusher thread to flush each rolled segment in the background: poll for it.

@@ -39,6 +39,23 @@ const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 /// A leader epoch checkpoint longer than this is not ours (epochs only grow, one entry per leader change).
 const MAX_LEADER_EPOCH_ENTRIES: usize = 100_000;
 
+/// Who is appending (Kafka's `AppendOrigin`): a client's batches are checked for what only the broker may
+/// write; a coordinator writes its internal partitions (and, later, transaction markers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
+}
+
+/// Called after every successful flush with the new recovery point (see [`PartitionLog::set_flush_listener`]).
+pub struct FlushListener(pub Box<dyn Fn(i64) + Send + Sync>);
+
+impl std::fmt::Debug for FlushListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushListener")
+    }
+}
+
 /// Result of an append, for the produce response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -54,7 +71,7 @@ pub struct AppendInfo {
 /// Result of a read, for the fetch response.
 #[derive(Clone, Debug)]
 pub struct FetchData {
-    /// Whole batches only, all below the high watermark.
+    /// Whole batches only, all below the read's upper bound.
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -95,6 +112,8 @@ pub struct PartitionLog {
     /// Everything below is fsynced.
     recovery_point: AtomicI64,
     hw_tx: watch::Sender<i64>,
+    /// Told of every new recovery point: the partition's high-watermark rule may depend on it.
+    flush_listener: OnceLock<FlushListener>,
     /// Serialises flushes and remembers when the last one finished (for `flush.ms`).
     flush_lock: Mutex<Instant>,
     flusher: Option<Sender<FlusherMsg>>,
@@ -343,6 +362,7 @@ impl PartitionLog {
             high_watermark: AtomicI64::new(leo),
             recovery_point: AtomicI64::new(leo),
             hw_tx,
+            flush_listener: OnceLock::new(),
             flush_lock: Mutex::new(Instant::now()),
             flusher,
             flush_requested: AtomicBool::new(false),
@@ -372,15 +392,16 @@ impl PartitionLog {
         rlock(&self.config).clone()
     }
 
-    /// Applies altered topic configs without a restart. Leaving durable mode publishes everything appended
-    /// so far (the high watermark no longer waits for fsync); entering it only gates later appends.
+    /// Applies altered topic configs without a restart (under the append lock: an append sees one config).
     pub fn update_config(&self, config: LogConfig) {
         let _append = lock(&self.append_lock);
-        let durable = config.is_durable();
         *wlock(&self.config) = Arc::new(config);
-        if !durable {
-            self.advance_high_watermark(self.log_end_offset.load(Ordering::Acquire));
-        }
+    }
+
+    /// Registers the one listener told of every new recovery point (the partition owning this log). False
+    /// if one is already set.
+    pub fn set_flush_listener(&self, listener: FlushListener) -> bool {
+        self.flush_listener.set(listener).is_ok()
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -466,7 +487,16 @@ impl PartitionLog {
         rlock(&self.segments).clone()
     }
 
-    fn advance_high_watermark(&self, to: i64) {
+    /// Moves the high watermark up to `to` (never down) and wakes its receivers. The partition decides the
+    /// value (its high-watermark rule); the log only keeps it, because reads and long polls need it next to
+    /// the data.
+    pub(crate) fn maybe_increment_high_watermark(&self, to: i64) {
+        let leo = self.log_end_offset();
+        assert!(
+            to <= leo,
+            "invariant: high watermark {to} <= log end offset {leo} ({})",
+            self.tp
+        );
         let prev = self.high_watermark.fetch_max(to, Ordering::AcqRel);
         if to > prev {
             self.hw_tx.send_if_modified(|v| {
@@ -480,14 +510,26 @@ impl PartitionLog {
     }
 
     /// Validates every batch, then (under the append lock) assigns offsets and the leader epoch in place,
-    /// rolls if needed, appends, indexes, advances the log end offset (and the high watermark unless the log
-    /// is durable) and applies the flush policy. Nothing is written if any batch is invalid. A full disk
+    /// rolls if needed, appends, indexes, advances the log end offset and applies the flush policy. The high
+    /// watermark is the caller's (the partition's rule). Nothing is written if any batch is invalid. A full disk
     /// (ENOSPC/EDQUOT) fails only this append, which is undone; any other storage error takes the log
     /// offline for good (see `failure`).
-    pub fn append(&self, mut records: BytesMut, leader_epoch: i32) -> Result<AppendInfo, LogError> {
+    pub fn append(
+        &self,
+        mut records: BytesMut,
+        leader_epoch: i32,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo, LogError> {
         // One snapshot for the whole append: configs may be altered meanwhile, and each read takes a lock.
         let config = self.config();
         let summary = validate_batches(&records, config.max_message_bytes)?;
+        if origin == AppendOrigin::Client && summary.has_control_batch {
+            // Markers are the transaction coordinator's to write, as in Kafka's LogValidator.
+            return Err(LogError::InvalidRecord {
+                message: "Clients are not allowed to write control records".into(),
+                record_errors: Vec::new(),
+            });
+        }
         let now = now_ms();
         validator::validate_records(&records, &config, now, &self.tp)?;
         if let Some(recompressed) = validator::recompress(&records, &config)? {
@@ -550,9 +592,6 @@ impl PartitionLog {
         self.log_end_offset.store(next, Ordering::Release);
         if self.disk_full.swap(false, Ordering::AcqRel) {
             tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
-        }
-        if !config.is_durable() {
-            self.advance_high_watermark(next);
         }
         let unflushed = u64::try_from(next - self.recovery_point()).unwrap_or(0);
         let flush_due = unflushed >= config.flush_interval_messages;
@@ -720,15 +759,17 @@ impl PartitionLog {
     }
 
     /// Whole batches starting at the batch containing `offset`, up to `max_bytes`, never a batch whose last
-    /// offset is >= the high watermark; at least one whole batch when `min_one` (KIP-74). Returns data from
-    /// one segment. `offset == log end offset` gives no records; outside `[log_start, log_end]` is
-    /// OffsetOutOfRange.
+    /// offset is >= `upper_bound` (the caller's isolation: high watermark, last stable offset or log end);
+    /// at least one whole batch when `min_one` (KIP-74). Returns data from one segment. `offset == log end
+    /// offset` gives no records; outside `[log_start, log_end]` is OffsetOutOfRange.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        upper_bound: i64,
     ) -> Result<FetchData, LogError> {
+        // The high watermark first: everything below it is whole and indexed (see the module doc).
         let hw = self.high_watermark();
         let leo = self.log_end_offset();
         let log_start = self.log_start_offset();
@@ -740,8 +781,9 @@ impl PartitionLog {
         if offset < log_start || offset > leo {
             return Err(out_of_range);
         }
+        let bound = upper_bound.min(leo);
         let mut records = Bytes::new();
-        if offset < hw {
+        if offset < bound {
             let segments = self.segments_snapshot();
             let idx = segments.partition_point(|s| s.base_offset() <= offset);
             if idx == 0 {
@@ -749,9 +791,15 @@ impl PartitionLog {
             }
             for seg in &segments[idx - 1..] {
                 if let Some(first) = seg.find_batch(offset)? {
-                    if first.last_offset < hw {
-                        records =
-                            read_batches(seg, first.position, first.size, hw, max_bytes, min_one)?;
+                    if first.last_offset < bound {
+                        records = read_batches(
+                            seg,
+                            first.position,
+                            first.size,
+                            bound,
+                            max_bytes,
+                            min_one,
+                        )?;
                     }
                     break;
                 }
@@ -766,10 +814,14 @@ impl PartitionLog {
     }
 
     /// Kafka's `fetchOffsetByTimestamp`: the first record at or after the log start offset whose timestamp
-    /// is >= `ts`, with that record's own timestamp, among batches below the high watermark. None when no
+    /// is >= `ts`, with that record's own timestamp, among batches below `upper_bound`. None when no
     /// record reaches `ts`.
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let hw = self.high_watermark();
+    pub fn offset_for_timestamp(
+        &self,
+        ts: i64,
+        upper_bound: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = upper_bound.min(self.log_end_offset());
         let log_start = self.log_start_offset();
         for seg in self.segments_snapshot().iter() {
             if seg.max_timestamp() >= ts
@@ -790,8 +842,11 @@ impl PartitionLog {
     /// watermark, as (offset, timestamp), decompressing its batch when needed (see
     /// [`LogSegment::find_record`] for a batch whose records cannot be read). Found through the segments'
     /// max timestamps and the time index, not by scanning the log.
-    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
-        let hw = self.high_watermark();
+    pub fn offset_of_max_timestamp(
+        &self,
+        upper_bound: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let hw = upper_bound.min(self.log_end_offset());
         let log_start = self.log_start_offset();
         let segments = self.segments_snapshot();
         let mut best: Option<&Arc<LogSegment>> = None;
@@ -844,8 +899,7 @@ impl PartitionLog {
         Ok(best)
     }
 
-    /// fsyncs everything appended so far, advances the recovery point (and the high watermark of a durable
-    /// log). Segments wholly below the recovery point are skipped; an inactive segment's indexes are
+    /// fsyncs everything appended so far, advances the recovery point and tells the flush listener. Segments wholly below the recovery point are skipped; an inactive segment's indexes are
     /// fsynced once. An fsync failure takes the partition offline for good: the kernel may have dropped the
     /// data and would not report it again, so every later flush fails at once without an fsync.
     pub fn flush(&self) -> Result<(), LogError> {
@@ -860,9 +914,9 @@ impl PartitionLog {
             self.mark_failed(&e);
             return Err(e);
         }
-        self.recovery_point.fetch_max(target, Ordering::AcqRel);
-        if self.config().is_durable() {
-            self.advance_high_watermark(target);
+        let recovery_point = target.max(self.recovery_point.fetch_max(target, Ordering::AcqRel));
+        if let Some(listener) = self.flush_listener.get() {
+            (listener.0)(recovery_point);
         }
         Ok(())
     }
@@ -1146,6 +1200,7 @@ fn load_leader_epochs(
 
 #[cfg(test)]
 mod tests {
+    use crate::replica::partition::leader_append;
     use super::*;
     use crate::log::LogManager;
     use crate::log::record_batch::test_support::{batch, batch_with_timestamps};
@@ -1170,8 +1225,8 @@ mod tests {
         (mgr, log)
     }
 
-    fn append(log: &PartitionLog, records: usize, value_len: usize, ts: i64) -> AppendInfo {
-        log.append(BytesMut::from(&batch(records, value_len, ts)[..]), 0)
+    fn append(log: &Arc<PartitionLog>, records: usize, value_len: usize, ts: i64) -> AppendInfo {
+        leader_append(log, BytesMut::from(&batch(records, value_len, ts)[..]), 0)
             .unwrap()
     }
 
@@ -1229,7 +1284,7 @@ mod tests {
         let mut got = Vec::new();
         let mut offset = 0;
         while offset < leo {
-            let data = log.read(offset, 300, true).unwrap();
+            let data = log.read(offset, 300, true, log.high_watermark()).unwrap();
             let bs = batches(&data.records);
             assert!(!bs.is_empty(), "no data at {offset}");
             offset = bs.last().unwrap().1 + 1;
@@ -1237,15 +1292,15 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert!(
-            log.read(leo, 1000, true).unwrap().records.is_empty(),
+            log.read(leo, 1000, true, log.high_watermark()).unwrap().records.is_empty(),
             "reading at the log end is empty"
         );
         assert!(matches!(
-            log.read(leo + 1, 1000, true),
+            log.read(leo + 1, 1000, true, log.high_watermark()),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         assert!(matches!(
-            log.read(-1, 1000, true),
+            log.read(-1, 1000, true, log.high_watermark()),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         // Segment files are named by their base offsets.
@@ -1266,7 +1321,7 @@ mod tests {
             append(&log, 5, 10, 0);
         }
         for offset in [0, 2, 4, 7, 23, 49] {
-            let bs = batches(&log.read(offset, 1, true).unwrap().records);
+            let bs = batches(&log.read(offset, 1, true, log.high_watermark()).unwrap().records);
             assert_eq!(bs.len(), 1);
             assert!(
                 bs[0].0 <= offset && offset <= bs[0].1,
@@ -1284,24 +1339,24 @@ mod tests {
         append(&log, 1, 10, 0);
         append(&log, 1, 10, 0);
         assert!(
-            log.read(0, 100, false).unwrap().records.is_empty(),
+            log.read(0, 100, false, log.high_watermark()).unwrap().records.is_empty(),
             "without min_one nothing fits"
         );
-        let one = log.read(0, 100, true).unwrap();
+        let one = log.read(0, 100, true, log.high_watermark()).unwrap();
         assert_eq!(
             batches(&one.records),
             vec![(0, 0)],
             "KIP-74: exactly the first whole batch"
         );
-        let all = log.read(0, 1 << 20, false).unwrap();
+        let all = log.read(0, 1 << 20, false, log.high_watermark()).unwrap();
         assert_eq!(batches(&all.records), vec![(0, 0), (1, 1), (2, 2)]);
-        let two = log.read(1, 2 * 80, false).unwrap();
+        let two = log.read(1, 2 * 80, false, log.high_watermark()).unwrap();
         assert_eq!(
             batches(&two.records).len(),
             2,
             "max_bytes bounds whole batches"
         );
-        assert_eq!(batches(&log.read(1, 100, false).unwrap().records).len(), 1);
+        assert_eq!(batches(&log.read(1, 100, false, log.high_watermark()).unwrap().records).len(), 1);
     }
 
     #[test]
@@ -1326,7 +1381,7 @@ mod tests {
         append(&log, 3, 10, 0);
         assert_eq!(log.log_end_offset(), 3);
         assert_eq!(log.high_watermark(), 0, "not fsynced yet");
-        let data = log.read(0, 1 << 20, true).unwrap();
+        let data = log.read(0, 1 << 20, true, log.high_watermark()).unwrap();
         assert!(data.records.is_empty(), "reads stop at the high watermark");
         assert_eq!((data.high_watermark, data.log_end_offset), (0, 3));
         assert!(!hw_rx.has_changed().unwrap());
@@ -1335,7 +1390,7 @@ mod tests {
         assert_eq!(*hw_rx.borrow_and_update(), 3);
         assert_eq!(log.recovery_point(), 3);
         assert_eq!(
-            batches(&log.read(0, 1 << 20, true).unwrap().records),
+            batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records),
             vec![(0, 2)]
         );
 
@@ -1393,9 +1448,9 @@ mod tests {
         assert!(matches!(log.flush(), Err(LogError::Offline(_))));
         assert_eq!(log.recovery_point(), 3);
         assert_eq!(log.high_watermark(), 3);
-        assert!(log.read(3, 1 << 20, true).unwrap().records.is_empty());
+        assert!(log.read(3, 1 << 20, true, log.high_watermark()).unwrap().records.is_empty());
         assert!(matches!(
-            log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
+            leader_append(&log, BytesMut::from(&batch(1, 10, 0)[..]), 0),
             Err(LogError::Offline(_))
         ));
         assert_eq!(log.log_end_offset(), 5);
@@ -1413,8 +1468,7 @@ mod tests {
         append(&log, 2, 10, 0);
         let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
         log.inject_write_failure(libc::EIO);
-        let err = log
-            .append(BytesMut::from(&batch(1, 10, 0)[..]), 0)
+        let err = leader_append(&log, BytesMut::from(&batch(1, 10, 0)[..]), 0)
             .unwrap_err();
         assert!(matches!(err, LogError::Storage(_)), "{err:?}");
         assert!(!err.is_disk_full());
@@ -1422,14 +1476,14 @@ mod tests {
         assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
         assert_eq!(log.log_end_offset(), 2);
         assert!(matches!(
-            log.append(BytesMut::from(&batch(1, 10, 0)[..]), 0),
+            leader_append(&log, BytesMut::from(&batch(1, 10, 0)[..]), 0),
             Err(LogError::Offline(_))
         ));
         assert!(matches!(log.flush(), Err(LogError::Offline(_))));
         assert_eq!(log.recovery_point(), 0);
         assert!(log.close().is_err());
         assert_eq!(
-            batches(&log.read(0, 1 << 20, true).unwrap().records),
+            batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records),
             vec![(0, 1)],
             "what was written before stays readable"
         );
@@ -1440,7 +1494,7 @@ mod tests {
         let mut out = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.high_watermark() {
-            let bs = batches(&log.read(offset, 1 << 20, true).unwrap().records);
+            let bs = batches(&log.read(offset, 1 << 20, true, log.high_watermark()).unwrap().records);
             assert!(!bs.is_empty(), "no data at {offset}");
             offset = bs.last().unwrap().1 + 1;
             out.extend(bs);
@@ -1477,7 +1531,7 @@ mod tests {
 
         log.inject_write_failure(libc::ENOSPC);
         assert!(is_disk_full(
-            log.append(BytesMut::from(&batch(3, 30, 9)[..]), 0)
+            leader_append(&log, BytesMut::from(&batch(3, 30, 9)[..]), 0)
         ));
         assert!(
             !log.is_failed() && !log.is_closed(),
@@ -1526,7 +1580,7 @@ mod tests {
 
         crate::log::index::fail_next_index_allocation(libc::ENOSPC);
         assert!(is_disk_full(
-            log.append(BytesMut::from(&batch(1, 60, i)[..]), 0)
+            leader_append(&log, BytesMut::from(&batch(1, 60, i)[..]), 0)
         ));
         assert!(!log.is_failed());
         assert_eq!(log.segment_count(), 1, "the roll was abandoned");
@@ -1539,7 +1593,7 @@ mod tests {
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(read_all(&log), before);
         assert_eq!(
-            log.offset_for_timestamp(0).unwrap(),
+            log.offset_for_timestamp(0, log.high_watermark()).unwrap(),
             Some((0, 0)),
             "the old segment's indexes still serve lookups"
         );
@@ -1576,7 +1630,7 @@ mod tests {
             "the partition loads and serves reads"
         );
         assert!(is_disk_full(
-            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+            leader_append(&log, BytesMut::from(&batch(1, 30, 0)[..]), 0)
         ));
         crate::log::index::fail_next_index_allocations(libc::ENOSPC, 0);
         assert!(!log.is_failed());
@@ -1602,11 +1656,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = small_config();
         let (mgr, log) = open(dir.path(), config.clone());
-        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        leader_append(&log, BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
         // The new epoch is checkpointed before the write, which then finds the disk full.
         log.inject_write_failure(libc::ENOSPC);
         assert!(is_disk_full(
-            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+            leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 4)
         ));
         assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
         mgr.shutdown().unwrap();
@@ -1622,7 +1676,7 @@ mod tests {
         assert_eq!(log.leader_epochs(), vec![(0, 0)]);
         assert_eq!(read_all(&log), vec![(0, 1)]);
         assert_eq!(
-            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+            leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 4)
                 .unwrap()
                 .base_offset,
             2
@@ -1641,7 +1695,7 @@ mod tests {
         let (_mgr, log) = open(dir.path(), config);
         crate::log::index::fail_next_index_allocation(libc::ENOSPC);
         assert!(is_disk_full(
-            log.append(BytesMut::from(&batch(1, 30, 0)[..]), 0)
+            leader_append(&log, BytesMut::from(&batch(1, 30, 0)[..]), 0)
         ));
         assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), 0);
         for i in 0..8 {
@@ -1661,13 +1715,13 @@ mod tests {
     fn disk_full_on_the_leader_epoch_checkpoint_fails_only_that_append() {
         let dir = tempfile::tempdir().unwrap();
         let log = load_without_flusher(dir.path(), small_config());
-        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        leader_append(&log, BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
         let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
         // The checkpoint's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
         let tmp = log.dir().join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
         std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
         assert!(is_disk_full(
-            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+            leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 4)
         ));
         assert!(!log.is_failed());
         assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
@@ -1679,7 +1733,7 @@ mod tests {
         );
         assert!(fs::symlink_metadata(&tmp).is_err(), "temp file removed");
         assert_eq!(
-            log.append(BytesMut::from(&batch(1, 5, 0)[..]), 4)
+            leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 4)
                 .unwrap()
                 .base_offset,
             2
@@ -1747,7 +1801,7 @@ mod tests {
         let leo = log.log_end_offset();
         let last_base = rlock(&log.segments).last().unwrap().base_offset();
         let path = log_file(&log, last_base);
-        let expected = batches(&log.read(0, 1 << 20, true).unwrap().records);
+        let expected = batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records);
         mgr.abandon();
         drop((log, mgr));
         // A torn write: half a batch, then garbage.
@@ -1761,12 +1815,12 @@ mod tests {
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(log.high_watermark(), leo);
         assert_eq!(
-            batches(&log.read(0, 1 << 20, true).unwrap().records),
+            batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records),
             expected
         );
         let info = append(&log, 1, 10, 0);
         assert_eq!(info.base_offset, leo);
-        let tail = batches(&log.read(leo, 1 << 20, true).unwrap().records);
+        let tail = batches(&log.read(leo, 1 << 20, true, log.high_watermark()).unwrap().records);
         assert_eq!(tail, vec![(leo, leo)]);
         mgr.shutdown().unwrap();
     }
@@ -1786,7 +1840,7 @@ mod tests {
         assert!(segs.len() >= 4);
         let victim = segs[1];
         // Flip a payload byte of the third batch of the second segment.
-        let data = log.read(victim, 1 << 20, true).unwrap();
+        let data = log.read(victim, 1 << 20, true, log.high_watermark()).unwrap();
         let bs = batches(&data.records);
         let third_pos: usize = (0..2).map(|_| data.records.len() / bs.len()).sum();
         let corrupt_at = bs[2].0;
@@ -1814,8 +1868,8 @@ mod tests {
                 .exists()
         );
         let all: Vec<_> = {
-            let mut v = batches(&log.read(0, 1 << 20, true).unwrap().records);
-            v.extend(batches(&log.read(victim, 1 << 20, true).unwrap().records));
+            let mut v = batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records);
+            v.extend(batches(&log.read(victim, 1 << 20, true, log.high_watermark()).unwrap().records));
             v
         };
         assert_eq!(all.last().unwrap().1, corrupt_at - 1);
@@ -1868,7 +1922,7 @@ mod tests {
         );
         for offset in 0..40 {
             assert_eq!(
-                batches(&log.read(offset, 1, true).unwrap().records),
+                batches(&log.read(offset, 1, true, log.high_watermark()).unwrap().records),
                 vec![(offset, offset)]
             );
         }
@@ -1947,11 +2001,11 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
         assert_eq!(append(&log, 1, 20, 0).base_offset, 30);
         assert_eq!(
-            batches(&log.read(29, 1 << 20, true).unwrap().records)[0],
+            batches(&log.read(29, 1 << 20, true, log.high_watermark()).unwrap().records)[0],
             (29, 29)
         );
         assert_eq!(
-            batches(&log.read(30, 1 << 20, true).unwrap().records),
+            batches(&log.read(30, 1 << 20, true, log.high_watermark()).unwrap().records),
             vec![(30, 30)]
         );
     }
@@ -1962,7 +2016,7 @@ mod tests {
     fn max_timestamp_lookup_finds_the_exact_record_across_segments() {
         let dir = tempfile::tempdir().unwrap();
         let (mgr, log) = open(dir.path(), small_config());
-        assert_eq!(log.offset_of_max_timestamp().unwrap(), None, "empty log");
+        assert_eq!(log.offset_of_max_timestamp(log.high_watermark()).unwrap(), None, "empty log");
         for i in 0..30i64 {
             // Batch 12's middle record carries the largest timestamp; a later batch repeats it.
             let recs: Vec<(i64, &[u8])> = match i {
@@ -1970,12 +2024,12 @@ mod tests {
                 20 => vec![(9_000, b"a"), (1, b"b"), (2, b"c")],
                 _ => vec![(100 + i, b"a"), (100 + i, b"b"), (100 + i, b"c")],
             };
-            log.append(BytesMut::from(&batch_with_timestamps(&recs)[..]), 0)
+            leader_append(&log, BytesMut::from(&batch_with_timestamps(&recs)[..]), 0)
                 .unwrap();
         }
         assert!(log.segment_count() > 1, "the lookup spans several segments");
         assert_eq!(
-            log.offset_of_max_timestamp().unwrap(),
+            log.offset_of_max_timestamp(log.high_watermark()).unwrap(),
             Some((12 * 3 + 1, 9_000)),
             "the first record with the largest timestamp"
         );
@@ -1995,24 +2049,24 @@ mod tests {
         // Timestamps 1000, 1010, ... with one batch out of order.
         for i in 0..50i64 {
             let ts = if i == 20 { 5 } else { 1000 + 10 * i };
-            log.append(
+            leader_append(&log, 
                 BytesMut::from(&batch_with_timestamps(&[(ts, b"a"), (ts, b"b")])[..]),
                 0,
             )
             .unwrap();
         }
-        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
-        assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
-        assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((2, 1010)));
-        assert_eq!(log.offset_for_timestamp(1205).unwrap(), Some((42, 1210)));
-        assert_eq!(log.offset_for_timestamp(1490).unwrap(), Some((98, 1490)));
-        assert_eq!(log.offset_for_timestamp(1491).unwrap(), None);
+        assert_eq!(log.offset_for_timestamp(0, log.high_watermark()).unwrap(), Some((0, 1000)));
+        assert_eq!(log.offset_for_timestamp(1000, log.high_watermark()).unwrap(), Some((0, 1000)));
+        assert_eq!(log.offset_for_timestamp(1001, log.high_watermark()).unwrap(), Some((2, 1010)));
+        assert_eq!(log.offset_for_timestamp(1205, log.high_watermark()).unwrap(), Some((42, 1210)));
+        assert_eq!(log.offset_for_timestamp(1490, log.high_watermark()).unwrap(), Some((98, 1490)));
+        assert_eq!(log.offset_for_timestamp(1491, log.high_watermark()).unwrap(), None);
         // Same answers after a clean restart, from the persisted time indexes.
         mgr.shutdown().unwrap();
         drop((log, mgr));
         let (_mgr, log) = open(dir.path(), small_config());
-        assert_eq!(log.offset_for_timestamp(1205).unwrap(), Some((42, 1210)));
-        assert_eq!(log.offset_for_timestamp(1491).unwrap(), None);
+        assert_eq!(log.offset_for_timestamp(1205, log.high_watermark()).unwrap(), Some((42, 1210)));
+        assert_eq!(log.offset_for_timestamp(1491, log.high_watermark()).unwrap(), None);
     }
 
     /// `batch_with_timestamps(records)` with its records compressed by `codec`.
@@ -2037,10 +2091,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (mgr, log) = open(dir.path(), small_config());
             let first: [(i64, &[u8]); 4] = [(1000, b"a"), (1100, b"b"), (1300, b"c"), (1200, b"d")];
-            log.append(compressed(&first, codec), 0).unwrap();
-            log.append(compressed(&[(1250, b"e"), (1260, b"f")], codec), 0)
+            leader_append(&log, compressed(&first, codec), 0).unwrap();
+            leader_append(&log, compressed(&[(1250, b"e"), (1260, b"f")], codec), 0)
                 .unwrap();
-            let at = |ts| log.offset_for_timestamp(ts).unwrap();
+            let at = |ts| log.offset_for_timestamp(ts, log.high_watermark()).unwrap();
             assert_eq!(at(0), Some((0, 1000)), "{codec:?}");
             assert_eq!(at(1050), Some((1, 1100)), "{codec:?}");
             assert_eq!(
@@ -2055,7 +2109,7 @@ mod tests {
             );
             assert_eq!(at(1301), None, "{codec:?}");
             assert_eq!(
-                log.offset_of_max_timestamp().unwrap(),
+                log.offset_of_max_timestamp(log.high_watermark()).unwrap(),
                 Some((2, 1300)),
                 "{codec:?}"
             );
@@ -2077,20 +2131,19 @@ mod tests {
                 ..small_config()
             },
         );
-        let info = log
-            .append(
+        let info = leader_append(&log, 
                 compressed(&[(5, b"a"), (9, b"b")], crate::log::records::Codec::Gzip),
                 0,
             )
             .unwrap();
         let stamped = info.max_timestamp;
         assert!(stamped > 9, "stamped with the broker's clock");
-        assert_eq!(log.offset_for_timestamp(7).unwrap(), Some((0, stamped)));
+        assert_eq!(log.offset_for_timestamp(7, log.high_watermark()).unwrap(), Some((0, stamped)));
         assert_eq!(
-            log.offset_for_timestamp(stamped).unwrap(),
+            log.offset_for_timestamp(stamped, log.high_watermark()).unwrap(),
             Some((0, stamped))
         );
-        assert_eq!(log.offset_of_max_timestamp().unwrap(), Some((0, stamped)));
+        assert_eq!(log.offset_of_max_timestamp(log.high_watermark()).unwrap(), Some((0, stamped)));
         mgr.shutdown().unwrap();
     }
 
@@ -2098,15 +2151,15 @@ mod tests {
     fn batch_with_unreadable_records_answers_its_first_offset() {
         let dir = tempfile::tempdir().unwrap();
         let (mgr, log) = open(dir.path(), small_config());
-        log.append(BytesMut::from(&batch(2, 10, 900)[..]), 0)
+        leader_append(&log, BytesMut::from(&batch(2, 10, 900)[..]), 0)
             .unwrap();
         // Marked gzip with plain records: the CRC holds, the payload does not decompress.
         let mut bad = batch_with_timestamps(&[(1000, b"a"), (1100, b"b")]);
         bad[22] |= 1;
         crate::log::record_batch::test_support::fix_crc(&mut bad);
-        log.append(BytesMut::from(&bad[..]), 0).unwrap();
-        assert_eq!(log.offset_for_timestamp(1050).unwrap(), Some((2, 1100)));
-        assert_eq!(log.offset_of_max_timestamp().unwrap(), Some((2, 1100)));
+        leader_append(&log, BytesMut::from(&bad[..]), 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(1050, log.high_watermark()).unwrap(), Some((2, 1100)));
+        assert_eq!(log.offset_of_max_timestamp(log.high_watermark()).unwrap(), Some((2, 1100)));
         mgr.shutdown().unwrap();
     }
 
@@ -2126,7 +2179,7 @@ mod tests {
                 let mut offset = 0;
                 let mut reads = 0u64;
                 while offset < total {
-                    let data = log.read(offset, 700, true).unwrap();
+                    let data = log.read(offset, 700, true, log.high_watermark()).unwrap();
                     assert!(data.high_watermark <= data.log_end_offset);
                     for (base, last) in batches(&data.records) {
                         assert_eq!(base, offset, "dense offsets");
@@ -2161,12 +2214,12 @@ mod tests {
         bad[n - 1] ^= 1;
         buf.extend(bad);
         assert!(matches!(
-            log.append(BytesMut::from(&buf[..]), 0),
+            leader_append(&log, BytesMut::from(&buf[..]), 0),
             Err(LogError::CorruptMessage(_))
         ));
         let big = batch(1, 1000, 0);
         assert!(matches!(
-            log.append(BytesMut::from(&big[..]), 0),
+            leader_append(&log, BytesMut::from(&big[..]), 0),
             Err(LogError::MessageTooLarge { .. })
         ));
         assert_eq!(log.log_end_offset(), 1);
@@ -2180,10 +2233,10 @@ mod tests {
     fn leader_epoch_checkpoint_records_each_new_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let (mgr, log) = open(dir.path(), small_config());
-        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
-        log.append(BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
-        log.append(BytesMut::from(&batch(1, 5, 0)[..]), 3).unwrap();
-        let stored = log.read(4, 100, true).unwrap();
+        leader_append(&log, BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        leader_append(&log, BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
+        leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 3).unwrap();
+        let stored = log.read(4, 100, true, log.high_watermark()).unwrap();
         assert_eq!(
             RecordBatchHeader::parse(&stored.records)
                 .unwrap()

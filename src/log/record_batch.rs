@@ -145,6 +145,8 @@ pub struct BatchesSummary {
     pub max_timestamp: i64,
     /// `baseTimestamp` of the first batch.
     pub first_base_timestamp: i64,
+    /// Some batch is a control batch (a transaction marker).
+    pub has_control_batch: bool,
 }
 
 /// Checks the parts of a stored batch header that do not need the payload: a usable length and magic 2.
@@ -177,6 +179,7 @@ pub fn validate_batches(buf: &[u8], max_message_bytes: u32) -> Result<BatchesSum
         record_count: 0,
         max_timestamp: i64::MIN,
         first_base_timestamp: 0,
+        has_control_batch: false,
     };
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -220,6 +223,7 @@ pub fn validate_batches(buf: &[u8], max_message_bytes: u32) -> Result<BatchesSum
             summary.first_base_timestamp = h.base_timestamp();
         }
         summary.batch_count += 1;
+        summary.has_control_batch |= h.is_control();
         summary.record_count += count as u64;
         summary.max_timestamp = summary.max_timestamp.max(h.max_timestamp());
         pos += size;
@@ -346,7 +350,8 @@ mod tests {
                 batch_count: 2,
                 record_count: 5,
                 max_timestamp: 30,
-                first_base_timestamp: 10
+                first_base_timestamp: 10,
+                has_control_batch: false
             }
         );
     }

@@ -332,6 +332,7 @@ pub fn retention_loop(
 
 #[cfg(test)]
 mod tests {
+    use crate::replica::partition::leader_append;
     use super::*;
     use crate::log::record_batch::test_support::batch;
     use crate::log::{LogConfig, LogManager, TopicPartition};
@@ -347,9 +348,9 @@ mod tests {
         c
     }
 
-    fn fill(log: &PartitionLog, batches: usize, ts: i64) {
+    fn fill(log: &Arc<PartitionLog>, batches: usize, ts: i64) {
         for _ in 0..batches {
-            log.append(BytesMut::from(&batch(1, 100, ts)[..]), 0)
+            leader_append(log, BytesMut::from(&batch(1, 100, ts)[..]), 0)
                 .unwrap();
         }
     }
@@ -385,12 +386,12 @@ mod tests {
         assert_eq!(log.log_start_offset(), 10);
         assert_eq!(log_files(log.dir()), 1);
         assert!(matches!(
-            log.read(0, 1000, true),
+            log.read(0, 1000, true, log.high_watermark()),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         fill(&log, 1, 20_000);
         assert_eq!(
-            log.read(10, 1000, true).unwrap().records.len(),
+            log.read(10, 1000, true, log.high_watermark()).unwrap().records.len(),
             batch(1, 100, 0).len()
         );
     }

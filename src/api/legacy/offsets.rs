@@ -161,7 +161,7 @@ pub fn offset_commit_v0_refusal(
     let exists = |topic: &TopicName, partition: i32| {
         apis.metadata
             .topic(topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition))
+            .is_some_and(|t| t.partition(partition).is_some())
     };
     let any_known = request.topics.iter().any(|t| {
         t.partitions

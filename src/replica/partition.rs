@@ -1,0 +1,362 @@
+//! Partition: one partition as this broker serves it (Kafka's `Partition`): its leader epoch, the
+//! high-watermark rule, the slot for the last stable offset, reads with an explicit isolation, and the one
+//! high-watermark waiter that acks=-1 produces and coordinators share. Its [`PartitionLog`] is storage only.
+//!
+//! Locking: a Partition holds no lock of its own. Appends are serialised by the log's append lock; the
+//! high watermark is moved up only (`PartitionLog::maybe_increment_high_watermark`, a `fetch_max`), so two
+//! threads applying the rule at once cannot move it back; the leader epoch is an atomic replaced by the
+//! replica manager when the metadata image changes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use bytes::BytesMut;
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::log::{
+    AppendInfo, AppendOrigin, FetchData, FlushListener, LogConfig, LogError, PartitionLog,
+    TopicPartition,
+};
+
+/// How far a read may see (Kafka's `FetchIsolation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchIsolation {
+    /// Everything appended: followers (later).
+    LogEnd,
+    /// Up to the high watermark: consumers under read_uncommitted.
+    HighWatermark,
+    /// Up to the last stable offset: consumers under read_committed.
+    TxnCommitted,
+}
+
+impl FetchIsolation {
+    /// A consumer's isolation from its request's `isolation_level` (1 = READ_COMMITTED).
+    pub fn for_consumer(isolation_level: i8) -> FetchIsolation {
+        if isolation_level == 1 {
+            FetchIsolation::TxnCommitted
+        } else {
+            FetchIsolation::HighWatermark
+        }
+    }
+}
+
+/// Why a wait for the high watermark ended without reaching its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HighWatermarkWaitError {
+    /// A write or fsync failed: the data may never be durable.
+    Failed,
+    /// The log was closed (the partition was deleted or the broker is stopping).
+    Closed,
+}
+
+/// Kafka's "no leader epoch" in requests.
+pub const NO_LEADER_EPOCH: i32 = -1;
+
+/// One partition this broker leads.
+#[derive(Debug)]
+pub struct Partition {
+    tp: TopicPartition,
+    topic_id: Uuid,
+    log: Arc<PartitionLog>,
+    /// The epoch of the current leadership, from the metadata image; stamped into every appended batch.
+    leader_epoch: AtomicI32,
+}
+
+/// The single replica's high-watermark rule: a durable log (`flush.messages`/`flush.ms`) counts a record
+/// once it is fsynced, any other once it is appended. With followers it becomes the in-sync replicas'
+/// minimum log end offset, of which this is the leader's own term.
+fn high_watermark_candidate(log: &PartitionLog) -> i64 {
+    let log_end = log.log_end_offset();
+    if log.config().is_durable() {
+        log.recovery_point().min(log_end)
+    } else {
+        log_end
+    }
+}
+
+impl Partition {
+    /// Takes over `log` as the leader of `leader_epoch`, and applies the high-watermark rule whenever the
+    /// log is flushed.
+    pub(crate) fn new(
+        tp: TopicPartition,
+        topic_id: Uuid,
+        log: Arc<PartitionLog>,
+        leader_epoch: i32,
+    ) -> Arc<Partition> {
+        let weak = Arc::downgrade(&log);
+        // A log keeps one listener for its lifetime; a later Partition over the same log (a new leader
+        // epoch) applies the same rule, which reads only the log.
+        log.set_flush_listener(FlushListener(Box::new(move |_recovery_point| {
+            if let Some(log) = weak.upgrade() {
+                log.maybe_increment_high_watermark(high_watermark_candidate(&log));
+            }
+        })));
+        let partition = Arc::new(Partition {
+            tp,
+            topic_id,
+            log,
+            leader_epoch: AtomicI32::new(leader_epoch),
+        });
+        partition.update_high_watermark();
+        partition
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+
+    /// The storage underneath (sizes, segments, diagnostics).
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// A new leadership epoch from the metadata image. Epochs only grow.
+    pub(crate) fn become_leader(&self, leader_epoch: i32) {
+        let previous = self.leader_epoch.fetch_max(leader_epoch, Ordering::AcqRel);
+        assert!(
+            previous <= leader_epoch,
+            "invariant: leader epochs only grow ({previous} -> {leader_epoch} for {})",
+            self.tp
+        );
+    }
+
+    /// KIP-320: a request naming a newer epoch than ours is ahead of us (UNKNOWN_LEADER_EPOCH: retry later);
+    /// one naming an older epoch is fenced (FENCED_LEADER_EPOCH: refresh metadata). -1 skips the check.
+    pub fn check_leader_epoch(&self, requested: i32) -> Result<(), ResponseError> {
+        let current = self.leader_epoch();
+        match requested {
+            NO_LEADER_EPOCH => Ok(()),
+            e if e > current => Err(ResponseError::UnknownLeaderEpoch),
+            e if e < current => Err(ResponseError::FencedLeaderEpoch),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.log.high_watermark()
+    }
+
+    /// The last stable offset: the first offset of a transaction not yet decided. No transaction exists
+    /// yet, so it is the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// True once the log takes no more appends (deleted, stopping, or failed).
+    pub fn is_closed(&self) -> bool {
+        self.log.is_closed()
+    }
+
+    /// True once a write or fsync failed: offline until the broker restarts.
+    pub fn is_failed(&self) -> bool {
+        self.log.is_failed()
+    }
+
+    /// Appends as the leader: the current leader epoch is stamped into the batches, then the high-watermark
+    /// rule runs.
+    pub fn append_records_to_leader(
+        &self,
+        records: BytesMut,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo, LogError> {
+        let info = self.log.append(records, self.leader_epoch(), origin)?;
+        self.update_high_watermark();
+        Ok(info)
+    }
+
+    /// Applies the high-watermark rule now (after an append, a flush or a config change).
+    fn update_high_watermark(&self) {
+        self.log
+            .maybe_increment_high_watermark(high_watermark_candidate(&self.log));
+    }
+
+    /// Applies altered topic configs. Leaving durable mode publishes everything appended so far (the high
+    /// watermark no longer waits for fsync); entering it only gates later appends.
+    pub fn update_config(&self, config: LogConfig) {
+        self.log.update_config(config);
+        self.update_high_watermark();
+    }
+
+    /// The offset a read under `isolation` may not reach.
+    fn upper_bound(&self, isolation: FetchIsolation) -> i64 {
+        match isolation {
+            FetchIsolation::LogEnd => self.log.log_end_offset(),
+            FetchIsolation::HighWatermark => self.high_watermark(),
+            FetchIsolation::TxnCommitted => self.last_stable_offset(),
+        }
+    }
+
+    /// Whole batches from the batch holding `offset`, below the bound `isolation` sets (see
+    /// [`PartitionLog::read`]).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        isolation: FetchIsolation,
+    ) -> Result<FetchData, LogError> {
+        self.log
+            .read(offset, max_bytes, min_one, self.upper_bound(isolation))
+    }
+
+    /// ListOffsets LATEST: the first offset a consumer under `isolation` cannot read yet.
+    pub fn latest_offset(&self, isolation: FetchIsolation) -> i64 {
+        self.upper_bound(isolation)
+    }
+
+    /// The first record at or after `timestamp` visible under `isolation`, as (offset, timestamp).
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        isolation: FetchIsolation,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        self.log
+            .offset_for_timestamp(timestamp, self.upper_bound(isolation))
+    }
+
+    /// KIP-734: the record with the largest timestamp visible under `isolation`.
+    pub fn offset_of_max_timestamp(
+        &self,
+        isolation: FetchIsolation,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        self.log
+            .offset_of_max_timestamp(self.upper_bound(isolation))
+    }
+
+    /// OffsetForLeaderEpoch as the leader answers it: where `requested` ended, from the epoch cache.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        end_offset_for(
+            &self.log.leader_epochs(),
+            requested,
+            self.log.log_end_offset(),
+        )
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1: the high watermark), never past the
+    /// high watermark (consumers may not lose what they cannot see yet).
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        self.log.delete_records_before(offset)
+    }
+
+    /// A receiver that changes when the high watermark moves, and once more when the log closes or fails.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.log.subscribe_high_watermark()
+    }
+
+    /// Resolves once the high watermark reaches `target` (the offset after the last record waited for);
+    /// fails if the log fails or closes first. Callers bound it with their own timeout.
+    pub fn wait_for_high_watermark(
+        self: &Arc<Self>,
+        target: i64,
+    ) -> impl Future<Output = Result<(), HighWatermarkWaitError>> + Send + 'static {
+        let partition = self.clone();
+        let mut watermark = self.subscribe_high_watermark();
+        async move {
+            loop {
+                if partition.is_failed() {
+                    return Err(HighWatermarkWaitError::Failed);
+                }
+                if partition.high_watermark() >= target {
+                    return Ok(());
+                }
+                if partition.is_closed() {
+                    return Err(HighWatermarkWaitError::Closed);
+                }
+                if watermark.changed().await.is_err() {
+                    return Err(HighWatermarkWaitError::Closed);
+                }
+            }
+        }
+    }
+}
+
+/// For the log layer's own tests: appends to `log` through a partition at `leader_epoch`, so the
+/// high-watermark rule (and its flush listener) applies as in the broker.
+#[cfg(test)]
+pub(crate) fn leader_append(
+    log: &Arc<PartitionLog>,
+    records: BytesMut,
+    leader_epoch: i32,
+) -> Result<AppendInfo, LogError> {
+    let partition = Partition::new(
+        log.topic_partition().clone(),
+        Uuid::nil(),
+        log.clone(),
+        leader_epoch,
+    );
+    partition.append_records_to_leader(records, AppendOrigin::Client)
+}
+
+/// For the log layer's own tests: installs the high-watermark rule on `log` without appending.
+#[cfg(test)]
+pub(crate) fn lead(log: &Arc<PartitionLog>) -> Arc<Partition> {
+    Partition::new(log.topic_partition().clone(), Uuid::nil(), log.clone(), 0)
+}
+
+/// Kafka's "no epoch" and "no offset" answers.
+const UNDEFINED_EPOCH: i32 = -1;
+const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+
+/// Kafka's rule over the (epoch, start offset) cache: the latest epoch ends at the log end offset; an
+/// older epoch ends where the next larger epoch starts, answered with the largest known epoch not above
+/// the requested one; an epoch above every known one, or an empty cache, has no answer.
+pub fn end_offset_for(epochs: &[(i32, i64)], requested: i32, log_end_offset: i64) -> (i32, i64) {
+    let Some(&(latest, _)) = epochs.last() else {
+        return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+    };
+    if requested == UNDEFINED_EPOCH {
+        return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+    }
+    if requested == latest {
+        return (latest, log_end_offset);
+    }
+    let Some(&(_, next_start)) = epochs.iter().find(|(e, _)| *e > requested) else {
+        return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+    };
+    match epochs.iter().rev().find(|(e, _)| *e <= requested) {
+        Some(&(floor, _)) => (floor, next_start),
+        None => (requested, next_start),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_offsets_follow_kafkas_leader_epoch_cache_rules() {
+        let epochs = [(0, 0), (2, 10), (5, 30)];
+        assert_eq!(
+            end_offset_for(&epochs, 5, 42),
+            (5, 42),
+            "latest ends at LEO"
+        );
+        assert_eq!(end_offset_for(&epochs, 0, 42), (0, 10));
+        assert_eq!(
+            end_offset_for(&epochs, 3, 42),
+            (2, 30),
+            "unknown epoch: floor"
+        );
+        assert_eq!(end_offset_for(&epochs, 6, 42), (-1, -1), "future epoch");
+        assert_eq!(end_offset_for(&[(3, 5)], 1, 9), (1, 5), "below the first");
+        assert_eq!(end_offset_for(&[], 0, 0), (-1, -1), "empty cache");
+    }
+}
