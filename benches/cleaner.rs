@@ -8,7 +8,9 @@ use std::time::Instant;
 use brook::log::cleaner::{OffsetMap, clean_log};
 use brook::log::records::{Codec, Record, build_batch, encode_record};
 use brook::log::retention::PendingDeletes;
-use brook::log::{CleanupPolicy, LogConfig, LogManager, RecordBatchHeader, TopicPartition};
+use brook::log::{
+    AppendOrigin, CleanupPolicy, LogConfig, LogManager, RecordBatchHeader, TopicPartition,
+};
 use bytes::BytesMut;
 
 const RECORDS_PER_BATCH: usize = 100;
@@ -73,7 +75,8 @@ fn run(codec: Codec, records: usize, keys: usize) {
             *v = b'a' + (seed % 26) as u8;
         }
         let b = batch(n, keys, codec, &values);
-        log.append(BytesMut::from(&b[..]), 0).expect("append");
+        log.append(BytesMut::from(&b[..]), 0, AppendOrigin::Client)
+            .expect("append");
         n += RECORDS_PER_BATCH;
     }
     // Everything but the active (last, at most 8 MiB) segment is cleanable.
@@ -87,8 +90,10 @@ fn run(codec: Codec, records: usize, keys: usize) {
     let started = Instant::now();
     let mut offset = 0;
     let mut read = 0u64;
-    while offset < log.high_watermark() {
-        let data = log.read(offset, 1 << 20, true).expect("read");
+    // The storage alone, without a partition above it: read everything appended.
+    let end = log.log_end_offset();
+    while offset < end {
+        let data = log.read(offset, 1 << 20, true, end).expect("read");
         let mut pos = 0;
         while pos < data.records.len() {
             let h = RecordBatchHeader::parse(&data.records[pos..]).expect("batch");

@@ -9,9 +9,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::Apis;
 use super::error::metadata_error_code;
 use super::topics::MAX_PARTITIONS_PER_REQUEST;
-use super::Apis;
 
 type Failure = (ResponseError, String);
 

@@ -32,7 +32,9 @@ pub fn handle(apis: &Apis, request: &DescribeLogDirsRequest) -> DescribeLogDirsR
             let partitions: Vec<DescribeLogDirsPartition> = partitions
                 .into_iter()
                 .filter_map(|p| {
-                    let log = apis.replicas.partition(&TopicPartition::new(name.clone(), p))?;
+                    let log = apis
+                        .replicas
+                        .partition(&TopicPartition::new(name.clone(), p))?;
                     Some(
                         DescribeLogDirsPartition::default()
                             .with_partition_index(p)

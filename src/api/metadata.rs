@@ -8,8 +8,8 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::acl_operations::{ResourceType, authorized_operations};
 use super::Apis;
+use super::acl_operations::{ResourceType, authorized_operations};
 use crate::cluster::{MetadataImage, TopicImage, topic_name};
 
 pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataResponse {

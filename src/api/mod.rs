@@ -142,12 +142,17 @@ impl Apis {
 
 /// The log defaults a replica manager derives partition configs from: this broker's static config with
 /// the dynamic broker configs read afresh each time.
-pub fn log_defaults_source(config: Config, metadata: &Arc<MetadataStore>) -> crate::replica::LogDefaults {
+pub fn log_defaults_source(
+    config: Config,
+    metadata: &Arc<MetadataStore>,
+) -> crate::replica::LogDefaults {
     let metadata = Arc::downgrade(metadata);
     Arc::new(move || match metadata.upgrade() {
         Some(metadata) => {
             let dynamic = metadata.broker_configs().get();
-            config.with_dynamic([&dynamic.cluster_default, &dynamic.broker]).log
+            config
+                .with_dynamic([&dynamic.cluster_default, &dynamic.broker])
+                .log
         }
         None => config.log.clone(),
     })
@@ -189,7 +194,11 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
     let config = Config::new();
     let metadata = Arc::new(MetadataStore::open(dir, 1).unwrap());
     let logs = LogManager::open(dir, config.log.clone()).unwrap();
-    let replicas = ReplicaManager::new(1, logs.clone(), log_defaults_source(config.clone(), &metadata));
+    let replicas = ReplicaManager::new(
+        1,
+        logs.clone(),
+        log_defaults_source(config.clone(), &metadata),
+    );
     metadata.add_publisher(replicas.clone());
     let store = crate::group::offset_store::OffsetStore::open(
         metadata.clone(),

@@ -27,8 +27,11 @@ pub fn handle(apis: &Apis, request: &OffsetForLeaderEpochRequest) -> OffsetForLe
                         .as_ref()
                         .ok_or(kafka_protocol::ResponseError::UnknownTopicOrPartition)
                         .and_then(|meta| {
-                            apis.replicas
-                                .leader_partition_at(meta, p.partition, p.current_leader_epoch)
+                            apis.replicas.leader_partition_at(
+                                meta,
+                                p.partition,
+                                p.current_leader_epoch,
+                            )
                         })
                         .map(|partition| partition.end_offset_for_epoch(p.leader_epoch));
                     match found {

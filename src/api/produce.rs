@@ -175,8 +175,9 @@ fn append_partition(
                         )))
                 })
                 .collect();
-            let response = error_response(data.index, log_error_code(&error), Some(error.to_string()))
-                .with_record_errors(record_errors);
+            let response =
+                error_response(data.index, log_error_code(&error), Some(error.to_string()))
+                    .with_record_errors(record_errors);
             (response, None)
         }
     }
@@ -191,7 +192,8 @@ async fn wait_for_high_watermark(
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     for p in pending {
-        let waited = tokio::time::timeout_at(deadline, p.log.wait_for_high_watermark(p.required)).await;
+        let waited =
+            tokio::time::timeout_at(deadline, p.log.wait_for_high_watermark(p.required)).await;
         let error = match waited {
             Ok(Ok(())) => None,
             // The data may never reach the disk: never acknowledge it.

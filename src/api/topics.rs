@@ -211,7 +211,11 @@ fn create_one(
     let created = apis
         .create_topic(name, partitions, configs)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
-    Ok((created.partition_count(), created.id, created.configs.clone()))
+    Ok((
+        created.partition_count(),
+        created.id,
+        created.configs.clone(),
+    ))
 }
 
 pub fn delete_topics(

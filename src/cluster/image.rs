@@ -247,7 +247,14 @@ mod tests {
         });
         assert_eq!(one.topic("orders").unwrap().partition_count(), 2);
         assert_eq!(two.topic("orders").unwrap().partition_count(), 3);
-        assert_eq!(two.topic("orders").unwrap().partition(1).unwrap().leader_epoch, 3);
+        assert_eq!(
+            two.topic("orders")
+                .unwrap()
+                .partition(1)
+                .unwrap()
+                .leader_epoch,
+            3
+        );
 
         let three = two.apply(&MetadataDelta {
             topics: vec![TopicDelta::Deleted(grown)],

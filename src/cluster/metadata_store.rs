@@ -228,7 +228,11 @@ impl MetadataStore {
     }
 
     /// Records a larger partition count durably (CreatePartitions) and returns the updated topic.
-    pub fn set_partitions(&self, name: &str, partitions: i32) -> Result<Arc<TopicImage>, MetadataError> {
+    pub fn set_partitions(
+        &self,
+        name: &str,
+        partitions: i32,
+    ) -> Result<Arc<TopicImage>, MetadataError> {
         let node_id = self.node_id;
         self.update_topic(name, |t| {
             let count = usize::try_from(partitions).unwrap_or(0);
@@ -241,8 +245,13 @@ impl MetadataStore {
 
     /// Starts a new leader epoch for one partition (Kafka bumps it at every leadership change): the leader
     /// stamps it into the batches it appends from now on and fences requests that name an older one.
-    pub fn bump_leader_epoch(&self, name: &str, partition: i32) -> Result<Arc<TopicImage>, MetadataError> {
-        let index = usize::try_from(partition).map_err(|_| MetadataError::UnknownTopic(name.into()))?;
+    pub fn bump_leader_epoch(
+        &self,
+        name: &str,
+        partition: i32,
+    ) -> Result<Arc<TopicImage>, MetadataError> {
+        let index =
+            usize::try_from(partition).map_err(|_| MetadataError::UnknownTopic(name.into()))?;
         let mut found = false;
         let topic = self.update_topic(name, |t| {
             if let Some(p) = t.partitions.get_mut(index) {

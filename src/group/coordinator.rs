@@ -1398,8 +1398,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let metadata = Arc::new(MetadataStore::open(dir.path(), 1).expect("metadata store"));
         let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
-        let replicas =
-            crate::replica::ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
+        let replicas = crate::replica::ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
         metadata.add_publisher(replicas.clone());
         let config = GroupConfig {
             initial_rebalance_delay_ms: delay_ms,

@@ -182,7 +182,8 @@ impl OffsetStore {
         let hw = partition.high_watermark();
         let mut applied = 0;
         while offset < hw {
-            let data = partition.read(offset, LOAD_READ_BYTES, true, FetchIsolation::HighWatermark)?;
+            let data =
+                partition.read(offset, LOAD_READ_BYTES, true, FetchIsolation::HighWatermark)?;
             let walked = walk_batches(&data.records);
             for problem in &walked.problems {
                 tracing::warn!(partition = %tp, problem = %problem, "skipping damaged group records");
@@ -250,7 +251,10 @@ impl OffsetStore {
                 configs,
             ) {
                 Ok(topic) => {
-                    tracing::info!(partitions = topic.partition_count(), "created {OFFSETS_TOPIC}");
+                    tracing::info!(
+                        partitions = topic.partition_count(),
+                        "created {OFFSETS_TOPIC}"
+                    );
                 }
                 // Another request created it first.
                 Err(MetadataError::TopicExists(_)) => {}
@@ -1043,7 +1047,8 @@ mod tests {
                 .logs
                 .get(&tp(OFFSETS_TOPIC, b.store.partition_for(group)))
                 .unwrap();
-            crate::replica::partition::leader_append(&log, encode_batch(&junk, 0).unwrap(), 0).unwrap();
+            crate::replica::partition::leader_append(&log, encode_batch(&junk, 0).unwrap(), 0)
+                .unwrap();
             done(
                 b.store
                     .commit(group, vec![(tp("t", 1), om(2, -1, "", 1))])

@@ -839,11 +839,11 @@ pub fn cleaner_loop(
 
 #[cfg(test)]
 mod tests {
-    use crate::replica::partition::leader_append;
     use super::*;
     use crate::log::records::Codec;
     use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
     use crate::log::{CleanupPolicy, LogConfig, LogManager};
+    use crate::replica::partition::leader_append;
     use bytes::BytesMut;
 
     fn compact_config() -> LogConfig {
@@ -864,7 +864,9 @@ mod tests {
         let mut out = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.high_watermark() {
-            let data = log.read(offset, 1 << 20, true, log.high_watermark()).unwrap();
+            let data = log
+                .read(offset, 1 << 20, true, log.high_watermark())
+                .unwrap();
             if data.records.is_empty() {
                 break;
             }

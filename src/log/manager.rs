@@ -714,8 +714,8 @@ fn group_commit(logs: &[Arc<PartitionLog>], flushes: Option<&metrics::Histogram>
 
 #[cfg(test)]
 mod tests {
-    use crate::replica::partition::leader_append;
     use super::*;
+    use crate::replica::partition::leader_append;
 
     #[test]
     fn partition_dir_names_parse_on_the_last_dash() {
@@ -810,7 +810,10 @@ mod tests {
         assert!(mgr.get(&a).is_none());
         assert!(!dir.path().join("my-topic-0").exists());
         assert!(
-            matches!(leader_append(&log, one_batch(), 0), Err(LogError::Offline(_))),
+            matches!(
+                leader_append(&log, one_batch(), 0),
+                Err(LogError::Offline(_))
+            ),
             "deleted log takes no appends"
         );
         assert_eq!(mgr.partitions_on_disk().unwrap(), vec![b]);

@@ -1200,11 +1200,11 @@ fn load_leader_epochs(
 
 #[cfg(test)]
 mod tests {
-    use crate::replica::partition::leader_append;
     use super::*;
     use crate::log::LogManager;
     use crate::log::record_batch::test_support::{batch, batch_with_timestamps};
     use crate::log::segment::segment_file_name;
+    use crate::replica::partition::leader_append;
     use std::time::Duration;
 
     fn tp() -> TopicPartition {
@@ -1226,8 +1226,7 @@ mod tests {
     }
 
     fn append(log: &Arc<PartitionLog>, records: usize, value_len: usize, ts: i64) -> AppendInfo {
-        leader_append(log, BytesMut::from(&batch(records, value_len, ts)[..]), 0)
-            .unwrap()
+        leader_append(log, BytesMut::from(&batch(records, value_len, ts)[..]), 0).unwrap()
     }
 
     /// (base offset, last offset) of each batch in `records`, checking every batch is whole and valid.
@@ -1292,7 +1291,10 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert!(
-            log.read(leo, 1000, true, log.high_watermark()).unwrap().records.is_empty(),
+            log.read(leo, 1000, true, log.high_watermark())
+                .unwrap()
+                .records
+                .is_empty(),
             "reading at the log end is empty"
         );
         assert!(matches!(
@@ -1321,7 +1323,11 @@ mod tests {
             append(&log, 5, 10, 0);
         }
         for offset in [0, 2, 4, 7, 23, 49] {
-            let bs = batches(&log.read(offset, 1, true, log.high_watermark()).unwrap().records);
+            let bs = batches(
+                &log.read(offset, 1, true, log.high_watermark())
+                    .unwrap()
+                    .records,
+            );
             assert_eq!(bs.len(), 1);
             assert!(
                 bs[0].0 <= offset && offset <= bs[0].1,
@@ -1339,7 +1345,10 @@ mod tests {
         append(&log, 1, 10, 0);
         append(&log, 1, 10, 0);
         assert!(
-            log.read(0, 100, false, log.high_watermark()).unwrap().records.is_empty(),
+            log.read(0, 100, false, log.high_watermark())
+                .unwrap()
+                .records
+                .is_empty(),
             "without min_one nothing fits"
         );
         let one = log.read(0, 100, true, log.high_watermark()).unwrap();
@@ -1356,7 +1365,15 @@ mod tests {
             2,
             "max_bytes bounds whole batches"
         );
-        assert_eq!(batches(&log.read(1, 100, false, log.high_watermark()).unwrap().records).len(), 1);
+        assert_eq!(
+            batches(
+                &log.read(1, 100, false, log.high_watermark())
+                    .unwrap()
+                    .records
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -1390,7 +1407,11 @@ mod tests {
         assert_eq!(*hw_rx.borrow_and_update(), 3);
         assert_eq!(log.recovery_point(), 3);
         assert_eq!(
-            batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records),
+            batches(
+                &log.read(0, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records
+            ),
             vec![(0, 2)]
         );
 
@@ -1448,7 +1469,12 @@ mod tests {
         assert!(matches!(log.flush(), Err(LogError::Offline(_))));
         assert_eq!(log.recovery_point(), 3);
         assert_eq!(log.high_watermark(), 3);
-        assert!(log.read(3, 1 << 20, true, log.high_watermark()).unwrap().records.is_empty());
+        assert!(
+            log.read(3, 1 << 20, true, log.high_watermark())
+                .unwrap()
+                .records
+                .is_empty()
+        );
         assert!(matches!(
             leader_append(&log, BytesMut::from(&batch(1, 10, 0)[..]), 0),
             Err(LogError::Offline(_))
@@ -1468,8 +1494,7 @@ mod tests {
         append(&log, 2, 10, 0);
         let committed = fs::metadata(log_file(&log, 0)).unwrap().len();
         log.inject_write_failure(libc::EIO);
-        let err = leader_append(&log, BytesMut::from(&batch(1, 10, 0)[..]), 0)
-            .unwrap_err();
+        let err = leader_append(&log, BytesMut::from(&batch(1, 10, 0)[..]), 0).unwrap_err();
         assert!(matches!(err, LogError::Storage(_)), "{err:?}");
         assert!(!err.is_disk_full());
         assert!(log.is_failed());
@@ -1483,7 +1508,11 @@ mod tests {
         assert_eq!(log.recovery_point(), 0);
         assert!(log.close().is_err());
         assert_eq!(
-            batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records),
+            batches(
+                &log.read(0, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records
+            ),
             vec![(0, 1)],
             "what was written before stays readable"
         );
@@ -1494,7 +1523,11 @@ mod tests {
         let mut out = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.high_watermark() {
-            let bs = batches(&log.read(offset, 1 << 20, true, log.high_watermark()).unwrap().records);
+            let bs = batches(
+                &log.read(offset, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records,
+            );
             assert!(!bs.is_empty(), "no data at {offset}");
             offset = bs.last().unwrap().1 + 1;
             out.extend(bs);
@@ -1530,9 +1563,11 @@ mod tests {
         hw_rx.borrow_and_update();
 
         log.inject_write_failure(libc::ENOSPC);
-        assert!(is_disk_full(
-            leader_append(&log, BytesMut::from(&batch(3, 30, 9)[..]), 0)
-        ));
+        assert!(is_disk_full(leader_append(
+            &log,
+            BytesMut::from(&batch(3, 30, 9)[..]),
+            0
+        )));
         assert!(
             !log.is_failed() && !log.is_closed(),
             "the partition stays online"
@@ -1579,9 +1614,11 @@ mod tests {
         let before = read_all(&log);
 
         crate::log::index::fail_next_index_allocation(libc::ENOSPC);
-        assert!(is_disk_full(
-            leader_append(&log, BytesMut::from(&batch(1, 60, i)[..]), 0)
-        ));
+        assert!(is_disk_full(leader_append(
+            &log,
+            BytesMut::from(&batch(1, 60, i)[..]),
+            0
+        )));
         assert!(!log.is_failed());
         assert_eq!(log.segment_count(), 1, "the roll was abandoned");
         for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
@@ -1629,9 +1666,11 @@ mod tests {
             before,
             "the partition loads and serves reads"
         );
-        assert!(is_disk_full(
-            leader_append(&log, BytesMut::from(&batch(1, 30, 0)[..]), 0)
-        ));
+        assert!(is_disk_full(leader_append(
+            &log,
+            BytesMut::from(&batch(1, 30, 0)[..]),
+            0
+        )));
         crate::log::index::fail_next_index_allocations(libc::ENOSPC, 0);
         assert!(!log.is_failed());
         assert_eq!(log.segment_count(), 1);
@@ -1659,9 +1698,11 @@ mod tests {
         leader_append(&log, BytesMut::from(&batch(2, 5, 0)[..]), 0).unwrap();
         // The new epoch is checkpointed before the write, which then finds the disk full.
         log.inject_write_failure(libc::ENOSPC);
-        assert!(is_disk_full(
-            leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 4)
-        ));
+        assert!(is_disk_full(leader_append(
+            &log,
+            BytesMut::from(&batch(1, 5, 0)[..]),
+            4
+        )));
         assert_eq!(log.leader_epochs(), vec![(0, 0), (4, 2)]);
         mgr.shutdown().unwrap();
         drop((log, mgr));
@@ -1694,9 +1735,11 @@ mod tests {
         crate::log::index::fail_next_index_allocations(libc::ENOSPC, 2);
         let (_mgr, log) = open(dir.path(), config);
         crate::log::index::fail_next_index_allocation(libc::ENOSPC);
-        assert!(is_disk_full(
-            leader_append(&log, BytesMut::from(&batch(1, 30, 0)[..]), 0)
-        ));
+        assert!(is_disk_full(leader_append(
+            &log,
+            BytesMut::from(&batch(1, 30, 0)[..]),
+            0
+        )));
         assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), 0);
         for i in 0..8 {
             append(&log, 1, 30, i);
@@ -1720,9 +1763,11 @@ mod tests {
         // The checkpoint's temp file is /dev/full: its writes fail with ENOSPC, as on a full disk.
         let tmp = log.dir().join(format!("{LEADER_EPOCH_CHECKPOINT}.tmp"));
         std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-        assert!(is_disk_full(
-            leader_append(&log, BytesMut::from(&batch(1, 5, 0)[..]), 4)
-        ));
+        assert!(is_disk_full(leader_append(
+            &log,
+            BytesMut::from(&batch(1, 5, 0)[..]),
+            4
+        )));
         assert!(!log.is_failed());
         assert_eq!(fs::metadata(log_file(&log, 0)).unwrap().len(), committed);
         assert_eq!(log.leader_epochs(), vec![(0, 0)]);
@@ -1801,7 +1846,11 @@ mod tests {
         let leo = log.log_end_offset();
         let last_base = rlock(&log.segments).last().unwrap().base_offset();
         let path = log_file(&log, last_base);
-        let expected = batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records);
+        let expected = batches(
+            &log.read(0, 1 << 20, true, log.high_watermark())
+                .unwrap()
+                .records,
+        );
         mgr.abandon();
         drop((log, mgr));
         // A torn write: half a batch, then garbage.
@@ -1815,12 +1864,20 @@ mod tests {
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(log.high_watermark(), leo);
         assert_eq!(
-            batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records),
+            batches(
+                &log.read(0, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records
+            ),
             expected
         );
         let info = append(&log, 1, 10, 0);
         assert_eq!(info.base_offset, leo);
-        let tail = batches(&log.read(leo, 1 << 20, true, log.high_watermark()).unwrap().records);
+        let tail = batches(
+            &log.read(leo, 1 << 20, true, log.high_watermark())
+                .unwrap()
+                .records,
+        );
         assert_eq!(tail, vec![(leo, leo)]);
         mgr.shutdown().unwrap();
     }
@@ -1840,7 +1897,9 @@ mod tests {
         assert!(segs.len() >= 4);
         let victim = segs[1];
         // Flip a payload byte of the third batch of the second segment.
-        let data = log.read(victim, 1 << 20, true, log.high_watermark()).unwrap();
+        let data = log
+            .read(victim, 1 << 20, true, log.high_watermark())
+            .unwrap();
         let bs = batches(&data.records);
         let third_pos: usize = (0..2).map(|_| data.records.len() / bs.len()).sum();
         let corrupt_at = bs[2].0;
@@ -1868,8 +1927,16 @@ mod tests {
                 .exists()
         );
         let all: Vec<_> = {
-            let mut v = batches(&log.read(0, 1 << 20, true, log.high_watermark()).unwrap().records);
-            v.extend(batches(&log.read(victim, 1 << 20, true, log.high_watermark()).unwrap().records));
+            let mut v = batches(
+                &log.read(0, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records,
+            );
+            v.extend(batches(
+                &log.read(victim, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records,
+            ));
             v
         };
         assert_eq!(all.last().unwrap().1, corrupt_at - 1);
@@ -1922,7 +1989,11 @@ mod tests {
         );
         for offset in 0..40 {
             assert_eq!(
-                batches(&log.read(offset, 1, true, log.high_watermark()).unwrap().records),
+                batches(
+                    &log.read(offset, 1, true, log.high_watermark())
+                        .unwrap()
+                        .records
+                ),
                 vec![(offset, offset)]
             );
         }
@@ -2001,11 +2072,19 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
         assert_eq!(append(&log, 1, 20, 0).base_offset, 30);
         assert_eq!(
-            batches(&log.read(29, 1 << 20, true, log.high_watermark()).unwrap().records)[0],
+            batches(
+                &log.read(29, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records
+            )[0],
             (29, 29)
         );
         assert_eq!(
-            batches(&log.read(30, 1 << 20, true, log.high_watermark()).unwrap().records),
+            batches(
+                &log.read(30, 1 << 20, true, log.high_watermark())
+                    .unwrap()
+                    .records
+            ),
             vec![(30, 30)]
         );
     }
@@ -2016,7 +2095,11 @@ mod tests {
     fn max_timestamp_lookup_finds_the_exact_record_across_segments() {
         let dir = tempfile::tempdir().unwrap();
         let (mgr, log) = open(dir.path(), small_config());
-        assert_eq!(log.offset_of_max_timestamp(log.high_watermark()).unwrap(), None, "empty log");
+        assert_eq!(
+            log.offset_of_max_timestamp(log.high_watermark()).unwrap(),
+            None,
+            "empty log"
+        );
         for i in 0..30i64 {
             // Batch 12's middle record carries the largest timestamp; a later batch repeats it.
             let recs: Vec<(i64, &[u8])> = match i {
@@ -2024,8 +2107,7 @@ mod tests {
                 20 => vec![(9_000, b"a"), (1, b"b"), (2, b"c")],
                 _ => vec![(100 + i, b"a"), (100 + i, b"b"), (100 + i, b"c")],
             };
-            leader_append(&log, BytesMut::from(&batch_with_timestamps(&recs)[..]), 0)
-                .unwrap();
+            leader_append(&log, BytesMut::from(&batch_with_timestamps(&recs)[..]), 0).unwrap();
         }
         assert!(log.segment_count() > 1, "the lookup spans several segments");
         assert_eq!(
@@ -2049,24 +2131,56 @@ mod tests {
         // Timestamps 1000, 1010, ... with one batch out of order.
         for i in 0..50i64 {
             let ts = if i == 20 { 5 } else { 1000 + 10 * i };
-            leader_append(&log, 
+            leader_append(
+                &log,
                 BytesMut::from(&batch_with_timestamps(&[(ts, b"a"), (ts, b"b")])[..]),
                 0,
             )
             .unwrap();
         }
-        assert_eq!(log.offset_for_timestamp(0, log.high_watermark()).unwrap(), Some((0, 1000)));
-        assert_eq!(log.offset_for_timestamp(1000, log.high_watermark()).unwrap(), Some((0, 1000)));
-        assert_eq!(log.offset_for_timestamp(1001, log.high_watermark()).unwrap(), Some((2, 1010)));
-        assert_eq!(log.offset_for_timestamp(1205, log.high_watermark()).unwrap(), Some((42, 1210)));
-        assert_eq!(log.offset_for_timestamp(1490, log.high_watermark()).unwrap(), Some((98, 1490)));
-        assert_eq!(log.offset_for_timestamp(1491, log.high_watermark()).unwrap(), None);
+        assert_eq!(
+            log.offset_for_timestamp(0, log.high_watermark()).unwrap(),
+            Some((0, 1000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1000, log.high_watermark())
+                .unwrap(),
+            Some((0, 1000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1001, log.high_watermark())
+                .unwrap(),
+            Some((2, 1010))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1205, log.high_watermark())
+                .unwrap(),
+            Some((42, 1210))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1490, log.high_watermark())
+                .unwrap(),
+            Some((98, 1490))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1491, log.high_watermark())
+                .unwrap(),
+            None
+        );
         // Same answers after a clean restart, from the persisted time indexes.
         mgr.shutdown().unwrap();
         drop((log, mgr));
         let (_mgr, log) = open(dir.path(), small_config());
-        assert_eq!(log.offset_for_timestamp(1205, log.high_watermark()).unwrap(), Some((42, 1210)));
-        assert_eq!(log.offset_for_timestamp(1491, log.high_watermark()).unwrap(), None);
+        assert_eq!(
+            log.offset_for_timestamp(1205, log.high_watermark())
+                .unwrap(),
+            Some((42, 1210))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1491, log.high_watermark())
+                .unwrap(),
+            None
+        );
     }
 
     /// `batch_with_timestamps(records)` with its records compressed by `codec`.
@@ -2092,8 +2206,7 @@ mod tests {
             let (mgr, log) = open(dir.path(), small_config());
             let first: [(i64, &[u8]); 4] = [(1000, b"a"), (1100, b"b"), (1300, b"c"), (1200, b"d")];
             leader_append(&log, compressed(&first, codec), 0).unwrap();
-            leader_append(&log, compressed(&[(1250, b"e"), (1260, b"f")], codec), 0)
-                .unwrap();
+            leader_append(&log, compressed(&[(1250, b"e"), (1260, b"f")], codec), 0).unwrap();
             let at = |ts| log.offset_for_timestamp(ts, log.high_watermark()).unwrap();
             assert_eq!(at(0), Some((0, 1000)), "{codec:?}");
             assert_eq!(at(1050), Some((1, 1100)), "{codec:?}");
@@ -2131,19 +2244,27 @@ mod tests {
                 ..small_config()
             },
         );
-        let info = leader_append(&log, 
-                compressed(&[(5, b"a"), (9, b"b")], crate::log::records::Codec::Gzip),
-                0,
-            )
-            .unwrap();
+        let info = leader_append(
+            &log,
+            compressed(&[(5, b"a"), (9, b"b")], crate::log::records::Codec::Gzip),
+            0,
+        )
+        .unwrap();
         let stamped = info.max_timestamp;
         assert!(stamped > 9, "stamped with the broker's clock");
-        assert_eq!(log.offset_for_timestamp(7, log.high_watermark()).unwrap(), Some((0, stamped)));
         assert_eq!(
-            log.offset_for_timestamp(stamped, log.high_watermark()).unwrap(),
+            log.offset_for_timestamp(7, log.high_watermark()).unwrap(),
             Some((0, stamped))
         );
-        assert_eq!(log.offset_of_max_timestamp(log.high_watermark()).unwrap(), Some((0, stamped)));
+        assert_eq!(
+            log.offset_for_timestamp(stamped, log.high_watermark())
+                .unwrap(),
+            Some((0, stamped))
+        );
+        assert_eq!(
+            log.offset_of_max_timestamp(log.high_watermark()).unwrap(),
+            Some((0, stamped))
+        );
         mgr.shutdown().unwrap();
     }
 
@@ -2151,15 +2272,21 @@ mod tests {
     fn batch_with_unreadable_records_answers_its_first_offset() {
         let dir = tempfile::tempdir().unwrap();
         let (mgr, log) = open(dir.path(), small_config());
-        leader_append(&log, BytesMut::from(&batch(2, 10, 900)[..]), 0)
-            .unwrap();
+        leader_append(&log, BytesMut::from(&batch(2, 10, 900)[..]), 0).unwrap();
         // Marked gzip with plain records: the CRC holds, the payload does not decompress.
         let mut bad = batch_with_timestamps(&[(1000, b"a"), (1100, b"b")]);
         bad[22] |= 1;
         crate::log::record_batch::test_support::fix_crc(&mut bad);
         leader_append(&log, BytesMut::from(&bad[..]), 0).unwrap();
-        assert_eq!(log.offset_for_timestamp(1050, log.high_watermark()).unwrap(), Some((2, 1100)));
-        assert_eq!(log.offset_of_max_timestamp(log.high_watermark()).unwrap(), Some((2, 1100)));
+        assert_eq!(
+            log.offset_for_timestamp(1050, log.high_watermark())
+                .unwrap(),
+            Some((2, 1100))
+        );
+        assert_eq!(
+            log.offset_of_max_timestamp(log.high_watermark()).unwrap(),
+            Some((2, 1100))
+        );
         mgr.shutdown().unwrap();
     }
 

@@ -332,10 +332,10 @@ pub fn retention_loop(
 
 #[cfg(test)]
 mod tests {
-    use crate::replica::partition::leader_append;
     use super::*;
     use crate::log::record_batch::test_support::batch;
     use crate::log::{LogConfig, LogManager, TopicPartition};
+    use crate::replica::partition::leader_append;
     use bytes::BytesMut;
 
     fn config(extra: impl FnOnce(&mut LogConfig)) -> LogConfig {
@@ -350,8 +350,7 @@ mod tests {
 
     fn fill(log: &Arc<PartitionLog>, batches: usize, ts: i64) {
         for _ in 0..batches {
-            leader_append(log, BytesMut::from(&batch(1, 100, ts)[..]), 0)
-                .unwrap();
+            leader_append(log, BytesMut::from(&batch(1, 100, ts)[..]), 0).unwrap();
         }
     }
 
@@ -391,7 +390,10 @@ mod tests {
         ));
         fill(&log, 1, 20_000);
         assert_eq!(
-            log.read(10, 1000, true, log.high_watermark()).unwrap().records.len(),
+            log.read(10, 1000, true, log.high_watermark())
+                .unwrap()
+                .records
+                .len(),
             batch(1, 100, 0).len()
         );
     }

@@ -38,7 +38,11 @@ impl std::fmt::Debug for ReplicaManager {
 }
 
 impl ReplicaManager {
-    pub fn new(node_id: i32, logs: Arc<LogManager>, log_defaults: LogDefaults) -> Arc<ReplicaManager> {
+    pub fn new(
+        node_id: i32,
+        logs: Arc<LogManager>,
+        log_defaults: LogDefaults,
+    ) -> Arc<ReplicaManager> {
         Arc::new(ReplicaManager {
             node_id,
             logs,
@@ -80,11 +84,18 @@ impl ReplicaManager {
         if registration.leader != self.node_id {
             return Err(ResponseError::NotLeaderOrFollower);
         }
-        self.partition(&TopicPartition {
+        let tp = TopicPartition {
             topic: topic.name.clone(),
             partition,
-        })
-        .ok_or(ResponseError::KafkaStorageError)
+        };
+        if let Some(found) = self.partition(&tp) {
+            return Ok(found);
+        }
+        // A log that found the disk full is tried again by the log manager (at most once per interval):
+        // the partition comes online once space is freed.
+        let log = self.logs.get(&tp).ok_or(ResponseError::KafkaStorageError)?;
+        let partition = Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
+        Ok(self.write().entry(tp).or_insert(partition).clone())
     }
 
     /// [`Self::leader_partition`], then the request's `current_leader_epoch` checked against the
@@ -102,15 +113,7 @@ impl ReplicaManager {
 
     /// True when this broker should hold `partition` but could not open its log.
     pub fn is_offline(&self, topic: &TopicImage, partition: i32) -> bool {
-        topic
-            .partition(partition)
-            .is_some_and(|p| p.leader == self.node_id)
-            && self
-                .partition(&TopicPartition {
-                    topic: topic.name.clone(),
-                    partition,
-                })
-                .is_none()
+        self.leader_partition(topic, partition).err() == Some(ResponseError::KafkaStorageError)
     }
 
     /// Brings the partitions in line with `delta`. At start-up (`delta.from_snapshot`) existing logs are
@@ -146,7 +149,12 @@ impl ReplicaManager {
     /// partition whose log cannot be opened stays offline; the others serve.
     fn open_partitions(&self, topic: &TopicImage, from: i32, fresh: bool) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
-        for (index, registration) in topic.partitions.iter().enumerate().skip(from.max(0) as usize) {
+        for (index, registration) in topic
+            .partitions
+            .iter()
+            .enumerate()
+            .skip(from.max(0) as usize)
+        {
             if registration.leader != self.node_id {
                 continue;
             }
@@ -159,7 +167,8 @@ impl ReplicaManager {
             }
             match self.logs.get_or_create(&tp, config.clone()) {
                 Ok(log) => {
-                    let partition = Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
+                    let partition =
+                        Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
                     self.write().insert(tp, partition);
                 }
                 // The log manager has already logged why (once, at ERROR).
@@ -262,5 +271,113 @@ impl ReplicaManager {
 impl MetadataPublisher for ReplicaManager {
     fn publish(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>) {
         self.apply(delta, image);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::cluster::{MetadataStore, PartitionRegistration};
+    use crate::log::AppendOrigin;
+    use crate::log::record_batch::test_support::batch;
+
+    fn open(dir: &std::path::Path) -> (Arc<MetadataStore>, Arc<ReplicaManager>) {
+        let metadata = Arc::new(MetadataStore::open(dir, 1).unwrap());
+        let logs = LogManager::open(dir, LogConfig::default()).unwrap();
+        let replicas = ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
+        metadata.add_publisher(replicas.clone());
+        (metadata, replicas)
+    }
+
+    #[test]
+    fn leader_partition_answers_kafkas_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let topic = metadata.create_topic("orders", 2, BTreeMap::new()).unwrap();
+        assert!(replicas.leader_partition(&topic, 1).is_ok());
+        assert_eq!(
+            replicas.leader_partition(&topic, 2).unwrap_err(),
+            ResponseError::UnknownTopicOrPartition
+        );
+        assert_eq!(
+            replicas.leader_partition(&topic, -1).unwrap_err(),
+            ResponseError::UnknownTopicOrPartition
+        );
+        assert_eq!(
+            replicas.leader_partition_at(&topic, 0, 1).unwrap_err(),
+            ResponseError::UnknownLeaderEpoch
+        );
+        assert!(replicas.leader_partition_at(&topic, 0, 0).is_ok());
+
+        // Another broker leads partition 1: this one must not serve it.
+        let mut elsewhere = (*topic).clone();
+        elsewhere.partitions[1] = PartitionRegistration {
+            leader: 2,
+            ..elsewhere.partitions[1].clone()
+        };
+        assert_eq!(
+            replicas.leader_partition(&elsewhere, 1).unwrap_err(),
+            ResponseError::NotLeaderOrFollower
+        );
+        replicas.logs().shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_new_leader_epoch_reaches_the_partition_and_its_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let topic = metadata.create_topic("orders", 2, BTreeMap::new()).unwrap();
+        let partition = replicas.leader_partition(&topic, 1).unwrap();
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(2, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+
+        let topic = metadata.bump_leader_epoch("orders", 1).unwrap();
+        assert_eq!(topic.partition(1).unwrap().leader_epoch, 1);
+        assert_eq!(topic.partition(0).unwrap().leader_epoch, 0, "per partition");
+        assert_eq!(partition.leader_epoch(), 1);
+        assert_eq!(
+            partition.check_leader_epoch(0),
+            Err(ResponseError::FencedLeaderEpoch)
+        );
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(1, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        assert_eq!(partition.log().leader_epochs(), vec![(0, 0), (1, 2)]);
+        assert_eq!(partition.end_offset_for_epoch(0), (0, 2));
+        replicas.logs().shutdown().unwrap();
+
+        // Persisted: a restart finds the same epochs.
+        let (metadata, replicas) = open(dir.path());
+        let topic = metadata.topic("orders").unwrap();
+        assert_eq!(
+            replicas.leader_partition(&topic, 1).unwrap().leader_epoch(),
+            1
+        );
+        assert_eq!(
+            replicas.leader_partition(&topic, 0).unwrap().leader_epoch(),
+            0
+        );
+        replicas.logs().shutdown().unwrap();
+    }
+
+    #[test]
+    fn deleting_a_topic_closes_and_removes_its_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let topic = metadata.create_topic("gone", 1, BTreeMap::new()).unwrap();
+        let partition = replicas.leader_partition(&topic, 0).unwrap();
+        metadata.delete_topic("gone").unwrap();
+        assert!(
+            partition.is_closed(),
+            "parked readers and writers are woken"
+        );
+        assert!(replicas.partitions().is_empty());
+        assert!(!dir.path().join("gone-0").exists());
+        replicas.logs().shutdown().unwrap();
     }
 }

@@ -360,3 +360,90 @@ mod tests {
         assert_eq!(end_offset_for(&[], 0, 0), (-1, -1), "empty cache");
     }
 }
+
+#[cfg(test)]
+mod isolation_tests {
+    use super::*;
+    use crate::log::LogManager;
+    use crate::log::partition_log::LoadParams;
+    use crate::log::record_batch::test_support::batch;
+
+    #[tokio::test]
+    async fn durable_partition_publishes_only_what_is_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        assert!(config.is_durable());
+        let tp = TopicPartition::new("durable", 0);
+        // No flusher thread: nothing is fsynced until the test flushes.
+        let log = PartitionLog::load(LoadParams {
+            dir: dir.path().join(tp.to_string()),
+            tp: tp.clone(),
+            config,
+            had_clean_shutdown: false,
+            recovery_point: None,
+            log_start_offset: None,
+            flusher: None,
+        })
+        .unwrap();
+        let partition = Partition::new(tp, Uuid::nil(), log, 0);
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        assert_eq!(partition.high_watermark(), 0, "not fsynced yet");
+        let committed = partition
+            .read(0, 1 << 20, true, FetchIsolation::TxnCommitted)
+            .unwrap();
+        assert!(committed.records.is_empty());
+        let everything = partition
+            .read(0, 1 << 20, true, FetchIsolation::LogEnd)
+            .unwrap();
+        assert!(
+            !everything.records.is_empty(),
+            "a follower reads to the log end"
+        );
+
+        let waiter = partition.wait_for_high_watermark(3);
+        partition.log().flush().unwrap();
+        waiter.await.unwrap();
+        assert_eq!(partition.latest_offset(FetchIsolation::HighWatermark), 3);
+
+        // Leaving durable mode publishes what was appended since.
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(1, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        assert_eq!(partition.high_watermark(), 3);
+        partition.update_config(LogConfig::default());
+        assert_eq!(partition.high_watermark(), 4);
+        partition.log().close().unwrap();
+    }
+
+    #[test]
+    fn clients_cannot_write_control_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let tp = TopicPartition::new("markers", 0);
+        let log = logs.get_or_create(&tp, LogConfig::default()).unwrap();
+        let partition = Partition::new(tp, Uuid::nil(), log, 0);
+        let mut marker = batch(1, 10, 1);
+        // attributes (bytes 21..23): bit 4 transactional, bit 5 control; the CRC covers them.
+        marker[22] |= 0x30;
+        let crc = crc32c::crc32c(&marker[21..]);
+        marker[17..21].copy_from_slice(&crc.to_be_bytes());
+        let refused = partition
+            .append_records_to_leader(BytesMut::from(&marker[..]), AppendOrigin::Client)
+            .unwrap_err();
+        assert!(
+            matches!(refused, LogError::InvalidRecord { .. }),
+            "{refused}"
+        );
+        assert_eq!(partition.log_end_offset(), 0);
+        partition
+            .append_records_to_leader(BytesMut::from(&marker[..]), AppendOrigin::Coordinator)
+            .unwrap();
+        assert_eq!(partition.log_end_offset(), 1);
+        logs.shutdown().unwrap();
+    }
+}
