@@ -305,12 +305,6 @@ pub(crate) fn leader_append(
     partition.append_records_to_leader(records, AppendOrigin::Client)
 }
 
-/// For the log layer's own tests: installs the high-watermark rule on `log` without appending.
-#[cfg(test)]
-pub(crate) fn lead(log: &Arc<PartitionLog>) -> Arc<Partition> {
-    Partition::new(log.topic_partition().clone(), Uuid::nil(), log.clone(), 0)
-}
-
 /// Kafka's "no epoch" and "no offset" answers.
 const UNDEFINED_EPOCH: i32 = -1;
 const UNDEFINED_EPOCH_OFFSET: i64 = -1;
