@@ -277,7 +277,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         cluster_id: "test".into(),
         metadata,
         logs,
-        groups: GroupCoordinator::new(store, config.groups.clone()),
+        groups: GroupCoordinator::new(store, config.groups.clone(), crate::clock::Clock::system()),
         config,
         parked_fetches: Default::default(),
         stopping: tokio::sync::watch::Sender::new(false),
