@@ -455,6 +455,11 @@ mod tests {
         assert_eq!(config.log.retention_ms, -1, "negative means unlimited");
         config.set("log.retention.minutes", "9").unwrap();
         assert_eq!(config.log.retention_ms, -1, "ms beats minutes");
+        // A less precise unit that does not apply is still validated, as Kafka validates every property.
+        assert!(config.set("log.retention.hours", "soon").is_err());
+        config.set("log.roll.ms", "1000").unwrap();
+        assert!(config.set("log.roll.hours", "0").is_err());
+        assert_eq!(config.log.segment_ms, 1000);
     }
 
     #[test]
