@@ -9,11 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
-use crate::log::{
-    CleanerConfig, CleanupPolicy, CompressionType, LogConfig, TimestampType,
-    check_compression_level,
-};
+use crate::log::{CleanerConfig, LogConfig};
 use crate::server::ServerLimits;
+
+mod keys;
+
+pub use keys::{KeySpec, SaslValue, key_spec, key_specs};
 
 /// A configuration key or value that brook cannot accept.
 #[derive(Debug, thiserror::Error)]
@@ -96,189 +97,6 @@ pub struct Config {
     explicit: BTreeMap<String, String>,
 }
 
-/// The Kafka property names brook understands.
-const KNOWN_KEYS: &[&str] = &[
-    "listeners",
-    "advertised.listeners",
-    "log.dirs",
-    "log.dir",
-    "node.id",
-    "broker.id",
-    "num.partitions",
-    "auto.create.topics.enable",
-    "log.segment.bytes",
-    "log.roll.ms",
-    "log.roll.hours",
-    "log.index.interval.bytes",
-    "log.index.size.max.bytes",
-    "log.flush.interval.messages",
-    "log.flush.interval.ms",
-    "message.max.bytes",
-    "log.cleanup.policy",
-    "log.retention.ms",
-    "log.retention.minutes",
-    "log.retention.hours",
-    "log.retention.bytes",
-    "log.message.timestamp.type",
-    "log.message.timestamp.before.max.ms",
-    "log.message.timestamp.after.max.ms",
-    "log.cleaner.min.compaction.lag.ms",
-    "log.cleaner.max.compaction.lag.ms",
-    "log.cleaner.delete.retention.ms",
-    "log.cleaner.min.cleanable.ratio",
-    "log.segment.delete.delay.ms",
-    "compression.type",
-    "compression.gzip.level",
-    "compression.lz4.level",
-    "compression.zstd.level",
-    "log.retention.check.interval.ms",
-    "log.cleaner.enable",
-    "log.cleaner.backoff.ms",
-    "log.cleaner.dedupe.buffer.size",
-    "socket.request.max.bytes",
-    "max.connections",
-    "max.connections.per.ip",
-    "connections.max.idle.ms",
-    "queued.max.requests",
-    "queued.max.reply.bytes",
-    "offsets.topic.num.partitions",
-    "offsets.retention.minutes",
-    "offsets.retention.check.interval.ms",
-    "group.initial.rebalance.delay.ms",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
-    "group.max.size",
-    "offset.metadata.max.bytes",
-    "logging.format",
-    "metrics.listener",
-    "metrics.partition.level.enable",
-];
-
-/// Broker settings of the KIP-848 group protocols (consumer, share, streams) with Kafka 4.1's defaults and
-/// lower bounds: (name, default, minimum). They give the defaults of the group-level configs
-/// (`consumer.session.timeout.ms`, ...) and the bounds a group-level override must stay within. brook has
-/// no consumer-protocol group yet, so nothing else reads them (classic groups use `group.*.session.*`).
-pub const GROUP_PROTOCOL_KEYS: &[(&str, i32, i32)] = &[
-    ("group.consumer.session.timeout.ms", 45_000, 1),
-    ("group.consumer.min.session.timeout.ms", 45_000, 1),
-    ("group.consumer.max.session.timeout.ms", 60_000, 1),
-    ("group.consumer.heartbeat.interval.ms", 5_000, 1),
-    ("group.consumer.min.heartbeat.interval.ms", 5_000, 1),
-    ("group.consumer.max.heartbeat.interval.ms", 15_000, 1),
-    ("group.share.session.timeout.ms", 45_000, 1),
-    ("group.share.min.session.timeout.ms", 45_000, 1),
-    ("group.share.max.session.timeout.ms", 60_000, 1),
-    ("group.share.heartbeat.interval.ms", 5_000, 1),
-    ("group.share.min.heartbeat.interval.ms", 5_000, 1),
-    ("group.share.max.heartbeat.interval.ms", 15_000, 1),
-    ("group.share.record.lock.duration.ms", 30_000, 1_000),
-    ("group.share.min.record.lock.duration.ms", 15_000, 1_000),
-    ("group.share.max.record.lock.duration.ms", 60_000, 1_000),
-    ("group.streams.session.timeout.ms", 45_000, 1),
-    ("group.streams.min.session.timeout.ms", 45_000, 1),
-    ("group.streams.max.session.timeout.ms", 60_000, 1),
-    ("group.streams.heartbeat.interval.ms", 5_000, 1),
-    ("group.streams.min.heartbeat.interval.ms", 5_000, 1),
-    ("group.streams.max.heartbeat.interval.ms", 15_000, 1),
-    ("group.streams.num.standby.replicas", 0, 0),
-    ("group.streams.max.standby.replicas", 2, 0),
-];
-
-/// The type of a SASL broker setting, with Kafka's bounds where it has them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SaslValue {
-    String,
-    List,
-    Long,
-    /// A double within [min, max].
-    Double(f64, f64),
-    /// A short within [min, max].
-    Short(i16, i16),
-}
-
-/// The SASL settings Kafka 4.1 lets an admin change on a running listener (DynamicListenerConfig), with
-/// Kafka's type and default (None: no default). brook has no SASL yet: they are validated, stored and
-/// described so that tools which set them work, and take effect once SASL exists.
-pub const SASL_KEYS: &[(&str, SaslValue, Option<&str>)] = &[
-    ("sasl.kerberos.service.name", SaslValue::String, None),
-    (
-        "sasl.kerberos.kinit.cmd",
-        SaslValue::String,
-        Some("/usr/bin/kinit"),
-    ),
-    (
-        "sasl.kerberos.ticket.renew.window.factor",
-        SaslValue::Double(f64::MIN, f64::MAX),
-        Some("0.8"),
-    ),
-    (
-        "sasl.kerberos.ticket.renew.jitter",
-        SaslValue::Double(f64::MIN, f64::MAX),
-        Some("0.05"),
-    ),
-    (
-        "sasl.kerberos.min.time.before.relogin",
-        SaslValue::Long,
-        Some("60000"),
-    ),
-    (
-        "sasl.kerberos.principal.to.local.rules",
-        SaslValue::List,
-        Some("DEFAULT"),
-    ),
-    (
-        "sasl.login.refresh.window.factor",
-        SaslValue::Double(0.5, 1.0),
-        Some("0.8"),
-    ),
-    (
-        "sasl.login.refresh.window.jitter",
-        SaslValue::Double(0.0, 0.25),
-        Some("0.05"),
-    ),
-    (
-        "sasl.login.refresh.min.period.seconds",
-        SaslValue::Short(0, 900),
-        Some("60"),
-    ),
-    (
-        "sasl.login.refresh.buffer.seconds",
-        SaslValue::Short(0, 3600),
-        Some("300"),
-    ),
-];
-
-fn group_protocol_key(key: &str) -> Option<&'static (&'static str, i32, i32)> {
-    GROUP_PROTOCOL_KEYS.iter().find(|(k, _, _)| *k == key)
-}
-
-fn sasl_key(key: &str) -> Option<&'static (&'static str, SaslValue, Option<&'static str>)> {
-    SASL_KEYS.iter().find(|(k, _, _)| *k == key)
-}
-
-/// Checks a SASL setting's value against its type and bounds.
-fn check_sasl_value(key: &str, ty: SaslValue, value: &str) -> Result<(), ConfigError> {
-    let bad = |reason: String| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason,
-    };
-    match ty {
-        SaslValue::String | SaslValue::List => Ok(()),
-        SaslValue::Long => parse_int(key, value, i64::MIN, i64::MAX).map(|_| ()),
-        SaslValue::Short(min, max) => {
-            parse_int(key, value, i64::from(min), i64::from(max)).map(|_| ())
-        }
-        SaslValue::Double(min, max) => {
-            let v: f64 = value.parse().map_err(|_| bad("expected a number".into()))?;
-            if !(min..=max).contains(&v) {
-                return Err(bad(format!("must be between {min} and {max}")));
-            }
-            Ok(())
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -308,18 +126,10 @@ impl Config {
         Config::default()
     }
 
-    /// Every property name brook accepts.
+    /// Every property name brook accepts: the names of [`key_specs`].
     pub fn known_keys() -> &'static [&'static str] {
-        static ALL: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-            let groups = GROUP_PROTOCOL_KEYS.iter().map(|(k, _, _)| *k);
-            let sasl = SASL_KEYS.iter().map(|(k, _, _)| *k);
-            KNOWN_KEYS
-                .iter()
-                .copied()
-                .chain(groups)
-                .chain(sasl)
-                .collect()
-        });
+        static ALL: std::sync::LazyLock<Vec<&'static str>> =
+            std::sync::LazyLock::new(|| key_specs().iter().map(|spec| spec.name).collect());
         &ALL
     }
 
@@ -331,220 +141,8 @@ impl Config {
     /// Sets one property by its Kafka name, validated as it would be in a properties file.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Config, ConfigError> {
         let value = value.trim();
-        let bad = |reason: &str| ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-        match key {
-            "listeners" => self.listener = parse_listener(key, value)?,
-            "advertised.listeners" => {
-                let endpoint = parse_listener(key, value)?;
-                if matches!(endpoint.host.as_str(), "" | "0.0.0.0" | "[::]" | "::") {
-                    return Err(bad("an advertised listener needs a host clients can reach"));
-                }
-                self.advertised_listener = Some(endpoint);
-            }
-            "log.dirs" | "log.dir" => {
-                let dirs: Vec<&str> = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|d| !d.is_empty())
-                    .collect();
-                match dirs.as_slice() {
-                    [one] => {
-                        // log.dirs wins over log.dir, as in Kafka, whatever the order they are set in.
-                        if key == "log.dirs" || !self.explicit.contains_key("log.dirs") {
-                            self.log_dir = PathBuf::from(one);
-                        }
-                    }
-                    [] => return Err(bad("a directory is required")),
-                    _ => return Err(bad("brook supports one log directory for now")),
-                }
-            }
-            "node.id" | "broker.id" => {
-                self.node_id = parse_int(key, value, 0, i32::MAX as i64)? as i32
-            }
-            "num.partitions" => self.num_partitions = parse_int(key, value, 1, 1_000_000)? as i32,
-            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, value)?,
-            "log.segment.bytes" => {
-                self.log.segment_bytes = parse_int(key, value, 14, i32::MAX as i64)? as u64
-            }
-            "log.roll.ms" => self.log.segment_ms = parse_int(key, value, 1, i64::MAX)? as u64,
-            "log.roll.hours" => {
-                // log.roll.ms takes precedence when both are given, as in Kafka.
-                if !self.explicit.contains_key("log.roll.ms") {
-                    self.log.segment_ms =
-                        parse_int(key, value, 1, i32::MAX as i64)? as u64 * 3_600_000;
-                }
-            }
-            "log.index.interval.bytes" => {
-                self.log.index_interval_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
-            }
-            "log.index.size.max.bytes" => {
-                self.log.max_index_bytes = parse_int(key, value, 4, i32::MAX as i64)? as u32
-            }
-            "log.flush.interval.messages" => {
-                self.log.flush_interval_messages = parse_int(key, value, 1, i64::MAX)? as u64
-            }
-            "log.flush.interval.ms" => {
-                self.log.flush_interval_ms = if value.eq_ignore_ascii_case("null") {
-                    None
-                } else {
-                    Some(parse_int(key, value, 0, i64::MAX)? as u64)
-                }
-            }
-            "message.max.bytes" => {
-                self.log.max_message_bytes = parse_int(key, value, 0, i32::MAX as i64)? as u32
-            }
-            "log.cleanup.policy" => {
-                self.log.cleanup_policy = CleanupPolicy::parse(value)
-                    .ok_or_else(|| bad("expected delete, compact or compact,delete"))?
-            }
-            "log.retention.ms" => self.log.retention_ms = parse_retention(key, value, 1)?,
-            "log.retention.minutes" => {
-                // The most precise unit set wins, whatever the order, as in Kafka.
-                if !self.explicit.contains_key("log.retention.ms") {
-                    self.log.retention_ms = parse_retention(key, value, 60_000)?;
-                }
-            }
-            "log.retention.hours" => {
-                if !self.explicit.contains_key("log.retention.ms")
-                    && !self.explicit.contains_key("log.retention.minutes")
-                {
-                    self.log.retention_ms = parse_retention(key, value, 3_600_000)?;
-                }
-            }
-            "log.retention.bytes" => {
-                self.log.retention_bytes = parse_int(key, value, -1, i64::MAX)?
-            }
-            "log.message.timestamp.type" => {
-                self.log.timestamp_type = TimestampType::parse(value)
-                    .ok_or_else(|| bad("expected CreateTime or LogAppendTime"))?
-            }
-            "log.message.timestamp.before.max.ms" => {
-                self.log.timestamp_before_max_ms = parse_int(key, value, 0, i64::MAX)?
-            }
-            "compression.type" => {
-                self.log.compression_type = CompressionType::parse(value).ok_or_else(|| {
-                    bad("expected uncompressed, zstd, lz4, snappy, gzip or producer")
-                })?
-            }
-            "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
-                let level =
-                    check_compression_level(key, parse_int(key, value, i64::MIN, i64::MAX)?)
-                        .map_err(|reason| bad(&reason))?;
-                match key {
-                    "compression.gzip.level" => self.log.compression_gzip_level = level,
-                    "compression.lz4.level" => self.log.compression_lz4_level = level,
-                    _ => self.log.compression_zstd_level = level,
-                }
-            }
-            "log.message.timestamp.after.max.ms" => {
-                self.log.timestamp_after_max_ms = parse_int(key, value, 0, i64::MAX)?
-            }
-            "log.cleaner.min.compaction.lag.ms" => {
-                self.log.min_compaction_lag_ms = parse_int(key, value, 0, i64::MAX)?
-            }
-            "log.cleaner.max.compaction.lag.ms" => {
-                self.log.max_compaction_lag_ms = parse_int(key, value, 1, i64::MAX)?
-            }
-            "log.cleaner.delete.retention.ms" => {
-                self.log.delete_retention_ms = parse_int(key, value, 0, i64::MAX)?
-            }
-            "log.cleaner.min.cleanable.ratio" => {
-                self.log.min_cleanable_dirty_ratio = value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|r| (0.0..=1.0).contains(r))
-                    .ok_or_else(|| bad("expected a number from 0 to 1"))?
-            }
-            "log.segment.delete.delay.ms" => {
-                self.log.file_delete_delay_ms = parse_int(key, value, 0, i64::MAX)?
-            }
-            "log.retention.check.interval.ms" => {
-                self.cleaner.retention_check_interval_ms =
-                    parse_int(key, value, 1, i64::MAX)? as u64
-            }
-            "log.cleaner.enable" => self.cleaner.enable = parse_bool(key, value)?,
-            "log.cleaner.backoff.ms" => {
-                self.cleaner.backoff_ms = parse_int(key, value, 0, i64::MAX)? as u64
-            }
-            "log.cleaner.dedupe.buffer.size" => {
-                self.cleaner.dedupe_buffer_size = parse_int(key, value, 1 << 20, i64::MAX)? as u64
-            }
-            "socket.request.max.bytes" => {
-                self.server.socket_request_max_bytes =
-                    parse_int(key, value, 1, i32::MAX as i64)? as usize
-            }
-            "max.connections" => {
-                self.server.max_connections = parse_int(key, value, 0, i32::MAX as i64)? as usize
-            }
-            "max.connections.per.ip" => {
-                self.server.max_connections_per_ip =
-                    parse_int(key, value, 0, i32::MAX as i64)? as usize
-            }
-            "connections.max.idle.ms" => {
-                self.server.connections_max_idle_ms = parse_int(key, value, 1, i64::MAX)? as u64
-            }
-            "queued.max.requests" => {
-                self.server.queued_max_requests = parse_int(key, value, 1, 1_000_000)? as usize
-            }
-            "queued.max.reply.bytes" => {
-                self.server.queued_max_reply_bytes =
-                    parse_int(key, value, 1, u32::MAX as i64)? as usize
-            }
-            "offsets.topic.num.partitions" => {
-                self.groups.offsets_topic_num_partitions = parse_int(key, value, 1, 10_000)? as i32
-            }
-            "offsets.retention.minutes" => {
-                self.groups.offsets_retention_ms =
-                    parse_int(key, value, 1, i32::MAX as i64)? * 60_000
-            }
-            "offsets.retention.check.interval.ms" => {
-                self.groups.offsets_retention_check_interval_ms =
-                    parse_int(key, value, 1, i64::MAX)? as u64
-            }
-            "group.initial.rebalance.delay.ms" => {
-                self.groups.initial_rebalance_delay_ms =
-                    parse_int(key, value, 0, i32::MAX as i64)? as u64
-            }
-            "group.min.session.timeout.ms" => {
-                self.groups.min_session_timeout_ms =
-                    parse_int(key, value, 0, i32::MAX as i64)? as i32
-            }
-            "group.max.session.timeout.ms" => {
-                self.groups.max_session_timeout_ms =
-                    parse_int(key, value, 0, i32::MAX as i64)? as i32
-            }
-            "group.max.size" => {
-                self.groups.max_size = parse_int(key, value, 1, i32::MAX as i64)? as usize
-            }
-            "offset.metadata.max.bytes" => {
-                self.groups.offset_metadata_max_bytes =
-                    parse_int(key, value, 0, i32::MAX as i64)? as usize
-            }
-            "logging.format" => {
-                self.logging_format = match value.to_ascii_lowercase().as_str() {
-                    "text" => LoggingFormat::Text,
-                    "json" => LoggingFormat::Json,
-                    _ => return Err(bad("expected text or json")),
-                }
-            }
-            "metrics.listener" => self.metrics.listener = parse_host_port(key, value)?,
-            "metrics.partition.level.enable" => {
-                self.metrics.partition_level = parse_bool(key, value)?
-            }
-            _ => {
-                if let Some((_, _, min)) = group_protocol_key(key) {
-                    parse_int(key, value, i64::from(*min), i32::MAX as i64)?;
-                } else if let Some((_, ty, _)) = sasl_key(key) {
-                    check_sasl_value(key, *ty, value)?;
-                } else {
-                    return Err(ConfigError::UnknownKey(key.to_string()));
-                }
-            }
-        }
+        let spec = key_spec(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+        spec.apply(self, value)?;
         self.explicit.insert(key.to_string(), value.to_string());
         Ok(self)
     }
@@ -611,37 +209,9 @@ impl Config {
     }
 }
 
-/// Broker properties an admin may change while the broker runs (AlterConfigs on a BROKER resource), as
-/// Kafka marks them cluster-wide dynamic: the `log.*` defaults of topic configs. Every partition's config is
-/// re-derived at once; topic overrides still win. Others answer INVALID_REQUEST.
-pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
-    "log.cleanup.policy",
-    "log.cleaner.delete.retention.ms",
-    "log.segment.delete.delay.ms",
-    "log.flush.interval.messages",
-    "log.flush.interval.ms",
-    "log.index.interval.bytes",
-    "log.cleaner.max.compaction.lag.ms",
-    "message.max.bytes",
-    "log.message.timestamp.after.max.ms",
-    "log.message.timestamp.before.max.ms",
-    "log.message.timestamp.type",
-    "log.cleaner.min.cleanable.ratio",
-    "log.cleaner.min.compaction.lag.ms",
-    "log.retention.bytes",
-    "log.retention.ms",
-    "log.segment.bytes",
-    "log.index.size.max.bytes",
-    "log.roll.ms",
-    "compression.type",
-    "compression.gzip.level",
-    "compression.lz4.level",
-    "compression.zstd.level",
-];
-
-/// Whether `key` may be changed at runtime (see [`DYNAMIC_BROKER_KEYS`] and [`SASL_KEYS`]).
+/// Whether `key` may be changed at runtime (see [`KeySpec::dynamic`]).
 pub fn is_dynamic_broker_key(key: &str) -> bool {
-    DYNAMIC_BROKER_KEYS.contains(&key) || sasl_key(key).is_some()
+    key_spec(key).is_some_and(|spec| spec.dynamic)
 }
 
 impl Config {
@@ -665,89 +235,17 @@ impl Config {
     /// The value of a broker property in this configuration as Kafka prints it; None for a property that is
     /// unset and has no default (`log.retention.ms` when only hours are given) or that brook does not know.
     pub fn value_of(&self, key: &str) -> Option<String> {
-        if let Some(v) = self.explicit.get(key) {
-            return Some(v.clone());
+        match self.explicit.get(key) {
+            Some(value) => Some(value.clone()),
+            None => key_spec(key)?.render(self),
         }
-        let long_max = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).to_string();
-        let int_max = |v: usize| i32::try_from(v).unwrap_or(i32::MAX).to_string();
-        let log = &self.log;
-        Some(match key {
-            "listeners" => format!("PLAINTEXT://{}:{}", self.listener.host, self.listener.port),
-            "advertised.listeners" => return None,
-            "log.dirs" | "log.dir" => self.log_dir.display().to_string(),
-            "node.id" | "broker.id" => self.node_id.to_string(),
-            "num.partitions" => self.num_partitions.to_string(),
-            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
-            "log.segment.bytes" => log.segment_bytes.to_string(),
-            "log.roll.ms" => return None,
-            "log.roll.hours" => "168".into(),
-            "log.index.interval.bytes" => log.index_interval_bytes.to_string(),
-            "log.index.size.max.bytes" => log.max_index_bytes.to_string(),
-            "log.flush.interval.messages" => long_max(log.flush_interval_messages),
-            "log.flush.interval.ms" => return log.flush_interval_ms.map(long_max),
-            "message.max.bytes" => log.max_message_bytes.to_string(),
-            "log.cleanup.policy" => log.cleanup_policy.to_string(),
-            "log.retention.ms" | "log.retention.minutes" => return None,
-            "log.retention.hours" => "168".into(),
-            "log.retention.bytes" => log.retention_bytes.to_string(),
-            "log.message.timestamp.type" => log.timestamp_type.to_string(),
-            "compression.type" => log.compression_type.to_string(),
-            "compression.gzip.level" => log.compression_gzip_level.to_string(),
-            "compression.lz4.level" => log.compression_lz4_level.to_string(),
-            "compression.zstd.level" => log.compression_zstd_level.to_string(),
-            "log.message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
-            "log.message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
-            "log.cleaner.min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
-            "log.cleaner.max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
-            "log.cleaner.delete.retention.ms" => log.delete_retention_ms.to_string(),
-            "log.cleaner.min.cleanable.ratio" => log.min_cleanable_dirty_ratio.to_string(),
-            "log.segment.delete.delay.ms" => log.file_delete_delay_ms.to_string(),
-            "log.retention.check.interval.ms" => {
-                self.cleaner.retention_check_interval_ms.to_string()
-            }
-            "log.cleaner.enable" => self.cleaner.enable.to_string(),
-            "log.cleaner.backoff.ms" => self.cleaner.backoff_ms.to_string(),
-            "log.cleaner.dedupe.buffer.size" => self.cleaner.dedupe_buffer_size.to_string(),
-            "socket.request.max.bytes" => self.server.socket_request_max_bytes.to_string(),
-            "max.connections" => int_max(self.server.max_connections),
-            "max.connections.per.ip" => int_max(self.server.max_connections_per_ip),
-            "connections.max.idle.ms" => self.server.connections_max_idle_ms.to_string(),
-            "queued.max.requests" => self.server.queued_max_requests.to_string(),
-            "queued.max.reply.bytes" => self.server.queued_max_reply_bytes.to_string(),
-            "offsets.topic.num.partitions" => self.groups.offsets_topic_num_partitions.to_string(),
-            "offsets.retention.minutes" => (self.groups.offsets_retention_ms / 60_000).to_string(),
-            "offsets.retention.check.interval.ms" => {
-                self.groups.offsets_retention_check_interval_ms.to_string()
-            }
-            "group.initial.rebalance.delay.ms" => {
-                self.groups.initial_rebalance_delay_ms.to_string()
-            }
-            "group.min.session.timeout.ms" => self.groups.min_session_timeout_ms.to_string(),
-            "group.max.session.timeout.ms" => self.groups.max_session_timeout_ms.to_string(),
-            "group.max.size" => self.groups.max_size.to_string(),
-            "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes.to_string(),
-            "metrics.listener" => self
-                .metrics
-                .listener
-                .as_ref()
-                .map(|e| format!("{}:{}", e.host, e.port))
-                .unwrap_or_default(),
-            "metrics.partition.level.enable" => self.metrics.partition_level.to_string(),
-            _ => {
-                if let Some((_, default, _)) = group_protocol_key(key) {
-                    default.to_string()
-                } else {
-                    return sasl_key(key).and_then(|(_, _, d)| d.map(str::to_string));
-                }
-            }
-        })
     }
 
-    /// The value in force of one of [`GROUP_PROTOCOL_KEYS`] (its default when unset or unknown).
+    /// The value in force of a KIP-848 group protocol setting (`group.consumer.session.timeout.ms`, ...):
+    /// its default when unset, 0 for a key that is not an integer setting.
     pub fn group_protocol_value(&self, key: &str) -> i32 {
         self.value_of(key)
             .and_then(|v| v.parse().ok())
-            .or_else(|| group_protocol_key(key).map(|(_, d, _)| *d))
             .unwrap_or_default()
     }
 }
@@ -760,12 +258,17 @@ pub fn env_name(key: &str) -> String {
     )
 }
 
-fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
-    let bad = |reason: &str| ConfigError::InvalidValue {
+/// The error for a value that `key` cannot take.
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidValue {
         key: key.to_string(),
         value: value.to_string(),
         reason: reason.to_string(),
-    };
+    }
+}
+
+fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
+    let bad = |reason: &str| invalid(key, value, reason);
     let listeners: Vec<&str> = value
         .split(',')
         .map(str::trim)
@@ -799,11 +302,7 @@ fn parse_host_port(key: &str, value: &str) -> Result<Option<Endpoint>, ConfigErr
     if value.is_empty() {
         return Ok(None);
     }
-    let bad = |reason: &str| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    };
+    let bad = |reason: &str| invalid(key, value, reason);
     let (host, port) = value
         .rsplit_once(':')
         .ok_or_else(|| bad("expected host:port, or empty to disable"))?;
@@ -819,17 +318,13 @@ fn parse_host_port(key: &str, value: &str) -> Result<Option<Endpoint>, ConfigErr
 fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
     let parsed = value
         .parse::<i64>()
-        .map_err(|_| ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: "expected an integer".into(),
-        })?;
+        .map_err(|_| invalid(key, value, "expected an integer"))?;
     if parsed < min || parsed > max {
-        return Err(ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: format!("must be between {min} and {max}"),
-        });
+        return Err(invalid(
+            key,
+            value,
+            &format!("must be between {min} and {max}"),
+        ));
     }
     Ok(parsed)
 }
@@ -841,22 +336,14 @@ fn parse_retention(key: &str, value: &str, unit: i64) -> Result<i64, ConfigError
         return Ok(-1);
     }
     n.checked_mul(unit)
-        .ok_or_else(|| ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: "too large".into(),
-        })
+        .ok_or_else(|| invalid(key, value, "too large"))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: "expected true or false".into(),
-        }),
+        _ => Err(invalid(key, value, "expected true or false")),
     }
 }
 
@@ -955,6 +442,7 @@ fn unescape(c: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::{CleanupPolicy, TimestampType};
 
     #[test]
     fn retention_takes_the_most_precise_unit_in_any_order() {
@@ -967,6 +455,11 @@ mod tests {
         assert_eq!(config.log.retention_ms, -1, "negative means unlimited");
         config.set("log.retention.minutes", "9").unwrap();
         assert_eq!(config.log.retention_ms, -1, "ms beats minutes");
+        // A less precise unit that does not apply is still validated, as Kafka validates every property.
+        assert!(config.set("log.retention.hours", "soon").is_err());
+        config.set("log.roll.ms", "1000").unwrap();
+        assert!(config.set("log.roll.hours", "0").is_err());
+        assert_eq!(config.log.segment_ms, 1000);
     }
 
     #[test]
@@ -1128,5 +621,95 @@ mod tests {
         config.set("log.dirs", "/a").unwrap();
         config.set("log.dir", "/b").unwrap();
         assert_eq!(config.log_dir, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn every_default_renders_and_parses_back_to_itself() {
+        let defaults = Config::default();
+        let render_all = |c: &Config| -> Vec<Option<String>> {
+            key_specs().iter().map(|s| s.render(c)).collect()
+        };
+        let mut checked = 0;
+        for spec in key_specs() {
+            let Some(value) = spec.render(&defaults) else {
+                assert_eq!(defaults.value_of(spec.name), None, "{}", spec.name);
+                continue;
+            };
+            let mut config = Config::default();
+            config
+                .set(spec.name, &value)
+                .unwrap_or_else(|e| panic!("default of {} does not parse: {e}", spec.name));
+            assert_eq!(
+                spec.render(&config).as_deref(),
+                Some(value.as_str()),
+                "{}",
+                spec.name
+            );
+            assert_eq!(
+                render_all(&config),
+                render_all(&defaults),
+                "setting {} to its default changed another key",
+                spec.name
+            );
+            checked += 1;
+        }
+        assert!(checked > 70, "only {checked} keys have a default");
+    }
+
+    #[test]
+    fn known_keys_env_names_and_dynamic_keys_come_from_the_table() {
+        let names: Vec<&str> = key_specs().iter().map(|s| s.name).collect();
+        assert_eq!(Config::known_keys(), names.as_slice());
+        let mut env_names: Vec<String> = names.iter().map(|k| env_name(k)).collect();
+        env_names.sort();
+        env_names.dedup();
+        assert_eq!(
+            env_names.len(),
+            names.len(),
+            "two keys share a name or a BROOK_ variable"
+        );
+        let defaults = Config::default();
+        for spec in key_specs() {
+            assert!(
+                std::ptr::eq(key_spec(spec.name).unwrap(), spec),
+                "{}",
+                spec.name
+            );
+            assert_eq!(
+                is_dynamic_broker_key(spec.name),
+                spec.dynamic,
+                "{}",
+                spec.name
+            );
+            let Some(value) = spec.render(&defaults) else {
+                continue;
+            };
+            let mut config = Config::default();
+            config
+                .apply_env([(env_name(spec.name), value.clone())])
+                .unwrap();
+            assert_eq!(
+                config.explicit().get(spec.name),
+                Some(&value),
+                "{}",
+                spec.name
+            );
+        }
+        // Kafka's rule (DynamicLogConfig): a broker key is dynamic when it is the first synonym of a topic
+        // config, i.e. the default of that topic config in its most precise unit; SASL keys per listener.
+        for spec in key_specs() {
+            let first_synonym =
+                crate::cluster::topic_config::topic_config_for_broker_key(spec.name)
+                    .is_some_and(|def| def.synonyms[0] == spec.name);
+            let expected = first_synonym || spec.sasl_type().is_some();
+            assert_eq!(spec.dynamic, expected, "{} dynamic", spec.name);
+        }
+        assert!(key_spec("log.retention.bogus").is_none());
+        assert!(!is_dynamic_broker_key("log.retention.bogus"));
+        assert_eq!(defaults.value_of("log.retention.bogus"), None);
+        assert!(
+            is_dynamic_broker_key("log.retention.ms")
+                && !is_dynamic_broker_key("log.retention.hours")
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod alloc_guard;
 pub mod api;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod group;
@@ -80,12 +81,14 @@ impl Broker {
     pub async fn start(config: Config) -> Result<Broker, BrokerError> {
         let bind_addr = config.listener.bind_addr()?;
         let limits = config.server.clone();
-        let loaded = tokio::task::spawn_blocking(move || load(config))
+        let clock = clock::Clock::system();
+        let log_clock = clock.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(config, log_clock))
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
         let (config, meta, metadata, replicas, offsets) = loaded;
         let logs = replicas.logs().clone();
-        let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone());
+        let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone(), clock);
         groups.restore(offsets.loaded_groups());
         groups.start();
 
@@ -246,13 +249,13 @@ type Loaded = (
 );
 
 /// Opens the data directory: identity, topics, and every partition log.
-fn load(config: Config) -> Result<Loaded, BrokerError> {
+fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
     std::fs::create_dir_all(&config.log_dir)?;
     let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
     let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
     // Dynamic broker configs (AlterConfigs) override server.properties from the start.
     let log_defaults = api::log_defaults_source(config.clone(), &metadata);
-    let logs = LogManager::open(&config.log_dir, log_defaults())?;
+    let logs = LogManager::open_with_clock(&config.log_dir, log_defaults(), clock)?;
 
     group::upgrade_offsets_topic_config(&metadata);
     // The replica manager opens every partition of the image now, and follows every later change.

@@ -27,7 +27,7 @@ use crate::cluster::topic_config::{
     ConfigType, TOPIC_CONFIG_DEFS, TopicConfigDef, apply_topic_config, list_append, list_subtract,
     render, topic_config_def, topic_config_for_broker_key,
 };
-use crate::config::{Config, GROUP_PROTOCOL_KEYS, SASL_KEYS, SaslValue, is_dynamic_broker_key};
+use crate::config::{Config, SaslValue, is_dynamic_broker_key, key_spec};
 use crate::log::LogConfig;
 
 /// Kafka's ConfigResource types.
@@ -155,7 +155,7 @@ fn broker_key_type(key: &str) -> ConfigType {
             _ => def.ty,
         };
     }
-    if let Some((_, ty, _)) = SASL_KEYS.iter().find(|(k, _, _)| *k == key) {
+    if let Some(ty) = key_spec(key).and_then(|spec| spec.sasl_type()) {
         return match ty {
             SaslValue::String => ConfigType::String,
             SaslValue::List => ConfigType::List,
@@ -163,9 +163,6 @@ fn broker_key_type(key: &str) -> ConfigType {
             SaslValue::Double(..) => ConfigType::Double,
             SaslValue::Short(..) => ConfigType::Short,
         };
-    }
-    if GROUP_PROTOCOL_KEYS.iter().any(|(k, _, _)| *k == key) {
-        return ConfigType::Int;
     }
     match key {
         "auto.create.topics.enable" | "log.cleaner.enable" => ConfigType::Boolean,

@@ -213,7 +213,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         metadata,
         replicas,
         logs,
-        groups: GroupCoordinator::new(store, config.groups.clone()),
+        groups: GroupCoordinator::new(store, config.groups.clone(), crate::clock::Clock::system()),
         config,
         parked_fetches: Default::default(),
         stopping: tokio::sync::watch::Sender::new(false),

@@ -24,13 +24,6 @@ use crate::group::OffsetAndMetadata;
 use crate::group::offset_store::GroupStoreError;
 use crate::log::TopicPartition;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The error a client sees when the offsets topic could not take a write.
 fn store_error(e: &GroupStoreError) -> ResponseError {
     // Debug: the cause (disk full, partition offline) is logged once where it happens; commits retry it.
@@ -61,7 +54,7 @@ pub fn offset_commit(apis: &Apis, req: OffsetCommitRequest) -> Outcome<OffsetCom
             req.group_instance_id.as_ref().map(|i| i.as_str()),
         )
     };
-    let now = now_ms();
+    let now = apis.groups.clock().now_ms();
     let max_metadata = apis.config.groups.offset_metadata_max_bytes;
     // (topic index, partition index) of every partition written, to report a failed write on.
     let mut written: Vec<(usize, usize)> = Vec::new();

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::offset_store::{GroupActivity, OffsetStore, WriteWait};
 use super::{GroupConfig, StoredGroup, StoredMember};
+use crate::clock::Clock;
 
 /// How often the ticker looks at the timers of every group. Bounds how late a timeout is noticed.
 const TICK: Duration = Duration::from_millis(50);
@@ -203,7 +204,9 @@ impl Member {
 struct Group {
     id: String,
     state: GroupState,
+    /// Wall time of the last state change (DescribeGroups, and offset expiry of empty groups).
     state_since_ms: i64,
+    clock: Clock,
     generation: i32,
     protocol_type: Option<String>,
     protocol: Option<String>,
@@ -222,23 +225,17 @@ struct Group {
     next_seq: u64,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn ms(v: i32) -> Duration {
     Duration::from_millis(v.max(0) as u64)
 }
 
 impl Group {
-    fn new(id: &str) -> Group {
+    fn new(id: &str, clock: Clock) -> Group {
         Group {
             id: id.to_string(),
             state: GroupState::Empty,
-            state_since_ms: now_ms(),
+            state_since_ms: clock.now_ms(),
+            clock,
             generation: 0,
             protocol_type: None,
             protocol: None,
@@ -255,7 +252,7 @@ impl Group {
 
     fn set_state(&mut self, state: GroupState) {
         self.state = state;
-        self.state_since_ms = now_ms();
+        self.state_since_ms = self.clock.now_ms();
     }
 
     /// Protocols every member supports (all of the joining member's when the group is empty).
@@ -389,19 +386,31 @@ impl Group {
 /// Coordinates every classic group of this broker.
 pub struct GroupCoordinator {
     config: GroupConfig,
+    /// Wall time for group state times and offset expiration.
+    clock: Clock,
     store: Arc<OffsetStore>,
     groups: Mutex<HashMap<String, Group>>,
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl GroupCoordinator {
-    pub fn new(store: Arc<OffsetStore>, config: GroupConfig) -> Arc<GroupCoordinator> {
+    pub fn new(
+        store: Arc<OffsetStore>,
+        config: GroupConfig,
+        clock: Clock,
+    ) -> Arc<GroupCoordinator> {
         Arc::new(GroupCoordinator {
             config,
+            clock,
             store,
             groups: Mutex::new(HashMap::new()),
             stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The wall clock of group state times, offset commits and their expiration.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The offset store this coordinator persists to.
@@ -420,7 +429,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut groups = self.lock();
         for (id, stored) in loaded {
-            let mut group = Group::new(&id);
+            let mut group = Group::new(&id, self.clock.clone());
             group.generation = stored.generation;
             group.protocol_type = Some(stored.protocol_type.clone()).filter(|t| !t.is_empty());
             group.protocol = stored.protocol.clone();
@@ -529,7 +538,7 @@ impl GroupCoordinator {
             })
             .collect();
         let lookup = |g: &str| activity.get(g).copied().unwrap_or(GroupActivity::Active);
-        match self.store.expire(now_ms(), &lookup) {
+        match self.store.expire(self.clock.now_ms(), &lookup) {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired committed offsets"),
             Err(e) => tracing::warn!(error = %e, "offset expiration failed"),
@@ -585,7 +594,7 @@ impl GroupCoordinator {
         let created = !groups.contains_key(&p.group_id);
         let group = groups
             .entry(p.group_id.clone())
-            .or_insert_with(|| Group::new(&p.group_id));
+            .or_insert_with(|| Group::new(&p.group_id, self.clock.clone()));
         let result = if !group.supports(&p.protocol_type, &p.protocols) {
             Pending::Now(JoinResult::error(
                 ResponseError::InconsistentGroupProtocol,
@@ -1395,6 +1404,14 @@ mod tests {
     use crate::log::{LogConfig, LogManager};
 
     fn coordinator(delay_ms: u64, max_size: usize) -> (Arc<GroupCoordinator>, tempfile::TempDir) {
+        coordinator_with_clock(delay_ms, max_size, Clock::system())
+    }
+
+    fn coordinator_with_clock(
+        delay_ms: u64,
+        max_size: usize,
+        clock: Clock,
+    ) -> (Arc<GroupCoordinator>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let metadata = Arc::new(MetadataStore::open(dir.path(), 1).expect("metadata store"));
         let logs = LogManager::open(dir.path(), LogConfig::default()).expect("log manager");
@@ -1406,7 +1423,7 @@ mod tests {
             ..GroupConfig::default()
         };
         let store = OffsetStore::open(metadata, replicas, config.clone()).expect("offset store");
-        (GroupCoordinator::new(store, config), dir)
+        (GroupCoordinator::new(store, config, clock), dir)
     }
 
     fn params(member_id: &str, protocols: &[&str]) -> JoinParams {
@@ -1750,6 +1767,39 @@ mod tests {
         c.expire_offsets();
         assert!(c.describe_group("g").is_none());
         assert!(c.list_groups().is_empty());
+    }
+
+    #[test]
+    fn offsets_of_an_empty_group_expire_once_the_retention_has_passed_since_it_emptied() {
+        let manual = crate::clock::ManualClock::new(1_700_000_000_000);
+        let (c, _dir) = coordinator_with_clock(0, 100, manual.clock());
+        let a = stable_single(&c);
+        let committed = crate::group::OffsetAndMetadata {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: c.clock().now_ms(),
+        };
+        let tp = crate::log::TopicPartition::new("t", 0);
+        // The in-memory view is updated at once; the write's completion is not needed here.
+        drop(
+            c.store()
+                .commit("g", vec![(tp, committed)])
+                .expect("commit"),
+        );
+        manual.advance(Duration::from_secs(3_600));
+        assert_eq!(c.leave_group("g", &[(a, None)]), vec![Ok(())]);
+        let retention = u64::try_from(c.config.offsets_retention_ms).expect("positive retention");
+        manual.advance(Duration::from_millis(retention - 1));
+        c.expire_offsets();
+        assert_eq!(
+            c.store().fetch_all("g").len(),
+            1,
+            "retention counts from when the group emptied, not from the commit"
+        );
+        manual.advance(Duration::from_millis(1));
+        c.expire_offsets();
+        assert!(c.store().fetch_all("g").is_empty());
     }
 
     #[test]

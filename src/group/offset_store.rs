@@ -291,7 +291,7 @@ impl OffsetStore {
         }
         let log = self.partition_log(partition)?;
         let max = log.log().config().max_message_bytes as usize;
-        let now = crate::log::now_ms();
+        let now = self.replicas.logs().clock().now_ms();
         let mut last_offset = -1;
         let mut start = 0;
         while start < records.len() {

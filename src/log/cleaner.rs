@@ -29,6 +29,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::log::checkpoint::{read_offset_checkpoint, sync_dir, write_offset_checkpoint};
 use crate::log::error::LogError;
 use crate::log::partition_log::PartitionLog;
@@ -41,7 +42,7 @@ use crate::log::retention::{DELETED_FILE_SUFFIX, PendingDeletes, schedule_segmen
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
 };
-use crate::log::{CleanerConfig, TopicPartition, lock, now_ms};
+use crate::log::{CleanerConfig, TopicPartition, lock};
 
 /// Kafka's file of each compacted partition's first dirty offset, in the data directory.
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
@@ -710,10 +711,12 @@ pub struct LogCleaner {
     horizons: Mutex<HashMap<TopicPartition, i64>>,
     map: Mutex<OffsetMap>,
     pending: Mutex<PendingDeletes>,
+    /// Wall time for compaction lags and tombstone horizons.
+    clock: Clock,
 }
 
 impl LogCleaner {
-    pub fn new(dir: &Path, config: CleanerConfig) -> LogCleaner {
+    pub fn new(dir: &Path, config: CleanerConfig, clock: Clock) -> LogCleaner {
         let checkpoints = match read_offset_checkpoint(&dir.join(CLEANER_OFFSET_CHECKPOINT)) {
             Ok(m) => m.unwrap_or_default(),
             Err(e) => {
@@ -728,6 +731,7 @@ impl LogCleaner {
             checkpoints: Mutex::new(checkpoints),
             horizons: Mutex::new(HashMap::new()),
             pending: Mutex::new(PendingDeletes::default()),
+            clock,
         }
     }
 
@@ -742,7 +746,7 @@ impl LogCleaner {
         logs: &[Arc<PartitionLog>],
         abort: &dyn Fn() -> bool,
     ) -> Option<(TopicPartition, CleanStats)> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         lock(&self.pending).remove_due(Instant::now());
         let mut best: Option<(f64, Arc<PartitionLog>)> = None;
         for log in logs {
@@ -840,6 +844,7 @@ pub fn cleaner_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::log::records::Codec;
     use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
     use crate::log::{CleanupPolicy, LogConfig, LogManager};
@@ -911,7 +916,7 @@ mod tests {
             let log = mgr
                 .get_or_create(&TopicPartition::new("c", 0), compact_config())
                 .unwrap();
-            let now = now_ms();
+            let now = Clock::system().now_ms();
             for i in 0..60 {
                 produce(
                     &log,
@@ -989,7 +994,7 @@ mod tests {
         let log = mgr
             .get_or_create(&TopicPartition::new("c", 0), compact_config())
             .unwrap();
-        let now = now_ms();
+        let now = Clock::system().now_ms();
         for i in 0..40 {
             produce(&log, &format!("k{i}"), Some("a"), now, Codec::None);
         }
@@ -1043,7 +1048,7 @@ mod tests {
             let log = mgr
                 .get_or_create(&TopicPartition::new("c", 0), compact_config())
                 .unwrap();
-            let now = now_ms();
+            let now = Clock::system().now_ms();
             for i in 0..30 {
                 produce(
                     &log,
@@ -1135,7 +1140,9 @@ mod tests {
     #[test]
     fn compaction_lags_and_the_dirty_ratio_decide_what_is_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        let now = now_ms();
+        // A clock that moves only when told: min.compaction.lag.ms is passed by moving it, not waited for.
+        let manual = ManualClock::new(1_700_000_000_000);
+        let now = manual.clock().now_ms();
         let hour = 3_600_000;
         let config = |ratio: f64, min_lag: i64, max_lag: i64| LogConfig {
             min_cleanable_dirty_ratio: ratio,
@@ -1143,7 +1150,8 @@ mod tests {
             max_compaction_lag_ms: max_lag,
             ..compact_config()
         };
-        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let mgr =
+            LogManager::open_with_clock(dir.path(), compact_config(), manual.clock()).unwrap();
         let fresh = mgr
             .get_or_create(
                 &TopicPartition::new("fresh", 0),
@@ -1171,6 +1179,7 @@ mod tests {
                 dedupe_buffer_size: 1 << 20,
                 ..CleanerConfig::default()
             },
+            manual.clock(),
         );
         let logs = vec![fresh.clone(), old.clone(), lazy.clone()];
         // Never cleaned, a log is all dirty (ratio 1): both are cleaned whatever their threshold.
@@ -1223,5 +1232,9 @@ mod tests {
             cps.get(&TopicPartition::new("old", 0)),
             Some(&stats.end_offset)
         );
+        // An hour later the fresh records have waited out min.compaction.lag.ms: now they are cleaned.
+        manual.advance(std::time::Duration::from_millis(hour as u64));
+        let (tp, _) = cleaner.clean_filthiest(&logs, &|| false).unwrap();
+        assert_eq!(tp, TopicPartition::new("fresh", 0));
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::log::checkpoint::{
     LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint, sync_dir,
     write_offset_checkpoint,
@@ -156,6 +157,7 @@ pub struct LogManager {
     /// Partitions whose load failed in this run, with the reason: not retried (a damaged log is not
     /// re-read, nor its error logged, on every lookup) until the partition is deleted or brook restarts.
     offline: Mutex<HashMap<TopicPartition, String>>,
+    clock: Clock,
 }
 
 /// The retention thread and the log cleaner thread, with what stops and wakes them.
@@ -203,6 +205,15 @@ impl LogManager {
     /// Opens the data directory (creating it), reads the checkpoints and the clean-shutdown marker, deletes
     /// the marker, removes leftovers of interrupted partition deletions and starts the flusher thread.
     pub fn open(dir: &Path, default_config: LogConfig) -> Result<Arc<LogManager>, LogError> {
+        Self::open_with_clock(dir, default_config, Clock::system())
+    }
+
+    /// `open`, with the clock its logs stamp and compare times with (a manual one in tests).
+    pub fn open_with_clock(
+        dir: &Path,
+        default_config: LogConfig,
+        clock: Clock,
+    ) -> Result<Arc<LogManager>, LogError> {
         fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let had_clean_shutdown = marker.exists();
@@ -251,7 +262,13 @@ impl LogManager {
             awaiting_space: Mutex::new(HashMap::new()),
             background: Mutex::new(None),
             offline: Mutex::new(HashMap::new()),
+            clock,
         }))
+    }
+
+    /// The wall clock of this data directory's logs, retention and cleaner.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn dir(&self) -> &Path {
@@ -320,6 +337,7 @@ impl LogManager {
             recovery_point,
             log_start_offset,
             flusher: Some(self.flush_tx.clone()),
+            clock: self.clock.clone(),
         })
         .and_then(|log| {
             if !existed {
@@ -471,9 +489,13 @@ impl LogManager {
                 .name("brook-log-retention".into())
                 .spawn(move || retention_loop(weak, sig, interval))?,
         );
-        let cleaner = config
-            .enable
-            .then(|| Arc::new(LogCleaner::new(self.dir(), config.clone())));
+        let cleaner = config.enable.then(|| {
+            Arc::new(LogCleaner::new(
+                self.dir(),
+                config.clone(),
+                self.clock.clone(),
+            ))
+        });
         if let Some(cleaner) = &cleaner {
             let (weak, sig, c) = (Arc::downgrade(self), signal.clone(), cleaner.clone());
             let spawned = std::thread::Builder::new()

@@ -18,6 +18,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::log::checkpoint::{
     LEADER_EPOCH_CHECKPOINT, read_leader_epoch_checkpoint, sync_dir, write_leader_epoch_checkpoint,
 };
@@ -30,7 +31,7 @@ use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, delete_segment_files,
 };
 use crate::log::validator;
-use crate::log::{LogConfig, TopicPartition, lock, now_ms, rlock, wlock};
+use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
 
 /// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
 pub const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
@@ -94,6 +95,7 @@ pub(crate) struct LoadParams {
     pub recovery_point: Option<i64>,
     pub log_start_offset: Option<i64>,
     pub flusher: Option<Sender<FlusherMsg>>,
+    pub clock: Clock,
 }
 
 /// The log of one partition.
@@ -144,6 +146,8 @@ pub struct PartitionLog {
     self_ref: Weak<PartitionLog>,
     /// Serialises the background work that removes or replaces segments (retention, the cleaner).
     maintenance: Mutex<()>,
+    /// Wall time for append timestamps and time-based rolling.
+    clock: Clock,
 }
 
 fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
@@ -216,6 +220,7 @@ impl PartitionLog {
             recovery_point,
             log_start_offset,
             flusher,
+            clock,
         } = p;
         fs::create_dir_all(&dir)?;
         crate::log::cleaner::recover_interrupted_swaps(&dir)?;
@@ -330,7 +335,7 @@ impl PartitionLog {
                 .last()
                 .expect("invariant: at least one segment was loaded");
             make_active_unless_disk_full(&tp, last, max_idx)?;
-            last.init_rolling_base(now_ms())?;
+            last.init_rolling_base(clock.now_ms())?;
             needs_fsync.sort_unstable();
             needs_fsync.dedup();
             for i in needs_fsync {
@@ -378,6 +383,7 @@ impl PartitionLog {
             recovery_batches_scanned: AtomicU64::new(scanned),
             self_ref: me.clone(),
             maintenance: Mutex::new(()),
+            clock,
         });
         Ok(log)
     }
@@ -530,7 +536,7 @@ impl PartitionLog {
                 record_errors: Vec::new(),
             });
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         validator::validate_records(&records, &config, now, &self.tp)?;
         if let Some(recompressed) = validator::recompress(&records, &config)? {
             // Takes over the Vec's allocation (it is unique), no copy.
@@ -628,7 +634,7 @@ impl PartitionLog {
         last_offset: i64,
         leader_epoch: i32,
     ) -> Result<bool, LogError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if leader_epoch >= 0
             && st
                 .leader_epochs
@@ -1392,6 +1398,7 @@ mod tests {
             recovery_point: None,
             log_start_offset: None,
             flusher: None,
+            clock: Clock::system(),
         })
         .unwrap();
         let mut hw_rx = log.subscribe_high_watermark();
@@ -1437,6 +1444,7 @@ mod tests {
             recovery_point: None,
             log_start_offset: None,
             flusher: None,
+            clock: Clock::system(),
         })
         .unwrap()
     }
@@ -2383,18 +2391,25 @@ mod tests {
     fn time_based_roll_and_timed_flush() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
-            segment_ms: 0,
+            segment_ms: 60_000,
             flush_interval_ms: Some(5),
             ..LogConfig::default()
         };
-        let (_mgr, log) = open(dir.path(), config);
+        // segment.ms is passed by moving a manual clock, not waited for.
+        let manual = crate::clock::ManualClock::new(1_700_000_000_000);
+        let mgr = LogManager::open_with_clock(dir.path(), config.clone(), manual.clock()).unwrap();
+        let log = mgr.get_or_create(&tp(), config).unwrap();
         append(&log, 1, 10, 0);
+        manual.advance(Duration::from_millis(59_999));
+        append(&log, 1, 10, 0);
+        assert_eq!(log.segment_count(), 1, "younger than segment.ms");
+        manual.advance(Duration::from_millis(1));
         append(&log, 1, 10, 0);
         assert_eq!(
             log.segment_count(),
             2,
-            "segment.ms = 0 rolls on every append into a non-empty segment"
+            "segment.ms after the first append rolls into a new segment"
         );
-        wait_until("flush.ms to flush", || log.recovery_point() == 2);
+        wait_until("flush.ms to flush", || log.recovery_point() == 3);
     }
 }

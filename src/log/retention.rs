@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::log::error::LogError;
 use crate::log::partition_log::PartitionLog;
@@ -222,12 +222,6 @@ pub fn schedule_segment_deletion(
     }
 }
 
-/// Milliseconds since the epoch of a `SystemTime` (for tests and callers with their own clock).
-pub fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Wakes and stops the background threads (retention, cleaner) without polling.
 #[derive(Debug, Default)]
 pub struct BackgroundSignal {
@@ -313,7 +307,7 @@ pub fn retention_loop(
         let Some(manager) = manager.upgrade() else {
             break;
         };
-        let now_ms = crate::log::now_ms();
+        let now_ms = manager.clock().now_ms();
         let mut changed = woken;
         for log in manager.logs() {
             match delete_old_segments(&log, &mut pending, now_ms) {

@@ -380,6 +380,7 @@ mod isolation_tests {
             recovery_point: None,
             log_start_offset: None,
             flusher: None,
+            clock: crate::clock::Clock::system(),
         })
         .unwrap();
         let partition = Partition::new(tp, Uuid::nil(), log, 0);
