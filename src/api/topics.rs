@@ -126,70 +126,95 @@ fn create_one(
     apis.metadata
         .check_new_topic(name)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
+    let partitions = requested_partitions(apis, &topic)?;
+    check_replication_factor(topic.replication_factor)?;
+    let configs = validated_configs(apis, &topic)?;
+    if validate_only {
+        return Ok((partitions, uuid::Uuid::nil(), configs));
+    }
+    let created = apis
+        .create_topic(name, partitions, configs)
+        .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
+    Ok((
+        created.partition_count(),
+        created.id,
+        created.configs.clone(),
+    ))
+}
 
-    let partitions = if !topic.assignments.is_empty() {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err((
-                ResponseError::InvalidRequest,
-                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
-            ));
-        }
-        let mut seen: Vec<i32> = topic
-            .assignments
-            .iter()
-            .map(|a| a.partition_index)
-            .collect();
-        seen.sort_unstable();
-        if seen.iter().enumerate().any(|(i, &p)| p != i as i32) {
+/// The partition count a CreateTopics entry asks for: from its manual assignment (which on one broker may
+/// only name this broker) or `num_partitions`, with -1 meaning `num.partitions`.
+fn requested_partitions(
+    apis: &Apis,
+    topic: &CreatableTopic,
+) -> Result<i32, (ResponseError, String)> {
+    if topic.assignments.is_empty() {
+        return match topic.num_partitions {
+            -1 => Ok(apis.config.num_partitions),
+            n if n >= 1 => Ok(n),
+            n => Err((
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions was set to an invalid non-positive value: {n}."),
+            )),
+        };
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+        ));
+    }
+    let mut seen: Vec<i32> = topic
+        .assignments
+        .iter()
+        .map(|a| a.partition_index)
+        .collect();
+    seen.sort_unstable();
+    if seen.iter().enumerate().any(|(i, &p)| p != i as i32) {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "Partitions in the replica assignment must be consecutive and start at 0".into(),
+        ));
+    }
+    for assignment in &topic.assignments {
+        if assignment.broker_ids.len() != 1 || assignment.broker_ids[0].0 != apis.node_id {
             return Err((
                 ResponseError::InvalidReplicaAssignment,
-                "Partitions in the replica assignment must be consecutive and start at 0".into(),
-            ));
-        }
-        for assignment in &topic.assignments {
-            if assignment.broker_ids.len() != 1 || assignment.broker_ids[0].0 != apis.node_id {
-                return Err((
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "Replica assignment for partition {} must be exactly [{}], the only broker",
-                        assignment.partition_index, apis.node_id
-                    ),
-                ));
-            }
-        }
-        topic.assignments.len() as i32
-    } else {
-        match topic.num_partitions {
-            -1 => apis.config.num_partitions,
-            n if n >= 1 => n,
-            n => {
-                return Err((
-                    ResponseError::InvalidPartitions,
-                    format!("Number of partitions was set to an invalid non-positive value: {n}."),
-                ));
-            }
-        }
-    };
-    match topic.replication_factor {
-        -1 | 1 => {}
-        n if n > 1 => {
-            return Err((
-                ResponseError::InvalidReplicationFactor,
                 format!(
-                    "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only 1 broker(s) are registered."
-                ),
-            ));
-        }
-        n => {
-            return Err((
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "Replication factor must be larger than 0, or -1 to use the default value, not {n}."
+                    "Replica assignment for partition {} must be exactly [{}], the only broker",
+                    assignment.partition_index, apis.node_id
                 ),
             ));
         }
     }
+    Ok(topic.assignments.len() as i32)
+}
 
+/// One broker can hold one replica: 1 or -1 (the default) is accepted, anything else refused as Kafka
+/// refuses a factor above the registered brokers.
+fn check_replication_factor(replication_factor: i16) -> Result<(), (ResponseError, String)> {
+    match replication_factor {
+        -1 | 1 => Ok(()),
+        n if n > 1 => Err((
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only 1 broker(s) are registered."
+            ),
+        )),
+        n => Err((
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Replication factor must be larger than 0, or -1 to use the default value, not {n}."
+            ),
+        )),
+    }
+}
+
+/// The entry's configs, each checked against the broker's defaults as the log would apply it.
+fn validated_configs(
+    apis: &Apis,
+    topic: &CreatableTopic,
+) -> Result<BTreeMap<String, String>, (ResponseError, String)> {
     let mut configs = BTreeMap::new();
     let mut check = apis.log_defaults();
     for config in &topic.configs {
@@ -204,18 +229,7 @@ fn create_one(
             .map_err(|m| (ResponseError::InvalidConfig, m))?;
         configs.insert(key.to_string(), value.to_string());
     }
-
-    if validate_only {
-        return Ok((partitions, uuid::Uuid::nil(), configs));
-    }
-    let created = apis
-        .create_topic(name, partitions, configs)
-        .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
-    Ok((
-        created.partition_count(),
-        created.id,
-        created.configs.clone(),
-    ))
+    Ok(configs)
 }
 
 pub fn delete_topics(

@@ -220,34 +220,52 @@ pub fn topic_config_for_broker_key(key: &str) -> Option<&'static TopicConfigDef>
     TOPIC_CONFIG_DEFS.iter().find(|d| d.synonyms.contains(&key))
 }
 
+/// One `key=value` being parsed, so that every type error reads as Kafka's `ConfigException` does.
+struct ConfigValue<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+impl ConfigValue<'_> {
+    fn invalid(&self, why: &str) -> String {
+        format!(
+            "Invalid value {} for configuration {}: {why}",
+            self.value, self.key
+        )
+    }
+
+    /// A LONG within `[min, max]`.
+    fn long(&self, min: i64, max: i64) -> Result<i64, String> {
+        let v = self
+            .value
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| self.invalid("Not a number of type LONG"))?;
+        if v < min {
+            return Err(self.invalid(&format!("Value must be at least {min}")));
+        }
+        if v > max {
+            return Err(self.invalid(&format!("Value must be no more than {max}")));
+        }
+        Ok(v)
+    }
+
+    /// A BOOLEAN, `true` or `false` in any case.
+    fn boolean(&self) -> Result<bool, String> {
+        match self.value.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(self.invalid("Expected value to be either true or false")),
+        }
+    }
+}
+
 /// Applies one topic-level config to a topic's log settings, or says which value is wrong and why.
 /// Configs that brook accepts without a setting of its own (see the registry) are validated only.
 pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), String> {
-    let int = |min: i64, max: i64| -> Result<i64, String> {
-        let v = value.trim().parse::<i64>().map_err(|_| {
-            format!("Invalid value {value} for configuration {key}: Not a number of type LONG")
-        })?;
-        if v < min {
-            return Err(format!(
-                "Invalid value {value} for configuration {key}: Value must be at least {min}"
-            ));
-        }
-        if v > max {
-            return Err(format!(
-                "Invalid value {value} for configuration {key}: Value must be no more than {max}"
-            ));
-        }
-        Ok(v)
-    };
-    let boolean = || -> Result<bool, String> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(format!(
-                "Invalid value {value} for configuration {key}: Expected value to be either true or false"
-            )),
-        }
-    };
+    let v = ConfigValue { key, value };
+    let int = |min: i64, max: i64| v.long(min, max);
+    let boolean = || v.boolean();
     match key {
         "segment.bytes" => config.segment_bytes = int(14, i32::MAX as i64)? as u64,
         "segment.ms" => config.segment_ms = int(1, i64::MAX)? as u64,
