@@ -1,6 +1,8 @@
 //! ApiVersions: which APIs and versions this broker implements completely.
 
 use kafka_protocol::ResponseError;
+
+use crate::api::context::RequestContext;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
@@ -74,7 +76,8 @@ fn api_list() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+/// The context is unused: every client is offered the same APIs (it is where per-listener APIs would go).
+pub fn handle(_ctx: &RequestContext, _request: &ApiVersionsRequest) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_api_keys(api_list())
         .with_finalized_features_epoch(-1)

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, error, warn};
 
-use super::{ConnectionContext, Frame, Reply, RequestHandler, ServerLimits};
+use super::{Frame, Reply, RequestHandler, ServerLimits, Session};
 
 /// Shutdown signal shared by a listener and its connections: `None` while serving, `Some(deadline)` once a
 /// graceful shutdown started (responses still due are written until the deadline, then dropped).
@@ -315,7 +315,7 @@ enum ReaderStop {
 /// Serves one connection until it closes. Returns once both of its tasks are done.
 pub(crate) async fn serve(
     stream: TcpStream,
-    ctx: ConnectionContext,
+    mut session: Session,
     handler: Arc<dyn RequestHandler>,
     settings: ConnectionSettings,
     mut shutdown: ShutdownSignal,
@@ -393,7 +393,7 @@ pub(crate) async fn serve(
             tracing::Span::current().record("client_id", client_id);
             client_id_recorded = true;
         }
-        let reply = match catch_unwind(AssertUnwindSafe(|| handler.handle(frame, &ctx))) {
+        let reply = match catch_unwind(AssertUnwindSafe(|| handler.handle(frame, &mut session))) {
             Ok(reply) => reply,
             Err(payload) => {
                 error!(

@@ -12,7 +12,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::Instrument;
 
 use super::fetch_frame::encode_fetch_frame;
-use super::{ConnectionContext, Frame, Reply, RequestHandler};
+use super::{Frame, Reply, RequestHandler, Session};
+use crate::api::context::RequestContext;
 use crate::api::fetch::FetchOutcome;
 use crate::api::legacy::{self, LegacyError, LegacyRequest};
 use crate::api::produce::ProduceOutcome;
@@ -143,7 +144,7 @@ pub enum Body {
 }
 
 impl RequestHandler for Dispatcher {
-    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply {
+    fn handle(&self, frame: Bytes, session: &mut Session) -> Reply {
         let (api_key, version, correlation_id, header, request) = match decode_request(frame) {
             Decoded::Request {
                 api_key,
@@ -154,7 +155,13 @@ impl RequestHandler for Dispatcher {
             } => (api_key, version, correlation_id, header, request),
             Decoded::Reply(reply) => return reply,
         };
+        if let Body::Current(RequestKind::ApiVersions(req)) = &request {
+            // KIP-511: v3+ names the client library; the fields are empty in older versions.
+            session
+                .observe_client_software(&req.client_software_name, &req.client_software_version);
+        }
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
+        let ctx = session.request_context(api_key, version, correlation_id, client_id);
         // A child of the connection span (peer, client id). DEBUG, so at the default INFO it is disabled and
         // costs a level check; `RUST_LOG=info,brook::request=debug` turns it (and a line per request) on.
         let span = tracing::debug_span!(
@@ -166,13 +173,9 @@ impl RequestHandler for Dispatcher {
         );
         let _entered = span.enter();
         tracing::debug!(target: "brook::request", "request");
-        let client = api::groups::Client {
-            client_id,
-            host: format!("/{}", ctx.peer.ip()),
-        };
         crate::metrics::in_request(&self.apis, api_key, || match request {
-            Body::Current(request) => self.route(request, version, correlation_id, client, &span),
-            Body::Legacy(request) => self.route_legacy(request, correlation_id, &span),
+            Body::Current(request) => self.route(request, &ctx, &span),
+            Body::Legacy(request) => self.route_legacy(request, &ctx, &span),
         })
     }
 
@@ -204,25 +207,19 @@ fn request_client_id(frame: &[u8]) -> Option<&str> {
 }
 
 impl Dispatcher {
-    fn route(
-        &self,
-        request: RequestKind,
-        version: i16,
-        correlation_id: i32,
-        client: api::groups::Client<'_>,
-        span: &tracing::Span,
-    ) -> Reply {
+    fn route(&self, request: RequestKind, ctx: &RequestContext, span: &tracing::Span) -> Reply {
         let apis = &self.apis;
+        let (version, correlation_id) = (ctx.api_version, ctx.correlation_id);
         match request {
             RequestKind::ApiVersions(req) => {
-                respond(correlation_id, version, &api_versions::handle(&req))
+                respond(correlation_id, version, &api_versions::handle(ctx, &req))
             }
             RequestKind::Metadata(req) => respond(
                 correlation_id,
                 version,
-                &api::metadata::handle(apis, &req, version),
+                &api::metadata::handle(apis, ctx, &req, version),
             ),
-            RequestKind::Produce(req) => match api::produce::handle(apis, req) {
+            RequestKind::Produce(req) => match api::produce::handle(apis, ctx, req) {
                 ProduceOutcome::NoResponse { failed: None } => Reply::None,
                 ProduceOutcome::NoResponse {
                     failed: Some(reason),
@@ -232,7 +229,7 @@ impl Dispatcher {
                 ProduceOutcome::Respond(response) => respond(correlation_id, version, &response),
                 ProduceOutcome::Wait(pending) => later(correlation_id, version, pending, span),
             },
-            RequestKind::Fetch(req) => match api::fetch::handle(apis, req) {
+            RequestKind::Fetch(req) => match api::fetch::handle(apis, ctx, req) {
                 FetchOutcome::Respond(response) => {
                     respond_with(correlation_id, version, &response, encode_fetch_frame)
                 }
@@ -243,116 +240,127 @@ impl Dispatcher {
             RequestKind::FindCoordinator(req) => respond(
                 correlation_id,
                 version,
-                &api::find_coordinator::handle(apis, &req, version),
+                &api::find_coordinator::handle(apis, ctx, &req, version),
             ),
             RequestKind::ListOffsets(req) => respond(
                 correlation_id,
                 version,
-                &api::list_offsets::handle(apis, &req, version),
+                &api::list_offsets::handle(apis, ctx, &req, version),
             ),
             RequestKind::CreateTopics(req) => respond(
                 correlation_id,
                 version,
-                &api::topics::create_topics(apis, req, version),
+                &api::topics::create_topics(apis, ctx, req, version),
             ),
             RequestKind::DeleteTopics(req) => respond(
                 correlation_id,
                 version,
-                &api::topics::delete_topics(apis, req, version),
+                &api::topics::delete_topics(apis, ctx, req, version),
             ),
             RequestKind::JoinGroup(req) => outcome(
                 correlation_id,
                 version,
-                api::groups::join_group(apis, req, version, client),
+                api::groups::join_group(
+                    apis,
+                    ctx,
+                    req,
+                    version,
+                    api::groups::Client {
+                        client_id: &ctx.client_id,
+                        host: ctx.client_host(),
+                    },
+                ),
                 span,
             ),
             RequestKind::SyncGroup(req) => outcome(
                 correlation_id,
                 version,
-                api::groups::sync_group(apis, req),
+                api::groups::sync_group(apis, ctx, req),
                 span,
             ),
-            RequestKind::Heartbeat(req) => {
-                respond(correlation_id, version, &api::groups::heartbeat(apis, &req))
-            }
+            RequestKind::Heartbeat(req) => respond(
+                correlation_id,
+                version,
+                &api::groups::heartbeat(apis, ctx, &req),
+            ),
             RequestKind::LeaveGroup(req) => respond(
                 correlation_id,
                 version,
-                &api::groups::leave_group(apis, &req, version),
+                &api::groups::leave_group(apis, ctx, &req, version),
             ),
             RequestKind::ListGroups(req) => respond(
                 correlation_id,
                 version,
-                &api::groups::list_groups(apis, &req),
+                &api::groups::list_groups(apis, ctx, &req),
             ),
             RequestKind::DescribeGroups(req) => respond(
                 correlation_id,
                 version,
-                &api::groups::describe_groups(apis, &req, version),
+                &api::groups::describe_groups(apis, ctx, &req, version),
             ),
             RequestKind::DeleteGroups(req) => outcome(
                 correlation_id,
                 version,
-                api::groups::delete_groups(apis, &req),
+                api::groups::delete_groups(apis, ctx, &req),
                 span,
             ),
             RequestKind::OffsetCommit(req) => outcome(
                 correlation_id,
                 version,
-                api::offsets::offset_commit(apis, req),
+                api::offsets::offset_commit(apis, ctx, req),
                 span,
             ),
             RequestKind::OffsetFetch(req) => respond(
                 correlation_id,
                 version,
-                &api::offsets::offset_fetch(apis, &req, version),
+                &api::offsets::offset_fetch(apis, ctx, &req, version),
             ),
             RequestKind::OffsetDelete(req) => outcome(
                 correlation_id,
                 version,
-                api::offsets::offset_delete(apis, &req),
+                api::offsets::offset_delete(apis, ctx, &req),
                 span,
             ),
             RequestKind::DescribeConfigs(req) => respond(
                 correlation_id,
                 version,
-                &api::configs::describe_configs(apis, &req, version),
+                &api::configs::describe_configs(apis, ctx, &req, version),
             ),
             RequestKind::AlterConfigs(req) => respond(
                 correlation_id,
                 version,
-                &api::configs::alter_configs(apis, &req),
+                &api::configs::alter_configs(apis, ctx, &req),
             ),
             RequestKind::IncrementalAlterConfigs(req) => respond(
                 correlation_id,
                 version,
-                &api::configs::incremental_alter_configs(apis, &req),
+                &api::configs::incremental_alter_configs(apis, ctx, &req),
             ),
             RequestKind::CreatePartitions(req) => respond(
                 correlation_id,
                 version,
-                &api::create_partitions::handle(apis, req),
+                &api::create_partitions::handle(apis, ctx, req),
             ),
             RequestKind::DescribeCluster(req) => respond(
                 correlation_id,
                 version,
-                &api::describe_cluster::handle(apis, &req, version),
+                &api::describe_cluster::handle(apis, ctx, &req, version),
             ),
             RequestKind::DescribeLogDirs(req) => respond(
                 correlation_id,
                 version,
-                &api::describe_log_dirs::handle(apis, &req),
+                &api::describe_log_dirs::handle(apis, ctx, &req),
             ),
             RequestKind::OffsetForLeaderEpoch(req) => respond(
                 correlation_id,
                 version,
-                &api::offset_for_leader_epoch::handle(apis, &req),
+                &api::offset_for_leader_epoch::handle(apis, ctx, &req),
             ),
             // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
             RequestKind::DeleteRecords(req) => respond(
                 correlation_id,
                 version,
-                &api::delete_records::handle(apis, &req),
+                &api::delete_records::handle(apis, ctx, &req),
             ),
             _ => Reply::Close("request is advertised but not routed".to_string()),
         }
@@ -366,17 +374,18 @@ impl Dispatcher {
     fn route_legacy(
         &self,
         request: LegacyRequest,
-        correlation_id: i32,
+        ctx: &RequestContext,
         span: &tracing::Span,
     ) -> Reply {
         let apis = &self.apis;
+        let correlation_id = ctx.correlation_id;
         match request {
             LegacyRequest::ListOffsetsV0 {
                 request,
                 max_num_offsets,
             } => legacy_respond(
                 correlation_id,
-                &api::list_offsets::handle(apis, &request, 1),
+                &api::list_offsets::handle(apis, ctx, &request, 1),
                 |r| legacy::list_offsets_v0_response(&request, &max_num_offsets, r),
             ),
             // OffsetCommit responses v0 and v1 are v2's.
@@ -388,7 +397,7 @@ impl Dispatcher {
             LegacyRequest::OffsetCommitV1(req) => outcome(
                 correlation_id,
                 2,
-                api::offsets::offset_commit(apis, req),
+                api::offsets::offset_commit(apis, ctx, req),
                 span,
             ),
             // OffsetFetch's response v0 is v1's.
@@ -397,28 +406,28 @@ impl Dispatcher {
             }
             LegacyRequest::CreateTopics { version, request } => legacy_respond(
                 correlation_id,
-                &api::topics::create_topics(apis, request, 2),
+                &api::topics::create_topics(apis, ctx, request, 2),
                 |r| legacy::create_topics_response(version, r),
             ),
             LegacyRequest::DeleteTopicsV0(req) => legacy_respond(
                 correlation_id,
-                &api::topics::delete_topics(apis, req, 1),
+                &api::topics::delete_topics(apis, ctx, req, 1),
                 legacy::delete_topics_v0_response,
             ),
             LegacyRequest::DescribeConfigsV0(req) => legacy_respond(
                 correlation_id,
-                &api::configs::describe_configs(apis, &req, 1),
+                &api::configs::describe_configs(apis, ctx, &req, 1),
                 legacy::describe_configs_v0_response,
             ),
             // DescribeLogDirs' response v0 is v1's.
             LegacyRequest::DescribeLogDirsV0(req) => respond(
                 correlation_id,
                 1,
-                &api::describe_log_dirs::handle(apis, &req),
+                &api::describe_log_dirs::handle(apis, ctx, &req),
             ),
             LegacyRequest::OffsetForLeaderEpoch { version, request } => legacy_respond(
                 correlation_id,
-                &api::offset_for_leader_epoch::handle(apis, &request),
+                &api::offset_for_leader_epoch::handle(apis, ctx, &request),
                 |r| legacy::offset_for_leader_epoch_response(version, r),
             ),
         }
@@ -636,6 +645,71 @@ mod tests {
             panic!("KIP-511");
         };
         assert_eq!(&frame.to_bytes()[8..10], &35i16.to_be_bytes());
+    }
+
+    /// An encoded request frame (without size prefix) as a client would send it.
+    pub(crate) fn request_frame<R: Encodable + HeaderVersion>(
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        client_id: &str,
+        request: &R,
+    ) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+                client_id.to_string(),
+            )));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .expect("encode a request header");
+        request.encode(&mut buf, version).expect("encode a request");
+        buf.freeze()
+    }
+
+    pub(crate) fn test_session() -> Session {
+        Session::new(
+            1,
+            std::sync::Arc::from("PLAINTEXT"),
+            crate::api::context::SecurityProtocol::Plaintext,
+            "127.0.0.1:40000".parse().expect("literal address"),
+            "127.0.0.1:9092".parse().expect("literal address"),
+        )
+    }
+
+    #[tokio::test]
+    async fn api_versions_v3_teaches_the_session_its_client_software() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dispatcher = Dispatcher::new(Arc::new(api::test_apis(dir.path())));
+        let mut session = test_session();
+        let request = kafka_protocol::messages::ApiVersionsRequest::default()
+            .with_client_software_name(kafka_protocol::protocol::StrBytes::from_static_str(
+                "librdkafka",
+            ))
+            .with_client_software_version(kafka_protocol::protocol::StrBytes::from_static_str(
+                "2.11.1",
+            ));
+        let frame = request_frame(ApiKey::ApiVersions, 3, 5, "kcat", &request);
+        assert!(matches!(
+            dispatcher.handle(frame, &mut session),
+            Reply::Now(_)
+        ));
+        let software = session.client_software.clone().expect("recorded");
+        assert_eq!(
+            (&*software.name, &*software.version),
+            ("librdkafka", "2.11.1")
+        );
+        assert_eq!(session.client_id.as_deref(), Some("kcat"));
+        // v0 carries no software fields: what the session learned stays.
+        let frame = request_frame(ApiKey::ApiVersions, 0, 6, "kcat", &request);
+        assert!(matches!(
+            dispatcher.handle(frame, &mut session),
+            Reply::Now(_)
+        ));
+        assert_eq!(session.client_software, Some(software));
     }
 
     #[test]

@@ -8,14 +8,15 @@ pub mod dispatch;
 pub mod fetch_frame;
 pub mod frame;
 pub mod listener;
+pub mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 
 use bytes::Bytes;
 
 pub use frame::Frame;
+pub use session::Session;
 
 /// What the dispatcher decided for one request frame.
 pub enum Reply {
@@ -42,20 +43,13 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// Who sent a request: passed to the handler with every frame (for logs, quotas, client state).
-#[derive(Debug, Clone)]
-pub struct ConnectionContext {
-    pub peer: SocketAddr,
-    /// Unique per listener, increasing from 1.
-    pub id: u64,
-}
-
 /// The dispatcher, as seen from a connection.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Called on the connection's reader task, strictly in arrival order, with one frame (without its size
     /// prefix). Synchronous work (validation, appends) happens here, so requests on one connection take effect
-    /// in order; waiting happens in the returned future.
-    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply;
+    /// in order; waiting happens in the returned future. The handler may record what the request teaches
+    /// about the client (client id, software) in the connection's session.
+    fn handle(&self, frame: Bytes, session: &mut Session) -> Reply;
 
     /// The client id a request frame names, if any. The connection records the first one into its span, so
     /// every later log line of the connection says which client it serves.
@@ -184,7 +178,7 @@ pub(crate) mod testkit {
     }
 
     impl RequestHandler for Script {
-        fn handle(&self, mut frame: Bytes, _ctx: &ConnectionContext) -> Reply {
+        fn handle(&self, mut frame: Bytes, _session: &mut Session) -> Reply {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if frame.first() == Some(&b'S') {
                 // Any length: answer with the frame's length as the tag.
