@@ -712,6 +712,56 @@ mod tests {
         assert_eq!(session.client_software, Some(software));
     }
 
+    /// A whole connection (reader, dispatcher, writer) over an in-memory stream: the connection does not
+    /// depend on TCP, so TLS can wrap the socket underneath it.
+    #[tokio::test]
+    async fn connection_over_an_in_memory_stream_answers_api_versions() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let handler: Arc<dyn RequestHandler> =
+            Arc::new(Dispatcher::new(Arc::new(api::test_apis(dir.path()))));
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_stop, shutdown) = tokio::sync::watch::channel(None);
+        let settings = (&super::super::ServerLimits::default()).into();
+        let connection = tokio::spawn(super::super::connection::serve(
+            server,
+            test_session(),
+            handler,
+            settings,
+            shutdown,
+        ));
+        let request = kafka_protocol::messages::ApiVersionsRequest::default();
+        let frame = request_frame(ApiKey::ApiVersions, 3, 77, "duplex", &request);
+        let mut sized = BytesMut::new();
+        sized.put_u32(frame.len() as u32);
+        sized.extend_from_slice(&frame);
+        client.write_all(&sized).await.expect("send the request");
+
+        let deadline = std::time::Duration::from_secs(10);
+        let size = tokio::time::timeout(deadline, client.read_u32())
+            .await
+            .expect("a response before the deadline")
+            .expect("a response size");
+        let mut body = vec![0u8; size as usize];
+        client
+            .read_exact(&mut body)
+            .await
+            .expect("the response body");
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, 0).expect("response header v0");
+        assert_eq!(header.correlation_id, 77);
+        let response =
+            ApiVersionsResponse::decode(&mut body, 3).expect("an ApiVersions v3 response");
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.api_keys.len(), api_versions::SUPPORTED.len());
+
+        drop(client);
+        tokio::time::timeout(deadline, connection)
+            .await
+            .expect("the connection ends when the client goes")
+            .expect("the connection task does not panic");
+    }
+
     #[test]
     fn api_versions_responses_use_header_v0() {
         for version in 0..=4 {

@@ -279,6 +279,9 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                         continue;
                     };
                     let protocol = SecurityProtocol::Plaintext;
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(error = %e, "set_nodelay failed");
+                    }
                     // The address the client reached; unknown only if the socket already failed.
                     let local = stream
                         .local_addr()
