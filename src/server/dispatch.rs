@@ -14,9 +14,8 @@ use tracing::Instrument;
 use super::fetch_frame::encode_fetch_frame;
 use super::{Frame, Reply, RequestHandler, Session};
 use crate::api::context::RequestContext;
-use crate::api::fetch::FetchOutcome;
 use crate::api::legacy::{self, LegacyError, LegacyRequest};
-use crate::api::produce::ProduceOutcome;
+use crate::api::registry::Answer;
 use crate::api::{self, Apis, api_versions};
 
 /// Routes requests to the API modules.
@@ -206,164 +205,51 @@ fn request_client_id(frame: &[u8]) -> Option<&str> {
     }
 }
 
-impl Dispatcher {
-    fn route(&self, request: RequestKind, ctx: &RequestContext, span: &tracing::Span) -> Reply {
-        let apis = &self.apis;
-        let (version, correlation_id) = (ctx.api_version, ctx.correlation_id);
-        match request {
-            RequestKind::ApiVersions(req) => {
-                respond(correlation_id, version, &api_versions::handle(ctx, &req))
+/// Chooses how a response type becomes a frame: Fetch's records go out from the buffers they were read into.
+macro_rules! encoder {
+    (Fetch) => {
+        encode_fetch_frame
+    };
+    ($key:ident) => {
+        encode_frame
+    };
+}
+
+/// Expands the registry into [`Dispatcher::route`]: one match arm per registered API.
+macro_rules! routes {
+    ($($key:ident, $min:literal, $max:literal, |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+        impl Dispatcher {
+            fn route(&self, request: RequestKind, ctx: &RequestContext, span: &tracing::Span) -> Reply {
+                match request {
+                    $(RequestKind::$key($req) => {
+                        let $apis: &Apis = &self.apis;
+                        let $ctx: &RequestContext = ctx;
+                        answer(ctx, span, $answer, encoder!($key))
+                    })*
+                    // Only a bug can get here: `api_versions::is_served` admits registered APIs only.
+                    _ => Reply::Close("request is advertised but not routed".to_string()),
+                }
             }
-            RequestKind::Metadata(req) => respond(
-                correlation_id,
-                version,
-                &api::metadata::handle(apis, ctx, &req, version),
-            ),
-            RequestKind::Produce(req) => match api::produce::handle(apis, ctx, req) {
-                ProduceOutcome::NoResponse { failed: None } => Reply::None,
-                ProduceOutcome::NoResponse {
-                    failed: Some(reason),
-                } => Reply::Close(format!(
-                    "acks=0 produce failed ({reason}); closing so the producer notices"
-                )),
-                ProduceOutcome::Respond(response) => respond(correlation_id, version, &response),
-                ProduceOutcome::Wait(pending) => later(correlation_id, version, pending, span),
-            },
-            RequestKind::Fetch(req) => match api::fetch::handle(apis, ctx, req) {
-                FetchOutcome::Respond(response) => {
-                    respond_with(correlation_id, version, &response, encode_fetch_frame)
-                }
-                FetchOutcome::Wait(pending) => {
-                    later_with(correlation_id, version, pending, span, encode_fetch_frame)
-                }
-            },
-            RequestKind::FindCoordinator(req) => respond(
-                correlation_id,
-                version,
-                &api::find_coordinator::handle(apis, ctx, &req, version),
-            ),
-            RequestKind::ListOffsets(req) => respond(
-                correlation_id,
-                version,
-                &api::list_offsets::handle(apis, ctx, &req, version),
-            ),
-            RequestKind::CreateTopics(req) => respond(
-                correlation_id,
-                version,
-                &api::topics::create_topics(apis, ctx, req, version),
-            ),
-            RequestKind::DeleteTopics(req) => respond(
-                correlation_id,
-                version,
-                &api::topics::delete_topics(apis, ctx, req, version),
-            ),
-            RequestKind::JoinGroup(req) => outcome(
-                correlation_id,
-                version,
-                api::groups::join_group(
-                    apis,
-                    ctx,
-                    req,
-                    version,
-                    api::groups::Client {
-                        client_id: &ctx.client_id,
-                        host: ctx.client_host(),
-                    },
-                ),
-                span,
-            ),
-            RequestKind::SyncGroup(req) => outcome(
-                correlation_id,
-                version,
-                api::groups::sync_group(apis, ctx, req),
-                span,
-            ),
-            RequestKind::Heartbeat(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::heartbeat(apis, ctx, &req),
-            ),
-            RequestKind::LeaveGroup(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::leave_group(apis, ctx, &req, version),
-            ),
-            RequestKind::ListGroups(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::list_groups(apis, ctx, &req),
-            ),
-            RequestKind::DescribeGroups(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::describe_groups(apis, ctx, &req, version),
-            ),
-            RequestKind::DeleteGroups(req) => outcome(
-                correlation_id,
-                version,
-                api::groups::delete_groups(apis, ctx, &req),
-                span,
-            ),
-            RequestKind::OffsetCommit(req) => outcome(
-                correlation_id,
-                version,
-                api::offsets::offset_commit(apis, ctx, req),
-                span,
-            ),
-            RequestKind::OffsetFetch(req) => respond(
-                correlation_id,
-                version,
-                &api::offsets::offset_fetch(apis, ctx, &req, version),
-            ),
-            RequestKind::OffsetDelete(req) => outcome(
-                correlation_id,
-                version,
-                api::offsets::offset_delete(apis, ctx, &req),
-                span,
-            ),
-            RequestKind::DescribeConfigs(req) => respond(
-                correlation_id,
-                version,
-                &api::configs::describe_configs(apis, ctx, &req, version),
-            ),
-            RequestKind::AlterConfigs(req) => respond(
-                correlation_id,
-                version,
-                &api::configs::alter_configs(apis, ctx, &req),
-            ),
-            RequestKind::IncrementalAlterConfigs(req) => respond(
-                correlation_id,
-                version,
-                &api::configs::incremental_alter_configs(apis, ctx, &req),
-            ),
-            RequestKind::CreatePartitions(req) => respond(
-                correlation_id,
-                version,
-                &api::create_partitions::handle(apis, ctx, req),
-            ),
-            RequestKind::DescribeCluster(req) => respond(
-                correlation_id,
-                version,
-                &api::describe_cluster::handle(apis, ctx, &req, version),
-            ),
-            RequestKind::DescribeLogDirs(req) => respond(
-                correlation_id,
-                version,
-                &api::describe_log_dirs::handle(apis, ctx, &req),
-            ),
-            RequestKind::OffsetForLeaderEpoch(req) => respond(
-                correlation_id,
-                version,
-                &api::offset_for_leader_epoch::handle(apis, ctx, &req),
-            ),
-            // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
-            RequestKind::DeleteRecords(req) => respond(
-                correlation_id,
-                version,
-                &api::delete_records::handle(apis, ctx, &req),
-            ),
-            _ => Reply::Close("request is advertised but not routed".to_string()),
         }
+    };
+}
+api::registry::registrations!(routes);
+
+/// Turns a handler's answer into the connection's reply, recording the response in the metrics.
+fn answer<R: crate::metrics::ResponseMetrics + Send + 'static>(
+    ctx: &RequestContext,
+    span: &tracing::Span,
+    answer: Answer<R>,
+    encode: Encode<R>,
+) -> Reply {
+    let (correlation_id, version) = (ctx.correlation_id, ctx.api_version);
+    match answer {
+        Answer::Now(response) => respond_with(correlation_id, version, &response, encode),
+        Answer::Later(pending) => later_with(correlation_id, version, pending, span, encode),
+        Answer::NoResponse(None) => Reply::None,
+        Answer::NoResponse(Some(reason)) => Reply::Close(format!(
+            "acks=0 produce failed ({reason}); closing so the producer notices"
+        )),
     }
 }
 
@@ -760,6 +646,33 @@ mod tests {
             .await
             .expect("the connection ends when the client goes")
             .expect("the connection task does not panic");
+    }
+
+    /// A default request of every registered API, made from the same table the router is.
+    macro_rules! default_requests {
+        ($($key:ident, $min:literal, $max:literal, |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+            vec![$((ApiKey::$key, $max, RequestKind::$key(Default::default()))),*]
+        };
+    }
+
+    #[tokio::test]
+    async fn every_registered_api_is_routed_to_its_handler() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dispatcher = Dispatcher::new(Arc::new(api::test_apis(dir.path())));
+        let requests: Vec<(ApiKey, i16, RequestKind)> =
+            api::registry::registrations!(default_requests);
+        assert_eq!(requests.len(), api_versions::SUPPORTED.len());
+        let span = tracing::Span::none();
+        for (key, version, request) in requests {
+            assert!(api_versions::supported_range(key).is_some(), "{key:?}");
+            let ctx = test_session().request_context(key, version, 1, "t");
+            match dispatcher.route(request, &ctx, &span) {
+                Reply::Close(reason) => {
+                    assert!(!reason.contains("not routed"), "{key:?}: {reason}")
+                }
+                Reply::Now(_) | Reply::Later(_) | Reply::None => {}
+            }
+        }
     }
 
     #[test]

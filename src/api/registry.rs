@@ -1,0 +1,107 @@
+//! One registration per API: its key, the versions brook serves in full, and its handler. The ApiVersions
+//! answer, the dispatcher's routing (and with it the per-response metrics) are all expanded from the one
+//! table in [`registrations!`], so adding an API is one entry there.
+//!
+//! Produce is advertised from version 0 although versions 0-2 are answered with UNSUPPORTED_VERSION, as Kafka
+//! 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
+//! FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
+//! OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
+//! The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse};
+
+use super::fetch::FetchOutcome;
+use super::groups::Outcome;
+use super::produce::ProduceOutcome;
+
+/// What a registered handler decided, for the dispatcher to encode.
+pub enum Answer<R> {
+    /// The response, ready now.
+    Now(R),
+    /// The response once the future is ready (long polls, acks=-1, group rebalances).
+    Later(Pin<Box<dyn Future<Output = R> + Send>>),
+    /// No response is due (acks=0). With a reason, the connection closes so the producer notices.
+    NoResponse(Option<String>),
+}
+
+impl<R> From<Outcome<R>> for Answer<R> {
+    fn from(outcome: Outcome<R>) -> Self {
+        match outcome {
+            Outcome::Respond(response) => Answer::Now(response),
+            Outcome::Wait(pending) => Answer::Later(pending),
+        }
+    }
+}
+
+impl From<ProduceOutcome> for Answer<ProduceResponse> {
+    fn from(outcome: ProduceOutcome) -> Self {
+        match outcome {
+            ProduceOutcome::NoResponse { failed } => Answer::NoResponse(failed),
+            ProduceOutcome::Respond(response) => Answer::Now(response),
+            ProduceOutcome::Wait(pending) => Answer::Later(pending),
+        }
+    }
+}
+
+impl From<FetchOutcome> for Answer<FetchResponse> {
+    fn from(outcome: FetchOutcome) -> Self {
+        match outcome {
+            FetchOutcome::Respond(response) => Answer::Now(response),
+            FetchOutcome::Wait(pending) => Answer::Later(pending),
+        }
+    }
+}
+
+/// The table of APIs, in the order ApiVersions lists them. Each entry is
+/// `Key, min, max, |apis, ctx, request| answer;` where the handler gets `&Apis`, `&RequestContext` and the
+/// decoded request (by value) and returns an [`Answer`]. Expands by calling `$expand!` with every entry.
+macro_rules! registrations {
+    ($expand:ident) => {
+        $expand! {
+            Produce, 0, 13, |apis, ctx, req| Answer::from($crate::api::produce::handle(apis, ctx, req));
+            Fetch, 4, 18, |apis, ctx, req| Answer::from($crate::api::fetch::handle(apis, ctx, req));
+            ListOffsets, 0, 10, |apis, ctx, req| Answer::Now($crate::api::list_offsets::handle(apis, ctx, &req, ctx.api_version));
+            Metadata, 0, 13, |apis, ctx, req| Answer::Now($crate::api::metadata::handle(apis, ctx, &req, ctx.api_version));
+            FindCoordinator, 0, 6, |apis, ctx, req| Answer::Now($crate::api::find_coordinator::handle(apis, ctx, &req, ctx.api_version));
+            ApiVersions, 0, 4, |_apis, ctx, req| Answer::Now($crate::api::api_versions::handle(ctx, &req));
+            CreateTopics, 0, 7, |apis, ctx, req| Answer::Now($crate::api::topics::create_topics(apis, ctx, req, ctx.api_version));
+            DeleteTopics, 0, 6, |apis, ctx, req| Answer::Now($crate::api::topics::delete_topics(apis, ctx, req, ctx.api_version));
+            JoinGroup, 0, 9, |apis, ctx, req| Answer::from($crate::api::groups::join_group(
+                apis,
+                ctx,
+                req,
+                ctx.api_version,
+                $crate::api::groups::Client { client_id: &ctx.client_id, host: ctx.client_host() },
+            ));
+            SyncGroup, 0, 5, |apis, ctx, req| Answer::from($crate::api::groups::sync_group(apis, ctx, req));
+            Heartbeat, 0, 4, |apis, ctx, req| Answer::Now($crate::api::groups::heartbeat(apis, ctx, &req));
+            LeaveGroup, 0, 5, |apis, ctx, req| Answer::Now($crate::api::groups::leave_group(apis, ctx, &req, ctx.api_version));
+            OffsetCommit, 0, 9, |apis, ctx, req| Answer::from($crate::api::offsets::offset_commit(apis, ctx, req));
+            OffsetFetch, 0, 9, |apis, ctx, req| Answer::Now($crate::api::offsets::offset_fetch(apis, ctx, &req, ctx.api_version));
+            ListGroups, 0, 5, |apis, ctx, req| Answer::Now($crate::api::groups::list_groups(apis, ctx, &req));
+            DescribeGroups, 0, 6, |apis, ctx, req| Answer::Now($crate::api::groups::describe_groups(apis, ctx, &req, ctx.api_version));
+            DeleteGroups, 0, 2, |apis, ctx, req| Answer::from($crate::api::groups::delete_groups(apis, ctx, &req));
+            OffsetDelete, 0, 0, |apis, ctx, req| Answer::from($crate::api::offsets::offset_delete(apis, ctx, &req));
+            DescribeConfigs, 0, 4, |apis, ctx, req| Answer::Now($crate::api::configs::describe_configs(apis, ctx, &req, ctx.api_version));
+            AlterConfigs, 0, 2, |apis, ctx, req| Answer::Now($crate::api::configs::alter_configs(apis, ctx, &req));
+            IncrementalAlterConfigs, 0, 1, |apis, ctx, req| Answer::Now($crate::api::configs::incremental_alter_configs(apis, ctx, &req));
+            CreatePartitions, 0, 3, |apis, ctx, req| Answer::Now($crate::api::create_partitions::handle(apis, ctx, req));
+            DescribeCluster, 0, 2, |apis, ctx, req| Answer::Now($crate::api::describe_cluster::handle(apis, ctx, &req, ctx.api_version));
+            DescribeLogDirs, 0, 4, |apis, ctx, req| Answer::Now($crate::api::describe_log_dirs::handle(apis, ctx, &req));
+            OffsetForLeaderEpoch, 0, 4, |apis, ctx, req| Answer::Now($crate::api::offset_for_leader_epoch::handle(apis, ctx, &req));
+            DeleteRecords, 0, 2, |apis, ctx, req| Answer::Now($crate::api::delete_records::handle(apis, ctx, &req));
+        }
+    };
+}
+pub(crate) use registrations;
+
+macro_rules! supported {
+    ($($key:ident, $min:literal, $max:literal, |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+        /// The APIs brook answers, with the version ranges it implements in full.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[$((ApiKey::$key, $min, $max)),*];
+    };
+}
+registrations!(supported);
