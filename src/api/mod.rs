@@ -20,6 +20,7 @@ pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod registry;
+pub mod response_metrics;
 pub mod topics;
 
 use std::collections::BTreeMap;

@@ -12,10 +12,12 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::Instrument;
 
 use super::fetch_frame::encode_fetch_frame;
+use super::request_metrics;
 use super::{Frame, Reply, RequestHandler, Session};
 use crate::api::context::RequestContext;
 use crate::api::legacy::{self, LegacyError, LegacyRequest};
 use crate::api::registry::Answer;
+use crate::api::response_metrics::ResponseMetrics;
 use crate::api::{self, Apis, api_versions};
 
 /// Routes requests to the API modules.
@@ -172,7 +174,7 @@ impl RequestHandler for Dispatcher {
         );
         let _entered = span.enter();
         tracing::debug!(target: "brook::request", "request");
-        crate::metrics::in_request(&self.apis, api_key, || match request {
+        request_metrics::in_request(&self.apis, api_key, || match request {
             Body::Current(request) => self.route(request, &ctx, &span),
             Body::Legacy(request) => self.route_legacy(request, &ctx, &span),
         })
@@ -236,7 +238,7 @@ macro_rules! routes {
 api::registry::registrations!(routes);
 
 /// Turns a handler's answer into the connection's reply, recording the response in the metrics.
-fn answer<R: crate::metrics::ResponseMetrics + Send + 'static>(
+fn answer<R: ResponseMetrics + Send + 'static>(
     ctx: &RequestContext,
     span: &tracing::Span,
     answer: Answer<R>,
@@ -321,12 +323,12 @@ impl Dispatcher {
 }
 
 /// An answer in a legacy format: `encode` writes the body, the frame gets response header v0.
-fn legacy_respond<R: crate::metrics::ResponseMetrics>(
+fn legacy_respond<R: ResponseMetrics>(
     correlation_id: i32,
     response: &R,
     encode: impl FnOnce(&R) -> Result<Vec<u8>, LegacyError>,
 ) -> Reply {
-    crate::metrics::observe_response(response);
+    request_metrics::observe_response(response);
     match encode(response).and_then(|body| legacy::frame(correlation_id, &body)) {
         Ok(frame) => Reply::Now(frame.into()),
         // Only a bug (or a name longer than the wire allows) makes our own answer unencodable.
@@ -356,7 +358,7 @@ fn outcome<R>(
     span: &tracing::Span,
 ) -> Reply
 where
-    R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
+    R: Encodable + HeaderVersion + ResponseMetrics + Send + 'static,
 {
     match outcome {
         api::groups::Outcome::Respond(response) => respond(correlation_id, version, &response),
@@ -371,7 +373,7 @@ type Encode<R> = fn(i32, i16, &R) -> anyhow::Result<Frame>;
 /// A response computed later, encoded when it is ready.
 fn later<R, F>(correlation_id: i32, version: i16, pending: F, span: &tracing::Span) -> Reply
 where
-    R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
+    R: Encodable + HeaderVersion + ResponseMetrics + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
     later_with(correlation_id, version, pending, span, encode_frame::<R>)
@@ -385,10 +387,10 @@ fn later_with<R, F>(
     encode: Encode<R>,
 ) -> Reply
 where
-    R: crate::metrics::ResponseMetrics + Send + 'static,
+    R: ResponseMetrics + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
-    let observer = crate::metrics::later_observer();
+    let observer = request_metrics::later_observer();
     Reply::Later(Box::pin(
         async move {
             let response = pending.await;
@@ -405,7 +407,7 @@ where
     ))
 }
 
-fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
+fn respond<R: Encodable + HeaderVersion + ResponseMetrics>(
     correlation_id: i32,
     version: i16,
     response: &R,
@@ -413,13 +415,13 @@ fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
     respond_with(correlation_id, version, response, encode_frame::<R>)
 }
 
-fn respond_with<R: crate::metrics::ResponseMetrics>(
+fn respond_with<R: ResponseMetrics>(
     correlation_id: i32,
     version: i16,
     response: &R,
     encode: Encode<R>,
 ) -> Reply {
-    crate::metrics::observe_response(response);
+    request_metrics::observe_response(response);
     match encode(correlation_id, version, response) {
         Ok(frame) => Reply::Now(frame),
         // Only a bug can make a response we built unencodable; the client cannot be answered correctly.

@@ -5,7 +5,7 @@
 
 use kafka_protocol::messages::*;
 
-use crate::api::Apis;
+use super::Apis;
 
 /// A response whose error codes (and, for Fetch, data) the metrics record.
 pub trait ResponseMetrics {
