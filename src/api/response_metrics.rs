@@ -17,6 +17,11 @@ pub trait ResponseMetrics {
 
     /// Records this response in the broker's metrics.
     fn observe(&self, apis: &Apis) {
+        self.observe_errors(apis);
+    }
+
+    /// Counts the response's error codes other than NONE.
+    fn observe_errors(&self, apis: &Apis) {
         let mut codes = Vec::new();
         self.error_codes(&mut |c| {
             if c != 0 {
@@ -147,13 +152,7 @@ impl ResponseMetrics for FetchResponse {
 
     /// Also counts the bytes and records returned per topic (topics named by id are looked up).
     fn observe(&self, apis: &Apis) {
-        let mut codes = Vec::new();
-        self.error_codes(&mut |c| {
-            if c != 0 {
-                codes.push(c);
-            }
-        });
-        apis.metrics.response_errors(Self::API, &codes);
+        self.observe_errors(apis);
         for topic in &self.responses {
             let by_id;
             let name = if topic.topic.0.is_empty() {
