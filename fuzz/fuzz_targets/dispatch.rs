@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use brook::server::dispatch::Dispatcher;
 use brook::api::context::SecurityProtocol;
+use brook::server::dispatch::Dispatcher;
 use brook::server::{Reply, RequestHandler, Session};
 use brook::{Broker, Config};
 use bytes::{Bytes, BytesMut};
@@ -91,7 +91,10 @@ fn harness() -> &'static Harness {
             .with_timeout_ms(10_000);
         let frame = request_frame(ApiKey::CreateTopics, 5, &create);
         assert!(
-            matches!(h.dispatcher.handle(frame, &mut h.session.clone()), Reply::Now(_)),
+            matches!(
+                h.dispatcher.handle(frame, &mut h.session.clone()),
+                Reply::Now(_)
+            ),
             "creating the seed topic"
         );
         h
@@ -113,7 +116,10 @@ fn request_frame<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Bytes {
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     let _enter = h.runtime.enter();
-    match h.dispatcher.handle(Bytes::copy_from_slice(data), &mut h.session.clone()) {
+    match h
+        .dispatcher
+        .handle(Bytes::copy_from_slice(data), &mut h.session.clone())
+    {
         Reply::Now(out) => check_frame(&out.to_bytes(), data),
         Reply::Later(pending) => {
             if let Some(Some(out)) = pending.now_or_never() {
