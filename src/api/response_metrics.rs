@@ -32,10 +32,12 @@ pub trait ResponseMetrics {
     }
 }
 
-/// Implements [`ResponseMetrics`] from a list of paths to the error codes: `a` is one code, `a.b` one per
-/// element of the list `a`, `a.b.c` one per element of each list `b`.
+/// Implements [`ResponseMetrics`] from a list of paths to the error codes (written in `api::registry`): `a`
+/// is one code, `a.b` one per element of the list `a`, `a.b.c` one per element of each list `b`.
 macro_rules! error_codes {
-    ($response:ty, $api:ident $(, $($path:ident).+)* $(,)?) => {
+    // Implemented by hand below.
+    ($response:ident, $api:ident [custom]) => {};
+    ($response:ident, $api:ident [$($($path:ident).+),* $(,)?]) => {
         impl ResponseMetrics for $response {
             const API: ApiKey = ApiKey::$api;
             #[allow(unused_variables)]
@@ -52,91 +54,13 @@ macro_rules! error_codes {
     };
 }
 
-error_codes!(ApiVersionsResponse, ApiVersions, error_code);
-error_codes!(
-    MetadataResponse,
-    Metadata,
-    topics.error_code,
-    topics.partitions.error_code
-);
-error_codes!(
-    ProduceResponse,
-    Produce,
-    responses.partition_responses.error_code
-);
-error_codes!(
-    FindCoordinatorResponse,
-    FindCoordinator,
-    error_code,
-    coordinators.error_code
-);
-error_codes!(
-    ListOffsetsResponse,
-    ListOffsets,
-    topics.partitions.error_code
-);
-error_codes!(CreateTopicsResponse, CreateTopics, topics.error_code);
-error_codes!(DeleteTopicsResponse, DeleteTopics, responses.error_code);
-error_codes!(JoinGroupResponse, JoinGroup, error_code);
-error_codes!(SyncGroupResponse, SyncGroup, error_code);
-error_codes!(HeartbeatResponse, Heartbeat, error_code);
-error_codes!(
-    LeaveGroupResponse,
-    LeaveGroup,
-    error_code,
-    members.error_code
-);
-error_codes!(ListGroupsResponse, ListGroups, error_code);
-error_codes!(DescribeGroupsResponse, DescribeGroups, groups.error_code);
-error_codes!(DeleteGroupsResponse, DeleteGroups, results.error_code);
-error_codes!(
-    OffsetCommitResponse,
-    OffsetCommit,
-    topics.partitions.error_code
-);
-error_codes!(
-    OffsetFetchResponse,
-    OffsetFetch,
-    error_code,
-    topics.partitions.error_code,
-    groups.error_code,
-    groups.topics.partitions.error_code
-);
-error_codes!(
-    OffsetDeleteResponse,
-    OffsetDelete,
-    error_code,
-    topics.partitions.error_code
-);
-error_codes!(DescribeConfigsResponse, DescribeConfigs, results.error_code);
-error_codes!(AlterConfigsResponse, AlterConfigs, responses.error_code);
-error_codes!(
-    IncrementalAlterConfigsResponse,
-    IncrementalAlterConfigs,
-    responses.error_code
-);
-error_codes!(
-    CreatePartitionsResponse,
-    CreatePartitions,
-    results.error_code
-);
-error_codes!(DescribeClusterResponse, DescribeCluster, error_code);
-error_codes!(
-    DescribeLogDirsResponse,
-    DescribeLogDirs,
-    error_code,
-    results.error_code
-);
-error_codes!(
-    OffsetForLeaderEpochResponse,
-    OffsetForLeaderEpoch,
-    topics.partitions.error_code
-);
-error_codes!(
-    DeleteRecordsResponse,
-    DeleteRecords,
-    topics.partitions.error_code
-);
+/// Every registered API's response but Fetch's, from the error code paths in the registry.
+macro_rules! response_metrics {
+    ($($key:ident, $min:literal, $max:literal, $response:ident [$($codes:tt)*], |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+        $( error_codes!($response, $key [$($codes)*]); )*
+    };
+}
+super::registry::registrations!(response_metrics);
 
 impl ResponseMetrics for FetchResponse {
     const API: ApiKey = ApiKey::Fetch;
@@ -172,5 +96,35 @@ impl ResponseMetrics for FetchResponse {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! response_apis {
+        ($($key:ident, $min:literal, $max:literal, $response:ident [$($codes:tt)*], |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+            vec![$((ApiKey::$key, <$response as ResponseMetrics>::API)),*]
+        };
+    }
+
+    #[test]
+    fn every_registered_response_is_counted_under_its_own_api() {
+        let apis: Vec<(ApiKey, ApiKey)> = crate::api::registry::registrations!(response_apis);
+        assert_eq!(apis.len(), crate::api::api_versions::SUPPORTED.len());
+        for (registered, counted) in apis {
+            assert_eq!(registered, counted);
+        }
+    }
+
+    #[test]
+    fn error_codes_are_read_from_every_path() {
+        let mut response = OffsetFetchResponse::default().with_error_code(16);
+        response.groups =
+            vec![offset_fetch_response::OffsetFetchResponseGroup::default().with_error_code(15)];
+        let mut codes = Vec::new();
+        response.error_codes(&mut |c| codes.push(c));
+        assert_eq!(codes, vec![16, 15]);
     }
 }

@@ -219,7 +219,7 @@ macro_rules! encoder {
 
 /// Expands the registry into [`Dispatcher::route`]: one match arm per registered API.
 macro_rules! routes {
-    ($($key:ident, $min:literal, $max:literal, |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+    ($($key:ident, $min:literal, $max:literal, $response:ident [$($codes:tt)*], |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
         impl Dispatcher {
             fn route(&self, request: RequestKind, ctx: &RequestContext, span: &tracing::Span) -> Reply {
                 match request {
@@ -652,7 +652,7 @@ mod tests {
 
     /// A default request of every registered API, made from the same table the router is.
     macro_rules! default_requests {
-        ($($key:ident, $min:literal, $max:literal, |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+        ($($key:ident, $min:literal, $max:literal, $response:ident [$($codes:tt)*], |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
             vec![$((ApiKey::$key, $max, RequestKind::$key(Default::default()))),*]
         };
     }
