@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
 use crate::log::{CleanerConfig, LogConfig};
-use crate::server::ServerLimits;
 
 mod keys;
+mod metrics_config;
+mod server_limits;
 
 pub use keys::{KeySpec, SaslValue, key_spec, key_specs};
+pub use metrics_config::MetricsConfig;
+pub use server_limits::ServerLimits;
 
 /// A configuration key or value that brook cannot accept.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +95,7 @@ pub struct Config {
     /// `logging.format` (brook's own): `text` for people, `json` (one object per line) for log shippers.
     pub logging_format: LoggingFormat,
     /// `metrics.listener` and `metrics.partition.level.enable` (brook's own): the Prometheus endpoint.
-    pub metrics: crate::metrics::MetricsConfig,
+    pub metrics: MetricsConfig,
     /// Every key that was set explicitly, with its raw value, for DescribeConfigs and logging.
     explicit: BTreeMap<String, String>,
 }

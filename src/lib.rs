@@ -134,7 +134,8 @@ impl Broker {
         let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
         let metrics_endpoint = match metrics_socket {
             Some(socket) => {
-                let scraper = metrics::Scraper::new(apis.clone(), listener.connection_counts());
+                let scraper =
+                    server::scrape::Scraper::new(apis.clone(), listener.connection_counts());
                 let endpoint = metrics::MetricsEndpoint::start(socket, scraper)?;
                 tracing::info!(
                     "serving metrics on http://{}/metrics",

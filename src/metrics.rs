@@ -13,24 +13,19 @@
 //! summed per topic) for large deployments.
 
 pub mod endpoint;
-mod responses;
-mod scrape;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
-use crate::api::Apis;
-use crate::server::Reply;
+pub use crate::config::MetricsConfig;
 
 pub use endpoint::MetricsEndpoint;
-pub use responses::ResponseMetrics;
-pub use scrape::Scraper;
+pub use endpoint::Scrape;
 
 /// Every metric brook exports, in one place. Counters end in `_total`; units are part of the name.
 pub mod names {
@@ -117,27 +112,6 @@ const FLUSH_BUCKETS: &[f64] = &[
 const BATCH_SIZE_BUCKETS: &[f64] = &[
     64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
 ];
-
-/// What the metrics subsystem is told by the broker configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MetricsConfig {
-    /// `metrics.listener`: where `GET /metrics` is served; None (an empty value) disables metrics.
-    pub listener: Option<crate::config::Endpoint>,
-    /// `metrics.partition.level.enable`: per-partition series (true) or sums per topic (false).
-    pub partition_level: bool,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            listener: Some(crate::config::Endpoint {
-                host: "127.0.0.1".into(),
-                port: 9464,
-            }),
-            partition_level: true,
-        }
-    }
-}
 
 /// One broker's metric registry. Cheap to call when metrics are disabled: every method returns at once.
 pub struct Metrics {
@@ -263,8 +237,8 @@ impl Metrics {
         self.partition_level
     }
 
-    /// The registry as Prometheus text (the event metrics; scrape-time gauges are added by [`Scraper`]).
-    fn render_registry(&self) -> String {
+    /// The registry as Prometheus text (the event metrics; scrape-time gauges are added by a [`Scrape`]).
+    pub fn render_registry(&self) -> String {
         self.inner
             .as_ref()
             .map(|r| r.recorder.handle().render())
@@ -279,7 +253,7 @@ impl Metrics {
     }
 
     /// A request answered, with how long it took from arrival to response.
-    fn request_done(&self, api: ApiKey, duration: Duration) {
+    pub fn request_done(&self, api: ApiKey, duration: Duration) {
         if let Some(r) = &self.inner {
             let handles = r.api(api);
             handles.requests.increment(1);
@@ -287,14 +261,14 @@ impl Metrics {
         }
     }
 
-    fn request_parked(&self, api: ApiKey, parked: Duration) {
+    pub fn request_parked(&self, api: ApiKey, parked: Duration) {
         if let Some(r) = &self.inner {
             r.api(api).parked.record(parked.as_secs_f64());
         }
     }
 
     /// Counts the error codes of one response (NONE is skipped). Errors are rare: looked up by key.
-    fn response_errors(&self, api: ApiKey, codes: &[i16]) {
+    pub fn response_errors(&self, api: ApiKey, codes: &[i16]) {
         let Some(r) = &self.inner else {
             return;
         };
@@ -491,80 +465,6 @@ fn batches(records: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
             records: u64::try_from(count).unwrap_or(0),
         })
     })
-}
-
-thread_local! {
-    /// The broker whose request this thread is handling (set by [`in_request`]), so response observers can
-    /// record without every API call site passing it along.
-    static CURRENT: RefCell<Option<Arc<Apis>>> = const { RefCell::new(None) };
-}
-
-/// Restores the previous request scope when dropped (also on panic).
-struct ScopeGuard(Option<Arc<Apis>>);
-
-impl Drop for ScopeGuard {
-    fn drop(&mut self) {
-        let previous = self.0.take();
-        CURRENT.with(|c| *c.borrow_mut() = previous);
-    }
-}
-
-/// Runs the synchronous part of one request (`route`) and records it: the request count and its duration
-/// (for a reply computed later, when it is ready, with the parked time separately). Responses built inside
-/// record their error codes (see [`observe_response`]).
-pub fn in_request(apis: &Arc<Apis>, api: ApiKey, route: impl FnOnce() -> Reply) -> Reply {
-    if !apis.metrics.is_enabled() {
-        return route();
-    }
-    let started = Instant::now();
-    let reply = {
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(apis.clone()));
-        let _restore = ScopeGuard(previous);
-        route()
-    };
-    match reply {
-        Reply::Later(pending) => {
-            let apis = apis.clone();
-            let parked_at = Instant::now();
-            Reply::Later(Box::pin(async move {
-                let response = pending.await;
-                apis.metrics.request_parked(api, parked_at.elapsed());
-                apis.metrics.request_done(api, started.elapsed());
-                response
-            }))
-        }
-        other => {
-            apis.metrics.request_done(api, started.elapsed());
-            other
-        }
-    }
-}
-
-/// Records what a response says (error codes; Fetch's bytes and records per topic), for the broker whose
-/// request this thread is handling. Does nothing outside [`in_request`].
-pub fn observe_response<R: ResponseMetrics>(response: &R) {
-    CURRENT.with(|c| {
-        if let Some(apis) = c.borrow().as_ref() {
-            response.observe(apis);
-        }
-    });
-}
-
-/// A handle to record a response that is computed later (on another task), taken while the request is
-/// being handled.
-pub struct LaterObserver(Option<Arc<Apis>>);
-
-impl LaterObserver {
-    pub fn observe<R: ResponseMetrics>(&self, response: &R) {
-        if let Some(apis) = &self.0 {
-            response.observe(apis);
-        }
-    }
-}
-
-/// See [`LaterObserver`].
-pub fn later_observer() -> LaterObserver {
-    LaterObserver(CURRENT.with(|c| c.borrow().clone()))
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use brook::api::context::SecurityProtocol;
 use brook::server::dispatch::Dispatcher;
-use brook::server::{ConnectionContext, Reply, RequestHandler};
+use brook::server::{Reply, RequestHandler, Session};
 use brook::{Broker, Config};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -25,7 +26,8 @@ use libfuzzer_sys::fuzz_target;
 struct Harness {
     runtime: tokio::runtime::Runtime,
     dispatcher: Dispatcher,
-    ctx: ConnectionContext,
+    /// Each input runs on a fresh copy, as if on a new connection.
+    session: Session,
     _broker: Broker,
 }
 
@@ -64,14 +66,17 @@ fn harness() -> &'static Harness {
             .block_on(Broker::start(config))
             .expect("fuzz broker starts");
         let dispatcher = broker.dispatcher();
-        let ctx = ConnectionContext {
-            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            id: 1,
-        };
+        let session = Session::new(
+            1,
+            "PLAINTEXT".into(),
+            SecurityProtocol::Plaintext,
+            SocketAddr::from(([127, 0, 0, 1], 40000)),
+            SocketAddr::from(([127, 0, 0, 1], 9092)),
+        );
         let h = Harness {
             runtime,
             dispatcher,
-            ctx,
+            session,
             _broker: broker,
         };
         // The seeds' topic: two partitions named "t".
@@ -86,7 +91,10 @@ fn harness() -> &'static Harness {
             .with_timeout_ms(10_000);
         let frame = request_frame(ApiKey::CreateTopics, 5, &create);
         assert!(
-            matches!(h.dispatcher.handle(frame, &h.ctx), Reply::Now(_)),
+            matches!(
+                h.dispatcher.handle(frame, &mut h.session.clone()),
+                Reply::Now(_)
+            ),
             "creating the seed topic"
         );
         h
@@ -108,7 +116,10 @@ fn request_frame<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Bytes {
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     let _enter = h.runtime.enter();
-    match h.dispatcher.handle(Bytes::copy_from_slice(data), &h.ctx) {
+    match h
+        .dispatcher
+        .handle(Bytes::copy_from_slice(data), &mut h.session.clone())
+    {
         Reply::Now(out) => check_frame(&out.to_bytes(), data),
         Reply::Later(pending) => {
             if let Some(Some(out)) = pending.now_or_never() {

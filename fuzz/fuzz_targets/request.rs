@@ -13,6 +13,7 @@
 use std::sync::Once;
 
 use brook::api::api_versions;
+use brook::api::context::RequestContext;
 use brook::server::Reply;
 use brook::server::dispatch::{Body, Decoded, decode_request, encode_frame};
 use bytes::Bytes;
@@ -83,7 +84,8 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(kind, api_key, "body decoded as another api");
             }
             if let RequestKind::ApiVersions(req) = &request {
-                let out = encode_frame(correlation_id, version, &api_versions::handle(req))
+                let ctx = RequestContext::for_test(api_key, version);
+                let out = encode_frame(correlation_id, version, &api_versions::handle(&ctx, req))
                     .expect("an ApiVersions response always encodes");
                 check_frame(&out.to_bytes(), data);
             }

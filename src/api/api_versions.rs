@@ -1,44 +1,13 @@
 //! ApiVersions: which APIs and versions this broker implements completely.
 
 use kafka_protocol::ResponseError;
+
+use crate::api::context::RequestContext;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
-/// The APIs brook answers, with the version ranges it implements in full.
-///
-/// Produce is advertised from version 0 although versions 0-2 are answered with UNSUPPORTED_VERSION, as Kafka
-/// 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
-/// FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
-/// OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
-/// The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 13),
-    (ApiKey::Fetch, 4, 18),
-    (ApiKey::ListOffsets, 0, 10),
-    (ApiKey::Metadata, 0, 13),
-    (ApiKey::FindCoordinator, 0, 6),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 0, 7),
-    (ApiKey::DeleteTopics, 0, 6),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 0, 9),
-    (ApiKey::OffsetFetch, 0, 9),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::DescribeConfigs, 0, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::DescribeLogDirs, 0, 4),
-    (ApiKey::OffsetForLeaderEpoch, 0, 4),
-    (ApiKey::DeleteRecords, 0, 2),
-];
+/// The registered APIs and versions: the table lives in [`super::registry`].
+pub use super::registry::SUPPORTED;
 
 /// Produce versions that are advertised for old clients' sake but cannot be served.
 pub const PRODUCE_UNSERVED_BELOW: i16 = 3;
@@ -74,7 +43,8 @@ fn api_list() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+/// The context is unused: every client is offered the same APIs (it is where per-listener APIs would go).
+pub fn handle(_ctx: &RequestContext, _request: &ApiVersionsRequest) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_api_keys(api_list())
         .with_finalized_features_epoch(-1)

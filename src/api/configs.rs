@@ -6,6 +6,7 @@
 //! (DEFAULT_CONFIG). Changes are validated whole before anything is stored, persisted, and applied to every
 //! partition at once.
 
+use crate::api::context::RequestContext;
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
@@ -282,6 +283,7 @@ fn describe_resource(
 
 pub fn describe_configs(
     apis: &Apis,
+    _ctx: &RequestContext,
     request: &DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -636,7 +638,11 @@ fn alter_group(
     Ok(())
 }
 
-pub fn alter_configs(apis: &Apis, request: &AlterConfigsRequest) -> AlterConfigsResponse {
+pub fn alter_configs(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: &AlterConfigsRequest,
+) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let responses = request
         .resources
@@ -672,6 +678,7 @@ pub fn alter_configs(apis: &Apis, request: &AlterConfigsRequest) -> AlterConfigs
 
 pub fn incremental_alter_configs(
     apis: &Apis,
+    _ctx: &RequestContext,
     request: &IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;

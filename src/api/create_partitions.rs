@@ -1,6 +1,7 @@
 //! CreatePartitions: grows a topic's partition count. New partitions get empty logs at once; producers and
 //! consumers see them at their next metadata refresh. A topic never shrinks, as in Kafka.
 
+use crate::api::context::RequestContext;
 use std::collections::HashSet;
 
 use kafka_protocol::ResponseError;
@@ -36,7 +37,11 @@ fn partition_limit_exceeded(apis: &Apis, request: &CreatePartitionsRequest) -> O
     })
 }
 
-pub fn handle(apis: &Apis, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub fn handle(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let over_limit = partition_limit_exceeded(apis, &request);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = request

@@ -4,6 +4,7 @@
 //! returns it); the retention thread then removes the segments wholly below it and writes the log start
 //! offset checkpoint, so the new start survives a restart. No file work happens on the request path.
 
+use crate::api::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -13,7 +14,11 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use super::Apis;
 use super::error::log_error_code;
 
-pub fn handle(apis: &Apis, request: &DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn handle(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: &DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let mut moved = false;
     let topics = request
         .topics
@@ -89,7 +94,11 @@ mod tests {
     }
 
     fn answer(apis: &Apis, topic: &str, offset: i64) -> (i16, i64) {
-        let r = handle(apis, &request(topic, offset));
+        let r = handle(
+            apis,
+            &RequestContext::for_test(kafka_protocol::messages::ApiKey::DeleteRecords, 2),
+            &request(topic, offset),
+        );
         let p = &r.topics[0].partitions[0];
         (p.error_code, p.low_watermark)
     }

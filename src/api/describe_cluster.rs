@@ -1,5 +1,6 @@
 //! DescribeCluster: the cluster id, the controller and the brokers (this one node).
 
+use crate::api::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -13,6 +14,7 @@ const ENDPOINT_BROKERS: i8 = 1;
 
 pub fn handle(
     apis: &Apis,
+    _ctx: &RequestContext,
     request: &DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {

@@ -1,6 +1,7 @@
 //! DescribeLogDirs: the data directory, its partitions' sizes on disk, and (v4) the file system's total and
 //! usable bytes.
 
+use crate::api::context::RequestContext;
 use std::path::Path;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -12,7 +13,11 @@ use kafka_protocol::protocol::StrBytes;
 use super::Apis;
 use crate::log::TopicPartition;
 
-pub fn handle(apis: &Apis, request: &DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub fn handle(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: &DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
     // None: every partition; otherwise the named ones that this broker has (others are left out, as Kafka).
     let wanted: Vec<(String, Vec<i32>)> = match &request.topics {
         None => apis

@@ -3,6 +3,7 @@
 //! Fetch sessions (KIP-227) are not kept: every fetch is a full fetch and the response carries session id 0,
 //! which tells clients that no session was created, as a Kafka broker whose session cache is full does.
 
+use crate::api::context::RequestContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ struct Plan {
     isolation: FetchIsolation,
 }
 
-pub fn handle(apis: &Apis, request: FetchRequest) -> FetchOutcome {
+pub fn handle(apis: &Apis, _ctx: &RequestContext, request: FetchRequest) -> FetchOutcome {
     if request.session_id != 0 {
         return FetchOutcome::Respond(
             FetchResponse::default()

@@ -3,6 +3,7 @@
 //! Also the API whose presence librdkafka checks before it will compress with lz4, so it is advertised even
 //! before the group APIs exist. Transaction and share-group coordinators are not available yet.
 
+use crate::api::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -15,6 +16,7 @@ const GROUP: i8 = 0;
 
 pub fn handle(
     apis: &Apis,
+    _ctx: &RequestContext,
     request: &FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {

@@ -2,6 +2,7 @@
 //! DeleteGroups. Each turns the request into a call on the [`GroupCoordinator`](crate::group::coordinator)
 //! and the result into a response; JoinGroup and SyncGroup may wait for the rest of the group.
 
+use crate::api::context::RequestContext;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -73,6 +74,7 @@ fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
 
 pub fn join_group(
     apis: &Apis,
+    _ctx: &RequestContext,
     req: JoinGroupRequest,
     version: i16,
     client: Client<'_>,
@@ -118,7 +120,11 @@ fn sync_response(r: SyncResult) -> SyncGroupResponse {
         .with_assignment(r.assignment)
 }
 
-pub fn sync_group(apis: &Apis, req: SyncGroupRequest) -> Outcome<SyncGroupResponse> {
+pub fn sync_group(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: SyncGroupRequest,
+) -> Outcome<SyncGroupResponse> {
     let params = SyncParams {
         group_id: req.group_id.0.to_string(),
         generation: req.generation_id,
@@ -144,7 +150,7 @@ pub fn sync_group(apis: &Apis, req: SyncGroupRequest) -> Outcome<SyncGroupRespon
     }
 }
 
-pub fn heartbeat(apis: &Apis, req: &HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(apis: &Apis, _ctx: &RequestContext, req: &HeartbeatRequest) -> HeartbeatResponse {
     let result = apis.groups.heartbeat(
         req.group_id.0.as_str(),
         req.generation_id,
@@ -154,7 +160,12 @@ pub fn heartbeat(apis: &Apis, req: &HeartbeatRequest) -> HeartbeatResponse {
     HeartbeatResponse::default().with_error_code(code(result.err()))
 }
 
-pub fn leave_group(apis: &Apis, req: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub fn leave_group(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: &LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
     let group = req.group_id.0.as_str();
     if version < 3 {
         let results = apis
@@ -188,7 +199,11 @@ pub fn leave_group(apis: &Apis, req: &LeaveGroupRequest, version: i16) -> LeaveG
     )
 }
 
-pub fn list_groups(apis: &Apis, req: &ListGroupsRequest) -> ListGroupsResponse {
+pub fn list_groups(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: &ListGroupsRequest,
+) -> ListGroupsResponse {
     let states: Vec<String> = req
         .states_filter
         .iter()
@@ -221,6 +236,7 @@ pub fn list_groups(apis: &Apis, req: &ListGroupsRequest) -> ListGroupsResponse {
 
 pub fn describe_groups(
     apis: &Apis,
+    _ctx: &RequestContext,
     req: &DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
@@ -273,7 +289,11 @@ pub fn describe_groups(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn delete_groups(apis: &Apis, req: &DeleteGroupsRequest) -> Outcome<DeleteGroupsResponse> {
+pub fn delete_groups(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: &DeleteGroupsRequest,
+) -> Outcome<DeleteGroupsResponse> {
     let mut results = Vec::with_capacity(req.groups_names.len());
     let mut writes = Vec::new();
     for id in &req.groups_names {

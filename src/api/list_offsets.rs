@@ -1,6 +1,7 @@
 //! ListOffsets: the earliest and latest offsets of a partition, the first offset at a timestamp, or the
 //! record with the largest timestamp (KIP-734).
 
+use crate::api::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -21,7 +22,12 @@ const EARLIEST_LOCAL: i64 = -4;
 /// KIP-1005 (v9+): the last offset in tiered storage; there is none, so no offset.
 const LATEST_TIERED: i64 = -5;
 
-pub fn handle(apis: &Apis, request: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: &ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let isolation = FetchIsolation::for_consumer(request.isolation_level);
     let topics = request
         .topics

@@ -1,5 +1,6 @@
 //! Metadata: the brokers, the cluster id and the topics with their partitions and leaders.
 
+use crate::api::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -12,7 +13,12 @@ use super::Apis;
 use super::acl_operations::{ResourceType, authorized_operations};
 use crate::cluster::{MetadataImage, TopicImage, topic_name};
 
-pub fn handle(apis: &Apis, request: &MetadataRequest, version: i16) -> MetadataResponse {
+pub fn handle(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: &MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let image = apis.metadata.image();
 
     // Version 0 asks for every topic with an empty list; later versions with a null one.

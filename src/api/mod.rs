@@ -4,6 +4,7 @@
 pub mod acl_operations;
 pub mod api_versions;
 pub mod configs;
+pub mod context;
 pub mod create_partitions;
 pub mod delete_records;
 pub mod describe_cluster;
@@ -18,6 +19,8 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod registry;
+pub mod response_metrics;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -283,7 +286,14 @@ mod tests {
                 )))
                 .with_count(4),
         ]);
-        let response = create_partitions::handle(&apis, request);
+        let response = create_partitions::handle(
+            &apis,
+            &context::RequestContext::for_test(
+                kafka_protocol::messages::ApiKey::CreatePartitions,
+                3,
+            ),
+            request,
+        );
         assert_eq!(
             response.results[0].error_code,
             ResponseError::InvalidRequest.code(),
@@ -320,7 +330,11 @@ mod tests {
                         .with_records(Some(bytes::Bytes::from(batch(1, 10, 1)))),
                 ]),
         ]);
-        let produce::ProduceOutcome::Respond(response) = produce::handle(&apis, request) else {
+        let produce::ProduceOutcome::Respond(response) = produce::handle(
+            &apis,
+            &context::RequestContext::for_test(kafka_protocol::messages::ApiKey::Produce, 9),
+            request,
+        ) else {
             panic!("acks=1 without waiting answers at once");
         };
         assert_eq!(
@@ -336,7 +350,12 @@ mod tests {
 
         let request = DeleteTopicsRequest::default()
             .with_topics(vec![DeleteTopicState::default().with_name(Some(name))]);
-        let response = topics::delete_topics(&apis, request, 6);
+        let response = topics::delete_topics(
+            &apis,
+            &context::RequestContext::for_test(kafka_protocol::messages::ApiKey::DeleteTopics, 6),
+            request,
+            6,
+        );
         assert_eq!(
             response.responses[0].error_code,
             ResponseError::InvalidTopicException.code()

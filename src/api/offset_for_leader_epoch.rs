@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch: where a leader epoch ended, from the partition's leader epoch cache. Consumers ask
 //! it after a leader change to detect log truncation (KIP-320).
 
+use crate::api::context::RequestContext;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -12,7 +13,11 @@ use super::Apis;
 const UNDEFINED_EPOCH: i32 = -1;
 const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
-pub fn handle(apis: &Apis, request: &OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    request: &OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .iter()

@@ -1,6 +1,7 @@
 //! OffsetCommit, OffsetFetch and OffsetDelete: committed offsets of a group, kept by the
 //! [`OffsetStore`](crate::group::offset_store::OffsetStore) after the coordinator has checked the member.
 
+use crate::api::context::RequestContext;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -42,7 +43,11 @@ fn partition_known(apis: &Apis, topic: &str, partition: i32) -> bool {
         .is_some_and(|t| t.partition(partition).is_some())
 }
 
-pub fn offset_commit(apis: &Apis, req: OffsetCommitRequest) -> Outcome<OffsetCommitResponse> {
+pub fn offset_commit(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: OffsetCommitRequest,
+) -> Outcome<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
     let check = if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
@@ -175,7 +180,12 @@ fn metadata_of(om: &Option<OffsetAndMetadata>) -> Option<StrBytes> {
     ))
 }
 
-pub fn offset_fetch(apis: &Apis, req: &OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn offset_fetch(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: &OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = req
             .groups
@@ -245,7 +255,11 @@ pub fn offset_fetch(apis: &Apis, req: &OffsetFetchRequest, version: i16) -> Offs
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-pub fn offset_delete(apis: &Apis, req: &OffsetDeleteRequest) -> Outcome<OffsetDeleteResponse> {
+pub fn offset_delete(
+    apis: &Apis,
+    _ctx: &RequestContext,
+    req: &OffsetDeleteRequest,
+) -> Outcome<OffsetDeleteResponse> {
     let group = req.group_id.0.as_str();
     if !apis.groups.group_exists(group) {
         return Outcome::Respond(

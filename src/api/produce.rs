@@ -2,6 +2,7 @@
 //! topic's `compression.type` re-encodes them). Records the log refuses one by one come back as Kafka's
 //! `record_errors`.
 
+use crate::api::context::RequestContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ struct Pending {
     required: i64,
 }
 
-pub fn handle(apis: &Apis, request: ProduceRequest) -> ProduceOutcome {
+pub fn handle(apis: &Apis, _ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
     if !matches!(acks, -1..=1) {
         return ProduceOutcome::Respond(invalid_acks(&request));

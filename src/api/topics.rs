@@ -1,5 +1,6 @@
 //! CreateTopics and DeleteTopics.
 
+use crate::api::context::RequestContext;
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
@@ -73,6 +74,7 @@ fn partition_limit_exceeded(apis: &Apis, request: &CreateTopicsRequest) -> Optio
 
 pub fn create_topics(
     apis: &Apis,
+    _ctx: &RequestContext,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -234,6 +236,7 @@ fn validated_configs(
 
 pub fn delete_topics(
     apis: &Apis,
+    _ctx: &RequestContext,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {

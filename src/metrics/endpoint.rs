@@ -11,7 +11,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::Scraper;
+/// What renders a broker's `/metrics` page. Implemented above this module (by the server, which can see
+/// the partitions, groups and connections), so the metrics layer depends on nothing it reports on.
+pub trait Scrape: Send + Sync + 'static {
+    /// Folds recorded histogram samples into their buckets.
+    fn upkeep(&self);
+    /// The whole page. Blocking (may read `/proc`): called off the async workers.
+    fn render(&self) -> String;
+}
 
 /// The largest request head read (request line and headers); Prometheus sends about 300 bytes.
 const MAX_REQUEST_HEAD: usize = 8192;
@@ -32,7 +39,7 @@ pub struct MetricsEndpoint {
 
 impl MetricsEndpoint {
     /// Serves `scraper` on a socket the caller bound. Must be called within a tokio runtime.
-    pub fn start(socket: std::net::TcpListener, scraper: Scraper) -> std::io::Result<Self> {
+    pub fn start(socket: std::net::TcpListener, scraper: impl Scrape) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         let socket = TcpListener::from_std(socket)?;
         let local_addr = socket.local_addr()?;
@@ -70,7 +77,7 @@ impl Drop for MetricsEndpoint {
     }
 }
 
-async fn serve(socket: TcpListener, scraper: Arc<Scraper>, mut stopped: watch::Receiver<bool>) {
+async fn serve(socket: TcpListener, scraper: Arc<dyn Scrape>, mut stopped: watch::Receiver<bool>) {
     // Dropping the set (on stop) aborts scrapes in progress.
     let mut clients = JoinSet::new();
     let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
@@ -104,7 +111,7 @@ async fn serve(socket: TcpListener, scraper: Arc<Scraper>, mut stopped: watch::R
 }
 
 /// One request, one response, close.
-async fn exchange(mut stream: TcpStream, scraper: Arc<Scraper>) -> std::io::Result<()> {
+async fn exchange(mut stream: TcpStream, scraper: Arc<dyn Scrape>) -> std::io::Result<()> {
     let Some(head) = read_head(&mut stream).await? else {
         return respond(
             &mut stream,

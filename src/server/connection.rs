@@ -22,15 +22,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, error, warn};
 
-use super::{ConnectionContext, Frame, Reply, RequestHandler, ServerLimits};
+use super::{Frame, Reply, RequestHandler, ServerLimits, Session};
 
 /// Shutdown signal shared by a listener and its connections: `None` while serving, `Some(deadline)` once a
 /// graceful shutdown started (responses still due are written until the deadline, then dropped).
@@ -121,7 +120,7 @@ impl FrameReader {
         }
     }
 
-    async fn step(&mut self, rd: &mut OwnedReadHalf) -> Result<Step, FrameError> {
+    async fn step<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Result<Step, FrameError> {
         if let Some((body, len)) = &mut self.large {
             let remaining = *len - body.len();
             // `take` keeps the read inside this frame; `read_buf` places bytes only when it completes.
@@ -141,29 +140,7 @@ impl FrameReader {
         if let Some(step) = self.parse()? {
             return Ok(step);
         }
-        let n = loop {
-            if self.read_ahead.capacity() == 0 {
-                // Between requests: wait without holding a buffer, so an idle connection costs no read-ahead.
-                rd.readable().await?;
-            }
-            if self.read_ahead.capacity() - self.read_ahead.len() < READ_AHEAD / 4 {
-                // Reuses the buffer when earlier frames are gone, else starts a new one.
-                self.read_ahead.reserve(READ_AHEAD);
-            }
-            match rd.try_read_buf(&mut self.read_ahead) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.read_ahead.is_empty() {
-                        // Nothing pending: release the buffer (frames sliced from it keep their part alive).
-                        self.read_ahead = BytesMut::new();
-                    } else {
-                        // A partial frame: keep it and wait for the rest.
-                        rd.readable().await?;
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let n = self.fill(rd).await?;
         if n == 0 {
             return if self.read_ahead.is_empty() {
                 Ok(Step::Eof)
@@ -172,6 +149,41 @@ impl FrameReader {
             };
         }
         Ok(self.parse()?.unwrap_or(Step::Progress))
+    }
+
+    /// One read into the read-ahead buffer; 0 at end of stream. Between requests the wait holds no buffer:
+    /// it reads into a few bytes on the stack, then takes whatever else already arrived without waiting.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> io::Result<usize> {
+        if self.read_ahead.is_empty() {
+            if self.read_ahead.capacity() > 0 {
+                // Keep the buffer while requests keep coming.
+                self.reserve_read_ahead();
+                if let Some(n) = try_read_buf(rd, &mut self.read_ahead) {
+                    return n;
+                }
+                // Nothing pending: release the buffer (frames sliced from it keep their part alive).
+                self.read_ahead = BytesMut::new();
+            }
+            let mut first = [0u8; 8];
+            let n = rd.read(&mut first).await?;
+            if n > 0 {
+                self.read_ahead.reserve(READ_AHEAD);
+                self.read_ahead.extend_from_slice(&first[..n]);
+                // An error or end of stream here shows at the next read.
+                let _ = try_read_buf(rd, &mut self.read_ahead);
+            }
+            return Ok(n);
+        }
+        self.reserve_read_ahead();
+        // A partial frame: keep it and wait for the rest.
+        rd.read_buf(&mut self.read_ahead).await
+    }
+
+    fn reserve_read_ahead(&mut self) {
+        if self.read_ahead.capacity() - self.read_ahead.len() < READ_AHEAD / 4 {
+            // Reuses the buffer when earlier frames are gone, else starts a new one.
+            self.read_ahead.reserve(READ_AHEAD);
+        }
     }
 
     /// Takes a complete frame from the read-ahead buffer, or moves a large frame to its own buffer.
@@ -203,6 +215,13 @@ impl FrameReader {
         }
         Ok(None)
     }
+}
+
+/// Reads what is available into `buf` without waiting: None when nothing is (the read would block), which
+/// is a socket's `try_read` for any stream. `buf` must have spare capacity, or the read reports 0 bytes.
+fn try_read_buf<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+    // `read_buf` is cancel-safe: a poll that returns Pending has read nothing.
+    rd.read_buf(buf).now_or_never()
 }
 
 /// A queued reply, in request order.
@@ -312,23 +331,25 @@ enum ReaderStop {
     WriterGone,
 }
 
+/// Any byte stream a connection runs over: a TCP socket today, a TLS session over one next.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
 /// Serves one connection until it closes. Returns once both of its tasks are done.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    ctx: ConnectionContext,
+pub(crate) async fn serve<S: Transport>(
+    stream: S,
+    session: Session,
     handler: Arc<dyn RequestHandler>,
     settings: ConnectionSettings,
-    mut shutdown: ShutdownSignal,
+    shutdown: ShutdownSignal,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(error = %e, "set_nodelay failed");
-    }
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     // Bounded FIFO: when it is full, `send` waits, the reader stops reading and TCP pushes back.
     let (tx, rx) = mpsc::channel::<Queued>(settings.queue_depth);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let budget = ReplyBudget::new(settings.reply_budget);
-    let mut writer = tokio::spawn(
+    let writer = tokio::spawn(
         write_responses(
             wr,
             rx,
@@ -339,114 +360,190 @@ pub(crate) async fn serve(
         )
         .instrument(tracing::Span::current()),
     );
-    let mut writer_done = false;
-    let mut frames = FrameReader::new(settings.max_frame_bytes);
-    let mut idle_deadline = Instant::now() + settings.idle;
-    let mut client_id_recorded = false;
+    let mut reader = ConnectionReader {
+        rd,
+        frames: FrameReader::new(settings.max_frame_bytes),
+        session,
+        handler,
+        idle: settings.idle,
+        idle_deadline: Instant::now() + settings.idle,
+        client_id_recorded: false,
+        tx,
+        in_flight,
+        budget,
+        writer,
+        writer_done: false,
+        shutdown,
+    };
+    let stop = reader.run().await;
+    reader.finish(stop).await;
+}
 
-    let stop = loop {
-        let step = tokio::select! {
-            biased;
-            _ = shutdown_started(&mut shutdown) => break ReaderStop::Shutdown,
-            _ = &mut writer => {
-                writer_done = true;
-                break ReaderStop::WriterGone;
+/// The reader side of a connection: reads frames, has the handler answer them in order, queues the replies.
+struct ConnectionReader<S> {
+    rd: ReadHalf<S>,
+    frames: FrameReader,
+    session: Session,
+    handler: Arc<dyn RequestHandler>,
+    idle: Duration,
+    idle_deadline: Instant,
+    client_id_recorded: bool,
+    tx: mpsc::Sender<Queued>,
+    in_flight: Arc<AtomicUsize>,
+    budget: ReplyBudget,
+    writer: JoinHandle<()>,
+    writer_done: bool,
+    shutdown: ShutdownSignal,
+}
+
+impl<S: Transport> ConnectionReader<S> {
+    async fn run(&mut self) -> ReaderStop {
+        loop {
+            let frame = match self.next_frame().await {
+                Ok(frame) => frame,
+                Err(stop) => return stop,
+            };
+            let queued = match self.answer(frame).await {
+                Ok(Some(queued)) => queued,
+                Ok(None) => continue,
+                Err(stop) => return stop,
+            };
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            if self.tx.send(queued).await.is_err() {
+                return ReaderStop::WriterGone;
             }
-            step = frames.step(&mut rd) => step,
-            _ = sleep_until(idle_deadline) => {
-                if in_flight.load(Ordering::Acquire) > 0 {
-                    // Still answering: the connection is not idle. Count again from now.
-                    idle_deadline = Instant::now() + settings.idle;
-                    continue;
+        }
+    }
+
+    /// The next whole frame, or why the connection stops reading.
+    async fn next_frame(&mut self) -> Result<Bytes, ReaderStop> {
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = shutdown_started(&mut self.shutdown) => return Err(ReaderStop::Shutdown),
+                _ = &mut self.writer => {
+                    self.writer_done = true;
+                    return Err(ReaderStop::WriterGone);
                 }
-                debug!(idle_ms = settings.idle.as_millis() as u64, "closing idle connection");
-                break ReaderStop::Idle;
+                step = self.frames.step(&mut self.rd) => step,
+                _ = sleep_until(self.idle_deadline) => {
+                    if self.in_flight.load(Ordering::Acquire) > 0 {
+                        // Still answering: the connection is not idle. Count again from now.
+                        self.idle_deadline = Instant::now() + self.idle;
+                        continue;
+                    }
+                    debug!(idle_ms = self.idle.as_millis() as u64, "closing idle connection");
+                    return Err(ReaderStop::Idle);
+                }
+            };
+            self.idle_deadline = Instant::now() + self.idle;
+            if let Some(frame) = frame_or_stop(step)? {
+                return Ok(frame);
             }
-        };
-        let frame = match step {
-            Ok(Step::Progress) => {
-                idle_deadline = Instant::now() + settings.idle;
-                continue;
-            }
-            Ok(Step::Frame(frame)) => frame,
-            Ok(Step::Eof) => {
-                debug!("client closed the connection");
-                break ReaderStop::Disconnected;
-            }
-            Err(FrameError::Io(e)) => {
-                debug!(error = %e, "connection read failed");
-                break ReaderStop::Disconnected;
-            }
-            Err(FrameError::Truncated) => {
-                debug!("client closed the connection in the middle of a request");
-                break ReaderStop::Disconnected;
-            }
-            Err(e @ (FrameError::NegativeSize(_) | FrameError::TooLarge { .. })) => {
-                warn!(error = %e, "closing connection: invalid request size");
-                break ReaderStop::Violation;
-            }
-        };
-        idle_deadline = Instant::now() + settings.idle;
+        }
+    }
 
-        if !client_id_recorded && let Some(client_id) = handler.client_id(&frame) {
+    /// Has the handler answer one frame: the reply to queue, None when none is due, or why to stop.
+    async fn answer(&mut self, frame: Bytes) -> Result<Option<Queued>, ReaderStop> {
+        if !self.client_id_recorded
+            && let Some(client_id) = self.handler.client_id(&frame)
+        {
             // Once: each record would repeat the field in text logs. The span is the listener's.
             tracing::Span::current().record("client_id", client_id);
-            client_id_recorded = true;
+            self.client_id_recorded = true;
         }
-        let reply = match catch_unwind(AssertUnwindSafe(|| handler.handle(frame, &ctx))) {
+        let handler = &self.handler;
+        let session = &mut self.session;
+        let reply = match catch_unwind(AssertUnwindSafe(|| handler.handle(frame, session))) {
             Ok(reply) => reply,
             Err(payload) => {
                 error!(
                     panic = panic_message(&*payload),
                     "request handler panicked; closing connection"
                 );
-                break ReaderStop::Violation;
+                return Err(ReaderStop::Violation);
             }
         };
-        let queued = match reply {
-            Reply::Now(frame) => {
-                // Reserve before reading on: an exhausted budget stops reading, as a full FIFO does.
-                let reserved = tokio::select! {
-                    biased;
-                    _ = &mut writer => {
-                        writer_done = true;
-                        break ReaderStop::WriterGone;
-                    }
-                    reserved = budget.reserve(frame.len()) => reserved,
-                };
-                let Some(permit) = reserved else {
-                    break ReaderStop::WriterGone; // The writer closed the budget on its way out.
-                };
-                Queued::Ready(Box::new(Response {
-                    frame,
-                    budget: Some(permit),
-                }))
-            }
-            Reply::Later(fut) => Queued::Later(LaterReply::spawn(fut, budget.clone())),
-            Reply::None => continue,
+        match reply {
+            Reply::Now(frame) => self.reserve(frame).await.map(Some),
+            Reply::Later(fut) => Ok(Some(Queued::Later(LaterReply::spawn(
+                fut,
+                self.budget.clone(),
+            )))),
+            Reply::None => Ok(None),
             Reply::Close(reason) => {
                 warn!(%reason, "closing connection: protocol violation");
-                break ReaderStop::Violation;
+                Err(ReaderStop::Violation)
             }
-        };
-        in_flight.fetch_add(1, Ordering::AcqRel);
-        if tx.send(queued).await.is_err() {
-            break ReaderStop::WriterGone;
         }
-    };
-
-    // Closing the FIFO tells the writer that no more replies come.
-    drop(tx);
-    if !writer_done {
-        if stop == ReaderStop::Disconnected {
-            // Nobody will read the answers; stop waiting for them.
-            writer.abort();
-        }
-        // The writer is bounded: writes give up after a stall of `idle`, and at shutdown the grace deadline.
-        let _ = writer.await;
     }
-    if matches!(stop, ReaderStop::Violation | ReaderStop::Shutdown) {
-        linger(&mut rd).await;
+
+    /// Takes a ready reply's share of the budget before reading on: an exhausted budget stops reading, as a
+    /// full FIFO does.
+    async fn reserve(&mut self, frame: Frame) -> Result<Queued, ReaderStop> {
+        let reserved = tokio::select! {
+            biased;
+            _ = &mut self.writer => {
+                self.writer_done = true;
+                return Err(ReaderStop::WriterGone);
+            }
+            reserved = self.budget.reserve(frame.len()) => reserved,
+        };
+        // None: the writer closed the budget on its way out.
+        let permit = reserved.ok_or(ReaderStop::WriterGone)?;
+        Ok(Queued::Ready(Box::new(Response {
+            frame,
+            budget: Some(permit),
+        })))
+    }
+
+    /// Lets the writer finish (or stops it when nobody will read), then lingers after a close of ours.
+    async fn finish(self, stop: ReaderStop) {
+        let ConnectionReader {
+            mut rd,
+            tx,
+            writer,
+            writer_done,
+            ..
+        } = self;
+        // Closing the FIFO tells the writer that no more replies come.
+        drop(tx);
+        if !writer_done {
+            if stop == ReaderStop::Disconnected {
+                // Nobody will read the answers; stop waiting for them.
+                writer.abort();
+            }
+            // The writer is bounded: writes give up after a stall of `idle`, and at shutdown the grace
+            // deadline.
+            let _ = writer.await;
+        }
+        if matches!(stop, ReaderStop::Violation | ReaderStop::Shutdown) {
+            linger(&mut rd).await;
+        }
+    }
+}
+
+/// What one read step means for the reader: a frame, nothing yet, or why to stop.
+fn frame_or_stop(step: Result<Step, FrameError>) -> Result<Option<Bytes>, ReaderStop> {
+    match step {
+        Ok(Step::Frame(frame)) => Ok(Some(frame)),
+        Ok(Step::Progress) => Ok(None),
+        Ok(Step::Eof) => {
+            debug!("client closed the connection");
+            Err(ReaderStop::Disconnected)
+        }
+        Err(FrameError::Io(e)) => {
+            debug!(error = %e, "connection read failed");
+            Err(ReaderStop::Disconnected)
+        }
+        Err(FrameError::Truncated) => {
+            debug!("client closed the connection in the middle of a request");
+            Err(ReaderStop::Disconnected)
+        }
+        Err(e @ (FrameError::NegativeSize(_) | FrameError::TooLarge { .. })) => {
+            warn!(error = %e, "closing connection: invalid request size");
+            Err(ReaderStop::Violation)
+        }
     }
 }
 
@@ -476,7 +573,7 @@ async fn grace_expired(shutdown: &mut ShutdownSignal) {
 }
 
 /// Reads and discards client input for a bounded time after our side finished writing, until EOF.
-async fn linger(rd: &mut OwnedReadHalf) {
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
     let deadline = Instant::now() + LINGER;
     // On the heap: an array here would make every connection's future (and task) 8 KiB larger.
     let mut scratch = vec![0u8; 8192];
@@ -491,7 +588,7 @@ async fn linger(rd: &mut OwnedReadHalf) {
 
 /// The writer task: takes replies in request order and writes them, batching those already available.
 async fn write_responses(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf<impl Transport>,
     mut rx: mpsc::Receiver<Queued>,
     in_flight: Arc<AtomicUsize>,
     budget: ReplyBudget,
@@ -612,7 +709,7 @@ impl Batch {
 
 /// Writes the whole batch; false if the connection is unusable (error, stall, or shutdown grace expired).
 async fn flush(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut (impl AsyncWrite + Unpin),
     batch: &mut Batch,
     in_flight: &AtomicUsize,
     stall: Duration,
@@ -639,7 +736,7 @@ async fn flush(
 /// Writes every frame with vectored writes. A write that makes no progress for `stall` fails: a client that
 /// stops reading cannot hold the connection (and its queued replies) forever.
 async fn write_all_vectored(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut (impl AsyncWrite + Unpin),
     frames: &mut std::collections::VecDeque<Bytes>,
     stall: Duration,
 ) -> io::Result<()> {

@@ -12,10 +12,12 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::Instrument;
 
 use super::fetch_frame::encode_fetch_frame;
-use super::{ConnectionContext, Frame, Reply, RequestHandler};
-use crate::api::fetch::FetchOutcome;
+use super::request_metrics;
+use super::{Frame, Reply, RequestHandler, Session};
+use crate::api::context::RequestContext;
 use crate::api::legacy::{self, LegacyError, LegacyRequest};
-use crate::api::produce::ProduceOutcome;
+use crate::api::registry::Answer;
+use crate::api::response_metrics::ResponseMetrics;
 use crate::api::{self, Apis, api_versions};
 
 /// Routes requests to the API modules.
@@ -143,7 +145,7 @@ pub enum Body {
 }
 
 impl RequestHandler for Dispatcher {
-    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply {
+    fn handle(&self, frame: Bytes, session: &mut Session) -> Reply {
         let (api_key, version, correlation_id, header, request) = match decode_request(frame) {
             Decoded::Request {
                 api_key,
@@ -154,7 +156,13 @@ impl RequestHandler for Dispatcher {
             } => (api_key, version, correlation_id, header, request),
             Decoded::Reply(reply) => return reply,
         };
+        if let Body::Current(RequestKind::ApiVersions(req)) = &request {
+            // KIP-511: v3+ names the client library; the fields are empty in older versions.
+            session
+                .observe_client_software(&req.client_software_name, &req.client_software_version);
+        }
         let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
+        let ctx = session.request_context(api_key, version, correlation_id, client_id);
         // A child of the connection span (peer, client id). DEBUG, so at the default INFO it is disabled and
         // costs a level check; `RUST_LOG=info,brook::request=debug` turns it (and a line per request) on.
         let span = tracing::debug_span!(
@@ -166,13 +174,9 @@ impl RequestHandler for Dispatcher {
         );
         let _entered = span.enter();
         tracing::debug!(target: "brook::request", "request");
-        let client = api::groups::Client {
-            client_id,
-            host: format!("/{}", ctx.peer.ip()),
-        };
-        crate::metrics::in_request(&self.apis, api_key, || match request {
-            Body::Current(request) => self.route(request, version, correlation_id, client, &span),
-            Body::Legacy(request) => self.route_legacy(request, correlation_id, &span),
+        request_metrics::in_request(&self.apis, api_key, || match request {
+            Body::Current(request) => self.route(request, &ctx, &span),
+            Body::Legacy(request) => self.route_legacy(request, &ctx, &span),
         })
     }
 
@@ -203,159 +207,51 @@ fn request_client_id(frame: &[u8]) -> Option<&str> {
     }
 }
 
-impl Dispatcher {
-    fn route(
-        &self,
-        request: RequestKind,
-        version: i16,
-        correlation_id: i32,
-        client: api::groups::Client<'_>,
-        span: &tracing::Span,
-    ) -> Reply {
-        let apis = &self.apis;
-        match request {
-            RequestKind::ApiVersions(req) => {
-                respond(correlation_id, version, &api_versions::handle(&req))
-            }
-            RequestKind::Metadata(req) => respond(
-                correlation_id,
-                version,
-                &api::metadata::handle(apis, &req, version),
-            ),
-            RequestKind::Produce(req) => match api::produce::handle(apis, req) {
-                ProduceOutcome::NoResponse { failed: None } => Reply::None,
-                ProduceOutcome::NoResponse {
-                    failed: Some(reason),
-                } => Reply::Close(format!(
-                    "acks=0 produce failed ({reason}); closing so the producer notices"
-                )),
-                ProduceOutcome::Respond(response) => respond(correlation_id, version, &response),
-                ProduceOutcome::Wait(pending) => later(correlation_id, version, pending, span),
-            },
-            RequestKind::Fetch(req) => match api::fetch::handle(apis, req) {
-                FetchOutcome::Respond(response) => {
-                    respond_with(correlation_id, version, &response, encode_fetch_frame)
+/// Chooses how a response type becomes a frame: Fetch's records go out from the buffers they were read into.
+macro_rules! encoder {
+    (Fetch) => {
+        encode_fetch_frame
+    };
+    ($key:ident) => {
+        encode_frame
+    };
+}
+
+/// Expands the registry into [`Dispatcher::route`]: one match arm per registered API.
+macro_rules! routes {
+    ($($key:ident, $min:literal, $max:literal, $response:ident [$($codes:tt)*], |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+        impl Dispatcher {
+            fn route(&self, request: RequestKind, ctx: &RequestContext, span: &tracing::Span) -> Reply {
+                match request {
+                    $(RequestKind::$key($req) => {
+                        let $apis: &Apis = &self.apis;
+                        let $ctx: &RequestContext = ctx;
+                        answer(ctx, span, $answer, encoder!($key))
+                    })*
+                    // Only a bug can get here: `api_versions::is_served` admits registered APIs only.
+                    _ => Reply::Close("request is advertised but not routed".to_string()),
                 }
-                FetchOutcome::Wait(pending) => {
-                    later_with(correlation_id, version, pending, span, encode_fetch_frame)
-                }
-            },
-            RequestKind::FindCoordinator(req) => respond(
-                correlation_id,
-                version,
-                &api::find_coordinator::handle(apis, &req, version),
-            ),
-            RequestKind::ListOffsets(req) => respond(
-                correlation_id,
-                version,
-                &api::list_offsets::handle(apis, &req, version),
-            ),
-            RequestKind::CreateTopics(req) => respond(
-                correlation_id,
-                version,
-                &api::topics::create_topics(apis, req, version),
-            ),
-            RequestKind::DeleteTopics(req) => respond(
-                correlation_id,
-                version,
-                &api::topics::delete_topics(apis, req, version),
-            ),
-            RequestKind::JoinGroup(req) => outcome(
-                correlation_id,
-                version,
-                api::groups::join_group(apis, req, version, client),
-                span,
-            ),
-            RequestKind::SyncGroup(req) => outcome(
-                correlation_id,
-                version,
-                api::groups::sync_group(apis, req),
-                span,
-            ),
-            RequestKind::Heartbeat(req) => {
-                respond(correlation_id, version, &api::groups::heartbeat(apis, &req))
             }
-            RequestKind::LeaveGroup(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::leave_group(apis, &req, version),
-            ),
-            RequestKind::ListGroups(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::list_groups(apis, &req),
-            ),
-            RequestKind::DescribeGroups(req) => respond(
-                correlation_id,
-                version,
-                &api::groups::describe_groups(apis, &req, version),
-            ),
-            RequestKind::DeleteGroups(req) => outcome(
-                correlation_id,
-                version,
-                api::groups::delete_groups(apis, &req),
-                span,
-            ),
-            RequestKind::OffsetCommit(req) => outcome(
-                correlation_id,
-                version,
-                api::offsets::offset_commit(apis, req),
-                span,
-            ),
-            RequestKind::OffsetFetch(req) => respond(
-                correlation_id,
-                version,
-                &api::offsets::offset_fetch(apis, &req, version),
-            ),
-            RequestKind::OffsetDelete(req) => outcome(
-                correlation_id,
-                version,
-                api::offsets::offset_delete(apis, &req),
-                span,
-            ),
-            RequestKind::DescribeConfigs(req) => respond(
-                correlation_id,
-                version,
-                &api::configs::describe_configs(apis, &req, version),
-            ),
-            RequestKind::AlterConfigs(req) => respond(
-                correlation_id,
-                version,
-                &api::configs::alter_configs(apis, &req),
-            ),
-            RequestKind::IncrementalAlterConfigs(req) => respond(
-                correlation_id,
-                version,
-                &api::configs::incremental_alter_configs(apis, &req),
-            ),
-            RequestKind::CreatePartitions(req) => respond(
-                correlation_id,
-                version,
-                &api::create_partitions::handle(apis, req),
-            ),
-            RequestKind::DescribeCluster(req) => respond(
-                correlation_id,
-                version,
-                &api::describe_cluster::handle(apis, &req, version),
-            ),
-            RequestKind::DescribeLogDirs(req) => respond(
-                correlation_id,
-                version,
-                &api::describe_log_dirs::handle(apis, &req),
-            ),
-            RequestKind::OffsetForLeaderEpoch(req) => respond(
-                correlation_id,
-                version,
-                &api::offset_for_leader_epoch::handle(apis, &req),
-            ),
-            // Only a bug can get here: `api_versions::is_served` admits advertised APIs only.
-            RequestKind::DeleteRecords(req) => respond(
-                correlation_id,
-                version,
-                &api::delete_records::handle(apis, &req),
-            ),
-            _ => Reply::Close("request is advertised but not routed".to_string()),
         }
+    };
+}
+api::registry::registrations!(routes);
+
+/// Turns a handler's answer into the connection's reply, recording the response in the metrics.
+fn answer<R: ResponseMetrics + Send + 'static>(
+    ctx: &RequestContext,
+    span: &tracing::Span,
+    answer: Answer<R>,
+    encode: Encode<R>,
+) -> Reply {
+    let (correlation_id, version) = (ctx.correlation_id, ctx.api_version);
+    match answer {
+        Answer::Now(response) => respond_with(correlation_id, version, &response, encode),
+        Answer::Later(pending) => later_with(correlation_id, version, pending, span, encode),
+        Answer::NoResponse(None) => Reply::None,
+        Answer::NoResponse(Some(reason)) => Reply::Close(format!(
+            "acks=0 produce failed ({reason}); closing so the producer notices"
+        )),
     }
 }
 
@@ -366,17 +262,18 @@ impl Dispatcher {
     fn route_legacy(
         &self,
         request: LegacyRequest,
-        correlation_id: i32,
+        ctx: &RequestContext,
         span: &tracing::Span,
     ) -> Reply {
         let apis = &self.apis;
+        let correlation_id = ctx.correlation_id;
         match request {
             LegacyRequest::ListOffsetsV0 {
                 request,
                 max_num_offsets,
             } => legacy_respond(
                 correlation_id,
-                &api::list_offsets::handle(apis, &request, 1),
+                &api::list_offsets::handle(apis, ctx, &request, 1),
                 |r| legacy::list_offsets_v0_response(&request, &max_num_offsets, r),
             ),
             // OffsetCommit responses v0 and v1 are v2's.
@@ -388,7 +285,7 @@ impl Dispatcher {
             LegacyRequest::OffsetCommitV1(req) => outcome(
                 correlation_id,
                 2,
-                api::offsets::offset_commit(apis, req),
+                api::offsets::offset_commit(apis, ctx, req),
                 span,
             ),
             // OffsetFetch's response v0 is v1's.
@@ -397,28 +294,28 @@ impl Dispatcher {
             }
             LegacyRequest::CreateTopics { version, request } => legacy_respond(
                 correlation_id,
-                &api::topics::create_topics(apis, request, 2),
+                &api::topics::create_topics(apis, ctx, request, 2),
                 |r| legacy::create_topics_response(version, r),
             ),
             LegacyRequest::DeleteTopicsV0(req) => legacy_respond(
                 correlation_id,
-                &api::topics::delete_topics(apis, req, 1),
+                &api::topics::delete_topics(apis, ctx, req, 1),
                 legacy::delete_topics_v0_response,
             ),
             LegacyRequest::DescribeConfigsV0(req) => legacy_respond(
                 correlation_id,
-                &api::configs::describe_configs(apis, &req, 1),
+                &api::configs::describe_configs(apis, ctx, &req, 1),
                 legacy::describe_configs_v0_response,
             ),
             // DescribeLogDirs' response v0 is v1's.
             LegacyRequest::DescribeLogDirsV0(req) => respond(
                 correlation_id,
                 1,
-                &api::describe_log_dirs::handle(apis, &req),
+                &api::describe_log_dirs::handle(apis, ctx, &req),
             ),
             LegacyRequest::OffsetForLeaderEpoch { version, request } => legacy_respond(
                 correlation_id,
-                &api::offset_for_leader_epoch::handle(apis, &request),
+                &api::offset_for_leader_epoch::handle(apis, ctx, &request),
                 |r| legacy::offset_for_leader_epoch_response(version, r),
             ),
         }
@@ -426,12 +323,12 @@ impl Dispatcher {
 }
 
 /// An answer in a legacy format: `encode` writes the body, the frame gets response header v0.
-fn legacy_respond<R: crate::metrics::ResponseMetrics>(
+fn legacy_respond<R: ResponseMetrics>(
     correlation_id: i32,
     response: &R,
     encode: impl FnOnce(&R) -> Result<Vec<u8>, LegacyError>,
 ) -> Reply {
-    crate::metrics::observe_response(response);
+    request_metrics::observe_response(response);
     match encode(response).and_then(|body| legacy::frame(correlation_id, &body)) {
         Ok(frame) => Reply::Now(frame.into()),
         // Only a bug (or a name longer than the wire allows) makes our own answer unencodable.
@@ -461,7 +358,7 @@ fn outcome<R>(
     span: &tracing::Span,
 ) -> Reply
 where
-    R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
+    R: Encodable + HeaderVersion + ResponseMetrics + Send + 'static,
 {
     match outcome {
         api::groups::Outcome::Respond(response) => respond(correlation_id, version, &response),
@@ -476,7 +373,7 @@ type Encode<R> = fn(i32, i16, &R) -> anyhow::Result<Frame>;
 /// A response computed later, encoded when it is ready.
 fn later<R, F>(correlation_id: i32, version: i16, pending: F, span: &tracing::Span) -> Reply
 where
-    R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics + Send + 'static,
+    R: Encodable + HeaderVersion + ResponseMetrics + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
     later_with(correlation_id, version, pending, span, encode_frame::<R>)
@@ -490,10 +387,10 @@ fn later_with<R, F>(
     encode: Encode<R>,
 ) -> Reply
 where
-    R: crate::metrics::ResponseMetrics + Send + 'static,
+    R: ResponseMetrics + Send + 'static,
     F: std::future::Future<Output = R> + Send + 'static,
 {
-    let observer = crate::metrics::later_observer();
+    let observer = request_metrics::later_observer();
     Reply::Later(Box::pin(
         async move {
             let response = pending.await;
@@ -510,7 +407,7 @@ where
     ))
 }
 
-fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
+fn respond<R: Encodable + HeaderVersion + ResponseMetrics>(
     correlation_id: i32,
     version: i16,
     response: &R,
@@ -518,13 +415,13 @@ fn respond<R: Encodable + HeaderVersion + crate::metrics::ResponseMetrics>(
     respond_with(correlation_id, version, response, encode_frame::<R>)
 }
 
-fn respond_with<R: crate::metrics::ResponseMetrics>(
+fn respond_with<R: ResponseMetrics>(
     correlation_id: i32,
     version: i16,
     response: &R,
     encode: Encode<R>,
 ) -> Reply {
-    crate::metrics::observe_response(response);
+    request_metrics::observe_response(response);
     match encode(correlation_id, version, response) {
         Ok(frame) => Reply::Now(frame),
         // Only a bug can make a response we built unencodable; the client cannot be answered correctly.
@@ -636,6 +533,148 @@ mod tests {
             panic!("KIP-511");
         };
         assert_eq!(&frame.to_bytes()[8..10], &35i16.to_be_bytes());
+    }
+
+    /// An encoded request frame (without size prefix) as a client would send it.
+    pub(crate) fn request_frame<R: Encodable + HeaderVersion>(
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        client_id: &str,
+        request: &R,
+    ) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+                client_id.to_string(),
+            )));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .expect("encode a request header");
+        request.encode(&mut buf, version).expect("encode a request");
+        buf.freeze()
+    }
+
+    pub(crate) fn test_session() -> Session {
+        Session::new(
+            1,
+            std::sync::Arc::from("PLAINTEXT"),
+            crate::api::context::SecurityProtocol::Plaintext,
+            "127.0.0.1:40000".parse().expect("literal address"),
+            "127.0.0.1:9092".parse().expect("literal address"),
+        )
+    }
+
+    #[tokio::test]
+    async fn api_versions_v3_teaches_the_session_its_client_software() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dispatcher = Dispatcher::new(Arc::new(api::test_apis(dir.path())));
+        let mut session = test_session();
+        let request = kafka_protocol::messages::ApiVersionsRequest::default()
+            .with_client_software_name(kafka_protocol::protocol::StrBytes::from_static_str(
+                "librdkafka",
+            ))
+            .with_client_software_version(kafka_protocol::protocol::StrBytes::from_static_str(
+                "2.11.1",
+            ));
+        let frame = request_frame(ApiKey::ApiVersions, 3, 5, "kcat", &request);
+        assert!(matches!(
+            dispatcher.handle(frame, &mut session),
+            Reply::Now(_)
+        ));
+        let software = session.client_software.clone().expect("recorded");
+        assert_eq!(
+            (&*software.name, &*software.version),
+            ("librdkafka", "2.11.1")
+        );
+        assert_eq!(session.client_id.as_deref(), Some("kcat"));
+        // v0 carries no software fields: what the session learned stays.
+        let frame = request_frame(ApiKey::ApiVersions, 0, 6, "kcat", &request);
+        assert!(matches!(
+            dispatcher.handle(frame, &mut session),
+            Reply::Now(_)
+        ));
+        assert_eq!(session.client_software, Some(software));
+    }
+
+    /// A whole connection (reader, dispatcher, writer) over an in-memory stream: the connection does not
+    /// depend on TCP, so TLS can wrap the socket underneath it.
+    #[tokio::test]
+    async fn connection_over_an_in_memory_stream_answers_api_versions() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let handler: Arc<dyn RequestHandler> =
+            Arc::new(Dispatcher::new(Arc::new(api::test_apis(dir.path()))));
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_stop, shutdown) = tokio::sync::watch::channel(None);
+        let settings = (&super::super::ServerLimits::default()).into();
+        let connection = tokio::spawn(super::super::connection::serve(
+            server,
+            test_session(),
+            handler,
+            settings,
+            shutdown,
+        ));
+        let request = kafka_protocol::messages::ApiVersionsRequest::default();
+        let frame = request_frame(ApiKey::ApiVersions, 3, 77, "duplex", &request);
+        let mut sized = BytesMut::new();
+        sized.put_u32(frame.len() as u32);
+        sized.extend_from_slice(&frame);
+        client.write_all(&sized).await.expect("send the request");
+
+        let deadline = std::time::Duration::from_secs(10);
+        let size = tokio::time::timeout(deadline, client.read_u32())
+            .await
+            .expect("a response before the deadline")
+            .expect("a response size");
+        let mut body = vec![0u8; size as usize];
+        client
+            .read_exact(&mut body)
+            .await
+            .expect("the response body");
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, 0).expect("response header v0");
+        assert_eq!(header.correlation_id, 77);
+        let response =
+            ApiVersionsResponse::decode(&mut body, 3).expect("an ApiVersions v3 response");
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.api_keys.len(), api_versions::SUPPORTED.len());
+
+        drop(client);
+        tokio::time::timeout(deadline, connection)
+            .await
+            .expect("the connection ends when the client goes")
+            .expect("the connection task does not panic");
+    }
+
+    /// A default request of every registered API, made from the same table the router is.
+    macro_rules! default_requests {
+        ($($key:ident, $min:literal, $max:literal, $response:ident [$($codes:tt)*], |$apis:ident, $ctx:ident, $req:ident| $answer:expr;)*) => {
+            vec![$((ApiKey::$key, $max, RequestKind::$key(Default::default()))),*]
+        };
+    }
+
+    #[tokio::test]
+    async fn every_registered_api_is_routed_to_its_handler() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dispatcher = Dispatcher::new(Arc::new(api::test_apis(dir.path())));
+        let requests: Vec<(ApiKey, i16, RequestKind)> =
+            api::registry::registrations!(default_requests);
+        assert_eq!(requests.len(), api_versions::SUPPORTED.len());
+        let span = tracing::Span::none();
+        for (key, version, request) in requests {
+            assert!(api_versions::supported_range(key).is_some(), "{key:?}");
+            let ctx = test_session().request_context(key, version, 1, "t");
+            match dispatcher.route(request, &ctx, &span) {
+                Reply::Close(reason) => {
+                    assert!(!reason.contains("not routed"), "{key:?}: {reason}")
+                }
+                Reply::Now(_) | Reply::Later(_) | Reply::None => {}
+            }
+        }
     }
 
     #[test]

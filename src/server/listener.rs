@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::connection::{self, ConnectionSettings, ShutdownSignal};
-use super::{ConnectionContext, RequestHandler, ServerLimits};
+use super::{RequestHandler, ServerLimits, Session};
+use crate::api::context::SecurityProtocol;
 
 /// Rejected connections and accept errors are logged at most once per this interval, with a count.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -277,16 +278,24 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                         drop(stream);
                         continue;
                     };
-                    let ctx = ConnectionContext { peer, id: next_id };
+                    let protocol = SecurityProtocol::Plaintext;
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(error = %e, "set_nodelay failed");
+                    }
+                    // The address the client reached; unknown only if the socket already failed.
+                    let local = stream
+                        .local_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let session = Session::new(next_id, Arc::from(protocol.name()), protocol, peer, local);
                     next_id += 1;
-                    let span = info_span!("connection", %peer, id = ctx.id, client_id = tracing::field::Empty);
+                    let span = info_span!("connection", %peer, id = session.id, client_id = tracing::field::Empty);
                     let handler = shared.handler.clone();
                     let shutdown = shutdown.clone();
                     connections.spawn(
                         async move {
                             let _counted = guard;
                             debug!("connection accepted");
-                            connection::serve(stream, ctx, handler, settings, shutdown).await;
+                            connection::serve(stream, session, handler, settings, shutdown).await;
                             debug!("connection closed");
                         }
                         .instrument(span),

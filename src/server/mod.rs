@@ -8,14 +8,20 @@ pub mod dispatch;
 pub mod fetch_frame;
 pub mod frame;
 pub mod listener;
+pub mod request_metrics;
+pub mod scrape;
+pub mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 
 use bytes::Bytes;
 
 pub use frame::Frame;
+pub use session::Session;
+
+/// The edge's limits are configuration; re-exported where the edge has always named them.
+pub use crate::config::ServerLimits;
 
 /// What the dispatcher decided for one request frame.
 pub enum Reply {
@@ -42,62 +48,18 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// Who sent a request: passed to the handler with every frame (for logs, quotas, client state).
-#[derive(Debug, Clone)]
-pub struct ConnectionContext {
-    pub peer: SocketAddr,
-    /// Unique per listener, increasing from 1.
-    pub id: u64,
-}
-
 /// The dispatcher, as seen from a connection.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Called on the connection's reader task, strictly in arrival order, with one frame (without its size
     /// prefix). Synchronous work (validation, appends) happens here, so requests on one connection take effect
-    /// in order; waiting happens in the returned future.
-    fn handle(&self, frame: Bytes, ctx: &ConnectionContext) -> Reply;
+    /// in order; waiting happens in the returned future. The handler may record what the request teaches
+    /// about the client (client id, software) in the connection's session.
+    fn handle(&self, frame: Bytes, session: &mut Session) -> Reply;
 
     /// The client id a request frame names, if any. The connection records the first one into its span, so
     /// every later log line of the connection says which client it serves.
     fn client_id<'a>(&self, _frame: &'a [u8]) -> Option<&'a str> {
         None
-    }
-}
-
-/// Limits of the network edge, under Kafka's property names.
-#[derive(Debug, Clone)]
-pub struct ServerLimits {
-    /// socket.request.max.bytes: larger frames close the connection before any allocation for the body.
-    pub socket_request_max_bytes: usize,
-    /// max.connections: at this many open connections the listener stops accepting (as Kafka does); new
-    /// connections wait in the kernel's accept backlog until one closes.
-    pub max_connections: usize,
-    /// max.connections.per.ip: a new connection from an address that has this many is closed at once.
-    pub max_connections_per_ip: usize,
-    /// connections.max.idle.ms: a connection with no request and nothing in flight for this long is closed.
-    pub connections_max_idle_ms: u64,
-    /// queued.max.requests: per-connection cap on requests read but not yet answered (pipeline depth). When
-    /// reached the connection stops reading, so TCP back-pressure reaches the client. Values below 1 act as 1.
-    pub queued_max_requests: usize,
-    /// brook's own limit (no Kafka equivalent): per-connection cap on the bytes of replies computed but not
-    /// yet written. `queued_max_requests` bounds the count, but one Fetch reply can be tens of MiB, so a client
-    /// that pipelines fetches and never reads would otherwise pin gigabytes. When reached the connection stops
-    /// reading. A single larger reply still goes through (it takes the whole budget). Values below 1 act as 1;
-    /// values above `u32::MAX` act as `u32::MAX`.
-    pub queued_max_reply_bytes: usize,
-}
-
-impl Default for ServerLimits {
-    /// Kafka's defaults (and 100 MiB for brook's `queued_max_reply_bytes`).
-    fn default() -> Self {
-        ServerLimits {
-            socket_request_max_bytes: 104_857_600,
-            max_connections: i32::MAX as usize,
-            max_connections_per_ip: i32::MAX as usize,
-            connections_max_idle_ms: 600_000,
-            queued_max_requests: 500,
-            queued_max_reply_bytes: 104_857_600,
-        }
     }
 }
 
@@ -184,7 +146,7 @@ pub(crate) mod testkit {
     }
 
     impl RequestHandler for Script {
-        fn handle(&self, mut frame: Bytes, _ctx: &ConnectionContext) -> Reply {
+        fn handle(&self, mut frame: Bytes, _session: &mut Session) -> Reply {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if frame.first() == Some(&b'S') {
                 // Any length: answer with the frame's length as the tag.

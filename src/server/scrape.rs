@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::names;
+use super::listener::ConnectionCounts;
 use crate::api::Apis;
-use crate::server::listener::ConnectionCounts;
+use crate::metrics::{Scrape, names};
 
 /// Renders one broker's `/metrics` page.
 pub struct Scraper {
@@ -21,15 +21,17 @@ impl Scraper {
     pub fn new(apis: Arc<Apis>, connections: Arc<ConnectionCounts>) -> Scraper {
         Scraper { apis, connections }
     }
+}
 
-    /// Folds histogram samples into buckets (see [`super::Metrics::run_upkeep`]).
-    pub fn upkeep(&self) {
+impl Scrape for Scraper {
+    /// Folds histogram samples into buckets (see [`crate::metrics::Metrics::run_upkeep`]).
+    fn upkeep(&self) {
         self.apis.metrics.run_upkeep();
     }
 
     /// The metrics page: event metrics, then the state read now. Blocking (reads `/proc`): call it off the
     /// async workers.
-    pub fn render(&self) -> String {
+    fn render(&self) -> String {
         let metrics = &self.apis.metrics;
         let mut out = metrics.render_registry();
         if !out.is_empty() && !out.ends_with('\n') {
@@ -49,7 +51,9 @@ impl Scraper {
         process(&mut page);
         out
     }
+}
 
+impl Scraper {
     fn logs(&self, page: &mut Page<'_>) {
         let apis = &self.apis;
         let partition_level = apis.metrics.partition_level();
