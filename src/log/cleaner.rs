@@ -810,6 +810,24 @@ impl LogCleaner {
         lock(&self.horizons).remove(tp);
     }
 
+    /// Lowers the partition's checkpoint to `offset` if above it (the log was truncated there), so batches
+    /// appended again at those offsets are cleaned as dirty ones.
+    pub fn maybe_truncate_checkpoint(&self, tp: &TopicPartition, offset: i64) {
+        let mut cps = lock(&self.checkpoints);
+        if cps.get(tp).is_none_or(|c| *c <= offset) {
+            return;
+        }
+        cps.insert(tp.clone(), offset);
+        if let Err(e) = write_offset_checkpoint(&self.dir.join(CLEANER_OFFSET_CHECKPOINT), &cps) {
+            tracing::warn!(error = %e, "could not write the cleaner checkpoint");
+        }
+    }
+
+    /// The partition's first dirty offset, as last checkpointed.
+    pub fn checkpoint(&self, tp: &TopicPartition) -> Option<i64> {
+        lock(&self.checkpoints).get(tp).copied()
+    }
+
     /// Removes every file waiting for its delayed deletion (shutdown).
     pub fn remove_pending(&self) {
         lock(&self.pending).remove_all();
@@ -1236,5 +1254,26 @@ mod tests {
         manual.advance(std::time::Duration::from_millis(hour as u64));
         let (tp, _) = cleaner.clean_filthiest(&logs, &|| false).unwrap();
         assert_eq!(tp, TopicPartition::new("fresh", 0));
+    }
+
+    #[test]
+    fn truncation_lowers_only_a_checkpoint_above_it_and_persists_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::Clock::system();
+        let tp = TopicPartition::new("c", 0);
+        let cleaner = LogCleaner::new(dir.path(), CleanerConfig::default(), clock.clone());
+        cleaner.maybe_truncate_checkpoint(&tp, 5);
+        assert_eq!(
+            cleaner.checkpoint(&tp),
+            None,
+            "no checkpoint: nothing to lower"
+        );
+        lock(&cleaner.checkpoints).insert(tp.clone(), 40);
+        cleaner.maybe_truncate_checkpoint(&tp, 50);
+        assert_eq!(cleaner.checkpoint(&tp), Some(40));
+        cleaner.maybe_truncate_checkpoint(&tp, 12);
+        assert_eq!(cleaner.checkpoint(&tp), Some(12));
+        let reopened = LogCleaner::new(dir.path(), CleanerConfig::default(), clock);
+        assert_eq!(reopened.checkpoint(&tp), Some(12));
     }
 }

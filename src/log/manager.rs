@@ -467,6 +467,44 @@ impl LogManager {
         Ok(())
     }
 
+    /// Truncates the partition's log at `offset` (see [`PartitionLog::truncate_to`]) and lowers the
+    /// cleaner's checkpoint with it. Returns the new log end offset.
+    pub fn truncate_to(&self, tp: &TopicPartition, offset: i64) -> Result<i64, LogError> {
+        let log = self.loaded(tp)?;
+        let end = log.truncate_to(offset)?;
+        if let Some(cleaner) = self.cleaner() {
+            cleaner.maybe_truncate_checkpoint(tp, end);
+        }
+        Ok(end)
+    }
+
+    /// Empties the partition's log and starts it at `offset` (see
+    /// [`PartitionLog::truncate_fully_and_start_at`]), lowering the cleaner's checkpoint with it.
+    pub fn truncate_fully_and_start_at(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<(), LogError> {
+        let log = self.loaded(tp)?;
+        log.truncate_fully_and_start_at(offset)?;
+        if let Some(cleaner) = self.cleaner() {
+            cleaner.maybe_truncate_checkpoint(tp, offset);
+        }
+        Ok(())
+    }
+
+    fn loaded(&self, tp: &TopicPartition) -> Result<Arc<PartitionLog>, LogError> {
+        self.get(tp)
+            .ok_or_else(|| LogError::Offline(format!("{tp}: no loaded log")))
+    }
+
+    /// The log cleaner, once started with `log.cleaner.enable`.
+    pub fn cleaner(&self) -> Option<Arc<LogCleaner>> {
+        lock(&self.background)
+            .as_ref()
+            .and_then(|b| b.cleaner.clone())
+    }
+
     /// Times every flush that writes something (the recovery point moves) into `histogram` from now on.
     /// Set once; later calls are ignored.
     pub fn observe_flushes(&self, histogram: metrics::Histogram) {

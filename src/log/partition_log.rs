@@ -33,6 +33,8 @@ use crate::log::segment::{
 use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
 
+mod truncation;
+
 /// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
 pub const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
 /// Segment positions are u32 in the offset index, and Kafka caps `segment.bytes` at i32::MAX.
@@ -1213,11 +1215,11 @@ mod tests {
     use crate::replica::partition::leader_append;
     use std::time::Duration;
 
-    fn tp() -> TopicPartition {
+    pub(super) fn tp() -> TopicPartition {
         TopicPartition::new("t", 0)
     }
 
-    fn small_config() -> LogConfig {
+    pub(super) fn small_config() -> LogConfig {
         LogConfig {
             segment_bytes: 1024,
             index_interval_bytes: 128,
@@ -1225,7 +1227,7 @@ mod tests {
         }
     }
 
-    fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<PartitionLog>) {
+    pub(super) fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<PartitionLog>) {
         let mgr = LogManager::open(dir, config.clone()).unwrap();
         let log = mgr.get_or_create(&tp(), config).unwrap();
         (mgr, log)
