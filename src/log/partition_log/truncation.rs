@@ -206,7 +206,7 @@ mod tests {
         let bs = read_all(&log);
         assert_eq!(bs.last(), Some(&(8, 9)));
         assert!(log.segments().iter().all(|s| s.base_offset() <= 10));
-        let on_disk = super::super::list_segment_bases(log.dir()).unwrap();
+        let on_disk = super::super::load::list_segment_bases(log.dir()).unwrap();
         let listed: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
         assert_eq!(on_disk, listed, "deleted segments leave no files");
     }
