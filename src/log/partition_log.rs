@@ -259,6 +259,26 @@ impl PartitionLog {
         rlock(&self.segments).clone()
     }
 
+    /// The order of the offsets: log start <= high watermark <= log end, and recovery point <= log end.
+    /// Checked (in debug builds, so by every test) wherever one of them moves. The log end is read last:
+    /// outside truncation it only grows, so a concurrent append cannot make a consistent state look broken.
+    fn debug_check_offsets(&self) {
+        let start = self.log_start_offset();
+        let hw = self.high_watermark();
+        let rp = self.recovery_point();
+        let leo = self.log_end_offset();
+        debug_assert!(
+            start <= hw && hw <= leo,
+            "invariant: log start {start} <= high watermark {hw} <= log end {leo} ({})",
+            self.tp
+        );
+        debug_assert!(
+            rp <= leo,
+            "invariant: recovery point {rp} <= log end {leo} ({})",
+            self.tp
+        );
+    }
+
     /// Moves the high watermark up to `to` (never down) and wakes its receivers. The partition decides the
     /// value (its high-watermark rule); the log only keeps it, because reads and long polls need it next to
     /// the data.
@@ -270,6 +290,7 @@ impl PartitionLog {
             self.tp
         );
         let prev = self.high_watermark.fetch_max(to, Ordering::AcqRel);
+        self.debug_check_offsets();
         if to > prev {
             self.hw_tx.send_if_modified(|v| {
                 let moved = *v < to;
@@ -362,6 +383,7 @@ impl PartitionLog {
             }
         };
         self.log_end_offset.store(next, Ordering::Release);
+        self.debug_check_offsets();
         if self.disk_full.swap(false, Ordering::AcqRel) {
             tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
         }
@@ -409,6 +431,7 @@ impl PartitionLog {
         {
             let mut epochs = st.leader_epochs.clone();
             epochs.push((leader_epoch, base_offset));
+            debug_assert_epochs_grow(&epochs);
             write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, false)?;
             st.leader_epochs = epochs;
             self.epochs_dirty.store(true, Ordering::Release);
@@ -687,6 +710,7 @@ impl PartitionLog {
             return Err(e);
         }
         let recovery_point = target.max(self.recovery_point.fetch_max(target, Ordering::AcqRel));
+        self.debug_check_offsets();
         if let Some(listener) = self.flush_listener.get() {
             (listener.0)(recovery_point);
         }
@@ -808,6 +832,7 @@ impl PartitionLog {
             });
         }
         let prev = self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        self.debug_check_offsets();
         if offset > prev {
             tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset advanced by DeleteRecords");
         }
@@ -864,6 +889,7 @@ impl PartitionLog {
         let new_start = kept[0].base_offset();
         *wlock(&self.segments) = Arc::new(kept);
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        self.debug_check_offsets();
         removed
     }
 
@@ -895,6 +921,17 @@ impl PartitionLog {
         *wlock(&self.segments) = Arc::new(list);
         true
     }
+}
+
+/// The leader epoch cache's order: each entry has a larger epoch and a start offset no smaller than the one
+/// before (a follower's truncation and the leader's fetch-from-epoch both rely on it).
+fn debug_assert_epochs_grow(epochs: &[(i32, i64)]) {
+    debug_assert!(
+        epochs
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "invariant: leader epochs and their start offsets grow: {epochs:?}"
+    );
 }
 
 /// Reads whole batches from `seg` starting at `start` (a batch of `first_size` bytes), stopping before
@@ -2143,5 +2180,50 @@ mod tests {
             "segment.ms after the first append rolls into a new segment"
         );
         wait_until("flush.ms to flush", || log.recovery_point() == 3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn offsets_out_of_order_trip_the_offset_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        append(&log, 2, 10, 0);
+        log.debug_check_offsets();
+        let trips = |field: &AtomicI64, value: i64| {
+            let old = field.swap(value, Ordering::AcqRel);
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                log.debug_check_offsets()
+            }));
+            field.store(old, Ordering::Release);
+            caught.is_err()
+        };
+        assert!(
+            trips(&log.recovery_point, 3),
+            "recovery point past the log end"
+        );
+        log.high_watermark.store(1, Ordering::Release);
+        assert!(
+            trips(&log.log_start_offset, 2),
+            "log start past the high watermark"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invariant: high watermark")]
+    fn a_high_watermark_past_the_log_end_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        append(&log, 2, 10, 0);
+        log.maybe_increment_high_watermark(3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn leader_epochs_must_grow_with_their_start_offsets() {
+        debug_assert_epochs_grow(&[(1, 0), (3, 0), (4, 9)]);
+        for bad in [[(2, 0), (2, 5)], [(1, 5), (2, 4)], [(3, 0), (1, 5)]] {
+            let caught = std::panic::catch_unwind(|| debug_assert_epochs_grow(&bad));
+            assert!(caught.is_err(), "{bad:?} must trip the check");
+        }
     }
 }

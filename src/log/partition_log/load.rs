@@ -71,7 +71,10 @@ impl PartitionLog {
             sync_dir(&p.dir)?;
         }
         let leader_epochs = load_leader_epochs(&p.dir, &p.tp, loaded.log_end_offset)?;
-        Ok(Self::assemble(p, loaded, leader_epochs))
+        super::debug_assert_epochs_grow(&leader_epochs);
+        let log = Self::assemble(p, loaded, leader_epochs);
+        log.debug_check_offsets();
+        Ok(log)
     }
 
     /// Builds the log around its loaded segments: every offset starts at the log end, but the log start

@@ -22,6 +22,8 @@ impl PartitionLog {
     /// [`PartitionLog::truncate_fully_and_start_at`]). The leader epoch cache, recovery point and high
     /// watermark are lowered to the new end. A failed file operation takes the log offline.
     pub fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
+        // Retention and the cleaner judge segments outside the append lock: none may run meanwhile.
+        let _maintenance = self.maintenance_lock();
         let mut st = lock(&self.append_lock);
         self.check_writable()?;
         let leo = self.log_end_offset();
@@ -36,6 +38,8 @@ impl PartitionLog {
                 log_end: leo,
             });
         }
+        // A flush in progress would raise the recovery point back to the old end.
+        let _flush = lock(&self.flush_lock);
         self.recovery_point.fetch_min(offset, Ordering::AcqRel);
         let result = self.truncate_locked(&mut st, offset);
         if let Err(e) = &result {
@@ -47,6 +51,7 @@ impl PartitionLog {
     /// Deletes every segment and starts an empty log at `offset` (a follower too far behind the leader's
     /// log start). The leader epoch cache is emptied; every offset moves to `offset`.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let _maintenance = self.maintenance_lock();
         let mut st = lock(&self.append_lock);
         self.check_writable()?;
         if offset < 0 {
@@ -56,6 +61,7 @@ impl PartitionLog {
                 log_end: self.log_end_offset(),
             });
         }
+        let _flush = lock(&self.flush_lock);
         self.recovery_point.store(offset, Ordering::Release);
         let result = self.start_over_locked(&mut st, offset);
         if let Err(e) = &result {
@@ -104,10 +110,12 @@ impl PartitionLog {
         last.truncate_to(offset)?;
         last.make_active(self.config().max_index_bytes)?;
         last.flush_log()?;
-        self.log_end_offset.store(new_end, Ordering::Release);
+        // Everything that must stay at or below the log end moves down before it does.
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.lower_high_watermark(new_end);
         self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.debug_check_offsets();
         self.truncate_epochs(st, new_end)?;
         sync_dir(&self.dir)?;
         tracing::info!(partition = %self.tp, from = old_end, to = new_end,
@@ -122,11 +130,12 @@ impl PartitionLog {
         }
         let fresh = LogSegment::create(&self.dir, offset, self.config().max_index_bytes)?;
         *wlock(&self.segments) = Arc::new(vec![Arc::new(fresh)]);
-        self.log_end_offset.store(offset, Ordering::Release);
-        self.log_start_offset.store(offset, Ordering::Release);
         self.lower_high_watermark(offset);
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.log_end_offset.store(offset, Ordering::Release);
         // An empty log: the high watermark may also have to move up to its start.
         self.maybe_increment_high_watermark(offset);
+        self.debug_check_offsets();
         self.truncate_epochs(st, i64::MIN)?;
         sync_dir(&self.dir)?;
         tracing::info!(partition = %self.tp, offset, "log emptied and restarted");
@@ -144,6 +153,7 @@ impl PartitionLog {
             return Ok(());
         }
         let epochs = st.leader_epochs[..keep].to_vec();
+        super::debug_assert_epochs_grow(&epochs);
         write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, true)?;
         st.leader_epochs = epochs;
         Ok(())
