@@ -844,4 +844,18 @@ mod tests {
             "past the end: nothing to cut"
         );
     }
+
+    #[test]
+    fn truncate_to_an_offset_in_a_gap_cuts_at_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = LogSegment::create(dir.path(), 0, 4096).unwrap();
+        // Compacted: offsets 2..=4 were removed.
+        seg.append(&with_offset(batch(2, 100, 1), 0), 0, 0).unwrap();
+        let first = seg.size();
+        seg.append(&with_offset(batch(2, 100, 9), 5), 0, 0).unwrap();
+        assert!(seg.truncate_to(3).unwrap() > 0);
+        assert_eq!(seg.size(), first);
+        assert_eq!(seg.max_timestamp(), 1);
+        assert_eq!(seg.find_batch(2).unwrap(), None);
+    }
 }

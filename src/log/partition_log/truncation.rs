@@ -326,4 +326,35 @@ mod tests {
         log.truncate_to(2).unwrap();
         assert!(seg.read_records(info.position, info.size).is_err());
     }
+
+    #[test]
+    fn readers_racing_truncation_and_reappends_get_whole_batches_or_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path());
+        fill(&log, 8, 0);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !stop.load(Ordering::Acquire) {
+                    if let Ok(data) = log.read(0, 1 << 20, true, i64::MAX) {
+                        let records = &data.records[..];
+                        if !records.is_empty() {
+                            crate::log::record_batch::validate_batches(records, u32::MAX)
+                                .expect("a read returns whole batches");
+                        }
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for round in 0..50 {
+            log.truncate_to(2 * (round % 4)).unwrap();
+            fill(&log, 4, 0);
+        }
+        stop.store(true, Ordering::Release);
+        assert!(reader.join().expect("the reader must not panic") > 0);
+    }
 }
