@@ -106,8 +106,16 @@ fn run(codec: Codec, records: usize, keys: usize) {
 
     let mut map = OffsetMap::with_memory(128 * 1024 * 1024);
     let mut pending = PendingDeletes::default();
-    let (stats, _) =
-        clean_log(&log, None, &mut map, &mut pending, i64::MAX / 2, &|| false).expect("clean");
+    let (stats, _) = clean_log(
+        &log,
+        None,
+        &mut map,
+        &mut pending,
+        i64::MAX / 2,
+        &|| false,
+        None,
+    )
+    .expect("clean");
     let secs = stats.elapsed.as_secs_f64();
     let cleaned_input = stats.bytes_read / 2;
     println!(

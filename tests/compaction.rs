@@ -1,16 +1,16 @@
 //! Log compaction as a Kafka user sees it: many updates to a few keys shrink to the latest value per key
 //! (in every codec), tombstones stay for `delete.retention.ms` and then go, a consumer reading from the start
-//! sees each key's latest value, keyless records are refused with INVALID_RECORD, and a `kill -9` in the
+//! sees each key's latest value, keyless records are refused with INVALID_RECORD, and a crash in the
 //! middle of a clean leaves a readable, complete log.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::process::{self, KillOnDrop};
+use brook::log::{BeforeSwapHook, SwapDecision};
 use common::*;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -238,41 +238,34 @@ async fn keyless_records_are_refused_on_compacted_topics() {
     b.shutdown().await;
 }
 
-/// The cleaner of a separate brook process pauses with its output in `.swap` (the commit point of a
-/// clean); it is killed there. The restarted broker completes the swap and serves the whole log.
+/// The cleaner is stopped by its before-swap hook with its output in `.swap` (the commit point of a clean),
+/// and the broker crashes there. The restarted broker completes the swap and serves the whole log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_cleaning_leaves_a_readable_complete_log() {
+async fn crash_during_cleaning_leaves_a_readable_complete_log() {
     init_tracing();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut command = process::brook_command();
-    let mut child = KillOnDrop(
-        command
-            .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
-            .args(["--override", &format!("log.dirs={}", data.display())])
-            .args(["--override", "log.cleaner.backoff.ms=100"])
-            .env("BROOKTEST_CLEANER_PAUSE_MS", "600000")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let bootstrap = process::announced_addr(&mut child.0).to_string();
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let mut config = base_config(&data, BROKER);
+    config.cleaner.before_swap = Some(BeforeSwapHook(Arc::new(move |_| {
+        let _ = reached_tx.send(());
+        SwapDecision::Halt
+    })));
+    let crashed = start_broker_with(&data, config).await;
     let topic = "compact-crash";
-    create_compacted(&bootstrap, topic, &[]).await;
-    let end = produce_updates(&bootstrap, topic, "gzip").await;
-    let dir = data.join(format!("{topic}-0"));
+    create_compacted(&crashed.bootstrap, topic, &[]).await;
+    let end = produce_updates(&crashed.bootstrap, topic, "gzip").await;
     poll_until(DEADLINE, "the cleaner to reach .swap", || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().ends_with(".log.swap"))
-            .then_some(())
+        reached_rx.try_recv().ok()
     })
     .await;
-    child.0.kill().expect("kill -9");
-    child.0.wait().unwrap();
+    crashed.crash().await;
+    let dir = data.join(format!("{topic}-0"));
+    let swapped = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".log.swap"));
+    assert!(swapped, "the crash left the cleaned segment in .swap");
 
     let b = start_broker_in(&data, BROKER).await;
     assert_eq!(watermarks(&b.bootstrap, topic, 0), (0, end), "nothing lost");

@@ -42,7 +42,7 @@ use crate::log::retention::{DELETED_FILE_SUFFIX, PendingDeletes, schedule_segmen
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
 };
-use crate::log::{CleanerConfig, TopicPartition, lock};
+use crate::log::{BeforeSwapHook, CleanerConfig, SwapDecision, TopicPartition, lock};
 
 /// Kafka's file of each compacted partition's first dirty offset, in the data directory.
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
@@ -55,8 +55,6 @@ const BYTES_PER_MAP_ENTRY: u64 = 48;
 const MAX_STORED_BATCH_BYTES: usize = MAX_DECOMPRESSED_BATCH_BYTES;
 /// Output is written to the cleaned segment in chunks of about this size.
 const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
-/// Test-only: milliseconds to pause after the `.swap` files exist, so a test can kill the process there.
-pub const TEST_PAUSE_ENV: &str = "BROOKTEST_CLEANER_PAUSE_MS";
 
 fn file_name(base: i64, suffix: &str, extra: &str) -> String {
     format!("{}{extra}", segment_file_name(base, suffix))
@@ -587,19 +585,6 @@ fn remove_cleaned_files(dir: &Path, base: i64) {
     }
 }
 
-fn test_pause() {
-    let ms = std::env::var(TEST_PAUSE_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(ms) = ms {
-        tracing::warn!(
-            ms,
-            "{TEST_PAUSE_ENV}: pausing with the cleaned segment in .swap"
-        );
-        std::thread::sleep(Duration::from_millis(ms));
-    }
-}
-
 /// Swaps the cleaned files in for `group` (see the module docs for the order) and the new segment into the
 /// log's list.
 fn swap_in(
@@ -607,6 +592,7 @@ fn swap_in(
     group: &[Arc<LogSegment>],
     cleaned: LogSegment,
     pending: &mut PendingDeletes,
+    before_swap: Option<&BeforeSwapHook>,
 ) -> Result<(), LogError> {
     let dir = log.dir();
     let base = group[0].base_offset();
@@ -621,7 +607,14 @@ fn swap_in(
         rename(suffix, CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)?;
     }
     sync_dir(dir)?;
-    test_pause();
+    if before_swap.is_some_and(|hook| (hook.0)(log.topic_partition()) == SwapDecision::Halt) {
+        tracing::warn!(partition = %log.topic_partition(), segment = base,
+            "cleaner halted by its before-swap hook with the cleaned segment in .swap");
+        return Err(LogError::Offline(format!(
+            "{}: cleaning halted before the swap",
+            log.topic_partition()
+        )));
+    }
     let delay =
         Duration::from_millis(u64::try_from(log.config().file_delete_delay_ms).unwrap_or(0));
     for seg in &group[1..] {
@@ -650,6 +643,7 @@ pub fn clean_log(
     pending: &mut PendingDeletes,
     now: i64,
     abort: &dyn Fn() -> bool,
+    before_swap: Option<&BeforeSwapHook>,
 ) -> Result<(CleanStats, Option<i64>), LogError> {
     let started = Instant::now();
     let _maintenance = log.maintenance_lock();
@@ -693,7 +687,7 @@ pub fn clean_log(
             remove_cleaned_files(log.dir(), group[0].base_offset());
             continue;
         }
-        swap_in(log, &group, cleaned, pending)?;
+        swap_in(log, &group, cleaned, pending, before_swap)?;
         stats.segments_cleaned += group.len();
     }
     stats.end_offset = map_end;
@@ -771,7 +765,15 @@ impl LogCleaner {
         let result = {
             let mut map = lock(&self.map);
             let mut pending = lock(&self.pending);
-            clean_log(&log, checkpoint, &mut map, &mut pending, now, abort)
+            clean_log(
+                &log,
+                checkpoint,
+                &mut map,
+                &mut pending,
+                now,
+                abort,
+                self.config.before_swap.as_ref(),
+            )
         };
         match result {
             Ok((stats, horizon)) => {
@@ -808,6 +810,24 @@ impl LogCleaner {
     pub fn forget(&self, tp: &TopicPartition) {
         lock(&self.checkpoints).remove(tp);
         lock(&self.horizons).remove(tp);
+    }
+
+    /// Lowers the partition's checkpoint to `offset` if above it (the log was truncated there), so batches
+    /// appended again at those offsets are cleaned as dirty ones.
+    pub fn maybe_truncate_checkpoint(&self, tp: &TopicPartition, offset: i64) {
+        let mut cps = lock(&self.checkpoints);
+        if cps.get(tp).is_none_or(|c| *c <= offset) {
+            return;
+        }
+        cps.insert(tp.clone(), offset);
+        if let Err(e) = write_offset_checkpoint(&self.dir.join(CLEANER_OFFSET_CHECKPOINT), &cps) {
+            tracing::warn!(error = %e, "could not write the cleaner checkpoint");
+        }
+    }
+
+    /// The partition's first dirty offset, as last checkpointed.
+    pub fn checkpoint(&self, tp: &TopicPartition) -> Option<i64> {
+        lock(&self.checkpoints).get(tp).copied()
     }
 
     /// Removes every file waiting for its delayed deletion (shutdown).
@@ -937,7 +957,7 @@ mod tests {
             let mut map = OffsetMap::with_capacity(1000);
             let mut pending = PendingDeletes::default();
             let (stats, horizon) =
-                clean_log(&log, None, &mut map, &mut pending, now, &|| false).unwrap();
+                clean_log(&log, None, &mut map, &mut pending, now, &|| false, None).unwrap();
             assert!(stats.segments_cleaned > 0, "{codec:?}");
             let after = log.segments().iter().map(|s| s.size()).sum::<u64>();
             assert!(after < before / 3, "{codec:?}: {before} -> {after}");
@@ -974,6 +994,7 @@ mod tests {
                 &mut pending,
                 later,
                 &|| false,
+                None,
             )
             .unwrap();
             assert_eq!(stats2.tombstones_removed, 1, "{codec:?}");
@@ -1004,7 +1025,8 @@ mod tests {
         produce(&log, "tail", Some("x"), now, Codec::None);
         let mut map = OffsetMap::with_capacity(10);
         let mut pending = PendingDeletes::default();
-        let (stats, _) = clean_log(&log, None, &mut map, &mut pending, now, &|| false).unwrap();
+        let (stats, _) =
+            clean_log(&log, None, &mut map, &mut pending, now, &|| false, None).unwrap();
         assert_eq!(stats.end_offset, 10, "ten keys fit");
         let got = read_all(&log);
         // Nothing was superseded within the first ten offsets' keys yet except by themselves: all stay.
@@ -1012,10 +1034,18 @@ mod tests {
         // Cleaning on from the checkpoint eventually dedupes everything.
         let mut end = stats.end_offset;
         for _ in 0..10 {
-            end = clean_log(&log, Some(end), &mut map, &mut pending, now, &|| false)
-                .unwrap()
-                .0
-                .end_offset;
+            end = clean_log(
+                &log,
+                Some(end),
+                &mut map,
+                &mut pending,
+                now,
+                &|| false,
+                None,
+            )
+            .unwrap()
+            .0
+            .end_offset;
         }
         let got = read_all(&log);
         assert!(
@@ -1236,5 +1266,26 @@ mod tests {
         manual.advance(std::time::Duration::from_millis(hour as u64));
         let (tp, _) = cleaner.clean_filthiest(&logs, &|| false).unwrap();
         assert_eq!(tp, TopicPartition::new("fresh", 0));
+    }
+
+    #[test]
+    fn truncation_lowers_only_a_checkpoint_above_it_and_persists_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::Clock::system();
+        let tp = TopicPartition::new("c", 0);
+        let cleaner = LogCleaner::new(dir.path(), CleanerConfig::default(), clock.clone());
+        cleaner.maybe_truncate_checkpoint(&tp, 5);
+        assert_eq!(
+            cleaner.checkpoint(&tp),
+            None,
+            "no checkpoint: nothing to lower"
+        );
+        lock(&cleaner.checkpoints).insert(tp.clone(), 40);
+        cleaner.maybe_truncate_checkpoint(&tp, 50);
+        assert_eq!(cleaner.checkpoint(&tp), Some(40));
+        cleaner.maybe_truncate_checkpoint(&tp, 12);
+        assert_eq!(cleaner.checkpoint(&tp), Some(12));
+        let reopened = LogCleaner::new(dir.path(), CleanerConfig::default(), clock);
+        assert_eq!(reopened.checkpoint(&tp), Some(12));
     }
 }

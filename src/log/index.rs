@@ -810,4 +810,20 @@ mod tests {
         assert!(idx.maybe_append(3, 3, true));
         assert_eq!(idx.entries(), 3);
     }
+
+    #[test]
+    fn offset_index_truncate_to_drops_entries_at_or_above_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.index");
+        let mut idx = OffsetIndex::open(&path, 100, Some(800)).unwrap();
+        for (i, off) in [102, 105, 109].into_iter().enumerate() {
+            assert!(idx.append(off, 100 * (i as u32 + 1)));
+        }
+        idx.truncate_to(105);
+        assert_eq!(idx.last_entry(), Some((102, 100)));
+        assert_eq!(idx.lookup(200), Some((102, 100)));
+        assert!(idx.append(104, 150), "appends continue after the cut");
+        idx.truncate_to(0);
+        assert_eq!(idx.entries(), 0);
+    }
 }

@@ -467,6 +467,48 @@ impl LogManager {
         Ok(())
     }
 
+    /// Truncates the partition's log at `offset` (see [`PartitionLog::truncate_to`]) and lowers the
+    /// cleaner's checkpoint with it. Returns the new log end offset.
+    pub fn truncate_to(&self, tp: &TopicPartition, offset: i64) -> Result<i64, LogError> {
+        let log = self.loaded(tp)?;
+        let end = log.truncate_to(offset)?;
+        self.after_truncation(tp, end)?;
+        Ok(end)
+    }
+
+    /// Empties the partition's log and starts it at `offset` (see
+    /// [`PartitionLog::truncate_fully_and_start_at`]), lowering the cleaner's checkpoint with it.
+    pub fn truncate_fully_and_start_at(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<(), LogError> {
+        let log = self.loaded(tp)?;
+        log.truncate_fully_and_start_at(offset)?;
+        self.after_truncation(tp, offset)
+    }
+
+    /// The checkpoints must not name offsets the log no longer has: the cleaner's is lowered, and the
+    /// recovery points and log start offsets are rewritten at once (as Kafka does after a truncation).
+    fn after_truncation(&self, tp: &TopicPartition, end: i64) -> Result<(), LogError> {
+        if let Some(cleaner) = self.cleaner() {
+            cleaner.maybe_truncate_checkpoint(tp, end);
+        }
+        self.checkpoint()
+    }
+
+    fn loaded(&self, tp: &TopicPartition) -> Result<Arc<PartitionLog>, LogError> {
+        self.get(tp)
+            .ok_or_else(|| LogError::Offline(format!("{tp}: no loaded log")))
+    }
+
+    /// The log cleaner, once started with `log.cleaner.enable`.
+    pub fn cleaner(&self) -> Option<Arc<LogCleaner>> {
+        lock(&self.background)
+            .as_ref()
+            .and_then(|b| b.cleaner.clone())
+    }
+
     /// Times every flush that writes something (the recovery point moves) into `histogram` from now on.
     /// Set once; later calls are ignored.
     pub fn observe_flushes(&self, histogram: metrics::Histogram) {
@@ -766,6 +808,20 @@ mod tests {
         bytes::BytesMut::from(&crate::log::record_batch::test_support::batch(2, 10, 0)[..])
     }
 
+    /// A manager on `dir` with `tp` loaded and `batches` batches of 2 records appended.
+    fn manager_with(
+        dir: &Path,
+        tp: &TopicPartition,
+        batches: usize,
+    ) -> (Arc<LogManager>, Arc<PartitionLog>) {
+        let mgr = LogManager::open(dir, LogConfig::default()).unwrap();
+        let log = mgr.get_or_create(tp, LogConfig::default()).unwrap();
+        for _ in 0..batches {
+            leader_append(&log, one_batch(), 0).unwrap();
+        }
+        (mgr, log)
+    }
+
     #[test]
     fn checkpoints_are_written_at_shutdown_and_read_at_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -1001,11 +1057,7 @@ mod tests {
     fn delete_removes_a_partition_directory_that_was_never_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let tp = TopicPartition::new("stale", 0);
-        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
-        let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
-        for _ in 0..3 {
-            leader_append(&log, one_batch(), 0).unwrap();
-        }
+        let (mgr, log) = manager_with(dir.path(), &tp, 3);
         mgr.shutdown().unwrap();
         drop((log, mgr));
 
@@ -1116,5 +1168,28 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         mgr.shutdown().unwrap();
+    }
+
+    #[test]
+    fn truncation_rewrites_the_recovery_point_and_log_start_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let (mgr, log) = manager_with(dir.path(), &tp, 4);
+        log.flush().unwrap();
+        mgr.checkpoint().unwrap();
+        let checkpoint = |name: &str| {
+            read_offset_checkpoint(&dir.path().join(name))
+                .unwrap()
+                .unwrap()
+                .get(&tp)
+                .copied()
+        };
+        assert_eq!(checkpoint(RECOVERY_POINT_CHECKPOINT), Some(8));
+        assert_eq!(mgr.truncate_to(&tp, 4).unwrap(), 4);
+        assert_eq!(checkpoint(RECOVERY_POINT_CHECKPOINT), Some(4));
+        mgr.truncate_fully_and_start_at(&tp, 50).unwrap();
+        assert_eq!(checkpoint(LOG_START_OFFSET_CHECKPOINT), Some(50));
+        assert_eq!(checkpoint(RECOVERY_POINT_CHECKPOINT), Some(50));
+        assert!(mgr.truncate_to(&TopicPartition::new("none", 0), 0).is_err());
     }
 }

@@ -269,6 +269,32 @@ pub struct CleanerConfig {
     pub backoff_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: memory bound of the cleaner's key map.
     pub dedupe_buffer_size: u64,
+    /// Not a Kafka property: set by an embedding test to stop the cleaner at its commit point (see
+    /// [`BeforeSwapHook`]). None in production.
+    pub before_swap: Option<BeforeSwapHook>,
+}
+
+/// What the cleaner does once a [`BeforeSwapHook`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapDecision {
+    /// Swap the cleaned segment in, as without a hook.
+    Proceed,
+    /// Stop there, as a process killed at that point would: the cleaned files stay in `.swap` for the next
+    /// load to complete, and this pass fails.
+    Halt,
+}
+
+/// Called by the cleaner after a cleaned segment reached its `.swap` files (the commit point of a clean)
+/// and before it is swapped into the log, so crash tests can stop it exactly there.
+#[derive(Clone)]
+pub struct BeforeSwapHook(
+    pub std::sync::Arc<dyn Fn(&TopicPartition) -> SwapDecision + Send + Sync>,
+);
+
+impl std::fmt::Debug for BeforeSwapHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeSwapHook")
+    }
 }
 
 impl Default for CleanerConfig {
@@ -278,6 +304,7 @@ impl Default for CleanerConfig {
             enable: true,
             backoff_ms: 15_000,
             dedupe_buffer_size: 134_217_728,
+            before_swap: None,
         }
     }
 }

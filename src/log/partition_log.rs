@@ -19,19 +19,18 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::log::checkpoint::{
-    LEADER_EPOCH_CHECKPOINT, read_leader_epoch_checkpoint, sync_dir, write_leader_epoch_checkpoint,
-};
+use crate::log::checkpoint::{LEADER_EPOCH_CHECKPOINT, sync_dir, write_leader_epoch_checkpoint};
 use crate::log::error::LogError;
 use crate::log::manager::FlusherMsg;
 use crate::log::record_batch::{
     RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch, validate_batches,
 };
-use crate::log::segment::{
-    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, delete_segment_files,
-};
+use crate::log::segment::{LogSegment, delete_segment_files};
 use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
+
+mod load;
+mod truncation;
 
 /// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
 pub const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
@@ -154,240 +153,7 @@ fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
     LogError::Offline(format!("{tp}: {why}"))
 }
 
-/// Preallocates the indexes of the segment that will take appends. On a full disk the segment keeps its
-/// indexes as they are on disk (whole, trimmed to their entries, so "full"): the partition still loads and
-/// serves reads, and its first append retries the allocation by rolling (or re-preallocating an empty
-/// segment), failing with ENOSPC until space is freed.
-fn make_active_unless_disk_full(
-    tp: &TopicPartition,
-    seg: &LogSegment,
-    max_index_bytes: u32,
-) -> io::Result<()> {
-    match seg.make_active(max_index_bytes) {
-        Err(e) if crate::log::error::is_disk_full_io(&e) => {
-            tracing::warn!(partition = %tp, segment = seg.base_offset(), error = %e,
-                "disk full: indexes not preallocated; appends wait for space");
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-/// Base offsets of the `.log` files in `dir`, sorted; index files without a log are removed.
-fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
-    let mut logs = Vec::new();
-    let mut indexes = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some((stem, suffix)) = name.split_once('.') else {
-            continue;
-        };
-        if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(base) = stem.parse::<i64>() else {
-            continue;
-        };
-        match format!(".{suffix}").as_str() {
-            LOG_FILE_SUFFIX => logs.push(base),
-            INDEX_FILE_SUFFIX | TIME_INDEX_FILE_SUFFIX => indexes.push((base, entry.path())),
-            _ => {}
-        }
-    }
-    logs.sort_unstable();
-    for (base, path) in indexes {
-        if logs.binary_search(&base).is_err() {
-            tracing::warn!(path = %path.display(), "removing index file without a log segment");
-            fs::remove_file(&path)?;
-        }
-    }
-    Ok(logs)
-}
-
 impl PartitionLog {
-    /// Opens the partition directory (creating it), recovering as needed (see the module docs of
-    /// `LogManager`): unclean start -> scan from the segment holding the recovery point, truncate at the
-    /// first torn/corrupt batch, drop later segments, rebuild indexes; clean start -> check indexes and only
-    /// the active segment's tail.
-    pub(crate) fn load(p: LoadParams) -> Result<Arc<PartitionLog>, LogError> {
-        let LoadParams {
-            dir,
-            tp,
-            config,
-            had_clean_shutdown,
-            recovery_point,
-            log_start_offset,
-            flusher,
-            clock,
-        } = p;
-        fs::create_dir_all(&dir)?;
-        crate::log::cleaner::recover_interrupted_swaps(&dir)?;
-        let max_idx = config.max_index_bytes;
-        let interval = config.index_interval_bytes;
-        let bases = list_segment_bases(&dir)?;
-        let mut scanned = 0u64;
-        let mut dir_dirty = false;
-        let mut segments: Vec<Arc<LogSegment>> = Vec::with_capacity(bases.len().max(1));
-        let leo;
-        if bases.is_empty() {
-            let base = log_start_offset.unwrap_or(0).max(0);
-            segments.push(Arc::new(LogSegment::create(&dir, base, max_idx)?));
-            leo = base;
-            dir_dirty = true;
-        } else {
-            let needs_recovery = !had_clean_shutdown || recovery_point.is_none();
-            let scan_from = if needs_recovery {
-                let rp = recovery_point.unwrap_or(0);
-                bases.iter().rposition(|b| *b <= rp).unwrap_or(0)
-            } else {
-                bases.len()
-            };
-            let mut next_offset = bases[0];
-            let mut needs_fsync: Vec<usize> = Vec::new();
-            let mut keep = bases.len();
-            for (i, base) in bases.iter().copied().enumerate() {
-                let is_last = i + 1 == bases.len();
-                let next_base = bases.get(i + 1).copied();
-                // Name the file: this error is what the operator sees for an offline partition.
-                let seg = LogSegment::open(&dir, base, None).map_err(|e| {
-                    if crate::log::error::is_disk_full_io(&e) {
-                        return LogError::Storage(e); // not damage: retried once space is freed
-                    }
-                    let file = crate::log::segment::segment_file_name(base, LOG_FILE_SUFFIX);
-                    offline(&tp, format_args!("cannot open segment {file}: {e}"))
-                })?;
-                let min_offset = next_offset.max(base);
-                let full_scan = if i >= scan_from {
-                    true
-                } else if let Err(why) = seg.sanity_check_indexes(next_base) {
-                    tracing::warn!(partition = %tp, segment = base, reason = %why, "rebuilding index");
-                    true
-                } else {
-                    false
-                };
-                let outcome = if full_scan {
-                    seg.reset_indexes();
-                    seg.make_active(max_idx)?;
-                    needs_fsync.push(i);
-                    Some(seg.recover(0, min_offset, true, interval)?)
-                } else if is_last {
-                    // Clean shutdown: only the tail past the last index entry is unchecked.
-                    make_active_unless_disk_full(&tp, &seg, max_idx)?;
-                    let start = seg.last_indexed_position();
-                    let tail = seg.recover(start, base, false, interval)?;
-                    if tail.truncated_bytes > 0 || (tail.next_offset.is_none() && start > 0) {
-                        // Junk after a clean shutdown: entries may point into it, so rebuild everything.
-                        seg.reset_indexes();
-                        let mut full = seg.recover(0, min_offset, true, interval)?;
-                        full.truncated_bytes += tail.truncated_bytes;
-                        full.truncation_reason = full.truncation_reason.or(tail.truncation_reason);
-                        Some(full)
-                    } else {
-                        Some(tail)
-                    }
-                } else {
-                    None
-                };
-                let truncated = match outcome {
-                    Some(o) => {
-                        scanned += o.batches_scanned;
-                        next_offset = o.next_offset.unwrap_or(base);
-                        if o.truncated_bytes > 0 {
-                            tracing::warn!(
-                                partition = %tp,
-                                segment = base,
-                                bytes_dropped = o.truncated_bytes,
-                                offset = next_offset,
-                                reason = o.truncation_reason.as_deref().unwrap_or(""),
-                                "truncated log at a torn or corrupt batch"
-                            );
-                            needs_fsync.push(i);
-                        }
-                        o.truncated_bytes > 0
-                    }
-                    None => {
-                        next_offset =
-                            next_base.expect("invariant: only non-last segments skip the scan");
-                        false
-                    }
-                };
-                if !is_last && full_scan && !truncated {
-                    seg.on_become_inactive()?;
-                }
-                segments.push(Arc::new(seg));
-                if truncated && !is_last {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            if keep < bases.len() {
-                let dropped = &bases[keep..];
-                tracing::warn!(partition = %tp, segments = dropped.len(), first = dropped[0],
-                    "deleting segments after the truncation point");
-                for base in dropped {
-                    delete_segment_files(&dir, *base)?;
-                }
-                dir_dirty = true;
-            }
-            let last = segments
-                .last()
-                .expect("invariant: at least one segment was loaded");
-            make_active_unless_disk_full(&tp, last, max_idx)?;
-            last.init_rolling_base(clock.now_ms())?;
-            needs_fsync.sort_unstable();
-            needs_fsync.dedup();
-            for i in needs_fsync {
-                if let Some(seg) = segments.get(i) {
-                    seg.flush_log()?;
-                    seg.flush_indexes()?;
-                }
-            }
-            leo = next_offset;
-        }
-        if dir_dirty {
-            sync_dir(&dir)?;
-        }
-
-        let leader_epochs = load_leader_epochs(&dir, &tp, leo)?;
-        let first_base = segments[0].base_offset();
-        let log_start = log_start_offset
-            .unwrap_or(first_base)
-            .clamp(first_base, leo.max(first_base));
-        let (hw_tx, _) = watch::channel(leo);
-        let log = Arc::new_cyclic(|me| PartitionLog {
-            tp,
-            dir,
-            config: RwLock::new(Arc::new(config)),
-            segments: RwLock::new(Arc::new(segments)),
-            append_lock: Mutex::new(AppendState { leader_epochs }),
-            log_start_offset: AtomicI64::new(log_start),
-            log_end_offset: AtomicI64::new(leo),
-            high_watermark: AtomicI64::new(leo),
-            recovery_point: AtomicI64::new(leo),
-            hw_tx,
-            flush_listener: OnceLock::new(),
-            flush_lock: Mutex::new(Instant::now()),
-            flusher,
-            flush_requested: AtomicBool::new(false),
-            dir_dirty: AtomicBool::new(false),
-            epochs_dirty: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            failure: OnceLock::new(),
-            disk_full: AtomicBool::new(false),
-            #[cfg(test)]
-            fail_next_fsync: AtomicBool::new(false),
-            #[cfg(test)]
-            fail_next_write: std::sync::atomic::AtomicI32::new(0),
-            recovery_batches_scanned: AtomicU64::new(scanned),
-            self_ref: me.clone(),
-            maintenance: Mutex::new(()),
-            clock,
-        });
-        Ok(log)
-    }
-
     pub fn topic_partition(&self) -> &TopicPartition {
         &self.tp
     }
@@ -493,6 +259,26 @@ impl PartitionLog {
         rlock(&self.segments).clone()
     }
 
+    /// The order of the offsets: log start <= high watermark <= log end, and recovery point <= log end.
+    /// Checked (in debug builds, so by every test) wherever one of them moves. The log end is read last:
+    /// outside truncation it only grows, so a concurrent append cannot make a consistent state look broken.
+    fn debug_check_offsets(&self) {
+        let start = self.log_start_offset();
+        let hw = self.high_watermark();
+        let rp = self.recovery_point();
+        let leo = self.log_end_offset();
+        debug_assert!(
+            start <= hw && hw <= leo,
+            "invariant: log start {start} <= high watermark {hw} <= log end {leo} ({})",
+            self.tp
+        );
+        debug_assert!(
+            rp <= leo,
+            "invariant: recovery point {rp} <= log end {leo} ({})",
+            self.tp
+        );
+    }
+
     /// Moves the high watermark up to `to` (never down) and wakes its receivers. The partition decides the
     /// value (its high-watermark rule); the log only keeps it, because reads and long polls need it next to
     /// the data.
@@ -504,6 +290,7 @@ impl PartitionLog {
             self.tp
         );
         let prev = self.high_watermark.fetch_max(to, Ordering::AcqRel);
+        self.debug_check_offsets();
         if to > prev {
             self.hw_tx.send_if_modified(|v| {
                 let moved = *v < to;
@@ -596,6 +383,7 @@ impl PartitionLog {
             }
         };
         self.log_end_offset.store(next, Ordering::Release);
+        self.debug_check_offsets();
         if self.disk_full.swap(false, Ordering::AcqRel) {
             tracing::info!(partition = %self.tp, offset = base_offset, "appends resumed: disk space available");
         }
@@ -643,6 +431,7 @@ impl PartitionLog {
         {
             let mut epochs = st.leader_epochs.clone();
             epochs.push((leader_epoch, base_offset));
+            debug_assert_epochs_grow(&epochs);
             write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, false)?;
             st.leader_epochs = epochs;
             self.epochs_dirty.store(true, Ordering::Release);
@@ -921,6 +710,7 @@ impl PartitionLog {
             return Err(e);
         }
         let recovery_point = target.max(self.recovery_point.fetch_max(target, Ordering::AcqRel));
+        self.debug_check_offsets();
         if let Some(listener) = self.flush_listener.get() {
             (listener.0)(recovery_point);
         }
@@ -1042,6 +832,7 @@ impl PartitionLog {
             });
         }
         let prev = self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        self.debug_check_offsets();
         if offset > prev {
             tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset advanced by DeleteRecords");
         }
@@ -1098,6 +889,7 @@ impl PartitionLog {
         let new_start = kept[0].base_offset();
         *wlock(&self.segments) = Arc::new(kept);
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        self.debug_check_offsets();
         removed
     }
 
@@ -1129,6 +921,17 @@ impl PartitionLog {
         *wlock(&self.segments) = Arc::new(list);
         true
     }
+}
+
+/// The leader epoch cache's order: each entry has a larger epoch and a start offset no smaller than the one
+/// before (a follower's truncation and the leader's fetch-from-epoch both rely on it).
+fn debug_assert_epochs_grow(epochs: &[(i32, i64)]) {
+    debug_assert!(
+        epochs
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "invariant: leader epochs and their start offsets grow: {epochs:?}"
+    );
 }
 
 /// Reads whole batches from `seg` starting at `start` (a batch of `first_size` bytes), stopping before
@@ -1168,56 +971,22 @@ fn read_batches(
     Ok(buf.into_bytes())
 }
 
-/// Reads the leader epoch cache, keeping only entries below the log end offset that keep epochs and offsets
-/// increasing; rewrites the file when that dropped anything. A damaged file is logged and replaced.
-fn load_leader_epochs(
-    dir: &Path,
-    tp: &TopicPartition,
-    leo: i64,
-) -> Result<Vec<(i32, i64)>, LogError> {
-    let path = dir.join(LEADER_EPOCH_CHECKPOINT);
-    let (entries, damaged) = match read_leader_epoch_checkpoint(&path) {
-        Ok(Some(v)) => (v, false),
-        Ok(None) => (Vec::new(), false),
-        Err(e) => {
-            tracing::warn!(partition = %tp, error = %e, "ignoring unreadable leader epoch checkpoint");
-            (Vec::new(), true)
-        }
-    };
-    let mut kept: Vec<(i32, i64)> = Vec::new();
-    for (epoch, start) in entries.iter().copied().take(MAX_LEADER_EPOCH_ENTRIES) {
-        let increasing = kept.last().is_none_or(|&(e, o)| epoch > e && start >= o);
-        if start < leo && increasing {
-            kept.push((epoch, start));
-        }
-    }
-    if damaged || kept.len() != entries.len() {
-        match write_leader_epoch_checkpoint(&path, &kept, true) {
-            // The old file stays; the next load filters it the same way, so a full disk need not keep the
-            // partition offline.
-            Err(e) if crate::log::error::is_disk_full_io(&e) => {
-                tracing::warn!(partition = %tp, error = %e, "disk full: leader epoch checkpoint not rewritten");
-            }
-            other => other?,
-        }
-    }
-    Ok(kept)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::log::LogManager;
     use crate::log::record_batch::test_support::{batch, batch_with_timestamps};
-    use crate::log::segment::segment_file_name;
+    use crate::log::segment::{
+        INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, segment_file_name,
+    };
     use crate::replica::partition::leader_append;
     use std::time::Duration;
 
-    fn tp() -> TopicPartition {
+    pub(super) fn tp() -> TopicPartition {
         TopicPartition::new("t", 0)
     }
 
-    fn small_config() -> LogConfig {
+    pub(super) fn small_config() -> LogConfig {
         LogConfig {
             segment_bytes: 1024,
             index_interval_bytes: 128,
@@ -1225,7 +994,7 @@ mod tests {
         }
     }
 
-    fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<PartitionLog>) {
+    pub(super) fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<PartitionLog>) {
         let mgr = LogManager::open(dir, config.clone()).unwrap();
         let log = mgr.get_or_create(&tp(), config).unwrap();
         (mgr, log)
@@ -2411,5 +2180,50 @@ mod tests {
             "segment.ms after the first append rolls into a new segment"
         );
         wait_until("flush.ms to flush", || log.recovery_point() == 3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn offsets_out_of_order_trip_the_offset_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        append(&log, 2, 10, 0);
+        log.debug_check_offsets();
+        let trips = |field: &AtomicI64, value: i64| {
+            let old = field.swap(value, Ordering::AcqRel);
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                log.debug_check_offsets()
+            }));
+            field.store(old, Ordering::Release);
+            caught.is_err()
+        };
+        assert!(
+            trips(&log.recovery_point, 3),
+            "recovery point past the log end"
+        );
+        log.high_watermark.store(1, Ordering::Release);
+        assert!(
+            trips(&log.log_start_offset, 2),
+            "log start past the high watermark"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invariant: high watermark")]
+    fn a_high_watermark_past_the_log_end_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        append(&log, 2, 10, 0);
+        log.maybe_increment_high_watermark(3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn leader_epochs_must_grow_with_their_start_offsets() {
+        debug_assert_epochs_grow(&[(1, 0), (3, 0), (4, 9)]);
+        for bad in [[(2, 0), (2, 5)], [(1, 5), (2, 4)], [(3, 0), (1, 5)]] {
+            let caught = std::panic::catch_unwind(|| debug_assert_epochs_grow(&bad));
+            assert!(caught.is_err(), "{bad:?} must trip the check");
+        }
     }
 }

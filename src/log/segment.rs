@@ -665,6 +665,41 @@ impl LogSegment {
         wlock(&self.time_index).reset();
     }
 
+    /// Kafka's `LogSegment.truncateTo`: removes every batch whose last offset is >= `offset`, so the segment
+    /// ends at the batch boundary at or below `offset`. The committed size drops first (readers stop there),
+    /// then the file is cut and both indexes lose their entries at or above the cut; the max timestamp is
+    /// recomputed from the batches kept, so the time index's final entry (written when the segment becomes
+    /// inactive) is right again. Returns the bytes removed. Call under the partition's append lock; a reader
+    /// already past the cut gets a short-read error, never a panic.
+    pub fn truncate_to(&self, offset: i64) -> io::Result<u64> {
+        let Some(cut) = self.find_batch(offset)? else {
+            return Ok(0);
+        };
+        let old_size = self.size();
+        let mut st = lock(&self.state);
+        self.size.store(cut.position, Ordering::Release);
+        self.log.set_len(cut.position)?;
+        let end = cut.base_offset.min(offset);
+        wlock(&self.offset_index).truncate_to(end);
+        wlock(&self.time_index).truncate_to(end);
+        let (mut max_ts, mut max_offset) = (NO_TIMESTAMP, self.base_offset);
+        let mut pos = 0;
+        while let Some(info) = self.read_batch_info(pos, cut.position)? {
+            if info.max_timestamp > max_ts {
+                (max_ts, max_offset) = (info.max_timestamp, info.last_offset);
+            }
+            pos += info.size as u64;
+        }
+        st.max_timestamp_so_far = max_ts;
+        st.offset_of_max_timestamp = max_offset;
+        st.bytes_since_last_index_entry = cut.position.saturating_sub(self.last_indexed_position());
+        if cut.position == 0 {
+            st.rolling_base_ms = None;
+        }
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        Ok(old_size - cut.position)
+    }
+
     /// Preallocates the indexes again so the segment can take appends (it became the last one).
     pub fn make_active(&self, max_index_bytes: u32) -> io::Result<()> {
         wlock(&self.offset_index).resize(max_index_bytes)?;
@@ -770,5 +805,57 @@ mod tests {
         assert_eq!(std::fs::metadata(seg.log_path()).unwrap().len(), good);
         assert_eq!(rlock(&seg.offset_index).entries(), entries);
         assert_eq!(seg.max_timestamp(), 9);
+    }
+
+    #[test]
+    fn truncate_to_cuts_file_indexes_and_max_timestamp_at_a_batch_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = LogSegment::create(dir.path(), 0, 4096).unwrap();
+        for i in 0..10 {
+            seg.append(&with_offset(batch(2, 100, 10 * i), 2 * i), 0, 0)
+                .unwrap();
+        }
+        let keep = seg.find_batch(8).unwrap().unwrap().position;
+        assert!(
+            seg.truncate_to(9).unwrap() > 0,
+            "offset 9 is inside the batch at 8"
+        );
+        assert_eq!(seg.size(), keep);
+        assert_eq!(std::fs::metadata(seg.log_path()).unwrap().len(), keep);
+        assert_eq!(seg.max_timestamp(), 30);
+        let last = rlock(&seg.offset_index).last_entry().unwrap();
+        assert!(
+            last.0 < 8,
+            "no offset index entry at or past the cut: {last:?}"
+        );
+        let last = rlock(&seg.time_index).last_entry().unwrap();
+        assert!(
+            last.1 < 8,
+            "no time index entry at or past the cut: {last:?}"
+        );
+        assert!(seg.sanity_check_indexes(Some(8)).is_ok());
+        seg.on_become_inactive().unwrap();
+        assert_eq!(rlock(&seg.time_index).last_entry().unwrap().0, 30);
+        seg.append(&with_offset(batch(2, 100, 5), 8), 0, 0).unwrap();
+        assert_eq!(seg.find_batch(9).unwrap().unwrap().base_offset, 8);
+        assert_eq!(
+            seg.truncate_to(100).unwrap(),
+            0,
+            "past the end: nothing to cut"
+        );
+    }
+
+    #[test]
+    fn truncate_to_an_offset_in_a_gap_cuts_at_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = LogSegment::create(dir.path(), 0, 4096).unwrap();
+        // Compacted: offsets 2..=4 were removed.
+        seg.append(&with_offset(batch(2, 100, 1), 0), 0, 0).unwrap();
+        let first = seg.size();
+        seg.append(&with_offset(batch(2, 100, 9), 5), 0, 0).unwrap();
+        assert!(seg.truncate_to(3).unwrap() > 0);
+        assert_eq!(seg.size(), first);
+        assert_eq!(seg.max_timestamp(), 1);
+        assert_eq!(seg.find_batch(2).unwrap(), None);
     }
 }

@@ -81,8 +81,14 @@ pub async fn start_broker(overrides: &[(&str, &str)]) -> TestBroker {
 
 /// Starts a broker on an existing data directory (for restart tests).
 pub async fn start_broker_in(data_dir: &Path, overrides: &[(&str, &str)]) -> TestBroker {
+    start_broker_with(data_dir, base_config(data_dir, overrides)).await
+}
+
+/// Starts a broker with a config a test built (from [`base_config`]) on `data_dir`, e.g. to set a test hook
+/// that has no property.
+pub async fn start_broker_with(data_dir: &Path, config: Config) -> TestBroker {
     init_tracing();
-    let broker = Broker::start(base_config(data_dir, overrides))
+    let broker = Broker::start(config)
         .await
         .unwrap_or_else(|e| panic!("broker failed to start on {}: {e:?}", data_dir.display()));
     let bootstrap = broker.bootstrap_servers();
