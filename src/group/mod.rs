@@ -5,6 +5,7 @@
 pub mod coordinator;
 pub mod offset_store;
 pub mod records;
+pub mod shard;
 
 pub use offset_store::{
     GroupActivity, GroupStoreError, OffsetStore, WriteWait, upgrade_offsets_topic_config,
