@@ -461,9 +461,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::group::StoredMember;
     use crate::group::records::encode_batch;
     use crate::log::RECORD_BATCH_OVERHEAD;
-    use crate::group::StoredMember;
     use crate::log::{LogConfig, LogManager};
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {
