@@ -236,7 +236,8 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let mut to_load: Vec<_> = led.into_iter().collect();
         to_load.sort_unstable();
         for (p, epoch) in to_load {
-            if self.epoch(p) != Some(epoch) || self.state(p) == Some(ShardState::Failed) {
+            if self.epoch(p).is_none_or(|e| e < epoch) || self.state(p) == Some(ShardState::Failed)
+            {
                 self.load(p, epoch);
             }
         }
@@ -755,6 +756,32 @@ mod tests {
                 .unwrap(),
             (vec![(7, true)], 1)
         );
+    }
+
+    #[tokio::test]
+    async fn a_shard_of_another_leader_epoch_may_not_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path(), LogConfig::default());
+        b.metadata.add_publisher(b.runtime.clone());
+        b.metadata.create_topic(TOPIC, 1, BTreeMap::new()).unwrap();
+        let partition = b
+            .replicas
+            .partition(&TopicPartition::new(TOPIC, 0))
+            .unwrap();
+        let epoch = partition.leader_epoch();
+        // A newer epoch replaces the shard; an older one is ignored.
+        assert_eq!(b.runtime.load(0, epoch + 1), ShardState::Active);
+        assert_eq!(b.runtime.load(0, epoch), ShardState::Active);
+        assert_eq!(b.runtime.epoch(0), Some(epoch + 1));
+        let err = put(&b.runtime, 0, vec![rec("k", Some("v"))])
+            .await
+            .unwrap_err();
+        assert_eq!(err.response_error(), ResponseError::NotCoordinator);
+        assert_eq!(partition.log_end_offset(), 0);
+        // Loaded again at the partition's epoch, it writes.
+        b.runtime.unload(0);
+        b.runtime.load(0, epoch);
+        put(&b.runtime, 0, vec![rec("k", Some("v"))]).await.unwrap();
     }
 
     #[tokio::test]
