@@ -5,8 +5,9 @@
 
 use std::time::Instant;
 
+use brook::log::batch_builder::BatchBuilder;
 use brook::log::cleaner::{OffsetMap, clean_log};
-use brook::log::records::{Codec, Record, build_batch, encode_record};
+use brook::log::records::{Codec, recompress_batch};
 use brook::log::retention::PendingDeletes;
 use brook::log::{
     AppendOrigin, CleanupPolicy, LogConfig, LogManager, RecordBatchHeader, TopicPartition,
@@ -17,31 +18,17 @@ const RECORDS_PER_BATCH: usize = 100;
 
 /// One batch of `RECORDS_PER_BATCH` keyed records (keys `key-<n % keys>`), one value each, with `codec`.
 fn batch(first: usize, keys: usize, codec: Codec, values: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    let key_strings: Vec<String> = (first..first + RECORDS_PER_BATCH)
-        .map(|n| format!("key-{}", n % keys))
-        .collect();
-    for (i, key) in key_strings.iter().enumerate() {
-        let r = Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: Some(key.as_bytes()),
-            value: Some(&values[i]),
-            headers: &[0],
-            raw: &[],
-        };
-        encode_record(&mut body, &r, 0);
+    let mut b = BatchBuilder::new().partition_leader_epoch(0);
+    for (i, n) in (first..first + RECORDS_PER_BATCH).enumerate() {
+        let key = format!("key-{}", n % keys);
+        b.append(0, Some(key.as_bytes()), Some(&values[i]), &[])
+            .expect("encodable record");
     }
-    let mut header = vec![0u8; 61];
-    header[8..12].copy_from_slice(&49i32.to_be_bytes());
-    header[16] = 2;
-    header[23..27].copy_from_slice(&(RECORDS_PER_BATCH as i32 - 1).to_be_bytes());
-    header[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    header[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    header[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    let h = RecordBatchHeader::parse(&header).expect("61 bytes");
-    build_batch(&h, 0, 0, codec, RECORDS_PER_BATCH as i32, &body).expect("encodable batch")
+    let plain = b.build().expect("encodable batch");
+    if codec == Codec::None {
+        return plain.to_vec();
+    }
+    recompress_batch(&plain, codec, None).expect("encodable batch")
 }
 
 fn mb_per_s(bytes: u64, secs: f64) -> f64 {

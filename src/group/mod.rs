@@ -1,10 +1,13 @@
 //! Consumer groups: the classic group coordinator and committed offsets, stored in `__consumer_offsets`.
+//! The offsets and stored group metadata live in [`shard::GroupShard`]s, one per partition, kept by the
+//! coordinator runtime ([`crate::coordinator`]); [`OffsetStore`] is the coordinator's handle on them.
 //!
-//! The layer below the api: it calls into `log` and `cluster`, never the other way round.
+//! The layer below the api: it calls into `coordinator`, `log` and `cluster`, never the other way round.
 
 pub mod coordinator;
 pub mod offset_store;
 pub mod records;
+pub mod shard;
 
 pub use offset_store::{
     GroupActivity, GroupStoreError, OffsetStore, WriteWait, upgrade_offsets_topic_config,

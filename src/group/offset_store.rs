@@ -1,21 +1,21 @@
-//! Committed offsets and group metadata, kept in memory and in `__consumer_offsets` (Kafka's format).
+//! Committed offsets and group metadata in `__consumer_offsets` (Kafka's format): the group coordinator's
+//! handle on the [`CoordinatorRuntime`] whose [`GroupShard`]s hold them, one per partition.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::cluster::{MetadataError, MetadataStore};
-use crate::log::record_batch::RECORD_BATCH_OVERHEAD;
-use crate::log::{AppendOrigin, CleanupPolicy, LogError, TopicPartition};
-use crate::replica::{FetchIsolation, HighWatermarkWaitError, Partition, ReplicaManager};
+use crate::coordinator::{CoordinatorError, CoordinatorRecord, CoordinatorRuntime};
+use crate::log::{CleanupPolicy, LogError, TopicPartition};
+use crate::replica::{Partition, ReplicaManager};
 
 use super::records::{
-    GroupRecordKey, KeyValue, RecordError, decode_group_metadata_value, decode_key,
-    decode_offset_commit_value, encode_batch, encode_group_metadata_key,
-    encode_group_metadata_value, encode_offset_commit_key, encode_offset_commit_value,
-    walk_batches,
+    KeyValue, RecordError, encode_group_metadata_key, encode_group_metadata_value,
+    encode_offset_commit_key, encode_offset_commit_value,
 };
+use super::shard::GroupShard;
 use super::{GroupConfig, OFFSETS_TOPIC, OffsetAndMetadata, StoredGroup};
 
 /// Resolves once a write is as durable as the partition's flush policy makes it.
@@ -34,6 +34,21 @@ pub enum GroupStoreError {
     NotDurable(String),
 }
 
+impl From<CoordinatorError> for GroupStoreError {
+    /// A shard that is missing, loading or failed is an offline partition to the offset APIs, as before the
+    /// runtime: clients retry on COORDINATOR_NOT_AVAILABLE.
+    fn from(e: CoordinatorError) -> Self {
+        match e {
+            CoordinatorError::Log(e) => GroupStoreError::Log(e),
+            CoordinatorError::NotDurable(why) => GroupStoreError::NotDurable(why),
+            CoordinatorError::Encode(e) => GroupStoreError::Corrupt(e.to_string()),
+            e @ (CoordinatorError::NotCoordinator(_) | CoordinatorError::LoadInProgress(_)) => {
+                GroupStoreError::Log(LogError::Offline(e.to_string()))
+            }
+        }
+    }
+}
+
 /// What the coordinator knows of a group, for offset expiration (KIP-211).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupActivity {
@@ -45,24 +60,13 @@ pub enum GroupActivity {
     Unknown,
 }
 
-#[derive(Default)]
-struct State {
-    offsets: HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>,
-    groups: HashMap<String, StoredGroup>,
-    /// Partitions of `__consumer_offsets` that could not be loaded at open: their groups' state is
-    /// unknown, so writes to them are refused rather than layered over missing history.
-    unloaded: BTreeSet<i32>,
-}
-
-/// Committed offsets and group metadata of every group this broker coordinates: an in-memory view,
-/// backed by the `__consumer_offsets` topic in Kafka's record format.
-///
-/// Writes append to the log and update the view under one lock, so the log order and the view agree.
+/// Committed offsets and group metadata of every group this broker coordinates, kept by the coordinator
+/// runtime's group shards (one per `__consumer_offsets` partition this broker leads).
 pub struct OffsetStore {
     metadata: Arc<MetadataStore>,
     replicas: Arc<ReplicaManager>,
     config: GroupConfig,
-    state: Mutex<State>,
+    runtime: Arc<CoordinatorRuntime<GroupShard>>,
 }
 
 impl std::fmt::Debug for OffsetStore {
@@ -77,13 +81,15 @@ fn ready() -> WriteWait {
     Box::pin(std::future::ready(Ok(())))
 }
 
-/// Most bytes read from a partition per step while loading.
-const LOAD_READ_BYTES: usize = 4 * 1024 * 1024;
-/// Per-record framing allowance when splitting writes into batches below `message.max.bytes`.
-const RECORD_OVERHEAD_ESTIMATE: usize = 32;
-
 fn corrupt(e: RecordError) -> GroupStoreError {
     GroupStoreError::Corrupt(e.to_string())
+}
+
+fn to_record(kv: KeyValue) -> CoordinatorRecord {
+    CoordinatorRecord {
+        key: kv.key.to_vec(),
+        value: kv.value.map(|v| v.to_vec()),
+    }
 }
 
 /// `cleanup.policy` of `__consumer_offsets`.
@@ -126,99 +132,49 @@ fn ensure_compacted(partition: &Partition) {
 }
 
 impl OffsetStore {
-    /// Loads offsets and group metadata from __consumer_offsets when that topic exists (does not create it).
-    /// A partition that cannot be opened is logged and skipped; writes for its groups then fail.
+    /// Starts the group shards: the runtime follows the metadata image, so every partition of an existing
+    /// `__consumer_offsets` is loaded now (does not create the topic). A partition that cannot be opened is
+    /// logged; writes for its groups then fail.
     pub fn open(
         metadata: Arc<MetadataStore>,
         replicas: Arc<ReplicaManager>,
         config: GroupConfig,
     ) -> Result<Arc<OffsetStore>, GroupStoreError> {
+        if let Some(topic) = metadata.topic(OFFSETS_TOPIC) {
+            for partition in 0..topic.partition_count() {
+                if let Some(p) = replicas.partition(&TopicPartition::new(OFFSETS_TOPIC, partition))
+                {
+                    ensure_compacted(&p);
+                }
+            }
+        }
+        let runtime =
+            CoordinatorRuntime::new(OFFSETS_TOPIC, replicas.clone(), |_| GroupShard::default());
+        metadata.add_publisher(runtime.clone());
         let store = OffsetStore {
             metadata,
             replicas,
             config,
-            state: Mutex::new(State::default()),
+            runtime,
         };
-        if let Some(topic) = store.metadata.topic(OFFSETS_TOPIC) {
-            let mut st = store.state();
-            for partition in 0..topic.partition_count() {
-                let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-                match store.load_partition(&tp, &mut st) {
-                    Ok(n) => {
-                        tracing::debug!(partition = %tp, records = n, "loaded group records")
-                    }
-                    Err(e) => {
-                        tracing::error!(partition = %tp, error = %e,
-                            "could not load group records; groups on this partition are unavailable");
-                        st.unloaded.insert(partition);
-                    }
-                }
-            }
+        if store.metadata.topic(OFFSETS_TOPIC).is_some() {
             tracing::info!(
-                groups = st.groups.len(),
-                groups_with_offsets = st.offsets.len(),
+                groups = store.loaded_groups().len(),
+                groups_with_offsets = store.groups_with_offsets().len(),
                 "loaded {OFFSETS_TOPIC}"
             );
         }
         Ok(Arc::new(store))
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Replays one partition from its log start to its high watermark. Returns the records applied.
-    fn load_partition(
-        &self,
-        tp: &TopicPartition,
-        st: &mut State,
-    ) -> Result<usize, GroupStoreError> {
-        let partition = self
-            .replicas
-            .partition(tp)
-            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
-        ensure_compacted(&partition);
-        let mut offset = partition.log_start_offset();
-        let hw = partition.high_watermark();
-        let mut applied = 0;
-        while offset < hw {
-            let data =
-                partition.read(offset, LOAD_READ_BYTES, true, FetchIsolation::HighWatermark)?;
-            let walked = walk_batches(&data.records);
-            for problem in &walked.problems {
-                tracing::warn!(partition = %tp, problem = %problem, "skipping damaged group records");
-            }
-            for rec in &walked.records {
-                if rec.offset < offset {
-                    continue;
-                }
-                if let Err(e) = apply_record(st, rec.key.as_deref(), rec.value.as_deref()) {
-                    tracing::warn!(partition = %tp, offset = rec.offset, error = %e,
-                        "skipping undecodable group record");
-                } else {
-                    applied += 1;
-                }
-            }
-            match walked.next_offset {
-                Some(next) if next > offset => offset = next,
-                _ => {
-                    tracing::warn!(partition = %tp, offset, hw,
-                        "no whole batch readable; the rest of the partition is skipped");
-                    break;
-                }
-            }
-        }
-        Ok(applied)
-    }
-
     /// Every group whose metadata is stored, sorted by name.
     pub fn loaded_groups(&self) -> Vec<(String, StoredGroup)> {
-        let mut out: Vec<_> = self
-            .state()
-            .groups
-            .iter()
-            .map(|(g, s)| (g.clone(), s.clone()))
-            .collect();
+        let mut out = Vec::new();
+        for p in self.runtime.partitions() {
+            let _ = self.runtime.read(p, |shard| {
+                out.extend(shard.groups().map(|(g, s)| (g.clone(), s.clone())));
+            });
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -232,95 +188,67 @@ impl OffsetStore {
             })
     }
 
-    /// The group's partition, creating the topic on first use. The replica manager opens every partition
-    /// of the new topic as it is published, as Kafka makes every partition of a new topic led at once:
-    /// clients (kafkajs, Sarama) take a partition without a leader for an election in progress and give up.
-    fn partition_log(&self, partition: i32) -> Result<Arc<Partition>, GroupStoreError> {
-        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        if let Some(found) = self.replicas.partition(&tp) {
-            return Ok(found);
-        }
-        if self.metadata.topic(OFFSETS_TOPIC).is_none() {
-            let configs = BTreeMap::from([(
-                "cleanup.policy".to_string(),
-                OFFSETS_CLEANUP_POLICY.to_string(),
-            )]);
-            match self.metadata.create_topic(
-                OFFSETS_TOPIC,
-                self.config.offsets_topic_num_partitions,
-                configs,
-            ) {
-                Ok(topic) => {
-                    tracing::info!(
-                        partitions = topic.partition_count(),
-                        "created {OFFSETS_TOPIC}"
-                    );
-                }
-                // Another request created it first.
-                Err(MetadataError::TopicExists(_)) => {}
-                // No room to record the topic (a full disk): to the client this is a failed append like
-                // any other, retriable once space is freed.
-                Err(MetadataError::Io(e)) => return Err(LogError::Storage(e).into()),
-                Err(e) => return Err(e.into()),
+    /// Creates the topic on first use. The replica manager opens every partition of the new topic as it is
+    /// published, as Kafka makes every partition of a new topic led at once (clients such as kafkajs and
+    /// Sarama take a partition without a leader for an election in progress and give up), and the runtime
+    /// then loads their (empty) shards.
+    fn create_offsets_topic(&self, partition: i32) -> Result<(), GroupStoreError> {
+        let configs = BTreeMap::from([(
+            "cleanup.policy".to_string(),
+            OFFSETS_CLEANUP_POLICY.to_string(),
+        )]);
+        match self.metadata.create_topic(
+            OFFSETS_TOPIC,
+            self.config.offsets_topic_num_partitions,
+            configs,
+        ) {
+            Ok(topic) => {
+                tracing::info!(
+                    partitions = topic.partition_count(),
+                    "created {OFFSETS_TOPIC}"
+                );
             }
+            // Another request created it first.
+            Err(MetadataError::TopicExists(_)) => {}
+            // No room to record the topic (a full disk): to the client this is a failed append like
+            // any other, retriable once space is freed.
+            Err(MetadataError::Io(e)) => return Err(LogError::Storage(e).into()),
+            Err(e) => return Err(e.into()),
         }
+        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
         let found = self
             .replicas
             .partition(&tp)
             .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
         ensure_compacted(&found);
-        Ok(found)
+        Ok(())
     }
 
-    /// Appends `records` for `group` (split into batches below `message.max.bytes`), applying each batch
-    /// to the view right after its append, all under the state lock. The wait covers the last batch.
+    /// Appends the records `decide` makes from the group's shard (split into batches below
+    /// `message.max.bytes`); the shard replays them before this returns. The wait covers the last batch.
+    /// Nothing to write writes nothing, and creates no topic.
     fn write(
         &self,
-        st: &mut State,
         group: &str,
-        records: Vec<KeyValue>,
+        decide: impl Fn(&GroupShard) -> Result<Vec<KeyValue>, RecordError>,
     ) -> Result<WriteWait, GroupStoreError> {
-        if records.is_empty() {
-            return Ok(ready());
-        }
         let partition = self.partition_for(group);
-        if st.unloaded.contains(&partition) {
-            return Err(GroupStoreError::Log(LogError::Offline(format!(
-                "{OFFSETS_TOPIC}-{partition} could not be loaded at startup"
-            ))));
-        }
-        let log = self.partition_log(partition)?;
-        let max = log.log().config().max_message_bytes as usize;
-        let now = self.replicas.logs().clock().now_ms();
-        let mut last_offset = -1;
-        let mut start = 0;
-        while start < records.len() {
-            let mut end = start;
-            let mut size = RECORD_BATCH_OVERHEAD;
-            while end < records.len() {
-                let r = &records[end];
-                let rec_size = r.key.len()
-                    + r.value.as_ref().map_or(0, |v| v.len())
-                    + RECORD_OVERHEAD_ESTIMATE;
-                if end > start && size + rec_size > max {
-                    break;
-                }
-                size += rec_size;
-                end += 1;
+        if self.metadata.topic(OFFSETS_TOPIC).is_none() {
+            if decide(&GroupShard::default()).map_err(corrupt)?.is_empty() {
+                return Ok(ready());
             }
-            let chunk = &records[start..end];
-            let batch = encode_batch(chunk, now).map_err(corrupt)?;
-            let info = log.append_records_to_leader(batch, AppendOrigin::Coordinator)?;
-            last_offset = info.last_offset;
-            for r in chunk {
-                if let Err(e) = apply_record(st, Some(&r.key), r.value.as_deref()) {
-                    // Only possible if our own encoding were wrong.
-                    tracing::error!(group, error = %e, "record written but not understood");
-                }
-            }
-            start = end;
+            self.create_offsets_topic(partition)?;
         }
-        Ok(wait_for_high_watermark(log, last_offset + 1))
+        let (decided, wait) =
+            self.runtime
+                .append(partition, None, |shard| match decide(shard) {
+                    Ok(records) => (records.into_iter().map(to_record).collect(), Ok(())),
+                    Err(e) => (Vec::new(), Err(e)),
+                })?;
+        decided.map_err(corrupt)?;
+        Ok(Box::pin(async move {
+            wait.await.map_err(GroupStoreError::from)
+        }))
     }
 
     /// Appends one record batch to the group's partition of __consumer_offsets (creating the topic with
@@ -341,8 +269,7 @@ impl OffsetStore {
             })
             .collect::<Result<Vec<_>, RecordError>>()
             .map_err(corrupt)?;
-        let mut st = self.state();
-        self.write(&mut st, group, records)
+        self.write(group, |_| Ok(records.clone()))
     }
 
     /// Stores a group's state (after a rebalance, or when it empties).
@@ -355,26 +282,24 @@ impl OffsetStore {
             key: encode_group_metadata_key(group).map_err(corrupt)?,
             value: Some(encode_group_metadata_value(state).map_err(corrupt)?),
         };
-        let mut st = self.state();
-        self.write(&mut st, group, vec![record])
+        self.write(group, |_| Ok(vec![record.clone()]))
     }
 
     /// Tombstones the group metadata and every offset of the group.
     pub fn delete_group(&self, group: &str) -> Result<WriteWait, GroupStoreError> {
-        let mut st = self.state();
-        let mut records = vec![KeyValue {
-            key: encode_group_metadata_key(group).map_err(corrupt)?,
-            value: None,
-        }];
-        if let Some(map) = st.offsets.get(group) {
-            for tp in map.keys() {
+        self.write(group, |shard| {
+            let mut records = vec![KeyValue {
+                key: encode_group_metadata_key(group)?,
+                value: None,
+            }];
+            for tp in shard.offsets(group).into_iter().flat_map(|m| m.keys()) {
                 records.push(KeyValue {
-                    key: encode_offset_commit_key(group, tp).map_err(corrupt)?,
+                    key: encode_offset_commit_key(group, tp)?,
                     value: None,
                 });
             }
-        }
-        self.write(&mut st, group, records)
+            Ok(records)
+        })
     }
 
     /// Tombstones the group's offsets of these partitions (those it has).
@@ -383,35 +308,38 @@ impl OffsetStore {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<WriteWait, GroupStoreError> {
-        let mut st = self.state();
-        let mut records = Vec::new();
-        if let Some(map) = st.offsets.get(group) {
-            for tp in partitions.iter().filter(|tp| map.contains_key(*tp)) {
-                records.push(KeyValue {
-                    key: encode_offset_commit_key(group, tp).map_err(corrupt)?,
-                    value: None,
-                });
-            }
-        }
-        self.write(&mut st, group, records)
+        self.write(group, |shard| tombstones(shard, group, partitions.iter()))
     }
 
     pub fn fetch(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
-        self.state().offsets.get(group)?.get(tp).cloned()
+        self.runtime
+            .read(self.partition_for(group), |shard| {
+                shard.offset(group, tp).cloned()
+            })
+            .ok()
+            .flatten()
     }
 
     /// The group's committed offsets, sorted by partition.
     pub fn fetch_all(&self, group: &str) -> Vec<(TopicPartition, OffsetAndMetadata)> {
-        self.state()
-            .offsets
-            .get(group)
-            .map(|m| m.iter().map(|(tp, om)| (tp.clone(), om.clone())).collect())
+        self.runtime
+            .read(self.partition_for(group), |shard| {
+                shard
+                    .offsets(group)
+                    .map(|m| m.iter().map(|(tp, om)| (tp.clone(), om.clone())).collect())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default()
     }
 
     /// Groups with at least one committed offset, sorted.
     pub fn groups_with_offsets(&self) -> Vec<String> {
-        let mut out: Vec<_> = self.state().offsets.keys().cloned().collect();
+        let mut out = Vec::new();
+        for p in self.runtime.partitions() {
+            let _ = self.runtime.read(p, |shard| {
+                out.extend(shard.groups_with_offsets().cloned());
+            });
+        }
         out.sort();
         out
     }
@@ -420,7 +348,7 @@ impl OffsetStore {
     /// once now - t >= retention; for Unknown groups (simple consumers), each offset once now - commit
     /// timestamp >= retention; never while Active). Writes tombstones. Returns how many expired.
     ///
-    /// `activity` is asked about every group first, without the store's lock held, so it may take the
+    /// `activity` is asked about every group first, without a shard's lock held, so it may take the
     /// coordinator's locks.
     pub fn expire(
         &self,
@@ -436,44 +364,43 @@ impl OffsetStore {
                 (g, a)
             })
             .collect();
-        let mut st = self.state();
         let mut expired = 0;
         let mut first_error = None;
         for (group, act) in activities {
-            let Some(map) = st.offsets.get(&group) else {
-                continue;
-            };
-            let doomed: Vec<TopicPartition> = match act {
-                GroupActivity::Active => continue,
-                GroupActivity::EmptySince(t) if now_ms.saturating_sub(t) >= retention => {
-                    map.keys().cloned().collect()
-                }
-                GroupActivity::EmptySince(_) => continue,
-                GroupActivity::Unknown => map
-                    .iter()
-                    .filter(|(_, om)| now_ms.saturating_sub(om.commit_timestamp_ms) >= retention)
-                    .map(|(tp, _)| tp.clone())
-                    .collect(),
-            };
-            if doomed.is_empty() {
+            if act == GroupActivity::Active {
                 continue;
             }
-            let records = doomed
-                .iter()
-                .map(|tp| {
-                    Ok(KeyValue {
-                        key: encode_offset_commit_key(&group, tp)?,
-                        value: None,
-                    })
-                })
-                .collect::<Result<Vec<_>, RecordError>>()
-                .map_err(corrupt)?;
+            let doomed = |shard: &GroupShard| -> Vec<TopicPartition> {
+                let Some(map) = shard.offsets(&group) else {
+                    return Vec::new();
+                };
+                match act {
+                    GroupActivity::EmptySince(t) if now_ms.saturating_sub(t) >= retention => {
+                        map.keys().cloned().collect()
+                    }
+                    GroupActivity::Unknown => map
+                        .iter()
+                        .filter(|(_, om)| {
+                            now_ms.saturating_sub(om.commit_timestamp_ms) >= retention
+                        })
+                        .map(|(tp, _)| tp.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            };
+            let count = std::cell::Cell::new(0);
             // The tombstones' durability is not awaited: a lost tombstone only means the offset expires
             // again after a restart.
-            match self.write(&mut st, &group, records) {
+            let written = self.write(&group, |shard| {
+                let records = tombstones(shard, &group, doomed(shard).iter())?;
+                count.set(records.len());
+                Ok(records)
+            });
+            match written {
+                Ok(_wait) if count.get() == 0 => {}
                 Ok(_wait) => {
-                    tracing::info!(group = %group, count = doomed.len(), "expired committed offsets");
-                    expired += doomed.len();
+                    tracing::info!(group = %group, count = count.get(), "expired committed offsets");
+                    expired += count.get();
                 }
                 Err(e) => {
                     tracing::warn!(group = %group, error = %e, "could not expire offsets");
@@ -493,60 +420,24 @@ impl OffsetStore {
     }
 }
 
-/// Applies one record to the view: later records win, a null value removes.
-fn apply_record(
-    st: &mut State,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-) -> Result<(), RecordError> {
-    let key = key.ok_or_else(|| RecordError::Invalid("record without a key".into()))?;
-    match decode_key(key)? {
-        GroupRecordKey::OffsetCommit { group, tp } => match value {
-            Some(v) => {
-                let om = decode_offset_commit_value(v)?;
-                st.offsets.entry(group).or_default().insert(tp, om);
-            }
-            None => {
-                if let Some(map) = st.offsets.get_mut(&group) {
-                    map.remove(&tp);
-                    if map.is_empty() {
-                        st.offsets.remove(&group);
-                    }
-                }
-            }
-        },
-        GroupRecordKey::GroupMetadata { group } => match value {
-            Some(v) => {
-                let g = decode_group_metadata_value(v)?;
-                st.groups.insert(group, g);
-            }
-            None => {
-                st.groups.remove(&group);
-            }
-        },
-        GroupRecordKey::Other { version } => {
-            tracing::debug!(version, "ignoring group record of a newer coordinator");
-        }
-    }
-    Ok(())
-}
-
-/// Resolves once the partition's high watermark reaches `target`; fails if its log closes or fails first.
-fn wait_for_high_watermark(partition: Arc<Partition>, target: i64) -> WriteWait {
-    let reached = partition.wait_for_high_watermark(target);
-    Box::pin(async move {
-        reached.await.map_err(|why| {
-            GroupStoreError::NotDurable(format!(
-                "{} {} before offset {} was committed",
-                partition.topic_partition(),
-                match why {
-                    HighWatermarkWaitError::Failed => "failed",
-                    HighWatermarkWaitError::Closed => "closed",
-                },
-                target - 1
-            ))
+/// Tombstones for the group's offsets of `partitions` that it has.
+fn tombstones<'a>(
+    shard: &GroupShard,
+    group: &str,
+    partitions: impl Iterator<Item = &'a TopicPartition>,
+) -> Result<Vec<KeyValue>, RecordError> {
+    let Some(map) = shard.offsets(group) else {
+        return Ok(Vec::new());
+    };
+    partitions
+        .filter(|tp| map.contains_key(*tp))
+        .map(|tp| {
+            Ok(KeyValue {
+                key: encode_offset_commit_key(group, tp)?,
+                value: None,
+            })
         })
-    })
+        .collect()
 }
 
 /// Java's `String.hashCode` over UTF-16 code units.
@@ -571,6 +462,8 @@ mod tests {
 
     use super::*;
     use crate::group::StoredMember;
+    use crate::group::records::encode_batch;
+    use crate::log::RECORD_BATCH_OVERHEAD;
     use crate::log::{LogConfig, LogManager};
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {

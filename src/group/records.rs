@@ -16,7 +16,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{OffsetAndMetadata, StoredGroup, StoredMember};
 use crate::log::TopicPartition;
+use crate::log::batch_builder::{BatchBuildError, BatchBuilder};
 use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader};
+use crate::log::varint;
 
 /// Key version written for offset commits (0 is the same layout; Kafka writes 1).
 pub const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
@@ -153,6 +155,17 @@ pub fn encode_group_metadata_value(g: &StoredGroup) -> Result<Bytes, RecordError
 // ---------------------------------------------------------------------------------------------------
 // Decoding
 
+fn varint_error(e: varint::VarintError) -> RecordError {
+    match e {
+        varint::VarintError::Truncated { at } => RecordError::Truncated {
+            at,
+            needed: 1,
+            remaining: 0,
+        },
+        varint::VarintError::TooLong { .. } => RecordError::Invalid(e.to_string()),
+    }
+}
+
 /// A bounds-checked cursor over a key or value.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -201,48 +214,19 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(self.array()?))
     }
 
-    /// Kafka's unsigned varint (at most 5 bytes, fits u32).
+    /// Kafka's unsigned varint (compact lengths, tagged fields).
     fn unsigned_varint(&mut self) -> Result<u32, RecordError> {
-        let mut value: u32 = 0;
-        for i in 0..5 {
-            let b = self.i8()? as u8;
-            value |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                if i == 4 && b > 0x0f {
-                    break;
-                }
-                return Ok(value);
-            }
-        }
-        Err(RecordError::Invalid(format!(
-            "unsigned varint too long at byte {}",
-            self.pos
-        )))
+        varint::read_unsigned_varint(self.buf, &mut self.pos).map_err(varint_error)
     }
 
-    /// Zig-zag varint as in record fields (fits i32).
+    /// Zig-zag varint as in record fields.
     fn varint(&mut self) -> Result<i32, RecordError> {
-        let raw = self.unsigned_varint()?;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        varint::read_varint(self.buf, &mut self.pos).map_err(varint_error)
     }
 
-    /// Zig-zag varlong (at most 10 bytes).
+    /// Zig-zag varlong.
     fn varlong(&mut self) -> Result<i64, RecordError> {
-        let mut raw: u64 = 0;
-        for i in 0..10 {
-            let b = self.i8()? as u8;
-            raw |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                if i == 9 && b > 0x01 {
-                    break;
-                }
-                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
-            }
-        }
-        Err(RecordError::Invalid(format!(
-            "varlong too long at byte {}",
-            self.pos
-        )))
+        varint::read_varlong(self.buf, &mut self.pos).map_err(varint_error)
     }
 
     fn utf8(what: &str, b: &[u8]) -> Result<String, RecordError> {
@@ -445,82 +429,23 @@ pub struct KeyValue {
     pub value: Option<Bytes>,
 }
 
-fn put_varint(buf: &mut BytesMut, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        buf.put_u8((z as u8) | 0x80);
-        z >>= 7;
-    }
-    buf.put_u8(z as u8);
-}
-
-fn varint_len(v: i64) -> usize {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    let mut n = 1;
-    while z >= 0x80 {
-        z >>= 7;
-        n += 1;
-    }
-    n
-}
-
 /// Encodes the records as one uncompressed v2 RecordBatch (base offset 0, the log assigns offsets), every
 /// record stamped `timestamp_ms` with CreateTime, no producer id. Fails on an empty list.
 pub fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Result<BytesMut, RecordError> {
-    if records.is_empty() {
-        return Err(RecordError::Invalid(
-            "a batch needs at least one record".into(),
-        ));
+    let mut builder = BatchBuilder::new();
+    for rec in records {
+        builder
+            .append(timestamp_ms, Some(&rec.key), rec.value.as_deref(), &[])
+            .map_err(|e| batch_error(e, records.len()))?;
     }
-    let count = i32::try_from(records.len()).map_err(|_| RecordError::TooLong {
-        what: "batch",
-        len: records.len(),
-    })?;
-    let mut buf = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + records.len() * 64);
-    buf.put_i64(0); // baseOffset: assigned by the log
-    buf.put_i32(0); // batchLength: patched below
-    buf.put_i32(-1); // partitionLeaderEpoch: assigned by the log
-    buf.put_i8(2); // magic
-    buf.put_u32(0); // crc: patched below
-    buf.put_i16(0); // attributes: no compression, CreateTime, not transactional, not control
-    buf.put_i32(count - 1); // lastOffsetDelta
-    buf.put_i64(timestamp_ms); // baseTimestamp
-    buf.put_i64(timestamp_ms); // maxTimestamp
-    buf.put_i64(-1); // producerId
-    buf.put_i16(-1); // producerEpoch
-    buf.put_i32(-1); // baseSequence
-    buf.put_i32(count);
-    for (delta, rec) in records.iter().enumerate() {
-        let key_len = rec.key.len() as i64;
-        let value_len = rec.value.as_ref().map_or(-1, |v| v.len() as i64);
-        let body_len = 1 // attributes
-            + varint_len(0) // timestampDelta
-            + varint_len(delta as i64)
-            + varint_len(key_len)
-            + rec.key.len()
-            + varint_len(value_len)
-            + rec.value.as_ref().map_or(0, |v| v.len())
-            + varint_len(0); // header count
-        put_varint(&mut buf, body_len as i64);
-        buf.put_i8(0);
-        put_varint(&mut buf, 0);
-        put_varint(&mut buf, delta as i64);
-        put_varint(&mut buf, key_len);
-        buf.put_slice(&rec.key);
-        put_varint(&mut buf, value_len);
-        if let Some(v) = &rec.value {
-            buf.put_slice(v);
-        }
-        put_varint(&mut buf, 0);
+    builder.build().map_err(|e| batch_error(e, records.len()))
+}
+
+fn batch_error(e: BatchBuildError, len: usize) -> RecordError {
+    match e {
+        BatchBuildError::Empty => RecordError::Invalid(e.to_string()),
+        BatchBuildError::TooLarge => RecordError::TooLong { what: "batch", len },
     }
-    let batch_len = i32::try_from(buf.len() - 12).map_err(|_| RecordError::TooLong {
-        what: "batch",
-        len: buf.len(),
-    })?;
-    buf[8..12].copy_from_slice(&batch_len.to_be_bytes());
-    let crc = crc32c::crc32c(&buf[CRC_START..]);
-    buf[17..21].copy_from_slice(&crc.to_be_bytes());
-    Ok(buf)
 }
 
 /// A record read back from the log.

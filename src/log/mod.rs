@@ -6,6 +6,7 @@
 //! config asks for more (LogAppendTime, a `compression.type` codec: see [`validator`]). This module knows
 //! nothing of the wire protocol beyond the v2 RecordBatch format.
 
+pub mod batch_builder;
 pub mod checkpoint;
 pub mod cleaner;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod records;
 pub mod retention;
 pub mod segment;
 pub mod validator;
+pub mod varint;
 
 use std::fmt;
 

@@ -247,58 +247,16 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 pub(crate) mod test_support {
     use super::*;
 
-    fn put_varlong(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-    }
-
     /// Encodes one batch holding a record per `(timestamp, value)`, base offset 0 and a correct CRC.
     pub(crate) fn batch_with_timestamps(records: &[(i64, &[u8])]) -> Vec<u8> {
-        assert!(
-            !records.is_empty(),
-            "a test batch needs at least one record"
-        );
-        let base_ts = records[0].0;
-        let max_ts = records.iter().map(|r| r.0).max().expect("non-empty");
-        let mut body = Vec::new();
-        for (i, (ts, value)) in records.iter().enumerate() {
-            let mut rec = vec![0u8]; // attributes
-            put_varlong(&mut rec, ts - base_ts);
-            put_varlong(&mut rec, i as i64);
-            put_varlong(&mut rec, -1); // null key
-            put_varlong(&mut rec, value.len() as i64);
-            rec.extend_from_slice(value);
-            put_varlong(&mut rec, 0); // no headers
-            put_varlong(&mut body, rec.len() as i64);
-            body.extend_from_slice(&rec);
+        let mut b = crate::log::batch_builder::BatchBuilder::new();
+        for (ts, value) in records {
+            b.append(*ts, None, Some(value), &[])
+                .expect("a test record fits a batch");
         }
-        let mut b = Vec::with_capacity(RECORD_BATCH_OVERHEAD + body.len());
-        b.extend_from_slice(&0i64.to_be_bytes());
-        b.extend_from_slice(
-            &((RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + body.len()) as i32).to_be_bytes(),
-        );
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.push(MAGIC_V2 as u8);
-        b.extend_from_slice(&[0; 4]); // crc, filled below
-        b.extend_from_slice(&0i16.to_be_bytes());
-        b.extend_from_slice(&((records.len() - 1) as i32).to_be_bytes());
-        b.extend_from_slice(&base_ts.to_be_bytes());
-        b.extend_from_slice(&max_ts.to_be_bytes());
-        b.extend_from_slice(&(-1i64).to_be_bytes());
-        b.extend_from_slice(&(-1i16).to_be_bytes());
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.extend_from_slice(&(records.len() as i32).to_be_bytes());
-        b.extend_from_slice(&body);
-        let crc = crc32c::crc32c(&b[CRC_START..]);
-        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-        b
+        b.build()
+            .expect("a test batch needs at least one record")
+            .to_vec()
     }
 
     /// A batch of `n` records with `value_len`-byte values, all stamped `ts`.

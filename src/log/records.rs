@@ -9,6 +9,7 @@
 use std::io::Read;
 
 use crate::log::record_batch::{CRC_START, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD, RecordBatchHeader};
+use crate::log::varint::{self, put_nullable_bytes, put_varlong};
 
 /// Largest decompressed batch accepted. A batch claiming more is refused (compression bomb): at produce time
 /// on a compacted topic, and by the cleaner, which then keeps the batch as it is.
@@ -212,6 +213,10 @@ pub struct Record<'a> {
     pub raw: &'a [u8],
 }
 
+fn malformed(e: varint::VarintError) -> RecordsError {
+    RecordsError::Malformed(e.to_string())
+}
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -219,25 +224,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn varlong(&mut self) -> Result<i64, RecordsError> {
-        let mut z: u64 = 0;
-        for i in 0..10 {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| RecordsError::Malformed("truncated varint".into()))?;
-            self.pos += 1;
-            z |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
-            }
-        }
-        Err(RecordsError::Malformed(
-            "varint longer than 10 bytes".into(),
-        ))
+        varint::read_varlong(self.buf, &mut self.pos).map_err(malformed)
     }
     fn varint(&mut self) -> Result<i32, RecordsError> {
-        i32::try_from(self.varlong()?)
-            .map_err(|_| RecordsError::Malformed("varint overflow".into()))
+        varint::read_varint(self.buf, &mut self.pos).map_err(malformed)
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordsError> {
         let end = self
@@ -311,33 +301,14 @@ pub fn for_each_record<'a>(
     Ok(())
 }
 
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => put_varlong(out, -1),
-        Some(b) => {
-            put_varlong(out, b.len() as i64);
-            out.extend_from_slice(b);
-        }
-    }
-}
-
 /// Encodes a record with a new timestamp delta (used when the batch's base timestamp changes).
 pub fn encode_record(out: &mut Vec<u8>, r: &Record<'_>, timestamp_delta: i64) {
     let mut body = Vec::with_capacity(r.raw.len() + 8);
     body.push(r.attributes as u8);
     put_varlong(&mut body, timestamp_delta);
     put_varlong(&mut body, i64::from(r.offset_delta));
-    put_nullable(&mut body, r.key);
-    put_nullable(&mut body, r.value);
+    put_nullable_bytes(&mut body, r.key);
+    put_nullable_bytes(&mut body, r.value);
     body.extend_from_slice(r.headers);
     put_varlong(out, body.len() as i64);
     out.extend_from_slice(&body);
@@ -452,6 +423,7 @@ pub fn recompress_batch(
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+    use crate::log::batch_builder::BatchBuilder;
 
     /// A test record: key and value, each nullable.
     pub(crate) type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -463,32 +435,17 @@ pub(crate) mod test_support {
         ts: i64,
         codec: Codec,
     ) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (i, (k, v)) in records.iter().enumerate() {
-            let r = Record {
-                attributes: 0,
-                timestamp_delta: 0,
-                offset_delta: i as i32,
-                key: *k,
-                value: *v,
-                headers: &[0],
-                raw: &[],
-            };
-            encode_record(&mut body, &r, 0);
+        let mut b = BatchBuilder::new()
+            .base_offset(base_offset)
+            .partition_leader_epoch(0);
+        for (k, v) in records {
+            b.append(ts, *k, *v, &[]).unwrap();
         }
-        let mut header = vec![0u8; RECORD_BATCH_OVERHEAD];
-        header[0..8].copy_from_slice(&base_offset.to_be_bytes());
-        header[8..12]
-            .copy_from_slice(&((RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32).to_be_bytes());
-        header[12..16].copy_from_slice(&0i32.to_be_bytes());
-        header[16] = 2;
-        header[23..27].copy_from_slice(&(records.len() as i32 - 1).to_be_bytes());
-        header[35..43].copy_from_slice(&ts.to_be_bytes());
-        header[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-        header[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-        header[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-        let h = RecordBatchHeader::parse(&header).unwrap();
-        build_batch(&h, 0, ts, codec, records.len() as i32, &body).unwrap()
+        let plain = b.build().unwrap();
+        if codec == Codec::None {
+            return plain.to_vec();
+        }
+        recompress_batch(&plain, codec, None).unwrap()
     }
 
     pub(crate) const ALL_CODECS: [Codec; 6] = [

@@ -422,11 +422,7 @@ mod isolation_tests {
         let tp = TopicPartition::new("markers", 0);
         let log = logs.get_or_create(&tp, LogConfig::default()).unwrap();
         let partition = Partition::new(tp, Uuid::nil(), log, 0);
-        let mut marker = batch(1, 10, 1);
-        // attributes (bytes 21..23): bit 4 transactional, bit 5 control; the CRC covers them.
-        marker[22] |= 0x30;
-        let crc = crc32c::crc32c(&marker[21..]);
-        marker[17..21].copy_from_slice(&crc.to_be_bytes());
+        let marker = crate::log::batch_builder::end_transaction_marker(1, 0, true, 0, 10).unwrap();
         let refused = partition
             .append_records_to_leader(BytesMut::from(&marker[..]), AppendOrigin::Client)
             .unwrap_err();
