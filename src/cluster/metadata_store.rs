@@ -152,6 +152,13 @@ impl MetadataStore {
             .push(publisher);
     }
 
+    /// Waits until the change being published (if any) has reached every publisher. The image is visible to
+    /// readers before its publishers run, so a reader that found a new topic and needs what a publisher
+    /// builds for it (open logs, a loaded coordinator shard) waits here rather than failing.
+    pub fn await_publishers(&self) {
+        drop(self.writer());
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<TopicImage>> {
         self.image().topic(name).cloned()
     }

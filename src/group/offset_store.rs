@@ -239,12 +239,22 @@ impl OffsetStore {
             }
             self.create_offsets_topic(partition)?;
         }
-        let (decided, wait) =
+        let append = || {
             self.runtime
                 .append(partition, None, |shard| match decide(shard) {
                     Ok(records) => (records.into_iter().map(to_record).collect(), Ok(())),
                     Err(e) => (Vec::new(), Err(e)),
-                })?;
+                })
+        };
+        let (decided, wait) = match append() {
+            // The topic was just created by another request, whose publishers are still opening its logs
+            // and loading its shards: wait for them, then try once more.
+            Err(CoordinatorError::NotCoordinator(_) | CoordinatorError::LoadInProgress(_)) => {
+                self.metadata.await_publishers();
+                append()?
+            }
+            other => other?,
+        };
         decided.map_err(corrupt)?;
         Ok(Box::pin(async move {
             wait.await.map_err(GroupStoreError::from)

@@ -23,7 +23,8 @@ use crate::log::checkpoint::{LEADER_EPOCH_CHECKPOINT, sync_dir, write_leader_epo
 use crate::log::error::LogError;
 use crate::log::manager::FlusherMsg;
 use crate::log::record_batch::{
-    RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch, validate_batches,
+    BatchesSummary, RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch,
+    validate_batches,
 };
 use crate::log::segment::{LogSegment, delete_segment_files};
 use crate::log::validator;
@@ -315,21 +316,7 @@ impl PartitionLog {
     ) -> Result<AppendInfo, LogError> {
         // One snapshot for the whole append: configs may be altered meanwhile, and each read takes a lock.
         let config = self.config();
-        let summary = validate_batches(&records, config.max_message_bytes)?;
-        if origin == AppendOrigin::Client && summary.has_control_batch {
-            // Markers are the transaction coordinator's to write, as in Kafka's LogValidator.
-            return Err(LogError::InvalidRecord {
-                message: "Clients are not allowed to write control records".into(),
-                record_errors: Vec::new(),
-            });
-        }
-        let now = self.clock.now_ms();
-        validator::validate_records(&records, &config, now, &self.tp)?;
-        if let Some(recompressed) = validator::recompress(&records, &config)? {
-            // Takes over the Vec's allocation (it is unique), no copy.
-            records = BytesMut::from(Bytes::from(recompressed));
-        }
-        let log_append_time = validator::stamp(&mut records, &config, now);
+        let (summary, log_append_time) = self.validate_for_append(&mut records, &config, origin)?;
         let record_count = u32::try_from(summary.record_count)
             .map_err(|_| LogError::CorruptMessage("too many records in one append".into()))?;
         let mut st = lock(&self.append_lock);
@@ -340,24 +327,7 @@ impl PartitionLog {
             return Err(offline(&self.tp, "log is closed"));
         }
         let base_offset = self.log_end_offset();
-        let mut next = base_offset;
-        let mut pos = 0usize;
-        while pos < records.len() {
-            let (count, size) = {
-                let h = RecordBatchHeader::parse(&records[pos..])
-                    .expect("invariant: validated batches");
-                (
-                    h.record_count(),
-                    h.total_size().expect("invariant: validated batches"),
-                )
-            };
-            set_base_offset(&mut records[pos..], next);
-            set_partition_leader_epoch(&mut records[pos..], leader_epoch);
-            next = next
-                .checked_add(i64::from(count))
-                .ok_or_else(|| LogError::CorruptMessage("offset overflow".into()))?;
-            pos += size;
-        }
+        let next = assign_offsets(&mut records, base_offset, leader_epoch)?;
         let last_offset = next - 1;
         let rolled = match self.write_locked(
             &mut st,
@@ -407,6 +377,33 @@ impl PartitionLog {
             log_append_time,
             log_start_offset: self.log_start_offset(),
         })
+    }
+
+    /// Everything about an append that needs no lock: the batches' framing and CRCs, who may write control
+    /// batches, the records against the topic's configs, recompression to the topic's codec, and the
+    /// LogAppendTime stamp. Returns the batches' summary and the stamped time (or `NO_TIMESTAMP`).
+    fn validate_for_append(
+        &self,
+        records: &mut BytesMut,
+        config: &LogConfig,
+        origin: AppendOrigin,
+    ) -> Result<(BatchesSummary, i64), LogError> {
+        let summary = validate_batches(records, config.max_message_bytes)?;
+        if origin == AppendOrigin::Client && summary.has_control_batch {
+            // Markers are the transaction coordinator's to write, as in Kafka's LogValidator.
+            return Err(LogError::InvalidRecord {
+                message: "Clients are not allowed to write control records".into(),
+                record_errors: Vec::new(),
+            });
+        }
+        let now = self.clock.now_ms();
+        validator::validate_records(records, config, now, &self.tp)?;
+        if let Some(recompressed) = validator::recompress(records, config)? {
+            // Takes over the Vec's allocation (it is unique), no copy.
+            *records = BytesMut::from(Bytes::from(recompressed));
+        }
+        let log_append_time = validator::stamp(records, config, now);
+        Ok((summary, log_append_time))
     }
 
     /// The I/O of an append, under the append lock: leader epoch checkpoint, roll, segment write. Returns
@@ -969,6 +966,34 @@ fn read_batches(
     }
     buf.truncate(end);
     Ok(buf.into_bytes())
+}
+
+/// Stamps validated `records` with consecutive offsets from `base_offset` and with `leader_epoch`, in
+/// place; returns the offset after the last record.
+fn assign_offsets(
+    records: &mut [u8],
+    base_offset: i64,
+    leader_epoch: i32,
+) -> Result<i64, LogError> {
+    let mut next = base_offset;
+    let mut pos = 0usize;
+    while pos < records.len() {
+        let (count, size) = {
+            let h =
+                RecordBatchHeader::parse(&records[pos..]).expect("invariant: validated batches");
+            (
+                h.record_count(),
+                h.total_size().expect("invariant: validated batches"),
+            )
+        };
+        set_base_offset(&mut records[pos..], next);
+        set_partition_leader_epoch(&mut records[pos..], leader_epoch);
+        next = next
+            .checked_add(i64::from(count))
+            .ok_or_else(|| LogError::CorruptMessage("offset overflow".into()))?;
+        pos += size;
+    }
+    Ok(next)
 }
 
 #[cfg(test)]
