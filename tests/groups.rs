@@ -149,14 +149,13 @@ impl Member {
     }
 
     /// Stops polling and closes the consumer (librdkafka leaves the group unless it is a static member).
+    /// No explicit unsubscribe first: librdkafka sends LeaveGroup on unsubscribe even for a static member
+    /// (KIP-345 only spares it on termination); closing alone behaves as a real application's close.
     async fn close(self) {
         self.task.abort();
         let _ = self.task.await;
         let consumer = self.consumer;
-        blocking(move || {
-            consumer.unsubscribe();
-            drop(consumer);
-        });
+        blocking(move || drop(consumer));
     }
 }
 

@@ -706,8 +706,10 @@ impl GroupCoordinator {
         }
     }
 
-    /// KIP-345: a static member comes back with a new member id. The old id is fenced; when nothing about
-    /// the member changed and the group is stable it keeps its assignment without a rebalance.
+    /// KIP-345: a static member comes back with a new member id. The old id is fenced; in a stable group
+    /// it keeps its assignment without a rebalance unless the group's protocol would change. As in Kafka
+    /// the metadata bytes are not compared: a restarted consumer no longer lists the partitions it owned
+    /// (librdkafka sends them in every JoinGroup), which must not cost the whole group a rebalance.
     fn replace_static_member(
         &self,
         group: &mut Group,
@@ -720,7 +722,6 @@ impl GroupCoordinator {
             return self.add_member_and_rebalance(group, p, new_id, now);
         };
         member.fail(ResponseError::FencedInstanceId);
-        let unchanged = member.protocols == p.protocols;
         member.id = new_id.clone();
         update_member(&mut member, &p);
         member.session_deadline = now + ms(p.session_timeout_ms);
@@ -735,7 +736,7 @@ impl GroupCoordinator {
         group.members.insert(new_id.clone(), member);
         tracing::info!(group = %group.id, old = %old_id, new = %new_id, "static member rejoined");
         match group.state {
-            GroupState::Stable if unchanged && group.select_protocol() == group.protocol => {
+            GroupState::Stable if group.select_protocol() == group.protocol => {
                 self.persist(group);
                 Pending::Now(group.join_result_for(&new_id, true))
             }
@@ -1693,7 +1694,9 @@ mod tests {
             Pending::Later(_)
         ));
 
-        let again = now(c.join_group(p));
+        // The restarted member's metadata differs (it owns nothing now); that alone is no reason to rebalance.
+        p.protocols = vec![("range".into(), Bytes::from_static(b"range, owning nothing"))];
+        let again = now(c.join_group(p.clone()));
         assert_eq!(again.error, None);
         assert_eq!(again.generation, 1, "no rebalance");
         assert_ne!(again.member_id, r.member_id);
