@@ -13,6 +13,10 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
+        LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        LogError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        LogError::TransactionCoordinatorFenced(_) => ResponseError::TransactionCoordinatorFenced,
         LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -30,6 +30,20 @@ pub enum LogError {
         message: String,
         record_errors: Vec<RecordError>,
     },
+    /// An idempotent producer's batch does not follow its last sequence, or a new epoch does not start at 0
+    /// (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    /// A producer or marker writes with an epoch older than the partition has seen (INVALID_PRODUCER_EPOCH).
+    #[error("{0}")]
+    InvalidProducerEpoch(String),
+    /// A plain batch from a producer with an open transaction (INVALID_TXN_STATE).
+    #[error("{0}")]
+    InvalidTxnState(String),
+    /// A marker from a transaction coordinator older than the one that wrote the producer's last marker
+    /// (TRANSACTION_COORDINATOR_FENCED).
+    #[error("{0}")]
+    TransactionCoordinatorFenced(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),

@@ -525,11 +525,12 @@ impl LogManager {
         let signal = Arc::new(BackgroundSignal::default());
         let mut threads = Vec::new();
         let interval = Duration::from_millis(config.retention_check_interval_ms.max(1));
+        let expiry = Duration::from_millis(config.producer_id_expiration_check_interval_ms.max(1));
         let (weak, sig) = (Arc::downgrade(self), signal.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("brook-log-retention".into())
-                .spawn(move || retention_loop(weak, sig, interval))?,
+                .spawn(move || retention_loop(weak, sig, interval, expiry))?,
         );
         let cleaner = config.enable.then(|| {
             Arc::new(LogCleaner::new(

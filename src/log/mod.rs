@@ -13,6 +13,7 @@ pub mod error;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod producer_state;
 pub mod read_buffer;
 pub mod record_batch;
 pub mod records;
@@ -108,6 +109,9 @@ pub struct LogConfig {
     /// `log.segment.delete.delay.ms`: deleted segments are renamed `.deleted` and removed this much later, so
     /// a reader that already holds them finishes first.
     pub file_delete_delay_ms: i64,
+    /// `producer.id.expiration.ms` (broker-wide): a producer without an open transaction is forgotten this
+    /// long after its last batch's timestamp; its next batch is then accepted at any sequence.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// Kafka's `cleanup.policy`: a list of `delete` and/or `compact`.
@@ -271,6 +275,8 @@ pub struct CleanerConfig {
     pub backoff_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: memory bound of the cleaner's key map.
     pub dedupe_buffer_size: u64,
+    /// `producer.id.expiration.check.interval.ms`: how often expired producers are removed.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// Not a Kafka property: set by an embedding test to stop the cleaner at its commit point (see
     /// [`BeforeSwapHook`]). None in production.
     pub before_swap: Option<BeforeSwapHook>,
@@ -306,6 +312,7 @@ impl Default for CleanerConfig {
             enable: true,
             backoff_ms: 15_000,
             dedupe_buffer_size: 134_217_728,
+            producer_id_expiration_check_interval_ms: 600_000,
             before_swap: None,
         }
     }
@@ -332,6 +339,7 @@ impl Default for LogConfig {
             delete_retention_ms: 86_400_000,
             min_cleanable_dirty_ratio: 0.5,
             file_delete_delay_ms: 60_000,
+            producer_id_expiration_ms: 86_400_000,
             compression_type: CompressionType::Producer,
             compression_gzip_level: GZIP_DEFAULT_LEVEL,
             compression_lz4_level: LZ4_DEFAULT_LEVEL,

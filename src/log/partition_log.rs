@@ -22,6 +22,9 @@ use crate::clock::Clock;
 use crate::log::checkpoint::{LEADER_EPOCH_CHECKPOINT, sync_dir, write_leader_epoch_checkpoint};
 use crate::log::error::LogError;
 use crate::log::manager::FlusherMsg;
+use crate::log::producer_state::{
+    ActiveProducer, Analysis, CompletedTxn, ProducerStateManager, Validation,
+};
 use crate::log::record_batch::{
     BatchesSummary, RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch,
     validate_batches,
@@ -58,15 +61,24 @@ impl std::fmt::Debug for FlushListener {
 }
 
 /// Result of an append, for the produce response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// Records written by this append (0 for a duplicate).
     pub record_count: u32,
     pub max_timestamp: i64,
-    /// The time the batches were stamped with under LogAppendTime, -1 under CreateTime.
+    /// The time the batches were stamped with under LogAppendTime, -1 under CreateTime. For a duplicate,
+    /// the original batch's max timestamp, as Kafka answers.
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// The batch is a producer's retry of a batch already in the log: nothing was written, and the offsets
+    /// are the original batch's.
+    pub duplicate: bool,
+    /// Transactions completed by the markers of this append (empty for any other append: no allocation).
+    /// Each aborted one belongs in the transaction index of the segment holding its marker
+    /// (`last_offset`), with its `last_stable_offset`.
+    pub completed_txns: Vec<CompletedTxn>,
 }
 
 /// Result of a read, for the fetch response.
@@ -108,6 +120,11 @@ pub struct PartitionLog {
     /// Copy-on-write list, replaced on roll; readers clone the Arc.
     segments: RwLock<Arc<Vec<Arc<LogSegment>>>>,
     append_lock: Mutex<AppendState>,
+    /// What each idempotent or transactional producer last wrote, and the open transactions. Changed only
+    /// under the append lock (lock order: append lock, then this one), so an append validates and applies
+    /// against a state nobody else changes; readers (the last stable offset, DescribeProducers) take only
+    /// this short lock, never waiting for an append's I/O.
+    producer_state: Mutex<ProducerStateManager>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     high_watermark: AtomicI64,
@@ -327,6 +344,26 @@ impl PartitionLog {
             return Err(offline(&self.tp, "log is closed"));
         }
         let base_offset = self.log_end_offset();
+        // Producer state: only batches with a producer id pay for it (no lock, no allocation otherwise).
+        let producer_append = if summary.has_producer_id {
+            match self.analyze_producer_state(&records, &summary, base_offset, origin)? {
+                Analysis::Duplicate(original) => {
+                    return Ok(AppendInfo {
+                        base_offset: original.first_offset(),
+                        last_offset: original.last_offset,
+                        record_count: 0,
+                        max_timestamp: original.timestamp,
+                        log_append_time: original.timestamp,
+                        log_start_offset: self.log_start_offset(),
+                        duplicate: true,
+                        completed_txns: Vec::new(),
+                    });
+                }
+                Analysis::Append(pending) => Some(pending),
+            }
+        } else {
+            None
+        };
         let next = assign_offsets(&mut records, base_offset, leader_epoch)?;
         let last_offset = next - 1;
         let rolled = match self.write_locked(
@@ -352,6 +389,12 @@ impl PartitionLog {
                 return Err(e);
             }
         };
+        // Before the log end moves: a reader that sees these offsets below the high watermark must also see
+        // the transactions they open (the last stable offset).
+        let completed_txns = match producer_append {
+            Some(pending) => lock(&self.producer_state).apply(pending, next),
+            None => Vec::new(),
+        };
         self.log_end_offset.store(next, Ordering::Release);
         self.debug_check_offsets();
         if self.disk_full.swap(false, Ordering::AcqRel) {
@@ -376,7 +419,65 @@ impl PartitionLog {
             },
             log_append_time,
             log_start_offset: self.log_start_offset(),
+            duplicate: false,
+            completed_txns,
         })
+    }
+
+    /// Validates the producer fields of an append placed at `base_offset`, under the append lock (Kafka's
+    /// `analyzeAndValidateProducerState`). A client sends one batch per partition (Kafka refuses more in a
+    /// Produce v3+ request); a coordinator may send several, each checked against the ones before it.
+    fn analyze_producer_state(
+        &self,
+        records: &[u8],
+        summary: &BatchesSummary,
+        base_offset: i64,
+        origin: AppendOrigin,
+    ) -> Result<Analysis, LogError> {
+        let validation = match origin {
+            AppendOrigin::Client => Validation::Client,
+            AppendOrigin::Coordinator => Validation::Coordinator,
+        };
+        if validation == Validation::Client && summary.batch_count > 1 {
+            return Err(LogError::InvalidRecord {
+                message: "Produce requests are only allowed to contain exactly one record batch per partition"
+                    .into(),
+                record_errors: Vec::new(),
+            });
+        }
+        lock(&self.producer_state).analyze(records, base_offset, validation)
+    }
+
+    /// The first offset of a transaction not yet decided: the earliest open transaction, or the earliest
+    /// completed one whose marker is not below `high_watermark` (forgotten once it is). None when there is
+    /// none; the partition's last stable offset is then the high watermark, else `min(this, hw)`. Load the
+    /// high watermark before calling: an append registers its transactions before its offsets can count.
+    pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        lock(&self.producer_state).first_unstable_offset(high_watermark)
+    }
+
+    /// What DescribeProducers answers for this partition, by producer id.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        lock(&self.producer_state).active_producers()
+    }
+
+    /// Whether `producer_id` has a transaction open here (if not, a transactional batch from it must be
+    /// verified with its coordinator first).
+    pub fn has_ongoing_txn(&self, producer_id: i64) -> bool {
+        lock(&self.producer_state).has_ongoing_txn(producer_id)
+    }
+
+    /// Removes producers idle for `producer.id.expiration.ms` (by their last batch's timestamp) with no open
+    /// transaction; returns how many went. A later batch from one is accepted at any sequence.
+    pub fn remove_expired_producers(&self, now_ms: i64) -> usize {
+        let expiration = self.config().producer_id_expiration_ms;
+        let _append = lock(&self.append_lock);
+        lock(&self.producer_state).remove_expired_producers(now_ms, expiration)
+    }
+
+    /// Offsets of the producer state snapshots on disk, oldest first (diagnostics, tests).
+    pub fn producer_snapshot_offsets(&self) -> Vec<i64> {
+        lock(&self.producer_state).snapshot_offsets()
     }
 
     /// Everything about an append that needs no lock: the batches' framing and CRCs, who may write control
@@ -510,6 +611,15 @@ impl PartitionLog {
         list.push(new.clone());
         *wlock(&self.segments) = Arc::new(list);
         self.dir_dirty.store(true, Ordering::Release);
+        // The producer state as of the new segment's base, so a recovery of this segment starts from it. Not
+        // fsynced under the lock (as Kafka): a torn snapshot fails its CRC at load and an older one is used.
+        let mut producers = lock(&self.producer_state);
+        producers.update_map_end_offset(base_offset);
+        if let Err(e) = producers.take_snapshot(false) {
+            tracing::warn!(partition = %self.tp, offset = base_offset, error = %e,
+                "could not write a producer snapshot at roll; recovery replays from an older one");
+        }
+        drop(producers);
         tracing::debug!(partition = %self.tp, segment = base_offset, "rolled segment");
         Ok(new)
     }
@@ -772,6 +882,13 @@ impl PartitionLog {
                 .expect("invariant: a loaded log has a segment");
             active.on_become_inactive()?;
             active.flush_indexes()?;
+            // At the log end, fsynced: the next load after this clean stop reads it instead of the log. A
+            // failure fails the close, so no clean-shutdown marker claims a state that was not saved.
+            let mut producers = lock(&self.producer_state);
+            producers.update_map_end_offset(self.log_end_offset());
+            if producers.take_snapshot(true)? {
+                sync_dir(&self.dir)?;
+            }
             Ok(())
         });
         if let Err(e) = &result {
@@ -830,6 +947,7 @@ impl PartitionLog {
         }
         let prev = self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
         self.debug_check_offsets();
+        lock(&self.producer_state).on_log_start_offset_incremented(prev.max(offset));
         if offset > prev {
             tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset advanced by DeleteRecords");
         }
@@ -887,6 +1005,12 @@ impl PartitionLog {
         *wlock(&self.segments) = Arc::new(kept);
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
         self.debug_check_offsets();
+        let log_start = self.log_start_offset();
+        let mut producers = lock(&self.producer_state);
+        producers.on_log_start_offset_incremented(log_start);
+        if let Err(e) = producers.delete_snapshots_before(log_start) {
+            tracing::warn!(partition = %self.tp, error = %e, "could not delete producer snapshots below the log start");
+        }
         removed
     }
 

@@ -147,6 +147,8 @@ pub struct BatchesSummary {
     pub first_base_timestamp: i64,
     /// Some batch is a control batch (a transaction marker).
     pub has_control_batch: bool,
+    /// Some batch has a producer id (idempotent, transactional or a marker): producer state applies.
+    pub has_producer_id: bool,
 }
 
 /// Checks the parts of a stored batch header that do not need the payload: a usable length and magic 2.
@@ -180,6 +182,7 @@ pub fn validate_batches(buf: &[u8], max_message_bytes: u32) -> Result<BatchesSum
         max_timestamp: i64::MIN,
         first_base_timestamp: 0,
         has_control_batch: false,
+        has_producer_id: false,
     };
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -224,6 +227,7 @@ pub fn validate_batches(buf: &[u8], max_message_bytes: u32) -> Result<BatchesSum
         }
         summary.batch_count += 1;
         summary.has_control_batch |= h.is_control();
+        summary.has_producer_id |= h.producer_id() >= 0;
         summary.record_count += count as u64;
         summary.max_timestamp = summary.max_timestamp.max(h.max_timestamp());
         pos += size;
@@ -309,7 +313,8 @@ mod tests {
                 record_count: 5,
                 max_timestamp: 30,
                 first_base_timestamp: 10,
-                has_control_batch: false
+                has_control_batch: false,
+                has_producer_id: false
             }
         );
     }

@@ -282,26 +282,43 @@ impl BackgroundSignal {
 
 /// The retention thread: every `log.retention.check.interval.ms` (or when woken), deletes expired segments
 /// of every loaded partition, writes the log start offset checkpoint when anything moved, and removes
-/// `.deleted` files whose delay has passed.
+/// `.deleted` files whose delay has passed; every `producer.id.expiration.check.interval.ms` it removes
+/// expired producers (by the manager's clock).
 pub fn retention_loop(
     manager: std::sync::Weak<crate::log::LogManager>,
     signal: Arc<BackgroundSignal>,
     interval: Duration,
+    producer_expiry_interval: Duration,
 ) {
     let mut pending = PendingDeletes::default();
     let mut next_check = Instant::now() + interval;
+    let mut next_expiry = Instant::now() + producer_expiry_interval;
     loop {
         let now = Instant::now();
         let wake_at = pending
             .remove_due(now)
-            .map_or(next_check, |f| f.min(next_check));
+            .map_or(next_check, |f| f.min(next_check))
+            .min(next_expiry);
         let woken = match signal.wait(wake_at.saturating_duration_since(now), true) {
             Wake::Stop => break,
             Wake::Woken => true,
             Wake::Timeout => false,
         };
+        if Instant::now() >= next_expiry {
+            next_expiry = Instant::now() + producer_expiry_interval;
+            let Some(manager) = manager.upgrade() else {
+                break;
+            };
+            let now_ms = manager.clock().now_ms();
+            for log in manager.logs() {
+                let n = log.remove_expired_producers(now_ms);
+                if n > 0 {
+                    tracing::debug!(partition = %log.topic_partition(), producers = n, "expired producers");
+                }
+            }
+        }
         if !woken && Instant::now() < next_check {
-            continue; // only files were due
+            continue; // only files or producer expiry were due
         }
         next_check = Instant::now() + interval;
         let Some(manager) = manager.upgrade() else {

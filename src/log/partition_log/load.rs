@@ -17,6 +17,8 @@ use crate::log::checkpoint::{
     LEADER_EPOCH_CHECKPOINT, read_leader_epoch_checkpoint, sync_dir, write_leader_epoch_checkpoint,
 };
 use crate::log::error::{LogError, is_disk_full_io};
+use crate::log::producer_state::{ProducerAppend, ProducerBatch, ProducerStateManager, Validation};
+use crate::log::record_batch::{RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, RecoveryOutcome, TIME_INDEX_FILE_SUFFIX,
     delete_segment_files, segment_file_name,
@@ -72,7 +74,14 @@ impl PartitionLog {
         }
         let leader_epochs = load_leader_epochs(&p.dir, &p.tp, loaded.log_end_offset)?;
         super::debug_assert_epochs_grow(&leader_epochs);
-        let log = Self::assemble(p, loaded, leader_epochs);
+        let leo = loaded.log_end_offset;
+        let first_base = loaded.segments[0].base_offset();
+        let log_start = p
+            .log_start_offset
+            .unwrap_or(first_base)
+            .clamp(first_base, leo.max(first_base));
+        let producers = load_producer_state(&p, &loaded.segments, log_start, leo)?;
+        let log = Self::assemble(p, loaded, leader_epochs, log_start, producers);
         log.debug_check_offsets();
         Ok(log)
     }
@@ -83,13 +92,10 @@ impl PartitionLog {
         p: LoadParams,
         loaded: LoadedSegments,
         leader_epochs: Vec<(i32, i64)>,
+        log_start: i64,
+        producers: ProducerStateManager,
     ) -> Arc<PartitionLog> {
         let leo = loaded.log_end_offset;
-        let first_base = loaded.segments[0].base_offset();
-        let log_start = p
-            .log_start_offset
-            .unwrap_or(first_base)
-            .clamp(first_base, leo.max(first_base));
         let (hw_tx, _) = watch::channel(leo);
         Arc::new_cyclic(|me| PartitionLog {
             tp: p.tp,
@@ -97,6 +103,7 @@ impl PartitionLog {
             config: RwLock::new(Arc::new(p.config)),
             segments: RwLock::new(Arc::new(loaded.segments)),
             append_lock: Mutex::new(AppendState { leader_epochs }),
+            producer_state: Mutex::new(producers),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(leo),
             high_watermark: AtomicI64::new(leo),
@@ -359,4 +366,140 @@ fn load_leader_epochs(
         }
     }
     Ok(kept)
+}
+
+/// Loads the producer state at start: the newest readable snapshot at or below the log end, then the
+/// batches after it (Kafka's `LogLoader` + `rebuildProducerState`). Snapshots naming no segment are removed
+/// but the newest (the one a clean stop wrote at the log end).
+fn load_producer_state(
+    p: &LoadParams,
+    segments: &[Arc<LogSegment>],
+    log_start: i64,
+    log_end: i64,
+) -> Result<ProducerStateManager, LogError> {
+    let mut producers = ProducerStateManager::new(p.tp.clone(), p.dir.clone(), 0);
+    producers.load_snapshot_list()?;
+    let bases: Vec<i64> = segments.iter().map(|s| s.base_offset()).collect();
+    producers.remove_stray_snapshots(&bases)?;
+    // As `load_segments` decides: only a clean stop with a recovery point skips the scan.
+    let clean = p.had_clean_shutdown && p.recovery_point.is_some();
+    rebuild_producer_state(
+        &mut producers,
+        segments,
+        log_start,
+        log_end,
+        clean,
+        p.clock.now_ms(),
+        p.config.producer_id_expiration_ms,
+    )?;
+    Ok(producers)
+}
+
+/// Kafka's `rebuildProducerState`: brings `producers` to `log_end`. After a clean stop with no snapshot at
+/// all (a data directory from a brook without producer state) there is no producer to find: empty
+/// snapshots are written instead of scanning. Otherwise the newest readable snapshot is loaded and the
+/// batches with a producer id from there to `log_end` are replayed without checks, snapshotting at the
+/// last two segment bases and at `log_end`.
+pub(super) fn rebuild_producer_state(
+    producers: &mut ProducerStateManager,
+    segments: &[Arc<LogSegment>],
+    log_start: i64,
+    log_end: i64,
+    clean_shutdown: bool,
+    now_ms: i64,
+    expiration_ms: i64,
+) -> Result<(), LogError> {
+    let mut to_snapshot = Vec::with_capacity(3);
+    let n = segments.len();
+    if n >= 2 {
+        to_snapshot.push(segments[n - 2].base_offset());
+    }
+    if let Some(last) = segments.last() {
+        to_snapshot.push(last.base_offset());
+    }
+    to_snapshot.push(log_end);
+    if clean_shutdown && producers.latest_snapshot_offset().is_none() {
+        for offset in to_snapshot {
+            producers.update_map_end_offset(offset);
+            producers.take_snapshot(false)?;
+        }
+        return Ok(());
+    }
+    let was_empty = producers.is_empty() && producers.map_end_offset() >= log_end;
+    producers.truncate_and_reload(log_start, log_end, now_ms, expiration_ms)?;
+    if log_end > producers.map_end_offset() && !was_empty {
+        for (i, seg) in segments.iter().enumerate() {
+            let next_base = segments.get(i + 1).map(|s| s.base_offset());
+            if next_base.is_some_and(|b| b <= producers.map_end_offset()) {
+                continue;
+            }
+            if seg.base_offset() >= log_end {
+                break;
+            }
+            let start = seg
+                .base_offset()
+                .max(producers.map_end_offset())
+                .max(log_start);
+            producers.update_map_end_offset(start);
+            if to_snapshot.contains(&seg.base_offset()) {
+                producers.take_snapshot(false)?;
+            }
+            replay_segment(producers, seg, start, log_end)?;
+        }
+    }
+    producers.update_map_end_offset(log_end);
+    producers.take_snapshot(false)?;
+    Ok(())
+}
+
+/// Largest control batch read whole during a replay (markers are ~80 bytes).
+const MAX_REPLAYED_CONTROL_BATCH: usize = 1024 * 1024;
+
+/// Replays the producer fields of `seg`'s batches from the one holding `start` to those below `end`.
+fn replay_segment(
+    producers: &mut ProducerStateManager,
+    seg: &LogSegment,
+    start: i64,
+    end: i64,
+) -> Result<(), LogError> {
+    let Some(first) = seg.find_batch(start)? else {
+        return Ok(());
+    };
+    let corrupt =
+        |why: String| LogError::CorruptMessage(format!("{}: {why}", seg.log_path().display()));
+    let limit = seg.size();
+    let mut pos = first.position;
+    let mut next = producers.map_end_offset();
+    let mut pending = ProducerAppend::default();
+    while pos + RECORD_BATCH_OVERHEAD as u64 <= limit {
+        let head = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+        let h = RecordBatchHeader::parse(&head)?;
+        let size = check_header(&h).map_err(corrupt)?;
+        let (base_offset, next_offset) = (h.base_offset(), h.next_offset());
+        let (producer_id, is_control) = (h.producer_id(), h.is_control());
+        if base_offset >= end {
+            break;
+        }
+        if producer_id >= 0 {
+            let batch = if is_control {
+                if size > MAX_REPLAYED_CONTROL_BATCH {
+                    return Err(corrupt(format!("control batch of {size} bytes")));
+                }
+                seg.read(pos, size)?
+            } else {
+                head
+            };
+            match ProducerBatch::read(&batch, base_offset) {
+                Ok(Some(b)) => producers.stage(&mut pending, &b, Validation::Replay)?,
+                Ok(None) => {}
+                // Written by a coordinator that checked it; an unreadable marker is skipped, not fatal.
+                Err(why) => tracing::warn!(path = %seg.log_path().display(), offset = base_offset,
+                    reason = %why, "skipping an unreadable control batch while loading producer state"),
+            }
+        }
+        next = next_offset;
+        pos += size as u64;
+    }
+    producers.apply(pending, next.max(producers.map_end_offset()));
+    Ok(())
 }

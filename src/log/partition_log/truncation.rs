@@ -117,6 +117,7 @@ impl PartitionLog {
         self.log_end_offset.store(new_end, Ordering::Release);
         self.debug_check_offsets();
         self.truncate_epochs(st, new_end)?;
+        self.reload_producer_state(new_end)?;
         sync_dir(&self.dir)?;
         tracing::info!(partition = %self.tp, from = old_end, to = new_end,
             segments_deleted = dropped.len(), "truncated log");
@@ -137,9 +138,27 @@ impl PartitionLog {
         self.maybe_increment_high_watermark(offset);
         self.debug_check_offsets();
         self.truncate_epochs(st, i64::MIN)?;
+        lock(&self.producer_state).truncate_fully_and_start_at(offset)?;
+        self.reload_producer_state(offset)?;
         sync_dir(&self.dir)?;
         tracing::info!(partition = %self.tp, offset, "log emptied and restarted");
         Ok(())
+    }
+
+    /// Kafka's `truncateAndReload` after a truncation: snapshots above the new end go and the state is
+    /// rebuilt from the newest remaining snapshot and the log up to `log_end`. Under the append lock.
+    fn reload_producer_state(&self, log_end: i64) -> Result<(), LogError> {
+        let segments = self.segments_snapshot();
+        let expiration = self.config().producer_id_expiration_ms;
+        super::load::rebuild_producer_state(
+            &mut lock(&self.producer_state),
+            &segments,
+            self.log_start_offset(),
+            log_end,
+            false,
+            self.clock.now_ms(),
+            expiration,
+        )
     }
 
     /// Drops the leader epoch entries starting at or above `end` and rewrites the checkpoint when any went.
