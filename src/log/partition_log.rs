@@ -34,6 +34,8 @@ use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
 
 mod load;
+#[cfg(test)]
+mod producer_state_tests;
 mod truncation;
 
 /// Upper bound of one read, whatever the caller asks (a single larger batch is still returned whole).
