@@ -38,8 +38,14 @@ fn init_producer_id(addr: &str) -> (i64, i16) {
     (response.producer_id.0, response.producer_epoch)
 }
 
-/// An idempotent batch of `n` records from `pid` at `epoch`, sequences `base_seq..base_seq+n`.
+/// An idempotent batch of `n` records from `pid` at `epoch`, sequences `base_seq..base_seq+n`. Stamped
+/// now: a producer whose last timestamp is older than `producer.id.expiration.ms` (a day) is expired, and
+/// is dropped when a snapshot is loaded, as in Kafka.
 fn pid_batch(pid: i64, epoch: i16, base_seq: i32, n: i32) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
             transactional: false,
@@ -51,7 +57,7 @@ fn pid_batch(pid: i64, epoch: i16, base_seq: i32, n: i32) -> Bytes {
             timestamp_type: TimestampType::Creation,
             offset: i64::from(i),
             sequence: base_seq.wrapping_add(i),
-            timestamp: 1_700_000_000_000 + i64::from(i),
+            timestamp: now + i64::from(i),
             key: None,
             value: Some(Bytes::from(format!("pid{pid}-e{epoch}-s{}", base_seq + i))),
             headers: Default::default(),
@@ -128,7 +134,6 @@ async fn producer_ids_are_never_reused_across_restarts_and_crashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "producer state lands next (issue 14)"]
 async fn a_retried_batch_lands_once_at_its_original_offset() {
     let b = start_broker(&[]).await;
     let topic = unique_topic("dedup");
@@ -165,7 +170,6 @@ async fn a_retried_batch_lands_once_at_its_original_offset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "producer state lands next (issue 14)"]
 async fn gaps_and_stale_epochs_are_refused_and_unknown_producers_accepted() {
     let b = start_broker(&[]).await;
     let topic = unique_topic("seq");
@@ -259,13 +263,11 @@ async fn producer_state_survives(crash: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "producer state lands next (issue 14)"]
 async fn producer_state_survives_a_clean_restart() {
     producer_state_survives(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "producer state lands next (issue 14)"]
 async fn producer_state_survives_a_crash() {
     producer_state_survives(true).await;
 }
