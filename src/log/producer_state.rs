@@ -717,16 +717,43 @@ impl ProducerStateManager {
     /// returns the transactions its markers completed, each with its last stable offset.
     pub(crate) fn apply(
         &mut self,
-        pending: ProducerAppend,
+        mut pending: ProducerAppend,
         map_end_offset: i64,
     ) -> Vec<CompletedTxn> {
-        for s in &pending.staged {
+        self.apply_drain(&mut pending, map_end_offset)
+    }
+
+    /// Replays one batch of the log without checks (load, truncation) and returns the transaction its
+    /// marker completed, if any. One batch at a time, so each completed transaction's last stable offset
+    /// is the one a live append computed. `scratch` is reused between calls.
+    pub(crate) fn replay_batch(
+        &mut self,
+        b: &ProducerBatch,
+        scratch: &mut ProducerAppend,
+    ) -> Option<CompletedTxn> {
+        self.stage(scratch, b, Validation::Replay)
+            .expect("invariant: a replay refuses nothing");
+        let end = (b.last_offset + 1).max(self.last_map_offset);
+        let completed = self.apply_drain(scratch, end);
+        debug_assert!(
+            completed.len() <= 1,
+            "one batch completes one transaction at most"
+        );
+        completed.into_iter().next()
+    }
+
+    fn apply_drain(
+        &mut self,
+        pending: &mut ProducerAppend,
+        map_end_offset: i64,
+    ) -> Vec<CompletedTxn> {
+        for s in pending.staged.drain(..) {
             self.producers.insert(s.entry.producer_id, s.entry);
         }
-        for &(first_offset, pid) in &pending.started_txns {
+        for (first_offset, pid) in pending.started_txns.drain(..) {
             self.ongoing_txns.insert(first_offset, pid);
         }
-        let mut completed = pending.completed_txns;
+        let mut completed = std::mem::take(&mut pending.completed_txns);
         for ct in &mut completed {
             ct.last_stable_offset = self
                 .ongoing_txns

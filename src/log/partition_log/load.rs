@@ -17,7 +17,9 @@ use crate::log::checkpoint::{
     LEADER_EPOCH_CHECKPOINT, read_leader_epoch_checkpoint, sync_dir, write_leader_epoch_checkpoint,
 };
 use crate::log::error::{LogError, is_disk_full_io};
-use crate::log::producer_state::{ProducerAppend, ProducerBatch, ProducerStateManager, Validation};
+use crate::log::producer_state::{
+    CompletedTxn, ProducerAppend, ProducerBatch, ProducerStateManager,
+};
 use crate::log::record_batch::{RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, RecoveryOutcome, TIME_INDEX_FILE_SUFFIX,
@@ -386,14 +388,34 @@ fn load_producer_state(
     rebuild_producer_state(
         &mut producers,
         segments,
-        log_start,
-        log_end,
-        clean,
-        p.clock.now_ms(),
-        p.config.producer_id_expiration_ms,
+        ReplayRange {
+            log_start,
+            log_end,
+            clean_shutdown: clean,
+            now_ms: p.clock.now_ms(),
+            expiration_ms: p.config.producer_id_expiration_ms,
+        },
+        &mut |_, _| Ok(()),
     )?;
     Ok(producers)
 }
+
+/// What [`rebuild_producer_state`] brings the state to, and how.
+pub(super) struct ReplayRange {
+    pub log_start: i64,
+    pub log_end: i64,
+    /// The last stop was clean (a snapshot at the log end is expected).
+    pub clean_shutdown: bool,
+    pub now_ms: i64,
+    /// `producer.id.expiration.ms`: expired producers are not loaded from a snapshot.
+    pub expiration_ms: i64,
+}
+
+/// Called for each transaction a replayed marker completes, with the segment holding the marker: the seam
+/// where a transaction index can be rebuilt from the replay (an aborted transaction's entry belongs in
+/// that segment's `.txnindex`, with the completed transaction's last stable offset).
+pub(super) type OnReplayedTxn<'a> =
+    &'a mut dyn FnMut(&LogSegment, &CompletedTxn) -> Result<(), LogError>;
 
 /// Kafka's `rebuildProducerState`: brings `producers` to `log_end`. After a clean stop with no snapshot at
 /// all (a data directory from a brook without producer state) there is no producer to find: empty
@@ -403,12 +425,16 @@ fn load_producer_state(
 pub(super) fn rebuild_producer_state(
     producers: &mut ProducerStateManager,
     segments: &[Arc<LogSegment>],
-    log_start: i64,
-    log_end: i64,
-    clean_shutdown: bool,
-    now_ms: i64,
-    expiration_ms: i64,
+    range: ReplayRange,
+    on_completed: OnReplayedTxn<'_>,
 ) -> Result<(), LogError> {
+    let ReplayRange {
+        log_start,
+        log_end,
+        clean_shutdown,
+        now_ms,
+        expiration_ms,
+    } = range;
     let mut to_snapshot = Vec::with_capacity(3);
     let n = segments.len();
     if n >= 2 {
@@ -444,7 +470,7 @@ pub(super) fn rebuild_producer_state(
             if to_snapshot.contains(&seg.base_offset()) {
                 producers.take_snapshot(false)?;
             }
-            replay_segment(producers, seg, start, log_end)?;
+            replay_segment(producers, seg, start, log_end, &mut *on_completed)?;
         }
     }
     producers.update_map_end_offset(log_end);
@@ -461,6 +487,7 @@ fn replay_segment(
     seg: &LogSegment,
     start: i64,
     end: i64,
+    on_completed: OnReplayedTxn<'_>,
 ) -> Result<(), LogError> {
     let Some(first) = seg.find_batch(start)? else {
         return Ok(());
@@ -469,8 +496,7 @@ fn replay_segment(
         |why: String| LogError::CorruptMessage(format!("{}: {why}", seg.log_path().display()));
     let limit = seg.size();
     let mut pos = first.position;
-    let mut next = producers.map_end_offset();
-    let mut pending = ProducerAppend::default();
+    let mut scratch = ProducerAppend::default();
     while pos + RECORD_BATCH_OVERHEAD as u64 <= limit {
         let head = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
         let h = RecordBatchHeader::parse(&head)?;
@@ -490,16 +516,19 @@ fn replay_segment(
                 head
             };
             match ProducerBatch::read(&batch, base_offset) {
-                Ok(Some(b)) => producers.stage(&mut pending, &b, Validation::Replay)?,
+                Ok(Some(b)) => {
+                    if let Some(ct) = producers.replay_batch(&b, &mut scratch) {
+                        on_completed(seg, &ct)?;
+                    }
+                }
                 Ok(None) => {}
                 // Written by a coordinator that checked it; an unreadable marker is skipped, not fatal.
                 Err(why) => tracing::warn!(path = %seg.log_path().display(), offset = base_offset,
                     reason = %why, "skipping an unreadable control batch while loading producer state"),
             }
         }
-        next = next_offset;
+        producers.update_map_end_offset(next_offset.max(producers.map_end_offset()));
         pos += size as u64;
     }
-    producers.apply(pending, next.max(producers.map_end_offset()));
     Ok(())
 }

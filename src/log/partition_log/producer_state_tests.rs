@@ -457,3 +457,43 @@ fn compaction_and_deletion_tolerate_snapshot_files() {
     mgr.delete(&tp()).unwrap();
     assert!(!dir.path().join("t-0").exists());
 }
+
+#[test]
+fn a_replay_reports_each_completed_transaction_as_the_live_append_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mgr, log) = open(dir.path(), small_config());
+    let mut live = Vec::new();
+    // Interleaved transactions of three producers over several segments, aborted and committed.
+    for round in 0..4 {
+        produce(&log, idem(1, 0, round, 1, true)).unwrap();
+        produce(&log, idem(2, 0, round, 1, true)).unwrap();
+        live.extend(marker(&log, 1, 0, round % 2 == 0).unwrap().completed_txns);
+        produce(&log, idem(3, 0, round, 1, true)).unwrap();
+        live.extend(marker(&log, 2, 0, false).unwrap().completed_txns);
+        live.extend(marker(&log, 3, 0, true).unwrap().completed_txns);
+    }
+    assert_eq!(live.len(), 12);
+    assert!(log.segment_count() > 2);
+
+    let mut fresh = ProducerStateManager::new(tp(), log.dir().to_path_buf(), 0);
+    let mut replayed = Vec::new();
+    super::load::rebuild_producer_state(
+        &mut fresh,
+        &log.segments(),
+        super::load::ReplayRange {
+            log_start: 0,
+            log_end: log.log_end_offset(),
+            clean_shutdown: false,
+            now_ms: now(),
+            expiration_ms: i64::MAX,
+        },
+        &mut |seg, ct| {
+            assert!(seg.base_offset() <= ct.last_offset, "the marker's segment");
+            replayed.push(*ct);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(replayed, live);
+    assert_eq!(fresh.active_producers(), log.active_producers());
+}

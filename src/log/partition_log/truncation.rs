@@ -153,11 +153,14 @@ impl PartitionLog {
         super::load::rebuild_producer_state(
             &mut lock(&self.producer_state),
             &segments,
-            self.log_start_offset(),
-            log_end,
-            false,
-            self.clock.now_ms(),
-            expiration,
+            super::load::ReplayRange {
+                log_start: self.log_start_offset(),
+                log_end,
+                clean_shutdown: false,
+                now_ms: self.clock.now_ms(),
+                expiration_ms: expiration,
+            },
+            &mut |_, _| Ok(()),
         )
     }
 
