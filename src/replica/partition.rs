@@ -146,10 +146,14 @@ impl Partition {
         self.log.high_watermark()
     }
 
-    /// The last stable offset: the first offset of a transaction not yet decided. No transaction exists
-    /// yet, so it is the high watermark.
+    /// The last stable offset (Kafka's `lastStableOffset`): the first offset of a transaction not yet
+    /// decided (open, or its marker not yet below the high watermark), never above the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        // The high watermark first: an append registers its transactions before its offsets can count.
+        let hw = self.high_watermark();
+        self.log
+            .first_unstable_offset(hw)
+            .map_or(hw, |first| first.min(hw))
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -435,6 +439,32 @@ mod isolation_tests {
             .append_records_to_leader(BytesMut::from(&marker[..]), AppendOrigin::Coordinator)
             .unwrap();
         assert_eq!(partition.log_end_offset(), 1);
+        logs.shutdown().unwrap();
+    }
+
+    #[test]
+    fn the_last_stable_offset_stops_at_an_open_transaction_until_its_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let tp = TopicPartition::new("lso", 0);
+        let log = logs.get_or_create(&tp, LogConfig::default()).unwrap();
+        let partition = Partition::new(tp, Uuid::nil(), log, 0);
+        let append = |records: BytesMut, origin| {
+            partition.append_records_to_leader(records, origin).unwrap()
+        };
+        append(BytesMut::from(&batch(2, 10, 1)[..]), AppendOrigin::Client);
+        let mut txn = crate::log::batch_builder::BatchBuilder::new()
+            .producer(4, 0, 0)
+            .transactional(true);
+        txn.append(1, None, Some(b"t"), &[]).unwrap();
+        append(txn.build().unwrap(), AppendOrigin::Client); // offset 2
+        append(BytesMut::from(&batch(1, 10, 1)[..]), AppendOrigin::Client);
+        assert_eq!(partition.high_watermark(), 4);
+        assert_eq!(partition.last_stable_offset(), 2);
+        assert_eq!(partition.latest_offset(FetchIsolation::TxnCommitted), 2);
+        let marker = crate::log::batch_builder::end_transaction_marker(4, 0, true, 0, 10).unwrap();
+        append(marker, AppendOrigin::Coordinator);
+        assert_eq!(partition.last_stable_offset(), 5);
         logs.shutdown().unwrap();
     }
 }
