@@ -451,11 +451,14 @@ impl PartitionLog {
     }
 
     /// The first offset of a transaction not yet decided: the earliest open transaction, or the earliest
-    /// completed one whose marker is not below `high_watermark` (forgotten once it is). None when there is
-    /// none; the partition's last stable offset is then the high watermark, else `min(this, hw)`. Load the
+    /// completed one whose marker is not below `high_watermark` (forgotten once it is), not below the log
+    /// start. None when there is none; the partition's last stable offset is then the high watermark, else `min(this, hw)`. Load the
     /// high watermark before calling: an append registers its transactions before its offsets can count.
     pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
-        lock(&self.producer_state).first_unstable_offset(high_watermark)
+        let first = lock(&self.producer_state).first_unstable_offset(high_watermark)?;
+        // DeleteRecords may have moved the log start past an open transaction's start (Kafka's
+        // `maybeIncrementFirstUnstableOffset`): nothing below the log start is readable anyway.
+        Some(first.max(self.log_start_offset()))
     }
 
     /// What DescribeProducers answers for this partition, by producer id.

@@ -177,6 +177,9 @@ fn markers_complete_transactions_and_the_unstable_offset_follows_the_high_waterm
     );
     // Before the high watermark passes the marker, the aborted txn still holds the LSO.
     assert_eq!(log.first_unstable_offset(3), Some(0));
+    // DeleteRecords past an open transaction's start: the unstable offset is not below the log start.
+    log.delete_records_before(1).unwrap();
+    assert_eq!(log.first_unstable_offset(3), Some(1));
     assert_eq!(log.first_unstable_offset(4), Some(2));
     let info = marker(&log, 2, 0, true).unwrap();
     assert!(!info.completed_txns[0].is_aborted);
