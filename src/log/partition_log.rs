@@ -887,12 +887,20 @@ impl PartitionLog {
                 .expect("invariant: a loaded log has a segment");
             active.on_become_inactive()?;
             active.flush_indexes()?;
-            // At the log end, fsynced: the next load after this clean stop reads it instead of the log. A
-            // failure fails the close, so no clean-shutdown marker claims a state that was not saved.
+            // At the log end, fsynced: the next load after this clean stop reads it instead of the log.
             let mut producers = lock(&self.producer_state);
             producers.update_map_end_offset(self.log_end_offset());
-            if producers.take_snapshot(true)? {
-                sync_dir(&self.dir)?;
+            match producers.take_snapshot(true) {
+                Ok(true) => sync_dir(&self.dir)?,
+                Ok(false) => {}
+                // An older snapshot is loaded and the log replayed from it, and an empty state loses nothing:
+                // the stop can still be clean (a full disk must not make every partition recover).
+                Err(e) if producers.latest_snapshot_offset().is_some() || producers.is_empty() => {
+                    tracing::warn!(partition = %self.tp, error = %e,
+                        "no producer snapshot at close; the next load replays from an older one");
+                }
+                // Without any snapshot a clean load would take the producers for none: not clean.
+                Err(e) => return Err(e.into()),
             }
             Ok(())
         });

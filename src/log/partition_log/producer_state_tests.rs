@@ -500,3 +500,31 @@ fn a_replay_reports_each_completed_transaction_as_the_live_append_did() {
     assert_eq!(replayed, live);
     assert_eq!(fresh.active_producers(), log.active_producers());
 }
+
+#[test]
+fn a_failed_snapshot_at_close_is_clean_only_with_an_older_snapshot_to_replay_from() {
+    for older in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = if older {
+            small_config()
+        } else {
+            LogConfig::default()
+        };
+        let (mgr, log) = open(dir.path(), config.clone());
+        for seq in 0..20 {
+            produce(&log, idem(1, 0, seq, 1, false)).unwrap();
+        }
+        assert_eq!(!log.producer_snapshot_offsets().is_empty(), older);
+        // Something in the way of the snapshot at the log end.
+        fs::create_dir(log.dir().join(format!("{:020}.snapshot", 20))).unwrap();
+        assert_eq!(mgr.shutdown().is_ok(), older, "older snapshot: {older}");
+        let pdir = log.dir().to_path_buf();
+        drop((log, mgr));
+        fs::remove_dir(pdir.join(format!("{:020}.snapshot", 20))).unwrap();
+        let (_mgr, log) = open(dir.path(), config);
+        assert!(
+            produce(&log, idem(1, 0, 19, 1, false)).unwrap().duplicate,
+            "older snapshot: {older}"
+        );
+    }
+}
