@@ -127,6 +127,9 @@ pub struct PartitionLog {
     /// against a state nobody else changes; readers (the last stable offset, DescribeProducers) take only
     /// this short lock, never waiting for an append's I/O.
     producer_state: Mutex<ProducerStateManager>,
+    /// The producer state's [`ProducerStateManager::unstable_flag`]: lets `first_unstable_offset` skip the
+    /// lock when no transaction is in flight (every fetch asks).
+    unstable_txns: Arc<AtomicBool>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     high_watermark: AtomicI64,
@@ -455,6 +458,9 @@ impl PartitionLog {
     /// start. None when there is none; the partition's last stable offset is then the high watermark, else `min(this, hw)`. Load the
     /// high watermark before calling: an append registers its transactions before its offsets can count.
     pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        if !self.unstable_txns.load(Ordering::Acquire) {
+            return None;
+        }
         let first = lock(&self.producer_state).first_unstable_offset(high_watermark)?;
         // DeleteRecords may have moved the log start past an open transaction's start (Kafka's
         // `maybeIncrementFirstUnstableOffset`): nothing below the log start is readable anyway.

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::log::TopicPartition;
 use crate::log::error::LogError;
@@ -369,6 +371,10 @@ pub struct ProducerStateManager {
     last_snap_offset: i64,
     /// Offsets of the snapshot files in `dir`.
     snapshots: BTreeSet<i64>,
+    /// Some transaction is open or awaits the high watermark: readers without it skip the lock (the last
+    /// stable offset of every fetch). Set before an append's offsets are published, cleared when both
+    /// transaction sets empty.
+    unstable: Arc<AtomicBool>,
 }
 
 fn offset_of_snapshot_name(name: &str) -> Option<i64> {
@@ -488,7 +494,19 @@ impl ProducerStateManager {
             last_map_offset: offset,
             last_snap_offset: 0,
             snapshots: BTreeSet::new(),
+            unstable: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A flag that is false only while no transaction is open or awaiting the high watermark: a reader
+    /// that finds it false after loading the high watermark knows the first unstable offset is None.
+    pub fn unstable_flag(&self) -> Arc<AtomicBool> {
+        self.unstable.clone()
+    }
+
+    fn publish_unstable(&self) {
+        let any = !self.ongoing_txns.is_empty() || !self.unreplicated_txns.is_empty();
+        self.unstable.store(any, Ordering::Release);
     }
 
     /// Reads which snapshot files the directory holds.
@@ -561,6 +579,7 @@ impl ProducerStateManager {
     pub fn first_unstable_offset(&mut self, high_watermark: i64) -> Option<i64> {
         self.unreplicated_txns
             .retain(|_, last| *last >= high_watermark);
+        self.publish_unstable();
         let ongoing = self.ongoing_txns.keys().next().copied();
         let unreplicated = self.unreplicated_txns.keys().next().copied();
         match (ongoing, unreplicated) {
@@ -770,6 +789,7 @@ impl ProducerStateManager {
                 .insert(ct.first_offset, ct.last_offset);
         }
         self.last_map_offset = map_end_offset;
+        self.publish_unstable();
         completed
     }
 
@@ -786,6 +806,7 @@ impl ProducerStateManager {
     /// least up to it (Kafka's `onLogStartOffsetIncremented`).
     pub fn on_log_start_offset_incremented(&mut self, log_start: i64) {
         self.unreplicated_txns.retain(|_, last| *last >= log_start);
+        self.publish_unstable();
         self.last_map_offset = self.last_map_offset.max(log_start);
         self.last_snap_offset = self.latest_snapshot_offset().unwrap_or(log_start);
     }
@@ -864,6 +885,7 @@ impl ProducerStateManager {
         self.producers.clear();
         self.ongoing_txns.clear();
         self.unreplicated_txns.clear();
+        self.publish_unstable();
         let all: Vec<i64> = self.snapshots.iter().copied().collect();
         for o in all {
             self.delete_snapshot(o)?;
@@ -899,6 +921,7 @@ impl ProducerStateManager {
         self.producers.clear();
         self.ongoing_txns.clear();
         self.unreplicated_txns.clear();
+        self.publish_unstable();
         while let Some(offset) = self.latest_snapshot_offset() {
             let path = snapshot_path(&self.dir, offset);
             match read_snapshot_file(&path) {
@@ -912,6 +935,7 @@ impl ProducerStateManager {
                         }
                         self.producers.insert(e.producer_id, e);
                     }
+                    self.publish_unstable();
                     tracing::info!(partition = %self.tp, offset, producers = self.producers.len(),
                         "loaded producer state from snapshot");
                     self.last_snap_offset = offset;
@@ -1190,8 +1214,16 @@ mod tests {
     fn transactions_open_with_data_and_complete_with_markers() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = psm(dir.path());
+        let flag = m.unstable_flag();
+        client(&mut m, &data(7, 0, 0, 1, false)).unwrap();
+        m.update_map_end_offset(0);
+        assert!(
+            !flag.load(Ordering::Acquire),
+            "idempotence alone opens nothing"
+        );
         client(&mut m, &data(1, 0, 0, 2, true)).unwrap(); // 0..=1
         assert!(m.has_ongoing_txn(1));
+        assert!(flag.load(Ordering::Acquire));
         client(&mut m, &data(2, 0, 0, 1, true)).unwrap(); // 2
         client(&mut m, &data(1, 0, 2, 1, true)).unwrap(); // 3: same txn
         assert_eq!(m.first_unstable_offset(0), Some(0));
@@ -1220,7 +1252,12 @@ mod tests {
         let done = append(&mut m, &marker(2, 0, true, 3), Validation::Coordinator).unwrap();
         assert_eq!(done[0].last_stable_offset, 6);
         assert!(!done[0].is_aborted);
+        assert!(
+            flag.load(Ordering::Acquire),
+            "until the high watermark passes the marker"
+        );
         assert_eq!(m.first_unstable_offset(6), None);
+        assert!(!flag.load(Ordering::Acquire));
         // A marker for a producer with no open transaction completes nothing.
         assert!(
             append(&mut m, &marker(1, 0, true, 3), Validation::Coordinator)

@@ -105,6 +105,7 @@ impl PartitionLog {
             config: RwLock::new(Arc::new(p.config)),
             segments: RwLock::new(Arc::new(loaded.segments)),
             append_lock: Mutex::new(AppendState { leader_epochs }),
+            unstable_txns: producers.unstable_flag(),
             producer_state: Mutex::new(producers),
             log_start_offset: AtomicI64::new(log_start),
             log_end_offset: AtomicI64::new(leo),
