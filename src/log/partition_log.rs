@@ -394,10 +394,8 @@ impl PartitionLog {
                 return Err(e);
             }
         };
-        // Before the log end moves: a reader that sees these offsets below the high watermark must also see
-        // the transactions they open (the last stable offset).
         let completed_txns = match producer_append {
-            Some(pending) => lock(&self.producer_state).apply(pending, next),
+            Some(pending) => self.complete_producer_append(pending, next),
             None => Vec::new(),
         };
         self.log_end_offset.store(next, Ordering::Release);
@@ -451,6 +449,20 @@ impl PartitionLog {
             });
         }
         lock(&self.producer_state).analyze(records, base_offset, validation)
+    }
+
+    /// Installs the producer state of a written append (now ending at `next`) and returns the transactions
+    /// its markers completed. Under the append lock, after the write and before the log end moves: a reader
+    /// that sees the new offsets below the high watermark also sees the transactions they open, and the
+    /// last stable offset cannot pass a completed transaction's marker before this returns. That makes it
+    /// the place for an aborted transaction's `.txnindex` entry (in the segment holding `last_offset`, with
+    /// `last_stable_offset`), as Kafka writes it in `UnifiedLog.append`.
+    fn complete_producer_append(
+        &self,
+        pending: crate::log::producer_state::ProducerAppend,
+        next: i64,
+    ) -> Vec<CompletedTxn> {
+        lock(&self.producer_state).apply(pending, next)
     }
 
     /// The first offset of a transaction not yet decided: the earliest open transaction, or the earliest
