@@ -235,3 +235,494 @@ fn for_version(error: ResponseError, version: i16) -> ResponseError {
         e => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, DeleteGroupsRequest, GroupId, OffsetDeleteRequest, OffsetFetchRequest, ProducerId,
+        TopicName, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::api::test_apis;
+
+    const TOPIC: &str = "t";
+    const PID: i64 = 4000;
+
+    fn apis(dir: &std::path::Path) -> Apis {
+        let apis = test_apis(dir);
+        if apis.metadata.topic(TOPIC).is_none() {
+            apis.create_topic(TOPIC, 2, BTreeMap::new()).unwrap();
+        }
+        apis
+    }
+
+    async fn run<R>(outcome: Outcome<R>) -> R {
+        match outcome {
+            Outcome::Respond(r) => r,
+            Outcome::Wait(f) => tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .expect("answers within 10 s"),
+        }
+    }
+
+    fn request(group: &str, pid: i64, offsets: &[(&str, i32, i64)]) -> TxnOffsetCommitRequest {
+        let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+        for &(topic, partition, offset) in offsets {
+            let p = TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_metadata(Some(StrBytes::from_static_str("md")));
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(p),
+                None => topics.push(
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.into())))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("txn")))
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(3)
+            .with_topics(topics)
+    }
+
+    async fn commit(apis: &Apis, version: i16, req: TxnOffsetCommitRequest) -> Vec<Vec<i16>> {
+        let ctx = RequestContext::for_test(ApiKey::TxnOffsetCommit, version);
+        let response = run(handle(apis, &ctx, req)).await;
+        response
+            .topics
+            .iter()
+            .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+            .collect()
+    }
+
+    /// OffsetFetch of the group's `t` partitions 0 and 1 at `version`: (error, offset) each.
+    fn fetch(apis: &Apis, group: &str, version: i16, require_stable: bool) -> Vec<(i16, i64)> {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_require_stable(require_stable)
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partition_indexes(vec![0, 1]),
+            ]));
+        let ctx = RequestContext::for_test(ApiKey::OffsetFetch, version);
+        let response = crate::api::offsets::offset_fetch(apis, &ctx, &req, version);
+        response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.committed_offset))
+            .collect()
+    }
+
+    async fn end(apis: &Apis, group: &str, pid: i64, commit: bool) {
+        let partition = apis.groups.store().partition_for(group);
+        let groups = apis.groups.clone();
+        // The transaction coordinator runs it on its own task: the future must be Send.
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                groups.complete_transaction(partition, pid, 3, commit, 0),
+            )
+            .await
+            .expect("the marker is committed within 10 s")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    }
+
+    const NONE: i16 = 0;
+    const UNSTABLE: i16 = 88;
+
+    #[tokio::test]
+    async fn offsets_are_visible_only_after_the_commit_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        assert_eq!(
+            commit(
+                &apis,
+                3,
+                request("g", PID, &[(TOPIC, 0, 10), (TOPIC, 1, 11)])
+            )
+            .await,
+            vec![vec![NONE, NONE]]
+        );
+        // Pending: the committed value (none) is answered, or UNSTABLE_OFFSET_COMMIT with require_stable.
+        assert_eq!(fetch(&apis, "g", 7, false), vec![(NONE, -1), (NONE, -1)]);
+        assert_eq!(
+            fetch(&apis, "g", 7, true),
+            vec![(UNSTABLE, -1), (UNSTABLE, -1)]
+        );
+        // require_stable does not exist before v7.
+        assert_eq!(fetch(&apis, "g", 6, true), vec![(NONE, -1), (NONE, -1)]);
+        end(&apis, "g", PID, true).await;
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 10), (NONE, 11)]);
+        let om = apis
+            .groups
+            .store()
+            .fetch("g", &TopicPartition::new(TOPIC, 0))
+            .unwrap();
+        assert_eq!((om.offset, om.metadata.as_str()), (10, "md"));
+        // The batch on disk is the producer's transactional batch, followed by its COMMIT marker.
+        let partition = apis
+            .partition(
+                crate::group::OFFSETS_TOPIC,
+                apis.groups.store().partition_for("g"),
+            )
+            .unwrap();
+        let data = partition
+            .read(0, 1 << 20, true, crate::replica::FetchIsolation::LogEnd)
+            .unwrap();
+        let first = crate::log::record_batch::RecordBatchHeader::parse(&data.records).unwrap();
+        assert!(first.is_transactional() && !first.is_control());
+        assert_eq!((first.producer_id(), first.producer_epoch()), (PID, 3));
+        assert_eq!(first.record_count(), 2);
+        let marker = crate::log::record_batch::RecordBatchHeader::parse(
+            &data.records[first.total_size().unwrap()..],
+        )
+        .unwrap();
+        assert!(marker.is_control() && marker.producer_id() == PID);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn abort_discards_and_the_plain_commit_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        let plain = apis
+            .groups
+            .store()
+            .commit(
+                "g",
+                vec![(
+                    TopicPartition::new(TOPIC, 0),
+                    OffsetAndMetadata {
+                        offset: 5,
+                        leader_epoch: -1,
+                        metadata: String::new(),
+                        commit_timestamp_ms: 1,
+                    },
+                )],
+            )
+            .unwrap();
+        plain.await.unwrap();
+        commit(
+            &apis,
+            2,
+            request("g", PID, &[(TOPIC, 0, 10), (TOPIC, 1, 11)]),
+        )
+        .await;
+        assert_eq!(fetch(&apis, "g", 5, false), vec![(NONE, 5), (NONE, -1)]);
+        end(&apis, "g", PID, false).await;
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 5), (NONE, -1)]);
+        // The producer's next transaction starts with nothing staged.
+        commit(&apis, 2, request("g", PID, &[(TOPIC, 1, 12)])).await;
+        end(&apis, "g", PID, true).await;
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 5), (NONE, 12)]);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retried_commit_is_idempotent_and_the_last_value_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        for _ in 0..2 {
+            assert_eq!(
+                commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 10)])).await,
+                vec![vec![NONE]]
+            );
+        }
+        assert_eq!(
+            commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 20)])).await,
+            vec![vec![NONE]]
+        );
+        // Another producer's transaction on the same group stays its own.
+        commit(&apis, 3, request("g", PID + 1, &[(TOPIC, 1, 99)])).await;
+        end(&apis, "g", PID, true).await;
+        assert_eq!(fetch(&apis, "g", 7, false), vec![(NONE, 20), (NONE, -1)]);
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 20), (UNSTABLE, -1)]);
+        end(&apis, "g", PID + 1, true).await;
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 20), (NONE, 99)]);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pending_transaction_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let apis = apis(dir.path());
+            commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 10)])).await;
+            // A transaction that ended before the restart is replayed as ended.
+            commit(&apis, 3, request("g", PID + 1, &[(TOPIC, 1, 11)])).await;
+            end(&apis, "g", PID + 1, true).await;
+            apis.logs.shutdown().unwrap();
+        }
+        let apis = apis(dir.path());
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(UNSTABLE, -1), (NONE, 11)]);
+        end(&apis, "g", PID, true).await;
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 10), (NONE, 11)]);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_are_checked_as_kafka_checks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        let long = "x".repeat(apis.config.groups.offset_metadata_max_bytes + 1);
+        let mut req = request(
+            "g",
+            PID,
+            &[(TOPIC, 0, 1), (TOPIC, 1, 2), (TOPIC, 7, 3), ("nope", 0, 4)],
+        );
+        req.topics[0].partitions[1].committed_metadata = Some(StrBytes::from_string(long));
+        assert_eq!(
+            commit(&apis, 3, req).await,
+            vec![
+                vec![
+                    NONE,
+                    ResponseError::OffsetMetadataTooLarge.code(),
+                    ResponseError::UnknownTopicOrPartition.code()
+                ],
+                vec![ResponseError::UnknownTopicOrPartition.code()]
+            ]
+        );
+        // An unknown group takes a commit only without a generation.
+        let mut req = request("other", PID, &[(TOPIC, 0, 1), ("nope", 0, 4)]);
+        req.generation_id = 1;
+        req.member_id = StrBytes::from_static_str("m");
+        assert_eq!(
+            commit(&apis, 3, req).await,
+            vec![
+                vec![ResponseError::IllegalGeneration.code()],
+                vec![ResponseError::UnknownTopicOrPartition.code()]
+            ]
+        );
+        assert_eq!(
+            commit(&apis, 3, request("", PID, &[(TOPIC, 0, 1)])).await,
+            vec![vec![ResponseError::InvalidGroupId.code()]]
+        );
+        assert_eq!(
+            commit(&apis, 3, request("g", -1, &[(TOPIC, 0, 1)])).await,
+            vec![vec![ResponseError::InvalidProducerIdMapping.code()]]
+        );
+        // Only the first request wrote.
+        assert!(
+            !apis
+                .groups
+                .store()
+                .has_pending_offset("other", &TopicPartition::new(TOPIC, 0))
+        );
+        assert!(
+            !apis
+                .groups
+                .store()
+                .has_pending_offset("", &TopicPartition::new(TOPIC, 0))
+        );
+        assert!(
+            !apis
+                .groups
+                .store()
+                .has_pending_offset("g", &TopicPartition::new(TOPIC, 1))
+        );
+        assert!(
+            apis.groups
+                .store()
+                .has_pending_offset("g", &TopicPartition::new(TOPIC, 0))
+        );
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn members_are_checked_but_not_the_rebalance_state() {
+        use crate::group::coordinator::{JoinParams, Pending};
+        let dir = tempfile::tempdir().unwrap();
+        let mut apis = apis(dir.path());
+        let config = crate::group::GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..apis.config.groups.clone()
+        };
+        apis.groups = crate::group::coordinator::GroupCoordinator::new(
+            apis.groups.store().clone(),
+            config,
+            crate::clock::Clock::system(),
+        );
+        apis.groups.start();
+        let join = |member_id: &str, instance: Option<&str>| JoinParams {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: instance.map(String::from),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 30_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::new())],
+            require_known_member_id: false,
+        };
+        // A static member joins (the group then waits for its SyncGroup: CompletingRebalance).
+        let joined = match apis.groups.join_group(join("", Some("i-1"))) {
+            Pending::Now(r) => r,
+            Pending::Later(rx) => tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .unwrap()
+                .unwrap(),
+        };
+        assert_eq!(joined.error, None, "{joined:?}");
+        let member = joined.member_id.clone();
+        let generation = joined.generation;
+        let with_member = |generation: i32, member: &str, instance: Option<&str>| {
+            let mut req = request("g", PID, &[(TOPIC, 0, 1)]);
+            req.generation_id = generation;
+            req.member_id = StrBytes::from_string(member.into());
+            req.group_instance_id = instance.map(|i| StrBytes::from_string(i.into()));
+            req
+        };
+        let code = |e: ResponseError| vec![vec![e.code()]];
+        // CompletingRebalance (not synced yet): a transactional commit is still taken.
+        assert_eq!(
+            commit(&apis, 3, with_member(generation, &member, Some("i-1"))).await,
+            vec![vec![NONE]]
+        );
+        assert_eq!(
+            commit(&apis, 3, with_member(generation + 1, &member, None)).await,
+            code(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            commit(&apis, 3, with_member(generation, "someone", None)).await,
+            code(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(
+            commit(&apis, 3, with_member(generation, "someone", Some("i-1"))).await,
+            code(ResponseError::FencedInstanceId)
+        );
+        assert_eq!(
+            commit(&apis, 3, with_member(generation, &member, Some("i-2"))).await,
+            code(ResponseError::UnknownMemberId)
+        );
+        // A v0-v2 request names no member: accepted although the group has members.
+        assert_eq!(
+            commit(&apis, 2, with_member(-1, "", None)).await,
+            vec![vec![NONE]]
+        );
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn verification_failures_are_answered_per_version_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut apis = apis(dir.path());
+        let answer = Arc::new(Mutex::new(Err(ResponseError::TransactionAbortable)));
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let (a, q) = (answer.clone(), asked.clone());
+        apis.verify_transaction = Some(Arc::new(move |v: &TxnVerification<'_>| {
+            q.lock().unwrap().push((
+                v.transactional_id.to_string(),
+                v.producer_id,
+                v.producer_epoch,
+                v.partition.clone(),
+            ));
+            *a.lock().unwrap()
+        }));
+        let tp0 = TopicPartition::new(TOPIC, 0);
+        let code = |e: ResponseError| vec![vec![e.code()]];
+        assert_eq!(
+            commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 1)])).await,
+            code(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(
+            commit(&apis, 4, request("g", PID, &[(TOPIC, 0, 1)])).await,
+            code(ResponseError::TransactionAbortable)
+        );
+        *answer.lock().unwrap() = Err(ResponseError::ProducerFenced);
+        assert_eq!(
+            commit(&apis, 4, request("g", PID, &[(TOPIC, 0, 1)])).await,
+            code(ResponseError::InvalidProducerEpoch)
+        );
+        *answer.lock().unwrap() = Err(ResponseError::CoordinatorLoadInProgress);
+        assert_eq!(
+            commit(&apis, 1, request("g", PID, &[(TOPIC, 0, 1)])).await,
+            code(ResponseError::CoordinatorNotAvailable),
+            "clients before v2 do not know LOAD_IN_PROGRESS here"
+        );
+        assert!(!apis.groups.store().has_pending_offset("g", &tp0));
+        *answer.lock().unwrap() = Ok(());
+        assert_eq!(
+            commit(&apis, 4, request("g", PID, &[(TOPIC, 0, 1)])).await,
+            vec![vec![NONE]]
+        );
+        assert!(apis.groups.store().has_pending_offset("g", &tp0));
+        let offsets_tp = TopicPartition::new(
+            crate::group::OFFSETS_TOPIC,
+            apis.groups.store().partition_for("g"),
+        );
+        assert_eq!(
+            asked.lock().unwrap().last(),
+            Some(&("txn".to_string(), PID, 3, offsets_tp))
+        );
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_the_group_or_its_offsets_drops_pending_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        // Only pending offsets: the group exists (a simple group) and can be deleted.
+        commit(
+            &apis,
+            3,
+            request("g", PID, &[(TOPIC, 0, 10), (TOPIC, 1, 11)]),
+        )
+        .await;
+        assert!(apis.groups.group_exists("g"));
+        let ctx = RequestContext::for_test(ApiKey::OffsetDelete, 0);
+        let req = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(vec![
+                kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(1),
+                    ]),
+            ]);
+        let response = run(crate::api::offsets::offset_delete(&apis, &ctx, &req)).await;
+        assert_eq!(response.error_code, NONE);
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(UNSTABLE, -1), (NONE, -1)]);
+        let ctx = RequestContext::for_test(ApiKey::DeleteGroups, 2);
+        let req = DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]);
+        let response = run(crate::api::groups::delete_groups(&apis, &ctx, &req)).await;
+        assert_eq!(response.results[0].error_code, NONE);
+        assert!(!apis.groups.group_exists("g"));
+        // The transaction's COMMIT then has nothing left to materialise.
+        end(&apis, "g", PID, true).await;
+        assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, -1), (NONE, -1)]);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn ending_a_transaction_without_an_offsets_topic_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.groups
+            .complete_transaction(0, PID, 3, true, 0)
+            .await
+            .unwrap();
+        assert!(apis.metadata.topic(crate::group::OFFSETS_TOPIC).is_none());
+        apis.logs.shutdown().unwrap();
+    }
+}

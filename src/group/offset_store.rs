@@ -1132,6 +1132,112 @@ mod tests {
         assert_eq!(b.store.fetch("g", &tp("t", 0)), seen_before);
     }
 
+    fn txn_producer(producer_id: i64) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional: true,
+        }
+    }
+
+    async fn end_txn(store: &OffsetStore, group: &str, producer_id: i64, commit: bool) {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            store.complete_transaction(store.partition_for(group), producer_id, 0, commit, 0),
+        )
+        .await
+        .expect("the marker is committed within 10 s")
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_marker_written_after_the_verification_refuses_a_first_transactional_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        let offsets = || vec![(tp("t", 0), om(1, -1, "", 1))];
+        done(b.store.commit("g", offsets()).unwrap()).await.unwrap();
+        let seen = b.store.last_marker_offset("g");
+        assert_eq!(seen, -1);
+        // Producer 7's transaction was verified, then a marker (of 7's ended transaction, as far as this
+        // partition can tell) was written: its first write is refused, and writes nothing.
+        end_txn(&b.store, "g", 7, false).await;
+        let err = b
+            .store
+            .commit_transactional("g", txn_producer(7), offsets(), Some(seen))
+            .err()
+            .expect("a stale verification is refused");
+        assert!(matches!(err, GroupStoreError::StaleVerification), "{err:?}");
+        assert!(!b.store.has_pending_offset("g", &tp("t", 0)));
+        // Verified again after the marker, it writes.
+        let seen = b.store.last_marker_offset("g");
+        assert!(seen >= 0);
+        done(
+            b.store
+                .commit_transactional("g", txn_producer(7), offsets(), Some(seen))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        // With its transaction open here, other producers' markers no longer matter.
+        end_txn(&b.store, "g", 8, true).await;
+        done(
+            b.store
+                .commit_transactional("g", txn_producer(7), offsets(), Some(seen))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(b.store.has_pending_offset("g", &tp("t", 0)));
+    }
+
+    #[tokio::test]
+    async fn an_offset_with_a_pending_transactional_commit_does_not_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            offsets_retention_ms: 1_000,
+            ..GroupConfig::default()
+        };
+        let b = open_with(dir.path(), LogConfig::default(), config);
+        let old = vec![
+            (tp("t", 0), om(1, -1, "", 0)),
+            (tp("t", 1), om(2, -1, "", 0)),
+        ];
+        done(b.store.commit("g", old).unwrap()).await.unwrap();
+        // Only pending offsets: a group with offsets all the same.
+        done(
+            b.store
+                .commit_transactional(
+                    "g",
+                    txn_producer(7),
+                    vec![(tp("t", 1), om(3, -1, "", 0))],
+                    None,
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        done(
+            b.store
+                .commit_transactional(
+                    "pending-only",
+                    txn_producer(9),
+                    vec![(tp("t", 0), om(3, -1, "", 0))],
+                    None,
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.store.groups_with_offsets(), vec!["g", "pending-only"]);
+        let unknown = |_: &str| GroupActivity::Unknown;
+        assert_eq!(b.store.expire(10_000, &unknown).unwrap(), 1);
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), None);
+        assert_eq!(b.store.fetch("g", &tp("t", 1)), Some(om(2, -1, "", 0)));
+        end_txn(&b.store, "g", 7, true).await;
+        assert_eq!(b.store.fetch("g", &tp("t", 1)), Some(om(3, -1, "", 0)));
+    }
+
     #[tokio::test]
     async fn deleting_nothing_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
