@@ -24,7 +24,7 @@ use crate::api::context::RequestContext;
 use crate::coordinator::ProducerBatch;
 use crate::group::OffsetAndMetadata;
 use crate::group::offset_store::GroupStoreError;
-use crate::log::TopicPartition;
+use crate::log::{LogError, TopicPartition};
 
 /// How often a write is verified again when a transaction marker overtook its verification; each retry is
 /// an in-process call, and a marker of the producer's own transaction makes the next verification fail.
@@ -162,14 +162,14 @@ pub fn handle(
             Err(GroupStoreError::StaleVerification) => {
                 break Err(ResponseError::CoordinatorLoadInProgress);
             }
-            Err(e) => break Err(store_error(&e)),
+            Err(e) => break Err(write_error(&e)),
             Ok(wait) => break Ok(wait),
         }
     };
     match wait {
         Ok(wait) => Outcome::Wait(Box::pin(async move {
             if let Err(e) = wait.await {
-                fail(&mut topics, &written, store_error(&e));
+                fail(&mut topics, &written, write_error(&e));
             }
             TxnOffsetCommitResponse::default().with_topics(topics)
         })),
@@ -222,6 +222,16 @@ fn verification_error(e: ResponseError, version: i16) -> ResponseError {
             ResponseError::NotCoordinator
         }
         e => e,
+    }
+}
+
+/// A failed append of the transactional batch, as Kafka's group coordinator answers it: a batch above
+/// `message.max.bytes` (it is never split, being one transaction's) is UNKNOWN_SERVER_ERROR, not a
+/// retriable error the producer would repeat forever; the rest as OffsetCommit answers them.
+fn write_error(e: &GroupStoreError) -> ResponseError {
+    match e {
+        GroupStoreError::Log(LogError::MessageTooLarge { .. }) => ResponseError::UnknownServerError,
+        e => store_error(e),
     }
 }
 
@@ -711,6 +721,33 @@ mod tests {
         // The transaction's COMMIT then has nothing left to materialise.
         end(&apis, "g", PID, true).await;
         assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, -1), (NONE, -1)]);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_transaction_batch_above_the_size_limit_is_not_retriable() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        let configs = BTreeMap::from([("max.message.bytes".to_string(), "400".to_string())]);
+        apis.create_topic(crate::group::OFFSETS_TOPIC, 1, configs)
+            .unwrap();
+        let mut req = request("g", PID, &[(TOPIC, 0, 1), (TOPIC, 1, 2)]);
+        for p in &mut req.topics[0].partitions {
+            p.committed_metadata = Some(StrBytes::from_string("m".repeat(300)));
+        }
+        let unknown = ResponseError::UnknownServerError.code();
+        assert_eq!(commit(&apis, 3, req).await, vec![vec![unknown, unknown]]);
+        assert!(
+            !apis
+                .groups
+                .store()
+                .has_pending_offset("g", &TopicPartition::new(TOPIC, 0))
+        );
+        // One partition fits.
+        assert_eq!(
+            commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 1)])).await,
+            vec![vec![NONE]]
+        );
         apis.logs.shutdown().unwrap();
     }
 
