@@ -725,6 +725,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn require_stable_covers_batched_and_all_partition_fetches() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        let plain = apis.groups.store().commit(
+            "g",
+            [0, 1]
+                .map(|p| {
+                    (
+                        TopicPartition::new(TOPIC, p),
+                        OffsetAndMetadata {
+                            offset: 5,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            commit_timestamp_ms: 1,
+                        },
+                    )
+                })
+                .to_vec(),
+        );
+        plain.unwrap().await.unwrap();
+        commit(&apis, 3, request("g", PID, &[(TOPIC, 1, 10)])).await;
+        // v8, every committed partition of the group (topics null).
+        let req = OffsetFetchRequest::default()
+            .with_require_stable(true)
+            .with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_topics(None),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::OffsetFetch, 8);
+        let response = crate::api::offsets::offset_fetch(&apis, &ctx, &req, 8);
+        let answers: Vec<(i32, i16, i64)> = response.groups[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.error_code, p.committed_offset))
+            .collect();
+        assert_eq!(answers, vec![(0, NONE, 5), (1, UNSTABLE, -1)]);
+        // Without require_stable the committed value is answered.
+        let response = crate::api::offsets::offset_fetch(
+            &apis,
+            &ctx,
+            &req.clone().with_require_stable(false),
+            8,
+        );
+        let offsets: Vec<i64> = response.groups[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.committed_offset)
+            .collect();
+        assert_eq!(offsets, vec![5, 5]);
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_transaction_batch_above_the_size_limit_is_not_retriable() {
         let dir = tempfile::tempdir().unwrap();
         let apis = apis(dir.path());
