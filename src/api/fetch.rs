@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -94,6 +96,10 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: FetchRequest) -> Fetc
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
+    // read_committed reads stop at the last stable offset, which moves only when the high watermark does
+    // while no transaction is open (LSO == HW). Once transactions hold the LSO back, a parked
+    // read_committed fetch must also wake when the LSO moves (a marker completing a transaction below the
+    // high watermark): subscribe to the partition's LSO watch here for those fetches.
     let watches: Vec<watch::Receiver<i64>> = plan
         .topics
         .iter()
@@ -248,7 +254,18 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     match result {
         Ok(Some(data)) => {
             *used += data.records.len();
-            base.with_high_watermark(data.high_watermark)
+            // Null under read_uncommitted: a client given a list drops those records (franz-go did).
+            let aborted = data.aborted_transactions.map(|txns| {
+                txns.iter()
+                    .map(|t| {
+                        AbortedTransaction::default()
+                            .with_producer_id(t.producer_id.into())
+                            .with_first_offset(t.first_offset)
+                    })
+                    .collect()
+            });
+            base.with_aborted_transactions(aborted)
+                .with_high_watermark(data.high_watermark)
                 .with_last_stable_offset(log.last_stable_offset().min(data.high_watermark))
                 .with_log_start_offset(data.log_start_offset)
                 .with_records(Some(data.records))

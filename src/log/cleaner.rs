@@ -40,7 +40,8 @@ use crate::log::records::{
 };
 use crate::log::retention::{DELETED_FILE_SUFFIX, PendingDeletes, schedule_segment_deletion};
 use crate::log::segment::{
-    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
+    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, SEGMENT_FILE_SUFFIXES, TIME_INDEX_FILE_SUFFIX,
+    TXN_INDEX_FILE_SUFFIX, segment_file_name,
 };
 use crate::log::{BeforeSwapHook, CleanerConfig, SwapDecision, TopicPartition, lock};
 
@@ -63,7 +64,8 @@ fn file_name(base: i64, suffix: &str, extra: &str) -> String {
 /// Completes or rolls back a clean that a crash interrupted, before a partition's segments are listed:
 /// `.cleaned` and `.deleted` files are removed; a `<base>.log.swap` (the clean was committed) replaces every
 /// segment whose base offset falls in its offset range and becomes `<base>.log`, with indexes rebuilt by the
-/// load that follows. Index `.swap` files without their log are removed.
+/// load that follows (but its `.txnindex`, which is kept). Index `.swap` files without their log are
+/// removed.
 pub fn recover_interrupted_swaps(dir: &Path) -> io::Result<()> {
     let mut swaps = Vec::new();
     let mut logs = Vec::new();
@@ -98,13 +100,27 @@ pub fn recover_interrupted_swaps(dir: &Path) -> io::Result<()> {
         let next = next_offset_of_file(&swap_path)?
             .unwrap_or(base.saturating_add(1))
             .max(base.saturating_add(1));
+        // The cleaned segment's transaction index cannot be rebuilt from its log alone: it is kept. If
+        // there is no `.txnindex.swap`, `<base>.txnindex` is already the cleaned one (a cleaned segment has
+        // one whenever the segment it replaced had one).
+        let txn_swap = dir.join(file_name(base, TXN_INDEX_FILE_SUFFIX, SWAP_FILE_SUFFIX));
+        let txn_swapped = txn_swap.exists();
         for &old in logs.iter().filter(|b| **b >= base && **b < next) {
-            for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            for suffix in SEGMENT_FILE_SUFFIXES {
+                if suffix == TXN_INDEX_FILE_SUFFIX && old == base && !txn_swapped {
+                    continue;
+                }
                 remove_if_exists(&dir.join(file_name(old, suffix, "")))?;
             }
         }
         for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
             remove_if_exists(&dir.join(file_name(base, suffix, SWAP_FILE_SUFFIX)))?;
+        }
+        if txn_swapped {
+            fs::rename(
+                &txn_swap,
+                dir.join(file_name(base, TXN_INDEX_FILE_SUFFIX, "")),
+            )?;
         }
         fs::rename(&swap_path, dir.join(file_name(base, LOG_FILE_SUFFIX, "")))?;
         tracing::warn!(dir = %dir.display(), segment = base, "completed a log clean interrupted by a crash");
@@ -571,6 +587,15 @@ fn write_cleaned(
         cleaned.append(&out, now, config.index_interval_bytes)?;
         stats.bytes_written += out.len() as u64;
     }
+    // Every aborted transaction keeps its entry (the transaction-aware rules that may drop some come with
+    // the cleaning of transactional data). The cleaned segment has a `.txnindex` whenever the segment it
+    // replaces at the same base has one, so the swap always replaces that file and never leaves it stale.
+    for seg in group {
+        seg.for_each_aborted_txn(|txn| cleaned.append_aborted_txn(&txn).map(drop))?;
+    }
+    if group[0].has_txn_index() {
+        cleaned.create_txn_index_file()?;
+    }
     cleaned.on_become_inactive()?;
     cleaned.flush_log()?;
     cleaned.flush_indexes()?;
@@ -578,7 +603,7 @@ fn write_cleaned(
 }
 
 fn remove_cleaned_files(dir: &Path, base: i64) {
-    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+    for suffix in SEGMENT_FILE_SUFFIXES {
         if let Err(e) = remove_if_exists(&dir.join(file_name(base, suffix, CLEANED_FILE_SUFFIX))) {
             tracing::warn!(dir = %dir.display(), segment = base, error = %e, "could not remove cleaner output");
         }
@@ -596,6 +621,7 @@ fn swap_in(
 ) -> Result<(), LogError> {
     let dir = log.dir();
     let base = group[0].base_offset();
+    let has_txn_index = cleaned.has_txn_index();
     drop(cleaned);
     let rename = |suffix: &str, from: &str, to: &str| {
         fs::rename(
@@ -603,7 +629,13 @@ fn swap_in(
             dir.join(file_name(base, suffix, to)),
         )
     };
-    for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+    // The log last: its `.swap` is the commit point, and every other file of the clean is in place by then.
+    let mut suffixes = vec![INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX];
+    if has_txn_index {
+        suffixes.push(TXN_INDEX_FILE_SUFFIX);
+    }
+    suffixes.push(LOG_FILE_SUFFIX);
+    for suffix in &suffixes {
         rename(suffix, CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)?;
     }
     sync_dir(dir)?;
@@ -620,7 +652,7 @@ fn swap_in(
     for seg in &group[1..] {
         schedule_segment_deletion(dir, seg.base_offset(), delay, pending);
     }
-    for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+    for suffix in &suffixes {
         rename(suffix, SWAP_FILE_SUFFIX, "")?;
     }
     sync_dir(dir)?;

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::log::error::LogError;
 use crate::log::partition_log::PartitionLog;
-use crate::log::segment::{
-    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
-};
+use crate::log::segment::{LogSegment, SEGMENT_FILE_SUFFIXES, segment_file_name};
 
 /// Suffix of segment files waiting for their delayed removal.
 pub const DELETED_FILE_SUFFIX: &str = ".deleted";
@@ -205,7 +203,7 @@ pub fn schedule_segment_deletion(
     pending: &mut PendingDeletes,
 ) {
     let due = Instant::now() + delay;
-    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+    for suffix in SEGMENT_FILE_SUFFIXES {
         let live = dir.join(segment_file_name(base_offset, suffix));
         let doomed = dir.join(format!(
             "{}{DELETED_FILE_SUFFIX}",
