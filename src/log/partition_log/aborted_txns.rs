@@ -95,3 +95,219 @@ impl PartitionLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::BytesMut;
+
+    use super::super::tests::{open, small_config};
+    use super::*;
+    use crate::log::record_batch::test_support::batch;
+    use crate::log::segment::{TXN_INDEX_FILE_SUFFIX, segment_file_name};
+    use crate::replica::partition::leader_append;
+
+    fn txn(pid: i64, first: i64, last: i64, lso: i64) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: pid,
+            first_offset: first,
+            last_offset: last,
+            last_stable_offset: lso,
+        }
+    }
+
+    /// Appends `batches` batches of 2 records (~300 bytes: three to a 1 KiB segment).
+    fn fill(log: &Arc<PartitionLog>, batches: usize) {
+        for _ in 0..batches {
+            leader_append(log, BytesMut::from(&batch(2, 120, 1)[..]), 0).unwrap();
+        }
+    }
+
+    fn bases(log: &PartitionLog) -> Vec<i64> {
+        log.segments().iter().map(|s| s.base_offset()).collect()
+    }
+
+    #[test]
+    fn entries_go_to_the_segment_holding_the_marker_and_collect_crosses_segments_until_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        fill(&log, 12);
+        let b = bases(&log);
+        assert!(b.len() >= 4, "{b:?}");
+        let spans = txn(2, 2, b[1] + 1, 2); // begins in segment 0, aborted in segment 1
+        let inside = txn(3, b[2], b[2] + 2, b[2]);
+        let stable = txn(4, b[3], b[3] + 1, b[3]);
+        // Matches any range, but follows an entry whose LSO closes the search: never reached.
+        let beyond = txn(5, 0, b[3] + 3, 0);
+        let early = txn(1, 0, 1, 0);
+        for t in [early, spans, inside, stable, beyond] {
+            log.append_aborted_txn(t).unwrap();
+        }
+        let segs = log.segments();
+        let per_segment: Vec<usize> = segs
+            .iter()
+            .map(|s| {
+                let mut n = 0;
+                s.for_each_aborted_txn(|_| {
+                    n += 1;
+                    Ok(())
+                })
+                .unwrap();
+                n
+            })
+            .collect();
+        assert_eq!(&per_segment[..4], &[1, 1, 1, 2]);
+        assert!(segs[4..].iter().all(|s| !s.has_txn_index()));
+
+        assert_eq!(
+            log.collect_aborted_txns(4, b[2] + 1).unwrap(),
+            vec![spans, inside]
+        );
+        assert_eq!(
+            log.collect_aborted_txns(0, 2).unwrap(),
+            vec![early],
+            "spans begins at the bound: out; early's marker is inside"
+        );
+        assert_eq!(
+            log.collect_aborted_txns(b[1] + 2, i64::MAX).unwrap(),
+            vec![inside, stable, beyond],
+            "from a later segment, to the end: nothing stops the scan"
+        );
+    }
+
+    #[test]
+    fn truncation_drops_entries_at_or_above_the_new_end_and_the_files_of_dropped_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        fill(&log, 12);
+        let b = bases(&log);
+        let kept = txn(1, 0, 1, 0);
+        let cut = txn(2, 3, b[1] + 1, 3);
+        let gone = txn(3, b[2], b[2] + 1, b[2]);
+        for t in [kept, cut, gone] {
+            log.append_aborted_txn(t).unwrap();
+        }
+        let dropped_file = log.dir().join(segment_file_name(b[2], TXN_INDEX_FILE_SUFFIX));
+        assert!(dropped_file.exists());
+
+        assert_eq!(log.truncate_to(b[1] + 1).unwrap(), b[1]);
+        assert!(!dropped_file.exists(), "a deleted segment takes its .txnindex");
+        assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), vec![kept]);
+        // The next marker in the cut segment goes after what is left.
+        fill(&log, 1);
+        log.append_aborted_txn(txn(4, b[1], b[1] + 1, b[1])).unwrap();
+
+        log.truncate_fully_and_start_at(100).unwrap();
+        assert!(log.collect_aborted_txns(0, i64::MAX).unwrap().is_empty());
+        let left: Vec<_> = std::fs::read_dir(log.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(TXN_INDEX_FILE_SUFFIX))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn truncate_txn_indexes_prepares_a_replay_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        fill(&log, 9);
+        let b = bases(&log);
+        let entries = [
+            txn(1, 0, 1, 0),
+            txn(2, 2, b[1] + 1, 2),
+            txn(3, b[2], b[2] + 1, b[2]),
+        ];
+        for t in entries {
+            log.append_aborted_txn(t).unwrap();
+        }
+        log.truncate_txn_indexes(b[1] + 1).unwrap();
+        assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), entries[..1]);
+        // The replay appends them again, in order, while the append lock is held.
+        let _append = lock(&log.append_lock);
+        for t in &entries[1..] {
+            log.append_aborted_txn_locked(*t).unwrap();
+        }
+        drop(_append);
+        assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), entries);
+    }
+
+    #[test]
+    fn entries_survive_restarts_and_a_damaged_index_is_reset_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let b;
+        let entries;
+        {
+            let (mgr, log) = open(dir.path(), small_config());
+            fill(&log, 9);
+            b = bases(&log);
+            entries = [txn(1, 0, 1, 0), txn(2, 2, b[1] + 1, 2), txn(3, b[2], b[2] + 1, b[2])];
+            for t in entries {
+                log.append_aborted_txn(t).unwrap();
+            }
+            mgr.shutdown().unwrap();
+        }
+        let pdir = dir.path().join("t-0");
+        let file = |base: i64| pdir.join(segment_file_name(base, TXN_INDEX_FILE_SUFFIX));
+        // Damage: a torn trailing entry in segment 1, an unknown version in segment 2, an orphan index and
+        // a producer snapshot the loader must leave alone.
+        let mut torn = std::fs::read(file(b[1])).unwrap();
+        torn.extend_from_slice(&[0, 0, 0, 7]);
+        std::fs::write(file(b[1]), torn).unwrap();
+        let mut versioned = std::fs::read(file(b[2])).unwrap();
+        versioned[1] = 9;
+        std::fs::write(file(b[2]), versioned).unwrap();
+        std::fs::write(file(1_000_000), txn(9, 1_000_000, 1_000_001, 0).encode()).unwrap();
+        let snapshot = pdir.join(segment_file_name(b[1], ".snapshot"));
+        std::fs::write(&snapshot, b"producer state").unwrap();
+        {
+            let (mgr, log) = open(dir.path(), small_config());
+            assert_eq!(log.log_end_offset(), 18);
+            assert_eq!(
+                log.collect_aborted_txns(0, i64::MAX).unwrap(),
+                entries[..2],
+                "the damaged index is empty, to be rebuilt by a replay"
+            );
+            assert_eq!(std::fs::metadata(file(b[1])).unwrap().len(), 34);
+            assert!(!file(1_000_000).exists(), "an index without its log is removed");
+            assert!(snapshot.exists());
+            mgr.shutdown().unwrap();
+        }
+        let (_mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), entries[..2]);
+    }
+
+    #[test]
+    fn an_unclean_load_drops_entries_whose_marker_was_cut_with_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let last_base;
+        {
+            let (mgr, log) = open(dir.path(), small_config());
+            fill(&log, 8);
+            last_base = *bases(&log).last().unwrap();
+            assert_eq!((last_base, log.log_end_offset()), (12, 16));
+            log.append_aborted_txn(txn(1, 2, 12, 2)).unwrap();
+            log.append_aborted_txn(txn(2, 3, 15, 3)).unwrap();
+            mgr.abandon();
+        }
+        // The crash tore the last batch (offsets 14-15), which held the second marker.
+        let log_file = dir
+            .path()
+            .join("t-0")
+            .join(segment_file_name(last_base, ".log"));
+        let len = std::fs::metadata(&log_file).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log_file)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let (_mgr, log) = open(dir.path(), small_config());
+        assert_eq!(log.log_end_offset(), 14);
+        assert_eq!(
+            log.collect_aborted_txns(0, i64::MAX).unwrap(),
+            vec![txn(1, 2, 12, 2)]
+        );
+    }
+}
