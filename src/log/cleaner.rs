@@ -899,6 +899,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::log::records::Codec;
     use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
+    use crate::log::txn_index::AbortedTxn;
     use crate::log::{CleanupPolicy, LogConfig, LogManager};
     use crate::replica::partition::leader_append;
     use bytes::BytesMut;
@@ -1164,6 +1165,147 @@ mod tests {
             "the cleaned segment replaced the old ones: {keys:?}"
         );
         assert_no_swap_leftovers(&pdir);
+    }
+
+    /// One aborted transaction ending in each closed segment (its marker at the segment's second offset);
+    /// returns them in order.
+    fn abort_in_each_closed_segment(log: &PartitionLog) -> Vec<AbortedTxn> {
+        let segs = log.segments();
+        let mut out = Vec::new();
+        for (i, pair) in segs.windows(2).enumerate() {
+            let (base, next) = (pair[0].base_offset(), pair[1].base_offset());
+            assert!(next - base >= 2, "segments of one record: {base}..{next}");
+            let txn = AbortedTxn {
+                producer_id: i as i64,
+                first_offset: base,
+                last_offset: base + 1,
+                last_stable_offset: base,
+            };
+            log.append_aborted_txn(txn).unwrap();
+            out.push(txn);
+        }
+        out
+    }
+
+    fn txn_index_files(pdir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(TXN_INDEX_FILE_SUFFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn cleaning_keeps_the_aborted_transactions_of_the_segments_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("c-0");
+        let now = Clock::system().now_ms();
+        let aborted;
+        {
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            for i in 0..40 {
+                produce(&log, &format!("k{}", i % 2), Some("v"), now, Codec::None);
+            }
+            let before = log.segment_count();
+            aborted = abort_in_each_closed_segment(&log);
+            assert!(aborted.len() >= 3, "{aborted:?}");
+            // Larger segments from now on: the cleaner merges the small ones it rewrites.
+            log.update_config(LogConfig {
+                segment_bytes: 100_000,
+                ..compact_config()
+            });
+            let mut map = OffsetMap::with_capacity(100);
+            let mut pending = PendingDeletes::default();
+            let (stats, _) =
+                clean_log(&log, None, &mut map, &mut pending, now, &|| false, None).unwrap();
+            assert!(stats.segments_cleaned >= 2, "{stats:?}");
+            assert!(log.segment_count() < before, "segments were merged");
+            assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), aborted);
+            // One index per remaining segment holding entries; the merged segments' files went with them.
+            let holders = log
+                .segments()
+                .iter()
+                .filter(|s| s.has_txn_index())
+                .map(|s| segment_file_name(s.base_offset(), TXN_INDEX_FILE_SUFFIX))
+                .collect::<Vec<_>>();
+            assert_eq!(txn_index_files(&pdir), holders);
+            mgr.shutdown().unwrap();
+        }
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), aborted);
+    }
+
+    #[test]
+    fn an_interrupted_swap_keeps_the_cleaned_transaction_index() {
+        // Crash points of a swap after its commit (`.log.swap` exists): before any `.swap` was renamed into
+        // place, and after the transaction index was (the first segment's `.txnindex` is then the new one).
+        for txn_index_in_place in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let pdir = dir.path().join("c-0");
+            let aborted;
+            {
+                let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+                let log = mgr
+                    .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                    .unwrap();
+                let now = Clock::system().now_ms();
+                for i in 0..30 {
+                    produce(&log, &format!("k{}", i % 3), Some("v"), now, Codec::None);
+                }
+                aborted = abort_in_each_closed_segment(&log);
+                let segs = log.segments();
+                let group = segs[..segs.len() - 1].to_vec();
+                let mut map = OffsetMap::with_capacity(100);
+                let range = cleanable_range(&log, None, now);
+                let mut stats = CleanStats::default();
+                let end = build_offset_map(&segs, &range, &mut map, &mut stats).unwrap();
+                let mut hz = None;
+                let cleaned =
+                    write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz, &|| false)
+                        .unwrap();
+                assert!(cleaned.has_txn_index());
+                drop(cleaned);
+                for suffix in SEGMENT_FILE_SUFFIXES {
+                    fs::rename(
+                        pdir.join(file_name(0, suffix, CLEANED_FILE_SUFFIX)),
+                        pdir.join(file_name(0, suffix, SWAP_FILE_SUFFIX)),
+                    )
+                    .unwrap();
+                }
+                if txn_index_in_place {
+                    fs::rename(
+                        pdir.join(file_name(0, TXN_INDEX_FILE_SUFFIX, SWAP_FILE_SUFFIX)),
+                        pdir.join(file_name(0, TXN_INDEX_FILE_SUFFIX, "")),
+                    )
+                    .unwrap();
+                }
+                mgr.abandon();
+            }
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            assert_eq!(log.log_end_offset(), 30);
+            assert_eq!(
+                log.collect_aborted_txns(0, i64::MAX).unwrap(),
+                aborted,
+                "in place: {txn_index_in_place}"
+            );
+            assert_eq!(
+                txn_index_files(&pdir),
+                vec![file_name(0, TXN_INDEX_FILE_SUFFIX, "")],
+                "the replaced segments' indexes are gone"
+            );
+            assert_no_swap_leftovers(&pdir);
+        }
     }
 
     #[test]

@@ -391,6 +391,49 @@ mod tests {
     }
 
     #[test]
+    fn deleted_segments_take_their_transaction_index_with_them() {
+        use crate::log::segment::TXN_INDEX_FILE_SUFFIX;
+        use crate::log::txn_index::AbortedTxn;
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(|c| {
+            c.retention_ms = -1;
+            c.file_delete_delay_ms = 60_000;
+        });
+        let mgr = LogManager::open(dir.path(), c.clone()).unwrap();
+        let log = mgr.get_or_create(&TopicPartition::new("t", 0), c).unwrap();
+        fill(&log, 10, 1_000);
+        let second = log.segments()[1].base_offset();
+        let txn = |last: i64| AbortedTxn {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: last,
+            last_stable_offset: 0,
+        };
+        log.append_aborted_txn(txn(0)).unwrap();
+        log.append_aborted_txn(txn(second)).unwrap();
+        let file = |suffix: &str| {
+            log.dir().join(format!(
+                "{}{suffix}",
+                segment_file_name(0, TXN_INDEX_FILE_SUFFIX)
+            ))
+        };
+        log.delete_records_before(second).unwrap();
+        let mut pending = PendingDeletes::default();
+        assert_eq!(delete_old_segments(&log, &mut pending, 2_000).unwrap(), 1);
+        assert!(!file("").exists());
+        assert!(
+            file(DELETED_FILE_SUFFIX).exists(),
+            "renamed with the log for the delay"
+        );
+        pending.remove_all();
+        assert!(!file(DELETED_FILE_SUFFIX).exists());
+        assert_eq!(
+            log.collect_aborted_txns(0, i64::MAX).unwrap(),
+            vec![txn(second)]
+        );
+    }
+
+    #[test]
     fn size_retention_keeps_the_newest_segments_within_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(|c| c.retention_bytes = 700);

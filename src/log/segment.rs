@@ -215,7 +215,11 @@ impl LogSegment {
     ) -> io::Result<Self> {
         let name =
             |suffix: &str| dir.join(format!("{}{extra}", segment_file_name(base_offset, suffix)));
-        for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, TXN_INDEX_FILE_SUFFIX] {
+        for suffix in [
+            INDEX_FILE_SUFFIX,
+            TIME_INDEX_FILE_SUFFIX,
+            TXN_INDEX_FILE_SUFFIX,
+        ] {
             match std::fs::remove_file(name(suffix)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

@@ -60,7 +60,11 @@ impl AbortedTxn {
     /// Parses one entry; `Err(version)` for a version this broker does not know.
     pub fn decode(bytes: &[u8; ABORTED_TXN_SIZE]) -> Result<AbortedTxn, i16> {
         let i64_at = |at: usize| {
-            i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes of a 34-byte entry"))
+            i64::from_be_bytes(
+                bytes[at..at + 8]
+                    .try_into()
+                    .expect("8 bytes of a 34-byte entry"),
+            )
         };
         let version = i16::from_be_bytes([bytes[0], bytes[1]]);
         if version != ABORTED_TXN_VERSION {
@@ -220,10 +224,7 @@ impl TransactionIndex {
 
     /// Visits the entries in file order with their positions, until `f` breaks. Entries of an unknown
     /// version are an `InvalidData` error (Kafka fails such a read as well).
-    fn scan(
-        &self,
-        mut f: impl FnMut(u64, AbortedTxn) -> ControlFlow<()>,
-    ) -> io::Result<()> {
+    fn scan(&self, mut f: impl FnMut(u64, AbortedTxn) -> ControlFlow<()>) -> io::Result<()> {
         let Some(file) = self.file.get() else {
             return Ok(());
         };
@@ -401,9 +402,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000100.txnindex");
         let index = TransactionIndex::open(path.clone(), 100).unwrap();
-        assert!(!index.exists() && !path.exists(), "created by the first append only");
+        assert!(
+            !index.exists() && !path.exists(),
+            "created by the first append only"
+        );
         let entry = txn(0x0102_0304_0506_0708, 100, 0x1_0000_0001, -1);
-        assert!(index.append(&entry).unwrap(), "the first append creates the file");
+        assert!(
+            index.append(&entry).unwrap(),
+            "the first append creates the file"
+        );
         let bytes = std::fs::read(&path).unwrap();
         #[rustfmt::skip]
         let expected: [u8; 34] = [
@@ -546,16 +553,28 @@ mod tests {
         let index = TransactionIndex::open(path.clone(), 100).unwrap();
         let why = index.sanity_check().unwrap_err();
         assert!(why.contains("version 3"), "{why}");
-        let err = index.collect_aborted_txns(0, 200, &mut Vec::new()).unwrap_err();
+        let err = index
+            .collect_aborted_txns(0, 200, &mut Vec::new())
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
 
         std::fs::write(&path, txn(1, 0, 50, 0).encode()).unwrap();
         let below = TransactionIndex::open(path.clone(), 100).unwrap();
-        assert!(below.sanity_check().unwrap_err().contains("below the segment base"));
+        assert!(
+            below
+                .sanity_check()
+                .unwrap_err()
+                .contains("below the segment base")
+        );
 
         std::fs::write(&path, [good, good].concat()).unwrap();
         let repeated = TransactionIndex::open(path.clone(), 100).unwrap();
-        assert!(repeated.sanity_check().unwrap_err().contains("does not follow"));
+        assert!(
+            repeated
+                .sanity_check()
+                .unwrap_err()
+                .contains("does not follow")
+        );
         repeated.reset().unwrap();
         assert!(repeated.sanity_check().is_ok());
         repeated.append(&txn(1, 100, 101, 100)).unwrap();
@@ -571,7 +590,11 @@ mod tests {
         }
         let all = index.all_aborted_txns().unwrap();
         assert_eq!(all.len() as i64, n);
-        assert!(all.iter().enumerate().all(|(i, t)| t.producer_id == i as i64));
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, t)| t.producer_id == i as i64)
+        );
         let mut out = Vec::new();
         let complete = index
             .collect_aborted_txns(2 * 1500, 2 * 1600, &mut out)

@@ -87,7 +87,10 @@ impl PartitionLog {
         let segments = self.segments_snapshot();
         for (i, seg) in segments.iter().enumerate() {
             // Markers of a segment lie below the next one's base: those wholly below `offset` keep theirs.
-            if segments.get(i + 1).is_some_and(|next| next.base_offset() <= offset) {
+            if segments
+                .get(i + 1)
+                .is_some_and(|next| next.base_offset() <= offset)
+            {
                 continue;
             }
             seg.truncate_txn_index(offset)?;
@@ -188,15 +191,21 @@ mod tests {
         for t in [kept, cut, gone] {
             log.append_aborted_txn(t).unwrap();
         }
-        let dropped_file = log.dir().join(segment_file_name(b[2], TXN_INDEX_FILE_SUFFIX));
+        let dropped_file = log
+            .dir()
+            .join(segment_file_name(b[2], TXN_INDEX_FILE_SUFFIX));
         assert!(dropped_file.exists());
 
         assert_eq!(log.truncate_to(b[1] + 1).unwrap(), b[1]);
-        assert!(!dropped_file.exists(), "a deleted segment takes its .txnindex");
+        assert!(
+            !dropped_file.exists(),
+            "a deleted segment takes its .txnindex"
+        );
         assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), vec![kept]);
         // The next marker in the cut segment goes after what is left.
         fill(&log, 1);
-        log.append_aborted_txn(txn(4, b[1], b[1] + 1, b[1])).unwrap();
+        log.append_aborted_txn(txn(4, b[1], b[1] + 1, b[1]))
+            .unwrap();
 
         log.truncate_fully_and_start_at(100).unwrap();
         assert!(log.collect_aborted_txns(0, i64::MAX).unwrap().is_empty());
@@ -242,7 +251,11 @@ mod tests {
             let (mgr, log) = open(dir.path(), small_config());
             fill(&log, 9);
             b = bases(&log);
-            entries = [txn(1, 0, 1, 0), txn(2, 2, b[1] + 1, 2), txn(3, b[2], b[2] + 1, b[2])];
+            entries = [
+                txn(1, 0, 1, 0),
+                txn(2, 2, b[1] + 1, 2),
+                txn(3, b[2], b[2] + 1, b[2]),
+            ];
             for t in entries {
                 log.append_aborted_txn(t).unwrap();
             }
@@ -270,7 +283,10 @@ mod tests {
                 "the damaged index is empty, to be rebuilt by a replay"
             );
             assert_eq!(std::fs::metadata(file(b[1])).unwrap().len(), 34);
-            assert!(!file(1_000_000).exists(), "an index without its log is removed");
+            assert!(
+                !file(1_000_000).exists(),
+                "an index without its log is removed"
+            );
             assert!(snapshot.exists());
             mgr.shutdown().unwrap();
         }
