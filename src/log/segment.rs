@@ -707,8 +707,8 @@ impl LogSegment {
     /// inactive) is right again. Returns the bytes removed. Call under the partition's append lock; a reader
     /// already past the cut gets a short-read error, never a panic.
     pub fn truncate_to(&self, offset: i64) -> io::Result<u64> {
-        self.txn_index.truncate_to(offset)?;
         let Some(cut) = self.find_batch(offset)? else {
+            self.txn_index.truncate_to(offset)?;
             return Ok(0);
         };
         let old_size = self.size();
@@ -716,6 +716,7 @@ impl LogSegment {
         self.size.store(cut.position, Ordering::Release);
         self.log.set_len(cut.position)?;
         let end = cut.base_offset.min(offset);
+        self.txn_index.truncate_to(end)?;
         wlock(&self.offset_index).truncate_to(end);
         wlock(&self.time_index).truncate_to(end);
         let (mut max_ts, mut max_offset) = (NO_TIMESTAMP, self.base_offset);
