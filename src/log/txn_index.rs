@@ -79,6 +79,26 @@ impl AbortedTxn {
     }
 }
 
+/// Position of the first entry among the first `len` bytes of `file` whose marker is at or after `offset`
+/// (entries are in marker order).
+fn first_ending_at_or_after(file: &File, len: u64, offset: i64) -> io::Result<u64> {
+    let (mut lo, mut hi) = (0u64, len / ABORTED_TXN_SIZE as u64);
+    if offset == i64::MIN {
+        return Ok(0);
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let mut last = [0u8; 8];
+        file.read_exact_at(&mut last, mid * ABORTED_TXN_SIZE as u64 + 18)?;
+        if i64::from_be_bytes(last) < offset {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo * ABORTED_TXN_SIZE as u64)
+}
+
 fn bad_version(path: &Path, pos: u64, version: i16) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -222,16 +242,26 @@ impl TransactionIndex {
         Ok(created)
     }
 
-    /// Visits the entries in file order with their positions, until `f` breaks. Entries of an unknown
-    /// version are an `InvalidData` error (Kafka fails such a read as well).
-    fn scan(&self, mut f: impl FnMut(u64, AbortedTxn) -> ControlFlow<()>) -> io::Result<()> {
+    /// Visits the entries in file order with their positions, from the first whose marker is at or after
+    /// `from_offset` (a binary search: markers increase), until `f` breaks. Entries of an unknown version
+    /// are an `InvalidData` error (Kafka fails such a read as well).
+    fn scan(
+        &self,
+        from_offset: i64,
+        mut f: impl FnMut(u64, AbortedTxn) -> ControlFlow<()>,
+    ) -> io::Result<()> {
         let Some(file) = self.file.get() else {
             return Ok(());
         };
         let len = self.len.load(Ordering::Acquire);
-        let chunk = (SCAN_CHUNK_ENTRIES * ABORTED_TXN_SIZE).min(len as usize);
+        let mut pos = match first_ending_at_or_after(file, len, from_offset) {
+            Ok(pos) => pos,
+            // Truncated since `len` was read: what was cut is gone for this reader too.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let chunk = (SCAN_CHUNK_ENTRIES * ABORTED_TXN_SIZE).min((len - pos) as usize);
         let mut buf = vec![0u8; chunk];
-        let mut pos = 0u64;
         while pos < len {
             let n = ((len - pos) as usize).min(buf.len());
             match file.read_exact_at(&mut buf[..n], pos) {
@@ -257,7 +287,7 @@ impl TransactionIndex {
     /// cleaned segment).
     pub fn for_each(&self, mut f: impl FnMut(AbortedTxn) -> io::Result<()>) -> io::Result<()> {
         let mut failed = None;
-        self.scan(|_, txn| match f(txn) {
+        self.scan(i64::MIN, |_, txn| match f(txn) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 failed = Some(e);
@@ -280,7 +310,10 @@ impl TransactionIndex {
     /// Kafka's `collectAbortedTxns`: adds to `out` every entry overlapping `[fetch_offset, upper_bound)`
     /// (its marker at or after `fetch_offset`, its first offset below `upper_bound`). Returns true when the
     /// search is complete: an entry whose last stable offset is at or above `upper_bound` was met, so no
-    /// transaction aborted later (here or in a later segment) began below `upper_bound`.
+    /// transaction aborted later (here or in a later segment) began below `upper_bound`. Entries whose
+    /// marker is below `fetch_offset` are skipped unread: their last stable offset is at most their marker
+    /// + 1 (the LSO never passes an open transaction's marker), so none could end the search before an
+    /// overlapping entry is found.
     pub fn collect_aborted_txns(
         &self,
         fetch_offset: i64,
@@ -288,7 +321,7 @@ impl TransactionIndex {
         out: &mut Vec<AbortedTxn>,
     ) -> io::Result<bool> {
         let mut complete = false;
-        self.scan(|_, txn| {
+        self.scan(fetch_offset, |_, txn| {
             if txn.last_offset >= fetch_offset && txn.first_offset < upper_bound {
                 out.push(txn);
             }
@@ -306,7 +339,7 @@ impl TransactionIndex {
         let mut last = lock(&self.last_offset);
         let mut cut = None;
         let mut kept_last = None;
-        self.scan(|pos, txn| {
+        self.scan(i64::MIN, |pos, txn| {
             if txn.last_offset >= offset {
                 cut = Some(pos);
                 return ControlFlow::Break(());
@@ -357,7 +390,7 @@ impl TransactionIndex {
     pub fn sanity_check(&self) -> Result<(), String> {
         let mut prev: Option<i64> = None;
         let mut problem = None;
-        let scanned = self.scan(|pos, txn| {
+        let scanned = self.scan(i64::MIN, |pos, txn| {
             if txn.last_offset < self.base_offset {
                 problem = Some(format!(
                     "aborted transaction {txn:?} at position {pos} ends below the segment base {}",
