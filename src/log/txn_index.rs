@@ -311,9 +311,9 @@ impl TransactionIndex {
     /// (its marker at or after `fetch_offset`, its first offset below `upper_bound`). Returns true when the
     /// search is complete: an entry whose last stable offset is at or above `upper_bound` was met, so no
     /// transaction aborted later (here or in a later segment) began below `upper_bound`. Entries whose
-    /// marker is below `fetch_offset` are skipped unread: their last stable offset is at most their marker
-    /// + 1 (the LSO never passes an open transaction's marker), so none could end the search before an
-    /// overlapping entry is found.
+    /// marker is below `fetch_offset` are skipped unread: their last stable offset is at most one past
+    /// their marker (the LSO never passes an open transaction's marker), so none could end the search
+    /// before an overlapping entry is found.
     pub fn collect_aborted_txns(
         &self,
         fetch_offset: i64,
