@@ -131,6 +131,7 @@ impl Broker {
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             metrics,
+            verify_transaction: None,
         });
         let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
         let metrics_endpoint = match metrics_socket {

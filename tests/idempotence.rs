@@ -22,6 +22,7 @@ use rdkafka::producer::FutureRecord;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_REQUEST: i16 = 42;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 fn init_producer_id(addr: &str) -> (i64, i16) {
     let response: InitProducerIdResponse = raw::request(
@@ -42,13 +43,17 @@ fn init_producer_id(addr: &str) -> (i64, i16) {
 /// now: a producer whose last timestamp is older than `producer.id.expiration.ms` (a day) is expired, and
 /// is dropped when a snapshot is loaded, as in Kafka.
 fn pid_batch(pid: i64, epoch: i16, base_seq: i32, n: i32) -> Bytes {
+    batch_of(pid, epoch, base_seq, n, false)
+}
+
+fn batch_of(pid: i64, epoch: i16, base_seq: i32, n: i32, transactional: bool) -> Bytes {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64;
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -322,5 +327,20 @@ async fn rdkafka_idempotent_producer_delivers_every_message_once_in_order() {
             "{key}: in production order"
         );
     }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_batch_without_a_transactional_id_is_refused_whole() {
+    let b = start_broker(&[]).await;
+    let topic = unique_topic("txn-auth");
+    create_topic(&b.bootstrap, &topic, 1).await;
+    let (code, offset) = produce_async(&b.bootstrap, &topic, batch_of(5, 0, 0, 2, true)).await;
+    assert_eq!((code, offset), (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1));
+    assert_eq!(
+        watermarks(&b.bootstrap, &topic, 0),
+        (0, 0),
+        "nothing written"
+    );
     b.shutdown().await;
 }

@@ -6,6 +6,7 @@
 //! 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
 //! FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
 //! OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
+//! TxnOffsetCommit stops at 4: v5 means transaction version 2 (KIP-890 part 2), which brook does not finalize.
 //! The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
 
 use std::future::Future;
@@ -97,6 +98,7 @@ macro_rules! registrations {
             OffsetForLeaderEpoch, 0, 4, OffsetForLeaderEpochResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::offset_for_leader_epoch::handle(apis, ctx, &req));
             DeleteRecords, 0, 2, DeleteRecordsResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::delete_records::handle(apis, ctx, &req));
             InitProducerId, 0, 5, InitProducerIdResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::init_producer_id::handle(apis, ctx, &req));
+            TxnOffsetCommit, 0, 4, TxnOffsetCommitResponse [topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::txn_offset_commit::handle(apis, ctx, req));
         }
     };
 }
