@@ -80,8 +80,7 @@ pub struct AppendInfo {
     /// are the original batch's.
     pub duplicate: bool,
     /// Transactions completed by the markers of this append (empty for any other append: no allocation).
-    /// Each aborted one belongs in the transaction index of the segment holding its marker
-    /// (`last_offset`), with its `last_stable_offset`.
+    /// Each aborted one is already in the transaction index of the segment holding its marker.
     pub completed_txns: Vec<CompletedTxn>,
 }
 
@@ -404,7 +403,7 @@ impl PartitionLog {
             }
         };
         let completed_txns = match producer_append {
-            Some(pending) => self.complete_producer_append(pending, next),
+            Some(pending) => self.complete_producer_append(pending, next)?,
             None => Vec::new(),
         };
         self.log_end_offset.store(next, Ordering::Release);
@@ -460,18 +459,22 @@ impl PartitionLog {
         lock(&self.producer_state).analyze(records, base_offset, validation)
     }
 
-    /// Installs the producer state of a written append (now ending at `next`) and returns the transactions
-    /// its markers completed. Under the append lock, after the write and before the log end moves: a reader
-    /// that sees the new offsets below the high watermark also sees the transactions they open, and the
-    /// last stable offset cannot pass a completed transaction's marker before this returns. That makes it
-    /// the place for an aborted transaction's `.txnindex` entry (in the segment holding `last_offset`, with
-    /// `last_stable_offset`), as Kafka writes it in `UnifiedLog.append`.
+    /// Installs the producer state of a written append (now ending at `next`), records each aborted
+    /// transaction its markers completed in the `.txnindex` of the marker's segment, and returns the
+    /// completed transactions. Under the append lock, after the write and before the log end moves (as
+    /// Kafka's `UnifiedLog.append`): a reader that sees the new offsets below the high watermark also sees
+    /// the transactions they open, and finds the index entry of every aborted transaction below the last
+    /// stable offset. A failed index write takes the log offline (see `append_aborted_txn_locked`).
     fn complete_producer_append(
         &self,
         pending: crate::log::producer_state::ProducerAppend,
         next: i64,
-    ) -> Vec<CompletedTxn> {
-        lock(&self.producer_state).apply(pending, next)
+    ) -> Result<Vec<CompletedTxn>, LogError> {
+        let completed = lock(&self.producer_state).apply(pending, next);
+        for ct in completed.iter().filter(|ct| ct.is_aborted) {
+            self.append_aborted_txn_locked(load::aborted_txn(ct))?;
+        }
+        Ok(completed)
     }
 
     /// The first offset of a transaction not yet decided: the earliest open transaction, or the earliest

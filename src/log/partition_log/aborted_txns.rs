@@ -294,24 +294,44 @@ mod tests {
         assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), entries[..2]);
     }
 
+    /// A transactional batch of 2 records from `pid`, then (as its coordinator) its ABORT marker.
+    fn aborted(log: &Arc<PartitionLog>, pid: i64) {
+        let mut b = crate::log::batch_builder::BatchBuilder::new()
+            .producer(pid, 0, 0)
+            .transactional(true);
+        for _ in 0..2 {
+            b.append(1, None, Some(&[b'v'; 120]), &[]).unwrap();
+        }
+        leader_append(log, b.build().unwrap(), 0).unwrap();
+        let m = crate::log::batch_builder::end_transaction_marker(pid, 0, false, 0, 1).unwrap();
+        log.append(m, 0, crate::log::AppendOrigin::Coordinator)
+            .unwrap();
+    }
+
     #[test]
     fn an_unclean_load_drops_entries_whose_marker_was_cut_with_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let last_base;
+        let marker_base;
         {
             let (mgr, log) = open(dir.path(), small_config());
-            fill(&log, 8);
-            last_base = *bases(&log).last().unwrap();
-            assert_eq!((last_base, log.log_end_offset()), (12, 16));
-            log.append_aborted_txn(txn(1, 2, 12, 2)).unwrap();
-            log.append_aborted_txn(txn(2, 3, 15, 3)).unwrap();
+            fill(&log, 5);
+            aborted(&log, 1); // 10-11, marker 12
+            aborted(&log, 2); // 13-14, marker 15
+            assert_eq!(log.log_end_offset(), 16);
+            assert_eq!(
+                log.collect_aborted_txns(0, i64::MAX).unwrap(),
+                vec![txn(1, 10, 12, 13), txn(2, 13, 15, 16)]
+            );
+            marker_base = log.segments().last().unwrap().base_offset();
+            assert!(marker_base <= 15, "the last marker is in the last segment");
+            log.flush().unwrap();
             mgr.abandon();
         }
-        // The crash tore the last batch (offsets 14-15), which held the second marker.
+        // The crash tore the last batch (offset 15), the second marker.
         let log_file = dir
             .path()
             .join("t-0")
-            .join(segment_file_name(last_base, ".log"));
+            .join(segment_file_name(marker_base, ".log"));
         let len = std::fs::metadata(&log_file).unwrap().len();
         std::fs::OpenOptions::new()
             .write(true)
@@ -320,10 +340,11 @@ mod tests {
             .set_len(len - 10)
             .unwrap();
         let (_mgr, log) = open(dir.path(), small_config());
-        assert_eq!(log.log_end_offset(), 14);
+        assert_eq!(log.log_end_offset(), 15);
         assert_eq!(
             log.collect_aborted_txns(0, i64::MAX).unwrap(),
-            vec![txn(1, 2, 12, 2)]
+            vec![txn(1, 10, 12, 13)]
         );
+        assert!(log.has_ongoing_txn(2), "its marker is gone: open again");
     }
 }

@@ -25,6 +25,7 @@ use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, RecoveryOutcome, TIME_INDEX_FILE_SUFFIX,
     TXN_INDEX_FILE_SUFFIX, delete_segment_files, segment_file_name,
 };
+use crate::log::txn_index::AbortedTxn;
 
 use super::{AppendState, LoadParams, MAX_LEADER_EPOCH_ENTRIES, PartitionLog, offline};
 
@@ -417,7 +418,6 @@ fn load_producer_state(
             now_ms: p.clock.now_ms(),
             expiration_ms: p.config.producer_id_expiration_ms,
         },
-        &mut |_, _| Ok(()),
     )?;
     Ok(producers)
 }
@@ -433,22 +433,17 @@ pub(super) struct ReplayRange {
     pub expiration_ms: i64,
 }
 
-/// Called for each transaction a replayed marker completes, with the segment holding the marker: the seam
-/// where a transaction index can be rebuilt from the replay (an aborted transaction's entry belongs in
-/// that segment's `.txnindex`, with the completed transaction's last stable offset).
-pub(super) type OnReplayedTxn<'a> =
-    &'a mut dyn FnMut(&LogSegment, &CompletedTxn) -> Result<(), LogError>;
-
 /// Kafka's `rebuildProducerState`: brings `producers` to `log_end`. After a clean stop with no snapshot at
 /// all (a data directory from a brook without producer state) there is no producer to find: empty
 /// snapshots are written instead of scanning. Otherwise the newest readable snapshot is loaded and the
 /// batches with a producer id from there to `log_end` are replayed without checks, snapshotting at the
-/// last two segment bases and at `log_end`.
+/// last two segment bases and at `log_end`. The transaction indexes are derived state: a replay from `X`
+/// drops the entries of markers at or above `X` and records each aborted transaction it completes again,
+/// with the last stable offset the live append computed.
 pub(super) fn rebuild_producer_state(
     producers: &mut ProducerStateManager,
     segments: &[Arc<LogSegment>],
     range: ReplayRange,
-    on_completed: OnReplayedTxn<'_>,
 ) -> Result<(), LogError> {
     let ReplayRange {
         log_start,
@@ -476,6 +471,16 @@ pub(super) fn rebuild_producer_state(
     let was_empty = producers.is_empty() && producers.map_end_offset() >= log_end;
     producers.truncate_and_reload(log_start, log_end, now_ms, expiration_ms)?;
     if log_end > producers.map_end_offset() && !was_empty {
+        let from = producers.map_end_offset().max(log_start);
+        for (i, seg) in segments.iter().enumerate() {
+            // Markers of a segment lie below the next one's base: those wholly below `from` keep theirs.
+            if segments
+                .get(i + 1)
+                .is_none_or(|next| next.base_offset() > from)
+            {
+                seg.truncate_txn_index(from)?;
+            }
+        }
         for (i, seg) in segments.iter().enumerate() {
             let next_base = segments.get(i + 1).map(|s| s.base_offset());
             if next_base.is_some_and(|b| b <= producers.map_end_offset()) {
@@ -492,7 +497,7 @@ pub(super) fn rebuild_producer_state(
             if to_snapshot.contains(&seg.base_offset()) {
                 producers.take_snapshot(false)?;
             }
-            replay_segment(producers, seg, start, log_end, &mut *on_completed)?;
+            replay_segment(producers, seg, start, log_end)?;
         }
     }
     producers.update_map_end_offset(log_end);
@@ -509,7 +514,6 @@ fn replay_segment(
     seg: &LogSegment,
     start: i64,
     end: i64,
-    on_completed: OnReplayedTxn<'_>,
 ) -> Result<(), LogError> {
     let Some(first) = seg.find_batch(start)? else {
         return Ok(());
@@ -539,8 +543,10 @@ fn replay_segment(
             };
             match ProducerBatch::read(&batch, base_offset) {
                 Ok(Some(b)) => {
-                    if let Some(ct) = producers.replay_batch(&b, &mut scratch) {
-                        on_completed(seg, &ct)?;
+                    if let Some(ct) = producers.replay_batch(&b, &mut scratch)
+                        && ct.is_aborted
+                    {
+                        seg.append_aborted_txn(&aborted_txn(&ct))?;
                     }
                 }
                 Ok(None) => {}
@@ -553,4 +559,18 @@ fn replay_segment(
         pos += size as u64;
     }
     Ok(())
+}
+
+/// The `.txnindex` entry of an aborted transaction.
+pub(super) fn aborted_txn(ct: &CompletedTxn) -> AbortedTxn {
+    debug_assert!(
+        ct.is_aborted,
+        "only aborted transactions are indexed: {ct:?}"
+    );
+    AbortedTxn {
+        producer_id: ct.producer_id,
+        first_offset: ct.first_offset,
+        last_offset: ct.last_offset,
+        last_stable_offset: ct.last_stable_offset,
+    }
 }

@@ -160,7 +160,6 @@ impl PartitionLog {
                 now_ms: self.clock.now_ms(),
                 expiration_ms: expiration,
             },
-            &mut |_, _| Ok(()),
         )
     }
 
