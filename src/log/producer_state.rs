@@ -896,12 +896,14 @@ impl ProducerStateManager {
     }
 
     /// Kafka's `truncateAndReload`: deletes snapshots above `log_end` or below `log_start`; unless the state
-    /// already ends at `log_end`, reloads it from the newest readable snapshot (a corrupt one is logged,
-    /// deleted and the next older tried). The caller replays the log from `map_end_offset()` to `log_end`.
+    /// already ends at `log_end`, reloads it from the newest readable snapshot at or below `load_at_most`
+    /// (a corrupt one is logged, deleted and the next older tried). The caller replays the log from
+    /// `map_end_offset()` to `log_end`.
     pub fn truncate_and_reload(
         &mut self,
         log_start: i64,
         log_end: i64,
+        load_at_most: i64,
         now_ms: i64,
         expiration_ms: i64,
     ) -> io::Result<()> {
@@ -922,7 +924,7 @@ impl ProducerStateManager {
         self.ongoing_txns.clear();
         self.unreplicated_txns.clear();
         self.publish_unstable();
-        while let Some(offset) = self.latest_snapshot_offset() {
+        while let Some(offset) = self.snapshots.range(..=load_at_most).next_back().copied() {
             let path = snapshot_path(&self.dir, offset);
             match read_snapshot_file(&path) {
                 Ok(entries) => {
@@ -1407,7 +1409,7 @@ mod tests {
 
         let mut r = psm(dir.path());
         r.load_snapshot_list().unwrap();
-        r.truncate_and_reload(0, 5, 1_000, i64::MAX).unwrap();
+        r.truncate_and_reload(0, 5, 5, 1_000, i64::MAX).unwrap();
         assert_eq!(r.map_end_offset(), 5);
         assert_eq!(r.entry(1).unwrap().last_seq(), 3);
         assert!(r.has_ongoing_txn(2));
@@ -1426,7 +1428,7 @@ mod tests {
         fs::write(&name, bytes).unwrap();
         let mut c = psm(dir.path());
         c.load_snapshot_list().unwrap();
-        c.truncate_and_reload(0, 5, 1_000, i64::MAX).unwrap();
+        c.truncate_and_reload(0, 5, 5, 1_000, i64::MAX).unwrap();
         assert!(!name.exists());
         assert_eq!(c.map_end_offset(), 2);
         assert_eq!(c.entry(1).unwrap().last_seq(), 1);
@@ -1434,7 +1436,7 @@ mod tests {
         // Expired entries are skipped on load.
         let mut e = psm(dir.path());
         e.load_snapshot_list().unwrap();
-        e.truncate_and_reload(0, 2, 1_001 + 100, 100).unwrap();
+        e.truncate_and_reload(0, 2, 2, 1_001 + 100, 100).unwrap();
         assert!(e.entry(1).is_none());
     }
 
@@ -1447,7 +1449,7 @@ mod tests {
             m.take_snapshot(false).unwrap();
         }
         assert_eq!(m.snapshot_offsets(), vec![1, 2, 3, 4]);
-        m.truncate_and_reload(2, 3, 0, i64::MAX).unwrap();
+        m.truncate_and_reload(2, 3, 3, 0, i64::MAX).unwrap();
         assert_eq!(m.snapshot_offsets(), vec![2, 3]);
         assert_eq!(m.map_end_offset(), 3);
         assert_eq!(m.entry(1).unwrap().last_seq(), 2);

@@ -408,12 +408,20 @@ fn load_producer_state(
     producers.remove_stray_snapshots(&bases)?;
     // As `load_segments` decides: only a clean stop with a recovery point skips the scan.
     let clean = p.had_clean_shutdown && p.recovery_point.is_some();
+    // After a crash, what is above the recovery point may have reached the disk in part (a segment's
+    // batches without its transaction index entries): replay it all, from a snapshot below it.
+    let load_at_most = if clean {
+        log_end
+    } else {
+        p.recovery_point.unwrap_or(log_start).min(log_end)
+    };
     rebuild_producer_state(
         &mut producers,
         segments,
         ReplayRange {
             log_start,
             log_end,
+            load_at_most,
             clean_shutdown: clean,
             now_ms: p.clock.now_ms(),
             expiration_ms: p.config.producer_id_expiration_ms,
@@ -426,6 +434,8 @@ fn load_producer_state(
 pub(super) struct ReplayRange {
     pub log_start: i64,
     pub log_end: i64,
+    /// The newest snapshot at or below this is loaded (the log end, or the recovery point after a crash).
+    pub load_at_most: i64,
     /// The last stop was clean (a snapshot at the log end is expected).
     pub clean_shutdown: bool,
     pub now_ms: i64,
@@ -448,6 +458,7 @@ pub(super) fn rebuild_producer_state(
     let ReplayRange {
         log_start,
         log_end,
+        load_at_most,
         clean_shutdown,
         now_ms,
         expiration_ms,
@@ -469,7 +480,7 @@ pub(super) fn rebuild_producer_state(
         return Ok(());
     }
     let was_empty = producers.is_empty() && producers.map_end_offset() >= log_end;
-    producers.truncate_and_reload(log_start, log_end, now_ms, expiration_ms)?;
+    producers.truncate_and_reload(log_start, log_end, load_at_most, now_ms, expiration_ms)?;
     if log_end > producers.map_end_offset() && !was_empty {
         let from = producers.map_end_offset().max(log_start);
         for (i, seg) in segments.iter().enumerate() {

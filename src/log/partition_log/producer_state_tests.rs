@@ -546,3 +546,40 @@ fn a_failed_snapshot_at_close_is_clean_only_with_an_older_snapshot_to_replay_fro
         );
     }
 }
+
+#[test]
+fn after_a_crash_the_replay_starts_below_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mgr, log) = open(dir.path(), small_config());
+    produce(&log, idem(1, 0, 0, 1, true)).unwrap();
+    let done = marker(&log, 1, 0, false).unwrap().completed_txns;
+    let marker_segment = log.segments().last().unwrap().base_offset();
+    for seq in 0..12 {
+        produce(&log, idem(2, 0, seq, 1, false)).unwrap();
+    }
+    let snapshots = log.producer_snapshot_offsets();
+    assert!(
+        snapshots.iter().any(|s| *s > marker_segment),
+        "a newer snapshot than the marker's segment: {snapshots:?}"
+    );
+    let expected = vec![super::load::aborted_txn(&done[0])];
+    assert_eq!(log.collect_aborted_txns(0, 1).unwrap(), expected);
+    mgr.abandon();
+    let pdir = log.dir().to_path_buf();
+    drop((log, mgr));
+    // As after a power loss: the marker's segment kept its batches, not its index entry.
+    fs::remove_file(pdir.join(format!("{marker_segment:020}.txnindex"))).unwrap();
+    let log = PartitionLog::load(LoadParams {
+        dir: pdir,
+        tp: tp(),
+        config: small_config(),
+        had_clean_shutdown: false,
+        recovery_point: Some(0),
+        log_start_offset: None,
+        flusher: None,
+        clock: crate::clock::Clock::system(),
+    })
+    .unwrap();
+    assert_eq!(log.collect_aborted_txns(0, 1).unwrap(), expected);
+    assert!(produce(&log, idem(2, 0, 11, 1, false)).unwrap().duplicate);
+}

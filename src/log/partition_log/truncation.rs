@@ -156,6 +156,7 @@ impl PartitionLog {
             super::load::ReplayRange {
                 log_start: self.log_start_offset(),
                 log_end,
+                load_at_most: log_end,
                 clean_shutdown: false,
                 now_ms: self.clock.now_ms(),
                 expiration_ms: expiration,
