@@ -17,8 +17,9 @@
 //! batches after the newest snapshot are replayed at load. Only the last batch of each producer is saved, so
 //! after a restart the dedup window is one batch until new batches arrive (as in Kafka).
 //!
-//! Locking: the owner (`PartitionLog`) mutates this only under its append lock; readers (the last stable
-//! offset, DescribeProducers) take only the mutex around it.
+//! Locking: the owner (`PartitionLog`) changes producers, snapshots and open transactions only under its
+//! append lock; readers (the last stable offset, DescribeProducers) take only the mutex around this, and
+//! may forget completed transactions the high watermark or the log start has passed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -895,7 +896,8 @@ impl ProducerStateManager {
         Ok(())
     }
 
-    /// Kafka's `truncateAndReload`: deletes snapshots above `log_end` or below `log_start`; unless the state
+    /// Kafka's `truncateAndReload`: deletes snapshots above `log_end` or at or below `log_start` (the state
+    /// of producers whose batches are all gone is not kept across a reload, as in Kafka); unless the state
     /// already ends at `log_end`, reloads it from the newest readable snapshot at or below `load_at_most`
     /// (a corrupt one is logged, deleted and the next older tried). The caller replays the log from
     /// `map_end_offset()` to `log_end`.
@@ -911,7 +913,7 @@ impl ProducerStateManager {
             .snapshots
             .iter()
             .copied()
-            .filter(|o| *o > log_end || *o < log_start)
+            .filter(|o| *o > log_end || *o <= log_start)
             .collect();
         for o in out_of_range {
             self.delete_snapshot(o)?;
@@ -1450,7 +1452,11 @@ mod tests {
         }
         assert_eq!(m.snapshot_offsets(), vec![1, 2, 3, 4]);
         m.truncate_and_reload(2, 3, 3, 0, i64::MAX).unwrap();
-        assert_eq!(m.snapshot_offsets(), vec![2, 3]);
+        assert_eq!(
+            m.snapshot_offsets(),
+            vec![3],
+            "at or below the log start, or above the end"
+        );
         assert_eq!(m.map_end_offset(), 3);
         assert_eq!(m.entry(1).unwrap().last_seq(), 2);
         m.delete_snapshots_before(3).unwrap();
