@@ -19,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod replica;
 pub mod server;
+pub mod txn;
 
 #[cfg(feature = "alloc-guard")]
 #[global_allocator]

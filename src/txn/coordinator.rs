@@ -1,0 +1,898 @@
+//! [`TransactionCoordinator`]: Kafka's `TransactionCoordinator` and `TransactionStateManager` on the
+//! coordinator runtime. A transactional id lives on partition `abs(hashCode) % partitions` of
+//! `__transaction_state`; every change of its state is decided by a pure function of
+//! [`super::metadata`], appended there, replayed into the [`TxnShard`] and answered once committed.
+//!
+//! Ending a transaction: Prepare* is persisted and the client answered, then a marker (a control batch at
+//! the transaction's producer epoch, carrying the coordinator epoch = the leader epoch of the id's
+//! `__transaction_state` partition) goes to every partition of the transaction and is waited for until
+//! committed, then Complete* is persisted. A shard loaded with Prepare* transactions (a restart, a crash)
+//! completes them the same way; Ongoing ones are left to the timeout sweep.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+
+use crate::clock::Clock;
+use crate::cluster::{
+    MetadataDelta, MetadataError, MetadataImage, MetadataPublisher, MetadataStore, OFFSETS_TOPIC,
+};
+use crate::coordinator::{
+    CoordinatorError, CoordinatorRecord, CoordinatorRuntime, ShardState, partition_for,
+};
+use crate::log::batch_builder::end_transaction_marker;
+use crate::log::{AppendOrigin, CleanupPolicy, LogError, TopicPartition};
+use crate::replica::ReplicaManager;
+
+use super::metadata::{
+    InitProducerIdTransition, TransactionMetadata, TransactionState, prepare_add_partitions,
+    prepare_complete, prepare_end_txn, prepare_fence_and_abort, prepare_init_producer_id,
+    validate_timeout, verify_partition,
+};
+use super::records::{TransactionLogValue, VALUE_VERSION, encode_key, encode_value};
+use super::shard::TxnShard;
+use super::{TRANSACTION_STATE_TOPIC, TransactionConfig};
+
+/// Hands out producer ids never used before (the broker's durable allocator).
+pub type ProducerIdSource = Arc<dyn Fn() -> Result<i64, ResponseError> + Send + Sync>;
+
+/// Resolves once a marker is written and committed.
+pub type MarkerWait = Pin<Box<dyn Future<Output = Result<(), ResponseError>> + Send>>;
+
+/// Writes a transaction's end marker into a partition of `__consumer_offsets` through the group
+/// coordinator, so its pending transactional offsets are committed or dropped:
+/// `(offsets partition, producer id, producer epoch, commit, coordinator epoch)`.
+pub type OffsetsMarkerWriter = Arc<dyn Fn(i32, i64, i16, bool, i32) -> MarkerWait + Send + Sync>;
+
+/// The first wait before a marker append is tried again, doubled up to [`MARKER_RETRY_MAX`].
+const MARKER_RETRY_MIN: Duration = Duration::from_millis(50);
+const MARKER_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What Kafka keeps of an id in memory only (never in `__transaction_state` v0): valid while the id is at
+/// this producer id and epoch.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    producer_id: i64,
+    producer_epoch: i16,
+    last_producer_epoch: i16,
+    previous_producer_id: i64,
+}
+
+/// An id with a transition being persisted; dropped when the write is answered or failed.
+struct PendingGuard {
+    pending: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        lock(&self.pending).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A transaction as DescribeTransactions and ListTransactions show it.
+pub type TransactionView = TransactionMetadata;
+
+/// The transaction coordinator of this broker.
+pub struct TransactionCoordinator {
+    metadata: Arc<MetadataStore>,
+    replicas: Arc<ReplicaManager>,
+    runtime: Arc<CoordinatorRuntime<TxnShard>>,
+    config: TransactionConfig,
+    /// `offsets.topic.num.partitions`, for the partition of a group before `__consumer_offsets` exists.
+    offsets_topic_num_partitions: i32,
+    clock: Clock,
+    producer_ids: ProducerIdSource,
+    offsets_markers: RwLock<Option<OffsetsMarkerWriter>>,
+    pending: Arc<Mutex<HashSet<String>>>,
+    remembered: Mutex<HashMap<String, Remembered>>,
+    /// Ids whose markers are being written now.
+    completing: Mutex<HashSet<String>>,
+    /// The leader epoch each partition's Prepare* transactions were last recovered for.
+    recovered: Mutex<HashMap<i32, i32>>,
+    /// Wakes the background task when shards were loaded.
+    loaded: tokio::sync::Notify,
+    stopping: tokio::sync::watch::Sender<bool>,
+    weak: Weak<TransactionCoordinator>,
+}
+
+impl std::fmt::Debug for TransactionCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionCoordinator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `cleanup.policy` of `__transaction_state`.
+const STATE_CLEANUP_POLICY: CleanupPolicy = CleanupPolicy {
+    delete: false,
+    compact: true,
+};
+
+fn coordinator_error(e: CoordinatorError) -> ResponseError {
+    e.response_error()
+}
+
+fn record_of(m: &TransactionMetadata) -> Result<CoordinatorRecord, ResponseError> {
+    let encode = || -> Result<CoordinatorRecord, super::records::TxnRecordError> {
+        Ok(CoordinatorRecord {
+            key: encode_key(&m.transactional_id)?,
+            value: Some(encode_value(&TransactionLogValue::of(m), VALUE_VERSION)?),
+        })
+    };
+    encode().map_err(|e| {
+        tracing::error!(id = %m.transactional_id, error = %e, "cannot encode transaction state");
+        ResponseError::UnknownServerError
+    })
+}
+
+impl TransactionCoordinator {
+    /// Starts the transaction shards: the runtime follows the metadata image, so every partition of an
+    /// existing `__transaction_state` is loaded now (the topic is created on first use). Registers itself
+    /// after the runtime, to complete the Prepare* transactions of each loaded shard.
+    pub fn open(
+        metadata: Arc<MetadataStore>,
+        replicas: Arc<ReplicaManager>,
+        config: TransactionConfig,
+        offsets_topic_num_partitions: i32,
+        clock: Clock,
+        producer_ids: ProducerIdSource,
+    ) -> Arc<TransactionCoordinator> {
+        let runtime = CoordinatorRuntime::new(TRANSACTION_STATE_TOPIC, replicas.clone(), |_| {
+            TxnShard::default()
+        });
+        metadata.add_publisher(runtime.clone());
+        let coordinator = Arc::new_cyclic(|weak| TransactionCoordinator {
+            metadata: metadata.clone(),
+            replicas,
+            runtime,
+            config,
+            offsets_topic_num_partitions,
+            clock,
+            producer_ids,
+            offsets_markers: RwLock::new(None),
+            pending: Arc::new(Mutex::new(HashSet::new())),
+            remembered: Mutex::new(HashMap::new()),
+            completing: Mutex::new(HashSet::new()),
+            recovered: Mutex::new(HashMap::new()),
+            loaded: tokio::sync::Notify::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
+            weak: weak.clone(),
+        });
+        metadata.add_publisher(Arc::new(LoadListener(Arc::downgrade(&coordinator))));
+        coordinator
+    }
+
+    /// Routes the markers of `__consumer_offsets` partitions through the group coordinator. Until it is
+    /// set they are appended like any partition's (no transactional offsets exist to complete then).
+    pub fn set_offsets_marker_writer(&self, writer: OffsetsMarkerWriter) {
+        *self
+            .offsets_markers
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(writer);
+    }
+
+    pub fn config(&self) -> &TransactionConfig {
+        &self.config
+    }
+
+    /// The runtime holding the shards (for tests and metrics).
+    pub fn runtime(&self) -> &Arc<CoordinatorRuntime<TxnShard>> {
+        &self.runtime
+    }
+
+    fn num_partitions(&self) -> i32 {
+        self.metadata
+            .topic(TRANSACTION_STATE_TOPIC)
+            .map_or(self.config.state_log_num_partitions, |t| {
+                t.partition_count()
+            })
+    }
+
+    /// The partition of `__transaction_state` that holds `transactional_id`.
+    pub fn partition_for(&self, transactional_id: &str) -> i32 {
+        partition_for(transactional_id, self.num_partitions())
+    }
+
+    /// The partition of `__consumer_offsets` that holds `group_id` (what AddOffsetsToTxn adds).
+    pub fn offsets_partition_for(&self, group_id: &str) -> i32 {
+        let partitions = self
+            .metadata
+            .topic(OFFSETS_TOPIC)
+            .map_or(self.offsets_topic_num_partitions, |t| t.partition_count());
+        partition_for(group_id, partitions)
+    }
+
+    /// Whether this broker can answer for `transactional_id` now (FindCoordinator): COORDINATOR_LOAD_IN_PROGRESS
+    /// while its shard loads. Before the topic exists every id is this broker's.
+    pub fn coordinator_status(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
+            return Ok(());
+        }
+        match self.runtime.state(self.partition_for(transactional_id)) {
+            Some(ShardState::Active) => Ok(()),
+            Some(ShardState::Loading) => Err(ResponseError::CoordinatorLoadInProgress),
+            Some(ShardState::Failed) | None => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Creates `__transaction_state` (compacted, `transaction.state.log.segment.bytes`) on first use.
+    fn ensure_topic(&self) -> Result<(), ResponseError> {
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_some() {
+            return Ok(());
+        }
+        let configs = BTreeMap::from([
+            (
+                "cleanup.policy".to_string(),
+                STATE_CLEANUP_POLICY.to_string(),
+            ),
+            (
+                "segment.bytes".to_string(),
+                self.config.state_log_segment_bytes.to_string(),
+            ),
+        ]);
+        match self.metadata.create_topic(
+            TRANSACTION_STATE_TOPIC,
+            self.config.state_log_num_partitions,
+            configs,
+        ) {
+            Ok(topic) => {
+                tracing::info!(
+                    partitions = topic.partition_count(),
+                    "created {TRANSACTION_STATE_TOPIC}"
+                );
+                Ok(())
+            }
+            Err(MetadataError::TopicExists(_)) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create {TRANSACTION_STATE_TOPIC}");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// The shard's metadata of `id` with what is kept in memory only put back.
+    fn current(&self, shard: &TxnShard, id: &str) -> Option<TransactionMetadata> {
+        let mut m = shard.get(id)?.clone();
+        if let Some(r) = lock(&self.remembered).get(id)
+            && r.producer_id == m.producer_id
+            && r.producer_epoch == m.producer_epoch
+        {
+            m.last_producer_epoch = r.last_producer_epoch;
+            m.previous_producer_id = r.previous_producer_id;
+        }
+        Some(m)
+    }
+
+    /// One transition of `id`: `decide` sees its current metadata and whether another transition is being
+    /// persisted, and returns the metadata to persist (None: nothing) with the caller's result. Returns
+    /// once the write is committed, with the coordinator epoch it was written at.
+    async fn transit<T>(
+        &self,
+        id: &str,
+        decide: impl Fn(
+            Option<TransactionMetadata>,
+            bool,
+        ) -> Result<(Option<TransactionMetadata>, T), ResponseError>,
+    ) -> Result<(T, Option<TransactionMetadata>, i32), ResponseError> {
+        let partition = self.partition_for(id);
+        let attempt = || {
+            self.runtime.append(partition, None, |shard| {
+                let pending = lock(&self.pending).contains(id);
+                let decided = decide(self.current(shard, id), pending).and_then(|(next, t)| {
+                    let Some(next) = next else {
+                        return Ok((Vec::new(), t, None, None));
+                    };
+                    let record = record_of(&next)?;
+                    lock(&self.pending).insert(id.to_string());
+                    let guard = PendingGuard {
+                        pending: self.pending.clone(),
+                        id: id.to_string(),
+                    };
+                    Ok((vec![record], t, Some(next), Some(guard)))
+                });
+                match decided {
+                    Ok((records, t, next, guard)) => (records, Ok((t, next, guard))),
+                    Err(e) => (Vec::new(), Err(e)),
+                }
+            })
+        };
+        let (decided, wait) = match attempt() {
+            // The topic was just created by another request, whose publishers are still loading its shards.
+            Err(CoordinatorError::NotCoordinator(_) | CoordinatorError::LoadInProgress(_))
+                if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_some() =>
+            {
+                self.metadata.await_publishers();
+                attempt().map_err(coordinator_error)?
+            }
+            other => other.map_err(coordinator_error)?,
+        };
+        let epoch = self.runtime.epoch(partition).unwrap_or(-1);
+        let (t, next, _guard) = decided?;
+        wait.await.map_err(coordinator_error)?;
+        Ok((t, next, epoch))
+    }
+
+    /// InitProducerId with a transactional id (Kafka's `handleInitProducerId`): the producer id and epoch
+    /// the producer is to use. An Ongoing transaction of the id is fenced and aborted first, answered with
+    /// CONCURRENT_TRANSACTIONS for the client to retry.
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        validate_timeout(timeout_ms, self.config.max_timeout_ms)?;
+        self.ensure_topic()?;
+        let now = self.clock.now_ms();
+        let (transition, _, coordinator_epoch) = self
+            .transit(transactional_id, |current, pending| {
+                let mut new_id = || (self.producer_ids)();
+                let t = prepare_init_producer_id(
+                    current.as_ref(),
+                    pending,
+                    transactional_id,
+                    timeout_ms,
+                    expected,
+                    now,
+                    &mut new_id,
+                )?;
+                let next = match &t {
+                    InitProducerIdTransition::Ready(m)
+                    | InitProducerIdTransition::FenceAndAbort(m) => m.clone(),
+                };
+                Ok((Some(next), t))
+            })
+            .await?;
+        match transition {
+            InitProducerIdTransition::Ready(m) => {
+                lock(&self.remembered).insert(
+                    transactional_id.to_string(),
+                    Remembered {
+                        producer_id: m.producer_id,
+                        producer_epoch: m.producer_epoch,
+                        last_producer_epoch: m.last_producer_epoch,
+                        previous_producer_id: m.previous_producer_id,
+                    },
+                );
+                Ok((m.producer_id, m.producer_epoch))
+            }
+            InitProducerIdTransition::FenceAndAbort(m) => {
+                tracing::info!(
+                    id = transactional_id,
+                    producer_id = m.producer_id,
+                    epoch = m.producer_epoch,
+                    "fenced the producer of an ongoing transaction; aborting it"
+                );
+                self.spawn_completion(self.partition_for(transactional_id), coordinator_epoch, m);
+                Err(ResponseError::ConcurrentTransactions)
+            }
+        }
+    }
+
+    /// AddPartitionsToTxn v0-3 for partitions that exist (the api layer answers for unknown ones).
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: BTreeSet<TopicPartition>,
+    ) -> Result<(), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let now = self.clock.now_ms();
+        self.transit(transactional_id, |current, pending| {
+            let next = prepare_add_partitions(
+                current.as_ref(),
+                pending,
+                producer_id,
+                producer_epoch,
+                &partitions,
+                now,
+            )?;
+            Ok((next, ()))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// AddOffsetsToTxn: adds the group's partition of `__consumer_offsets` to the transaction.
+    pub async fn add_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, self.offsets_partition_for(group_id));
+        self.add_partitions(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            BTreeSet::from([tp]),
+        )
+        .await
+    }
+
+    /// EndTxn v0-4 (TV1): answers once Prepare* is committed; the markers and Complete* follow in the
+    /// background. A retry of a completed end answers NONE at once.
+    pub async fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let now = self.clock.now_ms();
+        let ((), prepared, coordinator_epoch) = self
+            .transit(transactional_id, |current, pending| {
+                let next = prepare_end_txn(
+                    current.as_ref(),
+                    pending,
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    now,
+                )?;
+                Ok((next, ()))
+            })
+            .await?;
+        if let Some(prepared) = prepared {
+            self.spawn_completion(
+                self.partition_for(transactional_id),
+                coordinator_epoch,
+                prepared,
+            );
+        }
+        Ok(())
+    }
+
+    /// KIP-890 part 1: may `producer_id` at `producer_epoch` write transactionally to `tp` now? The produce
+    /// path asks when a transactional batch arrives for a producer with no ongoing transaction on the
+    /// partition. TRANSACTION_ABORTABLE when the partition is not in the producer's ongoing transaction.
+    pub fn verify_partition(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        tp: &TopicPartition,
+    ) -> Result<(), ResponseError> {
+        for partition in self.runtime.partitions() {
+            let found = self
+                .runtime
+                .read(partition, |shard| {
+                    shard
+                        .by_producer_id(producer_id)
+                        .map(|m| (m.transactional_id.clone(), m.clone()))
+                })
+                .map_err(coordinator_error)?;
+            if let Some((id, m)) = found {
+                let pending = lock(&self.pending).contains(&id);
+                return verify_partition(&m, pending, producer_id, producer_epoch, tp);
+            }
+        }
+        Err(ResponseError::InvalidProducerIdMapping)
+    }
+
+    /// DescribeTransactions of one id: TRANSACTIONAL_ID_NOT_FOUND when unknown.
+    pub fn describe(&self, transactional_id: &str) -> Result<TransactionView, ResponseError> {
+        if transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
+            return Err(ResponseError::TransactionalIdNotFound);
+        }
+        self.runtime
+            .read(self.partition_for(transactional_id), |shard| {
+                shard.get(transactional_id).cloned()
+            })
+            .map_err(coordinator_error)?
+            .filter(|m| m.state != TransactionState::Dead)
+            .ok_or(ResponseError::TransactionalIdNotFound)
+    }
+
+    /// Every id this broker coordinates (ListTransactions), Dead ones left out, sorted by id;
+    /// COORDINATOR_LOAD_IN_PROGRESS while a shard loads.
+    pub fn list(&self) -> Result<Vec<TransactionView>, ResponseError> {
+        let mut out = Vec::new();
+        for partition in self.runtime.partitions() {
+            match self.runtime.state(partition) {
+                Some(ShardState::Loading) => return Err(ResponseError::CoordinatorLoadInProgress),
+                Some(ShardState::Active) => {}
+                _ => continue,
+            }
+            self.runtime
+                .read(partition, |shard| {
+                    out.extend(
+                        shard
+                            .transactions()
+                            .filter(|m| m.state != TransactionState::Dead)
+                            .cloned(),
+                    )
+                })
+                .map_err(coordinator_error)?;
+        }
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        Ok(out)
+    }
+
+    /// Writes the markers of `prepared` and then its Complete*, in the background.
+    fn spawn_completion(
+        &self,
+        partition: i32,
+        coordinator_epoch: i32,
+        prepared: TransactionMetadata,
+    ) {
+        let Some(this) = self.weak.upgrade() else {
+            return;
+        };
+        if !lock(&self.completing).insert(prepared.transactional_id.clone()) {
+            return;
+        }
+        let id = prepared.transactional_id.clone();
+        let task = async move {
+            let done = this.complete(partition, coordinator_epoch, &prepared).await;
+            lock(&this.completing).remove(&prepared.transactional_id);
+            if let Err(e) = done {
+                tracing::warn!(id = %prepared.transactional_id, error = ?e,
+                    "could not complete transaction; it is completed when its shard is loaded again");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(task);
+            }
+            Err(_) => {
+                lock(&self.completing).remove(&id);
+                tracing::error!(id, "no runtime to complete the transaction on");
+            }
+        }
+    }
+
+    /// Whether this broker still coordinates `partition` at `coordinator_epoch`.
+    fn still_coordinating(&self, partition: i32, coordinator_epoch: i32) -> bool {
+        self.runtime.epoch(partition) == Some(coordinator_epoch) && !*self.stopping.borrow()
+    }
+
+    /// The markers of a Prepare* transaction, then its Complete*.
+    async fn complete(
+        &self,
+        partition: i32,
+        coordinator_epoch: i32,
+        prepared: &TransactionMetadata,
+    ) -> Result<(), ResponseError> {
+        let commit = prepared.state == TransactionState::PrepareCommit;
+        debug_assert!(
+            prepared.state.is_prepare(),
+            "only a Prepare* transaction is completed"
+        );
+        for tp in &prepared.partitions {
+            self.write_marker(tp, prepared, commit, partition, coordinator_epoch)
+                .await?;
+        }
+        let now = self.clock.now_ms();
+        let id = prepared.transactional_id.as_str();
+        self.transit(id, |current, _pending| {
+            let Some(m) = current else {
+                return Ok((None, ()));
+            };
+            if m.state != prepared.state
+                || m.producer_id != prepared.producer_id
+                || m.producer_epoch != prepared.producer_epoch
+            {
+                return Ok((None, ())); // completed meanwhile
+            }
+            Ok((Some(prepare_complete(&m, now)?), ()))
+        })
+        .await?;
+        tracing::debug!(
+            id,
+            commit,
+            partitions = prepared.partitions.len(),
+            "transaction completed"
+        );
+        Ok(())
+    }
+
+    /// Writes one marker and waits until it is committed; retries while the partition is unavailable, and
+    /// gives up on a partition that no longer exists (a deleted topic leaves the transaction).
+    async fn write_marker(
+        &self,
+        tp: &TopicPartition,
+        txn: &TransactionMetadata,
+        commit: bool,
+        partition: i32,
+        coordinator_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        let mut backoff = MARKER_RETRY_MIN;
+        loop {
+            if !self.still_coordinating(partition, coordinator_epoch) {
+                return Err(ResponseError::NotCoordinator);
+            }
+            let writer = self
+                .offsets_markers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let outcome = match writer {
+                Some(writer) if tp.topic == OFFSETS_TOPIC => {
+                    writer(
+                        tp.partition,
+                        txn.producer_id,
+                        txn.producer_epoch,
+                        commit,
+                        coordinator_epoch,
+                    )
+                    .await
+                }
+                _ => self.append_marker(tp, txn, commit, coordinator_epoch).await,
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(ResponseError::UnknownTopicOrPartition) => {
+                    tracing::info!(partition = %tp, id = %txn.transactional_id,
+                        "partition gone; dropped from the transaction");
+                    return Ok(());
+                }
+                Err(
+                    e @ (ResponseError::InvalidProducerEpoch
+                    | ResponseError::TransactionCoordinatorFenced
+                    | ResponseError::CorruptMessage
+                    | ResponseError::InvalidRecord
+                    | ResponseError::UnknownServerError),
+                ) => {
+                    tracing::warn!(partition = %tp, id = %txn.transactional_id, error = ?e,
+                        "partition refused the transaction marker; dropped from the transaction");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(partition = %tp, error = ?e, ?backoff, "marker not written yet; retrying");
+                    let mut stopping = self.stopping.subscribe();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopping.wait_for(|s| *s) => return Err(ResponseError::NotCoordinator),
+                    }
+                    backoff = (backoff * 2).min(MARKER_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Appends a marker to a partition this broker leads and waits for its high watermark.
+    async fn append_marker(
+        &self,
+        tp: &TopicPartition,
+        txn: &TransactionMetadata,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        let topic = self
+            .metadata
+            .topic(&tp.topic)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let partition = self.replicas.leader_partition(&topic, tp.partition)?;
+        let marker = end_transaction_marker(
+            txn.producer_id,
+            txn.producer_epoch,
+            commit,
+            coordinator_epoch,
+            self.clock.now_ms(),
+        )
+        .map_err(|_| ResponseError::UnknownServerError)?;
+        let info = partition
+            .append_records_to_leader(marker, AppendOrigin::Coordinator)
+            .map_err(|e| match e {
+                LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
+                LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
+                other => {
+                    tracing::warn!(partition = %tp, error = %other, "transaction marker refused");
+                    ResponseError::InvalidRecord
+                }
+            })?;
+        partition
+            .wait_for_high_watermark(info.last_offset + 1)
+            .await
+            .map_err(|_| ResponseError::KafkaStorageError)
+    }
+
+    /// Completes the Prepare* transactions of every shard loaded since the last look (crash recovery).
+    fn recover_loaded_shards(&self) {
+        for partition in self.runtime.partitions() {
+            if self.runtime.state(partition) != Some(ShardState::Active) {
+                continue;
+            }
+            let Some(epoch) = self.runtime.epoch(partition) else {
+                continue;
+            };
+            if lock(&self.recovered).insert(partition, epoch) == Some(epoch) {
+                continue;
+            }
+            let prepared: Vec<TransactionMetadata> = self
+                .runtime
+                .read(partition, |shard| {
+                    shard
+                        .transactions()
+                        .filter(|m| m.state.is_prepare())
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for m in prepared {
+                tracing::info!(id = %m.transactional_id, state = ?m.state,
+                    "completing a transaction found prepared on load");
+                self.spawn_completion(partition, epoch, m);
+            }
+        }
+    }
+
+    /// Fences and aborts every Ongoing transaction past its timeout (Kafka's `abortTimedOutTransactions`).
+    /// Returns how many were aborted.
+    pub async fn abort_timed_out_transactions(&self) -> usize {
+        let now = self.clock.now_ms();
+        let mut timed_out = Vec::new();
+        for partition in self.runtime.partitions() {
+            let _ = self.runtime.read(partition, |shard| {
+                timed_out.extend(
+                    shard
+                        .transactions()
+                        .filter(|m| m.is_timed_out(now))
+                        .map(|m| m.transactional_id.clone()),
+                )
+            });
+        }
+        let mut aborted = 0;
+        for id in timed_out {
+            let fenced = self
+                .transit(&id, |current, pending| {
+                    match current {
+                        Some(m) if !pending && m.is_timed_out(now) => {
+                            Ok((Some(prepare_fence_and_abort(&m, now)?), ()))
+                        }
+                        _ => Ok((None, ())), // changed meanwhile
+                    }
+                })
+                .await;
+            match fenced {
+                Ok(((), Some(m), epoch)) => {
+                    tracing::info!(
+                        id,
+                        producer_id = m.producer_id,
+                        epoch = m.producer_epoch,
+                        "aborting a timed-out transaction"
+                    );
+                    aborted += 1;
+                    self.spawn_completion(self.partition_for(&id), epoch, m);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(id, error = ?e, "could not abort a timed-out transaction"),
+            }
+        }
+        aborted
+    }
+
+    /// Tombstones the ids idle for `transactional.id.expiration.ms` with no transaction in flight. Returns
+    /// how many expired.
+    pub async fn remove_expired_transactional_ids(&self) -> usize {
+        let now = self.clock.now_ms();
+        let expiration = self.config.id_expiration_ms;
+        let mut expired = 0;
+        for partition in self.runtime.partitions() {
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let written = self
+                .runtime
+                .write(partition, |shard| {
+                    let pending = lock(&self.pending);
+                    let records: Vec<CoordinatorRecord> = shard
+                        .transactions()
+                        .filter(|m| {
+                            m.is_expired(now, expiration) && !pending.contains(&m.transactional_id)
+                        })
+                        .filter_map(|m| {
+                            Some(CoordinatorRecord {
+                                key: encode_key(&m.transactional_id).ok()?,
+                                value: None,
+                            })
+                        })
+                        .collect();
+                    count.store(records.len(), std::sync::atomic::Ordering::Relaxed);
+                    (records, ())
+                })
+                .await;
+            match written {
+                Ok(()) => expired += count.load(std::sync::atomic::Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "could not expire transactional ids")
+                }
+            }
+        }
+        if expired > 0 {
+            tracing::info!(expired, "expired transactional ids");
+        }
+        expired
+    }
+
+    /// Starts the background task: completion of prepared transactions in loaded shards, and the two
+    /// sweeps. Needs a tokio runtime.
+    pub fn start(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let mut stopping = self.stopping.subscribe();
+        let abort_every = Duration::from_millis(self.config.abort_timed_out_interval_ms.max(1));
+        let expire_every = Duration::from_millis(self.config.remove_expired_interval_ms.max(1));
+        self.recover_loaded_shards();
+        tokio::spawn(async move {
+            let mut abort = tokio::time::interval(abort_every);
+            abort.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut expire = tokio::time::interval(expire_every);
+            expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick of an interval is immediate: skip it.
+            abort.tick().await;
+            expire.tick().await;
+            loop {
+                let Some(loaded) = weak.upgrade() else {
+                    return;
+                };
+                let notified = async move { loaded.loaded.notified().await };
+                enum Due {
+                    Loaded,
+                    Abort,
+                    Expire,
+                }
+                let due = tokio::select! {
+                    _ = notified => Due::Loaded,
+                    _ = abort.tick() => Due::Abort,
+                    _ = expire.tick() => Due::Expire,
+                    _ = stopping.wait_for(|s| *s) => return,
+                };
+                let Some(coordinator) = weak.upgrade() else {
+                    return;
+                };
+                match due {
+                    Due::Loaded => coordinator.recover_loaded_shards(),
+                    Due::Abort => {
+                        coordinator.abort_timed_out_transactions().await;
+                    }
+                    Due::Expire => {
+                        coordinator.remove_expired_transactional_ids().await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Stops the background task and the marker retries.
+    pub fn shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+}
+
+/// Tells the coordinator that the runtime (registered before it) may have loaded shards.
+struct LoadListener(Weak<TransactionCoordinator>);
+
+impl MetadataPublisher for LoadListener {
+    fn publish(&self, _delta: &MetadataDelta, _image: &Arc<MetadataImage>) {
+        if let Some(coordinator) = self.0.upgrade() {
+            coordinator.loaded.notify_one();
+        }
+    }
+}
