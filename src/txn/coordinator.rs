@@ -896,3 +896,431 @@ impl MetadataPublisher for LoadListener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::log::record_batch::{RECORD_BATCH_OVERHEAD, RecordBatchHeader};
+    use crate::log::records::{MAX_DECOMPRESSED_BATCH_BYTES, decompress, for_each_record};
+    use crate::log::{LogConfig, LogManager};
+    use crate::replica::FetchIsolation;
+    use crate::txn::metadata::TransactionState::*;
+
+    const START_MS: i64 = 1_700_000_000_000;
+
+    struct Broker {
+        metadata: Arc<MetadataStore>,
+        replicas: Arc<ReplicaManager>,
+        logs: Arc<LogManager>,
+        txn: Arc<TransactionCoordinator>,
+    }
+
+    fn open(dir: &Path, clock: &ManualClock, config: TransactionConfig) -> Broker {
+        let metadata = Arc::new(MetadataStore::open(dir, 1).unwrap());
+        let logs = LogManager::open_with_clock(dir, LogConfig::default(), clock.clock()).unwrap();
+        let defaults = LogConfig::default();
+        let replicas = ReplicaManager::new(1, logs.clone(), Arc::new(move || defaults.clone()));
+        metadata.add_publisher(replicas.clone());
+        // A test allocator: ids from 1000 on, never repeated within a test.
+        let next = Arc::new(AtomicI64::new(1000));
+        let producer_ids: ProducerIdSource =
+            Arc::new(move || Ok(next.fetch_add(1, Ordering::SeqCst)));
+        let txn = TransactionCoordinator::open(
+            metadata.clone(),
+            replicas.clone(),
+            config,
+            50,
+            clock.clock(),
+            producer_ids,
+        );
+        Broker {
+            metadata,
+            replicas,
+            logs,
+            txn,
+        }
+    }
+
+    fn small_config() -> TransactionConfig {
+        TransactionConfig {
+            state_log_num_partitions: 3,
+            ..TransactionConfig::default()
+        }
+    }
+
+    fn tp(topic: &str, p: i32) -> TopicPartition {
+        TopicPartition::new(topic, p)
+    }
+
+    /// Polls `f` until it holds, for at most 10 s.
+    async fn eventually(what: &str, f: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A control record as read back: (producer id, epoch, commit, coordinator epoch).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Marker {
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    }
+
+    fn markers(b: &Broker, tp: &TopicPartition) -> Vec<Marker> {
+        let partition = b.replicas.partition(tp).expect("partition open");
+        let data = partition
+            .read(0, 1 << 20, true, FetchIsolation::LogEnd)
+            .unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Ok(h) = RecordBatchHeader::parse(&data.records[pos..]) {
+            let size = h.total_size().unwrap();
+            if h.is_control() {
+                assert!(
+                    h.is_transactional(),
+                    "a marker is a transactional control batch"
+                );
+                assert_eq!(h.record_count(), 1);
+                let (_, records) = decompress(
+                    h.compression_type(),
+                    &data.records[pos + RECORD_BATCH_OVERHEAD..pos + size],
+                    MAX_DECOMPRESSED_BATCH_BYTES,
+                )
+                .unwrap();
+                for_each_record(&records, 1, |_, r| {
+                    let key = r.key.unwrap();
+                    let value = r.value.unwrap();
+                    assert_eq!(key.len(), 4);
+                    assert_eq!(&key[..2], &[0, 0], "control key version 0");
+                    assert_eq!(value.len(), 6);
+                    assert_eq!(&value[..2], &[0, 0], "marker value version 0");
+                    out.push(Marker {
+                        producer_id: h.producer_id(),
+                        producer_epoch: h.producer_epoch(),
+                        commit: match i16::from_be_bytes([key[2], key[3]]) {
+                            0 => false,
+                            1 => true,
+                            other => panic!("control type {other}"),
+                        },
+                        coordinator_epoch: i32::from_be_bytes(value[2..6].try_into().unwrap()),
+                    });
+                })
+                .unwrap();
+            }
+            pos += size;
+        }
+        out
+    }
+
+    fn state_of(b: &Broker, id: &str) -> Option<TransactionState> {
+        b.txn.describe(id).ok().map(|m| m.state)
+    }
+
+    fn leader_epoch(b: &Broker, id: &str) -> i32 {
+        b.replicas
+            .partition(&tp(TRANSACTION_STATE_TOPIC, b.txn.partition_for(id)))
+            .unwrap()
+            .leader_epoch()
+    }
+
+    #[tokio::test]
+    async fn end_txn_writes_markers_to_every_partition_then_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let b = open(dir.path(), &clock, small_config());
+        b.metadata.create_topic("t", 2, BTreeMap::new()).unwrap();
+        assert!(b.metadata.topic(TRANSACTION_STATE_TOPIC).is_none());
+        assert_eq!(
+            b.txn.end_txn("tx", 1, 0, true).await,
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        let (pid, epoch) = b.txn.init_producer_id("tx", 60_000, None).await.unwrap();
+        assert_eq!((pid, epoch), (1000, 0));
+        let topic = b
+            .metadata
+            .topic(TRANSACTION_STATE_TOPIC)
+            .expect("created on first use");
+        assert_eq!(topic.partition_count(), 3);
+        assert_eq!(
+            topic.configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+        // A second InitProducerId bumps the epoch (fencing the first instance).
+        assert_eq!(
+            b.txn.init_producer_id("tx", 60_000, None).await.unwrap(),
+            (pid, 1)
+        );
+        assert_eq!(
+            b.txn
+                .add_partitions("tx", pid, 0, BTreeSet::from([tp("t", 0)]))
+                .await,
+            Err(ResponseError::ProducerFenced)
+        );
+        b.txn
+            .add_partitions("tx", pid, 1, BTreeSet::from([tp("t", 0), tp("t", 1)]))
+            .await
+            .unwrap();
+        assert_eq!(b.txn.verify_partition(pid, 1, &tp("t", 1)), Ok(()));
+        assert_eq!(
+            b.txn.verify_partition(pid, 1, &tp("t", 5)),
+            Err(ResponseError::TransactionAbortable)
+        );
+        assert_eq!(
+            b.txn.verify_partition(pid + 1, 1, &tp("t", 1)),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        let described = b.txn.describe("tx").unwrap();
+        assert_eq!((described.state, described.start_ms), (Ongoing, START_MS));
+        assert_eq!(b.txn.end_txn("tx", pid, 1, true).await, Ok(()));
+        eventually("CompleteCommit", || {
+            state_of(&b, "tx") == Some(CompleteCommit)
+        })
+        .await;
+        let expected = Marker {
+            producer_id: pid,
+            producer_epoch: 1,
+            commit: true,
+            coordinator_epoch: leader_epoch(&b, "tx"),
+        };
+        for p in 0..2 {
+            assert_eq!(markers(&b, &tp("t", p)), vec![expected]);
+        }
+        // P12: the retry answers NONE and writes nothing; the opposite end is INVALID_TXN_STATE.
+        assert_eq!(b.txn.end_txn("tx", pid, 1, true).await, Ok(()));
+        assert_eq!(
+            b.txn.end_txn("tx", pid, 1, false).await,
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(markers(&b, &tp("t", 0)).len(), 1);
+        assert!(b.txn.describe("tx").unwrap().partitions.is_empty());
+        // An offsets-only transaction: AddOffsetsToTxn adds the group's partition of __consumer_offsets,
+        // whose marker is written there (the topic does not exist here: dropped) and the abort completes.
+        b.txn.add_offsets("tx", pid, 1, "my-group").await.unwrap();
+        assert_eq!(
+            b.txn.describe("tx").unwrap().partitions,
+            BTreeSet::from([tp(OFFSETS_TOPIC, 12)])
+        );
+        b.txn.end_txn("tx", pid, 1, false).await.unwrap();
+        eventually("CompleteAbort", || {
+            state_of(&b, "tx") == Some(CompleteAbort)
+        })
+        .await;
+        assert_eq!(b.txn.list().unwrap().len(), 1);
+        b.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_topic_leaves_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let b = open(dir.path(), &clock, small_config());
+        b.metadata.create_topic("gone", 1, BTreeMap::new()).unwrap();
+        b.metadata.create_topic("kept", 1, BTreeMap::new()).unwrap();
+        let (pid, epoch) = b.txn.init_producer_id("tx", 60_000, None).await.unwrap();
+        b.txn
+            .add_partitions(
+                "tx",
+                pid,
+                epoch,
+                BTreeSet::from([tp("gone", 0), tp("kept", 0)]),
+            )
+            .await
+            .unwrap();
+        b.metadata.delete_topic("gone").unwrap();
+        b.txn.end_txn("tx", pid, epoch, true).await.unwrap();
+        eventually("CompleteCommit", || {
+            state_of(&b, "tx") == Some(CompleteCommit)
+        })
+        .await;
+        assert_eq!(markers(&b, &tp("kept", 0)).len(), 1);
+        b.logs.shutdown().unwrap();
+    }
+
+    /// P15: a transaction found in PrepareCommit when its shard loads gets its markers and completes.
+    #[tokio::test]
+    async fn a_shard_loaded_with_a_prepared_transaction_completes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let (pid, epoch) = {
+            let b = open(dir.path(), &clock, small_config());
+            b.metadata.create_topic("t", 1, BTreeMap::new()).unwrap();
+            let (pid, epoch) = b.txn.init_producer_id("tx", 60_000, None).await.unwrap();
+            b.txn
+                .add_partitions("tx", pid, epoch, BTreeSet::from([tp("t", 0)]))
+                .await
+                .unwrap();
+            // As a crash right after PrepareCommit was persisted leaves it: the record, no marker.
+            let partition = b.txn.partition_for("tx");
+            b.txn
+                .runtime()
+                .write(partition, |shard| {
+                    let m = shard.get("tx").unwrap();
+                    let prepared =
+                        prepare_end_txn(Some(m), false, pid, epoch, true, START_MS).unwrap();
+                    (vec![record_of(&prepared.unwrap()).unwrap()], ())
+                })
+                .await
+                .unwrap();
+            assert_eq!(state_of(&b, "tx"), Some(PrepareCommit));
+            assert!(markers(&b, &tp("t", 0)).is_empty());
+            b.logs.abandon();
+            (pid, epoch)
+        };
+        let b = open(dir.path(), &clock, small_config());
+        assert_eq!(
+            state_of(&b, "tx"),
+            Some(PrepareCommit),
+            "replayed as persisted"
+        );
+        assert_eq!(
+            b.txn.end_txn("tx", pid, epoch, true).await,
+            Err(ResponseError::ConcurrentTransactions)
+        );
+        b.txn.start();
+        eventually("CompleteCommit", || {
+            state_of(&b, "tx") == Some(CompleteCommit)
+        })
+        .await;
+        assert_eq!(
+            markers(&b, &tp("t", 0)),
+            vec![Marker {
+                producer_id: pid,
+                producer_epoch: epoch,
+                commit: true,
+                coordinator_epoch: leader_epoch(&b, "tx"),
+            }]
+        );
+        b.txn.shutdown();
+        b.logs.shutdown().unwrap();
+    }
+
+    /// P10 and P11: a timed-out transaction is fenced (epoch + 1) and aborted; the fenced producer is refused.
+    /// A new instance meeting an Ongoing transaction fences it too and retries after CONCURRENT_TRANSACTIONS.
+    #[tokio::test]
+    async fn timed_out_transactions_are_fenced_and_aborted() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let b = open(dir.path(), &clock, small_config());
+        b.metadata.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let (pid, epoch) = b.txn.init_producer_id("slow", 10_000, None).await.unwrap();
+        b.txn
+            .add_partitions("slow", pid, epoch, BTreeSet::from([tp("t", 0)]))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_millis(10_000));
+        assert_eq!(
+            b.txn.abort_timed_out_transactions().await,
+            0,
+            "not past its timeout yet"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(b.txn.abort_timed_out_transactions().await, 1);
+        eventually("CompleteAbort", || {
+            state_of(&b, "slow") == Some(CompleteAbort)
+        })
+        .await;
+        let m = b.txn.describe("slow").unwrap();
+        assert_eq!((m.producer_id, m.producer_epoch), (pid, epoch + 1));
+        assert_eq!(
+            markers(&b, &tp("t", 0)),
+            vec![Marker {
+                producer_id: pid,
+                producer_epoch: epoch + 1,
+                commit: false,
+                coordinator_epoch: leader_epoch(&b, "slow"),
+            }]
+        );
+        assert_eq!(
+            b.txn.end_txn("slow", pid, epoch, true).await,
+            Err(ResponseError::ProducerFenced)
+        );
+
+        // A new instance while a transaction is Ongoing: fenced and aborted, CONCURRENT_TRANSACTIONS, then
+        // the retry gets epoch + 2.
+        let (pid, epoch) = b
+            .txn
+            .init_producer_id("zombie", 60_000, None)
+            .await
+            .unwrap();
+        b.txn
+            .add_partitions("zombie", pid, epoch, BTreeSet::from([tp("t", 0)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.txn.init_producer_id("zombie", 60_000, None).await,
+            Err(ResponseError::ConcurrentTransactions)
+        );
+        eventually("CompleteAbort", || {
+            state_of(&b, "zombie") == Some(CompleteAbort)
+        })
+        .await;
+        assert_eq!(
+            b.txn.init_producer_id("zombie", 60_000, None).await,
+            Ok((pid, epoch + 2))
+        );
+        assert_eq!(
+            b.txn
+                .add_partitions("zombie", pid, epoch, BTreeSet::from([tp("t", 0)]))
+                .await,
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            b.txn.init_producer_id("zombie", 900_001, None).await,
+            Err(ResponseError::InvalidTransactionTimeout)
+        );
+        b.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_ids_expire_and_the_sweeps_run_on_their_timers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let config = TransactionConfig {
+            id_expiration_ms: 60_000,
+            abort_timed_out_interval_ms: 10,
+            remove_expired_interval_ms: 10,
+            ..small_config()
+        };
+        let b = open(dir.path(), &clock, config);
+        b.metadata.create_topic("t", 1, BTreeMap::new()).unwrap();
+        b.txn.init_producer_id("idle", 60_000, None).await.unwrap();
+        let (pid, epoch) = b.txn.init_producer_id("busy", 1_000, None).await.unwrap();
+        b.txn
+            .add_partitions("busy", pid, epoch, BTreeSet::from([tp("t", 0)]))
+            .await
+            .unwrap();
+        assert_eq!(b.txn.remove_expired_transactional_ids().await, 0);
+        b.txn.start();
+        clock.advance(Duration::from_millis(60_000));
+        // The timer aborts "busy" (timed out) and expires "idle"; "busy" was just updated by its abort.
+        eventually("idle expired", || state_of(&b, "idle").is_none()).await;
+        eventually("busy aborted", || {
+            state_of(&b, "busy") == Some(CompleteAbort)
+        })
+        .await;
+        assert_eq!(
+            b.txn.describe("idle").unwrap_err(),
+            ResponseError::TransactionalIdNotFound
+        );
+        assert_eq!(b.txn.list().unwrap().len(), 1);
+        // The tombstone survives a reload: the id is gone from the replayed shard too.
+        let partition = b.txn.partition_for("idle");
+        let epoch = b.txn.runtime().epoch(partition).unwrap();
+        b.txn.runtime().unload(partition);
+        b.txn.runtime().load(partition, epoch);
+        assert!(state_of(&b, "idle").is_none());
+        b.txn.shutdown();
+        b.logs.shutdown().unwrap();
+    }
+}
