@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
+use crate::txn::TransactionConfig;
 use crate::log::{CleanerConfig, LogConfig};
 
 mod keys;
@@ -92,6 +93,8 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     pub server: ServerLimits,
     pub groups: GroupConfig,
+    /// `transaction.*` and `transactional.id.expiration.ms`: the transaction coordinator.
+    pub txn: TransactionConfig,
     /// `logging.format` (brook's own): `text` for people, `json` (one object per line) for log shippers.
     pub logging_format: LoggingFormat,
     /// `metrics.listener` and `metrics.partition.level.enable` (brook's own): the Prometheus endpoint.
@@ -116,6 +119,7 @@ impl Default for Config {
             cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),
             groups: GroupConfig::default(),
+            txn: TransactionConfig::default(),
             logging_format: LoggingFormat::Text,
             metrics: Default::default(),
             explicit: BTreeMap::new(),

@@ -22,6 +22,7 @@ pub mod produce;
 pub mod registry;
 pub mod response_metrics;
 pub mod topics;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct Apis {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The classic group coordinator (and, through it, the committed offsets).
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator.
+    pub txn: Arc<crate::txn::TransactionCoordinator>,
     /// This broker's metric registry (a disabled one records nothing).
     pub metrics: crate::metrics::Metrics,
 }
@@ -209,8 +212,18 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         config.groups.clone(),
     )
     .unwrap();
+    let next_producer_id = std::sync::atomic::AtomicI64::new(0);
+    let txn = crate::txn::TransactionCoordinator::open(
+        metadata.clone(),
+        replicas.clone(),
+        config.txn.clone(),
+        config.groups.offsets_topic_num_partitions,
+        crate::clock::Clock::system(),
+        Arc::new(move || Ok(next_producer_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst))),
+    );
     Apis {
         advertised: config.listener.clone(),
+        txn,
         node_id: 1,
         cluster_id: "test".into(),
         metadata,

@@ -181,6 +181,11 @@ impl TransactionCoordinator {
             .unwrap_or_else(|e| e.into_inner()) = Some(writer);
     }
 
+    /// The wall clock of transaction start, update and timeout times.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn config(&self) -> &TransactionConfig {
         &self.config
     }
