@@ -113,7 +113,7 @@ for codec in (None, "gzip"):  # gzip needs no extra library (lz4, snappy, zstd d
         async with Admin() as admin:
             await create(admin, t, partitions)
         producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", compression_type=codec,
-                                    enable_idempotence=False, linger_ms=5)
+                                    enable_idempotence=True, linger_ms=5)
         await producer.start()
         try:
             sent = [await producer.send(t, key=k, value=v, headers=h) for k, v, h in map(message, range(N))]
@@ -150,7 +150,7 @@ async def _():
     members = [member(), member()]
     for c in members:
         await c.start()
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         deadline = time.time() + 60
@@ -242,7 +242,7 @@ async def _():
         async def three():
             return len(topic_partitions(await admin.describe_topics([t]))[t]) == 3
         await wait_for(f"{t} showing 3 partitions", three)
-        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=False)
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True)
         await producer.start()
         try:  # keys: a compacted topic refuses records without one, as Kafka does
             await asyncio.gather(*[await producer.send(t, key=b"k%d" % i, value=b"v%d" % i, partition=i % 3)

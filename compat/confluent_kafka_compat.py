@@ -40,8 +40,8 @@ admin = AdminClient(dict(COMMON))
 
 
 def producer(**extra):
-    # brook has no InitProducerId yet (issue 14): idempotence stays off explicitly.
-    return Producer({**COMMON, "enable.idempotence": False, "acks": "all", **extra})
+    # Idempotent, as most production configs set it (librdkafka's default is off).
+    return Producer({**COMMON, "enable.idempotence": True, "acks": "all", **extra})
 
 
 def consumer(**extra):

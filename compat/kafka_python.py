@@ -37,8 +37,8 @@ group = f"kafka-python-group-{RUN}"
 
 
 def producer(**extra):
-    # brook has no InitProducerId yet (issue 14): kafka-python 3 turns idempotence on by default.
-    return KafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=False, **extra)
+    # Each version's defaults: kafka-python 3 produces idempotently (KIP-679), 2.x does not.
+    return KafkaProducer(bootstrap_servers=BOOTSTRAP, **extra)
 
 
 

@@ -109,8 +109,8 @@ async function endOffsets(admin, t) {
 }
 
 function producer() {
-  // idempotent stays false (kafkajs' default): brook has no InitProducerId yet (issue 14).
-  return kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: false, allowAutoTopicCreation: false });
+  // Idempotent (kafkajs wants one request in flight for it).
+  return kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
 }
 
 async function create(admin, t, numPartitions, configEntries = []) {

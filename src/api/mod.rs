@@ -13,6 +13,7 @@ pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
+pub mod init_producer_id;
 pub mod legacy;
 pub mod list_offsets;
 pub mod metadata;

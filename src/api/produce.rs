@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Apis;
 use super::error::log_error_code;
 use crate::cluster::TopicImage;
-use crate::log::AppendOrigin;
+use crate::log::{AppendOrigin, RecordBatchHeader};
 use crate::replica::{HighWatermarkWaitError, Partition};
 
 /// How a produce request is answered.
@@ -46,7 +46,15 @@ struct Pending {
 pub fn handle(apis: &Apis, _ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
     if !matches!(acks, -1..=1) {
-        return ProduceOutcome::Respond(invalid_acks(&request));
+        return ProduceOutcome::Respond(refuse_all(&request, ResponseError::InvalidRequiredAcks));
+    }
+    // Kafka refuses the whole request when it carries transactional batches without a transactional id
+    // (the id is what a transactional write is authorised against).
+    if request.transactional_id.is_none() && has_transactional_batch(&request) {
+        return ProduceOutcome::Respond(refuse_all(
+            &request,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ));
     }
 
     let mut pending = Vec::new();
@@ -107,8 +115,31 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: ProduceRequest) -> Pr
     )))
 }
 
-/// INVALID_REQUIRED_ACKS for every partition of the request.
-fn invalid_acks(request: &ProduceRequest) -> ProduceResponse {
+/// True when any batch of any partition is transactional. Only headers are read; a malformed buffer is
+/// left for the log's validation to refuse.
+fn has_transactional_batch(request: &ProduceRequest) -> bool {
+    request.topic_data.iter().any(|topic| {
+        topic.partition_data.iter().any(|p| {
+            let Some(records) = p.records.as_deref() else {
+                return false;
+            };
+            let mut pos = 0;
+            while let Ok(h) = RecordBatchHeader::parse(&records[pos..]) {
+                if h.is_transactional() {
+                    return true;
+                }
+                match h.total_size() {
+                    Some(size) if pos + size < records.len() => pos += size,
+                    _ => break,
+                }
+            }
+            false
+        })
+    })
+}
+
+/// The same error for every partition of the request.
+fn refuse_all(request: &ProduceRequest, error: ResponseError) -> ProduceResponse {
     let responses = request
         .topic_data
         .iter()
@@ -120,7 +151,7 @@ fn invalid_acks(request: &ProduceRequest) -> ProduceResponse {
                     topic
                         .partition_data
                         .iter()
-                        .map(|p| error_response(p.index, ResponseError::InvalidRequiredAcks, None))
+                        .map(|p| error_response(p.index, error, None))
                         .collect(),
                 )
         })

@@ -17,6 +17,7 @@ use super::group_config::GroupConfigStore;
 use super::image::{
     BrokerRegistration, MetadataDelta, MetadataImage, PartitionRegistration, TopicDelta, TopicImage,
 };
+use super::producer_ids::ProducerIdManager;
 use super::topic_name;
 
 pub const FILE_NAME: &str = "brook-topics.json";
@@ -78,6 +79,8 @@ pub struct MetadataStore {
     broker_configs: DynamicConfigStore,
     /// Group configs (KIP-848), their own file too.
     group_configs: GroupConfigStore,
+    /// Producer id blocks (their own file): the cluster's to allocate, as Kafka's controller does.
+    producer_ids: ProducerIdManager,
     /// Serialises read-modify-write admin changes (alter configs, create partitions), as Kafka's single
     /// controller does, so two concurrent alters cannot lose one another's update.
     admin_lock: std::sync::Mutex<()>,
@@ -111,6 +114,7 @@ impl MetadataStore {
             publishers: RwLock::new(Vec::new()),
             broker_configs: DynamicConfigStore::open(dir)?,
             group_configs: GroupConfigStore::open(dir)?,
+            producer_ids: ProducerIdManager::open(dir)?,
             admin_lock: std::sync::Mutex::new(()),
         })
     }
@@ -130,6 +134,10 @@ impl MetadataStore {
     /// The group configs (AlterConfigs on a GROUP resource).
     pub fn group_configs(&self) -> &GroupConfigStore {
         &self.group_configs
+    }
+
+    pub fn producer_ids(&self) -> &ProducerIdManager {
+        &self.producer_ids
     }
 
     /// The current image.

@@ -6,6 +6,7 @@ pub mod group_config;
 pub mod image;
 pub mod meta_properties;
 pub mod metadata_store;
+pub mod producer_ids;
 pub mod topic_config;
 pub mod topic_name;
 
@@ -15,3 +16,4 @@ pub use image::{
 };
 pub use meta_properties::MetaProperties;
 pub use metadata_store::{MetadataError, MetadataPublisher, MetadataStore};
+pub use producer_ids::{ProducerIdError, ProducerIdManager};
