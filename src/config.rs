@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
-use crate::txn::TransactionConfig;
 use crate::log::{CleanerConfig, LogConfig};
+use crate::txn::TransactionConfig;
 
 mod keys;
 mod metrics_config;

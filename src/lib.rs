@@ -39,6 +39,7 @@ use log::{LogError, LogManager};
 use replica::ReplicaManager;
 use server::dispatch::Dispatcher;
 use server::listener::Listener;
+use txn::TransactionCoordinator;
 
 /// How long a clean shutdown lets in-flight requests (long polls included) finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -88,11 +89,13 @@ impl Broker {
         let loaded = tokio::task::spawn_blocking(move || load(config, log_clock))
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
-        let (config, meta, metadata, replicas, offsets) = loaded;
+        let (config, meta, metadata, replicas, offsets, txn) = loaded;
         let logs = replicas.logs().clone();
         let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone(), clock);
         groups.restore(offsets.loaded_groups());
         groups.start();
+        // Completes the transactions a previous run left prepared, then sweeps timed-out and expired ones.
+        txn.start();
 
         // The advertised port is the bound one when the listener asks for port 0, so bind before the
         // dispatcher exists; requests cannot arrive before the listener is started with it.
@@ -129,6 +132,7 @@ impl Broker {
             replicas,
             logs,
             groups,
+            txn,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             metrics,
@@ -201,6 +205,7 @@ impl Broker {
         self.apis.stopping.send_replace(true);
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
+        self.apis.txn.shutdown();
         self.listener.shutdown(SHUTDOWN_GRACE).await;
         if let Some(endpoint) = self.metrics_endpoint {
             endpoint.shutdown().await;
@@ -217,6 +222,7 @@ impl Broker {
     /// clean-shutdown marker. For recovery tests.
     pub async fn crash(self) {
         self.apis.groups.shutdown();
+        self.apis.txn.shutdown();
         self.listener.shutdown(Duration::ZERO).await;
         self.apis.logs.abandon();
     }
@@ -249,6 +255,7 @@ type Loaded = (
     Arc<MetadataStore>,
     Arc<ReplicaManager>,
     Arc<OffsetStore>,
+    Arc<TransactionCoordinator>,
 );
 
 /// Opens the data directory: identity, topics, and every partition log.
@@ -258,7 +265,7 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
     let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
     // Dynamic broker configs (AlterConfigs) override server.properties from the start.
     let log_defaults = api::log_defaults_source(config.clone(), &metadata);
-    let logs = LogManager::open_with_clock(&config.log_dir, log_defaults(), clock)?;
+    let logs = LogManager::open_with_clock(&config.log_dir, log_defaults(), clock.clone())?;
 
     group::upgrade_offsets_topic_config(&metadata);
     // The replica manager opens every partition of the image now, and follows every later change.
@@ -272,6 +279,15 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
         }
     }
     let offsets = OffsetStore::open(metadata.clone(), replicas.clone(), config.groups.clone())?;
+    // Loads every partition of an existing __transaction_state now, as the offsets above.
+    let txn = TransactionCoordinator::open(
+        metadata.clone(),
+        replicas.clone(),
+        config.txn.clone(),
+        config.groups.offsets_topic_num_partitions,
+        clock,
+        api::init_producer_id::producer_id_source(metadata.clone()),
+    );
     logs.start_background(config.cleaner.clone())?;
-    Ok((config, meta, metadata, replicas, offsets))
+    Ok((config, meta, metadata, replicas, offsets, txn))
 }

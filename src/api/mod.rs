@@ -213,14 +213,13 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         config.groups.clone(),
     )
     .unwrap();
-    let next_producer_id = std::sync::atomic::AtomicI64::new(0);
     let txn = crate::txn::TransactionCoordinator::open(
         metadata.clone(),
         replicas.clone(),
         config.txn.clone(),
         config.groups.offsets_topic_num_partitions,
         crate::clock::Clock::system(),
-        Arc::new(move || Ok(next_producer_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst))),
+        init_producer_id::producer_id_source(metadata.clone()),
     );
     Apis {
         advertised: config.listener.clone(),

@@ -73,20 +73,20 @@ pub fn add_partitions_to_txn(
         }
     }
     if !unknown.is_empty() {
-        return Outcome::Respond(partition_results(
-            partitions.iter().chain(&unknown),
-            |tp| {
-                if unknown.contains(tp) {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else {
-                    ResponseError::OperationNotAttempted.code()
-                }
-            },
-        ));
+        return Outcome::Respond(partition_results(partitions.iter().chain(&unknown), |tp| {
+            if unknown.contains(tp) {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else {
+                ResponseError::OperationNotAttempted.code()
+            }
+        }));
     }
     let txn = apis.txn.clone();
     let id = req.v3_and_below_transactional_id.to_string();
-    let (producer_id, epoch) = (req.v3_and_below_producer_id.0, req.v3_and_below_producer_epoch);
+    let (producer_id, epoch) = (
+        req.v3_and_below_producer_id.0,
+        req.v3_and_below_producer_epoch,
+    );
     Outcome::Wait(Box::pin(async move {
         let result = txn
             .add_partitions(&id, producer_id, epoch, partitions.clone())
@@ -204,7 +204,11 @@ pub fn list_transactions(
         .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
         .filter(|m| states.is_empty() || states.contains(&m.state))
         .filter(|m| req.duration_filter < 0 || now.saturating_sub(m.start_ms) > req.duration_filter)
-        .filter(|m| pattern.as_ref().is_none_or(|re| re.is_match(&m.transactional_id)))
+        .filter(|m| {
+            pattern
+                .as_ref()
+                .is_none_or(|re| re.is_match(&m.transactional_id))
+        })
         .map(|m| {
             ListedTransaction::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(m.transactional_id)))
@@ -231,7 +235,10 @@ pub fn describe_transactions(
                 Ok(m) => {
                     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
                     for tp in &m.partitions {
-                        by_topic.entry(tp.topic.clone()).or_default().push(tp.partition);
+                        by_topic
+                            .entry(tp.topic.clone())
+                            .or_default()
+                            .push(tp.partition);
                     }
                     answer
                         .with_transaction_state(StrBytes::from_static_str(m.state.name()))
