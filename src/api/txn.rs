@@ -262,3 +262,356 @@ pub fn describe_transactions(
         .collect();
     DescribeTransactionsResponse::default().with_transaction_states(states)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{
+        ApiKey, FindCoordinatorRequest, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    };
+
+    use super::*;
+    use crate::api::test_apis;
+
+    async fn resolve<R>(outcome: Outcome<R>) -> R {
+        match outcome {
+            Outcome::Respond(r) => r,
+            Outcome::Wait(f) => tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .expect("answered within 10 s"),
+        }
+    }
+
+    fn ctx(key: ApiKey, version: i16) -> RequestContext {
+        RequestContext::for_test(key, version)
+    }
+
+    fn id(s: &str) -> TransactionalId {
+        TransactionalId(StrBytes::from_string(s.to_string()))
+    }
+
+    async fn init(apis: &Apis, version: i16, req: InitProducerIdRequest) -> InitProducerIdResponse {
+        resolve(crate::api::init_producer_id::handle(
+            apis,
+            &ctx(ApiKey::InitProducerId, version),
+            &req,
+        ))
+        .await
+    }
+
+    fn init_request(txn_id: &str) -> InitProducerIdRequest {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(id(txn_id)))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    }
+
+    fn add_request(
+        txn_id: &str,
+        pid: i64,
+        epoch: i16,
+        topics: &[(&str, &[i32])],
+    ) -> AddPartitionsToTxnRequest {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(id(txn_id))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(
+                topics
+                    .iter()
+                    .map(|(t, ps)| {
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                            .with_partitions(ps.to_vec())
+                    })
+                    .collect(),
+            )
+    }
+
+    fn errors(r: &AddPartitionsToTxnResponse) -> Vec<(String, i32, i16)> {
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition.iter().map(|p| {
+                    (
+                        t.name.to_string(),
+                        p.partition_index,
+                        p.partition_error_code,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn find_coordinator_names_this_broker_for_a_transactional_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_key(StrBytes::from_static_str("tx"));
+        let response = crate::api::find_coordinator::handle(
+            &apis,
+            &ctx(ApiKey::FindCoordinator, 2),
+            &request,
+            2,
+        );
+        assert_eq!((response.error_code, response.node_id.0), (0, 1));
+        let empty = request.clone().with_key(StrBytes::from_static_str(""));
+        let response = crate::api::find_coordinator::handle(
+            &apis,
+            &ctx(ApiKey::FindCoordinator, 2),
+            &empty,
+            2,
+        );
+        assert_eq!(response.error_code, ResponseError::InvalidRequest.code());
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn init_producer_id_with_a_transactional_id_checks_its_input_and_fences() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        // The same allocator as idempotent producers: ids never repeat across both.
+        let idempotent = init(
+            &apis,
+            4,
+            InitProducerIdRequest::default().with_transaction_timeout_ms(1),
+        )
+        .await;
+        let first = init(&apis, 4, init_request("tx")).await;
+        assert_eq!(first.error_code, 0);
+        assert_ne!(first.producer_id, idempotent.producer_id);
+        assert_eq!(first.producer_epoch, 0);
+        // librdkafka 0103 misuse_txn: a timeout above transaction.max.timeout.ms.
+        let too_long = init(
+            &apis,
+            4,
+            init_request("tx").with_transaction_timeout_ms(i32::MAX),
+        )
+        .await;
+        assert_eq!(
+            too_long.error_code,
+            ResponseError::InvalidTransactionTimeout.code()
+        );
+        // A producer id without an epoch.
+        let half = init(&apis, 4, init_request("tx").with_producer_id(ProducerId(5))).await;
+        assert_eq!(half.error_code, ResponseError::InvalidRequest.code());
+        // KIP-360 with a producer id that is not the id's: PRODUCER_FENCED from v4, INVALID_PRODUCER_EPOCH before.
+        let stale = init_request("tx")
+            .with_producer_id(ProducerId(first.producer_id.0 + 100))
+            .with_producer_epoch(0);
+        assert_eq!(
+            init(&apis, 4, stale.clone()).await.error_code,
+            ResponseError::ProducerFenced.code()
+        );
+        assert_eq!(
+            init(&apis, 3, stale).await.error_code,
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        let second = init(&apis, 4, init_request("tx")).await;
+        assert_eq!(
+            (second.producer_id, second.producer_epoch),
+            (first.producer_id, 1)
+        );
+        apis.logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn add_partitions_end_txn_and_the_admin_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("t", 2, BTreeMap::new()).unwrap();
+        let init = init(&apis, 4, init_request("tx")).await;
+        let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+        let add = |version, req| {
+            resolve(add_partitions_to_txn(
+                &apis,
+                &ctx(ApiKey::AddPartitionsToTxn, version),
+                req,
+            ))
+        };
+        // An unknown partition: only it is UNKNOWN_TOPIC_OR_PARTITION, the others are not attempted.
+        let r = add(
+            3,
+            add_request("tx", pid, epoch, &[("t", &[0, 7]), ("nope", &[0])]),
+        )
+        .await;
+        assert_eq!(
+            errors(&r),
+            vec![
+                (
+                    "nope".into(),
+                    0,
+                    ResponseError::UnknownTopicOrPartition.code()
+                ),
+                ("t".into(), 0, ResponseError::OperationNotAttempted.code()),
+                ("t".into(), 7, ResponseError::UnknownTopicOrPartition.code()),
+            ]
+        );
+        // A fenced epoch, by version.
+        let r = add(1, add_request("tx", pid, epoch + 1, &[("t", &[0])])).await;
+        assert_eq!(
+            errors(&r),
+            vec![("t".into(), 0, ResponseError::InvalidProducerEpoch.code())]
+        );
+        let r = add(2, add_request("tx", pid, epoch + 1, &[("t", &[0])])).await;
+        assert_eq!(
+            errors(&r),
+            vec![("t".into(), 0, ResponseError::ProducerFenced.code())]
+        );
+        let r = add(0, add_request("tx", pid, epoch, &[("t", &[0, 1])])).await;
+        assert_eq!(errors(&r), vec![("t".into(), 0, 0), ("t".into(), 1, 0)]);
+        let offsets = resolve(add_offsets_to_txn(
+            &apis,
+            &ctx(ApiKey::AddOffsetsToTxn, 0),
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(id("tx"))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        ))
+        .await;
+        assert_eq!(offsets.error_code, 0);
+
+        let described = describe_transactions(
+            &apis,
+            &ctx(ApiKey::DescribeTransactions, 0),
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![id("tx"), id("unknown")]),
+        );
+        let tx = &described.transaction_states[0];
+        assert_eq!(
+            (tx.error_code, tx.transaction_state.as_str()),
+            (0, "Ongoing")
+        );
+        assert_eq!(
+            (
+                tx.producer_id.0,
+                tx.producer_epoch,
+                tx.transaction_timeout_ms
+            ),
+            (pid, epoch, 60_000)
+        );
+        let topics: Vec<(String, Vec<i32>)> = tx
+            .topics
+            .iter()
+            .map(|t| (t.topic.to_string(), t.partitions.clone()))
+            .collect();
+        let group_partition = apis.txn.offsets_partition_for("g");
+        assert_eq!(
+            topics,
+            vec![
+                ("__consumer_offsets".into(), vec![group_partition]),
+                ("t".into(), vec![0, 1])
+            ]
+        );
+        assert_eq!(
+            described.transaction_states[1].error_code,
+            ResponseError::TransactionalIdNotFound.code()
+        );
+
+        let list = |req: ListTransactionsRequest| {
+            let r = list_transactions(&apis, &ctx(ApiKey::ListTransactions, 2), &req);
+            let ids: Vec<String> = r
+                .transaction_states
+                .iter()
+                .map(|t| t.transactional_id.to_string())
+                .collect();
+            (
+                r.error_code,
+                ids,
+                r.unknown_state_filters
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let all = ListTransactionsRequest::default().with_duration_filter(-1);
+        assert_eq!(list(all.clone()), (0, vec!["tx".to_string()], vec![]));
+        let states = all.clone().with_state_filters(vec![
+            StrBytes::from_static_str("Empty"),
+            StrBytes::from_static_str("Bogus"),
+        ]);
+        assert_eq!(list(states), (0, vec![], vec!["Bogus".to_string()]));
+        assert_eq!(
+            list(
+                all.clone()
+                    .with_producer_id_filters(vec![ProducerId(pid + 1)])
+            )
+            .1
+            .len(),
+            0
+        );
+        assert_eq!(
+            list(all.clone().with_duration_filter(60_000)).1.len(),
+            0,
+            "started just now"
+        );
+        assert_eq!(
+            list(
+                all.clone()
+                    .with_transactional_id_pattern(Some(StrBytes::from_static_str("t.")))
+            )
+            .1
+            .len(),
+            1
+        );
+        assert_eq!(
+            list(
+                all.clone()
+                    .with_transactional_id_pattern(Some(StrBytes::from_static_str("t")))
+            )
+            .1
+            .len(),
+            0,
+            "a full match"
+        );
+        assert_eq!(
+            list(
+                all.clone()
+                    .with_transactional_id_pattern(Some(StrBytes::from_static_str("(")))
+            )
+            .0,
+            ResponseError::InvalidRegularExpression.code()
+        );
+
+        let end = |version, epoch, committed| {
+            resolve(end_txn(
+                &apis,
+                &ctx(ApiKey::EndTxn, version),
+                EndTxnRequest::default()
+                    .with_transactional_id(id("tx"))
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_committed(committed),
+            ))
+        };
+        assert_eq!(
+            end(1, epoch + 1, true).await.error_code,
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        assert_eq!(
+            end(3, epoch + 1, true).await.error_code,
+            ResponseError::ProducerFenced.code()
+        );
+        assert_eq!(end(3, epoch, true).await.error_code, 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while apis.txn.describe("tx").unwrap().state != TransactionState::CompleteCommit {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the commit completes"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            end(3, epoch, false).await.error_code,
+            ResponseError::InvalidTxnState.code()
+        );
+        apis.logs.shutdown().unwrap();
+    }
+}
