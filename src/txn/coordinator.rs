@@ -483,19 +483,23 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         tp: &TopicPartition,
     ) -> Result<(), ResponseError> {
+        let mut loading = false;
         for partition in self.runtime.partitions() {
-            let found = self
-                .runtime
-                .read(partition, |shard| {
-                    shard
-                        .by_producer_id(producer_id)
-                        .map(|m| (m.transactional_id.clone(), m.clone()))
-                })
-                .map_err(coordinator_error)?;
-            if let Some((id, m)) = found {
-                let pending = lock(&self.pending).contains(&id);
-                return verify_partition(&m, pending, producer_id, producer_epoch, tp);
+            match self.runtime.read(partition, |shard| {
+                shard.by_producer_id(producer_id).cloned()
+            }) {
+                Ok(Some(m)) => {
+                    let pending = lock(&self.pending).contains(&m.transactional_id);
+                    return verify_partition(&m, pending, producer_id, producer_epoch, tp);
+                }
+                Ok(None) => {}
+                Err(CoordinatorError::LoadInProgress(_)) => loading = true,
+                Err(_) => {}
             }
+        }
+        if loading {
+            // The producer's id may be in a shard still loading.
+            return Err(ResponseError::CoordinatorLoadInProgress);
         }
         Err(ResponseError::InvalidProducerIdMapping)
     }
@@ -640,7 +644,16 @@ impl TransactionCoordinator {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
+            let offsets_partition_exists = || {
+                self.metadata
+                    .topic(OFFSETS_TOPIC)
+                    .is_some_and(|t| t.partition(tp.partition).is_some())
+            };
             let outcome = match writer {
+                // No such partition: no offsets were ever staged there.
+                Some(_) if tp.topic == OFFSETS_TOPIC && !offsets_partition_exists() => {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                }
                 Some(writer) if tp.topic == OFFSETS_TOPIC => {
                     writer(
                         tp.partition,
@@ -757,14 +770,31 @@ impl TransactionCoordinator {
         let now = self.clock.now_ms();
         let mut timed_out = Vec::new();
         for partition in self.runtime.partitions() {
+            let mut stalled = Vec::new();
             let _ = self.runtime.read(partition, |shard| {
                 timed_out.extend(
                     shard
                         .transactions()
                         .filter(|m| m.is_timed_out(now))
                         .map(|m| m.transactional_id.clone()),
-                )
+                );
+                // Prepared transactions nobody completes (their completion failed): tried again.
+                let pending = lock(&self.pending);
+                let completing = lock(&self.completing);
+                stalled.extend(
+                    shard
+                        .transactions()
+                        .filter(|m| m.state.is_prepare())
+                        .filter(|m| !pending.contains(&m.transactional_id))
+                        .filter(|m| !completing.contains(&m.transactional_id))
+                        .cloned(),
+                );
             });
+            if let Some(epoch) = self.runtime.epoch(partition) {
+                for m in stalled {
+                    self.spawn_completion(partition, epoch, m);
+                }
+            }
         }
         let mut aborted = 0;
         for id in timed_out {
@@ -1122,6 +1152,43 @@ mod tests {
         })
         .await;
         assert_eq!(b.txn.list().unwrap().len(), 1);
+        b.logs.shutdown().unwrap();
+    }
+
+    /// The markers of `__consumer_offsets` partitions go through the group coordinator's writer.
+    #[tokio::test]
+    async fn offsets_partitions_are_completed_through_the_group_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let b = open(dir.path(), &clock, small_config());
+        b.metadata
+            .create_topic(OFFSETS_TOPIC, 50, BTreeMap::new())
+            .unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        b.txn
+            .set_offsets_marker_writer(Arc::new(move |p, pid, epoch, commit, ce| {
+                lock(&seen).push((p, pid, epoch, commit, ce));
+                Box::pin(std::future::ready(Ok(())))
+            }));
+        let (pid, epoch) = b.txn.init_producer_id("tx", 60_000, None).await.unwrap();
+        b.txn
+            .add_offsets("tx", pid, epoch, "my-group")
+            .await
+            .unwrap();
+        b.txn.end_txn("tx", pid, epoch, true).await.unwrap();
+        eventually("CompleteCommit", || {
+            state_of(&b, "tx") == Some(CompleteCommit)
+        })
+        .await;
+        assert_eq!(
+            *lock(&calls),
+            vec![(12, pid, epoch, true, leader_epoch(&b, "tx"))]
+        );
+        assert!(
+            markers(&b, &tp(OFFSETS_TOPIC, 12)).is_empty(),
+            "not appended directly"
+        );
         b.logs.shutdown().unwrap();
     }
 
