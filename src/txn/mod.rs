@@ -50,3 +50,52 @@ impl Default for TransactionConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn transaction_settings_are_read_under_kafkas_names() {
+        let mut config = Config::new();
+        assert_eq!(config.txn.state_log_num_partitions, 50);
+        assert_eq!(config.txn.max_timeout_ms, 900_000);
+        for (key, value) in [
+            ("transaction.state.log.num.partitions", "7"),
+            ("transaction.state.log.replication.factor", "3"),
+            ("transaction.state.log.segment.bytes", "1048576"),
+            ("transaction.max.timeout.ms", "60000"),
+            ("transactional.id.expiration.ms", "1000"),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                "500",
+            ),
+            (
+                "transaction.remove.expired.transaction.cleanup.interval.ms",
+                "700",
+            ),
+        ] {
+            config.set(key, value).unwrap();
+        }
+        let t = &config.txn;
+        assert_eq!(
+            (
+                t.state_log_num_partitions,
+                t.state_log_replication_factor,
+                t.state_log_segment_bytes
+            ),
+            (7, 3, 1_048_576)
+        );
+        assert_eq!((t.max_timeout_ms, t.id_expiration_ms), (60_000, 1_000));
+        assert_eq!(
+            (t.abort_timed_out_interval_ms, t.remove_expired_interval_ms),
+            (500, 700)
+        );
+        assert!(
+            config
+                .set("transaction.state.log.num.partitions", "0")
+                .is_err()
+        );
+        assert!(config.set("transaction.max.timeout.ms", "-1").is_err());
+    }
+}
