@@ -833,29 +833,34 @@ impl TransactionCoordinator {
         let expiration = self.config.id_expiration_ms;
         let mut expired = 0;
         for partition in self.runtime.partitions() {
-            let count = std::sync::atomic::AtomicUsize::new(0);
             let written = self
                 .runtime
                 .write(partition, |shard| {
                     let pending = lock(&self.pending);
-                    let records: Vec<CoordinatorRecord> = shard
+                    let (ids, records): (Vec<String>, Vec<CoordinatorRecord>) = shard
                         .transactions()
                         .filter(|m| {
                             m.is_expired(now, expiration) && !pending.contains(&m.transactional_id)
                         })
                         .filter_map(|m| {
-                            Some(CoordinatorRecord {
-                                key: encode_key(&m.transactional_id).ok()?,
-                                value: None,
-                            })
+                            let key = encode_key(&m.transactional_id).ok()?;
+                            Some((
+                                m.transactional_id.clone(),
+                                CoordinatorRecord { key, value: None },
+                            ))
                         })
-                        .collect();
-                    count.store(records.len(), std::sync::atomic::Ordering::Relaxed);
-                    (records, ())
+                        .unzip();
+                    (records, ids)
                 })
                 .await;
             match written {
-                Ok(()) => expired += count.load(std::sync::atomic::Ordering::Relaxed),
+                Ok(ids) => {
+                    let mut remembered = lock(&self.remembered);
+                    for id in &ids {
+                        remembered.remove(id);
+                    }
+                    expired += ids.len();
+                }
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "could not expire transactional ids")
                 }
