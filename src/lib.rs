@@ -94,8 +94,33 @@ impl Broker {
         let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone(), clock);
         groups.restore(offsets.loaded_groups());
         groups.start();
+        // The markers of __consumer_offsets partitions go through the group coordinator, which commits or
+        // drops the offsets TxnOffsetCommit staged there.
+        let marker_groups = Arc::downgrade(&groups);
+        txn.set_offsets_marker_writer(Arc::new(
+            move |partition, pid, epoch, commit, coordinator_epoch| {
+                let groups = marker_groups.upgrade();
+                Box::pin(async move {
+                    let groups = groups.ok_or(kafka_protocol::ResponseError::NotCoordinator)?;
+                    groups
+                        .complete_transaction(partition, pid, epoch, commit, coordinator_epoch)
+                        .await
+                        .map_err(|e| e.response_error())
+                })
+            },
+        ));
         // Completes the transactions a previous run left prepared, then sweeps timed-out and expired ones.
         txn.start();
+        let verifier = txn.clone();
+        let verify_transaction: api::VerifyTransaction =
+            Arc::new(move |v: &api::TxnVerification<'_>| {
+                verifier.verify_transaction(
+                    v.transactional_id,
+                    v.producer_id,
+                    v.producer_epoch,
+                    v.partition,
+                )
+            });
 
         // The advertised port is the bound one when the listener asks for port 0, so bind before the
         // dispatcher exists; requests cannot arrive before the listener is started with it.
@@ -136,6 +161,7 @@ impl Broker {
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             metrics,
+            verify_transaction: Some(verify_transaction),
         });
         let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
         let metrics_endpoint = match metrics_socket {

@@ -1024,3 +1024,68 @@ async fn authorized_operations_are_answered_when_requested() {
     member.close().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_offset_commit_at_every_version_stays_pending_on_the_wire() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        OffsetFetchRequest, OffsetFetchResponse, ProducerId, TransactionalId,
+        TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    };
+
+    let b = start_broker(BROKER).await;
+    let topic = unique_topic("txnoff");
+    create_topic(&b.bootstrap, &topic, 5).await;
+    let name = TopicName(StrBytes::from_string(topic.clone()));
+    let group = GroupId(StrBytes::from_string(unique_group("txn")));
+    // Each version commits its own partition (v version -> partition version) in one producer's transaction.
+    for version in 0..=4i16 {
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_group_id(group.clone())
+            .with_producer_id(ProducerId(77))
+            .with_producer_epoch(0)
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(name.clone())
+                    .with_partitions(vec![
+                        TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(i32::from(version))
+                            .with_committed_offset(100 + i64::from(version)),
+                    ]),
+            ]);
+        let response: TxnOffsetCommitResponse =
+            blocking(|| raw::request(&b.bootstrap, ApiKey::TxnOffsetCommit, version, &request));
+        assert_eq!(response.topics[0].partitions[0].error_code, 0, "v{version}");
+    }
+    // Without a COMMIT marker nothing is visible; require_stable (v7+) says UNSTABLE_OFFSET_COMMIT.
+    let fetch = |require_stable| {
+        OffsetFetchRequest::default()
+            .with_group_id(group.clone())
+            .with_require_stable(require_stable)
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(name.clone())
+                    .with_partition_indexes(vec![0, 4]),
+            ]))
+    };
+    let answers = |response: &OffsetFetchResponse| -> Vec<(i16, i64)> {
+        response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.committed_offset))
+            .collect()
+    };
+    let unstable = ResponseError::UnstableOffsetCommit.code();
+    let response: OffsetFetchResponse =
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetFetch, 7, &fetch(true)));
+    assert_eq!(answers(&response), vec![(unstable, -1), (unstable, -1)]);
+    let response: OffsetFetchResponse =
+        blocking(|| raw::request(&b.bootstrap, ApiKey::OffsetFetch, 7, &fetch(false)));
+    assert_eq!(answers(&response), vec![(0, -1), (0, -1)]);
+    b.shutdown().await;
+}

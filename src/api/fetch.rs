@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -94,6 +96,10 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: FetchRequest) -> Fetc
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
+    // read_committed reads stop at the last stable offset, which moves only when the high watermark does
+    // while no transaction is open (LSO == HW). Once transactions hold the LSO back, a parked
+    // read_committed fetch must also wake when the LSO moves (a marker completing a transaction below the
+    // high watermark): subscribe to the partition's LSO watch here for those fetches.
     let watches: Vec<watch::Receiver<i64>> = plan
         .topics
         .iter()
@@ -248,7 +254,18 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     match result {
         Ok(Some(data)) => {
             *used += data.records.len();
-            base.with_high_watermark(data.high_watermark)
+            // Null under read_uncommitted: a client given a list drops those records (franz-go did).
+            let aborted = data.aborted_transactions.map(|txns| {
+                txns.iter()
+                    .map(|t| {
+                        AbortedTransaction::default()
+                            .with_producer_id(t.producer_id.into())
+                            .with_first_offset(t.first_offset)
+                    })
+                    .collect()
+            });
+            base.with_aborted_transactions(aborted)
+                .with_high_watermark(data.high_watermark)
                 .with_last_stable_offset(log.last_stable_offset().min(data.high_watermark))
                 .with_log_start_offset(data.log_start_offset)
                 .with_records(Some(data.records))
@@ -279,4 +296,173 @@ fn offsets_only(base: PartitionData, log: &Partition) -> PartitionData {
     base.with_high_watermark(high_watermark)
         .with_last_stable_offset(log.last_stable_offset().min(high_watermark))
         .with_log_start_offset(log.log_start_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::BytesMut;
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+
+    use super::*;
+    use crate::api::test_apis;
+    use crate::log::batch_builder::end_transaction_marker;
+    use crate::log::record_batch::test_support::batch;
+    use crate::log::{AbortedTxn, AppendOrigin, RecordBatchHeader};
+
+    fn fetch(
+        apis: &Apis,
+        offset: i64,
+        partition_max_bytes: i32,
+        isolation_level: i8,
+    ) -> PartitionData {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName("tx".into()))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(partition_max_bytes),
+                    ]),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::Fetch, 12);
+        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
+            panic!("min_bytes 0 answers at once");
+        };
+        let data = response.responses.remove(0).partitions.remove(0);
+        assert_eq!(data.error_code, 0);
+        data
+    }
+
+    /// (base offset, is control) of each batch returned.
+    fn batches(data: &PartitionData) -> Vec<(i64, bool)> {
+        let records = data.records.as_ref().unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < records.len() {
+            let h = RecordBatchHeader::parse(&records[pos..]).unwrap();
+            out.push((h.base_offset(), h.is_control()));
+            pos += h.total_size().unwrap();
+        }
+        out
+    }
+
+    fn aborted(data: &PartitionData) -> Option<Vec<(i64, i64)>> {
+        data.aborted_transactions.as_ref().map(|txns| {
+            txns.iter()
+                .map(|t| (t.producer_id.0, t.first_offset))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn read_committed_lists_the_aborted_transactions_of_what_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = apis.partition("tx", 0).unwrap();
+        let data = |n| BytesMut::from(&batch(n, 10, 1)[..]);
+        let marker =
+            |pid| BytesMut::from(&end_transaction_marker(pid, 0, false, 0, 1).unwrap()[..]);
+        // 0-1 plain, 2-3 producer 7's, 4 its ABORT, 5-6 producer 8's, 7 its ABORT.
+        for (records, origin) in [
+            (data(2), AppendOrigin::Client),
+            (data(2), AppendOrigin::Client),
+            (marker(7), AppendOrigin::Coordinator),
+            (data(2), AppendOrigin::Client),
+            (marker(8), AppendOrigin::Coordinator),
+        ] {
+            partition.append_records_to_leader(records, origin).unwrap();
+        }
+        for (pid, first, last) in [(7, 2, 4), (8, 5, 7)] {
+            partition
+                .log()
+                .append_aborted_txn(AbortedTxn {
+                    producer_id: pid,
+                    first_offset: first,
+                    last_offset: last,
+                    last_stable_offset: first,
+                })
+                .unwrap();
+        }
+        let everything = vec![(0, false), (2, false), (4, true), (5, false), (7, true)];
+
+        let committed = fetch(&apis, 0, 1 << 20, 1);
+        assert_eq!(
+            batches(&committed),
+            everything,
+            "markers go to every consumer"
+        );
+        assert_eq!(aborted(&committed), Some(vec![(7, 2), (8, 5)]));
+        assert_eq!(committed.last_stable_offset, partition.last_stable_offset());
+        assert_eq!(committed.last_stable_offset, 8);
+
+        // One batch each (KIP-74's minimum): the list ends where the returned data does.
+        let first = fetch(&apis, 0, 1, 1);
+        assert_eq!(batches(&first), vec![(0, false)]);
+        assert_eq!(aborted(&first), Some(vec![]));
+        let second = fetch(&apis, 2, 1, 1);
+        assert_eq!(batches(&second), vec![(2, false)]);
+        assert_eq!(aborted(&second), Some(vec![(7, 2)]));
+        let after_first_abort = fetch(&apis, 5, 1 << 20, 1);
+        assert_eq!(aborted(&after_first_abort), Some(vec![(8, 5)]));
+        let at_end = fetch(&apis, 8, 1 << 20, 1);
+        assert!(batches(&at_end).is_empty());
+        assert_eq!(aborted(&at_end), Some(vec![]));
+
+        let uncommitted = fetch(&apis, 0, 1 << 20, 0);
+        assert_eq!(
+            batches(&uncommitted),
+            everything,
+            "aborted data is returned"
+        );
+        assert_eq!(aborted(&uncommitted), None);
+        assert_eq!(uncommitted.last_stable_offset, 8);
+    }
+
+    #[tokio::test]
+    async fn a_parked_read_committed_fetch_wakes_when_the_stable_offset_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = apis.partition("tx", 0).unwrap();
+        let request = FetchRequest::default()
+            .with_max_wait_ms(30_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName("tx".into()))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::Fetch, 12);
+        let FetchOutcome::Wait(parked) = handle(&apis, &ctx, request) else {
+            panic!("nothing to read yet: the fetch parks");
+        };
+        // The LSO is the high watermark while no transaction is open: the marker of a transaction moves it.
+        let marker = end_transaction_marker(7, 0, true, 0, 1).unwrap();
+        partition
+            .append_records_to_leader(BytesMut::from(&marker[..]), AppendOrigin::Coordinator)
+            .unwrap();
+        let mut response = tokio::time::timeout(std::time::Duration::from_secs(10), parked)
+            .await
+            .expect("woken well before max_wait_ms");
+        let data = response.responses.remove(0).partitions.remove(0);
+        assert_eq!(batches(&data), vec![(0, true)]);
+        assert_eq!(aborted(&data), Some(vec![]));
+        assert_eq!(data.last_stable_offset, 1);
+    }
 }

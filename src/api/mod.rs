@@ -24,6 +24,7 @@ pub mod registry;
 pub mod response_metrics;
 pub mod topics;
 pub mod txn;
+pub mod txn_offset_commit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use uuid::Uuid;
 use crate::cluster::{MetadataError, MetadataStore, TopicImage};
 use crate::config::{Config, Endpoint};
 use crate::group::coordinator::GroupCoordinator;
-use crate::log::{LogConfig, LogManager};
+use crate::log::{LogConfig, LogManager, TopicPartition};
 use crate::replica::{Partition, ReplicaManager};
 
 /// Everything a request handler needs: the broker's identity, the metadata image, its partitions.
@@ -60,7 +61,28 @@ pub struct Apis {
     pub txn: Arc<crate::txn::TransactionCoordinator>,
     /// This broker's metric registry (a disabled one records nothing).
     pub metrics: crate::metrics::Metrics,
+    /// The transaction coordinator's check that a partition is in a producer's ongoing transaction, which
+    /// a transactional write asks before it appends (KIP-890). None: nothing is verified.
+    pub verify_transaction: Option<VerifyTransaction>,
 }
+
+/// What a transactional write asks the transaction coordinator before appending to `partition` (KIP-890
+/// part 1; Kafka sends it as AddPartitionsToTxn with verify_only).
+#[derive(Clone, Copy, Debug)]
+pub struct TxnVerification<'a> {
+    pub transactional_id: &'a str,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partition: &'a TopicPartition,
+}
+
+/// Answers a [`TxnVerification`] as the transaction coordinator answers that partition in a verify-only
+/// AddPartitionsToTxn: Ok when the producer (id and epoch) has an ongoing transaction that contains the
+/// partition; else TRANSACTION_ABORTABLE (not in the transaction), PRODUCER_FENCED,
+/// INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE, or a coordinator error. Called
+/// without any lock of the caller held; it must not wait for a group coordinator write.
+pub type VerifyTransaction =
+    Arc<dyn Fn(&TxnVerification<'_>) -> Result<(), ResponseError> + Send + Sync>;
 
 /// A partition that can serve a request, or the error code Kafka would answer.
 pub type PartitionResult = Result<Arc<Partition>, ResponseError>;
@@ -234,6 +256,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         parked_fetches: Default::default(),
         stopping: tokio::sync::watch::Sender::new(false),
         metrics: crate::metrics::Metrics::disabled(),
+        verify_transaction: None,
     }
 }
 

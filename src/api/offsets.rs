@@ -26,7 +26,7 @@ use crate::group::offset_store::GroupStoreError;
 use crate::log::TopicPartition;
 
 /// The error a client sees when the offsets topic could not take a write.
-fn store_error(e: &GroupStoreError) -> ResponseError {
+pub(super) fn store_error(e: &GroupStoreError) -> ResponseError {
     // Debug: the cause (disk full, partition offline) is logged once where it happens; commits retry it.
     tracing::debug!(error = %e, "offset store write failed");
     match e {
@@ -37,7 +37,7 @@ fn store_error(e: &GroupStoreError) -> ResponseError {
     }
 }
 
-fn partition_known(apis: &Apis, topic: &str, partition: i32) -> bool {
+pub(super) fn partition_known(apis: &Apis, topic: &str, partition: i32) -> bool {
     apis.metadata
         .topic(topic)
         .is_some_and(|t| t.partition(partition).is_some())
@@ -131,16 +131,30 @@ pub fn offset_commit(
     }
 }
 
-/// A topic's requested partitions with their committed offsets (None = nothing committed).
-type TopicOffsets = (TopicName, Vec<(i32, Option<OffsetAndMetadata>)>);
+/// A partition's committed offset (None = nothing committed), or why it is not answered.
+type Fetched = Result<Option<OffsetAndMetadata>, ResponseError>;
+
+/// A topic's requested partitions with their committed offsets.
+type TopicOffsets = (TopicName, Vec<(i32, Fetched)>);
 
 /// One group's committed offsets for the requested partitions (None = every committed partition), by topic.
+/// Offsets staged by an open transaction are never answered; with `require_stable` (v7+) a partition that
+/// has one is UNSTABLE_OFFSET_COMMIT, so the consumer retries once the transaction has ended (Kafka's
+/// `fetchOffsets`).
 fn fetch_group(
     apis: &Apis,
     group: &str,
     requested: Option<Vec<(TopicName, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Vec<TopicOffsets> {
     let store = apis.groups.store();
+    let stable = |tp: &TopicPartition, committed: Option<OffsetAndMetadata>| -> Fetched {
+        if require_stable && store.has_pending_offset(group, tp) {
+            Err(ResponseError::UnstableOffsetCommit)
+        } else {
+            Ok(committed)
+        }
+    };
     match requested {
         Some(topics) => topics
             .into_iter()
@@ -152,7 +166,8 @@ fn fetch_group(
                             topic: name.0.to_string(),
                             partition: p,
                         };
-                        (p, store.fetch(group, &tp))
+                        let committed = store.fetch(group, &tp);
+                        (p, stable(&tp, committed))
                     })
                     .collect();
                 (name, found)
@@ -161,11 +176,12 @@ fn fetch_group(
         None => {
             let mut by_topic: Vec<TopicOffsets> = Vec::new();
             for (tp, om) in store.fetch_all(group) {
+                let fetched = stable(&tp, Some(om));
                 match by_topic.iter_mut().find(|(n, _)| n.0.as_str() == tp.topic) {
-                    Some((_, list)) => list.push((tp.partition, Some(om))),
+                    Some((_, list)) => list.push((tp.partition, fetched)),
                     None => by_topic.push((
                         TopicName(StrBytes::from_string(tp.topic.clone())),
-                        vec![(tp.partition, Some(om))],
+                        vec![(tp.partition, fetched)],
                     )),
                 }
             }
@@ -174,10 +190,19 @@ fn fetch_group(
     }
 }
 
-fn metadata_of(om: &Option<OffsetAndMetadata>) -> Option<StrBytes> {
-    Some(StrBytes::from_string(
-        om.as_ref().map(|o| o.metadata.clone()).unwrap_or_default(),
-    ))
+/// The fields of one partition's answer: error code, offset, leader epoch, metadata (-1, -1, "" when
+/// nothing is committed or the partition is answered an error).
+fn answer(fetched: &Fetched) -> (i16, i64, i32, Option<StrBytes>) {
+    match fetched {
+        Ok(Some(om)) => (
+            0,
+            om.offset,
+            om.leader_epoch,
+            Some(StrBytes::from_string(om.metadata.clone())),
+        ),
+        Ok(None) => (0, -1, -1, Some(StrBytes::default())),
+        Err(e) => (e.code(), -1, -1, Some(StrBytes::default())),
+    }
 }
 
 pub fn offset_fetch(
@@ -186,6 +211,7 @@ pub fn offset_fetch(
     req: &OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    let require_stable = version >= 7 && req.require_stable;
     if version >= 8 {
         let groups = req
             .groups
@@ -196,24 +222,22 @@ pub fn offset_fetch(
                         .map(|t| (t.name.clone(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let topics = fetch_group(apis, g.group_id.0.as_str(), requested)
+                let topics = fetch_group(apis, g.group_id.0.as_str(), requested, require_stable)
                     .into_iter()
                     .map(|(name, parts)| {
                         OffsetFetchResponseTopics::default()
                             .with_name(name)
                             .with_partitions(
                                 parts
-                                    .into_iter()
-                                    .map(|(p, om)| {
+                                    .iter()
+                                    .map(|(p, fetched)| {
+                                        let (error, offset, epoch, metadata) = answer(fetched);
                                         OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(
-                                                om.as_ref().map(|o| o.offset).unwrap_or(-1),
-                                            )
-                                            .with_committed_leader_epoch(
-                                                om.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
-                                            )
-                                            .with_metadata(metadata_of(&om))
+                                            .with_partition_index(*p)
+                                            .with_error_code(error)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(metadata)
                                     })
                                     .collect(),
                             )
@@ -231,22 +255,22 @@ pub fn offset_fetch(
             .map(|t| (t.name.clone(), t.partition_indexes.clone()))
             .collect()
     });
-    let topics = fetch_group(apis, req.group_id.0.as_str(), requested)
+    let topics = fetch_group(apis, req.group_id.0.as_str(), requested, require_stable)
         .into_iter()
         .map(|(name, parts)| {
             OffsetFetchResponseTopic::default()
                 .with_name(name)
                 .with_partitions(
                     parts
-                        .into_iter()
-                        .map(|(p, om)| {
+                        .iter()
+                        .map(|(p, fetched)| {
+                            let (error, offset, epoch, metadata) = answer(fetched);
                             OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(om.as_ref().map(|o| o.offset).unwrap_or(-1))
-                                .with_committed_leader_epoch(
-                                    om.as_ref().map(|o| o.leader_epoch).unwrap_or(-1),
-                                )
-                                .with_metadata(metadata_of(&om))
+                                .with_partition_index(*p)
+                                .with_error_code(error)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(metadata)
                         })
                         .collect(),
                 )

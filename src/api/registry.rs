@@ -6,6 +6,7 @@
 //! 4.x does: librdkafka before 2.11.1 (Debian's kcat) turns compression off when Produce does not start at 0.
 //! FindCoordinator must be advertised for librdkafka to use lz4 compression at all.
 //! OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
+//! TxnOffsetCommit stops at 4: v5 means transaction version 2 (KIP-890 part 2), which brook does not finalize.
 //! The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
 //! Transactions stop before TV2 (`transaction.version` is not finalized): EndTxn at 4 (v5 means an epoch
 //! bump per transaction), AddPartitionsToTxn at 3 (v4-5 are the brokers' verification requests; clients
@@ -105,6 +106,7 @@ macro_rules! registrations {
             EndTxn, 0, 4, EndTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::end_txn(apis, ctx, req));
             DescribeTransactions, 0, 0, DescribeTransactionsResponse [transaction_states.error_code], |apis, ctx, req| Answer::Now($crate::api::txn::describe_transactions(apis, ctx, &req));
             ListTransactions, 0, 2, ListTransactionsResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::txn::list_transactions(apis, ctx, &req));
+            TxnOffsetCommit, 0, 4, TxnOffsetCommitResponse [topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::txn_offset_commit::handle(apis, ctx, req));
         }
     };
 }

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use super::offset_store::{GroupActivity, OffsetStore, WriteWait};
 use super::{GroupConfig, StoredGroup, StoredMember};
 use crate::clock::Clock;
+use crate::coordinator::CoordinatorError;
 
 /// How often the ticker looks at the timers of every group. Bounds how late a timeout is noticed.
 const TICK: Duration = Duration::from_millis(50);
@@ -1130,6 +1131,79 @@ impl GroupCoordinator {
         }
         m.session_deadline = now + m.session_timeout;
         Ok(())
+    }
+
+    /// Checks that a TxnOffsetCommit may write for this group, as Kafka's classic group does for a
+    /// transactional commit: an unknown group takes it only without a generation (a simple group); an Empty
+    /// group without a generation takes it; a member id, instance id or generation must match the group. A
+    /// request without any of them is accepted even by a group with members (TxnOffsetCommit before v3
+    /// cannot name one), and the group state is not enforced (no REBALANCE_IN_PROGRESS). Member sessions
+    /// are not extended.
+    pub fn validate_txn_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return if generation < 0 {
+                Ok(())
+            } else {
+                Err(ResponseError::IllegalGeneration)
+            };
+        };
+        if group.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation < 0 && group.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return Ok(());
+        }
+        if let Some(instance) = instance_id {
+            match group.static_members.get(instance) {
+                None => return Err(ResponseError::UnknownMemberId),
+                Some(current) if current != member_id => {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+                Some(_) => {}
+            }
+        }
+        if !group.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation != group.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Ends a producer's transaction in `offsets_partition` of `__consumer_offsets`: writes the COMMIT or
+    /// ABORT marker there (the offsets its TxnOffsetCommits staged are materialised or dropped as the shard
+    /// replays it) and resolves once the marker is committed. The transaction coordinator calls this for
+    /// each `__consumer_offsets` partition of a transaction; an error (NOT_COORDINATOR, LOAD_IN_PROGRESS,
+    /// a failed append: see [`CoordinatorError::response_error`]) leaves the transaction open there, to be
+    /// retried.
+    pub async fn complete_transaction(
+        &self,
+        offsets_partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), CoordinatorError> {
+        self.store
+            .complete_transaction(
+                offsets_partition,
+                producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch,
+            )
+            .await
     }
 
     /// Every group this broker knows: those with members or a stored state, and those that only have

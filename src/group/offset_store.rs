@@ -1,13 +1,13 @@
 //! Committed offsets and group metadata in `__consumer_offsets` (Kafka's format): the group coordinator's
 //! handle on the [`CoordinatorRuntime`] whose [`GroupShard`]s hold them, one per partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::cluster::{MetadataError, MetadataStore};
-use crate::coordinator::{CoordinatorError, CoordinatorRecord, CoordinatorRuntime};
+use crate::coordinator::{CoordinatorError, CoordinatorRecord, CoordinatorRuntime, ProducerBatch};
 use crate::log::{CleanupPolicy, LogError, TopicPartition};
 use crate::replica::{Partition, ReplicaManager};
 
@@ -32,6 +32,17 @@ pub enum GroupStoreError {
     Corrupt(String),
     #[error("write not durable: {0}")]
     NotDurable(String),
+    /// A transaction marker of this partition was written after the producer's transaction was verified
+    /// with the transaction coordinator, and the producer has nothing open here: the verified transaction
+    /// may have ended (Kafka's stale VerificationGuard). Verify again.
+    #[error("the transaction verification is stale")]
+    StaleVerification,
+}
+
+impl From<RecordError> for GroupStoreError {
+    fn from(e: RecordError) -> Self {
+        corrupt(e)
+    }
 }
 
 impl From<CoordinatorError> for GroupStoreError {
@@ -225,23 +236,24 @@ impl OffsetStore {
     }
 
     /// Appends the records `decide` makes from the group's shard (split into batches below
-    /// `message.max.bytes`); the shard replays them before this returns. The wait covers the last batch.
-    /// Nothing to write writes nothing, and creates no topic.
+    /// `message.max.bytes`, or one batch of `producer`'s); the shard replays them before this returns. The
+    /// wait covers the last batch. Nothing to write writes nothing, and creates no topic.
     fn write(
         &self,
         group: &str,
-        decide: impl Fn(&GroupShard) -> Result<Vec<KeyValue>, RecordError>,
+        producer: Option<ProducerBatch>,
+        decide: impl Fn(&GroupShard) -> Result<Vec<KeyValue>, GroupStoreError>,
     ) -> Result<WriteWait, GroupStoreError> {
         let partition = self.partition_for(group);
         if self.metadata.topic(OFFSETS_TOPIC).is_none() {
-            if decide(&GroupShard::default()).map_err(corrupt)?.is_empty() {
+            if decide(&GroupShard::default())?.is_empty() {
                 return Ok(ready());
             }
             self.create_offsets_topic(partition)?;
         }
         let append = || {
             self.runtime
-                .append(partition, None, |shard| match decide(shard) {
+                .append(partition, producer, |shard| match decide(shard) {
                     Ok(records) => (records.into_iter().map(to_record).collect(), Ok(())),
                     Err(e) => (Vec::new(), Err(e)),
                 })
@@ -255,7 +267,7 @@ impl OffsetStore {
             }
             other => other?,
         };
-        decided.map_err(corrupt)?;
+        decided?;
         Ok(Box::pin(async move {
             wait.await.map_err(GroupStoreError::from)
         }))
@@ -279,7 +291,86 @@ impl OffsetStore {
             })
             .collect::<Result<Vec<_>, RecordError>>()
             .map_err(corrupt)?;
-        self.write(group, |_| Ok(records.clone()))
+        self.write(group, None, |_| Ok(records.clone()))
+    }
+
+    /// TxnOffsetCommit: appends the offsets as one transactional batch of `producer`, staged in the shard
+    /// until the transaction's marker ([`Self::complete_transaction`]). `verified_after_marker` is
+    /// [`Self::last_marker_offset`] as read before the transaction was verified: when a marker was written
+    /// since and the producer has no transaction open here, the write is refused as
+    /// [`GroupStoreError::StaleVerification`].
+    pub fn commit_transactional(
+        &self,
+        group: &str,
+        producer: ProducerBatch,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+        verified_after_marker: Option<i64>,
+    ) -> Result<WriteWait, GroupStoreError> {
+        assert!(
+            producer.transactional && producer.producer_id >= 0,
+            "a transactional offset commit needs a transactional producer"
+        );
+        let records = offsets
+            .iter()
+            .map(|(tp, om)| {
+                Ok(KeyValue {
+                    key: encode_offset_commit_key(group, tp)?,
+                    value: Some(encode_offset_commit_value(om)?),
+                })
+            })
+            .collect::<Result<Vec<_>, RecordError>>()?;
+        self.write(group, Some(producer), |shard| {
+            if let Some(seen) = verified_after_marker
+                && shard.last_marker_offset() != seen
+                && !shard.has_open_transaction(producer.producer_id)
+            {
+                return Err(GroupStoreError::StaleVerification);
+            }
+            Ok(records.clone())
+        })
+    }
+
+    /// The log offset of the last transaction marker of the group's partition (-1 before any, or when the
+    /// partition is not loaded here).
+    pub fn last_marker_offset(&self, group: &str) -> i64 {
+        self.runtime
+            .read(self.partition_for(group), GroupShard::last_marker_offset)
+            .unwrap_or(-1)
+    }
+
+    /// Whether an open transaction has staged an offset of the group for `tp` (OffsetFetch's
+    /// require_stable answers UNSTABLE_OFFSET_COMMIT for it).
+    pub fn has_pending_offset(&self, group: &str, tp: &TopicPartition) -> bool {
+        self.runtime
+            .read(self.partition_for(group), |shard| {
+                shard.has_pending_offset(group, tp)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Writes a transaction's end marker for `producer_id` to `partition` of `__consumer_offsets` (its shard
+    /// replays it: COMMIT materialises the staged offsets, ABORT drops them) and resolves once committed.
+    /// Without an offsets topic there is nothing to end.
+    pub async fn complete_transaction(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), CoordinatorError> {
+        if self.metadata.topic(OFFSETS_TOPIC).is_none() {
+            return Ok(());
+        }
+        self.runtime
+            .write_end_transaction_marker(
+                partition,
+                producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch,
+            )
+            .await
     }
 
     /// Stores a group's state (after a rebalance, or when it empties).
@@ -292,17 +383,21 @@ impl OffsetStore {
             key: encode_group_metadata_key(group).map_err(corrupt)?,
             value: Some(encode_group_metadata_value(state).map_err(corrupt)?),
         };
-        self.write(group, |_| Ok(vec![record.clone()]))
+        self.write(group, None, |_| Ok(vec![record.clone()]))
     }
 
-    /// Tombstones the group metadata and every offset of the group.
+    /// Tombstones the group metadata and every offset of the group, those staged by open transactions too
+    /// (as Kafka's `deleteAllOffsets`: their COMMIT then materialises nothing).
     pub fn delete_group(&self, group: &str) -> Result<WriteWait, GroupStoreError> {
-        self.write(group, |shard| {
+        self.write(group, None, |shard| {
             let mut records = vec![KeyValue {
                 key: encode_group_metadata_key(group)?,
                 value: None,
             }];
-            for tp in shard.offsets(group).into_iter().flat_map(|m| m.keys()) {
+            let committed: BTreeSet<&TopicPartition> =
+                shard.offsets(group).map(|(tp, _)| tp).collect();
+            let pending = shard.pending_partitions(group);
+            for tp in committed.union(&pending) {
                 records.push(KeyValue {
                     key: encode_offset_commit_key(group, tp)?,
                     value: None,
@@ -318,7 +413,9 @@ impl OffsetStore {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<WriteWait, GroupStoreError> {
-        self.write(group, |shard| tombstones(shard, group, partitions.iter()))
+        self.write(group, None, |shard| {
+            tombstones(shard, group, partitions.iter())
+        })
     }
 
     pub fn fetch(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
@@ -336,8 +433,8 @@ impl OffsetStore {
             .read(self.partition_for(group), |shard| {
                 shard
                     .offsets(group)
-                    .map(|m| m.iter().map(|(tp, om)| (tp.clone(), om.clone())).collect())
-                    .unwrap_or_default()
+                    .map(|(tp, om)| (tp.clone(), om.clone()))
+                    .collect()
             })
             .unwrap_or_default()
     }
@@ -380,28 +477,24 @@ impl OffsetStore {
             if act == GroupActivity::Active {
                 continue;
             }
+            // An offset with a transactional commit pending is kept until that transaction ends.
             let doomed = |shard: &GroupShard| -> Vec<TopicPartition> {
-                let Some(map) = shard.offsets(&group) else {
-                    return Vec::new();
-                };
-                match act {
-                    GroupActivity::EmptySince(t) if now_ms.saturating_sub(t) >= retention => {
-                        map.keys().cloned().collect()
-                    }
-                    GroupActivity::Unknown => map
-                        .iter()
-                        .filter(|(_, om)| {
+                shard
+                    .offsets(&group)
+                    .filter(|(tp, om)| match act {
+                        GroupActivity::EmptySince(t) => now_ms.saturating_sub(t) >= retention,
+                        GroupActivity::Unknown => {
                             now_ms.saturating_sub(om.commit_timestamp_ms) >= retention
-                        })
-                        .map(|(tp, _)| tp.clone())
-                        .collect(),
-                    _ => Vec::new(),
-                }
+                        }
+                        GroupActivity::Active => false,
+                    } && !shard.has_pending_offset(&group, tp))
+                    .map(|(tp, _)| tp.clone())
+                    .collect()
             };
             let count = std::cell::Cell::new(0);
             // The tombstones' durability is not awaited: a lost tombstone only means the offset expires
             // again after a restart.
-            let written = self.write(&group, |shard| {
+            let written = self.write(&group, None, |shard| {
                 let records = tombstones(shard, &group, doomed(shard).iter())?;
                 count.set(records.len());
                 Ok(records)
@@ -430,17 +523,15 @@ impl OffsetStore {
     }
 }
 
-/// Tombstones for the group's offsets of `partitions` that it has.
+/// Tombstones for the group's offsets of `partitions` that it has, committed or staged by an open
+/// transaction (Kafka's OffsetDelete).
 fn tombstones<'a>(
     shard: &GroupShard,
     group: &str,
     partitions: impl Iterator<Item = &'a TopicPartition>,
-) -> Result<Vec<KeyValue>, RecordError> {
-    let Some(map) = shard.offsets(group) else {
-        return Ok(Vec::new());
-    };
+) -> Result<Vec<KeyValue>, GroupStoreError> {
     partitions
-        .filter(|tp| map.contains_key(*tp))
+        .filter(|tp| shard.offset(group, tp).is_some() || shard.has_pending_offset(group, tp))
         .map(|tp| {
             Ok(KeyValue {
                 key: encode_offset_commit_key(group, tp)?,
@@ -1039,6 +1130,112 @@ mod tests {
         let b = open(dir.path());
         assert!(seen_before.is_some());
         assert_eq!(b.store.fetch("g", &tp("t", 0)), seen_before);
+    }
+
+    fn txn_producer(producer_id: i64) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional: true,
+        }
+    }
+
+    async fn end_txn(store: &OffsetStore, group: &str, producer_id: i64, commit: bool) {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            store.complete_transaction(store.partition_for(group), producer_id, 0, commit, 0),
+        )
+        .await
+        .expect("the marker is committed within 10 s")
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_marker_written_after_the_verification_refuses_a_first_transactional_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        let offsets = || vec![(tp("t", 0), om(1, -1, "", 1))];
+        done(b.store.commit("g", offsets()).unwrap()).await.unwrap();
+        let seen = b.store.last_marker_offset("g");
+        assert_eq!(seen, -1);
+        // Producer 7's transaction was verified, then a marker (of 7's ended transaction, as far as this
+        // partition can tell) was written: its first write is refused, and writes nothing.
+        end_txn(&b.store, "g", 7, false).await;
+        let err = b
+            .store
+            .commit_transactional("g", txn_producer(7), offsets(), Some(seen))
+            .err()
+            .expect("a stale verification is refused");
+        assert!(matches!(err, GroupStoreError::StaleVerification), "{err:?}");
+        assert!(!b.store.has_pending_offset("g", &tp("t", 0)));
+        // Verified again after the marker, it writes.
+        let seen = b.store.last_marker_offset("g");
+        assert!(seen >= 0);
+        done(
+            b.store
+                .commit_transactional("g", txn_producer(7), offsets(), Some(seen))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        // With its transaction open here, other producers' markers no longer matter.
+        end_txn(&b.store, "g", 8, true).await;
+        done(
+            b.store
+                .commit_transactional("g", txn_producer(7), offsets(), Some(seen))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(b.store.has_pending_offset("g", &tp("t", 0)));
+    }
+
+    #[tokio::test]
+    async fn an_offset_with_a_pending_transactional_commit_does_not_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            offsets_retention_ms: 1_000,
+            ..GroupConfig::default()
+        };
+        let b = open_with(dir.path(), LogConfig::default(), config);
+        let old = vec![
+            (tp("t", 0), om(1, -1, "", 0)),
+            (tp("t", 1), om(2, -1, "", 0)),
+        ];
+        done(b.store.commit("g", old).unwrap()).await.unwrap();
+        // Only pending offsets: a group with offsets all the same.
+        done(
+            b.store
+                .commit_transactional(
+                    "g",
+                    txn_producer(7),
+                    vec![(tp("t", 1), om(3, -1, "", 0))],
+                    None,
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        done(
+            b.store
+                .commit_transactional(
+                    "pending-only",
+                    txn_producer(9),
+                    vec![(tp("t", 0), om(3, -1, "", 0))],
+                    None,
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.store.groups_with_offsets(), vec!["g", "pending-only"]);
+        let unknown = |_: &str| GroupActivity::Unknown;
+        assert_eq!(b.store.expire(10_000, &unknown).unwrap(), 1);
+        assert_eq!(b.store.fetch("g", &tp("t", 0)), None);
+        assert_eq!(b.store.fetch("g", &tp("t", 1)), Some(om(2, -1, "", 0)));
+        end_txn(&b.store, "g", 7, true).await;
+        assert_eq!(b.store.fetch("g", &tp("t", 1)), Some(om(3, -1, "", 0)));
     }
 
     #[tokio::test]

@@ -40,7 +40,8 @@ use crate::log::records::{
 };
 use crate::log::retention::{DELETED_FILE_SUFFIX, PendingDeletes, schedule_segment_deletion};
 use crate::log::segment::{
-    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
+    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, SEGMENT_FILE_SUFFIXES, TIME_INDEX_FILE_SUFFIX,
+    TXN_INDEX_FILE_SUFFIX, segment_file_name,
 };
 use crate::log::{BeforeSwapHook, CleanerConfig, SwapDecision, TopicPartition, lock};
 
@@ -63,7 +64,8 @@ fn file_name(base: i64, suffix: &str, extra: &str) -> String {
 /// Completes or rolls back a clean that a crash interrupted, before a partition's segments are listed:
 /// `.cleaned` and `.deleted` files are removed; a `<base>.log.swap` (the clean was committed) replaces every
 /// segment whose base offset falls in its offset range and becomes `<base>.log`, with indexes rebuilt by the
-/// load that follows. Index `.swap` files without their log are removed.
+/// load that follows (but its `.txnindex`, which is kept). Index `.swap` files without their log are
+/// removed.
 pub fn recover_interrupted_swaps(dir: &Path) -> io::Result<()> {
     let mut swaps = Vec::new();
     let mut logs = Vec::new();
@@ -98,13 +100,27 @@ pub fn recover_interrupted_swaps(dir: &Path) -> io::Result<()> {
         let next = next_offset_of_file(&swap_path)?
             .unwrap_or(base.saturating_add(1))
             .max(base.saturating_add(1));
+        // The cleaned segment's transaction index cannot be rebuilt from its log alone: it is kept. If
+        // there is no `.txnindex.swap`, `<base>.txnindex` is already the cleaned one (a cleaned segment has
+        // one whenever the segment it replaced had one).
+        let txn_swap = dir.join(file_name(base, TXN_INDEX_FILE_SUFFIX, SWAP_FILE_SUFFIX));
+        let txn_swapped = txn_swap.exists();
         for &old in logs.iter().filter(|b| **b >= base && **b < next) {
-            for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            for suffix in SEGMENT_FILE_SUFFIXES {
+                if suffix == TXN_INDEX_FILE_SUFFIX && old == base && !txn_swapped {
+                    continue;
+                }
                 remove_if_exists(&dir.join(file_name(old, suffix, "")))?;
             }
         }
         for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
             remove_if_exists(&dir.join(file_name(base, suffix, SWAP_FILE_SUFFIX)))?;
+        }
+        if txn_swapped {
+            fs::rename(
+                &txn_swap,
+                dir.join(file_name(base, TXN_INDEX_FILE_SUFFIX, "")),
+            )?;
         }
         fs::rename(&swap_path, dir.join(file_name(base, LOG_FILE_SUFFIX, "")))?;
         tracing::warn!(dir = %dir.display(), segment = base, "completed a log clean interrupted by a crash");
@@ -571,6 +587,15 @@ fn write_cleaned(
         cleaned.append(&out, now, config.index_interval_bytes)?;
         stats.bytes_written += out.len() as u64;
     }
+    // Every aborted transaction keeps its entry (the transaction-aware rules that may drop some come with
+    // the cleaning of transactional data). The cleaned segment has a `.txnindex` whenever the segment it
+    // replaces at the same base has one, so the swap always replaces that file and never leaves it stale.
+    for seg in group {
+        seg.for_each_aborted_txn(|txn| cleaned.append_aborted_txn(&txn).map(drop))?;
+    }
+    if group[0].has_txn_index() {
+        cleaned.create_txn_index_file()?;
+    }
     cleaned.on_become_inactive()?;
     cleaned.flush_log()?;
     cleaned.flush_indexes()?;
@@ -578,7 +603,7 @@ fn write_cleaned(
 }
 
 fn remove_cleaned_files(dir: &Path, base: i64) {
-    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+    for suffix in SEGMENT_FILE_SUFFIXES {
         if let Err(e) = remove_if_exists(&dir.join(file_name(base, suffix, CLEANED_FILE_SUFFIX))) {
             tracing::warn!(dir = %dir.display(), segment = base, error = %e, "could not remove cleaner output");
         }
@@ -596,6 +621,7 @@ fn swap_in(
 ) -> Result<(), LogError> {
     let dir = log.dir();
     let base = group[0].base_offset();
+    let has_txn_index = cleaned.has_txn_index();
     drop(cleaned);
     let rename = |suffix: &str, from: &str, to: &str| {
         fs::rename(
@@ -603,7 +629,13 @@ fn swap_in(
             dir.join(file_name(base, suffix, to)),
         )
     };
-    for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+    // The log last: its `.swap` is the commit point, and every other file of the clean is in place by then.
+    let mut suffixes = vec![INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX];
+    if has_txn_index {
+        suffixes.push(TXN_INDEX_FILE_SUFFIX);
+    }
+    suffixes.push(LOG_FILE_SUFFIX);
+    for suffix in &suffixes {
         rename(suffix, CLEANED_FILE_SUFFIX, SWAP_FILE_SUFFIX)?;
     }
     sync_dir(dir)?;
@@ -620,7 +652,7 @@ fn swap_in(
     for seg in &group[1..] {
         schedule_segment_deletion(dir, seg.base_offset(), delay, pending);
     }
-    for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
+    for suffix in &suffixes {
         rename(suffix, SWAP_FILE_SUFFIX, "")?;
     }
     sync_dir(dir)?;
@@ -867,6 +899,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::log::records::Codec;
     use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
+    use crate::log::txn_index::AbortedTxn;
     use crate::log::{CleanupPolicy, LogConfig, LogManager};
     use crate::replica::partition::leader_append;
     use bytes::BytesMut;
@@ -1132,6 +1165,147 @@ mod tests {
             "the cleaned segment replaced the old ones: {keys:?}"
         );
         assert_no_swap_leftovers(&pdir);
+    }
+
+    /// One aborted transaction ending in each closed segment (its marker at the segment's second offset);
+    /// returns them in order.
+    fn abort_in_each_closed_segment(log: &PartitionLog) -> Vec<AbortedTxn> {
+        let segs = log.segments();
+        let mut out = Vec::new();
+        for (i, pair) in segs.windows(2).enumerate() {
+            let (base, next) = (pair[0].base_offset(), pair[1].base_offset());
+            assert!(next - base >= 2, "segments of one record: {base}..{next}");
+            let txn = AbortedTxn {
+                producer_id: i as i64,
+                first_offset: base,
+                last_offset: base + 1,
+                last_stable_offset: base,
+            };
+            log.append_aborted_txn(txn).unwrap();
+            out.push(txn);
+        }
+        out
+    }
+
+    fn txn_index_files(pdir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(TXN_INDEX_FILE_SUFFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn cleaning_keeps_the_aborted_transactions_of_the_segments_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("c-0");
+        let now = Clock::system().now_ms();
+        let aborted;
+        {
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            for i in 0..40 {
+                produce(&log, &format!("k{}", i % 2), Some("v"), now, Codec::None);
+            }
+            let before = log.segment_count();
+            aborted = abort_in_each_closed_segment(&log);
+            assert!(aborted.len() >= 3, "{aborted:?}");
+            // Larger segments from now on: the cleaner merges the small ones it rewrites.
+            log.update_config(LogConfig {
+                segment_bytes: 100_000,
+                ..compact_config()
+            });
+            let mut map = OffsetMap::with_capacity(100);
+            let mut pending = PendingDeletes::default();
+            let (stats, _) =
+                clean_log(&log, None, &mut map, &mut pending, now, &|| false, None).unwrap();
+            assert!(stats.segments_cleaned >= 2, "{stats:?}");
+            assert!(log.segment_count() < before, "segments were merged");
+            assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), aborted);
+            // One index per remaining segment holding entries; the merged segments' files went with them.
+            let holders = log
+                .segments()
+                .iter()
+                .filter(|s| s.has_txn_index())
+                .map(|s| segment_file_name(s.base_offset(), TXN_INDEX_FILE_SUFFIX))
+                .collect::<Vec<_>>();
+            assert_eq!(txn_index_files(&pdir), holders);
+            mgr.shutdown().unwrap();
+        }
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        assert_eq!(log.collect_aborted_txns(0, i64::MAX).unwrap(), aborted);
+    }
+
+    #[test]
+    fn an_interrupted_swap_keeps_the_cleaned_transaction_index() {
+        // Crash points of a swap after its commit (`.log.swap` exists): before any `.swap` was renamed into
+        // place, and after the transaction index was (the first segment's `.txnindex` is then the new one).
+        for txn_index_in_place in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let pdir = dir.path().join("c-0");
+            let aborted;
+            {
+                let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+                let log = mgr
+                    .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                    .unwrap();
+                let now = Clock::system().now_ms();
+                for i in 0..30 {
+                    produce(&log, &format!("k{}", i % 3), Some("v"), now, Codec::None);
+                }
+                aborted = abort_in_each_closed_segment(&log);
+                let segs = log.segments();
+                let group = segs[..segs.len() - 1].to_vec();
+                let mut map = OffsetMap::with_capacity(100);
+                let range = cleanable_range(&log, None, now);
+                let mut stats = CleanStats::default();
+                let end = build_offset_map(&segs, &range, &mut map, &mut stats).unwrap();
+                let mut hz = None;
+                let cleaned =
+                    write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz, &|| false)
+                        .unwrap();
+                assert!(cleaned.has_txn_index());
+                drop(cleaned);
+                for suffix in SEGMENT_FILE_SUFFIXES {
+                    fs::rename(
+                        pdir.join(file_name(0, suffix, CLEANED_FILE_SUFFIX)),
+                        pdir.join(file_name(0, suffix, SWAP_FILE_SUFFIX)),
+                    )
+                    .unwrap();
+                }
+                if txn_index_in_place {
+                    fs::rename(
+                        pdir.join(file_name(0, TXN_INDEX_FILE_SUFFIX, SWAP_FILE_SUFFIX)),
+                        pdir.join(file_name(0, TXN_INDEX_FILE_SUFFIX, "")),
+                    )
+                    .unwrap();
+                }
+                mgr.abandon();
+            }
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            assert_eq!(log.log_end_offset(), 30);
+            assert_eq!(
+                log.collect_aborted_txns(0, i64::MAX).unwrap(),
+                aborted,
+                "in place: {txn_index_in_place}"
+            );
+            assert_eq!(
+                txn_index_files(&pdir),
+                vec![file_name(0, TXN_INDEX_FILE_SUFFIX, "")],
+                "the replaced segments' indexes are gone"
+            );
+            assert_no_swap_leftovers(&pdir);
+        }
     }
 
     #[test]

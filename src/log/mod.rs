@@ -1,10 +1,11 @@
 //! The storage engine: Kafka's segmented log, in Kafka's vocabulary and Kafka's on-disk format.
 //!
 //! A [`LogManager`] owns one data directory and the [`PartitionLog`]s in it. A partition log is an ordered
-//! list of [`LogSegment`]s (`<base offset>.log` + `.index` + `.timeindex`); batches are stored exactly as the
-//! producer sent them, with only `baseOffset` and `partitionLeaderEpoch` rewritten in place, unless a topic
-//! config asks for more (LogAppendTime, a `compression.type` codec: see [`validator`]). This module knows
-//! nothing of the wire protocol beyond the v2 RecordBatch format.
+//! list of [`LogSegment`]s (`<base offset>.log` + `.index` + `.timeindex`, and a `.txnindex` once an
+//! aborted transaction ends in it); batches are stored exactly as the producer sent them, with only
+//! `baseOffset` and `partitionLeaderEpoch` rewritten in place, unless a topic config asks for more
+//! (LogAppendTime, a `compression.type` codec: see [`validator`]). This module knows nothing of the wire
+//! protocol beyond the v2 RecordBatch format.
 
 pub mod batch_builder;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ pub mod record_batch;
 pub mod records;
 pub mod retention;
 pub mod segment;
+pub mod txn_index;
 pub mod validator;
 pub mod varint;
 
@@ -31,6 +33,7 @@ pub use record_batch::{
     BatchesSummary, RECORD_BATCH_OVERHEAD, RecordBatchHeader, validate_batches,
 };
 pub use segment::LogSegment;
+pub use txn_index::{AbortedTxn, TransactionIndex};
 
 /// A partition of a topic: the unit of ordering and of storage (one directory `<topic>-<partition>`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -27,9 +27,11 @@ use crate::log::record_batch::{
     validate_batches,
 };
 use crate::log::segment::{LogSegment, delete_segment_files};
+use crate::log::txn_index::AbortedTxn;
 use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
 
+mod aborted_txns;
 mod load;
 mod truncation;
 
@@ -77,6 +79,13 @@ pub struct FetchData {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The end of the range a read_committed response must list aborted transactions for (Kafka's fetch
+    /// upper bound): the offset after the last batch returned; with none, the base of the segment after
+    /// the one read, else the log end offset.
+    pub upper_bound_offset: i64,
+    /// Under read_committed, the aborted transactions overlapping `[fetch offset, upper_bound_offset)`
+    /// (filled by the partition, which knows the isolation); None otherwise.
+    pub aborted_transactions: Option<Vec<AbortedTxn>>,
 }
 
 /// State only the appender touches.
@@ -575,16 +584,19 @@ impl PartitionLog {
         }
         let bound = upper_bound.min(leo);
         let mut records = Bytes::new();
+        let segments = self.segments_snapshot();
+        let idx = segments.partition_point(|s| s.base_offset() <= offset);
+        if idx == 0 {
+            return Err(out_of_range);
+        }
+        let mut upper_bound_offset = segments.get(idx).map_or(leo, |s| s.base_offset());
         if offset < bound {
-            let segments = self.segments_snapshot();
-            let idx = segments.partition_point(|s| s.base_offset() <= offset);
-            if idx == 0 {
-                return Err(out_of_range);
-            }
-            for seg in &segments[idx - 1..] {
+            for (i, seg) in segments[idx - 1..].iter().enumerate() {
                 if let Some(first) = seg.find_batch(offset)? {
+                    upper_bound_offset = segments.get(idx + i).map_or(leo, |s| s.base_offset());
                     if first.last_offset < bound {
-                        records = read_batches(
+                        let last;
+                        (records, last) = read_batches(
                             seg,
                             first.position,
                             first.size,
@@ -592,6 +604,9 @@ impl PartitionLog {
                             max_bytes,
                             min_one,
                         )?;
+                        if let Some(last) = last {
+                            upper_bound_offset = last + 1;
+                        }
                     }
                     break;
                 }
@@ -602,6 +617,8 @@ impl PartitionLog {
             high_watermark: hw,
             log_start_offset: log_start,
             log_end_offset: leo,
+            upper_bound_offset,
+            aborted_transactions: None,
         })
     }
 
@@ -739,6 +756,8 @@ impl PartitionLog {
                 }
                 None => seg.flush_log()?,
             }
+            // Entries of aborted transactions are durable with the markers they follow.
+            seg.flush_txn_index()?;
         }
         if self.epochs_dirty.swap(false, Ordering::AcqRel) {
             fs::File::open(self.dir.join(LEADER_EPOCH_CHECKPOINT))?.sync_all()?;
@@ -933,7 +952,7 @@ fn debug_assert_epochs_grow(epochs: &[(i32, i64)]) {
 
 /// Reads whole batches from `seg` starting at `start` (a batch of `first_size` bytes), stopping before
 /// `max_bytes` would be exceeded or a batch reaches `hw`. The first batch is returned even when larger than
-/// `max_bytes` if `min_one`.
+/// `max_bytes` if `min_one`. Returns the batches and the last offset of the last one.
 fn read_batches(
     seg: &LogSegment,
     start: u64,
@@ -941,17 +960,18 @@ fn read_batches(
     hw: i64,
     max_bytes: usize,
     min_one: bool,
-) -> Result<Bytes, LogError> {
+) -> Result<(Bytes, Option<i64>), LogError> {
     let available = usize::try_from(seg.size().saturating_sub(start)).unwrap_or(usize::MAX);
     let mut want = max_bytes.min(MAX_READ_BYTES).min(available);
     if min_one && first_size > want {
         want = first_size.min(available);
     }
     if want == 0 {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), None));
     }
     let mut buf = seg.read_records(start, want)?;
     let mut end = 0usize;
+    let mut last_offset = None;
     while let Ok(h) = RecordBatchHeader::parse(&buf[end..]) {
         let size = check_header(&h).map_err(|e| {
             io::Error::new(
@@ -963,9 +983,10 @@ fn read_batches(
             break;
         }
         end += size;
+        last_offset = Some(h.last_offset());
     }
     buf.truncate(end);
-    Ok(buf.into_bytes())
+    Ok((buf.into_bytes(), last_offset))
 }
 
 /// Stamps validated `records` with consecutive offsets from `base_offset` and with `leader_epoch`, in

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::log::error::LogError;
 use crate::log::partition_log::PartitionLog;
-use crate::log::segment::{
-    INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, TIME_INDEX_FILE_SUFFIX, segment_file_name,
-};
+use crate::log::segment::{LogSegment, SEGMENT_FILE_SUFFIXES, segment_file_name};
 
 /// Suffix of segment files waiting for their delayed removal.
 pub const DELETED_FILE_SUFFIX: &str = ".deleted";
@@ -205,7 +203,7 @@ pub fn schedule_segment_deletion(
     pending: &mut PendingDeletes,
 ) {
     let due = Instant::now() + delay;
-    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+    for suffix in SEGMENT_FILE_SUFFIXES {
         let live = dir.join(segment_file_name(base_offset, suffix));
         let doomed = dir.join(format!(
             "{}{DELETED_FILE_SUFFIX}",
@@ -389,6 +387,49 @@ mod tests {
                 .records
                 .len(),
             batch(1, 100, 0).len()
+        );
+    }
+
+    #[test]
+    fn deleted_segments_take_their_transaction_index_with_them() {
+        use crate::log::segment::TXN_INDEX_FILE_SUFFIX;
+        use crate::log::txn_index::AbortedTxn;
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(|c| {
+            c.retention_ms = -1;
+            c.file_delete_delay_ms = 60_000;
+        });
+        let mgr = LogManager::open(dir.path(), c.clone()).unwrap();
+        let log = mgr.get_or_create(&TopicPartition::new("t", 0), c).unwrap();
+        fill(&log, 10, 1_000);
+        let second = log.segments()[1].base_offset();
+        let txn = |last: i64| AbortedTxn {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: last,
+            last_stable_offset: 0,
+        };
+        log.append_aborted_txn(txn(0)).unwrap();
+        log.append_aborted_txn(txn(second)).unwrap();
+        let file = |suffix: &str| {
+            log.dir().join(format!(
+                "{}{suffix}",
+                segment_file_name(0, TXN_INDEX_FILE_SUFFIX)
+            ))
+        };
+        log.delete_records_before(second).unwrap();
+        let mut pending = PendingDeletes::default();
+        assert_eq!(delete_old_segments(&log, &mut pending, 2_000).unwrap(), 1);
+        assert!(!file("").exists());
+        assert!(
+            file(DELETED_FILE_SUFFIX).exists(),
+            "renamed with the log for the delay"
+        );
+        pending.remove_all();
+        assert!(!file(DELETED_FILE_SUFFIX).exists());
+        assert_eq!(
+            log.collect_aborted_txns(0, i64::MAX).unwrap(),
+            vec![txn(second)]
         );
     }
 

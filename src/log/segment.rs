@@ -1,4 +1,5 @@
-//! LogSegment: one `.log` file of concatenated batches with its OffsetIndex and TimeIndex.
+//! LogSegment: one `.log` file of concatenated batches with its OffsetIndex, TimeIndex and (once an aborted
+//! transaction ends in it) TransactionIndex.
 //!
 //! Appends happen under the owning partition's append lock; reads do not take it. A reader trusts only the
 //! first `size` bytes (the committed size, published after the write and before the indexes and the high
@@ -18,11 +19,21 @@ use crate::log::index::{NO_TIMESTAMP, OffsetIndex, TimeIndex};
 use crate::log::read_buffer::ReadBuffer;
 use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
 use crate::log::records::{self, MAX_DECOMPRESSED_BATCH_BYTES};
+use crate::log::txn_index::{AbortedTxn, TransactionIndex};
 use crate::log::{lock, rlock, wlock};
 
 pub const LOG_FILE_SUFFIX: &str = ".log";
 pub const INDEX_FILE_SUFFIX: &str = ".index";
 pub const TIME_INDEX_FILE_SUFFIX: &str = ".timeindex";
+pub const TXN_INDEX_FILE_SUFFIX: &str = ".txnindex";
+/// Every file a segment may have: whatever renames or deletes a segment's files goes through this list.
+/// (A partition directory also holds `<offset>.snapshot` producer state files, which are not a segment's.)
+pub const SEGMENT_FILE_SUFFIXES: [&str; 4] = [
+    LOG_FILE_SUFFIX,
+    INDEX_FILE_SUFFIX,
+    TIME_INDEX_FILE_SUFFIX,
+    TXN_INDEX_FILE_SUFFIX,
+];
 
 /// Read buffer of recovery scans: large enough for sequential throughput, small enough to hold per thread.
 const SCAN_BUFFER_BYTES: usize = 256 * 1024;
@@ -89,6 +100,8 @@ pub struct LogSegment {
     max_timestamp: AtomicI64,
     offset_index: RwLock<OffsetIndex>,
     time_index: RwLock<TimeIndex>,
+    /// Aborted transactions whose marker is in this segment (no file until the first one).
+    txn_index: TransactionIndex,
     state: Mutex<AppendState>,
     /// Set once the indexes of this (inactive) segment have been fsynced, so flushes do it only once.
     indexes_flushed: AtomicBool,
@@ -192,7 +205,7 @@ impl LogSegment {
         Self::with_files_suffixed(dir, base_offset, log_path, log, max_index_bytes, "")
     }
 
-    /// Creates an empty segment whose three files carry an extra suffix (`.cleaned`: the log cleaner's
+    /// Creates an empty segment whose files carry an extra suffix (`.cleaned`: the log cleaner's
     /// output, renamed into place when it is swapped in; `""` for a live segment).
     pub fn create_suffixed(
         dir: &Path,
@@ -202,7 +215,11 @@ impl LogSegment {
     ) -> io::Result<Self> {
         let name =
             |suffix: &str| dir.join(format!("{}{extra}", segment_file_name(base_offset, suffix)));
-        for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+        for suffix in [
+            INDEX_FILE_SUFFIX,
+            TIME_INDEX_FILE_SUFFIX,
+            TXN_INDEX_FILE_SUFFIX,
+        ] {
             match std::fs::remove_file(name(suffix)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -246,6 +263,13 @@ impl LogSegment {
         let indexes_existed = index_path.exists() && time_index_path.exists();
         let offset_index = OffsetIndex::open(&index_path, base_offset, max_index_bytes)?;
         let time_index = TimeIndex::open(&time_index_path, base_offset, max_index_bytes)?;
+        let txn_index = TransactionIndex::open(
+            dir.join(format!(
+                "{}{extra}",
+                segment_file_name(base_offset, TXN_INDEX_FILE_SUFFIX)
+            )),
+            base_offset,
+        )?;
         Ok(LogSegment {
             base_offset,
             log_path,
@@ -254,6 +278,7 @@ impl LogSegment {
             max_timestamp: AtomicI64::new(NO_TIMESTAMP),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
+            txn_index,
             state: Mutex::new(AppendState {
                 bytes_since_last_index_entry: 0,
                 max_timestamp_so_far: NO_TIMESTAMP,
@@ -629,16 +654,25 @@ impl LogSegment {
         }
         rlock(&self.offset_index).flush()?;
         rlock(&self.time_index).flush()?;
+        self.txn_index.flush()?;
         self.indexes_flushed.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// fsyncs both indexes unconditionally (clean shutdown, after a rebuild).
+    /// fsyncs the indexes unconditionally (clean shutdown, after a rebuild); the transaction index only if
+    /// it changed.
     pub fn flush_indexes(&self) -> io::Result<()> {
         rlock(&self.offset_index).flush()?;
         rlock(&self.time_index).flush()?;
+        self.txn_index.flush()?;
         self.indexes_flushed.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// fsyncs the transaction index if it changed (every flush of the partition: unlike the offset and
+    /// time indexes, it cannot be rebuilt from this segment alone).
+    pub fn flush_txn_index(&self) -> io::Result<()> {
+        self.txn_index.flush()
     }
 
     /// The segment stops taking appends: record the final max timestamp in the time index (so it is known at
@@ -666,13 +700,15 @@ impl LogSegment {
     }
 
     /// Kafka's `LogSegment.truncateTo`: removes every batch whose last offset is >= `offset`, so the segment
-    /// ends at the batch boundary at or below `offset`. The committed size drops first (readers stop there),
-    /// then the file is cut and both indexes lose their entries at or above the cut; the max timestamp is
+    /// ends at the batch boundary at or below `offset`, and every aborted transaction whose marker is at or
+    /// above `offset`. The committed size drops first (readers stop there), then the file is cut and both
+    /// indexes lose their entries at or above the cut; the max timestamp is
     /// recomputed from the batches kept, so the time index's final entry (written when the segment becomes
     /// inactive) is right again. Returns the bytes removed. Call under the partition's append lock; a reader
     /// already past the cut gets a short-read error, never a panic.
     pub fn truncate_to(&self, offset: i64) -> io::Result<u64> {
         let Some(cut) = self.find_batch(offset)? else {
+            self.txn_index.truncate_to(offset)?;
             return Ok(0);
         };
         let old_size = self.size();
@@ -680,6 +716,7 @@ impl LogSegment {
         self.size.store(cut.position, Ordering::Release);
         self.log.set_len(cut.position)?;
         let end = cut.base_offset.min(offset);
+        self.txn_index.truncate_to(end)?;
         wlock(&self.offset_index).truncate_to(end);
         wlock(&self.time_index).truncate_to(end);
         let (mut max_ts, mut max_offset) = (NO_TIMESTAMP, self.base_offset);
@@ -709,9 +746,69 @@ impl LogSegment {
     }
 }
 
+/// The segment's aborted-transaction index (see [`TransactionIndex`]). Appends, truncation and reset run
+/// under the partition's append lock, or while loading; reads take no lock.
+impl LogSegment {
+    /// Records an aborted transaction whose ABORT marker is in this segment (after the marker's append,
+    /// before the high watermark passes it). Returns whether the index file was created by it, so the
+    /// caller fsyncs the directory with the next flush.
+    pub fn append_aborted_txn(&self, txn: &AbortedTxn) -> io::Result<bool> {
+        self.txn_index.append(txn)
+    }
+
+    /// Adds the aborted transactions of this segment that overlap `[fetch_offset, upper_bound)`; true when
+    /// the search is complete (see [`TransactionIndex::collect_aborted_txns`]).
+    pub fn collect_aborted_txns(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+        out: &mut Vec<AbortedTxn>,
+    ) -> io::Result<bool> {
+        self.txn_index
+            .collect_aborted_txns(fetch_offset, upper_bound, out)
+    }
+
+    /// Every aborted transaction of this segment, in marker order, to `f` until it fails (the cleaner
+    /// carries them into a cleaned segment).
+    pub fn for_each_aborted_txn(
+        &self,
+        f: impl FnMut(AbortedTxn) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.txn_index.for_each(f)
+    }
+
+    /// Whether the segment has a `.txnindex` file.
+    pub fn has_txn_index(&self) -> bool {
+        self.txn_index.exists()
+    }
+
+    /// Creates the (empty) `.txnindex` file if there is none: a cleaned segment gets one whenever the
+    /// segment it replaces has one, so the swap always replaces the old file.
+    pub fn create_txn_index_file(&self) -> io::Result<bool> {
+        self.txn_index.create_file()
+    }
+
+    /// Drops the aborted transactions whose marker is at or above `offset` (recovery cut the segment there,
+    /// or a producer-state replay from `offset` is about to append them again).
+    pub fn truncate_txn_index(&self, offset: i64) -> io::Result<()> {
+        self.txn_index.truncate_to(offset)
+    }
+
+    /// Forgets every aborted transaction of this segment, before a producer-state replay of the segment
+    /// appends them again (Kafka's `LogSegment.recover` does the same).
+    pub fn reset_txn_index(&self) -> io::Result<()> {
+        self.txn_index.reset()
+    }
+
+    /// Checks the transaction index file (see [`TransactionIndex::sanity_check`]).
+    pub fn sanity_check_txn_index(&self) -> Result<(), String> {
+        self.txn_index.sanity_check()
+    }
+}
+
 /// Removes a segment's files (recovery dropping segments past a truncation point); missing files are fine.
 pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
-    for suffix in [LOG_FILE_SUFFIX, INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+    for suffix in SEGMENT_FILE_SUFFIXES {
         match std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -205,7 +205,10 @@ impl Partition {
     }
 
     /// Whole batches from the batch holding `offset`, below the bound `isolation` sets (see
-    /// [`PartitionLog::read`]).
+    /// [`PartitionLog::read`]); control batches are returned under every isolation (a consumer skips them
+    /// and moves past). Under read_committed the data also lists the aborted transactions overlapping what
+    /// was returned (Kafka's `addAbortedTransactions`), so the consumer can drop their records; none when
+    /// nothing was returned, since there is nothing to drop.
     pub fn read(
         &self,
         offset: i64,
@@ -213,8 +216,18 @@ impl Partition {
         min_one: bool,
         isolation: FetchIsolation,
     ) -> Result<FetchData, LogError> {
-        self.log
-            .read(offset, max_bytes, min_one, self.upper_bound(isolation))
+        let mut data = self
+            .log
+            .read(offset, max_bytes, min_one, self.upper_bound(isolation))?;
+        if isolation == FetchIsolation::TxnCommitted {
+            data.aborted_transactions = Some(if data.records.is_empty() {
+                Vec::new()
+            } else {
+                self.log
+                    .collect_aborted_txns(offset, data.upper_bound_offset)?
+            });
+        }
+        Ok(data)
     }
 
     /// ListOffsets LATEST: the first offset a consumer under `isolation` cannot read yet.

@@ -504,6 +504,29 @@ impl TransactionCoordinator {
         Err(ResponseError::InvalidProducerIdMapping)
     }
 
+    /// [`Self::verify_partition`] for a named transactional id (a TxnOffsetCommit's offsets partition, or a
+    /// produce request that carries its transactional id): Kafka's verify-only AddPartitionsToTxn.
+    pub fn verify_transaction(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        tp: &TopicPartition,
+    ) -> Result<(), ResponseError> {
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let m = self
+            .runtime
+            .read(self.partition_for(transactional_id), |shard| {
+                shard.get(transactional_id).cloned()
+            })
+            .map_err(coordinator_error)?
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let pending = lock(&self.pending).contains(transactional_id);
+        verify_partition(&m, pending, producer_id, producer_epoch, tp)
+    }
+
     /// DescribeTransactions of one id: TRANSACTIONAL_ID_NOT_FOUND when unknown.
     pub fn describe(&self, transactional_id: &str) -> Result<TransactionView, ResponseError> {
         if transactional_id.is_empty() {
@@ -1118,6 +1141,15 @@ mod tests {
         );
         assert_eq!(
             b.txn.verify_partition(pid + 1, 1, &tp("t", 1)),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(b.txn.verify_transaction("tx", pid, 1, &tp("t", 0)), Ok(()));
+        assert_eq!(
+            b.txn.verify_transaction("tx", pid, 0, &tp("t", 0)),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            b.txn.verify_transaction("other", pid, 1, &tp("t", 0)),
             Err(ResponseError::InvalidProducerIdMapping)
         );
         let described = b.txn.describe("tx").unwrap();

@@ -19,7 +19,7 @@ use crate::log::checkpoint::{
 use crate::log::error::{LogError, is_disk_full_io};
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, RecoveryOutcome, TIME_INDEX_FILE_SUFFIX,
-    delete_segment_files, segment_file_name,
+    TXN_INDEX_FILE_SUFFIX, delete_segment_files, segment_file_name,
 };
 
 use super::{AppendState, LoadParams, MAX_LEADER_EPOCH_ENTRIES, PartitionLog, offline};
@@ -186,7 +186,19 @@ impl SegmentLoader<'_> {
             offline(self.tp, format_args!("cannot open segment {file}: {e}"))
         })?;
         let min_offset = self.next_offset.max(base);
-        let full_scan = if i >= self.scan_from {
+        // A damaged transaction index is emptied and its segment recovered, as Kafka recovers a segment
+        // whose index fails its sanity check: the producer-state replay of a recovered segment is what
+        // fills the index again (it is derived state).
+        let txn_index_damaged = match seg.sanity_check_txn_index() {
+            Ok(()) => false,
+            Err(why) => {
+                tracing::warn!(partition = %self.tp, segment = base, reason = %why,
+                    "resetting a damaged transaction index");
+                seg.reset_txn_index()?;
+                true
+            }
+        };
+        let full_scan = if i >= self.scan_from || txn_index_damaged {
             true
         } else if let Err(why) = seg.sanity_check_indexes(next_base) {
             tracing::warn!(partition = %self.tp, segment = base, reason = %why, "rebuilding index");
@@ -205,7 +217,12 @@ impl SegmentLoader<'_> {
             None
         };
         let truncated = match outcome {
-            Some(o) => self.account(i, base, o),
+            Some(o) => {
+                let truncated = self.account(i, base, o);
+                // No aborted transaction may end past the recovered end (a cut torn tail took its marker).
+                seg.truncate_txn_index(self.next_offset)?;
+                truncated
+            }
             None => {
                 self.next_offset =
                     next_base.expect("invariant: only non-last segments skip the scan");
@@ -292,7 +309,8 @@ fn make_active_unless_disk_full(
     }
 }
 
-/// Base offsets of the `.log` files in `dir`, sorted; index files without a log are removed.
+/// Base offsets of the `.log` files in `dir`, sorted; index files (`.index`, `.timeindex`, `.txnindex`)
+/// without a log are removed.
 pub(super) fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
@@ -311,7 +329,10 @@ pub(super) fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
         };
         match format!(".{suffix}").as_str() {
             LOG_FILE_SUFFIX => logs.push(base),
-            INDEX_FILE_SUFFIX | TIME_INDEX_FILE_SUFFIX => indexes.push((base, entry.path())),
+            INDEX_FILE_SUFFIX | TIME_INDEX_FILE_SUFFIX | TXN_INDEX_FILE_SUFFIX => {
+                indexes.push((base, entry.path()))
+            }
+            // `.snapshot` (producer state) and anything else is not a segment's.
             _ => {}
         }
     }
