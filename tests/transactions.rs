@@ -151,3 +151,76 @@ async fn a_new_producer_instance_fences_the_old_one() {
     drop((old, new));
     broker.shutdown().await;
 }
+
+/// A consume-transform-produce transaction: the offsets sent to it are committed with it (through the
+/// group coordinator's marker), and those of an aborted one never are.
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_sent_to_a_transaction_commit_and_abort_with_it() {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    init_tracing();
+    let broker = start_broker(&[]).await;
+    let bootstrap = broker.bootstrap.clone();
+    let input = unique_topic("in");
+    let output = unique_topic("out");
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &output, 1).await;
+    let group = unique_topic("etl");
+    let c = consumer(&bootstrap, &[("group.id", &group)]);
+    let metadata = c
+        .group_metadata()
+        .expect("a consumer with a group id has group metadata");
+    let p = transactional_producer(&bootstrap, "etl");
+    blocking(|| p.init_transactions(TIMEOUT)).expect("init_transactions");
+
+    let committed = || {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&input, 0);
+        let got = blocking(|| c.committed_offsets(tpl, TIMEOUT)).expect("committed offsets");
+        got.find_partition(&input, 0).map(|e| e.offset())
+    };
+    let offsets = |at: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&input, 0, Offset::Offset(at))
+            .unwrap();
+        tpl
+    };
+
+    p.begin_transaction().unwrap();
+    send(&p, &output, "transformed").await;
+    blocking(|| p.send_offsets_to_transaction(&offsets(5), &metadata, TIMEOUT))
+        .expect("send_offsets_to_transaction");
+    blocking(|| p.commit_transaction(TIMEOUT)).expect("commit");
+    let at = poll_until(TIMEOUT, "the committed offset", || {
+        (committed() == Some(Offset::Offset(5))).then_some(5)
+    })
+    .await;
+    assert_eq!(at, 5);
+
+    p.begin_transaction().unwrap();
+    send(&p, &output, "dropped").await;
+    blocking(|| p.send_offsets_to_transaction(&offsets(9), &metadata, TIMEOUT))
+        .expect("send_offsets_to_transaction");
+    blocking(|| p.abort_transaction(TIMEOUT)).expect("abort");
+    // The abort's marker reaches __consumer_offsets; the offset stays where the commit left it.
+    let data_dir = broker.data_dir.clone();
+    poll_until(TIMEOUT, "both markers on the output", || {
+        (stored_markers(&data_dir, &output, 0).len() == 2).then_some(())
+    })
+    .await;
+    let offsets_partition = brook::coordinator::partition_for(&group, 50);
+    let on_offsets = poll_until(TIMEOUT, "both markers on __consumer_offsets", || {
+        let m = stored_markers(&data_dir, "__consumer_offsets", offsets_partition);
+        (m.len() == 2).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        on_offsets.iter().map(|m| m.1).collect::<Vec<_>>(),
+        vec![true, false],
+        "COMMIT then ABORT"
+    );
+    assert_eq!(committed(), Some(Offset::Offset(5)));
+    drop((p, c));
+    broker.shutdown().await;
+}
