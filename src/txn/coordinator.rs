@@ -1314,6 +1314,55 @@ mod tests {
         b.logs.shutdown().unwrap();
     }
 
+    /// P15: `__transaction_state` replays to the same transactions after a restart.
+    #[tokio::test]
+    async fn a_restart_replays_the_same_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START_MS);
+        let before = {
+            let b = open(dir.path(), &clock, small_config());
+            b.metadata.create_topic("t", 3, BTreeMap::new()).unwrap();
+            b.txn.init_producer_id("empty", 1_000, None).await.unwrap();
+            for (i, id) in ["ongoing", "committed"].iter().enumerate() {
+                let (pid, epoch) = b.txn.init_producer_id(id, 60_000, None).await.unwrap();
+                let parts = BTreeSet::from([tp("t", i as i32), tp("t", 2)]);
+                b.txn.add_partitions(id, pid, epoch, parts).await.unwrap();
+            }
+            let committed = b.txn.describe("committed").unwrap();
+            b.txn
+                .end_txn(
+                    "committed",
+                    committed.producer_id,
+                    committed.producer_epoch,
+                    true,
+                )
+                .await
+                .unwrap();
+            eventually("CompleteCommit", || {
+                state_of(&b, "committed") == Some(CompleteCommit)
+            })
+            .await;
+            let listed = b.txn.list().unwrap();
+            b.logs.shutdown().unwrap();
+            listed
+        };
+        let states: Vec<_> = before
+            .iter()
+            .map(|m| (m.transactional_id.as_str(), m.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("committed", CompleteCommit),
+                ("empty", Empty),
+                ("ongoing", Ongoing)
+            ]
+        );
+        let b = open(dir.path(), &clock, small_config());
+        assert_eq!(b.txn.list().unwrap(), before);
+        b.logs.shutdown().unwrap();
+    }
+
     /// P10 and P11: a timed-out transaction is fenced (epoch + 1) and aborted; the fenced producer is refused.
     /// A new instance meeting an Ongoing transaction fences it too and retries after CONCURRENT_TRANSACTIONS.
     #[tokio::test]
