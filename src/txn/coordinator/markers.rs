@@ -56,10 +56,15 @@ impl TransactionCoordinator {
             prepared.state.is_prepare(),
             "only a Prepare* transaction is completed"
         );
-        for tp in &prepared.partitions {
-            self.write_marker(tp, prepared, commit, partition, coordinator_epoch)
-                .await?;
-        }
+        // Every partition at once, as Kafka sends one request per leader: the slowest flush sets the pace.
+        let written = futures_util::future::join_all(
+            prepared
+                .partitions
+                .iter()
+                .map(|tp| self.write_marker(tp, prepared, commit, partition, coordinator_epoch)),
+        )
+        .await;
+        written.into_iter().collect::<Result<Vec<()>, _>>()?;
         let now = self.clock.now_ms();
         let id = prepared.transactional_id.as_str();
         self.transit(id, |current, _pending| {
