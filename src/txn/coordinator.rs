@@ -358,25 +358,28 @@ impl TransactionCoordinator {
                     &mut new_id,
                 )?;
                 let next = match &t {
-                    InitProducerIdTransition::Ready(m)
-                    | InitProducerIdTransition::FenceAndAbort(m) => m.clone(),
+                    InitProducerIdTransition::Ready(m) => {
+                        // Remembered as the record is appended, so a retry arriving before this answer
+                        // sees it. Keyed by the new producer id and epoch: after a failed append it matches
+                        // nothing (the id's last epoch is then -1, as after a reload).
+                        lock(&self.remembered).insert(
+                            transactional_id.to_string(),
+                            Remembered {
+                                producer_id: m.producer_id,
+                                producer_epoch: m.producer_epoch,
+                                last_producer_epoch: m.last_producer_epoch,
+                                previous_producer_id: m.previous_producer_id,
+                            },
+                        );
+                        m.clone()
+                    }
+                    InitProducerIdTransition::FenceAndAbort(m) => m.clone(),
                 };
                 Ok((Some(next), t))
             })
             .await?;
         match transition {
-            InitProducerIdTransition::Ready(m) => {
-                lock(&self.remembered).insert(
-                    transactional_id.to_string(),
-                    Remembered {
-                        producer_id: m.producer_id,
-                        producer_epoch: m.producer_epoch,
-                        last_producer_epoch: m.last_producer_epoch,
-                        previous_producer_id: m.previous_producer_id,
-                    },
-                );
-                Ok((m.producer_id, m.producer_epoch))
-            }
+            InitProducerIdTransition::Ready(m) => Ok((m.producer_id, m.producer_epoch)),
             InitProducerIdTransition::FenceAndAbort(m) => {
                 tracing::info!(
                     id = transactional_id,
