@@ -224,3 +224,43 @@ async fn offsets_sent_to_a_transaction_commit_and_abort_with_it() {
     drop((p, c));
     broker.shutdown().await;
 }
+
+/// P11: a transaction left open past its timeout is aborted by the broker's sweep, which bumps the epoch: the
+/// producer that left it is fenced.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_transaction_is_aborted_after_its_timeout() {
+    init_tracing();
+    let broker = start_broker(&[(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "50",
+    )])
+    .await;
+    let bootstrap = broker.bootstrap.clone();
+    let topic = unique_topic("abandoned");
+    create_topic(&bootstrap, &topic, 1).await;
+    let p = producer(
+        &bootstrap,
+        &[
+            ("transactional.id", "abandoned"),
+            ("transaction.timeout.ms", "1000"),
+            ("message.timeout.ms", "1000"),
+            ("socket.timeout.ms", "1000"),
+        ],
+    );
+    blocking(|| p.init_transactions(TIMEOUT)).expect("init_transactions");
+    p.begin_transaction().unwrap();
+    send(&p, &topic, "left open").await;
+    let data_dir = broker.data_dir.clone();
+    let markers = poll_until(TIMEOUT, "the timeout's ABORT marker", || {
+        let m = stored_markers(&data_dir, &topic, 0);
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(markers, vec![(1, false)]);
+    assert!(
+        blocking(|| p.commit_transaction(TIMEOUT)).is_err(),
+        "the producer of a timed-out transaction cannot commit it"
+    );
+    drop(p);
+    broker.shutdown().await;
+}
