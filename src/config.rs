@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::group::GroupConfig;
 use crate::log::{CleanerConfig, LogConfig};
+use crate::txn::TransactionConfig;
 
 mod keys;
 mod metrics_config;
@@ -92,6 +93,8 @@ pub struct Config {
     pub cleaner: CleanerConfig,
     pub server: ServerLimits,
     pub groups: GroupConfig,
+    /// `transaction.*` and `transactional.id.expiration.ms`: the transaction coordinator.
+    pub txn: TransactionConfig,
     /// `logging.format` (brook's own): `text` for people, `json` (one object per line) for log shippers.
     pub logging_format: LoggingFormat,
     /// `metrics.listener` and `metrics.partition.level.enable` (brook's own): the Prometheus endpoint.
@@ -116,6 +119,7 @@ impl Default for Config {
             cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),
             groups: GroupConfig::default(),
+            txn: TransactionConfig::default(),
             logging_format: LoggingFormat::Text,
             metrics: Default::default(),
             explicit: BTreeMap::new(),

@@ -19,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod replica;
 pub mod server;
+pub mod txn;
 
 #[cfg(feature = "alloc-guard")]
 #[global_allocator]
@@ -38,6 +39,7 @@ use log::{LogError, LogManager};
 use replica::ReplicaManager;
 use server::dispatch::Dispatcher;
 use server::listener::Listener;
+use txn::TransactionCoordinator;
 
 /// How long a clean shutdown lets in-flight requests (long polls included) finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -87,11 +89,38 @@ impl Broker {
         let loaded = tokio::task::spawn_blocking(move || load(config, log_clock))
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
-        let (config, meta, metadata, replicas, offsets) = loaded;
+        let (config, meta, metadata, replicas, offsets, txn) = loaded;
         let logs = replicas.logs().clone();
         let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone(), clock);
         groups.restore(offsets.loaded_groups());
         groups.start();
+        // The markers of __consumer_offsets partitions go through the group coordinator, which commits or
+        // drops the offsets TxnOffsetCommit staged there.
+        let marker_groups = Arc::downgrade(&groups);
+        txn.set_offsets_marker_writer(Arc::new(
+            move |partition, pid, epoch, commit, coordinator_epoch| {
+                let groups = marker_groups.upgrade();
+                Box::pin(async move {
+                    let groups = groups.ok_or(kafka_protocol::ResponseError::NotCoordinator)?;
+                    groups
+                        .complete_transaction(partition, pid, epoch, commit, coordinator_epoch)
+                        .await
+                        .map_err(|e| e.response_error())
+                })
+            },
+        ));
+        // Completes the transactions a previous run left prepared, then sweeps timed-out and expired ones.
+        txn.start();
+        let verifier = txn.clone();
+        let verify_transaction: api::VerifyTransaction =
+            Arc::new(move |v: &api::TxnVerification<'_>| {
+                verifier.verify_transaction(
+                    v.transactional_id,
+                    v.producer_id,
+                    v.producer_epoch,
+                    v.partition,
+                )
+            });
 
         // The advertised port is the bound one when the listener asks for port 0, so bind before the
         // dispatcher exists; requests cannot arrive before the listener is started with it.
@@ -128,10 +157,11 @@ impl Broker {
             replicas,
             logs,
             groups,
+            txn,
             parked_fetches: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             metrics,
-            verify_transaction: None,
+            verify_transaction: Some(verify_transaction),
         });
         let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
         let metrics_endpoint = match metrics_socket {
@@ -201,6 +231,7 @@ impl Broker {
         self.apis.stopping.send_replace(true);
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
+        self.apis.txn.shutdown();
         self.listener.shutdown(SHUTDOWN_GRACE).await;
         if let Some(endpoint) = self.metrics_endpoint {
             endpoint.shutdown().await;
@@ -217,6 +248,7 @@ impl Broker {
     /// clean-shutdown marker. For recovery tests.
     pub async fn crash(self) {
         self.apis.groups.shutdown();
+        self.apis.txn.shutdown();
         self.listener.shutdown(Duration::ZERO).await;
         self.apis.logs.abandon();
     }
@@ -249,6 +281,7 @@ type Loaded = (
     Arc<MetadataStore>,
     Arc<ReplicaManager>,
     Arc<OffsetStore>,
+    Arc<TransactionCoordinator>,
 );
 
 /// Opens the data directory: identity, topics, and every partition log.
@@ -258,7 +291,7 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
     let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
     // Dynamic broker configs (AlterConfigs) override server.properties from the start.
     let log_defaults = api::log_defaults_source(config.clone(), &metadata);
-    let logs = LogManager::open_with_clock(&config.log_dir, log_defaults(), clock)?;
+    let logs = LogManager::open_with_clock(&config.log_dir, log_defaults(), clock.clone())?;
 
     group::upgrade_offsets_topic_config(&metadata);
     // The replica manager opens every partition of the image now, and follows every later change.
@@ -272,6 +305,15 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
         }
     }
     let offsets = OffsetStore::open(metadata.clone(), replicas.clone(), config.groups.clone())?;
+    // Loads every partition of an existing __transaction_state now, as the offsets above.
+    let txn = TransactionCoordinator::open(
+        metadata.clone(),
+        replicas.clone(),
+        config.txn.clone(),
+        config.groups.offsets_topic_num_partitions,
+        clock,
+        api::init_producer_id::producer_id_source(metadata.clone()),
+    );
     logs.start_background(config.cleaner.clone())?;
-    Ok((config, meta, metadata, replicas, offsets))
+    Ok((config, meta, metadata, replicas, offsets, txn))
 }

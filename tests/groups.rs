@@ -1033,8 +1033,9 @@ async fn txn_offset_commit_at_every_version_stays_pending_on_the_wire() {
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::{
-        OffsetFetchRequest, OffsetFetchResponse, ProducerId, TransactionalId,
-        TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+        AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, InitProducerIdRequest,
+        InitProducerIdResponse, OffsetFetchRequest, OffsetFetchResponse, ProducerId,
+        TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
     };
 
     let b = start_broker(BROKER).await;
@@ -1042,13 +1043,42 @@ async fn txn_offset_commit_at_every_version_stays_pending_on_the_wire() {
     create_topic(&b.bootstrap, &topic, 5).await;
     let name = TopicName(StrBytes::from_string(topic.clone()));
     let group = GroupId(StrBytes::from_string(unique_group("txn")));
+    // The transaction coordinator verifies each commit: the producer's transaction must hold the group's
+    // offsets partition.
+    let tx = TransactionalId(StrBytes::from_static_str("tx"));
+    let init: InitProducerIdResponse = blocking(|| {
+        raw::request(
+            &b.bootstrap,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(tx.clone()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+    });
+    assert_eq!(init.error_code, 0, "InitProducerId");
+    let added: AddOffsetsToTxnResponse = blocking(|| {
+        raw::request(
+            &b.bootstrap,
+            ApiKey::AddOffsetsToTxn,
+            3,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(tx.clone())
+                .with_producer_id(init.producer_id)
+                .with_producer_epoch(init.producer_epoch)
+                .with_group_id(group.clone()),
+        )
+    });
+    assert_eq!(added.error_code, 0, "AddOffsetsToTxn");
     // Each version commits its own partition (v version -> partition version) in one producer's transaction.
     for version in 0..=4i16 {
         let request = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_transactional_id(tx.clone())
             .with_group_id(group.clone())
-            .with_producer_id(ProducerId(77))
-            .with_producer_epoch(0)
+            .with_producer_id(init.producer_id)
+            .with_producer_epoch(init.producer_epoch)
             .with_topics(vec![
                 TxnOffsetCommitRequestTopic::default()
                     .with_name(name.clone())

@@ -87,6 +87,13 @@ const SEEDED: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::OffsetDelete,
     ApiKey::DescribeCluster,
+    ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
 ];
 
 fn requests(dir: &Path) {
@@ -285,6 +292,13 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
         ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        ApiKey::InitProducerId => InitProducerIdRequest::default().into(),
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::default().into(),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default().into(),
+        ApiKey::EndTxn => EndTxnRequest::default().into(),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default().into(),
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::default().into(),
+        ApiKey::ListTransactions => ListTransactionsRequest::default().into(),
         other => panic!("no seed request for {other:?}"),
     }
 }
@@ -526,6 +540,76 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                             .with_partition_index(0),
                     ]),
             ])
+            .into(),
+        ApiKey::InitProducerId => InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s("tx"))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(if v >= 3 { 1000 } else { -1 }))
+            .with_producer_epoch(if v >= 3 { 2 } else { -1 })
+            .into(),
+        // v4+ is the brokers' batched shape.
+        ApiKey::AddPartitionsToTxn if v >= 4 => AddPartitionsToTxnRequest::default()
+            .with_transactions(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(s("tx")))
+                    .with_producer_id(ProducerId(1000))
+                    .with_producer_epoch(2)
+                    .with_verify_only(true)
+                    .with_topics(vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(topic("t"))
+                            .with_partitions(vec![0, 1]),
+                    ]),
+            ])
+            .into(),
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s("tx")))
+            .with_v3_and_below_producer_id(ProducerId(1000))
+            .with_v3_and_below_producer_epoch(2)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(vec![0, 1]),
+            ])
+            .into(),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_producer_id(ProducerId(1000))
+            .with_producer_epoch(2)
+            .with_group_id(group("g"))
+            .into(),
+        ApiKey::EndTxn => EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_producer_id(ProducerId(1000))
+            .with_producer_epoch(2)
+            .with_committed(true)
+            .into(),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("tx")))
+            .with_group_id(group("g"))
+            .with_producer_id(ProducerId(1000))
+            .with_producer_epoch(2)
+            .with_generation_id(-1)
+            .with_member_id(s(""))
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(42)
+                            .with_committed_leader_epoch(if v >= 2 { 3 } else { -1 }),
+                    ]),
+            ])
+            .into(),
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(s("tx")), TransactionalId(s("missing"))])
+            .into(),
+        ApiKey::ListTransactions => ListTransactionsRequest::default()
+            .with_state_filters(vec![s("Ongoing"), s("Bogus")])
+            .with_producer_id_filters(vec![ProducerId(1000)])
+            .with_duration_filter(if v >= 1 { 60_000 } else { -1 })
+            .with_transactional_id_pattern(if v >= 2 { Some(s("t.*")) } else { None })
             .into(),
         other => default_request(other),
     }

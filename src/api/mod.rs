@@ -23,6 +23,7 @@ pub mod produce;
 pub mod registry;
 pub mod response_metrics;
 pub mod topics;
+pub mod txn;
 pub mod txn_offset_commit;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub struct Apis {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The classic group coordinator (and, through it, the committed offsets).
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator.
+    pub txn: Arc<crate::txn::TransactionCoordinator>,
     /// This broker's metric registry (a disabled one records nothing).
     pub metrics: crate::metrics::Metrics,
     /// The transaction coordinator's check that a partition is in a producer's ongoing transaction, which
@@ -232,8 +235,17 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         config.groups.clone(),
     )
     .unwrap();
+    let txn = crate::txn::TransactionCoordinator::open(
+        metadata.clone(),
+        replicas.clone(),
+        config.txn.clone(),
+        config.groups.offsets_topic_num_partitions,
+        crate::clock::Clock::system(),
+        init_producer_id::producer_id_source(metadata.clone()),
+    );
     Apis {
         advertised: config.listener.clone(),
+        txn,
         node_id: 1,
         cluster_id: "test".into(),
         metadata,

@@ -8,6 +8,9 @@
 //! OffsetCommit and OffsetFetch stop at 9: v10 (topic ids) cannot be decoded by the codec yet.
 //! TxnOffsetCommit stops at 4: v5 means transaction version 2 (KIP-890 part 2), which brook does not finalize.
 //! The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
+//! Transactions stop before TV2 (`transaction.version` is not finalized): EndTxn at 4 (v5 means an epoch
+//! bump per transaction), AddPartitionsToTxn at 3 (v4-5 are the brokers' verification requests; clients
+//! send at most 3, and Kafka's own producer caps itself at 3 unless TV2 is finalized).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,7 +100,12 @@ macro_rules! registrations {
             DescribeLogDirs, 0, 4, DescribeLogDirsResponse [error_code, results.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_log_dirs::handle(apis, ctx, &req));
             OffsetForLeaderEpoch, 0, 4, OffsetForLeaderEpochResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::offset_for_leader_epoch::handle(apis, ctx, &req));
             DeleteRecords, 0, 2, DeleteRecordsResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::delete_records::handle(apis, ctx, &req));
-            InitProducerId, 0, 5, InitProducerIdResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::init_producer_id::handle(apis, ctx, &req));
+            InitProducerId, 0, 5, InitProducerIdResponse [error_code], |apis, ctx, req| Answer::from($crate::api::init_producer_id::handle(apis, ctx, &req));
+            AddPartitionsToTxn, 0, 3, AddPartitionsToTxnResponse [results_by_topic_v3_and_below.results_by_partition.partition_error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_partitions_to_txn(apis, ctx, req));
+            AddOffsetsToTxn, 0, 4, AddOffsetsToTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_offsets_to_txn(apis, ctx, req));
+            EndTxn, 0, 4, EndTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::end_txn(apis, ctx, req));
+            DescribeTransactions, 0, 0, DescribeTransactionsResponse [transaction_states.error_code], |apis, ctx, req| Answer::Now($crate::api::txn::describe_transactions(apis, ctx, &req));
+            ListTransactions, 0, 2, ListTransactionsResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::txn::list_transactions(apis, ctx, &req));
             TxnOffsetCommit, 0, 4, TxnOffsetCommitResponse [topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::txn_offset_commit::handle(apis, ctx, req));
         }
     };

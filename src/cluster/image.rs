@@ -16,6 +16,8 @@ pub const NO_LEADER: i32 = -1;
 
 /// The names of the topics the broker keeps for itself. Clients may read them, never write or delete them.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The transaction coordinator's state (`__transaction_state`).
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// Where one partition lives (Kafka's `PartitionRegistration`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +58,7 @@ impl TopicImage {
             .and_then(|i| self.partitions.get(i))
     }
 
-    /// Topics the broker keeps for itself (`__consumer_offsets`): clients may read them, never write or delete.
+    /// Topics the broker keeps for itself (`__consumer_offsets`, `__transaction_state`): clients may read them, never write or delete.
     pub fn is_internal(&self) -> bool {
         is_internal_topic(&self.name)
     }
@@ -64,7 +66,7 @@ impl TopicImage {
 
 /// True for the names of the broker's internal topics.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
 }
 
 /// One listener of a broker, as clients reach it.

@@ -12,7 +12,7 @@ pub mod topic_name;
 
 pub use image::{
     BrokerEndpoint, BrokerRegistration, MetadataDelta, MetadataImage, OFFSETS_TOPIC,
-    PartitionRegistration, TopicDelta, TopicImage,
+    PartitionRegistration, TRANSACTION_STATE_TOPIC, TopicDelta, TopicImage,
 };
 pub use meta_properties::MetaProperties;
 pub use metadata_store::{MetadataError, MetadataPublisher, MetadataStore};

@@ -8,3 +8,35 @@ pub mod shard;
 
 pub use runtime::{CommitWait, CoordinatorError, CoordinatorRuntime, ProducerBatch, ShardState};
 pub use shard::{CoordinatorRecord, CoordinatorShard};
+
+/// Kafka's placement of a key (a group id, a transactional id) on its coordinator's internal topic:
+/// `Utils.abs(key.hashCode()) % partitions`, with Java's `String.hashCode` over UTF-16 code units (abs of
+/// i32::MIN is 0). Clients never compute it, but a data directory moved from Kafka must keep its keys where
+/// Kafka put them.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let hash = key
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_for;
+
+    #[test]
+    fn partition_for_matches_kafka() {
+        assert_eq!(partition_for("", 50), 0);
+        assert_eq!(partition_for("a", 50), 47);
+        assert_eq!(partition_for("my-group", 50), 12);
+        assert_eq!(
+            partition_for("polygenelubricants", 50),
+            0,
+            "hashCode is i32::MIN"
+        );
+        assert_eq!(partition_for("\u{e9}\u{1f600}g", 50), 25);
+        assert_eq!(partition_for("group", 7), 98_629_247 % 7);
+        assert_eq!(partition_for("x", 0), 0, "no partitions is one");
+    }
+}
