@@ -264,3 +264,238 @@ async fn an_abandoned_transaction_is_aborted_after_its_timeout() {
     drop(p);
     broker.shutdown().await;
 }
+
+/// The values a consumer with `isolation` reads from partition 0 from the start, until `quiet` passes
+/// without a message.
+async fn read_all(bootstrap: &str, topic: &str, isolation: &str, quiet: Duration) -> Vec<String> {
+    use rdkafka::Message;
+    let c = consumer(bootstrap, &[("isolation.level", isolation)]);
+    assign(&c, topic, &[(0, 0)]);
+    let mut out = Vec::new();
+    while let Ok(Ok(m)) = tokio::time::timeout(quiet, c.recv()).await {
+        out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+    }
+    out
+}
+
+/// ListOffsets LATEST for partition 0 under `isolation_level` (1 = read_committed: the last stable offset).
+fn latest(bootstrap: &str, topic: &str, isolation_level: i8) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let response: ListOffsetsResponse = common::raw::request(
+        bootstrap,
+        ApiKey::ListOffsets,
+        7,
+        &ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ]),
+            ]),
+    );
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "ListOffsets");
+    p.offset
+}
+
+/// P7-P9: read_committed consumers see exactly the committed and the non-transactional records, never an
+/// aborted or still open transaction's, and stop at the last stable offset; read_uncommitted sees it all.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_committed_sees_only_committed_records_and_stops_at_the_last_stable_offset() {
+    init_tracing();
+    let broker = start_broker(&[]).await;
+    let bootstrap = broker.bootstrap.clone();
+    let topic = unique_topic("isolation");
+    create_topic(&bootstrap, &topic, 1).await;
+    let txn = transactional_producer(&bootstrap, "isolation");
+    blocking(|| txn.init_transactions(TIMEOUT)).expect("init_transactions");
+    let plain = producer(&bootstrap, &[]);
+
+    txn.begin_transaction().unwrap();
+    send(&txn, &topic, "c1").await;
+    send(&plain, &topic, "p1").await;
+    send(&txn, &topic, "c2").await;
+    blocking(|| txn.commit_transaction(TIMEOUT)).expect("commit");
+    txn.begin_transaction().unwrap();
+    send(&txn, &topic, "a1").await;
+    send(&plain, &topic, "p2").await;
+    send(&txn, &topic, "a2").await;
+    blocking(|| txn.abort_transaction(TIMEOUT)).expect("abort");
+    send(&plain, &topic, "p3").await;
+    // Left open: everything from its first record on is unstable.
+    txn.begin_transaction().unwrap();
+    send(&txn, &topic, "o1").await;
+    send(&plain, &topic, "p4").await;
+
+    // c1 p1 c2 COMMIT a1 p2 a2 ABORT p3 o1 p4: o1 is at offset 9.
+    // (rdkafka's watermarks ask under its consumers' default isolation, read_committed: raw requests here.)
+    let (bs, tp) = (bootstrap.clone(), topic.clone());
+    poll_until(TIMEOUT, "the abort marker in place", move || {
+        (latest(&bs, &tp, 0) == 11).then_some(())
+    })
+    .await;
+    let (bs, tp) = (bootstrap.clone(), topic.clone());
+    assert_eq!(blocking(move || latest(&bs, &tp, 0)), 11, "high watermark");
+    let (bs, tp) = (bootstrap.clone(), topic.clone());
+    assert_eq!(
+        blocking(move || latest(&bs, &tp, 1)),
+        9,
+        "last stable offset"
+    );
+    let quiet = Duration::from_millis(1500);
+    assert_eq!(
+        read_all(&bootstrap, &topic, "read_committed", quiet).await,
+        vec!["c1", "p1", "c2", "p2", "p3"],
+        "p4 is plain but above the open transaction's start: not yet"
+    );
+    assert_eq!(
+        read_all(&bootstrap, &topic, "read_uncommitted", quiet).await,
+        vec!["c1", "p1", "c2", "a1", "p2", "a2", "p3", "o1", "p4"]
+    );
+
+    blocking(|| txn.commit_transaction(TIMEOUT)).expect("commit the open one");
+    let (bs, tp) = (bootstrap.clone(), topic.clone());
+    poll_until(
+        TIMEOUT,
+        "the last stable offset reaches the end",
+        move || (latest(&bs, &tp, 1) == 12).then_some(()),
+    )
+    .await;
+    assert_eq!(
+        read_all(&bootstrap, &topic, "read_committed", quiet).await,
+        vec!["c1", "p1", "c2", "p2", "p3", "o1", "p4"]
+    );
+    drop((txn, plain));
+    broker.shutdown().await;
+}
+
+/// P13 (KIP-890 part 1): a transactional batch for a partition its transaction never added is refused,
+/// INVALID_TXN_STATE before Produce v11 and TRANSACTION_ABORTABLE from it, and nothing is written; once
+/// added, the same batch is accepted. DescribeProducers then shows the open transaction (P17).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transactional_write_outside_its_transaction_is_refused() {
+    use bytes::Bytes;
+    use common::raw;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{Record, TimestampType};
+
+    init_tracing();
+    let broker = start_broker(&[]).await;
+    let bootstrap = broker.bootstrap.clone();
+    let topic = unique_topic("verify");
+    create_topic(&bootstrap, &topic, 1).await;
+    let id = || TransactionalId(StrBytes::from_static_str("verify-id"));
+    let name = || TopicName(StrBytes::from_string(topic.clone()));
+
+    let bs = bootstrap.clone();
+    let init: InitProducerIdResponse = blocking(|| {
+        raw::request(
+            bs,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(id()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+    });
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let batch = |seq: i32| -> Bytes {
+        raw::encode_batch(&[Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: seq,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from_static(b"in a transaction")),
+            headers: Default::default(),
+        }])
+    };
+    let produce = |version: i16, seq: i32| -> i16 {
+        let bs = bootstrap.clone();
+        let request = raw::produce_request(&topic, 0, batch(seq)).with_transactional_id(Some(id()));
+        let response: ProduceResponse =
+            blocking(move || raw::request(bs, ApiKey::Produce, version, &request));
+        response.responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce(9, 0), 48, "INVALID_TXN_STATE before v11");
+    assert_eq!(produce(11, 0), 120, "TRANSACTION_ABORTABLE from v11");
+    let high = |isolation: i8| {
+        let (bs, tp) = (bootstrap.clone(), topic.clone());
+        blocking(move || latest(&bs, &tp, isolation))
+    };
+    assert_eq!(high(0), 0, "nothing written");
+
+    let bs = bootstrap.clone();
+    let added: AddPartitionsToTxnResponse = blocking(|| {
+        raw::request(
+            bs,
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(id())
+                .with_v3_and_below_producer_id(ProducerId(pid))
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(name())
+                        .with_partitions(vec![0]),
+                ]),
+        )
+    });
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    assert_eq!(produce(9, 0), 0, "added: accepted");
+    assert_eq!(
+        (high(0), high(1)),
+        (1, 0),
+        "written, and unstable while open"
+    );
+
+    let bs = bootstrap.clone();
+    let described: DescribeProducersResponse = blocking(|| {
+        raw::request(
+            bs,
+            ApiKey::DescribeProducers,
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![
+                TopicRequest::default()
+                    .with_name(name())
+                    .with_partition_indexes(vec![0, 5]),
+            ]),
+        )
+    });
+    let partitions = &described.topics[0].partitions;
+    assert_eq!(partitions[0].error_code, 0);
+    let producers = &partitions[0].active_producers;
+    assert_eq!(producers.len(), 1);
+    assert_eq!(producers[0].producer_id.0, pid);
+    assert_eq!(producers[0].producer_epoch, i32::from(epoch));
+    assert_eq!(producers[0].last_sequence, 0);
+    assert_eq!(producers[0].current_txn_start_offset, 0, "open transaction");
+    assert_eq!(
+        partitions[1].error_code, 3,
+        "no partition 5: UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    broker.shutdown().await;
+}

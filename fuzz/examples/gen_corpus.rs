@@ -87,6 +87,7 @@ const SEEDED: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::OffsetDelete,
     ApiKey::DescribeCluster,
+    ApiKey::DescribeProducers,
     ApiKey::InitProducerId,
     ApiKey::AddPartitionsToTxn,
     ApiKey::AddOffsetsToTxn,
@@ -292,6 +293,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
         ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
         ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        ApiKey::DescribeProducers => DescribeProducersRequest::default().into(),
         ApiKey::InitProducerId => InitProducerIdRequest::default().into(),
         ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::default().into(),
         ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default().into(),
@@ -600,6 +602,13 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                             .with_committed_offset(42)
                             .with_committed_leader_epoch(if v >= 2 { 3 } else { -1 }),
                     ]),
+            ])
+            .into(),
+        ApiKey::DescribeProducers => DescribeProducersRequest::default()
+            .with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0, 7]),
             ])
             .into(),
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()

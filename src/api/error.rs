@@ -15,7 +15,9 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
-        LogError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        LogError::InvalidTxnState(_) | LogError::TransactionNotVerified(_) => {
+            ResponseError::InvalidTxnState
+        }
         LogError::TransactionCoordinatorFenced(_) => ResponseError::TransactionCoordinatorFenced,
         LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
     }

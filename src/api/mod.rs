@@ -9,6 +9,7 @@ pub mod create_partitions;
 pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;

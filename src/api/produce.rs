@@ -3,6 +3,7 @@
 //! `record_errors`.
 
 use crate::api::context::RequestContext;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Apis;
 use super::error::log_error_code;
 use crate::cluster::TopicImage;
-use crate::log::{AppendOrigin, RecordBatchHeader};
+use crate::log::{AppendOrigin, LogError, RecordBatchHeader};
 use crate::replica::{HighWatermarkWaitError, Partition};
 
 /// How a produce request is answered.
@@ -43,7 +44,7 @@ struct Pending {
     required: i64,
 }
 
-pub fn handle(apis: &Apis, _ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
+pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
     if !matches!(acks, -1..=1) {
         return ProduceOutcome::Respond(refuse_all(&request, ResponseError::InvalidRequiredAcks));
@@ -57,6 +58,11 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: ProduceRequest) -> Pr
         ));
     }
 
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let txn = transactional_id.as_deref().map(|id| Txn {
+        transactional_id: id,
+        version: ctx.api_version,
+    });
     let mut pending = Vec::new();
     let mut first_failure = None;
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -73,7 +79,7 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: ProduceRequest) -> Pr
             });
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (partition_index, data) in topic.partition_data.into_iter().enumerate() {
-            let (response, waiting) = append_partition(apis, &resolved, data, acks);
+            let (response, waiting) = append_partition(apis, &resolved, data, acks, txn);
             if let Some((log, required)) = waiting {
                 pending.push(Pending {
                     topic: topic_index,
@@ -159,6 +165,30 @@ fn refuse_all(request: &ProduceRequest, error: ResponseError) -> ProduceResponse
     ProduceResponse::default().with_responses(responses)
 }
 
+/// The request's transactional id, for verifying transactional batches with their coordinator.
+#[derive(Clone, Copy)]
+struct Txn<'a> {
+    transactional_id: &'a str,
+    version: i16,
+}
+
+/// What a produce answers when the transaction coordinator did not verify a transactional batch
+/// (KIP-890 part 1, Kafka's ReplicaManager): a partition outside the transaction is INVALID_TXN_STATE
+/// before v11 and TRANSACTION_ABORTABLE from it; a fenced producer INVALID_PRODUCER_EPOCH; a coordinator
+/// that cannot answer now NOT_ENOUGH_REPLICAS, which older clients retry.
+fn verification_error(refusal: ResponseError, version: i16) -> ResponseError {
+    match refusal {
+        ResponseError::TransactionAbortable if version < 11 => ResponseError::InvalidTxnState,
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::ConcurrentTransactions
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::NotCoordinator
+        | ResponseError::NetworkException => ResponseError::NotEnoughReplicas,
+        other => other,
+    }
+}
+
 /// Appends one partition's batches as the leader. Returns its answer, and the partition and offset its
 /// high watermark must reach first when the answer has to wait.
 fn append_partition(
@@ -166,6 +196,7 @@ fn append_partition(
     topic: &Result<Arc<TopicImage>, ResponseError>,
     data: PartitionProduceData,
     acks: i16,
+    txn: Option<Txn<'_>>,
 ) -> (PartitionProduceResponse, Option<(Arc<Partition>, i64)>) {
     let log = match topic
         .as_ref()
@@ -176,10 +207,38 @@ fn append_partition(
         Err(error) => return (error_response(data.index, error, None), None),
     };
     let records = data.records.unwrap_or_default();
-    match log.append_records_to_leader(BytesMut::from(&records[..]), AppendOrigin::Client) {
+    let refusal = Cell::new(None);
+    let appended = match txn {
+        None => log.append_records_to_leader(BytesMut::from(&records[..]), AppendOrigin::Client),
+        Some(txn) => {
+            let verify = |producer_id, producer_epoch| {
+                let answer = apis.txn.verify_transaction(
+                    txn.transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    log.topic_partition(),
+                );
+                refusal.set(answer.err());
+                answer.is_ok()
+            };
+            log.append_records_verified(BytesMut::from(&records[..]), &verify)
+        }
+    };
+    match appended {
+        Err(LogError::TransactionNotVerified(why)) => {
+            let refused = refusal.get().unwrap_or(ResponseError::InvalidTxnState);
+            let version = txn.map_or(0, |t| t.version);
+            tracing::debug!(partition = %log.topic_partition(), %why, ?refused, "transactional produce not verified");
+            (
+                error_response(data.index, verification_error(refused, version), Some(why)),
+                None,
+            )
+        }
         Ok(info) => {
-            apis.metrics
-                .produced(log.topic_partition().topic.as_str(), &records);
+            if !info.duplicate {
+                apis.metrics
+                    .produced(log.topic_partition().topic.as_str(), &records);
+            }
             // acks=-1 waits for the high watermark; so does acks=1 on a durable log, where the leader's
             // write only counts once fsynced. Elsewhere the high watermark is already past the batch and
             // nothing waits.

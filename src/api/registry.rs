@@ -100,6 +100,7 @@ macro_rules! registrations {
             DescribeLogDirs, 0, 4, DescribeLogDirsResponse [error_code, results.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_log_dirs::handle(apis, ctx, &req));
             OffsetForLeaderEpoch, 0, 4, OffsetForLeaderEpochResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::offset_for_leader_epoch::handle(apis, ctx, &req));
             DeleteRecords, 0, 2, DeleteRecordsResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::delete_records::handle(apis, ctx, &req));
+            DescribeProducers, 0, 0, DescribeProducersResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_producers::handle(apis, ctx, &req));
             InitProducerId, 0, 5, InitProducerIdResponse [error_code], |apis, ctx, req| Answer::from($crate::api::init_producer_id::handle(apis, ctx, &req));
             AddPartitionsToTxn, 0, 3, AddPartitionsToTxnResponse [results_by_topic_v3_and_below.results_by_partition.partition_error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_partitions_to_txn(apis, ctx, req));
             AddOffsetsToTxn, 0, 4, AddOffsetsToTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_offsets_to_txn(apis, ctx, req));

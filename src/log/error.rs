@@ -44,6 +44,10 @@ pub enum LogError {
     /// (TRANSACTION_COORDINATOR_FENCED).
     #[error("{0}")]
     TransactionCoordinatorFenced(String),
+    /// A transactional batch whose producer's coordinator does not count this partition in an ongoing
+    /// transaction (KIP-890 part 1); the caller knows the coordinator's exact answer.
+    #[error("{0}")]
+    TransactionNotVerified(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),

@@ -340,9 +340,25 @@ impl PartitionLog {
     /// offline for good (see `failure`).
     pub fn append(
         &self,
+        records: BytesMut,
+        leader_epoch: i32,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_verified(records, leader_epoch, origin, None)
+    }
+
+    /// [`Self::append`] for a client's transactional write (KIP-890 part 1): when the batch is
+    /// transactional and its producer has no transaction open on this partition, `verify(producer_id,
+    /// producer_epoch)` is asked under the append lock whether the partition is part of the producer's
+    /// ongoing transaction; `false` refuses the append (TransactionNotVerified). Asking under the lock
+    /// orders the answer before any marker the coordinator writes here, so a late write cannot open a
+    /// transaction that was already decided (a hanging transaction).
+    pub fn append_verified(
+        &self,
         mut records: BytesMut,
         leader_epoch: i32,
         origin: AppendOrigin,
+        verify: Option<&dyn Fn(i64, i16) -> bool>,
     ) -> Result<AppendInfo, LogError> {
         // One snapshot for the whole append: configs may be altered meanwhile, and each read takes a lock.
         let config = self.config();
@@ -377,6 +393,21 @@ impl PartitionLog {
         } else {
             None
         };
+        if let (Some(verify), Some(_)) = (verify, &producer_append) {
+            let h = RecordBatchHeader::parse(&records)?;
+            if h.is_transactional()
+                && !h.is_control()
+                && !self.has_ongoing_txn(h.producer_id())
+                && !verify(h.producer_id(), h.producer_epoch())
+            {
+                return Err(LogError::TransactionNotVerified(format!(
+                    "producer {} epoch {} has no ongoing transaction with {}",
+                    h.producer_id(),
+                    h.producer_epoch(),
+                    self.tp
+                )));
+            }
+        }
         let next = assign_offsets(&mut records, base_offset, leader_epoch)?;
         let last_offset = next - 1;
         let rolled = match self.write_locked(

@@ -186,6 +186,24 @@ impl Partition {
         Ok(info)
     }
 
+    /// [`Self::append_records_to_leader`] for a client request with a transactional id: a transactional
+    /// batch opening a transaction here is first verified with its coordinator through `verify` (see
+    /// [`PartitionLog::append_verified`]).
+    pub fn append_records_verified(
+        &self,
+        records: BytesMut,
+        verify: &dyn Fn(i64, i16) -> bool,
+    ) -> Result<AppendInfo, LogError> {
+        let info = self.log.append_verified(
+            records,
+            self.leader_epoch(),
+            AppendOrigin::Client,
+            Some(verify),
+        )?;
+        self.update_high_watermark();
+        Ok(info)
+    }
+
     /// Applies the high-watermark rule now (after an append, a flush or a config change).
     fn update_high_watermark(&self) {
         self.log
