@@ -31,12 +31,21 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Broker tests of the core, offsets, groups, admin and compression sets (issue 12). Tests that
-# cannot apply to brook yet are in the README's "not applicable yet" list, not here.
+# Broker tests of the core, offsets, groups, admin and compression sets (issue 12), then those of the
+# idempotent and transactional producer (issue 14). Tests that cannot apply to brook yet are in the README's
+# "not applicable yet" list, not here.
 DEFAULT_TESTS="0001 0002 0003 0005 0007 0008 0011 0012 0013 0014 0015 0016 0017 0018 0019 0020
 0021 0022 0026 0029 0030 0031 0033 0034 0035 0036 0038 0039 0040 0041 0042 0044 0045 0048 0050
 0051 0052 0053 0054 0056 0057 0059 0060 0063 0064 0065 0067 0069 0070 0073 0077 0081 0082 0083 0084
-0085 0089 0091 0093 0099 0102 0110 0112 0113 0114 0118 0122 0123 0125 0127 0130 0132 0140"
+0085 0089 0091 0093 0099 0102 0110 0112 0113 0114 0118 0122 0123 0125 0127 0130 0132 0140
+0061 0086 0090 0094 0103 0129 0137"
+# Tests run a second time with every producer idempotent (the runner's -P, as librdkafka's `make
+# idempotent_seq`): the core, offsets, groups and admin sets that produce. Consumer-only tests (0089, 0113) and
+# those that are idempotent or transactional already are left out.
+IDEMPOTENT_TESTS="${RDK_IDEMPOTENT_TESTS-0001 0002 0003 0005 0007 0008 0011 0012 0013 0014 0015 0016 0017 0018
+0019 0020 0021 0022 0026 0029 0030 0031 0033 0034 0035 0036 0038 0039 0040 0041 0042 0044 0045 0048 0050 0051
+0052 0053 0054 0056 0057 0059 0060 0063 0064 0065 0067 0069 0070 0073 0077 0081 0082 0083 0084 0085 0091
+0093 0099 0102 0110 0112 0114 0118 0122 0123 0125 0127 0130 0132 0140}"
 # Tests whose variants need a broker with auto.create.topics.enable=false (TEST_SCENARIO=noautocreate);
 # their other variants run against the default broker.
 NOAUTOCREATE_TESTS="0045 0107 0111"
@@ -64,7 +73,7 @@ subtest_functions() {
 
 # The slowest tests (seconds measured on 2 cores: 0113 ~650, 0089 ~100, 0081/0033/0091/0026 ~70) start
 # first, so the others fill the second runner around them and the whole run stays near sum/2.
-LONG_FIRST="0113 0077 0089 0081 0033 0091 0026 0030 0045 0102 0122"
+LONG_FIRST="0113 0077 0089 0103 0081 0033 0091 0026 0030 0094 0137 0045 0102 0122"
 
 TESTS_TO_RUN="${RDK_TESTS:-$DEFAULT_TESTS}"
 JOBS="${RDK_JOBS:-2}"
@@ -78,10 +87,24 @@ say() { echo "librdkafka.sh: $*" >&2; }
 # ---- build (cached) ----
 # shellcheck source=compat/librdkafka-build.sh
 . "$ROOT/compat/librdkafka-build.sh"
+# 0103 creates every topic with replication factor 3, which one broker refuses as Kafka does
+# (INVALID_REPLICATION_FACTOR): until brook runs as a cluster (issue 15) its copy of the test asks for the
+# broker's default (-1, KIP-464) instead. Nothing else of the test changes. Idempotent; returns 0 when the file
+# was changed (the test-runner must be rebuilt).
+patch_single_broker_tests() {
+    local file="$1/tests/0103-transactions.c"
+    grep -q 'test_create_topic_wait_exists(.*, 3, 5000)' "$file" || return 1
+    sed -i 's/\(test_create_topic_wait_exists(.*\), 3, 5000)/\1, -1, 5000)/' "$file"
+}
+
 build_suite() {
     local tree="$BUILD_DIR/librdkafka" jobs
     jobs="$(nproc 2>/dev/null || echo 2)"
     rdk_build_libs "$BUILD_DIR" || return 1
+    if patch_single_broker_tests "$tree"; then
+        say "0103 asks for the broker's default replication factor"
+        rm -f "$tree/tests/test-runner"
+    fi
     if [ ! -x "$tree/tests/test-runner" ]; then
         if [ ! -f /usr/include/rapidjson/document.h ]; then
             say "rapidjson-dev is missing (apt-get install rapidjson-dev)"
@@ -168,6 +191,7 @@ EOF
 start_broker default || exit 2
 DEFAULT_ADDR="$BROKER_ADDR"
 write_conf "$WORK/test-default.conf" "$DEFAULT_ADDR"
+write_conf "$WORK/test-idempotent.conf" "$DEFAULT_ADDR"
 NOAUTO_ADDR=""
 for t in $TESTS_TO_RUN; do
     case " $NOAUTOCREATE_TESTS " in *" $t "*)
@@ -186,16 +210,18 @@ run_one() {
     local t="$1" scenario="$2" sub="${3:-}" addr out start rc
     out="$WORK/$t-$scenario${sub:+-$sub}"
     if [ "$scenario" = noautocreate ]; then addr="$NOAUTO_ADDR"; else addr="$DEFAULT_ADDR"; fi
+    local flags=""
+    [ "$scenario" = idempotent ] && flags="-P"
     start=$SECONDS
     rc=0
     (
         cd "$TESTS_DIR"
         if [ -n "$sub" ]; then export SUBTESTS="$sub:"; fi
         RDKAFKA_TEST_CONF="$WORK/test-$scenario.conf" \
-            TESTS="$t" TEST_SCENARIO="$scenario" TEST_KAFKA_VERSION="$KAFKA_VERSION" \
+            TESTS="$t" TEST_SCENARIO="${scenario/idempotent/default}" TEST_KAFKA_VERSION="$KAFKA_VERSION" \
             KAFKA_PATH="$ROOT/compat/kafka-bin" BROKERS="$addr" \
             LD_LIBRARY_PATH="../src:../src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-            timeout -k 10 "$TEST_TIMEOUT" ./test-runner -L -K
+            timeout -k 10 "$TEST_TIMEOUT" ./test-runner -L -K $flags
     ) >"$out.log" 2>&1 || rc=$?
     echo "$rc" >"$out.rc"
     echo $((SECONDS - start)) >"$out.secs"
@@ -272,6 +298,7 @@ suite_start=$SECONDS
 for t in $ordered; do
     scenarios=default
     case " $NOAUTOCREATE_TESTS " in *" $t "*) scenarios="default noautocreate" ;; esac
+    case " $(echo $IDEMPOTENT_TESTS) " in *" $t "*) scenarios="$scenarios idempotent" ;; esac
     subs=""
     case " $SPLIT_TESTS " in *" $t "*)
         # A SUBTESTS given by the caller picks the sub-tests itself.
