@@ -499,3 +499,309 @@ async fn a_transactional_write_outside_its_transaction_is_refused() {
     );
     broker.shutdown().await;
 }
+
+/// One stored record as a raw fetch shows it.
+#[derive(Clone, Debug)]
+struct Stored {
+    offset: i64,
+    producer_id: i64,
+    transactional: bool,
+    /// Some(commit) for a marker.
+    marker: Option<bool>,
+    value: String,
+}
+
+/// One raw Fetch of partition 0: (records, aborted (producer id, first offset), last stable offset).
+async fn fetch_raw(
+    conn: &mut common::raw::Conn,
+    topic: &str,
+    offset: i64,
+    max_bytes: i32,
+    isolation: i8,
+) -> (Vec<Vec<Stored>>, Option<Vec<(i64, i64)>>, i64) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::RecordBatchDecoder;
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(isolation)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(max_bytes),
+                ]),
+        ]);
+    let response: FetchResponse = conn.call(ApiKey::Fetch, 12, &request).await;
+    let p = &response.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "fetch at {offset}");
+    let mut batches = Vec::new();
+    if let Some(records) = &p.records {
+        let mut buf = records.clone();
+        for set in RecordBatchDecoder::decode_all(&mut buf).expect("decode fetched batches") {
+            batches.push(
+                set.records
+                    .iter()
+                    .map(|r| Stored {
+                        offset: r.offset,
+                        producer_id: r.producer_id,
+                        transactional: r.transactional,
+                        marker: r.control.then(|| {
+                            let key = r.key.as_ref().expect("control key");
+                            i16::from_be_bytes([key[2], key[3]]) == 1
+                        }),
+                        value: String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+                            .into_owned(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let aborted = p.aborted_transactions.as_ref().map(|list| {
+        list.iter()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect()
+    });
+    (batches, aborted, p.last_stable_offset)
+}
+
+/// What a read_committed consumer keeps of one fetch, by the Java consumer's algorithm: a producer is
+/// aborted from the first offset of an aborted transaction until its ABORT marker; its transactional
+/// batches meanwhile are dropped, and markers are never records.
+fn committed_records(batches: &[Vec<Stored>], aborted: &[(i64, i64)]) -> Vec<Stored> {
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_by_key(|a| a.1);
+    let mut aborted_producers = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for batch in batches {
+        let Some(first) = batch.first() else { continue };
+        let last = batch.last().map_or(first.offset, |r| r.offset);
+        while pending.first().is_some_and(|a| a.1 <= last) {
+            aborted_producers.insert(pending.remove(0).0);
+        }
+        if let Some(commit) = first.marker {
+            if !commit {
+                aborted_producers.remove(&first.producer_id);
+            }
+            continue;
+        }
+        if first.transactional && aborted_producers.contains(&first.producer_id) {
+            continue;
+        }
+        out.extend(batch.iter().cloned());
+    }
+    out
+}
+
+/// P8: over a seeded random interleaving of three transactional producers (each transaction committed or
+/// aborted, one left open) and a plain one, a read_committed reader starting at every offset, with fetch
+/// sizes from one batch to everything, gets exactly the committed and plain records below the last stable
+/// offset, in log order; read_uncommitted gets every record.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_committed_is_exact_from_every_offset_and_fetch_size() {
+    init_tracing();
+    let seed: u64 = std::env::var("BROOK_TXN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("BROOK_TXN_SEED={seed}");
+    let mut rng = seed | 1;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+
+    let broker = start_broker(&[]).await;
+    let bootstrap = broker.bootstrap.clone();
+    let topic = unique_topic("p8");
+    create_topic(&bootstrap, &topic, 1).await;
+    let producers: Vec<_> = (0..3)
+        .map(|i| transactional_producer(&bootstrap, &format!("p8-{seed}-{i}")))
+        .collect();
+    for p in &producers {
+        blocking(|| p.init_transactions(TIMEOUT)).expect("init_transactions");
+    }
+    let plain = producer(&bootstrap, &[]);
+    let mut open = [false; 3];
+    let mut visible = std::collections::HashSet::new();
+    let mut in_txn: [Vec<String>; 3] = Default::default();
+    let mut ended = 0;
+    for step in 0..60 {
+        let who = next(4) as usize;
+        let value = format!("v{step}");
+        if who == 3 {
+            send(&plain, &topic, &value).await;
+            visible.insert(value);
+            continue;
+        }
+        let p = &producers[who];
+        if !open[who] {
+            p.begin_transaction().unwrap();
+            open[who] = true;
+        }
+        send(p, &topic, &value).await;
+        in_txn[who].push(value);
+        if next(3) == 0 {
+            if next(2) == 0 {
+                blocking(|| p.commit_transaction(TIMEOUT)).expect("commit");
+                visible.extend(in_txn[who].drain(..));
+            } else {
+                blocking(|| p.abort_transaction(TIMEOUT)).expect("abort");
+                in_txn[who].clear();
+            }
+            open[who] = false;
+            ended += 1;
+        }
+    }
+    // Producer 0 keeps its transaction open (with a record in it); the others end theirs.
+    let mut sent = 60;
+    if !open[0] {
+        producers[0].begin_transaction().unwrap();
+        send(&producers[0], &topic, "left-open").await;
+        sent += 1;
+    }
+    for who in 1..3 {
+        if open[who] {
+            let p = &producers[who];
+            blocking(|| p.commit_transaction(TIMEOUT)).expect("commit");
+            visible.extend(in_txn[who].drain(..));
+            ended += 1;
+        }
+    }
+    let data_dir = broker.data_dir.clone();
+    poll_until(TIMEOUT, "every marker written", || {
+        (stored_markers(&data_dir, &topic, 0).len() == ended).then_some(())
+    })
+    .await;
+
+    let mut conn = common::raw::Conn::open(&bootstrap).await;
+    let (everything, _, lso) = fetch_raw(&mut conn, &topic, 0, 64 << 20, 0).await;
+    let log: Vec<Stored> = everything.into_iter().flatten().collect();
+    let log_end = log.last().map_or(0, |r| r.offset + 1);
+    let data: Vec<&Stored> = log.iter().filter(|r| r.marker.is_none()).collect();
+    assert_eq!(
+        data.len(),
+        sent,
+        "read_uncommitted sees every record (seed {seed})"
+    );
+    let open_start = data
+        .iter()
+        .find(|r| in_txn[0].contains(&r.value) || r.value == "left-open")
+        .map(|r| r.offset)
+        .expect("the open transaction is in the log");
+    assert_eq!(
+        lso, open_start,
+        "the LSO is the open transaction's start (seed {seed})"
+    );
+
+    for start in 0..=log_end {
+        for max_bytes in [1, 300, 64 << 20] {
+            let expected: Vec<&str> = data
+                .iter()
+                .filter(|r| r.offset >= start && r.offset < lso && visible.contains(&r.value))
+                .map(|r| r.value.as_str())
+                .collect();
+            let mut got = Vec::new();
+            let mut position = start;
+            loop {
+                let (batches, aborted, lso_now) =
+                    fetch_raw(&mut conn, &topic, position, max_bytes, 1).await;
+                assert_eq!(lso_now, lso);
+                let Some(last) = batches.last().and_then(|b| b.last()) else {
+                    break;
+                };
+                assert!(
+                    last.offset < lso,
+                    "read_committed returned offset {} at or above the LSO {lso} (seed {seed})",
+                    last.offset
+                );
+                let aborted = aborted.expect("read_committed always lists aborted transactions");
+                got.extend(
+                    committed_records(&batches, &aborted)
+                        .into_iter()
+                        .map(|r| r.value),
+                );
+                position = last.offset + 1;
+            }
+            assert_eq!(
+                got, expected,
+                "read_committed from {start} with max_bytes {max_bytes} (seed {seed})"
+            );
+        }
+    }
+    drop((producers, plain));
+    broker.shutdown().await;
+}
+
+/// P18: a read_committed long poll parked at the open transaction's start returns as soon as the COMMIT
+/// marker lands, not at its max wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_committed_long_poll_wakes_when_the_commit_marker_lands() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    init_tracing();
+    let broker = start_broker(&[]).await;
+    let bootstrap = broker.bootstrap.clone();
+    let topic = unique_topic("wake");
+    create_topic(&bootstrap, &topic, 1).await;
+    let p = transactional_producer(&bootstrap, "wake");
+    blocking(|| p.init_transactions(TIMEOUT)).expect("init_transactions");
+    p.begin_transaction().unwrap();
+    send(&p, &topic, "pending").await;
+
+    const MAX_WAIT_MS: i32 = 30_000;
+    let request = FetchRequest::default()
+        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let mut conn = common::raw::Conn::open(&bootstrap).await;
+    let started = std::time::Instant::now();
+    let sent = conn.send(ApiKey::Fetch, 12, &request).await;
+    // Parked: nothing is stable yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    blocking(|| p.commit_transaction(TIMEOUT)).expect("commit");
+    let (got, response): (i32, FetchResponse) = conn.recv(ApiKey::Fetch, 12).await;
+    assert_eq!(got, sent);
+    let waited = started.elapsed();
+    let partition = &response.responses[0].partitions[0];
+    assert!(
+        partition.records.as_ref().is_some_and(|r| !r.is_empty()),
+        "the committed record is returned"
+    );
+    assert_eq!(
+        partition.last_stable_offset, 2,
+        "record and marker are stable"
+    );
+    assert!(
+        waited < Duration::from_millis(MAX_WAIT_MS as u64 / 2),
+        "woken by the marker, not by the max wait ({waited:?})"
+    );
+    drop(p);
+    broker.shutdown().await;
+}
