@@ -26,6 +26,9 @@ use crate::group::OffsetAndMetadata;
 use crate::group::offset_store::GroupStoreError;
 use crate::log::{LogError, TopicPartition};
 
+/// A partition of the request: (topic index, partition index).
+type Slot = (usize, usize);
+
 /// How often a write is verified again when a transaction marker overtook its verification; each retry is
 /// an in-process call, and a marker of the producer's own transaction makes the next verification fail.
 const MAX_VERIFICATIONS: usize = 3;
@@ -41,43 +44,10 @@ pub fn handle(
     let now = apis.groups.clock().now_ms();
     let max_metadata = apis.config.groups.offset_metadata_max_bytes;
 
-    // Per partition: Some(error) when answered before the coordinator, None when it goes on.
-    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::with_capacity(req.topics.len());
-    // (topic index, partition index) of each partition handed to the coordinator.
-    let mut to_coordinator: Vec<(usize, usize)> = Vec::new();
-    for (ti, topic) in req.topics.iter().enumerate() {
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for (pi, p) in topic.partitions.iter().enumerate() {
-            let known = partition_known(apis, topic.name.0.as_str(), p.partition_index);
-            if known {
-                to_coordinator.push((ti, pi));
-            }
-            partitions.push(
-                TxnOffsetCommitResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(if known {
-                        0
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
-                    }),
-            );
-        }
-        topics.push(
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(topic.name.clone())
-                .with_partitions(partitions),
-        );
-    }
+    let (mut topics, to_coordinator) = answer_unknown_partitions(apis, &req);
     let fail = move |topics: &mut Vec<TxnOffsetCommitResponseTopic>,
                      which: &[(usize, usize)],
-                     error: ResponseError| {
-        let error = for_version(error, version);
-        for &(ti, pi) in which {
-            if let Some(p) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) {
-                p.error_code = error.code();
-            }
-        }
-    };
+                     error| { fail_partitions(topics, which, error, version) };
     let respond = |topics| Outcome::Respond(TxnOffsetCommitResponse::default().with_topics(topics));
     if to_coordinator.is_empty() {
         return respond(topics);
@@ -110,7 +80,7 @@ pub fn handle(
                 .map(|()| verified)
         })
     };
-    let mut verified = match checked {
+    let verified = match checked {
         Ok(verified) => verified,
         Err(e) => {
             fail(&mut topics, &to_coordinator, e);
@@ -118,18 +88,97 @@ pub fn handle(
         }
     };
 
+    let (written, offsets) =
+        offsets_to_write(&req, &to_coordinator, max_metadata, now, &mut |which, e| {
+            fail(&mut topics, which, e)
+        });
+    if offsets.is_empty() {
+        return respond(topics);
+    }
+
+    let wait = commit_with_verification(apis, &group, producer, offsets, verified, verify);
+    match wait {
+        Ok(wait) => Outcome::Wait(Box::pin(async move {
+            if let Err(e) = wait.await {
+                fail(&mut topics, &written, write_error(&e));
+            }
+            TxnOffsetCommitResponse::default().with_topics(topics)
+        })),
+        Err(e) => {
+            fail(&mut topics, &written, e);
+            respond(topics)
+        }
+    }
+}
+
+/// Partitions of unknown topics or partitions are answered UNKNOWN_TOPIC_OR_PARTITION and go no further;
+/// returns the response skeleton and the (topic, partition) indexes that go on to the coordinator.
+fn answer_unknown_partitions(
+    apis: &Apis,
+    req: &TxnOffsetCommitRequest,
+) -> (Vec<TxnOffsetCommitResponseTopic>, Vec<(usize, usize)>) {
+    // Per partition: Some(error) when answered before the coordinator, None when it goes on.
+    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::with_capacity(req.topics.len());
+    // (topic index, partition index) of each partition handed to the coordinator.
+    let mut to_coordinator: Vec<(usize, usize)> = Vec::new();
+    for (ti, topic) in req.topics.iter().enumerate() {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for (pi, p) in topic.partitions.iter().enumerate() {
+            let known = partition_known(apis, topic.name.0.as_str(), p.partition_index);
+            if known {
+                to_coordinator.push((ti, pi));
+            }
+            partitions.push(
+                TxnOffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(if known {
+                        0
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    }),
+            );
+        }
+        topics.push(
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    (topics, to_coordinator)
+}
+
+/// Sets `error` (in the version's vocabulary) on the partitions `which`.
+fn fail_partitions(
+    topics: &mut [TxnOffsetCommitResponseTopic],
+    which: &[(usize, usize)],
+    error: ResponseError,
+    version: i16,
+) {
+    let error = for_version(error, version);
+    for &(ti, pi) in which {
+        if let Some(p) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) {
+            p.error_code = error.code();
+        }
+    }
+}
+
+/// The offsets to write, refusing those whose metadata is too large (through `fail`); returns the
+/// (topic, partition) indexes written and the offsets.
+fn offsets_to_write(
+    req: &TxnOffsetCommitRequest,
+    to_coordinator: &[(usize, usize)],
+    max_metadata: usize,
+    now: i64,
+    fail: &mut dyn FnMut(&[Slot], ResponseError),
+) -> (Vec<Slot>, Vec<(TopicPartition, OffsetAndMetadata)>) {
     let mut written = Vec::new();
     let mut offsets = Vec::new();
-    for &(ti, pi) in &to_coordinator {
+    for &(ti, pi) in to_coordinator {
         let topic = &req.topics[ti];
         let p = &topic.partitions[pi];
         let metadata = p.committed_metadata.as_deref().unwrap_or("");
         if metadata.len() > max_metadata {
-            fail(
-                &mut topics,
-                &[(ti, pi)],
-                ResponseError::OffsetMetadataTooLarge,
-            );
+            fail(&[(ti, pi)], ResponseError::OffsetMetadataTooLarge);
             continue;
         }
         written.push((ti, pi));
@@ -143,39 +192,33 @@ pub fn handle(
             },
         ));
     }
-    if offsets.is_empty() {
-        return respond(topics);
-    }
+    (written, offsets)
+}
 
+/// Appends the offsets as the producer's transactional batch; a transaction marker that overtook the
+/// verification makes it verify again, up to MAX_VERIFICATIONS times.
+fn commit_with_verification(
+    apis: &Apis,
+    group: &str,
+    producer: ProducerBatch,
+    offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+    mut verified: Option<i64>,
+    verify: impl Fn() -> Result<Option<i64>, ResponseError>,
+) -> Result<crate::group::offset_store::WriteWait, ResponseError> {
     let store = apis.groups.store();
     let mut attempts = 1;
-    let wait = loop {
-        match store.commit_transactional(&group, producer, offsets.clone(), verified) {
+    loop {
+        match store.commit_transactional(group, producer, offsets.clone(), verified) {
             Err(GroupStoreError::StaleVerification) if attempts < MAX_VERIFICATIONS => {
                 attempts += 1;
-                match verify() {
-                    Ok(again) => verified = again,
-                    Err(e) => break Err(e),
-                }
+                verified = verify()?;
             }
             // Still overtaken by markers of other transactions: a retriable answer.
             Err(GroupStoreError::StaleVerification) => {
-                break Err(ResponseError::CoordinatorLoadInProgress);
+                return Err(ResponseError::CoordinatorLoadInProgress);
             }
-            Err(e) => break Err(write_error(&e)),
-            Ok(wait) => break Ok(wait),
-        }
-    };
-    match wait {
-        Ok(wait) => Outcome::Wait(Box::pin(async move {
-            if let Err(e) = wait.await {
-                fail(&mut topics, &written, write_error(&e));
-            }
-            TxnOffsetCommitResponse::default().with_topics(topics)
-        })),
-        Err(e) => {
-            fail(&mut topics, &written, e);
-            respond(topics)
+            Err(e) => return Err(write_error(&e)),
+            Ok(wait) => return Ok(wait),
         }
     }
 }
