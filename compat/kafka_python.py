@@ -11,11 +11,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing, split_between, wait_for  # noqa: E402
+from matrix import (IDEMPOTENT_N, IDEMPOTENT_PARTITIONS, RUN, TXN_BATCH, TXN_INPUT, TXN_OUTPUT_PARTITIONS,  # noqa: E402
+                    Matrix, Record, bootstrap, check_idempotent, check_led, check_produced_consumed,
+                    check_transactional, idempotent_message, message, missing, split_between, txn_input,
+                    txn_transform, wait_for)
 
 try:
     import kafka
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
     from kafka.errors import InvalidConfigurationError, InvalidPartitionsError, TopicAlreadyExistsError
 except ImportError as e:
@@ -242,6 +245,90 @@ def _():
         pass
     admin.delete_topics([t])
     return f"altered{'' if V2 else ' incrementally'}, 1 -> 3 partitions (shrink refused), cluster {cluster['cluster_id']}"
+
+def read_all(t, partitions, isolation_level):
+    """Every record of `t` from the start, read until the consumer's position reaches the end offset (for
+    read_committed, the last stable offset) of each partition: [(partition, offset, value)]."""
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest",
+                             isolation_level=isolation_level)
+    try:
+        tps = [TopicPartition(t, i) for i in range(partitions)]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        out = []
+        deadline = time.time() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.time() < deadline, f"{isolation_level} consumer stuck at {[consumer.position(tp) for tp in tps]} of {ends}"
+            for batch in consumer.poll(timeout_ms=200).values():
+                out.extend((m.partition, m.offset, m.value) for m in batch)
+        return out, {tp.partition: off for tp, off in ends.items()}
+    finally:
+        consumer.close()
+
+
+@matrix.scenario("idempotent")
+def _():
+    t = f"{topic}-idempotent"
+    admin.create_topics([NewTopic(t, IDEMPOTENT_PARTITIONS, 1)])
+    # Small batches, up to 5 requests in flight per connection (sequence numbers keep them in order); 2.x
+    # allows an idempotent producer only one.
+    p = KafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True, acks="all", batch_size=1024, linger_ms=2,
+                      max_in_flight_requests_per_connection=1 if V2 else 5)
+    futures = [p.send(t, value=idempotent_message(i), partition=i % IDEMPOTENT_PARTITIONS) for i in range(IDEMPOTENT_N)]
+    p.flush()
+    for f in futures:
+        f.get(timeout=30)
+    # kafka-python keeps the id InitProducerId assigned in its transaction manager (internal).
+    pid = p._transaction_manager.producer_id_and_epoch
+    p.close()
+    assert pid.producer_id >= 0 and pid.epoch == 0, f"producer id and epoch {pid}"
+    records, ends = read_all(t, IDEMPOTENT_PARTITIONS, "read_uncommitted")
+    detail = check_idempotent([Record(pt, o, None, v, []) for pt, o, v in records], ends)
+    return f"{detail}; producer id {pid.producer_id} epoch {pid.epoch}"
+
+
+@matrix.scenario("transactional")
+def _():
+    t_in, t_out, g = f"{topic}-txn-in", f"{topic}-txn-out", f"{group}-txn"
+    admin.create_topics([NewTopic(t_in, 1, 1), NewTopic(t_out, TXN_OUTPUT_PARTITIONS, 1)])
+    p = producer(acks="all")
+    for i in range(TXN_INPUT):
+        key, value = txn_input(i)
+        p.send(t_in, key=key, value=value).get(timeout=30)
+    p.close()
+
+    consumer = KafkaConsumer(t_in, group_id=g, bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                             auto_offset_reset="earliest", isolation_level="read_committed",
+                             max_poll_records=TXN_BATCH)
+    txn = KafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"{topic}-txn", acks="all")
+    try:
+        txn.init_transactions()
+        for commit in (True, False):
+            batch = []
+            deadline = time.time() + 60
+            while len(batch) < TXN_BATCH:
+                assert time.time() < deadline, f"consumed {len(batch)} of {TXN_BATCH} input records"
+                for records in consumer.poll(timeout_ms=500, max_records=TXN_BATCH - len(batch)).values():
+                    batch.extend(records)
+            txn.begin_transaction()
+            for m in batch:
+                partition, value = txn_transform(m.value)
+                txn.send(t_out, key=m.key, value=value, partition=partition)
+            last = batch[-1]
+            # The member's metadata lets the coordinator check it (KIP-447); kafka-python 2.x sends the group id.
+            group_metadata = consumer.group_metadata() if hasattr(consumer, "group_metadata") else g
+            txn.send_offsets_to_transaction({TopicPartition(t_in, last.partition): OffsetAndMetadata(last.offset + 1, "", -1)},
+                                            group_metadata)
+            txn.flush()  # the aborted records, too, reach the log: an abort drops records not yet sent
+            (txn.commit_transaction if commit else txn.abort_transaction)()
+    finally:
+        txn.close()
+        consumer.close()
+    committed, ends = read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_committed")
+    uncommitted, _ = read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted")
+    offsets = admin.list_consumer_group_offsets(g) if V2 else admin.list_group_offsets({g: None})[g]
+    return check_transactional(committed, uncommitted, ends, offsets[TopicPartition(t_in, 0)].offset)
+
 
 admin.close()
 matrix.finish()

@@ -88,6 +88,72 @@ def check_led(partitions_by_topic):
     return f"{len(partitions_by_topic)} topics, {total} partitions, every one led"
 
 
+# The idempotent scenario: message i goes to partition i % IDEMPOTENT_PARTITIONS, in small batches with
+# several requests in flight, so it must land at offset i // IDEMPOTENT_PARTITIONS.
+IDEMPOTENT_N = 2000
+IDEMPOTENT_PARTITIONS = 2
+
+
+def idempotent_message(i):
+    return b"idem-%d-" % i + b"z" * (i % 53)
+
+
+def check_idempotent(records, ends):
+    """Every message exactly once, at offset i // partitions of partition i % partitions: no duplicate
+    and no reordering across the in-flight batches, offsets dense up to the high watermark."""
+    n, parts = IDEMPOTENT_N, IDEMPOTENT_PARTITIONS
+    got = sorted((r.partition, r.offset, r.value) for r in records)
+    want = sorted((i % parts, i // parts, idempotent_message(i)) for i in range(n))
+    if got != want:
+        wrong = [w for w in want if w not in set(got)][:3]
+        raise AssertionError(f"read {len(records)} records of {n}; e.g. missing or moved: {wrong}")
+    want_ends = {p: len(range(p, n, parts)) for p in range(parts)}
+    assert ends == want_ends, f"high watermarks {ends}, expected {want_ends}"
+    return f"{n} messages once each, each at its send position in partitions {sorted(ends)}"
+
+
+# The transactional scenario: TXN_INPUT messages in one input partition are consumed TXN_BATCH at a time;
+# input i becomes output `out-<i>` in partition i % TXN_OUTPUT_PARTITIONS. The first transaction (inputs
+# 0..9) commits, the second (10..19) aborts, each sending the consumed offsets to the group.
+TXN_BATCH = 10
+TXN_INPUT = 2 * TXN_BATCH
+TXN_OUTPUT_PARTITIONS = 2
+
+
+def txn_input(i):
+    return b"k%d" % i, b"in-%d" % i
+
+
+def txn_transform(value):
+    """The output record (partition, value) of an input value `in-<i>`."""
+    i = int(value.split(b"-")[1])
+    return i % TXN_OUTPUT_PARTITIONS, b"out-%d" % i
+
+
+def check_transactional(committed, uncommitted, ends, group_offset):
+    """`committed`: (partition, offset, value) a read_committed consumer read; `uncommitted`: the same read
+    with read_uncommitted; `ends`: high watermarks per output partition; `group_offset`: the group's
+    committed offset of the input partition afterwards.
+
+    Per output partition the log holds the committed transaction's records, its COMMIT marker, the aborted
+    one's records and its ABORT marker: read_committed sees exactly the first run, read_uncommitted both,
+    the markers never; the group's offset is where the committed transaction left it."""
+    parts, per = TXN_OUTPUT_PARTITIONS, TXN_BATCH // TXN_OUTPUT_PARTITIONS
+    want_committed, want_all = [], []
+    for p in range(parts):
+        first = [b"out-%d" % i for i in range(TXN_BATCH) if i % parts == p]
+        second = [b"out-%d" % i for i in range(TXN_BATCH, TXN_INPUT) if i % parts == p]
+        want_committed += [(p, o, v) for o, v in enumerate(first)]
+        want_all += [(p, o, v) for o, v in enumerate(first)] + [(p, per + 1 + o, v) for o, v in enumerate(second)]
+    assert sorted(committed) == want_committed, f"read_committed saw {sorted(committed)}, expected {want_committed}"
+    assert sorted(uncommitted) == want_all, f"read_uncommitted saw {sorted(uncommitted)}, expected {want_all}"
+    want_ends = {p: 2 * per + 2 for p in range(parts)}
+    assert ends == want_ends, f"high watermarks {ends}, expected {want_ends} (records and two markers)"
+    assert group_offset == TXN_BATCH, f"the group committed input offset {group_offset}, expected {TXN_BATCH}"
+    return (f"read_committed: the committed transaction's {len(committed)} records only "
+            f"(read_uncommitted {len(uncommitted)}, markers at {[per, 2 * per + 1]}); group offset {group_offset}")
+
+
 class StepTimeout(Exception):
     pass
 
