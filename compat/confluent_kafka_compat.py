@@ -6,17 +6,21 @@ compat/install.sh puts the pinned confluent-kafka in compat/.deps/confluent-kafk
 PYTHONPATH. Prints one matrix line per scenario; exit 0 all passed, 1 some failed, 2 confluent-kafka
 missing or the broker unreachable. (Named so that it never shadows the confluent_kafka package.)
 """
+import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing, split_between, wait_for  # noqa: E402
+from matrix import (IDEMPOTENT_N, IDEMPOTENT_PARTITIONS, RUN, TXN_BATCH, TXN_INPUT, TXN_OUTPUT_PARTITIONS,  # noqa: E402
+                    Matrix, Record, bootstrap, check_idempotent, check_led, check_produced_consumed,
+                    check_transactional, idempotent_message, message, missing, split_between, txn_input,
+                    txn_transform, wait_for)
 
 try:
     import confluent_kafka
-    from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError,
-                                 KafkaException, Producer, TopicCollection, TopicPartition)
+    from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, IsolationLevel,
+                                 KafkaError, KafkaException, Producer, TopicCollection, TopicPartition)
     from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
                                        NewTopic, OffsetSpec, ResourceType)
 except ImportError as e:
@@ -224,6 +228,110 @@ def _():
     assert len(cluster.nodes) == 1 and cluster.controller is not None, cluster
     admin.delete_topics([t])[t].result(timeout=30)
     return f"altered incrementally, 1 -> 3 partitions, offsets {ends}, records deleted up to 10"
+
+def read_all(t, partitions, isolation):
+    """Every record of `t` from the start, read until the consumer's position reaches the end offset of each
+    partition (the last stable offset for read_committed): ([(partition, offset, value)], {partition: end})."""
+    c = consumer(**{"group.id": f"{group}-{isolation}", "isolation.level": isolation})
+    try:
+        tps = [TopicPartition(t, i, 0) for i in range(partitions)]
+        c.assign(tps)
+        ends = {i: c.get_watermark_offsets(TopicPartition(t, i), timeout=10)[1] for i in range(partitions)}
+        out = []
+        deadline = time.time() + 30
+
+        def behind():
+            return [tp.partition for tp in c.position(tps) if tp.offset < ends[tp.partition]]
+        while behind():
+            assert time.time() < deadline, f"{isolation} consumer stuck at {c.position(tps)}, ends {ends}"
+            for m in c.consume(num_messages=100, timeout=0.2):
+                assert m.error() is None, m.error()
+                out.append((m.partition(), m.offset(), m.value()))
+        return out, ends
+    finally:
+        c.close()
+
+
+@matrix.scenario("idempotent")
+def _():
+    t = f"{topic}-idempotent"
+    create(t, IDEMPOTENT_PARTITIONS)
+    eos = []
+    # Small batches, 5 requests in flight (librdkafka's most with idempotence); the statistics report the
+    # producer id and epoch InitProducerId assigned.
+    p = producer(**{"batch.size": 1024, "linger.ms": 2, "max.in.flight.requests.per.connection": 5,
+                    "statistics.interval.ms": 100, "stats_cb": lambda s: eos.append(json.loads(s).get("eos", {}))})
+    delivered, failed = [], []
+    for i in range(IDEMPOTENT_N):
+        while True:
+            try:
+                p.produce(t, value=idempotent_message(i), partition=i % IDEMPOTENT_PARTITIONS,
+                          on_delivery=lambda err, msg: (failed if err else delivered).append(err or msg))
+                break
+            except BufferError:
+                p.poll(0.1)
+    assert p.flush(30) == 0 and not failed and len(delivered) == IDEMPOTENT_N, f"{len(delivered)} delivered, {failed[:3]}"
+    wait_for("a statistics report", lambda: p.poll(0.1) is not None and eos, 10)
+    state = eos[-1]
+    assert state.get("idemp_state") == "Assigned" and state.get("producer_id", -1) >= 0 and \
+        state.get("producer_epoch") == 0, f"eos statistics {state}"
+    records, ends = read_all(t, IDEMPOTENT_PARTITIONS, "read_uncommitted")
+    detail = check_idempotent([Record(pt, o, None, v, []) for pt, o, v in records], ends)
+    return f"{detail}; producer id {state['producer_id']} epoch {state['producer_epoch']} ({state['idemp_state']})"
+
+
+def latest_offsets(t, isolation):
+    specs = {TopicPartition(t, i): OffsetSpec.latest() for i in range(TXN_OUTPUT_PARTITIONS)}
+    answer = admin.list_offsets(specs, isolation_level=isolation)
+    return {tp.partition: f.result(timeout=30).offset for tp, f in answer.items()}
+
+
+@matrix.scenario("transactional")
+def _():
+    t_in, t_out, g = f"{topic}-txn-in", f"{topic}-txn-out", f"{group}-txn"
+    create(t_in, 1)
+    create(t_out, TXN_OUTPUT_PARTITIONS)
+    produce_all(producer(), t_in, (txn_input(i) + (None,) for i in range(TXN_INPUT)))
+
+    c = consumer(**{"group.id": g, "isolation.level": "read_committed"})
+    c.subscribe([t_in])
+    txn = Producer({**COMMON, "transactional.id": f"{topic}-txn"})
+    open_lso = None
+    try:
+        txn.init_transactions(30)
+        for commit in (True, False):
+            batch = []
+            deadline = time.time() + 60
+            while len(batch) < TXN_BATCH:
+                assert time.time() < deadline, f"consumed {len(batch)} of {TXN_BATCH} input records"
+                for m in c.consume(num_messages=TXN_BATCH - len(batch), timeout=0.5):
+                    assert m.error() is None, m.error()
+                    batch.append(m)
+            txn.begin_transaction()
+            for m in batch:
+                partition, value = txn_transform(m.value())
+                txn.produce(t_out, key=m.key(), value=value, partition=partition)
+            last = batch[-1]
+            txn.send_offsets_to_transaction([TopicPartition(t_in, last.partition(), last.offset() + 1)],
+                                            c.consumer_group_metadata(), 30)
+            assert txn.flush(30) == 0  # the aborted records, too, reach the log: an abort drops records not yet sent
+            if commit:  # while the first transaction is open, its records are above the last stable offset
+                open_lso = (latest_offsets(t_out, IsolationLevel.READ_COMMITTED),
+                            latest_offsets(t_out, IsolationLevel.READ_UNCOMMITTED))
+                per = TXN_BATCH // TXN_OUTPUT_PARTITIONS
+                want = tuple({i: o for i in range(TXN_OUTPUT_PARTITIONS)} for o in (0, per))
+                assert open_lso == want, f"ListOffsets (read_committed, uncommitted) {open_lso}"
+            (txn.commit_transaction if commit else txn.abort_transaction)(30)
+    finally:
+        c.close()
+    committed, ends = read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_committed")
+    uncommitted, _ = read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted")
+    stable = latest_offsets(t_out, IsolationLevel.READ_COMMITTED)
+    assert stable == ends, f"ListOffsets read_committed {stable} after both transactions, high watermarks {ends}"
+    offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)], require_stable=True)[g].result(timeout=30)
+    group_offset = {tp.partition: tp.offset for tp in offsets.topic_partitions if tp.topic == t_in}
+    detail = check_transactional(committed, uncommitted, ends, group_offset.get(0))
+    return f"{detail}; last stable offset {open_lso[0]} while open"
 
 
 matrix.finish()
