@@ -12,7 +12,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from matrix import RUN, Matrix, Record, bootstrap, check_led, check_produced_consumed, message, missing, split_between  # noqa: E402
+from matrix import (IDEMPOTENT_N, IDEMPOTENT_PARTITIONS, RUN, TXN_BATCH, TXN_INPUT, TXN_OUTPUT_PARTITIONS,  # noqa: E402
+                    Matrix, Record, bootstrap, check_idempotent, check_led, check_produced_consumed,
+                    check_transactional, idempotent_message, message, missing, split_between, txn_input,
+                    txn_transform)
 
 try:
     import aiokafka
@@ -256,6 +259,93 @@ async def _():
         deleted = await admin.delete_topics([t])
         assert [e[1] for e in deleted.topic_error_codes] == [0], deleted
     return "altered, 1 -> 3 partitions (shrink refused), records deleted up to 4"
+
+async def read_all(t, partitions, isolation_level):
+    """Every record of `t` from the start, read until the consumer's position reaches the end offset of each
+    partition (the last stable offset for read_committed): ([(partition, offset, value)], {partition: end})."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest",
+                                isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, i) for i in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        out = []
+        deadline = time.time() + 30
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.time() < deadline, f"{isolation_level} consumer stuck below {ends}"
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend((m.partition, m.offset, m.value) for m in batch)
+        return out, {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+@matrix.scenario("idempotent")
+async def _():
+    t = f"{topic}-idempotent"
+    async with Admin() as admin:
+        await create(admin, t, IDEMPOTENT_PARTITIONS)
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True,
+                                max_batch_size=1024, linger_ms=2)
+    await producer.start()
+    try:
+        sent = [await producer.send(t, value=idempotent_message(i), partition=i % IDEMPOTENT_PARTITIONS)
+                for i in range(IDEMPOTENT_N)]
+        await asyncio.gather(*sent)
+        # aiokafka keeps the id InitProducerId assigned in its transaction manager (internal).
+        pid, epoch = producer._txn_manager.producer_id, producer._txn_manager.producer_epoch
+    finally:
+        await producer.stop()
+    assert pid >= 0 and epoch == 0, f"producer id {pid} epoch {epoch}"
+    records, ends = await read_all(t, IDEMPOTENT_PARTITIONS, "read_uncommitted")
+    detail = check_idempotent([Record(pt, o, None, v, []) for pt, o, v in records], ends)
+    return f"{detail}; producer id {pid} epoch {epoch}"
+
+
+@matrix.scenario("transactional")
+async def _():
+    t_in, t_out, g = f"{topic}-txn-in", f"{topic}-txn-out", f"{group}-txn"
+    async with Admin() as admin:
+        await create(admin, t_in, 1)
+        await create(admin, t_out, TXN_OUTPUT_PARTITIONS)
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(t_in, key=k, value=v) for k, v in map(txn_input, range(TXN_INPUT))])
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(t_in, group_id=g, bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed")
+    txn = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"{topic}-txn")
+    await consumer.start()
+    try:
+        await txn.start()  # InitProducerId
+        for commit in (True, False):
+            batch = []
+            deadline = time.time() + 60
+            while len(batch) < TXN_BATCH:
+                assert time.time() < deadline, f"consumed {len(batch)} of {TXN_BATCH} input records"
+                for records in (await consumer.getmany(timeout_ms=500, max_records=TXN_BATCH - len(batch))).values():
+                    batch.extend(records)
+            await txn.begin_transaction()
+            for m in batch:
+                partition, value = txn_transform(m.value)
+                await txn.send(t_out, key=m.key, value=value, partition=partition)
+            last = batch[-1]
+            # aiokafka sends the group id only (TxnOffsetCommit without the member's generation).
+            await txn.send_offsets_to_transaction({TopicPartition(t_in, last.partition): last.offset + 1}, g)
+            await txn.flush()  # the aborted records, too, reach the log: an abort drops records not yet sent
+            await (txn.commit_transaction() if commit else txn.abort_transaction())
+    finally:
+        await txn.stop()
+        await consumer.stop()
+    committed, ends = await read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_committed")
+    uncommitted, _ = await read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted")
+    async with Admin() as admin:
+        offsets = await admin.list_consumer_group_offsets(g)
+    return check_transactional(committed, uncommitted, ends, offsets[TopicPartition(t_in, 0)].offset)
 
 
 matrix.finish()
