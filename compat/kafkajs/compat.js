@@ -303,6 +303,151 @@ scenario('admin-alter-partitions', () => withAdmin(async (admin) => {
   return `altered, 1 -> 3 partitions, offsets ${JSON.stringify(ends)}, records deleted up to 4`;
 }));
 
+// The idempotent scenario (compat/matrix.py holds the Python twin): message i goes to partition i % 2 and
+// must land at offset i / 2, once.
+const IDEMPOTENT_N = 2000;
+const IDEMPOTENT_PARTITIONS = 2;
+const idempotentMessage = (i) => `idem-${i}-${'z'.repeat(i % 53)}`;
+
+// The transactional scenario: 20 input records, consumed 10 per transaction; input `in-<i>` becomes
+// `out-<i>` in output partition i % 2. The first transaction commits, the second aborts.
+const TXN_BATCH = 10;
+const TXN_INPUT = 2 * TXN_BATCH;
+const TXN_OUTPUT_PARTITIONS = 2;
+const txnTransform = (value) => {
+  const i = Number(value.toString().split('-')[1]);
+  return { partition: i % TXN_OUTPUT_PARTITIONS, value: `out-${i}` };
+};
+const tuples = (records) => records.map((r) => `${r.partition}:${r.offset}:${r.value}`).sort();
+
+// Reads `t` from the start with a fresh group until every partition's consumed position (the last raw
+// offset of a batch, aborted records and markers included, + 1) reaches its end offset:
+// [{partition, offset, value}].
+async function readAll(t, ends, readUncommitted) {
+  const consumer = kafka.consumer({ groupId: `${group}-read-${t}-${readUncommitted ? 'uncommitted' : 'committed'}`, readUncommitted, maxWaitTimeInMs: 200 });
+  const position = {};
+  const out = [];
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    position[payload.partition] = Math.max(position[payload.partition] || 0, Number(payload.lastOffset) + 1);
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [t], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message: m }) => { out.push({ partition, offset: Number(m.offset), value: m.value.toString() }); },
+    });
+    await waitFor(`${readUncommitted ? 'read_uncommitted' : 'read_committed'} reading ${t} to ${JSON.stringify(ends)}`,
+      () => Object.entries(ends).every(([p, end]) => (position[p] || 0) >= end), 60);
+    return out;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+scenario('idempotent', () => withAdmin(async (admin) => {
+  const t = `${topic}-idempotent`;
+  await create(admin, t, IDEMPOTENT_PARTITIONS);
+  // kafkajs reports the producer id InitProducerId assigned only in its debug log: a client of its own
+  // captures that line and passes errors on as the main one does.
+  const assigned = [];
+  const logged = new Kafka({
+    clientId: 'brook-compat-idempotent',
+    brokers: [BOOTSTRAP],
+    logLevel: logLevel.DEBUG,
+    logCreator: () => ({ namespace, level, log }) => {
+      if (log.message === 'Initialized producer id & epoch') assigned.push({ producerId: log.producerId, producerEpoch: log.producerEpoch });
+      else if (level <= logLevel.ERROR) console.error(`[kafkajs ${namespace}] ${log.message}${log.error ? `: ${log.error}` : ''}`);
+    },
+  });
+  const p = logged.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await p.connect();
+  try {
+    for (let start = 0; start < IDEMPOTENT_N; start += 100) {
+      const messages = [];
+      for (let i = start; i < Math.min(IDEMPOTENT_N, start + 100); i++) messages.push({ partition: i % IDEMPOTENT_PARTITIONS, value: idempotentMessage(i) });
+      await p.send({ topic: t, acks: -1, messages });
+    }
+  } finally {
+    await p.disconnect();
+  }
+  assert(assigned.length === 1 && assigned[0].producerId >= 0 && assigned[0].producerEpoch === 0, `producer ids assigned: ${JSON.stringify(assigned)}`);
+  const ends = await endOffsets(admin, t);
+  const want = {};
+  for (let q = 0; q < IDEMPOTENT_PARTITIONS; q++) want[q] = Math.ceil((IDEMPOTENT_N - q) / IDEMPOTENT_PARTITIONS);
+  assert(JSON.stringify(ends) === JSON.stringify(want), `high watermarks ${JSON.stringify(ends)}, expected ${JSON.stringify(want)}`);
+  const records = await readAll(t, ends, true);
+  const expected = Array.from({ length: IDEMPOTENT_N }, (_, i) => ({ partition: i % IDEMPOTENT_PARTITIONS, offset: Math.floor(i / IDEMPOTENT_PARTITIONS), value: idempotentMessage(i) }));
+  const got = tuples(records);
+  const missing = tuples(expected).filter((x) => !got.includes(x));
+  assert(JSON.stringify(got) === JSON.stringify(tuples(expected)), `read ${records.length} records of ${IDEMPOTENT_N}; e.g. missing or moved: ${missing.slice(0, 3)}`);
+  return `${IDEMPOTENT_N} messages once each, each at its send position in partitions ${JSON.stringify(Object.keys(ends))}; producer id ${assigned[0].producerId} epoch ${assigned[0].producerEpoch}`;
+}));
+
+scenario('transactional', () => withAdmin(async (admin) => {
+  const tIn = `${topic}-txn-in`;
+  const tOut = `${topic}-txn-out`;
+  const g = `${group}-txn`;
+  await create(admin, tIn, 1);
+  await create(admin, tOut, TXN_OUTPUT_PARTITIONS);
+  const p = producer();
+  await p.connect();
+  try {
+    await p.send({ topic: tIn, acks: -1, messages: Array.from({ length: TXN_INPUT }, (_, i) => ({ key: `k${i}`, value: `in-${i}` })) });
+  } finally {
+    await p.disconnect();
+  }
+
+  // kafkajs consumes only through run(): the member buffers the input, and each transaction takes the
+  // next TXN_BATCH records from it while the member stays in the group.
+  const input = [];
+  const consumer = kafka.consumer({ groupId: g, maxWaitTimeInMs: 200 }); // read_committed by default
+  const txnProducer = kafka.producer({ transactionalId: `${topic}-txn`, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await consumer.connect();
+  await txnProducer.connect(); // InitProducerId
+  try {
+    await consumer.subscribe({ topics: [tIn], fromBeginning: true });
+    await consumer.run({ autoCommit: false, eachMessage: async ({ partition, message: m }) => { input.push({ partition, offset: Number(m.offset), key: m.key, value: m.value }); } });
+    for (const commit of [true, false]) {
+      await waitFor(`${TXN_BATCH} more input records`, () => input.length >= TXN_BATCH, 60);
+      const batch = input.splice(0, TXN_BATCH);
+      const txn = await txnProducer.transaction();
+      try {
+        await txn.send({ topic: tOut, acks: -1, messages: batch.map((m) => ({ key: m.key, ...txnTransform(m.value) })) });
+        const last = batch[batch.length - 1];
+        await txn.sendOffsets({ consumerGroupId: g, topics: [{ topic: tIn, partitions: [{ partition: last.partition, offset: String(last.offset + 1) }] }] });
+      } catch (e) {
+        await txn.abort();
+        throw e;
+      }
+      await (commit ? txn.commit() : txn.abort());
+    }
+  } finally {
+    await txnProducer.disconnect();
+    await consumer.disconnect();
+  }
+  const ends = await endOffsets(admin, tOut);
+  const per = TXN_BATCH / TXN_OUTPUT_PARTITIONS;
+  const wantEnds = Object.fromEntries(Array.from({ length: TXN_OUTPUT_PARTITIONS }, (_, q) => [q, 2 * per + 2]));
+  assert(JSON.stringify(ends) === JSON.stringify(wantEnds), `high watermarks ${JSON.stringify(ends)}, expected ${JSON.stringify(wantEnds)} (records and two markers)`);
+  const committed = await readAll(tOut, ends, false);
+  const uncommitted = await readAll(tOut, ends, true);
+  const wantCommitted = [];
+  const wantAll = [];
+  for (let i = 0; i < TXN_INPUT; i++) {
+    const { partition, value } = txnTransform(Buffer.from(`in-${i}`));
+    const offset = Math.floor((i % TXN_BATCH) / TXN_OUTPUT_PARTITIONS) + (i < TXN_BATCH ? 0 : per + 1); // past the COMMIT marker
+    if (i < TXN_BATCH) wantCommitted.push({ partition, offset, value });
+    wantAll.push({ partition, offset, value });
+  }
+  assert(JSON.stringify(tuples(committed)) === JSON.stringify(tuples(wantCommitted)), `read_committed saw ${tuples(committed)}, expected ${tuples(wantCommitted)}`);
+  assert(JSON.stringify(tuples(uncommitted)) === JSON.stringify(tuples(wantAll)), `read_uncommitted saw ${tuples(uncommitted)}, expected ${tuples(wantAll)}`);
+  const fetched = await admin.fetchOffsets({ groupId: g, topics: [tIn] });
+  const groupOffset = Number(fetched[0].partitions.find((o) => o.partition === 0).offset);
+  assert(groupOffset === TXN_BATCH, `the group committed input offset ${groupOffset}, expected ${TXN_BATCH}`);
+  return `read_committed: the committed transaction's ${committed.length} records only (read_uncommitted ${uncommitted.length}, markers at [${per}, ${2 * per + 1}]); group offset ${groupOffset}`;
+}));
+
 function bounded(promise, seconds) {
   let timer;
   const expiry = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no outcome within ${seconds} s`)), seconds * 1000); });
