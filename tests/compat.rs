@@ -96,13 +96,15 @@ async fn kcat_matrix_passes_against_in_process_broker() {
 }
 
 /// The scenarios every script besides kcat runs (compat/README.md describes them).
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 8] = [
     "admin",
     "produce-consume",
     "produce-consume-gzip",
     "consumer-group",
     "describe-all-after-commit",
     "admin-alter-partitions",
+    "idempotent",
+    "transactional",
 ];
 
 fn compat_dir() -> PathBuf {
