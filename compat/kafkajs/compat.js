@@ -430,8 +430,8 @@ scenario('transactional', () => withAdmin(async (admin) => {
   const per = TXN_BATCH / TXN_OUTPUT_PARTITIONS;
   const wantEnds = Object.fromEntries(Array.from({ length: TXN_OUTPUT_PARTITIONS }, (_, q) => [q, 2 * per + 2]));
   assert(JSON.stringify(ends) === JSON.stringify(wantEnds), `high watermarks ${JSON.stringify(ends)}, expected ${JSON.stringify(wantEnds)} (records and two markers)`);
-  const committed = await readAll(tOut, ends, false);
-  const uncommitted = await readAll(tOut, ends, true);
+  // Two fresh groups, read at once (each join waits out the group's initial rebalance delay).
+  const [committed, uncommitted] = await Promise.all([readAll(tOut, ends, false), readAll(tOut, ends, true)]);
   const wantCommitted = [];
   const wantAll = [];
   for (let i = 0; i < TXN_INPUT; i++) {
