@@ -66,7 +66,17 @@ async fn kcat_matrix_passes_against_in_process_broker() {
             "keyed-headers",
             "group-balanced",
             "metadata-all-after-commit",
+            "idempotent",
         ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    check_idempotent_batches(
+        &b.data_dir,
+        "kcat-idempotent-test",
+        1,
+        10_000,
+        &stdout,
+        "kcat",
     );
 
     let mut problems = Vec::new();
@@ -162,8 +172,118 @@ fn python_client(dir: &str, module: &str) -> Option<PathBuf> {
         .then_some(path)
 }
 
-/// Runs compat/<script> with the client in `deps` against a fresh in-process broker.
-async fn python_matrix(client: &str, dir: &str, module: &str, script: &str, scenarios: &[&str]) {
+/// One stored batch's producer fields: (base offset, producer id, producer epoch, base sequence, records).
+fn producer_batches(
+    data_dir: &Path,
+    topic: &str,
+    partition: i32,
+) -> Vec<(i64, i64, i16, i32, i32)> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("partition dir {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut batches = Vec::new();
+    for segment in segments {
+        let bytes = std::fs::read(&segment).expect("read segment");
+        let mut pos = 0usize;
+        // v2 batch header: producer id at 43, epoch at 51, base sequence at 53, record count at 57.
+        while pos + 61 <= bytes.len() {
+            let at = |from: usize, n: usize| &bytes[pos + from..pos + from + n];
+            let base = i64::from_be_bytes(at(0, 8).try_into().expect("8 bytes"));
+            let len = i32::from_be_bytes(at(8, 4).try_into().expect("4 bytes"));
+            assert!(
+                len >= 49,
+                "batch at {pos} of {} has length {len}",
+                segment.display()
+            );
+            batches.push((
+                base,
+                i64::from_be_bytes(at(43, 8).try_into().expect("8 bytes")),
+                i16::from_be_bytes(at(51, 2).try_into().expect("2 bytes")),
+                i32::from_be_bytes(at(53, 4).try_into().expect("4 bytes")),
+                i32::from_be_bytes(at(57, 4).try_into().expect("4 bytes")),
+            ));
+            pos += 12 + len as usize;
+        }
+    }
+    batches
+}
+
+/// The `idempotent` scenario's topic as stored: in every partition, `records` records in more than one
+/// batch, each batch carrying one producer id (the one the script reported, when it printed
+/// `producer id N`) at epoch 0 and a base sequence equal to its base offset (one producer from an empty
+/// partition: sequences dense from 0, no batch stored twice).
+fn check_idempotent_batches(
+    data_dir: &Path,
+    topic: &str,
+    partitions: i32,
+    records: i32,
+    stdout: &str,
+    client: &str,
+) {
+    let reported: Option<i64> = stdout
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .take(3)
+                .eq([client, "idempotent", "PASS"])
+        })
+        .and_then(|l| l.split("producer id ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|id| id.parse().expect("reported producer id"));
+    let mut ids = std::collections::BTreeSet::new();
+    for partition in 0..partitions {
+        let batches = producer_batches(data_dir, topic, partition);
+        let total: i32 = batches.iter().map(|b| b.4).sum();
+        assert!(
+            total == records && batches.len() > 1,
+            "{client}: {topic}-{partition} holds {total} records in {} batches, expected {records} in several",
+            batches.len()
+        );
+        let wrong: Vec<_> = batches
+            .iter()
+            .filter(|&&(base, id, epoch, sequence, _)| {
+                id < 0 || epoch != 0 || i64::from(sequence) != base
+            })
+            .take(3)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{client}: {topic}-{partition} batches (base offset, producer id, epoch, base sequence, \
+             records) without the idempotent producer's id, epoch 0 and dense sequences: {wrong:?}"
+        );
+        ids.extend(batches.iter().map(|b| b.1));
+    }
+    assert_eq!(
+        ids.len(),
+        1,
+        "{client}: {topic} written by producer ids {ids:?}"
+    );
+    let stored = ids.pop_first().expect("one producer id");
+    if let Some(reported) = reported {
+        assert_eq!(
+            stored, reported,
+            "{client}: batches carry producer id {stored}, the client reported {reported}"
+        );
+    }
+    eprintln!(
+        "{client}: {topic} stored with producer id {stored}, epoch 0, sequences dense (reported: {reported:?})"
+    );
+}
+
+/// Runs compat/<script> with the client in `deps` against a fresh in-process broker; its topics are
+/// named `<topics>-test-<scenario>`.
+async fn python_matrix(
+    client: &str,
+    dir: &str,
+    module: &str,
+    script: &str,
+    topics: &str,
+    scenarios: &[&str],
+) {
     let Some(deps) = python_client(dir, module) else {
         skip_or_fail(client, "run compat/install.sh; .ci/run does this");
         return;
@@ -182,6 +302,15 @@ async fn python_matrix(client: &str, dir: &str, module: &str, script: &str, scen
     })
     .unwrap_or_else(|e| panic!("run compat/{script:?}: {e}"));
     check_matrix(client, &output, scenarios);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    check_idempotent_batches(
+        &b.data_dir,
+        &format!("{topics}-test-idempotent"),
+        2,
+        1000,
+        &stdout,
+        client,
+    );
     b.shutdown().await;
 }
 
@@ -193,6 +322,7 @@ async fn kafka_python_3_matrix_passes_against_in_process_broker() {
         "kafka-python-3",
         "kafka",
         "kafka_python.py",
+        "kafka-python",
         &SCENARIOS,
     )
     .await;
@@ -207,6 +337,7 @@ async fn kafka_python_2_matrix_passes_against_in_process_broker() {
         "kafka-python-2",
         "kafka",
         "kafka_python.py",
+        "kafka-python",
         &SCENARIOS,
     )
     .await;
@@ -220,6 +351,7 @@ async fn aiokafka_matrix_passes_against_in_process_broker() {
         "aiokafka",
         "aiokafka",
         "aiokafka_compat.py",
+        "aiokafka",
         &SCENARIOS,
     )
     .await;
@@ -240,6 +372,7 @@ async fn confluent_kafka_matrix_passes_against_in_process_broker() {
         "confluent-kafka",
         "confluent_kafka",
         "confluent_kafka_compat.py",
+        "confluent-kafka",
         &scenarios,
     )
     .await;
@@ -270,6 +403,15 @@ async fn kafkajs_matrix_passes_against_in_process_broker() {
     })
     .expect("run compat/kafkajs/compat.js");
     check_matrix("kafkajs", &output, &SCENARIOS);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    check_idempotent_batches(
+        &b.data_dir,
+        "kafkajs-test-idempotent",
+        2,
+        1000,
+        &stdout,
+        "kafkajs",
+    );
     b.shutdown().await;
 }
 
