@@ -1,7 +1,9 @@
 //! Runs every compat/ script (kcat, kafka-python 2.x and 3.x, aiokafka, confluent-kafka, kafkajs)
 //! against its own in-process broker and requires a PASS line for each of its scenarios. For kcat it
 //! also checks on disk that the compressed topics really hold compressed batches: old librdkafka
-//! silently stops compressing when the broker's advertised versions disappoint it.
+//! silently stops compressing when the broker's advertised versions disappoint it. For every client it
+//! reads the `idempotent` scenario's batches from disk: the producer id, epoch and sequence numbers
+//! brook stored are the idempotent producer's, whatever the client could show of them.
 //! The clients come from `compat/install.sh` (pinned versions under compat/.deps/ and
 //! compat/kafkajs/node_modules); a missing client is a skip, except with CI=true, where it fails.
 
