@@ -13,8 +13,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from matrix import (IDEMPOTENT_N, IDEMPOTENT_PARTITIONS, RUN, TXN_BATCH, TXN_INPUT, TXN_OUTPUT_PARTITIONS,  # noqa: E402
-                    Matrix, Record, bootstrap, check_idempotent, check_led, check_produced_consumed,
-                    check_transactional, idempotent_message, message, missing, split_between, txn_input,
+                    Matrix, Record, bootstrap, check_idempotent, check_led, check_open_lso,
+                    check_produced_consumed, check_transactional, idempotent_message, message, missing, split_between, txn_input,
                     txn_transform)
 
 try:
@@ -260,6 +260,17 @@ async def _():
         assert [e[1] for e in deleted.topic_error_codes] == [0], deleted
     return "altered, 1 -> 3 partitions (shrink refused), records deleted up to 4"
 
+async def latest_offsets(t, partitions, isolation_level):
+    """ListOffsets latest with `isolation_level`, as a consumer with it asks: {partition: offset}."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(t, i) for i in range(partitions)])
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
 async def read_all(t, partitions, isolation_level):
     """Every record of `t` from the start, read until the consumer's position reaches the end offset of each
     partition (the last stable offset for read_committed): ([(partition, offset, value)], {partition: end})."""
@@ -337,6 +348,9 @@ async def _():
             # aiokafka sends the group id only (TxnOffsetCommit without the member's generation).
             await txn.send_offsets_to_transaction({TopicPartition(t_in, last.partition): last.offset + 1}, g)
             await txn.flush()  # the aborted records, too, reach the log: an abort drops records not yet sent
+            if commit:  # while the first transaction is open, its records are above the last stable offset
+                open_lso = check_open_lso(await latest_offsets(t_out, TXN_OUTPUT_PARTITIONS, "read_committed"),
+                                          await latest_offsets(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted"))
             await (txn.commit_transaction() if commit else txn.abort_transaction())
     finally:
         await txn.stop()
@@ -345,7 +359,7 @@ async def _():
     uncommitted, _ = await read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted")
     async with Admin() as admin:
         offsets = await admin.list_consumer_group_offsets(g)
-    return check_transactional(committed, uncommitted, ends, offsets[TopicPartition(t_in, 0)].offset)
+    return f"{check_transactional(committed, uncommitted, ends, offsets[TopicPartition(t_in, 0)].offset)}; {open_lso}"
 
 
 matrix.finish()

@@ -12,8 +12,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from matrix import (IDEMPOTENT_N, IDEMPOTENT_PARTITIONS, RUN, TXN_BATCH, TXN_INPUT, TXN_OUTPUT_PARTITIONS,  # noqa: E402
-                    Matrix, Record, bootstrap, check_idempotent, check_led, check_produced_consumed,
-                    check_transactional, idempotent_message, message, missing, split_between, txn_input,
+                    Matrix, Record, bootstrap, check_idempotent, check_led, check_open_lso,
+                    check_produced_consumed, check_transactional, idempotent_message, message, missing, split_between, txn_input,
                     txn_transform, wait_for)
 
 try:
@@ -246,6 +246,16 @@ def _():
     admin.delete_topics([t])
     return f"altered{'' if V2 else ' incrementally'}, 1 -> 3 partitions (shrink refused), cluster {cluster['cluster_id']}"
 
+def latest_offsets(t, partitions, isolation_level):
+    """ListOffsets latest with `isolation_level`, as a consumer with it asks: {partition: offset}."""
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, isolation_level=isolation_level)
+    try:
+        ends = consumer.end_offsets([TopicPartition(t, i) for i in range(partitions)])
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        consumer.close()
+
+
 def read_all(t, partitions, isolation_level):
     """Every record of `t` from the start, read until the consumer's position reaches the end offset (for
     read_committed, the last stable offset) of each partition: [(partition, offset, value)]."""
@@ -320,6 +330,9 @@ def _():
             txn.send_offsets_to_transaction({TopicPartition(t_in, last.partition): OffsetAndMetadata(last.offset + 1, "", -1)},
                                             group_metadata)
             txn.flush()  # the aborted records, too, reach the log: an abort drops records not yet sent
+            if commit:  # while the first transaction is open, its records are above the last stable offset
+                open_lso = check_open_lso(latest_offsets(t_out, TXN_OUTPUT_PARTITIONS, "read_committed"),
+                                          latest_offsets(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted"))
             (txn.commit_transaction if commit else txn.abort_transaction)()
     finally:
         txn.close()
@@ -327,7 +340,7 @@ def _():
     committed, ends = read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_committed")
     uncommitted, _ = read_all(t_out, TXN_OUTPUT_PARTITIONS, "read_uncommitted")
     offsets = admin.list_consumer_group_offsets(g) if V2 else admin.list_group_offsets({g: None})[g]
-    return check_transactional(committed, uncommitted, ends, offsets[TopicPartition(t_in, 0)].offset)
+    return f"{check_transactional(committed, uncommitted, ends, offsets[TopicPartition(t_in, 0)].offset)}; {open_lso}"
 
 
 admin.close()

@@ -130,6 +130,17 @@ def txn_transform(value):
     return i % TXN_OUTPUT_PARTITIONS, b"out-%d" % i
 
 
+def check_open_lso(read_committed, read_uncommitted):
+    """ListOffsets latest of the output partitions while the first transaction is open and its records are
+    in the log: read_committed answers the last stable offset, below them (0); read_uncommitted the high
+    watermark past them."""
+    per = TXN_BATCH // TXN_OUTPUT_PARTITIONS
+    want = ({p: 0 for p in range(TXN_OUTPUT_PARTITIONS)}, {p: per for p in range(TXN_OUTPUT_PARTITIONS)})
+    got = (read_committed, read_uncommitted)
+    assert got == want, f"latest offsets (read_committed, read_uncommitted) {got} during the open transaction, expected {want}"
+    return f"last stable offset {read_committed} while open"
+
+
 def check_transactional(committed, uncommitted, ends, group_offset):
     """`committed`: (partition, offset, value) a read_committed consumer read; `uncommitted`: the same read
     with read_uncommitted; `ends`: high watermarks per output partition; `group_offset`: the group's

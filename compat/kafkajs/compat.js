@@ -401,6 +401,7 @@ scenario('transactional', () => withAdmin(async (admin) => {
   // kafkajs consumes only through run(): the member buffers the input, and each transaction takes the
   // next TXN_BATCH records from it while the member stays in the group.
   const input = [];
+  let openLso = null;
   const consumer = kafka.consumer({ groupId: g, maxWaitTimeInMs: 200 }); // read_committed by default
   const txnProducer = kafka.producer({ transactionalId: `${topic}-txn`, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await consumer.connect();
@@ -419,6 +420,13 @@ scenario('transactional', () => withAdmin(async (admin) => {
       } catch (e) {
         await txn.abort();
         throw e;
+      }
+      if (commit) {
+        // While the first transaction is open its records are in the log (send waited for the acks) but
+        // above the last stable offset, which the admin's ListOffsets (read_committed in kafkajs) answers.
+        openLso = await endOffsets(admin, tOut);
+        const zero = Object.fromEntries(Array.from({ length: TXN_OUTPUT_PARTITIONS }, (_, q) => [q, 0]));
+        assert(JSON.stringify(openLso) === JSON.stringify(zero), `ListOffsets read_committed ${JSON.stringify(openLso)} during the open transaction, expected ${JSON.stringify(zero)}`);
       }
       await (commit ? txn.commit() : txn.abort());
     }
@@ -445,7 +453,7 @@ scenario('transactional', () => withAdmin(async (admin) => {
   const fetched = await admin.fetchOffsets({ groupId: g, topics: [tIn] });
   const groupOffset = Number(fetched[0].partitions.find((o) => o.partition === 0).offset);
   assert(groupOffset === TXN_BATCH, `the group committed input offset ${groupOffset}, expected ${TXN_BATCH}`);
-  return `read_committed: the committed transaction's ${committed.length} records only (read_uncommitted ${uncommitted.length}, markers at [${per}, ${2 * per + 1}]); group offset ${groupOffset}`;
+  return `read_committed: the committed transaction's ${committed.length} records only (read_uncommitted ${uncommitted.length}, markers at [${per}, ${2 * per + 1}]); group offset ${groupOffset}; last stable offset ${JSON.stringify(openLso)} while open`;
 }));
 
 function bounded(promise, seconds) {
