@@ -449,10 +449,25 @@ async fn sarama_1_22_matrix_passes_against_in_process_broker() {
             "create-topics-v1-validate-only",
             "describe-configs-v0",
             "produce-v3-5-messages",
+            "produce-v3-idempotent",
             "list-offsets-v0",
             "offset-commit-v1-fetch-v1",
             "delete-topics-v0",
         ],
+    );
+    // The topic is sarama-<nanos>-idempotent.
+    let idempotent = std::fs::read_dir(&b.data_dir)
+        .expect("data dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.starts_with("sarama-") && n.ends_with("-idempotent-0"))
+        .expect("sarama's idempotent topic on disk");
+    check_idempotent_batches(
+        &b.data_dir,
+        idempotent.trim_end_matches("-0"),
+        1,
+        500,
+        &String::from_utf8_lossy(&output.stdout),
+        "sarama",
     );
     b.shutdown().await;
 }

@@ -96,6 +96,9 @@ func main() {
 	}
 	report("produce-v3-5-messages", err, "")
 
+	n, err := idempotent(addrs, adm1, topic+"-idempotent")
+	report("produce-v3-idempotent", err, fmt.Sprintf("%d messages once each, in order", n))
+
 	// Sarama's default version (V0_8_2_0): ListOffsets v0, OffsetCommit v1, OffsetFetch v1.
 	client, err := sarama.NewClient(addrs, config(sarama.NewConfig().Version))
 	if err != nil {
@@ -121,6 +124,66 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// idempotent produces 500 messages with Sarama's idempotent producer (InitProducerId v0, then Produce v3
+// batches carrying the producer id and sequence numbers) in sends of 50 and reads them back: message i at
+// offset i, once. tests/compat.rs checks the stored batches' producer fields on disk.
+func idempotent(addrs []string, adm sarama.ClusterAdmin, topic string) (int, error) {
+	const n, per = 500, 50
+	if err := adm.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		return 0, err
+	}
+	pc := config(sarama.V0_11_0_0)
+	pc.Producer.Idempotent = true
+	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Producer.Return.Successes = true
+	pc.Producer.Partitioner = sarama.NewManualPartitioner
+	pc.Net.MaxOpenRequests = 1 // Sarama's idempotent producer allows only one
+	producer, err := sarama.NewSyncProducer(addrs, pc)
+	if err != nil {
+		return 0, err
+	}
+	for start := 0; start < n; start += per {
+		msgs := make([]*sarama.ProducerMessage, 0, per)
+		for i := start; i < start+per; i++ {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: 0, Value: sarama.StringEncoder(fmt.Sprintf("idem-%d", i))})
+		}
+		if err := producer.SendMessages(msgs); err != nil {
+			producer.Close()
+			return 0, err
+		}
+	}
+	if err := producer.Close(); err != nil {
+		return 0, err
+	}
+	consumer, err := sarama.NewConsumer(addrs, config(sarama.V0_11_0_0))
+	if err != nil {
+		return 0, err
+	}
+	defer consumer.Close()
+	pcons, err := consumer.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	if err != nil {
+		return 0, err
+	}
+	defer pcons.Close()
+	timeout := time.After(30 * time.Second)
+	for i := 0; i < n; i++ {
+		select {
+		case m := <-pcons.Messages():
+			if want := fmt.Sprintf("idem-%d", i); m.Offset != int64(i) || string(m.Value) != want {
+				return i, fmt.Errorf("offset %d holds %q, want %q at offset %d", m.Offset, m.Value, want, i)
+			}
+		case err := <-pcons.Errors():
+			return i, err
+		case <-timeout:
+			return i, fmt.Errorf("read %d of %d messages within 30 s", i, n)
+		}
+	}
+	if hw := pcons.HighWaterMarkOffset(); hw != n {
+		return n, fmt.Errorf("high watermark %d, want %d", hw, n)
+	}
+	return n, nil
 }
 
 func commitAndFetch(client sarama.Client, topic string) error {
