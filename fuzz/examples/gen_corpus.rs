@@ -95,6 +95,7 @@ const SEEDED: &[ApiKey] = &[
     ApiKey::TxnOffsetCommit,
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
+    ApiKey::WriteTxnMarkers,
 ];
 
 fn requests(dir: &Path) {
@@ -301,6 +302,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default().into(),
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::default().into(),
         ApiKey::ListTransactions => ListTransactionsRequest::default().into(),
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::default().into(),
         other => panic!("no seed request for {other:?}"),
     }
 }
@@ -619,6 +621,20 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
             .with_producer_id_filters(vec![ProducerId(1000)])
             .with_duration_filter(if v >= 1 { 60_000 } else { -1 })
             .with_transactional_id_pattern(if v >= 2 { Some(s("t.*")) } else { None })
+            .into(),
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::default()
+            .with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(1000))
+                    .with_producer_epoch(2)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(topic("t"))
+                            .with_partition_indexes(vec![0, 7]),
+                    ]),
+            ])
             .into(),
         other => default_request(other),
     }

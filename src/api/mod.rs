@@ -26,6 +26,7 @@ pub mod response_metrics;
 pub mod topics;
 pub mod txn;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,6 +11,7 @@
 //! Transactions stop before TV2 (`transaction.version` is not finalized): EndTxn at 4 (v5 means an epoch
 //! bump per transaction), AddPartitionsToTxn at 3 (v4-5 are the brokers' verification requests; clients
 //! send at most 3, and Kafka's own producer caps itself at 3 unless TV2 is finalized).
+//! WriteTxnMarkers is v1 only, as Kafka 4 (KIP-896 removed v0); it serves an operator's admin abort.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,6 +108,7 @@ macro_rules! registrations {
             EndTxn, 0, 4, EndTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::end_txn(apis, ctx, req));
             DescribeTransactions, 0, 0, DescribeTransactionsResponse [transaction_states.error_code], |apis, ctx, req| Answer::Now($crate::api::txn::describe_transactions(apis, ctx, &req));
             ListTransactions, 0, 2, ListTransactionsResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::txn::list_transactions(apis, ctx, &req));
+            WriteTxnMarkers, 1, 1, WriteTxnMarkersResponse [markers.topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::write_txn_markers::handle(apis, ctx, req));
             TxnOffsetCommit, 0, 4, TxnOffsetCommitResponse [topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::txn_offset_commit::handle(apis, ctx, req));
         }
     };
