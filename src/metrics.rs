@@ -8,7 +8,7 @@
 //! partition's series disappear with it.
 //!
 //! Names follow `brook_<area>_<what>_<unit>`. Label values are bounded: `api` and `error` by the protocol,
-//! `state` by the group state machine; `topic`, `partition` and `group` grow with the topics, partitions and
+//! `state` by the group and transaction state machines; `topic`, `partition` and `group` grow with the topics, partitions and
 //! groups an operator creates. `metrics.partition.level.enable=false` drops the `partition` label (series are
 //! summed per topic) for large deployments.
 
@@ -70,6 +70,20 @@ pub mod names {
     pub const LOG_GROUP_COMMITS: &str = "brook_log_group_commits_total";
     /// Counter: partition flushes done by those group commits (process-wide).
     pub const LOG_GROUP_COMMIT_FLUSHES: &str = "brook_log_group_commit_flushes_total";
+    /// Gauge `{topic, partition}`: producers whose state the partition keeps (idempotent and transactional
+    /// producer ids not yet expired), as DescribeProducers lists them.
+    pub const LOG_PRODUCERS: &str = "brook_log_producers";
+    /// Gauge `{topic, partition}`: transactions open in the partition (a transactional batch written, no
+    /// marker yet).
+    pub const LOG_ONGOING_TRANSACTIONS: &str = "brook_log_ongoing_transactions";
+    /// Gauge `{topic, partition}`: the last stable offset, below which read_committed consumers may read.
+    pub const LOG_LAST_STABLE_OFFSET: &str = "brook_log_last_stable_offset";
+    /// Gauge `{topic, partition}`: high watermark minus last stable offset, the records read_committed
+    /// consumers cannot see yet (a hanging transaction shows as a lag that keeps growing).
+    pub const LOG_LAST_STABLE_OFFSET_LAG: &str = "brook_log_last_stable_offset_lag_records";
+    /// Gauge `{state}`: transactional ids this broker coordinates, by state (Empty, Ongoing, PrepareCommit,
+    /// PrepareAbort, CompleteCommit, CompleteAbort, Dead, PrepareEpochFence).
+    pub const TXN_TRANSACTIONAL_IDS: &str = "brook_txn_transactional_ids";
     /// Gauge `{group, state}`: 1 for the group's current state (Empty, PreparingRebalance,
     /// CompletingRebalance, Stable, Dead).
     pub const GROUP_STATE: &str = "brook_group_state";

@@ -317,3 +317,121 @@ async fn a_configured_metrics_address_that_is_taken_fails_the_start() {
         "{error}"
     );
 }
+
+/// Sends `n` records to `partition`, one at a time.
+async fn send_n(p: &rdkafka::producer::FutureProducer, topic: &str, partition: i32, n: usize) {
+    for i in 0..n {
+        let value = format!("v{i}");
+        p.send(
+            rdkafka::producer::FutureRecord::<(), _>::to(topic)
+                .partition(partition)
+                .payload(&value),
+            rdkafka::util::Timeout::After(std::time::Duration::from_secs(30)),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("send {value}: {e}"));
+    }
+}
+
+/// Producer state and transactions, with and without the partition label: an idempotent producer on
+/// partition 0, a transactional one left open on partition 1, then committed.
+async fn transaction_metrics(partition_level: bool) {
+    use rdkafka::producer::Producer;
+    use rdkafka::util::Timeout;
+    use std::time::Duration;
+
+    let mut overrides = BROKER.to_vec();
+    let level = partition_level.to_string();
+    overrides.push(("metrics.partition.level.enable", &level));
+    let b = start_broker(&overrides).await;
+    let addr = b.broker.metrics_addr().expect("metrics are enabled");
+    let topic = unique_topic("txn-metrics");
+    create_topic(&b.bootstrap, &topic, 2).await;
+    let labels = |p: i32| -> Vec<(String, String)> {
+        let mut l = vec![("topic".to_string(), topic.clone())];
+        if partition_level {
+            l.push(("partition".to_string(), p.to_string()));
+        }
+        l
+    };
+    let get = |m: &Samples, name: &str, p: i32| -> f64 {
+        let l = labels(p);
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        m.get(&series(name, &l))
+    };
+    let state =
+        |m: &Samples, s: &str| m.get(&series("brook_txn_transactional_ids", &[("state", s)]));
+    let m = scrape(addr);
+    assert_eq!(state(&m, "Ongoing"), 0.0, "every state is listed, at 0");
+    let idempotent = producer(&b.bootstrap, &[("enable.idempotence", "true")]);
+    send_n(&idempotent, &topic, 0, 3).await;
+    let txn = producer(
+        &b.bootstrap,
+        &[
+            ("transactional.id", "metrics-txn"),
+            ("transaction.timeout.ms", "60000"),
+        ],
+    );
+    let t = txn.clone();
+    blocking(move || {
+        t.init_transactions(Timeout::After(Duration::from_secs(30)))?;
+        t.begin_transaction()
+    })
+    .expect("transaction begun");
+    send_n(&txn, &topic, 1, 2).await;
+
+    let m = scrape(addr);
+    if partition_level {
+        assert_eq!(get(&m, "brook_log_producers", 0), 1.0);
+        assert_eq!(get(&m, "brook_log_producers", 1), 1.0);
+        assert_eq!(get(&m, "brook_log_ongoing_transactions", 0), 0.0);
+        assert_eq!(get(&m, "brook_log_last_stable_offset", 0), 3.0);
+        assert_eq!(get(&m, "brook_log_last_stable_offset_lag_records", 0), 0.0);
+        assert_eq!(get(&m, "brook_log_ongoing_transactions", 1), 1.0);
+        assert_eq!(get(&m, "brook_log_last_stable_offset", 1), 0.0);
+        assert_eq!(get(&m, "brook_log_last_stable_offset_lag_records", 1), 2.0);
+    } else {
+        // Summed over the topic's partitions.
+        assert_eq!(get(&m, "brook_log_producers", 0), 2.0);
+        assert_eq!(get(&m, "brook_log_ongoing_transactions", 0), 1.0);
+        assert_eq!(get(&m, "brook_log_last_stable_offset", 0), 3.0);
+        assert_eq!(get(&m, "brook_log_last_stable_offset_lag_records", 0), 2.0);
+        assert!(
+            m.0.keys().all(|k| !k.contains("partition=")),
+            "no series has a partition label"
+        );
+    }
+    assert_eq!(state(&m, "Ongoing"), 1.0);
+
+    let t = txn.clone();
+    blocking(move || t.commit_transaction(Timeout::After(Duration::from_secs(30))))
+        .expect("committed");
+    // The marker is committed before EndTxn answers; Complete* is persisted just after.
+    let m = poll_until(Duration::from_secs(10), "CompleteCommit", || {
+        let m = scrape(addr);
+        (state(&m, "CompleteCommit") == 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(state(&m, "Ongoing"), 0.0);
+    let p = if partition_level { 1 } else { 0 };
+    assert_eq!(get(&m, "brook_log_ongoing_transactions", p), 0.0);
+    assert_eq!(get(&m, "brook_log_last_stable_offset_lag_records", p), 0.0);
+    let lso = if partition_level { 3.0 } else { 6.0 };
+    assert_eq!(
+        get(&m, "brook_log_last_stable_offset", p),
+        lso,
+        "two records and the marker"
+    );
+    drop((idempotent, txn));
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_open_transactions_and_the_last_stable_offset_are_exported() {
+    transaction_metrics(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_metrics_are_summed_per_topic_without_the_partition_label() {
+    transaction_metrics(false).await;
+}

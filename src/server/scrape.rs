@@ -1,6 +1,8 @@
 //! Gauges computed at scrape time, written as Prometheus text after the registry's event metrics: partition
-//! offsets and sizes from the LogManager, groups and lag from the coordinator and its offset store,
-//! connections from the listener, and the process from `/proc/self`.
+//! offsets and sizes from the LogManager, producers, open transactions and the last stable offset from the
+//! leader partitions, transactional ids by state from the transaction coordinator, groups and lag from the
+//! group coordinator and its offset store, connections from the listener, and the process from
+//! `/proc/self`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,6 +48,7 @@ impl Scrape for Scraper {
             1.0,
         );
         self.logs(&mut page);
+        self.transactions(&mut page);
         self.groups(&mut page);
         self.connections(&mut page);
         process(&mut page);
@@ -124,6 +127,77 @@ impl Scraper {
             &[],
             crate::log::manager::group_commit_flushes_total() as f64,
         );
+    }
+
+    /// Producer state and transactions: per partition this broker leads, and the coordinator's ids.
+    fn transactions(&self, page: &mut Page<'_>) {
+        let apis = &self.apis;
+        let partition_level = apis.metrics.partition_level();
+        // (topic, partition or None) -> [producers, ongoing, lso, lso lag]
+        let mut rows: BTreeMap<(String, Option<i32>), [f64; 4]> = BTreeMap::new();
+        for partition in apis.replicas.partitions() {
+            let tp = partition.topic_partition();
+            let producers = partition.log().active_producers();
+            let ongoing = producers
+                .iter()
+                .filter(|p| p.current_txn_start_offset >= 0)
+                .count();
+            // The high watermark first: the LSO is read after it, so it never exceeds it here.
+            let hw = partition.high_watermark();
+            let lso = partition.last_stable_offset();
+            let values = [
+                producers.len() as f64,
+                ongoing as f64,
+                lso as f64,
+                (hw - lso).max(0) as f64,
+            ];
+            let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
+            let row = rows.entry(key).or_default();
+            for (sum, v) in row.iter_mut().zip(values) {
+                *sum += v;
+            }
+        }
+        let families = [
+            (
+                names::LOG_PRODUCERS,
+                "Producer ids whose state the partition keeps (summed over partitions without the partition label).",
+            ),
+            (
+                names::LOG_ONGOING_TRANSACTIONS,
+                "Transactions open in the partition (written, no marker yet).",
+            ),
+            (
+                names::LOG_LAST_STABLE_OFFSET,
+                "The offset below which read_committed consumers may read.",
+            ),
+            (
+                names::LOG_LAST_STABLE_OFFSET_LAG,
+                "High watermark minus last stable offset: records read_committed consumers cannot see yet.",
+            ),
+        ];
+        for (i, (name, help)) in families.into_iter().enumerate() {
+            page.family(name, "gauge", help);
+            for ((topic, partition), values) in &rows {
+                let partition = partition.map(|p| p.to_string());
+                let mut labels = vec![("topic", topic.as_str())];
+                if let Some(p) = &partition {
+                    labels.push(("partition", p));
+                }
+                page.sample(name, &labels, values[i]);
+            }
+        }
+        page.family(
+            names::TXN_TRANSACTIONAL_IDS,
+            "gauge",
+            "Transactional ids this broker coordinates, by state.",
+        );
+        for (state, count) in apis.txn.state_counts() {
+            page.sample(
+                names::TXN_TRANSACTIONAL_IDS,
+                &[("state", state.name())],
+                count as f64,
+            );
+        }
     }
 
     fn groups(&self, page: &mut Page<'_>) {

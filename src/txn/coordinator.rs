@@ -576,6 +576,28 @@ impl TransactionCoordinator {
     }
 }
 
+impl TransactionCoordinator {
+    /// How many transactional ids of the loaded shards are in each state, every state listed (for the
+    /// metrics page: a state with none reads 0 rather than vanishing). Shards still loading are left out.
+    pub fn state_counts(&self) -> Vec<(TransactionState, usize)> {
+        let mut counts: Vec<(TransactionState, usize)> =
+            TransactionState::ALL.iter().map(|&s| (s, 0)).collect();
+        for partition in self.runtime.partitions() {
+            if self.runtime.state(partition) != Some(ShardState::Active) {
+                continue;
+            }
+            let _ = self.runtime.read(partition, |shard| {
+                for m in shard.transactions() {
+                    if let Some(count) = counts.iter_mut().find(|(s, _)| *s == m.state) {
+                        count.1 += 1;
+                    }
+                }
+            });
+        }
+        counts
+    }
+}
+
 /// Tells the coordinator that the runtime (registered before it) may have loaded shards.
 struct LoadListener(Weak<TransactionCoordinator>);
 
