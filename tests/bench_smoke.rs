@@ -92,6 +92,10 @@ fn bench_runs_every_workload_and_compares_two_brokers() {
             Kind::Consume,
             Kind::Latency,
             Kind::Durable,
+            Kind::ExactlyOncePlain,
+            Kind::ExactlyOnceRatio,
+            Kind::ExactlyOnceRatio,
+            Kind::ExactlyOnceRatio,
             Kind::IdleRss,
             Kind::ManyRss,
             Kind::Startup,
@@ -141,6 +145,23 @@ fn bench_runs_every_workload_and_compares_two_brokers() {
         consume.results[0]
     );
 
+    // Workload 8: the transactional rows carry their commits' latency, the others none.
+    let exactly_once: Vec<&report::Row> = outcome.rows.iter().filter(|r| r.workload == 8).collect();
+    for (i, row) in exactly_once.iter().enumerate() {
+        let m = row.results[0]
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .expect("workload 8 measured");
+        assert_eq!(
+            m.latency
+                .as_ref()
+                .is_some_and(|l| l.count > 0 && l.p99 > 0.0),
+            i >= 2,
+            "{}: {m:?}",
+            row.name
+        );
+    }
+
     // What a user reads: the table names both brokers and the pair ratios, the Markdown has the table and
     // the plot link, the SVG has one latency line per broker.
     let text = report::text(&outcome.rows, &outcome.labels, Some(&limits));
@@ -183,7 +204,7 @@ fn bench_options_parse_sizes_and_reject_unknown_flags() {
     assert_eq!(o.workloads, [1, 4]);
     assert!(o.out.is_none());
     assert!(opts::parse(["--frobnicate".to_string(), "1".into()]).is_err());
-    assert!(opts::parse(["--workloads".to_string(), "8".into()]).is_err());
+    assert!(opts::parse(["--workloads".to_string(), "9".into()]).is_err());
     assert!(opts::parse(["--help".to_string()]).expect("help").is_none());
     let o = opts::parse(["--compare-mock", "--repeat", "3"].map(String::from))
         .expect("valid options")

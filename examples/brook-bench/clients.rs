@@ -353,14 +353,14 @@ pub fn assign_from_start(
 }
 
 /// Records handed to librdkafka per call in the timed produce phases.
-const SEND_BATCH: usize = 1024;
+pub const SEND_BATCH: usize = 1024;
 
 /// Hands copies of one payload to librdkafka `SEND_BATCH` at a time with `rd_kafka_produce_batch` (what
 /// librdkafka's own rdkafka_performance tool does with -B): one queue lock per batch instead of one per
 /// record, and no topic lookup by name per record. Partitioning is librdkafka's (keyless: sticky), and
 /// what reaches the broker is unchanged: librdkafka still builds its batches by linger.ms and batch.size.
 /// With rust-rdkafka's per-record `send` the sending thread, not the broker, set the pace of workload 1.
-struct BatchSender<'a> {
+pub struct BatchSender<'a> {
     producer: &'a CountingProducer,
     topic: *mut rdsys::rd_kafka_topic_t,
     messages: Vec<rdsys::rd_kafka_message_t>,
@@ -368,7 +368,11 @@ struct BatchSender<'a> {
 }
 
 impl<'a> BatchSender<'a> {
-    fn new(producer: &'a CountingProducer, topic: &str, payload: &'a [u8]) -> anyhow::Result<Self> {
+    pub fn new(
+        producer: &'a CountingProducer,
+        topic: &str,
+        payload: &'a [u8],
+    ) -> anyhow::Result<Self> {
         let name = CString::new(topic).context("topic name")?;
         // SAFETY: the client handle outlives this sender (it borrows the producer); a null
         // configuration means the producer's topic defaults.
@@ -389,7 +393,7 @@ impl<'a> BatchSender<'a> {
     }
 
     /// Enqueues `n` records, serving reports while librdkafka's queue is full.
-    fn send(&mut self, n: usize) -> anyhow::Result<()> {
+    pub fn send(&mut self, n: usize) -> anyhow::Result<()> {
         self.messages.clear();
         for _ in 0..n {
             // SAFETY: rd_kafka_message_t is a plain C struct for which all-zero is a valid value.

@@ -15,7 +15,7 @@ pub struct Options {
     pub compare: Option<String>,
     pub label_a: Option<String>,
     pub label_b: Option<String>,
-    /// Workload numbers 1..=7 to run (7: librdkafka's rdkafka_performance, not in the default set because
+    /// Workload numbers 1..=8 to run (7: librdkafka's rdkafka_performance, not in the default set because
     /// it builds C code).
     pub workloads: Vec<u8>,
     /// Where results.md and latency.svg go; `None` writes nothing.
@@ -51,7 +51,7 @@ impl Default for Options {
             compare: None,
             label_a: None,
             label_b: None,
-            workloads: vec![1, 2, 3, 4, 5, 6],
+            workloads: vec![1, 2, 3, 4, 5, 6, 8],
             out: Some(PathBuf::from("bench-results")),
             produce_time: Duration::from_secs(5),
             consume_bytes: 2 << 30,
@@ -82,7 +82,7 @@ usage: cargo run --release --example brook-bench -- [options]
   --label-b NAME          name of B
   --compare-mock          also run workloads 1 and 2 on librdkafka's in-process mock cluster, a broker
                           that keeps messages in memory and writes nothing: what the client alone reaches
-  --workloads LIST        comma-separated workload numbers (default 1,2,3,4,5,6)
+  --workloads LIST        comma-separated workload numbers (default 1,2,3,4,5,6,8)
                           1 produce 100 B, 4 partitions, acks=1, linger 5 ms
                           2 produce 1 KiB, 16 partitions, acks=1 and acks=all
                           3 consume a backlog from the page cache
@@ -91,10 +91,13 @@ usage: cargo run --release --example brook-bench -- [options]
                           6 1,000 partitions: RSS and start-up time of a spawned brook binary
                           7 librdkafka's rdkafka_performance: -P 100 B records to 4 partitions,
                             acks=1, linger 5 ms (as 1), then -C of that backlog from the beginning
+                          8 exactly-once: 1 KiB to 16 partitions, acks=all, with a plain, an idempotent
+                            and a transactional producer (commit every 100 ms, and every 1,000
+                            records), in turn: records/s against the plain one, commit latency
   --rdkafka-performance   add workload 7 (builds the tool with compat/librdkafka-build.sh if needed)
   --rdkafka-performance-records N  records workload 7 produces and consumes (default 1000000)
   --out DIR               write DIR/results.md and DIR/latency.svg (default bench-results; `-` for none)
-  --produce-secs S        timed length of each produce workload (default 5)
+  --produce-secs S        timed length of each produce workload (default 5; each of 8's four producers)
   --consume-bytes N       workload 3 backlog, suffixes K M G (default 2G)
   --consume-record-bytes N  workload 3 record size (default 1024)
   --latency-rate N        workload 4 records/s (default 10000)
@@ -103,7 +106,7 @@ usage: cargo run --release --example brook-bench -- [options]
   --limit-bytes N         bytes per page-cache / loopback sample (default 1G)
   --fsync-secs S          fsync-rate sampling time (default 2)
   --brook-bin PATH        brook binary for workload 6 (default: next to this program, else `cargo build`)
-  --repeat N              run workloads 1-5 and 7 N times, A and B alternating; the table shows medians and
+  --repeat N              run workloads 1-5, 7 and 8 N times, A and B alternating; the table shows medians and
                           the notes every run's figure (default 1; use an odd N)
   --help
 ";
@@ -165,8 +168,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                         .trim()
                         .parse()
                         .with_context(|| format!("bad workload {w:?}"))?;
-                    if !(1..=7).contains(&n) {
-                        bail!("workloads are numbered 1 to 7, not {n}");
+                    if !(1..=8).contains(&n) {
+                        bail!("workloads are numbered 1 to 8, not {n}");
                     }
                     list.push(n);
                 }
@@ -216,6 +219,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
     }
     if rdkafka_performance && !o.workloads.contains(&7) {
         o.workloads.push(7);
+        o.workloads.sort_unstable();
     }
     Ok(Some(o))
 }

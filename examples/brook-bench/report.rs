@@ -29,6 +29,11 @@ pub enum Kind {
     ToolProduce,
     /// records/s measured by rdkafka_performance -C; no target (a reference figure).
     ToolConsume,
+    /// records/s of workload 8's plain producer, the baseline of the rows below it; no target.
+    ExactlyOncePlain,
+    /// workload 8's idempotent or transactional producer: its records/s over the plain producer's in the
+    /// same run (the overhead of exactly-once); no target.
+    ExactlyOnceRatio,
 }
 
 /// One line of the results: a workload (or one figure of it) on each broker measured.
@@ -118,6 +123,19 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
             target: "- (reference tool)".into(),
             met: None,
         },
+        Kind::ExactlyOncePlain => Verdict {
+            vs_limit: frac(mb, pc, "page-cache write"),
+            target: "- (baseline)".into(),
+            met: None,
+        },
+        Kind::ExactlyOnceRatio => Verdict {
+            vs_limit: match &m.latency {
+                Some(l) => format!("commit p99 {:.2} ms", l.p99),
+                None => "-".into(),
+            },
+            target: "- (overhead)".into(),
+            met: None,
+        },
     }
 }
 
@@ -125,13 +143,18 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
 pub fn headline(kind: Kind, m: &Measured) -> String {
     let h = m.headline;
     match kind {
-        Kind::ProduceSmall | Kind::Durable | Kind::ToolProduce | Kind::ToolConsume => {
+        Kind::ProduceSmall
+        | Kind::Durable
+        | Kind::ToolProduce
+        | Kind::ToolConsume
+        | Kind::ExactlyOncePlain => {
             format!("{} rec/s", group_digits(h))
         }
         Kind::Produce1k | Kind::Consume => format!("{h:.0} MB/s"),
         Kind::Latency => format!("p99 {h:.2} ms"),
         Kind::IdleRss | Kind::ManyRss => format!("{h:.1} MB RSS"),
         Kind::Startup => format!("{h:.0} ms"),
+        Kind::ExactlyOnceRatio => format!("{h:.2}x plain rec/s"),
     }
 }
 

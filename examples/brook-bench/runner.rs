@@ -220,106 +220,138 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
 
     let mut rows = Vec::new();
     type Workload = fn(&str, &str, &Options) -> anyhow::Result<Measured>;
-    let mut pairwise =
-        |w: u8,
-         name: &str,
-         kind: Kind,
-         f: &dyn Fn(&str, &str, &Options) -> anyhow::Result<Measured>| {
-            let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); n];
-            let mut failed: Vec<Option<String>> = vec![None; n];
-            for rep in 1..=o.repeat {
-                for (i, (label, addr)) in targets.iter().enumerate() {
-                    // The mock keeps 5 MiB per partition (no backlog to consume), has no disk, and answers
-                    // a long poll only when it expires (its latency would be fetch.wait.max.ms).
-                    // Workload 7's backlog would not fit the mock either.
-                    if failed[i].is_some() || (Some(i) == mock && matches!(w, 3..=5 | 7)) {
-                        continue;
+    type MultiRowWorkload<'a> = &'a dyn Fn(&str, &str, &Options) -> anyhow::Result<Vec<Measured>>;
+    // One call of `f` measures every row of `spec` at once (workload 8's rows are ratios within a call).
+    let mut pairwise_rows = |w: u8, spec: &[(String, Kind)], f: MultiRowWorkload<'_>| {
+        let mut runs: Vec<Vec<Vec<Measured>>> = vec![vec![Vec::new(); n]; spec.len()];
+        let mut failed: Vec<Option<String>> = vec![None; n];
+        let name = spec.first().map(|(name, _)| name.as_str()).unwrap_or("");
+        for rep in 1..=o.repeat {
+            for (i, (label, addr)) in targets.iter().enumerate() {
+                // The mock keeps 5 MiB per partition (no backlog to consume), has no disk, and answers
+                // a long poll only when it expires (its latency would be fetch.wait.max.ms).
+                // Workload 7's backlog would not fit the mock either, nor does it do transactions.
+                if failed[i].is_some() || (Some(i) == mock && matches!(w, 3..=5 | 7 | 8)) {
+                    continue;
+                }
+                let of = if o.repeat > 1 {
+                    format!(", run {rep} of {}", o.repeat)
+                } else {
+                    String::new()
+                };
+                eprintln!("brook-bench: workload {w} ({name}) on {label}{of}");
+                let started = Instant::now();
+                // Topic names differ per repetition: the mock cluster cannot delete topics.
+                let mut r = f(addr, &format!("{run_id}-{rep}"), o)
+                    .and_then(|ms| {
+                        anyhow::ensure!(
+                            ms.len() == spec.len(),
+                            "{} figures for {} rows",
+                            ms.len(),
+                            spec.len()
+                        );
+                        Ok(ms)
+                    })
+                    .map_err(|e| format!("{e:#}"));
+                // The rest of this process is the broker only for an in-process A or the mock.
+                let broker_here = (i == 0 && broker_in_process) || Some(i) == mock;
+                if !broker_here && let Ok(ms) = &mut r {
+                    for m in ms {
+                        if let Some(cpu) = &mut m.cpu {
+                            cpu.broker_cores = None;
+                        }
                     }
-                    let of = if o.repeat > 1 {
-                        format!(", run {rep} of {}", o.repeat)
-                    } else {
-                        String::new()
-                    };
-                    eprintln!("brook-bench: workload {w} ({name}) on {label}{of}");
-                    let started = Instant::now();
-                    // Topic names differ per repetition: the mock cluster cannot delete topics.
-                    let mut r =
-                        f(addr, &format!("{run_id}-{rep}"), o).map_err(|e| format!("{e:#}"));
-                    // The rest of this process is the broker only for an in-process A or the mock.
-                    let broker_here = (i == 0 && broker_in_process) || Some(i) == mock;
-                    if !broker_here && let Ok(Measured { cpu: Some(cpu), .. }) = &mut r {
-                        cpu.broker_cores = None;
-                    }
-                    match r {
-                        Ok(m) => {
+                }
+                match r {
+                    Ok(ms) => {
+                        for (j, m) in ms.into_iter().enumerate() {
                             eprintln!(
-                                "brook-bench:   {} in {:.1} s{}",
-                                crate::report::headline(kind, &m),
+                                "brook-bench:   {}{} in {:.1} s{}",
+                                if spec.len() > 1 {
+                                    format!("{}: ", spec[j].0)
+                                } else {
+                                    String::new()
+                                },
+                                crate::report::headline(spec[j].1, &m),
                                 started.elapsed().as_secs_f64(),
                                 m.cpu
                                     .map(|c| format!("; {}", c.describe()))
                                     .unwrap_or_default()
                             );
-                            runs[i].push(m);
+                            runs[j][i].push(m);
                         }
-                        Err(e) => {
-                            eprintln!("brook-bench:   FAILED: {e}");
-                            failed[i] = Some(e);
-                        }
+                    }
+                    Err(e) => {
+                        eprintln!("brook-bench:   FAILED: {e}");
+                        failed[i] = Some(e);
                     }
                 }
             }
+        }
+        for ((name, kind), runs) in spec.iter().zip(runs) {
             let results = runs
                 .into_iter()
-                .zip(failed)
+                .zip(&failed)
                 .map(|(runs, failed)| match failed {
-                    Some(e) => Some(Err(e)),
+                    Some(e) => Some(Err(e.clone())),
                     // None: the workload does not apply to that broker.
-                    None => median_run(kind, runs).map(Ok),
+                    None => median_run(*kind, runs).map(Ok),
                 })
                 .collect();
             rows.push(Row {
                 workload: w,
-                name: name.to_string(),
-                kind,
+                name: name.clone(),
+                kind: *kind,
                 results,
             });
-        };
+        }
+    };
+    // A workload with one row.
+    macro_rules! pairwise {
+        ($w:expr, $name:expr, $kind:expr, $f:expr $(,)?) => {{
+            let f = $f;
+            pairwise_rows(
+                $w,
+                &[(($name).to_string(), $kind)],
+                &|a: &str, r: &str, o: &Options| f(a, r, o).map(|m| vec![m]),
+            )
+        }};
+    }
     for &w in &o.workloads {
         match w {
-            1 => pairwise(
+            1 => pairwise!(
                 1,
                 "produce 100 B, 4 partitions, acks=1",
                 Kind::ProduceSmall,
                 &(workloads::produce_small as Workload),
             ),
             2 => {
-                pairwise(
+                pairwise!(
                     2,
                     "produce 1 KiB, 16 partitions, acks=1",
                     Kind::Produce1k,
                     &|a: &str, r: &str, o: &Options| workloads::produce_1k(a, r, o, "1"),
                 );
-                pairwise(
+                pairwise!(
                     2,
                     "produce 1 KiB, 16 partitions, acks=all",
                     Kind::Produce1k,
                     &|a: &str, r: &str, o: &Options| workloads::produce_1k(a, r, o, "all"),
                 );
             }
-            3 => pairwise(
+            3 => pairwise!(
                 3,
                 "consume backlog from page cache",
                 Kind::Consume,
                 &(workloads::consume_backlog as Workload),
             ),
-            4 => pairwise(
+            4 => pairwise!(
                 4,
                 "end-to-end latency, 1 KiB at fixed rate",
                 Kind::Latency,
                 &(workloads::latency as Workload),
             ),
-            5 => pairwise(
+            5 => pairwise!(
                 5,
                 "durable produce: acks=all, flush.messages=1, 16 partitions",
                 Kind::Durable,
@@ -327,7 +359,7 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
             ),
             7 => {
                 let records = o.rdkperf_records;
-                pairwise(
+                pairwise!(
                     7,
                     &format!(
                         "rdkafka_performance -P: {records} x {} B, {} partitions, acks={}, linger {} ms",
@@ -339,13 +371,29 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                     Kind::ToolProduce,
                     &(crate::rdkperf::produce as Workload),
                 );
-                pairwise(
+                pairwise!(
                     7,
                     "rdkafka_performance -C: that backlog from the beginning to the end",
                     Kind::ToolConsume,
                     &(crate::rdkperf::consume as Workload),
                 );
             }
+            8 => pairwise_rows(
+                8,
+                &workloads::EXACTLY_ONCE_ROWS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let kind = if i == 0 {
+                            Kind::ExactlyOncePlain
+                        } else {
+                            Kind::ExactlyOnceRatio
+                        };
+                        (name.to_string(), kind)
+                    })
+                    .collect::<Vec<_>>(),
+                &workloads::exactly_once,
+            ),
             _ => {}
         }
     }

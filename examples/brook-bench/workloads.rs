@@ -542,3 +542,192 @@ pub fn many_partitions(bin: &Path, work: &Path, o: &Options) -> anyhow::Result<M
         empty_start_ms,
     })
 }
+
+/// Workload 8's producers, one row each, in this order.
+pub const EXACTLY_ONCE_ROWS: [&str; 4] = [
+    "exactly-once: plain producer (no idempotence), 1 KiB, 16 partitions, acks=all",
+    "exactly-once: idempotent producer",
+    "exactly-once: transactional, commit every 100 ms (latency: of the commits)",
+    "exactly-once: transactional, commit every 1,000 records (latency: of the commits)",
+];
+
+/// librdkafka's queue bound in workload 8, the same for all four producers: a commit flushes what is
+/// queued, so with the default 1 GiB queue a commit would time the drain of a backlog the sender ran
+/// ahead with, not the transaction.
+const EXACTLY_ONCE_QUEUE_KBYTES: &str = "8192";
+
+/// When a transactional producer of workload 8 commits.
+#[derive(Debug, Clone, Copy)]
+enum CommitEvery {
+    Time(Duration),
+    Records(u64),
+}
+
+/// Workload 8: the cost of exactly-once. One after another on fresh 16-partition topics, 1 KiB records,
+/// acks=all and linger 5 ms for all: a plain producer, an idempotent one, and two transactional ones
+/// (commit every 100 ms; every 1,000 records). Returns one [`Measured`] per [`EXACTLY_ONCE_ROWS`] entry:
+/// the plain one's headline is records/s, the others' is their records/s over the plain one's in this
+/// same call (so `--repeat` takes the median of the ratios); the transactional ones carry their commit
+/// latency (from `commit_transaction` called to returned: the flush of the records still queued, EndTxn
+/// and the markers).
+pub fn exactly_once(bootstrap: &str, run_id: &str, o: &Options) -> anyhow::Result<Vec<Measured>> {
+    let base = [
+        ("acks", "all"),
+        ("linger.ms", "5"),
+        ("queue.buffering.max.kbytes", EXACTLY_ONCE_QUEUE_KBYTES),
+    ];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut configs = base.to_vec();
+        configs.push(extra);
+        configs
+    };
+    let plain = produce_workload(
+        bootstrap,
+        &topic_name(run_id, "w8-plain"),
+        16,
+        &[],
+        &with(("enable.idempotence", "false")),
+        1024,
+        o.produce_time,
+    )?;
+    let idempotent = produce_workload(
+        bootstrap,
+        &topic_name(run_id, "w8-idempotent"),
+        16,
+        &[],
+        &with(("enable.idempotence", "true")),
+        1024,
+        o.produce_time,
+    )?;
+    let by_time = produce_transactions(
+        bootstrap,
+        &topic_name(run_id, "w8-txn-100ms"),
+        &base,
+        CommitEvery::Time(Duration::from_millis(100)),
+        o.produce_time,
+    )?;
+    let by_count = produce_transactions(
+        bootstrap,
+        &topic_name(run_id, "w8-txn-1000"),
+        &base,
+        CommitEvery::Records(1000),
+        o.produce_time,
+    )?;
+    let plain_rate = plain.records as f64 / plain.secs;
+    anyhow::ensure!(plain_rate > 0.0, "the plain producer sent nothing");
+    let mut out = vec![{
+        let mut m = throughput(plain, "the baseline of workload 8");
+        m.headline = m.records_per_s.unwrap_or(0.0);
+        m
+    }];
+    let ratio = |run: &clients::ProduceRun| run.records as f64 / run.secs / plain_rate;
+    out.push({
+        let r = ratio(&idempotent);
+        let mut m = throughput(
+            idempotent,
+            &format!("{r:.2}x the plain producer's records/s"),
+        );
+        m.headline = r;
+        m
+    });
+    for (run, commits) in [by_time, by_count] {
+        let r = ratio(&run);
+        let note = format!(
+            "{r:.2}x the plain producer's records/s; {} commits, commit latency max {:.2} ms",
+            commits.count, commits.max
+        );
+        let mut m = throughput(run, &note);
+        m.headline = r;
+        m.latency = Some(commits);
+        out.push(m);
+    }
+    debug_assert_eq!(out.len(), EXACTLY_ONCE_ROWS.len());
+    Ok(out)
+}
+
+/// A transactional producer on a new topic: transactions of `commit` records or time, sent as fast as
+/// librdkafka takes them, for `time` (whole transactions; the clock stops when the last commit
+/// returns). One warm-up transaction of 1,000 records (InitProducerId, metadata, connections) runs first.
+fn produce_transactions(
+    bootstrap: &str,
+    topic: &str,
+    configs: &[(&str, &str)],
+    commit: CommitEvery,
+    time: Duration,
+) -> anyhow::Result<(clients::ProduceRun, Latency)> {
+    use rdkafka::producer::Producer;
+
+    clients::create_topic(bootstrap, topic, 16, &[])?;
+    let result = (|| {
+        let mut configs = configs.to_vec();
+        configs.push(("transactional.id", topic));
+        let producer = clients::producer(bootstrap, &configs)?;
+        producer
+            .init_transactions(DEADLINE)
+            .context("init_transactions")?;
+        let payload = clients::payload(1024);
+        let mut sender = clients::BatchSender::new(&producer, topic, &payload)?;
+        producer.begin_transaction().context("begin_transaction")?;
+        sender.send(1000)?;
+        producer
+            .commit_transaction(DEADLINE)
+            .context("warm-up commit")?;
+        // Microseconds, 1 us to 10 minutes.
+        let mut commits = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+        let started = Instant::now();
+        let cpu = CpuClock::now();
+        let mut sent = 0u64;
+        while started.elapsed() < time {
+            producer.begin_transaction().context("begin_transaction")?;
+            let began = Instant::now();
+            let mut in_txn = 0u64;
+            match commit {
+                CommitEvery::Records(n) => {
+                    while in_txn < n {
+                        let k = (n - in_txn).min(clients::SEND_BATCH as u64);
+                        sender.send(k as usize)?;
+                        in_txn += k;
+                    }
+                }
+                CommitEvery::Time(every) => {
+                    // Small slices, so the commit comes close to its time.
+                    while began.elapsed() < every {
+                        sender.send(100)?;
+                        in_txn += 100;
+                        producer.poll(Duration::ZERO);
+                    }
+                }
+            }
+            let committing = Instant::now();
+            producer
+                .commit_transaction(DEADLINE)
+                .context("commit_transaction")?;
+            commits.saturating_record((committing.elapsed().as_micros() as u64).max(1));
+            sent += in_txn;
+        }
+        drop(sender);
+        // Nothing is left to deliver; this reports a failed delivery, if any.
+        clients::flush(&producer)?;
+        let secs = started.elapsed().as_secs_f64();
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let latency = Latency {
+            count: commits.len(),
+            p50: ms(commits.value_at_quantile(0.50)),
+            p99: ms(commits.value_at_quantile(0.99)),
+            p999: ms(commits.value_at_quantile(0.999)),
+            max: ms(commits.max()),
+            curve: Vec::new(),
+        };
+        Ok((
+            clients::ProduceRun {
+                cpu: cpu.since(),
+                records: sent,
+                bytes: sent * 1024,
+                secs,
+            },
+            latency,
+        ))
+    })();
+    clients::delete_topic(bootstrap, topic);
+    result
+}
