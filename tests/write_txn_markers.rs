@@ -415,5 +415,15 @@ async fn a_marker_for_consumer_offsets_goes_through_the_group_coordinator() {
         "every offsets partition takes the marker: {answers:?}"
     );
     assert_eq!(fetch_offset(), (0, 42), "committed by the marker");
+
+    // A request naming more partitions than a broker takes at once writes nothing.
+    let too_many = vec![0; 100_001];
+    let answers = write_markers(&bootstrap, pid, epoch, false, 0, &[(&topic, &too_many)]).await;
+    assert_eq!(answers.len(), too_many.len());
+    assert!(
+        answers.iter().all(|(_, _, code)| *code == 42),
+        "INVALID_REQUEST"
+    );
+    assert_eq!(latest(&bootstrap, &topic, 0).await, 0, "no marker written");
     broker.shutdown().await;
 }

@@ -35,6 +35,9 @@ const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// partition costs a future here.
 const MAX_PARTITIONS: usize = 100_000;
 
+/// Writes every marker of the request now and answers once each partition's is committed (or failed,
+/// or timed out). A request naming more than [`MAX_PARTITIONS`] partitions writes nothing: every partition
+/// is answered INVALID_REQUEST.
 pub fn handle(
     apis: &Apis,
     _ctx: &RequestContext,
