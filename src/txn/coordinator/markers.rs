@@ -188,6 +188,10 @@ impl TransactionCoordinator {
             .map_err(|e| match e {
                 LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
                 LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
+                LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+                LogError::TransactionCoordinatorFenced(_) => {
+                    ResponseError::TransactionCoordinatorFenced
+                }
                 other => {
                     tracing::warn!(partition = %tp, error = %other, "transaction marker refused");
                     ResponseError::InvalidRecord
