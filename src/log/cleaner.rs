@@ -31,18 +31,21 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::log::checkpoint::{read_offset_checkpoint, sync_dir, write_offset_checkpoint};
+use crate::log::cleaned_txn_metadata::CleanedTransactionMetadata;
 use crate::log::error::LogError;
 use crate::log::partition_log::PartitionLog;
+use crate::log::producer_state::{LastRecord, read_end_txn_marker};
 use crate::log::record_batch::{RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
 use crate::log::records::{
-    DELETE_HORIZON_FLAG, MAX_DECOMPRESSED_BATCH_BYTES, build_batch, decompress, encode_record,
-    parse_records,
+    Codec, DELETE_HORIZON_FLAG, MAX_DECOMPRESSED_BATCH_BYTES, Record, build_batch, decompress,
+    encode_record, parse_records,
 };
 use crate::log::retention::{DELETED_FILE_SUFFIX, PendingDeletes, schedule_segment_deletion};
 use crate::log::segment::{
     INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, LogSegment, SEGMENT_FILE_SUFFIXES, TIME_INDEX_FILE_SUFFIX,
     TXN_INDEX_FILE_SUFFIX, segment_file_name,
 };
+use crate::log::txn_index::AbortedTxn;
 use crate::log::{BeforeSwapHook, CleanerConfig, SwapDecision, TopicPartition, lock};
 
 /// Kafka's file of each compacted partition's first dirty offset, in the data directory.
@@ -227,6 +230,10 @@ pub struct CleanStats {
     pub records_read: u64,
     pub records_kept: u64,
     pub tombstones_removed: u64,
+    /// Batches of aborted transactions removed (or emptied).
+    pub aborted_batches_removed: u64,
+    /// Transaction markers removed after their delete horizon.
+    pub markers_removed: u64,
     pub segments_cleaned: usize,
     pub batches_read: u64,
     /// Batches copied as they were (all records kept, nothing to stamp).
@@ -278,9 +285,11 @@ fn cleanable_range(log: &PartitionLog, checkpoint: Option<i64>, now: i64) -> Cle
     let first_dirty = checkpoint
         .filter(|c| *c >= log_start && *c <= leo)
         .unwrap_or(log_start);
-    let hw = log.high_watermark();
+    // Never at or above the last stable offset: below it every transaction is decided, so its aborted
+    // ones are all in the transaction indexes, and no undecided record can supersede a key.
+    let stable = log.last_stable_offset();
     let active_base = segments.last().map_or(leo, |s| s.base_offset());
-    let mut first_uncleanable = active_base.min(hw);
+    let mut first_uncleanable = active_base.min(stable);
     let mut overdue = false;
     let mut clean_bytes = 0;
     let mut dirty_bytes = 0;
@@ -300,7 +309,7 @@ fn cleanable_range(log: &PartitionLog, checkpoint: Option<i64>, now: i64) -> Cle
             first_uncleanable = first_uncleanable.min(seg.base_offset());
             break;
         }
-        if next_base > hw {
+        if next_base > stable {
             first_uncleanable = first_uncleanable.min(seg.base_offset());
             break;
         }
@@ -361,14 +370,18 @@ fn batches(seg: &LogSegment) -> BatchReader<'_> {
 }
 
 /// Adds the keys of the dirty range to `map`, batch by batch, stopping before a batch that might not fit.
-/// Returns the offset where the map ends (the next clean's first dirty offset).
+/// Batches of aborted transactions (known from the transaction indexes, collected a segment ahead) never
+/// enter the map: a committed value must not lose to an aborted one. Returns the offset where the map ends
+/// (the next clean's first dirty offset).
 fn build_offset_map(
+    log: &PartitionLog,
     segments: &[Arc<LogSegment>],
     range: &Cleanable,
     map: &mut OffsetMap,
     stats: &mut CleanStats,
 ) -> Result<i64, LogError> {
     let mut end = range.first_dirty;
+    let mut txns = CleanedTransactionMetadata::new();
     for (i, seg) in segments.iter().enumerate() {
         let next_base = segments.get(i + 1).map(|s| s.base_offset());
         if next_base.is_some_and(|n| n <= range.first_dirty) {
@@ -377,6 +390,9 @@ fn build_offset_map(
         if seg.base_offset() >= range.first_uncleanable {
             break;
         }
+        let from = seg.base_offset().max(range.first_dirty);
+        let to = next_base.map_or(range.first_uncleanable, |n| n.min(range.first_uncleanable));
+        txns.add_aborted_txns(log.collect_aborted_txns(from, to)?, from, to);
         let mut reader = batches(seg);
         while let Some(batch) = reader.next_batch()? {
             let h = RecordBatchHeader::parse(&batch)?;
@@ -387,13 +403,19 @@ fn build_offset_map(
                 return Ok(end.max(range.first_dirty));
             }
             stats.bytes_read += batch.len() as u64;
+            if h.is_control() {
+                txns.on_control_batch_read(&h, read_end_txn_marker(&batch));
+                end = h.next_offset();
+                continue;
+            }
             let count = usize::try_from(h.record_count()).unwrap_or(0);
             // An empty map takes any one batch, so a pass always makes progress (memory overshoots by at
             // most one batch's keys).
             if !map.is_empty() && !map.has_room(count) {
                 return Ok(end.max(range.first_dirty));
             }
-            if !h.is_control()
+            let aborted = txns.on_batch_read(&h);
+            if !aborted
                 && let Ok((_, raw)) = decompress(
                     h.compression_type(),
                     &batch[RECORD_BATCH_OVERHEAD..],
@@ -448,13 +470,91 @@ fn group_segments(
     groups
 }
 
-/// Decides which records of one batch stay and returns the batch to write (None: drop it whole).
-fn clean_batch(
-    batch: &[u8],
-    map: &OffsetMap,
+/// What one cleaning round decides batches by.
+struct RoundRules<'a> {
+    map: &'a OffsetMap,
+    /// Records at or above it were not mapped: they stay.
     map_end: i64,
+    /// The round's first uncleanable offset: the batch ending just below it stays, empty if need be, so the
+    /// offsets the round covered stay known (Kafka's upper bound of the cleaning round).
+    upper_bound: i64,
     now: i64,
     delete_retention_ms: i64,
+    /// Each active producer's last record, kept so a replay restores its sequence and epoch.
+    last_records: HashMap<i64, LastRecord>,
+}
+
+impl RoundRules<'_> {
+    /// The batch must stay even if all its records go (Kafka's RETAIN_EMPTY): it holds an active
+    /// producer's last data offset or its last marker of the current epoch, or it ends the round.
+    fn retain_empty(&self, h: &RecordBatchHeader<'_>) -> bool {
+        if h.next_offset() == self.upper_bound {
+            return true;
+        }
+        h.producer_id() >= 0
+            && self.last_records.get(&h.producer_id()).is_some_and(|last| {
+                match last.last_data_offset {
+                    Some(offset) => h.last_offset() == offset,
+                    None => h.is_control() && h.producer_epoch() == last.producer_epoch,
+                }
+            })
+    }
+
+    fn delete_horizon(&self) -> i64 {
+        self.now.saturating_add(self.delete_retention_ms)
+    }
+}
+
+fn min_horizon(out: &mut Option<i64>, hz: i64) {
+    *out = Some(out.map_or(hz, |o: i64| o.min(hz)));
+}
+
+/// The batch with every record removed (Kafka's empty batch header): offsets, producer fields and
+/// timestamp kept, no records, no codec, no delete horizon.
+fn empty_batch(h: &RecordBatchHeader<'_>) -> Result<Vec<u8>, LogError> {
+    let attributes = h.attributes() & !DELETE_HORIZON_FLAG;
+    build_batch(h, attributes, h.max_timestamp(), Codec::None, 0, &[])
+        .map_err(|e| LogError::CorruptMessage(e.to_string()))
+}
+
+/// `kept` records of `h`'s batch as a new batch in `codec`; with `new_horizon`, stamped with it (attribute
+/// bit 6, baseTimestamp = horizon, timestamp deltas rebased so record timestamps are unchanged).
+fn rebuild_batch(
+    h: &RecordBatchHeader<'_>,
+    codec: Codec,
+    kept: &[&Record<'_>],
+    new_horizon: Option<i64>,
+    raw_len: usize,
+) -> Result<Vec<u8>, LogError> {
+    let mut body = Vec::with_capacity(raw_len);
+    let (attributes, base_ts) = match new_horizon {
+        Some(hz) => {
+            for r in kept {
+                let ts = h.base_timestamp().saturating_add(r.timestamp_delta);
+                encode_record(&mut body, r, ts.saturating_sub(hz));
+            }
+            (h.attributes() | DELETE_HORIZON_FLAG, hz)
+        }
+        None => {
+            for r in kept {
+                body.extend_from_slice(r.raw);
+            }
+            (h.attributes(), h.base_timestamp())
+        }
+    };
+    let count = i32::try_from(kept.len()).expect("invariant: fewer records than the batch held");
+    build_batch(h, attributes, base_ts, codec, count, &body)
+        .map_err(|e| LogError::CorruptMessage(e.to_string()))
+}
+
+/// Decides which records of one batch stay and returns the batch to write (None: drop it whole). Control
+/// batches and aborted batches are decided by `txns`; the index entry of every kept ABORT marker that
+/// still has data behind it is pushed to `index_entries`.
+fn clean_batch(
+    batch: &[u8],
+    rules: &RoundRules<'_>,
+    txns: &mut CleanedTransactionMetadata,
+    index_entries: &mut Vec<AbortedTxn>,
     stats: &mut CleanStats,
     horizon_out: &mut Option<i64>,
 ) -> Result<Option<Vec<u8>>, LogError> {
@@ -464,8 +564,69 @@ fn clean_batch(
         stats.batches_unchanged += 1;
         Ok(Some(batch.to_vec()))
     };
+    let has_horizon = h.attributes() & DELETE_HORIZON_FLAG != 0;
+    let horizon = has_horizon.then(|| h.base_timestamp());
+    let retain_empty = rules.retain_empty(&h);
     if h.is_control() {
-        return unchanged(stats);
+        let decision = txns.on_control_batch_read(&h, read_end_txn_marker(batch));
+        index_entries.extend(decision.keep_index_entry);
+        if h.record_count() <= 0 {
+            // An empty control batch: its marker was removed already.
+            return if retain_empty {
+                unchanged(stats)
+            } else {
+                Ok(None)
+            };
+        }
+        if !decision.removable {
+            return unchanged(stats);
+        }
+        // A marker whose transaction left no batch: stamped with a delete horizon first, so a consumer
+        // that read the transaction within delete.retention.ms also reads its end; gone after it.
+        return match horizon {
+            Some(hz) if rules.now >= hz => {
+                stats.markers_removed += 1;
+                if retain_empty {
+                    empty_batch(&h).map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+            Some(hz) => {
+                min_horizon(horizon_out, hz);
+                unchanged(stats)
+            }
+            None => {
+                let Ok((codec, raw)) = decompress(
+                    h.compression_type(),
+                    &batch[RECORD_BATCH_OVERHEAD..],
+                    MAX_DECOMPRESSED_BATCH_BYTES,
+                ) else {
+                    return unchanged(stats);
+                };
+                let Ok(records) = parse_records(&raw, h.record_count()) else {
+                    return unchanged(stats);
+                };
+                let hz = rules.delete_horizon();
+                min_horizon(horizon_out, hz);
+                let kept: Vec<&Record<'_>> = records.iter().collect();
+                rebuild_batch(&h, codec, &kept, Some(hz), raw.len()).map(Some)
+            }
+        };
+    }
+    if txns.on_batch_read(&h) {
+        // Aborted: its records go whatever their keys.
+        stats.aborted_batches_removed += 1;
+        stats.records_read += u64::try_from(h.record_count()).unwrap_or(0);
+        return if retain_empty {
+            if h.record_count() <= 0 {
+                unchanged(stats)
+            } else {
+                empty_batch(&h).map(Some)
+            }
+        } else {
+            Ok(None)
+        };
     }
     let Ok((codec, raw)) = decompress(
         h.compression_type(),
@@ -478,21 +639,19 @@ fn clean_batch(
         return unchanged(stats);
     };
     stats.records_read += records.len() as u64;
-    let has_horizon = h.attributes() & DELETE_HORIZON_FLAG != 0;
-    let horizon = has_horizon.then(|| h.base_timestamp());
     let mut kept = Vec::with_capacity(records.len());
     for r in &records {
         let offset = h.base_offset().saturating_add(i64::from(r.offset_delta));
-        let keep = if offset >= map_end {
+        let keep = if offset >= rules.map_end {
             true
         } else {
             match r.key {
                 // Kafka drops keyless records from compacted logs.
                 None => false,
                 Some(key) => {
-                    let latest = map.get(key).is_none_or(|l| offset >= l);
+                    let latest = rules.map.get(key).is_none_or(|l| offset >= l);
                     let tombstone_expired =
-                        r.value.is_none() && horizon.is_some_and(|hz| now >= hz);
+                        r.value.is_none() && horizon.is_some_and(|hz| rules.now >= hz);
                     if latest && tombstone_expired {
                         stats.tombstones_removed += 1;
                     }
@@ -506,47 +665,38 @@ fn clean_batch(
     }
     stats.records_kept += kept.len() as u64;
     if kept.is_empty() {
-        return Ok(None);
+        return match (retain_empty, records.is_empty()) {
+            (false, _) => Ok(None),
+            (true, true) => unchanged(stats),
+            (true, false) => empty_batch(&h).map(Some),
+        };
     }
     let has_tombstones = kept.iter().any(|r| r.value.is_none());
     let set_horizon = has_tombstones && !has_horizon;
     if let Some(hz) = horizon.filter(|_| has_tombstones) {
-        *horizon_out = Some(horizon_out.map_or(hz, |o: i64| o.min(hz)));
+        min_horizon(horizon_out, hz);
     }
     if kept.len() == records.len() && !set_horizon {
         stats.batches_unchanged += 1;
         return Ok(Some(batch.to_vec()));
     }
-    let mut body = Vec::with_capacity(raw.len());
-    let (attributes, base_ts) = if set_horizon {
-        let hz = now.saturating_add(delete_retention_ms);
-        *horizon_out = Some(horizon_out.map_or(hz, |o: i64| o.min(hz)));
-        for r in &kept {
-            let ts = h.base_timestamp().saturating_add(r.timestamp_delta);
-            encode_record(&mut body, r, ts.saturating_sub(hz));
-        }
-        (h.attributes() | DELETE_HORIZON_FLAG, hz)
-    } else {
-        for r in &kept {
-            body.extend_from_slice(r.raw);
-        }
-        (h.attributes(), h.base_timestamp())
-    };
-    let count = i32::try_from(kept.len()).expect("invariant: fewer records than the batch held");
-    build_batch(&h, attributes, base_ts, codec, count, &body)
-        .map(Some)
-        .map_err(|e| LogError::CorruptMessage(e.to_string()))
+    let new_horizon = set_horizon.then(|| rules.delete_horizon());
+    if let Some(hz) = new_horizon {
+        min_horizon(horizon_out, hz);
+    }
+    rebuild_batch(&h, codec, &kept, new_horizon, raw.len()).map(Some)
 }
 
-/// Writes the cleaned form of `group` to `<base>.*.cleaned`, fsynced. Returns None when the group could not
-/// be cleaned (an unreadable batch); the caller leaves it as it is.
+/// Writes the cleaned form of `group` to `<base>.*.cleaned`, fsynced. `group_end` is the base of the
+/// segment after the group. The cleaned transaction index holds the aborted transactions whose ABORT
+/// marker stays with data of theirs still in the log; the others are gone (their data was all removed).
 #[allow(clippy::too_many_arguments)]
 fn write_cleaned(
     log: &PartitionLog,
     group: &[Arc<LogSegment>],
-    map: &OffsetMap,
-    map_end: i64,
-    now: i64,
+    group_end: i64,
+    rules: &RoundRules<'_>,
+    txns: &mut CleanedTransactionMetadata,
     stats: &mut CleanStats,
     horizon_out: &mut Option<i64>,
     abort: &dyn Fn() -> bool,
@@ -555,8 +705,18 @@ fn write_cleaned(
     let base = group[0].base_offset();
     let cleaned =
         LogSegment::create_suffixed(log.dir(), base, config.max_index_bytes, CLEANED_FILE_SUFFIX)?;
+    // The cleaned segment has a `.txnindex` whenever the segment it replaces at the same base has one, so
+    // the swap always replaces that file and never leaves it stale.
+    if group[0].has_txn_index() {
+        cleaned.create_txn_index_file()?;
+    }
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
-    for seg in group {
+    let mut index_entries = Vec::new();
+    for (i, seg) in group.iter().enumerate() {
+        // From the whole segment's range: the cleaned index is rebuilt whole.
+        let from = seg.base_offset();
+        let to = group.get(i + 1).map_or(group_end, |s| s.base_offset());
+        txns.add_aborted_txns(log.collect_aborted_txns(from, to)?, from, to);
         let mut reader = batches(seg);
         while let Some(batch) = reader.next_batch()? {
             if abort() || log.is_closed() {
@@ -565,18 +725,14 @@ fn write_cleaned(
                 ));
             }
             stats.bytes_read += batch.len() as u64;
-            if let Some(b) = clean_batch(
-                &batch,
-                map,
-                map_end,
-                now,
-                config.delete_retention_ms,
-                stats,
-                horizon_out,
-            )? {
+            let kept = clean_batch(&batch, rules, txns, &mut index_entries, stats, horizon_out)?;
+            for txn in index_entries.drain(..) {
+                cleaned.append_aborted_txn(&txn)?;
+            }
+            if let Some(b) = kept {
                 out.extend_from_slice(&b);
                 if out.len() >= WRITE_CHUNK_BYTES {
-                    cleaned.append(&out, now, config.index_interval_bytes)?;
+                    cleaned.append(&out, rules.now, config.index_interval_bytes)?;
                     stats.bytes_written += out.len() as u64;
                     out.clear();
                 }
@@ -584,17 +740,8 @@ fn write_cleaned(
         }
     }
     if !out.is_empty() {
-        cleaned.append(&out, now, config.index_interval_bytes)?;
+        cleaned.append(&out, rules.now, config.index_interval_bytes)?;
         stats.bytes_written += out.len() as u64;
-    }
-    // Every aborted transaction keeps its entry (the transaction-aware rules that may drop some come with
-    // the cleaning of transactional data). The cleaned segment has a `.txnindex` whenever the segment it
-    // replaces at the same base has one, so the swap always replaces that file and never leaves it stale.
-    for seg in group {
-        seg.for_each_aborted_txn(|txn| cleaned.append_aborted_txn(&txn).map(drop))?;
-    }
-    if group[0].has_txn_index() {
-        cleaned.create_txn_index_file()?;
     }
     cleaned.on_become_inactive()?;
     cleaned.flush_log()?;
@@ -683,22 +830,37 @@ pub fn clean_log(
     let segments = log.segments();
     let mut stats = CleanStats::default();
     map.map.clear();
-    let map_end = build_offset_map(&segments, &range, map, &mut stats)?;
+    let map_end = build_offset_map(log, &segments, &range, map, &mut stats)?;
     let config = log.config();
     let groups = group_segments(
         &segments,
         map_end,
         config.segment_bytes.min(i32::MAX as u64),
     );
+    let rules = RoundRules {
+        map,
+        map_end,
+        upper_bound: range.first_uncleanable,
+        now,
+        delete_retention_ms: config.delete_retention_ms,
+        last_records: log.last_records_of_active_producers(),
+    };
+    // Carried from group to group: a transaction may span them.
+    let mut txns = CleanedTransactionMetadata::new();
     let mut horizon = None;
     for group in groups {
         let before = (stats.batches_read, stats.batches_unchanged);
+        let last = group.last().expect("invariant: a group holds a segment");
+        let group_end = segments
+            .iter()
+            .find(|s| s.base_offset() > last.base_offset())
+            .map_or_else(|| log.log_end_offset(), |s| s.base_offset());
         let written = write_cleaned(
             log,
             &group,
-            map,
-            map_end,
-            now,
+            group_end,
+            &rules,
+            &mut txns,
             &mut stats,
             &mut horizon,
             abort,
@@ -897,12 +1059,14 @@ pub fn cleaner_loop(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::log::batch_builder::{BatchBuilder, end_transaction_marker};
+    use crate::log::partition_log::AppendOrigin;
     use crate::log::records::Codec;
     use crate::log::records::test_support::{ALL_CODECS, keyed_batch};
-    use crate::log::txn_index::AbortedTxn;
     use crate::log::{CleanupPolicy, LogConfig, LogManager};
-    use crate::replica::partition::leader_append;
+    use crate::replica::partition::{FetchIsolation, Partition, leader_append};
     use bytes::BytesMut;
+    use uuid::Uuid;
 
     fn compact_config() -> LogConfig {
         LogConfig {
@@ -1088,6 +1252,41 @@ mod tests {
         );
     }
 
+    /// Cleans `group` (the closed segments from the log start) into `.cleaned` files without swapping them
+    /// in, as a clean interrupted before its swap leaves them.
+    fn write_cleaned_unswapped(
+        log: &PartitionLog,
+        segs: &[Arc<LogSegment>],
+        group: &[Arc<LogSegment>],
+        now: i64,
+    ) -> LogSegment {
+        let mut map = OffsetMap::with_capacity(100);
+        let range = cleanable_range(log, None, now);
+        let mut stats = CleanStats::default();
+        let end = build_offset_map(log, segs, &range, &mut map, &mut stats).unwrap();
+        let rules = RoundRules {
+            map: &map,
+            map_end: end,
+            upper_bound: range.first_uncleanable,
+            now,
+            delete_retention_ms: log.config().delete_retention_ms,
+            last_records: log.last_records_of_active_producers(),
+        };
+        let group_end = segs[group.len()].base_offset();
+        let mut hz = None;
+        write_cleaned(
+            log,
+            group,
+            group_end,
+            &rules,
+            &mut CleanedTransactionMetadata::new(),
+            &mut stats,
+            &mut hz,
+            &|| false,
+        )
+        .unwrap()
+    }
+
     /// No `.swap` or `.cleaned` file is left in the partition directory.
     fn assert_no_swap_leftovers(pdir: &Path) {
         let names: Vec<String> = fs::read_dir(pdir)
@@ -1124,14 +1323,7 @@ mod tests {
             let segs = log.segments();
             assert!(segs.len() > 3);
             let group = segs[..segs.len() - 1].to_vec();
-            let mut map = OffsetMap::with_capacity(100);
-            let range = cleanable_range(&log, None, now);
-            let mut stats = CleanStats::default();
-            let end = build_offset_map(&segs, &range, &mut map, &mut stats).unwrap();
-            let mut hz = None;
-            let cleaned =
-                write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz, &|| false)
-                    .unwrap();
+            let cleaned = write_cleaned_unswapped(&log, &segs, &group, now);
             drop(cleaned);
             // Crash after the rename to .swap, before anything else: as the kill -9 test does.
             for suffix in [INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX] {
@@ -1167,24 +1359,75 @@ mod tests {
         assert_no_swap_leftovers(&pdir);
     }
 
-    /// One aborted transaction ending in each closed segment (its marker at the segment's second offset);
-    /// returns them in order.
-    fn abort_in_each_closed_segment(log: &PartitionLog) -> Vec<AbortedTxn> {
-        let segs = log.segments();
-        let mut out = Vec::new();
-        for (i, pair) in segs.windows(2).enumerate() {
-            let (base, next) = (pair[0].base_offset(), pair[1].base_offset());
-            assert!(next - base >= 2, "segments of one record: {base}..{next}");
-            let txn = AbortedTxn {
-                producer_id: i as i64,
-                first_offset: base,
-                last_offset: base + 1,
-                last_stable_offset: base,
-            };
-            log.append_aborted_txn(txn).unwrap();
-            out.push(txn);
+    fn partition(log: &Arc<PartitionLog>) -> Arc<Partition> {
+        Partition::new(log.topic_partition().clone(), Uuid::nil(), log.clone(), 0)
+    }
+
+    /// A batch of producer `pid`: transactional or only idempotent.
+    fn producer_batch(
+        pid: i64,
+        epoch: i16,
+        seq: i32,
+        transactional: bool,
+        records: &[(&str, Option<&str>)],
+        ts: i64,
+    ) -> BytesMut {
+        let mut b = BatchBuilder::new()
+            .producer(pid, epoch, seq)
+            .transactional(transactional);
+        for (k, v) in records {
+            b.append(ts, Some(k.as_bytes()), v.map(str::as_bytes), &[])
+                .unwrap();
         }
-        out
+        b.build().unwrap()
+    }
+
+    /// Appends a producer's batch as a client does; returns its base offset.
+    fn produce_txn(
+        log: &Arc<PartitionLog>,
+        pid: i64,
+        seq: i32,
+        records: &[(&str, Option<&str>)],
+        ts: i64,
+    ) -> i64 {
+        partition(log)
+            .append_records_to_leader(
+                producer_batch(pid, 0, seq, true, records, ts),
+                AppendOrigin::Client,
+            )
+            .unwrap()
+            .base_offset
+    }
+
+    /// Writes an end transaction marker as the transaction coordinator does; returns its offset.
+    fn write_marker(log: &Arc<PartitionLog>, pid: i64, epoch: i16, commit: bool, ts: i64) -> i64 {
+        partition(log)
+            .append_records_to_leader(
+                end_transaction_marker(pid, epoch, commit, 0, ts).unwrap(),
+                AppendOrigin::Coordinator,
+            )
+            .unwrap()
+            .base_offset
+    }
+
+    /// `rounds` times: three plain records over two keys, then an aborted transaction of its own producer
+    /// (whose last batch it stays). Returns the aborted transactions as the log indexed them.
+    fn plain_records_and_aborted_txns(
+        log: &Arc<PartitionLog>,
+        rounds: i64,
+        now: i64,
+    ) -> Vec<AbortedTxn> {
+        for pid in 0..rounds {
+            for i in 0..3 {
+                produce(log, &format!("k{}", i % 2), Some("v"), now, Codec::None);
+            }
+            produce_txn(log, pid, 0, &[("t", Some("aborted"))], now);
+            write_marker(log, pid, 0, false, now);
+        }
+        let active = log.segments().last().unwrap().clone();
+        log.roll_for_retention(active.base_offset(), active.size())
+            .unwrap();
+        log.collect_aborted_txns(0, i64::MAX).unwrap()
     }
 
     fn txn_index_files(pdir: &Path) -> Vec<String> {
@@ -1208,12 +1451,9 @@ mod tests {
             let log = mgr
                 .get_or_create(&TopicPartition::new("c", 0), compact_config())
                 .unwrap();
-            for i in 0..40 {
-                produce(&log, &format!("k{}", i % 2), Some("v"), now, Codec::None);
-            }
+            aborted = plain_records_and_aborted_txns(&log, 8, now);
             let before = log.segment_count();
-            aborted = abort_in_each_closed_segment(&log);
-            assert!(aborted.len() >= 3, "{aborted:?}");
+            assert_eq!(aborted.len(), 8, "{aborted:?}");
             // Larger segments from now on: the cleaner merges the small ones it rewrites.
             log.update_config(LogConfig {
                 segment_bytes: 100_000,
@@ -1250,27 +1490,18 @@ mod tests {
         for txn_index_in_place in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let pdir = dir.path().join("c-0");
-            let aborted;
+            let (aborted, log_end);
             {
                 let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
                 let log = mgr
                     .get_or_create(&TopicPartition::new("c", 0), compact_config())
                     .unwrap();
                 let now = Clock::system().now_ms();
-                for i in 0..30 {
-                    produce(&log, &format!("k{}", i % 3), Some("v"), now, Codec::None);
-                }
-                aborted = abort_in_each_closed_segment(&log);
+                aborted = plain_records_and_aborted_txns(&log, 6, now);
+                log_end = log.log_end_offset();
                 let segs = log.segments();
                 let group = segs[..segs.len() - 1].to_vec();
-                let mut map = OffsetMap::with_capacity(100);
-                let range = cleanable_range(&log, None, now);
-                let mut stats = CleanStats::default();
-                let end = build_offset_map(&segs, &range, &mut map, &mut stats).unwrap();
-                let mut hz = None;
-                let cleaned =
-                    write_cleaned(&log, &group, &map, end, now, &mut stats, &mut hz, &|| false)
-                        .unwrap();
+                let cleaned = write_cleaned_unswapped(&log, &segs, &group, now);
                 assert!(cleaned.has_txn_index());
                 drop(cleaned);
                 for suffix in SEGMENT_FILE_SUFFIXES {
@@ -1288,8 +1519,8 @@ mod tests {
                     .unwrap();
                 }
                 // The log was flushed and checkpointed before the crash: the load replays producer state
-                // (and rebuilds transaction indexes) only from the last snapshot, so the hand-made entries
-                // of the closed segments, which have no markers behind them, stay.
+                // (and rebuilds transaction indexes) only from the last snapshot, so the indexes read are
+                // the cleaned ones.
                 log.flush().unwrap();
                 mgr.checkpoint().unwrap();
                 mgr.abandon();
@@ -1298,7 +1529,7 @@ mod tests {
             let log = mgr
                 .get_or_create(&TopicPartition::new("c", 0), compact_config())
                 .unwrap();
-            assert_eq!(log.log_end_offset(), 30);
+            assert_eq!(log.log_end_offset(), log_end);
             assert_eq!(
                 log.collect_aborted_txns(0, i64::MAX).unwrap(),
                 aborted,

@@ -9,6 +9,7 @@
 
 pub mod batch_builder;
 pub mod checkpoint;
+pub mod cleaned_txn_metadata;
 pub mod cleaner;
 pub mod error;
 pub mod index;

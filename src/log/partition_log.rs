@@ -23,7 +23,7 @@ use crate::log::checkpoint::{LEADER_EPOCH_CHECKPOINT, sync_dir, write_leader_epo
 use crate::log::error::LogError;
 use crate::log::manager::FlusherMsg;
 use crate::log::producer_state::{
-    ActiveProducer, Analysis, CompletedTxn, ProducerStateManager, Validation,
+    ActiveProducer, Analysis, CompletedTxn, LastRecord, ProducerStateManager, Validation,
 };
 use crate::log::record_batch::{
     BatchesSummary, RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch,
@@ -525,6 +525,20 @@ impl PartitionLog {
     /// What DescribeProducers answers for this partition, by producer id.
     pub fn active_producers(&self) -> Vec<ActiveProducer> {
         lock(&self.producer_state).active_producers()
+    }
+
+    /// The last record of every known producer, by producer id: the cleaner keeps each (see
+    /// [`LastRecord`]).
+    pub fn last_records_of_active_producers(&self) -> std::collections::HashMap<i64, LastRecord> {
+        lock(&self.producer_state).last_records_of_active_producers()
+    }
+
+    /// Kafka's last stable offset of this log: the first unstable offset, capped by the high watermark
+    /// (loaded first: an append registers its transactions before its offsets can count).
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.first_unstable_offset(hw)
+            .map_or(hw, |first| first.min(hw))
     }
 
     /// Whether `producer_id` has a transaction open here (if not, a transactional batch from it must be

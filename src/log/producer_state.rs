@@ -213,6 +213,16 @@ pub struct ActiveProducer {
     pub current_txn_start_offset: i64,
 }
 
+/// What the log cleaner must keep of one active producer (Kafka's `LastRecord`): the batch holding its last
+/// data offset (its last sequence), or, when its last entry is a marker that started a new epoch, that
+/// marker (its epoch, for fencing). Either survives cleaning, empty if need be, so a replay of the log
+/// restores the producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastRecord {
+    pub last_data_offset: Option<i64>,
+    pub producer_epoch: i16,
+}
+
 /// How much of an append is checked (Kafka's `AppendOrigin`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Validation {
@@ -555,6 +565,21 @@ impl ProducerStateManager {
         self.producers
             .get(&producer_id)
             .is_some_and(|e| e.current_txn_first_offset.is_some())
+    }
+
+    /// The last record of every known producer, by producer id (what the cleaner keeps).
+    pub fn last_records_of_active_producers(&self) -> HashMap<i64, LastRecord> {
+        self.producers
+            .values()
+            .map(|e| {
+                let last = e.last_data_offset();
+                let record = LastRecord {
+                    last_data_offset: (last >= 0).then_some(last),
+                    producer_epoch: e.producer_epoch,
+                };
+                (e.producer_id, record)
+            })
+            .collect()
     }
 
     /// Every known producer, by producer id (DescribeProducers).
