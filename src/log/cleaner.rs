@@ -1430,6 +1430,448 @@ mod tests {
         log.collect_aborted_txns(0, i64::MAX).unwrap()
     }
 
+    /// One stored batch, as a consumer reading uncommitted data sees it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct StoredBatch {
+        base: i64,
+        pid: i64,
+        epoch: i16,
+        control: bool,
+        horizon: bool,
+        /// (offset, key, value) of a data batch's records.
+        records: Vec<(i64, String, Option<String>)>,
+        record_count: i32,
+    }
+
+    fn parse_stored(batch: &[u8]) -> StoredBatch {
+        let h = RecordBatchHeader::parse(batch).unwrap();
+        let (_, raw) = decompress(
+            h.compression_type(),
+            &batch[RECORD_BATCH_OVERHEAD..],
+            1 << 24,
+        )
+        .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let records = if h.is_control() {
+            Vec::new()
+        } else {
+            parse_records(&raw, h.record_count())
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        h.base_offset() + i64::from(r.offset_delta),
+                        text(r.key.unwrap()),
+                        r.value.map(text),
+                    )
+                })
+                .collect()
+        };
+        StoredBatch {
+            base: h.base_offset(),
+            pid: h.producer_id(),
+            epoch: h.producer_epoch(),
+            control: h.is_control(),
+            horizon: h.attributes() & DELETE_HORIZON_FLAG != 0,
+            records,
+            record_count: h.record_count(),
+        }
+    }
+
+    /// Every batch of the log, from its start to its end.
+    fn stored_batches(log: &PartitionLog) -> Vec<StoredBatch> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let data = log
+                .read(offset, 1 << 20, true, log.log_end_offset())
+                .unwrap();
+            if data.records.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while pos < data.records.len() {
+                let h = RecordBatchHeader::parse(&data.records[pos..]).unwrap();
+                let size = h.total_size().unwrap();
+                offset = h.next_offset();
+                out.push(parse_stored(&data.records[pos..pos + size]));
+                pos += size;
+            }
+        }
+        out
+    }
+
+    /// The data records stored (aborted ones included): (offset, key, value).
+    fn stored_records(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+        stored_batches(log)
+            .into_iter()
+            .flat_map(|b| b.records)
+            .collect()
+    }
+
+    fn batch_at(log: &PartitionLog, base: i64) -> Option<StoredBatch> {
+        stored_batches(log).into_iter().find(|b| b.base == base)
+    }
+
+    /// What a read_committed consumer gets from the log start, fetch by fetch, with Java's algorithm: each
+    /// fetch's `aborted_transactions` mark a producer aborted from the entry's first offset until its ABORT
+    /// marker, and its transactional batches meanwhile are skipped. Small fetches, so that the aborted
+    /// transactions of every range are asked for.
+    fn read_committed(log: &Arc<PartitionLog>) -> Vec<(i64, String, Option<String>)> {
+        let p = partition(log);
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.last_stable_offset() {
+            let data = p
+                .read(offset, 200, true, FetchIsolation::TxnCommitted)
+                .unwrap();
+            if data.records.is_empty() {
+                break;
+            }
+            let mut pending = data.aborted_transactions.unwrap();
+            pending.sort_by_key(|t| t.first_offset);
+            let mut aborted_pids = std::collections::HashSet::new();
+            let mut pos = 0;
+            while pos < data.records.len() {
+                let h = RecordBatchHeader::parse(&data.records[pos..]).unwrap();
+                let size = h.total_size().unwrap();
+                let batch = &data.records[pos..pos + size];
+                pending.retain(|t| {
+                    let reached = t.first_offset <= h.last_offset();
+                    if reached {
+                        aborted_pids.insert(t.producer_id);
+                    }
+                    !reached
+                });
+                if h.is_control() {
+                    if let Ok(Some(m)) = read_end_txn_marker(batch)
+                        && !m.commit
+                    {
+                        aborted_pids.remove(&h.producer_id());
+                    }
+                } else if !(h.is_transactional() && aborted_pids.contains(&h.producer_id())) {
+                    out.extend(
+                        parse_stored(batch)
+                            .records
+                            .into_iter()
+                            .filter(|(o, _, _)| *o >= offset),
+                    );
+                }
+                offset = offset.max(h.next_offset());
+                pos += size;
+            }
+        }
+        out
+    }
+
+    /// The latest value of each key in `records`.
+    fn latest_by_key(
+        records: &[(i64, String, Option<String>)],
+    ) -> BTreeMap<String, Option<String>> {
+        records
+            .iter()
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn roll(log: &PartitionLog) {
+        let active = log.segments().last().unwrap().clone();
+        assert!(
+            log.roll_for_retention(active.base_offset(), active.size())
+                .unwrap()
+        );
+    }
+
+    /// One cleaning pass from the log start at `now`.
+    fn clean_at(log: &PartitionLog, now: i64) -> CleanStats {
+        let mut map = OffsetMap::with_capacity(1000);
+        let mut pending = PendingDeletes::default();
+        clean_log(log, None, &mut map, &mut pending, now, &|| false, None)
+            .unwrap()
+            .0
+    }
+
+    fn owned(k: &str, v: &str) -> (String, Option<String>) {
+        (k.to_string(), Some(v.to_string()))
+    }
+
+    #[test]
+    fn aborted_data_goes_whatever_its_keys_and_committed_data_is_compacted_normally() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        let now = Clock::system().now_ms();
+        let retention = compact_config().delete_retention_ms;
+        produce(&log, "k3", Some("good"), now, Codec::None);
+        // An aborted transaction: a key of its own, a key committed before it, a key committed after it.
+        produce_txn(
+            &log,
+            1,
+            0,
+            &[
+                ("k9", Some("aborted")),
+                ("k3", Some("aborted")),
+                ("k1", Some("aborted")),
+            ],
+            now,
+        );
+        let abort_marker = write_marker(&log, 1, 0, false, now);
+        produce_txn(
+            &log,
+            2,
+            0,
+            &[("k1", Some("committed")), ("k2", Some("committed"))],
+            now,
+        );
+        let first_commit = write_marker(&log, 2, 0, true, now);
+        produce_txn(&log, 2, 2, &[("k2", Some("committed2"))], now);
+        write_marker(&log, 2, 0, true, now);
+        // Producer 1 moves on: its aborted batch is not its last one.
+        produce_txn(&log, 1, 3, &[("k5", Some("x"))], now);
+        write_marker(&log, 1, 0, true, now);
+        for _ in 0..4 {
+            produce(&log, "k7", Some("t"), now, Codec::None);
+        }
+        // An aborted transaction straddling the first uncleanable offset: its first batch is cleanable, the
+        // rest and its marker are in the active segment.
+        let straddling = produce_txn(&log, 3, 0, &[("k8", Some("aborted"))], now);
+        roll(&log);
+        produce_txn(&log, 3, 1, &[("k8", Some("aborted-too"))], now);
+        write_marker(&log, 3, 0, false, now);
+        produce(&log, "tail", Some("x"), now, Codec::None);
+        let expected: BTreeMap<_, _> = [
+            owned("k1", "committed"),
+            owned("k2", "committed2"),
+            owned("k3", "good"),
+            owned("k5", "x"),
+            owned("k7", "t"),
+            owned("tail", "x"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(latest_by_key(&read_committed(&log)), expected);
+        let before = read_committed(&log);
+
+        let stats = clean_at(&log, now);
+        assert!(stats.segments_cleaned > 0, "{stats:?}");
+        assert_eq!(stats.aborted_batches_removed, 2, "{stats:?}");
+        // What a read_committed consumer sees did not change, and nothing aborted is left below the active
+        // segment: k3's committed value survived a later aborted one (never in the offset map), k9 went.
+        let stored_offsets: std::collections::HashSet<i64> =
+            stored_records(&log).iter().map(|(o, _, _)| *o).collect();
+        let mut still_stored = before.clone();
+        still_stored.retain(|(o, _, _)| stored_offsets.contains(o));
+        assert_eq!(read_committed(&log), still_stored);
+        assert_eq!(latest_by_key(&read_committed(&log)), expected);
+        let stored = stored_records(&log);
+        let active_base = log.segments().last().unwrap().base_offset();
+        assert!(
+            !stored.iter().any(|(o, _, v)| *o < active_base
+                && v.as_deref().is_some_and(|v| v.starts_with("aborted"))),
+            "{stored:?}"
+        );
+        assert!(!stored.iter().any(|(_, k, _)| k == "k9"), "{stored:?}");
+        // Committed transactional data was compacted like any other: one record per key below the tail.
+        let closed: Vec<_> = stored.iter().filter(|(o, _, _)| *o < active_base).collect();
+        let keys: Vec<_> = closed.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["k3", "k1", "k2", "k5", "k7"], "{closed:?}");
+        // The straddling transaction's remaining data is still reported aborted to read_committed.
+        assert!(
+            stored
+                .iter()
+                .any(|(_, _, v)| v.as_deref() == Some("aborted-too"))
+        );
+        let entries = log.collect_aborted_txns(0, i64::MAX).unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|t| (t.producer_id, t.first_offset))
+                .collect::<Vec<_>>(),
+            [(1, 1), (3, straddling)],
+            "the ABORT marker whose data was just removed keeps its entry this pass"
+        );
+        // Markers stay while data of their transaction remained in this pass.
+        let marker = batch_at(&log, abort_marker).unwrap();
+        assert!(marker.control && !marker.horizon, "{marker:?}");
+
+        // Second pass: the aborted transaction left nothing, so its marker is stamped with a delete horizon
+        // and its index entry goes; the COMMIT markers stay while committed data of theirs remains.
+        let stats = clean_at(&log, now);
+        assert_eq!(stats.markers_removed, 0);
+        let marker = batch_at(&log, abort_marker).unwrap();
+        assert!(marker.control && marker.horizon, "{marker:?}");
+        assert_eq!(
+            log.collect_aborted_txns(0, i64::MAX)
+                .unwrap()
+                .iter()
+                .map(|t| t.producer_id)
+                .collect::<Vec<_>>(),
+            [3]
+        );
+        let commit = batch_at(&log, first_commit).unwrap();
+        assert!(commit.control && !commit.horizon, "{commit:?}");
+        assert_eq!(latest_by_key(&read_committed(&log)), expected);
+        // Before the horizon a pass keeps it; after, it goes.
+        clean_at(&log, now + retention - 1);
+        assert!(batch_at(&log, abort_marker).is_some());
+        let stats = clean_at(&log, now + retention);
+        assert_eq!(stats.markers_removed, 1, "{stats:?}");
+        assert_eq!(batch_at(&log, abort_marker), None);
+        assert!(batch_at(&log, first_commit).is_some());
+        assert_eq!(latest_by_key(&read_committed(&log)), expected);
+    }
+
+    #[test]
+    fn nothing_at_or_above_the_last_stable_offset_is_cleaned_while_a_transaction_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        let now = Clock::system().now_ms();
+        for i in 0..20 {
+            produce(&log, "k1", Some(&format!("v{i}")), now, Codec::None);
+        }
+        let open = produce_txn(&log, 5, 0, &[("k1", Some("open"))], now);
+        for i in 20..40 {
+            produce(&log, "k1", Some(&format!("v{i}")), now, Codec::None);
+        }
+        roll(&log);
+        produce(&log, "tail", Some("x"), now, Codec::None);
+        assert_eq!(log.last_stable_offset(), open);
+        let above = |log: &PartitionLog| {
+            stored_records(log)
+                .into_iter()
+                .filter(|(o, _, _)| *o >= open)
+                .collect::<Vec<_>>()
+        };
+        let above_before = above(&log);
+        assert_eq!(above_before.len(), 22);
+        let stats = clean_at(&log, now);
+        assert!(stats.segments_cleaned > 0, "{stats:?}");
+        assert!(stats.end_offset <= open, "{stats:?}");
+        assert_eq!(above(&log), above_before, "untouched at and above the LSO");
+        let below = stored_records(&log)
+            .into_iter()
+            .filter(|(o, _, _)| *o < open)
+            .count();
+        assert!(below < 20, "the stable part was compacted: {below} left");
+        // The transaction commits: the whole log is stable, and k1 shrinks to its latest value.
+        write_marker(&log, 5, 0, true, now);
+        roll(&log);
+        produce(&log, "tail", Some("y"), now, Codec::None);
+        clean_at(&log, now);
+        let got: Vec<_> = stored_records(&log)
+            .into_iter()
+            .map(|(o, k, _)| (o, k))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (40, "k1".to_string()),
+                (41, "tail".into()),
+                (43, "tail".into())
+            ]
+        );
+        assert_eq!(
+            read_committed(&log)
+                .into_iter()
+                .map(|(o, _, _)| o)
+                .collect::<Vec<_>>(),
+            [40, 41, 43]
+        );
+        // The producer's last batch stays, emptied, with its COMMIT marker (data of the txn was seen).
+        let kept = batch_at(&log, open).unwrap();
+        assert_eq!((kept.pid, kept.record_count), (5, 0), "{kept:?}");
+        assert!(batch_at(&log, 42).unwrap().control);
+    }
+
+    #[test]
+    fn an_active_producers_last_batch_is_kept_empty_so_a_replay_restores_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("c-0");
+        let now = Clock::system().now_ms();
+        let retention = compact_config().delete_retention_ms;
+        {
+            let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+            let log = mgr
+                .get_or_create(&TopicPartition::new("c", 0), compact_config())
+                .unwrap();
+            let p = partition(&log);
+            let idempotent =
+                |seq: i32, key: &str| producer_batch(7, 0, seq, false, &[(key, Some("a"))], now);
+            p.append_records_to_leader(idempotent(0, "k1"), AppendOrigin::Client)
+                .unwrap();
+            p.append_records_to_leader(idempotent(1, "k2"), AppendOrigin::Client)
+                .unwrap();
+            // A transactional producer whose last record is an ABORT marker of a bumped epoch.
+            produce_txn(&log, 8, 0, &[("k3", Some("aborted"))], now);
+            let marker = write_marker(&log, 8, 1, false, now);
+            assert_eq!(marker, 3);
+            for key in ["k1", "k2", "k3", "k4"] {
+                produce(&log, key, Some("z"), now, Codec::None);
+            }
+            roll(&log);
+            produce(&log, "tail", Some("x"), now, Codec::None);
+
+            clean_at(&log, now);
+            assert_eq!(batch_at(&log, 0), None, "not the producer's last batch");
+            let last = batch_at(&log, 1).unwrap();
+            assert_eq!(
+                (last.pid, last.epoch, last.record_count),
+                (7, 0, 0),
+                "{last:?}"
+            );
+            assert_eq!(batch_at(&log, 2), None, "aborted");
+            // The marker: kept, stamped, then past its horizon emptied but kept (the producer's last).
+            assert_eq!(batch_at(&log, 3).unwrap().record_count, 1);
+            clean_at(&log, now);
+            assert!(batch_at(&log, 3).unwrap().horizon);
+            let stats = clean_at(&log, now + retention);
+            assert_eq!(stats.markers_removed, 1);
+            let empty = batch_at(&log, 3).unwrap();
+            assert_eq!(
+                (empty.pid, empty.epoch, empty.control, empty.record_count),
+                (8, 1, true, 0),
+                "{empty:?}"
+            );
+            // Kept on later passes as it is.
+            let again = clean_at(&log, now + retention);
+            assert_eq!(again.markers_removed, 0);
+            assert_eq!(batch_at(&log, 3), Some(empty));
+            mgr.abandon();
+        }
+        // Without snapshots, the producer state is rebuilt from the cleaned log alone.
+        for entry in fs::read_dir(&pdir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "snapshot") {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        let mgr = LogManager::open(dir.path(), compact_config()).unwrap();
+        let log = mgr
+            .get_or_create(&TopicPartition::new("c", 0), compact_config())
+            .unwrap();
+        let p = partition(&log);
+        let send = |seq: i32, key: &str| {
+            p.append_records_to_leader(
+                producer_batch(7, 0, seq, false, &[(key, Some("a"))], now),
+                AppendOrigin::Client,
+            )
+        };
+        let retry = send(1, "k2").unwrap();
+        assert!(retry.duplicate, "{retry:?}");
+        assert_eq!(retry.base_offset, 1);
+        assert!(matches!(
+            send(3, "k5"),
+            Err(LogError::OutOfOrderSequence(_))
+        ));
+        let next = send(2, "k5").unwrap();
+        assert!(!next.duplicate);
+    }
+
     fn txn_index_files(pdir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(pdir)
             .unwrap()
