@@ -3,8 +3,9 @@
 //!
 //! A pass picks the dirtiest partition (dirty bytes / total bytes at or above `min.cleanable.dirty.ratio`,
 //! or records older than `max.compaction.lag.ms`, or tombstones whose delete horizon has passed). The dirty
-//! part starts at the cleaner checkpoint (`cleaner-offset-checkpoint`) and ends before the active segment and
-//! before the first segment with records newer than `min.compaction.lag.ms`. The cleaner maps key -> latest
+//! part starts at the cleaner checkpoint (`cleaner-offset-checkpoint`) and ends before the active segment,
+//! before the segment holding the last stable offset (Kafka cleans up to the LSO itself; whole segments
+//! here), and before the first segment with records newer than `min.compaction.lag.ms`. The cleaner maps key -> latest
 //! offset over the dirty part, bounded by `log.cleaner.dedupe.buffer.size` (only the prefix that fits is
 //! cleaned this pass), then rewrites the closed segments from the log start: a record stays if no later
 //! offset of its key is in the map. Offsets never change: batches keep their base offset and last offset
@@ -14,6 +15,16 @@
 //! Tombstones follow KIP-534: the first pass that keeps a tombstone's batch stamps it with a delete horizon
 //! (`now + delete.retention.ms`, in baseTimestamp, attribute bit 6); a pass after the horizon drops them. A
 //! consumer that reads the log from the start within `delete.retention.ms` of the first clean sees them.
+//!
+//! Transactions (Kafka 4.1's `Cleaner` with `CleanedTransactionMetadata`, see `cleaned_txn_metadata`):
+//! below the LSO every transaction is decided and its aborted ones are in the `.txnindex` files. Batches of
+//! aborted transactions are discarded whatever their keys and never enter the offset map; committed ones
+//! are compacted like any data. A marker stays while a batch of its transaction was seen in the pass, then
+//! is stamped with a delete horizon like a tombstone and dropped by a pass after it; the cleaned segment's
+//! `.txnindex` lists the aborted transactions whose kept ABORT marker still has data behind it. The batch
+//! holding each active producer's last data offset (or its last marker, when that began its epoch) and the
+//! batch ending the round are kept even when every record goes (written empty, as Kafka's RETAIN_EMPTY),
+//! so a replay of the log restores producer sequences and epochs, and the offsets cleaned stay known.
 //!
 //! Swapping is crash safe: cleaned files are written as `<base>.log.cleaned` (+ indexes) and fsynced, renamed
 //! `.swap` (the log last: its `.log.swap` is the commit point), the replaced segments after the first are
