@@ -331,3 +331,165 @@ async fn consumer_offsets_is_compacted_and_commits_reload_after_restart() {
     b.shutdown().await;
     drop(tmp);
 }
+
+/// A zigzag varint at `*pos` of `bytes` (Kafka's record fields), advancing `pos`.
+fn varint(bytes: &[u8], pos: &mut usize) -> i64 {
+    let mut raw = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = bytes[*pos];
+        *pos += 1;
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    (raw >> 1) as i64 ^ -((raw & 1) as i64)
+}
+
+/// Every control batch stored for partition 0 of `topic`: (offset, Some(commit)) for a marker, None for a
+/// control batch the cleaner emptied. Markers are never compressed.
+fn stored_markers(data_dir: &Path, topic: &str) -> Vec<(i64, Option<bool>)> {
+    let dir = data_dir.join(format!("{topic}-0"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for segment in segments {
+        let bytes = std::fs::read(&segment).unwrap();
+        let mut pos = 0usize;
+        while pos + 61 <= bytes.len() {
+            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
+            let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
+            let attributes = u16::from_be_bytes([bytes[pos + 21], bytes[pos + 22]]);
+            let count = i32::from_be_bytes(bytes[pos + 57..pos + 61].try_into().unwrap());
+            if attributes & 0x20 != 0 {
+                let marker = (count > 0).then(|| {
+                    // Record: length, attributes (1 byte), timestamp delta, offset delta, key length, key.
+                    let mut at = pos + 61;
+                    varint(&bytes, &mut at);
+                    at += 1;
+                    varint(&bytes, &mut at);
+                    varint(&bytes, &mut at);
+                    let key_len = varint(&bytes, &mut at);
+                    assert_eq!(key_len, 4, "a marker's key");
+                    i16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) == 1
+                });
+                out.push((base, marker));
+            }
+            pos += 12 + len;
+        }
+    }
+    out
+}
+
+/// (key, value) of every record a consumer with `isolation` reads from the start of partition 0, until
+/// a second passes without one.
+async fn read_records(
+    bootstrap: &str,
+    topic: &str,
+    isolation: &str,
+) -> Vec<(String, Option<String>)> {
+    let c = consumer(
+        bootstrap,
+        &[("isolation.level", isolation), ("auto.offset.reset", "earliest")],
+    );
+    assign(&c, topic, &[(0, 0)]);
+    let mut out = Vec::new();
+    while let Ok(m) = tokio::time::timeout(Duration::from_secs(1), c.recv()).await {
+        let m = m.expect("consume");
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        out.push((key, m.payload().map(|p| String::from_utf8(p.to_vec()).unwrap())));
+    }
+    out
+}
+
+/// P16 end to end: a transactional producer commits and aborts transactions on a compacted topic. The
+/// cleaner removes the aborted records whatever their keys (read_uncommitted no longer sees them), drops
+/// their ABORT markers after delete.retention.ms, and a read_committed consumer sees each key's latest
+/// committed value, as before cleaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_are_cleaned_away_and_committed_values_stay() {
+    use rdkafka::producer::Producer;
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    let b = start_broker(BROKER).await;
+    let topic = "compact-txn";
+    create_compacted(&b.bootstrap, topic, &[("delete.retention.ms", "200")]).await;
+    let p = producer(&b.bootstrap, &[("transactional.id", "compact-txn")]);
+    blocking(|| p.init_transactions(TIMEOUT)).expect("init_transactions");
+    let send = |key: String, value: String| {
+        let p = &p;
+        async move {
+            p.send(
+                FutureRecord::to(topic).partition(0).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("send {key}: {e}"));
+        }
+    };
+    let mut expected = BTreeMap::new();
+    // Transactions 1, 4, 7 and 10 abort; the last one commits.
+    for t in 0..12 {
+        let commit = t % 3 != 1;
+        let outcome = if commit { "committed" } else { "aborted" };
+        p.begin_transaction().unwrap();
+        for k in 0..KEYS {
+            let (key, value) = (format!("key-{k}"), format!("{outcome}-{t}-{}", "p".repeat(200)));
+            send(key.clone(), value.clone()).await;
+            if commit {
+                expected.insert(key, Some(value));
+            }
+        }
+        if !commit {
+            send(format!("only-aborted-{t}"), "aborted".into()).await;
+        }
+        if commit {
+            blocking(|| p.commit_transaction(TIMEOUT)).expect("commit");
+        } else {
+            blocking(|| p.abort_transaction(TIMEOUT)).expect("abort");
+        }
+    }
+    // Plain filler, so that the transactions end up in closed segments.
+    let plain = producer(&b.bootstrap, &[]);
+    for i in 0..12 {
+        let value = format!("filler-{i}-{}", "f".repeat(400));
+        plain
+            .send(
+                FutureRecord::to(topic).partition(0).key("filler").payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("filler");
+        expected.insert("filler".into(), Some(value));
+    }
+    let committed_view = |records: &[(String, Option<String>)]| -> BTreeMap<_, _> {
+        records.iter().cloned().collect()
+    };
+    assert_eq!(
+        committed_view(&read_records(&b.bootstrap, topic, "read_committed").await),
+        expected
+    );
+    poll_until_async(DEADLINE, "aborted data and ABORT markers to be cleaned", || async {
+        let uncommitted = read_records(&b.bootstrap, topic, "read_uncommitted").await;
+        let aborted_left = uncommitted
+            .iter()
+            .any(|(_, v)| v.as_deref().is_some_and(|v| v.starts_with("aborted")));
+        let markers = stored_markers(&b.data_dir, topic);
+        let aborts_left = markers.iter().any(|(_, m)| *m == Some(false));
+        (!aborted_left && !aborts_left).then_some(())
+    })
+    .await;
+    let committed = read_records(&b.bootstrap, topic, "read_committed").await;
+    assert!(
+        !committed.iter().any(|(k, _)| k.starts_with("only-aborted")),
+        "{committed:?}"
+    );
+    assert_eq!(committed_view(&committed), expected);
+    drop(p);
+    b.shutdown().await;
+}
