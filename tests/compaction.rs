@@ -396,14 +396,20 @@ async fn read_records(
 ) -> Vec<(String, Option<String>)> {
     let c = consumer(
         bootstrap,
-        &[("isolation.level", isolation), ("auto.offset.reset", "earliest")],
+        &[
+            ("isolation.level", isolation),
+            ("auto.offset.reset", "earliest"),
+        ],
     );
     assign(&c, topic, &[(0, 0)]);
     let mut out = Vec::new();
     while let Ok(m) = tokio::time::timeout(Duration::from_secs(1), c.recv()).await {
         let m = m.expect("consume");
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        out.push((key, m.payload().map(|p| String::from_utf8(p.to_vec()).unwrap())));
+        out.push((
+            key,
+            m.payload().map(|p| String::from_utf8(p.to_vec()).unwrap()),
+        ));
     }
     out
 }
@@ -425,7 +431,10 @@ async fn aborted_transactions_are_cleaned_away_and_committed_values_stay() {
         let p = &p;
         async move {
             p.send(
-                FutureRecord::to(topic).partition(0).key(&key).payload(&value),
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key(&key)
+                    .payload(&value),
                 Duration::from_secs(10),
             )
             .await
@@ -439,7 +448,10 @@ async fn aborted_transactions_are_cleaned_away_and_committed_values_stay() {
         let outcome = if commit { "committed" } else { "aborted" };
         p.begin_transaction().unwrap();
         for k in 0..KEYS {
-            let (key, value) = (format!("key-{k}"), format!("{outcome}-{t}-{}", "p".repeat(200)));
+            let (key, value) = (
+                format!("key-{k}"),
+                format!("{outcome}-{t}-{}", "p".repeat(200)),
+            );
             send(key.clone(), value.clone()).await;
             if commit {
                 expected.insert(key, Some(value));
@@ -460,7 +472,10 @@ async fn aborted_transactions_are_cleaned_away_and_committed_values_stay() {
         let value = format!("filler-{i}-{}", "f".repeat(400));
         plain
             .send(
-                FutureRecord::to(topic).partition(0).key("filler").payload(&value),
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("filler")
+                    .payload(&value),
                 Duration::from_secs(10),
             )
             .await
@@ -474,15 +489,19 @@ async fn aborted_transactions_are_cleaned_away_and_committed_values_stay() {
         committed_view(&read_records(&b.bootstrap, topic, "read_committed").await),
         expected
     );
-    poll_until_async(DEADLINE, "aborted data and ABORT markers to be cleaned", || async {
-        let uncommitted = read_records(&b.bootstrap, topic, "read_uncommitted").await;
-        let aborted_left = uncommitted
-            .iter()
-            .any(|(_, v)| v.as_deref().is_some_and(|v| v.starts_with("aborted")));
-        let markers = stored_markers(&b.data_dir, topic);
-        let aborts_left = markers.iter().any(|(_, m)| *m == Some(false));
-        (!aborted_left && !aborts_left).then_some(())
-    })
+    poll_until_async(
+        DEADLINE,
+        "aborted data and ABORT markers to be cleaned",
+        || async {
+            let uncommitted = read_records(&b.bootstrap, topic, "read_uncommitted").await;
+            let aborted_left = uncommitted
+                .iter()
+                .any(|(_, v)| v.as_deref().is_some_and(|v| v.starts_with("aborted")));
+            let markers = stored_markers(&b.data_dir, topic);
+            let aborts_left = markers.iter().any(|(_, m)| *m == Some(false));
+            (!aborted_left && !aborts_left).then_some(())
+        },
+    )
     .await;
     let committed = read_records(&b.bootstrap, topic, "read_committed").await;
     assert!(
