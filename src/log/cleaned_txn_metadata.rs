@@ -57,9 +57,14 @@ impl CleanedTransactionMetadata {
     }
 
     /// Adds the aborted transactions overlapping `[from, to)` (as the `.txnindex` lists them, marker
-    /// order). Ranges are offered in increasing order; an entry already offered by an earlier range is
-    /// ignored.
+    /// order). Ranges are offered in increasing, contiguous order; an entry already offered by an earlier
+    /// range (it began below that range's end) is ignored.
     pub fn add_aborted_txns(&mut self, txns: Vec<AbortedTxn>, from: i64, to: i64) {
+        debug_assert!(
+            self.added_below.is_none_or(|b| b == from),
+            "ranges are contiguous: {from} after {:?}",
+            self.added_below
+        );
         let added_below = self.added_below.unwrap_or(i64::MIN);
         let mut fresh: Vec<AbortedTxn> = txns
             .into_iter()
@@ -74,7 +79,7 @@ impl CleanedTransactionMetadata {
             "ranges are offered in offset order"
         );
         self.pending.extend(fresh);
-        self.added_below = Some(added_below.max(to).max(from));
+        self.added_below = Some(added_below.max(to));
     }
 
     /// Moves the aborted transactions that begin at or below `offset` to the reached set.
@@ -84,12 +89,20 @@ impl CleanedTransactionMetadata {
                 break;
             }
             self.pending.pop_front();
+            let ongoing = OngoingAbortedTxn {
+                txn,
+                batch_seen: false,
+            };
+            // A producer has one transaction at a time: an earlier one still here lost its marker (an
+            // index entry without one), and gives way.
             self.aborted
                 .entry(txn.producer_id)
-                .or_insert(OngoingAbortedTxn {
-                    txn,
-                    batch_seen: false,
-                });
+                .and_modify(|o| {
+                    if o.txn.last_offset < txn.first_offset {
+                        *o = ongoing;
+                    }
+                })
+                .or_insert(ongoing);
         }
     }
 
@@ -246,6 +259,31 @@ mod tests {
                 removable: true,
                 keep_index_entry: None
             }
+        );
+    }
+
+    #[test]
+    fn an_index_entry_without_its_marker_gives_way_to_the_producers_next_aborted_txn() {
+        let stale = AbortedTxn {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: 1,
+            last_stable_offset: 2,
+        };
+        let next = AbortedTxn {
+            producer_id: 1,
+            first_offset: 5,
+            last_offset: 6,
+            last_stable_offset: 7,
+        };
+        let mut meta = CleanedTransactionMetadata::new();
+        meta.add_aborted_txns(vec![stale, next], 0, 10);
+        assert!(read_data(&mut meta, &data(1, 0, true)));
+        // No marker at 1: the next transaction's batch is still known aborted, and its marker keeps it.
+        assert!(read_data(&mut meta, &data(1, 5, true)));
+        assert_eq!(
+            read_marker(&mut meta, &marker(1, 6, false)).keep_index_entry,
+            Some(next)
         );
     }
 }
