@@ -5,10 +5,10 @@
 //! or records older than `max.compaction.lag.ms`, or tombstones whose delete horizon has passed). The dirty
 //! part starts at the cleaner checkpoint (`cleaner-offset-checkpoint`) and ends before the active segment,
 //! before the segment holding the last stable offset (Kafka cleans up to the LSO itself; whole segments
-//! here), and before the first segment with records newer than `min.compaction.lag.ms`. The cleaner maps key -> latest
-//! offset over the dirty part, bounded by `log.cleaner.dedupe.buffer.size` (only the prefix that fits is
-//! cleaned this pass), then rewrites the closed segments from the log start: a record stays if no later
-//! offset of its key is in the map. Offsets never change: batches keep their base offset and last offset
+//! here), and before the first segment with records newer than `min.compaction.lag.ms`. The cleaner maps
+//! key -> latest offset over the dirty part, bounded by `log.cleaner.dedupe.buffer.size` (only the prefix
+//! that fits is cleaned this pass), then rewrites the closed segments from the log start: a record stays if
+//! no later offset of its key is in the map. Offsets never change: batches keep their base offset and last offset
 //! delta, so removed records leave gaps. Batches are decompressed (with a cap against bombs) and
 //! re-compressed with their own codec; a batch that cannot be decoded is kept as it is.
 //!
