@@ -1431,6 +1431,7 @@ fn run_idempotent_cycles() {
     };
     let mut log = IdempotentLog::new();
     log.resize(PARTITIONS as usize, BTreeMap::new());
+    let mut in_flight_at_kills = 0u64;
     for cycle in 0..cycles {
         // The crash comes at a random moment of the workload; sleeping is the point here.
         std::thread::sleep(Duration::from_millis(
@@ -1438,6 +1439,9 @@ fn run_idempotent_cycles() {
         ));
         brook.sigkill();
         h.stats.kills += 1;
+        // Sent and not yet acknowledged as the kill came: the producer retries them against the next brook.
+        in_flight_at_kills += shared.sent.load(Ordering::Acquire)
+            - shared.acked.lock().expect("acks lock").len() as u64;
         h.maybe_kill_during_startup(&mut rng);
         brook = h.start();
         h.verify_idempotent(&brook, cycle, &shared, &mut log, false);
@@ -1480,7 +1484,8 @@ fn run_idempotent_cycles() {
     let s = &h.stats;
     println!(
         "[{mode}] {cycles} cycles in {:.1} s: sent {sent}, acked {}, verified at their offsets {} (final re-read), \
-         stored {stored} (each once, in order), lost {}, duplicates {}; {}",
+         stored {stored} (each once, in order), unacknowledged at a kill (retried) {in_flight_at_kills}, lost {}, \
+         duplicates {}; {}",
         started.elapsed().as_secs_f64(),
         s.acked,
         s.verified,
@@ -1494,6 +1499,535 @@ fn run_idempotent_cycles() {
 #[test]
 fn sigkill_loses_and_duplicates_nothing_with_the_idempotent_producer() {
     run_idempotent_cycles();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Transactional mode: a transactional producer commits and aborts transactions of random sizes across the
+// partitions; after each kill a new instance with the same transactional id fences the old one.
+
+/// Every producer incarnation uses this id: each init_transactions fences and resolves the one before.
+const TXN_ID: &str = "crash-txn";
+/// The longest a transactional call may take; a call the kill cut off ends its (old) producer after this.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const TXN_MAX_RECORDS: u64 = 40;
+const TXN_ABORT_ONE_IN: u64 = 3;
+/// How long the last stable offset may take to reach the high watermark once nothing is open (the
+/// markers of a transaction that init_transactions resolved may still be on their way).
+const LSO_CATCH_UP: Duration = Duration::from_secs(15);
+
+/// Transaction `txn` is numbered (cycle << 32) | n: incarnations never share a number.
+fn txn_payload(txn: u64, idx: u32) -> Vec<u8> {
+    let mut out = format!("t{txn:016x}r{idx:04}:").into_bytes();
+    let filler = 16 + ((txn ^ u64::from(idx)).wrapping_mul(7919) % 100) as usize;
+    out.extend((0..filler).map(|i| b'a' + ((txn as usize + idx as usize + i) % 26) as u8));
+    out
+}
+
+fn parse_txn_payload(bytes: &[u8]) -> Option<(u64, u32)> {
+    let text = std::str::from_utf8(bytes.get(..23)?).ok()?;
+    let txn = u64::from_str_radix(text.strip_prefix('t')?.get(..16)?, 16).ok()?;
+    let idx = text.get(18..22)?.parse().ok()?;
+    (txn_payload(txn, idx) == bytes).then_some((txn, idx))
+}
+
+/// Transaction `txn` of the run seeded `seed`: the partition of each record, and whether it is to be
+/// aborted (decided before it begins).
+fn txn_plan(seed: u64, txn: u64) -> (Vec<i32>, bool) {
+    let mut rng = Rng(seed ^ txn.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let size = rng.between(1, TXN_MAX_RECORDS);
+    let abort = rng.between(1, TXN_ABORT_ONE_IN) == 1;
+    let partitions = (0..size)
+        .map(|_| rng.between(0, PARTITIONS as u64 - 1) as i32)
+        .collect();
+    (partitions, abort)
+}
+
+/// Where a transaction got to, as its producer saw it.
+#[derive(Clone, Debug)]
+enum TxnOutcome {
+    /// Records being sent; neither commit nor abort asked for: it can never be committed.
+    Open,
+    /// commit_transaction was called and has not returned.
+    Committing,
+    /// commit_transaction returned Ok.
+    Committed,
+    /// commit_transaction failed flushing the records, before it sent EndTxn: never committed.
+    CommitNotSent,
+    /// commit_transaction failed after its flush: either outcome, but atomically.
+    CommitInDoubt,
+    /// Abort asked for (and maybe done); `delivered`: every record was acknowledged first (it is in the log).
+    Aborting { delivered: bool },
+    Aborted { delivered: bool },
+}
+
+type TxnBook = Arc<Mutex<BTreeMap<u64, TxnOutcome>>>;
+
+/// Counts the failed deliveries of a transactional producer (an abort's flush must see none to claim its
+/// records are in the log).
+#[derive(Default)]
+struct TxnDeliveries {
+    failed: AtomicU64,
+}
+
+impl ClientContext for TxnDeliveries {}
+
+impl ProducerContext for TxnDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A transactional producer on `addr` with TXN_ID, initialized: an earlier instance is fenced and its open
+/// transaction resolved.
+fn txn_producer(addr: SocketAddr) -> Result<BaseProducer<TxnDeliveries>, KafkaError> {
+    let producer: BaseProducer<TxnDeliveries> = client_config(addr)
+        .set("transactional.id", TXN_ID)
+        .set("transaction.timeout.ms", "10000")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "10000")
+        .create_with_context(TxnDeliveries::default())
+        .expect("create transactional producer");
+    producer.init_transactions(Duration::from_secs(30))?;
+    Ok(producer)
+}
+
+/// Runs transactions (cycle << 32) | 0, 1, ... until `stop` or an error, recording each one's outcome in
+/// `book`. An error before `killed` goes to `errors`: brook was up, nothing should have failed.
+fn run_txn_producer(
+    producer: BaseProducer<TxnDeliveries>,
+    seed: u64,
+    cycle: u32,
+    book: TxnBook,
+    errors: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    killed: Arc<AtomicBool>,
+) {
+    let set = |txn: u64, outcome: TxnOutcome| {
+        book.lock().expect("book lock").insert(txn, outcome);
+    };
+    let fail = |txn: u64, what: &str, e: &KafkaError| {
+        if !killed.load(Ordering::Acquire) {
+            errors
+                .lock()
+                .expect("errors lock")
+                .push(format!("transaction {txn:x}: {what}: {e}"));
+        }
+    };
+    'transactions: for n in 0u64.. {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let txn = (u64::from(cycle) << 32) | n;
+        let (partitions, abort) = txn_plan(seed, txn);
+        set(txn, TxnOutcome::Open);
+        if let Err(e) = producer.begin_transaction() {
+            fail(txn, "begin_transaction", &e);
+            break;
+        }
+        for (idx, &partition) in partitions.iter().enumerate() {
+            let value = txn_payload(txn, idx as u32);
+            loop {
+                match producer.send(
+                    BaseRecord::<(), [u8]>::to(TOPIC)
+                        .partition(partition)
+                        .payload(&value),
+                ) {
+                    Ok(()) => break,
+                    Err((
+                        KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        _,
+                    )) => {
+                        producer.poll(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        fail(txn, "send", &e);
+                        break 'transactions;
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        if abort {
+            let failed_before = producer.context().failed.load(Ordering::Relaxed);
+            let delivered = producer.flush(TXN_CALL_TIMEOUT).is_ok()
+                && producer.context().failed.load(Ordering::Relaxed) == failed_before;
+            set(txn, TxnOutcome::Aborting { delivered });
+            if let Err(e) = producer.abort_transaction(TXN_CALL_TIMEOUT) {
+                fail(txn, "abort_transaction", &e);
+                break;
+            }
+            set(txn, TxnOutcome::Aborted { delivered });
+        } else {
+            set(txn, TxnOutcome::Committing);
+            match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+                Ok(()) => set(txn, TxnOutcome::Committed),
+                Err(e) => {
+                    fail(txn, "commit_transaction", &e);
+                    set(
+                        txn,
+                        match &e {
+                            KafkaError::Flush(_) => TxnOutcome::CommitNotSent,
+                            _ => TxnOutcome::CommitInDoubt,
+                        },
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The transactional mode's view of the log, per partition: offset -> (transaction, record index).
+#[derive(Default)]
+struct TxnView {
+    /// What a read_uncommitted consumer reads: everything written.
+    uncommitted: Vec<BTreeMap<i64, (u64, u32)>>,
+    /// What a read_committed consumer reads.
+    committed: Vec<BTreeMap<i64, (u64, u32)>>,
+}
+
+/// Figures of the transactional mode.
+#[derive(Default, Debug)]
+struct TxnFigures {
+    committed: u64,
+    aborted: u64,
+    /// Transactions cut by a kill whose commit had been asked for, by what the broker made of them.
+    in_doubt_visible: u64,
+    in_doubt_invisible: u64,
+    /// Cut before commit was asked for, or meant to be aborted and cut: never visible.
+    cut_never_committed: u64,
+    records_visible: u64,
+    records_aborted_in_log: u64,
+    lso_wait_max: Duration,
+    init_after_restart: Vec<Duration>,
+}
+
+impl Harness {
+    /// The checks after a restart in the transactional mode, once init_transactions resolved the previous
+    /// incarnation's transaction and with nothing being written: no ERROR; no producer call failed while
+    /// brook was up; the last stable offset reaches the high watermark; brook's validation passes on disk;
+    /// under read_committed every record of a committed transaction is visible, once, and nothing of an
+    /// aborted one; a transaction the kill cut is all visible or not at all; read_uncommitted sees the
+    /// aborted records; every partition holds its records in the order they were sent, each once.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_txn(
+        &mut self,
+        brook: &Brook,
+        cycle: u32,
+        book: &TxnBook,
+        errors: &Mutex<Vec<String>>,
+        view: &mut TxnView,
+        figures: &mut TxnFigures,
+        full: bool,
+    ) {
+        let logged = brook.lines_containing(" ERROR ");
+        if !logged.is_empty() {
+            self.fail(cycle, "brook logged errors", &logged, brook);
+        }
+        let failed = errors.lock().expect("errors lock").clone();
+        if !failed.is_empty() {
+            self.fail(
+                cycle,
+                "a transactional call failed while brook was up",
+                &failed,
+                brook,
+            );
+        }
+        let mut bad = Vec::new();
+        let waiting = Instant::now();
+        let hw = loop {
+            let hw = latest_offsets(brook.addr, 0)
+                .unwrap_or_else(|e| panic!("[{}] cycle {cycle}: ListOffsets: {e}", self.mode));
+            let lso = latest_offsets(brook.addr, 1)
+                .unwrap_or_else(|e| panic!("[{}] cycle {cycle}: ListOffsets: {e}", self.mode));
+            if lso == hw {
+                break hw;
+            }
+            if waiting.elapsed() > LSO_CATCH_UP {
+                self.fail(
+                    cycle,
+                    "with no transaction open, ListOffsets read_committed stays below the high watermark",
+                    &[format!("last stable offsets {lso:?}, high watermarks {hw:?}")],
+                    brook,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        figures.lso_wait_max = figures.lso_wait_max.max(waiting.elapsed());
+        for (p, (now, before)) in hw.iter().zip(&self.verified_hw).enumerate() {
+            if now < before {
+                bad.push(format!(
+                    "partition {p}: high watermark {now} is below {before}, verified after the previous restart"
+                ));
+            }
+        }
+        for entry in std::fs::read_dir(&self.data_dir).expect("read data dir") {
+            let path = entry.expect("dir entry").path();
+            if !path.is_dir() {
+                continue;
+            }
+            let (end, batches) = walk_partition_on_disk(&path, None, &mut bad);
+            self.stats.batches_on_disk += batches;
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if let Some(p) = name
+                .strip_prefix(&format!("{TOPIC}-"))
+                .and_then(|p| p.parse::<usize>().ok())
+                && end.unwrap_or(0) != hw[p]
+            {
+                bad.push(format!(
+                    "{name}: the log on disk ends at offset {end:?}, the high watermark is {}",
+                    hw[p]
+                ));
+            }
+        }
+
+        let from = if full {
+            *view = TxnView::default();
+            vec![0; PARTITIONS as usize]
+        } else {
+            self.verified_hw.clone()
+        };
+        view.uncommitted.resize(PARTITIONS as usize, BTreeMap::new());
+        view.committed.resize(PARTITIONS as usize, BTreeMap::new());
+        for (isolation, into) in [
+            ("read_uncommitted", &mut view.uncommitted),
+            ("read_committed", &mut view.committed),
+        ] {
+            for (p, offset, value) in read_to_end(brook.addr, isolation, &from, &hw, &mut bad) {
+                match parse_txn_payload(&value) {
+                    Some(record) => {
+                        if into[p as usize].insert(offset, record).is_some() {
+                            bad.push(format!("{isolation}: partition {p} offset {offset} read twice"));
+                        }
+                    }
+                    None => bad.push(format!(
+                        "{isolation}: partition {p} offset {offset}: a record no transaction sent ({} bytes)",
+                        value.len()
+                    )),
+                }
+            }
+        }
+
+        // The log: each partition's records in the order they were sent (transactions are numbered in
+        // the order they ran), each once, in the partition its plan chose.
+        let mut in_log: BTreeMap<u64, u64> = BTreeMap::new();
+        for (p, records) in view.uncommitted.iter().enumerate() {
+            let mut last: Option<(i64, (u64, u32))> = None;
+            for (&offset, &(txn, idx)) in records {
+                *in_log.entry(txn).or_default() += 1;
+                let planned = txn_plan(self.seed, txn).0.get(idx as usize).copied();
+                if planned != Some(p as i32) {
+                    bad.push(format!(
+                        "partition {p} offset {offset}: record {idx} of transaction {txn:x} belongs to partition {planned:?}"
+                    ));
+                }
+                if let Some((o, prev)) = last
+                    && prev >= (txn, idx)
+                {
+                    bad.push(format!(
+                        "partition {p}: record {idx} of transaction {txn:x} at offset {offset} after record {} of \
+                         transaction {:x} at offset {o}: {}",
+                        prev.1,
+                        prev.0,
+                        if prev == (txn, idx) { "DUPLICATE" } else { "out of order" }
+                    ));
+                    self.stats.duplicates += u64::from(prev == (txn, idx));
+                }
+                last = Some((offset, (txn, idx)));
+            }
+        }
+        let mut visible: BTreeMap<u64, u64> = BTreeMap::new();
+        for (p, records) in view.committed.iter().enumerate() {
+            for (offset, record) in records {
+                *visible.entry(record.0).or_default() += 1;
+                if view.uncommitted[p].get(offset) != Some(record) {
+                    bad.push(format!(
+                        "partition {p} offset {offset}: read_committed reads {record:?}, read_uncommitted {:?}",
+                        view.uncommitted[p].get(offset)
+                    ));
+                }
+            }
+        }
+
+        let book = book.lock().expect("book lock").clone();
+        for txn in in_log.keys() {
+            if !book.contains_key(txn) {
+                bad.push(format!(
+                    "records of transaction {txn:x}, which no producer began"
+                ));
+            }
+        }
+        let mut f = TxnFigures::default();
+        for (&txn, outcome) in &book {
+            let (partitions, abort) = txn_plan(self.seed, txn);
+            let size = partitions.len() as u64;
+            let seen = visible.get(&txn).copied().unwrap_or(0);
+            let stored = in_log.get(&txn).copied().unwrap_or(0);
+            let what = format!(
+                "transaction {txn:x} ({size} records, {}, {outcome:?}): {seen} visible under read_committed, \
+                 {stored} in the log",
+                if abort { "to abort" } else { "to commit" }
+            );
+            if abort {
+                let delivered = matches!(
+                    outcome,
+                    TxnOutcome::Aborting { delivered: true } | TxnOutcome::Aborted { delivered: true }
+                );
+                if seen != 0 {
+                    bad.push(format!("ABORTED DATA VISIBLE: {what}"));
+                } else if delivered && stored != size {
+                    bad.push(format!(
+                        "read_uncommitted misses acknowledged records of an aborted transaction: {what}"
+                    ));
+                }
+                match outcome {
+                    TxnOutcome::Aborted { .. } => f.aborted += 1,
+                    _ => f.cut_never_committed += 1,
+                }
+                f.records_aborted_in_log += stored;
+                continue;
+            }
+            match outcome {
+                TxnOutcome::Committed => {
+                    f.committed += 1;
+                    if seen != size {
+                        bad.push(format!("COMMITTED TRANSACTION NOT FULLY VISIBLE: {what}"));
+                    }
+                }
+                TxnOutcome::Open | TxnOutcome::CommitNotSent => {
+                    f.cut_never_committed += 1;
+                    if seen != 0 {
+                        bad.push(format!("NEVER COMMITTED, YET VISIBLE: {what}"));
+                    }
+                }
+                TxnOutcome::Committing | TxnOutcome::CommitInDoubt => {
+                    if seen == size {
+                        f.in_doubt_visible += 1;
+                    } else if seen == 0 {
+                        f.in_doubt_invisible += 1;
+                    } else {
+                        bad.push(format!("NOT ATOMIC: {what}"));
+                    }
+                }
+                TxnOutcome::Aborting { .. } | TxnOutcome::Aborted { .. } => {
+                    bad.push(format!("a transaction to commit was aborted: {what}"))
+                }
+            }
+            if seen > stored {
+                bad.push(format!("more visible than stored: {what}"));
+            }
+            f.records_visible += seen;
+        }
+        if !bad.is_empty() {
+            self.fail(cycle, "verification failed", &bad, brook);
+        }
+        f.lso_wait_max = figures.lso_wait_max;
+        f.init_after_restart = std::mem::take(&mut figures.init_after_restart);
+        *figures = f;
+        self.verified_hw = hw;
+    }
+}
+
+fn run_txn_cycles() {
+    let mode = "transactional";
+    let (mut h, _tmp, cycles, mut rng) = setup(
+        mode,
+        &[
+            ("transaction.state.log.num.partitions", "4"),
+            ("transaction.state.log.replication.factor", "1"),
+        ],
+    );
+    let started = Instant::now();
+    let mut brook = h.start();
+    h.stats.restart.clear();
+    h.stats.announce.clear();
+    h.stats.recovery_scanned.clear();
+    let book = TxnBook::default();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let mut view = TxnView::default();
+    let mut figures = TxnFigures::default();
+    let mut init_after_restart = Vec::new();
+    // Producers the kill cut off; they end once their call times out and are joined at the end.
+    let mut cut_off = Vec::new();
+    let mut producer = txn_producer(brook.addr)
+        .unwrap_or_else(|e| panic!("[{mode}] init_transactions: {e}"));
+    for cycle in 0..cycles {
+        let stop = Arc::new(AtomicBool::new(false));
+        let killed = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (book, errors, stop, killed) =
+                (book.clone(), errors.clone(), stop.clone(), killed.clone());
+            let seed = h.seed;
+            std::thread::spawn(move || {
+                run_txn_producer(producer, seed, cycle, book, errors, stop, killed)
+            })
+        };
+        // The crash comes at a random moment of the workload; sleeping is the point here.
+        std::thread::sleep(Duration::from_millis(
+            rng.between(KILL_DELAY_MS.0, KILL_DELAY_MS.1),
+        ));
+        killed.store(true, Ordering::Release);
+        brook.sigkill();
+        stop.store(true, Ordering::Release);
+        h.stats.kills += 1;
+        cut_off.push(thread);
+        h.maybe_kill_during_startup(&mut rng);
+        brook = h.start();
+        let init = Instant::now();
+        producer = txn_producer(brook.addr).unwrap_or_else(|e| {
+            h.fail(
+                cycle,
+                "init_transactions after the restart",
+                &[e.to_string()],
+                &brook,
+            )
+        });
+        init_after_restart.push(init.elapsed());
+        h.verify_txn(&brook, cycle, &book, &errors, &mut view, &mut figures, false);
+    }
+    h.verify_txn(&brook, cycles, &book, &errors, &mut view, &mut figures, true);
+    drop(producer);
+    brook.stop();
+    for thread in cut_off {
+        join_within(thread, "a cut-off transactional producer");
+    }
+    init_after_restart.sort_unstable();
+    let f = &figures;
+    println!(
+        "[{mode}] {cycles} cycles in {:.1} s: transactions committed {} (all visible, once), aborted {} (none \
+         visible; {} records in the log), cut by a kill after commit was asked {} (visible {}, invisible {}), cut \
+         before {} (none visible); records visible {}; duplicates {}; init_transactions after a restart p50 {:.1} ms, \
+         max {:.1} ms; last stable offset caught up within {:?}; {}",
+        started.elapsed().as_secs_f64(),
+        f.committed,
+        f.aborted,
+        f.records_aborted_in_log,
+        f.in_doubt_visible + f.in_doubt_invisible,
+        f.in_doubt_visible,
+        f.in_doubt_invisible,
+        f.cut_never_committed,
+        f.records_visible,
+        h.stats.duplicates,
+        percentile(&init_after_restart, 0.5),
+        percentile(&init_after_restart, 1.0),
+        f.lso_wait_max,
+        h.restart_figures(),
+    );
+    assert!(
+        f.committed > 0 && f.aborted > 0,
+        "transactions were committed and aborted"
+    );
+}
+
+#[test]
+fn sigkill_keeps_transactions_atomic_and_aborted_data_invisible() {
+    run_txn_cycles();
 }
 
 // ---------------------------------------------------------------------------------------------------------
