@@ -496,7 +496,11 @@ fn join_within<T: Send + 'static>(handle: JoinHandle<T>, what: &str) -> Option<T
 /// offset after the last batch (the log end offset on disk) and the batches seen; problems go to `bad`.
 /// With `below`, the walk stops at the first batch at or above that offset: a producer may be appending
 /// there while the walk reads, and a half-written tail is no fault.
-fn walk_partition_on_disk(dir: &Path, below: Option<i64>, bad: &mut Vec<String>) -> (Option<i64>, u64) {
+fn walk_partition_on_disk(
+    dir: &Path,
+    below: Option<i64>,
+    bad: &mut Vec<String>,
+) -> (Option<i64>, u64) {
     let mut segments: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .filter_map(|e| {
@@ -701,7 +705,11 @@ impl Harness {
         if rng.between(1, KILL_DURING_STARTUP_ONE_IN) != 1 {
             return;
         }
-        let window = self.stats.announce.last().map_or(20, |d| d.as_millis() as u64);
+        let window = self
+            .stats
+            .announce
+            .last()
+            .map_or(20, |d| d.as_millis() as u64);
         let mut early = brook_command(&self.data_dir, &self.overrides)
             .stderr(Stdio::null())
             .spawn()
@@ -1068,12 +1076,19 @@ fn latest_offsets(addr: SocketAddr, isolation: i8) -> Result<Vec<i64>, String> {
         ]);
     let response: ListOffsetsResponse = raw::try_request(addr, ApiKey::ListOffsets, 7, &request)?;
     let mut out = vec![-1; PARTITIONS as usize];
-    for p in &response.topics.first().ok_or("no topic in the response")?.partitions {
+    for p in &response
+        .topics
+        .first()
+        .ok_or("no topic in the response")?
+        .partitions
+    {
         if p.error_code != 0 {
-            return Err(format!("partition {}: error {}", p.partition_index, p.error_code));
+            return Err(format!(
+                "partition {}: error {}",
+                p.partition_index, p.error_code
+            ));
         }
-        *out
-            .get_mut(p.partition_index as usize)
+        *out.get_mut(p.partition_index as usize)
             .ok_or("an unknown partition in the response")? = p.offset;
     }
     if out.contains(&-1) {
@@ -1139,7 +1154,9 @@ fn read_to_end(
                 open.remove(&p);
             }
             Some(Err(e)) => {
-                bad.push(format!("{isolation}: consumer error while reading back: {e}"));
+                bad.push(format!(
+                    "{isolation}: consumer error while reading back: {e}"
+                ));
                 if bad.len() > 100 {
                     return out;
                 }
@@ -1345,14 +1362,13 @@ impl Harness {
                 ));
             }
         }
-        for p in 0..PARTITIONS as usize {
+        for (p, &high) in hw.iter().enumerate() {
             let dir = self.data_dir.join(format!("{TOPIC}-{p}"));
-            let (end, batches) = walk_partition_on_disk(&dir, Some(hw[p]), &mut bad);
+            let (end, batches) = walk_partition_on_disk(&dir, Some(high), &mut bad);
             self.stats.batches_on_disk += batches;
-            if end.unwrap_or(0) < hw[p] {
+            if end.unwrap_or(0) < high {
                 bad.push(format!(
-                    "{TOPIC}-{p}: the log on disk ends at offset {end:?}, below the high watermark {}",
-                    hw[p]
+                    "{TOPIC}-{p}: the log on disk ends at offset {end:?}, below the high watermark {high}"
                 ));
             }
         }
@@ -1374,7 +1390,10 @@ impl Harness {
             let mut last: Option<(i64, u64)> = None;
             for (&offset, &seq) in records {
                 if partition_of(seq) != p as i32 {
-                    bad.push(format!("partition {p} offset {offset}: seq {seq} belongs to partition {}", partition_of(seq)));
+                    bad.push(format!(
+                        "partition {p} offset {offset}: seq {seq} belongs to partition {}",
+                        partition_of(seq)
+                    ));
                 }
                 if let Some((o, s)) = last
                     && s >= seq
@@ -1475,7 +1494,10 @@ fn run_idempotent_cycles() {
     if stored != sent || h.stats.acked != sent || !missing.is_empty() {
         h.fail(
             cycles,
-            &format!("sent {sent}, acknowledged {}, stored {stored}", h.stats.acked),
+            &format!(
+                "sent {sent}, acknowledged {}, stored {stored}",
+                h.stats.acked
+            ),
             &missing,
             &brook,
         );
@@ -1508,7 +1530,7 @@ fn sigkill_loses_and_duplicates_nothing_with_the_idempotent_producer() {
 /// Every producer incarnation uses this id: each init_transactions fences and resolves the one before.
 const TXN_ID: &str = "crash-txn";
 /// The longest a transactional call may take; a call the kill cut off ends its (old) producer after this.
-const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const TXN_MAX_RECORDS: u64 = 40;
 const TXN_ABORT_ONE_IN: u64 = 3;
 /// How long the last stable offset may take to reach the high watermark once nothing is open (the
@@ -1551,13 +1573,17 @@ enum TxnOutcome {
     Committing,
     /// commit_transaction returned Ok.
     Committed,
-    /// commit_transaction failed flushing the records, before it sent EndTxn: never committed.
+    /// Its records could not all be delivered before the commit (so EndTxn was never sent): never committed.
     CommitNotSent,
     /// commit_transaction failed after its flush: either outcome, but atomically.
     CommitInDoubt,
     /// Abort asked for (and maybe done); `delivered`: every record was acknowledged first (it is in the log).
-    Aborting { delivered: bool },
-    Aborted { delivered: bool },
+    Aborting {
+        delivered: bool,
+    },
+    Aborted {
+        delivered: bool,
+    },
 }
 
 type TxnBook = Arc<Mutex<BTreeMap<u64, TxnOutcome>>>;
@@ -1588,11 +1614,28 @@ fn txn_producer(addr: SocketAddr) -> Result<BaseProducer<TxnDeliveries>, KafkaEr
         .set("transactional.id", TXN_ID)
         .set("transaction.timeout.ms", "10000")
         .set("linger.ms", "2")
+        // A transaction's AddPartitionsToTxn meets the previous one's markers still being written
+        // (CONCURRENT_TRANSACTIONS) and is retried: soon, so that many transactions fit between kills.
+        .set("retry.backoff.ms", "10")
+        .set("retry.backoff.max.ms", "50")
         .set("message.timeout.ms", "10000")
         .create_with_context(TxnDeliveries::default())
         .expect("create transactional producer");
     producer.init_transactions(Duration::from_secs(30))?;
     Ok(producer)
+}
+
+/// Serves delivery reports until none is outstanding (false on timeout). rust-rdkafka's own flush polls in
+/// steps of 100 ms, which would cap the run at a few transactions a second.
+fn drain(producer: &BaseProducer<TxnDeliveries>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    true
 }
 
 /// Runs transactions (cycle << 32) | 0, 1, ... until `stop` or an error, recording each one's outcome in
@@ -1609,7 +1652,7 @@ fn run_txn_producer(
     let set = |txn: u64, outcome: TxnOutcome| {
         book.lock().expect("book lock").insert(txn, outcome);
     };
-    let fail = |txn: u64, what: &str, e: &KafkaError| {
+    let fail = |txn: u64, what: &str, e: &dyn std::fmt::Display| {
         if !killed.load(Ordering::Acquire) {
             errors
                 .lock()
@@ -1638,9 +1681,7 @@ fn run_txn_producer(
                 ) {
                     Ok(()) => break,
                     Err((
-                        KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                         _,
                     )) => {
                         producer.poll(Duration::from_millis(5));
@@ -1655,7 +1696,7 @@ fn run_txn_producer(
         }
         if abort {
             let failed_before = producer.context().failed.load(Ordering::Relaxed);
-            let delivered = producer.flush(TXN_CALL_TIMEOUT).is_ok()
+            let delivered = drain(&producer, TXN_CALL_TIMEOUT)
                 && producer.context().failed.load(Ordering::Relaxed) == failed_before;
             set(txn, TxnOutcome::Aborting { delivered });
             if let Err(e) = producer.abort_transaction(TXN_CALL_TIMEOUT) {
@@ -1665,7 +1706,13 @@ fn run_txn_producer(
             set(txn, TxnOutcome::Aborted { delivered });
         } else {
             set(txn, TxnOutcome::Committing);
-            match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+            if !drain(&producer, TXN_CALL_TIMEOUT) {
+                set(txn, TxnOutcome::CommitNotSent);
+                fail(txn, "delivering before the commit", &"timed out");
+                break;
+            }
+            let r = producer.commit_transaction(TXN_CALL_TIMEOUT);
+            match r {
                 Ok(()) => set(txn, TxnOutcome::Committed),
                 Err(e) => {
                     fail(txn, "commit_transaction", &e);
@@ -1774,7 +1821,10 @@ impl Harness {
             }
             let (end, batches) = walk_partition_on_disk(&path, None, &mut bad);
             self.stats.batches_on_disk += batches;
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if let Some(p) = name
                 .strip_prefix(&format!("{TOPIC}-"))
                 .and_then(|p| p.parse::<usize>().ok())
@@ -1793,7 +1843,8 @@ impl Harness {
         } else {
             self.verified_hw.clone()
         };
-        view.uncommitted.resize(PARTITIONS as usize, BTreeMap::new());
+        view.uncommitted
+            .resize(PARTITIONS as usize, BTreeMap::new());
         view.committed.resize(PARTITIONS as usize, BTreeMap::new());
         for (isolation, into) in [
             ("read_uncommitted", &mut view.uncommitted),
@@ -1877,7 +1928,8 @@ impl Harness {
             if abort {
                 let delivered = matches!(
                     outcome,
-                    TxnOutcome::Aborting { delivered: true } | TxnOutcome::Aborted { delivered: true }
+                    TxnOutcome::Aborting { delivered: true }
+                        | TxnOutcome::Aborted { delivered: true }
                 );
                 if seen != 0 {
                     bad.push(format!("ABORTED DATA VISIBLE: {what}"));
@@ -1955,8 +2007,8 @@ fn run_txn_cycles() {
     let mut init_after_restart = Vec::new();
     // Producers the kill cut off; they end once their call times out and are joined at the end.
     let mut cut_off = Vec::new();
-    let mut producer = txn_producer(brook.addr)
-        .unwrap_or_else(|e| panic!("[{mode}] init_transactions: {e}"));
+    let mut producer =
+        txn_producer(brook.addr).unwrap_or_else(|e| panic!("[{mode}] init_transactions: {e}"));
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
         let killed = Arc::new(AtomicBool::new(false));
@@ -1989,9 +2041,25 @@ fn run_txn_cycles() {
             )
         });
         init_after_restart.push(init.elapsed());
-        h.verify_txn(&brook, cycle, &book, &errors, &mut view, &mut figures, false);
+        h.verify_txn(
+            &brook,
+            cycle,
+            &book,
+            &errors,
+            &mut view,
+            &mut figures,
+            false,
+        );
     }
-    h.verify_txn(&brook, cycles, &book, &errors, &mut view, &mut figures, true);
+    h.verify_txn(
+        &brook,
+        cycles,
+        &book,
+        &errors,
+        &mut view,
+        &mut figures,
+        true,
+    );
     drop(producer);
     brook.stop();
     for thread in cut_off {
