@@ -5,7 +5,14 @@
 //! CRC (read back by the client with `check.crcs` and walked on disk with brook's own validation), and the
 //! group's committed offsets are at least the last acknowledged commit and never beyond the high watermark.
 //!
-//! `BROOK_CRASH_CYCLES` sets the number of kills per durability mode (default 3, for CI);
+//! Two more modes cover exactly-once. In the idempotent one a single `enable.idempotence` producer lives
+//! through every kill (brook comes back on the same port) and retries what was in flight: every record it
+//! sent is stored once, in order, at the offset acknowledged. In the transactional one a producer with a
+//! fixed transactional id commits and aborts transactions across the partitions and is replaced after each
+//! kill (its init_transactions fences the old one): read_committed sees every committed transaction once,
+//! nothing aborted, and a transaction the kill cut all or nothing; read_uncommitted sees the aborted records.
+//!
+//! `BROOK_CRASH_CYCLES` sets the number of kills per mode (default 3, for CI);
 //! `BROOK_CRASH_SEED` replays a run's kill schedule (the seed is printed; thread timing still varies);
 //! `BROOK_CRASH_VERBOSE=1` prints brook's output of every start.
 //! Proof run:
@@ -1533,6 +1540,8 @@ const TXN_ID: &str = "crash-txn";
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const TXN_MAX_RECORDS: u64 = 40;
 const TXN_ABORT_ONE_IN: u64 = 3;
+/// One kill in this many comes from the producer, the moment a commit is acknowledged.
+const KILL_AFTER_COMMIT_ONE_IN: u64 = 3;
 /// How long the last stable offset may take to reach the high watermark once nothing is open (the
 /// markers of a transaction that init_transactions resolved may still be on their way).
 const LSO_CATCH_UP: Duration = Duration::from_secs(15);
@@ -1569,7 +1578,9 @@ fn txn_plan(seed: u64, txn: u64) -> (Vec<i32>, bool) {
 enum TxnOutcome {
     /// Records being sent; neither commit nor abort asked for: it can never be committed.
     Open,
-    /// commit_transaction was called and has not returned.
+    /// Its records being delivered before the commit: commit_transaction not yet called, never committed.
+    Delivering,
+    /// commit_transaction was called (its records all delivered) and has not returned.
     Committing,
     /// commit_transaction returned Ok.
     Committed,
@@ -1638,17 +1649,34 @@ fn drain(producer: &BaseProducer<TxnDeliveries>, timeout: Duration) -> bool {
     true
 }
 
-/// Runs transactions (cycle << 32) | 0, 1, ... until `stop` or an error, recording each one's outcome in
-/// `book`. An error before `killed` goes to `errors`: brook was up, nothing should have failed.
-fn run_txn_producer(
-    producer: BaseProducer<TxnDeliveries>,
+/// A transactional producer's run between two kills.
+struct TxnTask {
     seed: u64,
     cycle: u32,
     book: TxnBook,
+    /// Calls that failed while brook was up.
     errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    /// Set just before brook is killed: failures after it are expected.
     killed: Arc<AtomicBool>,
-) {
+    /// Kill brook (this pid) the moment the n-th commit is acknowledged, then report on the channel: its
+    /// markers are then most likely not written yet, and recovery must finish the commit.
+    kill_after_commit: Option<(u64, u32, mpsc::Sender<()>)>,
+}
+
+/// Runs transactions (cycle << 32) | 0, 1, ... until `stop` or an error, recording each one's outcome in
+/// `book`. An error before `killed` goes to `errors`: brook was up, nothing should have failed.
+fn run_txn_producer(producer: BaseProducer<TxnDeliveries>, task: TxnTask) {
+    let TxnTask {
+        seed,
+        cycle,
+        book,
+        errors,
+        stop,
+        killed,
+        kill_after_commit,
+    } = task;
+    let mut commits = 0u64;
     let set = |txn: u64, outcome: TxnOutcome| {
         book.lock().expect("book lock").insert(txn, outcome);
     };
@@ -1705,15 +1733,28 @@ fn run_txn_producer(
             }
             set(txn, TxnOutcome::Aborted { delivered });
         } else {
-            set(txn, TxnOutcome::Committing);
+            set(txn, TxnOutcome::Delivering);
             if !drain(&producer, TXN_CALL_TIMEOUT) {
                 set(txn, TxnOutcome::CommitNotSent);
                 fail(txn, "delivering before the commit", &"timed out");
                 break;
             }
+            set(txn, TxnOutcome::Committing);
             let r = producer.commit_transaction(TXN_CALL_TIMEOUT);
             match r {
-                Ok(()) => set(txn, TxnOutcome::Committed),
+                Ok(()) => {
+                    set(txn, TxnOutcome::Committed);
+                    commits += 1;
+                    if let Some((n, pid, done)) = &kill_after_commit
+                        && commits == *n
+                    {
+                        killed.store(true, Ordering::Release);
+                        // SAFETY: kill(2) on the test's own child's pid has no memory-safety preconditions.
+                        let rc = unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+                        assert_eq!(rc, 0, "SIGKILL brook");
+                        let _ = done.send(());
+                    }
+                }
                 Err(e) => {
                     fail(txn, "commit_transaction", &e);
                     set(
@@ -1952,7 +1993,7 @@ impl Harness {
                         bad.push(format!("COMMITTED TRANSACTION NOT FULLY VISIBLE: {what}"));
                     }
                 }
-                TxnOutcome::Open | TxnOutcome::CommitNotSent => {
+                TxnOutcome::Open | TxnOutcome::Delivering | TxnOutcome::CommitNotSent => {
                     f.cut_never_committed += 1;
                     if seen != 0 {
                         bad.push(format!("NEVER COMMITTED, YET VISIBLE: {what}"));
@@ -2007,24 +2048,45 @@ fn run_txn_cycles() {
     let mut init_after_restart = Vec::new();
     // Producers the kill cut off; they end once their call times out and are joined at the end.
     let mut cut_off = Vec::new();
+    let mut kills_after_commit = 0u64;
     let mut producer =
         txn_producer(brook.addr).unwrap_or_else(|e| panic!("[{mode}] init_transactions: {e}"));
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
         let killed = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (book, errors, stop, killed) =
-                (book.clone(), errors.clone(), stop.clone(), killed.clone());
-            let seed = h.seed;
-            std::thread::spawn(move || {
-                run_txn_producer(producer, seed, cycle, book, errors, stop, killed)
-            })
+        let (done_tx, done) = mpsc::channel();
+        let kill_after_commit = (rng.between(1, KILL_AFTER_COMMIT_ONE_IN) == 1)
+            .then(|| (rng.between(1, 50), brook.child.id(), done_tx));
+        let by_producer = kill_after_commit.is_some();
+        let task = TxnTask {
+            seed: h.seed,
+            cycle,
+            book: book.clone(),
+            errors: errors.clone(),
+            stop: stop.clone(),
+            killed: killed.clone(),
+            kill_after_commit,
         };
-        // The crash comes at a random moment of the workload; sleeping is the point here.
-        std::thread::sleep(Duration::from_millis(
-            rng.between(KILL_DELAY_MS.0, KILL_DELAY_MS.1),
-        ));
-        killed.store(true, Ordering::Release);
+        let thread = std::thread::spawn(move || run_txn_producer(producer, task));
+        if by_producer {
+            // The producer kills brook as its commit is acknowledged.
+            done.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+                let failed = errors.lock().expect("errors lock").clone();
+                h.fail(
+                    cycle,
+                    "the producer did not reach its commits",
+                    &failed,
+                    &brook,
+                )
+            });
+            kills_after_commit += 1;
+        } else {
+            // The crash comes at a random moment of the workload; sleeping is the point here.
+            std::thread::sleep(Duration::from_millis(
+                rng.between(KILL_DELAY_MS.0, KILL_DELAY_MS.1),
+            ));
+            killed.store(true, Ordering::Release);
+        }
         brook.sigkill();
         stop.store(true, Ordering::Release);
         h.stats.kills += 1;
@@ -2071,7 +2133,8 @@ fn run_txn_cycles() {
         "[{mode}] {cycles} cycles in {:.1} s: transactions committed {} (all visible, once), aborted {} (none \
          visible; {} records in the log), cut by a kill after commit was asked {} (visible {}, invisible {}), cut \
          before {} (none visible); records visible {}; duplicates {}; init_transactions after a restart p50 {:.1} ms, \
-         max {:.1} ms; last stable offset caught up within {:?}; {}",
+         max {:.1} ms; last stable offset caught up within {:?}; {kills_after_commit} kills the moment a commit \
+         was acknowledged; {}",
         started.elapsed().as_secs_f64(),
         f.committed,
         f.aborted,
