@@ -1540,8 +1540,8 @@ const TXN_ID: &str = "crash-txn";
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const TXN_MAX_RECORDS: u64 = 40;
 const TXN_ABORT_ONE_IN: u64 = 3;
-/// One kill in this many comes from the producer, the moment a commit is acknowledged.
-const KILL_AFTER_COMMIT_ONE_IN: u64 = 3;
+/// One kill in this many comes 0-4 ms after a commit_transaction call began.
+const KILL_DURING_COMMIT_ONE_IN: u64 = 3;
 /// How long the last stable offset may take to reach the high watermark once nothing is open (the
 /// markers of a transaction that init_transactions resolved may still be on their way).
 const LSO_CATCH_UP: Duration = Duration::from_secs(15);
@@ -1659,9 +1659,10 @@ struct TxnTask {
     stop: Arc<AtomicBool>,
     /// Set just before brook is killed: failures after it are expected.
     killed: Arc<AtomicBool>,
-    /// Kill brook (this pid) the moment the n-th commit is acknowledged, then report on the channel: its
-    /// markers are then most likely not written yet, and recovery must finish the commit.
-    kill_after_commit: Option<(u64, u32, mpsc::Sender<()>)>,
+    /// Kill brook (this pid) this long after the n-th commit_transaction call began, then report on the
+    /// channel: before its EndTxn is stored, between that and its markers (recovery must finish the
+    /// commit), or just after.
+    kill_during_commit: Option<(u64, Duration, u32, mpsc::Sender<()>)>,
 }
 
 /// Runs transactions (cycle << 32) | 0, 1, ... until `stop` or an error, recording each one's outcome in
@@ -1674,7 +1675,7 @@ fn run_txn_producer(producer: BaseProducer<TxnDeliveries>, task: TxnTask) {
         errors,
         stop,
         killed,
-        kill_after_commit,
+        kill_during_commit,
     } = task;
     let mut commits = 0u64;
     let set = |txn: u64, outcome: TxnOutcome| {
@@ -1740,21 +1741,23 @@ fn run_txn_producer(producer: BaseProducer<TxnDeliveries>, task: TxnTask) {
                 break;
             }
             set(txn, TxnOutcome::Committing);
-            let r = producer.commit_transaction(TXN_CALL_TIMEOUT);
-            match r {
-                Ok(()) => {
-                    set(txn, TxnOutcome::Committed);
-                    commits += 1;
-                    if let Some((n, pid, done)) = &kill_after_commit
-                        && commits == *n
-                    {
-                        killed.store(true, Ordering::Release);
-                        // SAFETY: kill(2) on the test's own child's pid has no memory-safety preconditions.
-                        let rc = unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-                        assert_eq!(rc, 0, "SIGKILL brook");
-                        let _ = done.send(());
-                    }
-                }
+            commits += 1;
+            if let Some((n, delay, pid, done)) = &kill_during_commit
+                && commits == *n
+            {
+                let (delay, pid, done, killed) = (*delay, *pid, done.clone(), killed.clone());
+                std::thread::spawn(move || {
+                    // Sleeping is the point: the kill lands somewhere in or just after the commit.
+                    std::thread::sleep(delay);
+                    killed.store(true, Ordering::Release);
+                    // SAFETY: kill(2) on the test's own child's pid has no memory-safety preconditions.
+                    let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    assert_eq!(rc, 0, "SIGKILL brook");
+                    let _ = done.send(());
+                });
+            }
+            match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+                Ok(()) => set(txn, TxnOutcome::Committed),
                 Err(e) => {
                     fail(txn, "commit_transaction", &e);
                     set(
@@ -2048,16 +2051,23 @@ fn run_txn_cycles() {
     let mut init_after_restart = Vec::new();
     // Producers the kill cut off; they end once their call times out and are joined at the end.
     let mut cut_off = Vec::new();
-    let mut kills_after_commit = 0u64;
+    let mut kills_during_commit = 0u64;
+    let mut prepared_commits_completed = 0u64;
     let mut producer =
         txn_producer(brook.addr).unwrap_or_else(|e| panic!("[{mode}] init_transactions: {e}"));
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
         let killed = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = mpsc::channel();
-        let kill_after_commit = (rng.between(1, KILL_AFTER_COMMIT_ONE_IN) == 1)
-            .then(|| (rng.between(1, 50), brook.child.id(), done_tx));
-        let by_producer = kill_after_commit.is_some();
+        let kill_during_commit = (rng.between(1, KILL_DURING_COMMIT_ONE_IN) == 1).then(|| {
+            (
+                rng.between(1, 50),
+                Duration::from_micros(rng.between(0, 4000)),
+                brook.child.id(),
+                done_tx,
+            )
+        });
+        let by_producer = kill_during_commit.is_some();
         let task = TxnTask {
             seed: h.seed,
             cycle,
@@ -2065,11 +2075,11 @@ fn run_txn_cycles() {
             errors: errors.clone(),
             stop: stop.clone(),
             killed: killed.clone(),
-            kill_after_commit,
+            kill_during_commit,
         };
         let thread = std::thread::spawn(move || run_txn_producer(producer, task));
         if by_producer {
-            // The producer kills brook as its commit is acknowledged.
+            // The producer has brook killed during one of its commits.
             done.recv_timeout(DEADLINE).unwrap_or_else(|_| {
                 let failed = errors.lock().expect("errors lock").clone();
                 h.fail(
@@ -2079,7 +2089,7 @@ fn run_txn_cycles() {
                     &brook,
                 )
             });
-            kills_after_commit += 1;
+            kills_during_commit += 1;
         } else {
             // The crash comes at a random moment of the workload; sleeping is the point here.
             std::thread::sleep(Duration::from_millis(
@@ -2112,6 +2122,12 @@ fn run_txn_cycles() {
             &mut figures,
             false,
         );
+        // A commit whose EndTxn was stored but whose markers the kill stopped: finished by recovery.
+        prepared_commits_completed += brook
+            .lines_containing("completing a transaction found prepared on load")
+            .iter()
+            .filter(|l| l.contains("PrepareCommit"))
+            .count() as u64;
     }
     h.verify_txn(
         &brook,
@@ -2133,8 +2149,8 @@ fn run_txn_cycles() {
         "[{mode}] {cycles} cycles in {:.1} s: transactions committed {} (all visible, once), aborted {} (none \
          visible; {} records in the log), cut by a kill after commit was asked {} (visible {}, invisible {}), cut \
          before {} (none visible); records visible {}; duplicates {}; init_transactions after a restart p50 {:.1} ms, \
-         max {:.1} ms; last stable offset caught up within {:?}; {kills_after_commit} kills the moment a commit \
-         was acknowledged; {}",
+         max {:.1} ms; last stable offset caught up within {:?}; {kills_during_commit} kills 0-4 ms into a \
+         commit_transaction; {prepared_commits_completed} commits found prepared at a restart and completed; {}",
         started.elapsed().as_secs_f64(),
         f.committed,
         f.aborted,
