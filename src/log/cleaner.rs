@@ -558,6 +558,77 @@ fn rebuild_batch(
         .map_err(|e| LogError::CorruptMessage(e.to_string()))
 }
 
+/// What `clean_batch` already knows about a control batch it hands to [`clean_control_batch`].
+struct ControlCtx<'a, 'r> {
+    rules: &'a RoundRules<'r>,
+    retain_empty: bool,
+    /// The batch's delete horizon, once stamped.
+    horizon: Option<i64>,
+}
+
+/// A marker's batch: kept while its transaction has data in the log, then stamped with a delete horizon,
+/// then removed (or emptied when it must stay as a producer's last batch).
+fn clean_control_batch(
+    batch: &[u8],
+    h: &RecordBatchHeader<'_>,
+    ctx: &ControlCtx<'_, '_>,
+    txns: &mut CleanedTransactionMetadata,
+    index_entries: &mut Vec<AbortedTxn>,
+    stats: &mut CleanStats,
+    horizon_out: &mut Option<i64>,
+) -> Result<Option<Vec<u8>>, LogError> {
+    let (rules, retain_empty, horizon, h) = (ctx.rules, ctx.retain_empty, ctx.horizon, *h);
+    let unchanged = |stats: &mut CleanStats| {
+        stats.batches_unchanged += 1;
+        Ok(Some(batch.to_vec()))
+    };
+    let decision = txns.on_control_batch_read(&h, read_end_txn_marker(batch));
+    index_entries.extend(decision.keep_index_entry);
+    if h.record_count() <= 0 {
+        // An empty control batch: its marker was removed already.
+        return if retain_empty {
+            unchanged(stats)
+        } else {
+            Ok(None)
+        };
+    }
+    if !decision.removable {
+        return unchanged(stats);
+    }
+    // A marker whose transaction left no batch: stamped with a delete horizon first, so a consumer
+    // that read the transaction within delete.retention.ms also reads its end; gone after it.
+    match horizon {
+        Some(hz) if rules.now >= hz => {
+            stats.markers_removed += 1;
+            if retain_empty {
+                empty_batch(&h).map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+        Some(hz) => {
+            min_horizon(horizon_out, hz);
+            unchanged(stats)
+        }
+        None => {
+            let Ok((codec, raw)) = decompress(
+                h.compression_type(),
+                &batch[RECORD_BATCH_OVERHEAD..],
+                MAX_DECOMPRESSED_BATCH_BYTES,
+            ) else {
+                return unchanged(stats);
+            };
+            let Ok(records) = parse_records(&raw, h.record_count()) else {
+                return unchanged(stats);
+            };
+            let hz = rules.delete_horizon();
+            min_horizon(horizon_out, hz);
+            let kept: Vec<&Record<'_>> = records.iter().collect();
+            rebuild_batch(&h, codec, &kept, Some(hz), raw.len()).map(Some)
+        }
+    }
+}
+
 /// Decides which records of one batch stay and returns the batch to write (None: drop it whole). Control
 /// batches and aborted batches are decided by `txns`; the index entry of every kept ABORT marker that
 /// still has data behind it is pushed to `index_entries`.
@@ -579,51 +650,12 @@ fn clean_batch(
     let horizon = has_horizon.then(|| h.base_timestamp());
     let retain_empty = rules.retain_empty(&h);
     if h.is_control() {
-        let decision = txns.on_control_batch_read(&h, read_end_txn_marker(batch));
-        index_entries.extend(decision.keep_index_entry);
-        if h.record_count() <= 0 {
-            // An empty control batch: its marker was removed already.
-            return if retain_empty {
-                unchanged(stats)
-            } else {
-                Ok(None)
-            };
-        }
-        if !decision.removable {
-            return unchanged(stats);
-        }
-        // A marker whose transaction left no batch: stamped with a delete horizon first, so a consumer
-        // that read the transaction within delete.retention.ms also reads its end; gone after it.
-        return match horizon {
-            Some(hz) if rules.now >= hz => {
-                stats.markers_removed += 1;
-                if retain_empty {
-                    empty_batch(&h).map(Some)
-                } else {
-                    Ok(None)
-                }
-            }
-            Some(hz) => {
-                min_horizon(horizon_out, hz);
-                unchanged(stats)
-            }
-            None => {
-                let Ok((codec, raw)) = decompress(
-                    h.compression_type(),
-                    &batch[RECORD_BATCH_OVERHEAD..],
-                    MAX_DECOMPRESSED_BATCH_BYTES,
-                ) else {
-                    return unchanged(stats);
-                };
-                let Ok(records) = parse_records(&raw, h.record_count()) else {
-                    return unchanged(stats);
-                };
-                let hz = rules.delete_horizon();
-                min_horizon(horizon_out, hz);
-                let kept: Vec<&Record<'_>> = records.iter().collect();
-                rebuild_batch(&h, codec, &kept, Some(hz), raw.len()).map(Some)
-            }
+        let ctx = ControlCtx {
+            rules,
+            retain_empty,
+            horizon,
         };
+        return clean_control_batch(batch, &h, &ctx, txns, index_entries, stats, horizon_out);
     }
     if txns.on_batch_read(&h) {
         // Aborted: its records go whatever their keys.
