@@ -191,7 +191,6 @@ EOF
 start_broker default || exit 2
 DEFAULT_ADDR="$BROKER_ADDR"
 write_conf "$WORK/test-default.conf" "$DEFAULT_ADDR"
-write_conf "$WORK/test-idempotent.conf" "$DEFAULT_ADDR"
 NOAUTO_ADDR=""
 for t in $TESTS_TO_RUN; do
     case " $NOAUTOCREATE_TESTS " in *" $t "*)
@@ -202,14 +201,29 @@ for t in $TESTS_TO_RUN; do
         fi
     esac
 done
-say "brook $DEFAULT_ADDR${NOAUTO_ADDR:+ (noautocreate: $NOAUTO_ADDR)}, $JOBS at once, TEST_KAFKA_VERSION=$KAFKA_VERSION"
+# The idempotent variants get a brook of their own: tests such as 0132 use fixed group ids, and a test's
+# two variants may run at the same time.
+IDEMPOTENT_ADDR=""
+for t in $TESTS_TO_RUN; do
+    case " $(echo $IDEMPOTENT_TESTS) " in *" $t "*)
+        start_broker idempotent || exit 2
+        IDEMPOTENT_ADDR="$BROKER_ADDR"
+        write_conf "$WORK/test-idempotent.conf" "$IDEMPOTENT_ADDR"
+        break
+    esac
+done
+say "brook $DEFAULT_ADDR${NOAUTO_ADDR:+ (noautocreate: $NOAUTO_ADDR)}${IDEMPOTENT_ADDR:+ (idempotent: $IDEMPOTENT_ADDR)}, $JOBS at once, TEST_KAFKA_VERSION=$KAFKA_VERSION"
 
 # ---- tests ----
 # run_one TEST SCENARIO: one test-runner invocation; writes $WORK/<test>-<scenario>.{log,rc,secs}.
 run_one() {
     local t="$1" scenario="$2" sub="${3:-}" addr out start rc
     out="$WORK/$t-$scenario${sub:+-$sub}"
-    if [ "$scenario" = noautocreate ]; then addr="$NOAUTO_ADDR"; else addr="$DEFAULT_ADDR"; fi
+    case "$scenario" in
+        noautocreate) addr="$NOAUTO_ADDR" ;;
+        idempotent) addr="$IDEMPOTENT_ADDR" ;;
+        *) addr="$DEFAULT_ADDR" ;;
+    esac
     local flags=""
     [ "$scenario" = idempotent ] && flags="-P"
     start=$SECONDS
