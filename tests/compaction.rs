@@ -332,61 +332,6 @@ async fn consumer_offsets_is_compacted_and_commits_reload_after_restart() {
     drop(tmp);
 }
 
-/// A zigzag varint at `*pos` of `bytes` (Kafka's record fields), advancing `pos`.
-fn varint(bytes: &[u8], pos: &mut usize) -> i64 {
-    let mut raw = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = bytes[*pos];
-        *pos += 1;
-        raw |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    (raw >> 1) as i64 ^ -((raw & 1) as i64)
-}
-
-/// Every control batch stored for partition 0 of `topic`: (offset, Some(commit)) for a marker, None for a
-/// control batch the cleaner emptied. Markers are never compressed.
-fn stored_markers(data_dir: &Path, topic: &str) -> Vec<(i64, Option<bool>)> {
-    let dir = data_dir.join(format!("{topic}-0"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let mut out = Vec::new();
-    for segment in segments {
-        let bytes = std::fs::read(&segment).unwrap();
-        let mut pos = 0usize;
-        while pos + 61 <= bytes.len() {
-            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
-            let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
-            let attributes = u16::from_be_bytes([bytes[pos + 21], bytes[pos + 22]]);
-            let count = i32::from_be_bytes(bytes[pos + 57..pos + 61].try_into().unwrap());
-            if attributes & 0x20 != 0 {
-                let marker = (count > 0).then(|| {
-                    // Record: length, attributes (1 byte), timestamp delta, offset delta, key length, key.
-                    let mut at = pos + 61;
-                    varint(&bytes, &mut at);
-                    at += 1;
-                    varint(&bytes, &mut at);
-                    varint(&bytes, &mut at);
-                    let key_len = varint(&bytes, &mut at);
-                    assert_eq!(key_len, 4, "a marker's key");
-                    i16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) == 1
-                });
-                out.push((base, marker));
-            }
-            pos += 12 + len;
-        }
-    }
-    out
-}
-
 /// (key, value) of every record a consumer with `isolation` reads from the start of partition 0, until
 /// a second passes without one.
 async fn read_records(
@@ -497,7 +442,7 @@ async fn aborted_transactions_are_cleaned_away_and_committed_values_stay() {
             let aborted_left = uncommitted
                 .iter()
                 .any(|(_, v)| v.as_deref().is_some_and(|v| v.starts_with("aborted")));
-            let markers = stored_markers(&b.data_dir, topic);
+            let markers = stored_markers(&b.data_dir, topic, 0);
             let aborts_left = markers.iter().any(|(_, m)| *m == Some(false));
             (!aborted_left && !aborts_left).then_some(())
         },

@@ -15,7 +15,6 @@ use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, TimestampType};
 use rdkafka::Message;
 use rdkafka::producer::FutureRecord;
 
@@ -25,50 +24,11 @@ const INVALID_REQUEST: i16 = 42;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 fn init_producer_id(addr: &str) -> (i64, i16) {
-    let response: InitProducerIdResponse = raw::request(
-        addr,
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    assert_eq!(response.error_code, 0, "InitProducerId");
-    (response.producer_id.0, response.producer_epoch)
+    raw::init_producer_id(addr, None)
 }
 
-/// An idempotent batch of `n` records from `pid` at `epoch`, sequences `base_seq..base_seq+n`. Stamped
-/// now: a producer whose last timestamp is older than `producer.id.expiration.ms` (a day) is expired, and
-/// is dropped when a snapshot is loaded, as in Kafka.
 fn pid_batch(pid: i64, epoch: i16, base_seq: i32, n: i32) -> Bytes {
-    batch_of(pid, epoch, base_seq, n, false)
-}
-
-fn batch_of(pid: i64, epoch: i16, base_seq: i32, n: i32, transactional: bool) -> Bytes {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: base_seq.wrapping_add(i),
-            timestamp: now + i64::from(i),
-            key: None,
-            value: Some(Bytes::from(format!("pid{pid}-e{epoch}-s{}", base_seq + i))),
-            headers: Default::default(),
-        })
-        .collect();
-    raw::encode_batch(&records)
+    raw::producer_batch(pid, epoch, base_seq, n, false)
 }
 
 /// Produces one batch to partition 0; returns (error code, base offset).
@@ -335,7 +295,8 @@ async fn a_transactional_batch_without_a_transactional_id_is_refused_whole() {
     let b = start_broker(&[]).await;
     let topic = unique_topic("txn-auth");
     create_topic(&b.bootstrap, &topic, 1).await;
-    let (code, offset) = produce_async(&b.bootstrap, &topic, batch_of(5, 0, 0, 2, true)).await;
+    let (code, offset) =
+        produce_async(&b.bootstrap, &topic, raw::producer_batch(5, 0, 0, 2, true)).await;
     assert_eq!((code, offset), (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1));
     assert_eq!(
         watermarks(&b.bootstrap, &topic, 0),

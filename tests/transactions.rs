@@ -14,35 +14,12 @@ use rdkafka::util::Timeout;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// (offset, commit) of every control batch stored for the partition: attributes bit 5 marks a control
-/// batch; its one record's key is (version i16, type i16), 1 = COMMIT, 0 = ABORT.
+/// (offset, commit) of every marker stored for the partition (none of them cleaned away here).
 fn stored_markers(data_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, bool)> {
-    let dir = data_dir.join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segments.sort();
-    let mut out = Vec::new();
-    for segment in segments {
-        let bytes = std::fs::read(&segment).unwrap();
-        let mut pos = 0usize;
-        while pos + 61 <= bytes.len() {
-            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
-            let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
-            let attributes = u16::from_be_bytes([bytes[pos + 21], bytes[pos + 22]]);
-            if attributes & 0x20 != 0 {
-                assert!(attributes & 0x10 != 0, "a marker is transactional");
-                // Record: length, attributes, timestamp delta, offset delta, key length (one byte each
-                // for a marker), then the 4-byte key.
-                let key = &bytes[pos + 66..pos + 70];
-                out.push((base, i16::from_be_bytes([key[2], key[3]]) == 1));
-            }
-            pos += 12 + len;
-        }
-    }
-    out
+    common::stored_markers(data_dir, topic, partition)
+        .into_iter()
+        .map(|(offset, marker)| (offset, marker.expect("a marker with its record")))
+        .collect()
 }
 
 fn transactional_producer(bootstrap: &str, id: &str) -> rdkafka::producer::FutureProducer {
@@ -280,29 +257,7 @@ async fn read_all(bootstrap: &str, topic: &str, isolation: &str, quiet: Duration
 
 /// ListOffsets LATEST for partition 0 under `isolation_level` (1 = read_committed: the last stable offset).
 fn latest(bootstrap: &str, topic: &str, isolation_level: i8) -> i64 {
-    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    let response: ListOffsetsResponse = common::raw::request(
-        bootstrap,
-        ApiKey::ListOffsets,
-        7,
-        &ListOffsetsRequest::default()
-            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-            .with_isolation_level(isolation_level)
-            .with_topics(vec![
-                ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_partitions(vec![
-                        ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(-1),
-                    ]),
-            ]),
-    );
-    let p = &response.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "ListOffsets");
-    p.offset
+    common::raw::latest_offset(bootstrap, topic, 0, isolation_level)
 }
 
 /// P7-P9: read_committed consumers see exactly the committed and the non-transactional records, never an
@@ -381,13 +336,11 @@ async fn read_committed_sees_only_committed_records_and_stops_at_the_last_stable
 /// added, the same batch is accepted. DescribeProducers then shows the open transaction (P17).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transactional_write_outside_its_transaction_is_refused() {
-    use bytes::Bytes;
     use common::raw;
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::describe_producers_request::TopicRequest;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{Record, TimestampType};
 
     init_tracing();
     let broker = start_broker(&[]).await;
@@ -398,37 +351,8 @@ async fn a_transactional_write_outside_its_transaction_is_refused() {
     let name = || TopicName(StrBytes::from_string(topic.clone()));
 
     let bs = bootstrap.clone();
-    let init: InitProducerIdResponse = blocking(|| {
-        raw::request(
-            bs,
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(id()))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-    });
-    assert_eq!(init.error_code, 0);
-    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
-    let batch = |seq: i32| -> Bytes {
-        raw::encode_batch(&[Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: seq,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from_static(b"in a transaction")),
-            headers: Default::default(),
-        }])
-    };
+    let (pid, epoch) = blocking(move || raw::init_producer_id(&bs, Some("verify-id")));
+    let batch = |seq: i32| raw::producer_batch(pid, epoch, seq, 1, true);
     let produce = |version: i16, seq: i32| -> i16 {
         let bs = bootstrap.clone();
         let request = raw::produce_request(&topic, 0, batch(seq)).with_transactional_id(Some(id()));

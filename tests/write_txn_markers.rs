@@ -5,19 +5,16 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::raw;
 use common::*;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::describe_producers_response::ProducerState;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, TimestampType};
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
@@ -29,24 +26,8 @@ fn txn_id() -> TransactionalId {
 
 /// The latest offset of partition 0: the high watermark (isolation 0) or the last stable offset (1).
 async fn latest(bootstrap: &str, topic: &str, isolation_level: i8) -> i64 {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(isolation_level)
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(name(topic))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let bs = bootstrap.to_string();
-    let response: ListOffsetsResponse =
-        blocking(move || raw::request(bs, ApiKey::ListOffsets, 7, &request));
-    let p = &response.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "ListOffsets");
-    p.offset
+    let (bs, topic) = (bootstrap.to_string(), topic.to_string());
+    blocking(move || raw::latest_offset(&bs, &topic, 0, isolation_level))
 }
 
 async fn describe_producers(bootstrap: &str, topic: &str) -> Vec<ProducerState> {
@@ -116,20 +97,7 @@ async fn an_admin_abort_closes_a_hanging_transaction_and_the_last_stable_offset_
 
     // A transactional producer adds the partition and writes one batch, then nothing more.
     let bs = bootstrap.clone();
-    let init: InitProducerIdResponse = blocking(|| {
-        raw::request(
-            bs,
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(txn_id()))
-                .with_transaction_timeout_ms(900_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-    });
-    assert_eq!(init.error_code, 0);
-    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let (pid, epoch) = blocking(move || raw::init_producer_id(&bs, Some("hanging")));
     let bs = bootstrap.clone();
     let added: AddPartitionsToTxnResponse = blocking(|| {
         raw::request(
@@ -151,21 +119,7 @@ async fn an_admin_abort_closes_a_hanging_transaction_and_the_last_stable_offset_
         added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
         0
     );
-    let batch = raw::encode_batch(&[Record {
-        transactional: true,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: pid,
-        producer_epoch: epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from_static(b"never decided")),
-        headers: Default::default(),
-    }]);
+    let batch = raw::producer_batch(pid, epoch, 0, 1, true);
     let request = raw::produce_request(&topic, 0, batch).with_transactional_id(Some(txn_id()));
     let bs = bootstrap.clone();
     let produced: ProduceResponse =
@@ -316,20 +270,7 @@ async fn a_marker_for_consumer_offsets_goes_through_the_group_coordinator() {
     let id = || TransactionalId(StrBytes::from_static_str("offsets-txn"));
     let group = || GroupId(StrBytes::from_static_str("marker-group"));
     let bs = bootstrap.clone();
-    let init: InitProducerIdResponse = blocking(|| {
-        raw::request(
-            bs,
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(id()))
-                .with_transaction_timeout_ms(900_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-    });
-    assert_eq!(init.error_code, 0);
-    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let (pid, epoch) = blocking(move || raw::init_producer_id(&bs, Some("offsets-txn")));
     let bs = bootstrap.clone();
     let added: AddOffsetsToTxnResponse = blocking(|| {
         raw::request(

@@ -519,7 +519,7 @@ impl OffsetStore {
 
     /// Kafka's partition of `__consumer_offsets` for a group: abs(String.hashCode) % partitions.
     pub fn partition_for(&self, group: &str) -> i32 {
-        partition_for(group, self.num_partitions())
+        crate::coordinator::partition_for(group, self.num_partitions())
     }
 }
 
@@ -539,19 +539,6 @@ fn tombstones<'a>(
             })
         })
         .collect()
-}
-
-/// Java's `String.hashCode` over UTF-16 code units.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-/// Kafka's `Utils.abs(hash) % partitions` (abs of i32::MIN is 0).
-fn partition_for(group: &str, partitions: i32) -> i32 {
-    let h = java_string_hash(group);
-    let abs = if h == i32::MIN { 0 } else { h.abs() };
-    abs % partitions.max(1)
 }
 
 #[cfg(test)]
@@ -847,28 +834,6 @@ mod tests {
             b.store.fetch_all("g"),
             vec![(tp("topic", 3), om(3, 1, "", 1))]
         );
-    }
-
-    #[test]
-    fn partition_for_matches_kafka() {
-        // Expected values computed with Java's String.hashCode by hand: s[0]*31^(n-1) + ... over UTF-16
-        // code units, wrapping at 32 bits, then Utils.abs (MIN_VALUE -> 0) % partitions.
-        assert_eq!(java_string_hash(""), 0);
-        assert_eq!(java_string_hash("a"), 97);
-        assert_eq!(java_string_hash("group"), 98_629_247);
-        assert_eq!(java_string_hash("my-group"), -1_906_497_762);
-        // The classic Java string whose hashCode is Integer.MIN_VALUE.
-        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
-        // A supplementary character counts as two UTF-16 code units.
-        assert_eq!(java_string_hash("\u{e9}\u{1f600}g"), 61_901_275);
-        assert_eq!(partition_for("", 50), 0);
-        assert_eq!(partition_for("a", 50), 47);
-        assert_eq!(partition_for("group", 50), 47);
-        assert_eq!(partition_for("my-group", 50), 12);
-        assert_eq!(partition_for("polygenelubricants", 50), 0);
-        assert_eq!(partition_for("console-consumer-12345", 50), 6);
-        assert_eq!(partition_for("\u{e9}\u{1f600}g", 50), 25);
-        assert_eq!(partition_for("group", 7), 98_629_247 % 7);
     }
 
     #[tokio::test]

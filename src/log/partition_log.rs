@@ -65,7 +65,7 @@ impl std::fmt::Debug for FlushListener {
 }
 
 /// Result of an append, for the produce response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
@@ -377,15 +377,15 @@ impl PartitionLog {
         let producer_append = if summary.has_producer_id {
             match self.analyze_producer_state(&records, &summary, base_offset, origin)? {
                 Analysis::Duplicate(original) => {
+                    // Kafka answers a retry with the original batch's offsets and max timestamp.
                     return Ok(AppendInfo {
                         base_offset: original.first_offset(),
                         last_offset: original.last_offset,
-                        record_count: 0,
                         max_timestamp: original.timestamp,
                         log_append_time: original.timestamp,
                         log_start_offset: self.log_start_offset(),
                         duplicate: true,
-                        completed_txns: Vec::new(),
+                        ..AppendInfo::default()
                     });
                 }
                 Analysis::Append(pending) => Some(pending),
@@ -394,19 +394,7 @@ impl PartitionLog {
             None
         };
         if let (Some(verify), Some(_)) = (verify, &producer_append) {
-            let h = RecordBatchHeader::parse(&records)?;
-            if h.is_transactional()
-                && !h.is_control()
-                && !self.has_ongoing_txn(h.producer_id())
-                && !verify(h.producer_id(), h.producer_epoch())
-            {
-                return Err(LogError::TransactionNotVerified(format!(
-                    "producer {} epoch {} has no ongoing transaction with {}",
-                    h.producer_id(),
-                    h.producer_epoch(),
-                    self.tp
-                )));
-            }
+            self.verify_transaction_start(&records, verify)?;
         }
         let next = assign_offsets(&mut records, base_offset, leader_epoch)?;
         let last_offset = next - 1;
@@ -464,6 +452,29 @@ impl PartitionLog {
             duplicate: false,
             completed_txns,
         })
+    }
+
+    /// Under the append lock: a transactional data batch whose producer has no transaction open here
+    /// opens one, which `verify` must allow (see [`Self::append_verified`]).
+    fn verify_transaction_start(
+        &self,
+        records: &[u8],
+        verify: &dyn Fn(i64, i16) -> bool,
+    ) -> Result<(), LogError> {
+        let h = RecordBatchHeader::parse(records)?;
+        if h.is_transactional()
+            && !h.is_control()
+            && !self.has_ongoing_txn(h.producer_id())
+            && !verify(h.producer_id(), h.producer_epoch())
+        {
+            return Err(LogError::TransactionNotVerified(format!(
+                "producer {} epoch {} has no ongoing transaction with {}",
+                h.producer_id(),
+                h.producer_epoch(),
+                self.tp
+            )));
+        }
+        Ok(())
     }
 
     /// Validates the producer fields of an append placed at `base_offset`, under the append lock (Kafka's

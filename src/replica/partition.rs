@@ -149,11 +149,7 @@ impl Partition {
     /// The last stable offset (Kafka's `lastStableOffset`): the first offset of a transaction not yet
     /// decided (open, or its marker not yet below the high watermark), never above the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
-        // The high watermark first: an append registers its transactions before its offsets can count.
-        let hw = self.high_watermark();
-        self.log
-            .first_unstable_offset(hw)
-            .map_or(hw, |first| first.min(hw))
+        self.log.last_stable_offset()
     }
 
     pub fn log_start_offset(&self) -> i64 {

@@ -19,6 +19,42 @@ pub struct Scraper {
     connections: Arc<ConnectionCounts>,
 }
 
+/// Per-partition values by (topic, partition), the partition None when summed per topic.
+type PartitionRows<const N: usize> = BTreeMap<(String, Option<i32>), [f64; N]>;
+
+/// Adds one partition's values to its row: its own with the partition label, its topic's without.
+fn add_row<const N: usize>(
+    rows: &mut PartitionRows<N>,
+    tp: &crate::log::TopicPartition,
+    partition_level: bool,
+    values: [f64; N],
+) {
+    let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
+    let row = rows.entry(key).or_insert([0.0; N]);
+    for (sum, v) in row.iter_mut().zip(values) {
+        *sum += v;
+    }
+}
+
+/// One gauge family per (name, help), the i-th taking the i-th value of every row.
+fn partition_gauges<const N: usize>(
+    page: &mut Page<'_>,
+    rows: &PartitionRows<N>,
+    families: [(&str, &str); N],
+) {
+    for (i, (name, help)) in families.into_iter().enumerate() {
+        page.family(name, "gauge", help);
+        for ((topic, partition), values) in rows {
+            let partition = partition.map(|p| p.to_string());
+            let mut labels = vec![("topic", topic.as_str())];
+            if let Some(p) = &partition {
+                labels.push(("partition", p));
+            }
+            page.sample(name, &labels, values[i]);
+        }
+    }
+}
+
 impl Scraper {
     pub fn new(apis: Arc<Apis>, connections: Arc<ConnectionCounts>) -> Scraper {
         Scraper { apis, connections }
@@ -61,7 +97,7 @@ impl Scraper {
         let apis = &self.apis;
         let partition_level = apis.metrics.partition_level();
         // (topic, partition or None when summed per topic) -> [end, start, hw, size, segments]
-        let mut rows: BTreeMap<(String, Option<i32>), [f64; 5]> = BTreeMap::new();
+        let mut rows: PartitionRows<5> = BTreeMap::new();
         let mut open = 0u64;
         for log in apis.logs.logs() {
             open += 1;
@@ -73,11 +109,7 @@ impl Scraper {
                 log.size_bytes() as f64,
                 log.segment_count() as f64,
             ];
-            let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
-            let row = rows.entry(key).or_default();
-            for (sum, v) in row.iter_mut().zip(values) {
-                *sum += v;
-            }
+            add_row(&mut rows, tp, partition_level, values);
         }
         let families = [
             (
@@ -95,17 +127,7 @@ impl Scraper {
             (names::LOG_SIZE, "Bytes of the partition's segment files."),
             (names::LOG_SEGMENTS, "Segments in the partition's log."),
         ];
-        for (i, (name, help)) in families.into_iter().enumerate() {
-            page.family(name, "gauge", help);
-            for ((topic, partition), values) in &rows {
-                let partition = partition.map(|p| p.to_string());
-                let mut labels = vec![("topic", topic.as_str())];
-                if let Some(p) = &partition {
-                    labels.push(("partition", p));
-                }
-                page.sample(name, &labels, values[i]);
-            }
-        }
+        partition_gauges(page, &rows, families);
         page.single(
             names::LOG_PARTITIONS,
             "gauge",
@@ -134,7 +156,7 @@ impl Scraper {
         let apis = &self.apis;
         let partition_level = apis.metrics.partition_level();
         // (topic, partition or None) -> [producers, ongoing, lso, lso lag]
-        let mut rows: BTreeMap<(String, Option<i32>), [f64; 4]> = BTreeMap::new();
+        let mut rows: PartitionRows<4> = BTreeMap::new();
         for partition in apis.replicas.partitions() {
             let tp = partition.topic_partition();
             let producers = partition.log().active_producers();
@@ -151,11 +173,7 @@ impl Scraper {
                 lso as f64,
                 (hw - lso).max(0) as f64,
             ];
-            let key = (tp.topic.clone(), partition_level.then_some(tp.partition));
-            let row = rows.entry(key).or_default();
-            for (sum, v) in row.iter_mut().zip(values) {
-                *sum += v;
-            }
+            add_row(&mut rows, tp, partition_level, values);
         }
         let families = [
             (
@@ -175,17 +193,7 @@ impl Scraper {
                 "High watermark minus last stable offset: records read_committed consumers cannot see yet.",
             ),
         ];
-        for (i, (name, help)) in families.into_iter().enumerate() {
-            page.family(name, "gauge", help);
-            for ((topic, partition), values) in &rows {
-                let partition = partition.map(|p| p.to_string());
-                let mut labels = vec![("topic", topic.as_str())];
-                if let Some(p) = &partition {
-                    labels.push(("partition", p));
-                }
-                page.sample(name, &labels, values[i]);
-            }
-        }
+        partition_gauges(page, &rows, families);
         page.family(
             names::TXN_TRANSACTIONAL_IDS,
             "gauge",

@@ -417,3 +417,58 @@ pub fn records_stored_with_codec(batches: &[StoredBatch], codec: u16) -> i64 {
         .map(|b| i64::from(b.1))
         .sum()
 }
+
+/// A zigzag varint at `*pos` of `bytes` (Kafka's record fields), advancing `pos`.
+fn zigzag_varint(bytes: &[u8], pos: &mut usize) -> i64 {
+    let mut raw = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = bytes[*pos];
+        *pos += 1;
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    (raw >> 1) as i64 ^ -((raw & 1) as i64)
+}
+
+/// Every control batch stored for `partition` of `topic`, read from the segment files: (offset,
+/// Some(commit)) for a marker, None for a control batch the cleaner emptied. Markers are never compressed.
+pub fn stored_markers(data_dir: &Path, topic: &str, partition: i32) -> Vec<(i64, Option<bool>)> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for segment in segments {
+        let bytes = std::fs::read(&segment).unwrap();
+        let mut pos = 0usize;
+        while pos + 61 <= bytes.len() {
+            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
+            let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
+            let attributes = u16::from_be_bytes([bytes[pos + 21], bytes[pos + 22]]);
+            let count = i32::from_be_bytes(bytes[pos + 57..pos + 61].try_into().unwrap());
+            if attributes & 0x20 != 0 {
+                let marker = (count > 0).then(|| {
+                    // Record: length, attributes (1 byte), timestamp delta, offset delta, key length, key.
+                    let mut at = pos + 61;
+                    zigzag_varint(&bytes, &mut at);
+                    at += 1;
+                    zigzag_varint(&bytes, &mut at);
+                    zigzag_varint(&bytes, &mut at);
+                    let key_len = zigzag_varint(&bytes, &mut at);
+                    assert_eq!(key_len, 4, "a marker's key");
+                    i16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) == 1
+                });
+                out.push((base, marker));
+            }
+            pos += 12 + len;
+        }
+    }
+    out
+}

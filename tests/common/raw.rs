@@ -274,3 +274,82 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRe
                 ]),
         ])
 }
+
+/// InitProducerId v4 (without a transactional id: an idempotent producer); panics on an error. Blocking.
+pub fn init_producer_id(addr: &str, transactional_id: Option<&str>) -> (i64, i16) {
+    use kafka_protocol::messages::{
+        InitProducerIdRequest, InitProducerIdResponse, ProducerId, TransactionalId,
+    };
+    let response: InitProducerIdResponse = request(
+        addr,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))),
+            )
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(response.error_code, 0, "InitProducerId");
+    (response.producer_id.0, response.producer_epoch)
+}
+
+/// A batch of `n` records from producer `pid` at `epoch`, sequences `base_seq..base_seq+n` (wrapping),
+/// transactional or only idempotent. Stamped now: a producer whose last timestamp is older than
+/// `producer.id.expiration.ms` (a day) is expired, and dropped when a snapshot is loaded, as in Kafka.
+pub fn producer_batch(pid: i64, epoch: i16, base_seq: i32, n: i32, transactional: bool) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: base_seq.wrapping_add(i),
+            timestamp: now + i64::from(i),
+            key: None,
+            value: Some(Bytes::from(format!(
+                "pid{pid}-e{epoch}-s{}",
+                base_seq.wrapping_add(i)
+            ))),
+            headers: Default::default(),
+        })
+        .collect();
+    encode_batch(&records)
+}
+
+/// ListOffsets LATEST (v7) of `topic`/`partition`: the high watermark under isolation 0, the last stable
+/// offset under 1 (read_committed); panics on an error. Blocking.
+pub fn latest_offset(addr: &str, topic: &str, partition: i32, isolation_level: i8) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse};
+    let response: ListOffsetsResponse = request(
+        addr,
+        ApiKey::ListOffsets,
+        7,
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(-1),
+                    ]),
+            ]),
+    );
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "ListOffsets");
+    p.offset
+}
