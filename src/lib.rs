@@ -140,7 +140,7 @@ impl Broker {
                 port: advertised.port,
             }],
             rack: None,
-            fenced: false,
+            ..Default::default()
         });
         let metrics_socket = bind_metrics(&config)?;
         let metrics = match &metrics_socket {

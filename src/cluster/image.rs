@@ -20,7 +20,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// Where one partition lives (Kafka's `PartitionRegistration`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionRegistration {
     /// Brokers holding a replica, the preferred leader first.
     pub replicas: Vec<i32>,
@@ -32,6 +32,9 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Grows with every change of this registration (leader, replicas or ISR).
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (already in `replicas`), and removing (still in `replicas`).
+    pub adding_replicas: Vec<i32>,
+    pub removing_replicas: Vec<i32>,
 }
 
 /// One topic as the image knows it.
@@ -79,13 +82,17 @@ pub struct BrokerEndpoint {
 }
 
 /// A broker of the cluster (Kafka's `BrokerRegistration`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BrokerRegistration {
     pub id: i32,
+    /// The metadata log offset of its registration (Kafka's broker epoch); 0 on a single node.
+    pub epoch: i64,
     pub endpoints: Vec<BrokerEndpoint>,
     pub rack: Option<String>,
     /// A fenced broker leads nothing and is not offered to clients.
     pub fenced: bool,
+    /// The broker asked to stop: its leaderships are moving away.
+    pub in_controlled_shutdown: bool,
 }
 
 /// What changed about one topic.
@@ -221,6 +228,7 @@ mod tests {
                     leader: 1,
                     leader_epoch,
                     partition_epoch: 0,
+                    ..Default::default()
                 })
                 .collect(),
             configs: BTreeMap::new(),

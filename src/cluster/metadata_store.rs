@@ -400,6 +400,7 @@ fn local_registration(node_id: i32, leader_epoch: i32) -> PartitionRegistration 
         leader: node_id,
         leader_epoch,
         partition_epoch: leader_epoch,
+        ..Default::default()
     }
 }
 
