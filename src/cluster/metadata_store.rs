@@ -294,6 +294,15 @@ impl MetadataStore {
         );
     }
 
+    /// Publishes a delta that another source made durable (the cluster's replicated metadata log): the
+    /// image moves on and the publishers run, nothing is written here. Returns the new image.
+    pub fn publish_delta(&self, delta: &MetadataDelta) -> Arc<MetadataImage> {
+        let _writer = self.writer();
+        let next = Arc::new(self.image().apply(delta));
+        self.publish(delta, next.clone());
+        next
+    }
+
     /// Registers (or re-registers) a broker: today the local one, with the endpoints it listens on.
     pub fn register_broker(&self, broker: BrokerRegistration) {
         let _writer = self.writer();
