@@ -547,12 +547,10 @@ fn alter_broker(
     if validate_only || configs == *dynamic.scope(scope) {
         return Ok(());
     }
+    // Every partition's derived config changes with the broker defaults: the publishers are told.
     apis.metadata
-        .broker_configs()
-        .replace(scope, configs)
+        .replace_broker_configs(scope, configs)
         .map_err(|e| failure(metadata_error_code(&e), e.to_string()))?;
-    // Every partition's derived config changes with the broker defaults.
-    apis.metadata.broker_configs_changed();
     tracing::info!(?scope, "altered dynamic broker configs");
     Ok(())
 }
@@ -631,8 +629,7 @@ fn alter_group(
         return Ok(());
     }
     apis.metadata
-        .group_configs()
-        .replace(group, configs)
+        .replace_group_configs(group, configs)
         .map_err(|e| failure(metadata_error_code(&e), e.to_string()))?;
     tracing::info!(group, "altered group configs");
     Ok(())

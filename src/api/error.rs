@@ -31,6 +31,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         MetadataError::Limit(_) => ResponseError::PolicyViolation,
         MetadataError::Corrupt(_) | MetadataError::Io(_) => ResponseError::KafkaStorageError,
+        MetadataError::Controller { error, .. } => *error,
     }
 }
 

@@ -52,6 +52,19 @@ impl DynamicConfigStore {
         JsonState::open(dir.join(FILE_NAME)).map(DynamicConfigStore)
     }
 
+    /// No file: a mirror of the configs the cluster's metadata quorum committed.
+    pub fn in_memory() -> DynamicConfigStore {
+        DynamicConfigStore(JsonState::in_memory())
+    }
+
+    /// Sets the mirror (in a cluster) to what the quorum committed.
+    pub fn mirror(&self, configs: DynamicConfigs) {
+        let _ = self.0.update(|next| {
+            *next = configs;
+            Ok(())
+        });
+    }
+
     pub fn get(&self) -> DynamicConfigs {
         self.0.read(DynamicConfigs::clone)
     }

@@ -290,6 +290,19 @@ impl GroupConfigStore {
         JsonState::open(dir.join(FILE_NAME)).map(GroupConfigStore)
     }
 
+    /// No file: a mirror of the configs the cluster's metadata quorum committed.
+    pub fn in_memory() -> GroupConfigStore {
+        GroupConfigStore(JsonState::in_memory())
+    }
+
+    /// Sets the mirror (in a cluster) to what the quorum committed.
+    pub fn mirror(&self, groups: BTreeMap<String, BTreeMap<String, String>>) {
+        let _ = self.0.update(|next| {
+            *next = groups;
+            Ok(())
+        });
+    }
+
     /// One group's overrides (empty when it has none).
     pub fn get(&self, group: &str) -> BTreeMap<String, String> {
         self.0

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::dynamic_config::DynamicConfigStore;
+use super::dynamic_config::{BrokerScope, DynamicConfigStore, DynamicConfigs};
 use super::group_config::GroupConfigStore;
 use super::image::{
     BrokerRegistration, MetadataDelta, MetadataImage, PartitionRegistration, TopicDelta, TopicImage,
@@ -36,6 +36,62 @@ pub enum MetadataError {
     Corrupt(String),
     #[error("metadata I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The cluster's controller refused or could not decide the change: Kafka's error code and message.
+    #[error("{message}")]
+    Controller {
+        error: kafka_protocol::ResponseError,
+        message: String,
+    },
+}
+
+/// A change to the cluster's metadata, as the broker asks for it. On a single node the store decides and
+/// persists it itself; in a cluster a [`MetadataWriter`] commits it through the metadata quorum.
+#[derive(Clone, Debug)]
+pub enum MetadataChange {
+    CreateTopic {
+        name: String,
+        /// Resolved by the caller (never -1).
+        partitions: i32,
+        /// -1: the cluster's `default.replication.factor`, resolved by the writer.
+        replication_factor: i16,
+        /// Manual assignment, one replica list per partition; empty to let the controller place them.
+        assignments: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    SetPartitions {
+        name: String,
+        partitions: i32,
+        assignments: Vec<Vec<i32>>,
+    },
+    BumpLeaderEpoch {
+        name: String,
+        partition: i32,
+    },
+    BrokerConfigs {
+        /// None: the cluster-wide default; Some(id): that broker's.
+        broker: Option<i32>,
+        configs: BTreeMap<String, String>,
+    },
+    GroupConfigs {
+        group: String,
+        configs: BTreeMap<String, String>,
+    },
+}
+
+/// Commits metadata changes through the cluster's metadata quorum (the controller).
+pub trait MetadataWriter: Send + Sync {
+    /// Commits `change` and returns once this broker's image holds it (the store's publishers have run).
+    /// Blocks the calling thread: API handlers call the store synchronously.
+    fn write(&self, change: MetadataChange) -> Result<(), MetadataError>;
+    /// A block of producer ids `[start, start + len)` no other broker will hand out.
+    fn allocate_producer_ids(&self) -> Result<(i64, i64), MetadataError>;
 }
 
 /// One topic as stored in `brook-topics.json` (the file's format since the first release).
@@ -84,6 +140,8 @@ pub struct MetadataStore {
     /// Serialises read-modify-write admin changes (alter configs, create partitions), as Kafka's single
     /// controller does, so two concurrent alters cannot lose one another's update.
     admin_lock: std::sync::Mutex<()>,
+    /// In a cluster: the metadata quorum, which decides every change (set once, right after start).
+    quorum: std::sync::OnceLock<Arc<dyn MetadataWriter>>,
 }
 
 impl MetadataStore {
@@ -116,7 +174,83 @@ impl MetadataStore {
             group_configs: GroupConfigStore::open(dir)?,
             producer_ids: ProducerIdManager::open(dir)?,
             admin_lock: std::sync::Mutex::new(()),
+            quorum: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The store of a cluster member: empty until the metadata quorum publishes what it committed
+    /// ([`Self::publish_delta`], [`Self::mirror_configs`]); every change goes to `writer`. Nothing is read
+    /// from or written to this node's JSON files.
+    pub fn replicated(node_id: i32) -> MetadataStore {
+        MetadataStore {
+            path: PathBuf::new(),
+            node_id,
+            image: RwLock::new(Arc::new(MetadataImage::default())),
+            writer: std::sync::Mutex::new(()),
+            quorum: std::sync::OnceLock::new(),
+            publishers: RwLock::new(Vec::new()),
+            broker_configs: DynamicConfigStore::in_memory(),
+            group_configs: GroupConfigStore::in_memory(),
+            producer_ids: ProducerIdManager::in_memory(),
+            admin_lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Hands every later change to the metadata quorum. Once only.
+    pub fn set_writer(&self, writer: Arc<dyn MetadataWriter>) {
+        if self.quorum.set(writer.clone()).is_err() {
+            tracing::error!("the metadata writer was set twice; keeping the first");
+        }
+        self.producer_ids.set_allocator(writer);
+    }
+
+    /// The metadata quorum, when this broker is a cluster member.
+    pub fn quorum(&self) -> Option<&Arc<dyn MetadataWriter>> {
+        self.quorum.get()
+    }
+
+    /// The dynamic broker and group configs the quorum committed (this broker's scope and the cluster's),
+    /// set before the delta that says they changed is published.
+    pub fn mirror_configs(
+        &self,
+        broker: DynamicConfigs,
+        groups: BTreeMap<String, BTreeMap<String, String>>,
+    ) {
+        self.broker_configs.mirror(broker);
+        self.group_configs.mirror(groups);
+    }
+
+    /// Replaces one scope of the dynamic broker configs and tells the publishers.
+    pub fn replace_broker_configs(
+        &self,
+        scope: BrokerScope,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        if let Some(writer) = self.quorum() {
+            let broker = match scope {
+                BrokerScope::Broker => Some(self.node_id),
+                BrokerScope::ClusterDefault => None,
+            };
+            return writer.write(MetadataChange::BrokerConfigs { broker, configs });
+        }
+        self.broker_configs.replace(scope, configs)?;
+        self.broker_configs_changed();
+        Ok(())
+    }
+
+    /// Replaces one group's config overrides (empty forgets them).
+    pub fn replace_group_configs(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        if let Some(writer) = self.quorum() {
+            return writer.write(MetadataChange::GroupConfigs {
+                group: group.to_string(),
+                configs,
+            });
+        }
+        self.group_configs.replace(group, configs)
     }
 
     /// Held across an admin change's read, validation and write (see `admin_lock`).
@@ -209,6 +343,30 @@ impl MetadataStore {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, MetadataError> {
+        self.create_topic_with(name, partitions, -1, Vec::new(), configs)
+    }
+
+    /// [`Self::create_topic`] with a replication factor (-1: the cluster's default) or a manual assignment
+    /// (one replica list per partition), which only a cluster can honour.
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        assignments: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, MetadataError> {
+        if let Some(quorum) = self.quorum() {
+            Self::check_new_topic_in(&self.image(), name)?;
+            quorum.write(MetadataChange::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor,
+                assignments,
+                configs,
+            })?;
+            return self.committed_topic(name);
+        }
         // Checked under the writer lock: two clients may auto-create the same topic at once.
         let _writer = self.writer();
         let image = self.image();
@@ -239,7 +397,20 @@ impl MetadataStore {
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, MetadataError> {
+        if let Some(quorum) = self.quorum() {
+            quorum.write(MetadataChange::SetTopicConfigs {
+                name: name.to_string(),
+                configs,
+            })?;
+            return self.committed_topic(name);
+        }
         self.update_topic(name, |t| t.configs = configs)
+    }
+
+    /// The topic as this broker's image holds it once a quorum write of it returned.
+    fn committed_topic(&self, name: &str) -> Result<Arc<TopicImage>, MetadataError> {
+        self.topic(name)
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))
     }
 
     /// Records a larger partition count durably (CreatePartitions) and returns the updated topic.
@@ -248,6 +419,24 @@ impl MetadataStore {
         name: &str,
         partitions: i32,
     ) -> Result<Arc<TopicImage>, MetadataError> {
+        self.set_partitions_with(name, partitions, Vec::new())
+    }
+
+    /// [`Self::set_partitions`] with the new partitions' replicas given (only a cluster honours them).
+    pub fn set_partitions_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        assignments: Vec<Vec<i32>>,
+    ) -> Result<Arc<TopicImage>, MetadataError> {
+        if let Some(quorum) = self.quorum() {
+            quorum.write(MetadataChange::SetPartitions {
+                name: name.to_string(),
+                partitions,
+                assignments,
+            })?;
+            return self.committed_topic(name);
+        }
         let node_id = self.node_id;
         self.update_topic(name, |t| {
             let count = usize::try_from(partitions).unwrap_or(0);
@@ -265,6 +454,13 @@ impl MetadataStore {
         name: &str,
         partition: i32,
     ) -> Result<Arc<TopicImage>, MetadataError> {
+        if let Some(quorum) = self.quorum() {
+            quorum.write(MetadataChange::BumpLeaderEpoch {
+                name: name.to_string(),
+                partition,
+            })?;
+            return self.committed_topic(name);
+        }
         let index =
             usize::try_from(partition).map_err(|_| MetadataError::UnknownTopic(name.into()))?;
         let mut found = false;
@@ -345,6 +541,13 @@ impl MetadataStore {
 
     /// Forgets a topic durably and returns what it was.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, MetadataError> {
+        if let Some(quorum) = self.quorum() {
+            let topic = self.committed_topic(name)?;
+            quorum.write(MetadataChange::DeleteTopic {
+                name: name.to_string(),
+            })?;
+            return Ok(topic);
+        }
         let _writer = self.writer();
         let image = self.image();
         let topic = image
@@ -463,9 +666,10 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// A small state kept whole in memory and in one JSON file: a change is written durably
-/// ([`store_json`]) before readers see it, and a failed write leaves both copies as they were.
+/// ([`store_json`]) before readers see it, and a failed write leaves both copies as they were. In a cluster
+/// the state is a mirror of what the metadata quorum committed, and there is no file.
 pub struct JsonState<T> {
-    path: PathBuf,
+    path: Option<PathBuf>,
     state: RwLock<T>,
 }
 
@@ -474,9 +678,17 @@ impl<T: Serialize + serde::de::DeserializeOwned + Default + Clone> JsonState<T> 
     pub fn open(path: PathBuf) -> Result<Self, MetadataError> {
         let state = load_json(&path)?;
         Ok(JsonState {
-            path,
+            path: Some(path),
             state: RwLock::new(state),
         })
+    }
+
+    /// A state with no file behind it (a mirror of the cluster's metadata log).
+    pub fn in_memory() -> Self {
+        JsonState {
+            path: None,
+            state: RwLock::new(T::default()),
+        }
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
@@ -498,7 +710,9 @@ impl<T: Serialize + serde::de::DeserializeOwned + Default + Clone> JsonState<T> 
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = state.clone();
         change(&mut next)?;
-        store_json(&self.path, &next)?;
+        if let Some(path) = &self.path {
+            store_json(path, &next)?;
+        }
         *state = next;
         Ok(())
     }

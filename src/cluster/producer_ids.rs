@@ -41,6 +41,9 @@ struct Block {
 pub struct ProducerIdManager {
     stored: JsonState<StoredProducerIds>,
     block: Mutex<Block>,
+    /// In a cluster: the metadata quorum hands out the blocks, unique across brokers (Kafka's
+    /// AllocateProducerIds); the file is not used.
+    allocator: std::sync::OnceLock<std::sync::Arc<dyn super::metadata_store::MetadataWriter>>,
 }
 
 impl std::fmt::Debug for ProducerIdManager {
@@ -66,25 +69,59 @@ impl ProducerIdManager {
                 next: start,
                 end: start,
             }),
+            allocator: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A cluster member's manager: every block comes from the allocator set with [`Self::set_allocator`].
+    pub fn in_memory() -> ProducerIdManager {
+        ProducerIdManager {
+            stored: JsonState::in_memory(),
+            block: Mutex::new(Block { next: 0, end: 0 }),
+            allocator: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Takes blocks from the cluster's metadata quorum from now on.
+    pub fn set_allocator(
+        &self,
+        allocator: std::sync::Arc<dyn super::metadata_store::MetadataWriter>,
+    ) {
+        let _ = self.allocator.set(allocator);
+    }
+
+    /// The next block: from the quorum in a cluster, else the file's next range (durable before use).
+    fn next_block(&self, after: i64) -> Result<Block, ProducerIdError> {
+        if let Some(allocator) = self.allocator.get() {
+            let (start, len) = allocator.allocate_producer_ids()?;
+            let end = start
+                .checked_add(len)
+                .filter(|e| len > 0 && start >= 0 && *e < i64::MAX)
+                .ok_or(ProducerIdError::Exhausted)?;
+            return Ok(Block { next: start, end });
+        }
+        let start = after;
+        let end = start
+            .checked_add(BLOCK_SIZE)
+            .filter(|e| *e < i64::MAX)
+            .ok_or(ProducerIdError::Exhausted)?;
+        self.stored.update(|s| {
+            s.next_block_start = end;
+            Ok(())
+        })?;
+        Ok(Block { next: start, end })
     }
 
     /// A producer id never handed out before by this data directory.
     pub fn generate(&self) -> Result<i64, ProducerIdError> {
         let mut block = self.block.lock().unwrap_or_else(|e| e.into_inner());
         if block.next == block.end {
-            let start = block.end;
-            let end = start
-                .checked_add(BLOCK_SIZE)
-                .filter(|e| *e < i64::MAX)
-                .ok_or(ProducerIdError::Exhausted)?;
-            // Durable before use: after a crash the next run starts at `end`, past every id of this block.
-            self.stored.update(|s| {
-                s.next_block_start = end;
-                Ok(())
-            })?;
-            tracing::debug!(start, end, "allocated a producer id block");
-            *block = Block { next: start, end };
+            *block = self.next_block(block.end)?;
+            tracing::debug!(
+                start = block.next,
+                end = block.end,
+                "allocated a producer id block"
+            );
         }
         let id = block.next;
         block.next += 1;
