@@ -13,12 +13,22 @@ use crate::log::{CleanerConfig, LogConfig};
 use crate::txn::TransactionConfig;
 
 mod keys;
+mod kraft;
+mod listeners;
 mod metrics_config;
+mod resolve;
 mod server_limits;
 
 pub use keys::{KeySpec, SaslValue, key_spec, key_specs};
+pub use kraft::{ClusterConfig, ControllerListener, KraftConfig, ProcessRoles};
+pub use listeners::{
+    BrokerListener, DEFAULT_SECURITY_PROTOCOL_MAP, ListenerEndpoint, SecurityProtocolMap,
+    security_protocol_named,
+};
 pub use metrics_config::MetricsConfig;
 pub use server_limits::ServerLimits;
+
+use crate::api::context::SecurityProtocol;
 
 /// A configuration key or value that brook cannot accept.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +48,9 @@ pub enum ConfigError {
     },
     #[error("{path}:{line}: expected 'key=value'")]
     Syntax { path: PathBuf, line: usize },
+    /// Keys that are each valid but do not fit together (Kafka's `KafkaConfig.validateValues`).
+    #[error("invalid configuration: {0}")]
+    Inconsistent(String),
 }
 
 /// Where a listener accepts connections and what it tells clients to connect to.
@@ -83,10 +96,28 @@ pub enum LoggingFormat {
 /// The broker's configuration. Field names follow the Kafka property they come from.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub listener: Endpoint,
-    pub advertised_listener: Option<Endpoint>,
+    /// `listeners`: every listener, broker and controller ones, in the order given.
+    pub listeners: Vec<ListenerEndpoint>,
+    /// `advertised.listeners`; empty: the listeners advertise themselves.
+    pub advertised_listeners: Vec<ListenerEndpoint>,
+    /// `listener.security.protocol.map`.
+    pub listener_security_protocol_map: SecurityProtocolMap,
+    /// `inter.broker.listener.name`, upper case; None: the listener named after
+    /// `security.inter.broker.protocol` (PLAINTEXT).
+    pub inter_broker_listener_name: Option<String>,
     pub log_dir: PathBuf,
     pub node_id: i32,
+    /// `broker.rack`: registered with the broker, for rack-aware replica placement.
+    pub rack: Option<String>,
+    /// `process.roles`, `controller.*`, `metadata.log.*`, `broker.session.timeout.ms`, ...: see
+    /// [`Config::cluster_mode`].
+    pub kraft: KraftConfig,
+    /// `default.replication.factor`: replicas of a topic created without a factor (auto-created ones too).
+    pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets` when it is created.
+    pub offsets_topic_replication_factor: i16,
+    /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state`.
+    pub transaction_state_log_min_isr: i32,
     pub num_partitions: i32,
     pub auto_create_topics_enable: bool,
     pub log: LogConfig,
@@ -106,13 +137,23 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listener: Endpoint {
-                host: "127.0.0.1".into(),
-                port: 9092,
-            },
-            advertised_listener: None,
+            listeners: vec![ListenerEndpoint {
+                name: "PLAINTEXT".into(),
+                endpoint: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                },
+            }],
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: SecurityProtocolMap::default(),
+            inter_broker_listener_name: None,
             log_dir: PathBuf::from("./data"),
             node_id: 1,
+            rack: None,
+            kraft: KraftConfig::default(),
+            default_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
+            transaction_state_log_min_isr: 2,
             num_partitions: 1,
             auto_create_topics_enable: true,
             log: LogConfig::default(),
@@ -193,26 +234,17 @@ impl Config {
         Ok(self)
     }
 
-    /// The endpoint clients are told to connect to, given the port the listener actually bound.
+    /// The endpoint clients are told to connect to on the [primary listener](Config::primary_listener),
+    /// given the address it actually bound.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> Endpoint {
-        match &self.advertised_listener {
-            Some(adv) if adv.port == 0 => Endpoint {
-                host: adv.host.clone(),
-                port: bound.port(),
+        let template = match self.primary_listener() {
+            Some(primary) => primary.advertised.unwrap_or(primary.bind),
+            None => Endpoint {
+                host: String::new(),
+                port: 0,
             },
-            Some(adv) => adv.clone(),
-            None => {
-                let host = if bound.ip().is_unspecified() {
-                    local_hostname().unwrap_or_else(|| "localhost".into())
-                } else {
-                    bound.ip().to_string()
-                };
-                Endpoint {
-                    host,
-                    port: bound.port(),
-                }
-            }
-        }
+        };
+        listeners::resolve_advertised(&template, bound)
     }
 }
 
@@ -274,36 +306,6 @@ fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
-fn parse_listener(key: &str, value: &str) -> Result<Endpoint, ConfigError> {
-    let bad = |reason: &str| invalid(key, value, reason);
-    let listeners: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let [listener] = listeners.as_slice() else {
-        return Err(bad("exactly one listener is supported for now"));
-    };
-    let (protocol, address) = listener
-        .split_once("://")
-        .ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
-    if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
-        return Err(bad(
-            "only the PLAINTEXT security protocol is supported for now",
-        ));
-    }
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| bad("expected PROTOCOL://host:port"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| bad("the port must be a number from 0 to 65535"))?;
-    Ok(Endpoint {
-        host: host.to_string(),
-        port,
-    })
-}
-
 /// `host:port` (`[v6]:port` for IPv6); an empty value is None (the feature is off).
 fn parse_host_port(key: &str, value: &str) -> Result<Option<Endpoint>, ConfigError> {
     if value.is_empty() {
@@ -354,7 +356,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn local_hostname() -> Option<String> {
+pub(crate) fn local_hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -497,12 +499,24 @@ mod tests {
     fn defaults_match_the_embedded_broker() {
         let config = Config::new();
         assert_eq!(
-            config.listener,
-            Endpoint {
-                host: "127.0.0.1".into(),
-                port: 9092
-            }
+            config.value_of("listeners").as_deref(),
+            Some("PLAINTEXT://127.0.0.1:9092")
         );
+        let primary = config.primary_listener().expect("a broker listener");
+        assert_eq!(
+            (primary.name.as_str(), primary.bind.clone()),
+            (
+                "PLAINTEXT",
+                Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9092
+                }
+            )
+        );
+        assert!(config.cluster_mode().is_none());
+        config
+            .validate()
+            .expect("the defaults are a valid single node");
         assert_eq!(config.log_dir, PathBuf::from("./data"));
         assert_eq!(config.node_id, 1);
         assert_eq!(config.num_partitions, 1);

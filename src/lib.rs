@@ -73,16 +73,30 @@ pub enum BrokerError {
 
 /// A running broker.
 pub struct Broker {
-    listener: Listener,
+    /// Every broker listener, in `listeners` order, with its name.
+    listeners: Vec<(String, Listener)>,
     apis: Arc<Apis>,
     local_addr: SocketAddr,
     metrics_endpoint: Option<metrics::MetricsEndpoint>,
 }
 
 impl Broker {
-    /// Loads the data directory (recovering logs after a crash) and starts listening.
+    /// Checks the configuration as a whole, loads the data directory (recovering logs after a crash) and
+    /// starts listening on every broker listener (not the controller listener: the metadata quorum binds
+    /// that one).
     pub async fn start(config: Config) -> Result<Broker, BrokerError> {
-        let bind_addr = config.listener.bind_addr()?;
+        config.validate()?;
+        let broker_listeners = config.broker_listeners();
+        if broker_listeners.is_empty() {
+            return Err(ConfigError::Inconsistent(
+                "a broker needs a broker listener: process.roles=controller runs no broker".into(),
+            )
+            .into());
+        }
+        let bind_addrs = broker_listeners
+            .iter()
+            .map(|l| l.bind.bind_addr())
+            .collect::<Result<Vec<_>, _>>()?;
         let limits = config.server.clone();
         let clock = clock::Clock::system();
         let log_clock = clock.clone();
@@ -122,24 +136,38 @@ impl Broker {
                 )
             });
 
-        // The advertised port is the bound one when the listener asks for port 0, so bind before the
-        // dispatcher exists; requests cannot arrive before the listener is started with it.
-        let socket =
-            std::net::TcpListener::bind(bind_addr).map_err(|source| BrokerError::Bind {
-                addr: bind_addr,
-                source,
-            })?;
-        let local_addr = socket.local_addr()?;
+        // The advertised port is the bound one when a listener asks for port 0, so bind before the
+        // dispatcher exists; requests cannot arrive before the listeners are started with it.
+        let mut sockets = Vec::with_capacity(bind_addrs.len());
+        let mut endpoints = Vec::with_capacity(bind_addrs.len());
+        for (listener, addr) in broker_listeners.iter().zip(bind_addrs) {
+            let socket = std::net::TcpListener::bind(addr)
+                .map_err(|source| BrokerError::Bind { addr, source })?;
+            let bound = socket.local_addr()?;
+            if let Some(advertised) = listener.advertised_endpoint(bound) {
+                endpoints.push(cluster::BrokerEndpoint {
+                    listener: listener.name.clone(),
+                    security_protocol: listener.security_protocol.name().into(),
+                    host: advertised.host,
+                    port: advertised.port,
+                });
+            }
+            sockets.push(socket);
+        }
+        let primary_name = config
+            .primary_listener()
+            .expect("validate checked that a broker listener exists")
+            .name;
+        let primary = broker_listeners
+            .iter()
+            .position(|l| l.name == primary_name)
+            .expect("the primary listener is one of the broker listeners");
+        let local_addr = sockets[primary].local_addr()?;
         let advertised = config.advertised_endpoint(local_addr);
         metadata.register_broker(cluster::BrokerRegistration {
             id: config.node_id,
-            endpoints: vec![cluster::BrokerEndpoint {
-                listener: "PLAINTEXT".into(),
-                security_protocol: "PLAINTEXT".into(),
-                host: advertised.host.clone(),
-                port: advertised.port,
-            }],
-            rack: None,
+            endpoints,
+            rack: config.rack.clone(),
             ..Default::default()
         });
         let metrics_socket = bind_metrics(&config)?;
@@ -163,11 +191,26 @@ impl Broker {
             metrics,
             verify_transaction: Some(verify_transaction),
         });
-        let listener = Listener::from_std(socket, limits, Arc::new(Dispatcher::new(apis.clone())))?;
+        let dispatcher: Arc<Dispatcher> = Arc::new(Dispatcher::new(apis.clone()));
+        let connection_counts: Arc<server::listener::ConnectionCounts> = Arc::default();
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (listener, socket) in broker_listeners.iter().zip(sockets) {
+            let identity = server::listener::ListenerName {
+                name: Arc::from(listener.name.as_str()),
+                security_protocol: listener.security_protocol,
+            };
+            let served = Listener::from_std_named(
+                socket,
+                identity,
+                limits.clone(),
+                dispatcher.clone(),
+                connection_counts.clone(),
+            )?;
+            listeners.push((listener.name.clone(), served));
+        }
         let metrics_endpoint = match metrics_socket {
             Some(socket) => {
-                let scraper =
-                    server::scrape::Scraper::new(apis.clone(), listener.connection_counts());
+                let scraper = server::scrape::Scraper::new(apis.clone(), connection_counts);
                 let endpoint = metrics::MetricsEndpoint::start(socket, scraper)?;
                 tracing::info!(
                     "serving metrics on http://{}/metrics",
@@ -177,23 +220,40 @@ impl Broker {
             }
             None => None,
         };
+        for (name, listener) in &listeners {
+            tracing::info!(
+                node_id = apis.node_id,
+                cluster_id = %apis.cluster_id,
+                listener = %name,
+                "listening on {}",
+                listener.local_addr()
+            );
+        }
         tracing::info!(
-            node_id = apis.node_id,
-            cluster_id = %apis.cluster_id,
             advertised = %format!("{}:{}", apis.advertised.host, apis.advertised.port),
-            "listening on {local_addr}"
+            "clients bootstrap through {local_addr} ({primary_name})"
         );
         Ok(Broker {
-            listener,
+            listeners,
             apis,
             local_addr,
             metrics_endpoint,
         })
     }
 
-    /// The address the listener is bound to (the real port when the config said 0).
+    /// The address the primary listener is bound to (the real port when the config said 0): the
+    /// inter-broker listener, else the first broker listener.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the broker listener called `name` (as in `listeners`, any case) is bound to; None for a
+    /// name that is not a broker listener of this broker (a controller listener included).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(listener, _)| listener.eq_ignore_ascii_case(name))
+            .map(|(_, listener)| listener.local_addr())
     }
 
     /// Where `GET /metrics` is served (the real port when `metrics.listener` said 0); None when metrics are
@@ -232,7 +292,12 @@ impl Broker {
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
-        self.listener.shutdown(SHUTDOWN_GRACE).await;
+        futures_util::future::join_all(
+            self.listeners
+                .into_iter()
+                .map(|(_, listener)| listener.shutdown(SHUTDOWN_GRACE)),
+        )
+        .await;
         if let Some(endpoint) = self.metrics_endpoint {
             endpoint.shutdown().await;
         }
@@ -249,7 +314,9 @@ impl Broker {
     pub async fn crash(self) {
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
-        self.listener.shutdown(Duration::ZERO).await;
+        for (_, listener) in self.listeners {
+            listener.shutdown(Duration::ZERO).await;
+        }
         self.apis.logs.abandon();
     }
 }

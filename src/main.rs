@@ -58,7 +58,11 @@ fn health_check(config: &Config) -> anyhow::Result<()> {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
     use std::time::Duration;
 
-    let mut addr = config.listener.bind_addr()?;
+    let mut addr = config
+        .primary_listener()
+        .context("no broker listener to check")?
+        .bind
+        .bind_addr()?;
     if addr.ip().is_unspecified() {
         // A listener on all interfaces is reachable on loopback.
         addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port());

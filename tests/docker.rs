@@ -239,22 +239,27 @@ fn image_environment_is_a_valid_configuration_matching_ports_and_volume() {
     let metrics = config
         .value_of("metrics.listener")
         .expect("metrics.listener has a value");
-    let served: BTreeSet<u16> = [config.listener.port, port_of(&metrics)].into();
+    let listener = config.primary_listener().expect("a broker listener");
+    let served: BTreeSet<u16> = [listener.bind.port, port_of(&metrics)].into();
     assert_eq!(exposed, served, "EXPOSE lists exactly the broker's ports");
-    assert_eq!(config.listener.port, 9092);
+    assert_eq!(listener.bind.port, 9092);
     assert_eq!(port_of(&metrics), 9464);
     assert!(
-        config.listener.bind_addr().unwrap().ip().is_unspecified(),
+        listener.bind.bind_addr().unwrap().ip().is_unspecified(),
         "the broker listens on all interfaces, or nothing outside the container reaches it"
     );
     assert!(
         metrics.starts_with("0.0.0.0:"),
         "metrics listen on all interfaces: {metrics}"
     );
-    let advertised = config
-        .advertised_listener
+    assert!(
+        !config.advertised_listeners.is_empty(),
+        "an advertised listener: 0.0.0.0 is no address for clients"
+    );
+    let advertised = listener
+        .advertised
         .as_ref()
-        .expect("an advertised listener: 0.0.0.0 is no address for clients");
+        .expect("the listener is advertised");
     assert_eq!(advertised.port, 9092, "{advertised:?}");
 
     let volumes: Vec<String> = runtime(&instructions, "VOLUME");

@@ -246,7 +246,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         init_producer_id::producer_id_source(metadata.clone()),
     );
     Apis {
-        advertised: config.listener.clone(),
+        advertised: config.advertised_endpoint("127.0.0.1:9092".parse().expect("literal")),
         txn,
         node_id: 1,
         cluster_id: "test".into(),

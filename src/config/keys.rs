@@ -5,9 +5,14 @@
 
 use std::path::PathBuf;
 
+use super::kraft::{parse_listener_names, parse_process_roles, parse_voters, show_voters};
+use super::listeners::{
+    SUPPORTED_PROTOCOLS, parse_listener_list, parse_listener_name, parse_security_protocol_map,
+    security_protocol_named,
+};
 use super::{
-    Config, ConfigError, LoggingFormat, invalid, parse_bool, parse_host_port, parse_int,
-    parse_listener, parse_retention,
+    Config, ConfigError, ListenerEndpoint, LoggingFormat, invalid, parse_bool, parse_host_port,
+    parse_int, parse_retention,
 };
 use crate::log::{CleanupPolicy, CompressionType, TimestampType, check_compression_level};
 
@@ -212,12 +217,41 @@ macro_rules! text_field {
 /// config is re-derived when they change, and topic overrides still win.
 #[rustfmt::skip]
 const KEYS: &[KeySpec] = &[
-    text("listeners", set_listeners, Show::Field(show_listeners)),
+    text("listeners", set_listeners, Show::Field(|c| some(show_listener_list(&c.listeners)))),
     text("advertised.listeners", set_advertised_listeners, NONE),
+    text("listener.security.protocol.map", set_security_protocol_map,
+        Show::Field(|c| some(&c.listener_security_protocol_map))),
+    text("inter.broker.listener.name", set_inter_broker_listener_name,
+        Show::Field(|c| c.inter_broker_listener_name.clone())),
+    text("security.inter.broker.protocol", set_inter_broker_protocol, Show::Fixed(Some("PLAINTEXT"))),
     text("log.dirs", set_log_dirs, Show::Field(show_log_dir)),
     text("log.dir", set_log_dirs, Show::Field(show_log_dir)),
     int_field!("node.id", 0, I32_MAX, node_id as i32, some),
     int_field!("broker.id", 0, I32_MAX, node_id as i32, some),
+    text("broker.rack", set_rack, Show::Field(|c| c.rack.clone())),
+    text("process.roles", set_process_roles,
+        Show::Field(|c| Some(c.kraft.process_roles).filter(|r| !r.is_empty()).map(|r| r.to_string()))),
+    text("controller.quorum.voters", set_voters, Show::Field(|c| some(show_voters(&c.kraft.voters)))),
+    text("controller.listener.names", set_controller_listener_names,
+        Show::Field(|c| Some(c.kraft.controller_listener_names.join(",")).filter(|n| !n.is_empty()))),
+    text("metadata.log.dir", set_metadata_log_dir,
+        Show::Field(|c| c.kraft.metadata_log_dir.as_ref().map(|d| d.display().to_string()))),
+    int_field!("broker.session.timeout.ms", 1, I32_MAX, kraft.broker_session_timeout_ms as u64, some),
+    int_field!("broker.heartbeat.interval.ms", 1, I32_MAX, kraft.broker_heartbeat_interval_ms as u64, some),
+    int_field!("initial.broker.registration.timeout.ms", 1, I32_MAX,
+        kraft.initial_broker_registration_timeout_ms as u64, some),
+    int_field!("controller.quorum.election.timeout.ms", 1, I32_MAX, kraft.election_timeout_ms as u64, some),
+    int_field!("controller.quorum.election.backoff.max.ms", 1, I32_MAX,
+        kraft.election_backoff_max_ms as u64, some),
+    int_field!("controller.quorum.fetch.timeout.ms", 1, I32_MAX, kraft.fetch_timeout_ms as u64, some),
+    int_field!("controller.quorum.request.timeout.ms", 1, I32_MAX, kraft.request_timeout_ms as u64, some),
+    int_field!("metadata.log.max.record.bytes.between.snapshots", 1, i64::MAX,
+        kraft.snapshot_max_new_record_bytes as u64, some),
+    int_field!("metadata.log.max.snapshot.interval.ms", 0, i64::MAX, kraft.snapshot_max_interval_ms as u64, some),
+    int_field!("default.replication.factor", 1, i16::MAX as i64, default_replication_factor as i16, some),
+    int_field!("offsets.topic.replication.factor", 1, i16::MAX as i64,
+        offsets_topic_replication_factor as i16, some),
+    int_field!("transaction.state.log.min.isr", 1, I32_MAX, transaction_state_log_min_isr as i32, some),
     int_field!("num.partitions", 1, 1_000_000, num_partitions as i32, some),
     bool_field!("auto.create.topics.enable", auto_create_topics_enable),
     int_field!("log.segment.bytes", 14, I32_MAX, log.segment_bytes as u64, some).dynamic(),
@@ -324,14 +358,14 @@ const KEYS: &[KeySpec] = &[
     sasl("sasl.login.refresh.buffer.seconds", SaslValue::Short(0, 3600), Some("300")),
 ];
 
+/// `listeners`: several named listeners. A name the protocol map already sends to a protocol brook does
+/// not speak is refused here; the rest of the listener rules need other keys and run at start
+/// ([`Config::validate`]).
 fn set_listeners(config: &mut Config, key: &str, value: &str) -> Result<(), ConfigError> {
-    config.listener = parse_listener(key, value)?;
+    let listeners = parse_listener_list(key, value, true)?;
+    check_known_protocols(config, key, value, &listeners)?;
+    config.listeners = listeners;
     Ok(())
-}
-
-fn show_listeners(config: &Config) -> Option<String> {
-    let listener = &config.listener;
-    Some(format!("PLAINTEXT://{}:{}", listener.host, listener.port))
 }
 
 fn set_advertised_listeners(
@@ -339,15 +373,122 @@ fn set_advertised_listeners(
     key: &str,
     value: &str,
 ) -> Result<(), ConfigError> {
-    let endpoint = parse_listener(key, value)?;
-    if matches!(endpoint.host.as_str(), "" | "0.0.0.0" | "[::]" | "::") {
+    let listeners = parse_listener_list(key, value, false)?;
+    if listeners
+        .iter()
+        .any(|l| super::listeners::is_wildcard_host(&l.endpoint.host))
+    {
         return Err(invalid(
             key,
             value,
-            "an advertised listener needs a host clients can reach",
+            "advertised.listeners cannot use the nonroutable meta-address 0.0.0.0 (or an empty host). \
+             Use a routable IP address.",
         ));
     }
-    config.advertised_listener = Some(endpoint);
+    check_known_protocols(config, key, value, &listeners)?;
+    config.advertised_listeners = listeners;
+    Ok(())
+}
+
+fn check_known_protocols(
+    config: &Config,
+    key: &str,
+    value: &str,
+    listeners: &[ListenerEndpoint],
+) -> Result<(), ConfigError> {
+    for listener in listeners {
+        if let Some(protocol) = config.listener_security_protocol_map.get(&listener.name)
+            && !SUPPORTED_PROTOCOLS.contains(&protocol)
+        {
+            return Err(invalid(
+                key,
+                value,
+                &format!(
+                    "listener {} uses the {protocol} security protocol; only the PLAINTEXT security \
+                     protocol is supported for now",
+                    listener.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn show_listener_list(listeners: &[ListenerEndpoint]) -> String {
+    listeners
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn set_security_protocol_map(
+    config: &mut Config,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    config.listener_security_protocol_map = parse_security_protocol_map(key, value)?;
+    Ok(())
+}
+
+fn set_inter_broker_listener_name(
+    config: &mut Config,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    config.inter_broker_listener_name = Some(parse_listener_name(key, value)?);
+    Ok(())
+}
+
+/// `security.inter.broker.protocol`: the inter-broker listener is the one named after it (when
+/// `inter.broker.listener.name` is unset). Only PLAINTEXT exists for now.
+fn set_inter_broker_protocol(_: &mut Config, key: &str, value: &str) -> Result<(), ConfigError> {
+    match security_protocol_named(value) {
+        None => Err(invalid(
+            key,
+            value,
+            &format!("Invalid security protocol `{value}` defined in {key}"),
+        )),
+        Some(protocol) if !SUPPORTED_PROTOCOLS.contains(&protocol) => Err(invalid(
+            key,
+            value,
+            "only the PLAINTEXT security protocol is supported for now",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `broker.rack`: any non-empty text; empty unsets it.
+fn set_rack(config: &mut Config, _: &str, value: &str) -> Result<(), ConfigError> {
+    config.rack = Some(value.to_string()).filter(|r| !r.is_empty());
+    Ok(())
+}
+
+fn set_process_roles(config: &mut Config, key: &str, value: &str) -> Result<(), ConfigError> {
+    config.kraft.process_roles = parse_process_roles(key, value)?;
+    Ok(())
+}
+
+fn set_voters(config: &mut Config, key: &str, value: &str) -> Result<(), ConfigError> {
+    config.kraft.voters = parse_voters(key, value)?;
+    Ok(())
+}
+
+fn set_controller_listener_names(
+    config: &mut Config,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    config.kraft.controller_listener_names = parse_listener_names(key, value)?;
+    Ok(())
+}
+
+/// `metadata.log.dir`: one directory; empty unsets it (the first log directory then holds the metadata log).
+fn set_metadata_log_dir(config: &mut Config, key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.contains(',') {
+        return Err(invalid(key, value, "expected one directory"));
+    }
+    config.kraft.metadata_log_dir = Some(PathBuf::from(value)).filter(|_| !value.is_empty());
     Ok(())
 }
 

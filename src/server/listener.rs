@@ -32,8 +32,27 @@ pub struct Listener {
     accept_task: Option<JoinHandle<()>>,
 }
 
+/// Which listener of the broker this is: every session it opens carries its name and protocol.
+#[derive(Debug, Clone)]
+pub struct ListenerName {
+    /// As in `listeners` (`PLAINTEXT`, `INTERNAL`, ...).
+    pub name: Arc<str>,
+    pub security_protocol: SecurityProtocol,
+}
+
+impl Default for ListenerName {
+    /// The single listener a broker had before named listeners: `PLAINTEXT`.
+    fn default() -> Self {
+        ListenerName {
+            name: Arc::from(SecurityProtocol::Plaintext.name()),
+            security_protocol: SecurityProtocol::Plaintext,
+        }
+    }
+}
+
 /// State shared by the accept loop, its connections and the [`Listener`] handle.
 struct Shared {
+    identity: ListenerName,
     limits: ServerLimits,
     handler: Arc<dyn RequestHandler>,
     open: AtomicUsize,
@@ -152,7 +171,13 @@ impl Listener {
         handler: Arc<dyn RequestHandler>,
     ) -> std::io::Result<Listener> {
         let socket = TcpListener::bind(addr).await?;
-        Listener::serve(socket, limits, handler)
+        Listener::serve(
+            socket,
+            ListenerName::default(),
+            limits,
+            handler,
+            Arc::default(),
+        )
     }
 
     /// Starts accepting on a socket the caller bound already (to learn the port before building the
@@ -162,28 +187,49 @@ impl Listener {
         limits: ServerLimits,
         handler: Arc<dyn RequestHandler>,
     ) -> std::io::Result<Listener> {
+        Listener::from_std_named(
+            socket,
+            ListenerName::default(),
+            limits,
+            handler,
+            Arc::default(),
+        )
+    }
+
+    /// [`Listener::from_std`] for one of a broker's named listeners. `counts` may be shared by all of
+    /// them, so the broker's connection metrics add up every listener. The limits apply per listener.
+    pub fn from_std_named(
+        socket: std::net::TcpListener,
+        identity: ListenerName,
+        limits: ServerLimits,
+        handler: Arc<dyn RequestHandler>,
+        counts: Arc<ConnectionCounts>,
+    ) -> std::io::Result<Listener> {
         socket.set_nonblocking(true)?;
-        Listener::serve(TcpListener::from_std(socket)?, limits, handler)
+        let socket = TcpListener::from_std(socket)?;
+        Listener::serve(socket, identity, limits, handler, counts)
     }
 
     fn serve(
         socket: TcpListener,
+        identity: ListenerName,
         limits: ServerLimits,
         handler: Arc<dyn RequestHandler>,
+        counts: Arc<ConnectionCounts>,
     ) -> std::io::Result<Listener> {
         let local_addr = socket.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(None);
+        let span = info_span!("listener", name = %identity.name, addr = %local_addr);
         let shared = Arc::new(Shared {
+            identity,
             limits,
             handler,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            counts: Arc::default(),
+            counts,
         });
-        let accept_task = tokio::spawn(
-            accept_loop(socket, shared.clone(), shutdown_rx)
-                .instrument(info_span!("listener", addr = %local_addr)),
-        );
+        let accept_task =
+            tokio::spawn(accept_loop(socket, shared.clone(), shutdown_rx).instrument(span));
         Ok(Listener {
             local_addr,
             shared,
@@ -278,7 +324,6 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                         drop(stream);
                         continue;
                     };
-                    let protocol = SecurityProtocol::Plaintext;
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!(error = %e, "set_nodelay failed");
                     }
@@ -286,7 +331,8 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
                     let local = stream
                         .local_addr()
                         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    let session = Session::new(next_id, Arc::from(protocol.name()), protocol, peer, local);
+                    let identity = &shared.identity;
+                    let session = Session::new(next_id, identity.name.clone(), identity.security_protocol, peer, local);
                     next_id += 1;
                     let span = info_span!("connection", %peer, id = session.id, client_id = tracing::field::Empty);
                     let handler = shared.handler.clone();
