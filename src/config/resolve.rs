@@ -333,7 +333,10 @@ impl Config {
             );
         }
         let inter_broker = self.inter_broker_listener_name();
-        if self.listener_protocol(inter_broker).is_none() {
+        // Unset, it is the listener named after security.inter.broker.protocol, which needs no mapping.
+        if self.inter_broker_listener_name.is_some()
+            && self.listener_protocol(inter_broker).is_none()
+        {
             return fail(format!(
                 "Listener with name {inter_broker} defined in inter.broker.listener.name not found in \
                  listener.security.protocol.map."
@@ -371,4 +374,465 @@ fn unsupported(name: &str, protocol: SecurityProtocol) -> String {
         "listener {name} uses the {protocol} security protocol; only the PLAINTEXT security protocol is \
          supported for now"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Endpoint, ProcessRoles, env_name};
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut config = Config::new();
+        for (key, value) in pairs {
+            config
+                .set(key, value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        }
+        config
+    }
+
+    /// A combined node of a three-voter cluster, as Kafka's quickstart writes it.
+    const COMBINED: &[(&str, &str)] = &[
+        ("process.roles", "broker,controller"),
+        ("node.id", "1"),
+        (
+            "controller.quorum.voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
+        ),
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        ),
+        ("controller.listener.names", "CONTROLLER"),
+    ];
+
+    fn with(base: &[(&str, &str)], more: &[(&str, &str)]) -> Config {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(more);
+        config(&pairs)
+    }
+
+    fn error(config: &Config) -> String {
+        match config.validate() {
+            Ok(()) => format!("no error for {:?}", config.explicit()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn endpoint(host: &str, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn combined_node_resolves_its_cluster_and_listeners() {
+        let config = with(
+            COMBINED,
+            &[
+                ("broker.rack", "rack-a"),
+                ("broker.session.timeout.ms", "4500"),
+                ("metadata.log.max.snapshot.interval.ms", "0"),
+            ],
+        );
+        config.validate().unwrap();
+        let cluster = config.cluster_mode().expect("process.roles is set");
+        assert_eq!(
+            cluster.roles,
+            ProcessRoles {
+                broker: true,
+                controller: true
+            }
+        );
+        assert_eq!(cluster.node_id, 1);
+        assert_eq!(
+            cluster.voters.into_iter().collect::<Vec<_>>(),
+            vec![
+                (1, endpoint("127.0.0.1", 9093)),
+                (2, endpoint("127.0.0.1", 9193)),
+                (3, endpoint("127.0.0.1", 9293))
+            ]
+        );
+        let controller = cluster
+            .controller_listener
+            .expect("a controller binds its listener");
+        assert_eq!(controller.name, "CONTROLLER");
+        assert_eq!(
+            controller.security_protocol,
+            SecurityProtocol::Plaintext,
+            "Kafka maps controller listeners to PLAINTEXT when nothing else is in use"
+        );
+        assert_eq!(controller.bind, endpoint("127.0.0.1", 9093));
+        assert_eq!(controller.advertised, endpoint("127.0.0.1", 9093));
+        assert_eq!(
+            cluster.metadata_log_dir, config.log_dir,
+            "the first log dir"
+        );
+        assert_eq!(cluster.broker_session_timeout, Duration::from_millis(4500));
+        assert_eq!(
+            cluster.broker_heartbeat_interval,
+            Duration::from_millis(2000)
+        );
+        assert_eq!(cluster.election_timeout, Duration::from_millis(1000));
+        assert_eq!(cluster.fetch_timeout, Duration::from_millis(2000));
+        assert_eq!(cluster.request_timeout, Duration::from_millis(2000));
+        assert_eq!(cluster.snapshot_max_new_record_bytes, 20 * 1024 * 1024);
+        assert_eq!(cluster.snapshot_max_interval, None);
+        assert_eq!(config.rack.as_deref(), Some("rack-a"));
+
+        // The controller listener is bound by the quorum and never offered to clients.
+        let brokers = config.broker_listeners();
+        assert_eq!(brokers.len(), 1);
+        assert_eq!(brokers[0].name, "PLAINTEXT");
+        assert_eq!(brokers[0].advertised, Some(endpoint("127.0.0.1", 9092)));
+        assert_eq!(config.primary_listener().unwrap().name, "PLAINTEXT");
+    }
+
+    #[test]
+    fn metadata_log_dir_and_advertised_controller_listener_can_be_set() {
+        let config = with(
+            COMBINED,
+            &[
+                ("metadata.log.dir", "/var/brook/meta"),
+                (
+                    "advertised.listeners",
+                    "PLAINTEXT://broker1.example:9092,CONTROLLER://ctl1.example:9093",
+                ),
+            ],
+        );
+        config.validate().unwrap();
+        let cluster = config.cluster_mode().unwrap();
+        assert_eq!(
+            cluster.metadata_log_dir,
+            std::path::PathBuf::from("/var/brook/meta")
+        );
+        assert_eq!(
+            cluster.controller_listener.unwrap().advertised,
+            endpoint("ctl1.example", 9093)
+        );
+        assert_eq!(
+            config.broker_listeners()[0].advertised,
+            Some(endpoint("broker1.example", 9092))
+        );
+    }
+
+    #[test]
+    fn broker_only_node_connects_to_the_voters_and_binds_no_controller_listener() {
+        let config = config(&[
+            ("process.roles", "broker"),
+            ("node.id", "4"),
+            ("controller.quorum.voters", "1@127.0.0.1:9093"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+            ("controller.listener.names", "CONTROLLER"),
+        ]);
+        config.validate().unwrap();
+        let cluster = config.cluster_mode().unwrap();
+        assert!(cluster.roles.broker && !cluster.roles.controller);
+        assert_eq!(cluster.controller_listener, None);
+        assert_eq!(cluster.controller_listener_names, ["CONTROLLER"]);
+        assert_eq!(config.broker_listeners().len(), 1);
+    }
+
+    #[test]
+    fn controller_only_node_has_no_broker_listener() {
+        let config = config(&[
+            ("process.roles", "controller"),
+            ("node.id", "1"),
+            ("controller.quorum.voters", "1@127.0.0.1:9093"),
+            ("listeners", "CONTROLLER://127.0.0.1:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+        ]);
+        config.validate().unwrap();
+        assert!(config.broker_listeners().is_empty());
+        assert!(config.primary_listener().is_none());
+        assert!(config.cluster_mode().unwrap().controller_listener.is_some());
+    }
+
+    #[test]
+    fn kraft_errors_use_kafkas_words() {
+        let without_node_id: Vec<(&str, &str)> = COMBINED
+            .iter()
+            .copied()
+            .filter(|(key, _)| *key != "node.id")
+            .collect();
+        let err = error(&config(&without_node_id));
+        assert!(
+            err.contains(
+                "Missing configuration `node.id` which is required when `process.roles` is defined"
+            ),
+            "{err}"
+        );
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("controller.quorum.voters", "")],
+                "controller.quorum.voters must contain a parseable set of controllers",
+            ),
+            (
+                &[("node.id", "7")],
+                "the node id 7 must be included in the set of voters controller.quorum.voters=[1, 2, 3]",
+            ),
+            (
+                &[
+                    ("controller.listener.names", "QUORUM"),
+                    (
+                        "listener.security.protocol.map",
+                        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,QUORUM:PLAINTEXT",
+                    ),
+                ],
+                "controller.listener.names must contain at least one value appearing in the 'listeners' configuration",
+            ),
+            (
+                &[("controller.listener.names", "CONTROLLER,QUORUM")],
+                "controller.listener.names must only contain values appearing in the 'listeners' configuration",
+            ),
+            (
+                &[("process.roles", "broker")],
+                "If process.roles contains just the 'broker' role, the node id 1 must not be included in the set of voters",
+            ),
+            (
+                &[("process.roles", "broker"), ("node.id", "4")],
+                "controller.listener.names must not contain a value appearing in the 'listeners' configuration when running KRaft with just the broker role",
+            ),
+            (
+                &[
+                    ("process.roles", "broker"),
+                    ("node.id", "4"),
+                    ("listeners", "PLAINTEXT://:9092"),
+                    ("controller.listener.names", ""),
+                ],
+                "controller.listener.names must contain at least one value when running KRaft with just the broker role",
+            ),
+            (
+                &[("process.roles", "controller")],
+                "The listeners config must only contain KRaft controller listeners from controller.listener.names when process.roles=controller",
+            ),
+            (
+                &[
+                    ("process.roles", "broker"),
+                    ("node.id", "4"),
+                    ("listeners", "PLAINTEXT://:9092"),
+                    ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT"),
+                ],
+                "Controller listener with name CONTROLLER defined in controller.listener.names not found in listener.security.protocol.map",
+            ),
+            (
+                &[("inter.broker.listener.name", "CONTROLLER")],
+                "inter.broker.listener.name must be a listener name defined in advertised.listeners. The valid options based on currently configured listeners are PLAINTEXT",
+            ),
+            (
+                &[("listeners", "CONTROLLER://127.0.0.1:9093")],
+                "There must be at least one broker advertised listener. Perhaps all listeners appear in controller.listener.names?",
+            ),
+        ];
+        for (overrides, expected) in cases {
+            let config = with(COMBINED, overrides);
+            let err = error(&config);
+            assert!(err.contains(expected), "{overrides:?}:\n{err}");
+        }
+    }
+
+    #[test]
+    fn listener_errors_use_kafkas_words() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[(
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:9092,INTERNAL://127.0.0.1:9094",
+                )],
+                "No security protocol defined for listener INTERNAL",
+            ),
+            (
+                &[
+                    ("listeners", "CLIENT://127.0.0.1:9092"),
+                    ("listener.security.protocol.map", "CLIENT:SSL"),
+                ],
+                "listener CLIENT uses the SSL security protocol; only the PLAINTEXT security protocol is supported",
+            ),
+            (
+                &[
+                    ("listeners", "CLIENT://127.0.0.1:9092"),
+                    ("listener.security.protocol.map", "CLIENT:PLAINTEXT"),
+                ],
+                "inter.broker.listener.name must be a listener name defined in advertised.listeners. The valid options based on currently configured listeners are CLIENT",
+            ),
+            (
+                &[("inter.broker.listener.name", "REPLICATION")],
+                "Listener with name REPLICATION defined in inter.broker.listener.name not found in listener.security.protocol.map.",
+            ),
+            (
+                &[
+                    ("inter.broker.listener.name", "PLAINTEXT"),
+                    ("security.inter.broker.protocol", "PLAINTEXT"),
+                ],
+                "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.",
+            ),
+            (
+                &[
+                    (
+                        "listener.security.protocol.map",
+                        "PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT",
+                    ),
+                    (
+                        "advertised.listeners",
+                        "PLAINTEXT://b1:9092,EXTERNAL://b1.example:19092",
+                    ),
+                ],
+                "advertised.listeners listener names must be equal to or a subset of the ones defined in listeners. Found PLAINTEXT,EXTERNAL",
+            ),
+            (
+                &[("controller.listener.names", "CONTROLLER")],
+                "controller.listener.names must be empty when not running in KRaft mode",
+            ),
+            (
+                &[("controller.quorum.voters", "1@127.0.0.1:9093")],
+                "controller.quorum.voters is set but process.roles is not",
+            ),
+            (
+                &[("node.id", "2"), ("broker.id", "3")],
+                "You must set `node.id` to the same value as `broker.id`.",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = error(&config(pairs));
+            assert!(err.contains(expected), "{pairs:?}:\n{err}");
+        }
+    }
+
+    #[test]
+    fn named_listeners_on_a_single_node() {
+        let config = config(&[
+            (
+                "listeners",
+                "INTERNAL://127.0.0.1:0,EXTERNAL://0.0.0.0:0,plaintext://127.0.0.1:0",
+            ),
+            (
+                "listener.security.protocol.map",
+                "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ),
+            ("inter.broker.listener.name", "internal"),
+            (
+                "advertised.listeners",
+                "INTERNAL://127.0.0.1:0,EXTERNAL://broker.example:0",
+            ),
+        ]);
+        config.validate().unwrap();
+        assert!(config.cluster_mode().is_none());
+        let names: Vec<(String, bool)> = config
+            .broker_listeners()
+            .into_iter()
+            .map(|l| (l.name, l.advertised.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("INTERNAL".to_string(), true),
+                ("EXTERNAL".to_string(), true),
+                ("PLAINTEXT".to_string(), false)
+            ],
+            "a listener left out of advertised.listeners is bound but not advertised"
+        );
+        assert_eq!(config.primary_listener().unwrap().name, "INTERNAL");
+        assert_eq!(
+            config.value_of("listeners").as_deref(),
+            Some("INTERNAL://127.0.0.1:0,EXTERNAL://0.0.0.0:0,plaintext://127.0.0.1:0"),
+            "DescribeConfigs shows what was set"
+        );
+        assert_eq!(
+            config.value_of("inter.broker.listener.name").as_deref(),
+            Some("internal"),
+            "DescribeConfigs shows what was set"
+        );
+    }
+
+    #[test]
+    fn a_listener_named_after_an_unsupported_protocol_is_refused_when_set() {
+        let mut config = Config::new();
+        for value in ["SSL://127.0.0.1:9093", "PLAINTEXT://:9092,SASL_SSL://:9094"] {
+            let err = config.set("listeners", value).unwrap_err().to_string();
+            assert!(
+                err.contains("listeners") && err.contains("only the PLAINTEXT security protocol"),
+                "{err}"
+            );
+        }
+        let err = config
+            .set("advertised.listeners", "PLAINTEXT://0.0.0.0:9092")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nonroutable meta-address 0.0.0.0"), "{err}");
+        let err = config
+            .set("security.inter.broker.protocol", "SSL")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only the PLAINTEXT"), "{err}");
+        assert!(config.set("security.inter.broker.protocol", "TLS").is_err());
+    }
+
+    #[test]
+    fn kraft_keys_come_from_the_environment_like_every_key() {
+        let env: Vec<(String, String)> = COMBINED
+            .iter()
+            .map(|(key, value)| (env_name(key), value.to_string()))
+            .chain([(
+                env_name("controller.quorum.election.timeout.ms"),
+                "1500".to_string(),
+            )])
+            .collect();
+        assert!(
+            env.iter()
+                .any(|(k, _)| k == "BROOK_CONTROLLER_QUORUM_VOTERS")
+        );
+        let mut config = Config::new();
+        config.apply_env(env).unwrap();
+        config.validate().unwrap();
+        let cluster = config.cluster_mode().unwrap();
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.election_timeout, Duration::from_millis(1500));
+        let err = Config::new()
+            .apply_env([(env_name("process.roles"), "broker,zookeeper".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("process.roles"), "{err}");
+    }
+
+    #[test]
+    fn kraft_defaults_are_kafkas_and_described() {
+        let config = Config::new();
+        for (key, value) in [
+            ("broker.session.timeout.ms", Some("9000")),
+            ("broker.heartbeat.interval.ms", Some("2000")),
+            ("initial.broker.registration.timeout.ms", Some("60000")),
+            ("controller.quorum.election.timeout.ms", Some("1000")),
+            ("controller.quorum.election.backoff.max.ms", Some("1000")),
+            ("controller.quorum.fetch.timeout.ms", Some("2000")),
+            ("controller.quorum.request.timeout.ms", Some("2000")),
+            (
+                "metadata.log.max.record.bytes.between.snapshots",
+                Some("20971520"),
+            ),
+            ("metadata.log.max.snapshot.interval.ms", Some("3600000")),
+            ("default.replication.factor", Some("1")),
+            ("offsets.topic.replication.factor", Some("3")),
+            ("transaction.state.log.replication.factor", Some("3")),
+            ("transaction.state.log.min.isr", Some("2")),
+            (
+                "listener.security.protocol.map",
+                Some(super::super::DEFAULT_SECURITY_PROTOCOL_MAP),
+            ),
+            ("security.inter.broker.protocol", Some("PLAINTEXT")),
+            ("controller.quorum.voters", Some("")),
+            ("process.roles", None),
+            ("controller.listener.names", None),
+            ("inter.broker.listener.name", None),
+            ("metadata.log.dir", None),
+            ("broker.rack", None),
+        ] {
+            assert_eq!(config.value_of(key).as_deref(), value, "{key}");
+        }
+        let err = Config::new()
+            .set("offsets.topic.replication.factor", "0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("offsets.topic.replication.factor"), "{err}");
+    }
 }
