@@ -158,6 +158,9 @@ fn config_from_args(
             .ok_or_else(|| format!("--override '{pair}' is not key=value"))?;
         config.set(key.trim(), value).map_err(|e| e.to_string())?;
     }
+    // Keys that do not fit together (a controller whose id is not a voter, ...) fail here, before
+    // anything is opened.
+    config.validate().map_err(|e| e.to_string())?;
     Ok(Some(config))
 }
 
@@ -217,6 +220,42 @@ mod tests {
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.node_id, 9);
         assert_eq!(config.log_dir, PathBuf::from("/from/file"));
+    }
+
+    #[test]
+    fn a_cluster_node_is_configured_by_file_environment_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(
+            &file,
+            "process.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+             controller.listener.names=CONTROLLER\n",
+        )
+        .unwrap();
+        let env = vec![(
+            "BROOK_CONTROLLER_QUORUM_VOTERS".to_string(),
+            "1@127.0.0.1:9093,2@127.0.0.1:9193".to_string(),
+        )];
+        let config = config_from_args(
+            args(&[file.to_str().unwrap(), "--override", "node.id=2"]),
+            env.clone(),
+        )
+        .unwrap()
+        .unwrap();
+        let cluster = config.cluster_mode().expect("process.roles is set");
+        assert_eq!((cluster.node_id, cluster.voters.len()), (2, 2));
+
+        // The same node with an id that is not a voter: one line naming the rule, before anything starts.
+        let err = config_from_args(
+            args(&[file.to_str().unwrap(), "--override", "node.id=3"]),
+            env,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("the node id 3 must be included in the set of voters"),
+            "{err}"
+        );
     }
 
     #[test]

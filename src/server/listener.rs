@@ -428,6 +428,49 @@ mod tests {
         assert_eq!(testkit::recv(&mut client).await, Some(1));
     }
 
+    /// Each named listener's sessions carry its name and protocol, and the listeners of one broker count
+    /// their connections together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_carry_their_listeners_name() {
+        use crate::api::context::SecurityProtocol;
+        use std::sync::Arc;
+
+        let script = Script::new();
+        let counts: Arc<super::ConnectionCounts> = Arc::default();
+        let mut listeners = Vec::new();
+        for name in ["PLAINTEXT", "INTERNAL"] {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let identity = super::ListenerName {
+                name: Arc::from(name),
+                security_protocol: SecurityProtocol::Plaintext,
+            };
+            let listener = super::Listener::from_std_named(
+                socket,
+                identity,
+                testkit::limits(),
+                script.clone(),
+                counts.clone(),
+            )
+            .expect("start on the bound socket");
+            listeners.push(listener);
+        }
+        for (tag, listener) in [(1, &listeners[1]), (2, &listeners[0]), (3, &listeners[1])] {
+            let mut client = testkit::connect(listener).await;
+            testkit::send(&mut client, Op::Now, tag, 0).await;
+            assert_eq!(testkit::recv(&mut client).await, Some(tag));
+        }
+        assert_eq!(
+            script.listeners_seen(),
+            ["INTERNAL", "PLAINTEXT", "INTERNAL"],
+            "each request's session names the listener its connection came through"
+        );
+        assert_eq!(
+            counts.accepted.load(std::sync::atomic::Ordering::Acquire),
+            3,
+            "one count for both listeners"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn max_connections_per_ip_enforced() {
         let script = Script::new();

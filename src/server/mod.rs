@@ -108,6 +108,8 @@ pub(crate) mod testkit {
     /// The scripted handler; counts calls.
     pub struct Script {
         pub calls: AtomicUsize,
+        /// The listener name of the session of every request, in arrival order.
+        listeners: std::sync::Mutex<Vec<String>>,
         big: Bytes,
         arrived: Arc<(AtomicUsize, tokio::sync::Notify)>,
         gate: tokio::sync::watch::Sender<bool>,
@@ -121,6 +123,7 @@ pub(crate) mod testkit {
             big.resize(BIG_RESPONSE_BYTES, 0xab);
             Arc::new(Script {
                 calls: AtomicUsize::new(0),
+                listeners: Default::default(),
                 big: big.freeze(),
                 arrived: Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new())),
                 gate: tokio::sync::watch::Sender::new(false),
@@ -129,6 +132,14 @@ pub(crate) mod testkit {
 
         pub fn calls(&self) -> usize {
             self.calls.load(Ordering::SeqCst)
+        }
+
+        /// The listener name of each request's session, in arrival order.
+        pub fn listeners_seen(&self) -> Vec<String> {
+            self.listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
         }
 
         /// Lets every [`Op::Gated`] reply, pending or future, answer.
@@ -146,7 +157,11 @@ pub(crate) mod testkit {
     }
 
     impl RequestHandler for Script {
-        fn handle(&self, mut frame: Bytes, _session: &mut Session) -> Reply {
+        fn handle(&self, mut frame: Bytes, session: &mut Session) -> Reply {
+            self.listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(session.listener.to_string());
             self.calls.fetch_add(1, Ordering::SeqCst);
             if frame.first() == Some(&b'S') {
                 // Any length: answer with the frame's length as the tag.
