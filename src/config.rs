@@ -22,8 +22,8 @@ mod server_limits;
 pub use keys::{KeySpec, SaslValue, key_spec, key_specs};
 pub use kraft::{ClusterConfig, ControllerListener, KraftConfig, ProcessRoles};
 pub use listeners::{
-    BrokerListener, DEFAULT_SECURITY_PROTOCOL_MAP, ListenerEndpoint, SecurityProtocolMap,
-    security_protocol_named,
+    Advertised, BrokerListener, DEFAULT_SECURITY_PROTOCOL_MAP, ListenerEndpoint,
+    SecurityProtocolMap, security_protocol_named,
 };
 pub use metrics_config::MetricsConfig;
 pub use server_limits::ServerLimits;
@@ -235,16 +235,12 @@ impl Config {
     }
 
     /// The endpoint clients are told to connect to on the [primary listener](Config::primary_listener),
-    /// given the address it actually bound.
+    /// given the address it actually bound (that address itself when the listener is not advertised).
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> Endpoint {
-        let template = match self.primary_listener() {
-            Some(primary) => primary.advertised.unwrap_or(primary.bind),
-            None => Endpoint {
-                host: String::new(),
-                port: 0,
-            },
-        };
-        listeners::resolve_advertised(&template, bound)
+        let primary = self.primary_listener();
+        primary
+            .and_then(|p| p.advertised_endpoint(bound))
+            .unwrap_or_else(|| listeners::BrokerListener::bound_endpoint(bound))
     }
 }
 

@@ -256,10 +256,9 @@ fn image_environment_is_a_valid_configuration_matching_ports_and_volume() {
         !config.advertised_listeners.is_empty(),
         "an advertised listener: 0.0.0.0 is no address for clients"
     );
-    let advertised = listener
-        .advertised
-        .as_ref()
-        .expect("the listener is advertised");
+    let brook::config::Advertised::Given(advertised) = &listener.advertised else {
+        panic!("the listener advertises its advertised.listeners entry: {listener:?}");
+    };
     assert_eq!(advertised.port, 9092, "{advertised:?}");
 
     let volumes: Vec<String> = runtime(&instructions, "VOLUME");

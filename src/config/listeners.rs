@@ -83,21 +83,45 @@ pub struct BrokerListener {
     pub security_protocol: SecurityProtocol,
     /// Where it accepts connections (port 0: an ephemeral port).
     pub bind: Endpoint,
-    /// What it advertises before the bound port is known: its `advertised.listeners` entry, or its own
-    /// `listeners` entry when `advertised.listeners` is unset. None when `advertised.listeners` is set and
-    /// leaves this listener out: it accepts connections but is not registered, as in Kafka.
-    pub advertised: Option<Endpoint>,
+    /// What it tells clients, before the bound port is known.
+    pub advertised: Advertised,
+}
+
+/// What a broker listener advertises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Advertised {
+    /// `advertised.listeners` is unset: the address the listener bound, with the real port (this machine's
+    /// name when bound to every interface), as a single brook always advertised.
+    Bound,
+    /// Its `advertised.listeners` entry; port 0 stands for the bound port.
+    Given(Endpoint),
+    /// `advertised.listeners` is set and leaves this listener out: it accepts connections but is not
+    /// registered, as in Kafka.
+    Hidden,
 }
 
 impl BrokerListener {
-    /// The endpoint registered for clients once the listener is bound to `bound`: port 0 becomes the bound
-    /// port, and a wildcard host the bound address (or this machine's name when bound to every interface).
-    /// None for a listener that is not advertised.
+    /// What a listener bound to `bound` advertises when nothing else is said.
+    pub fn bound_endpoint(bound: SocketAddr) -> Endpoint {
+        resolve_advertised(&BOUND, bound)
+    }
+
+    /// The endpoint registered for clients once the listener is bound to `bound`; None for a listener that
+    /// is not advertised.
     pub fn advertised_endpoint(&self, bound: SocketAddr) -> Option<Endpoint> {
-        let template = self.advertised.as_ref()?;
-        Some(resolve_advertised(template, bound))
+        match &self.advertised {
+            Advertised::Bound => Some(Self::bound_endpoint(bound)),
+            Advertised::Given(template) => Some(resolve_advertised(template, bound)),
+            Advertised::Hidden => None,
+        }
     }
 }
+
+/// The template that stands for the bound address: every interface, port 0.
+const BOUND: Endpoint = Endpoint {
+    host: String::new(),
+    port: 0,
+};
 
 /// `template` with port 0 and a wildcard host replaced by what the socket actually bound.
 pub(super) fn resolve_advertised(template: &Endpoint, bound: SocketAddr) -> Endpoint {
@@ -337,7 +361,7 @@ mod tests {
     #[test]
     fn advertised_endpoint_fills_in_the_bound_port_and_host() {
         let bound: SocketAddr = "127.0.0.1:40123".parse().unwrap();
-        let listener = |advertised: Option<Endpoint>| BrokerListener {
+        let listener = |advertised: Advertised| BrokerListener {
             name: "PLAINTEXT".into(),
             security_protocol: SecurityProtocol::Plaintext,
             bind: Endpoint {
@@ -351,17 +375,27 @@ mod tests {
             port,
         };
         assert_eq!(
-            listener(Some(endpoint("", 0))).advertised_endpoint(bound),
+            listener(Advertised::Bound).advertised_endpoint(bound),
             Some(endpoint("127.0.0.1", 40123))
         );
+        let everywhere: SocketAddr = "0.0.0.0:40123".parse().unwrap();
+        let host = crate::config::local_hostname().unwrap_or_else(|| "localhost".into());
         assert_eq!(
-            listener(Some(endpoint("broker.example", 0))).advertised_endpoint(bound),
+            listener(Advertised::Bound).advertised_endpoint(everywhere),
+            Some(endpoint(&host, 40123))
+        );
+        assert_eq!(
+            listener(Advertised::Given(endpoint("broker.example", 0))).advertised_endpoint(bound),
             Some(endpoint("broker.example", 40123))
         );
         assert_eq!(
-            listener(Some(endpoint("broker.example", 19092))).advertised_endpoint(bound),
+            listener(Advertised::Given(endpoint("broker.example", 19092)))
+                .advertised_endpoint(bound),
             Some(endpoint("broker.example", 19092))
         );
-        assert_eq!(listener(None).advertised_endpoint(bound), None);
+        assert_eq!(
+            listener(Advertised::Hidden).advertised_endpoint(bound),
+            None
+        );
     }
 }

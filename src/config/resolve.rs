@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::listeners::SUPPORTED_PROTOCOLS;
 use super::{
-    BrokerListener, ClusterConfig, Config, ConfigError, ControllerListener, ListenerEndpoint,
-    SecurityProtocol,
+    Advertised, BrokerListener, ClusterConfig, Config, ConfigError, ControllerListener,
+    ListenerEndpoint, SecurityProtocol,
 };
 
 impl Config {
@@ -70,9 +70,11 @@ impl Config {
                     .unwrap_or(SecurityProtocol::Plaintext),
                 bind: l.endpoint.clone(),
                 advertised: if self.advertised_listeners.is_empty() {
-                    Some(l.endpoint.clone())
+                    Advertised::Bound
                 } else {
-                    find(&self.advertised_listeners, &l.name).map(|a| a.endpoint.clone())
+                    find(&self.advertised_listeners, &l.name).map_or(Advertised::Hidden, |a| {
+                        Advertised::Given(a.endpoint.clone())
+                    })
                 },
             })
             .collect()
@@ -485,7 +487,7 @@ mod tests {
         let brokers = config.broker_listeners();
         assert_eq!(brokers.len(), 1);
         assert_eq!(brokers[0].name, "PLAINTEXT");
-        assert_eq!(brokers[0].advertised, Some(endpoint("127.0.0.1", 9092)));
+        assert_eq!(brokers[0].advertised, Advertised::Bound);
         assert_eq!(config.primary_listener().unwrap().name, "PLAINTEXT");
     }
 
@@ -513,7 +515,7 @@ mod tests {
         );
         assert_eq!(
             config.broker_listeners()[0].advertised,
-            Some(endpoint("broker1.example", 9092))
+            Advertised::Given(endpoint("broker1.example", 9092))
         );
     }
 
@@ -721,7 +723,7 @@ mod tests {
         let names: Vec<(String, bool)> = config
             .broker_listeners()
             .into_iter()
-            .map(|l| (l.name, l.advertised.is_some()))
+            .map(|l| (l.name, l.advertised != Advertised::Hidden))
             .collect();
         assert_eq!(
             names,
