@@ -164,6 +164,11 @@ impl Broker {
             .expect("the primary listener is one of the broker listeners");
         let local_addr = sockets[primary].local_addr()?;
         let advertised = config.advertised_endpoint(local_addr);
+        // The primary listener's endpoint first: the answers that name one endpoint per broker (Metadata
+        // today takes the first) then agree with FindCoordinator and DescribeCluster (`apis.advertised`).
+        if let Some(at) = endpoints.iter().position(|e| e.listener == primary_name) {
+            endpoints[..=at].rotate_right(1);
+        }
         metadata.register_broker(cluster::BrokerRegistration {
             id: config.node_id,
             endpoints,
@@ -383,4 +388,73 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
     );
     logs.start_background(config.cleaner.clone())?;
     Ok((config, meta, metadata, replicas, offsets, txn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker registers one endpoint per broker listener, as advertised, with its rack: what other
+    /// brokers and (through Metadata) clients learn of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registration_lists_every_advertised_broker_listener_and_the_rack() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::new();
+        for (key, value) in [
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0,EXTRA://127.0.0.1:0",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,EXTRA:PLAINTEXT",
+            ),
+            (
+                "advertised.listeners",
+                "PLAINTEXT://broker1.example:0,INTERNAL://127.0.0.1:0",
+            ),
+            ("inter.broker.listener.name", "INTERNAL"),
+            ("broker.rack", "rack-a"),
+            ("metrics.listener", ""),
+            ("log.dirs", dir.path().to_str().expect("UTF-8 temp dir")),
+        ] {
+            config.set(key, value).expect(key);
+        }
+        let broker = Broker::start(config).await.expect("start");
+        let port = |name| broker.listener_addr(name).expect(name).port();
+        let (plaintext, internal, extra) = (port("PLAINTEXT"), port("INTERNAL"), port("EXTRA"));
+        let image = broker.apis.metadata.image();
+        let registration = image.broker(1).expect("the broker registered itself");
+        let endpoints: Vec<(&str, &str, &str, u16)> = registration
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.listener.as_str(),
+                    e.security_protocol.as_str(),
+                    e.host.as_str(),
+                    e.port,
+                )
+            })
+            .collect();
+        assert_eq!(
+            endpoints,
+            [
+                ("INTERNAL", "PLAINTEXT", "127.0.0.1", internal),
+                ("PLAINTEXT", "PLAINTEXT", "broker1.example", plaintext),
+            ],
+            "the inter-broker listener first; EXTRA is bound (port {extra}) but not advertised"
+        );
+        assert_eq!(registration.rack.as_deref(), Some("rack-a"));
+        assert_eq!(broker.local_addr().port(), internal);
+        assert_eq!(
+            (
+                broker.apis.advertised.host.as_str(),
+                broker.apis.advertised.port
+            ),
+            ("127.0.0.1", internal),
+            "the answers that name one endpoint name the inter-broker listener's"
+        );
+        broker.shutdown().await.expect("clean shutdown");
+    }
 }
