@@ -200,7 +200,7 @@ impl Broker {
         let connection_counts: Arc<server::listener::ConnectionCounts> = Arc::default();
         let mut listeners = Vec::with_capacity(sockets.len());
         for (listener, socket) in broker_listeners.iter().zip(sockets) {
-            let identity = server::listener::ListenerName {
+            let identity = server::listener::ListenerIdentity {
                 name: Arc::from(listener.name.as_str()),
                 security_protocol: listener.security_protocol,
             };

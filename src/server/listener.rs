@@ -34,16 +34,16 @@ pub struct Listener {
 
 /// Which listener of the broker this is: every session it opens carries its name and protocol.
 #[derive(Debug, Clone)]
-pub struct ListenerName {
+pub struct ListenerIdentity {
     /// As in `listeners` (`PLAINTEXT`, `INTERNAL`, ...).
     pub name: Arc<str>,
     pub security_protocol: SecurityProtocol,
 }
 
-impl Default for ListenerName {
+impl Default for ListenerIdentity {
     /// The single listener a broker had before named listeners: `PLAINTEXT`.
     fn default() -> Self {
-        ListenerName {
+        ListenerIdentity {
             name: Arc::from(SecurityProtocol::Plaintext.name()),
             security_protocol: SecurityProtocol::Plaintext,
         }
@@ -52,7 +52,7 @@ impl Default for ListenerName {
 
 /// State shared by the accept loop, its connections and the [`Listener`] handle.
 struct Shared {
-    identity: ListenerName,
+    identity: ListenerIdentity,
     limits: ServerLimits,
     handler: Arc<dyn RequestHandler>,
     open: AtomicUsize,
@@ -173,7 +173,7 @@ impl Listener {
         let socket = TcpListener::bind(addr).await?;
         Listener::serve(
             socket,
-            ListenerName::default(),
+            ListenerIdentity::default(),
             limits,
             handler,
             Arc::default(),
@@ -189,7 +189,7 @@ impl Listener {
     ) -> std::io::Result<Listener> {
         Listener::from_std_named(
             socket,
-            ListenerName::default(),
+            ListenerIdentity::default(),
             limits,
             handler,
             Arc::default(),
@@ -200,7 +200,7 @@ impl Listener {
     /// them, so the broker's connection metrics add up every listener. The limits apply per listener.
     pub fn from_std_named(
         socket: std::net::TcpListener,
-        identity: ListenerName,
+        identity: ListenerIdentity,
         limits: ServerLimits,
         handler: Arc<dyn RequestHandler>,
         counts: Arc<ConnectionCounts>,
@@ -212,7 +212,7 @@ impl Listener {
 
     fn serve(
         socket: TcpListener,
-        identity: ListenerName,
+        identity: ListenerIdentity,
         limits: ServerLimits,
         handler: Arc<dyn RequestHandler>,
         counts: Arc<ConnectionCounts>,
@@ -440,7 +440,7 @@ mod tests {
         let mut listeners = Vec::new();
         for name in ["PLAINTEXT", "INTERNAL"] {
             let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let identity = super::ListenerName {
+            let identity = super::ListenerIdentity {
                 name: Arc::from(name),
                 security_protocol: SecurityProtocol::Plaintext,
             };
