@@ -136,6 +136,42 @@ impl MetadataDelta {
     }
 }
 
+impl MetadataDelta {
+    /// The delta that turns `before` into `after` (a node that installed a metadata snapshot): topics
+    /// created, changed (registrations, partition count or configs) and deleted, brokers that differ.
+    /// A topic whose id changed under the same name was deleted and created again.
+    pub fn between(before: &MetadataImage, after: &MetadataImage) -> MetadataDelta {
+        let mut topics = Vec::new();
+        for old in before.topics() {
+            if !after.by_id.contains_key(&old.id) {
+                topics.push(TopicDelta::Deleted(old));
+            }
+        }
+        for new in after.topics() {
+            match before.by_id.get(&new.id) {
+                None => topics.push(TopicDelta::Created(new)),
+                Some(old) if **old != *new => topics.push(TopicDelta::Changed {
+                    before: old.clone(),
+                    after: new,
+                }),
+                Some(_) => {}
+            }
+        }
+        let brokers = after
+            .brokers
+            .values()
+            .filter(|b| before.brokers.get(&b.id) != Some(*b))
+            .cloned()
+            .collect();
+        MetadataDelta {
+            topics,
+            brokers,
+            broker_configs_changed: true,
+            from_snapshot: false,
+        }
+    }
+}
+
 /// An immutable snapshot of the cluster's metadata.
 #[derive(Clone, Debug, Default)]
 pub struct MetadataImage {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod index;
 pub mod manager;
 pub mod partition_log;
+pub mod partition_metadata;
 pub mod producer_state;
 pub mod read_buffer;
 pub mod record_batch;
