@@ -1,0 +1,1 @@
+//! Three-node quorum tests.
