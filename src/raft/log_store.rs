@@ -436,3 +436,121 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::vote::RaftLeaderId;
+
+    use super::*;
+    use crate::raft::types::Command;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        let leader =
+            openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new(term, 1).to_committed();
+        Entry::new_normal(
+            LogId::new(leader, index),
+            Command(format!("c{index}").into_bytes()),
+        )
+    }
+
+    async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+        store.append(entries, IOFlushed::noop()).await.unwrap();
+    }
+
+    async fn indexes(store: &mut LogStore) -> Vec<u64> {
+        let entries = store.try_get_log_entries(0..u64::MAX).await.unwrap();
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn recovery_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        append(&mut store, (1..=4).map(|i| entry(1, i)).collect()).await;
+        drop(store);
+        let path = dir.path().join(LOG_FILE);
+        let whole = fs::metadata(&path).unwrap().len();
+        // The last record loses its final byte, as if the crash came mid-write.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(whole - 1).unwrap();
+        drop(file);
+
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut store).await, vec![1, 2, 3]);
+        let cut = fs::metadata(&path).unwrap().len();
+        assert!(cut < whole - 1, "the partial record is gone from the file");
+        // Appends continue right after the kept entries, and survive another open.
+        append(&mut store, vec![entry(2, 4), entry(2, 5)]).await;
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut store).await, vec![1, 2, 3, 4, 5]);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(
+            state.last_log_id.map(|l| (l.leader_id.term, l.index)),
+            Some((2, 5))
+        );
+    }
+
+    #[tokio::test]
+    async fn recovery_cuts_at_a_checksum_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        append(&mut store, (1..=3).map(|i| entry(1, i)).collect()).await;
+        drop(store);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        fs::write(&path, bytes).unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut store).await, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_checked_record_out_of_sequence_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        append(&mut store, vec![entry(1, 1), entry(1, 2)]).await;
+        drop(store);
+        // A well-formed record that skips index 3: no crash writes that.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOG_FILE))
+            .unwrap();
+        file.write_all(&encode(&LogRecord::Entry(entry(1, 4))).unwrap())
+            .unwrap();
+        drop(file);
+        let err = LogStore::open(dir.path()).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("breaks the sequence"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn purge_and_truncate_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        append(&mut store, (1..=10).map(|i| entry(1, i)).collect()).await;
+        store.purge(entry(1, 4).log_id).await.unwrap();
+        store
+            .truncate_after(Some(entry(1, 8).log_id))
+            .await
+            .unwrap();
+        append(&mut store, vec![entry(3, 9)]).await;
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut store).await, vec![5, 6, 7, 8, 9]);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(4));
+        store.purge(entry(3, 9).log_id).await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert!(indexes(&mut store).await.is_empty());
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(
+            state.last_log_id.map(|l| l.index),
+            Some(9),
+            "an empty log ends at its purge point"
+        );
+    }
+}

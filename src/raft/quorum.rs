@@ -1,6 +1,7 @@
 //! [`Quorum`]: one node of the metadata quorum, and the only place that drives openraft.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,6 +81,9 @@ pub struct Quorum {
     /// Wall-clock ms when each peer last held the leader's whole log (kept while this node leads).
     caught_up: Arc<Mutex<HashMap<u64, i64>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    stop: watch::Sender<bool>,
+    /// Whether this start initialized a pristine node (a restart never does).
+    initialized_here: AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -182,7 +186,8 @@ impl Quorum {
             .set_nonblocking(true)
             .map_err(RaftError::Listener)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(RaftError::Listener)?;
-        let server = super::server::spawn(listener, core.clone());
+        let (stop, stopped) = watch::channel(false);
+        let server = super::server::spawn(listener, core.clone(), stopped);
 
         let (leader_tx, leader) = watch::channel(None);
         let caught_up = Arc::new(Mutex::new(HashMap::new()));
@@ -195,20 +200,31 @@ impl Quorum {
             leader,
             caught_up,
             tasks: Mutex::new(vec![server, watcher]),
+            stop,
+            initialized_here: AtomicBool::new(false),
         });
-        quorum.bootstrap().await?;
+        match quorum.bootstrap().await {
+            Ok(initialized) => quorum
+                .initialized_here
+                .store(initialized, Ordering::Relaxed),
+            Err(e) => {
+                quorum.shutdown().await;
+                return Err(e);
+            }
+        }
         Ok(quorum)
     }
 
     /// Initializes a pristine node with the static voter set (every voter may: the set is identical).
-    async fn bootstrap(&self) -> Result<(), RaftError> {
+    /// True when this call initialized it.
+    async fn bootstrap(&self) -> Result<bool, RaftError> {
         let raft = &self.core.raft;
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| RaftError::Raft(e.to_string()))?;
         if initialized {
-            return Ok(());
+            return Ok(false);
         }
         let members: BTreeMap<u64, BasicNode> = self
             .config
@@ -219,10 +235,10 @@ impl Quorum {
         match raft.initialize(members).await {
             Ok(()) => {
                 tracing::info!(node_id = self.config.node_id, voters = ?self.config.voters.keys(), "metadata quorum initialized");
-                Ok(())
+                Ok(true)
             }
             // A peer got here first and already replicated to (or was voted for by) this node.
-            Err(OpenRaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(OpenRaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
             Err(e) => Err(RaftError::Raft(e.to_string())),
         }
     }
@@ -445,8 +461,14 @@ impl Quorum {
         }
     }
 
+    /// Whether this start initialized a pristine directory (false after any restart).
+    pub fn initialized_here(&self) -> bool {
+        self.initialized_here.load(Ordering::Relaxed)
+    }
+
     /// Stops serving and stops the Raft node (its files stay for the next start).
     pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
         let tasks = self
             .tasks
             .lock()

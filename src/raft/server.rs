@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::quorum::Core;
@@ -14,8 +14,13 @@ use super::types::Snapshot;
 /// Peer connections served at once (voters and observers, a few each); one more is refused at once.
 const MAX_CONNECTIONS: usize = 256;
 
-/// Serves the controller listener until the task is aborted.
-pub fn spawn(listener: TcpListener, core: Arc<Core>) -> JoinHandle<()> {
+/// Serves the controller listener until the task is aborted; `stop` turning true closes every connection
+/// (a peer must not keep talking to a stopped node through an old connection).
+pub fn spawn(
+    listener: TcpListener,
+    core: Arc<Core>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
@@ -34,9 +39,15 @@ pub fn spawn(listener: TcpListener, core: Arc<Core>) -> JoinHandle<()> {
             };
             let _ = stream.set_nodelay(true);
             let core = core.clone();
+            let mut stop = stop.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_connection(stream, &core).await {
-                    tracing::debug!(%peer, error = %e, "controller connection closed");
+                tokio::select! {
+                    served = serve_connection(stream, &core) => {
+                        if let Err(e) = served {
+                            tracing::debug!(%peer, error = %e, "controller connection closed");
+                        }
+                    }
+                    _ = stop.wait_for(|stop| *stop) => {}
                 }
                 drop(slot);
             });

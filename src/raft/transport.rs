@@ -158,10 +158,8 @@ impl Peer {
     /// Sends `body` and waits for its answer, all within `timeout`.
     pub async fn call(&mut self, body: Request, timeout: Duration) -> Result<Response, CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let timed_out = || CallError::Timeout {
-            node: self.target,
-            timeout,
-        };
+        let node = self.target;
+        let timed_out = || CallError::Timeout { node, timeout };
         if self.conn.is_none() {
             let connect = TcpStream::connect(self.addr.as_str());
             let stream = match tokio::time::timeout_at(deadline, connect).await {
