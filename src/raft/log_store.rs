@@ -304,7 +304,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.shared.vote.read().map_err(poisoned)?.clone())
+        Ok(*self.shared.vote.read().map_err(poisoned)?)
     }
 }
 
@@ -317,7 +317,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.shared.vote.read().map_err(poisoned)?.clone())
+        Ok(*self.shared.vote.read().map_err(poisoned)?)
     }
 }
 
@@ -325,13 +325,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let purged = self.shared.purged.read().map_err(poisoned)?.clone();
+        let purged = *self.shared.purged.read().map_err(poisoned)?;
         let last = {
             let entries = self.shared.entries.read().map_err(poisoned)?;
-            entries.values().next_back().map(|e| e.log_id.clone())
+            entries.values().next_back().map(|e| e.log_id)
         };
         Ok(LogState {
-            last_log_id: last.or_else(|| purged.clone()),
+            last_log_id: last.or(purged),
             last_purged_log_id: purged,
         })
     }
@@ -344,10 +344,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let dir = self.dir.clone();
-        let stored = vote.clone();
+        let stored = *vote;
         self.blocking(move |_| stored_file::write(&dir, VOTE_FILE, &stored))
             .await?;
-        *self.shared.vote.write().map_err(poisoned)? = Some(vote.clone());
+        *self.shared.vote.write().map_err(poisoned)? = Some(*vote);
         Ok(())
     }
 
@@ -356,7 +356,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         }
         let dir = self.dir.clone();
-        let stored = committed.clone();
+        let stored = committed;
         self.blocking(move |_| stored_file::write(&dir, COMMITTED_FILE, &stored))
             .await?;
         self.committed = committed;
@@ -364,7 +364,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.committed.clone())
+        Ok(self.committed)
     }
 
     async fn append<I>(
@@ -416,7 +416,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let upto = log_id.index;
-        let purged_record = encode(&LogRecord::Purged(log_id.clone()))?;
+        let purged_record = encode(&LogRecord::Purged(log_id))?;
         let kept = {
             let entries = self.shared.entries.read().map_err(poisoned)?;
             let mut kept = Vec::new();

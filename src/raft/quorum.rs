@@ -164,6 +164,7 @@ impl Quorum {
         let network = Network {
             node_id: config.node_id,
             rpc_timeout: config.rpc_timeout,
+            addresses: config.voters.clone(),
         };
         let raft = RaftNode::new(
             config.node_id,
@@ -482,6 +483,19 @@ impl Quorum {
         }
         for task in tasks {
             let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Quorum {
+    /// A quorum dropped without [`Quorum::shutdown`] still stops serving (openraft's own tasks end when its
+    /// last handle goes).
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        if let Ok(tasks) = self.tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
         }
     }
 }

@@ -95,7 +95,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (meta, data) = {
             let inner = self.inner.lock().map_err(poisoned)?;
             let meta = SnapshotMeta {
-                last_log_id: inner.last_applied.clone(),
+                last_log_id: inner.last_applied,
                 last_membership: inner.membership.clone(),
             };
             (meta, inner.machine.snapshot())
@@ -122,7 +122,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let inner = self.inner.lock().map_err(poisoned)?;
-        Ok((inner.last_applied.clone(), inner.membership.clone()))
+        Ok((inner.last_applied, inner.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -137,12 +137,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Normal(command) => inner.machine.apply(index, &command.0),
                     EntryPayload::Membership(membership) => {
                         inner.membership =
-                            StoredMembership::new(Some(entry.log_id.clone()), membership.clone());
+                            StoredMembership::new(Some(entry.log_id), membership.clone());
                         Vec::new()
                     }
                     EntryPayload::Blank => Vec::new(),
                 };
-                inner.last_applied = Some(entry.log_id.clone());
+                inner.last_applied = Some(entry.log_id);
                 inner.applied.send_replace(index);
                 response
             };
@@ -171,7 +171,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     format!("snapshot at {index}: {e}"),
                 )
             })?;
-            inner.last_applied = meta.last_log_id.clone();
+            inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
             inner.applied.send_replace(index);
             inner

@@ -502,6 +502,26 @@ async fn single_voter_restarts_after_a_torn_log_tail() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_for_another_node_is_refused() {
+    let (mut cluster, mut listeners) = Cluster::new(1, 1000);
+    cluster.start_on(1, listeners.remove(&1).unwrap()).await;
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    // The sender believes node 2 listens where node 1 does.
+    let mut peer = transport::Peer::new(7, 2, cluster.voters[&1].clone());
+    let err = peer
+        .call(
+            transport::Request::Write(command(1)),
+            Duration::from_secs(2),
+        )
+        .await
+        .err()
+        .expect("node 1 must refuse a frame for node 2");
+    assert!(err.to_string().contains("is node 1, not node 2"), "{err}");
+    assert!(cluster.applied(1).is_empty(), "nothing was written");
+    cluster.shutdown().await;
+}
+
 mod storage_suite {
     use openraft::StorageError;
     use openraft::testing::log::{StoreBuilder, Suite};

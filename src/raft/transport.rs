@@ -5,6 +5,7 @@
 //! cannot make one node vote or append for another. One request is answered before the next is read on a
 //! connection; each peer client keeps its connection for the next RPC and drops it on any error.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
@@ -248,6 +249,10 @@ impl Peer {
 pub struct Network {
     pub node_id: u64,
     pub rpc_timeout: Duration,
+    /// Addresses from this node's configuration: they win over the ones recorded in the membership, so a
+    /// voter that moved its controller listener is found where the configuration says (as KRaft's static
+    /// `controller.quorum.voters`).
+    pub addresses: BTreeMap<u64, String>,
 }
 
 /// openraft's client of one peer.
@@ -260,8 +265,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &openraft::BasicNode) -> PeerClient {
+        let addr = self.addresses.get(&target).unwrap_or(&node.addr).clone();
         PeerClient {
-            peer: Peer::new(self.node_id, target, node.addr.clone()),
+            peer: Peer::new(self.node_id, target, addr),
             rpc_timeout: self.rpc_timeout,
         }
     }
