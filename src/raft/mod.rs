@@ -7,6 +7,9 @@
 //! `raft.log` (entries, each checksummed; a torn tail is cut at load), `vote` and `committed` (replaced
 //! atomically), `snapshot` (the state machine at an index, replaced atomically; the log is purged behind it).
 //!
+//! Observers (brokers that are not controllers) join as openraft learners: each start asks the leader to
+//! add it with its address, until its own copy of the membership names it so. Learners are never removed.
+//!
 //! Bootstrap: every voter starts with the same static voter set and, when its directory is pristine, calls
 //! openraft's `initialize` with it. openraft allows this on every node when the membership is identical (the
 //! initial entry gets the same log id everywhere), so nodes may start in any order; a restarted node has a
@@ -55,10 +58,14 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// How one node of the quorum runs.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
-    /// This node's id (`node.id`); must be one of `voters`.
+    /// This node's id (`node.id`). One of `voters`, or else an observer (a broker that is not a controller):
+    /// it asks the leader to add it as a learner, receives the log and applies it, and never votes.
     pub node_id: u64,
     /// Every voter: id -> `host:port` of its controller listener. The same on every node.
     pub voters: BTreeMap<u64, String>,
+    /// Where peers reach this node's listener. Needed by an observer (the leader records it in the
+    /// membership to push the log there); None means its `voters` entry, else the listener's local address.
+    pub address: Option<String>,
     /// `<log.dirs>/__cluster_metadata-0`: log, vote, committed index and snapshot.
     pub dir: PathBuf,
     /// The least election timeout; a follower waits a random time up to twice this without a heartbeat before
@@ -79,6 +86,7 @@ impl QuorumConfig {
         QuorumConfig {
             node_id,
             voters,
+            address: None,
             dir,
             election_timeout: Duration::from_millis(1000),
             snapshot_every: 10_000,
@@ -141,6 +149,8 @@ pub struct QuorumStatus {
     pub applied: u64,
     /// The index of this node's last snapshot.
     pub snapshot_index: Option<u64>,
+    /// The first index still in this node's log (the ones before are only in the snapshot).
+    pub log_start_offset: u64,
     /// Replication state of the voters, known on the leader only (empty elsewhere).
     pub voters: Vec<ReplicaStatus>,
     pub observers: Vec<ReplicaStatus>,

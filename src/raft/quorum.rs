@@ -1,7 +1,7 @@
 //! [`Quorum`]: one node of the metadata quorum, and the only place that drives openraft.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +53,42 @@ impl Core {
         }
     }
 
+    /// Adds (or re-addresses) an observer as a learner if this node leads; answers once the membership that
+    /// names it is committed.
+    pub async fn local_add_learner(&self, node_id: u64, address: String) -> Response {
+        if !self.raft.is_leader() {
+            return Response::NotLeader {
+                leader: self.raft.metrics().borrow_watched().current_leader,
+            };
+        }
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        if membership.membership().voter_ids().any(|id| id == node_id) {
+            return Response::Failed(format!("node {node_id} is a voter, not an observer"));
+        }
+        if membership
+            .membership()
+            .get_node(&node_id)
+            .is_some_and(|n| n.addr == address)
+        {
+            return Response::Called(Vec::new());
+        }
+        let node = BasicNode { addr: address };
+        match self.raft.add_learner(node_id, node, false).await {
+            Ok(_) => Response::Called(Vec::new()),
+            Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Response::NotLeader {
+                    leader: forward.leader_id,
+                }
+            }
+            Err(e) => Response::Failed(e.to_string()),
+        }
+    }
+
     /// Runs the leader handler if this node leads.
     pub async fn local_call(&self, request: Vec<u8>) -> Response {
         if request.len() > MAX_COMMAND_BYTES {
@@ -84,6 +120,9 @@ pub struct Quorum {
     stop: watch::Sender<bool>,
     /// Whether this start initialized a pristine node (a restart never does).
     initialized_here: AtomicBool,
+    /// The leader a voter named in its last NotLeader answer, tried once when no leader is known.
+    hint: Mutex<Option<u64>>,
+    next_voter: AtomicUsize,
 }
 
 fn now_ms() -> i64 {
@@ -94,12 +133,8 @@ fn now_ms() -> i64 {
 
 fn validate(config: &QuorumConfig) -> Result<(), RaftError> {
     let invalid = |why: String| Err(RaftError::Config(why));
-    if !config.voters.contains_key(&config.node_id) {
-        return invalid(format!(
-            "node {} is not one of the voters {:?}",
-            config.node_id,
-            config.voters.keys()
-        ));
+    if config.voters.is_empty() {
+        return invalid("no voters".into());
     }
     if config.election_timeout < Duration::from_millis(10) {
         return invalid(format!(
@@ -183,6 +218,13 @@ impl Quorum {
             raft,
             handler: RwLock::new(None),
         });
+        let address = match (&config.address, config.voters.get(&config.node_id)) {
+            (Some(address), _) | (None, Some(address)) => address.clone(),
+            (None, None) => listener
+                .local_addr()
+                .map_err(RaftError::Listener)?
+                .to_string(),
+        };
         listener
             .set_nonblocking(true)
             .map_err(RaftError::Listener)?;
@@ -203,7 +245,16 @@ impl Quorum {
             tasks: Mutex::new(vec![server, watcher]),
             stop,
             initialized_here: AtomicBool::new(false),
+            hint: Mutex::new(None),
+            next_voter: AtomicUsize::new(0),
         });
+        if !quorum.config.voters.contains_key(&quorum.config.node_id) {
+            let join = spawn_observer_join(Arc::downgrade(&quorum), address);
+            if let Ok(mut tasks) = quorum.tasks.lock() {
+                tasks.push(join);
+            }
+            return Ok(quorum);
+        }
         match quorum.bootstrap().await {
             Ok(initialized) => quorum
                 .initialized_here
@@ -312,7 +363,7 @@ impl Quorum {
         remote: Request,
         local: impl std::future::Future<Output = Response>,
     ) -> Result<Response, RaftError> {
-        let leader = *self.leader.borrow();
+        let leader = self.leader.borrow().or_else(|| self.guess_leader());
         let leader_addr =
             leader.and_then(|id| self.config.voters.get(&id).map(|addr| (id, addr.clone())));
         let Some((leader, addr)) = leader_addr else {
@@ -329,10 +380,29 @@ impl Quorum {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut peer = Peer::new(self.config.node_id, leader, addr);
         match peer.call(remote, remaining).await {
+            Ok(Response::NotLeader { leader: Some(hint) }) => {
+                if let Ok(mut slot) = self.hint.lock() {
+                    *slot = Some(hint);
+                }
+                Ok(Response::NotLeader { leader: Some(hint) })
+            }
             Ok(response) => Ok(response),
             Err(CallError::Connect { .. }) => Ok(Response::NotLeader { leader: None }),
             Err(e) => Err(RaftError::Indeterminate(e.to_string())),
         }
+    }
+
+    /// Whom to ask when this node knows no leader: the last hint a voter gave, else (on an observer, which
+    /// learns the leader only once the leader replicates to it) the next voter in turn.
+    fn guess_leader(&self) -> Option<u64> {
+        if let Some(hint) = self.hint.lock().ok().and_then(|mut h| h.take()) {
+            return Some(hint);
+        }
+        if self.config.voters.contains_key(&self.config.node_id) {
+            return None;
+        }
+        let turn = self.next_voter.fetch_add(1, Ordering::Relaxed) % self.config.voters.len();
+        self.config.voters.keys().nth(turn).copied()
     }
 
     /// Waits a little for a (new) leader, or fails at the deadline.
@@ -414,6 +484,7 @@ impl Quorum {
                 .map_or(0, |c| c.index + 1),
             applied: *self.applied.borrow(),
             snapshot_index: self.state_machine.snapshot_index(),
+            log_start_offset: metrics.purged.as_ref().map_or(0, |p| p.index + 1),
             voters,
             observers,
         }
@@ -498,6 +569,58 @@ impl Drop for Quorum {
             }
         }
     }
+}
+
+/// Asks the leader, until this node's own membership names it at `address`, to add it as a learner.
+fn spawn_observer_join(quorum: std::sync::Weak<Quorum>, address: String) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Some(quorum) = quorum.upgrade() else {
+                return;
+            };
+            let node_id = quorum.config.node_id;
+            let membership = quorum
+                .core
+                .raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .clone();
+            if membership
+                .membership()
+                .get_node(&node_id)
+                .is_some_and(|n| n.addr == address)
+            {
+                tracing::info!(node_id, %address, "joined the metadata quorum as an observer");
+                return;
+            }
+            let deadline = Instant::now() + quorum.config.request_timeout;
+            let request = Request::AddLearner {
+                node_id,
+                address: address.clone(),
+            };
+            let pause = quorum.config.election_timeout;
+            match quorum
+                .on_leader(deadline, request, async {
+                    Response::NotLeader { leader: None }
+                })
+                .await
+            {
+                // Now wait for the membership that names it to reach this node.
+                Ok(Response::Called(_)) => {}
+                Ok(Response::Failed(why)) => {
+                    tracing::warn!(node_id, %why, "the leader refused this observer")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(node_id, error = %e, "cannot reach the metadata quorum leader yet")
+                }
+            }
+            let mut metrics = quorum.core.raft.metrics();
+            drop(quorum);
+            let _ = tokio::time::timeout(pause, metrics.changed()).await;
+        }
+    })
 }
 
 /// Follows openraft's metrics: publishes the leader, and (while leading) when each peer last held the whole

@@ -109,5 +109,6 @@ async fn handle(core: &Core, request: Request) -> Response {
         },
         Request::Write(command) => core.local_write(command).await,
         Request::CallLeader(request) => core.local_call(request).await,
+        Request::AddLearner { node_id, address } => core.local_add_learner(node_id, address).await,
     }
 }

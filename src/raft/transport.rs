@@ -49,6 +49,11 @@ pub enum Request {
     Write(Vec<u8>),
     /// An application request for the leader's handler.
     CallLeader(Vec<u8>),
+    /// An observer asks the leader to add it as a learner at `address`.
+    AddLearner {
+        node_id: u64,
+        address: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
