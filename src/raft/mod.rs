@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use kafka_protocol::ResponseError;
 
 pub use quorum::Quorum;
 
@@ -122,6 +123,23 @@ pub enum RaftError {
     Shutdown,
     #[error("raft: {0}")]
     Raft(String),
+}
+
+impl RaftError {
+    /// Kafka's error for a request that needed the quorum: no leader in time (or an unknown outcome) is
+    /// REQUEST_TIMED_OUT as in KRaft's controller, a quorum that cannot serve is NOT_CONTROLLER (the client
+    /// looks again), a disk failure KAFKA_STORAGE_ERROR.
+    pub fn response_error(&self) -> ResponseError {
+        match self {
+            RaftError::Timeout(_) | RaftError::Indeterminate(_) => ResponseError::RequestTimedOut,
+            RaftError::NoLeaderHandler | RaftError::Shutdown => ResponseError::NotController,
+            RaftError::TooLarge(_) => ResponseError::MessageTooLarge,
+            RaftError::Storage { .. } => ResponseError::KafkaStorageError,
+            RaftError::Config(_) | RaftError::Listener(_) | RaftError::Raft(_) => {
+                ResponseError::UnknownServerError
+            }
+        }
+    }
 }
 
 /// One node as the leader sees it, for DescribeQuorum.

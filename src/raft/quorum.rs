@@ -102,7 +102,7 @@ impl Core {
         let handler = self.handler.read().ok().and_then(|h| h.clone());
         match handler {
             Some(handler) => Response::Called(handler(request).await),
-            None => Response::Failed(RaftError::NoLeaderHandler.to_string()),
+            None => Response::NoLeaderHandler,
         }
     }
 }
@@ -220,10 +220,16 @@ impl Quorum {
         });
         let address = match (&config.address, config.voters.get(&config.node_id)) {
             (Some(address), _) | (None, Some(address)) => address.clone(),
-            (None, None) => listener
-                .local_addr()
-                .map_err(RaftError::Listener)?
-                .to_string(),
+            (None, None) => {
+                let local = listener.local_addr().map_err(RaftError::Listener)?;
+                if local.ip().is_unspecified() {
+                    return Err(RaftError::Config(format!(
+                        "observer {} listens on {local}: set the address peers reach it at",
+                        config.node_id
+                    )));
+                }
+                local.to_string()
+            }
         };
         listener
             .set_nonblocking(true)
@@ -342,9 +348,7 @@ impl Quorum {
             match response {
                 Response::Called(answer) => return Ok(answer),
                 Response::NotLeader { .. } => self.wait_for_leader(deadline).await?,
-                Response::Failed(why) if why == RaftError::NoLeaderHandler.to_string() => {
-                    return Err(RaftError::NoLeaderHandler);
-                }
+                Response::NoLeaderHandler => return Err(RaftError::NoLeaderHandler),
                 Response::Failed(why) => return Err(RaftError::Raft(why)),
                 _ => {
                     return Err(RaftError::Raft(

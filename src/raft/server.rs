@@ -43,8 +43,12 @@ pub fn spawn(
             tokio::spawn(async move {
                 tokio::select! {
                     served = serve_connection(stream, &core) => {
-                        if let Err(e) = served {
-                            tracing::debug!(%peer, error = %e, "controller connection closed");
+                        match served {
+                            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                tracing::warn!(%peer, error = %e, "closing a controller connection that sent a bad frame");
+                            }
+                            Err(e) => tracing::debug!(%peer, error = %e, "controller connection closed"),
+                            Ok(()) => {}
                         }
                     }
                     _ = stop.wait_for(|stop| *stop) => {}

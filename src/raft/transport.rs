@@ -75,6 +75,8 @@ pub enum Response {
     WrongNode {
         node_id: u64,
     },
+    /// No handler answers leader calls on the leader yet.
+    NoLeaderHandler,
     /// The write's outcome is unknown (its entry was discarded on a leader change, or may commit later).
     Indeterminate(String),
     Failed(String),
