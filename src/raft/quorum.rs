@@ -305,6 +305,9 @@ impl Quorum {
     /// `request_timeout`) and returns its log index and the state machine's response, once applied on the
     /// leader. [`RaftError::Indeterminate`] means it may still commit.
     pub async fn write(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), RaftError> {
+        if *self.stop.borrow() {
+            return Err(RaftError::Shutdown);
+        }
         if command.len() > MAX_COMMAND_BYTES {
             return Err(RaftError::TooLarge(command.len()));
         }
@@ -333,6 +336,9 @@ impl Quorum {
 
     /// Sends an application request to the current leader's handler (broker heartbeats), with forwarding.
     pub async fn call_leader(&self, request: Vec<u8>) -> Result<Vec<u8>, RaftError> {
+        if *self.stop.borrow() {
+            return Err(RaftError::Shutdown);
+        }
         if request.len() > MAX_COMMAND_BYTES {
             return Err(RaftError::TooLarge(request.len()));
         }

@@ -33,6 +33,10 @@ struct Inner {
 pub struct StateMachineStore {
     inner: Arc<Mutex<Inner>>,
     dir: PathBuf,
+    /// The last log id of the snapshot in the file. openraft builds snapshots in a task of their own, so a
+    /// build may finish after a newer snapshot from the leader was installed: the file must never go back
+    /// (the log is purged behind the newer one).
+    in_file: Arc<Mutex<Option<LogId>>>,
 }
 
 fn poisoned<T>(_: T) -> io::Error {
@@ -51,6 +55,7 @@ impl StateMachineStore {
         applied: watch::Sender<u64>,
     ) -> io::Result<StateMachineStore> {
         let current: Option<(SnapshotMeta, Vec<u8>)> = stored_file::read(dir, SNAPSHOT_FILE)?;
+        let in_file = current.as_ref().and_then(|(meta, _)| meta.last_log_id);
         Ok(StateMachineStore {
             inner: Arc::new(Mutex::new(Inner {
                 machine,
@@ -60,6 +65,7 @@ impl StateMachineStore {
                 applied,
             })),
             dir: dir.to_path_buf(),
+            in_file: Arc::new(Mutex::new(in_file)),
         })
     }
 
@@ -72,16 +78,23 @@ impl StateMachineStore {
             .and_then(|(meta, _)| meta.last_log_id.as_ref().map(|l| l.index))
     }
 
+    /// Writes the snapshot file unless it already holds a newer snapshot; true when written.
     async fn write_snapshot(
         &self,
         meta: SnapshotMeta,
         data: Vec<u8>,
-    ) -> io::Result<(SnapshotMeta, Vec<u8>)> {
+    ) -> io::Result<(SnapshotMeta, Vec<u8>, bool)> {
         let dir = self.dir.clone();
+        let in_file = self.in_file.clone();
         tokio::task::spawn_blocking(move || {
+            let mut in_file = in_file.lock().map_err(poisoned)?;
+            if in_file.is_some() && meta.last_log_id < *in_file {
+                return Ok((meta, data, false));
+            }
             let stored = (meta, data);
             stored_file::write(&dir, SNAPSHOT_FILE, &stored)?;
-            Ok(stored)
+            *in_file = stored.0.last_log_id;
+            Ok((stored.0, stored.1, true))
         })
         .await
         .map_err(io::Error::other)?
@@ -100,14 +113,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             };
             (meta, inner.machine.snapshot())
         };
-        let (meta, data) = self.write_snapshot(meta, data).await?;
-        let mut inner = self.inner.lock().map_err(poisoned)?;
-        let newer = inner
-            .current
-            .as_ref()
-            .is_none_or(|(current, _)| current.last_log_id <= meta.last_log_id);
-        if newer {
-            inner.current = Some((meta.clone(), data.clone()));
+        let (meta, data, written) = self.write_snapshot(meta, data).await?;
+        if written {
+            self.inner.lock().map_err(poisoned)?.current = Some((meta.clone(), data.clone()));
         }
         Ok(Snapshot {
             meta,
@@ -181,8 +189,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         // At start openraft installs the snapshot it just read from the file: nothing to write then.
         if !already_stored {
-            let stored = self.write_snapshot(meta.clone(), snapshot).await?;
-            self.inner.lock().map_err(poisoned)?.current = Some(stored);
+            let (meta, data, written) = self.write_snapshot(meta.clone(), snapshot).await?;
+            if written {
+                self.inner.lock().map_err(poisoned)?.current = Some((meta, data));
+            }
         }
         Ok(())
     }

@@ -301,6 +301,40 @@ async fn quorum_elects_a_leader_and_applies_forwarded_writes_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_every_node_see_one_order() {
+    let (mut cluster, listeners) = Cluster::new(3, 7);
+    for (id, listener) in listeners {
+        cluster.start_on(id, listener).await;
+    }
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let mut writers = Vec::new();
+    for id in 1..=3u64 {
+        let quorum = cluster.quorum(id).clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..20u32 {
+                let command = format!("writer-{id}-{i}").into_bytes();
+                let (index, _) = quorum.write(command.clone()).await.unwrap();
+                acked.push((index, command));
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+    acked.sort();
+    let last = acked.last().unwrap().0;
+    for id in 1..=3 {
+        cluster.wait_applied(id, last).await;
+        // Every acknowledged write is applied once, at the index its writer was told, on every node.
+        assert_eq!(cluster.applied(id), acked, "node {id}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_leader_reaches_the_leaders_handler() {
     let (mut cluster, listeners) = Cluster::new(3, 1000);
     for (id, listener) in listeners {
@@ -339,7 +373,14 @@ async fn call_leader_reaches_the_leaders_handler() {
         .await
         .unwrap_err();
     assert!(matches!(err, RaftError::TooLarge(_)), "{err}");
+    let quorum = cluster.quorum(follower).clone();
     cluster.shutdown().await;
+    let err = quorum.write(command(1)).await.unwrap_err();
+    assert!(matches!(err, RaftError::Shutdown), "{err}");
+    assert_eq!(
+        err.response_error(),
+        kafka_protocol::ResponseError::NotController
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
