@@ -167,6 +167,9 @@ fn raft_config(config: &QuorumConfig) -> Result<openraft::Config, RaftError> {
         max_in_snapshot_log_to_keep: config.snapshot_every / 2,
         replication_lag_threshold: config.snapshot_every.saturating_mul(2),
         enable_pre_vote: Some(true),
+        // Standard Raft, as KRaft (a restarted leader resigns): leadership after a restart is won in an
+        // election, never resumed from the stored vote.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
