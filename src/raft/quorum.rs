@@ -28,6 +28,9 @@ pub struct Core {
     pub node_id: u64,
     pub raft: RaftNode,
     handler: RwLock<Option<LeaderHandler>>,
+    /// Bounds a forwarded write or call on the leader: a leader cut off from its quorum may never commit,
+    /// and the connection serving the forwarder must not wait forever.
+    request_timeout: Duration,
 }
 
 impl Core {
@@ -36,7 +39,17 @@ impl Core {
         if command.len() > MAX_COMMAND_BYTES {
             return Response::Failed(RaftError::TooLarge(command.len()).to_string());
         }
-        match self.raft.client_write(Command(command)).await {
+        let written = tokio::time::timeout(
+            self.request_timeout,
+            self.raft.client_write(Command(command)),
+        );
+        let Ok(written) = written.await else {
+            return Response::Indeterminate(format!(
+                "not committed within {:?}",
+                self.request_timeout
+            ));
+        };
+        match written {
             Ok(written) => Response::Written {
                 index: written.log_id.index,
                 response: written.data,
@@ -78,7 +91,17 @@ impl Core {
             return Response::Called(Vec::new());
         }
         let node = BasicNode { addr: address };
-        match self.raft.add_learner(node_id, node, false).await {
+        let added = tokio::time::timeout(
+            self.request_timeout,
+            self.raft.add_learner(node_id, node, false),
+        );
+        let Ok(added) = added.await else {
+            return Response::Failed(format!(
+                "learner {node_id} not added within {:?}",
+                self.request_timeout
+            ));
+        };
+        match added {
             Ok(_) => Response::Called(Vec::new()),
             Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Response::NotLeader {
@@ -100,9 +123,15 @@ impl Core {
             };
         }
         let handler = self.handler.read().ok().and_then(|h| h.clone());
-        match handler {
-            Some(handler) => Response::Called(handler(request).await),
-            None => Response::NoLeaderHandler,
+        let Some(handler) = handler else {
+            return Response::NoLeaderHandler;
+        };
+        match tokio::time::timeout(self.request_timeout, handler(request)).await {
+            Ok(answer) => Response::Called(answer),
+            Err(_) => Response::Failed(format!(
+                "the leader handler did not answer within {:?}",
+                self.request_timeout
+            )),
         }
     }
 }
@@ -187,6 +216,23 @@ impl Quorum {
     ) -> Result<Arc<Quorum>, RaftError> {
         validate(&config)?;
         let raft_config = raft_config(&config)?;
+        let address = match (&config.address, config.voters.get(&config.node_id)) {
+            (Some(address), _) | (None, Some(address)) => address.clone(),
+            (None, None) => {
+                let local = listener.local_addr().map_err(RaftError::Listener)?;
+                if local.ip().is_unspecified() {
+                    return Err(RaftError::Config(format!(
+                        "observer {} listens on {local}: set the address peers reach it at",
+                        config.node_id
+                    )));
+                }
+                local.to_string()
+            }
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(RaftError::Listener)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(RaftError::Listener)?;
         let storage = |source| RaftError::Storage {
             dir: config.dir.clone(),
             source,
@@ -220,24 +266,8 @@ impl Quorum {
             node_id: config.node_id,
             raft,
             handler: RwLock::new(None),
+            request_timeout: config.request_timeout,
         });
-        let address = match (&config.address, config.voters.get(&config.node_id)) {
-            (Some(address), _) | (None, Some(address)) => address.clone(),
-            (None, None) => {
-                let local = listener.local_addr().map_err(RaftError::Listener)?;
-                if local.ip().is_unspecified() {
-                    return Err(RaftError::Config(format!(
-                        "observer {} listens on {local}: set the address peers reach it at",
-                        config.node_id
-                    )));
-                }
-                local.to_string()
-            }
-        };
-        listener
-            .set_nonblocking(true)
-            .map_err(RaftError::Listener)?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(RaftError::Listener)?;
         let (stop, stopped) = watch::channel(false);
         let server = super::server::spawn(listener, core.clone(), stopped);
 
