@@ -468,6 +468,16 @@ impl Quorum {
         }
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// Whether this node leads now (soft state such as broker sessions lives on the leader only).
+    pub fn is_leader(&self) -> bool {
+        self.core.raft.is_leader()
+    }
+
     /// The last index applied to this node's state machine.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
