@@ -17,6 +17,7 @@ pub mod coordinator;
 pub mod group;
 pub mod log;
 pub mod metrics;
+pub mod raft;
 pub mod replica;
 pub mod server;
 pub mod txn;
