@@ -243,6 +243,24 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         }
     }
 
+    /// NOT_COORDINATOR when `image` names another broker (or none) the leader of `partition`: the keys it
+    /// holds are coordinated elsewhere, whatever shard this broker still holds while the change is being
+    /// published. Ok when this broker leads it, and before the topic exists (a single node creates it on
+    /// first use).
+    pub fn check_leadership(
+        &self,
+        image: &MetadataImage,
+        partition: i32,
+    ) -> Result<(), CoordinatorError> {
+        let Some(topic) = image.topic(&self.topic) else {
+            return Ok(());
+        };
+        match topic.partition(partition) {
+            Some(r) if r.leader == self.replicas.node_id() => Ok(()),
+            _ => Err(CoordinatorError::NotCoordinator(self.tp(partition))),
+        }
+    }
+
     /// The Active shard of `partition` with its slot locked, or why there is none.
     fn active(&self, partition: i32) -> Result<SharedSlot<S>, CoordinatorError> {
         let slot = self

@@ -582,6 +582,9 @@ impl GroupCoordinator {
                 &p.member_id,
             ));
         }
+        if let Err(e) = self.store.check_coordinator(&p.group_id) {
+            return Pending::Now(JoinResult::error(e, &p.member_id));
+        }
         if p.session_timeout_ms < self.config.min_session_timeout_ms
             || p.session_timeout_ms > self.config.max_session_timeout_ms
         {
@@ -910,6 +913,9 @@ impl GroupCoordinator {
 
     /// SyncGroup.
     pub fn sync_group(&self, p: SyncParams) -> Pending<SyncResult> {
+        if let Err(e) = self.store.check_coordinator(&p.group_id) {
+            return Pending::Now(SyncResult::error(e));
+        }
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(&p.group_id) else {
@@ -1001,6 +1007,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1033,6 +1040,9 @@ impl GroupCoordinator {
         group_id: &str,
         leaving: &[(String, Option<String>)],
     ) -> Vec<Result<(), ResponseError>> {
+        if let Err(e) = self.store.check_coordinator(group_id) {
+            return leaving.iter().map(|_| Err(e)).collect();
+        }
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1097,6 +1107,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1146,6 +1157,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
             return if generation < 0 {
@@ -1307,6 +1319,7 @@ impl GroupCoordinator {
     /// `now` no longer counts, even when the ticker has not reached it yet (a static member that
     /// closed without leaving is gone exactly one session timeout after its last heartbeat or commit).
     fn delete_group_at(&self, group_id: &str, now: Instant) -> Result<WriteWait, ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let mut groups = self.lock();
         if let Some(group) = groups.get_mut(group_id) {
             self.advance_timers(group, now);

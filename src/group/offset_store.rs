@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::cluster::{MetadataError, MetadataStore};
 use crate::coordinator::{CoordinatorError, CoordinatorRecord, CoordinatorRuntime, ProducerBatch};
+use kafka_protocol::ResponseError;
+
 use crate::log::{CleanupPolicy, LogError, TopicPartition};
 use crate::replica::{Partition, ReplicaManager};
 
@@ -515,6 +517,15 @@ impl OffsetStore {
             Some(e) if expired == 0 => Err(e),
             _ => Ok(expired),
         }
+    }
+
+    /// NOT_COORDINATOR when another broker leads `group`'s partition of `__consumer_offsets` (Kafka's
+    /// group APIs answer so on any broker but the coordinator); Ok when this broker leads it or the
+    /// topic does not exist yet.
+    pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
+        self.runtime
+            .check_leadership(&self.metadata.image(), self.partition_for(group))
+            .map_err(|e| e.response_error())
     }
 
     /// Kafka's partition of `__consumer_offsets` for a group: abs(String.hashCode) % partitions.
