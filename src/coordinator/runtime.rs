@@ -384,7 +384,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     fn leader(&self, partition: i32, epoch: i32) -> Result<Arc<Partition>, CoordinatorError> {
         self.replicas
             .partition(&self.tp(partition))
-            .filter(|p| p.leader_epoch() == epoch)
+            .filter(|p| p.is_leader() && p.leader_epoch() == epoch)
             .ok_or_else(|| CoordinatorError::NotCoordinator(self.tp(partition)))
     }
 }

@@ -6,7 +6,8 @@
 //! a rebalance to finish hold a oneshot receiver, never a thread. One ticker task drives every timer (session
 //! expiry, rebalance and sync deadlines, the initial rebalance delay, offset expiration).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use super::offset_store::{GroupActivity, OffsetStore, WriteWait};
 use super::{GroupConfig, StoredGroup, StoredMember};
 use crate::clock::Clock;
+use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher};
 use crate::coordinator::CoordinatorError;
 
 /// How often the ticker looks at the timers of every group. Bounds how late a timeout is noticed.
@@ -392,6 +394,25 @@ pub struct GroupCoordinator {
     store: Arc<OffsetStore>,
     groups: Mutex<HashMap<String, Group>>,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Set when a metadata change may have loaded or unloaded `__consumer_offsets` shards; the groups
+    /// follow at the next [`Self::lock`]. A flag rather than the work itself: the change is published on
+    /// the metadata writer's thread, which may be a group write holding the groups lock (creating the
+    /// topic on first use).
+    shards_changed: AtomicBool,
+    /// The `__consumer_offsets` partitions whose groups are in memory (their shards were Active when the
+    /// groups last followed them).
+    hosted: Mutex<HashSet<i32>>,
+}
+
+/// Tells the group coordinator that shards may have moved (see `shards_changed`).
+struct ShardListener(Weak<GroupCoordinator>);
+
+impl MetadataPublisher for ShardListener {
+    fn publish(&self, _delta: &MetadataDelta, _image: &Arc<MetadataImage>) {
+        if let Some(coordinator) = self.0.upgrade() {
+            coordinator.shards_changed.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl GroupCoordinator {
@@ -400,13 +421,19 @@ impl GroupCoordinator {
         config: GroupConfig,
         clock: Clock,
     ) -> Arc<GroupCoordinator> {
-        Arc::new(GroupCoordinator {
+        let metadata = store.metadata().clone();
+        let coordinator = Arc::new(GroupCoordinator {
             config,
             clock,
             store,
             groups: Mutex::new(HashMap::new()),
             stopping: tokio::sync::watch::Sender::new(false),
-        })
+            shards_changed: AtomicBool::new(true),
+            hosted: Mutex::new(HashSet::new()),
+        });
+        // After the offset store's runtime: its shards are loaded or unloaded when this one runs.
+        metadata.add_publisher(Arc::new(ShardListener(Arc::downgrade(&coordinator))));
+        coordinator
     }
 
     /// The wall clock of group state times, offset commits and their expiration.
@@ -421,14 +448,61 @@ impl GroupCoordinator {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         // A panic while holding the lock leaves a group mid-change, but every change keeps the map usable.
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shards_changed.swap(false, Ordering::AcqRel) {
+            self.follow_shards(&mut groups);
+        }
+        groups
+    }
+
+    /// Brings the groups in memory in line with the shards this broker holds (Kafka's group coordinator
+    /// `onElection` / `onResignation`): the groups of a partition whose shard was unloaded (leadership
+    /// moved away) are dropped, their waiting members told NOT_COORDINATOR; the stored groups of a newly
+    /// loaded shard are restored, except those already in memory (a group formed before its partition
+    /// existed is newer than anything stored).
+    fn follow_shards(&self, groups: &mut HashMap<String, Group>) {
+        let active: HashSet<i32> = self.store.active_partitions().into_iter().collect();
+        let mut hosted = self.hosted.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: HashSet<i32> = hosted.difference(&active).copied().collect();
+        if !gone.is_empty() {
+            groups.retain(|id, group| {
+                let keep = !gone.contains(&self.store.partition_for(id));
+                if !keep {
+                    for m in group.members.values_mut() {
+                        m.fail(ResponseError::NotCoordinator);
+                    }
+                }
+                keep
+            });
+            tracing::info!(partitions = ?gone, "groups of partitions led elsewhere unloaded");
+        }
+        let mut added: Vec<i32> = active.difference(&hosted).copied().collect();
+        added.sort_unstable();
+        for &partition in &added {
+            let stored = self
+                .store
+                .groups_in(partition)
+                .into_iter()
+                .filter(|(id, _)| !groups.contains_key(id))
+                .collect();
+            self.restore_into(groups, stored);
+        }
+        *hosted = active;
     }
 
     /// Restores groups as they were stored after their last rebalance. Members get a fresh session: those that
     /// do not heartbeat again are expired as usual.
     pub fn restore(&self, loaded: Vec<(String, StoredGroup)>) {
-        let now = Instant::now();
         let mut groups = self.lock();
+        self.restore_into(&mut groups, loaded);
+    }
+
+    fn restore_into(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        loaded: Vec<(String, StoredGroup)>,
+    ) {
+        let now = Instant::now();
         for (id, stored) in loaded {
             let mut group = Group::new(&id, self.clock.clone());
             group.generation = stored.generation;

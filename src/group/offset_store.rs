@@ -180,6 +180,35 @@ impl OffsetStore {
         Ok(Arc::new(store))
     }
 
+    /// The metadata store the shards follow.
+    pub fn metadata(&self) -> &Arc<MetadataStore> {
+        &self.metadata
+    }
+
+    /// The `__consumer_offsets` partitions whose shards are Active here (this broker leads them).
+    pub fn active_partitions(&self) -> Vec<i32> {
+        self.runtime
+            .partitions()
+            .into_iter()
+            .filter(|&p| self.runtime.state(p) == Some(crate::coordinator::ShardState::Active))
+            .collect()
+    }
+
+    /// The groups stored in `partition`'s shard, sorted by name (none when it is not Active here).
+    pub fn groups_in(&self, partition: i32) -> Vec<(String, StoredGroup)> {
+        let mut out: Vec<(String, StoredGroup)> = self
+            .runtime
+            .read(partition, |shard| {
+                shard
+                    .groups()
+                    .map(|(g, s)| (g.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Every group whose metadata is stored, sorted by name.
     pub fn loaded_groups(&self) -> Vec<(String, StoredGroup)> {
         let mut out = Vec::new();

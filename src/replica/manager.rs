@@ -60,7 +60,7 @@ impl ReplicaManager {
         &self.logs
     }
 
-    /// This broker's partition, if it holds one (led or, later, followed) and its log is open.
+    /// This broker's partition, if it holds a replica of it (led or followed) and its log is open.
     pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.read().get(tp).cloned()
     }
@@ -71,8 +71,10 @@ impl ReplicaManager {
     }
 
     /// The partition a produce, fetch or offsets request must go to, or Kafka's error for it: an index the
-    /// topic does not have is UNKNOWN_TOPIC_OR_PARTITION, a partition another broker leads
+    /// topic does not have is UNKNOWN_TOPIC_OR_PARTITION, a partition another broker leads (or none)
     /// NOT_LEADER_OR_FOLLOWER, a partition whose log could not be opened KAFKA_STORAGE_ERROR (offline).
+    /// The image is visible before its publishers run: a partition this broker has not yet become the
+    /// leader of at the image's epoch is NOT_LEADER_OR_FOLLOWER too (the client retries).
     pub fn leader_partition(
         &self,
         topic: &TopicImage,
@@ -89,6 +91,9 @@ impl ReplicaManager {
             partition,
         };
         if let Some(found) = self.partition(&tp) {
+            if !found.is_leader() || found.leader_epoch() < registration.leader_epoch {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
             return Ok(found);
         }
         // A log that found the disk full is tried again by the log manager (at most once per interval):
@@ -126,11 +131,10 @@ impl ReplicaManager {
         for change in &delta.topics {
             match change {
                 TopicDelta::Created(topic) => {
-                    self.open_partitions(topic, 0, !delta.from_snapshot);
+                    self.apply_partitions(topic, None, !delta.from_snapshot);
                 }
                 TopicDelta::Changed { before, after } => {
-                    self.open_partitions(after, before.partition_count(), true);
-                    self.apply_registrations(after);
+                    self.apply_partitions(after, Some(before), true);
                     if before.configs != after.configs {
                         self.reapply_config(after);
                     }
@@ -145,30 +149,50 @@ impl ReplicaManager {
         }
     }
 
-    /// Opens (creating when needed) the logs of partitions `from..` of `topic` that this broker leads. A
-    /// partition whose log cannot be opened stays offline; the others serve.
-    fn open_partitions(&self, topic: &TopicImage, from: i32, fresh: bool) {
+    /// Brings this broker's replicas of `topic` in line with its registrations (Kafka's
+    /// `ReplicaManager.applyDelta`): a partition with this broker among its replicas has its log opened
+    /// (created when new here) and becomes led or followed at the registration's leader epoch; a
+    /// partition this broker held and no longer replicates (reassigned away) is closed and its log
+    /// deleted. A log that cannot be opened leaves its partition offline; the others serve. `before` is
+    /// the topic as the previous image held it (None for a created one); `fresh` says a log new to this
+    /// broker must start empty (not at start-up, where existing logs are opened).
+    fn apply_partitions(&self, topic: &TopicImage, before: Option<&TopicImage>, fresh: bool) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
-        for (index, registration) in topic
-            .partitions
-            .iter()
-            .enumerate()
-            .skip(from.max(0) as usize)
-        {
-            if registration.leader != self.node_id {
-                continue;
-            }
+        for (index, registration) in topic.partitions.iter().enumerate() {
+            let partition = i32::try_from(index).expect("invariant: partition index fits an i32");
             let tp = TopicPartition {
                 topic: topic.name.clone(),
-                partition: i32::try_from(index).expect("invariant: partition index fits an i32"),
+                partition,
             };
-            if fresh && !self.remove_stale_directory(&tp) {
+            let was_replica = before
+                .and_then(|b| b.partition(partition))
+                .is_some_and(|r| r.replicas.contains(&self.node_id));
+            let leads = registration.leader == self.node_id;
+            if !registration.replicas.contains(&self.node_id) && !leads {
+                if was_replica || self.partition(&tp).is_some() {
+                    tracing::info!(partition = %tp, "no longer a replica here; deleting its log");
+                    self.delete_partition(&tp);
+                }
+                continue;
+            }
+            if let Some(existing) = self.partition(&tp) {
+                if leads {
+                    existing.become_leader(registration.leader_epoch);
+                } else {
+                    existing.become_follower(registration.leader_epoch);
+                }
+                continue;
+            }
+            if fresh && !was_replica && !self.remove_stale_directory(&tp) {
                 continue;
             }
             match self.logs.get_or_create(&tp, config.clone()) {
                 Ok(log) => {
                     let partition =
                         Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
+                    if !leads {
+                        partition.become_follower(registration.leader_epoch);
+                    }
                     self.write().insert(tp, partition);
                 }
                 // The log manager has already logged why (once, at ERROR).
@@ -193,21 +217,6 @@ impl ReplicaManager {
         }
     }
 
-    /// New leader epochs from the image reach the partitions.
-    fn apply_registrations(&self, topic: &TopicImage) {
-        for (index, registration) in topic.partitions.iter().enumerate() {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition: i32::try_from(index).expect("invariant: partition index fits an i32"),
-            };
-            if let Some(partition) = self.partition(&tp)
-                && registration.leader == self.node_id
-            {
-                partition.become_leader(registration.leader_epoch);
-            }
-        }
-    }
-
     /// Gives every partition of `topic` its config derived afresh (after an alter), without a restart.
     fn reapply_config(&self, topic: &TopicImage) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
@@ -225,14 +234,18 @@ impl ReplicaManager {
     /// Closes and deletes the logs of a deleted topic. Parked readers and writers are woken by the close.
     fn delete_partitions(&self, topic: &TopicImage) {
         for partition in 0..topic.partition_count() {
-            let tp = TopicPartition {
+            self.delete_partition(&TopicPartition {
                 topic: topic.name.clone(),
                 partition,
-            };
-            self.write().remove(&tp);
-            if let Err(e) = self.logs.delete(&tp) {
-                tracing::error!(partition = %tp, error = %e, "could not delete partition log");
-            }
+            });
+        }
+    }
+
+    /// Forgets one partition and deletes its log (closing it first).
+    fn delete_partition(&self, tp: &TopicPartition) {
+        self.write().remove(tp);
+        if let Err(e) = self.logs.delete(tp) {
+            tracing::error!(partition = %tp, error = %e, "could not delete partition log");
         }
     }
 

@@ -8,7 +8,7 @@
 //! replica manager when the metadata image changes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
@@ -54,7 +54,7 @@ pub enum HighWatermarkWaitError {
 /// Kafka's "no leader epoch" in requests.
 pub const NO_LEADER_EPOCH: i32 = -1;
 
-/// One partition this broker leads.
+/// One partition this broker holds a replica of: the leader, or a follower (its log kept, nothing served).
 #[derive(Debug)]
 pub struct Partition {
     tp: TopicPartition,
@@ -62,6 +62,8 @@ pub struct Partition {
     log: Arc<PartitionLog>,
     /// The epoch of the current leadership, from the metadata image; stamped into every appended batch.
     leader_epoch: AtomicI32,
+    /// True while this broker leads the partition at `leader_epoch`; a follower serves no client.
+    is_leader: AtomicBool,
 }
 
 /// The single replica's high-watermark rule: a durable log (`flush.messages`/`flush.ms`) counts a record
@@ -98,6 +100,7 @@ impl Partition {
             topic_id,
             log,
             leader_epoch: AtomicI32::new(leader_epoch),
+            is_leader: AtomicBool::new(true),
         });
         partition.update_high_watermark();
         partition
@@ -120,14 +123,31 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
-    /// A new leadership epoch from the metadata image. Epochs only grow.
+    /// This broker leads the partition at `leader_epoch`, from the metadata image. Epochs only grow.
     pub(crate) fn become_leader(&self, leader_epoch: i32) {
+        self.set_leader_epoch(leader_epoch);
+        self.is_leader.store(true, Ordering::Release);
+    }
+
+    /// Another broker (or none) leads the partition at `leader_epoch`: this replica keeps its log and
+    /// stops serving (appends and reads for clients go to the leader).
+    pub(crate) fn become_follower(&self, leader_epoch: i32) {
+        self.is_leader.store(false, Ordering::Release);
+        self.set_leader_epoch(leader_epoch);
+    }
+
+    fn set_leader_epoch(&self, leader_epoch: i32) {
         let previous = self.leader_epoch.fetch_max(leader_epoch, Ordering::AcqRel);
         assert!(
             previous <= leader_epoch,
             "invariant: leader epochs only grow ({previous} -> {leader_epoch} for {})",
             self.tp
         );
+    }
+
+    /// True while this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
     }
 
     /// KIP-320: a request naming a newer epoch than ours is ahead of us (UNKNOWN_LEADER_EPOCH: retry later);
