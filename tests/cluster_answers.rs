@@ -19,12 +19,14 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceResponse, TopicName,
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -204,20 +206,23 @@ async fn a_three_broker_image_is_answered_as_kafka_answers_it() {
     );
 
     let ac = addr.clone();
-    let (metadata, metadata_v5, metadata_v0): (MetadataResponse, MetadataResponse, MetadataResponse) =
-        blocking(move || {
-            let all = MetadataRequest::default().with_topics(None);
-            (
-                raw::request(&ac, ApiKey::Metadata, 12, &all),
-                raw::request(&ac, ApiKey::Metadata, 5, &all),
-                raw::request(
-                    &ac,
-                    ApiKey::Metadata,
-                    0,
-                    &MetadataRequest::default().with_topics(Some(Vec::new())),
-                ),
-            )
-        });
+    let (metadata, metadata_v5, metadata_v0): (
+        MetadataResponse,
+        MetadataResponse,
+        MetadataResponse,
+    ) = blocking(move || {
+        let all = MetadataRequest::default().with_topics(None);
+        (
+            raw::request(&ac, ApiKey::Metadata, 12, &all),
+            raw::request(&ac, ApiKey::Metadata, 5, &all),
+            raw::request(
+                &ac,
+                ApiKey::Metadata,
+                0,
+                &MetadataRequest::default().with_topics(Some(Vec::new())),
+            ),
+        )
+    });
     let brokers: Vec<(i32, i32, Option<String>)> = metadata
         .brokers
         .iter()
@@ -403,7 +408,10 @@ async fn a_three_broker_image_is_answered_as_kafka_answers_it() {
         hint(&v16, 0),
         (ResponseError::NotLeaderOrFollower.code(), 2, 1)
     );
-    assert_eq!(hint(&v16, 1), (ResponseError::FencedLeaderEpoch.code(), 1, 2));
+    assert_eq!(
+        hint(&v16, 1),
+        (ResponseError::FencedLeaderEpoch.code(), 1, 2)
+    );
     let mut endpoints: Vec<(i32, i32)> = v16
         .node_endpoints
         .iter()

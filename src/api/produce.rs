@@ -338,7 +338,9 @@ async fn wait_for_high_watermark(
             // The data may never reach the disk: never acknowledge it.
             Ok(Err(HighWatermarkWaitError::Failed)) => Some(ResponseError::KafkaStorageError),
             // Deleted while we waited, as when a partition moves away from a Kafka leader.
-            Ok(Err(HighWatermarkWaitError::Closed)) => Some(ResponseError::NotLeaderOrFollower),
+            Ok(Err(HighWatermarkWaitError::Closed | HighWatermarkWaitError::NotLeader)) => {
+                Some(ResponseError::NotLeaderOrFollower)
+            }
             Err(_) if p.log.is_failed() => Some(ResponseError::KafkaStorageError),
             Err(_) => Some(ResponseError::RequestTimedOut),
         };

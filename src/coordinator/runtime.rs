@@ -417,13 +417,17 @@ fn committed(partition: Arc<Partition>, target: i64) -> CommitWait {
     let reached = partition.wait_for_high_watermark(target);
     Box::pin(async move {
         reached.await.map_err(|why| {
+            let why = match why {
+                // The new leader's shard decides; the client finds the coordinator again.
+                HighWatermarkWaitError::NotLeader => {
+                    return CoordinatorError::NotCoordinator(partition.topic_partition().clone());
+                }
+                HighWatermarkWaitError::Failed => "failed",
+                HighWatermarkWaitError::Closed => "closed",
+            };
             CoordinatorError::NotDurable(format!(
-                "{} {} before offset {} was committed",
+                "{} {why} before offset {} was committed",
                 partition.topic_partition(),
-                match why {
-                    HighWatermarkWaitError::Failed => "failed",
-                    HighWatermarkWaitError::Closed => "closed",
-                },
                 target - 1
             ))
         })

@@ -294,7 +294,7 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
-    use crate::cluster::{MetadataStore, PartitionRegistration};
+    use crate::cluster::{MetadataStore, PartitionRegistration, TopicImage};
     use crate::log::AppendOrigin;
     use crate::log::record_batch::test_support::batch;
 
@@ -374,6 +374,93 @@ mod tests {
         assert_eq!(
             replicas.leader_partition(&topic, 0).unwrap().leader_epoch(),
             0
+        );
+        replicas.logs().shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn leadership_moves_with_the_image_and_reassigned_replicas_are_deleted() {
+        use crate::cluster::{MetadataDelta, TopicDelta};
+        use crate::replica::HighWatermarkWaitError;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let before = metadata.create_topic("orders", 3, BTreeMap::new()).unwrap();
+        let led = replicas.leader_partition(&before, 0).unwrap();
+        // An acks=-1 style wait for an offset not yet written: it must end when leadership moves.
+        let waiting = led.wait_for_high_watermark(led.log_end_offset() + 1);
+        let registration = |leader, epoch, replicas: &[i32]| PartitionRegistration {
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader,
+            leader_epoch: epoch,
+            partition_epoch: epoch,
+            ..Default::default()
+        };
+        let publish = |before: &Arc<TopicImage>, changes: Vec<(usize, PartitionRegistration)>| {
+            let mut after = (**before).clone();
+            for (i, r) in changes {
+                after.partitions[i] = r;
+            }
+            let after = Arc::new(after);
+            metadata.publish_delta(&MetadataDelta {
+                topics: vec![TopicDelta::Changed {
+                    before: before.clone(),
+                    after: after.clone(),
+                }],
+                ..Default::default()
+            });
+            after
+        };
+        let moved = publish(
+            &before,
+            vec![
+                (0, registration(2, 1, &[2, 1])),
+                (1, registration(2, 1, &[2, 3])),
+                (2, registration(1, 1, &[1, 2])),
+            ],
+        );
+        let followed = replicas
+            .partition(&TopicPartition::new("orders", 0))
+            .expect("a follower keeps its log");
+        assert!(!followed.is_leader());
+        assert_eq!(followed.leader_epoch(), 1);
+        assert_eq!(
+            replicas.leader_partition(&moved, 0).unwrap_err(),
+            ResponseError::NotLeaderOrFollower
+        );
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+                .await
+                .expect("the wait ends with the leadership"),
+            Err(HighWatermarkWaitError::NotLeader)
+        );
+        assert!(
+            replicas
+                .partition(&TopicPartition::new("orders", 1))
+                .is_none()
+        );
+        assert!(!dir.path().join("orders-1").exists(), "reassigned away");
+        let still = replicas.leader_partition(&moved, 2).unwrap();
+        assert!(still.is_leader());
+        assert_eq!(still.leader_epoch(), 1);
+
+        // Leadership comes back at a newer epoch: the same log serves again.
+        let back = publish(&moved, vec![(0, registration(1, 2, &[2, 1]))]);
+        let again = replicas.leader_partition(&back, 0).unwrap();
+        assert!(Arc::ptr_eq(&again, &followed));
+        assert_eq!(again.leader_epoch(), 2);
+        // A reassignment that adds this broker back creates the replica's log afresh.
+        let added = publish(&back, vec![(1, registration(2, 2, &[2, 1]))]);
+        assert!(
+            !replicas
+                .partition(&TopicPartition::new("orders", 1))
+                .unwrap()
+                .is_leader()
+        );
+        assert_eq!(
+            replicas.leader_partition(&added, 1).unwrap_err(),
+            ResponseError::NotLeaderOrFollower
         );
         replicas.logs().shutdown().unwrap();
     }
