@@ -535,3 +535,235 @@ async fn coordinators_follow_the_leaders_of_the_internal_partitions() {
     assert_eq!(blocking(move || commit(&ac, &moving_group, 43)), 0);
     tb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_apis_refuse_partitions_led_elsewhere() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{
+        DeleteRecordsRequest, DeleteRecordsResponse, DescribeProducersRequest,
+        DescribeProducersResponse, ListOffsetsRequest, ListOffsetsResponse,
+        OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
+        WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    };
+
+    let tb = start_broker(&[]).await;
+    let addr = tb.bootstrap.clone();
+    let apis = apis(&tb);
+    apis.create_topic("orders", 2, BTreeMap::new()).unwrap();
+    apis.metadata.publish_delta(&MetadataDelta {
+        brokers: vec![broker(2, false, "PLAINTEXT", 19092)],
+        ..Default::default()
+    });
+    move_partitions(
+        &apis,
+        "orders",
+        &[(1, registration(2, 1, &[2, 1], &[2, 1]))],
+    );
+    let name = || TopicName(s("orders"));
+    // Partition 0 is led here (answered 0), partition 1 by broker 2.
+    let codes = blocking(move || {
+        let list: ListOffsetsResponse = raw::request(
+            &addr,
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    ListOffsetsTopic::default()
+                        .with_name(name())
+                        .with_partitions(
+                            (0..2)
+                                .map(|p| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(p)
+                                        .with_current_leader_epoch(-1)
+                                        .with_timestamp(-1)
+                                })
+                                .collect(),
+                        ),
+                ]),
+        );
+        let epochs: OffsetForLeaderEpochResponse = raw::request(
+            &addr,
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            &OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    OffsetForLeaderTopic::default()
+                        .with_topic(name())
+                        .with_partitions(
+                            (0..2)
+                                .map(|p| {
+                                    OffsetForLeaderPartition::default()
+                                        .with_partition(p)
+                                        .with_current_leader_epoch(-1)
+                                        .with_leader_epoch(0)
+                                })
+                                .collect(),
+                        ),
+                ]),
+        );
+        let deleted: DeleteRecordsResponse = raw::request(
+            &addr,
+            ApiKey::DeleteRecords,
+            2,
+            &DeleteRecordsRequest::default()
+                .with_timeout_ms(5_000)
+                .with_topics(vec![
+                    DeleteRecordsTopic::default()
+                        .with_name(name())
+                        .with_partitions(
+                            (0..2)
+                                .map(|p| {
+                                    DeleteRecordsPartition::default()
+                                        .with_partition_index(p)
+                                        .with_offset(0)
+                                })
+                                .collect(),
+                        ),
+                ]),
+        );
+        let producers: DescribeProducersResponse = raw::request(
+            &addr,
+            ApiKey::DescribeProducers,
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![
+                TopicRequest::default()
+                    .with_name(name())
+                    .with_partition_indexes(vec![0, 1]),
+            ]),
+        );
+        let markers: WriteTxnMarkersResponse = raw::request(
+            &addr,
+            ApiKey::WriteTxnMarkers,
+            1,
+            &WriteTxnMarkersRequest::default().with_markers(vec![
+                WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(77))
+                    .with_producer_epoch(0)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![
+                        WritableTxnMarkerTopic::default()
+                            .with_name(name())
+                            .with_partition_indexes(vec![1]),
+                    ]),
+            ]),
+        );
+        [
+            list.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect::<Vec<_>>(),
+            epochs.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect(),
+            deleted.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect(),
+            producers.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect(),
+            markers.markers[0].topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect(),
+        ]
+    });
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(
+        codes,
+        [
+            vec![0, not_leader],
+            vec![0, not_leader],
+            vec![0, not_leader],
+            vec![0, not_leader],
+            vec![not_leader],
+        ],
+        "ListOffsets, OffsetForLeaderEpoch, DeleteRecords, DescribeProducers, WriteTxnMarkers"
+    );
+    tb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transactional_id_led_elsewhere_is_not_coordinated_here() {
+    use kafka_protocol::messages::{
+        InitProducerIdRequest, InitProducerIdResponse, ProducerId, TransactionalId,
+    };
+
+    let tb = start_broker(&[("transaction.state.log.num.partitions", "2")]).await;
+    let addr = tb.bootstrap.clone();
+    let apis = apis(&tb);
+    // The first transactional id creates __transaction_state, both partitions led here.
+    let here = (0..)
+        .map(|i| format!("here-{i}"))
+        .find(|id| brook::coordinator::partition_for(id, 2) == 0)
+        .unwrap();
+    let there = (0..)
+        .map(|i| format!("there-{i}"))
+        .find(|id| brook::coordinator::partition_for(id, 2) == 1)
+        .unwrap();
+    let ac = addr.clone();
+    let h = here.clone();
+    blocking(move || raw::init_producer_id(&ac, Some(&h)));
+    apis.metadata.publish_delta(&MetadataDelta {
+        brokers: vec![broker(2, false, "PLAINTEXT", 19092)],
+        ..Default::default()
+    });
+    move_partitions(
+        &apis,
+        brook::cluster::TRANSACTION_STATE_TOPIC,
+        &[(1, registration(2, 1, &[2, 1], &[2, 1]))],
+    );
+    let (found, init_there, init_here) = blocking(move || {
+        let found: FindCoordinatorResponse = raw::request(
+            &addr,
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![s(&here), s(&there)]),
+        );
+        let init = |id: &str| -> InitProducerIdResponse {
+            raw::request(
+                &addr,
+                ApiKey::InitProducerId,
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(s(id))))
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            )
+        };
+        (found, init(&there), init(&here))
+    });
+    let coordinators: Vec<(i16, i32)> = found
+        .coordinators
+        .iter()
+        .map(|c| (c.error_code, c.node_id.0))
+        .collect();
+    assert_eq!(coordinators, vec![(0, 1), (0, 2)]);
+    assert_eq!(init_there.error_code, ResponseError::NotCoordinator.code());
+    assert_eq!(init_here.error_code, 0);
+    tb.shutdown().await;
+}
