@@ -1655,6 +1655,75 @@ mod tests {
         r.member_id
     }
 
+    #[tokio::test]
+    async fn groups_follow_the_leadership_of_their_offsets_partition() {
+        use crate::cluster::{MetadataDelta, OFFSETS_TOPIC, PartitionRegistration, TopicDelta};
+
+        let (c, _dir) = coordinator(0, 100);
+        let joined = ready(&mut later(c.join_group(params("", &["range"]))));
+        let Pending::Later(synced) = sync(
+            &c,
+            &joined.member_id,
+            joined.generation,
+            &[(&joined.member_id, "a")],
+        ) else {
+            panic!("the leader's sync waits for the group to be stored");
+        };
+        let synced = tokio::time::timeout(Duration::from_secs(10), synced)
+            .await
+            .expect("stored in time")
+            .expect("answered");
+        assert_eq!(synced.error, None);
+        let metadata = c.store().metadata().clone();
+        let partition = c.store().partition_for("g");
+        let lead = |leader: i32, epoch: i32| {
+            let before = metadata.topic(OFFSETS_TOPIC).expect("created by the store");
+            let mut after = (*before).clone();
+            after.partitions[partition as usize] = PartitionRegistration {
+                replicas: vec![2, 1],
+                isr: vec![2, 1],
+                leader,
+                leader_epoch: epoch,
+                partition_epoch: epoch,
+                ..Default::default()
+            };
+            metadata.publish_delta(&MetadataDelta {
+                topics: vec![TopicDelta::Changed {
+                    before,
+                    after: Arc::new(after),
+                }],
+                ..Default::default()
+            });
+        };
+        let listed = |c: &GroupCoordinator| {
+            c.list_groups()
+                .into_iter()
+                .map(|g| (g.group_id, g.state))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&c), vec![("g".to_string(), GroupState::Stable)]);
+
+        // Broker 2 takes the partition: the group leaves memory and its APIs send the member away.
+        lead(2, 1);
+        assert!(listed(&c).is_empty());
+        assert_eq!(
+            c.heartbeat("g", joined.generation, &joined.member_id, None),
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            now(c.join_group(params(&joined.member_id, &["range"]))).error,
+            Some(ResponseError::NotCoordinator)
+        );
+
+        // Back here at a newer epoch: the stored group is restored with its member and generation.
+        lead(1, 2);
+        assert_eq!(listed(&c), vec![("g".to_string(), GroupState::Stable)]);
+        assert_eq!(
+            c.heartbeat("g", joined.generation, &joined.member_id, None),
+            Ok(())
+        );
+    }
+
     #[test]
     fn first_join_from_v4_needs_the_member_id_it_is_given() {
         let (c, _dir) = coordinator(0, 100);
