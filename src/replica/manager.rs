@@ -103,14 +103,22 @@ impl ReplicaManager {
         Ok(self.write().entry(tp).or_insert(partition).clone())
     }
 
-    /// [`Self::leader_partition`], then the request's `current_leader_epoch` checked against the
-    /// partition's (KIP-320).
+    /// [`Self::leader_partition`], with the request's `current_leader_epoch` checked against the
+    /// partition's (KIP-320). As Kafka's `localLogWithEpochOrThrow`, a replica held here checks the epoch
+    /// before whether it leads: a follower answers a stale epoch FENCED_LEADER_EPOCH, a newer one
+    /// UNKNOWN_LEADER_EPOCH, and only then NOT_LEADER_OR_FOLLOWER.
     pub fn leader_partition_at(
         &self,
         topic: &TopicImage,
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
+        if let Some(local) = topic
+            .partition(partition)
+            .and_then(|_| self.partition(&TopicPartition::new(topic.name.clone(), partition)))
+        {
+            local.check_leader_epoch(current_leader_epoch)?;
+        }
         let found = self.leader_partition(topic, partition)?;
         found.check_leader_epoch(current_leader_epoch)?;
         Ok(found)
@@ -429,6 +437,12 @@ mod tests {
             replicas.leader_partition(&moved, 0).unwrap_err(),
             ResponseError::NotLeaderOrFollower
         );
+        // A follower checks the request's epoch first.
+        let at = |epoch| replicas.leader_partition_at(&moved, 0, epoch).unwrap_err();
+        assert_eq!(at(0), ResponseError::FencedLeaderEpoch);
+        assert_eq!(at(2), ResponseError::UnknownLeaderEpoch);
+        assert_eq!(at(1), ResponseError::NotLeaderOrFollower);
+        assert_eq!(at(-1), ResponseError::NotLeaderOrFollower);
         assert_eq!(
             tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
                 .await
