@@ -399,8 +399,8 @@ pub struct GroupCoordinator {
     /// the metadata writer's thread, which may be a group write holding the groups lock (creating the
     /// topic on first use).
     shards_changed: AtomicBool,
-    /// The `__consumer_offsets` partitions whose groups are in memory (their shards were Active when the
-    /// groups last followed them).
+    /// The `__consumer_offsets` partitions whose shards were Active when the groups last followed them:
+    /// a shard that becomes Active again (leadership came back) has its stored groups restored.
     hosted: Mutex<HashSet<i32>>,
 }
 
@@ -455,27 +455,30 @@ impl GroupCoordinator {
         groups
     }
 
-    /// Brings the groups in memory in line with the shards this broker holds (Kafka's group coordinator
-    /// `onElection` / `onResignation`): the groups of a partition whose shard was unloaded (leadership
-    /// moved away) are dropped, their waiting members told NOT_COORDINATOR; the stored groups of a newly
-    /// loaded shard are restored, except those already in memory (a group formed before its partition
-    /// existed is newer than anything stored).
+    /// Brings the groups in memory in line with the partitions this broker coordinates (Kafka's group
+    /// coordinator `onResignation` / `onElection`): a group whose partition of `__consumer_offsets` another
+    /// broker leads is dropped, its waiting members told NOT_COORDINATOR; the stored groups of a shard
+    /// newly loaded here are restored, except those already in memory (a group formed before its
+    /// partition existed is newer than anything stored).
     fn follow_shards(&self, groups: &mut HashMap<String, Group>) {
+        let before = groups.len();
+        groups.retain(|id, group| {
+            let here = self.store.check_coordinator(id).is_ok();
+            if !here {
+                for m in group.members.values_mut() {
+                    m.fail(ResponseError::NotCoordinator);
+                }
+            }
+            here
+        });
+        if groups.len() < before {
+            tracing::info!(
+                groups = before - groups.len(),
+                "groups coordinated elsewhere unloaded"
+            );
+        }
         let active: HashSet<i32> = self.store.active_partitions().into_iter().collect();
         let mut hosted = self.hosted.lock().unwrap_or_else(|e| e.into_inner());
-        let gone: HashSet<i32> = hosted.difference(&active).copied().collect();
-        if !gone.is_empty() {
-            groups.retain(|id, group| {
-                let keep = !gone.contains(&self.store.partition_for(id));
-                if !keep {
-                    for m in group.members.values_mut() {
-                        m.fail(ResponseError::NotCoordinator);
-                    }
-                }
-                keep
-            });
-            tracing::info!(partitions = ?gone, "groups of partitions led elsewhere unloaded");
-        }
         let mut added: Vec<i32> = active.difference(&hosted).copied().collect();
         added.sort_unstable();
         for &partition in &added {
