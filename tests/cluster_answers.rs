@@ -767,3 +767,87 @@ async fn a_transactional_id_led_elsewhere_is_not_coordinated_here() {
     assert_eq!(init_here.error_code, 0);
     tb.shutdown().await;
 }
+
+/// Stands in for the metadata quorum: creates topics with broker 2 leading every partition, as a
+/// controller placing them elsewhere would, and publishes them to the broker's image.
+struct ControllerStandIn(std::sync::Weak<brook::cluster::MetadataStore>);
+
+impl brook::cluster::metadata_store::MetadataWriter for ControllerStandIn {
+    fn write(
+        &self,
+        change: brook::cluster::metadata_store::MetadataChange,
+    ) -> Result<(), brook::cluster::MetadataError> {
+        let brook::cluster::metadata_store::MetadataChange::CreateTopic {
+            name,
+            partitions,
+            configs,
+            ..
+        } = change
+        else {
+            return Err(brook::cluster::MetadataError::Corrupt(
+                "the stand-in only creates topics".into(),
+            ));
+        };
+        let store = self.0.upgrade().expect("broker running");
+        let topic = TopicImage {
+            name,
+            id: uuid::Uuid::new_v4(),
+            partitions: (0..partitions)
+                .map(|_| registration(2, 0, &[2, 1], &[2, 1]))
+                .collect(),
+            configs,
+        };
+        store.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Created(Arc::new(topic))],
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    fn allocate_producer_ids(&self) -> Result<(i64, i64), brook::cluster::MetadataError> {
+        Ok((1_000, 1_000))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_cluster_the_first_find_coordinator_creates_the_internal_topic() {
+    let tb = start_broker(&[("offsets.topic.num.partitions", "3")]).await;
+    let addr = tb.bootstrap.clone();
+    let apis = apis(&tb);
+    apis.metadata.publish_delta(&MetadataDelta {
+        brokers: vec![broker(2, false, "PLAINTEXT", 19092)],
+        ..Default::default()
+    });
+    apis.metadata
+        .set_writer(Arc::new(ControllerStandIn(Arc::downgrade(&apis.metadata))));
+    let ac = addr.clone();
+    let (first, second) = blocking(move || {
+        (
+            find_coordinators(&ac, &["g"]),
+            find_coordinators(&ac, &["g"]),
+        )
+    });
+    assert_eq!(
+        first.coordinators[0].error_code,
+        ResponseError::CoordinatorNotAvailable.code(),
+        "created, not yet answered"
+    );
+    let offsets = apis.metadata.topic(OFFSETS_TOPIC).expect("created");
+    assert_eq!(offsets.partition_count(), 3);
+    assert_eq!(
+        offsets.configs.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    assert_eq!(
+        (
+            second.coordinators[0].error_code,
+            second.coordinators[0].node_id.0
+        ),
+        (0, 2)
+    );
+    assert_eq!(
+        blocking(move || committed(&addr, "g")).0,
+        ResponseError::NotCoordinator.code()
+    );
+    tb.shutdown().await;
+}

@@ -1,9 +1,10 @@
 //! FindCoordinator: the coordinator of a group or transactional id is the leader of the key's partition
 //! of `__consumer_offsets` / `__transaction_state`, named by its endpoint on the request's listener
 //! (Kafka's `KafkaApis.getCoordinator`); COORDINATOR_NOT_AVAILABLE when that partition has no live leader
-//! reachable on the listener. Before the internal topic exists the asking broker is the coordinator: it
+//! reachable on the listener. Before the internal topic exists a single node is the coordinator: it
 //! creates the topic on first use. When this broker coordinates a transactional id whose shard is still
-//! loading, COORDINATOR_LOAD_IN_PROGRESS.
+//! loading, COORDINATOR_LOAD_IN_PROGRESS. In a cluster the first request for a missing internal topic
+//! creates it through the controller and is answered COORDINATOR_NOT_AVAILABLE, as Kafka answers it.
 //!
 //! Also the API whose presence librdkafka checks before it will compress with lz4, so it is advertised even
 //! before the group APIs exist. Share-group coordinators are not available yet.
@@ -101,6 +102,26 @@ fn locate(
         Some(topic) => topic
             .partition(partition)
             .map_or(-1, |registration| registration.leader),
+        // In a cluster, as Kafka: the first request creates the internal topic through the controller,
+        // which places its leaders, and is answered COORDINATOR_NOT_AVAILABLE; the client asks again.
+        None if apis.metadata.quorum().is_some() => {
+            let created = if topic == OFFSETS_TOPIC {
+                apis.groups
+                    .store()
+                    .ensure_topic()
+                    .map_err(|e| e.to_string())
+            } else {
+                apis.txn.ensure_topic().map_err(|e| e.to_string())
+            };
+            if let Err(error) = created {
+                static FAILED: super::LogThrottle = super::LogThrottle::new();
+                if let Some(times) = FAILED.hit() {
+                    tracing::warn!(topic, %error, times, "could not create the coordinator's topic");
+                }
+            }
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        // A single node creates it on the first write and coordinates every key.
         None => apis.node_id,
     };
     metadata_cache::alive_broker_node(image, leader, listener)

@@ -235,6 +235,22 @@ impl OffsetStore {
     /// Sarama take a partition without a leader for an election in progress and give up), and the runtime
     /// then loads their (empty) shards.
     fn create_offsets_topic(&self, partition: i32) -> Result<(), GroupStoreError> {
+        self.ensure_topic()?;
+        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+        let found = self
+            .replicas
+            .partition(&tp)
+            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
+        ensure_compacted(&found);
+        Ok(())
+    }
+
+    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`) unless it exists; in a
+    /// cluster the controller places and leads its partitions.
+    pub fn ensure_topic(&self) -> Result<(), GroupStoreError> {
+        if self.metadata.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
         let configs = BTreeMap::from([(
             "cleanup.policy".to_string(),
             OFFSETS_CLEANUP_POLICY.to_string(),
@@ -257,12 +273,6 @@ impl OffsetStore {
             Err(MetadataError::Io(e)) => return Err(LogError::Storage(e).into()),
             Err(e) => return Err(e.into()),
         }
-        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        let found = self
-            .replicas
-            .partition(&tp)
-            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
-        ensure_compacted(&found);
         Ok(())
     }
 

@@ -243,7 +243,7 @@ impl TransactionCoordinator {
     }
 
     /// Creates `__transaction_state` (compacted, `transaction.state.log.segment.bytes`) on first use.
-    fn ensure_topic(&self) -> Result<(), ResponseError> {
+    pub fn ensure_topic(&self) -> Result<(), ResponseError> {
         if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_some() {
             return Ok(());
         }
