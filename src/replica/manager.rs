@@ -16,6 +16,7 @@ use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta
 use crate::log::{LogConfig, LogManager, TopicPartition};
 
 use super::partition::Partition;
+use super::partition_metadata;
 
 /// The broker-level log settings in force (server.properties with the dynamic broker configs on top),
 /// read afresh whenever a partition's config is derived.
@@ -159,7 +160,8 @@ impl ReplicaManager {
 
     /// Brings this broker's replicas of `topic` in line with its registrations (Kafka's
     /// `ReplicaManager.applyDelta`): a partition with this broker among its replicas has its log opened
-    /// (created when new here) and becomes led or followed at the registration's leader epoch; a
+    /// (created when new here: a directory of its name is kept only when its `partition.metadata` names
+    /// this topic) and becomes led or followed at the registration's leader epoch; a
     /// partition this broker held and no longer replicates (reassigned away) is closed and its log
     /// deleted. A log that cannot be opened leaves its partition offline; the others serve. `before` is
     /// the topic as the previous image held it (None for a created one); `fresh` says a log new to this
@@ -191,11 +193,19 @@ impl ReplicaManager {
                 }
                 continue;
             }
-            if fresh && !was_replica && !self.remove_stale_directory(&tp) {
+            let dir = self.logs.dir().join(tp.to_string());
+            if fresh
+                && !was_replica
+                && !partition_metadata::belongs_to(&dir, topic.id)
+                && !self.remove_stale_directory(&tp)
+            {
                 continue;
             }
             match self.logs.get_or_create(&tp, config.clone()) {
                 Ok(log) => {
+                    if let Err(e) = partition_metadata::record(&dir, topic.id) {
+                        tracing::warn!(partition = %tp, error = %e, "could not record the partition's topic id");
+                    }
                     let partition =
                         Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
                     if !leads {
@@ -477,6 +487,45 @@ mod tests {
             ResponseError::NotLeaderOrFollower
         );
         replicas.logs().shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_topic_announced_again_keeps_its_own_log_and_not_another_topics() {
+        use crate::cluster::{MetadataDelta, TopicDelta};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let topic = metadata.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        replicas
+            .leader_partition(&topic, 0)
+            .unwrap()
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        replicas.logs().shutdown().unwrap();
+
+        // A cluster member starts empty and its metadata log announces the topic again, as created.
+        let announce = |topic: Arc<TopicImage>| {
+            let metadata = Arc::new(MetadataStore::replicated(1));
+            let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+            let replicas = ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
+            metadata.add_publisher(replicas.clone());
+            metadata.publish_delta(&MetadataDelta {
+                topics: vec![TopicDelta::Created(topic.clone())],
+                ..Default::default()
+            });
+            let end = replicas
+                .leader_partition(&topic, 0)
+                .unwrap()
+                .log_end_offset();
+            replicas.logs().shutdown().unwrap();
+            end
+        };
+        assert_eq!(announce(topic.clone()), 3, "its own log is opened");
+        let successor = Arc::new(TopicImage {
+            id: uuid::Uuid::new_v4(),
+            ..(*topic).clone()
+        });
+        assert_eq!(announce(successor), 0, "an earlier topic's log is removed");
     }
 
     #[test]

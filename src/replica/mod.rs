@@ -4,6 +4,7 @@
 
 pub mod manager;
 pub mod partition;
+pub mod partition_metadata;
 
 pub use manager::{LogDefaults, ReplicaManager};
 pub use partition::{FetchIsolation, HighWatermarkWaitError, Partition};
