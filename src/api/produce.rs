@@ -146,9 +146,11 @@ fn with_leader_hints(
             if partition.error_code != ResponseError::NotLeaderOrFollower.code() {
                 continue;
             }
-            let hint = name.as_deref().map_or_else(
-                || metadata_cache::current_leader(&image, "", -1, &listener),
-                |name| metadata_cache::current_leader(&image, name, partition.index, &listener),
+            let hint = metadata_cache::current_leader(
+                &image,
+                name.as_deref().unwrap_or_default(),
+                partition.index,
+                &listener,
             );
             partition.current_leader = LeaderIdAndEpoch::default()
                 .with_leader_id(BrokerId(hint.leader_id))
