@@ -225,14 +225,15 @@ impl LogThrottle {
 pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
     let config = Config::new();
     let metadata = Arc::new(MetadataStore::open(dir, 1).unwrap());
+    let advertised = config.advertised_endpoint("127.0.0.1:9092".parse().expect("literal"));
     // Registered as the broker registers itself at start, on the listener of `RequestContext::for_test`.
     metadata.register_broker(crate::cluster::BrokerRegistration {
         id: 1,
         endpoints: vec![crate::cluster::BrokerEndpoint {
             listener: "PLAINTEXT".into(),
             security_protocol: "PLAINTEXT".into(),
-            host: config.listener.host.clone(),
-            port: config.listener.port,
+            host: advertised.host.clone(),
+            port: advertised.port,
         }],
         ..Default::default()
     });
@@ -258,7 +259,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         init_producer_id::producer_id_source(metadata.clone()),
     );
     Apis {
-        advertised: config.advertised_endpoint("127.0.0.1:9092".parse().expect("literal")),
+        advertised,
         txn,
         node_id: 1,
         cluster_id: "test".into(),

@@ -13,10 +13,9 @@ use kafka_protocol::ResponseError;
 
 use crate::cluster::topic_config::topic_log_config;
 use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta, TopicImage};
-use crate::log::{LogConfig, LogManager, TopicPartition};
+use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 
 use super::partition::Partition;
-use super::partition_metadata;
 
 /// The broker-level log settings in force (server.properties with the dynamic broker configs on top),
 /// read afresh whenever a partition's config is derived.
@@ -196,14 +195,16 @@ impl ReplicaManager {
             let dir = self.logs.dir().join(tp.to_string());
             if fresh
                 && !was_replica
-                && !partition_metadata::belongs_to(&dir, topic.id)
+                && partition_metadata::read(&dir) != Some(topic.id)
                 && !self.remove_stale_directory(&tp)
             {
                 continue;
             }
             match self.logs.get_or_create(&tp, config.clone()) {
                 Ok(log) => {
-                    if let Err(e) = partition_metadata::record(&dir, topic.id) {
+                    if partition_metadata::read(&dir) != Some(topic.id)
+                        && let Err(e) = partition_metadata::write(&dir, topic.id)
+                    {
                         tracing::warn!(partition = %tp, error = %e, "could not record the partition's topic id");
                     }
                     let partition =

@@ -4,7 +4,6 @@
 
 pub mod manager;
 pub mod partition;
-pub mod partition_metadata;
 
 pub use manager::{LogDefaults, ReplicaManager};
 pub use partition::{FetchIsolation, HighWatermarkWaitError, Partition};
