@@ -13,14 +13,16 @@ use std::time::Duration;
 use futures_util::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::Apis;
 use super::error::log_error_code;
+use super::{Apis, metadata_cache};
+use crate::cluster::MetadataStore;
 use crate::log::LogError;
 use crate::replica::{FetchIsolation, Partition};
 
@@ -44,6 +46,8 @@ struct Wanted {
 struct WantedTopic {
     name: TopicName,
     id: Uuid,
+    /// The topic's name in the image, when it resolved (v13+ requests name topics by id only).
+    resolved: Option<String>,
     partitions: Vec<Wanted>,
 }
 
@@ -51,9 +55,11 @@ struct Plan {
     topics: Vec<WantedTopic>,
     max_bytes: usize,
     isolation: FetchIsolation,
+    /// Fetch v16+: where leader hints come from (the image's source) and the request's listener.
+    hints: Option<(Arc<MetadataStore>, Arc<str>)>,
 }
 
-pub fn handle(apis: &Apis, _ctx: &RequestContext, request: FetchRequest) -> FetchOutcome {
+pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> FetchOutcome {
     if request.session_id != 0 {
         return FetchOutcome::Respond(
             FetchResponse::default()
@@ -85,6 +91,7 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: FetchRequest) -> Fetc
             WantedTopic {
                 name: topic.topic,
                 id: topic.topic_id,
+                resolved: resolved.ok().map(|t| t.name.clone()),
                 partitions,
             }
         })
@@ -93,6 +100,7 @@ pub fn handle(apis: &Apis, _ctx: &RequestContext, request: FetchRequest) -> Fetc
         topics,
         max_bytes: (request.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES),
         isolation: FetchIsolation::for_consumer(request.isolation_level),
+        hints: (ctx.api_version >= 16).then(|| (apis.metadata.clone(), ctx.listener.clone())),
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
@@ -202,11 +210,59 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
                 .with_partitions(partitions)
         })
         .collect();
-    (
-        FetchResponse::default().with_responses(responses),
-        used,
-        failed,
-    )
+    let response = FetchResponse::default().with_responses(responses);
+    (with_leader_hints(plan, response), used, failed)
+}
+
+/// KIP-951 (Fetch v16+): a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names its
+/// current leader and epoch, and the leader's endpoint on the request's listener goes into
+/// `node_endpoints`, so the consumer moves there without waiting for a metadata refresh.
+fn with_leader_hints(plan: &Plan, mut response: FetchResponse) -> FetchResponse {
+    let Some((metadata, listener)) = &plan.hints else {
+        return response;
+    };
+    let hinted = [
+        ResponseError::NotLeaderOrFollower.code(),
+        ResponseError::FencedLeaderEpoch.code(),
+    ];
+    if !response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| hinted.contains(&p.error_code))
+    {
+        return response;
+    }
+    let image = metadata.image();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    for (topic, wanted) in response.responses.iter_mut().zip(&plan.topics) {
+        for partition in &mut topic.partitions {
+            if !hinted.contains(&partition.error_code) {
+                continue;
+            }
+            let hint = metadata_cache::current_leader(
+                &image,
+                wanted.resolved.as_deref().unwrap_or_default(),
+                partition.partition_index,
+                listener,
+            );
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(hint.leader_id))
+                .with_leader_epoch(hint.leader_epoch);
+            if let Some(node) = hint.node
+                && !endpoints.iter().any(|e| e.node_id.0 == node.id)
+            {
+                endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(node.id))
+                        .with_host(StrBytes::from_string(node.host))
+                        .with_port(i32::from(node.port))
+                        .with_rack(node.rack.map(StrBytes::from_string)),
+                );
+            }
+        }
+    }
+    response.with_node_endpoints(endpoints)
 }
 
 fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionData {

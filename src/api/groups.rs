@@ -245,6 +245,9 @@ pub fn describe_groups(
         .iter()
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
+            if let Err(e) = apis.groups.store().check_coordinator(id.0.as_str()) {
+                return described.with_error_code(e.code());
+            }
             let mut described = match apis.groups.describe_group(id.0.as_str()) {
                 Some(d) => described
                     .with_group_state(StrBytes::from_static_str(d.state.name()))

@@ -18,6 +18,7 @@ pub mod init_producer_id;
 pub mod legacy;
 pub mod list_offsets;
 pub mod metadata;
+pub mod metadata_cache;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
@@ -224,6 +225,18 @@ impl LogThrottle {
 pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
     let config = Config::new();
     let metadata = Arc::new(MetadataStore::open(dir, 1).unwrap());
+    let advertised = config.advertised_endpoint("127.0.0.1:9092".parse().expect("literal"));
+    // Registered as the broker registers itself at start, on the listener of `RequestContext::for_test`.
+    metadata.register_broker(crate::cluster::BrokerRegistration {
+        id: 1,
+        endpoints: vec![crate::cluster::BrokerEndpoint {
+            listener: "PLAINTEXT".into(),
+            security_protocol: "PLAINTEXT".into(),
+            host: advertised.host.clone(),
+            port: advertised.port,
+        }],
+        ..Default::default()
+    });
     let logs = LogManager::open(dir, config.log.clone()).unwrap();
     let replicas = ReplicaManager::new(
         1,
@@ -246,7 +259,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         init_producer_id::producer_id_source(metadata.clone()),
     );
     Apis {
-        advertised: config.advertised_endpoint("127.0.0.1:9092".parse().expect("literal")),
+        advertised,
         txn,
         node_id: 1,
         cluster_id: "test".into(),

@@ -217,6 +217,12 @@ pub fn offset_fetch(
             .groups
             .iter()
             .map(|g| {
+                // Asked of a broker that does not coordinate the group: find the coordinator again.
+                if let Err(e) = apis.groups.store().check_coordinator(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(e.code());
+                }
                 let requested = g.topics.as_ref().map(|ts| {
                     ts.iter()
                         .map(|t| (t.name.clone(), t.partition_indexes.clone()))
@@ -249,6 +255,13 @@ pub fn offset_fetch(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(e) = apis
+        .groups
+        .store()
+        .check_coordinator(req.group_id.0.as_str())
+    {
+        return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let requested = req.topics.as_ref().map(|ts| {
         ts.iter()
@@ -285,6 +298,9 @@ pub fn offset_delete(
     req: &OffsetDeleteRequest,
 ) -> Outcome<OffsetDeleteResponse> {
     let group = req.group_id.0.as_str();
+    if let Err(e) = apis.groups.store().check_coordinator(group) {
+        return Outcome::Respond(OffsetDeleteResponse::default().with_error_code(e.code()));
+    }
     if !apis.groups.group_exists(group) {
         return Outcome::Respond(
             OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code()),

@@ -13,14 +13,15 @@ use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::Apis;
 use super::error::log_error_code;
-use crate::cluster::TopicImage;
+use super::{Apis, metadata_cache};
+use crate::cluster::{MetadataStore, TopicImage};
 use crate::log::{AppendOrigin, LogError, RecordBatchHeader};
 use crate::replica::{HighWatermarkWaitError, Partition};
 
@@ -112,13 +113,62 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> Pro
         };
     }
     let response = ProduceResponse::default().with_responses(responses);
+    let hints = (ctx.api_version >= 10).then(|| (apis.metadata.clone(), ctx.listener.clone()));
     if pending.is_empty() {
-        return ProduceOutcome::Respond(response);
+        return ProduceOutcome::Respond(with_leader_hints(response, hints));
     }
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-    ProduceOutcome::Wait(Box::pin(wait_for_high_watermark(
-        response, pending, timeout,
-    )))
+    ProduceOutcome::Wait(Box::pin(async move {
+        let response = wait_for_high_watermark(response, pending, timeout).await;
+        with_leader_hints(response, hints)
+    }))
+}
+
+/// KIP-951 (Produce v10+): every partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
+/// epoch, and the leader's endpoint on the request's listener goes into `node_endpoints`, so the producer
+/// moves there without waiting for a metadata refresh (Kafka's `getCurrentLeader`). `hints` is the image's
+/// source and the listener, None for older versions.
+fn with_leader_hints(
+    mut response: ProduceResponse,
+    hints: Option<(Arc<MetadataStore>, Arc<str>)>,
+) -> ProduceResponse {
+    let Some((metadata, listener)) = hints else {
+        return response;
+    };
+    let image = metadata.image();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    for topic in &mut response.responses {
+        let name = match topic.name.0.as_str() {
+            "" => image.topic_by_id(topic.topic_id).map(|t| t.name.clone()),
+            name => Some(name.to_string()),
+        };
+        for partition in &mut topic.partition_responses {
+            if partition.error_code != ResponseError::NotLeaderOrFollower.code() {
+                continue;
+            }
+            let hint = metadata_cache::current_leader(
+                &image,
+                name.as_deref().unwrap_or_default(),
+                partition.index,
+                &listener,
+            );
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(hint.leader_id))
+                .with_leader_epoch(hint.leader_epoch);
+            if let Some(node) = hint.node
+                && !endpoints.iter().any(|e| e.node_id.0 == node.id)
+            {
+                endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(node.id))
+                        .with_host(StrBytes::from_string(node.host))
+                        .with_port(i32::from(node.port))
+                        .with_rack(node.rack.map(StrBytes::from_string)),
+                );
+            }
+        }
+    }
+    response.with_node_endpoints(endpoints)
 }
 
 /// True when any batch of any partition is transactional. Only headers are read; a malformed buffer is
@@ -290,7 +340,9 @@ async fn wait_for_high_watermark(
             // The data may never reach the disk: never acknowledge it.
             Ok(Err(HighWatermarkWaitError::Failed)) => Some(ResponseError::KafkaStorageError),
             // Deleted while we waited, as when a partition moves away from a Kafka leader.
-            Ok(Err(HighWatermarkWaitError::Closed)) => Some(ResponseError::NotLeaderOrFollower),
+            Ok(Err(HighWatermarkWaitError::Closed | HighWatermarkWaitError::NotLeader)) => {
+                Some(ResponseError::NotLeaderOrFollower)
+            }
             Err(_) if p.log.is_failed() => Some(ResponseError::KafkaStorageError),
             Err(_) => Some(ResponseError::RequestTimedOut),
         };

@@ -64,6 +64,8 @@ pub fn handle(
     let verify = || verify_in_transaction(apis, &req, &group, version);
     let checked = if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
+    } else if let Err(e) = apis.groups.store().check_coordinator(&group) {
+        Err(e)
     } else if producer.producer_id < 0 {
         Err(ResponseError::InvalidProducerIdMapping)
     } else if producer.producer_epoch < 0 {

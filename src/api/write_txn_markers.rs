@@ -155,7 +155,9 @@ fn write_marker(
             Box::pin(async move {
                 committed.await.map_err(|e| match e {
                     HighWatermarkWaitError::Failed => ResponseError::KafkaStorageError,
-                    HighWatermarkWaitError::Closed => ResponseError::NotLeaderOrFollower,
+                    HighWatermarkWaitError::Closed | HighWatermarkWaitError::NotLeader => {
+                        ResponseError::NotLeaderOrFollower
+                    }
                 })
             })
         }

@@ -243,6 +243,24 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         }
     }
 
+    /// NOT_COORDINATOR when `image` names another broker (or none) the leader of `partition`: the keys it
+    /// holds are coordinated elsewhere, whatever shard this broker still holds while the change is being
+    /// published. Ok when this broker leads it, and before the topic exists (a single node creates it on
+    /// first use).
+    pub fn check_leadership(
+        &self,
+        image: &MetadataImage,
+        partition: i32,
+    ) -> Result<(), CoordinatorError> {
+        let Some(topic) = image.topic(&self.topic) else {
+            return Ok(());
+        };
+        match topic.partition(partition) {
+            Some(r) if r.leader == self.replicas.node_id() => Ok(()),
+            _ => Err(CoordinatorError::NotCoordinator(self.tp(partition))),
+        }
+    }
+
     /// The Active shard of `partition` with its slot locked, or why there is none.
     fn active(&self, partition: i32) -> Result<SharedSlot<S>, CoordinatorError> {
         let slot = self
@@ -366,7 +384,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     fn leader(&self, partition: i32, epoch: i32) -> Result<Arc<Partition>, CoordinatorError> {
         self.replicas
             .partition(&self.tp(partition))
-            .filter(|p| p.leader_epoch() == epoch)
+            .filter(|p| p.is_leader() && p.leader_epoch() == epoch)
             .ok_or_else(|| CoordinatorError::NotCoordinator(self.tp(partition)))
     }
 }
@@ -399,13 +417,17 @@ fn committed(partition: Arc<Partition>, target: i64) -> CommitWait {
     let reached = partition.wait_for_high_watermark(target);
     Box::pin(async move {
         reached.await.map_err(|why| {
+            let why = match why {
+                // The new leader's shard decides; the client finds the coordinator again.
+                HighWatermarkWaitError::NotLeader => {
+                    return CoordinatorError::NotCoordinator(partition.topic_partition().clone());
+                }
+                HighWatermarkWaitError::Failed => "failed",
+                HighWatermarkWaitError::Closed => "closed",
+            };
             CoordinatorError::NotDurable(format!(
-                "{} {} before offset {} was committed",
+                "{} {why} before offset {} was committed",
                 partition.topic_partition(),
-                match why {
-                    HighWatermarkWaitError::Failed => "failed",
-                    HighWatermarkWaitError::Closed => "closed",
-                },
                 target - 1
             ))
         })

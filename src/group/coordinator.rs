@@ -6,7 +6,8 @@
 //! a rebalance to finish hold a oneshot receiver, never a thread. One ticker task drives every timer (session
 //! expiry, rebalance and sync deadlines, the initial rebalance delay, offset expiration).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use super::offset_store::{GroupActivity, OffsetStore, WriteWait};
 use super::{GroupConfig, StoredGroup, StoredMember};
 use crate::clock::Clock;
+use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher};
 use crate::coordinator::CoordinatorError;
 
 /// How often the ticker looks at the timers of every group. Bounds how late a timeout is noticed.
@@ -392,6 +394,25 @@ pub struct GroupCoordinator {
     store: Arc<OffsetStore>,
     groups: Mutex<HashMap<String, Group>>,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Set when a metadata change may have loaded or unloaded `__consumer_offsets` shards; the groups
+    /// follow at the next [`Self::lock`]. A flag rather than the work itself: the change is published on
+    /// the metadata writer's thread, which may be a group write holding the groups lock (creating the
+    /// topic on first use).
+    shards_changed: AtomicBool,
+    /// The `__consumer_offsets` partitions whose shards were Active when the groups last followed them:
+    /// a shard that becomes Active again (leadership came back) has its stored groups restored.
+    hosted: Mutex<HashSet<i32>>,
+}
+
+/// Tells the group coordinator that shards may have moved (see `shards_changed`).
+struct ShardListener(Weak<GroupCoordinator>);
+
+impl MetadataPublisher for ShardListener {
+    fn publish(&self, _delta: &MetadataDelta, _image: &Arc<MetadataImage>) {
+        if let Some(coordinator) = self.0.upgrade() {
+            coordinator.shards_changed.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl GroupCoordinator {
@@ -400,13 +421,19 @@ impl GroupCoordinator {
         config: GroupConfig,
         clock: Clock,
     ) -> Arc<GroupCoordinator> {
-        Arc::new(GroupCoordinator {
+        let metadata = store.metadata().clone();
+        let coordinator = Arc::new(GroupCoordinator {
             config,
             clock,
             store,
             groups: Mutex::new(HashMap::new()),
             stopping: tokio::sync::watch::Sender::new(false),
-        })
+            shards_changed: AtomicBool::new(true),
+            hosted: Mutex::new(HashSet::new()),
+        });
+        // After the offset store's runtime: its shards are loaded or unloaded when this one runs.
+        metadata.add_publisher(Arc::new(ShardListener(Arc::downgrade(&coordinator))));
+        coordinator
     }
 
     /// The wall clock of group state times, offset commits and their expiration.
@@ -421,14 +448,64 @@ impl GroupCoordinator {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         // A panic while holding the lock leaves a group mid-change, but every change keeps the map usable.
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shards_changed.swap(false, Ordering::AcqRel) {
+            self.follow_shards(&mut groups);
+        }
+        groups
+    }
+
+    /// Brings the groups in memory in line with the partitions this broker coordinates (Kafka's group
+    /// coordinator `onResignation` / `onElection`): a group whose partition of `__consumer_offsets` another
+    /// broker leads is dropped, its waiting members told NOT_COORDINATOR; the stored groups of a shard
+    /// newly loaded here are restored, except those already in memory (a group formed before its
+    /// partition existed is newer than anything stored).
+    fn follow_shards(&self, groups: &mut HashMap<String, Group>) {
+        let before = groups.len();
+        groups.retain(|id, group| {
+            let here = self.store.check_coordinator(id).is_ok();
+            if !here {
+                for m in group.members.values_mut() {
+                    m.fail(ResponseError::NotCoordinator);
+                }
+            }
+            here
+        });
+        if groups.len() < before {
+            tracing::info!(
+                groups = before - groups.len(),
+                "groups coordinated elsewhere unloaded"
+            );
+        }
+        let active: HashSet<i32> = self.store.active_partitions().into_iter().collect();
+        let mut hosted = self.hosted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut added: Vec<i32> = active.difference(&hosted).copied().collect();
+        added.sort_unstable();
+        for &partition in &added {
+            let stored = self
+                .store
+                .groups_in(partition)
+                .into_iter()
+                .filter(|(id, _)| !groups.contains_key(id))
+                .collect();
+            self.restore_into(groups, stored);
+        }
+        *hosted = active;
     }
 
     /// Restores groups as they were stored after their last rebalance. Members get a fresh session: those that
     /// do not heartbeat again are expired as usual.
     pub fn restore(&self, loaded: Vec<(String, StoredGroup)>) {
-        let now = Instant::now();
         let mut groups = self.lock();
+        self.restore_into(&mut groups, loaded);
+    }
+
+    fn restore_into(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        loaded: Vec<(String, StoredGroup)>,
+    ) {
+        let now = Instant::now();
         for (id, stored) in loaded {
             let mut group = Group::new(&id, self.clock.clone());
             group.generation = stored.generation;
@@ -581,6 +658,9 @@ impl GroupCoordinator {
                 ResponseError::InvalidGroupId,
                 &p.member_id,
             ));
+        }
+        if let Err(e) = self.store.check_coordinator(&p.group_id) {
+            return Pending::Now(JoinResult::error(e, &p.member_id));
         }
         if p.session_timeout_ms < self.config.min_session_timeout_ms
             || p.session_timeout_ms > self.config.max_session_timeout_ms
@@ -910,6 +990,9 @@ impl GroupCoordinator {
 
     /// SyncGroup.
     pub fn sync_group(&self, p: SyncParams) -> Pending<SyncResult> {
+        if let Err(e) = self.store.check_coordinator(&p.group_id) {
+            return Pending::Now(SyncResult::error(e));
+        }
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(&p.group_id) else {
@@ -1001,6 +1084,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1033,6 +1117,9 @@ impl GroupCoordinator {
         group_id: &str,
         leaving: &[(String, Option<String>)],
     ) -> Vec<Result<(), ResponseError>> {
+        if let Err(e) = self.store.check_coordinator(group_id) {
+            return leaving.iter().map(|_| Err(e)).collect();
+        }
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1097,6 +1184,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let now = Instant::now();
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1146,6 +1234,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
             return if generation < 0 {
@@ -1307,6 +1396,7 @@ impl GroupCoordinator {
     /// `now` no longer counts, even when the ticker has not reached it yet (a static member that
     /// closed without leaving is gone exactly one session timeout after its last heartbeat or commit).
     fn delete_group_at(&self, group_id: &str, now: Instant) -> Result<WriteWait, ResponseError> {
+        self.store.check_coordinator(group_id)?;
         let mut groups = self.lock();
         if let Some(group) = groups.get_mut(group_id) {
             self.advance_timers(group, now);
@@ -1566,6 +1656,75 @@ mod tests {
             Pending::Later(_)
         ));
         r.member_id
+    }
+
+    #[tokio::test]
+    async fn groups_follow_the_leadership_of_their_offsets_partition() {
+        use crate::cluster::{MetadataDelta, OFFSETS_TOPIC, PartitionRegistration, TopicDelta};
+
+        let (c, _dir) = coordinator(0, 100);
+        let joined = ready(&mut later(c.join_group(params("", &["range"]))));
+        let Pending::Later(synced) = sync(
+            &c,
+            &joined.member_id,
+            joined.generation,
+            &[(&joined.member_id, "a")],
+        ) else {
+            panic!("the leader's sync waits for the group to be stored");
+        };
+        let synced = tokio::time::timeout(Duration::from_secs(10), synced)
+            .await
+            .expect("stored in time")
+            .expect("answered");
+        assert_eq!(synced.error, None);
+        let metadata = c.store().metadata().clone();
+        let partition = c.store().partition_for("g");
+        let lead = |leader: i32, epoch: i32| {
+            let before = metadata.topic(OFFSETS_TOPIC).expect("created by the store");
+            let mut after = (*before).clone();
+            after.partitions[partition as usize] = PartitionRegistration {
+                replicas: vec![2, 1],
+                isr: vec![2, 1],
+                leader,
+                leader_epoch: epoch,
+                partition_epoch: epoch,
+                ..Default::default()
+            };
+            metadata.publish_delta(&MetadataDelta {
+                topics: vec![TopicDelta::Changed {
+                    before,
+                    after: Arc::new(after),
+                }],
+                ..Default::default()
+            });
+        };
+        let listed = |c: &GroupCoordinator| {
+            c.list_groups()
+                .into_iter()
+                .map(|g| (g.group_id, g.state))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&c), vec![("g".to_string(), GroupState::Stable)]);
+
+        // Broker 2 takes the partition: the group leaves memory and its APIs send the member away.
+        lead(2, 1);
+        assert!(listed(&c).is_empty());
+        assert_eq!(
+            c.heartbeat("g", joined.generation, &joined.member_id, None),
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            now(c.join_group(params(&joined.member_id, &["range"]))).error,
+            Some(ResponseError::NotCoordinator)
+        );
+
+        // Back here at a newer epoch: the stored group is restored with its member and generation.
+        lead(1, 2);
+        assert_eq!(listed(&c), vec![("g".to_string(), GroupState::Stable)]);
+        assert_eq!(
+            c.heartbeat("g", joined.generation, &joined.member_id, None),
+            Ok(())
+        );
     }
 
     #[test]

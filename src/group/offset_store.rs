@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::cluster::{MetadataError, MetadataStore};
 use crate::coordinator::{CoordinatorError, CoordinatorRecord, CoordinatorRuntime, ProducerBatch};
+use kafka_protocol::ResponseError;
+
 use crate::log::{CleanupPolicy, LogError, TopicPartition};
 use crate::replica::{Partition, ReplicaManager};
 
@@ -178,6 +180,35 @@ impl OffsetStore {
         Ok(Arc::new(store))
     }
 
+    /// The metadata store the shards follow.
+    pub fn metadata(&self) -> &Arc<MetadataStore> {
+        &self.metadata
+    }
+
+    /// The `__consumer_offsets` partitions whose shards are Active here (this broker leads them).
+    pub fn active_partitions(&self) -> Vec<i32> {
+        self.runtime
+            .partitions()
+            .into_iter()
+            .filter(|&p| self.runtime.state(p) == Some(crate::coordinator::ShardState::Active))
+            .collect()
+    }
+
+    /// The groups stored in `partition`'s shard, sorted by name (none when it is not Active here).
+    pub fn groups_in(&self, partition: i32) -> Vec<(String, StoredGroup)> {
+        let mut out: Vec<(String, StoredGroup)> = self
+            .runtime
+            .read(partition, |shard| {
+                shard
+                    .groups()
+                    .map(|(g, s)| (g.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Every group whose metadata is stored, sorted by name.
     pub fn loaded_groups(&self) -> Vec<(String, StoredGroup)> {
         let mut out = Vec::new();
@@ -204,6 +235,22 @@ impl OffsetStore {
     /// Sarama take a partition without a leader for an election in progress and give up), and the runtime
     /// then loads their (empty) shards.
     fn create_offsets_topic(&self, partition: i32) -> Result<(), GroupStoreError> {
+        self.ensure_topic()?;
+        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+        let found = self
+            .replicas
+            .partition(&tp)
+            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
+        ensure_compacted(&found);
+        Ok(())
+    }
+
+    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`) unless it exists; in a
+    /// cluster the controller places and leads its partitions.
+    pub fn ensure_topic(&self) -> Result<(), GroupStoreError> {
+        if self.metadata.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
         let configs = BTreeMap::from([(
             "cleanup.policy".to_string(),
             OFFSETS_CLEANUP_POLICY.to_string(),
@@ -226,12 +273,6 @@ impl OffsetStore {
             Err(MetadataError::Io(e)) => return Err(LogError::Storage(e).into()),
             Err(e) => return Err(e.into()),
         }
-        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        let found = self
-            .replicas
-            .partition(&tp)
-            .ok_or_else(|| LogError::Offline(format!("{tp}: its log could not be opened")))?;
-        ensure_compacted(&found);
         Ok(())
     }
 
@@ -515,6 +556,15 @@ impl OffsetStore {
             Some(e) if expired == 0 => Err(e),
             _ => Ok(expired),
         }
+    }
+
+    /// NOT_COORDINATOR when another broker leads `group`'s partition of `__consumer_offsets` (Kafka's
+    /// group APIs answer so on any broker but the coordinator); Ok when this broker leads it or the
+    /// topic does not exist yet.
+    pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
+        self.runtime
+            .check_leadership(&self.metadata.image(), self.partition_for(group))
+            .map_err(|e| e.response_error())
     }
 
     /// Kafka's partition of `__consumer_offsets` for a group: abs(String.hashCode) % partitions.

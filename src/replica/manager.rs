@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError;
 
 use crate::cluster::topic_config::topic_log_config;
 use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta, TopicImage};
-use crate::log::{LogConfig, LogManager, TopicPartition};
+use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 
 use super::partition::Partition;
 
@@ -60,7 +60,7 @@ impl ReplicaManager {
         &self.logs
     }
 
-    /// This broker's partition, if it holds one (led or, later, followed) and its log is open.
+    /// This broker's partition, if it holds a replica of it (led or followed) and its log is open.
     pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.read().get(tp).cloned()
     }
@@ -71,8 +71,10 @@ impl ReplicaManager {
     }
 
     /// The partition a produce, fetch or offsets request must go to, or Kafka's error for it: an index the
-    /// topic does not have is UNKNOWN_TOPIC_OR_PARTITION, a partition another broker leads
+    /// topic does not have is UNKNOWN_TOPIC_OR_PARTITION, a partition another broker leads (or none)
     /// NOT_LEADER_OR_FOLLOWER, a partition whose log could not be opened KAFKA_STORAGE_ERROR (offline).
+    /// The image is visible before its publishers run: a partition this broker has not yet become the
+    /// leader of at the image's epoch is NOT_LEADER_OR_FOLLOWER too (the client retries).
     pub fn leader_partition(
         &self,
         topic: &TopicImage,
@@ -89,6 +91,9 @@ impl ReplicaManager {
             partition,
         };
         if let Some(found) = self.partition(&tp) {
+            if !found.is_leader() || found.leader_epoch() < registration.leader_epoch {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
             return Ok(found);
         }
         // A log that found the disk full is tried again by the log manager (at most once per interval):
@@ -98,14 +103,22 @@ impl ReplicaManager {
         Ok(self.write().entry(tp).or_insert(partition).clone())
     }
 
-    /// [`Self::leader_partition`], then the request's `current_leader_epoch` checked against the
-    /// partition's (KIP-320).
+    /// [`Self::leader_partition`], with the request's `current_leader_epoch` checked against the
+    /// partition's (KIP-320). As Kafka's `localLogWithEpochOrThrow`, a replica held here checks the epoch
+    /// before whether it leads: a follower answers a stale epoch FENCED_LEADER_EPOCH, a newer one
+    /// UNKNOWN_LEADER_EPOCH, and only then NOT_LEADER_OR_FOLLOWER.
     pub fn leader_partition_at(
         &self,
         topic: &TopicImage,
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
+        if let Some(local) = topic
+            .partition(partition)
+            .and_then(|_| self.partition(&TopicPartition::new(topic.name.clone(), partition)))
+        {
+            local.check_leader_epoch(current_leader_epoch)?;
+        }
         let found = self.leader_partition(topic, partition)?;
         found.check_leader_epoch(current_leader_epoch)?;
         Ok(found)
@@ -126,11 +139,10 @@ impl ReplicaManager {
         for change in &delta.topics {
             match change {
                 TopicDelta::Created(topic) => {
-                    self.open_partitions(topic, 0, !delta.from_snapshot);
+                    self.apply_partitions(topic, None, !delta.from_snapshot);
                 }
                 TopicDelta::Changed { before, after } => {
-                    self.open_partitions(after, before.partition_count(), true);
-                    self.apply_registrations(after);
+                    self.apply_partitions(after, Some(before), true);
                     if before.configs != after.configs {
                         self.reapply_config(after);
                     }
@@ -145,30 +157,61 @@ impl ReplicaManager {
         }
     }
 
-    /// Opens (creating when needed) the logs of partitions `from..` of `topic` that this broker leads. A
-    /// partition whose log cannot be opened stays offline; the others serve.
-    fn open_partitions(&self, topic: &TopicImage, from: i32, fresh: bool) {
+    /// Brings this broker's replicas of `topic` in line with its registrations (Kafka's
+    /// `ReplicaManager.applyDelta`): a partition with this broker among its replicas has its log opened
+    /// (created when new here: a directory of its name is kept only when its `partition.metadata` names
+    /// this topic) and becomes led or followed at the registration's leader epoch; a
+    /// partition this broker held and no longer replicates (reassigned away) is closed and its log
+    /// deleted. A log that cannot be opened leaves its partition offline; the others serve. `before` is
+    /// the topic as the previous image held it (None for a created one); `fresh` says a log new to this
+    /// broker must start empty (not at start-up, where existing logs are opened).
+    fn apply_partitions(&self, topic: &TopicImage, before: Option<&TopicImage>, fresh: bool) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
-        for (index, registration) in topic
-            .partitions
-            .iter()
-            .enumerate()
-            .skip(from.max(0) as usize)
-        {
-            if registration.leader != self.node_id {
-                continue;
-            }
+        for (index, registration) in topic.partitions.iter().enumerate() {
+            let partition = i32::try_from(index).expect("invariant: partition index fits an i32");
             let tp = TopicPartition {
                 topic: topic.name.clone(),
-                partition: i32::try_from(index).expect("invariant: partition index fits an i32"),
+                partition,
             };
-            if fresh && !self.remove_stale_directory(&tp) {
+            let was_replica = before
+                .and_then(|b| b.partition(partition))
+                .is_some_and(|r| r.replicas.contains(&self.node_id));
+            let leads = registration.leader == self.node_id;
+            if !registration.replicas.contains(&self.node_id) && !leads {
+                if was_replica || self.partition(&tp).is_some() {
+                    tracing::info!(partition = %tp, "no longer a replica here; deleting its log");
+                    self.delete_partition(&tp);
+                }
+                continue;
+            }
+            if let Some(existing) = self.partition(&tp) {
+                if leads {
+                    existing.become_leader(registration.leader_epoch);
+                } else {
+                    existing.become_follower(registration.leader_epoch);
+                }
+                continue;
+            }
+            let dir = self.logs.dir().join(tp.to_string());
+            if fresh
+                && !was_replica
+                && partition_metadata::read(&dir) != Some(topic.id)
+                && !self.remove_stale_directory(&tp)
+            {
                 continue;
             }
             match self.logs.get_or_create(&tp, config.clone()) {
                 Ok(log) => {
+                    if partition_metadata::read(&dir) != Some(topic.id)
+                        && let Err(e) = partition_metadata::write(&dir, topic.id)
+                    {
+                        tracing::warn!(partition = %tp, error = %e, "could not record the partition's topic id");
+                    }
                     let partition =
                         Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
+                    if !leads {
+                        partition.become_follower(registration.leader_epoch);
+                    }
                     self.write().insert(tp, partition);
                 }
                 // The log manager has already logged why (once, at ERROR).
@@ -193,21 +236,6 @@ impl ReplicaManager {
         }
     }
 
-    /// New leader epochs from the image reach the partitions.
-    fn apply_registrations(&self, topic: &TopicImage) {
-        for (index, registration) in topic.partitions.iter().enumerate() {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition: i32::try_from(index).expect("invariant: partition index fits an i32"),
-            };
-            if let Some(partition) = self.partition(&tp)
-                && registration.leader == self.node_id
-            {
-                partition.become_leader(registration.leader_epoch);
-            }
-        }
-    }
-
     /// Gives every partition of `topic` its config derived afresh (after an alter), without a restart.
     fn reapply_config(&self, topic: &TopicImage) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
@@ -225,14 +253,18 @@ impl ReplicaManager {
     /// Closes and deletes the logs of a deleted topic. Parked readers and writers are woken by the close.
     fn delete_partitions(&self, topic: &TopicImage) {
         for partition in 0..topic.partition_count() {
-            let tp = TopicPartition {
+            self.delete_partition(&TopicPartition {
                 topic: topic.name.clone(),
                 partition,
-            };
-            self.write().remove(&tp);
-            if let Err(e) = self.logs.delete(&tp) {
-                tracing::error!(partition = %tp, error = %e, "could not delete partition log");
-            }
+            });
+        }
+    }
+
+    /// Forgets one partition and deletes its log (closing it first).
+    fn delete_partition(&self, tp: &TopicPartition) {
+        self.write().remove(tp);
+        if let Err(e) = self.logs.delete(tp) {
+            tracing::error!(partition = %tp, error = %e, "could not delete partition log");
         }
     }
 
@@ -281,7 +313,7 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
-    use crate::cluster::{MetadataStore, PartitionRegistration};
+    use crate::cluster::{MetadataStore, PartitionRegistration, TopicImage};
     use crate::log::AppendOrigin;
     use crate::log::record_batch::test_support::batch;
 
@@ -363,6 +395,138 @@ mod tests {
             0
         );
         replicas.logs().shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn leadership_moves_with_the_image_and_reassigned_replicas_are_deleted() {
+        use crate::cluster::{MetadataDelta, TopicDelta};
+        use crate::replica::HighWatermarkWaitError;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let before = metadata.create_topic("orders", 3, BTreeMap::new()).unwrap();
+        let led = replicas.leader_partition(&before, 0).unwrap();
+        // An acks=-1 style wait for an offset not yet written: it must end when leadership moves.
+        let waiting = led.wait_for_high_watermark(led.log_end_offset() + 1);
+        let registration = |leader, epoch, replicas: &[i32]| PartitionRegistration {
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader,
+            leader_epoch: epoch,
+            partition_epoch: epoch,
+            ..Default::default()
+        };
+        let publish = |before: &Arc<TopicImage>, changes: Vec<(usize, PartitionRegistration)>| {
+            let mut after = (**before).clone();
+            for (i, r) in changes {
+                after.partitions[i] = r;
+            }
+            let after = Arc::new(after);
+            metadata.publish_delta(&MetadataDelta {
+                topics: vec![TopicDelta::Changed {
+                    before: before.clone(),
+                    after: after.clone(),
+                }],
+                ..Default::default()
+            });
+            after
+        };
+        let moved = publish(
+            &before,
+            vec![
+                (0, registration(2, 1, &[2, 1])),
+                (1, registration(2, 1, &[2, 3])),
+                (2, registration(1, 1, &[1, 2])),
+            ],
+        );
+        let followed = replicas
+            .partition(&TopicPartition::new("orders", 0))
+            .expect("a follower keeps its log");
+        assert!(!followed.is_leader());
+        assert_eq!(followed.leader_epoch(), 1);
+        assert_eq!(
+            replicas.leader_partition(&moved, 0).unwrap_err(),
+            ResponseError::NotLeaderOrFollower
+        );
+        // A follower checks the request's epoch first.
+        let at = |epoch| replicas.leader_partition_at(&moved, 0, epoch).unwrap_err();
+        assert_eq!(at(0), ResponseError::FencedLeaderEpoch);
+        assert_eq!(at(2), ResponseError::UnknownLeaderEpoch);
+        assert_eq!(at(1), ResponseError::NotLeaderOrFollower);
+        assert_eq!(at(-1), ResponseError::NotLeaderOrFollower);
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+                .await
+                .expect("the wait ends with the leadership"),
+            Err(HighWatermarkWaitError::NotLeader)
+        );
+        assert!(
+            replicas
+                .partition(&TopicPartition::new("orders", 1))
+                .is_none()
+        );
+        assert!(!dir.path().join("orders-1").exists(), "reassigned away");
+        let still = replicas.leader_partition(&moved, 2).unwrap();
+        assert!(still.is_leader());
+        assert_eq!(still.leader_epoch(), 1);
+
+        // Leadership comes back at a newer epoch: the same log serves again.
+        let back = publish(&moved, vec![(0, registration(1, 2, &[2, 1]))]);
+        let again = replicas.leader_partition(&back, 0).unwrap();
+        assert!(Arc::ptr_eq(&again, &followed));
+        assert_eq!(again.leader_epoch(), 2);
+        // A reassignment that adds this broker back creates the replica's log afresh.
+        let added = publish(&back, vec![(1, registration(2, 2, &[2, 1]))]);
+        assert!(
+            !replicas
+                .partition(&TopicPartition::new("orders", 1))
+                .unwrap()
+                .is_leader()
+        );
+        assert_eq!(
+            replicas.leader_partition(&added, 1).unwrap_err(),
+            ResponseError::NotLeaderOrFollower
+        );
+        replicas.logs().shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_topic_announced_again_keeps_its_own_log_and_not_another_topics() {
+        use crate::cluster::{MetadataDelta, TopicDelta};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, replicas) = open(dir.path());
+        let topic = metadata.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        replicas
+            .leader_partition(&topic, 0)
+            .unwrap()
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        replicas.logs().shutdown().unwrap();
+
+        // A cluster member starts empty and its metadata log announces the topic again, as created.
+        let announce = |topic: Arc<TopicImage>| {
+            let metadata = Arc::new(MetadataStore::replicated(1));
+            let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+            let replicas = ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
+            metadata.add_publisher(replicas.clone());
+            metadata.publish_delta(&MetadataDelta {
+                topics: vec![TopicDelta::Created(topic.clone())],
+                ..Default::default()
+            });
+            let end = replicas
+                .leader_partition(&topic, 0)
+                .unwrap()
+                .log_end_offset();
+            replicas.logs().shutdown().unwrap();
+            end
+        };
+        assert_eq!(announce(topic.clone()), 3, "its own log is opened");
+        let successor = Arc::new(TopicImage {
+            id: uuid::Uuid::new_v4(),
+            ..(*topic).clone()
+        });
+        assert_eq!(announce(successor), 0, "an earlier topic's log is removed");
     }
 
     #[test]

@@ -49,12 +49,14 @@ pub enum HighWatermarkWaitError {
     Failed,
     /// The log was closed (the partition was deleted or the broker is stopping).
     Closed,
+    /// Leadership moved to another broker: the new leader decides what is committed.
+    NotLeader,
 }
 
 /// Kafka's "no leader epoch" in requests.
 pub const NO_LEADER_EPOCH: i32 = -1;
 
-/// One partition this broker leads.
+/// One partition this broker holds a replica of: the leader, or a follower (its log kept, nothing served).
 #[derive(Debug)]
 pub struct Partition {
     tp: TopicPartition,
@@ -62,6 +64,9 @@ pub struct Partition {
     log: Arc<PartitionLog>,
     /// The epoch of the current leadership, from the metadata image; stamped into every appended batch.
     leader_epoch: AtomicI32,
+    /// True while this broker leads the partition at `leader_epoch`; a follower serves no client. A
+    /// watch, so that waits for the high watermark end when leadership moves away.
+    is_leader: watch::Sender<bool>,
 }
 
 /// The single replica's high-watermark rule: a durable log (`flush.messages`/`flush.ms`) counts a record
@@ -98,6 +103,7 @@ impl Partition {
             topic_id,
             log,
             leader_epoch: AtomicI32::new(leader_epoch),
+            is_leader: watch::Sender::new(true),
         });
         partition.update_high_watermark();
         partition
@@ -120,14 +126,33 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
-    /// A new leadership epoch from the metadata image. Epochs only grow.
+    /// This broker leads the partition at `leader_epoch`, from the metadata image. Epochs only grow.
     pub(crate) fn become_leader(&self, leader_epoch: i32) {
+        self.set_leader_epoch(leader_epoch);
+        self.is_leader
+            .send_if_modified(|leads| !std::mem::replace(leads, true));
+    }
+
+    /// Another broker (or none) leads the partition at `leader_epoch`: this replica keeps its log and
+    /// stops serving (appends and reads for clients go to the leader).
+    pub(crate) fn become_follower(&self, leader_epoch: i32) {
+        self.is_leader
+            .send_if_modified(|leads| std::mem::replace(leads, false));
+        self.set_leader_epoch(leader_epoch);
+    }
+
+    fn set_leader_epoch(&self, leader_epoch: i32) {
         let previous = self.leader_epoch.fetch_max(leader_epoch, Ordering::AcqRel);
         assert!(
             previous <= leader_epoch,
             "invariant: leader epochs only grow ({previous} -> {leader_epoch} for {})",
             self.tp
         );
+    }
+
+    /// True while this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        *self.is_leader.borrow()
     }
 
     /// KIP-320: a request naming a newer epoch than ours is ahead of us (UNKNOWN_LEADER_EPOCH: retry later);
@@ -293,13 +318,15 @@ impl Partition {
     }
 
     /// Resolves once the high watermark reaches `target` (the offset after the last record waited for);
-    /// fails if the log fails or closes first. Callers bound it with their own timeout.
+    /// fails if the log fails or closes first, or this broker stops leading the partition (Kafka's
+    /// delayed produce answers NOT_LEADER_OR_FOLLOWER then). Callers bound it with their own timeout.
     pub fn wait_for_high_watermark(
         self: &Arc<Self>,
         target: i64,
     ) -> impl Future<Output = Result<(), HighWatermarkWaitError>> + Send + 'static {
         let partition = self.clone();
         let mut watermark = self.subscribe_high_watermark();
+        let mut leadership = self.is_leader.subscribe();
         async move {
             loop {
                 if partition.is_failed() {
@@ -311,8 +338,15 @@ impl Partition {
                 if partition.is_closed() {
                     return Err(HighWatermarkWaitError::Closed);
                 }
-                if watermark.changed().await.is_err() {
-                    return Err(HighWatermarkWaitError::Closed);
+                if !*leadership.borrow_and_update() {
+                    return Err(HighWatermarkWaitError::NotLeader);
+                }
+                tokio::select! {
+                    changed = watermark.changed() => if changed.is_err() {
+                        return Err(HighWatermarkWaitError::Closed);
+                    },
+                    // The sender lives as long as the partition, which this future holds.
+                    _ = leadership.changed() => {}
                 }
             }
         }

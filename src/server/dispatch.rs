@@ -29,6 +29,13 @@ impl Dispatcher {
     pub fn new(apis: Arc<Apis>) -> Dispatcher {
         Dispatcher { apis }
     }
+
+    /// The broker state the handlers share: for tests that stand in for the cluster's metadata quorum
+    /// (publishing a delta to `metadata`) and look at what the broker made of it.
+    #[doc(hidden)]
+    pub fn apis(&self) -> &Arc<Apis> {
+        &self.apis
+    }
 }
 
 /// The fixed start of every request header: api key, api version, correlation id.

@@ -220,6 +220,15 @@ impl TransactionCoordinator {
         partition_for(group_id, partitions)
     }
 
+    /// NOT_COORDINATOR when another broker leads `transactional_id`'s partition of `__transaction_state`
+    /// (Kafka's transaction APIs answer so on any broker but the coordinator); Ok when this broker leads
+    /// it or the topic does not exist yet.
+    pub fn check_coordinator(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        self.runtime
+            .check_leadership(&self.metadata.image(), self.partition_for(transactional_id))
+            .map_err(|e| e.response_error())
+    }
+
     /// Whether this broker can answer for `transactional_id` now (FindCoordinator): COORDINATOR_LOAD_IN_PROGRESS
     /// while its shard loads. Before the topic exists every id is this broker's.
     pub fn coordinator_status(&self, transactional_id: &str) -> Result<(), ResponseError> {
@@ -234,7 +243,7 @@ impl TransactionCoordinator {
     }
 
     /// Creates `__transaction_state` (compacted, `transaction.state.log.segment.bytes`) on first use.
-    fn ensure_topic(&self) -> Result<(), ResponseError> {
+    pub fn ensure_topic(&self) -> Result<(), ResponseError> {
         if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_some() {
             return Ok(());
         }
@@ -292,6 +301,7 @@ impl TransactionCoordinator {
             bool,
         ) -> Result<(Option<TransactionMetadata>, T), ResponseError>,
     ) -> Result<(T, Option<TransactionMetadata>, i32), ResponseError> {
+        self.check_coordinator(id)?;
         let partition = self.partition_for(id);
         let attempt = || {
             self.runtime.append(partition, None, |shard| {
