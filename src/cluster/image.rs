@@ -113,6 +113,8 @@ pub struct MetadataDelta {
     pub topics: Vec<TopicDelta>,
     /// Brokers registered or changed.
     pub brokers: Vec<Arc<BrokerRegistration>>,
+    /// Brokers unregistered (UnregisterBroker): gone from the image, their ids free for a new broker.
+    pub removed_brokers: Vec<i32>,
     /// The dynamic broker configs changed: every partition's derived config must be re-applied.
     pub broker_configs_changed: bool,
     /// The whole image as loaded at start-up, not a change: its topics' logs exist and must be opened, not
@@ -130,6 +132,7 @@ impl MetadataDelta {
                 .map(TopicDelta::Created)
                 .collect(),
             brokers: image.brokers.values().cloned().collect(),
+            removed_brokers: Vec::new(),
             broker_configs_changed: false,
             from_snapshot: true,
         }
@@ -240,6 +243,9 @@ impl MetadataImage {
                     next.by_id.remove(&topic.id);
                 }
             }
+        }
+        for id in &delta.removed_brokers {
+            next.brokers.remove(id);
         }
         for broker in &delta.brokers {
             next.brokers.insert(broker.id, broker.clone());

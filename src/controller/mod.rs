@@ -1,0 +1,34 @@
+//! The cluster's replicated state machine (Kafka's QuorumController and its managers): pure and
+//! deterministic, no I/O, no clock, no raft. The quorum hands it each committed command with its log index
+//! ([`ControllerState::apply`] / [`ControllerState::apply_bytes`]); it decides the command into Kafka's
+//! metadata records ([`records`]), replays them into its state, answers with Kafka's error codes, and
+//! returns the [`crate::cluster::MetadataDelta`] the broker's image needs. Snapshots are the whole state.
+//!
+//! - `cluster_control`: broker registration, fencing, controlled shutdown (ClusterControlManager)
+//! - `replication_control`: topics, partitions, elections, reassignments (ReplicationControlManager)
+//! - `partition_change`: one partition's change and leader election (PartitionChangeBuilder)
+//! - `placement`: where replicas go (StripedReplicaPlacer)
+//! - `config_control`: topic, broker and group configs, single-node migration (ConfigurationControlManager)
+//! - `producer_id_control`: producer id blocks (ProducerIdControlManager)
+
+mod cluster_control;
+pub mod command;
+mod config_control;
+pub mod partition_change;
+pub mod placement;
+mod producer_id_control;
+pub mod records;
+mod replication_control;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use cluster_control::{MAX_BROKERS, MAX_ENDPOINTS};
+pub use command::{ApiError, ControllerCommand, ControllerResponse};
+pub use config_control::UNCLEAN_LEADER_ELECTION_ENABLE;
+pub use records::MetadataRecord;
+pub use replication_control::{
+    MAX_CONFIGS_PER_RESOURCE, MAX_PARTITIONS_PER_REQUEST, MAX_TOPICS_PER_REQUEST,
+};
+pub use state::{Applied, BrokerState, ControllerState, PartitionState, TopicState};
