@@ -211,6 +211,11 @@ impl MetadataImage {
         self.brokers.get(&id)
     }
 
+    /// Every registered broker by id, fenced ones included.
+    pub fn brokers(&self) -> impl Iterator<Item = &Arc<BrokerRegistration>> {
+        self.brokers.values()
+    }
+
     /// Unfenced brokers by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &Arc<BrokerRegistration>> {
         self.brokers.values().filter(|b| !b.fenced)

@@ -111,7 +111,11 @@ impl Writer<'_> {
     }
 
     /// Kafka's `checkBrokerEpoch`.
-    pub(super) fn check_broker_epoch(&self, broker_id: i32, broker_epoch: i64) -> Result<(), ApiError> {
+    pub(super) fn check_broker_epoch(
+        &self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<(), ApiError> {
         match self.state.brokers.get(&broker_id) {
             None => Err(ApiError::new(
                 ResponseError::StaleBrokerEpoch,
@@ -129,7 +133,11 @@ impl Writer<'_> {
     }
 
     /// Kafka's `handleBrokerFenced`: fenced, then out of every ISR, its leaderships elsewhere.
-    pub(super) fn fence_broker(&mut self, broker_id: i32, broker_epoch: i64) -> Result<(), ApiError> {
+    pub(super) fn fence_broker(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<(), ApiError> {
         self.check_broker_epoch(broker_id, broker_epoch)?;
         if !self.state.brokers[&broker_id].fenced {
             self.write(MetadataRecord::BrokerRegistrationChange(
@@ -216,7 +224,12 @@ impl Writer<'_> {
 
     /// Kafka's `generateLeaderAndIsrUpdates`: `remove` leaves the ISRs and may not lead, `add` may lead
     /// (it is being unfenced); every other broker may lead when active.
-    fn update_leaders_and_isrs(&mut self, remove: Option<i32>, add: Option<i32>, which: Partitions) {
+    fn update_leaders_and_isrs(
+        &mut self,
+        remove: Option<i32>,
+        add: Option<i32>,
+        which: Partitions,
+    ) {
         let targets: Vec<(uuid::Uuid, i32)> = self
             .state
             .topics
@@ -236,9 +249,8 @@ impl Writer<'_> {
                 let state = &*self.state;
                 let topic = &state.topics[&topic_id];
                 let partition = &topic.partitions[partition_id as usize];
-                let acceptable = |r: i32| {
-                    Some(r) != remove && (Some(r) == add || state.is_active(r))
-                };
+                let acceptable =
+                    |r: i32| Some(r) != remove && (Some(r) == add || state.is_active(r));
                 let isr: Vec<i32> = partition
                     .isr
                     .iter()

@@ -147,7 +147,9 @@ pub struct ImportedTopic {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerCommand {
     /// The first one sets the cluster id; later ones change nothing and answer the id in force.
-    InitializeCluster { cluster_id: String },
+    InitializeCluster {
+        cluster_id: String,
+    },
     /// Migrates a single-node data directory (`brook-topics.json`, broker and group configs, the producer id
     /// block): accepted only while the state holds no topic, broker, config or producer id.
     ImportSingleNode {
@@ -166,15 +168,28 @@ pub enum ControllerCommand {
         endpoints: Vec<BrokerEndpoint>,
         rack: Option<String>,
     },
-    FenceBroker { broker_id: i32, broker_epoch: i64 },
-    UnfenceBroker { broker_id: i32, broker_epoch: i64 },
-    BeginControlledShutdown { broker_id: i32, broker_epoch: i64 },
-    UnregisterBroker { broker_id: i32 },
+    FenceBroker {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
+    UnfenceBroker {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
+    BeginControlledShutdown {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
+    UnregisterBroker {
+        broker_id: i32,
+    },
     CreateTopics {
         topics: Vec<NewTopic>,
         validate_only: bool,
     },
-    DeleteTopics { topics: Vec<TopicRef> },
+    DeleteTopics {
+        topics: Vec<TopicRef>,
+    },
     CreatePartitions {
         topics: Vec<NewPartitions>,
         validate_only: bool,
@@ -194,7 +209,10 @@ pub enum ControllerCommand {
         group: String,
         configs: BTreeMap<String, String>,
     },
-    AllocateProducerIds { broker_id: i32, broker_epoch: i64 },
+    AllocateProducerIds {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
     ElectLeaders {
         election_type: ElectionType,
         /// `None`: every partition.
@@ -205,7 +223,10 @@ pub enum ControllerCommand {
         allow_replication_factor_change: bool,
     },
     /// Starts a new leader epoch with the same leader.
-    BumpLeaderEpoch { topic: String, partition: i32 },
+    BumpLeaderEpoch {
+        topic: String,
+        partition: i32,
+    },
 }
 
 /// A registered broker's epoch (BrokerRegistration's answer).
@@ -273,7 +294,9 @@ pub struct TopicPartitionResults {
 /// The answer to each [`ControllerCommand`], by the same name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerResponse {
-    InitializeCluster { cluster_id: String },
+    InitializeCluster {
+        cluster_id: String,
+    },
     ImportSingleNode(Result<(), ApiError>),
     RegisterBroker(Result<BrokerRegistered, ApiError>),
     FenceBroker(Result<(), ApiError>),

@@ -56,7 +56,7 @@ impl Writer<'_> {
         };
         check_config_count(configs)?;
         if !self.state.broker_configs.contains_key(&name)
-            && self.state.broker_configs.len() >= super::cluster_control::MAX_BROKERS + 1
+            && self.state.broker_configs.len() > super::cluster_control::MAX_BROKERS
         {
             return Err(ApiError::new(
                 ResponseError::InvalidRequest,
@@ -158,7 +158,10 @@ impl Writer<'_> {
                 || topic.leader_epochs.len() > partitions
                 || topic.leader_epochs.iter().any(|&e| e < 0)
             {
-                return invalid(format!("Cannot import topic {} ({})", topic.name, topic.topic_id));
+                return invalid(format!(
+                    "Cannot import topic {} ({})",
+                    topic.name, topic.topic_id
+                ));
             }
             check_config_count(&topic.configs)?;
         }
@@ -195,8 +198,16 @@ impl Writer<'_> {
                 }));
             }
         }
-        self.replace_configs(ConfigResourceType::Broker, &node_id.to_string(), broker_configs);
-        self.replace_configs(ConfigResourceType::Broker, "", cluster_default_broker_configs);
+        self.replace_configs(
+            ConfigResourceType::Broker,
+            &node_id.to_string(),
+            broker_configs,
+        );
+        self.replace_configs(
+            ConfigResourceType::Broker,
+            "",
+            cluster_default_broker_configs,
+        );
         for (group, configs) in group_configs {
             self.replace_configs(ConfigResourceType::Group, group, configs);
         }

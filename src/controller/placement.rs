@@ -214,7 +214,10 @@ mod tests {
                 *leaders.entry(replicas[0]).or_insert(0) += 1;
             }
             assert_eq!(leaders.len(), 3, "seed {seed}: {placed:?}");
-            assert!(leaders.values().all(|&n| n == 2), "seed {seed}: {leaders:?}");
+            assert!(
+                leaders.values().all(|&n| n == 2),
+                "seed {seed}: {leaders:?}"
+            );
         }
     }
 
@@ -246,7 +249,10 @@ mod tests {
         let all = brokers(&[(1, Some("x")), (2, None), (3, Some("y")), (4, None)]);
         assert_eq!(place(7, 10, 2, &all), place(7, 10, 2, &all));
         assert_ne!(
-            (0..8).map(|s| place(s, 4, 2, &all).unwrap()).collect::<BTreeSet<_>>().len(),
+            (0..8)
+                .map(|s| place(s, 4, 2, &all).unwrap())
+                .collect::<BTreeSet<_>>()
+                .len(),
             1,
             "different seeds start elsewhere"
         );
@@ -259,7 +265,11 @@ mod tests {
             place(0, 1, 3, &all).unwrap_err(),
             "The target replication factor of 3 cannot be reached because only 2 broker(s) are registered."
         );
-        assert!(place(0, 1, 0, &all).unwrap_err().contains("must be positive"));
+        assert!(
+            place(0, 1, 0, &all)
+                .unwrap_err()
+                .contains("must be positive")
+        );
         assert!(place(0, 1, 1, &[]).unwrap_err().contains("fenced"));
     }
 }

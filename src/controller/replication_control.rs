@@ -7,9 +7,10 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::command::{
-    ApiError, CreatableTopicResult, CreatePartitionsTopicResult, CreatedTopic, DeletableTopicResult,
-    ElectionType, NewPartitions, NewTopic, OngoingPartitionReassignment, OngoingTopicReassignment,
-    PartitionResult, ReassignableTopic, TopicPartitionResults, TopicPartitions, TopicRef,
+    ApiError, CreatableTopicResult, CreatePartitionsTopicResult, CreatedTopic,
+    DeletableTopicResult, ElectionType, NewPartitions, NewTopic, OngoingPartitionReassignment,
+    OngoingTopicReassignment, PartitionResult, ReassignableTopic, TopicPartitionResults,
+    TopicPartitions, TopicRef,
 };
 use super::partition_change::{Election, PartitionChangeBuilder};
 use super::placement::{self, UsableBroker};
@@ -69,7 +70,10 @@ impl Writer<'_> {
                 } else if names[topic.name.as_str()] > 1 {
                     Err(ApiError::new(
                         ResponseError::InvalidRequest,
-                        format!("Topic '{}' appears more than once in the request.", topic.name),
+                        format!(
+                            "Topic '{}' appears more than once in the request.",
+                            topic.name
+                        ),
                     ))
                 } else {
                     self.create_topic(position, topic, validate_only)
@@ -93,7 +97,10 @@ impl Writer<'_> {
         if topic.topic_id.is_nil() || state.topics.contains_key(&topic.topic_id) {
             return Err(ApiError::new(
                 ResponseError::InvalidRequest,
-                format!("Topic id {} cannot be used for a new topic.", topic.topic_id),
+                format!(
+                    "Topic id {} cannot be used for a new topic.",
+                    topic.topic_id
+                ),
             ));
         }
         check_config_count(&topic.configs)?;
@@ -171,7 +178,11 @@ impl Writer<'_> {
                 }
                 by_partition.insert(assignment.partition_index, assignment.broker_ids.clone());
             }
-            if by_partition.keys().copied().ne(0..by_partition.len() as i32) {
+            if by_partition
+                .keys()
+                .copied()
+                .ne(0..by_partition.len() as i32)
+            {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,
                     "partitions should be a consecutive 0-based integer sequence",
@@ -212,7 +223,10 @@ impl Writer<'_> {
             .copied()
             .filter(|&b| self.state.is_active(b))
             .collect();
-        assert!(!isr.is_empty(), "invariant: a new partition has an active replica");
+        assert!(
+            !isr.is_empty(),
+            "invariant: a new partition has an active replica"
+        );
         self.write(MetadataRecord::Partition(PartitionRecord {
             partition_id,
             topic_id,
@@ -289,7 +303,10 @@ impl Writer<'_> {
         let added = topics
             .iter()
             .map(|t| {
-                let current = self.state.topic(&t.topic).map_or(0, |t| t.partitions.len() as i64);
+                let current = self
+                    .state
+                    .topic(&t.topic)
+                    .map_or(0, |t| t.partitions.len() as i64);
                 u64::try_from(i64::from(t.count) - current).unwrap_or(0)
             })
             .fold(0u64, u64::saturating_add);
@@ -378,13 +395,14 @@ impl Writer<'_> {
             }
             None => {
                 let seed = self.index ^ fnv1a(&topic.name) ^ u64::from(current as u32);
-                placement::place(seed, additional, factor as i16, &state.usable_brokers())
-                    .map_err(|reason| {
+                placement::place(seed, additional, factor as i16, &state.usable_brokers()).map_err(
+                    |reason| {
                         ApiError::new(
                             ResponseError::InvalidReplicationFactor,
                             format!("Unable to replicate the partition {factor} time(s): {reason}"),
                         )
-                    })?
+                    },
+                )?
             }
         };
         if validate_only {
@@ -438,7 +456,12 @@ impl Writer<'_> {
             .collect()
     }
 
-    fn elect_leader(&mut self, topic: &str, partition_id: i32, election_type: ElectionType) -> ApiError {
+    fn elect_leader(
+        &mut self,
+        topic: &str,
+        partition_id: i32,
+        election_type: ElectionType,
+    ) -> ApiError {
         let record = {
             let state = &*self.state;
             let Some(topic_state) = state.topic(topic) else {
@@ -501,7 +524,10 @@ impl Writer<'_> {
                     .map(|target| PartitionResult {
                         partition_id: target.partition_index,
                         error: if budget == 0 {
-                            ApiError::new(ResponseError::PolicyViolation, "Too many partitions in one request.")
+                            ApiError::new(
+                                ResponseError::PolicyViolation,
+                                "Too many partitions in one request.",
+                            )
                         } else {
                             budget -= 1;
                             self.alter_partition_reassignment(
@@ -544,7 +570,8 @@ impl Writer<'_> {
                     )
                 })?;
             let acceptable = |r: i32| state.is_active(r);
-            let builder = PartitionChangeBuilder::new(partition, topic.id, partition_id, &acceptable);
+            let builder =
+                PartitionChangeBuilder::new(partition, topic.id, partition_id, &acceptable);
             match target {
                 None => state.cancel_reassignment(topic_name, partition_id, partition, builder)?,
                 Some(target) => {
@@ -593,7 +620,12 @@ impl Writer<'_> {
                         .target_replicas(replicas)
                         .target_removing(removing)
                         .target_adding(adding);
-                    if isr.is_empty() { builder } else { builder.target_isr(isr) }.build()
+                    if isr.is_empty() {
+                        builder
+                    } else {
+                        builder.target_isr(isr)
+                    }
+                    .build()
                 }
             }
         };
@@ -604,7 +636,11 @@ impl Writer<'_> {
     }
 
     /// Starts a new leader epoch with the same leader (the single node's `bump_leader_epoch`).
-    pub(super) fn bump_leader_epoch(&mut self, topic: &str, partition_id: i32) -> Result<i32, ApiError> {
+    pub(super) fn bump_leader_epoch(
+        &mut self,
+        topic: &str,
+        partition_id: i32,
+    ) -> Result<i32, ApiError> {
         let (topic_id, leader) = {
             let t = self
                 .state
@@ -734,7 +770,11 @@ impl ControllerState {
             isr.push(replicas[0]);
         }
         Ok(builder
-            .election(if unclean { Election::Unclean } else { Election::Online })
+            .election(if unclean {
+                Election::Unclean
+            } else {
+                Election::Online
+            })
             .target_isr(isr)
             .target_replicas(replicas)
             .target_removing(Vec::new())

@@ -191,7 +191,10 @@ impl ControllerState {
     pub(super) fn replay(&mut self, record: &MetadataRecord, changes: &mut Changes) {
         match record {
             MetadataRecord::ClusterId(r) => {
-                assert!(self.cluster_id.is_none(), "invariant: the cluster id is set once");
+                assert!(
+                    self.cluster_id.is_none(),
+                    "invariant: the cluster id is set once"
+                );
                 self.cluster_id = Some(r.cluster_id.clone());
             }
             MetadataRecord::RegisterBroker(r) => {
@@ -390,7 +393,11 @@ impl ControllerState {
         Some(TopicImage {
             name: topic.name.clone(),
             id,
-            partitions: topic.partitions.iter().map(PartitionState::to_image).collect(),
+            partitions: topic
+                .partitions
+                .iter()
+                .map(PartitionState::to_image)
+                .collect(),
             configs: self
                 .topic_configs
                 .get(&topic.name)
@@ -502,8 +509,7 @@ impl ControllerState {
 impl Changes {
     fn topic(&mut self, state: &ControllerState, id: Uuid) {
         if self.touched_topics.insert(id) {
-            self.topics
-                .push((id, state.topic_image(id).map(Arc::new)));
+            self.topics.push((id, state.topic_image(id).map(Arc::new)));
         }
     }
 
