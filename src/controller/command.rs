@@ -227,6 +227,13 @@ pub enum ControllerCommand {
         topic: String,
         partition: i32,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition v2+, by topic id), which may complete a
+    /// reassignment.
+    AlterPartition {
+        broker_id: i32,
+        broker_epoch: i64,
+        topics: Vec<AlterPartitionTopic>,
+    },
 }
 
 /// A registered broker's epoch (BrokerRegistration's answer).
@@ -314,6 +321,7 @@ pub enum ControllerResponse {
     AlterPartitionReassignments(Vec<TopicPartitionResults>),
     /// The new leader epoch.
     BumpLeaderEpoch(Result<i32, ApiError>),
+    AlterPartition(Result<Vec<AlterPartitionTopicResult>, ApiError>),
     /// The command's bytes did not decode (a proposer of another version, or a bug).
     Undecodable(ApiError),
 }
@@ -331,4 +339,45 @@ pub struct OngoingPartitionReassignment {
 pub struct OngoingTopicReassignment {
     pub name: String,
     pub partitions: Vec<OngoingPartitionReassignment>,
+}
+
+/// One ISR member with the broker epoch its fetches carried (AlterPartition v3, KIP-903); -1: unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerState {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+}
+
+/// One partition of an AlterPartition: the ISR its leader wants, at the epochs it knows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionData {
+    pub partition_index: i32,
+    pub leader_epoch: i32,
+    pub new_isr_with_epochs: Vec<BrokerState>,
+    pub leader_recovery_state: super::records::LeaderRecoveryState,
+    pub partition_epoch: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionTopic {
+    pub topic_id: Uuid,
+    pub partitions: Vec<AlterPartitionData>,
+}
+
+/// A partition's state after an AlterPartition (what the leader adopts), or why it was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionResult {
+    pub partition_index: i32,
+    pub error_code: i16,
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    pub leader_recovery_state: super::records::LeaderRecoveryState,
+    pub partition_epoch: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartitionTopicResult {
+    pub topic_id: Uuid,
+    pub partitions: Vec<AlterPartitionResult>,
 }

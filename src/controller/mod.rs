@@ -6,11 +6,13 @@
 //!
 //! - `cluster_control`: broker registration, fencing, controlled shutdown (ClusterControlManager)
 //! - `replication_control`: topics, partitions, elections, reassignments (ReplicationControlManager)
+//! - `alter_partition`: a leader's ISR changes, completing reassignments (AlterPartition)
 //! - `partition_change`: one partition's change and leader election (PartitionChangeBuilder)
 //! - `placement`: where replicas go (StripedReplicaPlacer)
 //! - `config_control`: topic, broker and group configs, single-node migration (ConfigurationControlManager)
 //! - `producer_id_control`: producer id blocks (ProducerIdControlManager)
 
+mod alter_partition;
 mod cluster_control;
 pub mod command;
 mod config_control;

@@ -634,6 +634,11 @@ impl Writer<'_> {
             C::BumpLeaderEpoch { topic, partition } => {
                 R::BumpLeaderEpoch(self.bump_leader_epoch(topic, *partition))
             }
+            C::AlterPartition {
+                broker_id,
+                broker_epoch,
+                topics,
+            } => R::AlterPartition(self.alter_partition(*broker_id, *broker_epoch, topics)),
         }
     }
 }

@@ -1000,3 +1000,164 @@ fn commands_cross_as_bytes_and_garbage_is_answered_not_applied() {
     assert_eq!(state.cluster_id(), before.cluster_id());
     assert_eq!(state.last_applied(), 2);
 }
+
+impl Harness {
+    /// The leader's AlterPartition for one partition, at the epochs the state has now.
+    fn alter_isr(
+        &mut self,
+        leader: i32,
+        topic: &str,
+        partition: i32,
+        isr: &[i32],
+    ) -> AlterPartitionResult {
+        let p = self.partition(topic, partition as usize);
+        let data = AlterPartitionData {
+            partition_index: partition,
+            leader_epoch: p.leader_epoch,
+            new_isr_with_epochs: isr
+                .iter()
+                .map(|&b| super::command::BrokerState {
+                    broker_id: b,
+                    broker_epoch: self.epochs.get(&b).copied().unwrap_or(-1),
+                })
+                .collect(),
+            leader_recovery_state: p.leader_recovery_state,
+            partition_epoch: p.partition_epoch,
+        };
+        self.alter_partition(leader, topic, data)
+    }
+
+    fn alter_partition(
+        &mut self,
+        leader: i32,
+        topic: &str,
+        data: AlterPartitionData,
+    ) -> AlterPartitionResult {
+        let topic_id = self
+            .state
+            .topic(topic)
+            .map_or(Uuid::from_u128(404), |t| t.id);
+        let ControllerResponse::AlterPartition(Ok(mut topics)) = self
+            .apply(ControllerCommand::AlterPartition {
+                broker_id: leader,
+                broker_epoch: self.epoch(leader),
+                topics: vec![AlterPartitionTopic {
+                    topic_id,
+                    partitions: vec![data],
+                }],
+            })
+            .response
+        else {
+            panic!("AlterPartition refused whole");
+        };
+        topics.remove(0).partitions.remove(0)
+    }
+}
+
+#[test]
+fn alter_partition_expands_the_isr_and_a_preferred_election_follows() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None)]);
+    h.create_assigned("orders", &[&[1, 2]]).unwrap();
+    h.fence(1);
+    h.unfence(1);
+    let before = h.partition("orders", 0);
+    assert_eq!((before.leader, before.isr.clone()), (2, vec![2]));
+
+    let result = h.alter_isr(2, "orders", 0, &[2, 1]);
+    assert_eq!(result.error_code, 0);
+    assert_eq!((result.leader_id, result.isr.clone()), (2, vec![2, 1]));
+    assert_eq!(result.partition_epoch, before.partition_epoch + 1);
+    assert_eq!(
+        result.leader_epoch, before.leader_epoch,
+        "an ISR change keeps the leader epoch"
+    );
+
+    assert!(h.elect_one(ElectionType::Preferred, "orders", 0).is_ok());
+    assert_eq!(h.partition("orders", 0).leader, 1);
+    h.assert_image_matches_state();
+}
+
+#[test]
+fn alter_partition_completes_a_reassignment_and_reports_the_new_leader() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None), (3, None)]);
+    h.create_assigned("orders", &[&[1, 2]]).unwrap();
+    assert!(h.reassign("orders", 0, Some(&[2, 3]), false).is_ok());
+
+    let result = h.alter_isr(1, "orders", 0, &[1, 2, 3]);
+    assert_eq!(result.error_code, ResponseError::NewLeaderElected.code());
+    let p = h.partition("orders", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2, 3], vec![2, 3], 2)
+    );
+    assert!(!p.is_reassigning());
+    h.assert_image_matches_state();
+}
+
+#[test]
+fn alter_partition_refusals_follow_kafkas_order() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None), (3, None)]);
+    h.create_assigned("orders", &[&[1, 2, 3]]).unwrap();
+    h.alter_isr(1, "orders", 0, &[1, 2]); // epochs: leader 0, partition 1
+    let p = h.partition("orders", 0);
+    let data = |leader_epoch: i32, partition_epoch: i32, isr: &[i32]| AlterPartitionData {
+        partition_index: 0,
+        leader_epoch,
+        new_isr_with_epochs: isr
+            .iter()
+            .map(|&b| super::command::BrokerState {
+                broker_id: b,
+                broker_epoch: -1,
+            })
+            .collect(),
+        leader_recovery_state: super::records::LeaderRecoveryState::Recovered,
+        partition_epoch,
+    };
+    let (le, pe) = (p.leader_epoch, p.partition_epoch);
+    let cases = [
+        (1, data(le + 1, pe, &[1]), ResponseError::NotController),
+        (1, data(le, pe + 1, &[1]), ResponseError::NotController),
+        (2, data(le, pe, &[2]), ResponseError::InvalidRequest),
+        (
+            1,
+            data(le, pe - 1, &[1]),
+            ResponseError::InvalidUpdateVersion,
+        ),
+        (1, data(le, pe, &[2, 3]), ResponseError::InvalidRequest),
+        (1, data(le, pe, &[1, 9]), ResponseError::InvalidRequest),
+        (1, data(le, pe, &[1, 1]), ResponseError::InvalidRequest),
+    ];
+    for (leader, request, expected) in cases {
+        let result = h.alter_partition(leader, "orders", request.clone());
+        assert_eq!(result.error_code, expected.code(), "{request:?}");
+    }
+    h.fence(3);
+    let result = h.alter_partition(1, "orders", data(le, pe, &[1, 2, 3]));
+    assert_eq!(result.error_code, ResponseError::IneligibleReplica.code());
+    let mut stale = data(le, pe, &[1, 2]);
+    stale.new_isr_with_epochs[1].broker_epoch = h.epoch(2) - 1;
+    assert_eq!(
+        h.alter_partition(1, "orders", stale).error_code,
+        ResponseError::IneligibleReplica.code()
+    );
+    let result = h.alter_partition(1, "nope", data(0, 0, &[1]));
+    assert_eq!(result.error_code, ResponseError::UnknownTopicId.code());
+
+    // A fenced leader epoch: the partition moved on since.
+    h.apply(ControllerCommand::BumpLeaderEpoch {
+        topic: "orders".into(),
+        partition: 0,
+    });
+    let result = h.alter_partition(1, "orders", data(le, pe + 1, &[1]));
+    assert_eq!(result.error_code, ResponseError::FencedLeaderEpoch.code());
+
+    let whole = h.apply(ControllerCommand::AlterPartition {
+        broker_id: 1,
+        broker_epoch: h.epoch(1) + 5,
+        topics: Vec::new(),
+    });
+    let ControllerResponse::AlterPartition(Err(error)) = whole.response else {
+        panic!("a stale broker epoch was accepted");
+    };
+    assert_eq!(code(&error), Some(ResponseError::StaleBrokerEpoch));
+}
