@@ -10,6 +10,7 @@
 //! - `partition_change`: one partition's change and leader election (PartitionChangeBuilder)
 //! - `placement`: where replicas go (StripedReplicaPlacer)
 //! - `config_control`: topic, broker and group configs, single-node migration (ConfigurationControlManager)
+//! - `state_machine`: the quorum's view: bytes in and out, deltas published, state shared with readers
 //! - `producer_id_control`: producer id blocks (ProducerIdControlManager)
 
 mod alter_partition;
@@ -22,6 +23,7 @@ mod producer_id_control;
 pub mod records;
 mod replication_control;
 pub mod state;
+pub mod state_machine;
 
 #[cfg(test)]
 mod tests;
@@ -34,3 +36,4 @@ pub use replication_control::{
     MAX_CONFIGS_PER_RESOURCE, MAX_PARTITIONS_PER_REQUEST, MAX_TOPICS_PER_REQUEST,
 };
 pub use state::{Applied, BrokerState, ControllerState, PartitionState, TopicState};
+pub use state_machine::{ControllerReader, ControllerStateMachine, DeltaPublisher};

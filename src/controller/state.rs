@@ -431,13 +431,14 @@ impl ControllerState {
         encode(self)
     }
 
-    /// The state a [`Self::snapshot`] taken at `index` holds.
+    /// The state a [`Self::snapshot`] holds, the quorum's log covering it up to `index` (which may be past
+    /// the last command: the quorum's own entries have indexes too).
     pub fn restore(index: u64, snapshot: &[u8]) -> Result<ControllerState, String> {
         let state: ControllerState = serde_json::from_slice(snapshot)
             .map_err(|e| format!("corrupt controller snapshot: {e}"))?;
-        if state.last_applied != index {
+        if state.last_applied > index {
             return Err(format!(
-                "controller snapshot is of index {}, not {index}",
+                "controller snapshot has applied index {}, past its own index {index}",
                 state.last_applied
             ));
         }
@@ -450,6 +451,53 @@ impl ControllerState {
             return Err("corrupt controller snapshot: topic names and ids disagree".into());
         }
         Ok(state)
+    }
+
+    /// What changes from this state's image to `next`'s (a node installing a snapshot while running).
+    pub fn delta_to(&self, next: &ControllerState) -> MetadataDelta {
+        let mut delta = MetadataDelta::default();
+        for (id, topic) in &self.topics {
+            let before = self.topic_image(*id).map(Arc::new);
+            match (before, next.topics.contains_key(id)) {
+                (Some(before), false) => delta.topics.push(TopicDelta::Deleted(before)),
+                (Some(before), true) => {
+                    let after = next.topic_image(*id).map(Arc::new);
+                    if let Some(after) = after.filter(|a| **a != *before) {
+                        debug_assert_eq!(after.name, topic.name, "a topic id keeps its name");
+                        delta.topics.push(TopicDelta::Changed { before, after });
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+        for id in next
+            .topics
+            .keys()
+            .filter(|id| !self.topics.contains_key(id))
+        {
+            if let Some(after) = next.topic_image(*id) {
+                delta.topics.push(TopicDelta::Created(Arc::new(after)));
+            }
+        }
+        delta.removed_brokers = self
+            .brokers
+            .keys()
+            .filter(|id| !next.brokers.contains_key(id))
+            .copied()
+            .collect();
+        delta.brokers = next
+            .brokers
+            .values()
+            .filter(|b| self.brokers.get(&b.id) != Some(b))
+            .map(|b| Arc::new(broker_image(b)))
+            .collect();
+        delta.broker_configs_changed = self.broker_configs != next.broker_configs;
+        delta
+    }
+
+    /// Every topic by id.
+    pub fn topics(&self) -> impl Iterator<Item = &TopicState> {
+        self.topics.values()
     }
 
     pub fn cluster_id(&self) -> Option<&str> {

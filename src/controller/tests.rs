@@ -664,7 +664,11 @@ fn a_snapshot_restores_an_identical_state() {
     assert_eq!(restored, h.state);
     assert_eq!(restored.snapshot(), snapshot);
     assert_eq!(restored.image().topics(), h.image.topics());
-    assert!(ControllerState::restore(h.index + 1, &snapshot).is_err());
+    assert!(ControllerState::restore(h.index - 1, &snapshot).is_err());
+    assert_eq!(
+        ControllerState::restore(h.index + 3, &snapshot).unwrap(),
+        h.state
+    );
     assert!(ControllerState::restore(h.index, b"{").is_err());
 
     // A restored node goes on exactly as the original.
