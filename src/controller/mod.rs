@@ -11,12 +11,14 @@
 //! - `placement`: where replicas go (StripedReplicaPlacer)
 //! - `config_control`: topic, broker and group configs, single-node migration (ConfigurationControlManager)
 //! - `state_machine`: the quorum's view: bytes in and out, deltas published, state shared with readers
+//! - `heartbeat`: which command a broker's heartbeat calls for (BrokerHeartbeatManager's state machine)
 //! - `producer_id_control`: producer id blocks (ProducerIdControlManager)
 
 mod alter_partition;
 mod cluster_control;
 pub mod command;
 mod config_control;
+pub mod heartbeat;
 pub mod partition_change;
 pub mod placement;
 mod producer_id_control;
