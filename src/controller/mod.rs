@@ -4,6 +4,7 @@
 //! metadata records ([`records`]), replays them into its state, answers with Kafka's error codes, and
 //! returns the [`crate::cluster::MetadataDelta`] the broker's image needs. Snapshots are the whole state.
 //!
+//! - `replay`: records into the state, the only way it changes
 //! - `cluster_control`: broker registration, fencing, controlled shutdown (ClusterControlManager)
 //! - `replication_control`: topics, partitions, elections, reassignments (ReplicationControlManager)
 //! - `alter_partition`: a leader's ISR changes, completing reassignments (AlterPartition)
@@ -23,6 +24,7 @@ pub mod partition_change;
 pub mod placement;
 mod producer_id_control;
 pub mod records;
+mod replay;
 mod replication_control;
 pub mod state;
 pub mod state_machine;

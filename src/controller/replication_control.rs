@@ -105,90 +105,9 @@ impl Writer<'_> {
         }
         check_config_count(&topic.configs)?;
         let assignments = if topic.assignments.is_empty() {
-            if topic.replication_factor < -1 || topic.replication_factor == 0 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0, or -1 to use the default value.",
-                ));
-            }
-            if topic.num_partitions < -1 || topic.num_partitions == 0 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidPartitions,
-                    "Number of partitions was set to an invalid non-positive value.",
-                ));
-            }
-            if topic.num_partitions == -1 || topic.replication_factor == -1 {
-                // The proposer resolves the defaults; an unresolved one is its bug, refused not guessed.
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    "The partition count and replication factor must be resolved before proposing.",
-                ));
-            }
-            let seed = self.index ^ (position as u64).rotate_left(32) ^ fnv1a(&topic.name);
-            placement::place(
-                seed,
-                topic.num_partitions as usize,
-                topic.replication_factor,
-                &state.usable_brokers(),
-            )
-            .map_err(|reason| {
-                ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    format!(
-                        "Unable to replicate the partition {} time(s): {reason}",
-                        topic.replication_factor
-                    ),
-                )
-            })?
+            state.placed_assignments(self.index, position, topic)?
         } else {
-            if topic.replication_factor != -1 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    "A manual partition assignment was specified, but replication factor was not set to -1.",
-                ));
-            }
-            if topic.num_partitions != -1 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    "A manual partition assignment was specified, but numPartitions was not set to -1.",
-                ));
-            }
-            let mut by_partition = BTreeMap::new();
-            let mut factor = None;
-            for assignment in &topic.assignments {
-                if by_partition.contains_key(&assignment.partition_index) {
-                    return Err(ApiError::new(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "Found multiple manual partition assignments for partition {}",
-                            assignment.partition_index
-                        ),
-                    ));
-                }
-                state.validate_manual_assignment(&assignment.broker_ids, factor)?;
-                factor = Some(assignment.broker_ids.len());
-                if !assignment.broker_ids.iter().any(|&b| state.is_active(b)) {
-                    return Err(ApiError::new(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "All brokers specified in the manual partition assignment for partition {} are fenced or in controlled shutdown.",
-                            assignment.partition_index
-                        ),
-                    ));
-                }
-                by_partition.insert(assignment.partition_index, assignment.broker_ids.clone());
-            }
-            if by_partition
-                .keys()
-                .copied()
-                .ne(0..by_partition.len() as i32)
-            {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    "partitions should be a consecutive 0-based integer sequence",
-                ));
-            }
-            by_partition.into_values().collect()
+            state.manual_assignments(topic)?
         };
         let created = CreatedTopic {
             topic_id: topic.topic_id,
@@ -660,6 +579,102 @@ impl Writer<'_> {
 }
 
 impl ControllerState {
+    /// A topic's replicas from the placer (Kafka's `createTopic` without a manual assignment).
+    fn placed_assignments(
+        &self,
+        index: u64,
+        position: usize,
+        topic: &NewTopic,
+    ) -> Result<Vec<Vec<i32>>, ApiError> {
+        if topic.replication_factor < -1 || topic.replication_factor == 0 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.",
+            ));
+        }
+        if topic.num_partitions < -1 || topic.num_partitions == 0 {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                "Number of partitions was set to an invalid non-positive value.",
+            ));
+        }
+        if topic.num_partitions == -1 || topic.replication_factor == -1 {
+            // The proposer resolves the defaults; an unresolved one is its bug, refused not guessed.
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "The partition count and replication factor must be resolved before proposing.",
+            ));
+        }
+        let seed = index ^ (position as u64).rotate_left(32) ^ fnv1a(&topic.name);
+        placement::place(
+            seed,
+            topic.num_partitions as usize,
+            topic.replication_factor,
+            &self.usable_brokers(),
+        )
+        .map_err(|reason| {
+            ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {} time(s): {reason}",
+                    topic.replication_factor
+                ),
+            )
+        })
+    }
+
+    /// A topic's replicas as its manual assignment names them, checked (Kafka's `createTopic`).
+    fn manual_assignments(&self, topic: &NewTopic) -> Result<Vec<Vec<i32>>, ApiError> {
+        if topic.replication_factor != -1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "A manual partition assignment was specified, but replication factor was not set to -1.",
+            ));
+        }
+        if topic.num_partitions != -1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "A manual partition assignment was specified, but numPartitions was not set to -1.",
+            ));
+        }
+        let mut by_partition = BTreeMap::new();
+        let mut factor = None;
+        for assignment in &topic.assignments {
+            if by_partition.contains_key(&assignment.partition_index) {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "Found multiple manual partition assignments for partition {}",
+                        assignment.partition_index
+                    ),
+                ));
+            }
+            self.validate_manual_assignment(&assignment.broker_ids, factor)?;
+            factor = Some(assignment.broker_ids.len());
+            if !assignment.broker_ids.iter().any(|&b| self.is_active(b)) {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "All brokers specified in the manual partition assignment for partition {} are fenced or in controlled shutdown.",
+                        assignment.partition_index
+                    ),
+                ));
+            }
+            by_partition.insert(assignment.partition_index, assignment.broker_ids.clone());
+        }
+        if by_partition
+            .keys()
+            .copied()
+            .ne(0..by_partition.len() as i32)
+        {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                "partitions should be a consecutive 0-based integer sequence",
+            ));
+        }
+        Ok(by_partition.into_values().collect())
+    }
+
     /// Kafka's `validateNewTopicNames` and the existence check.
     pub(super) fn check_new_topic_name(&self, name: &str) -> Result<(), ApiError> {
         topic_name::validate(name)

@@ -829,8 +829,12 @@ fn topic_errors_use_kafkas_codes() {
     });
     assert!(validated.records.is_empty());
     assert!(h.state.topic("dry").is_none());
+}
 
-    // CreatePartitions.
+#[test]
+fn create_partitions_keeps_the_replication_factor_and_checks_the_count() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None)]);
+    h.create("orders", 2, 2).unwrap();
     let grow = |h: &mut Harness, count: i32, assignments: Option<Vec<Vec<i32>>>| {
         let ControllerResponse::CreatePartitions(results) = h
             .apply(ControllerCommand::CreatePartitions {
@@ -869,8 +873,28 @@ fn topic_errors_use_kafkas_codes() {
     );
     assert!(grow(&mut h, 5, Some(vec![vec![2, 1]])).is_ok());
     assert_eq!(h.partition("orders", 4).leader, 2);
+    h.assert_image_matches_state();
+}
 
-    // DeleteTopics by name and id.
+#[test]
+fn delete_topics_by_name_and_id() {
+    let mut h = Harness::with_brokers(&[(1, None)]);
+    h.create("orders", 2, 1).unwrap();
+    h.create(crate::cluster::OFFSETS_TOPIC, 3, 1).unwrap();
+    let ControllerResponse::DeleteTopics(results) = h
+        .apply(ControllerCommand::DeleteTopics {
+            topics: vec![TopicRef::Name(crate::cluster::OFFSETS_TOPIC.into())],
+        })
+        .response
+    else {
+        panic!("not a DeleteTopics answer");
+    };
+    assert_eq!(
+        code(&results[0].error),
+        Some(ResponseError::InvalidTopicException)
+    );
+    assert!(h.state.topic(crate::cluster::OFFSETS_TOPIC).is_some());
+
     let id = h.state.topic("orders").unwrap().id;
     let ControllerResponse::DeleteTopics(results) = h
         .apply(ControllerCommand::DeleteTopics {
