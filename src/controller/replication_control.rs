@@ -495,24 +495,25 @@ impl Writer<'_> {
                 None => state.cancel_reassignment(topic_name, partition_id, partition, builder)?,
                 Some(target) => {
                     state.validate_manual_assignment(target, None)?;
-                    let original: Vec<i32> = partition
+                    // KIP-860: the target must be as long as the replica set the partition is headed for.
+                    let heading = partition
                         .replicas
                         .iter()
-                        .copied()
-                        .filter(|r| !partition.adding_replicas.contains(r))
-                        .collect();
-                    if !allow_replication_factor_change && target.len() != original.len() {
+                        .filter(|r| !partition.removing_replicas.contains(r))
+                        .count();
+                    if !allow_replication_factor_change && target.len() != heading {
                         return Err(ApiError::new(
                             ResponseError::InvalidReplicationFactor,
                             format!(
-                                "The replication factor is changed from {} to {}",
-                                original.len(),
+                                "The replication factor is changed from {heading} to {}",
                                 target.len()
                             ),
                         ));
                     }
-                    // Kafka's `PartitionReassignmentReplicas`, from the original replicas to the target.
-                    let removing: Vec<i32> = original
+                    // Kafka's `PartitionReassignmentReplicas`, from the current replicas (an ongoing
+                    // reassignment's included) to the target: the target first, then those leaving.
+                    let current = &partition.replicas;
+                    let removing: Vec<i32> = current
                         .iter()
                         .copied()
                         .filter(|r| !target.contains(r))
@@ -522,29 +523,17 @@ impl Writer<'_> {
                     let adding: Vec<i32> = target
                         .iter()
                         .copied()
-                        .filter(|r| !original.contains(r))
+                        .filter(|r| !current.contains(r))
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         .collect();
                     let mut replicas = target.to_vec();
                     replicas.extend(&removing);
-                    // Replicas an earlier reassignment was adding and this one drops leave the ISR.
-                    let isr: Vec<i32> = partition
-                        .isr
-                        .iter()
-                        .copied()
-                        .filter(|r| replicas.contains(r))
-                        .collect();
-                    let builder = builder
+                    builder
                         .target_replicas(replicas)
                         .target_removing(removing)
-                        .target_adding(adding);
-                    if isr.is_empty() {
-                        builder
-                    } else {
-                        builder.target_isr(isr)
-                    }
-                    .build()
+                        .target_adding(adding)
+                        .build()
                 }
             }
         };

@@ -1189,3 +1189,27 @@ fn alter_partition_refusals_follow_kafkas_order() {
     };
     assert_eq!(code(&error), Some(ResponseError::StaleBrokerEpoch));
 }
+
+#[test]
+fn a_reassignment_changed_midway_starts_from_the_current_replicas() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None), (3, None), (4, None)]);
+    h.create_assigned("orders", &[&[1, 2]]).unwrap();
+    assert!(h.reassign("orders", 0, Some(&[2, 3]), false).is_ok());
+    // Now towards [2, 4]: 3 (still being added) and 1 leave, 4 joins.
+    assert!(h.reassign("orders", 0, Some(&[2, 4]), false).is_ok());
+    let p = h.partition("orders", 0);
+    assert_eq!(p.replicas, vec![2, 4, 1, 3]);
+    assert_eq!(
+        (p.adding_replicas.clone(), p.removing_replicas.clone()),
+        (vec![4], vec![1, 3])
+    );
+    // Back to where it started: the ISR covers it, so it completes at once.
+    assert!(h.reassign("orders", 0, Some(&[1, 2]), false).is_ok());
+    let p = h.partition("orders", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![1, 2], vec![1, 2], 1)
+    );
+    assert!(!p.is_reassigning());
+    h.assert_image_matches_state();
+}
