@@ -89,7 +89,7 @@ impl Writer<'_> {
             .is_some_and(|b| b.incarnation_id != incarnation_id)
         {
             // The old incarnation is gone: it leads nothing and is in no ISR any more.
-            self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
+            self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
         }
         self.write(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
             broker_id,
@@ -149,7 +149,7 @@ impl Writer<'_> {
                 },
             ));
         }
-        self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
+        self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
         Ok(())
     }
 
@@ -170,7 +170,7 @@ impl Writer<'_> {
                 },
             ));
         }
-        self.update_leaders_and_isrs(None, Some(broker_id), Partitions::Leaderless);
+        self.update_leaders_and_isrs(None, Partitions::Leaderless);
         Ok(())
     }
 
@@ -192,7 +192,7 @@ impl Writer<'_> {
                 },
             ));
         }
-        self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
+        self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
         let remaining = self
             .state
             .topics
@@ -214,7 +214,7 @@ impl Writer<'_> {
             ));
         };
         let broker_epoch = broker.epoch;
-        self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
+        self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
         self.write(MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
             broker_id,
             broker_epoch,
@@ -222,14 +222,10 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Kafka's `generateLeaderAndIsrUpdates`: `remove` leaves the ISRs and may not lead, `add` may lead
-    /// (it is being unfenced); every other broker may lead when active.
-    fn update_leaders_and_isrs(
-        &mut self,
-        remove: Option<i32>,
-        add: Option<i32>,
-        which: Partitions,
-    ) {
+    /// Kafka's `generateLeaderAndIsrUpdates`: `remove` leaves the ISRs and may not lead; every other broker
+    /// may lead when active. (A broker being unfenced is already unfenced here: its record came first. One
+    /// still in controlled shutdown stays ineligible, as Kafka's heartbeat manager never unfences it.)
+    fn update_leaders_and_isrs(&mut self, remove: Option<i32>, which: Partitions) {
         let targets: Vec<(uuid::Uuid, i32)> = self
             .state
             .topics
@@ -249,8 +245,7 @@ impl Writer<'_> {
                 let state = &*self.state;
                 let topic = &state.topics[&topic_id];
                 let partition = &topic.partitions[partition_id as usize];
-                let acceptable =
-                    |r: i32| Some(r) != remove && (Some(r) == add || state.is_active(r));
+                let acceptable = |r: i32| Some(r) != remove && state.is_active(r);
                 let isr: Vec<i32> = partition
                     .isr
                     .iter()

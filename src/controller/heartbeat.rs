@@ -70,10 +70,11 @@ pub fn decide_heartbeat(
             )
         })?;
     use BrokerControlState::*;
-    let current = if broker.fenced {
-        Fenced
-    } else if broker.in_controlled_shutdown {
+    // A broker in controlled shutdown stays there until it stops, fenced or not.
+    let current = if broker.in_controlled_shutdown {
         ControlledShutdown
+    } else if broker.fenced {
+        Fenced
     } else {
         Unfenced
     };

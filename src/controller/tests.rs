@@ -1213,3 +1213,221 @@ fn a_reassignment_changed_midway_starts_from_the_current_replicas() {
     assert!(!p.is_reassigning());
     h.assert_image_matches_state();
 }
+
+/// Every partition's shape holds whatever happened: the ISR is never empty and within the replicas, the
+/// leader is active and in the ISR (or there is none), reassignment lists are parts of the replicas.
+fn assert_partition_invariants(state: &ControllerState) {
+    for topic in state.topics() {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let at = format!("{}-{i}: {p:?}", topic.name);
+            assert!(!p.isr.is_empty(), "{at}");
+            assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "{at}");
+            let distinct: BTreeSet<_> = p.replicas.iter().collect();
+            assert_eq!(distinct.len(), p.replicas.len(), "{at}");
+            if p.leader != NO_LEADER {
+                assert!(p.isr.contains(&p.leader), "{at}");
+                assert!(
+                    state.broker(p.leader).is_some_and(|b| b.is_active()),
+                    "{at}"
+                );
+            }
+            assert!(
+                p.adding_replicas.iter().all(|r| p.replicas.contains(r)),
+                "{at}"
+            );
+            assert!(
+                p.removing_replicas.iter().all(|r| p.replicas.contains(r)),
+                "{at}"
+            );
+            assert!(
+                p.adding_replicas
+                    .iter()
+                    .all(|r| !p.removing_replicas.contains(r)),
+                "{at}"
+            );
+        }
+    }
+}
+
+/// A random but reproducible command for the state as it is.
+fn random_command(h: &Harness, random: &mut super::placement::SplitMix64) -> ControllerCommand {
+    const BROKERS: i32 = 5;
+    let broker = 1 + random.below(BROKERS as usize) as i32;
+    let epoch = h.state.broker(broker).map_or(0, |b| b.epoch);
+    let topics: Vec<String> = h.state.topics().map(|t| t.name.clone()).collect();
+    let topic = if topics.is_empty() || random.below(5) == 0 {
+        format!("t{}", random.below(8))
+    } else {
+        topics[random.below(topics.len())].clone()
+    };
+    let partition = h
+        .state
+        .topic(&topic)
+        .map_or(0, |t| random.below(t.partitions.len()) as i32);
+    let some_brokers = |random: &mut super::placement::SplitMix64| {
+        let mut ids: Vec<i32> = (1..=BROKERS).filter(|_| random.below(2) == 0).collect();
+        if ids.is_empty() {
+            ids.push(broker);
+        }
+        ids
+    };
+    match random.below(16) {
+        0 | 1 => ControllerCommand::RegisterBroker {
+            broker_id: broker,
+            incarnation_id: Uuid::from_u128(random.below(2) as u128 + broker as u128 * 10),
+            cluster_id: CLUSTER.into(),
+            endpoints: Vec::new(),
+            rack: Some(format!("r{}", broker % 2)),
+        },
+        2..=4 => ControllerCommand::UnfenceBroker {
+            broker_id: broker,
+            broker_epoch: epoch,
+        },
+        5 => ControllerCommand::FenceBroker {
+            broker_id: broker,
+            broker_epoch: epoch,
+        },
+        6 => ControllerCommand::BeginControlledShutdown {
+            broker_id: broker,
+            broker_epoch: epoch,
+        },
+        7 if random.below(4) == 0 => ControllerCommand::UnregisterBroker { broker_id: broker },
+        7 | 8 => ControllerCommand::CreateTopics {
+            topics: vec![NewTopic {
+                topic_id: Uuid::from_u128(h.index as u128 + 1),
+                ..new_topic(
+                    &topic,
+                    1 + random.below(4) as i32,
+                    1 + random.below(3) as i16,
+                )
+            }],
+            validate_only: false,
+        },
+        9 if random.below(3) == 0 => ControllerCommand::DeleteTopics {
+            topics: vec![TopicRef::Name(topic)],
+        },
+        9 => ControllerCommand::CreatePartitions {
+            topics: vec![NewPartitions {
+                count: h
+                    .state
+                    .topic(&topic)
+                    .map_or(1, |t| t.partitions.len() as i32 + 1),
+                topic,
+                assignments: None,
+            }],
+            validate_only: false,
+        },
+        10 => ControllerCommand::ElectLeaders {
+            election_type: if random.below(2) == 0 {
+                ElectionType::Preferred
+            } else {
+                ElectionType::Unclean
+            },
+            partitions: None,
+        },
+        11 => ControllerCommand::AlterPartitionReassignments {
+            topics: vec![ReassignableTopic {
+                name: topic,
+                partitions: vec![ReassignablePartition {
+                    partition_index: partition,
+                    replicas: (random.below(3) != 0).then(|| some_brokers(random)),
+                }],
+            }],
+            allow_replication_factor_change: true,
+        },
+        12 | 13 => {
+            // The leader adds every active replica to the ISR, as caught-up followers would be.
+            let Some(t) = h.state.topic(&topic) else {
+                return ControllerCommand::BumpLeaderEpoch { topic, partition };
+            };
+            let p = &t.partitions[partition as usize];
+            let mut isr = p.isr.clone();
+            let joining: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !isr.contains(r) && h.state.broker(*r).is_some_and(|b| b.is_active()))
+                .collect();
+            isr.extend(joining);
+            let leader = p.leader.max(0);
+            ControllerCommand::AlterPartition {
+                broker_id: leader,
+                broker_epoch: h.state.broker(leader).map_or(0, |b| b.epoch),
+                topics: vec![AlterPartitionTopic {
+                    topic_id: t.id,
+                    partitions: vec![AlterPartitionData {
+                        partition_index: partition,
+                        leader_epoch: p.leader_epoch,
+                        new_isr_with_epochs: isr
+                            .iter()
+                            .map(|&b| super::command::BrokerState {
+                                broker_id: b,
+                                broker_epoch: -1,
+                            })
+                            .collect(),
+                        leader_recovery_state: super::records::LeaderRecoveryState::Recovered,
+                        partition_epoch: p.partition_epoch,
+                    }],
+                }],
+            }
+        }
+        14 => ControllerCommand::AlterTopicConfigs {
+            topic,
+            configs: BTreeMap::from([(
+                super::UNCLEAN_LEADER_ELECTION_ENABLE.to_string(),
+                (random.below(2) == 0).to_string(),
+            )]),
+        },
+        _ => ControllerCommand::BumpLeaderEpoch { topic, partition },
+    }
+}
+
+#[test]
+fn random_histories_keep_every_invariant_and_replay_identically() {
+    for seed in 0..8u64 {
+        let run = || {
+            let mut random = super::placement::SplitMix64::new(seed);
+            let mut h = Harness::new();
+            let mut epochs: BTreeMap<(Uuid, usize), (i32, i32)> = BTreeMap::new();
+            for _ in 0..600 {
+                let command = random_command(&h, &mut random);
+                if std::env::var_os("BROOK_TRACE_HISTORY").is_some() {
+                    eprintln!("{}: {command:?}", h.index + 1);
+                }
+                h.apply(command);
+                assert_partition_invariants(&h.state);
+                for topic in h.state.topics() {
+                    for (i, p) in topic.partitions.iter().enumerate() {
+                        let before =
+                            epochs.insert((topic.id, i), (p.leader_epoch, p.partition_epoch));
+                        if let Some((leader_epoch, partition_epoch)) = before {
+                            assert!(
+                                p.leader_epoch >= leader_epoch
+                                    && p.partition_epoch >= partition_epoch
+                            );
+                        }
+                    }
+                }
+            }
+            h
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.state.snapshot(), b.state.snapshot(), "seed {seed}");
+        a.assert_image_matches_state();
+        let mut replayed = ControllerState::new();
+        for record in &a.records {
+            replayed.replay(record, &mut Changes::default());
+        }
+        replayed.last_applied = a.state.last_applied;
+        assert_eq!(replayed, a.state, "seed {seed}");
+        let partition_changes = a
+            .records
+            .iter()
+            .filter(|r| matches!(r, MetadataRecord::PartitionChange(_)))
+            .count();
+        assert!(
+            partition_changes > 20,
+            "seed {seed}: the history did something ({partition_changes} partition changes)"
+        );
+    }
+}
