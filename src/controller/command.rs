@@ -381,3 +381,32 @@ pub struct AlterPartitionTopicResult {
     pub topic_id: Uuid,
     pub partitions: Vec<AlterPartitionResult>,
 }
+
+impl ControllerCommand {
+    /// The migration of a single node's metadata (topics with their ids, configs and leader epochs, dynamic
+    /// broker configs, group configs, the producer id counter) as one command.
+    pub fn import_single_node(
+        node_id: i32,
+        store: &crate::cluster::MetadataStore,
+    ) -> ControllerCommand {
+        let dynamic = store.broker_configs().get();
+        ControllerCommand::ImportSingleNode {
+            node_id,
+            topics: store
+                .topics()
+                .iter()
+                .map(|t| ImportedTopic {
+                    name: t.name.clone(),
+                    topic_id: t.id,
+                    partitions: t.partition_count(),
+                    configs: t.configs.clone(),
+                    leader_epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
+                })
+                .collect(),
+            broker_configs: dynamic.broker,
+            cluster_default_broker_configs: dynamic.cluster_default,
+            group_configs: store.group_configs().all(),
+            next_producer_id: store.producer_ids().next_block_start(),
+        }
+    }
+}

@@ -1431,3 +1431,72 @@ fn random_histories_keep_every_invariant_and_replay_identically() {
         );
     }
 }
+
+#[test]
+fn a_single_node_data_directory_becomes_one_import_command() {
+    use crate::cluster::MetadataStore;
+    use crate::cluster::dynamic_config::BrokerScope;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetadataStore::open(dir.path(), 1).unwrap();
+    let orders = store
+        .create_topic(
+            "orders",
+            2,
+            BTreeMap::from([("retention.ms".into(), "7".into())]),
+        )
+        .unwrap();
+    store.bump_leader_epoch("orders", 1).unwrap();
+    store
+        .broker_configs()
+        .replace(
+            BrokerScope::ClusterDefault,
+            BTreeMap::from([("log.retention.ms".into(), "9".into())]),
+        )
+        .unwrap();
+    store
+        .group_configs()
+        .replace(
+            "g",
+            BTreeMap::from([("consumer.session.timeout.ms".into(), "45000".into())]),
+        )
+        .unwrap();
+    let first = store.producer_ids().generate().unwrap();
+    drop(store);
+
+    let store = MetadataStore::open(dir.path(), 1).unwrap();
+    let mut h = Harness::new();
+    let applied = h.apply(ControllerCommand::import_single_node(1, &store));
+    assert_eq!(
+        applied.response,
+        ControllerResponse::ImportSingleNode(Ok(()))
+    );
+    let topic = h.image.topic("orders").unwrap();
+    assert_eq!(topic.id, orders.id);
+    assert_eq!(topic.configs["retention.ms"], "7");
+    assert_eq!(topic.partitions[1].leader_epoch, 1);
+    assert_eq!(
+        h.state.dynamic_configs(1).cluster_default["log.retention.ms"],
+        "9"
+    );
+    assert_eq!(
+        h.state.group_configs("g")["consumer.session.timeout.ms"],
+        "45000"
+    );
+
+    // Producer ids continue past the block the single node had taken.
+    h.register(1, None);
+    let ControllerResponse::AllocateProducerIds(Ok(block)) = h
+        .apply(ControllerCommand::AllocateProducerIds {
+            broker_id: 1,
+            broker_epoch: h.epoch(1),
+        })
+        .response
+    else {
+        panic!("no block");
+    };
+    assert!(block.first_producer_id > first);
+    assert_eq!(
+        block.first_producer_id,
+        crate::cluster::producer_ids::BLOCK_SIZE
+    );
+}
