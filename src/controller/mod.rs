@@ -6,7 +6,8 @@
 //!
 //! - `replay`: records into the state, the only way it changes
 //! - `cluster_control`: broker registration, fencing, controlled shutdown (ClusterControlManager)
-//! - `replication_control`: topics, partitions, elections, reassignments (ReplicationControlManager)
+//! - `replication_control`: topics and partitions (ReplicationControlManager)
+//! - `election`, `reassignment`: ElectLeaders, Alter/ListPartitionReassignments (ReplicationControlManager)
 //! - `alter_partition`: a leader's ISR changes, completing reassignments (AlterPartition)
 //! - `partition_change`: one partition's change and leader election (PartitionChangeBuilder)
 //! - `placement`: where replicas go (StripedReplicaPlacer)
@@ -19,10 +20,12 @@ mod alter_partition;
 mod cluster_control;
 pub mod command;
 mod config_control;
+mod election;
 pub mod heartbeat;
 pub mod partition_change;
 pub mod placement;
 mod producer_id_control;
+mod reassignment;
 pub mod records;
 mod replay;
 mod replication_control;

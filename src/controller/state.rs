@@ -82,7 +82,7 @@ pub struct TopicState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControllerState {
     pub(super) cluster_id: Option<String>,
-    /// The index of the last command applied (or of the snapshot restored).
+    /// The index of the last command applied.
     pub(super) last_applied: u64,
     pub(super) brokers: BTreeMap<i32, BrokerState>,
     pub(super) topics: BTreeMap<Uuid, TopicState>,
