@@ -1335,42 +1335,7 @@ fn random_command(h: &Harness, random: &mut super::placement::SplitMix64) -> Con
             }],
             allow_replication_factor_change: true,
         },
-        12 | 13 => {
-            // The leader adds every active replica to the ISR, as caught-up followers would be.
-            let Some(t) = h.state.topic(&topic) else {
-                return ControllerCommand::BumpLeaderEpoch { topic, partition };
-            };
-            let p = &t.partitions[partition as usize];
-            let mut isr = p.isr.clone();
-            let joining: Vec<i32> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|r| !isr.contains(r) && h.state.broker(*r).is_some_and(|b| b.is_active()))
-                .collect();
-            isr.extend(joining);
-            let leader = p.leader.max(0);
-            ControllerCommand::AlterPartition {
-                broker_id: leader,
-                broker_epoch: h.state.broker(leader).map_or(0, |b| b.epoch),
-                topics: vec![AlterPartitionTopic {
-                    topic_id: t.id,
-                    partitions: vec![AlterPartitionData {
-                        partition_index: partition,
-                        leader_epoch: p.leader_epoch,
-                        new_isr_with_epochs: isr
-                            .iter()
-                            .map(|&b| super::command::BrokerState {
-                                broker_id: b,
-                                broker_epoch: -1,
-                            })
-                            .collect(),
-                        leader_recovery_state: super::records::LeaderRecoveryState::Recovered,
-                        partition_epoch: p.partition_epoch,
-                    }],
-                }],
-            }
-        }
+        12 | 13 => catch_up_isr(h, topic, partition),
         14 => ControllerCommand::AlterTopicConfigs {
             topic,
             configs: BTreeMap::from([(
@@ -1379,6 +1344,44 @@ fn random_command(h: &Harness, random: &mut super::placement::SplitMix64) -> Con
             )]),
         },
         _ => ControllerCommand::BumpLeaderEpoch { topic, partition },
+    }
+}
+
+/// The leader's AlterPartition adding every active replica to the ISR, as caught-up followers would be.
+fn catch_up_isr(h: &Harness, topic: String, partition: i32) -> ControllerCommand {
+    // The leader adds every active replica to the ISR, as caught-up followers would be.
+    let Some(t) = h.state.topic(&topic) else {
+        return ControllerCommand::BumpLeaderEpoch { topic, partition };
+    };
+    let p = &t.partitions[partition as usize];
+    let mut isr = p.isr.clone();
+    let joining: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !isr.contains(r) && h.state.broker(*r).is_some_and(|b| b.is_active()))
+        .collect();
+    isr.extend(joining);
+    let leader = p.leader.max(0);
+    ControllerCommand::AlterPartition {
+        broker_id: leader,
+        broker_epoch: h.state.broker(leader).map_or(0, |b| b.epoch),
+        topics: vec![AlterPartitionTopic {
+            topic_id: t.id,
+            partitions: vec![AlterPartitionData {
+                partition_index: partition,
+                leader_epoch: p.leader_epoch,
+                new_isr_with_epochs: isr
+                    .iter()
+                    .map(|&b| super::command::BrokerState {
+                        broker_id: b,
+                        broker_epoch: -1,
+                    })
+                    .collect(),
+                leader_recovery_state: super::records::LeaderRecoveryState::Recovered,
+                partition_epoch: p.partition_epoch,
+            }],
+        }],
     }
 }
 
