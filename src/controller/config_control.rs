@@ -19,8 +19,10 @@ use crate::cluster::group_config::MAX_GROUPS_WITH_CONFIGS;
 /// The topic config that allows electing a leader from outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
 
-/// Most topics one migration may bring (the single-node store holds far fewer in practice).
+/// Most topics, and partitions in all, one migration may bring (a single node holds far fewer in
+/// practice): the command and its records stay bounded.
 pub const MAX_IMPORTED_TOPICS: usize = 100_000;
+pub const MAX_IMPORTED_PARTITIONS: u64 = 1_000_000;
 
 impl Writer<'_> {
     pub(super) fn alter_topic_configs(
@@ -142,7 +144,14 @@ impl Writer<'_> {
                 "Invalid node id {node_id} or next producer id {next_producer_id}"
             ));
         }
-        if topics.len() > MAX_IMPORTED_TOPICS || group_configs.len() > MAX_GROUPS_WITH_CONFIGS {
+        let partitions = topics
+            .iter()
+            .map(|t| u64::try_from(t.partitions).unwrap_or(0))
+            .fold(0u64, u64::saturating_add);
+        if topics.len() > MAX_IMPORTED_TOPICS
+            || partitions > MAX_IMPORTED_PARTITIONS
+            || group_configs.len() > MAX_GROUPS_WITH_CONFIGS
+        {
             return invalid("Too many topics or group configs to import.".into());
         }
         let mut names = std::collections::BTreeSet::new();
