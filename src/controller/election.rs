@@ -9,7 +9,7 @@ use super::command::{
 };
 use super::partition_change::{Election, PartitionChangeBuilder};
 use super::records::MetadataRecord;
-use super::state::{NO_LEADER, Writer};
+use super::state::{ControllerState, NO_LEADER, Writer};
 
 impl Writer<'_> {
     /// Kafka's `electLeaders`. With every partition asked for, those needing no election are left out.
@@ -101,5 +101,42 @@ impl Writer<'_> {
                 ElectionType::Unclean => ResponseError::EligibleLeadersNotAvailable,
             }),
         }
+    }
+}
+
+impl ControllerState {
+    /// Partitions not led by their preferred replica although it is in sync and active: what the active
+    /// controller's periodic leader balancing (Kafka's `maybeBalancePartitionLeaders`) would elect, by topic
+    /// name, at most `limit` partitions.
+    pub fn imbalanced_partitions(&self, limit: usize) -> Vec<TopicPartitions> {
+        let mut left = limit;
+        let mut result = Vec::new();
+        for (name, id) in &self.topics_by_name {
+            if left == 0 {
+                break;
+            }
+            let partitions: Vec<i32> = self.topics[id]
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| {
+                    p.replicas.first().is_some_and(|&preferred| {
+                        p.leader != preferred
+                            && p.isr.contains(&preferred)
+                            && self.is_active(preferred)
+                    })
+                })
+                .map(|(i, _)| i as i32)
+                .take(left)
+                .collect();
+            left -= partitions.len();
+            if !partitions.is_empty() {
+                result.push(TopicPartitions {
+                    topic: name.clone(),
+                    partitions,
+                });
+            }
+        }
+        result
     }
 }

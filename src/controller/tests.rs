@@ -1100,8 +1100,17 @@ fn alter_partition_expands_the_isr_and_a_preferred_election_follows() {
         "an ISR change keeps the leader epoch"
     );
 
+    let imbalanced = h.state.imbalanced_partitions(100);
+    assert_eq!(
+        imbalanced,
+        vec![TopicPartitions {
+            topic: "orders".into(),
+            partitions: vec![0]
+        }]
+    );
     assert!(h.elect_one(ElectionType::Preferred, "orders", 0).is_ok());
     assert_eq!(h.partition("orders", 0).leader, 1);
+    assert!(h.state.imbalanced_partitions(100).is_empty());
     h.assert_image_matches_state();
 }
 
