@@ -404,7 +404,8 @@ fn preferred_elections_answer_as_kafka_does() {
         ResponseError::PreferredLeaderNotAvailable
     ));
 
-    // Once it is in the ISR again (here: through a reassignment that completes at once), it leads again.
+    // A restart (a new incarnation) moves leadership away; once the leader has taken the broker back into
+    // the ISR, an election over every partition moves it back, and leaves out those needing none.
     let mut h = Harness::with_brokers(&[(1, None), (2, None)]);
     h.create_assigned("orders", &[&[1, 2], &[2, 1]]).unwrap();
     h.apply(ControllerCommand::BeginControlledShutdown {
@@ -414,12 +415,13 @@ fn preferred_elections_answer_as_kafka_does() {
     h.register_incarnation(1, Uuid::from_u128(99), None);
     h.unfence(1);
     assert_eq!(h.partition("orders", 0).leader, 2);
-
-    // All partitions: those already led by their preferred replica are left out of the answer.
+    assert_eq!(h.alter_isr(2, "orders", 0, &[2, 1]).error_code, 0);
     let results = h.elect(ElectionType::Preferred, None);
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].partitions.len(), 1, "{results:?}");
     assert_eq!(results[0].partitions[0].partition_id, 0);
+    assert!(results[0].partitions[0].error.is_ok());
+    assert_eq!(h.partition("orders", 0).leader, 1);
 
     let unknown = h.elect_one(ElectionType::Preferred, "nope", 0);
     assert!(is(&unknown, ResponseError::UnknownTopicOrPartition));
