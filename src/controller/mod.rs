@@ -42,5 +42,5 @@ pub use records::MetadataRecord;
 pub use replication_control::{
     MAX_CONFIGS_PER_RESOURCE, MAX_PARTITIONS_PER_REQUEST, MAX_TOPICS_PER_REQUEST,
 };
-pub use state::{Applied, BrokerState, ControllerState, PartitionState, TopicState};
+pub use state::{Applied, ControllerState, PartitionState, RegisteredBroker, TopicState};
 pub use state_machine::{ControllerReader, ControllerStateMachine, DeltaPublisher};

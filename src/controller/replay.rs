@@ -6,7 +6,7 @@ use super::records::{
     BrokerRegistrationChangeRecord, ConfigRecord, ConfigResourceType, MetadataRecord,
     NO_LEADER_CHANGE, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
 };
-use super::state::{BrokerState, Changes, ControllerState, PartitionState, TopicState};
+use super::state::{Changes, ControllerState, PartitionState, RegisteredBroker, TopicState};
 
 impl ControllerState {
     /// Applies one record, noting in `changes` what it touched for the command's delta.
@@ -80,7 +80,7 @@ impl ControllerState {
         changes.broker(r.broker_id);
         self.brokers.insert(
             r.broker_id,
-            BrokerState {
+            RegisteredBroker {
                 id: r.broker_id,
                 incarnation_id: r.incarnation_id,
                 epoch: r.broker_epoch,

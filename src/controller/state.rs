@@ -21,7 +21,7 @@ pub const NO_LEADER: i32 = -1;
 
 /// A registered broker (Kafka's `BrokerRegistration` in ClusterControlManager).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokerState {
+pub struct RegisteredBroker {
     pub id: i32,
     pub incarnation_id: Uuid,
     pub epoch: i64,
@@ -31,7 +31,7 @@ pub struct BrokerState {
     pub in_controlled_shutdown: bool,
 }
 
-impl BrokerState {
+impl RegisteredBroker {
     /// May lead and join ISRs: unfenced and not shutting down (Kafka's `isActive`).
     pub fn is_active(&self) -> bool {
         !self.fenced && !self.in_controlled_shutdown
@@ -84,7 +84,7 @@ pub struct ControllerState {
     pub(super) cluster_id: Option<String>,
     /// The index of the last command applied.
     pub(super) last_applied: u64,
-    pub(super) brokers: BTreeMap<i32, BrokerState>,
+    pub(super) brokers: BTreeMap<i32, RegisteredBroker>,
     pub(super) topics: BTreeMap<Uuid, TopicState>,
     pub(super) topics_by_name: BTreeMap<String, Uuid>,
     pub(super) topic_configs: BTreeMap<String, BTreeMap<String, String>>,
@@ -330,11 +330,11 @@ impl ControllerState {
         self.last_applied
     }
 
-    pub fn broker(&self, id: i32) -> Option<&BrokerState> {
+    pub fn broker(&self, id: i32) -> Option<&RegisteredBroker> {
         self.brokers.get(&id)
     }
 
-    pub fn brokers(&self) -> impl Iterator<Item = &BrokerState> {
+    pub fn brokers(&self) -> impl Iterator<Item = &RegisteredBroker> {
         self.brokers.values()
     }
 
@@ -372,7 +372,9 @@ impl ControllerState {
 
     /// True while `id` is registered, unfenced and not shutting down.
     pub(super) fn is_active(&self, id: i32) -> bool {
-        self.brokers.get(&id).is_some_and(BrokerState::is_active)
+        self.brokers
+            .get(&id)
+            .is_some_and(RegisteredBroker::is_active)
     }
 }
 
@@ -399,7 +401,7 @@ impl Changes {
     }
 }
 
-fn broker_image(broker: &BrokerState) -> image::BrokerRegistration {
+fn broker_image(broker: &RegisteredBroker) -> image::BrokerRegistration {
     image::BrokerRegistration {
         id: broker.id,
         epoch: broker.epoch,
