@@ -141,7 +141,7 @@ impl MetadataDelta {
 
 impl MetadataDelta {
     /// The delta that turns `before` into `after` (a node that installed a metadata snapshot): topics
-    /// created, changed (registrations, partition count or configs) and deleted, brokers that differ.
+    /// created, changed (registrations, partition count or configs) and deleted, brokers that differ or left.
     /// A topic whose id changed under the same name was deleted and created again.
     pub fn between(before: &MetadataImage, after: &MetadataImage) -> MetadataDelta {
         let mut topics = Vec::new();
@@ -166,9 +166,16 @@ impl MetadataDelta {
             .filter(|b| before.brokers.get(&b.id) != Some(*b))
             .cloned()
             .collect();
+        let removed_brokers = before
+            .brokers
+            .keys()
+            .filter(|id| !after.brokers.contains_key(id))
+            .copied()
+            .collect();
         MetadataDelta {
             topics,
             brokers,
+            removed_brokers,
             broker_configs_changed: true,
             from_snapshot: false,
         }

@@ -277,44 +277,10 @@ impl ControllerState {
 
     /// What changes from this state's image to `next`'s (a node installing a snapshot while running).
     pub fn delta_to(&self, next: &ControllerState) -> MetadataDelta {
-        let mut delta = MetadataDelta::default();
-        for (id, topic) in &self.topics {
-            let before = self.topic_image(*id).map(Arc::new);
-            match (before, next.topics.contains_key(id)) {
-                (Some(before), false) => delta.topics.push(TopicDelta::Deleted(before)),
-                (Some(before), true) => {
-                    let after = next.topic_image(*id).map(Arc::new);
-                    if let Some(after) = after.filter(|a| **a != *before) {
-                        debug_assert_eq!(after.name, topic.name, "a topic id keeps its name");
-                        delta.topics.push(TopicDelta::Changed { before, after });
-                    }
-                }
-                (None, _) => {}
-            }
+        MetadataDelta {
+            broker_configs_changed: self.broker_configs != next.broker_configs,
+            ..MetadataDelta::between(&self.image(), &next.image())
         }
-        for id in next
-            .topics
-            .keys()
-            .filter(|id| !self.topics.contains_key(id))
-        {
-            if let Some(after) = next.topic_image(*id) {
-                delta.topics.push(TopicDelta::Created(Arc::new(after)));
-            }
-        }
-        delta.removed_brokers = self
-            .brokers
-            .keys()
-            .filter(|id| !next.brokers.contains_key(id))
-            .copied()
-            .collect();
-        delta.brokers = next
-            .brokers
-            .values()
-            .filter(|b| self.brokers.get(&b.id) != Some(b))
-            .map(|b| Arc::new(broker_image(b)))
-            .collect();
-        delta.broker_configs_changed = self.broker_configs != next.broker_configs;
-        delta
     }
 
     /// Every topic by id.
@@ -358,6 +324,11 @@ impl ControllerState {
                 .unwrap_or_default(),
             cluster_default: self.broker_configs.get("").cloned().unwrap_or_default(),
         }
+    }
+
+    /// Every group's configs, by group.
+    pub fn all_group_configs(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.group_configs
     }
 
     /// A group's configs (empty when it has none).

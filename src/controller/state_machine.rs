@@ -10,8 +10,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use super::state::ControllerState;
 use crate::cluster::MetadataDelta;
 
-/// Receives each delta, in log order (the lead wires it to `MetadataStore::publish_delta`).
-pub type DeltaPublisher = Box<dyn FnMut(&MetadataDelta) + Send>;
+/// Receives each delta in log order, with the state it leads to (read-locked: the publisher may read
+/// through a [`ControllerReader`] too). The broker mirrors the configs from the state, then publishes the
+/// delta (`MetadataStore::mirror_configs`, `MetadataStore::publish_delta`).
+pub type DeltaPublisher = Box<dyn FnMut(&ControllerState, &MetadataDelta) + Send>;
 
 /// A shared, read-only view of the controller's state.
 #[derive(Clone)]
@@ -47,9 +49,7 @@ impl ControllerStateMachine {
     /// Applies one committed command (the quorum's `StateMachine::apply`) and publishes its delta.
     pub fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
         let (response, delta) = self.write().apply_bytes(index, command);
-        if !is_empty(&delta) {
-            (self.publish)(&delta);
-        }
+        self.publish(&delta);
         response
     }
 
@@ -67,10 +67,21 @@ impl ControllerStateMachine {
             *state = next;
             delta
         };
-        if !is_empty(&delta) {
-            (self.publish)(&delta);
-        }
+        self.publish(&delta);
         Ok(())
+    }
+
+    /// Hands a non-empty delta to the publisher under the read lock: the state cannot move meanwhile (only
+    /// this machine writes it, and the quorum calls it one command at a time).
+    fn publish(&mut self, delta: &MetadataDelta) {
+        if is_empty(delta) {
+            return;
+        }
+        let state = self.state.clone();
+        let state = state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (self.publish)(&state, delta);
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ControllerState> {
@@ -148,9 +159,11 @@ mod tests {
     fn machine() -> (ControllerStateMachine, Arc<Mutex<MetadataImage>>) {
         let image = Arc::new(Mutex::new(MetadataImage::default()));
         let sink = image.clone();
-        let machine = ControllerStateMachine::new(Box::new(move |delta| {
+        let machine = ControllerStateMachine::new(Box::new(move |state, delta| {
             let mut image = sink.lock().unwrap();
             *image = image.apply(delta);
+            // The publisher sees the state the delta leads to.
+            assert_eq!(image.topics().len(), state.topics().count());
         }));
         (machine, image)
     }
