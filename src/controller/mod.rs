@@ -8,6 +8,7 @@
 //! - `cluster_control`: broker registration, fencing, controlled shutdown (ClusterControlManager)
 //! - `replication_control`: topics and partitions (ReplicationControlManager)
 //! - `election`, `reassignment`: ElectLeaders, Alter/ListPartitionReassignments (ReplicationControlManager)
+//! - `change`: the broker store's `MetadataChange`s as commands, answers as the store's results
 //! - `alter_partition`: a leader's ISR changes, completing reassignments (AlterPartition)
 //! - `partition_change`: one partition's change and leader election (PartitionChangeBuilder)
 //! - `placement`: where replicas go (StripedReplicaPlacer)
@@ -17,6 +18,7 @@
 //! - `producer_id_control`: producer id blocks (ProducerIdControlManager)
 
 mod alter_partition;
+mod change;
 mod cluster_control;
 pub mod command;
 mod config_control;
