@@ -136,7 +136,7 @@ impl ControllerResponse {
             ControllerResponse::AlterPartition(r) => match r {
                 Err(e) => Some(e.clone()),
                 Ok(topics) => topics.iter().flat_map(|t| &t.partitions).find_map(|p| {
-                    (p.error_code != 0).then(|| ApiError {
+                    (p.error_code != 0).then_some(ApiError {
                         error_code: p.error_code,
                         message: None,
                     })
