@@ -19,6 +19,15 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The transaction coordinator's state (`__transaction_state`).
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
+/// KIP-704's `LeaderRecoveryState`: a leader elected uncleanly is RECOVERING until it tells the controller
+/// (AlterPartition) it has recovered; its ISR may not grow meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LeaderRecoveryState {
+    #[default]
+    Recovered,
+    Recovering,
+}
+
 /// Where one partition lives (Kafka's `PartitionRegistration`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionRegistration {
@@ -35,6 +44,7 @@ pub struct PartitionRegistration {
     /// Replicas a reassignment is adding (already in `replicas`), and removing (still in `replicas`).
     pub adding_replicas: Vec<i32>,
     pub removing_replicas: Vec<i32>,
+    pub leader_recovery_state: LeaderRecoveryState,
 }
 
 /// One topic as the image knows it.

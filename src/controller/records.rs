@@ -46,14 +46,7 @@ pub struct TopicRecord {
     pub topic_id: Uuid,
 }
 
-/// KIP-704's `LeaderRecoveryState`: an unclean leader is RECOVERING until it tells the controller it has
-/// recovered; the ISR may not grow meanwhile.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LeaderRecoveryState {
-    #[default]
-    Recovered,
-    Recovering,
-}
+pub use crate::cluster::image::LeaderRecoveryState;
 
 /// A new partition, whole (`PartitionRecord`, api key 3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -65,6 +65,7 @@ impl PartitionState {
             partition_epoch: self.partition_epoch,
             adding_replicas: self.adding_replicas.clone(),
             removing_replicas: self.removing_replicas.clone(),
+            leader_recovery_state: self.leader_recovery_state,
         }
     }
 }

@@ -450,10 +450,41 @@ fn unclean_elections_only_when_asked_or_configured() {
         p.leader_recovery_state,
         super::records::LeaderRecoveryState::Recovering
     );
+    assert_eq!(
+        h.image.topic("orders").unwrap().partitions[0].leader_recovery_state,
+        super::records::LeaderRecoveryState::Recovering
+    );
     assert!(is(
         &h.elect_one(ElectionType::Unclean, "orders", 0),
         ResponseError::ElectionNotNeeded
     ));
+    // The new leader may not take others into the ISR before it has recovered, then says so.
+    assert_eq!(
+        h.alter_isr(2, "orders", 0, &[2, 1]).error_code,
+        ResponseError::InvalidRequest.code(),
+        "broker 1 is fenced: ineligible anyway, but RECOVERING with two members is refused first"
+    );
+    let mut recovered = h.partition("orders", 0);
+    recovered.leader_recovery_state = super::records::LeaderRecoveryState::Recovered;
+    let result = h.alter_partition(
+        2,
+        "orders",
+        AlterPartitionData {
+            partition_index: 0,
+            leader_epoch: recovered.leader_epoch,
+            new_isr_with_epochs: vec![super::command::BrokerState {
+                broker_id: 2,
+                broker_epoch: -1,
+            }],
+            leader_recovery_state: recovered.leader_recovery_state,
+            partition_epoch: recovered.partition_epoch,
+        },
+    );
+    assert_eq!(result.error_code, 0);
+    assert_eq!(
+        result.leader_recovery_state,
+        super::records::LeaderRecoveryState::Recovered
+    );
 
     h.fence(2);
     assert!(is(
