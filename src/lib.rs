@@ -13,6 +13,7 @@ pub mod api;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod coordinator;
 pub mod group;
 pub mod log;

@@ -309,6 +309,11 @@ impl GroupConfigStore {
             .read(|groups| groups.get(group).cloned().unwrap_or_default())
     }
 
+    /// Every group's overrides (a single node migrating into a cluster hands them all over).
+    pub fn all(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.0.read(BTreeMap::clone)
+    }
+
     /// Replaces one group's overrides durably; an empty set forgets the group.
     pub fn replace(
         &self,

@@ -19,6 +19,15 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The transaction coordinator's state (`__transaction_state`).
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
+/// KIP-704's `LeaderRecoveryState`: a leader elected uncleanly is RECOVERING until it tells the controller
+/// (AlterPartition) it has recovered; its ISR may not grow meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LeaderRecoveryState {
+    #[default]
+    Recovered,
+    Recovering,
+}
+
 /// Where one partition lives (Kafka's `PartitionRegistration`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionRegistration {
@@ -35,6 +44,7 @@ pub struct PartitionRegistration {
     /// Replicas a reassignment is adding (already in `replicas`), and removing (still in `replicas`).
     pub adding_replicas: Vec<i32>,
     pub removing_replicas: Vec<i32>,
+    pub leader_recovery_state: LeaderRecoveryState,
 }
 
 /// One topic as the image knows it.
@@ -113,6 +123,8 @@ pub struct MetadataDelta {
     pub topics: Vec<TopicDelta>,
     /// Brokers registered or changed.
     pub brokers: Vec<Arc<BrokerRegistration>>,
+    /// Brokers unregistered (UnregisterBroker): gone from the image, their ids free for a new broker.
+    pub removed_brokers: Vec<i32>,
     /// The dynamic broker configs changed: every partition's derived config must be re-applied.
     pub broker_configs_changed: bool,
     /// The whole image as loaded at start-up, not a change: its topics' logs exist and must be opened, not
@@ -130,6 +142,7 @@ impl MetadataDelta {
                 .map(TopicDelta::Created)
                 .collect(),
             brokers: image.brokers.values().cloned().collect(),
+            removed_brokers: Vec::new(),
             broker_configs_changed: false,
             from_snapshot: true,
         }
@@ -138,7 +151,7 @@ impl MetadataDelta {
 
 impl MetadataDelta {
     /// The delta that turns `before` into `after` (a node that installed a metadata snapshot): topics
-    /// created, changed (registrations, partition count or configs) and deleted, brokers that differ.
+    /// created, changed (registrations, partition count or configs) and deleted, brokers that differ or left.
     /// A topic whose id changed under the same name was deleted and created again.
     pub fn between(before: &MetadataImage, after: &MetadataImage) -> MetadataDelta {
         let mut topics = Vec::new();
@@ -163,9 +176,16 @@ impl MetadataDelta {
             .filter(|b| before.brokers.get(&b.id) != Some(*b))
             .cloned()
             .collect();
+        let removed_brokers = before
+            .brokers
+            .keys()
+            .filter(|id| !after.brokers.contains_key(id))
+            .copied()
+            .collect();
         MetadataDelta {
             topics,
             brokers,
+            removed_brokers,
             broker_configs_changed: true,
             from_snapshot: false,
         }
@@ -245,6 +265,9 @@ impl MetadataImage {
                     next.by_id.remove(&topic.id);
                 }
             }
+        }
+        for id in &delta.removed_brokers {
+            next.brokers.remove(id);
         }
         for broker in &delta.brokers {
             next.brokers.insert(broker.id, broker.clone());

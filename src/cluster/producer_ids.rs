@@ -112,6 +112,11 @@ impl ProducerIdManager {
         Ok(Block { next: start, end })
     }
 
+    /// The first id no block has reached yet, as made durable: where a cluster continues after a migration.
+    pub fn next_block_start(&self) -> i64 {
+        self.stored.read(|s| s.next_block_start)
+    }
+
     /// A producer id never handed out before by this data directory.
     pub fn generate(&self) -> Result<i64, ProducerIdError> {
         let mut block = self.block.lock().unwrap_or_else(|e| e.into_inner());

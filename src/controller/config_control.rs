@@ -1,0 +1,269 @@
+//! Configs of topics, brokers and groups (Kafka's `ConfigurationControlManager`), and the migration of a
+//! single-node data directory into an empty cluster state. The proposer checks names and values (it knows
+//! the broker's config table); a command replaces one resource's whole set and is written as one
+//! `ConfigRecord` per key that changes.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+
+use super::command::{ApiError, BrokerConfigScope, ImportedTopic};
+use super::records::{
+    ConfigRecord, ConfigResourceType, LeaderRecoveryState, MetadataRecord, PartitionRecord,
+    ProducerIdsRecord, TopicRecord,
+};
+use super::replication_control::{MAX_PARTITIONS_PER_REQUEST, check_config_count};
+use super::state::{ControllerState, Writer};
+use crate::cluster::group_config::MAX_GROUPS_WITH_CONFIGS;
+
+/// The topic config that allows electing a leader from outside the ISR.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+
+/// Most topics, and partitions in all, one migration may bring (a single node holds far fewer in
+/// practice): the command and its records stay bounded.
+pub const MAX_IMPORTED_TOPICS: usize = 100_000;
+pub const MAX_IMPORTED_PARTITIONS: u64 = 1_000_000;
+
+impl Writer<'_> {
+    pub(super) fn alter_topic_configs(
+        &mut self,
+        topic: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        if self.state.topic(topic).is_none() {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("The topic '{topic}' does not exist."),
+            ));
+        }
+        check_config_count(configs)?;
+        self.replace_configs(ConfigResourceType::Topic, topic, configs);
+        Ok(())
+    }
+
+    pub(super) fn alter_broker_configs(
+        &mut self,
+        scope: BrokerConfigScope,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        let name = match scope {
+            BrokerConfigScope::ClusterDefault => String::new(),
+            BrokerConfigScope::Broker(id) if id >= 0 => id.to_string(),
+            BrokerConfigScope::Broker(id) => {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Invalid broker id {id}"),
+                ));
+            }
+        };
+        check_config_count(configs)?;
+        if !self.state.broker_configs.contains_key(&name)
+            && self.state.broker_configs.len() > super::cluster_control::MAX_BROKERS
+        {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "Too many brokers have dynamic configs.",
+            ));
+        }
+        self.replace_configs(ConfigResourceType::Broker, &name, configs);
+        Ok(())
+    }
+
+    pub(super) fn alter_group_configs(
+        &mut self,
+        group: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        check_config_count(configs)?;
+        if !configs.is_empty()
+            && !self.state.group_configs.contains_key(group)
+            && self.state.group_configs.len() >= MAX_GROUPS_WITH_CONFIGS
+        {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("at most {MAX_GROUPS_WITH_CONFIGS} groups may have configs"),
+            ));
+        }
+        self.replace_configs(ConfigResourceType::Group, group, configs);
+        Ok(())
+    }
+
+    /// Writes the records that turn the resource's configs into `configs`: deletions, then sets.
+    fn replace_configs(
+        &mut self,
+        resource_type: ConfigResourceType,
+        resource_name: &str,
+        configs: &BTreeMap<String, String>,
+    ) {
+        let current = self
+            .state
+            .configs_of(resource_type)
+            .get(resource_name)
+            .cloned()
+            .unwrap_or_default();
+        let record = |name: &str, value: Option<&String>| {
+            MetadataRecord::Config(ConfigRecord {
+                resource_type,
+                resource_name: resource_name.to_string(),
+                name: name.to_string(),
+                value: value.cloned(),
+            })
+        };
+        for name in current.keys().filter(|k| !configs.contains_key(*k)) {
+            self.write(record(name, None));
+        }
+        for (name, value) in configs {
+            if current.get(name) != Some(value) {
+                self.write(record(name, Some(value)));
+            }
+        }
+    }
+
+    /// Brings a single node's metadata into an empty state: its topics keep their ids and leader epochs,
+    /// with `node_id` as their only replica, ISR and leader (the node registers itself afterwards and finds
+    /// its partitions as it left them).
+    pub(super) fn import_single_node(
+        &mut self,
+        node_id: i32,
+        topics: &[ImportedTopic],
+        broker_configs: &BTreeMap<String, String>,
+        cluster_default_broker_configs: &BTreeMap<String, String>,
+        group_configs: &BTreeMap<String, BTreeMap<String, String>>,
+        next_producer_id: i64,
+    ) -> Result<(), ApiError> {
+        let state = &*self.state;
+        if !state.is_empty() {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "A single node's metadata can only be imported into an empty cluster.",
+            ));
+        }
+        let invalid = |m: String| Err(ApiError::new(ResponseError::InvalidRequest, m));
+        if node_id < 0 || next_producer_id < 0 {
+            return invalid(format!(
+                "Invalid node id {node_id} or next producer id {next_producer_id}"
+            ));
+        }
+        let partitions = topics
+            .iter()
+            .map(|t| u64::try_from(t.partitions).unwrap_or(0))
+            .fold(0u64, u64::saturating_add);
+        if topics.len() > MAX_IMPORTED_TOPICS
+            || partitions > MAX_IMPORTED_PARTITIONS
+            || group_configs.len() > MAX_GROUPS_WITH_CONFIGS
+        {
+            return invalid("Too many topics or group configs to import.".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for topic in topics {
+            let partitions = usize::try_from(topic.partitions).unwrap_or(usize::MAX);
+            if crate::cluster::topic_name::validate(&topic.name).is_err()
+                || topic.topic_id.is_nil()
+                || !names.insert(topic.name.as_str())
+                || !ids.insert(topic.topic_id)
+                || partitions == 0
+                || partitions > MAX_PARTITIONS_PER_REQUEST as usize
+                || topic.leader_epochs.len() > partitions
+                || topic.leader_epochs.iter().any(|&e| e < 0)
+            {
+                return invalid(format!(
+                    "Cannot import topic {} ({})",
+                    topic.name, topic.topic_id
+                ));
+            }
+            check_config_count(&topic.configs)?;
+        }
+        for configs in [broker_configs, cluster_default_broker_configs]
+            .into_iter()
+            .chain(group_configs.values())
+        {
+            check_config_count(configs)?;
+        }
+        for topic in topics {
+            self.write(MetadataRecord::Topic(TopicRecord {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+            }));
+            self.replace_configs(ConfigResourceType::Topic, &topic.name, &topic.configs);
+            for partition_id in 0..topic.partitions {
+                let epoch = topic
+                    .leader_epochs
+                    .get(partition_id as usize)
+                    .copied()
+                    .unwrap_or(0);
+                self.write(MetadataRecord::Partition(PartitionRecord {
+                    partition_id,
+                    topic_id: topic.topic_id,
+                    replicas: vec![node_id],
+                    isr: vec![node_id],
+                    removing_replicas: Vec::new(),
+                    adding_replicas: Vec::new(),
+                    leader: node_id,
+                    leader_recovery_state: LeaderRecoveryState::Recovered,
+                    leader_epoch: epoch,
+                    // As the single-node store counts it: one partition change per leader epoch.
+                    partition_epoch: epoch,
+                }));
+            }
+        }
+        self.replace_configs(
+            ConfigResourceType::Broker,
+            &node_id.to_string(),
+            broker_configs,
+        );
+        self.replace_configs(
+            ConfigResourceType::Broker,
+            "",
+            cluster_default_broker_configs,
+        );
+        for (group, configs) in group_configs {
+            self.replace_configs(ConfigResourceType::Group, group, configs);
+        }
+        if next_producer_id > 0 {
+            self.write(MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: node_id,
+                broker_epoch: -1,
+                next_producer_id,
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl ControllerState {
+    pub(super) fn configs_of(
+        &self,
+        resource_type: ConfigResourceType,
+    ) -> &BTreeMap<String, BTreeMap<String, String>> {
+        match resource_type {
+            ConfigResourceType::Topic => &self.topic_configs,
+            ConfigResourceType::Broker => &self.broker_configs,
+            ConfigResourceType::Group => &self.group_configs,
+        }
+    }
+
+    /// No topic, broker, config or producer id yet (the cluster id may be set).
+    fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+            && self.brokers.is_empty()
+            && self.topic_configs.is_empty()
+            && self.broker_configs.is_empty()
+            && self.group_configs.is_empty()
+            && self.next_producer_id == 0
+    }
+
+    /// Kafka's `uncleanLeaderElectionEnabledForTopic`: the topic's override, else the cluster-wide dynamic
+    /// default. (The static `server.properties` value is the proposer's to turn into a cluster default.)
+    pub fn unclean_election_enabled(&self, topic: &str) -> bool {
+        self.topic_configs
+            .get(topic)
+            .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION_ENABLE))
+            .or_else(|| {
+                self.broker_configs
+                    .get("")
+                    .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION_ENABLE))
+            })
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
