@@ -57,6 +57,8 @@ pub enum BrokerError {
     Log(#[from] LogError),
     #[error(transparent)]
     GroupStore(#[from] GroupStoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] controller::member::MemberError),
     #[error("cannot serve metrics on {addr} (metrics.listener): {source}")]
     MetricsBind {
         addr: String,
@@ -80,7 +82,12 @@ pub struct Broker {
     apis: Arc<Apis>,
     local_addr: SocketAddr,
     metrics_endpoint: Option<metrics::MetricsEndpoint>,
+    /// This node's cluster membership (quorum replica, registration, heartbeats); None on a single node.
+    member: Option<Arc<controller::member::ClusterMember>>,
 }
+
+/// How long a stopping cluster member waits for its leaderships to move away.
+const CONTROLLED_SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
 impl Broker {
     /// Checks the configuration as a whole, loads the data directory (recovering logs after a crash) and
@@ -100,12 +107,46 @@ impl Broker {
             .map(|l| l.bind.bind_addr())
             .collect::<Result<Vec<_>, _>>()?;
         let limits = config.server.clone();
+        let cluster = config.cluster_mode();
+        // A cluster member's metadata changes wait for the quorum from the synchronous store API, which
+        // needs the multi-threaded runtime (see controller::quorum_controller).
+        if cluster.is_some()
+            && tokio::runtime::Handle::current().runtime_flavor()
+                != tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return Err(ConfigError::Inconsistent(
+                "a cluster member (process.roles) needs tokio's multi-threaded runtime".into(),
+            )
+            .into());
+        }
+        // The quorum's socket: the controller listener, or (a broker-only node, an observer of the
+        // metadata log) an ephemeral port on the primary listener's host where the leader sends the log.
+        let quorum_socket = match &cluster {
+            Some(c) => {
+                let addr = match &c.controller_listener {
+                    Some(listener) => listener.bind.bind_addr()?,
+                    None => {
+                        let primary = config
+                            .primary_listener()
+                            .expect("validate checked that a broker listener exists");
+                        let mut addr = primary.bind.bind_addr()?;
+                        addr.set_port(0);
+                        addr
+                    }
+                };
+                Some(
+                    std::net::TcpListener::bind(addr)
+                        .map_err(|source| BrokerError::Bind { addr, source })?,
+                )
+            }
+            None => None,
+        };
         let clock = clock::Clock::system();
         let log_clock = clock.clone();
         let loaded = tokio::task::spawn_blocking(move || load(config, log_clock))
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
-        let (config, meta, metadata, replicas, offsets, txn) = loaded;
+        let (config, meta, metadata, replicas, offsets, txn, import) = loaded;
         let logs = replicas.logs().clone();
         let groups = GroupCoordinator::new(offsets.clone(), config.groups.clone(), clock);
         groups.restore(offsets.loaded_groups());
@@ -137,6 +178,19 @@ impl Broker {
                     v.partition,
                 )
             });
+
+        let member = match (&cluster, quorum_socket) {
+            (Some(cluster), Some(socket)) => Some(Arc::new(
+                controller::member::ClusterMember::start(cluster, &config, &metadata, socket, import)
+                    .await?,
+            )),
+            _ => None,
+        };
+        let cluster_id = match (&member, meta) {
+            (Some(member), _) => member.cluster_id.clone(),
+            (None, Some(meta)) => meta.cluster_id,
+            (None, None) => unreachable!("a single node always has its meta.properties"),
+        };
 
         // The advertised port is the bound one when a listener asks for port 0, so bind before the
         // dispatcher exists; requests cannot arrive before the listeners are started with it.
@@ -171,12 +225,29 @@ impl Broker {
         if let Some(at) = endpoints.iter().position(|e| e.listener == primary_name) {
             endpoints[..=at].rotate_right(1);
         }
-        metadata.register_broker(cluster::BrokerRegistration {
-            id: config.node_id,
-            endpoints,
-            rack: config.rack.clone(),
-            ..Default::default()
-        });
+        match &member {
+            // A cluster member registers with the quorum (in the background: it may still be electing).
+            Some(member) => member.register(controller::broker_lifecycle::Registration {
+                broker_id: config.node_id,
+                cluster_id: cluster_id.clone(),
+                endpoints: endpoints
+                    .iter()
+                    .map(|e| controller::records::BrokerEndpoint {
+                        name: e.listener.clone(),
+                        host: e.host.clone(),
+                        port: e.port,
+                        security_protocol: e.security_protocol.clone(),
+                    })
+                    .collect(),
+                rack: config.rack.clone(),
+            }),
+            None => metadata.register_broker(cluster::BrokerRegistration {
+                id: config.node_id,
+                endpoints,
+                rack: config.rack.clone(),
+                ..Default::default()
+            }),
+        }
         let metrics_socket = bind_metrics(&config)?;
         let metrics = match &metrics_socket {
             Some(_) => metrics::Metrics::new(&config.metrics),
@@ -186,7 +257,7 @@ impl Broker {
         let apis = Arc::new(Apis {
             advertised,
             node_id: config.node_id,
-            cluster_id: meta.cluster_id,
+            cluster_id,
             config,
             metadata,
             replicas,
@@ -197,6 +268,7 @@ impl Broker {
             stopping: tokio::sync::watch::Sender::new(false),
             metrics,
             verify_transaction: Some(verify_transaction),
+            controller: member.as_ref().map(|m| m.controller.clone()),
         });
         let dispatcher: Arc<Dispatcher> = Arc::new(Dispatcher::new(apis.clone()));
         let connection_counts: Arc<server::listener::ConnectionCounts> = Arc::default();
@@ -245,6 +317,7 @@ impl Broker {
             apis,
             local_addr,
             metrics_endpoint,
+            member,
         })
     }
 
@@ -287,6 +360,15 @@ impl Broker {
         Dispatcher::new(self.apis.clone())
     }
 
+    /// Resolves true once the metadata quorum unfenced this broker (at once on a single node); false when
+    /// `limit` passed first.
+    pub async fn wait_until_unfenced(&self, limit: Duration) -> bool {
+        match &self.member {
+            Some(member) => member.wait_unfenced(limit).await,
+            None => true,
+        }
+    }
+
     /// This broker's cluster id, from `meta.properties`.
     pub fn cluster_id(&self) -> &str {
         &self.apis.cluster_id
@@ -295,6 +377,11 @@ impl Broker {
     /// Clean stop: stop accepting, finish in-flight requests, flush every log, write the checkpoints and the
     /// clean-shutdown marker (so the next start does not rescan the logs).
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        // A cluster member first hands its leaderships to other replicas (Kafka's controlled shutdown),
+        // serving meanwhile.
+        if let Some(member) = &self.member {
+            member.controlled_shutdown(CONTROLLED_SHUTDOWN_LIMIT).await;
+        }
         self.apis.stopping.send_replace(true);
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
@@ -312,6 +399,9 @@ impl Broker {
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
             .map_err(|e| BrokerError::Task(e.to_string()))??;
+        if let Some(member) = &self.member {
+            member.stop().await;
+        }
         tracing::info!("shut down cleanly");
         Ok(())
     }
@@ -323,6 +413,9 @@ impl Broker {
         self.apis.txn.shutdown();
         for (_, listener) in self.listeners {
             listener.shutdown(Duration::ZERO).await;
+        }
+        if let Some(member) = &self.member {
+            member.stop().await;
         }
         self.apis.logs.abandon();
     }
@@ -351,18 +444,38 @@ fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>, Broker
 
 type Loaded = (
     Config,
-    MetaProperties,
+    Option<MetaProperties>,
     Arc<MetadataStore>,
     Arc<ReplicaManager>,
     Arc<OffsetStore>,
     Arc<TransactionCoordinator>,
+    Option<controller::ControllerCommand>,
 );
 
 /// Opens the data directory: identity, topics, and every partition log.
 fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
     std::fs::create_dir_all(&config.log_dir)?;
-    let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
-    let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
+    // A cluster member's metadata is the quorum's; its identity is recorded once the cluster id is agreed.
+    let (meta, metadata, import) = if config.cluster_mode().is_some() {
+        let meta = MetaProperties::load(&config.log_dir)?;
+        if let Some(m) = &meta
+            && m.node_id != config.node_id
+        {
+            return Err(MetadataError::Corrupt(format!(
+                "{} belongs to node.id={}, but this broker is node.id={}",
+                config.log_dir.join(cluster::meta_properties::FILE_NAME).display(),
+                m.node_id,
+                config.node_id
+            ))
+            .into());
+        }
+        let import = controller::member::single_node_import(&config.log_dir, config.node_id)?;
+        (meta, Arc::new(MetadataStore::replicated(config.node_id)), import)
+    } else {
+        let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
+        let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
+        (Some(meta), metadata, None)
+    };
     // Dynamic broker configs (AlterConfigs) override server.properties from the start.
     let log_defaults = api::log_defaults_source(config.clone(), &metadata);
     let logs = LogManager::open_with_clock(&config.log_dir, log_defaults(), clock.clone())?;
@@ -389,7 +502,7 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
         api::init_producer_id::producer_id_source(metadata.clone()),
     );
     logs.start_background(config.cleaner.clone())?;
-    Ok((config, meta, metadata, replicas, offsets, txn))
+    Ok((config, meta, metadata, replicas, offsets, txn, import))
 }
 
 #[cfg(test)]

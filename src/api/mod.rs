@@ -10,6 +10,7 @@ pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod error;
 pub mod fetch;
 pub mod find_coordinator;
@@ -67,6 +68,8 @@ pub struct Apis {
     /// The transaction coordinator's check that a partition is in a producer's ongoing transaction, which
     /// a transactional write asks before it appends (KIP-890). None: nothing is verified.
     pub verify_transaction: Option<VerifyTransaction>,
+    /// This broker's handle on the metadata quorum; None on a single node.
+    pub controller: Option<Arc<crate::controller::quorum_controller::QuorumController>>,
 }
 
 /// What a transactional write asks the transaction coordinator before appending to `partition` (KIP-890
@@ -272,6 +275,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         stopping: tokio::sync::watch::Sender::new(false),
         metrics: crate::metrics::Metrics::disabled(),
         verify_transaction: None,
+        controller: None,
     }
 }
 

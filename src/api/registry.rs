@@ -98,6 +98,7 @@ macro_rules! registrations {
             IncrementalAlterConfigs, 0, 1, IncrementalAlterConfigsResponse [responses.error_code], |apis, ctx, req| Answer::Now($crate::api::configs::incremental_alter_configs(apis, ctx, &req));
             CreatePartitions, 0, 3, CreatePartitionsResponse [results.error_code], |apis, ctx, req| Answer::Now($crate::api::create_partitions::handle(apis, ctx, req));
             DescribeCluster, 0, 2, DescribeClusterResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::describe_cluster::handle(apis, ctx, &req, ctx.api_version));
+            DescribeQuorum, 0, 2, DescribeQuorumResponse [error_code, topics.partitions.error_code], |apis, _ctx, req| Answer::from($crate::api::describe_quorum::handle(apis, req));
             DescribeLogDirs, 0, 4, DescribeLogDirsResponse [error_code, results.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_log_dirs::handle(apis, ctx, &req));
             OffsetForLeaderEpoch, 0, 4, OffsetForLeaderEpochResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::offset_for_leader_epoch::handle(apis, ctx, &req));
             DeleteRecords, 0, 2, DeleteRecordsResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::delete_records::handle(apis, ctx, &req));

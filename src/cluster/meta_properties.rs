@@ -15,6 +15,35 @@ pub struct MetaProperties {
 impl MetaProperties {
     /// Reads the directory's identity, or creates one with a fresh cluster id. A directory that belongs to
     /// another node id is refused, as Kafka does, so two brokers never share data by mistake.
+    /// The data directory's identity, None when it has none yet (a cluster member records the id its
+    /// quorum agreed on, [`Self::store`]). A file of another node is refused.
+    pub fn load(dir: &Path) -> Result<Option<MetaProperties>, MetadataError> {
+        if !dir.join(FILE_NAME).exists() {
+            return Ok(None);
+        }
+        let node_id = Self::stored_node_id(dir)?;
+        Self::load_or_create(dir, node_id).map(Some)
+    }
+
+    fn stored_node_id(dir: &Path) -> Result<i32, MetadataError> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path)?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("node.id=").and_then(|v| v.parse().ok()))
+            .ok_or_else(|| MetadataError::Corrupt(format!("{}: no node.id", path.display())))
+    }
+
+    /// Writes `props` as the data directory's identity.
+    pub fn store(dir: &Path, props: &MetaProperties) -> Result<(), MetadataError> {
+        std::fs::create_dir_all(dir)?;
+        let text = format!(
+            "#\n#brook\nversion=1\ncluster.id={}\nnode.id={}\n",
+            props.cluster_id, props.node_id
+        );
+        write_atomically(&dir.join(FILE_NAME), text.as_bytes())?;
+        Ok(())
+    }
+
     pub fn load_or_create(dir: &Path, node_id: i32) -> Result<MetaProperties, MetadataError> {
         let path = dir.join(FILE_NAME);
         match std::fs::read_to_string(&path) {

@@ -15,5 +15,7 @@ pub use image::{
     PartitionRegistration, TRANSACTION_STATE_TOPIC, TopicDelta, TopicImage,
 };
 pub use meta_properties::MetaProperties;
-pub use metadata_store::{MetadataError, MetadataPublisher, MetadataStore};
+pub use metadata_store::{
+    MetadataChange, MetadataError, MetadataPublisher, MetadataStore, MetadataWriter,
+};
 pub use producer_ids::{ProducerIdError, ProducerIdManager};

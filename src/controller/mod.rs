@@ -16,14 +16,20 @@
 //! - `state_machine`: the quorum's view: bytes in and out, deltas published, state shared with readers
 //! - `heartbeat`: which command a broker's heartbeat calls for (BrokerHeartbeatManager's state machine)
 //! - `producer_id_control`: producer id blocks (ProducerIdControlManager)
+//! - `quorum_controller`: this broker's handle on the quorum (commits, heartbeats, session expiry)
+//! - `broker_sessions`: the active controller's soft state about brokers (sessions, applied offsets)
+//! - `broker_lifecycle`: this broker's registration, heartbeats and controlled shutdown
 
 mod alter_partition;
+pub mod broker_lifecycle;
+pub mod broker_sessions;
 mod change;
 mod cluster_control;
 pub mod command;
 mod config_control;
 mod election;
 pub mod heartbeat;
+pub mod member;
 pub mod partition_change;
 pub mod placement;
 mod producer_id_control;
@@ -32,6 +38,7 @@ pub mod records;
 mod replay;
 mod replication_control;
 pub mod state;
+pub mod quorum_controller;
 pub mod state_machine;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Every test binary compiles this module, and not every binary uses every helper.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod process;
 pub mod raw;
 
