@@ -151,7 +151,8 @@ pub enum ControllerCommand {
         cluster_id: String,
     },
     /// Migrates a single-node data directory (`brook-topics.json`, broker and group configs, the producer id
-    /// block): accepted only while the state holds no topic, broker, config or producer id.
+    /// block), possibly over several commands: accepted only before any broker has registered, for topics
+    /// that are new; configs are added, never removed, and the producer id counter only moves forward.
     ImportSingleNode {
         node_id: i32,
         topics: Vec<ImportedTopic>,
@@ -384,29 +385,84 @@ pub struct AlterPartitionTopicResult {
 
 impl ControllerCommand {
     /// The migration of a single node's metadata (topics with their ids, configs and leader epochs, dynamic
-    /// broker configs, group configs, the producer id counter) as one command.
+    /// broker configs, group configs, the producer id counter), in as few commands as fit
+    /// `max_command_bytes` each (the quorum's limit on one command): the first carries the broker configs
+    /// and the producer id counter, every one some topics and group configs (one larger than the limit alone
+    /// gets a command of its own, which the quorum will refuse).
     pub fn import_single_node(
         node_id: i32,
         store: &crate::cluster::MetadataStore,
-    ) -> ControllerCommand {
+        max_command_bytes: usize,
+    ) -> Vec<ControllerCommand> {
         let dynamic = store.broker_configs().get();
-        ControllerCommand::ImportSingleNode {
-            node_id,
-            topics: store
-                .topics()
-                .iter()
-                .map(|t| ImportedTopic {
-                    name: t.name.clone(),
-                    topic_id: t.id,
-                    partitions: t.partition_count(),
-                    configs: t.configs.clone(),
-                    leader_epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
-                })
-                .collect(),
-            broker_configs: dynamic.broker,
-            cluster_default_broker_configs: dynamic.cluster_default,
-            group_configs: store.group_configs().all(),
-            next_producer_id: store.producer_ids().next_block_start(),
+        let empty = |broker_configs, cluster_default_broker_configs, next_producer_id| {
+            ControllerCommand::ImportSingleNode {
+                node_id,
+                topics: Vec::new(),
+                broker_configs,
+                cluster_default_broker_configs,
+                group_configs: BTreeMap::new(),
+                next_producer_id,
+            }
+        };
+        let mut commands = vec![empty(
+            dynamic.broker,
+            dynamic.cluster_default,
+            store.producer_ids().next_block_start(),
+        )];
+        let mut used = encoded_len(&commands[0]);
+        let mut add = |commands: &mut Vec<ControllerCommand>, bytes: usize, item: ImportItem| {
+            if used + bytes > max_command_bytes && !commands.last().is_some_and(is_empty_import) {
+                commands.push(empty(BTreeMap::new(), BTreeMap::new(), 0));
+                used = encoded_len(commands.last().expect("just pushed"));
+            }
+            used += bytes;
+            if let Some(ControllerCommand::ImportSingleNode {
+                topics,
+                group_configs,
+                ..
+            }) = commands.last_mut()
+            {
+                match item {
+                    ImportItem::Topic(topic) => topics.push(topic),
+                    ImportItem::Group(group, configs) => {
+                        group_configs.insert(group, configs);
+                    }
+                }
+            }
+        };
+        for t in store.topics() {
+            let topic = ImportedTopic {
+                name: t.name.clone(),
+                topic_id: t.id,
+                partitions: t.partition_count(),
+                configs: t.configs.clone(),
+                leader_epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
+            };
+            let bytes = encoded_len(&topic);
+            add(&mut commands, bytes, ImportItem::Topic(topic));
         }
+        for (group, configs) in store.group_configs().all() {
+            let bytes = encoded_len(&(group.as_str(), &configs));
+            add(&mut commands, bytes, ImportItem::Group(group, configs));
+        }
+        commands
     }
+}
+
+/// One piece of a single node's metadata being split over import commands.
+enum ImportItem {
+    Topic(ImportedTopic),
+    Group(String, BTreeMap<String, String>),
+}
+
+/// An import command carrying no topic and no group config yet.
+fn is_empty_import(command: &ControllerCommand) -> bool {
+    matches!(command, ControllerCommand::ImportSingleNode { topics, group_configs, .. }
+        if topics.is_empty() && group_configs.is_empty())
+}
+
+/// A value's encoded size, with a separator (to split an import under the quorum's command limit).
+fn encoded_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |bytes| bytes.len()) + 1
 }

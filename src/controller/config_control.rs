@@ -119,9 +119,11 @@ impl Writer<'_> {
         }
     }
 
-    /// Brings a single node's metadata into an empty state: its topics keep their ids and leader epochs,
-    /// with `node_id` as their only replica, ISR and leader (the node registers itself afterwards and finds
-    /// its partitions as it left them).
+    /// Brings a single node's metadata into the cluster before any broker has registered: its topics keep
+    /// their ids and leader epochs, with `node_id` as their only replica, ISR and leader (the node registers
+    /// afterwards and finds its partitions as it left them). A large store comes in several commands
+    /// ([`ControllerCommand::import_single_node`]): each adds topics that are new and configs (never
+    /// removing one), and moves the producer id counter forward only.
     pub(super) fn import_single_node(
         &mut self,
         node_id: i32,
@@ -131,49 +133,8 @@ impl Writer<'_> {
         group_configs: &BTreeMap<String, BTreeMap<String, String>>,
         next_producer_id: i64,
     ) -> Result<(), ApiError> {
-        let state = &*self.state;
-        if !state.is_empty() {
-            return Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                "A single node's metadata can only be imported into an empty cluster.",
-            ));
-        }
-        let invalid = |m: String| Err(ApiError::new(ResponseError::InvalidRequest, m));
-        if node_id < 0 || next_producer_id < 0 {
-            return invalid(format!(
-                "Invalid node id {node_id} or next producer id {next_producer_id}"
-            ));
-        }
-        let partitions = topics
-            .iter()
-            .map(|t| u64::try_from(t.partitions).unwrap_or(0))
-            .fold(0u64, u64::saturating_add);
-        if topics.len() > MAX_IMPORTED_TOPICS
-            || partitions > MAX_IMPORTED_PARTITIONS
-            || group_configs.len() > MAX_GROUPS_WITH_CONFIGS
-        {
-            return invalid("Too many topics or group configs to import.".into());
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut ids = std::collections::BTreeSet::new();
-        for topic in topics {
-            let partitions = usize::try_from(topic.partitions).unwrap_or(usize::MAX);
-            if crate::cluster::topic_name::validate(&topic.name).is_err()
-                || topic.topic_id.is_nil()
-                || !names.insert(topic.name.as_str())
-                || !ids.insert(topic.topic_id)
-                || partitions == 0
-                || partitions > MAX_PARTITIONS_PER_REQUEST as usize
-                || topic.leader_epochs.len() > partitions
-                || topic.leader_epochs.iter().any(|&e| e < 0)
-            {
-                return invalid(format!(
-                    "Cannot import topic {} ({})",
-                    topic.name, topic.topic_id
-                ));
-            }
-            check_config_count(&topic.configs)?;
-        }
+        self.state
+            .check_import(node_id, topics, group_configs, next_producer_id)?;
         for configs in [broker_configs, cluster_default_broker_configs]
             .into_iter()
             .chain(group_configs.values())
@@ -185,7 +146,7 @@ impl Writer<'_> {
                 name: topic.name.clone(),
                 topic_id: topic.topic_id,
             }));
-            self.replace_configs(ConfigResourceType::Topic, &topic.name, &topic.configs);
+            self.merge_configs(ConfigResourceType::Topic, &topic.name, &topic.configs);
             for partition_id in 0..topic.partitions {
                 let epoch = topic
                     .leader_epochs
@@ -207,20 +168,17 @@ impl Writer<'_> {
                 }));
             }
         }
-        self.replace_configs(
-            ConfigResourceType::Broker,
-            &node_id.to_string(),
-            broker_configs,
-        );
-        self.replace_configs(
+        let node = node_id.to_string();
+        self.merge_configs(ConfigResourceType::Broker, &node, broker_configs);
+        self.merge_configs(
             ConfigResourceType::Broker,
             "",
             cluster_default_broker_configs,
         );
         for (group, configs) in group_configs {
-            self.replace_configs(ConfigResourceType::Group, group, configs);
+            self.merge_configs(ConfigResourceType::Group, group, configs);
         }
-        if next_producer_id > 0 {
+        if next_producer_id > self.state.next_producer_id {
             self.write(MetadataRecord::ProducerIds(ProducerIdsRecord {
                 broker_id: node_id,
                 broker_epoch: -1,
@@ -228,6 +186,23 @@ impl Writer<'_> {
             }));
         }
         Ok(())
+    }
+
+    /// Writes the records that set `configs` on the resource, leaving its other configs alone.
+    fn merge_configs(
+        &mut self,
+        resource_type: ConfigResourceType,
+        resource_name: &str,
+        configs: &BTreeMap<String, String>,
+    ) {
+        let mut merged = self
+            .state
+            .configs_of(resource_type)
+            .get(resource_name)
+            .cloned()
+            .unwrap_or_default();
+        merged.extend(configs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.replace_configs(resource_type, resource_name, &merged);
     }
 }
 
@@ -243,14 +218,65 @@ impl ControllerState {
         }
     }
 
-    /// No topic, broker, config or producer id yet (the cluster id may be set).
-    fn is_empty(&self) -> bool {
-        self.topics.is_empty()
-            && self.brokers.is_empty()
-            && self.topic_configs.is_empty()
-            && self.broker_configs.is_empty()
-            && self.group_configs.is_empty()
-            && self.next_producer_id == 0
+    /// An import fits: no broker has registered yet, its topics are new and well formed, and the totals
+    /// stay bounded.
+    fn check_import(
+        &self,
+        node_id: i32,
+        topics: &[ImportedTopic],
+        group_configs: &BTreeMap<String, BTreeMap<String, String>>,
+        next_producer_id: i64,
+    ) -> Result<(), ApiError> {
+        let invalid = |m: String| Err(ApiError::new(ResponseError::InvalidRequest, m));
+        if !self.brokers.is_empty() {
+            return invalid(
+                "A single node's metadata can only be imported before any broker registers.".into(),
+            );
+        }
+        if node_id < 0 || next_producer_id < 0 {
+            return invalid(format!(
+                "Invalid node id {node_id} or next producer id {next_producer_id}"
+            ));
+        }
+        let partitions = self
+            .topics
+            .values()
+            .map(|t| t.partitions.len() as u64)
+            .chain(
+                topics
+                    .iter()
+                    .map(|t| u64::try_from(t.partitions).unwrap_or(0)),
+            )
+            .fold(0u64, u64::saturating_add);
+        if self.topics.len() + topics.len() > MAX_IMPORTED_TOPICS
+            || partitions > MAX_IMPORTED_PARTITIONS
+            || self.group_configs.len() + group_configs.len() > MAX_GROUPS_WITH_CONFIGS
+        {
+            return invalid("Too many topics or group configs to import.".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for topic in topics {
+            let partitions = usize::try_from(topic.partitions).unwrap_or(usize::MAX);
+            if crate::cluster::topic_name::validate(&topic.name).is_err()
+                || topic.topic_id.is_nil()
+                || self.topics_by_name.contains_key(&topic.name)
+                || self.topics.contains_key(&topic.topic_id)
+                || !names.insert(topic.name.as_str())
+                || !ids.insert(topic.topic_id)
+                || partitions == 0
+                || partitions > MAX_PARTITIONS_PER_REQUEST as usize
+                || topic.leader_epochs.len() > partitions
+                || topic.leader_epochs.iter().any(|&e| e < 0)
+            {
+                return invalid(format!(
+                    "Cannot import topic {} ({})",
+                    topic.name, topic.topic_id
+                ));
+            }
+            check_config_count(&topic.configs)?;
+        }
+        Ok(())
     }
 
     /// Kafka's `uncleanLeaderElectionEnabledForTopic`: the topic's override, else the cluster-wide dynamic

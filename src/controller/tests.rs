@@ -1510,7 +1510,9 @@ fn a_single_node_data_directory_becomes_one_import_command() {
 
     let store = MetadataStore::open(dir.path(), 1).unwrap();
     let mut h = Harness::new();
-    let applied = h.apply(ControllerCommand::import_single_node(1, &store));
+    let commands = ControllerCommand::import_single_node(1, &store, 1 << 20);
+    assert_eq!(commands.len(), 1);
+    let applied = h.apply(commands.into_iter().next().unwrap());
     assert_eq!(
         applied.response,
         ControllerResponse::ImportSingleNode(Ok(()))
@@ -1543,5 +1545,84 @@ fn a_single_node_data_directory_becomes_one_import_command() {
     assert_eq!(
         block.first_producer_id,
         crate::cluster::producer_ids::BLOCK_SIZE
+    );
+}
+
+#[test]
+fn a_large_single_node_store_imports_in_commands_under_the_limit() {
+    use crate::cluster::MetadataStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetadataStore::open(dir.path(), 1).unwrap();
+    for i in 0..40 {
+        store
+            .create_topic(&format!("topic-{i:02}"), 1 + i % 5, BTreeMap::new())
+            .unwrap();
+    }
+    for i in 0..10 {
+        store
+            .group_configs()
+            .replace(
+                &format!("group-{i}"),
+                BTreeMap::from([("consumer.session.timeout.ms".into(), "45000".into())]),
+            )
+            .unwrap();
+    }
+    store.producer_ids().generate().unwrap();
+
+    const LIMIT: usize = 1200;
+    let commands = ControllerCommand::import_single_node(1, &store, LIMIT);
+    assert!(commands.len() > 3, "{} commands", commands.len());
+    for command in &commands {
+        assert!(serde_json::to_vec(command).unwrap().len() <= LIMIT);
+    }
+    let mut chunked = Harness::new();
+    for command in commands {
+        let applied = chunked.apply(command);
+        assert_eq!(
+            applied.response,
+            ControllerResponse::ImportSingleNode(Ok(()))
+        );
+    }
+    let mut whole = Harness::new();
+    for command in ControllerCommand::import_single_node(1, &store, usize::MAX) {
+        whole.apply(command);
+    }
+    assert_eq!(chunked.state.topics().count(), 40);
+    assert_eq!(chunked.state.all_group_configs().len(), 10);
+    assert_eq!(
+        chunked.state.next_producer_id(),
+        crate::cluster::producer_ids::BLOCK_SIZE
+    );
+    assert_eq!(chunked.image.topics(), whole.image.topics());
+    assert_eq!(
+        chunked.state.all_group_configs(),
+        whole.state.all_group_configs()
+    );
+
+    // Not the same topic twice, and not once a broker has registered.
+    let again = ControllerCommand::import_single_node(1, &store, usize::MAX).remove(0);
+    let ControllerResponse::ImportSingleNode(Err(error)) = whole.apply(again).response else {
+        panic!("imported a topic twice");
+    };
+    assert!(error.message.unwrap().contains("Cannot import topic"));
+    whole.register(2, None);
+    let ControllerResponse::ImportSingleNode(Err(error)) = whole
+        .apply(ControllerCommand::ImportSingleNode {
+            node_id: 1,
+            topics: Vec::new(),
+            broker_configs: BTreeMap::new(),
+            cluster_default_broker_configs: BTreeMap::new(),
+            group_configs: BTreeMap::new(),
+            next_producer_id: 0,
+        })
+        .response
+    else {
+        panic!("imported after a registration");
+    };
+    assert!(
+        error
+            .message
+            .unwrap()
+            .contains("before any broker registers")
     );
 }
