@@ -181,8 +181,10 @@ impl Broker {
 
         let member = match (&cluster, quorum_socket) {
             (Some(cluster), Some(socket)) => Some(Arc::new(
-                controller::member::ClusterMember::start(cluster, &config, &metadata, socket, import)
-                    .await?,
+                controller::member::ClusterMember::start(
+                    cluster, &config, &metadata, socket, import,
+                )
+                .await?,
             )),
             _ => None,
         };
@@ -449,7 +451,7 @@ type Loaded = (
     Arc<ReplicaManager>,
     Arc<OffsetStore>,
     Arc<TransactionCoordinator>,
-    Option<controller::ControllerCommand>,
+    Vec<controller::ControllerCommand>,
 );
 
 /// Opens the data directory: identity, topics, and every partition log.
@@ -463,18 +465,25 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
         {
             return Err(MetadataError::Corrupt(format!(
                 "{} belongs to node.id={}, but this broker is node.id={}",
-                config.log_dir.join(cluster::meta_properties::FILE_NAME).display(),
+                config
+                    .log_dir
+                    .join(cluster::meta_properties::FILE_NAME)
+                    .display(),
                 m.node_id,
                 config.node_id
             ))
             .into());
         }
         let import = controller::member::single_node_import(&config.log_dir, config.node_id)?;
-        (meta, Arc::new(MetadataStore::replicated(config.node_id)), import)
+        (
+            meta,
+            Arc::new(MetadataStore::replicated(config.node_id)),
+            import,
+        )
     } else {
         let meta = MetaProperties::load_or_create(&config.log_dir, config.node_id)?;
         let metadata = Arc::new(MetadataStore::open(&config.log_dir, config.node_id)?);
-        (Some(meta), metadata, None)
+        (Some(meta), metadata, Vec::new())
     };
     // Dynamic broker configs (AlterConfigs) override server.properties from the start.
     let log_defaults = api::log_defaults_source(config.clone(), &metadata);

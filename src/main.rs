@@ -103,7 +103,7 @@ fn health_check(config: &Config) -> anyhow::Result<()> {
 /// Log lines go to stderr, filtered by RUST_LOG (default `info`, as Kafka's log4j default).
 fn init_logging(format: LoggingFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

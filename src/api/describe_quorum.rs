@@ -7,7 +7,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
-use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
@@ -17,10 +19,7 @@ use crate::controller::quorum_controller::{QuorumView, ReplicaView};
 /// The metadata log's name, as Kafka calls it.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
-pub fn handle(
-    apis: &Apis,
-    request: DescribeQuorumRequest,
-) -> Outcome<DescribeQuorumResponse> {
+pub fn handle(apis: &Apis, request: DescribeQuorumRequest) -> Outcome<DescribeQuorumResponse> {
     let asks_metadata_log = matches!(
         request.topics.as_slice(),
         [t] if t.topic_name.as_str() == METADATA_TOPIC
@@ -54,20 +53,19 @@ pub fn handle(
                 let nodes = voters
                     .iter()
                     .map(|(&id, endpoint)| {
-                        Node::default().with_node_id(BrokerId(id)).with_listeners(vec![
-                            Listener::default()
-                                .with_name(StrBytes::from_string(listener.clone()))
-                                .with_host(StrBytes::from_string(endpoint.host.clone()))
-                                .with_port(endpoint.port),
-                        ])
+                        Node::default()
+                            .with_node_id(BrokerId(id))
+                            .with_listeners(vec![
+                                Listener::default()
+                                    .with_name(StrBytes::from_string(listener.clone()))
+                                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                                    .with_port(endpoint.port),
+                            ])
                     })
                     .collect();
                 answer(&view).with_nodes(nodes)
             }
-            Err(e) => partition_error(
-                crate::api::error::metadata_error_code(&e),
-                &e.to_string(),
-            ),
+            Err(e) => partition_error(crate::api::error::metadata_error_code(&e), &e.to_string()),
         }
     }))
 }

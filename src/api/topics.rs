@@ -90,11 +90,11 @@ pub fn create_topics(
                 None => create_one(apis, topic, request.validate_only),
             };
             match outcome {
-                Ok((partitions, id, configs)) => {
+                Ok((partitions, replication_factor, id, configs)) => {
                     let result = result
                         .with_topic_id(id)
                         .with_num_partitions(partitions)
-                        .with_replication_factor(1);
+                        .with_replication_factor(replication_factor);
                     if version >= 5 {
                         result.with_configs(Some(created_configs(apis, name.0.as_str(), configs)))
                     } else {
@@ -115,8 +115,9 @@ pub fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// A created (or validated) topic: partition count, topic id (nil when only validated) and configs.
-type Created = (i32, uuid::Uuid, BTreeMap<String, String>);
+/// A created (or validated) topic: partition count, replication factor, topic id (nil when only
+/// validated) and configs.
+type Created = (i32, i16, uuid::Uuid, BTreeMap<String, String>);
 
 /// Validates and (unless `validate_only`) creates one topic; returns its partition count, id and configs.
 fn create_one(
@@ -128,38 +129,97 @@ fn create_one(
     apis.metadata
         .check_new_topic(name)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
+    if apis.metadata.quorum().is_some() {
+        return create_in_cluster(apis, topic, validate_only);
+    }
     let partitions = requested_partitions(apis, &topic)?;
     check_replication_factor(topic.replication_factor)?;
     let configs = validated_configs(apis, &topic)?;
     if validate_only {
-        return Ok((partitions, uuid::Uuid::nil(), configs));
+        return Ok((partitions, 1, uuid::Uuid::nil(), configs));
     }
     let created = apis
         .create_topic(name, partitions, configs)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
     Ok((
         created.partition_count(),
+        1,
         created.id,
         created.configs.clone(),
     ))
 }
 
-/// The partition count a CreateTopics entry asks for: from its manual assignment (which on one broker may
-/// only name this broker) or `num_partitions`, with -1 meaning `num.partitions`.
-fn requested_partitions(
+/// [`create_one`] on a cluster member: the metadata quorum places the replicas (or checks the manual
+/// assignment) and answers Kafka's errors; `validate_only` checks the factor against the live brokers.
+fn create_in_cluster(
     apis: &Apis,
-    topic: &CreatableTopic,
-) -> Result<i32, (ResponseError, String)> {
-    if topic.assignments.is_empty() {
-        return match topic.num_partitions {
-            -1 => Ok(apis.config.num_partitions),
-            n if n >= 1 => Ok(n),
-            n => Err((
-                ResponseError::InvalidPartitions,
-                format!("Number of partitions was set to an invalid non-positive value: {n}."),
-            )),
+    topic: CreatableTopic,
+    validate_only: bool,
+) -> Result<Created, (ResponseError, String)> {
+    let name = topic.name.0.as_str();
+    let (partitions, assignments): (i32, Vec<Vec<i32>>) = if topic.assignments.is_empty() {
+        (requested_partitions(apis, &topic)?, Vec::new())
+    } else {
+        let count = consecutive_assignment(&topic)?;
+        let mut sorted: Vec<_> = topic.assignments.iter().collect();
+        sorted.sort_by_key(|a| a.partition_index);
+        let replicas = sorted
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect();
+        (count, replicas)
+    };
+    let configs = validated_configs(apis, &topic)?;
+    if validate_only {
+        let factor = match topic.replication_factor {
+            -1 if !assignments.is_empty() => assignments[0].len() as i16,
+            -1 => apis.config.default_replication_factor,
+            n => n,
         };
+        let live = apis.metadata.image().live_brokers().count();
+        if factor <= 0 {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Replication factor must be larger than 0, or -1 to use the default value, not {factor}."
+                ),
+            ));
+        }
+        if factor as usize > live {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {live} broker(s) are registered."
+                ),
+            ));
+        }
+        return Ok((partitions, factor, uuid::Uuid::nil(), configs));
     }
+    let created = apis
+        .metadata
+        .create_topic_with(
+            name,
+            partitions,
+            topic.replication_factor,
+            assignments,
+            configs,
+        )
+        .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
+    tracing::info!(topic = name, partitions = created.partition_count(), id = %created.id, "created topic");
+    let factor = created
+        .partition(0)
+        .map_or(0, |p| i16::try_from(p.replicas.len()).unwrap_or(i16::MAX));
+    Ok((
+        created.partition_count(),
+        factor,
+        created.id,
+        created.configs.clone(),
+    ))
+}
+
+/// The partition count of a manual assignment: partitions numbered from 0 without gaps, and neither a
+/// partition count nor a replication factor beside it (Kafka's rules).
+fn consecutive_assignment(topic: &CreatableTopic) -> Result<i32, (ResponseError, String)> {
     if topic.num_partitions != -1 || topic.replication_factor != -1 {
         return Err((
             ResponseError::InvalidRequest,
@@ -178,6 +238,26 @@ fn requested_partitions(
             "Partitions in the replica assignment must be consecutive and start at 0".into(),
         ));
     }
+    Ok(seen.len() as i32)
+}
+
+/// The partition count a CreateTopics entry asks for: from its manual assignment (which on one broker may
+/// only name this broker) or `num_partitions`, with -1 meaning `num.partitions`.
+fn requested_partitions(
+    apis: &Apis,
+    topic: &CreatableTopic,
+) -> Result<i32, (ResponseError, String)> {
+    if topic.assignments.is_empty() {
+        return match topic.num_partitions {
+            -1 => Ok(apis.config.num_partitions),
+            n if n >= 1 => Ok(n),
+            n => Err((
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions was set to an invalid non-positive value: {n}."),
+            )),
+        };
+    }
+    consecutive_assignment(topic)?;
     for assignment in &topic.assignments {
         if assignment.broker_ids.len() != 1 || assignment.broker_ids[0].0 != apis.node_id {
             return Err((

@@ -29,7 +29,11 @@ impl MetaProperties {
         let path = dir.join(FILE_NAME);
         let text = std::fs::read_to_string(&path)?;
         text.lines()
-            .find_map(|l| l.trim().strip_prefix("node.id=").and_then(|v| v.parse().ok()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("node.id=")
+                    .and_then(|v| v.parse().ok())
+            })
             .ok_or_else(|| MetadataError::Corrupt(format!("{}: no node.id", path.display())))
     }
 

@@ -159,7 +159,9 @@ impl BrokerLifecycle {
                 }
             }
             Some(ResponseError::StaleBrokerEpoch | ResponseError::BrokerIdNotRegistered) => {
-                tracing::warn!("the controller no longer knows this broker's epoch; registering again");
+                tracing::warn!(
+                    "the controller no longer knows this broker's epoch; registering again"
+                );
                 self.epoch.store(-1, Ordering::Relaxed);
             }
             Some(error) => tracing::debug!(?error, "heartbeat refused"),
@@ -188,7 +190,9 @@ impl BrokerLifecycle {
         };
         match tokio::time::timeout(deadline, wait).await {
             Ok(()) => tracing::info!("controlled shutdown: leaderships moved away"),
-            Err(_) => tracing::warn!("controlled shutdown did not finish in {deadline:?}; stopping anyway"),
+            Err(_) => tracing::warn!(
+                "controlled shutdown did not finish in {deadline:?}; stopping anyway"
+            ),
         }
     }
 }

@@ -29,7 +29,9 @@ pub enum MemberError {
     Metadata(#[from] MetadataError),
     #[error("{0}")]
     InconsistentClusterId(String),
-    #[error("no metadata quorum answered within {0:?} (is a majority of controller.quorum.voters running?)")]
+    #[error(
+        "no metadata quorum answered within {0:?} (is a majority of controller.quorum.voters running?)"
+    )]
     NoQuorum(Duration),
 }
 
@@ -63,14 +65,15 @@ impl ClusterMember {
         config: &Config,
         metadata: &Arc<MetadataStore>,
         socket: std::net::TcpListener,
-        import: Option<ControllerCommand>,
+        import: Vec<ControllerCommand>,
     ) -> Result<ClusterMember, MemberError> {
         let voters: BTreeMap<u64, String> = cluster
             .voters
             .iter()
             .map(|(&id, e)| (id as u64, format!("{}:{}", e.host, e.port)))
             .collect();
-        let mut quorum_config = QuorumConfig::new(cluster.node_id as u64, voters, quorum_dir(cluster));
+        let mut quorum_config =
+            QuorumConfig::new(cluster.node_id as u64, voters, quorum_dir(cluster));
         quorum_config.election_timeout = cluster.election_timeout;
         quorum_config.rpc_timeout = cluster.fetch_timeout;
         quorum_config.request_timeout = cluster.request_timeout.max(Duration::from_secs(5));
@@ -96,19 +99,7 @@ impl ClusterMember {
         metadata.set_writer(controller.clone());
 
         let cluster_id = agree_on_cluster_id(&controller, &config.log_dir, cluster).await?;
-        if let Some(import) = import {
-            match controller.commit(&import).await?.first_error() {
-                None => {
-                    tracing::info!("imported this data directory's single-node metadata into the cluster");
-                    mark_imported(&config.log_dir);
-                }
-                Some(e) => tracing::warn!(
-                    error = ?e.error(),
-                    "this data directory's single-node metadata was not imported: {}",
-                    e.message.clone().unwrap_or_default()
-                ),
-            }
-        }
+        import_single_node(&controller, &config.log_dir, import).await?;
         let (stop, _) = watch::channel(false);
         tokio::spawn(controller.clone().run_session_expiry(stop.subscribe()));
         Ok(ClusterMember {
@@ -166,6 +157,31 @@ impl ClusterMember {
     }
 }
 
+/// Commits a single node's metadata (several commands when it is large); the first refusal stops it
+/// (the cluster already has brokers or these topics) and is logged, leaving the files for another try.
+async fn import_single_node(
+    controller: &QuorumController,
+    log_dir: &Path,
+    commands: Vec<ControllerCommand>,
+) -> Result<(), MemberError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    for command in &commands {
+        if let Some(e) = controller.commit(command).await?.first_error() {
+            tracing::warn!(
+                error = ?e.error(),
+                "this data directory's single-node metadata was not imported: {}",
+                e.message.clone().unwrap_or_default()
+            );
+            return Ok(());
+        }
+    }
+    tracing::info!("imported this data directory's single-node metadata into the cluster");
+    mark_imported(log_dir);
+    Ok(())
+}
+
 /// Proposes this data directory's cluster id (or a new one) and returns the one in force. A data
 /// directory of another cluster is refused; a fresh one records the agreed id in `meta.properties`.
 async fn agree_on_cluster_id(
@@ -202,7 +218,9 @@ async fn agree_on_cluster_id(
     match local {
         Some(m) if m.cluster_id != agreed => Err(MemberError::InconsistentClusterId(format!(
             "{} belongs to cluster {}, but the metadata quorum's cluster is {agreed}",
-            log_dir.join(crate::cluster::meta_properties::FILE_NAME).display(),
+            log_dir
+                .join(crate::cluster::meta_properties::FILE_NAME)
+                .display(),
             m.cluster_id
         ))),
         Some(_) => Ok(agreed),
@@ -226,24 +244,26 @@ async fn agree_on_cluster_id(
 pub fn single_node_import(
     dir: &Path,
     node_id: i32,
-) -> Result<Option<ControllerCommand>, MetadataError> {
-    if !dir
-        .join(crate::cluster::metadata_store::FILE_NAME)
-        .exists()
-    {
-        return Ok(None);
+) -> Result<Vec<ControllerCommand>, MetadataError> {
+    if !dir.join(crate::cluster::metadata_store::FILE_NAME).exists() {
+        return Ok(Vec::new());
     }
     let store = MetadataStore::open(dir, node_id)?;
     for topic in store.topics() {
         for partition in 0..topic.partition_count() {
             let partition_dir = dir.join(format!("{}-{partition}", topic.name));
-            if partition_dir.is_dir() && crate::log::partition_metadata::read(&partition_dir).is_none()
+            if partition_dir.is_dir()
+                && crate::log::partition_metadata::read(&partition_dir).is_none()
             {
                 crate::log::partition_metadata::write(&partition_dir, topic.id)?;
             }
         }
     }
-    Ok(Some(ControllerCommand::import_single_node(node_id, &store)))
+    Ok(ControllerCommand::import_single_node(
+        node_id,
+        &store,
+        crate::raft::MAX_COMMAND_BYTES,
+    ))
 }
 
 /// Renames the single node's metadata file once the cluster holds its contents, so it is not offered again.

@@ -33,12 +33,12 @@ pub mod member;
 pub mod partition_change;
 pub mod placement;
 mod producer_id_control;
+pub mod quorum_controller;
 mod reassignment;
 pub mod records;
 mod replay;
 mod replication_control;
 pub mod state;
-pub mod quorum_controller;
 pub mod state_machine;
 
 #[cfg(test)]

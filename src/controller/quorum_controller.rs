@@ -188,7 +188,10 @@ impl QuorumController {
     }
 
     /// Commits `command` and waits until this node applied it; the state machine's answer.
-    pub async fn commit(&self, command: &ControllerCommand) -> Result<ControllerResponse, MetadataError> {
+    pub async fn commit(
+        &self,
+        command: &ControllerCommand,
+    ) -> Result<ControllerResponse, MetadataError> {
         let bytes = serde_json::to_vec(command).map_err(|e| MetadataError::Controller {
             error: ResponseError::InvalidRequest,
             message: format!("cannot encode a controller command: {e}"),
@@ -237,7 +240,10 @@ impl QuorumController {
     }
 
     /// Sends `request` to the quorum leader's [`Self::leader_handler`].
-    pub async fn call_leader(&self, request: &LeaderRequest) -> Result<LeaderResponse, MetadataError> {
+    pub async fn call_leader(
+        &self,
+        request: &LeaderRequest,
+    ) -> Result<LeaderResponse, MetadataError> {
         let bytes = serde_json::to_vec(request).map_err(|e| MetadataError::Controller {
             error: ResponseError::InvalidRequest,
             message: format!("cannot encode a leader request: {e}"),
@@ -306,7 +312,8 @@ impl QuorumController {
                         );
                     }
                     if matches!(command, ControllerCommand::BeginControlledShutdown { .. }) {
-                        let offset = i64::try_from(*self.quorum.applied().borrow()).unwrap_or(i64::MAX);
+                        let offset =
+                            i64::try_from(*self.quorum.applied().borrow()).unwrap_or(i64::MAX);
                         lock(&self.sessions).controlled_shutdown_began(request.broker_id, offset);
                     }
                 }
@@ -348,7 +355,10 @@ impl QuorumController {
             let expired = lock(&self.sessions).expired(&self.state.read(), now);
             for (broker_id, broker_epoch) in expired {
                 tracing::warn!(broker_id, "broker session expired; fencing it");
-                let command = ControllerCommand::FenceBroker { broker_id, broker_epoch };
+                let command = ControllerCommand::FenceBroker {
+                    broker_id,
+                    broker_epoch,
+                };
                 if let Err(e) = self.commit(&command).await {
                     tracing::warn!(broker_id, error = %e, "could not fence the broker");
                 }
@@ -370,7 +380,9 @@ impl MetadataWriter for QuorumController {
             | MetadataChange::SetTopicConfigs { name, .. }
             | MetadataChange::SetPartitions { name, .. }
             | MetadataChange::BumpLeaderEpoch { name, .. } => name.clone(),
-            MetadataChange::BrokerConfigs { .. } | MetadataChange::GroupConfigs { .. } => String::new(),
+            MetadataChange::BrokerConfigs { .. } | MetadataChange::GroupConfigs { .. } => {
+                String::new()
+            }
         };
         let command = ControllerCommand::from_change(
             change,
@@ -393,7 +405,9 @@ impl MetadataWriter for QuorumController {
             ControllerResponse::AllocateProducerIds(Ok(block)) => {
                 Ok((block.first_producer_id, i64::from(block.size)))
             }
-            ControllerResponse::AllocateProducerIds(Err(error)) => Err(to_metadata_error("", &error)),
+            ControllerResponse::AllocateProducerIds(Err(error)) => {
+                Err(to_metadata_error("", &error))
+            }
             other => Err(MetadataError::Controller {
                 error: ResponseError::UnknownServerError,
                 message: format!("unexpected controller response {other:?}"),
@@ -407,7 +421,9 @@ fn to_metadata_error(topic: &str, error: &ApiError) -> MetadataError {
     let message = error.message.clone().unwrap_or_default();
     match error.error() {
         Some(ResponseError::TopicAlreadyExists) => MetadataError::TopicExists(topic.to_string()),
-        Some(ResponseError::UnknownTopicOrPartition) => MetadataError::UnknownTopic(topic.to_string()),
+        Some(ResponseError::UnknownTopicOrPartition) => {
+            MetadataError::UnknownTopic(topic.to_string())
+        }
         Some(ResponseError::InvalidTopicException) => MetadataError::InvalidTopic(message),
         Some(error) => MetadataError::Controller { error, message },
         None => MetadataError::Controller {
@@ -447,7 +463,9 @@ fn new_topic_id() -> Uuid {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a quorum call to completion from the synchronous metadata store API. API handlers run on the

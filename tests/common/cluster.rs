@@ -38,7 +38,11 @@ pub struct NodeSpec {
 }
 
 /// The properties of node `spec` in a cluster whose voters are `voters`.
-pub fn node_properties(spec: &NodeSpec, voters: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn node_properties(
+    spec: &NodeSpec,
+    voters: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut props: Vec<(String, String)> = vec![
         ("process.roles".into(), "broker,controller".into()),
         ("node.id".into(), spec.id.to_string()),
@@ -46,7 +50,10 @@ pub fn node_properties(spec: &NodeSpec, voters: &str, extra: &[(&str, &str)]) ->
         ("controller.listener.names".into(), "CONTROLLER".into()),
         (
             "listeners".into(),
-            format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}", spec.controller_port),
+            format!(
+                "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}",
+                spec.controller_port
+            ),
         ),
         ("log.dirs".into(), spec.data_dir.display().to_string()),
     ];
@@ -90,8 +97,10 @@ impl TestCluster {
         init_tracing();
         let tmp = tempfile::tempdir().expect("temp dir");
         let (specs, voters) = specs(tmp.path(), n);
-        let extra: Vec<(String, String)> =
-            extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut cluster = TestCluster {
             specs,
             voters,
@@ -99,14 +108,10 @@ impl TestCluster {
             nodes: Vec::new(),
             _tmp: tmp,
         };
-        let starts = cluster
-            .specs
-            .clone()
-            .into_iter()
-            .map(|spec| {
-                let config = cluster.config_of(&spec);
-                async move { Broker::start(config).await.expect("cluster node starts") }
-            });
+        let starts = cluster.specs.clone().into_iter().map(|spec| {
+            let config = cluster.config_of(&spec);
+            async move { Broker::start(config).await.expect("cluster node starts") }
+        });
         cluster.nodes = futures_util::future::join_all(starts)
             .await
             .into_iter()
@@ -117,9 +122,16 @@ impl TestCluster {
     }
 
     pub fn config_of(&self, spec: &NodeSpec) -> Config {
-        let extra: Vec<(&str, &str)> = self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let extra: Vec<(&str, &str)> = self
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let props = node_properties(spec, &self.voters, &extra);
-        let overrides: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let overrides: Vec<(&str, &str)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         base_config(&spec.data_dir, &overrides)
     }
 
@@ -166,7 +178,9 @@ impl TestCluster {
     /// Starts node `id` again on its data directory.
     pub async fn restart(&mut self, id: i32) {
         let spec = self.specs[(id - 1) as usize].clone();
-        let broker = Broker::start(self.config_of(&spec)).await.expect("node restarts");
+        let broker = Broker::start(self.config_of(&spec))
+            .await
+            .expect("node restarts");
         self.nodes[(id - 1) as usize] = Some(broker);
     }
 
@@ -183,23 +197,26 @@ impl TestCluster {
         .await
     }
 
+    /// Stops every running node at once (one by one, the last ones would wait for a quorum that is gone).
     pub async fn shutdown(mut self) {
-        for id in 1..=self.nodes.len() as i32 {
-            if self.nodes[(id - 1) as usize].is_some() {
-                self.stop(id).await;
-            }
-        }
+        let stops = self
+            .nodes
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|broker| async move { broker.shutdown().await.expect("clean shutdown") });
+        futures_util::future::join_all(stops).await;
     }
 }
 
 /// Metadata through `bootstrap` (all topics, or one), off the async runtime.
-pub async fn fetch_metadata(bootstrap: &str, topic: Option<&str>) -> Result<Metadata, rdkafka::error::KafkaError> {
+pub async fn fetch_metadata(
+    bootstrap: &str,
+    topic: Option<&str>,
+) -> Result<Metadata, rdkafka::error::KafkaError> {
     let bootstrap = bootstrap.to_string();
     let topic = topic.map(str::to_string);
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&bootstrap)
-            .create()
-            .expect("metadata client");
+        let consumer: BaseConsumer = client_config(&bootstrap).create().expect("metadata client");
         consumer.fetch_metadata(topic.as_deref(), Duration::from_secs(5))
     })
     .await
