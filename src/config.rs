@@ -114,8 +114,6 @@ pub struct Config {
     pub kraft: KraftConfig,
     /// `default.replication.factor`: replicas of a topic created without a factor (auto-created ones too).
     pub default_replication_factor: i16,
-    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets` when it is created.
-    pub offsets_topic_replication_factor: i16,
     /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state`.
     pub transaction_state_log_min_isr: i32,
     pub num_partitions: i32,
@@ -152,7 +150,6 @@ impl Default for Config {
             rack: None,
             kraft: KraftConfig::default(),
             default_replication_factor: 1,
-            offsets_topic_replication_factor: 3,
             transaction_state_log_min_isr: 2,
             num_partitions: 1,
             auto_create_topics_enable: true,

@@ -250,7 +250,7 @@ const KEYS: &[KeySpec] = &[
     int_field!("metadata.log.max.snapshot.interval.ms", 0, i64::MAX, kraft.snapshot_max_interval_ms as u64, some),
     int_field!("default.replication.factor", 1, i16::MAX as i64, default_replication_factor as i16, some),
     int_field!("offsets.topic.replication.factor", 1, i16::MAX as i64,
-        offsets_topic_replication_factor as i16, some),
+        groups.offsets_topic_replication_factor as i16, some),
     int_field!("transaction.state.log.min.isr", 1, I32_MAX, transaction_state_log_min_isr as i32, some),
     int_field!("num.partitions", 1, 1_000_000, num_partitions as i32, some),
     bool_field!("auto.create.topics.enable", auto_create_topics_enable),

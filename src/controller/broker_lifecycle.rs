@@ -34,6 +34,8 @@ pub struct BrokerLifecycle {
     registration: Registration,
     incarnation: Uuid,
     heartbeat_interval: Duration,
+    /// How long one heartbeat may wait for its answer.
+    heartbeat_timeout: Duration,
     epoch: AtomicI64,
     want_shut_down: AtomicBool,
     /// True once the controller answered "unfenced"; the broker serves clients from then on.
@@ -47,12 +49,14 @@ impl BrokerLifecycle {
         controller: Arc<QuorumController>,
         registration: Registration,
         heartbeat_interval: Duration,
+        session_timeout: Duration,
     ) -> Arc<BrokerLifecycle> {
         Arc::new(BrokerLifecycle {
             controller,
             registration,
             incarnation: Uuid::new_v4(),
             heartbeat_interval,
+            heartbeat_timeout: heartbeat_interval.max(session_timeout / 3),
             epoch: AtomicI64::new(-1),
             want_shut_down: AtomicBool::new(false),
             unfenced: watch::Sender::new(false),
@@ -132,11 +136,18 @@ impl BrokerLifecycle {
             want_fence: false,
             want_shut_down: self.want_shut_down.load(Ordering::Relaxed),
         };
-        let response = match self
-            .controller
-            .call_leader(&LeaderRequest::Heartbeat(request))
-            .await
-        {
+        // Bounded well inside the session: a heartbeat stuck on a leader that went away must not keep the
+        // next one from reaching the new leader before the session lapses.
+        let request = LeaderRequest::Heartbeat(request);
+        let call = self.controller.call_leader(&request);
+        let answer = match tokio::time::timeout(self.heartbeat_timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::debug!("heartbeat not answered within {:?}", self.heartbeat_timeout);
+                return;
+            }
+        };
+        let response = match answer {
             Ok(LeaderResponse::Heartbeat(response)) => response,
             Ok(other) => {
                 tracing::debug!(?other, "heartbeat not answered");

@@ -41,6 +41,7 @@ pub struct ClusterMember {
     pub cluster_id: String,
     lifecycle: std::sync::Mutex<Option<Arc<BrokerLifecycle>>>,
     heartbeat_interval: Duration,
+    session_timeout: Duration,
     stop: watch::Sender<bool>,
 }
 
@@ -107,6 +108,7 @@ impl ClusterMember {
             cluster_id,
             lifecycle: std::sync::Mutex::new(None),
             heartbeat_interval: cluster.broker_heartbeat_interval,
+            session_timeout: cluster.broker_session_timeout,
             stop,
         })
     }
@@ -117,6 +119,7 @@ impl ClusterMember {
             self.controller.clone(),
             registration,
             self.heartbeat_interval,
+            self.session_timeout,
         );
         tokio::spawn(lifecycle.clone().run(self.stop.subscribe()));
         *self

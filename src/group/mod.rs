@@ -23,6 +23,9 @@ pub use crate::cluster::OFFSETS_TOPIC;
 pub struct GroupConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: its replicas when a cluster creates it (as in Kafka, creation
+    /// fails until that many brokers are live); a single node keeps one.
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes`: how long offsets of an empty group (or of a simple consumer) are kept.
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
@@ -42,6 +45,7 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             offsets_retention_ms: 10_080 * 60_000,
             offsets_retention_check_interval_ms: 600_000,
             initial_rebalance_delay_ms: 3_000,

@@ -255,9 +255,11 @@ impl OffsetStore {
             "cleanup.policy".to_string(),
             OFFSETS_CLEANUP_POLICY.to_string(),
         )]);
-        match self.metadata.create_topic(
+        match self.metadata.create_topic_with(
             OFFSETS_TOPIC,
             self.config.offsets_topic_num_partitions,
+            self.config.offsets_topic_replication_factor,
+            Vec::new(),
             configs,
         ) {
             Ok(topic) => {

@@ -136,6 +136,10 @@ impl Shared {
     }
 }
 
+/// The metadata quorum's log directory (Kafka's name), which may share the data directory: not a partition
+/// of this log manager.
+pub const METADATA_LOG_TOPIC: &str = "__cluster_metadata";
+
 /// Owner of a data directory's partition logs.
 #[derive(Debug)]
 pub struct LogManager {
@@ -398,7 +402,8 @@ impl LogManager {
         self.open_log(tp, config, true).ok()
     }
 
-    /// Partitions whose directories are on disk (loaded or not), sorted.
+    /// Partitions whose directories are on disk (loaded or not), sorted; not the metadata quorum's
+    /// `__cluster_metadata-0`.
     pub fn partitions_on_disk(&self) -> Result<Vec<TopicPartition>, LogError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.shared.dir)? {
@@ -406,7 +411,9 @@ impl LogManager {
             if !entry.file_type()?.is_dir() {
                 continue;
             }
-            if let Some(tp) = entry.file_name().to_str().and_then(parse_partition_dir) {
+            if let Some(tp) = entry.file_name().to_str().and_then(parse_partition_dir)
+                && tp.topic != METADATA_LOG_TOPIC
+            {
                 out.push(tp);
             }
         }

@@ -257,9 +257,11 @@ impl TransactionCoordinator {
                 self.config.state_log_segment_bytes.to_string(),
             ),
         ]);
-        match self.metadata.create_topic(
+        match self.metadata.create_topic_with(
             TRANSACTION_STATE_TOPIC,
             self.config.state_log_num_partitions,
+            self.config.state_log_replication_factor,
+            Vec::new(),
             configs,
         ) {
             Ok(topic) => {
