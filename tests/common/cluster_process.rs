@@ -54,7 +54,7 @@ pub struct ProcessCluster {
     extra: Vec<(String, String)>,
     netns: Option<Netns>,
     pub root: PathBuf,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl ProcessCluster {
@@ -101,7 +101,7 @@ impl ProcessCluster {
                 .collect(),
             netns,
             root,
-            _tmp: tmp,
+            _tmp: Some(tmp),
         };
         // All at once: a node waits for a quorum of voters before it can register.
         for id in 1..=n {
@@ -369,6 +369,12 @@ impl Drop for ProcessCluster {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails(40));
+            // BROOK_TEST_KEEP=1 keeps the data directories and full logs of a failed test.
+            if std::env::var_os("BROOK_TEST_KEEP").is_some()
+                && let Some(tmp) = self._tmp.take()
+            {
+                eprintln!("kept {}", tmp.keep().display());
+            }
         }
     }
 }
