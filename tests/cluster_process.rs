@@ -421,8 +421,9 @@ fn killing_the_quorum_leader_elects_another_while_a_producer_keeps_producing() {
 
     cluster.kill(old_leader);
     let killed = Instant::now();
-    let via = (1..=3).find(|&id| id != old_leader).unwrap();
-    let (new_leader, new_epoch) = cluster.wait_quorum_leader(via, Some(old_leader), LIMIT);
+    let survivors: Vec<i32> = (1..=3).filter(|&id| id != old_leader).collect();
+    let via = survivors[0];
+    let (new_leader, new_epoch) = cluster.wait_quorum_leader_any(&survivors, old_leader, LIMIT);
     let elected = killed.elapsed();
     assert!(new_epoch > old_epoch, "epoch {old_epoch} -> {new_epoch}");
     println!(
@@ -545,7 +546,11 @@ fn an_isolated_quorum_leader_is_replaced_and_rejoins_after_the_partition_heals()
     }
     let rt = runtime();
     let netns = Netns::create(3);
-    let cluster = ProcessCluster::start_with(3, &[], Some(netns));
+    // A session longer than the quorum's request timeout (5 s): a broker whose heartbeat is stuck on the
+    // unreachable old leader answers the new one only after that (see the report on issue 15: with the
+    // 1.5 s session of FAST the new leader fences every broker, itself included).
+    let cluster =
+        ProcessCluster::start_with(3, &[("broker.session.timeout.ms", "9000")], Some(netns));
     wait_for_brokers(&cluster, &[1, 2, 3], &[1, 2, 3]);
     let (old_leader, old_epoch) = cluster.wait_quorum_leader(1, None, LIMIT);
     let majority: Vec<i32> = (1..=3).filter(|&id| id != old_leader).collect();
@@ -559,15 +564,25 @@ fn an_isolated_quorum_leader_is_replaced_and_rejoins_after_the_partition_heals()
     let netns = cluster.netns();
     netns.isolate(old_leader);
     let cut = Instant::now();
-    let (new_leader, new_epoch) = cluster.wait_quorum_leader(majority[0], Some(old_leader), LIMIT);
+    let (new_leader, new_epoch) = cluster.wait_quorum_leader_any(&majority, old_leader, LIMIT);
     let elected = cut.elapsed();
     assert!(majority.contains(&new_leader) && new_epoch > old_epoch);
     println!(
         "quorum leader {old_leader} isolated -> node {new_leader} elected (epoch {new_epoch}) in {}",
         secs(elected)
     );
+    // The majority fences the unreachable broker once its session lapses; from then on Metadata names a
+    // reachable controller (the lowest live id) and clients stop sending there.
+    let fenced = wait_for(LIMIT, "the isolated broker fenced", || {
+        registered_brokers(&majority_list).filter(|b| !b.contains(&old_leader))
+    });
+    println!(
+        "isolated broker {old_leader} fenced after {} (broker.session.timeout.ms 9000); brokers {fenced:?}",
+        secs(cut.elapsed())
+    );
     // The majority keeps serving metadata changes.
-    create_topic(&rt, &majority_list, "during-partition", 2);
+    let results = create_topics(&rt, &majority_list, &["during-partition".to_string()], 2, 2);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     for &id in &majority {
         wait_for(LIMIT, "during-partition on the majority", || {
             leaders(&cluster.bootstrap(id), "during-partition")

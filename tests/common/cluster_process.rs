@@ -353,6 +353,36 @@ impl ProcessCluster {
             .expect("a cluster started in namespaces")
     }
 
+    /// Like [`ProcessCluster::wait_quorum_leader`] through several nodes, a fresh DescribeQuorum every 25 ms
+    /// each (one to a node still forwarding to an unreachable old leader hangs for the request timeout, so
+    /// waiting for each answer in turn would measure that timeout, not the election): the first answer
+    /// naming a leader other than `not`.
+    pub fn wait_quorum_leader_any(&self, vias: &[i32], not: i32, limit: Duration) -> (i32, i32) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            for &via in vias {
+                let (tx, addr) = (tx.clone(), self.bootstrap(via));
+                std::thread::spawn(move || {
+                    if let Ok(p) = describe_quorum(&addr)
+                        && p.error_code == 0
+                        && p.leader_id.0 >= 0
+                        && p.leader_id.0 != not
+                    {
+                        let _ = tx.send((p.leader_id.0, p.leader_epoch));
+                    }
+                });
+            }
+            if let Ok(answer) = rx.recv_timeout(Duration::from_millis(25)) {
+                return answer;
+            }
+        }
+        panic!(
+            "no quorum leader other than {not} seen through {vias:?} within {limit:?}\n{}",
+            self.log_tails(20)
+        )
+    }
+
     /// Where node `id` keeps the metadata log.
     pub fn metadata_dir(&self, id: i32) -> PathBuf {
         self.node(id).data_dir.join("__cluster_metadata-0")
