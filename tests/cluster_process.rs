@@ -218,6 +218,36 @@ fn produce_and_consume_through_each_node_and_metadata_propagates() {
     }
 }
 
+/// CreatePartitions with a manual assignment (librdkafka's 0081 do_test_CreatePartitions): the cluster
+/// places the new partitions on the brokers named, and refuses an unknown broker as Kafka does.
+#[test]
+fn create_partitions_honours_a_manual_assignment() {
+    let rt = runtime();
+    let cluster = ProcessCluster::start(3, &[]);
+    wait_for_brokers(&cluster, &[1, 2, 3], &[1, 2, 3]);
+    let topic = "grown";
+    create_topic(&rt, &cluster.bootstrap(1), topic, 1);
+    let admin = admin(&cluster.bootstrap(2));
+    let grow = rdkafka::admin::NewPartitions::new(topic, 3).assign(&[&[3, 1, 2], &[2, 3, 1]]);
+    let results = rt
+        .block_on(admin.create_partitions([&grow], &options()))
+        .expect("CreatePartitions request");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let layout = wait_for(LIMIT, "three partitions", || {
+        leaders(&cluster.bootstrap(3), topic).filter(|l| l.len() == 3)
+    });
+    assert_eq!(layout[&1].1, vec![3, 1, 2], "{layout:?}");
+    assert_eq!(layout[&2].1, vec![2, 3, 1], "{layout:?}");
+    let unknown = rdkafka::admin::NewPartitions::new(topic, 4).assign(&[&[1, 2, 9]]);
+    let results = rt
+        .block_on(admin.create_partitions([&unknown], &options()))
+        .expect("CreatePartitions request");
+    assert_eq!(
+        results[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidReplicaAssignment
+    );
+}
+
 #[test]
 fn a_killed_broker_is_fenced_and_its_leaderships_move() {
     let rt = runtime();
