@@ -461,9 +461,23 @@ fn killing_the_quorum_leader_elects_another_while_a_producer_keeps_producing() {
          (epoch {new_epoch}) in {} (controller.quorum.election.timeout.ms 300)",
         secs(elected)
     );
+    // The dead broker's partitions move once its session expires; until then Metadata may still name it
+    // as the controller (the lowest live id, as Kafka names any live broker), and librdkafka's admin client
+    // then waits for it.
+    wait_for(LIMIT, "leaderships moved off the dead controller", || {
+        let now = leaders(&survivor_list, topic)?;
+        now.values().all(|(l, _)| *l != old_leader).then_some(())
+    });
+    let at_move = sent.load(Ordering::Relaxed);
+    println!(
+        "the dead quorum leader's leaderships moved {} after the kill",
+        secs(killed.elapsed())
+    );
     // The new controller serves metadata changes.
     let changed = Instant::now();
-    create_topic(&rt, &survivor_list, "after-election", 2);
+    // Two brokers are unfenced now: replication factor 2.
+    let results = create_topics(&rt, &survivor_list, &["after-election".to_string()], 2, 2);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     wait_for(LIMIT, "after-election led", || {
         leaders(&cluster.bootstrap(via), "after-election")
     });
@@ -471,12 +485,6 @@ fn killing_the_quorum_leader_elects_another_while_a_producer_keeps_producing() {
         "first CreateTopics after the election done in {}",
         secs(changed.elapsed())
     );
-    // And the dead broker's partitions move once its session expires.
-    wait_for(LIMIT, "leaderships moved off the dead controller", || {
-        let now = leaders(&survivor_list, topic)?;
-        now.values().all(|(l, _)| *l != old_leader).then_some(())
-    });
-    let at_move = sent.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     let attempted = rt.block_on(producing).expect("producer task");
