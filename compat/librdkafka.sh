@@ -27,6 +27,10 @@
 #   RDK_BROOK        brook binary (default target/debug/brook, built with cargo if missing; not
 #                    BROOK_*, which brook itself reads as configuration)
 #   RDK_KEEP_LOGS    directory to keep every test's output and the brokers' logs in
+#   RDK_CLUSTER      3: every scenario's broker is a cluster of three combined brooks (issue 15) with
+#                    default.replication.factor=3, and test.conf bootstraps through all three; RDK_TESTS then
+#                    defaults to CLUSTER_TESTS below and the idempotent variants run only when
+#                    RDK_IDEMPOTENT_TESTS names them (each scenario costs three processes)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,6 +79,19 @@ subtest_functions() {
 # first, so the others fill the second runner around them and the whole run stays near sum/2.
 LONG_FIRST="0113 0077 0089 0103 0081 0033 0091 0026 0030 0094 0137 0045 0102 0122"
 
+# RDK_CLUSTER=3: the tests that need or exercise several brokers (0107 and 0111 topic admin and
+# metadata, 0081 admin with RF = broker count, 0008 acks -1/0/1 on RF 3) plus the core produce/consume,
+# offsets and groups set.
+CLUSTER_TESTS="0001 0002 0003 0004 0005 0007 0008 0011 0012 0013 0014 0015 0017 0018 0019 0020 0021 0022
+0026 0029 0030 0031 0033 0034 0035 0036 0038 0039 0040 0041 0042 0044 0048 0050 0051 0053 0054 0056 0057
+0059 0060 0063 0064 0065 0067 0069 0070 0073 0081 0082 0083 0084 0085 0091 0093 0099 0102 0107 0111 0112
+0113 0114 0118 0122 0123 0125 0127 0130 0132 0140"
+CLUSTER="${RDK_CLUSTER:-1}"
+case "$CLUSTER" in 1|3) ;; *) echo "librdkafka.sh: RDK_CLUSTER must be 1 or 3" >&2; exit 2 ;; esac
+if [ "$CLUSTER" = 3 ]; then
+    DEFAULT_TESTS="$CLUSTER_TESTS"
+    IDEMPOTENT_TESTS="${RDK_IDEMPOTENT_TESTS-}"
+fi
 TESTS_TO_RUN="${RDK_TESTS:-$DEFAULT_TESTS}"
 JOBS="${RDK_JOBS:-2}"
 TEST_TIMEOUT="${RDK_TEST_TIMEOUT:-1200}"
@@ -147,23 +164,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_broker NAME [--override k=v]...: starts brook on an ephemeral port with its own data dir and
-# sets BROKER_ADDR to the bound address once it listens. Not called in a subshell, so that
-# BROKER_PIDS reaches the cleanup trap.
-start_broker() {
-    local name="$1" log addr deadline
+# spawn_broker NAME [--override k=v]...: starts brook on an ephemeral port with its own data dir. Not called
+# in a subshell, so that BROKER_PIDS reaches the cleanup trap.
+spawn_broker() {
+    local name="$1"
     shift
-    BROKER_ADDR=""
-    log="$WORK/brook-$name.log"
     mkdir -p "$WORK/data-$name"
     # num.partitions=4: the suite's trivup scenarios create topics with 4 partitions by default,
     # and some tests rely on auto-created topics having several.
-    RUST_LOG="${RUST_LOG:-info}" "$BROOK" \
+    RUST_LOG="${RUST_LOG:-info,openraft=warn}" "$BROOK" \
         --override "listeners=PLAINTEXT://127.0.0.1:0" \
         --override "log.dirs=$WORK/data-$name" \
         --override "num.partitions=4" \
-        "$@" >"$log" 2>&1 &
+        "$@" >"$WORK/brook-$name.log" 2>&1 &
     BROKER_PIDS+=("$!")
+}
+
+# await_broker NAME PID: sets BROKER_ADDR to the address broker NAME (process PID) listens on, once it does.
+await_broker() {
+    local name="$1" pid="$2" log="$WORK/brook-$1.log" addr deadline
+    BROKER_ADDR=""
     deadline=$((SECONDS + 60))
     while [ "$SECONDS" -lt "$deadline" ]; do
         addr="$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$log" | head -n1)"
@@ -171,7 +191,7 @@ start_broker() {
             BROKER_ADDR="$addr"
             return 0
         fi
-        if ! kill -0 "${BROKER_PIDS[-1]}" 2>/dev/null; then
+        if ! kill -0 "$pid" 2>/dev/null; then
             break
         fi
         sleep 0.2
@@ -181,6 +201,69 @@ start_broker() {
     return 1
 }
 
+# start_broker NAME [--override k=v]...: one brook; sets BROKER_ADDR once it listens.
+start_broker() {
+    spawn_broker "$@"
+    await_broker "$1" "${BROKER_PIDS[-1]}"
+}
+
+# A free TCP port on 127.0.0.1 (bound and released: the controller ports must be known before any node starts).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_cluster NAME [--override k=v]...: three combined brooks (process.roles=broker,controller) forming one
+# metadata quorum, each with its own data dir, an ephemeral client port and a controller port picked up front;
+# sets BROKER_ADDR to the three client addresses (comma separated) once all three are registered and unfenced.
+start_cluster() {
+    local name="$1" voters="" i addrs="" deadline
+    shift
+    local ports=()
+    for i in 1 2 3; do
+        ports[$i]="$(free_port)"
+        voters="${voters:+$voters,}$i@127.0.0.1:${ports[$i]}"
+    done
+    local pids=()
+    # All three at once: a node listens for clients only once the quorum agreed on the cluster id.
+    for i in 1 2 3; do
+        spawn_broker "$name-$i" \
+            --override "process.roles=broker,controller" \
+            --override "node.id=$i" \
+            --override "controller.quorum.voters=$voters" \
+            --override "controller.listener.names=CONTROLLER" \
+            --override "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:${ports[$i]}" \
+            --override "default.replication.factor=3" \
+            --override "offsets.topic.replication.factor=3" \
+            --override "transaction.state.log.replication.factor=3" \
+            --override "transaction.state.log.min.isr=2" \
+            "$@"
+        pids[$i]="${BROKER_PIDS[-1]}"
+    done
+    for i in 1 2 3; do
+        await_broker "$name-$i" "${pids[$i]}" || return 1
+        addrs="${addrs:+$addrs,}$BROKER_ADDR"
+    done
+    BROKER_ADDR="$addrs"
+    deadline=$((SECONDS + 60))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if python3 - "$addrs" <<'PY' 2>/dev/null
+import sys
+from kafka import KafkaAdminClient
+admin = KafkaAdminClient(bootstrap_servers=sys.argv[1].split(","), request_timeout_ms=5000)
+sys.exit(0 if len(admin.describe_cluster()["brokers"]) == 3 else 1)
+PY
+        then
+            return 0
+        fi
+        sleep 0.5
+    done
+    say "the $name cluster did not list three brokers within 60s"
+    return 1
+}
+
+# start_scenario NAME [--override k=v]...: one brook, or a cluster of three under RDK_CLUSTER=3.
+start_scenario() {
+    if [ "$CLUSTER" = 3 ]; then start_cluster "$@"; else start_broker "$@"; fi
+}
+
 write_conf() { # write_conf FILE BOOTSTRAP
     cat >"$1" <<EOF
 bootstrap.servers=$2
@@ -188,14 +271,14 @@ broker.address.family=v4
 EOF
 }
 
-start_broker default || exit 2
+start_scenario default || exit 2
 DEFAULT_ADDR="$BROKER_ADDR"
 write_conf "$WORK/test-default.conf" "$DEFAULT_ADDR"
 NOAUTO_ADDR=""
 for t in $TESTS_TO_RUN; do
     case " $NOAUTOCREATE_TESTS " in *" $t "*)
         if [ -z "$NOAUTO_ADDR" ]; then
-            start_broker noautocreate --override auto.create.topics.enable=false || exit 2
+            start_scenario noautocreate --override auto.create.topics.enable=false || exit 2
             NOAUTO_ADDR="$BROKER_ADDR"
             write_conf "$WORK/test-noautocreate.conf" "$NOAUTO_ADDR"
         fi
@@ -206,13 +289,15 @@ done
 IDEMPOTENT_ADDR=""
 for t in $TESTS_TO_RUN; do
     case " $(echo $IDEMPOTENT_TESTS) " in *" $t "*)
-        start_broker idempotent || exit 2
+        start_scenario idempotent || exit 2
         IDEMPOTENT_ADDR="$BROKER_ADDR"
         write_conf "$WORK/test-idempotent.conf" "$IDEMPOTENT_ADDR"
         break
     esac
 done
-say "brook $DEFAULT_ADDR${NOAUTO_ADDR:+ (noautocreate: $NOAUTO_ADDR)}${IDEMPOTENT_ADDR:+ (idempotent: $IDEMPOTENT_ADDR)}, $JOBS at once, TEST_KAFKA_VERSION=$KAFKA_VERSION"
+KIND=""
+[ "$CLUSTER" = 3 ] && KIND=" (three-node clusters)"
+say "brook$KIND $DEFAULT_ADDR${NOAUTO_ADDR:+ (noautocreate: $NOAUTO_ADDR)}${IDEMPOTENT_ADDR:+ (idempotent: $IDEMPOTENT_ADDR)}, $JOBS at once, TEST_KAFKA_VERSION=$KAFKA_VERSION"
 
 # ---- tests ----
 # run_one TEST SCENARIO: one test-runner invocation; writes $WORK/<test>-<scenario>.{log,rc,secs}.

@@ -112,6 +112,8 @@ fn grow(apis: &Apis, request: &CreatePartitionsTopic, validate_only: bool) -> Re
         ));
     }
     let added = request.count - current;
+    // A cluster's controller checks a manual assignment against the registered brokers.
+    let in_cluster = apis.metadata.quorum().is_some();
     if let Some(assignments) = &request.assignments {
         if assignments.len() as i64 != i64::from(added) {
             return Err((
@@ -123,6 +125,9 @@ fn grow(apis: &Apis, request: &CreatePartitionsTopic, validate_only: bool) -> Re
             ));
         }
         for (i, assignment) in assignments.iter().enumerate() {
+            if in_cluster {
+                break;
+            }
             if assignment.broker_ids.len() != 1 || assignment.broker_ids[0].0 != apis.node_id {
                 return Err((
                     ResponseError::InvalidReplicaAssignment,
@@ -140,9 +145,15 @@ fn grow(apis: &Apis, request: &CreatePartitionsTopic, validate_only: bool) -> Re
     }
     // The replica manager opens the new partitions as the change is published (removing a directory an
     // earlier topic of this name left behind first).
+    let assignments: Vec<Vec<i32>> = request
+        .assignments
+        .iter()
+        .flatten()
+        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+        .collect();
     let updated = apis
         .metadata
-        .set_partitions(name, request.count)
+        .set_partitions_with(name, request.count, assignments)
         .map_err(|e| (metadata_error_code(&e), e.to_string()))?;
     tracing::info!(
         topic = name,

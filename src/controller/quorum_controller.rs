@@ -346,13 +346,19 @@ impl QuorumController {
             let is_leader = self.quorum.is_leader();
             let now = Instant::now();
             if is_leader && !was_leader {
-                lock(&self.sessions).seed(&self.state.read(), now);
+                // The state's read lock before the sessions' lock, as `handle_heartbeat` takes them: the other
+                // order deadlocks with a heartbeat and an apply waiting for the write lock.
+                let state = self.state.read();
+                lock(&self.sessions).seed(&state, now);
             }
             was_leader = is_leader;
             if !is_leader {
                 continue;
             }
-            let expired = lock(&self.sessions).expired(&self.state.read(), now);
+            let expired = {
+                let state = self.state.read();
+                lock(&self.sessions).expired(&state, now)
+            };
             for (broker_id, broker_epoch) in expired {
                 tracing::warn!(broker_id, "broker session expired; fencing it");
                 let command = ControllerCommand::FenceBroker {

@@ -116,7 +116,11 @@ impl LogStore {
     pub fn open(dir: &Path) -> io::Result<LogStore> {
         fs::create_dir_all(dir)?;
         let vote: Option<Vote> = stored_file::read(dir, VOTE_FILE)?;
-        let committed: Option<LogId> = stored_file::read(dir, COMMITTED_FILE)?;
+        // `save_committed` stores the `Option<LogId>` itself: read back that type (read as a bare LogId,
+        // postcard took the Some tag for the term and shifted every field, so a restarted node claimed a
+        // committed log id that was never in its log).
+        let committed: Option<LogId> =
+            stored_file::read::<Option<LogId>>(dir, COMMITTED_FILE)?.flatten();
         let path = dir.join(LOG_FILE);
         let mut entries = BTreeMap::new();
         let mut positions = BTreeMap::new();
@@ -524,6 +528,25 @@ mod tests {
         let err = LogStore::open(dir.path()).err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("breaks the sequence"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_committed_log_id_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        append(&mut store, (1..=11).map(|i| entry(2, i)).collect()).await;
+        let committed = Some(LogId::new(
+            openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new(2, 3).to_committed(),
+            11,
+        ));
+        store.save_committed(committed).await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), committed);
+        store.save_committed(None).await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -526,6 +526,10 @@ impl Quorum {
             voters = membership.voter_ids().map(replica).collect();
             observers = membership.learner_ids().map(replica).collect();
         }
+        // One statement each: a borrow of the `applied` watch held across `snapshot_index()` (which locks the
+        // state machine) deadlocks against `apply`, which holds that lock while it updates the watch.
+        let applied = *self.applied.borrow();
+        let snapshot_index = self.state_machine.snapshot_index();
         QuorumStatus {
             node_id: metrics.id,
             leader: metrics.current_leader,
@@ -535,8 +539,8 @@ impl Quorum {
                 .as_ref()
                 .or(metrics.local_committed.as_ref())
                 .map_or(0, |c| c.index + 1),
-            applied: *self.applied.borrow(),
-            snapshot_index: self.state_machine.snapshot_index(),
+            applied,
+            snapshot_index,
             log_start_offset: metrics.purged.as_ref().map_or(0, |p| p.index + 1),
             voters,
             observers,

@@ -708,3 +708,51 @@ mod storage_suite {
         Suite::test_all(Builder).await.unwrap();
     }
 }
+
+/// `status()` (DescribeQuorum, every heartbeat on the leader) while commands apply: the applied-index watch
+/// and the state machine's lock must never be held in opposite orders (a process deadlocked here, found by
+/// tests/cluster_process.rs creating topics while brokers heartbeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_while_applying_never_deadlocks() {
+    let (mut cluster, mut listeners) = Cluster::new(1, 1000);
+    cluster.start_on(1, listeners.remove(&1).unwrap()).await;
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let quorum = cluster.quorum(1).clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (quorum, stop) = (quorum.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = quorum.status();
+                }
+            })
+        })
+        .collect();
+    let writes = async {
+        for i in 0..2000 {
+            quorum.write(command(i)).await.unwrap();
+        }
+    };
+    // A deadlock blocks runtime workers, so the test could never end by itself: a watchdog fails it.
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(60));
+            if !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "status_while_applying_never_deadlocks: writes stalled for 60 s (deadlock)"
+                );
+                std::process::abort();
+            }
+        });
+    }
+    writes.await;
+    finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    cluster.shutdown().await;
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod cluster_process;
 pub mod process;
 pub mod raw;
 
