@@ -118,6 +118,10 @@ pub struct Config {
     pub transaction_state_log_min_isr: i32,
     pub num_partitions: i32,
     pub auto_create_topics_enable: bool,
+    /// `auto.leader.rebalance.enable`: the active controller moves leaderships back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often the active controller looks for them.
+    pub leader_imbalance_check_interval_seconds: u64,
     pub log: LogConfig,
     pub cleaner: CleanerConfig,
     pub server: ServerLimits,
@@ -153,6 +157,8 @@ impl Default for Config {
             transaction_state_log_min_isr: 2,
             num_partitions: 1,
             auto_create_topics_enable: true,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
             log: LogConfig::default(),
             cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),

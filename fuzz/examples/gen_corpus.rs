@@ -96,6 +96,10 @@ const SEEDED: &[ApiKey] = &[
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
     ApiKey::WriteTxnMarkers,
+    ApiKey::DescribeQuorum,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 fn requests(dir: &Path) {
@@ -303,6 +307,10 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::default().into(),
         ApiKey::ListTransactions => ListTransactionsRequest::default().into(),
         ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::default().into(),
+        ApiKey::DescribeQuorum => DescribeQuorumRequest::default().into(),
+        ApiKey::ElectLeaders => ElectLeadersRequest::default().into(),
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::default().into(),
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default().into(),
         other => panic!("no seed request for {other:?}"),
     }
 }
@@ -635,6 +643,48 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                             .with_partition_indexes(vec![0, 7]),
                     ]),
             ])
+            .into(),
+        ApiKey::DescribeQuorum => DescribeQuorumRequest::default()
+            .with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(0),
+                    ]),
+            ])
+            .into(),
+        ApiKey::ElectLeaders => ElectLeadersRequest::default()
+            .with_election_type(if v >= 1 { 1 } else { 0 })
+            .with_timeout_ms(30_000)
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(topic("t"))
+                    .with_partitions(vec![0, 7]),
+            ]))
+            .into(),
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_allow_replication_factor_change(v < 1)
+            .with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(Some(vec![BrokerId(2), BrokerId(1)])),
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(1)
+                            .with_replicas(None),
+                    ]),
+            ])
+            .into(),
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(Some(vec![
+                list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0, 1]),
+            ]))
             .into(),
         other => default_request(other),
     }

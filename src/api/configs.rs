@@ -166,15 +166,31 @@ fn broker_key_type(key: &str) -> ConfigType {
         };
     }
     match key {
-        "auto.create.topics.enable" | "log.cleaner.enable" => ConfigType::Boolean,
+        "auto.create.topics.enable" | "log.cleaner.enable" | "auto.leader.rebalance.enable" => {
+            ConfigType::Boolean
+        }
         "listeners" | "advertised.listeners" | "log.dirs" => ConfigType::String,
         "log.dir" => ConfigType::String,
+        "process.roles" | "controller.quorum.voters" => ConfigType::List,
+        "controller.listener.names"
+        | "listener.security.protocol.map"
+        | "inter.broker.listener.name"
+        | "security.inter.broker.protocol"
+        | "broker.rack"
+        | "metadata.log.dir" => ConfigType::String,
         "log.retention.check.interval.ms"
         | "log.cleaner.backoff.ms"
         | "log.cleaner.dedupe.buffer.size"
         | "connections.max.idle.ms"
         | "offsets.retention.check.interval.ms"
-        | "queued.max.reply.bytes" => ConfigType::Long,
+        | "queued.max.reply.bytes"
+        | "metadata.log.max.record.bytes.between.snapshots"
+        | "metadata.log.max.snapshot.interval.ms"
+        | "leader.imbalance.check.interval.seconds" => ConfigType::Long,
+        // Kafka's `default.replication.factor` is an INT; the internal topics' factors are SHORTs.
+        "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
+            ConfigType::Short
+        }
         _ => ConfigType::Int,
     }
 }
@@ -743,6 +759,43 @@ mod tests {
 
     fn one(k: &str, v: &str) -> BTreeMap<String, String> {
         BTreeMap::from([(k.to_string(), v.to_string())])
+    }
+
+    #[test]
+    fn cluster_keys_carry_kafkas_config_types() {
+        use super::broker_key_type as ty;
+        use crate::cluster::topic_config::ConfigType;
+        for key in ["process.roles", "controller.quorum.voters"] {
+            assert_eq!(ty(key), ConfigType::List, "{key}");
+        }
+        for key in [
+            "controller.listener.names",
+            "listener.security.protocol.map",
+            "inter.broker.listener.name",
+            "security.inter.broker.protocol",
+            "broker.rack",
+            "metadata.log.dir",
+        ] {
+            assert_eq!(ty(key), ConfigType::String, "{key}");
+        }
+        for key in [
+            "metadata.log.max.record.bytes.between.snapshots",
+            "metadata.log.max.snapshot.interval.ms",
+            "leader.imbalance.check.interval.seconds",
+        ] {
+            assert_eq!(ty(key), ConfigType::Long, "{key}");
+        }
+        assert_eq!(ty("offsets.topic.replication.factor"), ConfigType::Short);
+        assert_eq!(
+            ty("transaction.state.log.replication.factor"),
+            ConfigType::Short
+        );
+        assert_eq!(ty("default.replication.factor"), ConfigType::Int);
+        assert_eq!(
+            ty("leader.imbalance.per.broker.percentage"),
+            ConfigType::Int
+        );
+        assert_eq!(ty("auto.leader.rebalance.enable"), ConfigType::Boolean);
     }
 
     #[test]

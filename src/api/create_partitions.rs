@@ -1,18 +1,25 @@
 //! CreatePartitions: grows a topic's partition count. New partitions get empty logs at once; producers and
-//! consumers see them at their next metadata refresh. A topic never shrinks, as in Kafka.
+//! consumers see them at their next metadata refresh. A topic never shrinks, as in Kafka. In a cluster the
+//! new partitions keep the topic's replication factor, placed over the live brokers or as the request's
+//! assignments say; a single node can only place them on itself.
 
 use crate::api::context::RequestContext;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Apis;
 use super::error::metadata_error_code;
+use super::groups::Outcome;
 use super::topics::MAX_PARTITIONS_PER_REQUEST;
+use crate::controller::command::NewPartitions;
+use crate::controller::quorum_controller::QuorumController;
+use crate::controller::{ControllerCommand, ControllerResponse};
 
 type Failure = (ResponseError, String);
 
@@ -37,6 +44,125 @@ fn partition_limit_exceeded(apis: &Apis, request: &CreatePartitionsRequest) -> O
     })
 }
 
+/// The registry's entry: a cluster member decides through the metadata quorum (asynchronously), a single
+/// node at once.
+pub fn handle_request(
+    apis: &Apis,
+    ctx: &RequestContext,
+    request: CreatePartitionsRequest,
+) -> Outcome<CreatePartitionsResponse> {
+    match apis.controller.clone() {
+        Some(controller) => in_cluster(apis, controller, request),
+        None => Outcome::Respond(handle(apis, ctx, request)),
+    }
+}
+
+/// CreatePartitions in a cluster: the request's own checks here (size, duplicates), the rest by the
+/// controller against its state (Kafka's `ReplicationControlManager.createPartitions`): the topic, the
+/// count, manual assignments against the registered brokers and the topic's replication factor, placement
+/// over the live brokers otherwise. `validate_only` is decided there too, so it sees the same brokers.
+fn in_cluster(
+    apis: &Apis,
+    controller: Arc<QuorumController>,
+    request: CreatePartitionsRequest,
+) -> Outcome<CreatePartitionsResponse> {
+    let over_limit = partition_limit_exceeded(apis, &request);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in &request.topics {
+        *counts.entry(t.name.0.as_str()).or_default() += 1;
+    }
+    let mut refused: HashMap<String, Failure> = HashMap::new();
+    let mut proposed = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.as_str();
+        if let Some(message) = &over_limit {
+            refused.insert(
+                name.into(),
+                (ResponseError::PolicyViolation, message.clone()),
+            );
+        } else if counts[name] > 1 {
+            refused.insert(
+                name.into(),
+                (
+                    ResponseError::InvalidRequest,
+                    "Duplicate topic in request.".into(),
+                ),
+            );
+        } else {
+            proposed.push(NewPartitions {
+                topic: name.to_string(),
+                count: topic.count,
+                assignments: topic.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                }),
+            });
+        }
+    }
+    let names: Vec<StrBytes> = request.topics.iter().map(|t| t.name.0.clone()).collect();
+    let validate_only = request.validate_only;
+    Outcome::Wait(Box::pin(async move {
+        let decided: HashMap<String, Failure> = if proposed.is_empty() {
+            HashMap::new()
+        } else {
+            let command = ControllerCommand::CreatePartitions {
+                topics: proposed.clone(),
+                validate_only,
+            };
+            match controller.commit(&command).await {
+                Ok(ControllerResponse::CreatePartitions(results)) => results
+                    .into_iter()
+                    .filter_map(|r| {
+                        let error = r.error.error()?;
+                        Some((r.name, (error, r.error.message.unwrap_or_default())))
+                    })
+                    .collect(),
+                Ok(other) => failed_all(
+                    &proposed,
+                    ResponseError::UnknownServerError,
+                    format!("unexpected controller response {other:?}"),
+                ),
+                Err(e) => failed_all(&proposed, metadata_error_code(&e), e.to_string()),
+            }
+        };
+        let results = names
+            .into_iter()
+            .map(|name| {
+                let result = CreatePartitionsTopicResult::default().with_name(TopicName(name.clone()));
+                match refused.get(name.as_str()).or_else(|| decided.get(name.as_str())) {
+                    None => {
+                        if !validate_only {
+                            tracing::info!(topic = name.as_str(), "created partitions");
+                        }
+                        result
+                    }
+                    Some((error, message)) => {
+                        tracing::debug!(topic = name.as_str(), %error, message, "create partitions refused");
+                        result
+                            .with_error_code(error.code())
+                            .with_error_message(Some(StrBytes::from_string(message.clone())))
+                    }
+                }
+            })
+            .collect();
+        CreatePartitionsResponse::default().with_results(results)
+    }))
+}
+
+/// The same failure for every topic proposed (the quorum could not decide).
+fn failed_all(
+    proposed: &[NewPartitions],
+    error: ResponseError,
+    message: String,
+) -> HashMap<String, Failure> {
+    proposed
+        .iter()
+        .map(|t| (t.topic.clone(), (error, message.clone())))
+        .collect()
+}
+
+/// A single node's CreatePartitions.
 pub fn handle(
     apis: &Apis,
     _ctx: &RequestContext,

@@ -11,6 +11,8 @@
 //! Transactions stop before TV2 (`transaction.version` is not finalized): EndTxn at 4 (v5 means an epoch
 //! bump per transaction), AddPartitionsToTxn at 3 (v4-5 are the brokers' verification requests; clients
 //! send at most 3, and Kafka's own producer caps itself at 3 unless TV2 is finalized).
+//! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments go through the metadata quorum in
+//! a cluster (Kafka's brokers forward them to the active controller).
 //! WriteTxnMarkers is v1 only, as Kafka 4 (KIP-896 removed v0); it serves an operator's admin abort.
 
 use std::future::Future;
@@ -96,7 +98,10 @@ macro_rules! registrations {
             DescribeConfigs, 0, 4, DescribeConfigsResponse [results.error_code], |apis, ctx, req| Answer::Now($crate::api::configs::describe_configs(apis, ctx, &req, ctx.api_version));
             AlterConfigs, 0, 2, AlterConfigsResponse [responses.error_code], |apis, ctx, req| Answer::Now($crate::api::configs::alter_configs(apis, ctx, &req));
             IncrementalAlterConfigs, 0, 1, IncrementalAlterConfigsResponse [responses.error_code], |apis, ctx, req| Answer::Now($crate::api::configs::incremental_alter_configs(apis, ctx, &req));
-            CreatePartitions, 0, 3, CreatePartitionsResponse [results.error_code], |apis, ctx, req| Answer::Now($crate::api::create_partitions::handle(apis, ctx, req));
+            CreatePartitions, 0, 3, CreatePartitionsResponse [results.error_code], |apis, ctx, req| Answer::from($crate::api::create_partitions::handle_request(apis, ctx, req));
+            ElectLeaders, 0, 2, ElectLeadersResponse [error_code, replica_election_results.partition_result.error_code], |apis, ctx, req| Answer::from($crate::api::elect_leaders::handle(apis, ctx, req));
+            AlterPartitionReassignments, 0, 1, AlterPartitionReassignmentsResponse [error_code, responses.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::partition_reassignments::alter_partition_reassignments(apis, ctx, req));
+            ListPartitionReassignments, 0, 0, ListPartitionReassignmentsResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::partition_reassignments::list_partition_reassignments(apis, ctx, &req));
             DescribeCluster, 0, 2, DescribeClusterResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::describe_cluster::handle(apis, ctx, &req, ctx.api_version));
             DescribeQuorum, 0, 2, DescribeQuorumResponse [error_code, topics.partitions.error_code], |apis, _ctx, req| Answer::from($crate::api::describe_quorum::handle(apis, req));
             DescribeLogDirs, 0, 4, DescribeLogDirsResponse [error_code, results.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_log_dirs::handle(apis, ctx, &req));

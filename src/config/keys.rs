@@ -254,6 +254,12 @@ const KEYS: &[KeySpec] = &[
     int_field!("transaction.state.log.min.isr", 1, I32_MAX, transaction_state_log_min_isr as i32, some),
     int_field!("num.partitions", 1, 1_000_000, num_partitions as i32, some),
     bool_field!("auto.create.topics.enable", auto_create_topics_enable),
+    bool_field!("auto.leader.rebalance.enable", auto_leader_rebalance_enable),
+    int_field!("leader.imbalance.check.interval.seconds", 1, i64::MAX,
+        leader_imbalance_check_interval_seconds as u64, some),
+    // Kafka's KRaft controller does not read it either: any imbalanced partition is rebalanced.
+    spec("leader.imbalance.per.broker.percentage", Parse::Kept { min: i32::MIN as i64, max: I32_MAX },
+        Show::Fixed(Some("10"))),
     int_field!("log.segment.bytes", 14, I32_MAX, log.segment_bytes as u64, some).dynamic(),
     int("log.roll.ms", 1, i64::MAX, |c, v| c.log.segment_ms = v as u64, |_| None).dynamic(),
     text("log.roll.hours", set_roll_hours, Show::Fixed(Some("168"))),

@@ -19,6 +19,7 @@
 //! - `quorum_controller`: this broker's handle on the quorum (commits, heartbeats, session expiry)
 //! - `broker_sessions`: the active controller's soft state about brokers (sessions, applied offsets)
 //! - `broker_lifecycle`: this broker's registration, heartbeats and controlled shutdown
+//! - `leader_balancer`: the active controller's periodic preferred leader elections (auto.leader.rebalance.enable)
 
 mod alter_partition;
 pub mod broker_lifecycle;
@@ -29,6 +30,7 @@ pub mod command;
 mod config_control;
 mod election;
 pub mod heartbeat;
+pub mod leader_balancer;
 pub mod member;
 pub mod partition_change;
 pub mod placement;

@@ -182,6 +182,11 @@ impl QuorumController {
         &self.quorum
     }
 
+    /// The replicated state as this node applied it (reassignment listings, the leader balancer).
+    pub fn state(&self) -> &ControllerReader {
+        &self.state
+    }
+
     pub fn set_broker_epoch(&self, epoch: i64) {
         self.broker_epoch
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
