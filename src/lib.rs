@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod group;
 pub mod log;
 pub mod metrics;
+pub mod network;
 pub mod raft;
 pub mod replica;
 pub mod server;
