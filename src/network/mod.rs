@@ -91,3 +91,6 @@ impl NetworkClientConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
