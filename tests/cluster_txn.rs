@@ -227,3 +227,98 @@ async fn offsets_in_a_transaction_commit_with_it_across_brokers() {
     drop((p, c));
     cluster.shutdown().await;
 }
+
+/// The leader of some partitions of a prepared transaction dies: their markers cannot be delivered until
+/// the controller fences it and moves the leaderships, then they go to the new leaders (found again in the
+/// image on each retry) and the transaction completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn markers_follow_leaders_that_move_after_a_crash() {
+    let mut cluster = TestCluster::start(3, PROPS).await;
+    let topic = "moving";
+    let leaders = create_spread_topic(&cluster, topic).await;
+    let bootstrap = cluster.bootstrap_all();
+    let id = "moving-txn";
+    let p = transactional_producer(&bootstrap, id);
+    blocking(|| p.init_transactions(TIMEOUT)).expect("init_transactions");
+
+    // The coordinator of the id: the leader of its __transaction_state partition.
+    let state_partition = brook::coordinator::partition_for(id, 3);
+    let state = fetch_metadata(&bootstrap, Some("__transaction_state"))
+        .await
+        .unwrap();
+    let coordinator = state.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == state_partition)
+        .expect("the id's partition")
+        .leader();
+    let victim = *leaders
+        .values()
+        .find(|&&l| l != coordinator)
+        .expect("a leader that is not the coordinator");
+
+    p.begin_transaction().unwrap();
+    for partition in 0..PARTITIONS {
+        send(&p, topic, partition, &format!("v{partition}")).await;
+    }
+    cluster.crash(victim).await;
+    blocking(|| p.commit_transaction(TIMEOUT)).expect("commit");
+
+    // Every partition the victim led gets its COMMIT marker from its new leader (which holds none of the
+    // records: followers do not replicate yet), once the leadership moved.
+    let survivors = cluster.bootstrap_all();
+    for (partition, _) in leaders.iter().filter(|(_, l)| **l == victim) {
+        let new_leader = poll_until_async(DEADLINE, "a new leader", || {
+            let survivors = survivors.clone();
+            async move {
+                let m = fetch_metadata(&survivors, Some(topic)).await.ok()?;
+                let leader = m
+                    .topics()
+                    .first()?
+                    .partitions()
+                    .iter()
+                    .find(|p| p.id() == *partition)?
+                    .leader();
+                (leader > 0 && leader != victim).then_some(leader)
+            }
+        })
+        .await;
+        let data_dir = cluster.specs[(new_leader - 1) as usize].data_dir.clone();
+        let markers = poll_until(TIMEOUT, "the commit marker at the new leader", || {
+            let m = stored_markers(&data_dir, topic, *partition);
+            (!m.is_empty()).then_some(m)
+        })
+        .await;
+        assert_eq!(
+            markers.iter().map(|m| m.1).collect::<Vec<_>>(),
+            vec![Some(true)],
+            "partition {partition}, now led by {new_leader}"
+        );
+    }
+    // The surviving leaders' records are committed; and the transaction is over: a new one commits.
+    let kept: BTreeSet<String> = leaders
+        .iter()
+        .filter(|(_, l)| **l != victim)
+        .map(|(partition, _)| format!("v{partition}"))
+        .collect();
+    p.begin_transaction().unwrap();
+    blocking(|| p.commit_transaction(TIMEOUT)).expect("the next transaction");
+    let c = consumer(&survivors, &[("isolation.level", "read_committed")]);
+    let mut tpl = TopicPartitionList::new();
+    for (partition, _) in leaders.iter().filter(|(_, l)| **l != victim) {
+        tpl.add_partition_offset(topic, *partition, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let got: BTreeSet<String> = consume_n(&c, kept.len(), TIMEOUT)
+        .await
+        .iter()
+        .map(|m| {
+            use rdkafka::Message;
+            String::from_utf8(m.payload().unwrap().to_vec()).unwrap()
+        })
+        .collect();
+    assert_eq!(got, kept);
+    drop((p, c));
+    cluster.shutdown().await;
+}
