@@ -196,6 +196,10 @@ impl NetworkClient {
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         match BrokerConnection::connect(&addr, &config).await {
+            // Closed while connecting: the new connection is not kept.
+            Ok(_) if self.closed.load(std::sync::atomic::Ordering::Acquire) => {
+                Err(NetworkError::Closed)
+            }
             Ok(connection) => {
                 tracing::debug!(broker_id, %addr, "connected to broker");
                 let connection = Arc::new(connection);
