@@ -395,3 +395,237 @@ impl TransactionCoordinator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use bytes::{Buf, BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader, WriteTxnMarkersResponse};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::cluster::{BrokerEndpoint, BrokerRegistration, PartitionRegistration, TopicDelta};
+    use crate::cluster::{MetadataDelta, TopicImage};
+    use crate::log::{LogConfig, LogManager};
+    use crate::network::{NetworkClient, NetworkClientConfig};
+
+    /// What the fake leader saw: per WriteTxnMarkers, (producer id, commit, coordinator epoch, topic ->
+    /// partitions).
+    type Seen = Arc<Mutex<Vec<(i64, bool, i32, BTreeMap<String, Vec<i32>>)>>>;
+
+    async fn read_frame(stream: &mut tokio::net::TcpStream) -> Option<(RequestHeader, Bytes)> {
+        let size = stream.read_i32().await.ok()?;
+        let mut frame = vec![0u8; size as usize];
+        stream.read_exact(&mut frame).await.ok()?;
+        let mut frame = Bytes::from(frame);
+        let key = (&frame[..2]).get_i16();
+        let version = (&frame[2..4]).get_i16();
+        let header_version = kafka_protocol::messages::ApiKey::try_from(key)
+            .unwrap()
+            .request_header_version(version);
+        Some((
+            RequestHeader::decode(&mut frame, header_version).unwrap(),
+            frame,
+        ))
+    }
+
+    async fn write_frame<M: Encodable>(
+        stream: &mut tokio::net::TcpStream,
+        correlation_id: i32,
+        header_version: i16,
+        body: &M,
+        version: i16,
+    ) {
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut frame, header_version)
+            .unwrap();
+        body.encode(&mut frame, version).unwrap();
+        let size = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        stream.write_all(&frame).await.unwrap();
+    }
+
+    /// A fake broker 2 that answers NOT_LEADER_OR_FOLLOWER for `remote-1` the first time it is asked,
+    /// and writes every other marker.
+    async fn fake_leader(seen: Seen) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let refused = Arc::new(AtomicI64::new(0));
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                let refused = refused.clone();
+                tokio::spawn(async move {
+                    while let Some((header, mut body)) = read_frame(&mut stream).await {
+                        let version = header.request_api_version;
+                        if header.request_api_key == 18 {
+                            let keys = ApiVersionsResponse::default().with_api_keys(vec![
+                                ApiVersion::default()
+                                    .with_api_key(27)
+                                    .with_min_version(1)
+                                    .with_max_version(1),
+                            ]);
+                            write_frame(&mut stream, header.correlation_id, 0, &keys, version)
+                                .await;
+                            continue;
+                        }
+                        let request = WriteTxnMarkersRequest::decode(&mut body, version).unwrap();
+                        let mut results = Vec::new();
+                        for marker in &request.markers {
+                            let mut topics = BTreeMap::new();
+                            let mut topic_results = Vec::new();
+                            for topic in &marker.topics {
+                                topics.insert(
+                                    topic.name.to_string(),
+                                    topic.partition_indexes.clone(),
+                                );
+                                let partitions = topic.partition_indexes.iter().map(|&p| {
+                                    let refuse = topic.name.as_str() == "remote"
+                                        && p == 1
+                                        && refused.fetch_add(1, Ordering::SeqCst) == 0;
+                                    WritableTxnMarkerPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(if refuse { 6 } else { 0 })
+                                });
+                                topic_results.push(
+                                    WritableTxnMarkerTopicResult::default()
+                                        .with_name(topic.name.clone())
+                                        .with_partitions(partitions.collect()),
+                                );
+                            }
+                            seen.lock().unwrap().push((
+                                marker.producer_id.0,
+                                marker.transaction_result,
+                                marker.coordinator_epoch,
+                                topics,
+                            ));
+                            results.push(
+                                WritableTxnMarkerResult::default()
+                                    .with_producer_id(marker.producer_id)
+                                    .with_topics(topic_results),
+                            );
+                        }
+                        let response = WriteTxnMarkersResponse::default().with_markers(results);
+                        write_frame(&mut stream, header.correlation_id, 1, &response, version)
+                            .await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn markers_of_partitions_led_elsewhere_go_to_their_leader_in_one_request_and_are_retried()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Arc::new(MetadataStore::open(dir.path(), 1).unwrap());
+        let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let defaults = LogConfig::default();
+        let replicas = ReplicaManager::new(1, logs, Arc::new(move || defaults.clone()));
+        metadata.add_publisher(replicas.clone());
+        let next = Arc::new(AtomicI64::new(1000));
+        let txn = TransactionCoordinator::open(
+            metadata.clone(),
+            replicas.clone(),
+            crate::txn::TransactionConfig {
+                state_log_num_partitions: 1,
+                ..Default::default()
+            },
+            1,
+            Clock::system(),
+            Arc::new(move || Ok(next.fetch_add(1, Ordering::SeqCst))),
+        );
+        let seen: Seen = Arc::default();
+        let port = fake_leader(seen.clone()).await;
+        metadata.register_broker(BrokerRegistration {
+            id: 2,
+            endpoints: vec![BrokerEndpoint {
+                listener: "PLAINTEXT".into(),
+                security_protocol: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port,
+            }],
+            ..Default::default()
+        });
+        // Three partitions broker 2 leads (none held here), one this broker leads.
+        metadata.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Created(Arc::new(TopicImage {
+                name: "remote".into(),
+                id: uuid::Uuid::new_v4(),
+                partitions: (0..3)
+                    .map(|_| PartitionRegistration {
+                        replicas: vec![2],
+                        isr: vec![2],
+                        leader: 2,
+                        ..Default::default()
+                    })
+                    .collect(),
+                configs: BTreeMap::new(),
+            }))],
+            ..Default::default()
+        });
+        metadata.create_topic("local", 1, BTreeMap::new()).unwrap();
+        let mut config = NetworkClientConfig::for_broker(1);
+        config.request_timeout = Duration::from_secs(5);
+        txn.set_marker_client(NetworkClient::from_metadata(config, &metadata, "PLAINTEXT"));
+
+        let (pid, epoch) = txn.init_producer_id("tx", 60_000, None).await.unwrap();
+        let partitions = BTreeSet::from([
+            TopicPartition::new("local", 0),
+            TopicPartition::new("remote", 0),
+            TopicPartition::new("remote", 1),
+            TopicPartition::new("remote", 2),
+        ]);
+        txn.add_partitions("tx", pid, epoch, partitions)
+            .await
+            .unwrap();
+        txn.end_txn("tx", pid, epoch, true).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while txn.describe("tx").unwrap().state != TransactionState::CompleteCommit {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "transaction completes"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let coordinator_epoch = replicas
+            .partition(&TopicPartition::new(TRANSACTION_STATE_TOPIC, 0))
+            .unwrap()
+            .leader_epoch();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                // One request for all three, then the refused one alone.
+                (
+                    pid,
+                    true,
+                    coordinator_epoch,
+                    BTreeMap::from([("remote".to_string(), vec![0, 1, 2])])
+                ),
+                (
+                    pid,
+                    true,
+                    coordinator_epoch,
+                    BTreeMap::from([("remote".to_string(), vec![1])])
+                ),
+            ]
+        );
+        // The local partition's marker was appended here.
+        let local = replicas
+            .partition(&TopicPartition::new("local", 0))
+            .unwrap();
+        assert_eq!(local.log_end_offset(), 1, "one marker");
+    }
+}
