@@ -366,3 +366,27 @@ async fn an_unknown_broker_is_an_error_of_the_address_book() {
         NetworkError::UnknownBroker(9)
     );
 }
+
+#[tokio::test]
+async fn a_broker_registered_at_a_new_address_is_reached_there() {
+    let script = |mut peer: Peer, _| async move {
+        peer.handshake(KEYS).await;
+        while let Some((correlation_id, pid)) = peer.read_markers().await {
+            peer.answer_markers(correlation_id, pid).await;
+        }
+    };
+    let (first, first_accepted) = fake_broker(script).await;
+    let (second, second_accepted) = fake_broker(script).await;
+    let current = Arc::new(std::sync::Mutex::new(first));
+    let book = current.clone();
+    let client = NetworkClient::new(
+        NetworkClientConfig::for_broker(1),
+        Arc::new(move |_| Ok(book.lock().unwrap().clone())),
+    );
+    assert_eq!(echoed(&client.send(2, markers(1)).await.unwrap()), 1);
+    // A restarted broker registers again with another port; its old connection may well still be open.
+    *current.lock().unwrap() = second;
+    assert_eq!(echoed(&client.send(2, markers(2)).await.unwrap()), 2);
+    assert_eq!(first_accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(second_accepted.load(Ordering::SeqCst), 1);
+}
