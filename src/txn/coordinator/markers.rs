@@ -11,6 +11,10 @@ use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::*;
+use crate::network::SendOptions;
+
+/// How much longer than its request timeout a WriteTxnMarkers is given (see `send_markers`).
+const MARKER_ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a partition's marker goes.
 enum MarkerRoute {
@@ -286,8 +290,15 @@ impl TransactionCoordinator {
                     .collect(),
             );
         let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-        let answered = match client.send(broker, request).await {
-            Ok(response) => response,
+        // The leader answers REQUEST_TIMED_OUT itself after waiting `request.timeout.ms` for its high
+        // watermark; wait a little longer for that answer rather than time out here and close a connection
+        // other transactions' markers share.
+        let options = SendOptions {
+            timeout: Some(client.config().request_timeout + MARKER_ANSWER_GRACE),
+            ..Default::default()
+        };
+        let answered = match client.send_with(broker, request, options).await {
+            Ok((_, response)) => response,
             Err(e) => {
                 tracing::debug!(broker, error = %e, id = %txn.transactional_id,
                     "WriteTxnMarkers not answered");
