@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod group;
 pub mod log;
 pub mod metrics;
+pub mod network;
 pub mod raft;
 pub mod replica;
 pub mod server;
@@ -84,6 +85,8 @@ pub struct Broker {
     metrics_endpoint: Option<metrics::MetricsEndpoint>,
     /// This node's cluster membership (quorum replica, registration, heartbeats); None on a single node.
     member: Option<Arc<controller::member::ClusterMember>>,
+    /// Requests to other brokers (transaction markers); None on a single node.
+    network: Option<Arc<network::NetworkClient>>,
 }
 
 /// How long a stopping cluster member waits for its leaderships to move away.
@@ -166,6 +169,17 @@ impl Broker {
                 })
             },
         ));
+        // In a cluster, the markers of partitions led elsewhere go to their leaders over the inter-broker
+        // listener.
+        let network = cluster.as_ref().map(|_| {
+            let client = network::NetworkClient::from_metadata(
+                network::NetworkClientConfig::for_broker(config.node_id),
+                &metadata,
+                config.inter_broker_listener_name(),
+            );
+            txn.set_marker_client(client.clone());
+            client
+        });
         // Completes the transactions a previous run left prepared, then sweeps timed-out and expired ones.
         txn.start();
         let verifier = txn.clone();
@@ -320,6 +334,7 @@ impl Broker {
             local_addr,
             metrics_endpoint,
             member,
+            network,
         })
     }
 
@@ -388,6 +403,9 @@ impl Broker {
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
+        if let Some(network) = &self.network {
+            network.close();
+        }
         futures_util::future::join_all(
             self.listeners
                 .into_iter()
@@ -413,6 +431,9 @@ impl Broker {
     pub async fn crash(self) {
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
+        if let Some(network) = &self.network {
+            network.close();
+        }
         for (_, listener) in self.listeners {
             listener.shutdown(Duration::ZERO).await;
         }

@@ -95,6 +95,9 @@ pub struct TransactionCoordinator {
     clock: Clock,
     producer_ids: ProducerIdSource,
     offsets_markers: RwLock<Option<OffsetsMarkerWriter>>,
+    /// Sends WriteTxnMarkers to the leaders of partitions this broker does not lead (a cluster); None on
+    /// a single node, where every partition is local.
+    marker_client: RwLock<Option<Arc<crate::network::NetworkClient>>>,
     pending: Arc<Mutex<HashSet<String>>>,
     remembered: Mutex<HashMap<String, Remembered>>,
     /// Ids whose markers are being written now.
@@ -163,6 +166,7 @@ impl TransactionCoordinator {
             clock,
             producer_ids,
             offsets_markers: RwLock::new(None),
+            marker_client: RwLock::new(None),
             pending: Arc::new(Mutex::new(HashSet::new())),
             remembered: Mutex::new(HashMap::new()),
             completing: Mutex::new(HashSet::new()),
@@ -182,6 +186,14 @@ impl TransactionCoordinator {
             .offsets_markers
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(writer);
+    }
+
+    /// Sends the markers of partitions led by other brokers through `client` (see `markers`).
+    pub fn set_marker_client(&self, client: Arc<crate::network::NetworkClient>) {
+        *self
+            .marker_client
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(client);
     }
 
     /// The wall clock of transaction start, update and timeout times.
@@ -531,14 +543,29 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         tp: &TopicPartition,
     ) -> Result<(), ResponseError> {
-        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
+        let Some(state_topic) = self.metadata.topic(TRANSACTION_STATE_TOPIC) else {
             return Err(ResponseError::InvalidProducerIdMapping);
+        };
+        let partition = self.partition_for(transactional_id);
+        // In a cluster the id may be coordinated by another broker, which Kafka asks with a verify-only
+        // AddPartitionsToTxn (v4). brook does not send that yet (the check is synchronous, under the
+        // partition's append lock): such a write goes unverified, as with Kafka's
+        // `transaction.partition.verification.enable=false`.
+        let cluster = self
+            .marker_client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if cluster
+            && state_topic
+                .partition(partition)
+                .is_some_and(|p| p.leader >= 0 && p.leader != self.replicas.node_id())
+        {
+            return Ok(());
         }
         let m = self
             .runtime
-            .read(self.partition_for(transactional_id), |shard| {
-                shard.get(transactional_id).cloned()
-            })
+            .read(partition, |shard| shard.get(transactional_id).cloned())
             .map_err(coordinator_error)?
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
         let pending = lock(&self.pending).contains(transactional_id);
