@@ -17,6 +17,7 @@ mod kraft;
 mod listeners;
 mod metrics_config;
 mod resolve;
+mod security_protocol;
 mod server_limits;
 
 pub use keys::{KeySpec, SaslValue, key_spec, key_specs};
@@ -26,9 +27,8 @@ pub use listeners::{
     SecurityProtocolMap, security_protocol_named,
 };
 pub use metrics_config::MetricsConfig;
+pub use security_protocol::SecurityProtocol;
 pub use server_limits::ServerLimits;
-
-use crate::api::context::SecurityProtocol;
 
 /// A configuration key or value that brook cannot accept.
 #[derive(Debug, thiserror::Error)]

@@ -426,6 +426,19 @@ impl Broker {
         Ok(())
     }
 
+    /// Stops the broker's background work from synchronous code (a test harness dropping brokers while it
+    /// unwinds from a failure): nothing flushed, as [`Self::crash`]; the listeners end with the runtime.
+    #[doc(hidden)]
+    pub fn halt(&self) {
+        self.apis.stopping.send_replace(true);
+        self.apis.groups.shutdown();
+        self.apis.txn.shutdown();
+        if let Some(member) = &self.member {
+            member.halt();
+        }
+        self.apis.logs.abandon();
+    }
+
     /// Stops as a `kill -9` would leave things: connections dropped, nothing flushed, no checkpoints, no
     /// clean-shutdown marker. For recovery tests.
     pub async fn crash(self) {

@@ -7,34 +7,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
 
-/// The security protocol of a listener, under Kafka's names. Only PLAINTEXT is served today; the other
-/// variants exist so listener configuration and ACLs can name them when TLS and SASL arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum SecurityProtocol {
-    #[default]
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    /// The name Kafka uses in `listener.security.protocol.map` and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-}
-
-impl std::fmt::Display for SecurityProtocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::config::SecurityProtocol;
 
 /// Who a session acts as: a principal type and name, written `Type:name` as in Kafka's ACLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -25,14 +25,7 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
 
 /// The Kafka error a client sees for a topic administration failure.
 pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
-    match error {
-        MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
-        MetadataError::InvalidTopic(_) => ResponseError::InvalidTopicException,
-        MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
-        MetadataError::Limit(_) => ResponseError::PolicyViolation,
-        MetadataError::Corrupt(_) | MetadataError::Io(_) => ResponseError::KafkaStorageError,
-        MetadataError::Controller { error, .. } => *error,
-    }
+    error.response_error()
 }
 
 /// A code for a response field: 0 when there is no error.

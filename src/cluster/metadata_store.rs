@@ -44,6 +44,21 @@ pub enum MetadataError {
     },
 }
 
+impl MetadataError {
+    /// The Kafka error a client sees for this failure.
+    pub fn response_error(&self) -> kafka_protocol::ResponseError {
+        use kafka_protocol::ResponseError;
+        match self {
+            MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            MetadataError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            MetadataError::Limit(_) => ResponseError::PolicyViolation,
+            MetadataError::Corrupt(_) | MetadataError::Io(_) => ResponseError::KafkaStorageError,
+            MetadataError::Controller { error, .. } => *error,
+        }
+    }
+}
+
 /// A change to the cluster's metadata, as the broker asks for it. On a single node the store decides and
 /// persists it itself; in a cluster a [`MetadataWriter`] commits it through the metadata quorum.
 #[derive(Clone, Debug)]

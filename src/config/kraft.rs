@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::SecurityProtocol;
 use super::{ConfigError, Endpoint, invalid};
-use crate::api::context::SecurityProtocol;
 
 /// `process.roles`. Both false (the property unset) is brook's single-node mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

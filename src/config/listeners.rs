@@ -5,8 +5,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use super::SecurityProtocol;
 use super::{ConfigError, Endpoint, invalid};
-use crate::api::context::SecurityProtocol;
 
 /// Kafka's default `listener.security.protocol.map`: every protocol names a listener after itself.
 pub const DEFAULT_SECURITY_PROTOCOL_MAP: &str =

@@ -210,44 +210,13 @@ impl Config {
                     self.node_id
                 ));
             }
-            if roles.controller {
-                if controllers_in_listeners == 0 {
-                    return fail(
-                        "controller.listener.names must contain at least one value appearing in the \
-                         'listeners' configuration when running the KRaft controller role"
-                            .into(),
-                    );
-                }
-                if controllers_in_listeners != controller_names.len() {
-                    return fail(
-                        "controller.listener.names must only contain values appearing in the 'listeners' \
-                         configuration when running the KRaft controller role"
-                            .into(),
-                    );
-                }
-                if !roles.broker && controllers_in_listeners != listener_names.len() {
-                    return fail(
-                        "The listeners config must only contain KRaft controller listeners from \
-                         controller.listener.names when process.roles=controller"
-                            .into(),
-                    );
-                }
-            } else {
-                if controller_names.is_empty() {
-                    return fail(
-                        "controller.listener.names must contain at least one value when running KRaft with \
-                         just the broker role"
-                            .into(),
-                    );
-                }
-                if controllers_in_listeners > 0 {
-                    return fail(
-                        "controller.listener.names must not contain a value appearing in the 'listeners' \
-                         configuration when running KRaft with just the broker role"
-                            .into(),
-                    );
-                }
-            }
+            Self::check_controller_listeners(
+                roles.controller,
+                roles.broker,
+                controller_names.len(),
+                controllers_in_listeners,
+                listener_names.len(),
+            )?;
             // A broker-only node connects to the voters with the controller listener's protocol.
             for name in controller_names {
                 match self.listener_protocol(name) {
@@ -269,6 +238,55 @@ impl Config {
 
         if roles.is_empty() || roles.broker {
             self.check_broker_listeners(&listener_names)?;
+        }
+        Ok(())
+    }
+
+    /// Where the controller listeners may appear in `listeners`, by role (Kafka's messages).
+    fn check_controller_listeners(
+        controller: bool,
+        broker: bool,
+        controller_names: usize,
+        controllers_in_listeners: usize,
+        listeners: usize,
+    ) -> Result<(), ConfigError> {
+        if controller {
+            if controllers_in_listeners == 0 {
+                return Err(ConfigError::Inconsistent(
+                    "controller.listener.names must contain at least one value appearing in the \
+                     'listeners' configuration when running the KRaft controller role"
+                        .into(),
+                ));
+            }
+            if controllers_in_listeners != controller_names {
+                return Err(ConfigError::Inconsistent(
+                    "controller.listener.names must only contain values appearing in the 'listeners' \
+                     configuration when running the KRaft controller role"
+                        .into(),
+                ));
+            }
+            if !broker && controllers_in_listeners != listeners {
+                return Err(ConfigError::Inconsistent(
+                    "The listeners config must only contain KRaft controller listeners from \
+                     controller.listener.names when process.roles=controller"
+                        .into(),
+                ));
+            }
+        } else {
+            if controller_names == 0 {
+                return Err(ConfigError::Inconsistent(
+                    "controller.listener.names must contain at least one value when running KRaft with \
+                     just the broker role"
+                        .into(),
+                ));
+            }
+            if controllers_in_listeners > 0 {
+                return Err(ConfigError::Inconsistent(
+                    "controller.listener.names must not contain a value appearing in the 'listeners' \
+                     configuration when running KRaft with just the broker role"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -103,6 +103,7 @@ impl ClusterMember {
         import_single_node(&controller, &config.log_dir, import).await?;
         let (stop, _) = watch::channel(false);
         tokio::spawn(controller.clone().run_session_expiry(stop.subscribe()));
+        super::leader_balancer::spawn(controller.clone(), config, stop.subscribe());
         Ok(ClusterMember {
             controller,
             cluster_id,
@@ -151,6 +152,11 @@ impl ClusterMember {
         if let Some(lifecycle) = self.lifecycle() {
             lifecycle.controlled_shutdown(limit).await;
         }
+    }
+
+    /// Stops heartbeating and the leader-side tasks at once (the quorum stops when its last handle goes).
+    pub fn halt(&self) {
+        self.stop.send_replace(true);
     }
 
     /// Stops heartbeating and this node's quorum replica.

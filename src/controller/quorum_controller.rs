@@ -322,7 +322,7 @@ impl QuorumController {
                         lock(&self.sessions).controlled_shutdown_began(request.broker_id, offset);
                     }
                 }
-                Err(e) => return heartbeat_error(crate::api::error::metadata_error_code(&e)),
+                Err(e) => return heartbeat_error(e.response_error()),
             }
         }
         HeartbeatResponse {

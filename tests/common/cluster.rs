@@ -90,12 +90,27 @@ pub struct TestCluster {
     /// By node id - 1; None while that node is stopped.
     pub nodes: Vec<Option<Broker>>,
     _tmp: tempfile::TempDir,
+    /// One cluster at a time per test binary: three brokers per test already fill a 2-core machine, and
+    /// elections time out under more.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Drop for TestCluster {
+    /// A failed test unwinds without `shutdown`: stop the brokers' background work so the test ends.
+    fn drop(&mut self) {
+        for broker in self.nodes.iter().flatten() {
+            broker.halt();
+        }
+    }
 }
 
 impl TestCluster {
     /// Starts `n` nodes at once and waits until every one is registered and unfenced.
     pub async fn start(n: i32, extra: &[(&str, &str)]) -> TestCluster {
         init_tracing();
+        let serial = ONE_CLUSTER_AT_A_TIME.lock().await;
         let tmp = tempfile::tempdir().expect("temp dir");
         let (specs, voters) = specs(tmp.path(), n);
         let extra: Vec<(String, String)> = extra
@@ -108,6 +123,7 @@ impl TestCluster {
             extra,
             nodes: Vec::new(),
             _tmp: tmp,
+            _serial: serial,
         };
         let starts = cluster.specs.clone().into_iter().map(|spec| {
             let config = cluster.config_of(&spec);
@@ -200,10 +216,9 @@ impl TestCluster {
 
     /// Stops every running node at once (one by one, the last ones would wait for a quorum that is gone).
     pub async fn shutdown(mut self) {
-        let stops = self
-            .nodes
-            .iter_mut()
-            .filter_map(Option::take)
+        let nodes: Vec<Broker> = self.nodes.iter_mut().filter_map(Option::take).collect();
+        let stops = nodes
+            .into_iter()
             .map(|broker| async move { broker.shutdown().await.expect("clean shutdown") });
         futures_util::future::join_all(stops).await;
     }
