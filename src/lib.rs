@@ -89,9 +89,6 @@ pub struct Broker {
     network: Option<Arc<network::NetworkClient>>,
 }
 
-/// How long a stopping cluster member waits for its leaderships to move away.
-const CONTROLLED_SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
-
 impl Broker {
     /// Checks the configuration as a whole, loads the data directory (recovering logs after a crash) and
     /// starts listening on every broker listener (not the controller listener: the metadata quorum binds
@@ -397,7 +394,7 @@ impl Broker {
         // A cluster member first hands its leaderships to other replicas (Kafka's controlled shutdown),
         // serving meanwhile.
         if let Some(member) = &self.member {
-            member.controlled_shutdown(CONTROLLED_SHUTDOWN_LIMIT).await;
+            member.controlled_shutdown().await;
         }
         self.apis.stopping.send_replace(true);
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.

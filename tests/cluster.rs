@@ -91,12 +91,7 @@ fn describe_quorum(addr: &str) -> DescribeQuorumResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_form_one_cluster_and_every_node_lists_them() {
-    let started = Instant::now();
     let cluster = TestCluster::start(3, &[]).await;
-    println!(
-        "three nodes registered and visible in {:?}",
-        started.elapsed()
-    );
     for id in 1..=3 {
         assert!(
             cluster.node(id).wait_until_unfenced(DEADLINE).await,
@@ -370,4 +365,131 @@ async fn a_consumer_group_commits_through_the_coordinator_on_the_offsets_partiti
     .unwrap();
     assert_eq!(committed, rdkafka::Offset::Offset(5));
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topics_are_altered_grown_and_deleted_through_every_node() {
+    use rdkafka::admin::{AlterConfig, NewPartitions, ResourceSpecifier};
+    let cluster = TestCluster::start(3, &[]).await;
+    for through in 1..=3 {
+        let topic = format!("lifecycle-{through}");
+        create(&cluster, through, &topic, 1, 2).await;
+        let admin = admin(&cluster.bootstrap(through));
+        let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("retention.ms", "12345");
+        let altered = admin
+            .alter_configs([&alter], &admin_options())
+            .await
+            .unwrap();
+        assert!(altered.iter().all(|r| r.is_ok()), "{altered:?}");
+        let grow = NewPartitions::new(&topic, 3);
+        let grown = admin
+            .create_partitions([&grow], &admin_options())
+            .await
+            .unwrap();
+        assert!(grown.iter().all(|r| r.is_ok()), "{grown:?}");
+        // Every node sees the new partitions and the config.
+        for other in 1..=3 {
+            leaders_of(&cluster.bootstrap(other), &topic, 3).await;
+            let described = admin_describe_retention(&cluster.bootstrap(other), &topic).await;
+            assert_eq!(described.as_deref(), Some("12345"), "through node {other}");
+        }
+        let deleted = admin
+            .delete_topics(&[&topic], &admin_options())
+            .await
+            .unwrap();
+        assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+        for other in 1..=3 {
+            let bootstrap = cluster.bootstrap(other);
+            let topic = topic.clone();
+            poll_until_async(DEADLINE, "topic gone everywhere", || {
+                let (bootstrap, topic) = (bootstrap.clone(), topic.clone());
+                async move {
+                    let m = fetch_metadata(&bootstrap, None).await.ok()?;
+                    (!m.topics().iter().any(|t| t.name() == topic)).then_some(())
+                }
+            })
+            .await;
+        }
+    }
+    cluster.shutdown().await;
+}
+
+async fn admin_describe_retention(bootstrap: &str, topic: &str) -> Option<String> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin = admin(bootstrap);
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &admin_options())
+        .await
+        .ok()?;
+    let resource = results.into_iter().next()?.ok()?;
+    resource.get("retention.ms")?.value.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_node_data_directory_becomes_the_first_node_of_a_cluster() {
+    common::init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("node1");
+    // A single brook with a topic, data and a dynamic config.
+    let single = common::start_broker_in(&data, &[]).await;
+    common::create_topic(&single.bootstrap, "migrated", 2).await;
+    let values: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    produce(&single.bootstrap, "migrated", 1, &values).await;
+    let single_cluster_id = single.broker.cluster_id().to_string();
+    single.shutdown().await;
+
+    // The same directory as node 1 of a one-voter cluster.
+    let port = common::cluster::free_port();
+    let spec = common::cluster::NodeSpec {
+        id: 1,
+        controller_port: port,
+        data_dir: data.clone(),
+    };
+    let props = common::cluster::node_properties(
+        &spec,
+        &format!("1@127.0.0.1:{port}"),
+        &[("offsets.topic.replication.factor", "1")],
+    );
+    let overrides: Vec<(&str, &str)> = props
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let node = common::start_broker_in(&data, &overrides).await;
+    assert!(node.broker.wait_until_unfenced(DEADLINE).await);
+    assert_eq!(
+        node.broker.cluster_id(),
+        single_cluster_id,
+        "the cluster keeps the directory's id"
+    );
+    leaders_of(&node.bootstrap, "migrated", 2).await;
+    assert_eq!(
+        consume_values(&node.bootstrap, "migrated", 1, 8).await,
+        values
+    );
+    assert!(data.join("brook-topics.json.imported").exists());
+    node.shutdown().await;
+
+    // A data directory of another cluster is refused.
+    let other = tmp.path().join("stranger");
+    let stranger = common::start_broker_in(&other, &[]).await;
+    stranger.shutdown().await;
+    let port2 = common::cluster::free_port();
+    let spec2 = common::cluster::NodeSpec {
+        id: 1,
+        controller_port: port2,
+        data_dir: data.clone(),
+    };
+    // Node 1's quorum directory, with the stranger's identity beside it.
+    std::fs::copy(other.join("meta.properties"), data.join("meta.properties")).unwrap();
+    let props = common::cluster::node_properties(&spec2, &format!("1@127.0.0.1:{port2}"), &[]);
+    let overrides: Vec<(&str, &str)> = props
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let refused = brook::Broker::start(common::base_config(&data, &overrides)).await;
+    let error = refused
+        .err()
+        .expect("another cluster's directory is refused")
+        .to_string();
+    assert!(error.contains("belongs to cluster"), "{error}");
 }

@@ -82,7 +82,28 @@ impl BrokerLifecycle {
             endpoints: self.registration.endpoints.clone(),
             rack: self.registration.rack.clone(),
         };
-        match self.controller.commit(&command).await? {
+        let answer = match self
+            .controller
+            .call_leader(&LeaderRequest::Register(command))
+            .await?
+        {
+            LeaderResponse::Registered(response) => response,
+            LeaderResponse::Error(code) => {
+                return Err(MetadataError::Controller {
+                    error: ResponseError::try_from_code(code)
+                        .unwrap_or(ResponseError::UnknownServerError),
+                    message: "the quorum leader could not register this broker".into(),
+                });
+            }
+            other => {
+                return Err(MetadataError::Controller {
+                    error: ResponseError::UnknownServerError,
+                    message: format!("unexpected answer to a registration: {other:?}"),
+                });
+            }
+        };
+        // The leader applied it; this node's image holds it once it applied the same index.
+        match answer {
             ControllerResponse::RegisterBroker(Ok(BrokerRegistered { broker_epoch })) => {
                 Ok(broker_epoch)
             }

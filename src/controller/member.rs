@@ -147,10 +147,14 @@ impl ClusterMember {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Moves this broker's leaderships away before it stops (at most `limit`).
-    pub async fn controlled_shutdown(&self, limit: Duration) {
+    /// Moves this broker's leaderships away before it stops: at most twice the session timeout (a quorum
+    /// that cannot answer by then would have fenced this broker anyway, and the last nodes of a stopping
+    /// cluster have no quorum left to ask).
+    pub async fn controlled_shutdown(&self) {
         if let Some(lifecycle) = self.lifecycle() {
-            lifecycle.controlled_shutdown(limit).await;
+            lifecycle
+                .controlled_shutdown(self.session_timeout * 2)
+                .await;
         }
     }
 

@@ -26,12 +26,15 @@ use super::{
 pub enum LeaderRequest {
     Heartbeat(HeartbeatRequest),
     DescribeQuorum,
+    /// A `RegisterBroker` command, checked against the live sessions first.
+    Register(ControllerCommand),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum LeaderResponse {
     Heartbeat(HeartbeatResponse),
     DescribeQuorum(QuorumView),
+    Registered(ControllerResponse),
     Error(i16),
 }
 
@@ -238,6 +241,9 @@ impl QuorumController {
                     (Some(c), Ok(LeaderRequest::DescribeQuorum)) => {
                         LeaderResponse::DescribeQuorum(QuorumView::of(&c.quorum.status()))
                     }
+                    (Some(c), Ok(LeaderRequest::Register(command))) => {
+                        c.handle_registration(command).await
+                    }
                 };
                 serde_json::to_vec(&response).unwrap_or_default()
             })
@@ -268,6 +274,46 @@ impl QuorumController {
                 error: ResponseError::NotLeaderOrFollower,
                 message: format!("the quorum leader answered {other:?}"),
             }),
+        }
+    }
+
+    /// Registers a broker on the quorum leader, unless another incarnation of the same id still holds a live
+    /// session (Kafka's DUPLICATE_BROKER_REGISTRATION: two processes configured with one `node.id`).
+    async fn handle_registration(&self, command: ControllerCommand) -> LeaderResponse {
+        let ControllerCommand::RegisterBroker {
+            broker_id,
+            incarnation_id,
+            ..
+        } = &command
+        else {
+            return LeaderResponse::Error(ResponseError::InvalidRequest.code());
+        };
+        let now = Instant::now();
+        let duplicate = self
+            .state
+            .read()
+            .broker(*broker_id)
+            .is_some_and(|b| b.incarnation_id != *incarnation_id)
+            && lock(&self.sessions).is_alive(*broker_id, now);
+        if duplicate {
+            return LeaderResponse::Registered(ControllerResponse::RegisterBroker(Err(
+                ApiError::new(
+                    ResponseError::DuplicateBrokerRegistration,
+                    format!(
+                        "Another broker is registered with broker id {broker_id} and its session is alive: \
+                         is node.id {broker_id} configured on two nodes?"
+                    ),
+                ),
+            )));
+        }
+        match self.commit(&command).await {
+            Ok(response) => {
+                if response.first_error().is_none() {
+                    lock(&self.sessions).touch(*broker_id, -1, now);
+                }
+                LeaderResponse::Registered(response)
+            }
+            Err(e) => LeaderResponse::Error(e.response_error().code()),
         }
     }
 

@@ -133,7 +133,10 @@ impl ReplicaManager {
     /// opened; for a topic created later, a directory of the same name is the remains of an earlier topic
     /// whose deletion did not finish, and is removed before the new, empty log is created.
     pub fn apply(&self, delta: &MetadataDelta, image: &MetadataImage) {
-        if delta.from_snapshot {
+        // A cluster member's first image is empty until its metadata log is replayed: nothing to compare.
+        if delta.from_snapshot
+            && (image.topic_names().next().is_some() || image.brokers().next().is_some())
+        {
             self.warn_about_unknown_directories(image);
         }
         for change in &delta.topics {
