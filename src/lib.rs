@@ -490,21 +490,7 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
     std::fs::create_dir_all(&config.log_dir)?;
     // A cluster member's metadata is the quorum's; its identity is recorded once the cluster id is agreed.
     let (meta, metadata, import) = if config.cluster_mode().is_some() {
-        let meta = MetaProperties::load(&config.log_dir)?;
-        if let Some(m) = &meta
-            && m.node_id != config.node_id
-        {
-            return Err(MetadataError::Corrupt(format!(
-                "{} belongs to node.id={}, but this broker is node.id={}",
-                config
-                    .log_dir
-                    .join(cluster::meta_properties::FILE_NAME)
-                    .display(),
-                m.node_id,
-                config.node_id
-            ))
-            .into());
-        }
+        let meta = MetaProperties::load_of_node(&config.log_dir, config.node_id)?;
         let import = controller::member::single_node_import(&config.log_dir, config.node_id)?;
         (
             meta,

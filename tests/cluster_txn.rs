@@ -24,10 +24,6 @@ use rdkafka::util::Timeout;
 const TIMEOUT: Duration = Duration::from_secs(30);
 const PARTITIONS: i32 = 6;
 
-/// One cluster at a time in this binary: three in-process clusters of three nodes at once on two cores
-/// starve their fast raft timers (CreateTopics then timed out in a parallel run).
-static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Small internal topics: fewer shards to load, same behaviour.
 const PROPS: &[(&str, &str)] = &[
     ("transaction.state.log.num.partitions", "3"),
@@ -106,7 +102,6 @@ async fn read_committed(bootstrap: &str, topic: &str, n: usize) -> BTreeSet<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transactions_commit_and_abort_on_partitions_led_by_every_broker() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = TestCluster::start(3, PROPS).await;
     let topic = "spread";
     let leaders = create_spread_topic(&cluster, topic).await;
@@ -160,7 +155,6 @@ async fn transactions_commit_and_abort_on_partitions_led_by_every_broker() {
 /// output is exactly what the committed transactions wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn offsets_in_a_transaction_commit_with_it_across_brokers() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = TestCluster::start(3, PROPS).await;
     let input = "etl-in";
     let output = "etl-out";
@@ -239,7 +233,6 @@ async fn offsets_in_a_transaction_commit_with_it_across_brokers() {
 /// image on each retry) and the transaction completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn markers_follow_leaders_that_move_after_a_crash() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = TestCluster::start(3, PROPS).await;
     let topic = "moving";
     let leaders = create_spread_topic(&cluster, topic).await;

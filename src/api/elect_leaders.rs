@@ -171,15 +171,11 @@ fn response(results: Vec<TopicPartitionResults>) -> ElectLeadersResponse {
                             .partitions
                             .into_iter()
                             .map(|p| {
-                                let failed = !p.error.is_ok();
                                 PartitionResult::default()
                                     .with_partition_id(p.partition_id)
                                     .with_error_code(p.error.error_code)
                                     .with_error_message(
-                                        p.error
-                                            .message
-                                            .filter(|_| failed)
-                                            .map(StrBytes::from_string),
+                                        p.error.failure_message().map(StrBytes::from_string),
                                     )
                             })
                             .collect(),

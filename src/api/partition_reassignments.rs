@@ -193,15 +193,11 @@ fn alter_response(
                             .partitions
                             .into_iter()
                             .map(|p| {
-                                let failed = !p.error.is_ok();
                                 ReassignablePartitionResponse::default()
                                     .with_partition_index(p.partition_id)
                                     .with_error_code(p.error.error_code)
                                     .with_error_message(
-                                        p.error
-                                            .message
-                                            .filter(|_| failed)
-                                            .map(StrBytes::from_string),
+                                        p.error.failure_message().map(StrBytes::from_string),
                                     )
                             })
                             .collect(),

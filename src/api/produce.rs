@@ -135,6 +135,16 @@ fn with_leader_hints(
     let Some((metadata, listener)) = hints else {
         return response;
     };
+    // The hot path: nothing to hint unless a partition answers NOT_LEADER_OR_FOLLOWER.
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    if !response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|p| p.error_code == not_leader)
+    {
+        return response;
+    }
     let image = metadata.image();
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for topic in &mut response.responses {

@@ -13,28 +13,42 @@ pub struct MetaProperties {
 }
 
 impl MetaProperties {
-    /// Reads the directory's identity, or creates one with a fresh cluster id. A directory that belongs to
-    /// another node id is refused, as Kafka does, so two brokers never share data by mistake.
     /// The data directory's identity, None when it has none yet (a cluster member records the id its
-    /// quorum agreed on, [`Self::store`]). A file of another node is refused.
+    /// quorum agreed on with [`Self::store`]).
     pub fn load(dir: &Path) -> Result<Option<MetaProperties>, MetadataError> {
-        if !dir.join(FILE_NAME).exists() {
-            return Ok(None);
-        }
-        let node_id = Self::stored_node_id(dir)?;
-        Self::load_or_create(dir, node_id).map(Some)
+        let path = dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(MetadataError::Io(e)),
+        };
+        let value = |key: &str| {
+            text.lines()
+                .map(str::trim)
+                .find_map(|line| line.strip_prefix(key))
+                .filter(|v| !v.is_empty())
+        };
+        let missing = |key: &str| MetadataError::Corrupt(format!("{}: no {key}", path.display()));
+        let cluster_id = value("cluster.id=").ok_or_else(|| missing("cluster.id"))?;
+        let node_id = value("node.id=")
+            .and_then(|v| v.parse::<i32>().ok())
+            .ok_or_else(|| missing("node.id"))?;
+        Ok(Some(MetaProperties {
+            cluster_id: cluster_id.to_string(),
+            node_id,
+        }))
     }
 
-    fn stored_node_id(dir: &Path) -> Result<i32, MetadataError> {
-        let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path)?;
-        text.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("node.id=")
-                    .and_then(|v| v.parse().ok())
-            })
-            .ok_or_else(|| MetadataError::Corrupt(format!("{}: no node.id", path.display())))
+    /// [`Self::load`], refusing a directory that belongs to another node id.
+    pub fn load_of_node(dir: &Path, node_id: i32) -> Result<Option<MetaProperties>, MetadataError> {
+        match Self::load(dir)? {
+            Some(props) if props.node_id != node_id => Err(MetadataError::Corrupt(format!(
+                "{} belongs to node.id={}, but this broker is node.id={node_id}",
+                dir.join(FILE_NAME).display(),
+                props.node_id
+            ))),
+            found => Ok(found),
+        }
     }
 
     /// Writes `props` as the data directory's identity.
@@ -48,73 +62,27 @@ impl MetaProperties {
         Ok(())
     }
 
+    /// Reads the directory's identity, or creates one with a fresh cluster id. A directory that belongs to
+    /// another node id is refused, as Kafka does, so two brokers never share data by mistake.
     pub fn load_or_create(dir: &Path, node_id: i32) -> Result<MetaProperties, MetadataError> {
-        let path = dir.join(FILE_NAME);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let mut cluster_id = None;
-                let mut stored_node = None;
-                for line in text.lines().map(str::trim) {
-                    if let Some(v) = line.strip_prefix("cluster.id=") {
-                        cluster_id = Some(v.to_string());
-                    } else if let Some(v) = line.strip_prefix("node.id=") {
-                        stored_node = v.parse::<i32>().ok();
-                    }
-                }
-                let cluster_id = cluster_id.filter(|c| !c.is_empty()).ok_or_else(|| {
-                    MetadataError::Corrupt(format!("{}: no cluster.id", path.display()))
-                })?;
-                match stored_node {
-                    Some(n) if n == node_id => Ok(MetaProperties {
-                        cluster_id,
-                        node_id,
-                    }),
-                    Some(n) => Err(MetadataError::Corrupt(format!(
-                        "{} belongs to node.id={n}, but this broker is node.id={node_id}",
-                        path.display()
-                    ))),
-                    None => Err(MetadataError::Corrupt(format!(
-                        "{}: no node.id",
-                        path.display()
-                    ))),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Self::load_of_node(dir, node_id)? {
+            Some(props) => Ok(props),
+            None => {
                 let props = MetaProperties {
                     cluster_id: new_cluster_id(),
                     node_id,
                 };
-                let text = format!(
-                    "#\n#brook\nversion=1\ncluster.id={}\nnode.id={}\n",
-                    props.cluster_id, props.node_id
-                );
-                write_atomically(&path, text.as_bytes())?;
+                Self::store(dir, &props)?;
                 Ok(props)
             }
-            Err(e) => Err(MetadataError::Io(e)),
         }
     }
 }
 
-/// A random 16-byte id in Kafka's printable form: URL-safe base64 without padding (22 characters).
+/// A random 16-byte id in Kafka's printable form (URL-safe base64 without padding, 22 characters), as
+/// Kafka prints topic ids too.
 pub fn new_cluster_id() -> String {
-    base64_url(uuid::Uuid::new_v4().as_bytes())
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    crate::log::partition_metadata::encode_topic_id(uuid::Uuid::new_v4())
 }
 
 #[cfg(test)]
@@ -130,11 +98,5 @@ mod tests {
         assert_eq!(first, again);
         let err = MetaProperties::load_or_create(dir.path(), 2).unwrap_err();
         assert!(err.to_string().contains("node.id=1"), "{err}");
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_url_alphabet() {
-        assert_eq!(base64_url(b"\xfb\xff"), "-_8");
-        assert_eq!(base64_url(b"Man"), "TWFu");
     }
 }

@@ -100,6 +100,20 @@ pub enum MetadataChange {
     },
 }
 
+impl MetadataChange {
+    /// The topic the change is about; None for broker and group configs.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            MetadataChange::CreateTopic { name, .. }
+            | MetadataChange::DeleteTopic { name }
+            | MetadataChange::SetTopicConfigs { name, .. }
+            | MetadataChange::SetPartitions { name, .. }
+            | MetadataChange::BumpLeaderEpoch { name, .. } => Some(name),
+            MetadataChange::BrokerConfigs { .. } | MetadataChange::GroupConfigs { .. } => None,
+        }
+    }
+}
+
 /// Commits metadata changes through the cluster's metadata quorum (the controller).
 pub trait MetadataWriter: Send + Sync {
     /// Commits `change` and returns once this broker's image holds it (the store's publishers have run).

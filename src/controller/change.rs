@@ -146,6 +146,25 @@ impl ControllerResponse {
         }
     }
 
+    /// The answer to a store change about `topic` (empty for configs) as the store's result: a topic that
+    /// exists or is unknown, or an illegal name, keep the store's own variants, which the API layer matches
+    /// on (auto-creation racing another client); anything else is the controller's code and message.
+    pub fn into_store_result(self, topic: &str) -> Result<(), MetadataError> {
+        let Some(error) = self.first_error() else {
+            return Ok(());
+        };
+        Err(match error.error() {
+            Some(ResponseError::TopicAlreadyExists) => MetadataError::TopicExists(topic.into()),
+            Some(ResponseError::UnknownTopicOrPartition) => {
+                MetadataError::UnknownTopic(topic.into())
+            }
+            Some(ResponseError::InvalidTopicException) => {
+                MetadataError::InvalidTopic(error.message.unwrap_or_default())
+            }
+            _ => error.into(),
+        })
+    }
+
     /// The answer as the store's result.
     pub fn into_result(self) -> Result<(), MetadataError> {
         match self.first_error() {

@@ -49,6 +49,11 @@ impl ApiError {
         ApiError::new(error, message)
     }
 
+    /// The message a response carries: only for a failure (Kafka sends null with NONE).
+    pub fn failure_message(self) -> Option<String> {
+        self.message.filter(|_| self.error_code != 0)
+    }
+
     pub fn is_ok(&self) -> bool {
         self.error_code == 0
     }

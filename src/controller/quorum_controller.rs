@@ -431,26 +431,13 @@ impl QuorumController {
 
 impl MetadataWriter for QuorumController {
     fn write(&self, change: MetadataChange) -> Result<(), MetadataError> {
-        let name = match &change {
-            MetadataChange::CreateTopic { name, .. }
-            | MetadataChange::DeleteTopic { name }
-            | MetadataChange::SetTopicConfigs { name, .. }
-            | MetadataChange::SetPartitions { name, .. }
-            | MetadataChange::BumpLeaderEpoch { name, .. } => name.clone(),
-            MetadataChange::BrokerConfigs { .. } | MetadataChange::GroupConfigs { .. } => {
-                String::new()
-            }
-        };
+        let topic = change.topic().unwrap_or_default().to_string();
         let command = ControllerCommand::from_change(
             change,
             new_topic_id(),
             self.defaults.default_replication_factor,
         );
-        let response = block_on(self.commit(&command))??;
-        match response.first_error() {
-            None => Ok(()),
-            Some(error) => Err(to_metadata_error(&name, &error)),
-        }
+        block_on(self.commit(&command))??.into_store_result(&topic)
     }
 
     fn allocate_producer_ids(&self) -> Result<(i64, i64), MetadataError> {
@@ -462,31 +449,12 @@ impl MetadataWriter for QuorumController {
             ControllerResponse::AllocateProducerIds(Ok(block)) => {
                 Ok((block.first_producer_id, i64::from(block.size)))
             }
-            ControllerResponse::AllocateProducerIds(Err(error)) => {
-                Err(to_metadata_error("", &error))
-            }
+            ControllerResponse::AllocateProducerIds(Err(error)) => Err(error.into()),
             other => Err(MetadataError::Controller {
                 error: ResponseError::UnknownServerError,
                 message: format!("unexpected controller response {other:?}"),
             }),
         }
-    }
-}
-
-/// The store's error for a controller's answer, keeping the variants the API layer matches on.
-fn to_metadata_error(topic: &str, error: &ApiError) -> MetadataError {
-    let message = error.message.clone().unwrap_or_default();
-    match error.error() {
-        Some(ResponseError::TopicAlreadyExists) => MetadataError::TopicExists(topic.to_string()),
-        Some(ResponseError::UnknownTopicOrPartition) => {
-            MetadataError::UnknownTopic(topic.to_string())
-        }
-        Some(ResponseError::InvalidTopicException) => MetadataError::InvalidTopic(message),
-        Some(error) => MetadataError::Controller { error, message },
-        None => MetadataError::Controller {
-            error: ResponseError::UnknownServerError,
-            message,
-        },
     }
 }
 

@@ -80,27 +80,7 @@ impl ReplicaManager {
         topic: &TopicImage,
         partition: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
-        let registration = topic
-            .partition(partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition)?;
-        if registration.leader != self.node_id {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
-        let tp = TopicPartition {
-            topic: topic.name.clone(),
-            partition,
-        };
-        if let Some(found) = self.partition(&tp) {
-            if !found.is_leader() || found.leader_epoch() < registration.leader_epoch {
-                return Err(ResponseError::NotLeaderOrFollower);
-            }
-            return Ok(found);
-        }
-        // A log that found the disk full is tried again by the log manager (at most once per interval):
-        // the partition comes online once space is freed.
-        let log = self.logs.get(&tp).ok_or(ResponseError::KafkaStorageError)?;
-        let partition = Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
-        Ok(self.write().entry(tp).or_insert(partition).clone())
+        self.leader_partition_checked(topic, partition, None)
     }
 
     /// [`Self::leader_partition`], with the request's `current_leader_epoch` checked against the
@@ -113,14 +93,44 @@ impl ReplicaManager {
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
-        if let Some(local) = topic
+        self.leader_partition_checked(topic, partition, Some(current_leader_epoch))
+    }
+
+    /// One map lookup per request partition (this is on every produce and fetch).
+    fn leader_partition_checked(
+        &self,
+        topic: &TopicImage,
+        partition: i32,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        let registration = topic
             .partition(partition)
-            .and_then(|_| self.partition(&TopicPartition::new(topic.name.clone(), partition)))
-        {
-            local.check_leader_epoch(current_leader_epoch)?;
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let tp = TopicPartition {
+            topic: topic.name.clone(),
+            partition,
+        };
+        let local = self.partition(&tp);
+        if let (Some(local), Some(epoch)) = (&local, current_leader_epoch) {
+            local.check_leader_epoch(epoch)?;
         }
-        let found = self.leader_partition(topic, partition)?;
-        found.check_leader_epoch(current_leader_epoch)?;
+        if registration.leader != self.node_id {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        if let Some(found) = local {
+            if !found.is_leader() || found.leader_epoch() < registration.leader_epoch {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            return Ok(found);
+        }
+        // A log that found the disk full is tried again by the log manager (at most once per interval):
+        // the partition comes online once space is freed.
+        let log = self.logs.get(&tp).ok_or(ResponseError::KafkaStorageError)?;
+        let created = Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
+        let found = self.write().entry(tp).or_insert(created).clone();
+        if let Some(epoch) = current_leader_epoch {
+            found.check_leader_epoch(epoch)?;
+        }
         Ok(found)
     }
 
