@@ -199,6 +199,17 @@ impl Broker {
             )),
             _ => None,
         };
+        // The leaders' ISR upkeep: expansions and shrinks go to the quorum as AlterPartition.
+        if let (Some(member), Some(cluster)) = (&member, &cluster) {
+            replicas.start_isr_management(
+                Arc::new(controller::alter_partition_manager::QuorumAlterPartition {
+                    controller: member.controller.clone(),
+                    node_id: config.node_id,
+                }),
+                cluster.replica_lag_time_max,
+                member.stopping(),
+            );
+        }
         let cluster_id = match (&member, meta) {
             (Some(member), _) => member.cluster_id.clone(),
             (None, Some(meta)) => meta.cluster_id,

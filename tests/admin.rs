@@ -367,7 +367,7 @@ async fn alter_configs_validates_and_takes_effect_without_a_restart() {
     for (key, value) in [
         ("retention.ms", "soon"),
         ("no.such.config", "1"),
-        ("min.insync.replicas", "2"),
+        ("min.insync.replicas", "0"),
         ("compression.gzip.level", "10"),
     ] {
         let request = AlterConfigsRequest::default().with_resources(vec![

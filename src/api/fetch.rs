@@ -2,6 +2,11 @@
 //!
 //! Fetch sessions (KIP-227) are not kept: every fetch is a full fetch and the response carries session id 0,
 //! which tells clients that no session was created, as a Kafka broker whose session cache is full does.
+//!
+//! A fetch from a follower (`replica_id`, or `replica_state` from v15, >= 0) is served by the leader only:
+//! it reads to the log end (not the high watermark), first checks the follower's last fetched epoch against
+//! the leader's epoch cache (a diverging follower is told where to truncate: `diverging_epoch`), records the
+//! follower's progress (which moves the high watermark and may grow the ISR), and parks on the log end.
 
 use crate::api::context::RequestContext;
 use std::future::Future;
@@ -13,7 +18,8 @@ use std::time::Duration;
 use futures_util::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -24,7 +30,7 @@ use super::error::log_error_code;
 use super::{Apis, metadata_cache};
 use crate::cluster::MetadataStore;
 use crate::log::LogError;
-use crate::replica::{FetchIsolation, Partition};
+use crate::replica::{FetchIsolation, FollowerFetch, Partition, ReplicaManager};
 
 /// Kafka's `fetch.max.bytes` default: the most one fetch response carries, whatever the client asks.
 pub const FETCH_MAX_BYTES: usize = 57_671_680;
@@ -41,6 +47,17 @@ struct Wanted {
     fetch_offset: i64,
     partition_max_bytes: usize,
     log: Result<Arc<Partition>, ResponseError>,
+    /// A follower's: the epoch of its last batch (-1: none, or a version without it) and its log start.
+    last_fetched_epoch: i32,
+    follower_log_start: i64,
+}
+
+/// The follower a replica fetch comes from.
+struct Follower {
+    replica_id: i32,
+    /// Its broker epoch (`replica_state.replica_epoch`, KIP-903); -1 when the version has none.
+    broker_epoch: i64,
+    replicas: Arc<ReplicaManager>,
 }
 
 struct WantedTopic {
@@ -57,6 +74,7 @@ struct Plan {
     isolation: FetchIsolation,
     /// Fetch v16+: where leader hints come from (the image's source) and the request's listener.
     hints: Option<(Arc<MetadataStore>, Arc<str>)>,
+    follower: Option<Follower>,
 }
 
 pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> FetchOutcome {
@@ -67,6 +85,19 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
                 .with_session_id(0),
         );
     }
+    let (replica_id, broker_epoch) = if ctx.api_version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    let follower = (replica_id >= 0).then(|| Follower {
+        replica_id,
+        broker_epoch,
+        replicas: apis.replicas.clone(),
+    });
     let topics = request
         .topics
         .into_iter()
@@ -77,14 +108,28 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
                 .into_iter()
                 .map(|p| {
                     let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
-                        apis.replicas
-                            .leader_partition_at(meta, p.partition, p.current_leader_epoch)
+                        let log = apis.replicas.leader_partition_at(
+                            meta,
+                            p.partition,
+                            p.current_leader_epoch,
+                        )?;
+                        match &follower {
+                            Some(f) => check_replica(&log, f.replica_id, p.current_leader_epoch)
+                                .map(|()| log),
+                            None => Ok(log),
+                        }
                     });
                     Wanted {
                         partition: p.partition,
                         fetch_offset: p.fetch_offset,
                         partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                         log,
+                        last_fetched_epoch: if ctx.api_version >= 12 {
+                            p.last_fetched_epoch
+                        } else {
+                            -1
+                        },
+                        follower_log_start: p.log_start_offset,
                     }
                 })
                 .collect();
@@ -99,8 +144,13 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
     let plan = Plan {
         topics,
         max_bytes: (request.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES),
-        isolation: FetchIsolation::for_consumer(request.isolation_level),
+        isolation: if follower.is_some() {
+            FetchIsolation::LogEnd
+        } else {
+            FetchIsolation::for_consumer(request.isolation_level)
+        },
         hints: (ctx.api_version >= 16).then(|| (apis.metadata.clone(), ctx.listener.clone())),
+        follower,
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
@@ -113,10 +163,14 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
         .iter()
         .flat_map(|t| t.partitions.iter())
         .filter_map(|p| {
-            p.log
-                .as_ref()
-                .ok()
-                .map(|log| log.subscribe_high_watermark())
+            p.log.as_ref().ok().map(|log| {
+                // A follower waits for new data; a consumer for data it may see.
+                if plan.follower.is_some() {
+                    log.subscribe_log_end()
+                } else {
+                    log.subscribe_high_watermark()
+                }
+            })
         })
         .collect();
     let (response, bytes, failed) = read(&plan);
@@ -265,6 +319,47 @@ fn with_leader_hints(plan: &Plan, mut response: FetchResponse) -> FetchResponse 
     response.with_node_endpoints(endpoints)
 }
 
+/// A fetch from a broker that holds no replica of the partition (Kafka's `followerReplicaOrThrow`):
+/// UNKNOWN_LEADER_EPOCH when it names an epoch (it may know of a reassignment this leader has not applied
+/// yet), NOT_LEADER_OR_FOLLOWER otherwise.
+fn check_replica(
+    log: &Partition,
+    replica_id: i32,
+    current_leader_epoch: i32,
+) -> Result<(), ResponseError> {
+    if log.replicas_and_isr().0.contains(&replica_id) {
+        Ok(())
+    } else if current_leader_epoch >= 0 {
+        Err(ResponseError::UnknownLeaderEpoch)
+    } else {
+        Err(ResponseError::NotLeaderOrFollower)
+    }
+}
+
+/// KIP-320/Fetch v12: where a follower's log stops agreeing with the leader's. Its last fetched epoch ends,
+/// in the leader's epoch cache, below the fetch offset (or is unknown here, answered with the largest epoch
+/// before it): the follower truncates to that end and fetches again. Err when the leader has no answer.
+fn diverging_epoch(log: &Partition, wanted: &Wanted) -> Result<Option<EpochEndOffset>, LogError> {
+    if wanted.last_fetched_epoch < 0 {
+        return Ok(None);
+    }
+    let (epoch, end_offset) = log.end_offset_for_epoch(wanted.last_fetched_epoch);
+    if epoch < 0 || end_offset < 0 {
+        return Err(LogError::OffsetOutOfRange {
+            offset: wanted.fetch_offset,
+            log_start: log.log_start_offset(),
+            log_end: log.log_end_offset(),
+        });
+    }
+    Ok(
+        (epoch < wanted.last_fetched_epoch || end_offset < wanted.fetch_offset).then(|| {
+            EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end_offset)
+        }),
+    )
+}
+
 fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(wanted.partition)
@@ -295,6 +390,18 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     }
     let read_committed = plan.isolation == FetchIsolation::TxnCommitted;
     let base = base.with_aborted_transactions(read_committed.then(Vec::new));
+    // The log end before the read: a follower fetching at it is caught up (Kafka's `leaderEndOffset`).
+    let leader_log_end = log.log_end_offset();
+    if plan.follower.is_some() {
+        match diverging_epoch(log, wanted) {
+            Ok(None) => {}
+            // The follower's state is not recorded: its fetch offset is not in agreement with ours.
+            Ok(Some(diverging)) => return offsets_only(base, log).with_diverging_epoch(diverging),
+            Err(error) => {
+                return offsets_only(base, log).with_error_code(log_error_code(&error).code());
+            }
+        }
+    }
     let budget = wanted
         .partition_max_bytes
         .min(plan.max_bytes.saturating_sub(*used));
@@ -307,6 +414,20 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
         log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
             .map(Some)
     };
+    if let (Some(follower), Ok(_)) = (&plan.follower, &result)
+        && let Err(error) = follower.replicas.record_follower_fetch(
+            log,
+            &FollowerFetch {
+                replica_id: follower.replica_id,
+                broker_epoch: follower.broker_epoch,
+                fetch_offset: wanted.fetch_offset,
+                log_start_offset: wanted.follower_log_start,
+                leader_log_end,
+            },
+        )
+    {
+        return offsets_only(base, log).with_error_code(error.code());
+    }
     match result {
         Ok(Some(data)) => {
             *used += data.records.len();
@@ -482,6 +603,158 @@ mod tests {
         );
         assert_eq!(aborted(&uncommitted), None);
         assert_eq!(uncommitted.last_stable_offset, 8);
+    }
+
+    /// Makes broker 1 (the test broker) the leader of `tx-0` with `replicas` and `isr` at a new leader
+    /// epoch, as the metadata image of a cluster would.
+    fn lead_with(apis: &Apis, replicas: &[i32], isr: &[i32]) -> Arc<Partition> {
+        use crate::cluster::{MetadataDelta, PartitionRegistration, TopicDelta};
+        let before = apis.metadata.topic("tx").unwrap();
+        let mut after = (*before).clone();
+        let current = after.partitions[0].clone();
+        after.partitions[0] = PartitionRegistration {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader: 1,
+            leader_epoch: current.leader_epoch + 1,
+            partition_epoch: current.partition_epoch + 1,
+            ..current
+        };
+        apis.metadata.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Changed {
+                before,
+                after: Arc::new(after),
+            }],
+            ..Default::default()
+        });
+        apis.partition("tx", 0).unwrap()
+    }
+
+    /// A follower's fetch of `tx-0` from `offset`, its last batch at `last_fetched_epoch`.
+    fn replica_fetch(
+        apis: &Apis,
+        replica: i32,
+        offset: i64,
+        last_fetched_epoch: i32,
+    ) -> PartitionData {
+        use kafka_protocol::messages::fetch_request::ReplicaState;
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(replica))
+                    .with_replica_epoch(-1),
+            )
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName("tx".into()))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_last_fetched_epoch(last_fetched_epoch)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::Fetch, 15);
+        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
+            panic!("min_bytes 0 answers at once");
+        };
+        response.responses.remove(0).partitions.remove(0)
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_the_in_sync_followers_fetches() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = lead_with(&apis, &[1, 2], &[1, 2]);
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        assert_eq!(partition.high_watermark(), 0, "follower 2 has not fetched");
+        // A consumer sees nothing yet; the follower reads past the high watermark.
+        assert!(batches(&fetch(&apis, 0, 1 << 20, 0)).is_empty());
+        let first = replica_fetch(&apis, 2, 0, -1);
+        assert_eq!(first.error_code, 0);
+        assert_eq!(batches(&first), vec![(0, false)]);
+        assert_eq!(
+            partition.high_watermark(),
+            0,
+            "a fetch at 0 acknowledges nothing"
+        );
+        let second = replica_fetch(&apis, 2, 3, partition.leader_epoch());
+        assert_eq!(second.error_code, 0);
+        assert_eq!(partition.high_watermark(), 3);
+        assert_eq!(batches(&fetch(&apis, 0, 1 << 20, 0)), vec![(0, false)]);
+        // A broker that holds no replica is refused.
+        let stranger = replica_fetch(&apis, 7, 0, -1);
+        assert_eq!(
+            stranger.error_code,
+            ResponseError::NotLeaderOrFollower.code()
+        );
+    }
+
+    #[test]
+    fn a_diverging_follower_is_told_where_its_epoch_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = lead_with(&apis, &[1, 2], &[1]);
+        let first_epoch = partition.leader_epoch();
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(2, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        let partition = lead_with(&apis, &[1, 2], &[1]);
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(2, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        // The follower wrote offsets 2..5 in the first epoch under another leader: it must cut at 2.
+        let diverged = replica_fetch(&apis, 2, 5, first_epoch);
+        assert_eq!(diverged.error_code, 0);
+        assert_eq!(diverged.diverging_epoch.epoch, first_epoch);
+        assert_eq!(diverged.diverging_epoch.end_offset, 2);
+        assert!(batches(&diverged).is_empty());
+        // In agreement: no divergence, data returned.
+        let agreed = replica_fetch(&apis, 2, 2, first_epoch);
+        assert_eq!(agreed.diverging_epoch.epoch, -1);
+        assert_eq!(batches(&agreed), vec![(2, false)]);
+        // A follower ahead of the leader's log end in the current epoch cuts back to it ...
+        let ahead = replica_fetch(&apis, 2, 9, partition.leader_epoch());
+        assert_eq!(ahead.diverging_epoch.end_offset, 4);
+        // ... and without an epoch to compare, it is out of range.
+        let ahead = replica_fetch(&apis, 2, 9, -1);
+        assert_eq!(ahead.error_code, ResponseError::OffsetOutOfRange.code());
+    }
+
+    #[test]
+    fn acks_all_is_refused_below_min_insync_replicas_and_an_expansion_is_proposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic(
+            "tx",
+            1,
+            BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
+        )
+        .unwrap();
+        let partition = lead_with(&apis, &[1, 2], &[1]);
+        assert_eq!(
+            partition.check_enough_replicas(),
+            Err(ResponseError::NotEnoughReplicas)
+        );
+        // acks=1 appends; the high watermark stays put while the ISR is below the minimum.
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(2, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        assert_eq!(partition.high_watermark(), 0);
+        // Follower 2 catches up; without a controller the proposal is dropped, so the ISR stays {1}.
+        replica_fetch(&apis, 2, 2, partition.leader_epoch());
+        assert_eq!(partition.high_watermark(), 0, "strict min ISR");
+        let _ = lead_with(&apis, &[1, 2], &[1, 2]);
+        let partition = apis.partition("tx", 0).unwrap();
+        assert!(partition.check_enough_replicas().is_ok());
     }
 
     #[tokio::test]

@@ -37,12 +37,14 @@ pub enum ProduceOutcome {
     Wait(Pin<Box<dyn Future<Output = ProduceResponse> + Send>>),
 }
 
-/// An appended partition whose high watermark must reach `required` before the answer.
+/// An appended partition whose high watermark (acks=-1) or own fsynced offset (acks=1 on a durable log)
+/// must reach `required` before the answer.
 struct Pending {
     topic: usize,
     partition: usize,
     log: Arc<Partition>,
     required: i64,
+    acks: i16,
 }
 
 pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
@@ -87,6 +89,7 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> Pro
                     partition: partition_index,
                     log,
                     required,
+                    acks,
                 });
             }
             if response.error_code != 0 && first_failure.is_none() {
@@ -266,6 +269,23 @@ fn append_partition(
         Ok(log) => log,
         Err(error) => return (error_response(data.index, error, None), None),
     };
+    // acks=all needs min.insync.replicas in the ISR before anything is written (Kafka's
+    // NOT_ENOUGH_REPLICAS); acks=1 and 0 never wait for followers.
+    if acks == -1
+        && let Err(error) = log.check_enough_replicas()
+    {
+        return (
+            error_response(
+                data.index,
+                error,
+                Some(format!(
+                    "The size of the current ISR of {} is below min.insync.replicas",
+                    log.topic_partition()
+                )),
+            ),
+            None,
+        );
+    }
     let records = data.records.unwrap_or_default();
     let refusal = Cell::new(None);
     let appended = match txn {
@@ -299,11 +319,15 @@ fn append_partition(
                 apis.metrics
                     .produced(log.topic_partition().topic.as_str(), &records);
             }
-            // acks=-1 waits for the high watermark; so does acks=1 on a durable log, where the leader's
-            // write only counts once fsynced. Elsewhere the high watermark is already past the batch and
-            // nothing waits.
-            let waiting = (acks != 0 && log.high_watermark() <= info.last_offset)
-                .then(|| (log.clone(), info.last_offset + 1));
+            // acks=-1 waits for the high watermark (every in-sync replica has the batch); acks=1 answers
+            // after the leader's own write, which on a durable log counts once fsynced.
+            let required = info.last_offset + 1;
+            let waiting = match acks {
+                -1 => log.high_watermark() < required,
+                1 => log.local_offset() < required,
+                _ => false,
+            }
+            .then(|| (log.clone(), required));
             let response = PartitionProduceResponse::default()
                 .with_index(data.index)
                 .with_base_offset(info.base_offset)
@@ -343,9 +367,14 @@ async fn wait_for_high_watermark(
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     for p in pending {
-        let waited =
-            tokio::time::timeout_at(deadline, p.log.wait_for_high_watermark(p.required)).await;
+        let waited = if p.acks == -1 {
+            tokio::time::timeout_at(deadline, p.log.wait_for_high_watermark(p.required)).await
+        } else {
+            tokio::time::timeout_at(deadline, p.log.wait_for_local_offset(p.required)).await
+        };
         let error = match waited {
+            // The ISR may have shrunk below min.insync.replicas while the write replicated.
+            Ok(Ok(())) if p.acks == -1 => p.log.check_enough_replicas_after_append().err(),
             Ok(Ok(())) => None,
             // The data may never reach the disk: never acknowledge it.
             Ok(Err(HighWatermarkWaitError::Failed)) => Some(ResponseError::KafkaStorageError),

@@ -160,7 +160,7 @@ pub static TOPIC_CONFIG_DEFS: &[TopicConfigDef] = &[
         "min.insync.replicas",
         Int,
         &["min.insync.replicas"],
-        "Replicas that must have a write for acks=all to succeed. A single node has one replica, so only 1 is accepted.",
+        "In-sync replicas that must have a write for acks=all to succeed (at most the replication factor counts).",
     ),
     def(
         "preallocate",
@@ -302,14 +302,7 @@ pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Res
                 })?
         }
         "file.delete.delay.ms" => config.file_delete_delay_ms = int(0, i64::MAX)?,
-        // Accepted for what they mean on one node; other values would be promises brook cannot keep.
-        "min.insync.replicas" => {
-            if int(1, i32::MAX as i64)? != 1 {
-                return Err(format!(
-                    "Invalid value {value} for configuration {key}: not supported, a single-node broker has one replica so only 1 can be met"
-                ));
-            }
-        }
+        "min.insync.replicas" => config.min_insync_replicas = int(1, i32::MAX as i64)? as i32,
         "compression.type" => {
             config.compression_type = CompressionType::parse(value).ok_or_else(|| {
                 format!("Invalid value {value} for configuration {key}: String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer")
@@ -366,7 +359,7 @@ pub fn render(config: &LogConfig, name: &str) -> Option<String> {
         "message.timestamp.type" => config.timestamp_type.to_string(),
         "min.cleanable.dirty.ratio" => config.min_cleanable_dirty_ratio.to_string(),
         "min.compaction.lag.ms" => config.min_compaction_lag_ms.to_string(),
-        "min.insync.replicas" => "1".into(),
+        "min.insync.replicas" => config.min_insync_replicas.to_string(),
         "preallocate" => "false".into(),
         "retention.bytes" => config.retention_bytes.to_string(),
         "retention.ms" => config.retention_ms.to_string(),
@@ -440,7 +433,9 @@ mod tests {
     #[test]
     fn unsupported_values_are_refused_with_the_reason() {
         let mut config = LogConfig::default();
-        let err = apply_topic_config(&mut config, "min.insync.replicas", "2").unwrap_err();
+        let err = apply_topic_config(&mut config, "min.insync.replicas", "0").unwrap_err();
+        assert!(err.contains("min.insync.replicas"), "{err}");
+        let err = apply_topic_config(&mut config, "preallocate", "true").unwrap_err();
         assert!(err.contains("not supported"), "{err}");
         let err = apply_topic_config(&mut config, "compression.type", "brotli").unwrap_err();
         assert!(err.contains("producer"), "{err}");

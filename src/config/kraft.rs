@@ -69,6 +69,8 @@ pub struct KraftConfig {
     pub snapshot_max_new_record_bytes: u64,
     /// `metadata.log.max.snapshot.interval.ms`; 0 turns time-based snapshots off.
     pub snapshot_max_interval_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl Default for KraftConfig {
@@ -88,6 +90,7 @@ impl Default for KraftConfig {
             request_timeout_ms: 2_000,
             snapshot_max_new_record_bytes: 20 * 1024 * 1024,
             snapshot_max_interval_ms: 3_600_000,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct ClusterConfig {
     pub snapshot_max_new_record_bytes: u64,
     /// A snapshot is due this long after the latest one if records followed it; None: never by time.
     pub snapshot_max_interval: Option<Duration>,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max: Duration,
 }
 
 /// The listener the metadata quorum speaks on. Never advertised to clients.

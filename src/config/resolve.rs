@@ -139,6 +139,7 @@ impl Config {
             snapshot_max_new_record_bytes: kraft.snapshot_max_new_record_bytes,
             snapshot_max_interval: (kraft.snapshot_max_interval_ms > 0)
                 .then(|| ms(kraft.snapshot_max_interval_ms)),
+            replica_lag_time_max: ms(kraft.replica_lag_time_max_ms),
         })
     }
 

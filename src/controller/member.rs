@@ -136,6 +136,11 @@ impl ClusterMember {
             .clone()
     }
 
+    /// A receiver that turns true when this member stops (for tasks that live as long as it).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     /// Resolves once the controller unfenced this broker (or `limit` passed: false).
     pub async fn wait_unfenced(&self, limit: Duration) -> bool {
         let Some(lifecycle) = self.lifecycle() else {

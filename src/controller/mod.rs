@@ -22,6 +22,7 @@
 //! - `leader_balancer`: the active controller's periodic preferred leader elections (auto.leader.rebalance.enable)
 
 mod alter_partition;
+pub mod alter_partition_manager;
 pub mod broker_lifecycle;
 pub mod broker_sessions;
 mod change;

@@ -195,6 +195,11 @@ impl QuorumController {
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// This broker's epoch once registered; -1 before.
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Commits `command` and waits until this node applied it; the state machine's answer.
     pub async fn commit(
         &self,

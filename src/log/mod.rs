@@ -117,6 +117,9 @@ pub struct LogConfig {
     /// `producer.id.expiration.ms` (broker-wide): a producer without an open transaction is forgotten this
     /// long after its last batch's timestamp; its next batch is then accepted at any sequence.
     pub producer_id_expiration_ms: i64,
+    /// `min.insync.replicas`: in-sync replicas an acks=all write needs (capped at the replication factor,
+    /// Kafka's effective min ISR); below it the high watermark does not move.
+    pub min_insync_replicas: i32,
 }
 
 /// Kafka's `cleanup.policy`: a list of `delete` and/or `compact`.
@@ -345,6 +348,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             file_delete_delay_ms: 60_000,
             producer_id_expiration_ms: 86_400_000,
+            min_insync_replicas: 1,
             compression_type: CompressionType::Producer,
             compression_gzip_level: GZIP_DEFAULT_LEVEL,
             compression_lz4_level: LZ4_DEFAULT_LEVEL,

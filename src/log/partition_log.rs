@@ -145,7 +145,7 @@ pub struct PartitionLog {
     recovery_point: AtomicI64,
     hw_tx: watch::Sender<i64>,
     /// Told of every new recovery point: the partition's high-watermark rule may depend on it.
-    flush_listener: OnceLock<FlushListener>,
+    flush_listener: RwLock<Option<Arc<FlushListener>>>,
     /// Serialises flushes and remembers when the last one finished (for `flush.ms`).
     flush_lock: Mutex<Instant>,
     flusher: Option<Sender<FlusherMsg>>,
@@ -201,10 +201,10 @@ impl PartitionLog {
         *wlock(&self.config) = Arc::new(config);
     }
 
-    /// Registers the one listener told of every new recovery point (the partition owning this log). False
-    /// if one is already set.
-    pub fn set_flush_listener(&self, listener: FlushListener) -> bool {
-        self.flush_listener.set(listener).is_ok()
+    /// Registers the one listener told of every new recovery point (the partition owning this log),
+    /// replacing an earlier one (a partition object made again over the same log takes over).
+    pub fn set_flush_listener(&self, listener: FlushListener) {
+        *wlock(&self.flush_listener) = Some(Arc::new(listener));
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -917,7 +917,9 @@ impl PartitionLog {
         }
         let recovery_point = target.max(self.recovery_point.fetch_max(target, Ordering::AcqRel));
         self.debug_check_offsets();
-        if let Some(listener) = self.flush_listener.get() {
+        // Cloned out of the lock: the listener takes the partition's own locks.
+        let listener = rlock(&self.flush_listener).clone();
+        if let Some(listener) = listener {
             (listener.0)(recovery_point);
         }
         Ok(())

@@ -3,19 +3,45 @@
 //! this broker the leader of a partition at the image's leader epoch, and re-applies derived configs; and the
 //! one lookup that answers "the leader partition for this request" with Kafka's errors.
 //!
+//! It also runs the leader's side of replication that spans partitions: followers' fetches recorded (with
+//! the image's view of which brokers may join an ISR), and ISR changes batched to the controller
+//! (Kafka's `AlterPartitionManager`), shrinks found by a periodic check (`replica.lag.time.max.ms`).
+//!
 //! Locking: the partition map is a short-held RwLock (lookups clone an Arc). `apply` runs on the metadata
 //! writer's thread, one delta at a time, in commit order; log I/O happens there, never under the map lock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
+use crate::clock::Clock;
 use crate::cluster::topic_config::topic_log_config;
 use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta, TopicImage};
 use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 
+use super::isr::{FollowerFetch, IsrProposal};
 use super::partition::Partition;
+
+/// Sends a batch of ISR changes to the controller (AlterPartition) and answers each: Ok once the change is
+/// committed (or found unnecessary), else the error that refused it. Implemented by the cluster's
+/// controller client; a single node has no followers and never proposes.
+pub trait AlterPartitionManager: Send + Sync {
+    fn submit(&self, proposals: Vec<IsrProposal>) -> IsrAnswers;
+}
+
+/// The answers to a batch of ISR changes, in its order.
+pub type IsrAnswers = Pin<Box<dyn Future<Output = Vec<Result<(), ResponseError>>> + Send>>;
+
+/// ISR changes waiting to be sent; at most one per led partition, so bounded by the partition count.
+#[derive(Default)]
+struct IsrQueue {
+    proposals: Mutex<Vec<IsrProposal>>,
+    ready: tokio::sync::Notify,
+}
 
 /// The broker-level log settings in force (server.properties with the dynamic broker configs on top),
 /// read afresh whenever a partition's config is derived.
@@ -27,6 +53,11 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     log_defaults: LogDefaults,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    clock: Clock,
+    /// The last image applied: which brokers may join an ISR (registered, unfenced, not shutting down).
+    image: RwLock<Option<Arc<MetadataImage>>>,
+    alter_partition: OnceLock<Arc<dyn AlterPartitionManager>>,
+    isr_queue: Arc<IsrQueue>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -48,7 +79,124 @@ impl ReplicaManager {
             logs,
             log_defaults,
             partitions: RwLock::new(HashMap::new()),
+            clock: Clock::system(),
+            image: RwLock::new(None),
+            alter_partition: OnceLock::new(),
+            isr_queue: Arc::default(),
         })
+    }
+
+    /// Starts the leader's ISR upkeep (cluster mode): ISR changes go to `sender`, and every
+    /// `max_lag / 2` each led partition drops the followers not caught up within `max_lag`
+    /// (`replica.lag.time.max.ms`). Ends when `stop` turns true.
+    pub fn start_isr_management(
+        self: &Arc<Self>,
+        sender: Arc<dyn AlterPartitionManager>,
+        max_lag: Duration,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.alter_partition.set(sender.clone()).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let queue = self.isr_queue.clone();
+        let mut stop_send = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let notified = queue.ready.notified();
+                let batch = std::mem::take(&mut *lock(&queue.proposals));
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = notified => continue,
+                        _ = stop_send.wait_for(|s| *s) => return,
+                    }
+                }
+                let answers = sender.submit(batch.clone()).await;
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                for (proposal, answer) in batch.iter().zip(answers) {
+                    if let Err(error) = &answer {
+                        tracing::debug!(partition = %proposal.tp, ?error, isr = ?proposal.new_isr,
+                            "ISR change refused");
+                    }
+                    // Committed changes arrived with the image already; either way another may follow.
+                    if let Some(partition) = manager.partition(&proposal.tp) {
+                        partition.clear_pending_isr(proposal.partition_epoch);
+                    }
+                }
+            }
+        });
+        let weak = Arc::downgrade(self);
+        let mut stop_check = stop;
+        let period = (max_lag / 2).max(Duration::from_millis(10));
+        let max_lag_ms = i64::try_from(max_lag.as_millis()).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_check.wait_for(|s| *s) => return,
+                }
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                let now = manager.clock.now_ms();
+                for partition in manager.partitions() {
+                    if let Some(proposal) = partition.maybe_shrink_isr(now, max_lag_ms) {
+                        tracing::info!(partition = %proposal.tp, isr = ?proposal.new_isr,
+                            "shrinking the ISR: followers not caught up within replica.lag.time.max.ms");
+                        manager.enqueue_isr_change(proposal);
+                    }
+                }
+            }
+        });
+    }
+
+    fn enqueue_isr_change(&self, proposal: IsrProposal) {
+        if self.alter_partition.get().is_none() {
+            // No controller to ask (a single node has no followers): forget it.
+            if let Some(partition) = self.partition(&proposal.tp) {
+                partition.clear_pending_isr(proposal.partition_epoch);
+            }
+            return;
+        }
+        lock(&self.isr_queue.proposals).push(proposal);
+        self.isr_queue.ready.notify_one();
+    }
+
+    /// A follower's fetch of `partition` at `fetch_offset`, read when the log ended at `leader_log_end`
+    /// (see [`Partition::record_follower_fetch`]); an ISR expansion it allows is sent to the controller.
+    pub fn record_follower_fetch(
+        &self,
+        partition: &Partition,
+        fetch: &FollowerFetch,
+    ) -> Result<(), ResponseError> {
+        let image = self.read_image();
+        // KIP-841 / KIP-903: the controller accepts only a registered, unfenced broker not shutting down,
+        // of the incarnation the fetches came from.
+        let eligible = |id: i32, epoch: i64| {
+            image
+                .as_ref()
+                .and_then(|image| image.broker(id))
+                .is_some_and(|b| {
+                    !b.fenced && !b.in_controlled_shutdown && (epoch == -1 || epoch == b.epoch)
+                })
+        };
+        let proposal = partition.record_follower_fetch(fetch, self.clock.now_ms(), &eligible)?;
+        if let Some(proposal) = proposal {
+            tracing::info!(partition = %proposal.tp, isr = ?proposal.new_isr, "expanding the ISR: follower caught up");
+            self.enqueue_isr_change(proposal);
+        }
+        Ok(())
+    }
+
+    fn read_image(&self) -> Option<Arc<MetadataImage>> {
+        self.image
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn node_id(&self) -> i32 {
@@ -127,6 +275,7 @@ impl ReplicaManager {
         // the partition comes online once space is freed.
         let log = self.logs.get(&tp).ok_or(ResponseError::KafkaStorageError)?;
         let created = Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
+        created.apply_registration(self.node_id, registration, self.clock.now_ms());
         let found = self.write().entry(tp).or_insert(created).clone();
         if let Some(epoch) = current_leader_epoch {
             found.check_leader_epoch(epoch)?;
@@ -142,7 +291,11 @@ impl ReplicaManager {
     /// Brings the partitions in line with `delta`. At start-up (`delta.from_snapshot`) existing logs are
     /// opened; for a topic created later, a directory of the same name is the remains of an earlier topic
     /// whose deletion did not finish, and is removed before the new, empty log is created.
-    pub fn apply(&self, delta: &MetadataDelta, image: &MetadataImage) {
+    pub fn apply(&self, delta: &MetadataDelta, image: &Arc<MetadataImage>) {
+        *self
+            .image
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(image.clone());
         // A cluster member's first image is empty until its metadata log is replayed: nothing to compare.
         if delta.from_snapshot
             && (image.topic_names().next().is_some() || image.brokers().next().is_some())
@@ -198,11 +351,7 @@ impl ReplicaManager {
                 continue;
             }
             if let Some(existing) = self.partition(&tp) {
-                if leads {
-                    existing.become_leader(registration.leader_epoch);
-                } else {
-                    existing.become_follower(registration.leader_epoch);
-                }
+                existing.apply_registration(self.node_id, registration, self.clock.now_ms());
                 continue;
             }
             let dir = self.logs.dir().join(tp.to_string());
@@ -222,9 +371,7 @@ impl ReplicaManager {
                     }
                     let partition =
                         Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
-                    if !leads {
-                        partition.become_follower(registration.leader_epoch);
-                    }
+                    partition.apply_registration(self.node_id, registration, self.clock.now_ms());
                     self.write().insert(tp, partition);
                 }
                 // The log manager has already logged why (once, at ERROR).
@@ -311,6 +458,12 @@ impl ReplicaManager {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MetadataPublisher for ReplicaManager {

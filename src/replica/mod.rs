@@ -2,8 +2,10 @@
 //! which partitions this broker holds, in which role and leader epoch, and the rules (high watermark, last
 //! stable offset, isolation) that turn a log into a partition clients read and write.
 
+pub mod isr;
 pub mod manager;
 pub mod partition;
 
+pub use isr::{FollowerFetch, IsrProposal};
 pub use manager::{LogDefaults, ReplicaManager};
 pub use partition::{FetchIsolation, HighWatermarkWaitError, Partition};

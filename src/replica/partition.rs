@@ -1,20 +1,23 @@
 //! Partition: one partition as this broker serves it (Kafka's `Partition`): its leader epoch, the
-//! high-watermark rule, the slot for the last stable offset, reads with an explicit isolation, and the one
-//! high-watermark waiter that acks=-1 produces and coordinators share. Its [`PartitionLog`] is storage only.
+//! high-watermark rule over the in-sync replicas, the slot for the last stable offset, reads with an
+//! explicit isolation, and the one high-watermark waiter that acks=-1 produces and coordinators share. Its
+//! [`PartitionLog`] is storage only; the followers' progress and the ISR live in [`ReplicationState`].
 //!
-//! Locking: a Partition holds no lock of its own. Appends are serialised by the log's append lock; the
-//! high watermark is moved up only (`PartitionLog::maybe_increment_high_watermark`, a `fetch_max`), so two
-//! threads applying the rule at once cannot move it back; the leader epoch is an atomic replaced by the
-//! replica manager when the metadata image changes.
+//! Locking: appends are serialised by the log's append lock; the replication state has a mutex of its own,
+//! taken after (never around) a log append and never held across I/O. The high watermark is moved up only
+//! (`PartitionLog::maybe_increment_high_watermark`, a `fetch_max`), so two threads applying the rule at
+//! once cannot move it back; the leader epoch is an atomic replaced by the replica manager when the
+//! metadata image changes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::isr::{FollowerFetch, IsrProposal, ReplicationState};
 use crate::log::{
     AppendInfo, AppendOrigin, FetchData, FlushListener, LogConfig, LogError, PartitionLog,
     TopicPartition,
@@ -23,7 +26,7 @@ use crate::log::{
 /// How far a read may see (Kafka's `FetchIsolation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FetchIsolation {
-    /// Everything appended: followers (later).
+    /// Everything appended: followers.
     LogEnd,
     /// Up to the high watermark: consumers under read_uncommitted.
     HighWatermark,
@@ -67,11 +70,18 @@ pub struct Partition {
     /// True while this broker leads the partition at `leader_epoch`; a follower serves no client. A
     /// watch, so that waits for the high watermark end when leadership moves away.
     is_leader: watch::Sender<bool>,
+    /// Replicas, ISR and (while leading) the followers' progress.
+    replication: Mutex<ReplicationState>,
+    /// The log end offset after each append here, for follower fetches parked at the end of the log.
+    log_end: watch::Sender<i64>,
+    /// This replica's own term of the high-watermark rule ([`Partition::local_offset`]), for acks=1 on a
+    /// durable log.
+    local: watch::Sender<i64>,
 }
 
-/// The single replica's high-watermark rule: a durable log (`flush.messages`/`flush.ms`) counts a record
-/// once it is fsynced, any other once it is appended. With followers it becomes the in-sync replicas'
-/// minimum log end offset, of which this is the leader's own term.
+/// The leader's own term of the high-watermark rule: a durable log (`flush.messages`/`flush.ms`) counts a
+/// record once it is fsynced, any other once it is appended. The high watermark is the smallest of this and
+/// the in-sync followers' log end offsets (see [`ReplicationState::high_watermark_candidate`]).
 fn high_watermark_candidate(log: &PartitionLog) -> i64 {
     let log_end = log.log_end_offset();
     if log.config().is_durable() {
@@ -90,20 +100,27 @@ impl Partition {
         log: Arc<PartitionLog>,
         leader_epoch: i32,
     ) -> Arc<Partition> {
-        let weak = Arc::downgrade(&log);
-        // A log keeps one listener for its lifetime; a later Partition over the same log (a new leader
-        // epoch) applies the same rule, which reads only the log.
-        log.set_flush_listener(FlushListener(Box::new(move |_recovery_point| {
-            if let Some(log) = weak.upgrade() {
-                log.maybe_increment_high_watermark(high_watermark_candidate(&log));
+        let log_end = watch::Sender::new(log.log_end_offset());
+        let local = watch::Sender::new(high_watermark_candidate(&log));
+        let partition = Arc::new_cyclic(|weak: &std::sync::Weak<Partition>| {
+            // A durable leader's own term moves with every flush.
+            let weak = weak.clone();
+            log.set_flush_listener(FlushListener(Box::new(move |_recovery_point| {
+                if let Some(partition) = weak.upgrade() {
+                    partition.publish_local_offset();
+                    partition.update_high_watermark();
+                }
+            })));
+            Partition {
+                tp,
+                topic_id,
+                log,
+                leader_epoch: AtomicI32::new(leader_epoch),
+                is_leader: watch::Sender::new(true),
+                replication: Mutex::new(ReplicationState::single()),
+                log_end,
+                local,
             }
-        })));
-        let partition = Arc::new(Partition {
-            tp,
-            topic_id,
-            log,
-            leader_epoch: AtomicI32::new(leader_epoch),
-            is_leader: watch::Sender::new(true),
         });
         partition.update_high_watermark();
         partition
@@ -126,6 +143,40 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
+    /// Adopts the image's registration of this partition (Kafka's `makeLeader` / `makeFollower`): the
+    /// leader epoch, whether this broker (`local_id`) leads, the replicas and the ISR. A leadership at a new
+    /// epoch starts with nothing known of the followers and its epoch start offset at the log end. Epochs
+    /// only grow.
+    pub(crate) fn apply_registration(
+        &self,
+        local_id: i32,
+        registration: &crate::cluster::PartitionRegistration,
+        now_ms: i64,
+    ) {
+        let leads = registration.leader == local_id;
+        let new_leadership =
+            leads && (!self.is_leader() || registration.leader_epoch > self.leader_epoch());
+        {
+            let mut st = self.replication();
+            st.update(
+                local_id,
+                &registration.replicas,
+                &registration.isr,
+                registration.partition_epoch,
+                leads,
+                new_leadership,
+                self.log.log_end_offset(),
+                now_ms,
+            );
+        }
+        if leads {
+            self.become_leader(registration.leader_epoch);
+        } else {
+            self.become_follower(registration.leader_epoch);
+        }
+        self.update_high_watermark();
+    }
+
     /// This broker leads the partition at `leader_epoch`, from the metadata image. Epochs only grow.
     pub(crate) fn become_leader(&self, leader_epoch: i32) {
         self.set_leader_epoch(leader_epoch);
@@ -139,6 +190,192 @@ impl Partition {
         self.is_leader
             .send_if_modified(|leads| std::mem::replace(leads, false));
         self.set_leader_epoch(leader_epoch);
+    }
+
+    fn replication(&self) -> std::sync::MutexGuard<'_, ReplicationState> {
+        self.replication
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn min_insync_replicas(&self) -> i32 {
+        self.log.config().min_insync_replicas
+    }
+
+    /// acks=all: NOT_ENOUGH_REPLICAS when the ISR is below `min.insync.replicas` (checked before appending).
+    pub fn check_enough_replicas(&self) -> Result<(), ResponseError> {
+        if self
+            .replication()
+            .has_enough_replicas(self.min_insync_replicas())
+        {
+            Ok(())
+        } else {
+            Err(ResponseError::NotEnoughReplicas)
+        }
+    }
+
+    /// acks=all, once the high watermark passed the write: NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR
+    /// shrank below `min.insync.replicas` meanwhile (the write is in the log, maybe not on enough replicas).
+    pub fn check_enough_replicas_after_append(&self) -> Result<(), ResponseError> {
+        if self
+            .replication()
+            .maximal_isr_is_enough(self.min_insync_replicas())
+        {
+            Ok(())
+        } else {
+            Err(ResponseError::NotEnoughReplicasAfterAppend)
+        }
+    }
+
+    /// The replicas and committed ISR as this broker last applied them.
+    pub fn replicas_and_isr(&self) -> (Vec<i32>, Vec<i32>) {
+        let st = self.replication();
+        (st.replicas.clone(), st.isr.clone())
+    }
+
+    /// Where this leadership began (None while following): ListOffsets answers OFFSET_NOT_AVAILABLE until
+    /// the high watermark reaches it, since what the previous leader committed is not known before.
+    pub fn epoch_start_offset(&self) -> Option<i64> {
+        self.replication().epoch_start_offset
+    }
+
+    /// A follower's fetch at `fetch_offset` (Kafka's `updateFollowerFetchState`): its progress is recorded,
+    /// the high watermark may move, and an ISR expansion may be proposed (`eligible` says whether the
+    /// controller would accept the follower). NOT_LEADER_OR_FOLLOWER when this broker does not lead or
+    /// `replica_id` is not a replica.
+    pub fn record_follower_fetch(
+        &self,
+        fetch: &FollowerFetch,
+        now_ms: i64,
+        eligible: &dyn Fn(i32, i64) -> bool,
+    ) -> Result<Option<IsrProposal>, ResponseError> {
+        if !self.is_leader() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        let proposal = {
+            let mut st = self.replication();
+            if !st.record_fetch(fetch, now_ms) {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            let high_watermark = self.high_watermark();
+            st.maybe_expand(
+                fetch.replica_id,
+                high_watermark,
+                eligible(fetch.replica_id, fetch.broker_epoch),
+            )
+            .map(|isr| self.proposal(&st, &isr))
+        };
+        self.update_high_watermark();
+        Ok(proposal)
+    }
+
+    /// The periodic ISR check (Kafka's `maybeShrinkIsr`): followers not caught up within `max_lag_ms`.
+    pub fn maybe_shrink_isr(&self, now_ms: i64, max_lag_ms: i64) -> Option<IsrProposal> {
+        if !self.is_leader() {
+            return None;
+        }
+        let mut st = self.replication();
+        let isr = st.maybe_shrink(self.log.log_end_offset(), now_ms, max_lag_ms)?;
+        Some(self.proposal(&st, &isr))
+    }
+
+    /// The controller refused (or never answered) this partition's ISR change: another may be proposed.
+    pub fn clear_pending_isr(&self, partition_epoch: i32) {
+        let mut st = self.replication();
+        if st.partition_epoch == partition_epoch {
+            st.pending = None;
+        }
+        drop(st);
+        self.update_high_watermark();
+    }
+
+    fn proposal(&self, st: &ReplicationState, isr: &[i32]) -> IsrProposal {
+        IsrProposal {
+            tp: self.tp.clone(),
+            topic_id: self.topic_id,
+            leader_epoch: self.leader_epoch(),
+            partition_epoch: st.partition_epoch,
+            // The leader's own broker epoch is filled in by whoever sends it (-1 is "unknown").
+            new_isr: st.with_epochs(isr, -1),
+        }
+    }
+
+    /// Followers (as (id, log end offset, last caught-up ms)) while leading, for metrics and DescribeQuorum-like views.
+    pub fn follower_progress(&self) -> Vec<(i32, i64, i64)> {
+        let st = self.replication();
+        let mut out: Vec<_> = st
+            .followers
+            .iter()
+            .map(|(id, f)| (*id, f.log_end_offset, f.last_caught_up_ms))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// True when the leader's ISR is smaller than its replica set.
+    pub fn is_under_replicated(&self) -> bool {
+        let st = self.replication();
+        self.is_leader() && st.isr.len() < st.replicas.len()
+    }
+
+    /// A receiver that changes whenever an append here moves the log end offset (follower fetches park on it).
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    fn publish_log_end(&self) {
+        let end = self.log.log_end_offset();
+        self.log_end.send_if_modified(|v| {
+            let moved = *v != end;
+            *v = end;
+            moved
+        });
+        self.publish_local_offset();
+    }
+
+    /// What this replica alone counts as written: its log end, or on a durable log the fsynced end.
+    pub fn local_offset(&self) -> i64 {
+        high_watermark_candidate(&self.log)
+    }
+
+    fn publish_local_offset(&self) {
+        let local = self.local_offset();
+        self.local.send_if_modified(|v| {
+            let moved = *v != local;
+            *v = local;
+            moved
+        });
+    }
+
+    /// Resolves once this replica alone holds `target` (acks=1: written, or fsynced on a durable log);
+    /// fails as [`Self::wait_for_high_watermark`] does.
+    pub fn wait_for_local_offset(
+        self: &Arc<Self>,
+        target: i64,
+    ) -> impl Future<Output = Result<(), HighWatermarkWaitError>> + Send + 'static {
+        let partition = self.clone();
+        let mut local = self.local.subscribe();
+        let mut leadership = self.is_leader.subscribe();
+        async move {
+            loop {
+                if partition.is_failed() {
+                    return Err(HighWatermarkWaitError::Failed);
+                }
+                if partition.local_offset() >= target {
+                    return Ok(());
+                }
+                if partition.is_closed() {
+                    return Err(HighWatermarkWaitError::Closed);
+                }
+                if !*leadership.borrow_and_update() {
+                    return Err(HighWatermarkWaitError::NotLeader);
+                }
+                tokio::select! {
+                    _ = local.changed() => {}
+                    _ = leadership.changed() => {}
+                }
+            }
+        }
     }
 
     fn set_leader_epoch(&self, leader_epoch: i32) {
@@ -203,6 +440,7 @@ impl Partition {
         origin: AppendOrigin,
     ) -> Result<AppendInfo, LogError> {
         let info = self.log.append(records, self.leader_epoch(), origin)?;
+        self.publish_log_end();
         self.update_high_watermark();
         Ok(info)
     }
@@ -221,14 +459,23 @@ impl Partition {
             AppendOrigin::Client,
             Some(verify),
         )?;
+        self.publish_log_end();
         self.update_high_watermark();
         Ok(info)
     }
 
-    /// Applies the high-watermark rule now (after an append, a flush or a config change).
+    /// Applies the leader's high-watermark rule now (after an append, a flush, a follower's fetch, an ISR
+    /// or config change). A follower's high watermark is the leader's, as its fetcher learns it.
+    ///
+    /// The replication lock is held until the high watermark is set: the role changes under it, so a
+    /// partition that just became a follower (and may truncate next) is never given a leader's value.
     fn update_high_watermark(&self) {
-        self.log
-            .maybe_increment_high_watermark(high_watermark_candidate(&self.log));
+        let min_insync = self.min_insync_replicas();
+        let st = self.replication();
+        let local = high_watermark_candidate(&self.log);
+        if let Some(candidate) = st.high_watermark_candidate(local, min_insync) {
+            self.log.maybe_increment_high_watermark(candidate);
+        }
     }
 
     /// Applies altered topic configs. Leaving durable mode publishes everything appended so far (the high
@@ -367,7 +614,10 @@ pub(crate) fn leader_append(
         log.clone(),
         leader_epoch,
     );
-    partition.append_records_to_leader(records, AppendOrigin::Client)
+    let appended = partition.append_records_to_leader(records, AppendOrigin::Client);
+    // The log's flush listener reaches its partition weakly: keep this one for the test's later flushes.
+    std::mem::forget(partition);
+    appended
 }
 
 /// Kafka's "no epoch" and "no offset" answers.

@@ -113,7 +113,7 @@ impl PartitionLog {
             high_watermark: AtomicI64::new(leo),
             recovery_point: AtomicI64::new(leo),
             hw_tx,
-            flush_listener: OnceLock::new(),
+            flush_listener: std::sync::RwLock::new(None),
             flush_lock: Mutex::new(Instant::now()),
             flusher: p.flusher,
             flush_requested: AtomicBool::new(false),
