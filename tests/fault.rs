@@ -46,8 +46,12 @@ const LAG_TIME: Duration = Duration::from_millis(2000);
 const SESSION_TIMEOUT_MS: &str = "9000";
 /// Time between two sends: ~200 records/s over all partitions.
 const SEND_EVERY: Duration = Duration::from_millis(5);
-/// How long a fault lasts (pauses, isolations) before it heals.
-const FAULT_TIME: Duration = Duration::from_secs(5);
+/// How long a fault lasts (a kill, a pause, an isolation) before it heals: 2 to 12 s, drawn per cycle, so
+/// some end within the broker session (nothing is fenced, the node simply resumes) and some outlast it (the
+/// quorum fences the node and its leaderships move while it still believes it leads).
+fn fault_time(rng: &mut Rng) -> Duration {
+    Duration::from_secs(2 + rng.below(11) as u64)
+}
 
 /// Broker properties the run wants; each is passed only when this binary knows its key (replication's
 /// keys land with issue 16's replication work: until then the run goes without them).
@@ -109,7 +113,7 @@ fn seed() -> u64 {
 enum Fault {
     /// SIGKILL of a partition's leader, restarted after a while.
     KillLeader,
-    /// SIGSTOP of any node, SIGCONT after [`FAULT_TIME`].
+    /// SIGSTOP of any node, SIGCONT after [`fault_time`].
     Pause,
     /// nftables cut a partition leader off from everyone (peers and clients).
     IsolateLeader,
@@ -453,23 +457,24 @@ impl Run {
     /// Injects `fault` and heals it.
     fn inject(&mut self, cycle: u32, fault: Fault, rng: &mut Rng) {
         let partition = rng.below(PARTITIONS as usize) as i32;
+        let time = fault_time(rng);
         match fault {
             Fault::KillLeader => {
                 let (leader, _) = self.replicas_of(partition);
                 self.note(
                     cycle,
-                    format!("SIGKILL node {leader} (leader of {partition})"),
+                    format!("SIGKILL node {leader} (leader of {partition}) for {time:?}"),
                 );
                 self.cluster.kill(leader);
-                std::thread::sleep(FAULT_TIME);
+                std::thread::sleep(time);
                 self.cluster.restart(leader);
                 self.note(cycle, format!("restarted node {leader}"));
             }
             Fault::Pause => {
                 let id = 1 + rng.below(3) as i32;
-                self.note(cycle, format!("SIGSTOP node {id}"));
+                self.note(cycle, format!("SIGSTOP node {id} for {time:?}"));
                 self.signal(id, libc::SIGSTOP);
-                std::thread::sleep(FAULT_TIME);
+                std::thread::sleep(time);
                 self.signal(id, libc::SIGCONT);
                 self.note(cycle, format!("SIGCONT node {id}"));
             }
@@ -477,10 +482,10 @@ impl Run {
                 let (leader, _) = self.replicas_of(partition);
                 self.note(
                     cycle,
-                    format!("isolate node {leader} (leader of {partition})"),
+                    format!("isolate node {leader} (leader of {partition}) for {time:?}"),
                 );
                 self.cluster.netns().isolate(leader);
-                std::thread::sleep(FAULT_TIME);
+                std::thread::sleep(time);
                 self.cluster.netns().heal(leader);
                 self.note(cycle, format!("healed node {leader}"));
             }
@@ -488,9 +493,12 @@ impl Run {
                 let leader = (1..=3)
                     .find_map(|id| self.cluster.quorum_leader(id))
                     .map_or(1, |(l, _)| l);
-                self.note(cycle, format!("isolate node {leader} (quorum leader)"));
+                self.note(
+                    cycle,
+                    format!("isolate node {leader} (quorum leader) for {time:?}"),
+                );
                 self.cluster.netns().isolate(leader);
-                std::thread::sleep(FAULT_TIME);
+                std::thread::sleep(time);
                 self.cluster.netns().heal(leader);
                 self.note(cycle, format!("healed node {leader}"));
             }
