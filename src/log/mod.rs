@@ -7,6 +7,8 @@
 //! (LogAppendTime, a `compression.type` codec: see [`validator`]). This module knows nothing of the wire
 //! protocol beyond the v2 RecordBatch format.
 
+#[doc(hidden)]
+pub mod audit;
 pub mod batch_builder;
 pub mod checkpoint;
 pub mod cleaned_txn_metadata;
