@@ -80,11 +80,12 @@ subtest_functions() {
 LONG_FIRST="0113 0077 0089 0103 0081 0033 0091 0026 0030 0094 0137 0045 0102 0122"
 
 # RDK_CLUSTER=3: the tests that need or exercise several brokers (0107 and 0111 topic admin and
-# metadata, 0081 admin with RF = broker count, 0008 acks -1/0/1 on RF 3) plus the core produce/consume,
-# offsets and groups set.
+# metadata, 0081 admin with RF = broker count, 0008 acks -1/0/1 on RF 3, 0101 fetch from a follower in
+# the consumer's rack: each node is broker.rack=RACK<id>) plus the core produce/consume, offsets and
+# groups set.
 CLUSTER_TESTS="0001 0002 0003 0004 0005 0007 0008 0011 0012 0013 0014 0015 0017 0018 0019 0020 0021 0022
 0026 0029 0030 0031 0033 0034 0035 0036 0038 0039 0040 0041 0042 0044 0048 0050 0051 0053 0054 0056 0057
-0059 0060 0063 0064 0065 0067 0069 0070 0073 0081 0082 0083 0084 0085 0091 0093 0099 0102 0107 0111 0112
+0059 0060 0063 0064 0065 0067 0069 0070 0073 0081 0082 0083 0084 0085 0091 0093 0099 0101 0102 0107 0111 0112
 0113 0114 0118 0122 0123 0125 0127 0130 0132 0140"
 CLUSTER="${RDK_CLUSTER:-1}"
 case "$CLUSTER" in 1|3) ;; *) echo "librdkafka.sh: RDK_CLUSTER must be 1 or 3" >&2; exit 2 ;; esac
@@ -234,6 +235,8 @@ start_cluster() {
             --override "offsets.topic.replication.factor=3" \
             --override "transaction.state.log.replication.factor=3" \
             --override "transaction.state.log.min.isr=2" \
+            --override "broker.rack=RACK$i" \
+            --override "replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector" \
             "$@"
         pids[$i]="${BROKER_PIDS[-1]}"
     done

@@ -109,6 +109,10 @@ pub struct Config {
     pub node_id: i32,
     /// `broker.rack`: registered with the broker, for rack-aware replica placement.
     pub rack: Option<String>,
+    /// `replica.selector.class` (KIP-392): true for Kafka's `RackAwareReplicaSelector`, which sends a
+    /// consumer with a `client.rack` to an in-sync replica in its rack; false (unset, or `LeaderSelector`):
+    /// consumers read from leaders.
+    pub rack_aware_replica_selector: bool,
     /// `process.roles`, `controller.*`, `metadata.log.*`, `broker.session.timeout.ms`, ...: see
     /// [`Config::cluster_mode`].
     pub kraft: KraftConfig,
@@ -152,6 +156,7 @@ impl Default for Config {
             log_dir: PathBuf::from("./data"),
             node_id: 1,
             rack: None,
+            rack_aware_replica_selector: false,
             kraft: KraftConfig::default(),
             default_replication_factor: 1,
             transaction_state_log_min_isr: 2,

@@ -75,6 +75,43 @@ struct Plan {
     /// Fetch v16+: where leader hints come from (the image's source) and the request's listener.
     hints: Option<(Arc<MetadataStore>, Arc<str>)>,
     follower: Option<Follower>,
+    /// KIP-392: a consumer with a `client.rack`, when `replica.selector.class` is rack-aware.
+    selector: Option<RackSelector>,
+}
+
+/// Kafka's `RackAwareReplicaSelector`: a consumer in a rack where an in-sync follower holding its offset
+/// lives is sent there (`preferred_read_replica`); the leader serves it if it is in that rack itself, or no
+/// replica is.
+struct RackSelector {
+    client_rack: String,
+    image: Arc<crate::cluster::MetadataImage>,
+    /// The listener the consumer came in on: the follower must be reachable there.
+    listener: Arc<str>,
+    /// This broker, the leader.
+    node_id: i32,
+}
+
+impl RackSelector {
+    fn select(&self, log: &Partition, fetch_offset: i64) -> Option<i32> {
+        if !log.is_leader() || self.in_rack(self.node_id) {
+            return None;
+        }
+        let now_ms = crate::clock::Clock::system().now_ms();
+        log.read_replica_candidates(fetch_offset, now_ms)
+            .into_iter()
+            .filter(|(id, _, _)| self.in_rack(*id))
+            // The most data first, then the least lag.
+            .max_by_key(|&(_, log_end, lag_ms)| (log_end, std::cmp::Reverse(lag_ms)))
+            .map(|(id, _, _)| id)
+    }
+
+    /// The broker is in the consumer's rack and listens where the consumer connected.
+    fn in_rack(&self, id: i32) -> bool {
+        self.image.broker(id).is_some_and(|b| {
+            b.rack.as_deref() == Some(self.client_rack.as_str())
+                && b.endpoints.iter().any(|e| *e.listener == *self.listener)
+        })
+    }
 }
 
 pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> FetchOutcome {
@@ -108,11 +145,20 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
                 .into_iter()
                 .map(|p| {
                     let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
-                        let log = apis.replicas.leader_partition_at(
-                            meta,
-                            p.partition,
-                            p.current_leader_epoch,
-                        )?;
+                        // KIP-392: a consumer's v11+ fetch may read from a follower held here.
+                        let log = if follower.is_none() && ctx.api_version >= 11 {
+                            apis.replicas.fetchable_partition_at(
+                                meta,
+                                p.partition,
+                                p.current_leader_epoch,
+                            )?
+                        } else {
+                            apis.replicas.leader_partition_at(
+                                meta,
+                                p.partition,
+                                p.current_leader_epoch,
+                            )?
+                        };
                         match &follower {
                             Some(f) => check_replica(&log, f.replica_id, p.current_leader_epoch)
                                 .map(|()| log),
@@ -150,6 +196,19 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
             FetchIsolation::for_consumer(request.isolation_level)
         },
         hints: (ctx.api_version >= 16).then(|| (apis.metadata.clone(), ctx.listener.clone())),
+        selector: Some(request.rack_id.to_string())
+            .filter(|rack| {
+                !rack.is_empty()
+                    && follower.is_none()
+                    && ctx.api_version >= 11
+                    && apis.config.rack_aware_replica_selector
+            })
+            .map(|client_rack| RackSelector {
+                client_rack,
+                image: apis.metadata.image(),
+                listener: ctx.listener.clone(),
+                node_id: apis.node_id,
+            }),
         follower,
     };
 
@@ -390,6 +449,14 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     }
     let read_committed = plan.isolation == FetchIsolation::TxnCommitted;
     let base = base.with_aborted_transactions(read_committed.then(Vec::new));
+    if let Some(preferred) = plan
+        .selector
+        .as_ref()
+        .and_then(|s| s.select(log, wanted.fetch_offset))
+    {
+        // The consumer moves to that replica; nothing is read here.
+        return offsets_only(base, log).with_preferred_read_replica(BrokerId(preferred));
+    }
     // The log end before the read: a follower fetching at it is caught up (Kafka's `leaderEndOffset`).
     let leader_log_end = log.log_end_offset();
     if plan.follower.is_some() {
@@ -755,6 +822,117 @@ mod tests {
         let _ = lead_with(&apis, &[1, 2], &[1, 2]);
         let partition = apis.partition("tx", 0).unwrap();
         assert!(partition.check_enough_replicas().is_ok());
+    }
+
+    fn register(apis: &Apis, id: i32, rack: &str) {
+        apis.metadata
+            .register_broker(crate::cluster::BrokerRegistration {
+                id,
+                endpoints: vec![crate::cluster::BrokerEndpoint {
+                    listener: "PLAINTEXT".into(),
+                    security_protocol: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9000 + id as u16,
+                }],
+                rack: Some(rack.into()),
+                ..Default::default()
+            });
+    }
+
+    /// A consumer's Fetch v11 of `tx-0` at `offset` from `rack`.
+    fn consumer_fetch(apis: &Apis, offset: i64, rack: &str, version: i16) -> PartitionData {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_rack_id(StrBytes::from_string(rack.into()))
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName("tx".into()))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::Fetch, version);
+        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
+            panic!("min_bytes 0 answers at once");
+        };
+        response.responses.remove(0).partitions.remove(0)
+    }
+
+    #[test]
+    fn a_rack_aware_leader_sends_a_consumer_to_an_in_sync_follower_in_its_rack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut apis = test_apis(dir.path());
+        apis.config.rack_aware_replica_selector = true;
+        register(&apis, 1, "r1");
+        register(&apis, 2, "r2");
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = lead_with(&apis, &[1, 2], &[1, 2]);
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        replica_fetch(&apis, 2, 3, partition.leader_epoch());
+        let sent = consumer_fetch(&apis, 0, "r2", 11);
+        assert_eq!(sent.preferred_read_replica, BrokerId(2));
+        assert!(batches(&sent).is_empty());
+        // Its own rack, no rack, or a follower that lacks the offset: the leader serves.
+        assert_eq!(
+            consumer_fetch(&apis, 0, "r1", 11).preferred_read_replica,
+            BrokerId(-1)
+        );
+        assert_eq!(
+            consumer_fetch(&apis, 0, "", 11).preferred_read_replica,
+            BrokerId(-1)
+        );
+        assert_eq!(
+            consumer_fetch(&apis, 5, "r2", 11).preferred_read_replica,
+            BrokerId(-1)
+        );
+        // Without the selector nobody is redirected.
+        apis.config.rack_aware_replica_selector = false;
+        assert_eq!(
+            consumer_fetch(&apis, 0, "r2", 11).preferred_read_replica,
+            BrokerId(-1)
+        );
+    }
+
+    #[test]
+    fn a_follower_serves_consumers_up_to_its_high_watermark_from_fetch_v11() {
+        use crate::cluster::{MetadataDelta, PartitionRegistration, TopicDelta};
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = apis.partition("tx", 0).unwrap();
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        let before = apis.metadata.topic("tx").unwrap();
+        let mut after = (*before).clone();
+        after.partitions[0] = PartitionRegistration {
+            replicas: vec![2, 1],
+            isr: vec![2, 1],
+            leader: 2,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            ..Default::default()
+        };
+        apis.metadata.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Changed {
+                before,
+                after: Arc::new(after),
+            }],
+            ..Default::default()
+        });
+        let read = consumer_fetch(&apis, 0, "", 11);
+        assert_eq!(read.error_code, 0);
+        assert_eq!(batches(&read), vec![(0, false)]);
+        assert_eq!(read.high_watermark, 3);
+        let old = consumer_fetch(&apis, 0, "", 10);
+        assert_eq!(old.error_code, ResponseError::NotLeaderOrFollower.code());
     }
 
     #[tokio::test]

@@ -229,6 +229,10 @@ const KEYS: &[KeySpec] = &[
     int_field!("node.id", 0, I32_MAX, node_id as i32, some),
     int_field!("broker.id", 0, I32_MAX, node_id as i32, some),
     text("broker.rack", set_rack, Show::Field(|c| c.rack.clone())),
+    text("replica.selector.class", set_replica_selector, Show::Field(|c| {
+        c.rack_aware_replica_selector
+            .then(|| "org.apache.kafka.common.replica.RackAwareReplicaSelector".to_string())
+    })),
     text("process.roles", set_process_roles,
         Show::Field(|c| Some(c.kraft.process_roles).filter(|r| !r.is_empty()).map(|r| r.to_string()))),
     text("controller.quorum.voters", set_voters, Show::Field(|c| some(show_voters(&c.kraft.voters)))),
@@ -467,6 +471,24 @@ fn set_inter_broker_protocol(_: &mut Config, key: &str, value: &str) -> Result<(
 }
 
 /// `broker.rack`: any non-empty text; empty unsets it.
+/// Kafka's two selectors by class name; anything else is a class brook cannot load.
+fn set_replica_selector(config: &mut Config, key: &str, value: &str) -> Result<(), ConfigError> {
+    config.rack_aware_replica_selector = match value.trim() {
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector" => true,
+        "" | "org.apache.kafka.common.replica.LeaderSelector" => false,
+        other => {
+            return Err(ConfigError::InvalidValue {
+                key: key.into(),
+                value: other.into(),
+                reason: "brook knows org.apache.kafka.common.replica.RackAwareReplicaSelector and \
+                         org.apache.kafka.common.replica.LeaderSelector"
+                    .into(),
+            });
+        }
+    };
+    Ok(())
+}
+
 fn set_rack(config: &mut Config, _: &str, value: &str) -> Result<(), ConfigError> {
     config.rack = Some(value.to_string()).filter(|r| !r.is_empty());
     Ok(())

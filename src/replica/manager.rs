@@ -228,7 +228,7 @@ impl ReplicaManager {
         topic: &TopicImage,
         partition: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
-        self.leader_partition_checked(topic, partition, None)
+        self.leader_partition_checked(topic, partition, None, false)
     }
 
     /// [`Self::leader_partition`], with the request's `current_leader_epoch` checked against the
@@ -241,7 +241,18 @@ impl ReplicaManager {
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
-        self.leader_partition_checked(topic, partition, Some(current_leader_epoch))
+        self.leader_partition_checked(topic, partition, Some(current_leader_epoch), false)
+    }
+
+    /// A consumer's Fetch v11+ (KIP-392): the leader, or a follower replica held here, which serves up
+    /// to its own high watermark. The epoch is checked as for [`Self::leader_partition_at`].
+    pub fn fetchable_partition_at(
+        &self,
+        topic: &TopicImage,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        self.leader_partition_checked(topic, partition, Some(current_leader_epoch), true)
     }
 
     /// One map lookup per request partition (this is on every produce and fetch).
@@ -250,6 +261,7 @@ impl ReplicaManager {
         topic: &TopicImage,
         partition: i32,
         current_leader_epoch: Option<i32>,
+        follower_ok: bool,
     ) -> Result<Arc<Partition>, ResponseError> {
         let registration = topic
             .partition(partition)
@@ -263,7 +275,16 @@ impl ReplicaManager {
             local.check_leader_epoch(epoch)?;
         }
         if registration.leader != self.node_id {
-            return Err(ResponseError::NotLeaderOrFollower);
+            return match local {
+                Some(follower)
+                    if follower_ok
+                        && registration.replicas.contains(&self.node_id)
+                        && follower.leader_epoch() == registration.leader_epoch =>
+                {
+                    Ok(follower)
+                }
+                _ => Err(ResponseError::NotLeaderOrFollower),
+            };
         }
         if let Some(found) = local {
             if !found.is_leader() || found.leader_epoch() < registration.leader_epoch {

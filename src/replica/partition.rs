@@ -312,6 +312,21 @@ impl Partition {
         out
     }
 
+    /// KIP-392: the in-sync followers that hold `fetch_offset` (between their log start and end), as
+    /// (id, log end offset, ms since last caught up), for a replica selector to choose from.
+    pub fn read_replica_candidates(&self, fetch_offset: i64, now_ms: i64) -> Vec<(i32, i64, i64)> {
+        let st = self.replication();
+        st.followers
+            .iter()
+            .filter(|(id, f)| {
+                st.isr.contains(id)
+                    && f.log_end_offset >= fetch_offset
+                    && f.log_start_offset <= fetch_offset
+            })
+            .map(|(id, f)| (*id, f.log_end_offset, now_ms - f.last_caught_up_ms))
+            .collect()
+    }
+
     /// True when the leader's ISR is smaller than its replica set.
     pub fn is_under_replicated(&self) -> bool {
         let st = self.replication();
