@@ -35,6 +35,7 @@ use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
 
 mod aborted_txns;
+mod follower;
 mod load;
 #[cfg(test)]
 mod producer_state_tests;

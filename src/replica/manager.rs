@@ -7,7 +7,7 @@
 //! writer's thread, one delta at a time, in commit order; log I/O happens there, never under the map lock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use kafka_protocol::ResponseError;
 
@@ -15,6 +15,7 @@ use crate::cluster::topic_config::topic_log_config;
 use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta, TopicImage};
 use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 
+use super::fetcher::ReplicaFetcherManager;
 use super::partition::Partition;
 
 /// The broker-level log settings in force (server.properties with the dynamic broker configs on top),
@@ -27,6 +28,9 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     log_defaults: LogDefaults,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// The replica fetcher (cluster mode): told which partitions to follow from which leader. Set once,
+    /// before the metadata log is replayed.
+    fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -48,7 +52,27 @@ impl ReplicaManager {
             logs,
             log_defaults,
             partitions: RwLock::new(HashMap::new()),
+            fetchers: OnceLock::new(),
         })
+    }
+
+    /// Hands the partitions this broker follows to `fetchers` from now on. False if one is already set.
+    pub fn set_fetcher_manager(&self, fetchers: Arc<ReplicaFetcherManager>) -> bool {
+        self.fetchers.set(fetchers).is_ok()
+    }
+
+    /// The replica fetcher, if set (cluster mode).
+    pub fn fetcher_manager(&self) -> Option<&Arc<ReplicaFetcherManager>> {
+        self.fetchers.get()
+    }
+
+    /// Stops fetching `tps` (this broker leads them, or holds them no more).
+    fn stop_fetching(&self, tps: &[TopicPartition]) {
+        if let Some(fetchers) = self.fetchers.get()
+            && !tps.is_empty()
+        {
+            fetchers.remove_partitions(tps);
+        }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -180,6 +204,9 @@ impl ReplicaManager {
     /// broker must start empty (not at start-up, where existing logs are opened).
     fn apply_partitions(&self, topic: &TopicImage, before: Option<&TopicImage>, fresh: bool) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
+        // Partitions to fetch from their leaders, and to stop fetching, once the loop is done.
+        let mut follow = Vec::new();
+        let mut unfollow = Vec::new();
         for (index, registration) in topic.partitions.iter().enumerate() {
             let partition = i32::try_from(index).expect("invariant: partition index fits an i32");
             let tp = TopicPartition {
@@ -200,8 +227,14 @@ impl ReplicaManager {
             if let Some(existing) = self.partition(&tp) {
                 if leads {
                     existing.become_leader(registration.leader_epoch);
+                    unfollow.push(tp);
                 } else {
                     existing.become_follower(registration.leader_epoch);
+                    if registration.leader >= 0 {
+                        follow.push((existing, registration.leader, registration.leader_epoch));
+                    } else {
+                        unfollow.push(tp);
+                    }
                 }
                 continue;
             }
@@ -224,12 +257,25 @@ impl ReplicaManager {
                         Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
                     if !leads {
                         partition.become_follower(registration.leader_epoch);
+                        if registration.leader >= 0 {
+                            follow.push((
+                                partition.clone(),
+                                registration.leader,
+                                registration.leader_epoch,
+                            ));
+                        }
                     }
                     self.write().insert(tp, partition);
                 }
                 // The log manager has already logged why (once, at ERROR).
                 Err(e) => tracing::debug!(partition = %tp, error = %e, "partition is offline"),
             }
+        }
+        self.stop_fetching(&unfollow);
+        if let Some(fetchers) = self.fetchers.get()
+            && !follow.is_empty()
+        {
+            fetchers.add_partitions(follow);
         }
     }
 
@@ -275,6 +321,7 @@ impl ReplicaManager {
 
     /// Forgets one partition and deletes its log (closing it first).
     fn delete_partition(&self, tp: &TopicPartition) {
+        self.stop_fetching(std::slice::from_ref(tp));
         self.write().remove(tp);
         if let Err(e) = self.logs.delete(tp) {
             tracing::error!(partition = %tp, error = %e, "could not delete partition log");
