@@ -882,31 +882,110 @@ mod tests {
         logs.shutdown().unwrap();
     }
 
-    #[test]
-    fn requests_carry_the_replica_fields_of_their_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let (logs, p) = follower(dir.path());
+    fn context() -> Context {
         let client = NetworkClient::new(
             crate::network::NetworkClientConfig::for_broker(2),
             Arc::new(|b| Err(NetworkError::UnknownBroker(b))),
         );
-        let ctx = Context {
+        Context {
             node_id: 2,
             client,
             config: FetcherConfig::default(),
             broker_epoch: Arc::new(|| 77),
             cluster_id: Some("c".into()),
             counters: Counters::default(),
-        };
-        let wanted = vec![Wanted {
+        }
+    }
+
+    fn wanted(p: &Arc<Partition>, leader_epoch: i32) -> Wanted {
+        Wanted {
             tp: p.topic_partition().clone(),
             topic_id: Uuid::from_u128(9),
             partition: p.clone(),
-            leader_epoch: 4,
+            leader_epoch,
             fetch_offset: p.log_end_offset(),
-            last_fetched_epoch: p.latest_epoch().unwrap(),
-            log_start_offset: 0,
-        }];
+            last_fetched_epoch: p.latest_epoch().unwrap_or(-1),
+            log_start_offset: p.log_start_offset(),
+        }
+    }
+
+    #[test]
+    fn crafted_responses_append_truncate_or_back_off() {
+        use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, p) = follower(dir.path());
+        let ctx = context();
+        // Records: appended as sent, the high watermark follows the leader's within our log, lag counted.
+        let mut records = BytesMut::new();
+        records.extend_from_slice(&stamped(2, 8, 4));
+        records.extend_from_slice(&stamped(1, 10, 4)[..30]); // cut by the leader's size limit
+        let answer = PartitionData::default()
+            .with_high_watermark(20)
+            .with_log_start_offset(0)
+            .with_records(Some(records.freeze()));
+        assert!(matches!(
+            apply_partition_response(&ctx, &wanted(&p, 4), answer),
+            Next::Continue
+        ));
+        assert_eq!(p.log_end_offset(), 10);
+        assert_eq!(p.high_watermark(), 10);
+        assert_eq!(ctx.counters.records.load(Ordering::Relaxed), 2);
+        assert_eq!(lock(&ctx.counters.lag).get(p.topic_partition()), Some(&10));
+        // A diverging epoch: the leader's epoch 3 ended at 4; nothing of the records is taken.
+        let answer = PartitionData::default()
+            .with_diverging_epoch(EpochEndOffset::default().with_epoch(3).with_end_offset(4))
+            .with_records(Some(stamped(1, 10, 5).freeze()));
+        assert!(matches!(
+            apply_partition_response(&ctx, &wanted(&p, 5), answer),
+            Next::Continue
+        ));
+        assert_eq!(
+            p.log_end_offset(),
+            3,
+            "cut at the start of the batch holding 4"
+        );
+        // Errors.
+        let code = |e: ResponseError| PartitionData::default().with_error_code(e.code());
+        for e in [
+            ResponseError::NotLeaderOrFollower,
+            ResponseError::FencedLeaderEpoch,
+            ResponseError::UnknownLeaderEpoch,
+            ResponseError::UnknownTopicOrPartition,
+            ResponseError::KafkaStorageError,
+        ] {
+            assert!(
+                matches!(
+                    apply_partition_response(&ctx, &wanted(&p, 5), code(e)),
+                    Next::Delay
+                ),
+                "{e:?}"
+            );
+        }
+        assert!(matches!(
+            apply_partition_response(&ctx, &wanted(&p, 5), code(ResponseError::OffsetOutOfRange)),
+            Next::OutOfRange
+        ));
+        // A batch that does not continue the log backs off; a local storage failure stops.
+        let overlap = PartitionData::default().with_records(Some(stamped(1, 0, 5).freeze()));
+        assert!(matches!(
+            apply_partition_response(&ctx, &wanted(&p, 5), overlap),
+            Next::Delay
+        ));
+        p.log().close().unwrap();
+        let closed = PartitionData::default().with_records(Some(stamped(1, 3, 5).freeze()));
+        assert!(matches!(
+            apply_partition_response(&ctx, &wanted(&p, 5), closed),
+            Next::Stop
+        ));
+        logs.shutdown().unwrap();
+    }
+
+    #[test]
+    fn requests_carry_the_replica_fields_of_their_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, p) = follower(dir.path());
+        let ctx = context();
+        let wanted = vec![wanted(&p, 4)];
         let v17 = build_fetch(&ctx, &wanted, 17);
         assert_eq!(v17.replica_id, BrokerId(-1));
         assert_eq!(v17.replica_state.replica_id, BrokerId(2));
