@@ -220,8 +220,8 @@ impl PartitionLog {
     }
 
     /// The end of the run of batches from `pos` that goes into one segment: as many as fit the active
-    /// segment's room (at least one); when the first does not fit, the write rolls and a new segment's room
-    /// applies. Under the append lock.
+    /// segment's room (at least one) with offsets a segment can index; when the first does not fit, the
+    /// write rolls and a new segment's room applies. Under the append lock.
     fn run_end(&self, records: &[u8], pos: usize, config: &crate::log::LogConfig) -> usize {
         let max =
             usize::try_from(config.segment_bytes.min(MAX_SEGMENT_BYTES)).unwrap_or(usize::MAX);
@@ -237,11 +237,18 @@ impl PartitionLog {
         } else {
             max // the write rolls first
         };
+        let run_base = RecordBatchHeader::parse(&records[pos..])
+            .expect("invariant: validated batches")
+            .base_offset();
         let mut taken = first;
         let mut end = pos + first;
         while end < records.len() {
+            let h =
+                RecordBatchHeader::parse(&records[end..]).expect("invariant: validated batches");
             let size = batch_size(&records[end..]);
-            if taken + size > room {
+            // A compacted leader log may have offset gaps wider than a segment's relative offsets: such a
+            // batch starts a run of its own, for which the write rolls.
+            if taken + size > room || h.last_offset() - run_base > i64::from(u32::MAX) {
                 break;
             }
             taken += size;
