@@ -173,6 +173,53 @@ async fn a_stopped_follower_catches_up_after_restart() {
     cluster.shutdown().await;
 }
 
+/// The leaders node `id` fetches `tp` from (one at most).
+fn fetched(cluster: &TestCluster, id: i32, tp: &TopicPartition) -> Vec<i32> {
+    cluster
+        .node(id)
+        .replica_manager()
+        .fetcher_manager()
+        .expect("a cluster member fetches")
+        .fetched_partitions()
+        .into_iter()
+        .filter(|(t, _, _)| t == tp)
+        .map(|(_, leader, _)| leader)
+        .collect()
+}
+
+/// Leadership moves: the new leader stops fetching the partition, the other follower fetches from the new
+/// leader, and the old leader follows it once restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_switch_to_a_new_leader() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let tp = create(&cluster, "failover").await;
+    let old_leader = leader_of(&cluster, &tp).await;
+    produce(&cluster.bootstrap(old_leader), &tp.topic, 0, 100).await;
+    wait_identical(&cluster, &tp, old_leader, 100, "before the failover").await;
+    cluster.stop(old_leader).await;
+    let new_leader = leader_of(&cluster, &tp).await;
+    assert_ne!(new_leader, old_leader);
+    let follower = (1..=3)
+        .find(|&id| id != old_leader && id != new_leader)
+        .unwrap();
+    poll_until_async(DEADLINE, "fetchers follow the new leader", || {
+        let switched = fetched(&cluster, new_leader, &tp).is_empty()
+            && fetched(&cluster, follower, &tp) == vec![new_leader];
+        std::future::ready(switched.then_some(()))
+    })
+    .await;
+    produce(&cluster.bootstrap(new_leader), &tp.topic, 100, 200).await;
+    wait_identical(&cluster, &tp, new_leader, 300, "after the failover").await;
+    cluster.restart(old_leader).await;
+    wait_identical(&cluster, &tp, new_leader, 300, "old leader restarted").await;
+    assert_eq!(
+        fetched(&cluster, old_leader, &tp).len(),
+        1,
+        "the old leader follows"
+    );
+    cluster.shutdown().await;
+}
+
 /// Needs the leader's half of issue 16 (Fetch answers `diverging_epoch`): without it the restarted old
 /// leader can only take OFFSET_OUT_OF_RANGE's path (truncate to the new leader's log end), which keeps
 /// its own batch at 50..60 and the logs differ, as in Kafka without epochs.
