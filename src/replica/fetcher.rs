@@ -324,7 +324,8 @@ impl FetcherTask {
         let mut stop = self.stop.clone();
         tracing::debug!(leader, "replica fetcher started");
         loop {
-            if *stop.borrow() {
+            // Stopped, or the manager is gone without a shutdown: either way this task ends.
+            if *stop.borrow() || stop.has_changed().is_err() {
                 break;
             }
             let (wanted, wake_at) = self.ready_partitions();
@@ -977,6 +978,44 @@ mod tests {
             apply_partition_response(&ctx, &wanted(&p, 5), closed),
             Next::Stop
         ));
+        logs.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn partitions_move_between_fetchers_and_shutdown_ends_every_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, p) = follower(dir.path());
+        let ctx = context();
+        let manager = ReplicaFetcherManager::new(
+            ctx.node_id,
+            ctx.client.clone(),
+            FetcherConfig {
+                num_replica_fetchers: 3,
+                ..FetcherConfig::default()
+            },
+            Arc::new(|| 1),
+            None,
+        );
+        let tp = p.topic_partition().clone();
+        manager.add_partitions(vec![(p.clone(), 5, 4)]);
+        assert_eq!(manager.fetched_partitions(), vec![(tp.clone(), 5, 4)]);
+        // A new leader and epoch replace the entry; the same again changes nothing.
+        manager.add_partitions(vec![(p.clone(), 6, 5)]);
+        manager.add_partitions(vec![(p.clone(), 6, 5)]);
+        assert_eq!(manager.fetched_partitions(), vec![(tp.clone(), 6, 5)]);
+        manager.remove_partitions(std::slice::from_ref(&tp));
+        assert!(manager.fetched_partitions().is_empty());
+        manager.add_partitions(vec![(p.clone(), 6, 5)]);
+        manager.shutdown().await;
+        assert!(
+            manager.fetched_partitions().is_empty(),
+            "the fetchers are gone after shutdown"
+        );
+        manager.add_partitions(vec![(p.clone(), 6, 6)]);
+        assert!(
+            manager.fetched_partitions().is_empty(),
+            "ignored after shutdown"
+        );
         logs.shutdown().unwrap();
     }
 
