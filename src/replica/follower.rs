@@ -6,6 +6,7 @@
 use bytes::BytesMut;
 
 use super::partition::Partition;
+use crate::log::record_batch::RecordBatchHeader;
 use crate::log::{AppendInfo, LogError, TopicPartition};
 
 /// Why a follower operation was refused.
@@ -21,12 +22,26 @@ pub enum FollowerError {
 impl Partition {
     /// Appends what the leader's Fetch returned, offsets and epochs as the leader wrote them (see
     /// [`crate::log::PartitionLog::append_as_follower`]). Refused while this broker leads the partition.
+    ///
+    /// An empty log whose start falls inside the first batch (it started over at the leader's log start,
+    /// which DeleteRecords put mid-batch) starts over at that batch's base offset first, as Kafka's
+    /// `appendRecordsToFollowerOrFutureReplica` does: a batch is never split.
     pub fn append_records_as_follower(
         &self,
         records: BytesMut,
     ) -> Result<AppendInfo, FollowerError> {
         if self.is_leader() {
             return Err(FollowerError::Leader(self.topic_partition().clone()));
+        }
+        let log_end = self.log_end_offset();
+        if log_end == self.log_start_offset()
+            && let Ok(h) = RecordBatchHeader::parse(&records)
+            && h.base_offset() < log_end
+            && h.last_offset() >= log_end
+        {
+            tracing::info!(partition = %self.topic_partition(), log_start = log_end,
+                batch_start = h.base_offset(), "first fetched batch starts below the log start; starting the log there");
+            self.log().truncate_fully_and_start_at(h.base_offset())?;
         }
         Ok(self.log().append_as_follower(records)?)
     }
@@ -121,12 +136,29 @@ mod tests {
             3,
             "not past the high watermark"
         );
-        partition.truncate_fully_and_start_at(40).unwrap();
+        partition.truncate_fully_and_start_at(41).unwrap();
         assert_eq!(
             (partition.log_start_offset(), partition.log_end_offset()),
-            (40, 40)
+            (41, 41)
         );
         assert_eq!(partition.latest_epoch(), None);
+        // The leader's log start (41) is inside its batch 40..42: the log starts over at 40.
+        partition
+            .append_records_as_follower(stamped(3, 40, 2))
+            .unwrap();
+        assert_eq!(
+            (partition.log_start_offset(), partition.log_end_offset()),
+            (40, 43)
+        );
+        // A batch below a non-empty log's end is still refused.
+        let overlap = partition.append_records_as_follower(stamped(1, 41, 2));
+        assert!(
+            matches!(
+                overlap,
+                Err(FollowerError::Log(LogError::UnexpectedAppendOffset(_)))
+            ),
+            "{overlap:?}"
+        );
         logs.shutdown().unwrap();
     }
 }
