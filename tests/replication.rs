@@ -14,6 +14,7 @@ use common::cluster::TestCluster;
 use common::{DEADLINE, admin, admin_options, poll_until_async, producer};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Every batch of `broker`'s replica of `tp` (None while it holds none), as stored.
 fn batches(broker: &Broker, tp: &TopicPartition) -> Option<Vec<Vec<u8>>> {
@@ -82,9 +83,33 @@ async fn produce(bootstrap: &str, topic: &str, from: usize, n: usize) {
     }
 }
 
-/// Waits until every running node holds the same batches as `leader`, at least `min_end` offsets; prints
-/// how long that took.
+/// Waits until every running node holds the same batches as `leader`, at least `min_end` offsets, and the
+/// same leader epoch cache; prints how long that took.
 async fn wait_identical(
+    cluster: &TestCluster,
+    tp: &TopicPartition,
+    leader: i32,
+    min_end: i64,
+    what: &str,
+) {
+    wait_same_batches(cluster, tp, leader, min_end, what).await;
+    let leader_partition = cluster
+        .node(leader)
+        .replica_manager()
+        .partition(tp)
+        .unwrap();
+    for broker in cluster.nodes.iter().flatten() {
+        let p = broker.replica_manager().partition(tp).unwrap();
+        assert_eq!(
+            p.log().leader_epochs(),
+            leader_partition.log().leader_epochs()
+        );
+    }
+}
+
+/// Waits until every running node holds the same batches from its log start as `leader`, at least
+/// `min_end` offsets, and the same log end offset; prints how long that took.
+async fn wait_same_batches(
     cluster: &TestCluster,
     tp: &TopicPartition,
     leader: i32,
@@ -115,7 +140,6 @@ async fn wait_identical(
         expected.len(),
         started.elapsed()
     );
-    // The replicas' own state agrees too: log end offset and leader epoch cache.
     let leader_partition = cluster
         .node(leader)
         .replica_manager()
@@ -124,10 +148,6 @@ async fn wait_identical(
     for broker in cluster.nodes.iter().flatten() {
         let p = broker.replica_manager().partition(tp).unwrap();
         assert_eq!(p.log_end_offset(), leader_partition.log_end_offset());
-        assert_eq!(
-            p.log().leader_epochs(),
-            leader_partition.log().leader_epochs()
-        );
     }
 }
 
@@ -217,6 +237,41 @@ async fn followers_switch_to_a_new_leader() {
         1,
         "the old leader follows"
     );
+    cluster.shutdown().await;
+}
+
+/// A follower stopped while DeleteRecords moved the leader's log start past its log end: its fetch is
+/// OFFSET_OUT_OF_RANGE, ListOffsets (as a replica) gives the leader's log end and start, and the follower
+/// starts over at the batch holding the leader's log start. The running follower raises its log start
+/// with the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_the_leaders_log_start_starts_over_there() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let tp = create(&cluster, "behind").await;
+    let leader = leader_of(&cluster, &tp).await;
+    produce(&cluster.bootstrap(leader), &tp.topic, 0, 100).await;
+    wait_identical(&cluster, &tp, leader, 100, "before the stop").await;
+    let follower = cluster.other_than(leader);
+    cluster.stop(follower).await;
+    produce(&cluster.bootstrap(leader), &tp.topic, 100, 100).await;
+    let admin = admin(&cluster.bootstrap(leader));
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&tp.topic, 0, Offset::Offset(130))
+        .unwrap();
+    let deleted = admin.delete_records(&tpl, &admin_options()).await.unwrap();
+    let elem = deleted.find_partition(&tp.topic, 0).unwrap();
+    assert!(elem.error().is_ok(), "{:?}", elem.error());
+    cluster.restart(follower).await;
+    wait_same_batches(&cluster, &tp, leader, 200, "after the restart").await;
+    for broker in cluster.nodes.iter().flatten() {
+        let p = broker.replica_manager().partition(&tp).unwrap();
+        assert_eq!(
+            p.log_start_offset(),
+            130,
+            "node {}",
+            broker.bootstrap_servers()
+        );
+    }
     cluster.shutdown().await;
 }
 
