@@ -204,7 +204,8 @@ impl ReplicaManager {
     /// broker must start empty (not at start-up, where existing logs are opened).
     fn apply_partitions(&self, topic: &TopicImage, before: Option<&TopicImage>, fresh: bool) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
-        // Partitions to fetch from their leaders, and to stop fetching, once the loop is done.
+        // Partitions to fetch from their leaders, and leaderless ones to stop fetching, once the loop is
+        // done.
         let mut follow = Vec::new();
         let mut unfollow = Vec::new();
         for (index, registration) in topic.partitions.iter().enumerate() {
@@ -226,8 +227,10 @@ impl ReplicaManager {
             }
             if let Some(existing) = self.partition(&tp) {
                 if leads {
+                    // No more fetches before it leads (one being applied may still finish: its
+                    // append is refused once the partition leads, or lands before the first led one).
+                    self.stop_fetching(std::slice::from_ref(&tp));
                     existing.become_leader(registration.leader_epoch);
-                    unfollow.push(tp);
                 } else {
                     existing.become_follower(registration.leader_epoch);
                     if registration.leader >= 0 {
