@@ -981,6 +981,45 @@ mod tests {
         logs.shutdown().unwrap();
     }
 
+    #[test]
+    fn a_durable_follower_fsyncs_what_it_appended_before_its_next_fetch() {
+        use kafka_protocol::messages::fetch_response::PartitionData;
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let tp = TopicPartition::new("durable", 0);
+        // No flusher thread: only the fetcher's own flush can move the recovery point.
+        let log = crate::log::PartitionLog::load(crate::log::partition_log::LoadParams {
+            dir: dir.path().join(tp.to_string()),
+            tp: tp.clone(),
+            config,
+            had_clean_shutdown: false,
+            recovery_point: None,
+            log_start_offset: None,
+            flusher: None,
+            clock: crate::clock::Clock::system(),
+        })
+        .unwrap();
+        let p = Partition::new(tp, Uuid::nil(), log, 0);
+        p.become_follower(1);
+        let answer = PartitionData::default()
+            .with_high_watermark(3)
+            .with_records(Some(stamped(3, 0, 1).freeze()));
+        assert!(matches!(
+            apply_partition_response(&context(), &wanted(&p, 1), answer),
+            Next::Continue
+        ));
+        assert_eq!(p.log_end_offset(), 3);
+        assert_eq!(
+            p.log().recovery_point(),
+            3,
+            "fsynced before the next fetch reports 3"
+        );
+        p.log().close().unwrap();
+    }
+
     #[tokio::test]
     async fn partitions_move_between_fetchers_and_shutdown_ends_every_task() {
         let dir = tempfile::tempdir().unwrap();
