@@ -262,7 +262,7 @@ async fn a_follower_behind_the_leaders_log_start_starts_over_there() {
     let elem = deleted.find_partition(&tp.topic, 0).unwrap();
     assert!(elem.error().is_ok(), "{:?}", elem.error());
     cluster.restart(follower).await;
-    wait_same_batches(&cluster, &tp, leader, 200, "after the restart").await;
+    wait_identical(&cluster, &tp, leader, 200, "after the restart").await;
     for broker in cluster.nodes.iter().flatten() {
         let p = broker.replica_manager().partition(&tp).unwrap();
         assert_eq!(
