@@ -16,6 +16,7 @@ mod keys;
 mod kraft;
 mod listeners;
 mod metrics_config;
+mod replica_fetch;
 mod resolve;
 mod security_protocol;
 mod server_limits;
@@ -27,6 +28,7 @@ pub use listeners::{
     SecurityProtocolMap, security_protocol_named,
 };
 pub use metrics_config::MetricsConfig;
+pub use replica_fetch::ReplicaFetchConfig;
 pub use security_protocol::SecurityProtocol;
 pub use server_limits::ServerLimits;
 
@@ -126,6 +128,8 @@ pub struct Config {
     pub auto_leader_rebalance_enable: bool,
     /// `leader.imbalance.check.interval.seconds`: how often the active controller looks for them.
     pub leader_imbalance_check_interval_seconds: u64,
+    /// `num.replica.fetchers`, `replica.fetch.*`: how followers fetch from their leaders.
+    pub replica_fetch: ReplicaFetchConfig,
     pub log: LogConfig,
     pub cleaner: CleanerConfig,
     pub server: ServerLimits,
@@ -164,6 +168,7 @@ impl Default for Config {
             auto_create_topics_enable: true,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
+            replica_fetch: ReplicaFetchConfig::default(),
             log: LogConfig::default(),
             cleaner: CleanerConfig::default(),
             server: ServerLimits::default(),

@@ -177,6 +177,28 @@ impl Broker {
             txn.set_marker_client(client.clone());
             client
         });
+        // Followers fetch from their leaders. Set before the member starts: replaying the metadata log
+        // then hands every followed partition to the fetchers. The broker epoch is known once the
+        // member's registration is accepted.
+        let controller_slot: Arc<
+            std::sync::OnceLock<std::sync::Weak<controller::quorum_controller::QuorumController>>,
+        > = Arc::default();
+        if let Some(client) = &network {
+            let slot = controller_slot.clone();
+            let fetchers = replica::ReplicaFetcherManager::new(
+                config.node_id,
+                client.clone(),
+                config.replica_fetch.clone(),
+                Arc::new(move || {
+                    slot.get()
+                        .and_then(std::sync::Weak::upgrade)
+                        .map_or(-1, |c| c.broker_epoch())
+                }),
+                // As Kafka's replica fetcher: the cluster id field is KRaft's own fetches'.
+                None,
+            );
+            replicas.set_fetcher_manager(fetchers);
+        }
         // Completes the transactions a previous run left prepared, then sweeps timed-out and expired ones.
         txn.start();
         let verifier = txn.clone();
@@ -199,6 +221,9 @@ impl Broker {
             )),
             _ => None,
         };
+        if let Some(member) = &member {
+            let _ = controller_slot.set(Arc::downgrade(&member.controller));
+        }
         // The leaders' ISR upkeep: expansions and shrinks go to the quorum as AlterPartition.
         if let (Some(member), Some(cluster)) = (&member, &cluster) {
             replicas.start_isr_management(
@@ -394,6 +419,12 @@ impl Broker {
         }
     }
 
+    /// The partitions this broker holds (tests compare replicas' logs through it).
+    #[doc(hidden)]
+    pub fn replica_manager(&self) -> &Arc<ReplicaManager> {
+        &self.apis.replicas
+    }
+
     /// This broker's cluster id, from `meta.properties`.
     pub fn cluster_id(&self) -> &str {
         &self.apis.cluster_id
@@ -408,6 +439,10 @@ impl Broker {
             member.controlled_shutdown().await;
         }
         self.apis.stopping.send_replace(true);
+        // Followers stop fetching before the logs close (a fetch in flight is dropped).
+        if let Some(fetchers) = self.apis.replicas.fetcher_manager() {
+            fetchers.shutdown().await;
+        }
         // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
@@ -439,6 +474,9 @@ impl Broker {
     #[doc(hidden)]
     pub fn halt(&self) {
         self.apis.stopping.send_replace(true);
+        if let Some(fetchers) = self.apis.replicas.fetcher_manager() {
+            fetchers.halt();
+        }
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
         if let Some(member) = &self.member {
@@ -450,6 +488,9 @@ impl Broker {
     /// Stops as a `kill -9` would leave things: connections dropped, nothing flushed, no checkpoints, no
     /// clean-shutdown marker. For recovery tests.
     pub async fn crash(self) {
+        if let Some(fetchers) = self.apis.replicas.fetcher_manager() {
+            fetchers.halt();
+        }
         self.apis.groups.shutdown();
         self.apis.txn.shutdown();
         if let Some(network) = &self.network {

@@ -20,6 +20,8 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         }
         LogError::TransactionCoordinatorFenced(_) => ResponseError::TransactionCoordinatorFenced,
         LogError::Storage(_) | LogError::Offline(_) => ResponseError::KafkaStorageError,
+        // Only a follower's append returns it, and no client request appends as a follower.
+        LogError::UnexpectedAppendOffset(_) => ResponseError::UnknownServerError,
     }
 }
 

@@ -28,7 +28,7 @@ pub fn handle(
     request: &ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let isolation = FetchIsolation::for_consumer(request.isolation_level);
+    let isolation = isolation_for(request.replica_id.0, request.isolation_level);
     let topics = request
         .topics
         .iter()
@@ -67,6 +67,21 @@ pub fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+/// Kafka's consumer replica id in ListOffsets and Fetch.
+const CONSUMER_REPLICA_ID: i32 = -1;
+
+/// What LATEST (and a timestamp) may see: a consumer reads up to the high watermark (the last stable
+/// offset under read_committed); a replica (any other `replica_id`: a follower asking after
+/// OFFSET_OUT_OF_RANGE, Kafka's `fetchOffsetAndTruncate`) is answered from the whole log, LATEST being the
+/// leader's log end offset, as Kafka does (no isolation for a non-consumer).
+fn isolation_for(replica_id: i32, isolation_level: i8) -> FetchIsolation {
+    if replica_id == CONSUMER_REPLICA_ID {
+        FetchIsolation::for_consumer(isolation_level)
+    } else {
+        FetchIsolation::LogEnd
+    }
+}
+
 /// One partition's question.
 struct Query {
     current_leader_epoch: i32,
@@ -99,7 +114,7 @@ fn lookup(
     let found = match query.timestamp {
         LATEST if not_available => return Err(ResponseError::OffsetNotAvailable),
         // Consumers read up to the high watermark (the last stable offset under read_committed), so
-        // "latest" is that, as in Kafka.
+        // "latest" is that, as in Kafka; a replica's is the log end offset.
         LATEST => Some((log.latest_offset(query.isolation), -1)),
         ts if ts >= 0 && not_available => match log
             .offset_for_timestamp(ts, query.isolation)
@@ -121,4 +136,70 @@ fn lookup(
         _ => return Err(ResponseError::UnsupportedVersion),
     };
     Ok((found, log.leader_epoch()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::BytesMut;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::api::test_apis as apis;
+    use crate::log::AppendOrigin;
+    use crate::log::batch_builder::BatchBuilder;
+
+    fn latest(apis: &Apis, replica_id: i32, isolation_level: i8) -> i64 {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(replica_id))
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(LATEST),
+                    ]),
+            ]);
+        let ctx = RequestContext::for_test(kafka_protocol::messages::ApiKey::ListOffsets, 7);
+        let r = handle(apis, &ctx, &request, 7);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        p.offset
+    }
+
+    #[test]
+    fn a_replica_is_answered_the_log_end_a_consumer_what_it_may_read() {
+        assert_eq!(isolation_for(-1, 0), FetchIsolation::HighWatermark);
+        assert_eq!(isolation_for(-1, 1), FetchIsolation::TxnCommitted);
+        assert_eq!(isolation_for(2, 1), FetchIsolation::LogEnd);
+
+        let dir = tempfile::tempdir().unwrap();
+        let apis = apis(dir.path());
+        apis.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let partition = apis.partition("t", 0).unwrap();
+        let mut txn = BatchBuilder::new().producer(3, 0, 0).transactional(true);
+        txn.append(1, None, Some(b"open"), &[]).unwrap();
+        partition
+            .append_records_to_leader(txn.build().unwrap(), AppendOrigin::Client)
+            .unwrap();
+        partition
+            .append_records_to_leader(
+                BytesMut::from(&crate::log::record_batch::test_support::batch(2, 5, 1)[..]),
+                AppendOrigin::Client,
+            )
+            .unwrap();
+        assert_eq!(partition.log_end_offset(), 3);
+        assert_eq!(
+            latest(&apis, -1, 1),
+            0,
+            "read_committed stops at the open transaction"
+        );
+        assert_eq!(latest(&apis, 2, 1), 3, "a follower gets the log end offset");
+        apis.logs.shutdown().unwrap();
+    }
 }

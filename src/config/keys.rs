@@ -265,6 +265,13 @@ const KEYS: &[KeySpec] = &[
     // Kafka's KRaft controller does not read it either: any imbalanced partition is rebalanced.
     spec("leader.imbalance.per.broker.percentage", Parse::Kept { min: i32::MIN as i64, max: I32_MAX },
         Show::Fixed(Some("10"))),
+    int_field!("num.replica.fetchers", 1, 1024, replica_fetch.num_replica_fetchers as usize, some),
+    int_field!("replica.fetch.max.bytes", 0, I32_MAX, replica_fetch.fetch_max_bytes as i32, some),
+    int_field!("replica.fetch.min.bytes", 0, I32_MAX, replica_fetch.fetch_min_bytes as i32, some),
+    int_field!("replica.fetch.wait.max.ms", 0, I32_MAX, replica_fetch.fetch_wait_max_ms as i32, some),
+    int_field!("replica.fetch.response.max.bytes", 0, I32_MAX,
+        replica_fetch.fetch_response_max_bytes as i32, some),
+    int_field!("replica.fetch.backoff.ms", 0, I32_MAX, replica_fetch.fetch_backoff_ms as u64, some),
     int_field!("log.segment.bytes", 14, I32_MAX, log.segment_bytes as u64, some).dynamic(),
     int("log.roll.ms", 1, i64::MAX, |c, v| c.log.segment_ms = v as u64, |_| None).dynamic(),
     text("log.roll.hours", set_roll_hours, Show::Fixed(Some("168"))),

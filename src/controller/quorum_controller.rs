@@ -190,14 +190,15 @@ impl QuorumController {
         &self.state
     }
 
+    /// The epoch this broker registered with, -1 before its registration was accepted (the replica
+    /// fetcher sends it as Fetch's `replica_state.replica_epoch`).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn set_broker_epoch(&self, epoch: i64) {
         self.broker_epoch
             .store(epoch, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// This broker's epoch once registered; -1 before.
-    pub fn broker_epoch(&self) -> i64 {
-        self.broker_epoch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Commits `command` and waits until this node applied it; the state machine's answer.

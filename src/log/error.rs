@@ -48,6 +48,11 @@ pub enum LogError {
     /// transaction (KIP-890 part 1); the caller knows the coordinator's exact answer.
     #[error("{0}")]
     TransactionNotVerified(String),
+    /// A follower's append does not continue its log: the first batch starts below the log end, or the
+    /// batches' offsets do not increase (Kafka's UnexpectedAppendOffset / OffsetsOutOfOrder). Nothing was
+    /// written; the replica fetcher re-checks where it stands with the leader. Never seen by a client.
+    #[error("{0}")]
+    UnexpectedAppendOffset(String),
     /// The disk failed us (KAFKA_STORAGE_ERROR).
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),

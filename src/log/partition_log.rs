@@ -35,6 +35,7 @@ use crate::log::validator;
 use crate::log::{LogConfig, TopicPartition, lock, rlock, wlock};
 
 mod aborted_txns;
+mod follower;
 mod load;
 #[cfg(test)]
 mod producer_state_tests;
@@ -1044,6 +1045,7 @@ impl PartitionLog {
     /// than -1, is OFFSET_OUT_OF_RANGE. Segments wholly below the new start are removed by the next
     /// retention pass; reads below it fail with OFFSET_OUT_OF_RANGE at once.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let mut st = lock(&self.append_lock);
         if let Some(e) = self.failed_error() {
             return Err(e);
         }
@@ -1060,9 +1062,20 @@ impl PartitionLog {
         self.debug_check_offsets();
         lock(&self.producer_state).on_log_start_offset_incremented(prev.max(offset));
         if offset > prev {
+            self.epochs_follow_log_start(&mut st, offset);
             tracing::info!(partition = %self.tp, log_start_offset = offset, "log start offset advanced by DeleteRecords");
         }
         Ok(prev.max(offset))
+    }
+
+    /// The leader epoch cache after the log start moved up to `start` (see `truncate_epochs_from_start`).
+    /// A checkpoint that cannot be written leaves the cache as it was: an entry below the log start only
+    /// answers OffsetForLeaderEpoch for offsets no longer readable.
+    fn epochs_follow_log_start(&self, st: &mut AppendState, start: i64) {
+        if let Err(e) = self.truncate_epochs_from_start(st, start) {
+            tracing::warn!(partition = %self.tp, error = %e, start,
+                "could not trim the leader epoch cache to the log start");
+        }
     }
 
     /// Rolls the active segment so that retention can delete it (Kafka does the same when every segment has
@@ -1104,7 +1117,7 @@ impl PartitionLog {
     /// offset to the first remaining segment. Returns the removed segments, whose files the caller renames.
     /// Call with the maintenance lock held.
     pub(crate) fn remove_oldest_segments(&self, count: usize) -> Vec<Arc<LogSegment>> {
-        let _st = lock(&self.append_lock);
+        let mut st = lock(&self.append_lock);
         let segments = self.segments_snapshot();
         let count = count.min(segments.len().saturating_sub(1));
         if count == 0 {
@@ -1117,6 +1130,7 @@ impl PartitionLog {
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
         self.debug_check_offsets();
         let log_start = self.log_start_offset();
+        self.epochs_follow_log_start(&mut st, log_start);
         let mut producers = lock(&self.producer_state);
         producers.on_log_start_offset_incremented(log_start);
         if let Err(e) = producers.delete_snapshots_before(log_start) {

@@ -232,6 +232,9 @@ pub(crate) enum Validation {
     Coordinator,
     /// The log's own batches at load or truncation: nothing is refused.
     Replay,
+    /// A follower appending what its leader wrote (Kafka's `REPLICATION` origin): nothing is refused,
+    /// the leader validated it; the state is only recorded.
+    Replication,
 }
 
 /// The end transaction marker of a control batch.
@@ -665,6 +668,33 @@ impl ProducerStateManager {
         Ok(Analysis::Append(pending))
     }
 
+    /// Stages the effect of batches a leader wrote, each at the offsets it carries (a follower's append,
+    /// Kafka's `REPLICATION` origin): no sequence, epoch or transaction check refuses anything. Fails only
+    /// on a control batch whose marker cannot be read.
+    pub(crate) fn analyze_replicated(&self, records: &[u8]) -> Result<ProducerAppend, LogError> {
+        let mut pending = ProducerAppend::default();
+        let mut pos = 0usize;
+        while pos < records.len() {
+            let (size, base_offset) = {
+                let h = RecordBatchHeader::parse(&records[pos..])?;
+                (
+                    check_header(&h).map_err(LogError::CorruptMessage)?,
+                    h.base_offset(),
+                )
+            };
+            let batch = records.get(pos..pos + size).ok_or_else(|| {
+                LogError::CorruptMessage("batch runs past the end of the records".into())
+            })?;
+            if let Some(b) =
+                ProducerBatch::read(batch, base_offset).map_err(LogError::CorruptMessage)?
+            {
+                self.stage(&mut pending, &b, Validation::Replication)?;
+            }
+            pos += size;
+        }
+        Ok(pending)
+    }
+
     /// Checks one batch against the producer's staged entry and updates that entry (Kafka's
     /// `ProducerAppendInfo.append`).
     pub(crate) fn stage(
@@ -693,7 +723,7 @@ impl ProducerStateManager {
         let entry = &mut staged.entry;
         let tp = &self.tp;
         let pid = b.producer_id;
-        let strict = validation != Validation::Replay;
+        let strict = matches!(validation, Validation::Client | Validation::Coordinator);
 
         if b.is_control && b.marker.is_none() {
             // An empty control batch: its transaction was cleaned from the log.

@@ -123,6 +123,21 @@ impl NetworkClient {
         Ok((version, response))
     }
 
+    /// [`Self::send_with`] for a request whose fields depend on the version (Fetch: `replica_id` below
+    /// v15, `replica_state` from it): `build` makes it once the version both sides support is known.
+    pub async fn send_built<R: Request>(
+        &self,
+        broker_id: i32,
+        build: impl FnOnce(i16) -> R,
+        options: SendOptions,
+    ) -> Result<(i16, R::Response), NetworkError> {
+        let deadline = Instant::now() + options.timeout.unwrap_or(self.config.request_timeout);
+        let connection = self.connection(broker_id, deadline).await?;
+        let version = connection.version_for::<R>(options.max_version)?;
+        let response = connection.send(&build(version), version, deadline).await?;
+        Ok((version, response))
+    }
+
     /// Closes the connection to `broker_id`, if any (requests in flight on it fail).
     pub fn disconnect(&self, broker_id: i32) {
         let node = self.node(broker_id);

@@ -1,6 +1,6 @@
 //! Requests from this broker to other brokers over the Kafka protocol (Kafka's `NetworkClient` as the
-//! `InterBrokerSendThread`s use it): transaction markers to partition leaders today, the replica fetcher's
-//! Fetch later.
+//! `InterBrokerSendThread`s use it): transaction markers to partition leaders, and the replica fetcher's
+//! Fetch and ListOffsets to the leaders of the partitions this broker follows.
 //!
 //! [`NetworkClient`] keeps one [`BrokerConnection`] per destination broker, to the endpoint of the
 //! inter-broker listener that broker registered in the metadata image. A connection negotiates versions with

@@ -24,6 +24,7 @@ use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta
 use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 
 use super::isr::{FollowerFetch, IsrProposal};
+use super::fetcher::ReplicaFetcherManager;
 use super::partition::Partition;
 
 /// Sends a batch of ISR changes to the controller (AlterPartition) and answers each: Ok once the change is
@@ -58,6 +59,9 @@ pub struct ReplicaManager {
     image: RwLock<Option<Arc<MetadataImage>>>,
     alter_partition: OnceLock<Arc<dyn AlterPartitionManager>>,
     isr_queue: Arc<IsrQueue>,
+    /// The replica fetcher (cluster mode): told which partitions to follow from which leader. Set once,
+    /// before the metadata log is replayed.
+    fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -83,6 +87,7 @@ impl ReplicaManager {
             image: RwLock::new(None),
             alter_partition: OnceLock::new(),
             isr_queue: Arc::default(),
+            fetchers: OnceLock::new(),
         })
     }
 
@@ -197,6 +202,25 @@ impl ReplicaManager {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Hands the partitions this broker follows to `fetchers` from now on. False if one is already set.
+    pub fn set_fetcher_manager(&self, fetchers: Arc<ReplicaFetcherManager>) -> bool {
+        self.fetchers.set(fetchers).is_ok()
+    }
+
+    /// The replica fetcher, if set (cluster mode).
+    pub fn fetcher_manager(&self) -> Option<&Arc<ReplicaFetcherManager>> {
+        self.fetchers.get()
+    }
+
+    /// Stops fetching `tps` (this broker leads them, or holds them no more).
+    fn stop_fetching(&self, tps: &[TopicPartition]) {
+        if let Some(fetchers) = self.fetchers.get()
+            && !tps.is_empty()
+        {
+            fetchers.remove_partitions(tps);
+        }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -354,6 +378,10 @@ impl ReplicaManager {
     /// broker must start empty (not at start-up, where existing logs are opened).
     fn apply_partitions(&self, topic: &TopicImage, before: Option<&TopicImage>, fresh: bool) {
         let config = topic_log_config(&(self.log_defaults)(), topic);
+        // Partitions to fetch from their leaders, and leaderless ones to stop fetching, once the loop is
+        // done.
+        let mut follow = Vec::new();
+        let mut unfollow = Vec::new();
         for (index, registration) in topic.partitions.iter().enumerate() {
             let partition = i32::try_from(index).expect("invariant: partition index fits an i32");
             let tp = TopicPartition {
@@ -372,7 +400,19 @@ impl ReplicaManager {
                 continue;
             }
             if let Some(existing) = self.partition(&tp) {
+                if leads {
+                    // No more fetches before it leads (one being applied may still finish: its
+                    // append is refused once the partition leads, or lands before the first led one).
+                    self.stop_fetching(std::slice::from_ref(&tp));
+                }
                 existing.apply_registration(self.node_id, registration, self.clock.now_ms());
+                if !leads {
+                    if registration.leader >= 0 {
+                        follow.push((existing, registration.leader, registration.leader_epoch));
+                    } else {
+                        unfollow.push(tp);
+                    }
+                }
                 continue;
             }
             let dir = self.logs.dir().join(tp.to_string());
@@ -393,11 +433,24 @@ impl ReplicaManager {
                     let partition =
                         Partition::new(tp.clone(), topic.id, log, registration.leader_epoch);
                     partition.apply_registration(self.node_id, registration, self.clock.now_ms());
+                    if !leads && registration.leader >= 0 {
+                        follow.push((
+                            partition.clone(),
+                            registration.leader,
+                            registration.leader_epoch,
+                        ));
+                    }
                     self.write().insert(tp, partition);
                 }
                 // The log manager has already logged why (once, at ERROR).
                 Err(e) => tracing::debug!(partition = %tp, error = %e, "partition is offline"),
             }
+        }
+        self.stop_fetching(&unfollow);
+        if let Some(fetchers) = self.fetchers.get()
+            && !follow.is_empty()
+        {
+            fetchers.add_partitions(follow);
         }
     }
 
@@ -443,6 +496,7 @@ impl ReplicaManager {
 
     /// Forgets one partition and deletes its log (closing it first).
     fn delete_partition(&self, tp: &TopicPartition) {
+        self.stop_fetching(std::slice::from_ref(tp));
         self.write().remove(tp);
         if let Err(e) = self.logs.delete(tp) {
             tracing::error!(partition = %tp, error = %e, "could not delete partition log");

@@ -198,6 +198,19 @@ impl Partition {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Runs `f` only while this replica follows, holding the role (Kafka's `leaderIsrUpdateLock`): a
+    /// follower's write can never land after this broker started leading at a new epoch (its epoch start
+    /// offset is the log end at that moment). None while leading.
+    pub(crate) fn while_following<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let st = self.replication();
+        if st.epoch_start_offset.is_some() || self.is_leader() {
+            return None;
+        }
+        let result = f();
+        drop(st);
+        Some(result)
+    }
+
     fn min_insync_replicas(&self) -> i32 {
         self.log.config().min_insync_replicas
     }

@@ -164,6 +164,36 @@ impl PartitionLog {
         )
     }
 
+    /// Kafka's `LeaderEpochFileCache.truncateFromStart`, when the log start offset moves up to `start`:
+    /// entries starting below it go, but for the last of them, which now starts at `start` (unless an
+    /// entry starts exactly there). Every replica thus keeps the same cache over the same log. Under the
+    /// append lock. The checkpoint is rewritten without an fsync (as an append's), flushed with the log.
+    pub(super) fn truncate_epochs_from_start(
+        &self,
+        st: &mut AppendState,
+        start: i64,
+    ) -> Result<(), LogError> {
+        let below = st
+            .leader_epochs
+            .iter()
+            .take_while(|(_, o)| *o < start)
+            .count();
+        if below == 0 {
+            return Ok(());
+        }
+        let rest = &st.leader_epochs[below..];
+        let mut epochs = Vec::with_capacity(rest.len() + 1);
+        if rest.first().is_none_or(|(_, o)| *o > start) {
+            epochs.push((st.leader_epochs[below - 1].0, start));
+        }
+        epochs.extend_from_slice(rest);
+        super::debug_assert_epochs_grow(&epochs);
+        write_leader_epoch_checkpoint(&self.dir.join(LEADER_EPOCH_CHECKPOINT), &epochs, false)?;
+        st.leader_epochs = epochs;
+        self.epochs_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Drops the leader epoch entries starting at or above `end` and rewrites the checkpoint when any went.
     fn truncate_epochs(&self, st: &mut AppendState, end: i64) -> Result<(), LogError> {
         let keep = st
@@ -241,6 +271,36 @@ mod tests {
         let on_disk = super::super::load::list_segment_bases(log.dir()).unwrap();
         let listed: Vec<i64> = log.segments().iter().map(|s| s.base_offset()).collect();
         assert_eq!(on_disk, listed, "deleted segments leave no files");
+    }
+
+    #[test]
+    fn a_rising_log_start_trims_the_epoch_cache_as_kafka_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mgr, log) = open(dir.path());
+        fill(&log, 2, 1); // 0-3
+        fill(&log, 2, 3); // 4-7
+        fill(&log, 2, 5); // 8-11
+        assert_eq!(log.leader_epochs(), vec![(1, 0), (3, 4), (5, 8)]);
+        log.delete_records_before(2).unwrap();
+        assert_eq!(
+            log.leader_epochs(),
+            vec![(1, 2), (3, 4), (5, 8)],
+            "moved up"
+        );
+        log.delete_records_before(4).unwrap();
+        assert_eq!(
+            log.leader_epochs(),
+            vec![(3, 4), (5, 8)],
+            "an entry starts there"
+        );
+        log.delete_records_before(9).unwrap();
+        assert_eq!(log.leader_epochs(), vec![(5, 9)]);
+        // The checkpoint holds it across a restart.
+        mgr.shutdown().unwrap();
+        drop(log);
+        let (mgr, log) = open(dir.path());
+        assert_eq!(log.leader_epochs(), vec![(5, 9)]);
+        mgr.shutdown().unwrap();
     }
 
     #[test]
