@@ -66,9 +66,14 @@ async fn create(cluster: &TestCluster, topic: &str) -> TopicPartition {
     TopicPartition::new(topic, 0)
 }
 
-/// Produces records `from..from + n` to partition 0 of `topic`, 50 at a time (so in several batches).
+/// Produces records `from..from + n` to partition 0 of `topic` with acks=all, 50 at a time (so in
+/// several batches).
 async fn produce(bootstrap: &str, topic: &str, from: usize, n: usize) {
-    let producer = producer(bootstrap, &[("acks", "all")]);
+    produce_acks(bootstrap, topic, from, n, "all").await
+}
+
+async fn produce_acks(bootstrap: &str, topic: &str, from: usize, n: usize, acks: &str) {
+    let producer = producer(bootstrap, &[("acks", acks)]);
     let values: Vec<String> = (from..from + n).map(|i| format!("record-{i}")).collect();
     for chunk in values.chunks(50) {
         let sends = chunk.iter().map(|value| {
@@ -275,9 +280,9 @@ async fn a_follower_behind_the_leaders_log_start_starts_over_there() {
     cluster.shutdown().await;
 }
 
-/// Needs the leader's half of issue 16 (Fetch answers `diverging_epoch`): without it the restarted old
-/// leader can only take OFFSET_OUT_OF_RANGE's path (truncate to the new leader's log end), which keeps
-/// its own batch at 50..60 and the logs differ, as in Kafka without epochs.
+/// Fetch's `diverging_epoch` at work: without it the restarted old leader could only take
+/// OFFSET_OUT_OF_RANGE's path (truncate to the new leader's log end), which would keep its own batch at
+/// 50..60, and the logs would differ, as in Kafka without epochs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_diverged_replica_truncates_to_the_new_leaders_log() {
     let mut cluster = TestCluster::start(3, &[]).await;
@@ -293,9 +298,10 @@ async fn a_diverged_replica_truncates_to_the_new_leaders_log() {
         }
     }
     // Three batches: a truncation to the new leader's log end (60) would keep the first, so only the
-    // epochs get this right.
+    // epochs get this right. acks=1: the leader answers after its own write (acks=all would wait for
+    // the followers, which no longer fetch).
     for from in [50, 60, 70] {
-        produce(&cluster.bootstrap(old_leader), &tp.topic, from, 10).await;
+        produce_acks(&cluster.bootstrap(old_leader), &tp.topic, from, 10, "1").await;
     }
     let old_end = cluster
         .node(old_leader)
