@@ -3,19 +3,14 @@
 //! assignments, and the active controller's automatic leader balancing. rdkafka's admin client where it
 //! has the call, raw protocol otherwise.
 //!
-//! Followers do not replicate yet (issue 16), so no leader ever asks for a restarted replica to rejoin the
-//! ISR. Where a test needs that, [`rejoin_isr`] commits the AlterPartition the leader would send once the
-//! follower caught up, through the same quorum path.
+//! A restarted replica rejoins the ISR once it caught up (the leader's AlterPartition, issue 16); the
+//! tests wait for that with [`wait_partition`].
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use brook::controller::command::{
-    AlterPartitionData, AlterPartitionTopic, BrokerState, ControllerCommand, ControllerResponse,
-};
 use brook::controller::quorum_controller::QuorumController;
-use brook::controller::records::LeaderRecoveryState;
 use common::cluster::{TestCluster, fetch_metadata};
 use common::raw::Conn;
 use common::{DEADLINE, admin, admin_options, poll_until_async};
@@ -96,58 +91,6 @@ fn controller(cluster: &TestCluster, id: i32) -> Arc<QuorumController> {
         .controller
         .clone()
         .expect("a cluster member has a controller")
-}
-
-/// The AlterPartition the partition's leader sends once `isr` is in sync (what the follower fetch path of
-/// issue 16 will do), committed through node `via`'s quorum handle; retried until the node's copy of the
-/// state has the epochs the leader would know.
-async fn rejoin_isr(cluster: &TestCluster, via: i32, topic: &str, p: i32, isr: &[i32]) {
-    let controller = controller(cluster, via);
-    poll_until_async(DEADLINE, "the leader's ISR expansion", || {
-        let controller = controller.clone();
-        async move {
-            let command = {
-                let state = controller.state().read();
-                let t = state.topic(topic)?;
-                let partition = &t.partitions[p as usize];
-                let leader = state.broker(partition.leader)?;
-                ControllerCommand::AlterPartition {
-                    broker_id: leader.id,
-                    broker_epoch: leader.epoch,
-                    topics: vec![AlterPartitionTopic {
-                        topic_id: t.id,
-                        partitions: vec![AlterPartitionData {
-                            partition_index: p,
-                            leader_epoch: partition.leader_epoch,
-                            new_isr_with_epochs: isr
-                                .iter()
-                                .map(|&broker_id| BrokerState {
-                                    broker_id,
-                                    broker_epoch: -1,
-                                })
-                                .collect(),
-                            leader_recovery_state: LeaderRecoveryState::Recovered,
-                            partition_epoch: partition.partition_epoch,
-                        }],
-                    }],
-                }
-            };
-            match controller.commit(&command).await {
-                // NEW_LEADER_ELECTED: written, and the reassignment it completed moved the leadership.
-                Ok(ControllerResponse::AlterPartition(Ok(topics)))
-                    if [0, ResponseError::NewLeaderElected.code()]
-                        .contains(&topics[0].partitions[0].error_code) =>
-                {
-                    Some(())
-                }
-                other => {
-                    eprintln!("AlterPartition {command:?} not accepted yet: {other:?}");
-                    None
-                }
-            }
-        }
-    })
-    .await
 }
 
 async fn elect(
@@ -241,15 +184,12 @@ async fn preferred_election_returns_leadership_to_the_first_replica_after_a_boun
     cluster.restart(1).await;
     assert!(cluster.node(1).wait_until_unfenced(DEADLINE).await);
 
-    // Back but not in sync: the preferred replica cannot lead yet.
-    let response = elect(&via, 2, PREFERRED, Some(&[("bounce", &[0])])).await;
-    assert_eq!(response.error_code, 0);
-    assert_eq!(
-        election_codes(&response)[&("bounce".into(), 0)],
-        ResponseError::PreferredLeaderNotAvailable.code()
-    );
-
-    rejoin_isr(&cluster, 2, "bounce", 0, &[2, 3, 1]).await;
+    // Back, and once caught up in sync again (the preferred replica out of the ISR cannot lead: the
+    // controller's unit tests cover PREFERRED_LEADER_NOT_AVAILABLE).
+    wait_partition(&cluster, 2, "bounce", 0, "node 1 back in the ISR", |s| {
+        s.2.contains(&1)
+    })
+    .await;
     let response = elect(&via, 2, PREFERRED, Some(&[("bounce", &[0])])).await;
     assert_eq!(election_codes(&response)[&("bounce".into(), 0)], 0);
     let message = &response.replica_election_results[0].partition_result[0].error_message;
@@ -406,9 +346,12 @@ fn listed(response: &ListPartitionReassignmentsResponse, topic: &str) -> Listed 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reassignments_are_listed_then_completed_or_cancelled() {
-    let cluster = TestCluster::start(3, NO_BALANCER).await;
+    let mut cluster = TestCluster::start(3, NO_BALANCER).await;
     create_assigned(&cluster, "moving", &[&[1, 2], &[1, 2], &[2, 3]]).await;
-    let (via, other) = (cluster.bootstrap(2), cluster.bootstrap(3));
+    // Broker 3 is down while the reassignments start: a replica it is to add cannot catch up, so they
+    // stay in flight until it returns (its replica then fetches and the leader completes them).
+    cluster.crash(3).await;
+    let (via, other) = (cluster.bootstrap(2), cluster.bootstrap(1));
     use ResponseError as E;
 
     let response = reassign(
@@ -450,7 +393,7 @@ async fn reassignments_are_listed_then_completed_or_cancelled() {
         (0, vec![3, 2, 1], vec![3], vec![1]),
         (1, vec![1, 3, 2], vec![3], vec![2]),
     ];
-    poll_until_async(DEADLINE, "both reassignments listed by node 3", || {
+    poll_until_async(DEADLINE, "both reassignments listed by node 1", || {
         let other = other.clone();
         let expected = expected.clone();
         async move { (listed(&list(&other, None).await, "moving") == expected).then_some(()) }
@@ -470,8 +413,9 @@ async fn reassignments_are_listed_then_completed_or_cancelled() {
     let codes = reassign_codes(&reassign(&via, 0, true, "moving", &[(1, None)]).await);
     assert_eq!(codes, vec![E::NoReassignmentInProgress.code()]);
 
-    // Completed: the leader reports the new replica in sync, the leaving one drops and hands over.
-    rejoin_isr(&cluster, 2, "moving", 0, &[1, 2, 3]).await;
+    // Completed: broker 3 returns, its new replica catches up, the leader reports it in sync (its own
+    // AlterPartition), the leaving one drops and hands over.
+    cluster.restart(3).await;
     let (leader, _, isr) = wait_partition(
         &cluster,
         2,
@@ -630,7 +574,10 @@ async fn the_active_controller_moves_leadership_back_to_preferred_replicas() {
             |s| s.0 != 1,
         )
         .await;
-        rejoin_isr(&cluster, 2, "balanced", p, &[1, 2, 3]).await;
+        wait_partition(&cluster, 2, "balanced", p, "node 1 back in the ISR", |s| {
+            s.2.contains(&1)
+        })
+        .await;
     }
     // No ElectLeaders request: the balancer notices within its interval.
     for p in 0..2 {

@@ -371,7 +371,9 @@ async fn a_three_broker_image_is_answered_as_kafka_answers_it() {
         .collect();
     assert_eq!(endpoints, vec![(2, "127.0.0.1".to_string(), 19092)]);
 
-    // Fetch v16 by topic id: broker 2's partition, and this broker's at a fenced epoch, both with hints.
+    // Fetch v16 by topic id: broker 2's partition (this broker follows it: a v11+ consumer may read a
+    // follower, KIP-392, so a stale epoch is what it refuses), and this broker's at a fenced epoch, both
+    // with hints.
     let topic_id = orders.id;
     let fetch = move |version: i16| -> FetchResponse {
         let request = FetchRequest::default()
@@ -385,7 +387,7 @@ async fn a_three_broker_image_is_answered_as_kafka_answers_it() {
                     .with_partitions(vec![
                         FetchPartition::default()
                             .with_partition(1)
-                            .with_current_leader_epoch(-1)
+                            .with_current_leader_epoch(0)
                             .with_partition_max_bytes(1 << 20),
                         FetchPartition::default()
                             .with_partition(0)
@@ -406,7 +408,7 @@ async fn a_three_broker_image_is_answered_as_kafka_answers_it() {
     };
     assert_eq!(
         hint(&v16, 0),
-        (ResponseError::NotLeaderOrFollower.code(), 2, 1)
+        (ResponseError::FencedLeaderEpoch.code(), 2, 1)
     );
     assert_eq!(
         hint(&v16, 1),
@@ -421,7 +423,7 @@ async fn a_three_broker_image_is_answered_as_kafka_answers_it() {
     assert_eq!(endpoints, vec![(1, i32::from(port)), (2, 19092)]);
     assert_eq!(
         hint(&v15, 0),
-        (ResponseError::NotLeaderOrFollower.code(), -1, -1),
+        (ResponseError::FencedLeaderEpoch.code(), -1, -1),
         "no hint before v16"
     );
     assert!(v15.node_endpoints.is_empty());
