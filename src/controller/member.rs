@@ -43,6 +43,9 @@ pub struct ClusterMember {
     heartbeat_interval: Duration,
     session_timeout: Duration,
     stop: watch::Sender<bool>,
+    /// The controller listener's bound address; None on a broker-only node (an observer's socket is not
+    /// a controller listener).
+    controller_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for ClusterMember {
@@ -80,6 +83,10 @@ impl ClusterMember {
         quorum_config.request_timeout = cluster.request_timeout.max(Duration::from_secs(5));
         // Kafka snapshots by bytes of records; a brook command is about a kilobyte.
         quorum_config.snapshot_every = (cluster.snapshot_max_new_record_bytes / 1024).max(1);
+        let controller_addr = match cluster.controller_listener {
+            Some(_) => Some(socket.local_addr().map_err(RaftError::Listener)?),
+            None => None,
+        };
         if cluster.controller_listener.is_none() {
             let bound = socket.local_addr().map_err(RaftError::Listener)?;
             quorum_config.address = Some(bound.to_string());
@@ -111,7 +118,13 @@ impl ClusterMember {
             heartbeat_interval: cluster.broker_heartbeat_interval,
             session_timeout: cluster.broker_session_timeout,
             stop,
+            controller_addr,
         })
+    }
+
+    /// Where this voter's controller listener is bound; None on a broker-only node.
+    pub fn controller_addr(&self) -> Option<std::net::SocketAddr> {
+        self.controller_addr
     }
 
     /// Registers this broker and heartbeats from now on.
