@@ -269,3 +269,58 @@ async fn controller_only_voters_serve_broker_only_nodes() {
 
     nodes.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_with_other_voters_refuse_to_start() {
+    init_tracing();
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let voters = voters_of(&ports[..3]);
+    // Two of three voters: a majority, which agrees on the cluster id.
+    let started = futures_util::future::join_all((1..=2).map(|id| {
+        let dir = tmp.path().join(format!("controller{id}"));
+        let config = controller_config(&dir, id, ports[(id - 1) as usize], &voters);
+        async move { Broker::start(config).await.expect("node starts") }
+    }))
+    .await;
+    let mut nodes = Nodes(started.into_iter().map(Some).collect());
+
+    // Voter 3 believes in a fourth voter; broker 5 knows only two voters.
+    let four = voters_of(&ports);
+    let two = voters_of(&ports[..2]);
+    let wrong = [
+        controller_config(&tmp.path().join("controller3"), 3, ports[2], &four),
+        broker_config(&tmp.path().join("broker5"), 5, &two),
+    ];
+    for (config, theirs) in wrong.into_iter().zip([&four, &two]) {
+        let started = std::time::Instant::now();
+        let err = match Broker::start(config).await {
+            Ok(node) => {
+                node.halt();
+                panic!("a node with voters {theirs} started among voters {voters}");
+            }
+            Err(e) => e.to_string(),
+        };
+        println!("refused after {:?}: {err}", started.elapsed());
+        assert!(
+            err.contains("controller.quorum.voters disagree")
+                && err.contains(theirs.as_str())
+                && err.contains(voters.as_str()),
+            "the error names both lists: {err}"
+        );
+    }
+
+    // The right list still joins: the quorum of 1 and 2 is whole.
+    let broker = Broker::start(broker_config(&tmp.path().join("broker4"), 4, &voters))
+        .await
+        .expect("broker 4 starts");
+    assert!(
+        broker.wait_until_unfenced(DEADLINE).await,
+        "broker 4 unfenced"
+    );
+    let bootstrap = broker.bootstrap_servers();
+    nodes.0.push(Some(broker));
+    assert_eq!(broker_ids(&bootstrap).await, Some(vec![4]));
+    nodes.shutdown().await;
+}
