@@ -680,6 +680,49 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
 mod tests {
     use super::*;
 
+    /// A controller-only node (here the single voter of its quorum) starts with no broker listener, and
+    /// its accessors answer without panicking.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_controller_only_node_serves_no_clients() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut config = Config::new();
+        for (key, value) in [
+            ("process.roles", "controller"),
+            ("node.id", "1"),
+            ("controller.quorum.voters", &format!("1@127.0.0.1:{port}")),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listeners", &format!("CONTROLLER://127.0.0.1:{port}")),
+            ("metrics.listener", ""),
+            ("log.dirs", dir.path().to_str().expect("UTF-8 temp dir")),
+        ] {
+            config.set(key, value).expect(key);
+        }
+        let node = Broker::start(config).await.expect("start");
+        assert!(!node.is_broker());
+        assert_eq!(node.local_addr().port(), port, "the controller listener");
+        assert_eq!(node.controller_addr(), Some(node.local_addr()));
+        assert_eq!(node.listener_addr("CONTROLLER"), None, "no broker listener");
+        assert!(node.try_dispatcher().is_none());
+        assert_eq!(node.parked_fetches(), 0);
+        assert!(
+            !node.cluster_id().is_empty(),
+            "the quorum agreed on a cluster id"
+        );
+        assert!(
+            !node.wait_until_unfenced(Duration::ZERO).await,
+            "no broker to unfence"
+        );
+        let meta = MetaProperties::load(dir.path())
+            .expect("read")
+            .expect("written");
+        assert_eq!(meta.cluster_id, node.cluster_id());
+        node.shutdown().await.expect("clean shutdown");
+    }
+
     /// The broker registers one endpoint per broker listener, as advertised, with its rack: what other
     /// brokers and (through Metadata) clients learn of it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
