@@ -2,6 +2,8 @@
 //!
 //! Embedding: build a [`Config`] (Kafka property names), [`Broker::start`] it (port 0 picks an ephemeral
 //! port), read [`Broker::local_addr`], and [`Broker::shutdown`] it. Stock Kafka clients talk to it as to Kafka.
+//! A node with `process.roles=controller` is a [`Broker`] too, one that serves no clients: it runs the
+//! metadata quorum and the controller's duties only (see [`Broker::is_broker`]).
 //!
 //! With the default `alloc-guard` feature this crate installs [`alloc_guard::GuardedAllocator`] as the
 //! global allocator: the protocol codec allocates arrays by counts read off the wire, and without the guard a
@@ -76,12 +78,15 @@ pub enum BrokerError {
     Task(String),
 }
 
-/// A running broker.
+/// A running node: a broker (alone or combined with a controller), or a controller-only node.
 pub struct Broker {
-    /// Every broker listener, in `listeners` order, with its name.
+    /// Every broker listener, in `listeners` order, with its name; empty on a controller-only node.
     listeners: Vec<(String, Listener)>,
-    apis: Arc<Apis>,
+    /// The broker's state; None on a controller-only node, which serves no client.
+    apis: Option<Arc<Apis>>,
+    /// The primary broker listener's address; a controller-only node's controller listener.
     local_addr: SocketAddr,
+    cluster_id: String,
     metrics_endpoint: Option<metrics::MetricsEndpoint>,
     /// This node's cluster membership (quorum replica, registration, heartbeats); None on a single node.
     member: Option<Arc<controller::member::ClusterMember>>,
@@ -96,9 +101,12 @@ impl Broker {
     pub async fn start(config: Config) -> Result<Broker, BrokerError> {
         config.validate()?;
         let broker_listeners = config.broker_listeners();
-        if broker_listeners.is_empty() {
+        let cluster = config.cluster_mode();
+        let controller_only = cluster.as_ref().is_some_and(|c| !c.roles.broker);
+        if broker_listeners.is_empty() && !controller_only {
             return Err(ConfigError::Inconsistent(
-                "a broker needs a broker listener: process.roles=controller runs no broker".into(),
+                "a broker needs a broker listener (none is left once the controller listeners are set apart)"
+                    .into(),
             )
             .into());
         }
@@ -107,7 +115,6 @@ impl Broker {
             .map(|l| l.bind.bind_addr())
             .collect::<Result<Vec<_>, _>>()?;
         let limits = config.server.clone();
-        let cluster = config.cluster_mode();
         // A cluster member's metadata changes wait for the quorum from the synchronous store API, which
         // needs the multi-threaded runtime (see controller::quorum_controller).
         if cluster.is_some()
@@ -121,7 +128,7 @@ impl Broker {
         }
         // The quorum's socket: the controller listener, or (a broker-only node, an observer of the
         // metadata log) an ephemeral port on the primary listener's host where the leader sends the log.
-        let quorum_socket = match &cluster {
+        let mut quorum_socket = match &cluster {
             Some(c) => {
                 let addr = match &c.controller_listener {
                     Some(listener) => listener.bind.bind_addr()?,
@@ -141,6 +148,9 @@ impl Broker {
             }
             None => None,
         };
+        if controller_only && let (Some(cluster), Some(socket)) = (&cluster, quorum_socket.take()) {
+            return start_controller_only(config, cluster, socket).await;
+        }
         let clock = clock::Clock::system();
         let log_clock = clock.clone();
         let loaded = tokio::task::spawn_blocking(move || load(config, log_clock))
@@ -363,7 +373,8 @@ impl Broker {
         );
         Ok(Broker {
             listeners,
-            apis,
+            cluster_id: apis.cluster_id.clone(),
+            apis: Some(apis),
             local_addr,
             metrics_endpoint,
             member,
@@ -371,8 +382,19 @@ impl Broker {
         })
     }
 
+    /// Whether this node serves clients (false on a `process.roles=controller` node).
+    pub fn is_broker(&self) -> bool {
+        self.apis.is_some()
+    }
+
+    /// The controller listener's address when this node is a voter of the metadata quorum.
+    pub fn controller_addr(&self) -> Option<SocketAddr> {
+        self.member.as_ref().and_then(|m| m.controller_addr())
+    }
+
     /// The address the primary listener is bound to (the real port when the config said 0): the
-    /// inter-broker listener, else the first broker listener.
+    /// inter-broker listener, else the first broker listener. A controller-only node has no broker
+    /// listener: its controller listener's address, which speaks the quorum's protocol, not Kafka's.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -399,35 +421,53 @@ impl Broker {
 
     /// Fetch requests parked in a long poll right now, waiting for data or their deadline.
     pub fn parked_fetches(&self) -> usize {
-        self.apis
-            .parked_fetches
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.apis.as_ref().map_or(0, |apis| {
+            apis.parked_fetches
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
-    /// A dispatcher on this broker's state, to run request frames through it without a socket (fuzzing).
+    /// A dispatcher on this broker's state, to run request frames through it without a socket (fuzzing,
+    /// tests); None on a controller-only node.
+    #[doc(hidden)]
+    pub fn try_dispatcher(&self) -> Option<Dispatcher> {
+        self.apis.clone().map(Dispatcher::new)
+    }
+
+    /// [`Self::try_dispatcher`] of a node known to be a broker.
     #[doc(hidden)]
     pub fn dispatcher(&self) -> Dispatcher {
-        Dispatcher::new(self.apis.clone())
+        self.try_dispatcher().expect(
+            "dispatcher() is for broker nodes; a controller-only node has none (try_dispatcher)",
+        )
     }
 
     /// Resolves true once the metadata quorum unfenced this broker (at once on a single node); false when
-    /// `limit` passed first.
+    /// `limit` passed first, and at once on a controller-only node (it is no broker to unfence).
     pub async fn wait_until_unfenced(&self, limit: Duration) -> bool {
         match &self.member {
+            Some(_) if self.apis.is_none() => false,
             Some(member) => member.wait_unfenced(limit).await,
             None => true,
         }
     }
 
-    /// The partitions this broker holds (tests compare replicas' logs through it).
+    /// The partitions this broker holds (tests compare replicas' logs through it). A broker node's only:
+    /// a controller-only node holds none.
     #[doc(hidden)]
     pub fn replica_manager(&self) -> &Arc<ReplicaManager> {
-        &self.apis.replicas
+        &self
+            .apis
+            .as_ref()
+            .expect(
+                "replica_manager() is for broker nodes; a controller-only node has no partitions",
+            )
+            .replicas
     }
 
-    /// This broker's cluster id, from `meta.properties`.
+    /// This node's cluster id, from `meta.properties` (agreed by the quorum in a cluster).
     pub fn cluster_id(&self) -> &str {
-        &self.apis.cluster_id
+        &self.cluster_id
     }
 
     /// Clean stop: stop accepting, finish in-flight requests, flush every log, write the checkpoints and the
@@ -438,14 +478,16 @@ impl Broker {
         if let Some(member) = &self.member {
             member.controlled_shutdown().await;
         }
-        self.apis.stopping.send_replace(true);
-        // Followers stop fetching before the logs close (a fetch in flight is dropped).
-        if let Some(fetchers) = self.apis.replicas.fetcher_manager() {
-            fetchers.shutdown().await;
+        if let Some(apis) = &self.apis {
+            apis.stopping.send_replace(true);
+            // Followers stop fetching before the logs close (a fetch in flight is dropped).
+            if let Some(fetchers) = apis.replicas.fetcher_manager() {
+                fetchers.shutdown().await;
+            }
+            // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
+            apis.groups.shutdown();
+            apis.txn.shutdown();
         }
-        // Members waiting in JoinGroup/SyncGroup are told to find the coordinator again, not held.
-        self.apis.groups.shutdown();
-        self.apis.txn.shutdown();
         if let Some(network) = &self.network {
             network.close();
         }
@@ -458,10 +500,12 @@ impl Broker {
         if let Some(endpoint) = self.metrics_endpoint {
             endpoint.shutdown().await;
         }
-        let logs = self.apis.logs.clone();
-        tokio::task::spawn_blocking(move || logs.shutdown())
-            .await
-            .map_err(|e| BrokerError::Task(e.to_string()))??;
+        if let Some(apis) = &self.apis {
+            let logs = apis.logs.clone();
+            tokio::task::spawn_blocking(move || logs.shutdown())
+                .await
+                .map_err(|e| BrokerError::Task(e.to_string()))??;
+        }
         if let Some(member) = &self.member {
             member.stop().await;
         }
@@ -473,26 +517,32 @@ impl Broker {
     /// unwinds from a failure): nothing flushed, as [`Self::crash`]; the listeners end with the runtime.
     #[doc(hidden)]
     pub fn halt(&self) {
-        self.apis.stopping.send_replace(true);
-        if let Some(fetchers) = self.apis.replicas.fetcher_manager() {
-            fetchers.halt();
+        if let Some(apis) = &self.apis {
+            apis.stopping.send_replace(true);
+            if let Some(fetchers) = apis.replicas.fetcher_manager() {
+                fetchers.halt();
+            }
+            apis.groups.shutdown();
+            apis.txn.shutdown();
         }
-        self.apis.groups.shutdown();
-        self.apis.txn.shutdown();
         if let Some(member) = &self.member {
             member.halt();
         }
-        self.apis.logs.abandon();
+        if let Some(apis) = &self.apis {
+            apis.logs.abandon();
+        }
     }
 
     /// Stops as a `kill -9` would leave things: connections dropped, nothing flushed, no checkpoints, no
     /// clean-shutdown marker. For recovery tests.
     pub async fn crash(self) {
-        if let Some(fetchers) = self.apis.replicas.fetcher_manager() {
-            fetchers.halt();
+        if let Some(apis) = &self.apis {
+            if let Some(fetchers) = apis.replicas.fetcher_manager() {
+                fetchers.halt();
+            }
+            apis.groups.shutdown();
+            apis.txn.shutdown();
         }
-        self.apis.groups.shutdown();
-        self.apis.txn.shutdown();
         if let Some(network) = &self.network {
             network.close();
         }
@@ -502,8 +552,51 @@ impl Broker {
         if let Some(member) = &self.member {
             member.stop().await;
         }
-        self.apis.logs.abandon();
+        if let Some(apis) = &self.apis {
+            apis.logs.abandon();
+        }
     }
+}
+
+/// Starts a `process.roles=controller` node: the metadata quorum's voter on `socket` (the controller
+/// listener) and the controller's duties (session expiry, leader balancing, the leader's answers to
+/// heartbeats, registrations and DescribeQuorum). No broker listener, no partitions, no registration as a
+/// broker; its metadata image is only the quorum's state, which nothing here serves.
+async fn start_controller_only(
+    config: Config,
+    cluster: &config::ClusterConfig,
+    socket: std::net::TcpListener,
+) -> Result<Broker, BrokerError> {
+    let local_addr = socket.local_addr()?;
+    let (dir, node_id) = (config.log_dir.clone(), config.node_id);
+    // Refuses another node's data directory before the quorum starts, as a broker's start does.
+    tokio::task::spawn_blocking(move || -> Result<(), BrokerError> {
+        std::fs::create_dir_all(&dir)?;
+        MetaProperties::load_of_node(&dir, node_id)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| BrokerError::Task(e.to_string()))??;
+    let metadata = Arc::new(MetadataStore::replicated(node_id));
+    let member = Arc::new(
+        controller::member::ClusterMember::start(cluster, &config, &metadata, socket, Vec::new())
+            .await?,
+    );
+    let cluster_id = member.cluster_id.clone();
+    tracing::info!(
+        node_id,
+        cluster_id = %cluster_id,
+        "controller listening on {local_addr} (process.roles=controller: no broker listener)"
+    );
+    Ok(Broker {
+        listeners: Vec::new(),
+        apis: None,
+        local_addr,
+        cluster_id,
+        metrics_endpoint: None,
+        member: Some(member),
+        network: None,
+    })
 }
 
 /// Binds `metrics.listener`. A failure is fatal when the address was configured; when it is only the
@@ -587,6 +680,49 @@ fn load(config: Config, clock: clock::Clock) -> Result<Loaded, BrokerError> {
 mod tests {
     use super::*;
 
+    /// A controller-only node (here the single voter of its quorum) starts with no broker listener, and
+    /// its accessors answer without panicking.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_controller_only_node_serves_no_clients() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut config = Config::new();
+        for (key, value) in [
+            ("process.roles", "controller"),
+            ("node.id", "1"),
+            ("controller.quorum.voters", &format!("1@127.0.0.1:{port}")),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listeners", &format!("CONTROLLER://127.0.0.1:{port}")),
+            ("metrics.listener", ""),
+            ("log.dirs", dir.path().to_str().expect("UTF-8 temp dir")),
+        ] {
+            config.set(key, value).expect(key);
+        }
+        let node = Broker::start(config).await.expect("start");
+        assert!(!node.is_broker());
+        assert_eq!(node.local_addr().port(), port, "the controller listener");
+        assert_eq!(node.controller_addr(), Some(node.local_addr()));
+        assert_eq!(node.listener_addr("CONTROLLER"), None, "no broker listener");
+        assert!(node.try_dispatcher().is_none());
+        assert_eq!(node.parked_fetches(), 0);
+        assert!(
+            !node.cluster_id().is_empty(),
+            "the quorum agreed on a cluster id"
+        );
+        assert!(
+            !node.wait_until_unfenced(Duration::ZERO).await,
+            "no broker to unfence"
+        );
+        let meta = MetaProperties::load(dir.path())
+            .expect("read")
+            .expect("written");
+        assert_eq!(meta.cluster_id, node.cluster_id());
+        node.shutdown().await.expect("clean shutdown");
+    }
+
     /// The broker registers one endpoint per broker listener, as advertised, with its rack: what other
     /// brokers and (through Metadata) clients learn of it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,7 +752,8 @@ mod tests {
         let broker = Broker::start(config).await.expect("start");
         let port = |name| broker.listener_addr(name).expect(name).port();
         let (plaintext, internal, extra) = (port("PLAINTEXT"), port("INTERNAL"), port("EXTRA"));
-        let image = broker.apis.metadata.image();
+        let apis = broker.apis.as_ref().expect("a broker");
+        let image = apis.metadata.image();
         let registration = image.broker(1).expect("the broker registered itself");
         let endpoints: Vec<(&str, &str, &str, u16)> = registration
             .endpoints
@@ -641,10 +778,7 @@ mod tests {
         assert_eq!(registration.rack.as_deref(), Some("rack-a"));
         assert_eq!(broker.local_addr().port(), internal);
         assert_eq!(
-            (
-                broker.apis.advertised.host.as_str(),
-                broker.apis.advertised.port
-            ),
+            (apis.advertised.host.as_str(), apis.advertised.port),
             ("127.0.0.1", internal),
             "the answers that name one endpoint name the inter-broker listener's"
         );

@@ -697,3 +697,54 @@ fn isolated_create_topic(cluster: &ProcessCluster, id: i32) -> String {
         Err(e) => format!("no answer: {e} after {}", secs(took)),
     }
 }
+
+/// A node whose `controller.quorum.voters` disagrees with the running cluster's exits 1 with one line that
+/// names both lists, and the cluster is unaffected.
+#[test]
+fn a_node_with_other_voters_exits_with_both_lists() {
+    let cluster = ProcessCluster::start(3, &[]);
+    wait_for_brokers(&cluster, &[1], &[1, 2, 3]);
+    let two = cluster
+        .voters
+        .split(',')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = cluster.root.join("node4");
+    let started = Instant::now();
+    let output = common::process::brook_command()
+        .args([
+            "--override",
+            "process.roles=broker",
+            "--override",
+            "node.id=4",
+        ])
+        .arg("--override")
+        .arg(format!("controller.quorum.voters={two}"))
+        .args(["--override", "controller.listener.names=CONTROLLER"])
+        .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .args([
+            "--override",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ])
+        .arg("--override")
+        .arg(format!("log.dirs={}", dir.display()))
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run brook");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("refused in {}: {stderr}", secs(started.elapsed()));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let refusal = stderr
+        .lines()
+        .find(|l| l.starts_with("brook: "))
+        .unwrap_or_else(|| panic!("no refusal line: {stderr}"));
+    assert!(
+        refusal.contains("controller.quorum.voters disagree")
+            && refusal.contains(&format!("has {two} but"))
+            && refusal.contains(&format!("has {}", cluster.voters)),
+        "{refusal}"
+    );
+    wait_for_brokers(&cluster, &[2], &[1, 2, 3]);
+}

@@ -322,3 +322,116 @@ async fn markers_follow_leaders_that_move_after_a_crash() {
     drop((p, c));
     cluster.shutdown().await;
 }
+
+/// KIP-890 part 1 across brokers: a transactional produce to a partition led by a broker other than the
+/// transaction coordinator is verified with the coordinator first (a verify-only AddPartitionsToTxn v4
+/// over the inter-broker listener). A partition the transaction never added, or a stale producer epoch, is
+/// refused and nothing is written; once the partition is added, the same batch is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transactional_write_is_verified_with_a_coordinator_on_another_broker() {
+    use common::raw;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = TestCluster::start(3, PROPS).await;
+    let topic = "remote-verify";
+    let leaders = create_spread_topic(&cluster, topic).await;
+    let id = "remote-verify-id";
+    let addr = |node: i32| cluster.bootstrap(node);
+
+    // The coordinator of the id, once __transaction_state is led.
+    let any = addr(1);
+    let coordinator = poll_until(DEADLINE, "a transaction coordinator", || {
+        let response: FindCoordinatorResponse = raw::try_request(
+            any.as_str(),
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![StrBytes::from_static_str(id)]),
+        )
+        .ok()?;
+        let c = response.coordinators.first()?;
+        (c.error_code == 0).then_some(c.node_id.0)
+    })
+    .await;
+    let coordinator_addr = addr(coordinator);
+    let (pid, epoch) = poll_until(DEADLINE, "InitProducerId", || {
+        let response: InitProducerIdResponse = raw::try_request(
+            coordinator_addr.as_str(),
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .ok()?;
+        (response.error_code == 0).then_some((response.producer_id.0, response.producer_epoch))
+    })
+    .await;
+    let (&partition, &leader) = leaders
+        .iter()
+        .find(|&(_, &leader)| leader != coordinator)
+        .expect("a partition led by another broker");
+    println!("coordinator {coordinator}, {topic}-{partition} led by {leader}");
+
+    let leader_addr = addr(leader);
+    let produce = |version: i16, epoch: i16| -> i16 {
+        let request = raw::produce_request(
+            topic,
+            partition,
+            raw::producer_batch(pid, epoch, 0, 1, true),
+        )
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))));
+        let response: ProduceResponse =
+            raw::request(leader_addr.as_str(), ApiKey::Produce, version, &request);
+        response.responses[0].partition_responses[0].error_code
+    };
+    let written = || raw::latest_offset(&addr(leader), topic, partition, 0);
+    let refused = blocking(move || {
+        (
+            produce(9, epoch),
+            produce(11, epoch),
+            produce(11, epoch + 1),
+        )
+    });
+    assert_eq!(
+        refused,
+        (48, 120, 47),
+        "not in the transaction: INVALID_TXN_STATE before v11, TRANSACTION_ABORTABLE from it; another \
+         epoch: INVALID_PRODUCER_EPOCH"
+    );
+    assert_eq!(blocking(written), 0, "nothing written");
+
+    let added: AddPartitionsToTxnResponse = blocking({
+        let coordinator_addr = coordinator_addr.clone();
+        move || {
+            raw::request(
+                coordinator_addr.as_str(),
+                ApiKey::AddPartitionsToTxn,
+                3,
+                &AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
+                        id,
+                    )))
+                    .with_v3_and_below_producer_id(ProducerId(pid))
+                    .with_v3_and_below_producer_epoch(epoch)
+                    .with_v3_and_below_topics(vec![
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str(topic)))
+                            .with_partitions(vec![partition]),
+                    ]),
+            )
+        }
+    });
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    assert_eq!(blocking(move || produce(11, epoch)), 0, "added: accepted");
+    assert_eq!(blocking(written), 1, "written");
+    cluster.shutdown().await;
+}

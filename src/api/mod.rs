@@ -374,7 +374,7 @@ mod tests {
         use kafka_protocol::protocol::StrBytes;
 
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         apis.create_topic(crate::group::OFFSETS_TOPIC, 1, BTreeMap::new())
             .unwrap();
         let name = TopicName(StrBytes::from_static_str(crate::group::OFFSETS_TOPIC));

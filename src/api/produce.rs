@@ -4,6 +4,7 @@
 
 use crate::api::context::RequestContext;
 use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::error::log_error_code;
 use super::{Apis, metadata_cache};
 use crate::cluster::{MetadataStore, TopicImage};
-use crate::log::{AppendOrigin, LogError, RecordBatchHeader};
+use crate::log::{AppendOrigin, LogError, RecordBatchHeader, TopicPartition, VerificationGuard};
 use crate::replica::{HighWatermarkWaitError, Partition};
 
 /// How a produce request is answered.
@@ -47,7 +48,7 @@ struct Pending {
     acks: i16,
 }
 
-pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
+pub fn handle(apis: &Arc<Apis>, ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
     if !matches!(acks, -1..=1) {
         return ProduceOutcome::Respond(refuse_all(&request, ResponseError::InvalidRequiredAcks));
@@ -60,12 +61,171 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> Pro
             ResponseError::TransactionalIdAuthorizationFailed,
         ));
     }
+    let hints = (ctx.api_version >= 10).then(|| (apis.metadata.clone(), ctx.listener.clone()));
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let version = ctx.api_version;
+
+    // KIP-890 with the transaction coordinator on another broker: ask it first (asynchronously), then
+    // append what it verified, as the local check under the append lock would.
+    if let Some(id) = request.transactional_id.as_ref().map(|id| id.0.to_string())
+        && let Some(coordinator) = apis.txn.remote_coordinator(&id)
+    {
+        let wanted = remote_verifications(apis, &request);
+        if !wanted.is_empty() {
+            if acks == 0 {
+                // Transactional producers use acks=all; one that does not cannot wait for a verification.
+                return ProduceOutcome::NoResponse {
+                    failed: Some("a transactional produce with acks=0 cannot be verified".into()),
+                };
+            }
+            let apis = apis.clone();
+            return ProduceOutcome::Wait(Box::pin(async move {
+                let verify_timeout = timeout.clamp(MIN_VERIFY_TIMEOUT, MAX_VERIFY_TIMEOUT);
+                let verdicts =
+                    verify_remotely(&apis, coordinator, &id, wanted, verify_timeout).await;
+                let txn = Txn {
+                    transactional_id: &id,
+                    version,
+                };
+                let appended = append_all(&apis, request, Some(txn), &verdicts);
+                let response = ProduceResponse::default().with_responses(appended.responses);
+                let response = match appended.pending.is_empty() {
+                    true => response,
+                    false => wait_for_high_watermark(response, appended.pending, timeout).await,
+                };
+                with_leader_hints(response, hints)
+            }));
+        }
+    }
 
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let txn = transactional_id.as_deref().map(|id| Txn {
         transactional_id: id,
-        version: ctx.api_version,
+        version,
     });
+    let appended = append_all(apis, request, txn, &Verdicts::new());
+    if acks == 0 {
+        return ProduceOutcome::NoResponse {
+            failed: appended.first_failure,
+        };
+    }
+    let response = ProduceResponse::default().with_responses(appended.responses);
+    if appended.pending.is_empty() {
+        return ProduceOutcome::Respond(with_leader_hints(response, hints));
+    }
+    let pending = appended.pending;
+    ProduceOutcome::Wait(Box::pin(async move {
+        let response = wait_for_high_watermark(response, pending, timeout).await;
+        with_leader_hints(response, hints)
+    }))
+}
+
+/// The least and most time a partition leader gives a remote transaction coordinator to verify a
+/// produce (within the produce's own timeout otherwise).
+const MIN_VERIFY_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The remote coordinator's answer per partition, by (topic index, partition index) in the request: the
+/// guard to check at append, or the refusal.
+type Verdicts = HashMap<(usize, usize), Result<VerificationGuard, ResponseError>>;
+
+/// A partition whose transactional batch opens a transaction here, so needs the coordinator's word.
+struct Wanted {
+    at: (usize, usize),
+    log: Arc<Partition>,
+    producer_id: i64,
+    producer_epoch: i16,
+}
+
+/// The partitions of `request` led here whose first batch is transactional data from a producer with no
+/// transaction open on the partition. Anything else (unknown topics, bad batches) is left to the append.
+fn remote_verifications(apis: &Apis, request: &ProduceRequest) -> Vec<Wanted> {
+    let mut wanted = Vec::new();
+    for (ti, topic) in request.topic_data.iter().enumerate() {
+        let Ok(meta) = apis.resolve_topic(topic.name.0.as_str(), topic.topic_id) else {
+            continue;
+        };
+        for (pi, data) in topic.partition_data.iter().enumerate() {
+            let Some(Ok(h)) = data.records.as_deref().map(RecordBatchHeader::parse) else {
+                continue;
+            };
+            if !h.is_transactional() || h.is_control() {
+                continue;
+            }
+            if let Ok(log) = apis.partition_of(&meta, data.index)
+                && !log.log().has_ongoing_txn(h.producer_id())
+            {
+                wanted.push(Wanted {
+                    at: (ti, pi),
+                    log,
+                    producer_id: h.producer_id(),
+                    producer_epoch: h.producer_epoch(),
+                });
+            }
+        }
+    }
+    wanted
+}
+
+/// Asks `coordinator` about every wanted partition (one request per producer id and epoch, normally one),
+/// each partition's guard taken before the question leaves.
+async fn verify_remotely(
+    apis: &Apis,
+    coordinator: i32,
+    transactional_id: &str,
+    wanted: Vec<Wanted>,
+    timeout: Duration,
+) -> Verdicts {
+    let mut groups: BTreeMap<(i64, i16), Vec<Wanted>> = BTreeMap::new();
+    for w in wanted {
+        groups
+            .entry((w.producer_id, w.producer_epoch))
+            .or_default()
+            .push(w);
+    }
+    let mut verdicts = Verdicts::new();
+    for ((producer_id, producer_epoch), group) in groups {
+        let guards: Vec<VerificationGuard> = group
+            .iter()
+            .map(|w| w.log.log().start_verification(producer_id))
+            .collect();
+        let partitions: Vec<TopicPartition> = group
+            .iter()
+            .map(|w| w.log.topic_partition().clone())
+            .collect();
+        let answers = apis
+            .txn
+            .verify_remotely(
+                coordinator,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                &partitions,
+                timeout,
+            )
+            .await;
+        for ((w, guard), answer) in group.iter().zip(guards).zip(answers) {
+            verdicts.insert(w.at, answer.map(|()| guard));
+        }
+    }
+    verdicts
+}
+
+/// Every partition's append and answer, in request order.
+struct Appended {
+    responses: Vec<TopicProduceResponse>,
+    pending: Vec<Pending>,
+    first_failure: Option<String>,
+}
+
+/// Appends each partition of `request` as the leader (`verdicts`: what a remote coordinator verified).
+fn append_all(
+    apis: &Apis,
+    request: ProduceRequest,
+    txn: Option<Txn<'_>>,
+    verdicts: &Verdicts,
+) -> Appended {
+    let acks = request.acks;
     let mut pending = Vec::new();
     let mut first_failure = None;
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -82,7 +242,8 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> Pro
             });
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (partition_index, data) in topic.partition_data.into_iter().enumerate() {
-            let (response, waiting) = append_partition(apis, &resolved, data, acks, txn);
+            let verdict = verdicts.get(&(topic_index, partition_index)).copied();
+            let (response, waiting) = append_partition(apis, &resolved, data, acks, txn, verdict);
             if let Some((log, required)) = waiting {
                 pending.push(Pending {
                     topic: topic_index,
@@ -109,22 +270,11 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: ProduceRequest) -> Pro
                 .with_partition_responses(partitions),
         );
     }
-
-    if acks == 0 {
-        return ProduceOutcome::NoResponse {
-            failed: first_failure,
-        };
+    Appended {
+        responses,
+        pending,
+        first_failure,
     }
-    let response = ProduceResponse::default().with_responses(responses);
-    let hints = (ctx.api_version >= 10).then(|| (apis.metadata.clone(), ctx.listener.clone()));
-    if pending.is_empty() {
-        return ProduceOutcome::Respond(with_leader_hints(response, hints));
-    }
-    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-    ProduceOutcome::Wait(Box::pin(async move {
-        let response = wait_for_high_watermark(response, pending, timeout).await;
-        with_leader_hints(response, hints)
-    }))
 }
 
 /// KIP-951 (Produce v10+): every partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
@@ -260,6 +410,7 @@ fn append_partition(
     data: PartitionProduceData,
     acks: i16,
     txn: Option<Txn<'_>>,
+    verdict: Option<Result<VerificationGuard, ResponseError>>,
 ) -> (PartitionProduceResponse, Option<(Arc<Partition>, i64)>) {
     let log = match topic
         .as_ref()
@@ -292,12 +443,29 @@ fn append_partition(
         None => log.append_records_to_leader(BytesMut::from(&records[..]), AppendOrigin::Client),
         Some(txn) => {
             let verify = |producer_id, producer_epoch| {
-                let answer = apis.txn.verify_transaction(
-                    txn.transactional_id,
-                    producer_id,
-                    producer_epoch,
-                    log.topic_partition(),
-                );
+                let answer = match verdict {
+                    // Verified by the coordinator on another broker: holds unless a marker for this
+                    // producer was written here since the question left (its transaction ended).
+                    Some(Ok(guard)) if guard.producer_id == producer_id => {
+                        if log.log().verification_holds(guard) {
+                            Ok(())
+                        } else {
+                            Err(ResponseError::InvalidTxnState)
+                        }
+                    }
+                    Some(Err(refused)) => Err(refused),
+                    // Not asked remotely (a transaction looked open here when the request arrived): a
+                    // remote coordinator cannot be asked under the append lock, so the producer retries.
+                    _ if apis.txn.remote_coordinator(txn.transactional_id).is_some() => {
+                        Err(ResponseError::NotCoordinator)
+                    }
+                    _ => apis.txn.verify_transaction(
+                        txn.transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        log.topic_partition(),
+                    ),
+                };
                 refusal.set(answer.err());
                 answer.is_ok()
             };

@@ -9,8 +9,9 @@
 //! TxnOffsetCommit stops at 4: v5 means transaction version 2 (KIP-890 part 2), which brook does not finalize.
 //! The versions Kafka 4 removed but 3.9 served (KIP-896) are decoded by `api::legacy`, not the codec.
 //! Transactions stop before TV2 (`transaction.version` is not finalized): EndTxn at 4 (v5 means an epoch
-//! bump per transaction), AddPartitionsToTxn at 3 (v4-5 are the brokers' verification requests; clients
-//! send at most 3, and Kafka's own producer caps itself at 3 unless TV2 is finalized).
+//! bump per transaction). AddPartitionsToTxn goes to 5: v4-5 are the brokers' requests (a partition leader
+//! verifying a transactional produce with a coordinator on another broker); clients send at most 3, and
+//! Kafka's own producer caps itself at 3 unless TV2 is finalized.
 //! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments go through the metadata quorum in
 //! a cluster (Kafka's brokers forward them to the active controller).
 //! WriteTxnMarkers is v1 only, as Kafka 4 (KIP-896 removed v0); it serves an operator's admin abort.
@@ -109,7 +110,7 @@ macro_rules! registrations {
             DeleteRecords, 0, 2, DeleteRecordsResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::delete_records::handle(apis, ctx, &req));
             DescribeProducers, 0, 0, DescribeProducersResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_producers::handle(apis, ctx, &req));
             InitProducerId, 0, 5, InitProducerIdResponse [error_code], |apis, ctx, req| Answer::from($crate::api::init_producer_id::handle(apis, ctx, &req));
-            AddPartitionsToTxn, 0, 3, AddPartitionsToTxnResponse [results_by_topic_v3_and_below.results_by_partition.partition_error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_partitions_to_txn(apis, ctx, req));
+            AddPartitionsToTxn, 0, 5, AddPartitionsToTxnResponse [error_code, results_by_topic_v3_and_below.results_by_partition.partition_error_code, results_by_transaction.topic_results.results_by_partition.partition_error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_partitions_to_txn(apis, ctx, req));
             AddOffsetsToTxn, 0, 4, AddOffsetsToTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::add_offsets_to_txn(apis, ctx, req));
             EndTxn, 0, 4, EndTxnResponse [error_code], |apis, ctx, req| Answer::from($crate::api::txn::end_txn(apis, ctx, req));
             DescribeTransactions, 0, 0, DescribeTransactionsResponse [transaction_states.error_code], |apis, ctx, req| Answer::Now($crate::api::txn::describe_transactions(apis, ctx, &req));

@@ -1,5 +1,6 @@
 //! The transaction APIs a transactional producer and the admin client send to the transaction coordinator:
-//! AddPartitionsToTxn (v0-3, the client shape), AddOffsetsToTxn, EndTxn (v0-4, no TV2),
+//! AddPartitionsToTxn (v0-3, the client shape; v4-5, the brokers' batched shape, verify-only for KIP-890's
+//! check of a transactional produce on another broker), AddOffsetsToTxn, EndTxn (v0-4, no TV2),
 //! ListTransactions and DescribeTransactions. Each translates to one [`crate::txn::TransactionCoordinator`]
 //! call; PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH below the version that introduced it
 //! (KIP-588: v2 of AddPartitionsToTxn, AddOffsetsToTxn and EndTxn).
@@ -8,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::describe_transactions_response::{
     TopicData, TransactionState as DescribedTransaction,
@@ -56,6 +57,9 @@ pub fn add_partitions_to_txn(
     req: AddPartitionsToTxnRequest,
 ) -> Outcome<AddPartitionsToTxnResponse> {
     let version = ctx.api_version;
+    if version >= 4 {
+        return add_partitions_for_brokers(apis, req, version);
+    }
     let mut partitions = BTreeSet::new();
     let mut unknown = BTreeSet::new();
     for topic in &req.v3_and_below_topics {
@@ -93,6 +97,59 @@ pub fn add_partitions_to_txn(
             .await;
         let error = code(result, version);
         partition_results(partitions.iter(), |_| error)
+    }))
+}
+
+/// AddPartitionsToTxn v4+, which brokers send: several transactions at once, each answered per partition.
+/// A verify-only one (KIP-890 part 1: a partition leader asking before it appends a transactional batch)
+/// checks each partition against the id's ongoing transaction and changes nothing; the others add the
+/// partitions as v0-3 does. A transactional id this broker does not coordinate gets NOT_COORDINATOR.
+fn add_partitions_for_brokers(
+    apis: &Apis,
+    req: AddPartitionsToTxnRequest,
+    version: i16,
+) -> Outcome<AddPartitionsToTxnResponse> {
+    let txn = apis.txn.clone();
+    Outcome::Wait(Box::pin(async move {
+        let mut results = Vec::with_capacity(req.transactions.len());
+        for transaction in req.transactions {
+            let id = transaction.transactional_id.to_string();
+            let (producer_id, epoch) = (transaction.producer_id.0, transaction.producer_epoch);
+            let partitions: BTreeSet<TopicPartition> = transaction
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|&p| TopicPartition::new(t.name.as_str(), p))
+                })
+                .collect();
+            let answer: BTreeMap<TopicPartition, i16> = if txn.remote_coordinator(&id).is_some() {
+                let code = ResponseError::NotCoordinator.code();
+                partitions.into_iter().map(|tp| (tp, code)).collect()
+            } else if transaction.verify_only {
+                partitions
+                    .into_iter()
+                    .map(|tp| {
+                        let verified = txn.verify_transaction(&id, producer_id, epoch, &tp);
+                        (tp, code(verified, version))
+                    })
+                    .collect()
+            } else {
+                let added = txn
+                    .add_partitions(&id, producer_id, epoch, partitions.clone())
+                    .await;
+                let error = code(added, version);
+                partitions.into_iter().map(|tp| (tp, error)).collect()
+            };
+            let by_topic = partition_results(answer.keys(), |tp| answer[tp]);
+            results.push(
+                AddPartitionsToTxnResult::default()
+                    .with_transactional_id(transaction.transactional_id)
+                    .with_topic_results(by_topic.results_by_topic_v3_and_below),
+            );
+        }
+        AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
     }))
 }
 

@@ -33,6 +33,9 @@ pub enum MemberError {
         "no metadata quorum answered within {0:?} (is a majority of controller.quorum.voters running?)"
     )]
     NoQuorum(Duration),
+    /// This node could not reach the quorum, and a peer it tried has other voters.
+    #[error("{0}")]
+    VotersDiffer(String),
 }
 
 /// This node's membership: its quorum replica and the broker lifecycle.
@@ -43,6 +46,9 @@ pub struct ClusterMember {
     heartbeat_interval: Duration,
     session_timeout: Duration,
     stop: watch::Sender<bool>,
+    /// The controller listener's bound address; None on a broker-only node (an observer's socket is not
+    /// a controller listener).
+    controller_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for ClusterMember {
@@ -80,6 +86,10 @@ impl ClusterMember {
         quorum_config.request_timeout = cluster.request_timeout.max(Duration::from_secs(5));
         // Kafka snapshots by bytes of records; a brook command is about a kilobyte.
         quorum_config.snapshot_every = (cluster.snapshot_max_new_record_bytes / 1024).max(1);
+        let controller_addr = match cluster.controller_listener {
+            Some(_) => Some(socket.local_addr().map_err(RaftError::Listener)?),
+            None => None,
+        };
         if cluster.controller_listener.is_none() {
             let bound = socket.local_addr().map_err(RaftError::Listener)?;
             quorum_config.address = Some(bound.to_string());
@@ -99,8 +109,20 @@ impl ClusterMember {
         quorum.set_leader_handler(controller.leader_handler());
         metadata.set_writer(controller.clone());
 
-        let cluster_id = agree_on_cluster_id(&controller, &config.log_dir, cluster).await?;
-        import_single_node(&controller, &config.log_dir, import).await?;
+        let joined = match agree_on_cluster_id(&controller, &config.log_dir, cluster).await {
+            Ok(cluster_id) => import_single_node(&controller, &config.log_dir, import)
+                .await
+                .map(|()| cluster_id),
+            Err(e) => Err(e),
+        };
+        let cluster_id = match joined {
+            Ok(cluster_id) => cluster_id,
+            Err(e) => {
+                // Nothing of this node may keep answering its peers once its start failed.
+                quorum.shutdown().await;
+                return Err(e);
+            }
+        };
         let (stop, _) = watch::channel(false);
         tokio::spawn(controller.clone().run_session_expiry(stop.subscribe()));
         super::leader_balancer::spawn(controller.clone(), config, stop.subscribe());
@@ -111,7 +133,13 @@ impl ClusterMember {
             heartbeat_interval: cluster.broker_heartbeat_interval,
             session_timeout: cluster.broker_session_timeout,
             stop,
+            controller_addr,
         })
+    }
+
+    /// Where this voter's controller listener is bound; None on a broker-only node.
+    pub fn controller_addr(&self) -> Option<std::net::SocketAddr> {
+        self.controller_addr
     }
 
     /// Registers this broker and heartbeats from now on.
@@ -217,8 +245,17 @@ async fn agree_on_cluster_id(
     };
     let limit = cluster.initial_broker_registration_timeout;
     let started = Instant::now();
+    let conflict = controller.quorum().voter_conflict();
     let agreed = loop {
-        match controller.commit(&command).await {
+        let committed = controller.commit(&command).await;
+        // A node that cannot reach the quorum and has met a peer with other voters stops here: it is on
+        // the wrong side of a misconfiguration. One that commits carries on (the peer's own start fails).
+        if committed.is_err()
+            && let Some(why) = conflict.borrow().clone()
+        {
+            return Err(MemberError::VotersDiffer(why));
+        }
+        match committed {
             Ok(ControllerResponse::InitializeCluster { cluster_id }) => break cluster_id,
             Ok(other) => {
                 return Err(MemberError::Metadata(MetadataError::Controller {

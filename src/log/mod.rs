@@ -33,7 +33,9 @@ use std::fmt;
 pub use error::LogError;
 pub use index::{OffsetIndex, TimeIndex};
 pub use manager::LogManager;
-pub use partition_log::{AppendInfo, AppendOrigin, FetchData, FlushListener, PartitionLog};
+pub use partition_log::{
+    AppendInfo, AppendOrigin, FetchData, FlushListener, PartitionLog, VerificationGuard,
+};
 pub use record_batch::{
     BatchesSummary, RECORD_BATCH_OVERHEAD, RecordBatchHeader, validate_batches,
 };

@@ -179,6 +179,28 @@ pub struct PartitionLog {
     maintenance: Mutex<()>,
     /// Wall time for append timestamps and time-based rolling.
     clock: Clock,
+    /// Transactional writes being verified with a transaction coordinator on another broker.
+    verifications: Mutex<VerificationGuards>,
+}
+
+/// At most this many verifications in flight per partition; a new one past it forgets the others (they are
+/// refused at append, and their producers retry).
+const MAX_VERIFICATIONS_IN_FLIGHT: usize = 4096;
+
+/// A verification started for a producer (Kafka's `VerificationGuard`): an append verified remotely holds
+/// only while no transaction marker for that producer was written since it started
+/// ([`PartitionLog::start_verification`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerificationGuard {
+    pub producer_id: i64,
+    token: u64,
+}
+
+/// The latest verification started per producer (Kafka's `VerificationStateEntry`).
+#[derive(Debug, Default)]
+struct VerificationGuards {
+    next_token: u64,
+    by_producer: std::collections::HashMap<i64, u64>,
 }
 
 fn offline(tp: &TopicPartition, why: impl std::fmt::Display) -> LogError {
@@ -373,6 +395,9 @@ impl PartitionLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(offline(&self.tp, "log is closed"));
         }
+        if origin == AppendOrigin::Coordinator {
+            self.void_verifications(&records);
+        }
         let base_offset = self.log_end_offset();
         // Producer state: only batches with a producer id pay for it (no lock, no allocation otherwise).
         let producer_append = if summary.has_producer_id {
@@ -557,6 +582,54 @@ impl PartitionLog {
     /// verified with its coordinator first).
     pub fn has_ongoing_txn(&self, producer_id: i64) -> bool {
         lock(&self.producer_state).has_ongoing_txn(producer_id)
+    }
+
+    /// Starts verifying a transactional write of `producer_id` with a coordinator elsewhere (KIP-890): a
+    /// transaction marker for that producer written from now on voids the returned guard, so a write
+    /// verified against a transaction that ended meanwhile cannot open a new (hanging) one here.
+    pub fn start_verification(&self, producer_id: i64) -> VerificationGuard {
+        let mut guards = lock(&self.verifications);
+        if guards.by_producer.len() >= MAX_VERIFICATIONS_IN_FLIGHT
+            && !guards.by_producer.contains_key(&producer_id)
+        {
+            guards.by_producer.clear();
+        }
+        // Requests of one producer in flight together share the guard: the first to append opens the
+        // transaction, and the others then need no verification.
+        let next = guards.next_token + 1;
+        let token = *guards.by_producer.entry(producer_id).or_insert(next);
+        if token == next {
+            guards.next_token = next;
+        }
+        VerificationGuard { producer_id, token }
+    }
+
+    /// Whether `guard` still holds: no marker for its producer was written since it started.
+    /// Asked under the append lock, by an [`Self::append_verified`] check.
+    pub fn verification_holds(&self, guard: VerificationGuard) -> bool {
+        lock(&self.verifications)
+            .by_producer
+            .get(&guard.producer_id)
+            .is_some_and(|&token| token == guard.token)
+    }
+
+    /// Under the append lock, before a coordinator's batches are written: every producer that gets a
+    /// transaction marker loses its verification in flight.
+    fn void_verifications(&self, records: &[u8]) {
+        let mut guards = lock(&self.verifications);
+        if guards.by_producer.is_empty() {
+            return;
+        }
+        let mut pos = 0;
+        while let Ok(h) = RecordBatchHeader::parse(&records[pos..]) {
+            if h.is_control() {
+                guards.by_producer.remove(&h.producer_id());
+            }
+            match h.total_size() {
+                Some(size) if pos + size < records.len() => pos += size,
+                _ => break,
+            }
+        }
     }
 
     /// Removes producers idle for `producer.id.expiration.ms` (by their last batch's timestamp) with no open

@@ -117,6 +117,9 @@ pub enum RaftError {
     /// after it was sent): the caller must not blindly retry a command that is not idempotent.
     #[error("outcome unknown: {0}")]
     Indeterminate(String),
+    /// A peer has other voters in its `controller.quorum.voters`: nothing was sent to it.
+    #[error("{0}")]
+    VotersDiffer(String),
     #[error("no leader handler is set")]
     NoLeaderHandler,
     #[error("the quorum is shut down")]
@@ -135,9 +138,10 @@ impl RaftError {
             RaftError::NoLeaderHandler | RaftError::Shutdown => ResponseError::NotController,
             RaftError::TooLarge(_) => ResponseError::MessageTooLarge,
             RaftError::Storage { .. } => ResponseError::KafkaStorageError,
-            RaftError::Config(_) | RaftError::Listener(_) | RaftError::Raft(_) => {
-                ResponseError::UnknownServerError
-            }
+            RaftError::Config(_)
+            | RaftError::Listener(_)
+            | RaftError::Raft(_)
+            | RaftError::VotersDiffer(_) => ResponseError::UnknownServerError,
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::log_store::LogStore;
 use super::state_machine_store::StateMachineStore;
-use super::transport::{CallError, Network, Peer, Request, Response};
+use super::transport::{CallError, Network, Peer, Request, Response, VoterSet};
 use super::types::{Command, TypeConfig};
 use super::{
     LeaderHandler, MAX_COMMAND_BYTES, QuorumConfig, QuorumStatus, RaftError, ReplicaStatus,
@@ -27,6 +27,8 @@ type RaftNode = openraft::Raft<TypeConfig, StateMachineStore>;
 pub struct Core {
     pub node_id: u64,
     pub raft: RaftNode,
+    /// This node's voter set, which every frame carries and every received frame must match.
+    pub voters: Arc<VoterSet>,
     handler: RwLock<Option<LeaderHandler>>,
     /// Bounds a forwarded write or call on the leader: a leader cut off from its quorum may never commit,
     /// and the connection serving the forwarder must not wait forever.
@@ -245,8 +247,9 @@ impl Quorum {
         let (applied_tx, applied) = watch::channel(0);
         let sm =
             StateMachineStore::open(&config.dir, state_machine, applied_tx).map_err(storage)?;
+        let voters = VoterSet::new(config.node_id, config.voters.clone());
         let network = Network {
-            node_id: config.node_id,
+            voters: voters.clone(),
             rpc_timeout: config.rpc_timeout,
             addresses: config.voters.clone(),
         };
@@ -265,6 +268,7 @@ impl Quorum {
         let core = Arc::new(Core {
             node_id: config.node_id,
             raft,
+            voters,
             handler: RwLock::new(None),
             request_timeout: config.request_timeout,
         });
@@ -421,7 +425,7 @@ impl Quorum {
             });
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut peer = Peer::new(self.config.node_id, leader, addr);
+        let mut peer = Peer::new(self.core.voters.clone(), leader, addr);
         match peer.call(remote, remaining).await {
             Ok(Response::NotLeader { leader: Some(hint) }) => {
                 if let Ok(mut slot) = self.hint.lock() {
@@ -431,6 +435,7 @@ impl Quorum {
             }
             Ok(response) => Ok(response),
             Err(CallError::Connect { .. }) => Ok(Response::NotLeader { leader: None }),
+            Err(CallError::VotersDiffer(why)) => Err(RaftError::VotersDiffer(why)),
             Err(e) => Err(RaftError::Indeterminate(e.to_string())),
         }
     }
@@ -459,6 +464,12 @@ impl Quorum {
         let mut leader = self.leader.clone();
         let _ = tokio::time::timeout(pause, leader.changed()).await;
         Ok(())
+    }
+
+    /// The first peer found with other voter ids than this node's `controller.quorum.voters` (None so far):
+    /// frames between such nodes are refused, so this node cannot reach the quorum through that peer.
+    pub fn voter_conflict(&self) -> watch::Receiver<Option<String>> {
+        self.core.voters.conflict()
     }
 
     /// Sets what answers [`Quorum::call_leader`] while this node leads.
@@ -666,7 +677,11 @@ fn spawn_observer_join(quorum: std::sync::Weak<Quorum>, address: String) -> Join
                 // Now wait for the membership that names it to reach this node.
                 Ok(Response::Called(_)) => {}
                 Ok(Response::Failed(why)) => {
-                    tracing::warn!(node_id, %why, "the leader refused this observer")
+                    // Typically a membership change still in flight (the quorum's first entries): worth
+                    // a retry, not a warning, and not at once (the metrics below change many times a
+                    // second while the quorum starts).
+                    tracing::debug!(node_id, %why, "the leader refused this observer for now");
+                    tokio::time::sleep(pause / 10).await;
                 }
                 Ok(_) => {}
                 Err(e) => {

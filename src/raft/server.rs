@@ -42,7 +42,7 @@ pub fn spawn(
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    served = serve_connection(stream, &core) => {
+                    served = serve_connection(stream, peer, &core) => {
                         match served {
                             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                                 tracing::warn!(%peer, error = %e, "closing a controller connection that sent a bad frame");
@@ -59,8 +59,19 @@ pub fn spawn(
     })
 }
 
-async fn serve_connection(mut stream: TcpStream, core: &Core) -> std::io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    core: &Core,
+) -> std::io::Result<()> {
     while let Some(frame) = read_frame::<_, RequestFrame>(&mut stream).await? {
+        if !core.voters.agrees_with(&frame.voters) {
+            core.voters
+                .record_conflict(frame.from, &format!("calling from {peer}"), &frame.voters);
+            let voters = core.voters.voters().clone();
+            write_frame(&mut stream, &Response::VotersDiffer { voters }).await?;
+            return Ok(());
+        }
         if frame.to != core.node_id {
             tracing::warn!(
                 from = frame.from,

@@ -664,7 +664,8 @@ async fn a_frame_for_another_node_is_refused() {
     cluster.start_on(1, listeners.remove(&1).unwrap()).await;
     cluster.wait_leader(Duration::from_secs(5)).await;
     // The sender believes node 2 listens where node 1 does.
-    let mut peer = transport::Peer::new(7, 2, cluster.voters[&1].clone());
+    let voters = transport::VoterSet::new(7, cluster.voters.clone());
+    let mut peer = transport::Peer::new(voters, 2, cluster.voters[&1].clone());
     let err = peer
         .call(
             transport::Request::Write(command(1)),
@@ -674,6 +675,43 @@ async fn a_frame_for_another_node_is_refused() {
         .err()
         .expect("node 1 must refuse a frame for node 2");
     assert!(err.to_string().contains("is node 1, not node 2"), "{err}");
+    assert!(cluster.applied(1).is_empty(), "nothing was written");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_from_a_node_with_other_voters_is_refused_and_both_sides_know() {
+    let (mut cluster, mut listeners) = Cluster::new(1, 1000);
+    cluster.start_on(1, listeners.remove(&1).unwrap()).await;
+    cluster.wait_leader(Duration::from_secs(5)).await;
+    let mut theirs = cluster.voters.clone();
+    theirs.insert(9, "127.0.0.1:1".into());
+    let voters = transport::VoterSet::new(9, theirs);
+    let mut peer = transport::Peer::new(voters.clone(), 1, cluster.voters[&1].clone());
+    let err = peer
+        .call(
+            transport::Request::Write(command(1)),
+            Duration::from_secs(2),
+        )
+        .await
+        .err()
+        .expect("node 1 must refuse a frame from a node with other voters");
+    assert!(
+        matches!(err, transport::CallError::VotersDiffer(_)),
+        "{err}"
+    );
+    let seen = voters
+        .conflict()
+        .borrow()
+        .clone()
+        .expect("the sender knows");
+    assert!(seen.contains("9@127.0.0.1:1"), "{seen}");
+    let refused = cluster.quorum(1).voter_conflict().borrow().clone();
+    let refused = refused.expect("the receiver knows");
+    assert!(
+        refused.contains("node 9") && refused.contains("9@127.0.0.1:1"),
+        "{refused}"
+    );
     assert!(cluster.applied(1).is_empty(), "nothing was written");
     cluster.shutdown().await;
 }

@@ -2,12 +2,17 @@
 //!
 //! A frame is its body length (u32, big-endian) then the body (postcard). A request names the node it is
 //! meant for ([`RequestFrame::to`]); the receiver refuses a frame for another node, so a stale address book
-//! cannot make one node vote or append for another. One request is answered before the next is read on a
+//! cannot make one node vote or append for another. A request also carries the sender's voter set
+//! ([`RequestFrame::voters`]); a receiver configured with other voter ids refuses it
+//! ([`Response::VotersDiffer`]), so nodes that disagree on `controller.quorum.voters` never vote for or
+//! replicate to each other (two quorums could otherwise form side by side), and both sides learn it
+//! ([`VoterSet::conflict`]). One request is answered before the next is read on a
 //! connection; each peer client keeps its connection for the next RPC and drops it on any error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::OptionalSend;
@@ -21,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::MAX_FRAME_BYTES;
 use super::types::{Snapshot, SnapshotMeta, TypeConfig, Vote};
@@ -31,7 +37,84 @@ pub struct RequestFrame {
     /// The node the sender means to reach.
     pub to: u64,
     pub from: u64,
+    /// The sender's `controller.quorum.voters` (id -> address).
+    pub voters: BTreeMap<u64, String>,
     pub body: Request,
+}
+
+/// Disagreements remembered to log each once: beyond this many, further ones are refused silently.
+const MAX_CONFLICTS_LOGGED: usize = 64;
+
+/// This node's static voter set as every frame carries it, and the first disagreement seen with a peer.
+///
+/// Voters are compared by id only: a voter's address may legitimately read differently from different
+/// nodes (a host name here, an IP there; a controller listener being moved), while a different set of ids is
+/// always a mistake.
+pub struct VoterSet {
+    node_id: u64,
+    voters: BTreeMap<u64, String>,
+    conflict: watch::Sender<Option<String>>,
+    logged: Mutex<BTreeSet<(u64, String)>>,
+}
+
+impl VoterSet {
+    pub fn new(node_id: u64, voters: BTreeMap<u64, String>) -> Arc<VoterSet> {
+        Arc::new(VoterSet {
+            node_id,
+            voters,
+            conflict: watch::Sender::new(None),
+            logged: Mutex::default(),
+        })
+    }
+
+    pub fn voters(&self) -> &BTreeMap<u64, String> {
+        &self.voters
+    }
+
+    /// Whether `other` names the same voter ids as this node's set.
+    pub fn agrees_with(&self, other: &BTreeMap<u64, String>) -> bool {
+        self.voters.keys().eq(other.keys())
+    }
+
+    /// Records that node `peer` (reached at or calling from `at`) holds `theirs`; logs it once per peer and
+    /// set, in one line naming both lists.
+    pub fn record_conflict(&self, peer: u64, at: &str, theirs: &BTreeMap<u64, String>) {
+        let message = format!(
+            "controller.quorum.voters disagree: node {} has {} but node {peer} ({at}) has {}; every node \
+             of a cluster must list the same voters",
+            self.node_id,
+            show(&self.voters),
+            show(theirs)
+        );
+        let first = {
+            let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+            logged.len() < MAX_CONFLICTS_LOGGED && logged.insert((peer, show(theirs)))
+        };
+        if first {
+            tracing::error!("{message}");
+        }
+        self.conflict.send_if_modified(|known| {
+            let fresh = known.is_none();
+            if fresh {
+                *known = Some(message);
+            }
+            fresh
+        });
+    }
+
+    /// The first disagreement seen, if any (None until one is).
+    pub fn conflict(&self) -> watch::Receiver<Option<String>> {
+        self.conflict.subscribe()
+    }
+}
+
+/// Voters as `controller.quorum.voters` writes them.
+pub fn show(voters: &BTreeMap<u64, String>) -> String {
+    voters
+        .iter()
+        .map(|(id, addr)| format!("{id}@{addr}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,6 +157,10 @@ pub enum Response {
     /// The frame was for another node: the sender's address book is wrong.
     WrongNode {
         node_id: u64,
+    },
+    /// The sender's voter ids differ from the receiver's `voters` (nothing was done).
+    VotersDiffer {
+        voters: BTreeMap<u64, String>,
     },
     /// No handler answers leader calls on the leader yet.
     NoLeaderHandler,
@@ -143,6 +230,9 @@ pub enum CallError {
     /// The request may have been sent.
     #[error("connection to node {node} failed: {source}")]
     Io { node: u64, source: io::Error },
+    /// The peer refused the request (nothing was done): its voter set differs from this node's.
+    #[error("{0}")]
+    VotersDiffer(String),
 }
 
 /// One peer's connection, kept between RPCs.
@@ -150,15 +240,17 @@ pub struct Peer {
     from: u64,
     target: u64,
     addr: String,
+    voters: Arc<VoterSet>,
     conn: Option<TcpStream>,
 }
 
 impl Peer {
-    pub fn new(from: u64, target: u64, addr: String) -> Peer {
+    pub fn new(voters: Arc<VoterSet>, target: u64, addr: String) -> Peer {
         Peer {
-            from,
+            from: voters.node_id,
             target,
             addr,
+            voters,
             conn: None,
         }
     }
@@ -187,6 +279,7 @@ impl Peer {
         let frame = RequestFrame {
             to: self.target,
             from: self.from,
+            voters: self.voters.voters.clone(),
             body,
         };
         let Some(conn) = self.conn.as_mut() else {
@@ -212,6 +305,18 @@ impl Peer {
                         self.addr, self.target
                     )),
                 })
+            }
+            Ok(Ok(Response::VotersDiffer { voters })) => {
+                self.conn = None;
+                self.voters
+                    .record_conflict(self.target, &self.addr, &voters);
+                Err(CallError::VotersDiffer(format!(
+                    "node {} at {} has voters {}, this node {}",
+                    self.target,
+                    self.addr,
+                    show(&voters),
+                    show(&self.voters.voters)
+                )))
             }
             Ok(Ok(response)) => Ok(response),
             Ok(Err(source)) => {
@@ -254,7 +359,7 @@ impl Peer {
 
 /// Makes a [`Peer`] per replication stream for openraft.
 pub struct Network {
-    pub node_id: u64,
+    pub voters: Arc<VoterSet>,
     pub rpc_timeout: Duration,
     /// Addresses from this node's configuration: they win over the ones recorded in the membership, so a
     /// voter that moved its controller listener is found where the configuration says (as KRaft's static
@@ -274,7 +379,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &openraft::BasicNode) -> PeerClient {
         let addr = self.addresses.get(&target).unwrap_or(&node.addr).clone();
         PeerClient {
-            peer: Peer::new(self.node_id, target, addr),
+            peer: Peer::new(self.voters.clone(), target, addr),
             rpc_timeout: self.rpc_timeout,
         }
     }
@@ -385,11 +490,13 @@ mod tests {
         let frame = RequestFrame {
             to: 2,
             from: 1,
+            voters: BTreeMap::from([(1, "h:1".to_string())]),
             body: Request::Write(vec![1, 2, 3]),
         };
         write_frame(&mut a, &frame).await.unwrap();
         let back: RequestFrame = read_frame(&mut b).await.unwrap().unwrap();
         assert_eq!((back.to, back.from), (2, 1));
+        assert_eq!(show(&back.voters), "1@h:1");
         assert!(matches!(back.body, Request::Write(ref c) if c == &[1, 2, 3]));
 
         a.write_all(&((MAX_FRAME_BYTES + 1) as u32).to_be_bytes())

@@ -231,7 +231,7 @@ macro_rules! routes {
             fn route(&self, request: RequestKind, ctx: &RequestContext, span: &tracing::Span) -> Reply {
                 match request {
                     $(RequestKind::$key($req) => {
-                        let $apis: &Apis = &self.apis;
+                        let $apis: &Arc<Apis> = &self.apis;
                         let $ctx: &RequestContext = ctx;
                         answer(ctx, span, $answer, encoder!($key))
                     })*

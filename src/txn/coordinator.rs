@@ -39,6 +39,7 @@ use super::{TRANSACTION_STATE_TOPIC, TransactionConfig};
 
 mod markers;
 mod sweeps;
+mod verification;
 
 /// Hands out producer ids never used before (the broker's durable allocator).
 pub type ProducerIdSource = Arc<dyn Fn() -> Result<i64, ResponseError> + Send + Sync>;
@@ -543,26 +544,17 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         tp: &TopicPartition,
     ) -> Result<(), ResponseError> {
-        let Some(state_topic) = self.metadata.topic(TRANSACTION_STATE_TOPIC) else {
+        if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
             return Err(ResponseError::InvalidProducerIdMapping);
-        };
-        let partition = self.partition_for(transactional_id);
-        // In a cluster the id may be coordinated by another broker, which Kafka asks with a verify-only
-        // AddPartitionsToTxn (v4). brook does not send that yet (the check is synchronous, under the
-        // partition's append lock): such a write goes unverified, as with Kafka's
-        // `transaction.partition.verification.enable=false`.
-        let cluster = self
-            .marker_client
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some();
-        if cluster
-            && state_topic
-                .partition(partition)
-                .is_some_and(|p| p.leader >= 0 && p.leader != self.replicas.node_id())
-        {
+        }
+        // TxnOffsetCommit's offsets partition is not verified with a coordinator on another broker yet
+        // (Kafka sends a verify-only AddPartitionsToTxn there too): such a write goes unverified, as with
+        // Kafka's `transaction.partition.verification.enable=false`. Produce verifies remotely before it
+        // appends (`verify_remotely`) and never gets here for a remote coordinator.
+        if self.remote_coordinator(transactional_id).is_some() {
             return Ok(());
         }
+        let partition = self.partition_for(transactional_id);
         let m = self
             .runtime
             .read(partition, |shard| shard.get(transactional_id).cloned())

@@ -122,6 +122,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             failure: OnceLock::new(),
             disk_full: AtomicBool::new(false),
+            verifications: Mutex::default(),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]

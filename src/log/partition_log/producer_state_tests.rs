@@ -159,6 +159,46 @@ mod tests {
         assert_eq!(log.first_unstable_offset(log.high_watermark()), Some(1));
     }
 
+    /// KIP-890 across brokers: a write verified with a remote coordinator holds until a marker for its
+    /// producer is written here; concurrent verifications of one producer share their guard, and another
+    /// producer's marker leaves it alone.
+    #[test]
+    fn a_marker_voids_a_verification_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_mgr, log) = open(dir.path(), LogConfig::default());
+        let guard = log.start_verification(7);
+        assert_eq!(log.start_verification(7), guard, "shared while in flight");
+        assert!(log.verification_holds(guard));
+        marker(&log, 8, 0, true).unwrap();
+        assert!(log.verification_holds(guard), "another producer's marker");
+        marker(&log, 7, 0, false).unwrap();
+        assert!(
+            !log.verification_holds(guard),
+            "voided by its producer's marker"
+        );
+        let verify = |_: i64, _: i16| log.verification_holds(guard);
+        let refused = log.append_verified(
+            idem(7, 0, 0, 1, true),
+            0,
+            AppendOrigin::Client,
+            Some(&verify),
+        );
+        assert!(
+            matches!(refused, Err(LogError::TransactionNotVerified(_))),
+            "{refused:?}"
+        );
+        let fresh = log.start_verification(7);
+        assert_ne!(fresh, guard);
+        let verify = |_: i64, _: i16| log.verification_holds(fresh);
+        log.append_verified(
+            idem(7, 0, 0, 1, true),
+            0,
+            AppendOrigin::Client,
+            Some(&verify),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn markers_complete_transactions_and_the_unstable_offset_follows_the_high_watermark() {
         let dir = tempfile::tempdir().unwrap();
