@@ -23,8 +23,8 @@ use crate::cluster::topic_config::topic_log_config;
 use crate::cluster::{MetadataDelta, MetadataImage, MetadataPublisher, TopicDelta, TopicImage};
 use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 
-use super::isr::{FollowerFetch, IsrProposal};
 use super::fetcher::ReplicaFetcherManager;
+use super::isr::{FollowerFetch, IsrProposal};
 use super::partition::Partition;
 
 /// Sends a batch of ISR changes to the controller (AlterPartition) and answers each: Ok once the change is
