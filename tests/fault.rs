@@ -343,11 +343,17 @@ struct Run {
     dir: Option<tempfile::TempDir>,
     bootstrap: String,
     paused: Vec<i32>,
+    /// One run at a time in this process: the namespaces are named after the process id. Last, so it is
+    /// released after the cluster (and its namespaces) are gone.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Run {
     /// Starts the cluster and creates the topic: three replicas each, or `assignment`'s.
     fn start(unclean: bool, min_isr: &str, assignment: Option<&[&[i32]]>) -> Run {
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let known = brook::Config::known_keys();
         let props: Vec<(&str, &str)> = BROKER_PROPS
             .iter()
@@ -411,6 +417,7 @@ impl Run {
             dir: Some(dir),
             bootstrap,
             paused: Vec::new(),
+            _serial: serial,
         }
     }
 
