@@ -120,8 +120,6 @@ pub struct Config {
     pub kraft: KraftConfig,
     /// `default.replication.factor`: replicas of a topic created without a factor (auto-created ones too).
     pub default_replication_factor: i16,
-    /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state`.
-    pub transaction_state_log_min_isr: i32,
     pub num_partitions: i32,
     pub auto_create_topics_enable: bool,
     /// `auto.leader.rebalance.enable`: the active controller moves leaderships back to preferred replicas.
@@ -163,7 +161,6 @@ impl Default for Config {
             rack_aware_replica_selector: false,
             kraft: KraftConfig::default(),
             default_replication_factor: 1,
-            transaction_state_log_min_isr: 2,
             num_partitions: 1,
             auto_create_topics_enable: true,
             auto_leader_rebalance_enable: true,

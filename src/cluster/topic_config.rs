@@ -206,7 +206,7 @@ pub static TOPIC_CONFIG_DEFS: &[TopicConfigDef] = &[
         "unclean.leader.election.enable",
         Boolean,
         &["unclean.leader.election.enable"],
-        "Whether an out-of-sync replica may become leader. A single node is always its own in-sync leader, so either value is accepted and changes nothing.",
+        "Whether an out-of-sync replica may become leader when no in-sync one is alive (acknowledged writes can be lost). A single node is always its own in-sync leader.",
     ),
 ];
 

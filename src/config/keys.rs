@@ -256,7 +256,7 @@ const KEYS: &[KeySpec] = &[
     int_field!("default.replication.factor", 1, i16::MAX as i64, default_replication_factor as i16, some),
     int_field!("offsets.topic.replication.factor", 1, i16::MAX as i64,
         groups.offsets_topic_replication_factor as i16, some),
-    int_field!("transaction.state.log.min.isr", 1, I32_MAX, transaction_state_log_min_isr as i32, some),
+    int_field!("transaction.state.log.min.isr", 1, I32_MAX, txn.state_log_min_isr as i32, some),
     int_field!("num.partitions", 1, 1_000_000, num_partitions as i32, some),
     bool_field!("auto.create.topics.enable", auto_create_topics_enable),
     bool_field!("auto.leader.rebalance.enable", auto_leader_rebalance_enable),
@@ -329,7 +329,6 @@ const KEYS: &[KeySpec] = &[
     int_field!("group.max.size", 1, I32_MAX, groups.max_size as usize, some),
     int_field!("offset.metadata.max.bytes", 0, I32_MAX, groups.offset_metadata_max_bytes as usize, some),
     int_field!("transaction.state.log.num.partitions", 1, 10_000, txn.state_log_num_partitions as i32, some),
-    // Accepted for compatibility: a single node keeps one replica of __transaction_state.
     int_field!("transaction.state.log.replication.factor", 1, i16::MAX as i64,
         txn.state_log_replication_factor as i16, some),
     int_field!("transaction.state.log.segment.bytes", 1, I32_MAX, txn.state_log_segment_bytes as u64, some),

@@ -15,6 +15,9 @@ use crate::log::TopicPartition;
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+/// Kafka's `replication-offset-checkpoint`: each partition's high watermark, so that a restarted replica
+/// does not take everything it has for committed.
+pub const HIGH_WATERMARK_CHECKPOINT: &str = "replication-offset-checkpoint";
 
 /// The only checkpoint format version Kafka has written.
 const CHECKPOINT_VERSION: &str = "0";

@@ -1,6 +1,7 @@
 //! LogManager: one data directory, the partition logs in it, their checkpoints, and the flusher thread.
 //!
-//! Start-up reads `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint` and the clean-shutdown
+//! Start-up reads `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`,
+//! `replication-offset-checkpoint` (high watermarks) and the clean-shutdown
 //! marker `.kafka_cleanshutdown`, then deletes the marker so that a crash from then on is seen as unclean at
 //! the next start. Partitions load lazily through `get_or_create`, recovering when the last stop was unclean.
 //!
@@ -21,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::log::checkpoint::{
-    LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint, sync_dir,
-    write_offset_checkpoint,
+    HIGH_WATERMARK_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
+    read_offset_checkpoint, sync_dir, write_offset_checkpoint,
 };
 use crate::log::cleaner::{LogCleaner, cleaner_loop};
 use crate::log::error::LogError;
@@ -90,6 +91,7 @@ struct Shared {
 struct Checkpoints {
     recovery_points: BTreeMap<TopicPartition, i64>,
     log_start_offsets: BTreeMap<TopicPartition, i64>,
+    high_watermarks: BTreeMap<TopicPartition, i64>,
 }
 
 impl Shared {
@@ -114,7 +116,7 @@ impl Shared {
         }
     }
 
-    /// Writes both checkpoints from the loaded logs merged over what was on disk.
+    /// Writes the checkpoints from the loaded logs merged over what was on disk.
     fn write_checkpoints(&self) -> Result<(), LogError> {
         let logs = self.logs_snapshot();
         let mut cp = lock(&self.checkpoints);
@@ -123,7 +125,13 @@ impl Shared {
                 .insert(log.topic_partition().clone(), log.recovery_point());
             cp.log_start_offsets
                 .insert(log.topic_partition().clone(), log.log_start_offset());
+            cp.high_watermarks
+                .insert(log.topic_partition().clone(), log.high_watermark());
         }
+        write_offset_checkpoint(
+            &self.dir.join(HIGH_WATERMARK_CHECKPOINT),
+            &cp.high_watermarks,
+        )?;
         write_offset_checkpoint(
             &self.dir.join(RECOVERY_POINT_CHECKPOINT),
             &cp.recovery_points,
@@ -224,6 +232,7 @@ impl LogManager {
         let checkpoints = Checkpoints {
             recovery_points: read_checkpoint_or_warn(&dir.join(RECOVERY_POINT_CHECKPOINT)),
             log_start_offsets: read_checkpoint_or_warn(&dir.join(LOG_START_OFFSET_CHECKPOINT)),
+            high_watermarks: read_checkpoint_or_warn(&dir.join(HIGH_WATERMARK_CHECKPOINT)),
         };
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -322,11 +331,12 @@ impl LogManager {
         }
         let dir = self.shared.dir.join(tp.to_string());
         let existed = dir.exists();
-        let (recovery_point, log_start_offset) = {
+        let (recovery_point, log_start_offset, high_watermark) = {
             let cp = lock(&self.shared.checkpoints);
             (
                 cp.recovery_points.get(tp).copied(),
                 cp.log_start_offsets.get(tp).copied(),
+                cp.high_watermarks.get(tp).copied(),
             )
         };
         if let Some(why) = lock(&self.offline).get(tp) {
@@ -374,6 +384,12 @@ impl LogManager {
                 return Err(LogError::Offline(why));
             }
         };
+        // A log starts with everything it holds below its high watermark; the checkpoint says how much of
+        // it was committed when last written (a replica's partition raises it again by its own rule: the
+        // leader's over the in-sync replicas, a follower's from its leader; a lone replica's at once).
+        if let Some(high_watermark) = high_watermark {
+            log.lower_high_watermark(high_watermark.max(log.log_start_offset()));
+        }
         tracing::debug!(partition = %tp, existed, log_end_offset = log.log_end_offset(),
             scanned_batches = log.recovery_batches_scanned(), elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded partition log");
@@ -451,6 +467,7 @@ impl LogManager {
                 let mut cp = lock(&self.shared.checkpoints);
                 cp.recovery_points.remove(tp);
                 cp.log_start_offsets.remove(tp);
+                cp.high_watermarks.remove(tp);
             }
             // Not `exists()`: it follows symlinks, and a dangling one must go too.
             match fs::symlink_metadata(&dir) {
@@ -977,6 +994,34 @@ mod tests {
         drop(mgr);
         let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
         assert!(!mgr.had_clean_shutdown(), "the next start recovers");
+    }
+
+    #[test]
+    fn a_reopened_log_counts_only_its_checkpointed_high_watermark_as_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("hw", 0);
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
+        for _ in 0..3 {
+            leader_append(&log, one_batch(), 0).unwrap();
+        }
+        assert_eq!(log.high_watermark(), 6);
+        mgr.shutdown().unwrap();
+        let written = read_offset_checkpoint(&dir.path().join(HIGH_WATERMARK_CHECKPOINT))
+            .unwrap()
+            .unwrap();
+        assert_eq!(written.get(&tp), Some(&6), "written at shutdown");
+
+        // As if the replica had taken records its leader had not committed yet.
+        write_offset_checkpoint(
+            &dir.path().join(HIGH_WATERMARK_CHECKPOINT),
+            &BTreeMap::from([(tp.clone(), 2)]),
+        )
+        .unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let log = mgr.get_or_create(&tp, LogConfig::default()).unwrap();
+        assert_eq!((log.high_watermark(), log.log_end_offset()), (2, 6));
+        mgr.shutdown().unwrap();
     }
 
     #[test]

@@ -269,6 +269,10 @@ impl TransactionCoordinator {
                 "segment.bytes".to_string(),
                 self.config.state_log_segment_bytes.to_string(),
             ),
+            (
+                "min.insync.replicas".to_string(),
+                self.config.state_log_min_isr.to_string(),
+            ),
         ]);
         match self.metadata.create_topic_with(
             TRANSACTION_STATE_TOPIC,

@@ -22,8 +22,12 @@ pub use crate::cluster::TRANSACTION_STATE_TOPIC;
 pub struct TransactionConfig {
     /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`.
     pub state_log_num_partitions: i32,
-    /// `transaction.state.log.replication.factor`: accepted; one node keeps one replica.
+    /// `transaction.state.log.replication.factor`: replicas of `__transaction_state` (a single node keeps
+    /// one).
     pub state_log_replication_factor: i16,
+    /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state` (capped at its
+    /// replication factor).
+    pub state_log_min_isr: i32,
     /// `transaction.state.log.segment.bytes`: the segment size of `__transaction_state`.
     pub state_log_segment_bytes: u64,
     /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
@@ -43,6 +47,7 @@ impl Default for TransactionConfig {
             state_log_num_partitions: 50,
             state_log_replication_factor: 3,
             state_log_segment_bytes: 100 * 1024 * 1024,
+            state_log_min_isr: 2,
             max_timeout_ms: 900_000,
             id_expiration_ms: 604_800_000,
             abort_timed_out_interval_ms: 10_000,
