@@ -60,14 +60,18 @@ impl Partition {
     }
 
     /// Removes every batch at or above `offset` (to the start of the batch holding it); returns the new
-    /// log end offset.
+    /// log end offset. Under the role: a partition this broker leads now is never cut (nothing happens; its
+    /// fetcher drops it).
     pub fn truncate_to(&self, offset: i64) -> Result<i64, LogError> {
-        self.log().truncate_to(offset)
+        self.while_following(|| self.log().truncate_to(offset))
+            .unwrap_or_else(|| Ok(self.log_end_offset()))
     }
 
-    /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
+    /// Empties the log and restarts it at `offset` (a follower behind the leader's log start); nothing
+    /// while this broker leads.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
-        self.log().truncate_fully_and_start_at(offset)
+        self.while_following(|| self.log().truncate_fully_and_start_at(offset))
+            .unwrap_or(Ok(()))
     }
 
     /// Follows the leader's log start offset up (retention or DeleteRecords on the leader), never past
