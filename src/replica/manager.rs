@@ -26,6 +26,9 @@ use crate::log::{LogConfig, LogManager, TopicPartition, partition_metadata};
 use super::fetcher::ReplicaFetcherManager;
 use super::isr::{FollowerFetch, IsrProposal};
 use super::partition::Partition;
+use super::stats::{
+    FollowerLag, IsrChangeCounters, IsrChangeCounts, IsrChangeKind, ReplicaHealth, follower_lag,
+};
 
 /// Sends a batch of ISR changes to the controller (AlterPartition) and answers each: Ok once the change is
 /// committed (or found unnecessary), else the error that refused it. Implemented by the cluster's
@@ -62,6 +65,8 @@ pub struct ReplicaManager {
     /// The replica fetcher (cluster mode): told which partitions to follow from which leader. Set once,
     /// before the metadata log is replayed.
     fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
+    /// ISR changes proposed and refused, for the metrics.
+    isr_changes: Arc<IsrChangeCounters>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -88,6 +93,7 @@ impl ReplicaManager {
             alter_partition: OnceLock::new(),
             isr_queue: Arc::default(),
             fetchers: OnceLock::new(),
+            isr_changes: Arc::default(),
         })
     }
 
@@ -105,6 +111,7 @@ impl ReplicaManager {
         }
         let weak = Arc::downgrade(self);
         let queue = self.isr_queue.clone();
+        let counters = self.isr_changes.clone();
         let mut stop_send = stop.clone();
         tokio::spawn(async move {
             loop {
@@ -122,6 +129,7 @@ impl ReplicaManager {
                 };
                 for (proposal, answer) in batch.iter().zip(answers) {
                     if let Err(error) = &answer {
+                        counters.failed();
                         tracing::debug!(partition = %proposal.tp, ?error, isr = ?proposal.new_isr,
                             "ISR change refused");
                     }
@@ -152,14 +160,14 @@ impl ReplicaManager {
                     if let Some(proposal) = partition.maybe_shrink_isr(now, max_lag_ms) {
                         tracing::info!(partition = %proposal.tp, isr = ?proposal.new_isr,
                             "shrinking the ISR: followers not caught up within replica.lag.time.max.ms");
-                        manager.enqueue_isr_change(proposal);
+                        manager.enqueue_isr_change(proposal, IsrChangeKind::Shrink);
                     }
                 }
             }
         });
     }
 
-    fn enqueue_isr_change(&self, proposal: IsrProposal) {
+    fn enqueue_isr_change(&self, proposal: IsrProposal, kind: IsrChangeKind) {
         if self.alter_partition.get().is_none() {
             // No controller to ask (a single node has no followers): forget it.
             if let Some(partition) = self.partition(&proposal.tp) {
@@ -167,6 +175,7 @@ impl ReplicaManager {
             }
             return;
         }
+        self.isr_changes.proposed(kind);
         lock(&self.isr_queue.proposals).push(proposal);
         self.isr_queue.ready.notify_one();
     }
@@ -192,9 +201,81 @@ impl ReplicaManager {
         let proposal = partition.record_follower_fetch(fetch, self.clock.now_ms(), &eligible)?;
         if let Some(proposal) = proposal {
             tracing::info!(partition = %proposal.tp, isr = ?proposal.new_isr, "expanding the ISR: follower caught up");
-            self.enqueue_isr_change(proposal);
+            self.enqueue_isr_change(proposal, IsrChangeKind::Expand);
         }
         Ok(())
+    }
+
+    /// ISR changes this broker proposed as a leader since it started, and how many failed.
+    pub fn isr_change_counts(&self) -> IsrChangeCounts {
+        self.isr_changes.snapshot()
+    }
+
+    /// Counts this broker's partitions by replication health now. Offline partitions are those the image
+    /// assigns here whose log is not open (it could not be opened) or has failed; walking the image costs
+    /// one lookup per partition, fine for a scrape.
+    pub fn health(&self) -> ReplicaHealth {
+        let mut health = ReplicaHealth::default();
+        for partition in self.partitions() {
+            if partition.is_failed() {
+                health.offline += 1;
+                continue;
+            }
+            if !partition.is_leader() {
+                continue;
+            }
+            health.leader += 1;
+            if partition.is_under_replicated() {
+                health.under_replicated += 1;
+            }
+            if partition.check_enough_replicas().is_err() {
+                health.under_min_isr += 1;
+            }
+        }
+        if let Some(image) = self.read_image() {
+            for topic in image.topics() {
+                for (index, registration) in topic.partitions.iter().enumerate() {
+                    if !registration.replicas.contains(&self.node_id) {
+                        continue;
+                    }
+                    let tp = TopicPartition {
+                        topic: topic.name.clone(),
+                        partition: index as i32,
+                    };
+                    // One short lookup each, so the map lock is never held across the log manager's.
+                    if self.partition(&tp).is_none() && self.logs.get(&tp).is_none() {
+                        health.offline += 1;
+                    }
+                }
+            }
+        }
+        health
+    }
+
+    /// How far each follower of each partition this broker leads is behind (empty on a single node).
+    pub fn follower_lags(&self) -> Vec<FollowerLag> {
+        let now = self.clock.now_ms();
+        let mut lags = Vec::new();
+        for partition in self.partitions() {
+            if !partition.is_leader() {
+                continue;
+            }
+            // Progress first: a log end read after it is never behind what a follower reported.
+            let progress = partition.follower_progress();
+            let log_end = partition.log_end_offset();
+            let tp = partition.topic_partition();
+            lags.extend(
+                progress
+                    .into_iter()
+                    .map(|p| follower_lag(tp, log_end, p, now)),
+            );
+        }
+        lags
+    }
+
+    /// The replica fetchers' traffic and lag; None without fetchers (a single node).
+    pub fn fetcher_stats(&self) -> Option<super::fetcher::FetcherStats> {
+        self.fetchers.get().map(|f| f.stats())
     }
 
     fn read_image(&self) -> Option<Arc<MetadataImage>> {
@@ -768,6 +849,130 @@ mod tests {
             ..(*topic).clone()
         });
         assert_eq!(announce(successor), 0, "an earlier topic's log is removed");
+    }
+
+    /// Refuses every ISR change, as a controller at another partition epoch would.
+    struct Refusing;
+
+    impl AlterPartitionManager for Refusing {
+        fn submit(&self, proposals: Vec<IsrProposal>) -> IsrAnswers {
+            let answers = vec![Err(ResponseError::InvalidUpdateVersion); proposals.len()];
+            Box::pin(async move { answers })
+        }
+    }
+
+    #[tokio::test]
+    async fn health_and_isr_changes_are_counted() {
+        use crate::cluster::{BrokerRegistration, MetadataDelta, TopicDelta};
+        use crate::replica::isr::FollowerFetch;
+
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Arc::new(MetadataStore::open(dir.path(), 1).unwrap());
+        let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let defaults = || LogConfig {
+            min_insync_replicas: 2,
+            ..LogConfig::default()
+        };
+        let replicas = ReplicaManager::new(1, logs, Arc::new(defaults));
+        metadata.add_publisher(replicas.clone());
+        let before = metadata.create_topic("orders", 3, BTreeMap::new()).unwrap();
+        let single = replicas.health();
+        assert_eq!(
+            single,
+            ReplicaHealth {
+                leader: 3,
+                ..Default::default()
+            },
+            "a lone replica is its whole replica set"
+        );
+
+        // Partition 0: replicas 1,2,3 with ISR 1 (under-replicated, under min ISR 2); partition 1: ISR 1,3
+        // (under-replicated only); partition 2 led by broker 2.
+        let registration = |leader, isr: &[i32]| PartitionRegistration {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            ..Default::default()
+        };
+        let mut after = (*before).clone();
+        after.partitions = vec![
+            registration(1, &[1]),
+            registration(1, &[1, 3]),
+            registration(2, &[1, 2, 3]),
+        ];
+        let brokers = (2..=3)
+            .map(|id| {
+                Arc::new(BrokerRegistration {
+                    id,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        metadata.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Changed {
+                before: before.clone(),
+                after: Arc::new(after),
+            }],
+            brokers,
+            ..Default::default()
+        });
+        assert_eq!(
+            replicas.health(),
+            ReplicaHealth {
+                leader: 2,
+                under_replicated: 2,
+                under_min_isr: 1,
+                offline: 0,
+            }
+        );
+        let lags = replicas.follower_lags();
+        assert_eq!(
+            lags.len(),
+            4,
+            "two followers of each led partition: {lags:?}"
+        );
+        assert!(lags.iter().all(|l| l.records.is_none()), "none fetched yet");
+
+        // Broker 3 (in partition 1's ISR) never fetches: shrunk after the lag limit. Broker 2 catches up on
+        // partition 0: an expansion. The controller refuses both.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        replicas.start_isr_management(Arc::new(Refusing), Duration::from_millis(20), stopped);
+        let p0 = replicas
+            .partition(&TopicPartition::new("orders", 0))
+            .unwrap();
+        replicas
+            .record_follower_fetch(
+                &p0,
+                &FollowerFetch {
+                    replica_id: 2,
+                    broker_epoch: 0,
+                    fetch_offset: 0,
+                    log_start_offset: 0,
+                    leader_log_end: 0,
+                },
+            )
+            .unwrap();
+        let lag = replicas
+            .follower_lags()
+            .into_iter()
+            .find(|l| l.tp.partition == 0 && l.replica == 2)
+            .unwrap();
+        assert_eq!(lag.records, Some(0));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let counts = loop {
+            let counts = replicas.isr_change_counts();
+            if counts.failures >= 2 || std::time::Instant::now() > deadline {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(counts.expands, 1);
+        assert!(counts.shrinks >= 1, "{counts:?}");
+        assert!(counts.failures >= 2, "{counts:?}");
+        stop.send_replace(true);
+        replicas.logs().shutdown().unwrap();
     }
 
     #[test]

@@ -8,9 +8,11 @@ pub mod follower;
 pub mod isr;
 pub mod manager;
 pub mod partition;
+pub mod stats;
 
 pub use fetcher::{FetcherConfig, FetcherStats, ReplicaFetcherManager};
 pub use follower::FollowerError;
 pub use isr::{FollowerFetch, IsrProposal};
 pub use manager::{LogDefaults, ReplicaManager};
 pub use partition::{FetchIsolation, HighWatermarkWaitError, Partition};
+pub use stats::{FollowerLag, IsrChangeCounts, ReplicaHealth};
