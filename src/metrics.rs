@@ -3,8 +3,8 @@
 //! Each [`crate::Broker`] owns its own registry (a `metrics-exporter-prometheus` recorder that is never
 //! installed globally), so two brokers in one process (the tests do that) never mix their counts. Events
 //! (requests, produced and fetched bytes, fsyncs) are recorded through the `metrics` facade as they happen;
-//! state (offsets, log sizes, groups, lag, connections, the process) is read at scrape time from the
-//! LogManager, the group coordinator and `/proc/self`, so appends pay nothing for it and a deleted
+//! state (offsets, log sizes, replication health, groups, lag, connections, the process) is read at scrape
+//! time from the LogManager, the ReplicaManager, the group coordinator and `/proc/self`, so appends pay nothing for it and a deleted
 //! partition's series disappear with it.
 //!
 //! Names follow `brook_<area>_<what>_<unit>`. Label values are bounded: `api` and `error` by the protocol,
@@ -93,6 +93,32 @@ pub mod names {
     pub const GROUP_COMMITTED_OFFSET: &str = "brook_group_committed_offset";
     /// Gauge `{group, topic, partition}`: high watermark minus committed offset (never negative).
     pub const GROUP_LAG: &str = "brook_group_lag_records";
+    /// Gauge: partitions this broker leads.
+    pub const REPLICA_LEADER_PARTITIONS: &str = "brook_replica_leader_partitions";
+    /// Gauge: led partitions whose ISR is smaller than their replica set (Kafka's UnderReplicatedPartitions).
+    pub const REPLICA_UNDER_REPLICATED: &str = "brook_replica_under_replicated_partitions";
+    /// Gauge: led partitions whose ISR is below the effective min ISR: acks=all writes are refused.
+    pub const REPLICA_UNDER_MIN_ISR: &str = "brook_replica_under_min_isr_partitions";
+    /// Gauge: partitions assigned to this broker whose log could not be opened or has failed.
+    pub const REPLICA_OFFLINE: &str = "brook_replica_offline_partitions";
+    /// Counter: ISR shrinks this broker proposed to the controller as a leader.
+    pub const REPLICA_ISR_SHRINKS: &str = "brook_replica_isr_shrinks_total";
+    /// Counter: ISR expansions this broker proposed to the controller as a leader.
+    pub const REPLICA_ISR_EXPANDS: &str = "brook_replica_isr_expands_total";
+    /// Counter: ISR changes the controller refused or did not answer.
+    pub const REPLICA_ISR_CHANGE_FAILURES: &str = "brook_replica_isr_change_failures_total";
+    /// Gauge `{topic, partition, replica}`: leader log end minus the follower's, for partitions this broker
+    /// leads (absent until the follower's first fetch of the leadership).
+    pub const REPLICA_FOLLOWER_LAG_RECORDS: &str = "brook_replica_follower_lag_records";
+    /// Gauge `{topic, partition, replica}`: seconds since the follower last held all the leader had.
+    pub const REPLICA_FOLLOWER_LAG_SECONDS: &str = "brook_replica_follower_lag_seconds";
+    /// Counter: record batch bytes this broker's replica fetchers fetched from leaders.
+    pub const REPLICA_FETCHER_BYTES: &str = "brook_replica_fetcher_bytes_total";
+    /// Counter: records this broker's replica fetchers fetched from leaders.
+    pub const REPLICA_FETCHER_RECORDS: &str = "brook_replica_fetcher_records_total";
+    /// Gauge `{topic, partition}`: for a followed partition, the leader's high watermark minus this replica's
+    /// log end at the fetcher's last response.
+    pub const REPLICA_FETCHER_LAG: &str = "brook_replica_fetcher_lag_records";
     /// Gauge: client connections open now.
     pub const CONNECTIONS_OPEN: &str = "brook_connections_open";
     /// Counter: client connections accepted (admitted under the connection limits).

@@ -435,3 +435,201 @@ async fn producers_open_transactions_and_the_last_stable_offset_are_exported() {
 async fn transaction_metrics_are_summed_per_topic_without_the_partition_label() {
     transaction_metrics(false).await;
 }
+
+/// A single node leads every partition it holds and none is under-replicated; no ISR ever changes and
+/// there are no followers, so no follower lag; the fetcher metrics are absent (no fetchers on one node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_leads_every_partition_fully_replicated() {
+    let b = start_broker(BROKER).await;
+    let addr = b.broker.metrics_addr().expect("metrics are enabled");
+    let topic = unique_topic("led");
+    create_topic(&b.bootstrap, &topic, 3).await;
+    let m = scrape(addr);
+    assert_eq!(m.get("brook_replica_leader_partitions"), 3.0, "{m}");
+    assert_eq!(m.get("brook_log_partitions"), 3.0);
+    for name in [
+        "brook_replica_under_replicated_partitions",
+        "brook_replica_under_min_isr_partitions",
+        "brook_replica_offline_partitions",
+        "brook_replica_isr_shrinks_total",
+        "brook_replica_isr_expands_total",
+        "brook_replica_isr_change_failures_total",
+    ] {
+        assert_eq!(m.get(name), 0.0, "{name}");
+    }
+    for name in [
+        "brook_replica_follower_lag_records",
+        "brook_replica_follower_lag_seconds",
+        "brook_replica_fetcher_bytes_total",
+        "brook_replica_fetcher_records_total",
+        "brook_replica_fetcher_lag_records",
+    ] {
+        assert!(m.family(name).is_empty(), "{name} on a single node");
+    }
+
+    b.shutdown().await;
+}
+
+/// Three nodes, a partition replicated on all of them with min.insync.replicas=3: records written with
+/// acks=all reach both followers (the leader sees no follower lag, their fetchers count the records); the
+/// leader counts it as led and, once a follower is halted, more is written and the leader shrinks the ISR (replica.lag.time.max.ms; the broker
+/// session outlasts the test, so the controller does not fence it first), as under-replicated
+/// and under min ISR, with the shrink counted and the halted follower's lag in seconds beyond the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_reports_an_under_replicated_partition_once_a_follower_is_halted() {
+    use common::cluster::{TestCluster, fetch_metadata};
+
+    const LAG_MAX_MS: u64 = 1500;
+    let lag_max = LAG_MAX_MS.to_string();
+    let mut cluster = TestCluster::start(
+        3,
+        &[
+            ("metrics.listener", "127.0.0.1:0"),
+            ("replica.lag.time.max.ms", &lag_max),
+            // Not fenced within the test: the ISR shrinks by the leader's lag check, not by the controller
+            // removing a fenced broker.
+            ("broker.session.timeout.ms", "60000"),
+        ],
+    )
+    .await;
+    let admin = admin(&cluster.bootstrap(1));
+    let new =
+        NewTopic::new("replicated", 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "3");
+    let results = admin
+        .create_topics([&new], &admin_options())
+        .await
+        .expect("CreateTopics request");
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let bootstrap = cluster.bootstrap_all();
+    let leader = poll_until_async(DEADLINE, "a leader for replicated-0", || {
+        let bootstrap = bootstrap.clone();
+        async move {
+            let metadata = fetch_metadata(&bootstrap, Some("replicated")).await.ok()?;
+            let partition = metadata.topics().first()?.partitions().first()?.leader();
+            (partition >= 1).then_some(partition)
+        }
+    })
+    .await;
+    let metrics_of = |id: i32| {
+        cluster
+            .node(id)
+            .metrics_addr()
+            .expect("metrics are enabled")
+    };
+    let leader_addr = metrics_of(leader);
+    poll_until_async(
+        DEADLINE,
+        "the leader counts replicated-0 as led",
+        || async {
+            (scrape(leader_addr).get("brook_replica_leader_partitions") >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // Replicated to both followers: the leader sees them caught up, each follower's fetcher counts what it
+    // copied and sees no lag.
+    const RECORDS: usize = 20;
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    send_n(&p, "replicated", 0, RECORDS).await;
+    drop(p);
+    let followers: Vec<i32> = (1..=3).filter(|&id| id != leader).collect();
+    for &id in &followers {
+        let replica = id.to_string();
+        poll_until_async(DEADLINE, "the leader sees a follower caught up", || {
+            let replica = replica.clone();
+            async move {
+                let m = scrape(leader_addr);
+                let lag = m.find(&series(
+                    "brook_replica_follower_lag_records",
+                    &[
+                        ("topic", "replicated"),
+                        ("partition", "0"),
+                        ("replica", &replica),
+                    ],
+                ))?;
+                (lag == 0.0).then_some(())
+            }
+        })
+        .await;
+        let m = scrape(metrics_of(id));
+        assert!(
+            m.get("brook_replica_fetcher_records_total") >= RECORDS as f64,
+            "{m}"
+        );
+        assert!(m.get("brook_replica_fetcher_bytes_total") > 0.0);
+        assert_eq!(
+            m.get(&series(
+                "brook_replica_fetcher_lag_records",
+                &[("topic", "replicated"), ("partition", "0")],
+            )),
+            0.0
+        );
+        assert_eq!(m.get("brook_replica_leader_partitions"), 0.0);
+    }
+    // An ISR shrunk before the followers' first fetches grows back once they caught up.
+    let m = poll_until_async(DEADLINE, "a full ISR on the leader", || async {
+        let m = scrape(leader_addr);
+        (m.get("brook_replica_under_replicated_partitions") == 0.0).then_some(m)
+    })
+    .await;
+    assert!(
+        m.family("brook_replica_fetcher_lag_records").is_empty(),
+        "the leader follows nothing here"
+    );
+
+    let follower = followers[0];
+    let start = std::time::Instant::now();
+    cluster.crash(follower).await;
+    // A follower at the leader's log end stays caught up (Kafka's rule): the leader must move on to leave
+    // it behind. acks=1, as acks=all waits for the halted follower until the ISR shrinks.
+    const AFTER: usize = 5;
+    let p = producer(&cluster.bootstrap(leader), &[("acks", "1")]);
+    send_n(&p, "replicated", 0, AFTER).await;
+    drop(p);
+
+    let m = poll_until_async(DEADLINE, "the leader's ISR shrinks", || async {
+        let m = scrape(leader_addr);
+        (m.get("brook_replica_under_replicated_partitions") >= 1.0).then_some(m)
+    })
+    .await;
+    eprintln!(
+        "under-replicated on the leader {:?} after the halt",
+        start.elapsed()
+    );
+    assert_eq!(
+        m.get("brook_replica_under_replicated_partitions"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(m.get("brook_replica_under_min_isr_partitions"), 1.0);
+    assert!(m.get("brook_replica_isr_shrinks_total") >= 1.0);
+    assert_eq!(
+        m.get(&series(
+            "brook_replica_follower_lag_records",
+            &[
+                ("topic", "replicated"),
+                ("partition", "0"),
+                ("replica", &follower.to_string()),
+            ],
+        )),
+        AFTER as f64,
+        "the halted follower misses what was written after it stopped"
+    );
+    assert_eq!(m.get("brook_replica_offline_partitions"), 0.0);
+    let lag = m.get(&series(
+        "brook_replica_follower_lag_seconds",
+        &[
+            ("topic", "replicated"),
+            ("partition", "0"),
+            ("replica", &follower.to_string()),
+        ],
+    ));
+    assert!(
+        lag * 1000.0 > LAG_MAX_MS as f64,
+        "dropped only after replica.lag.time.max.ms: {lag} s"
+    );
+    drop(admin);
+    // A clean shutdown would wait for the unfenced, halted node's session to run out: stop as a crash.
+    for id in [leader, cluster.other_than(leader)] {
+        cluster.crash(id).await;
+    }
+}

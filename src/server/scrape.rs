@@ -1,5 +1,6 @@
 //! Gauges computed at scrape time, written as Prometheus text after the registry's event metrics: partition
-//! offsets and sizes from the LogManager, producers, open transactions and the last stable offset from the
+//! offsets and sizes from the LogManager, replication health, follower lag and ISR changes from the
+//! ReplicaManager and its replica fetcher, producers, open transactions and the last stable offset from the
 //! leader partitions, transactional ids by state from the transaction coordinator, groups and lag from the
 //! group coordinator and its offset store, connections from the listener, and the process from
 //! `/proc/self`.
@@ -21,6 +22,30 @@ pub struct Scraper {
 
 /// Per-partition values by (topic, partition), the partition None when summed per topic.
 type PartitionRows<const N: usize> = BTreeMap<(String, Option<i32>), [f64; N]>;
+
+/// Follower lag by (topic, partition or None, replica): records and seconds, each None when unknown.
+type FollowerRows = BTreeMap<(String, Option<i32>, i32), (Option<f64>, Option<f64>)>;
+
+/// Follower lags as rows: per partition, or without the partition label summed per topic and follower
+/// (records) and the worst of them (seconds).
+fn follower_rows(lags: Vec<crate::replica::FollowerLag>, partition_level: bool) -> FollowerRows {
+    let mut rows = FollowerRows::new();
+    for lag in lags {
+        let key = (
+            lag.tp.topic,
+            partition_level.then_some(lag.tp.partition),
+            lag.replica,
+        );
+        let row = rows.entry(key).or_default();
+        if let Some(records) = lag.records {
+            row.0 = Some(row.0.unwrap_or(0.0) + records as f64);
+        }
+        if let Some(seconds) = lag.seconds {
+            row.1 = Some(row.1.map_or(seconds, |s: f64| s.max(seconds)));
+        }
+    }
+    rows
+}
 
 /// Adds one partition's values to its row: its own with the partition label, its topic's without.
 fn add_row<const N: usize>(
@@ -85,6 +110,7 @@ impl Scrape for Scraper {
         );
         self.logs(&mut page);
         self.transactions(&mut page);
+        self.replication(&mut page);
         self.groups(&mut page);
         self.connections(&mut page);
         process(&mut page);
@@ -206,6 +232,118 @@ impl Scraper {
                 count as f64,
             );
         }
+    }
+
+    /// Replication: health counts and ISR changes of this broker, the lag of the followers of partitions it
+    /// leads, and the replica fetchers' traffic and lag (absent without fetchers: a single node).
+    fn replication(&self, page: &mut Page<'_>) {
+        let replicas = &self.apis.replicas;
+        let health = replicas.health();
+        for (name, help, value) in [
+            (
+                names::REPLICA_LEADER_PARTITIONS,
+                "Partitions this broker leads.",
+                health.leader,
+            ),
+            (
+                names::REPLICA_UNDER_REPLICATED,
+                "Led partitions whose ISR is smaller than their replica set.",
+                health.under_replicated,
+            ),
+            (
+                names::REPLICA_UNDER_MIN_ISR,
+                "Led partitions whose ISR is below the effective min ISR (acks=all refused).",
+                health.under_min_isr,
+            ),
+            (
+                names::REPLICA_OFFLINE,
+                "Partitions assigned here whose log could not be opened or has failed.",
+                health.offline,
+            ),
+        ] {
+            page.single(name, "gauge", help, &[], value as f64);
+        }
+        let changes = replicas.isr_change_counts();
+        for (name, help, value) in [
+            (
+                names::REPLICA_ISR_SHRINKS,
+                "ISR shrinks proposed to the controller by this broker as a leader.",
+                changes.shrinks,
+            ),
+            (
+                names::REPLICA_ISR_EXPANDS,
+                "ISR expansions proposed to the controller by this broker as a leader.",
+                changes.expands,
+            ),
+            (
+                names::REPLICA_ISR_CHANGE_FAILURES,
+                "ISR changes the controller refused or did not answer.",
+                changes.failures,
+            ),
+        ] {
+            page.single(name, "counter", help, &[], value as f64);
+        }
+
+        // Without the partition label: records summed per topic and follower, seconds the worst.
+        let partition_level = self.apis.metrics.partition_level();
+        let lags = follower_rows(replicas.follower_lags(), partition_level);
+        for (name, help, pick) in [
+            (
+                names::REPLICA_FOLLOWER_LAG_RECORDS,
+                "Leader log end minus the follower's, for partitions this broker leads.",
+                0,
+            ),
+            (
+                names::REPLICA_FOLLOWER_LAG_SECONDS,
+                "Seconds since the follower last held all the leader had, for partitions this broker leads.",
+                1,
+            ),
+        ] {
+            page.family(name, "gauge", help);
+            for ((topic, partition, replica), values) in &lags {
+                let Some(value) = (if pick == 0 { values.0 } else { values.1 }) else {
+                    continue;
+                };
+                let partition = partition.map(|p| p.to_string());
+                let replica = replica.to_string();
+                let mut labels = vec![("topic", topic.as_str())];
+                if let Some(p) = &partition {
+                    labels.push(("partition", p));
+                }
+                labels.push(("replica", &replica));
+                page.sample(name, &labels, value);
+            }
+        }
+
+        let Some(fetcher) = replicas.fetcher_stats() else {
+            return;
+        };
+        page.single(
+            names::REPLICA_FETCHER_BYTES,
+            "counter",
+            "Record batch bytes the replica fetchers fetched from leaders.",
+            &[],
+            fetcher.bytes_fetched as f64,
+        );
+        page.single(
+            names::REPLICA_FETCHER_RECORDS,
+            "counter",
+            "Records the replica fetchers fetched from leaders.",
+            &[],
+            fetcher.records_fetched as f64,
+        );
+        let mut rows: PartitionRows<1> = BTreeMap::new();
+        for (tp, lag) in &fetcher.partition_lag {
+            add_row(&mut rows, tp, partition_level, [*lag as f64]);
+        }
+        partition_gauges(
+            page,
+            &rows,
+            [(
+                names::REPLICA_FETCHER_LAG,
+                "How far this broker's replica of a followed partition is behind its leader.",
+            )],
+        );
     }
 
     fn groups(&self, page: &mut Page<'_>) {
@@ -457,6 +595,36 @@ fn escape_label_value(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follower_lag_is_summed_per_topic_without_the_partition_label() {
+        use crate::log::TopicPartition;
+        use crate::replica::FollowerLag;
+        let lag = |partition, replica, records, seconds| FollowerLag {
+            tp: TopicPartition::new("t", partition),
+            replica,
+            records,
+            seconds,
+        };
+        let lags = vec![
+            lag(0, 2, Some(5), Some(1.0)),
+            lag(1, 2, Some(7), Some(3.0)),
+            lag(1, 3, None, None),
+        ];
+        let per_partition = follower_rows(lags.clone(), true);
+        assert_eq!(per_partition.len(), 3);
+        assert_eq!(
+            per_partition[&("t".to_string(), Some(1), 3)],
+            (None, None),
+            "unknown stays unknown"
+        );
+        let per_topic = follower_rows(lags, false);
+        assert_eq!(
+            per_topic[&("t".to_string(), None, 2)],
+            (Some(12.0), Some(3.0))
+        );
+        assert_eq!(per_topic[&("t".to_string(), None, 3)], (None, None));
+    }
 
     #[test]
     fn label_values_are_escaped() {
