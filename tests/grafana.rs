@@ -1,7 +1,8 @@
 //! The Grafana dashboard against reality: a real Prometheus server (Debian's `prometheus` package) scrapes
 //! an in-process brook every second under a produce/consume/group load, then every panel query and every
 //! template variable query of grafana/dashboards/*.json is evaluated through Prometheus's HTTP API. A query
-//! that errors fails at once; one that returns no data fails once the deadline passes.
+//! that errors fails at once; one that returns no data fails once the deadline passes. The follower and
+//! replica fetcher panels are checked against a three-node cluster instead.
 //!
 //! Without the `prometheus` binary the test is skipped with a line saying so, unless CI=true.
 
@@ -31,13 +32,15 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(dir: &Path, target: SocketAddr) -> Prometheus {
+    fn start(dir: &Path, targets: &[SocketAddr]) -> Prometheus {
         let config = dir.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let targets = targets.join(", ");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: brook\n    \
-                 static_configs:\n      - targets: [\"{target}\"]\n"
+                 static_configs:\n      - targets: [{targets}]\n"
             ),
         )
         .expect("write prometheus.yml");
@@ -145,7 +148,7 @@ fn substitute(expr: &str) -> String {
 
 /// Metrics a single broker cannot have: followers' lag (it leads partitions without followers) and the
 /// replica fetchers' traffic and lag (it follows nothing). Panels on them are checked to evaluate and to be
-/// empty here; tests/metrics.rs checks their values on a cluster.
+/// empty there, and to return data from a three-node cluster.
 const CLUSTER_ONLY: &[&str] = &["brook_replica_follower_", "brook_replica_fetcher_"];
 
 /// A query to check: where it comes from, and the PromQL (variables substituted).
@@ -255,7 +258,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     .await;
     let metrics_addr = b.broker.metrics_addr().expect("metrics are enabled");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let prometheus = Prometheus::start(tmp.path(), metrics_addr);
+    let prometheus = Prometheus::start(tmp.path(), &[metrics_addr]);
     let ready = poll_until(Duration::from_secs(20), "prometheus is ready", || {
         matches!(blocking(|| prometheus.get("/-/ready")), Ok((200, _))).then_some(())
     });
@@ -343,4 +346,93 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     });
     drop(prometheus);
     b.shutdown().await;
+}
+
+/// The Cluster row's follower and fetcher panels, which a single broker leaves empty, return data from a
+/// three-node cluster with a replicated topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_panels_return_data_from_a_three_node_cluster() {
+    use common::cluster::TestCluster;
+
+    let checks: Vec<Check> = dashboard_checks()
+        .into_iter()
+        .filter(Check::cluster_only)
+        .collect();
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the prometheus binary is missing (apt-get install prometheus)"
+        );
+        eprintln!("SKIPPED: the prometheus binary is not installed (apt-get install prometheus)");
+        return;
+    }
+    let cluster = TestCluster::start(3, &[("metrics.listener", "127.0.0.1:0")]).await;
+    let admin = admin(&cluster.bootstrap(1));
+    let new = NewTopic::new("dash-replicated", 1, TopicReplication::Fixed(3));
+    let created = admin
+        .create_topics([&new], &admin_options())
+        .await
+        .expect("CreateTopics request");
+    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    let bootstrap = cluster.bootstrap_all();
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..10 {
+        let value = format!("v{i}");
+        p.send(
+            rdkafka::producer::FutureRecord::<(), _>::to("dash-replicated").payload(&value),
+            rdkafka::util::Timeout::After(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("send {value}: {e}"));
+    }
+    drop(p);
+    let targets: Vec<SocketAddr> = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .map(|b| b.metrics_addr().expect("metrics are enabled"))
+        .collect();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let prometheus = Prometheus::start(tmp.path(), &targets);
+    poll_until(Duration::from_secs(20), "prometheus is ready", || {
+        matches!(blocking(|| prometheus.get("/-/ready")), Ok((200, _))).then_some(())
+    })
+    .await;
+
+    let deadline = Instant::now() + DATA_DEADLINE;
+    let mut pending: Vec<&Check> = checks.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for check in pending {
+            match blocking(|| prometheus.query(&check.promql)) {
+                Err(e) => panic!("{}: query {} failed: {e}", check.what, check.promql),
+                Ok(result) if result.is_empty() => still.push(check),
+                Ok(_) => {}
+            }
+        }
+        if !still.is_empty() && Instant::now() > deadline {
+            let missing: Vec<String> = still
+                .iter()
+                .map(|c| format!("{}: {}", c.what, c.promql))
+                .collect();
+            panic!(
+                "{} cluster queries returned no data:\n{}\nprometheus log:\n{}",
+                missing.len(),
+                missing.join("\n"),
+                prometheus.log()
+            );
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    eprintln!("{} cluster queries returned data", checks.len());
+    drop(prometheus);
+    drop(admin);
+    cluster.shutdown().await;
 }
