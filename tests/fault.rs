@@ -353,7 +353,9 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Run {
     /// Starts the cluster and creates the topic: three replicas each, or `assignment`'s.
     fn start(unclean: bool, min_isr: &str, assignment: Option<&[&[i32]]>) -> Run {
-        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let known = brook::Config::known_keys();
         let props: Vec<(&str, &str)> = BROKER_PROPS
             .iter()
