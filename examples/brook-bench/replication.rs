@@ -108,11 +108,19 @@ impl Cluster {
                 process: Spawned(child),
             });
         }
-        let cluster = Cluster { nodes };
+        let mut cluster = Cluster { nodes };
         let started = Instant::now();
-        for node in &cluster.nodes {
+        for node in &mut cluster.nodes {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], node.port));
             while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+                if let Some(status) = node.process.0.try_wait()? {
+                    let log = work.join(format!("w9-node{}.log", node.id));
+                    let log = std::fs::read_to_string(log).unwrap_or_default();
+                    bail!(
+                        "node {} exited with {status} before listening: {log}",
+                        node.id
+                    );
+                }
                 if started.elapsed() > DEADLINE {
                     bail!(
                         "node {} did not listen on {addr} within {DEADLINE:?}",

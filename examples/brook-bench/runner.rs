@@ -69,7 +69,7 @@ impl InProcess {
     }
 }
 
-/// The brook binary for workload 6: `--brook-bin`, else `brook` in the profile directory this program
+/// The brook binary for workloads 6 and 9: `--brook-bin`, else `brook` in the profile directory this program
 /// runs from (target/<profile>/examples/brook-bench -> target/<profile>/brook), built first with the
 /// same cargo when this program was started by `cargo run`, so it is never stale.
 pub fn locate_brook(o: &Options) -> anyhow::Result<PathBuf> {
