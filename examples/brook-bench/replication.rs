@@ -40,6 +40,10 @@ pub const ROWS: [&str; 4] = [
     "replication: consume it from a follower, client.rack (result: follower/leader)",
 ];
 
+/// The follower the rack-aware consumer should read from: node 2, in rack r2 (node 1 leads every partition).
+const FOLLOWER: i32 = 2;
+const FOLLOWER_RACK: &str = "r2";
+
 /// The selector class that turns on fetch from follower (KIP-392).
 const RACK_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 
@@ -458,13 +462,14 @@ fn measure(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Measured>> {
         for round in 1..=rounds {
             eprintln!("brook-bench: workload 9 consume, round {round} of {rounds}");
             let l = consume_phase(cluster, &topic, expected, None)?;
-            let f = consume_phase(cluster, &topic, expected, Some("r2"))?;
+            let f = consume_phase(cluster, &topic, expected, Some(FOLLOWER_RACK))?;
             // The point of the row: the follower consumer's records came from node 2, not the leader.
-            let from_follower = f.rx.get(&2).copied().unwrap_or(0);
+            let from_follower = f.rx.get(&FOLLOWER).copied().unwrap_or(0);
             let from_leader = f.rx.get(&1).copied().unwrap_or(0);
             anyhow::ensure!(
                 from_follower > f.bytes / 2 && from_follower > from_leader,
-                "the client.rack=r2 consumer did not fetch from the follower: bytes received by node {:?}",
+                "the client.rack={FOLLOWER_RACK} consumer did not fetch from node {FOLLOWER}, a follower: \
+                 bytes received by node {:?}",
                 f.rx
             );
             eprintln!(
@@ -572,8 +577,8 @@ fn measure(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Measured>> {
             &follower[ic],
             median(consume_ratios.clone()),
             format!(
-                "client.rack=r2 (node 2, a follower); median of the per-round ratios ({}); MB/s per \
-                 round: {}",
+                "client.rack={FOLLOWER_RACK} (node {FOLLOWER}, a follower); median of the per-round \
+                 ratios ({}); MB/s per round: {}",
                 list(&consume_ratios, 2),
                 list(&follower_mbs, 0)
             ),
