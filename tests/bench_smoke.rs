@@ -16,6 +16,8 @@ mod limits;
 mod opts;
 #[path = "../examples/brook-bench/rdkperf.rs"]
 mod rdkperf;
+#[path = "../examples/brook-bench/replication.rs"]
+mod replication;
 #[path = "../examples/brook-bench/report.rs"]
 mod report;
 #[path = "../examples/brook-bench/runner.rs"]
@@ -204,7 +206,7 @@ fn bench_options_parse_sizes_and_reject_unknown_flags() {
     assert_eq!(o.workloads, [1, 4]);
     assert!(o.out.is_none());
     assert!(opts::parse(["--frobnicate".to_string(), "1".into()]).is_err());
-    assert!(opts::parse(["--workloads".to_string(), "9".into()]).is_err());
+    assert!(opts::parse(["--workloads".to_string(), "10".into()]).is_err());
     assert!(opts::parse(["--help".to_string()]).expect("help").is_none());
     let o = opts::parse(["--compare-mock", "--repeat", "3"].map(String::from))
         .expect("valid options")
@@ -246,4 +248,51 @@ fn bench_repeats_and_compares_with_librdkafkas_mock_cluster() {
         .expect("workload 4 row");
     assert!(matches!(w4.results[0], Some(Ok(_))));
     assert!(w4.results[1].is_none(), "workload 4 is skipped on the mock");
+}
+
+#[test]
+fn bench_replication_runs_on_a_three_node_cluster() {
+    // Two short rounds: the ratios are medians of per-round ratios, and the follower check runs each round.
+    let o = opts::Options {
+        workloads: vec![9],
+        repeat: 2,
+        ..smoke_options()
+    };
+    let outcome = runner::run(&o).expect("bench run");
+    let rows: Vec<&report::Row> = outcome.rows.iter().filter(|r| r.workload == 9).collect();
+    let kinds: Vec<Kind> = rows.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::ReplicationProduce,
+            Kind::ReplicationRatio,
+            Kind::ReplicationConsume,
+            Kind::ReplicationRatio,
+        ]
+    );
+    for row in rows {
+        let m = row
+            .results
+            .last()
+            .and_then(|r| r.as_ref())
+            .expect("measured on the spawned cluster")
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{} failed: {e}", row.name));
+        assert!(m.headline > 0.0, "{}: {m:?}", row.name);
+        assert!(m.mb_per_s.is_some_and(|v| v > 0.0), "{}: {m:?}", row.name);
+    }
+    // The follower row says where its bytes came from (the workload fails if node 2 did not serve them).
+    let follower = &outcome.rows[3];
+    let note = &follower
+        .results
+        .last()
+        .and_then(|r| r.as_ref())
+        .and_then(|r| r.as_ref().ok())
+        .expect("follower row")
+        .note;
+    assert!(note.contains("MB received per node: "), "{note}");
+    println!(
+        "{}",
+        report::text(&outcome.rows, &outcome.labels, outcome.limits.as_ref())
+    );
 }

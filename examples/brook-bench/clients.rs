@@ -336,8 +336,8 @@ pub fn consumer(bootstrap: &str, overrides: &[(&str, &str)]) -> anyhow::Result<B
 
 /// Assigns partitions `0..partitions` of `topic` from offset 0. Metadata first: librdkafka, assigned a
 /// partition whose leader it does not know yet, retries the offset lookup only 500 ms later.
-pub fn assign_from_start(
-    consumer: &BaseConsumer,
+pub fn assign_from_start<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     partitions: i32,
 ) -> anyhow::Result<()> {

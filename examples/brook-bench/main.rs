@@ -14,6 +14,7 @@ mod cpu;
 mod limits;
 mod opts;
 mod rdkperf;
+mod replication;
 mod report;
 mod runner;
 mod workloads;

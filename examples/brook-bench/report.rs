@@ -34,6 +34,13 @@ pub enum Kind {
     /// workload 8's idempotent or transactional producer: its records/s over the plain producer's in the
     /// same run (the overhead of exactly-once); no target.
     ExactlyOnceRatio,
+    /// Workload 9's baselines on the three-node cluster: MB/s of the RF=1 produce, or of the consumer
+    /// reading from the leader; no target.
+    ReplicationProduce,
+    ReplicationConsume,
+    /// Workload 9's RF=3 produce over the RF=1 one, or the follower consumer over the leader one (median of
+    /// per-round ratios); no target: the issue asks for the ratio and what bounds it.
+    ReplicationRatio,
 }
 
 /// One line of the results: a workload (or one figure of it) on each broker measured.
@@ -136,6 +143,21 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
             target: "- (overhead)".into(),
             met: None,
         },
+        Kind::ReplicationProduce => Verdict {
+            vs_limit: frac(h, pc, "page-cache write"),
+            target: "- (baseline)".into(),
+            met: None,
+        },
+        Kind::ReplicationConsume => Verdict {
+            vs_limit: frac(h, lo, "loopback TCP"),
+            target: "- (baseline)".into(),
+            met: None,
+        },
+        Kind::ReplicationRatio => Verdict {
+            vs_limit: "-".into(),
+            target: "- (ratio)".into(),
+            met: None,
+        },
     }
 }
 
@@ -150,11 +172,14 @@ pub fn headline(kind: Kind, m: &Measured) -> String {
         | Kind::ExactlyOncePlain => {
             format!("{} rec/s", group_digits(h))
         }
-        Kind::Produce1k | Kind::Consume => format!("{h:.0} MB/s"),
+        Kind::Produce1k | Kind::Consume | Kind::ReplicationProduce | Kind::ReplicationConsume => {
+            format!("{h:.0} MB/s")
+        }
         Kind::Latency => format!("p99 {h:.2} ms"),
         Kind::IdleRss | Kind::ManyRss => format!("{h:.1} MB RSS"),
         Kind::Startup => format!("{h:.0} ms"),
         Kind::ExactlyOnceRatio => format!("{h:.2}x plain rec/s"),
+        Kind::ReplicationRatio => format!("{h:.2}x"),
     }
 }
 

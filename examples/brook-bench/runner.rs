@@ -14,7 +14,7 @@ use crate::workloads::{self, Measured};
 /// Everything a run produced.
 pub struct Outcome {
     pub rows: Vec<Row>,
-    /// Broker labels; the last one is the spawned brook binary of workload 6.
+    /// Broker labels; the last one is the spawned brook binary of workload 6 (and the cluster of 9).
     pub labels: Vec<String>,
     pub limits: Option<Limits>,
     /// Machine and load facts printed with the results.
@@ -69,7 +69,7 @@ impl InProcess {
     }
 }
 
-/// The brook binary for workload 6: `--brook-bin`, else `brook` in the profile directory this program
+/// The brook binary for workloads 6 and 9: `--brook-bin`, else `brook` in the profile directory this program
 /// runs from (target/<profile>/examples/brook-bench -> target/<profile>/brook), built first with the
 /// same cargo when this program was started by `cargo run`, so it is never stale.
 pub fn locate_brook(o: &Options) -> anyhow::Result<PathBuf> {
@@ -460,6 +460,45 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                     Kind::ManyRss,
                     Err(format!("{e:#}")),
                 );
+            }
+        }
+    }
+    if o.workloads.contains(&9) {
+        eprintln!(
+            "brook-bench: workload 9 (replication) on a three-node cluster of spawned brooks"
+        );
+        let outcome =
+            locate_brook(o).and_then(|bin| crate::replication::replication(&bin, work.path(), o));
+        let spawned = n - 1;
+        let kinds = [
+            Kind::ReplicationProduce,
+            Kind::ReplicationRatio,
+            Kind::ReplicationConsume,
+            Kind::ReplicationRatio,
+        ];
+        match outcome {
+            Ok(ms) => {
+                for ((name, kind), m) in crate::replication::ROWS.iter().zip(kinds).zip(ms) {
+                    let mut results = vec![None; n];
+                    results[spawned] = Some(Ok(m));
+                    rows.push(Row {
+                        workload: 9,
+                        name: name.to_string(),
+                        kind,
+                        results,
+                    });
+                }
+            }
+            Err(e) => {
+                eprintln!("brook-bench:   FAILED: {e:#}");
+                let mut results = vec![None; n];
+                results[spawned] = Some(Err(format!("{e:#}")));
+                rows.push(Row {
+                    workload: 9,
+                    name: "replication".into(),
+                    kind: Kind::ReplicationRatio,
+                    results,
+                });
             }
         }
     }

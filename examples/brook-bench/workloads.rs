@@ -398,7 +398,7 @@ pub struct ManyPartitions {
 }
 
 /// A spawned brook that is killed if the bench stops early.
-struct Spawned(Child);
+pub struct Spawned(pub Child);
 
 impl Drop for Spawned {
     fn drop(&mut self) {
@@ -421,7 +421,7 @@ pub fn rss_mb(pid: u32) -> anyhow::Result<f64> {
 
 /// A port that was free a moment ago (another process may take it before brook binds it; see
 /// [`spawn_on_free_port`]).
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
