@@ -556,32 +556,43 @@ mod tests {
     use crate::log::record_batch::test_support::batch;
     use crate::log::{AbortedTxn, AppendOrigin, RecordBatchHeader};
 
+    /// A Fetch of `tx-0` at `version` that answers at once (no wait, no minimum), shaped by `shape`.
+    fn fetch_tx0(
+        apis: &Apis,
+        version: i16,
+        partition: FetchPartition,
+        shape: impl FnOnce(FetchRequest) -> FetchRequest,
+    ) -> PartitionData {
+        let request = shape(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![
+                    FetchTopic::default()
+                        .with_topic(TopicName("tx".into()))
+                        .with_partitions(vec![partition.with_partition(0)]),
+                ]),
+        );
+        let ctx = RequestContext::for_test(ApiKey::Fetch, version);
+        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
+            panic!("min_bytes 0 answers at once");
+        };
+        response.responses.remove(0).partitions.remove(0)
+    }
+
     fn fetch(
         apis: &Apis,
         offset: i64,
         partition_max_bytes: i32,
         isolation_level: i8,
     ) -> PartitionData {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(1 << 20)
-            .with_isolation_level(isolation_level)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName("tx".into()))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(0)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(partition_max_bytes),
-                    ]),
-            ]);
-        let ctx = RequestContext::for_test(ApiKey::Fetch, 12);
-        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
-            panic!("min_bytes 0 answers at once");
-        };
-        let data = response.responses.remove(0).partitions.remove(0);
+        let partition = FetchPartition::default()
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(partition_max_bytes);
+        let data = fetch_tx0(apis, 12, partition, |r| {
+            r.with_isolation_level(isolation_level)
+        });
         assert_eq!(data.error_code, 0);
         data
     }
@@ -705,31 +716,17 @@ mod tests {
         last_fetched_epoch: i32,
     ) -> PartitionData {
         use kafka_protocol::messages::fetch_request::ReplicaState;
-        let request = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(1 << 20)
-            .with_replica_state(
+        let partition = FetchPartition::default()
+            .with_fetch_offset(offset)
+            .with_last_fetched_epoch(last_fetched_epoch)
+            .with_partition_max_bytes(1 << 20);
+        fetch_tx0(apis, 15, partition, |r| {
+            r.with_replica_state(
                 ReplicaState::default()
                     .with_replica_id(BrokerId(replica))
                     .with_replica_epoch(-1),
             )
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName("tx".into()))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(0)
-                            .with_fetch_offset(offset)
-                            .with_last_fetched_epoch(last_fetched_epoch)
-                            .with_partition_max_bytes(1 << 20),
-                    ]),
-            ]);
-        let ctx = RequestContext::for_test(ApiKey::Fetch, 15);
-        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
-            panic!("min_bytes 0 answers at once");
-        };
-        response.responses.remove(0).partitions.remove(0)
+        })
     }
 
     #[test]
@@ -839,28 +836,14 @@ mod tests {
             });
     }
 
-    /// A consumer's Fetch v11 of `tx-0` at `offset` from `rack`.
+    /// A consumer's Fetch of `tx-0` at `offset` from `rack`.
     fn consumer_fetch(apis: &Apis, offset: i64, rack: &str, version: i16) -> PartitionData {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(1 << 20)
-            .with_rack_id(StrBytes::from_string(rack.into()))
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName("tx".into()))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(0)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(1 << 20),
-                    ]),
-            ]);
-        let ctx = RequestContext::for_test(ApiKey::Fetch, version);
-        let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
-            panic!("min_bytes 0 answers at once");
-        };
-        response.responses.remove(0).partitions.remove(0)
+        let partition = FetchPartition::default()
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20);
+        fetch_tx0(apis, version, partition, |r| {
+            r.with_rack_id(StrBytes::from_string(rack.into()))
+        })
     }
 
     #[test]

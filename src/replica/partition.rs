@@ -381,29 +381,7 @@ impl Partition {
         self: &Arc<Self>,
         target: i64,
     ) -> impl Future<Output = Result<(), HighWatermarkWaitError>> + Send + 'static {
-        let partition = self.clone();
-        let mut local = self.local.subscribe();
-        let mut leadership = self.is_leader.subscribe();
-        async move {
-            loop {
-                if partition.is_failed() {
-                    return Err(HighWatermarkWaitError::Failed);
-                }
-                if partition.local_offset() >= target {
-                    return Ok(());
-                }
-                if partition.is_closed() {
-                    return Err(HighWatermarkWaitError::Closed);
-                }
-                if !*leadership.borrow_and_update() {
-                    return Err(HighWatermarkWaitError::NotLeader);
-                }
-                tokio::select! {
-                    _ = local.changed() => {}
-                    _ = leadership.changed() => {}
-                }
-            }
-        }
+        self.wait_until(self.local.subscribe(), Partition::local_offset, target)
     }
 
     fn set_leader_epoch(&self, leader_epoch: i32) {
@@ -599,15 +577,29 @@ impl Partition {
         self: &Arc<Self>,
         target: i64,
     ) -> impl Future<Output = Result<(), HighWatermarkWaitError>> + Send + 'static {
+        self.wait_until(
+            self.subscribe_high_watermark(),
+            Partition::high_watermark,
+            target,
+        )
+    }
+
+    /// Resolves once `reached` (moving with `progress`) is at least `target`; fails as
+    /// [`Self::wait_for_high_watermark`] says.
+    fn wait_until(
+        self: &Arc<Self>,
+        mut progress: watch::Receiver<i64>,
+        reached: fn(&Partition) -> i64,
+        target: i64,
+    ) -> impl Future<Output = Result<(), HighWatermarkWaitError>> + Send + 'static {
         let partition = self.clone();
-        let mut watermark = self.subscribe_high_watermark();
         let mut leadership = self.is_leader.subscribe();
         async move {
             loop {
                 if partition.is_failed() {
                     return Err(HighWatermarkWaitError::Failed);
                 }
-                if partition.high_watermark() >= target {
+                if reached(&partition) >= target {
                     return Ok(());
                 }
                 if partition.is_closed() {
@@ -617,7 +609,7 @@ impl Partition {
                     return Err(HighWatermarkWaitError::NotLeader);
                 }
                 tokio::select! {
-                    changed = watermark.changed() => if changed.is_err() {
+                    changed = progress.changed() => if changed.is_err() {
                         return Err(HighWatermarkWaitError::Closed);
                     },
                     // The sender lives as long as the partition, which this future holds.
