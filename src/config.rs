@@ -16,11 +16,11 @@ mod keys;
 mod kraft;
 mod listeners;
 mod metrics_config;
-mod replica_fetch;
 mod resolve;
 mod security_protocol;
 mod server_limits;
 
+pub use crate::replica::ReplicaFetchConfig;
 pub use keys::{KeySpec, SaslValue, key_spec, key_specs};
 pub use kraft::{ClusterConfig, ControllerListener, KraftConfig, ProcessRoles};
 pub use listeners::{
@@ -28,7 +28,6 @@ pub use listeners::{
     SecurityProtocolMap, security_protocol_named,
 };
 pub use metrics_config::MetricsConfig;
-pub use replica_fetch::ReplicaFetchConfig;
 pub use security_protocol::SecurityProtocol;
 pub use server_limits::ServerLimits;
 

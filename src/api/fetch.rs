@@ -138,54 +138,7 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
     let topics = request
         .topics
         .into_iter()
-        .map(|topic| {
-            let resolved = apis.resolve_topic(topic.topic.0.as_str(), topic.topic_id);
-            let partitions = topic
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
-                        // KIP-392: a consumer's v11+ fetch may read from a follower held here.
-                        let log = if follower.is_none() && ctx.api_version >= 11 {
-                            apis.replicas.fetchable_partition_at(
-                                meta,
-                                p.partition,
-                                p.current_leader_epoch,
-                            )?
-                        } else {
-                            apis.replicas.leader_partition_at(
-                                meta,
-                                p.partition,
-                                p.current_leader_epoch,
-                            )?
-                        };
-                        match &follower {
-                            Some(f) => check_replica(&log, f.replica_id, p.current_leader_epoch)
-                                .map(|()| log),
-                            None => Ok(log),
-                        }
-                    });
-                    Wanted {
-                        partition: p.partition,
-                        fetch_offset: p.fetch_offset,
-                        partition_max_bytes: p.partition_max_bytes.max(0) as usize,
-                        log,
-                        last_fetched_epoch: if ctx.api_version >= 12 {
-                            p.last_fetched_epoch
-                        } else {
-                            -1
-                        },
-                        follower_log_start: p.log_start_offset,
-                    }
-                })
-                .collect();
-            WantedTopic {
-                name: topic.topic,
-                id: topic.topic_id,
-                resolved: resolved.ok().map(|t| t.name.clone()),
-                partitions,
-            }
-        })
+        .map(|topic| wanted_topic(apis, ctx, topic, follower.as_ref()))
         .collect();
     let plan = Plan {
         topics,
@@ -245,6 +198,60 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
         let _parked = parked;
         long_poll(plan, watches, min_bytes, max_wait, stopping).await
     }))
+}
+
+/// One requested topic, each partition resolved once: the leader's (or, KIP-392, a follower's for a
+/// consumer's v11+ fetch), checked against the request's epoch and, for a follower's fetch, its replicas.
+fn wanted_topic(
+    apis: &Apis,
+    ctx: &RequestContext,
+    topic: kafka_protocol::messages::fetch_request::FetchTopic,
+    follower: Option<&Follower>,
+) -> WantedTopic {
+    let resolved = apis.resolve_topic(topic.topic.0.as_str(), topic.topic_id);
+    let partitions = topic
+        .partitions
+        .into_iter()
+        .map(|p| {
+            let log = resolved.as_ref().map_err(|e| *e).and_then(|meta| {
+                // KIP-392: a consumer's v11+ fetch may read from a follower held here.
+                let log = if follower.is_none() && ctx.api_version >= 11 {
+                    apis.replicas.fetchable_partition_at(
+                        meta,
+                        p.partition,
+                        p.current_leader_epoch,
+                    )?
+                } else {
+                    apis.replicas
+                        .leader_partition_at(meta, p.partition, p.current_leader_epoch)?
+                };
+                match follower {
+                    Some(f) => {
+                        check_replica(&log, f.replica_id, p.current_leader_epoch).map(|()| log)
+                    }
+                    None => Ok(log),
+                }
+            });
+            Wanted {
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                log,
+                last_fetched_epoch: if ctx.api_version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
+                follower_log_start: p.log_start_offset,
+            }
+        })
+        .collect();
+    WantedTopic {
+        name: topic.topic,
+        id: topic.topic_id,
+        resolved: resolved.ok().map(|t| t.name.clone()),
+        partitions,
+    }
 }
 
 /// Counts a fetch as parked from the moment it decides to wait until its future completes or is dropped.

@@ -505,25 +505,25 @@ fn append_partition(
         }
         Err(error) => {
             tracing::debug!(partition = %log.topic_partition(), %error, "produce rejected");
-            // Kafka's RecordValidationException: the records at fault, by index in their batch (Produce
-            // v8+; older versions encode the error code alone).
-            let record_errors = error
-                .record_errors()
-                .iter()
-                .map(|e| {
-                    BatchIndexAndErrorMessage::default()
-                        .with_batch_index(e.batch_index)
-                        .with_batch_index_error_message(Some(StrBytes::from_string(
-                            e.message.clone(),
-                        )))
-                })
-                .collect();
-            let response =
-                error_response(data.index, log_error_code(&error), Some(error.to_string()))
-                    .with_record_errors(record_errors);
-            (response, None)
+            (rejected(data.index, &error), None)
         }
     }
+}
+
+/// A refused append's answer. Kafka's RecordValidationException names the records at fault, by index in
+/// their batch (Produce v8+; older versions encode the error code alone).
+fn rejected(index: i32, error: &LogError) -> PartitionProduceResponse {
+    let record_errors = error
+        .record_errors()
+        .iter()
+        .map(|e| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(e.batch_index)
+                .with_batch_index_error_message(Some(StrBytes::from_string(e.message.clone())))
+        })
+        .collect();
+    error_response(index, log_error_code(error), Some(error.to_string()))
+        .with_record_errors(record_errors)
 }
 
 /// Answers once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those that did

@@ -40,7 +40,7 @@ use crate::log::{LogError, TopicPartition};
 use crate::network::{NetworkClient, NetworkError, SendOptions};
 
 /// The fetcher's settings: `num.replica.fetchers` and `replica.fetch.*`.
-pub type FetcherConfig = crate::config::ReplicaFetchConfig;
+pub type FetcherConfig = super::fetch_config::ReplicaFetchConfig;
 
 /// The oldest Fetch version a follower uses: `last_fetched_epoch` and `diverging_epoch` came with v12.
 const MIN_FETCH_VERSION: i16 = 12;

@@ -3,6 +3,7 @@
 //! stable offset, isolation) that turn a log into a partition clients read and write; and, for the
 //! partitions other brokers lead, the replica fetcher that keeps this broker's replicas in step.
 
+pub mod fetch_config;
 pub mod fetcher;
 pub mod follower;
 pub mod isr;
@@ -10,6 +11,7 @@ pub mod manager;
 pub mod partition;
 pub mod stats;
 
+pub use fetch_config::ReplicaFetchConfig;
 pub use fetcher::{FetcherConfig, FetcherStats, ReplicaFetcherManager};
 pub use follower::FollowerError;
 pub use isr::{FollowerFetch, IsrProposal};

@@ -1,4 +1,6 @@
 //! The replica fetcher's settings (`num.replica.fetchers`, `replica.fetch.*`), with Kafka 4.1's defaults.
+//! Defined here, read by the configuration (as the group and transaction settings are), so that the
+//! partition layer does not depend on the configuration module.
 
 use std::time::Duration;
 
