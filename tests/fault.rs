@@ -840,12 +840,22 @@ fn proof() {
         return;
     }
     let cycles = env_u64("BROOK_FAULT_CYCLES").unwrap_or(100);
-    let (run, outcome) = positive(Scenario {
+    let (mut run, outcome) = positive(Scenario {
         name: "proof",
         acks: "all",
         cycles,
         faults: ALL_FAULTS,
     });
+    // Liveness (L1): faults last seconds and a send may wait 30 s, so most sends must be acknowledged;
+    // a cluster that stopped taking writes fails the proof even when nothing acknowledged was lost.
+    let report = &outcome.report;
+    if report.acked * 2 < report.sent {
+        let path = run.keep_history();
+        panic!(
+            "proof: the cluster stopped acknowledging writes (history {}):\n{report}",
+            path.display()
+        );
+    }
     assert_valid("proof", run, outcome);
 }
 

@@ -71,6 +71,8 @@ pub struct Report {
     pub reads: usize,
     pub drained: usize,
     pub anomalies: Vec<Anomaly>,
+    /// Why sends failed, by the client's error text (availability, not safety: printed, never judged).
+    pub failures: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -95,6 +97,11 @@ impl fmt::Display for Report {
             "sent {} acked {} failed/indeterminate {} read {} drained {}",
             self.sent, self.acked, self.failed, self.reads, self.drained
         )?;
+        let mut reasons: Vec<(&String, &usize)> = self.failures.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1));
+        for (reason, count) in reasons.into_iter().take(5) {
+            writeln!(f, "  failed {count}x: {reason}")?;
+        }
         let mut by_kind: BTreeMap<&str, Vec<&Anomaly>> = BTreeMap::new();
         for a in &self.anomalies {
             by_kind.entry(a.kind()).or_default().push(a);
@@ -128,8 +135,9 @@ pub fn check(history: &[Event]) -> Report {
                 report.sent += 1;
                 None
             }
-            Event::Fail { .. } => {
+            Event::Fail { error, .. } => {
                 report.failed += 1;
+                *report.failures.entry(error.clone()).or_default() += 1;
                 None
             }
             Event::Ack {
