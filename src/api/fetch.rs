@@ -393,7 +393,7 @@ fn check_replica(
     replica_id: i32,
     current_leader_epoch: i32,
 ) -> Result<(), ResponseError> {
-    if log.replicas_and_isr().0.contains(&replica_id) {
+    if log.has_replica(replica_id) {
         Ok(())
     } else if current_leader_epoch >= 0 {
         Err(ResponseError::UnknownLeaderEpoch)
@@ -801,7 +801,7 @@ mod tests {
     }
 
     #[test]
-    fn acks_all_is_refused_below_min_insync_replicas_and_an_expansion_is_proposed() {
+    fn acks_all_is_refused_below_min_insync_replicas_and_the_high_watermark_waits() {
         let dir = tempfile::tempdir().unwrap();
         let apis = test_apis(dir.path());
         apis.create_topic(
@@ -820,12 +820,55 @@ mod tests {
             .append_records_to_leader(BytesMut::from(&batch(2, 10, 1)[..]), AppendOrigin::Client)
             .unwrap();
         assert_eq!(partition.high_watermark(), 0);
-        // Follower 2 catches up; without a controller the proposal is dropped, so the ISR stays {1}.
+        // Follower 2 catches up, but nothing grows the ISR here (no controller), so it stays {1}.
         replica_fetch(&apis, 2, 2, partition.leader_epoch());
         assert_eq!(partition.high_watermark(), 0, "strict min ISR");
         let _ = lead_with(&apis, &[1, 2], &[1, 2]);
         let partition = apis.partition("tx", 0).unwrap();
         assert!(partition.check_enough_replicas().is_ok());
+    }
+
+    /// ListOffsets LATEST of `tx-0` for a consumer: the error code and the offset.
+    fn latest(apis: &Apis) -> (i16, i64) {
+        use kafka_protocol::messages::ListOffsetsRequest;
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName("tx".into()))
+                    .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)]),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::ListOffsets, 7);
+        let mut response = crate::api::list_offsets::handle(apis, &ctx, &request, 7);
+        let p = response.topics.remove(0).partitions.remove(0);
+        (p.error_code, p.offset)
+    }
+
+    #[test]
+    fn a_new_leader_has_no_latest_offset_until_its_high_watermark_reaches_its_epoch_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let apis = test_apis(dir.path());
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = lead_with(&apis, &[1, 2], &[1, 2]);
+        let written_in = partition.leader_epoch();
+        partition
+            .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)
+            .unwrap();
+        assert_eq!(
+            latest(&apis),
+            (0, 0),
+            "the epoch started at 0: nothing committed yet"
+        );
+        // A new leadership starts at offset 3, above the high watermark (0).
+        let partition = lead_with(&apis, &[1, 2], &[1, 2]);
+        assert_eq!(partition.epoch_start_offset(), Some(3));
+        assert_eq!(latest(&apis).0, ResponseError::OffsetNotAvailable.code());
+        // The follower holds the batch (written in the previous epoch): the high watermark reaches 3.
+        replica_fetch(&apis, 2, 3, written_in);
+        assert_eq!(latest(&apis), (0, 3));
     }
 
     fn register(apis: &Apis, id: i32, rack: &str) {

@@ -107,26 +107,28 @@ fn lookup(
         .leader_partition_at(&meta, partition, query.current_leader_epoch)?;
     // KIP-207: a new leader does not know what its predecessor committed until its high watermark reaches
     // the start of its own epoch; "latest" (and a timestamp beyond what is visible) is not available yet.
-    let not_available = query.isolation != FetchIsolation::LogEnd
-        && log
-            .epoch_start_offset()
-            .is_some_and(|start| start > log.high_watermark());
+    let not_available = || {
+        query.isolation != FetchIsolation::LogEnd
+            && log
+                .epoch_start_offset()
+                .is_some_and(|start| start > log.high_watermark())
+    };
     let found = match query.timestamp {
-        LATEST if not_available => return Err(ResponseError::OffsetNotAvailable),
+        LATEST if not_available() => return Err(ResponseError::OffsetNotAvailable),
         // Consumers read up to the high watermark (the last stable offset under read_committed), so
         // "latest" is that, as in Kafka; a replica's is the log end offset.
         LATEST => Some((log.latest_offset(query.isolation), -1)),
-        ts if ts >= 0 && not_available => match log
-            .offset_for_timestamp(ts, query.isolation)
-            .map_err(|e| log_error_code(&e))?
-        {
-            Some(found) => Some(found),
-            None => return Err(ResponseError::OffsetNotAvailable),
-        },
         EARLIEST => Some((log.log_start_offset(), -1)),
-        ts if ts >= 0 => log
-            .offset_for_timestamp(ts, query.isolation)
-            .map_err(|e| log_error_code(&e))?,
+        ts if ts >= 0 => {
+            let found = log
+                .offset_for_timestamp(ts, query.isolation)
+                .map_err(|e| log_error_code(&e))?;
+            // Not found below what is visible may only mean not committed yet.
+            if found.is_none() && not_available() {
+                return Err(ResponseError::OffsetNotAvailable);
+            }
+            found
+        }
         MAX_TIMESTAMP if query.version >= 7 => log
             .offset_of_max_timestamp(query.isolation)
             .map_err(|e| log_error_code(&e))?,

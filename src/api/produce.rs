@@ -45,7 +45,6 @@ struct Pending {
     partition: usize,
     log: Arc<Partition>,
     required: i64,
-    acks: i16,
 }
 
 pub fn handle(apis: &Arc<Apis>, ctx: &RequestContext, request: ProduceRequest) -> ProduceOutcome {
@@ -91,7 +90,7 @@ pub fn handle(apis: &Arc<Apis>, ctx: &RequestContext, request: ProduceRequest) -
                 let response = ProduceResponse::default().with_responses(appended.responses);
                 let response = match appended.pending.is_empty() {
                     true => response,
-                    false => wait_for_high_watermark(response, appended.pending, timeout).await,
+                    false => wait_for_acks(response, appended.pending, acks, timeout).await,
                 };
                 with_leader_hints(response, hints)
             }));
@@ -115,7 +114,7 @@ pub fn handle(apis: &Arc<Apis>, ctx: &RequestContext, request: ProduceRequest) -
     }
     let pending = appended.pending;
     ProduceOutcome::Wait(Box::pin(async move {
-        let response = wait_for_high_watermark(response, pending, timeout).await;
+        let response = wait_for_acks(response, pending, acks, timeout).await;
         with_leader_hints(response, hints)
     }))
 }
@@ -250,7 +249,6 @@ fn append_all(
                     partition: partition_index,
                     log,
                     required,
-                    acks,
                 });
             }
             if response.error_code != 0 && first_failure.is_none() {
@@ -526,23 +524,25 @@ fn rejected(index: i32, error: &LogError) -> PartitionProduceResponse {
         .with_record_errors(record_errors)
 }
 
-/// Answers once every appended batch is below the high watermark, or REQUEST_TIMED_OUT for those that did
-/// not get there within the request's timeout.
-async fn wait_for_high_watermark(
+/// Answers once every appended batch is acknowledged as `acks` asks (acks=-1: below the high watermark;
+/// acks=1: held by this replica), or REQUEST_TIMED_OUT for those that did not get there within the
+/// request's timeout.
+async fn wait_for_acks(
     mut response: ProduceResponse,
     pending: Vec<Pending>,
+    acks: i16,
     timeout: Duration,
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     for p in pending {
-        let waited = if p.acks == -1 {
+        let waited = if acks == -1 {
             tokio::time::timeout_at(deadline, p.log.wait_for_high_watermark(p.required)).await
         } else {
             tokio::time::timeout_at(deadline, p.log.wait_for_local_offset(p.required)).await
         };
         let error = match waited {
             // The ISR may have shrunk below min.insync.replicas while the write replicated.
-            Ok(Ok(())) if p.acks == -1 => p.log.check_enough_replicas_after_append().err(),
+            Ok(Ok(())) if acks == -1 => p.log.check_enough_replicas_after_append().err(),
             Ok(Ok(())) => None,
             // The data may never reach the disk: never acknowledge it.
             Ok(Err(HighWatermarkWaitError::Failed)) => Some(ResponseError::KafkaStorageError),

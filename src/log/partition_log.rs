@@ -1508,17 +1508,7 @@ mod tests {
             ..LogConfig::default()
         };
         // Without a flusher nothing is fsynced until an explicit flush: the gating is deterministic.
-        let log = PartitionLog::load(LoadParams {
-            dir: dir.path().join("t-0"),
-            tp: tp(),
-            config: config.clone(),
-            had_clean_shutdown: false,
-            recovery_point: None,
-            log_start_offset: None,
-            flusher: None,
-            clock: Clock::system(),
-        })
-        .unwrap();
+        let log = load_without_flusher(dir.path(), config.clone());
         let mut hw_rx = log.subscribe_high_watermark();
         append(&log, 3, 10, 0);
         assert_eq!(log.log_end_offset(), 3);
@@ -1554,17 +1544,7 @@ mod tests {
 
     /// A log without a flusher: nothing is fsynced but by explicit `flush`, so recovery points are exact.
     fn load_without_flusher(dir: &Path, config: LogConfig) -> Arc<PartitionLog> {
-        PartitionLog::load(LoadParams {
-            dir: dir.join("t-0"),
-            tp: tp(),
-            config,
-            had_clean_shutdown: false,
-            recovery_point: None,
-            log_start_offset: None,
-            flusher: None,
-            clock: Clock::system(),
-        })
-        .unwrap()
+        PartitionLog::load_without_flusher(dir.join("t-0"), tp(), config)
     }
 
     #[test]

@@ -991,17 +991,11 @@ mod tests {
         };
         let tp = TopicPartition::new("durable", 0);
         // No flusher thread: only the fetcher's own flush can move the recovery point.
-        let log = crate::log::PartitionLog::load(crate::log::partition_log::LoadParams {
-            dir: dir.path().join(tp.to_string()),
-            tp: tp.clone(),
+        let log = crate::log::PartitionLog::load_without_flusher(
+            dir.path().join(tp.to_string()),
+            tp.clone(),
             config,
-            had_clean_shutdown: false,
-            recovery_point: None,
-            log_start_offset: None,
-            flusher: None,
-            clock: crate::clock::Clock::system(),
-        })
-        .unwrap();
+        );
         let p = Partition::new(tp, Uuid::nil(), log, 0);
         p.become_follower(1);
         let answer = PartitionData::default()

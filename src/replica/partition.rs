@@ -82,9 +82,9 @@ pub struct Partition {
 /// The leader's own term of the high-watermark rule: a durable log (`flush.messages`/`flush.ms`) counts a
 /// record once it is fsynced, any other once it is appended. The high watermark is the smallest of this and
 /// the in-sync followers' log end offsets (see [`ReplicationState::high_watermark_candidate`]).
-fn high_watermark_candidate(log: &PartitionLog) -> i64 {
+fn high_watermark_candidate(log: &PartitionLog, config: &LogConfig) -> i64 {
     let log_end = log.log_end_offset();
-    if log.config().is_durable() {
+    if config.is_durable() {
         log.recovery_point().min(log_end)
     } else {
         log_end
@@ -101,7 +101,7 @@ impl Partition {
         leader_epoch: i32,
     ) -> Arc<Partition> {
         let log_end = watch::Sender::new(log.log_end_offset());
-        let local = watch::Sender::new(high_watermark_candidate(&log));
+        let local = watch::Sender::new(high_watermark_candidate(&log, &log.config()));
         let partition = Arc::new_cyclic(|weak: &std::sync::Weak<Partition>| {
             // A durable leader's own term moves with every flush.
             let weak = weak.clone();
@@ -240,10 +240,9 @@ impl Partition {
         }
     }
 
-    /// The replicas and committed ISR as this broker last applied them.
-    pub fn replicas_and_isr(&self) -> (Vec<i32>, Vec<i32>) {
-        let st = self.replication();
-        (st.replicas.clone(), st.isr.clone())
+    /// True when `broker` holds a replica of this partition, as this broker last applied it.
+    pub fn has_replica(&self, broker: i32) -> bool {
+        self.replication().replicas.contains(&broker)
     }
 
     /// Where this leadership began (None while following): ListOffsets answers OFFSET_NOT_AVAILABLE until
@@ -358,12 +357,13 @@ impl Partition {
             *v = end;
             moved
         });
-        self.publish_local_offset();
     }
 
-    /// What this replica alone counts as written: its log end, or on a durable log the fsynced end.
+    /// What this replica alone counts as written: its log end, or on a durable log the fsynced end. Only a
+    /// durable log's moves without an append (its flushes, which publish it), so only there does acks=1
+    /// wait on it.
     pub fn local_offset(&self) -> i64 {
-        high_watermark_candidate(&self.log)
+        high_watermark_candidate(&self.log, &self.log.config())
     }
 
     fn publish_local_offset(&self) {
@@ -476,10 +476,10 @@ impl Partition {
     /// The replication lock is held until the high watermark is set: the role changes under it, so a
     /// partition that just became a follower (and may truncate next) is never given a leader's value.
     fn update_high_watermark(&self) {
-        let min_insync = self.min_insync_replicas();
+        let config = self.log.config();
         let st = self.replication();
-        let local = high_watermark_candidate(&self.log);
-        if let Some(candidate) = st.high_watermark_candidate(local, min_insync) {
+        let local = high_watermark_candidate(&self.log, &config);
+        if let Some(candidate) = st.high_watermark_candidate(local, config.min_insync_replicas) {
             self.log.maybe_increment_high_watermark(candidate);
         }
     }
@@ -488,6 +488,7 @@ impl Partition {
     /// watermark no longer waits for fsync); entering it only gates later appends.
     pub fn update_config(&self, config: LogConfig) {
         self.log.update_config(config);
+        self.publish_local_offset();
         self.update_high_watermark();
     }
 
@@ -694,7 +695,6 @@ mod tests {
 mod isolation_tests {
     use super::*;
     use crate::log::LogManager;
-    use crate::log::partition_log::LoadParams;
     use crate::log::record_batch::test_support::batch;
 
     #[tokio::test]
@@ -707,17 +707,8 @@ mod isolation_tests {
         assert!(config.is_durable());
         let tp = TopicPartition::new("durable", 0);
         // No flusher thread: nothing is fsynced until the test flushes.
-        let log = PartitionLog::load(LoadParams {
-            dir: dir.path().join(tp.to_string()),
-            tp: tp.clone(),
-            config,
-            had_clean_shutdown: false,
-            recovery_point: None,
-            log_start_offset: None,
-            flusher: None,
-            clock: crate::clock::Clock::system(),
-        })
-        .unwrap();
+        let log =
+            PartitionLog::load_without_flusher(dir.path().join(tp.to_string()), tp.clone(), config);
         let partition = Partition::new(tp, Uuid::nil(), log, 0);
         partition
             .append_records_to_leader(BytesMut::from(&batch(3, 10, 1)[..]), AppendOrigin::Client)

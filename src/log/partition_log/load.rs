@@ -56,6 +56,27 @@ impl PartitionLog {
     /// `LogManager`): unclean start -> scan from the segment holding the recovery point, truncate at the
     /// first torn/corrupt batch, drop later segments, rebuild indexes; clean start -> check indexes and only
     /// the active segment's tail.
+    /// For tests: `tp`'s log in `dir` with no flusher thread, so nothing is fsynced until the test flushes
+    /// (a durable log's gating is then deterministic).
+    #[cfg(test)]
+    pub(crate) fn load_without_flusher(
+        dir: std::path::PathBuf,
+        tp: TopicPartition,
+        config: crate::log::LogConfig,
+    ) -> Arc<PartitionLog> {
+        PartitionLog::load(LoadParams {
+            dir,
+            tp,
+            config,
+            had_clean_shutdown: false,
+            recovery_point: None,
+            log_start_offset: None,
+            flusher: None,
+            clock: crate::clock::Clock::system(),
+        })
+        .expect("a new log loads")
+    }
+
     pub(crate) fn load(p: LoadParams) -> Result<Arc<PartitionLog>, LogError> {
         fs::create_dir_all(&p.dir)?;
         crate::log::cleaner::recover_interrupted_swaps(&p.dir)?;
