@@ -162,9 +162,22 @@ fn leadership(bootstrap: &str, topic: &str) -> Option<Leadership> {
 /// The records every client sees, in the history: unique values `p<partition>-<n>`.
 struct Recorder {
     history: Arc<History>,
+    /// librdkafka's own log, when `BROOK_FAULT_CLIENT_DEBUG` names its debug contexts (e.g. `eos,broker`).
+    client_log: Option<std::sync::Mutex<std::fs::File>>,
 }
 
-impl ClientContext for Recorder {}
+impl ClientContext for Recorder {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match &self.client_log {
+            Some(file) => {
+                use std::io::Write;
+                let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = writeln!(f, "{} {level:?} {fac} {log_message}", self.history.now());
+            }
+            None => eprintln!("librdkafka {level:?} {fac}: {log_message}"),
+        }
+    }
+}
 
 impl ProducerContext for Recorder {
     type DeliveryOpaque = ();
@@ -225,7 +238,18 @@ fn start_producer(
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let handle = std::thread::spawn(move || {
-        let producer: ThreadedProducer<Recorder> = client_config(&bootstrap)
+        let debug = std::env::var("BROOK_FAULT_CLIENT_DEBUG").ok();
+        let client_log = debug.as_ref().map(|_| {
+            let path =
+                std::env::temp_dir().join(format!("fault-producer-{}.log", std::process::id()));
+            println!("producer's librdkafka log: {}", path.display());
+            std::sync::Mutex::new(std::fs::File::create(path).expect("client log"))
+        });
+        let mut config = client_config(&bootstrap);
+        if let Some(debug) = &debug {
+            config.set("debug", debug);
+        }
+        let producer: ThreadedProducer<Recorder> = config
             // librdkafka refuses idempotence without acks=all: the acks=1 control goes without it.
             .set(
                 "enable.idempotence",
@@ -238,6 +262,7 @@ fn start_producer(
             .set("queue.buffering.max.messages", "20000")
             .create_with_context(Recorder {
                 history: history.clone(),
+                client_log,
             })
             .expect("producer");
         let mut n = 0u64;

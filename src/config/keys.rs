@@ -328,6 +328,7 @@ const KEYS: &[KeySpec] = &[
     int_field!("group.max.session.timeout.ms", 0, I32_MAX, groups.max_session_timeout_ms as i32, some),
     int_field!("group.max.size", 1, I32_MAX, groups.max_size as usize, some),
     int_field!("offset.metadata.max.bytes", 0, I32_MAX, groups.offset_metadata_max_bytes as usize, some),
+    int_field!("offsets.commit.timeout.ms", 1, I32_MAX, groups.offsets_commit_timeout_ms as u64, some),
     int_field!("transaction.state.log.num.partitions", 1, 10_000, txn.state_log_num_partitions as i32, some),
     int_field!("transaction.state.log.replication.factor", 1, i16::MAX as i64,
         txn.state_log_replication_factor as i16, some),

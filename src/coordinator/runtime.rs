@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
@@ -38,20 +39,26 @@ pub enum CoordinatorError {
     Log(#[from] LogError),
     #[error("write not durable: {0}")]
     NotDurable(String),
+    /// The partition's ISR is below its `min.insync.replicas`: the write was refused before appending, as
+    /// Kafka's acks=-1 append refuses it (NOT_ENOUGH_REPLICAS).
+    #[error("{0} has fewer in-sync replicas than min.insync.replicas")]
+    NotEnoughReplicas(TopicPartition),
     #[error("cannot encode coordinator records: {0}")]
     Encode(#[from] BatchBuildError),
 }
 
 impl CoordinatorError {
     /// Kafka's error for the client: a missing or moved shard is NOT_COORDINATOR (find it again), a loading
-    /// one COORDINATOR_LOAD_IN_PROGRESS (retry), a failed append or flush COORDINATOR_NOT_AVAILABLE.
+    /// one COORDINATOR_LOAD_IN_PROGRESS (retry), a failed append or flush, too small an ISR or a write not
+    /// committed in time COORDINATOR_NOT_AVAILABLE (Kafka's mapping of NOT_ENOUGH_REPLICAS and
+    /// REQUEST_TIMED_OUT for coordinator writes).
     pub fn response_error(&self) -> ResponseError {
         match self {
             CoordinatorError::NotCoordinator(_) => ResponseError::NotCoordinator,
             CoordinatorError::LoadInProgress(_) => ResponseError::CoordinatorLoadInProgress,
-            CoordinatorError::Log(_) | CoordinatorError::NotDurable(_) => {
-                ResponseError::CoordinatorNotAvailable
-            }
+            CoordinatorError::Log(_)
+            | CoordinatorError::NotDurable(_)
+            | CoordinatorError::NotEnoughReplicas(_) => ResponseError::CoordinatorNotAvailable,
             CoordinatorError::Encode(_) => ResponseError::UnknownServerError,
         }
     }
@@ -93,6 +100,9 @@ pub struct CoordinatorRuntime<S: CoordinatorShard> {
     replicas: Arc<ReplicaManager>,
     new_shard: Box<dyn Fn(i32) -> S + Send + Sync>,
     shards: RwLock<HashMap<i32, SharedSlot<S>>>,
+    /// How long a write waits for the high watermark before failing (Kafka's `offsets.commit.timeout.ms`
+    /// for groups): a stuck ISR must not hold a request, or its memory, forever.
+    write_timeout: Duration,
 }
 
 impl<S: CoordinatorShard> std::fmt::Debug for CoordinatorRuntime<S> {
@@ -109,10 +119,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     /// A runtime for `topic` whose shards start as `new_shard(partition)`. Nothing is loaded until
-    /// [`Self::load`] or a metadata delta makes this broker a partition's leader.
+    /// [`Self::load`] or a metadata delta makes this broker a partition's leader. Writes not committed
+    /// within `write_timeout` fail (their records stay in the log, as a timed-out produce's do).
     pub fn new(
         topic: impl Into<String>,
         replicas: Arc<ReplicaManager>,
+        write_timeout: Duration,
         new_shard: impl Fn(i32) -> S + Send + Sync + 'static,
     ) -> Arc<Self> {
         Arc::new(CoordinatorRuntime {
@@ -120,6 +132,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             replicas,
             new_shard: Box::new(new_shard),
             shards: RwLock::new(HashMap::new()),
+            write_timeout,
         })
     }
 
@@ -323,6 +336,10 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         if records.is_empty() {
             return Ok((response, Box::pin(std::future::ready(Ok(())))));
         }
+        // Refused before appending, so neither the log nor the shard holds a write that cannot commit.
+        if log.check_enough_replicas().is_err() {
+            return Err(CoordinatorError::NotEnoughReplicas(self.tp(partition)));
+        }
         let max = log.log().config().max_message_bytes as usize;
         let now = self.replicas.logs().clock().now_ms();
         let chunks = match producer {
@@ -347,7 +364,10 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             }
             last_offset = info.last_offset;
         }
-        Ok((response, committed(log, last_offset + 1)))
+        Ok((
+            response,
+            committed(log, last_offset + 1, self.write_timeout),
+        ))
     }
 
     /// Appends a transaction's end marker for `producer_id` to `partition` (a control batch), replays it,
@@ -364,6 +384,9 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let (log, target) = {
             let mut s = lock(&slot);
             let log = self.leader(partition, s.epoch)?;
+            if log.check_enough_replicas().is_err() {
+                return Err(CoordinatorError::NotEnoughReplicas(self.tp(partition)));
+            }
             let now = self.replicas.logs().clock().now_ms();
             let marker = end_transaction_marker(
                 producer_id,
@@ -377,7 +400,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 .replay_end_transaction(info.base_offset, producer_id, commit);
             (log, info.last_offset + 1)
         };
-        committed(log, target).await
+        committed(log, target, self.write_timeout).await
     }
 
     /// The partition, as long as this broker still leads it at the shard's epoch.
@@ -412,11 +435,24 @@ fn split_below(records: &[CoordinatorRecord], max: usize) -> Vec<&[CoordinatorRe
     out
 }
 
-/// Resolves once the partition's high watermark reaches `target`; fails if its log fails or closes first.
-fn committed(partition: Arc<Partition>, target: i64) -> CommitWait {
+/// Resolves once the partition's high watermark reaches `target` with enough replicas in sync; fails if
+/// its log fails or closes first, the ISR fell below `min.insync.replicas` meanwhile, or `timeout` passes.
+fn committed(partition: Arc<Partition>, target: i64, timeout: Duration) -> CommitWait {
     let reached = partition.wait_for_high_watermark(target);
     Box::pin(async move {
-        reached.await.map_err(|why| {
+        let Ok(reached) = tokio::time::timeout(timeout, reached).await else {
+            return Err(CoordinatorError::NotDurable(format!(
+                "{} did not commit offset {} within {timeout:?}",
+                partition.topic_partition(),
+                target - 1
+            )));
+        };
+        if reached.is_ok() && partition.check_enough_replicas_after_append().is_err() {
+            return Err(CoordinatorError::NotEnoughReplicas(
+                partition.topic_partition().clone(),
+            ));
+        }
+        reached.map_err(|why| {
             let why = match why {
                 // The new leader's shard decides; the client finds the coordinator again.
                 HighWatermarkWaitError::NotLeader => {
@@ -543,7 +579,6 @@ impl<S: CoordinatorShard> MetadataPublisher for CoordinatorRuntime<S> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     use super::*;
     use crate::cluster::MetadataStore;
@@ -590,7 +625,10 @@ mod tests {
         let logs = LogManager::open(dir, log_defaults.clone()).unwrap();
         let replicas = ReplicaManager::new(1, logs, Arc::new(move || log_defaults.clone()));
         metadata.add_publisher(replicas.clone());
-        let runtime = CoordinatorRuntime::new(TOPIC, replicas.clone(), |_| Toy::default());
+        let runtime =
+            CoordinatorRuntime::new(TOPIC, replicas.clone(), Duration::from_secs(5), |_| {
+                Toy::default()
+            });
         Broker {
             metadata,
             replicas,
@@ -733,6 +771,101 @@ mod tests {
         assert_eq!(seen.len(), 21);
         assert!(seen.windows(2).all(|w| w[0].0 + 1 == w[1].0));
         assert_eq!(partition.log_end_offset(), 21);
+    }
+
+    /// Makes broker 1 the leader of `__toy-0` with `replicas` and `isr` at a new leader epoch, as a
+    /// cluster's image would; the runtime reloads the shard for that epoch.
+    fn lead_with(b: &Broker, replicas: &[i32], isr: &[i32]) -> Arc<Partition> {
+        use crate::cluster::{MetadataDelta, PartitionRegistration, TopicDelta};
+        let before = b.metadata.topic(TOPIC).unwrap();
+        let mut after = (*before).clone();
+        let current = after.partitions[0].clone();
+        after.partitions[0] = PartitionRegistration {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader: 1,
+            leader_epoch: current.leader_epoch + 1,
+            partition_epoch: current.partition_epoch + 1,
+            ..current
+        };
+        b.metadata.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Changed {
+                before,
+                after: Arc::new(after),
+            }],
+            ..Default::default()
+        });
+        b.replicas
+            .partition(&TopicPartition::new(TOPIC, 0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn too_small_an_isr_refuses_writes_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let two = LogConfig {
+            min_insync_replicas: 2,
+            ..LogConfig::default()
+        };
+        let b = broker(dir.path(), two);
+        b.metadata.add_publisher(b.runtime.clone());
+        b.metadata.create_topic(TOPIC, 1, BTreeMap::new()).unwrap();
+        let partition = lead_with(&b, &[1, 2], &[1]);
+        assert_eq!(b.runtime.state(0), Some(ShardState::Active));
+        // At once, not after the write timeout.
+        let err = put(&b.runtime, 0, vec![rec("k", Some("v"))])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CoordinatorError::NotEnoughReplicas(_)),
+            "{err:?}"
+        );
+        assert_eq!(err.response_error(), ResponseError::CoordinatorNotAvailable);
+        let err = b
+            .runtime
+            .write_end_transaction_marker(0, 7, 1, true, 3)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CoordinatorError::NotEnoughReplicas(_)),
+            "{err:?}"
+        );
+        assert_eq!(partition.log_end_offset(), 0, "nothing appended");
+        assert!(
+            b.runtime.read(0, keys).unwrap().is_empty(),
+            "nothing replayed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_not_committed_in_time_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Arc::new(MetadataStore::open(dir.path(), 1).unwrap());
+        let logs = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        let replicas = ReplicaManager::new(1, logs, Arc::new(LogConfig::default));
+        metadata.add_publisher(replicas.clone());
+        let timeout = Duration::from_millis(200);
+        let runtime = CoordinatorRuntime::new(TOPIC, replicas.clone(), timeout, |_| Toy::default());
+        let b = Broker {
+            metadata,
+            replicas,
+            runtime,
+        };
+        b.metadata.add_publisher(b.runtime.clone());
+        b.metadata.create_topic(TOPIC, 1, BTreeMap::new()).unwrap();
+        // Broker 2 is in sync but never fetches: the high watermark stays at 0.
+        let partition = lead_with(&b, &[1, 2], &[1, 2]);
+        let err = put(&b.runtime, 0, vec![rec("k", Some("v"))])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoordinatorError::NotDurable(_)), "{err:?}");
+        assert_eq!(err.response_error(), ResponseError::CoordinatorNotAvailable);
+        assert_eq!(partition.high_watermark(), 0);
+        assert_eq!(
+            partition.log_end_offset(),
+            1,
+            "the record stays, as a timed-out produce's does"
+        );
     }
 
     #[tokio::test]

@@ -39,6 +39,16 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.commit.timeout.ms`: how long a write to `__consumer_offsets` waits for its replicas before
+    /// the request fails with COORDINATOR_NOT_AVAILABLE.
+    pub offsets_commit_timeout_ms: u64,
+}
+
+impl GroupConfig {
+    /// [`GroupConfig::offsets_commit_timeout_ms`] as a duration.
+    pub fn commit_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.offsets_commit_timeout_ms.max(1))
+    }
 }
 
 impl Default for GroupConfig {
@@ -53,6 +63,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             max_size: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
+            offsets_commit_timeout_ms: 5_000,
         }
     }
 }

@@ -54,6 +54,9 @@ impl From<CoordinatorError> for GroupStoreError {
         match e {
             CoordinatorError::Log(e) => GroupStoreError::Log(e),
             CoordinatorError::NotDurable(why) => GroupStoreError::NotDurable(why),
+            e @ CoordinatorError::NotEnoughReplicas(_) => {
+                GroupStoreError::NotDurable(e.to_string())
+            }
             CoordinatorError::Encode(e) => GroupStoreError::Corrupt(e.to_string()),
             e @ (CoordinatorError::NotCoordinator(_) | CoordinatorError::LoadInProgress(_)) => {
                 GroupStoreError::Log(LogError::Offline(e.to_string()))
@@ -161,8 +164,12 @@ impl OffsetStore {
                 }
             }
         }
-        let runtime =
-            CoordinatorRuntime::new(OFFSETS_TOPIC, replicas.clone(), |_| GroupShard::default());
+        let runtime = CoordinatorRuntime::new(
+            OFFSETS_TOPIC,
+            replicas.clone(),
+            config.commit_timeout(),
+            |_| GroupShard::default(),
+        );
         metadata.add_publisher(runtime.clone());
         let store = OffsetStore {
             metadata,

@@ -154,9 +154,12 @@ impl TransactionCoordinator {
         clock: Clock,
         producer_ids: ProducerIdSource,
     ) -> Arc<TransactionCoordinator> {
-        let runtime = CoordinatorRuntime::new(TRANSACTION_STATE_TOPIC, replicas.clone(), |_| {
-            TxnShard::default()
-        });
+        let runtime = CoordinatorRuntime::new(
+            TRANSACTION_STATE_TOPIC,
+            replicas.clone(),
+            super::STATE_LOG_WRITE_TIMEOUT,
+            |_| TxnShard::default(),
+        );
         metadata.add_publisher(runtime.clone());
         let coordinator = Arc::new_cyclic(|weak| TransactionCoordinator {
             metadata: metadata.clone(),

@@ -17,6 +17,10 @@ pub use metadata::{TransactionMetadata, TransactionState};
 /// The internal topic of transaction state, as in Kafka.
 pub use crate::cluster::TRANSACTION_STATE_TOPIC;
 
+/// How long a `__transaction_state` write waits to be committed before the request fails with
+/// COORDINATOR_NOT_AVAILABLE: Kafka's transaction state manager waits `request.timeout.ms`, 30 s by default.
+pub const STATE_LOG_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Transaction coordinator settings, under Kafka's broker property names.
 #[derive(Clone, Debug)]
 pub struct TransactionConfig {
