@@ -247,7 +247,10 @@ fn start_producer(
         });
         let mut config = client_config(&bootstrap);
         if let Some(debug) = &debug {
-            config.set("debug", debug);
+            // rust-rdkafka passes on only what the `log` crate would show, unless told otherwise.
+            config
+                .set("debug", debug)
+                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         }
         let producer: ThreadedProducer<Recorder> = config
             // librdkafka refuses idempotence without acks=all: the acks=1 control goes without it.

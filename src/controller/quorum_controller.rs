@@ -283,8 +283,8 @@ impl QuorumController {
         }
     }
 
-    /// Registers a broker on the quorum leader, unless another incarnation of the same id still holds a live
-    /// session (Kafka's DUPLICATE_BROKER_REGISTRATION: two processes configured with one `node.id`).
+    /// Registers a broker on the quorum leader, unless another active incarnation of the same id still holds
+    /// a live session (Kafka's DUPLICATE_BROKER_REGISTRATION: two processes configured with one `node.id`).
     async fn handle_registration(&self, command: ControllerCommand) -> LeaderResponse {
         let ControllerCommand::RegisterBroker {
             broker_id,
@@ -295,12 +295,11 @@ impl QuorumController {
             return LeaderResponse::Error(ResponseError::InvalidRequest.code());
         };
         let now = Instant::now();
-        let duplicate = self
-            .state
-            .read()
-            .broker(*broker_id)
-            .is_some_and(|b| b.incarnation_id != *incarnation_id)
-            && lock(&self.sessions).is_alive(*broker_id, now);
+        let duplicate = is_duplicate_registration(
+            self.state.read().broker(*broker_id),
+            *incarnation_id,
+            || lock(&self.sessions).is_alive(*broker_id, now),
+        );
         if duplicate {
             return LeaderResponse::Registered(ControllerResponse::RegisterBroker(Err(
                 ApiError::new(
@@ -477,6 +476,18 @@ fn quorum_error(error: RaftError) -> MetadataError {
     }
 }
 
+/// Kafka's duplicate-registration rule (with KAFKA-19047, 4.1): another incarnation may not take over a
+/// broker id while the registered one is active (unfenced, not in controlled shutdown) with a live session.
+/// A broker that shut down cleanly is fenced or still in controlled shutdown, so its restart registers at
+/// once instead of waiting out `broker.session.timeout.ms`; a process killed while active must wait.
+fn is_duplicate_registration(
+    existing: Option<&super::state::RegisteredBroker>,
+    incarnation_id: Uuid,
+    session_alive: impl FnOnce() -> bool,
+) -> bool {
+    existing.is_some_and(|b| b.incarnation_id != incarnation_id && b.is_active()) && session_alive()
+}
+
 fn heartbeat_error(error: ResponseError) -> HeartbeatResponse {
     HeartbeatResponse {
         error_code: error.code(),
@@ -510,5 +521,50 @@ fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, MetadataErro
             error: ResponseError::UnknownServerError,
             message: "a cluster member needs the multi-threaded tokio runtime".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod registration_tests {
+    use super::super::state::RegisteredBroker;
+    use super::*;
+
+    fn broker(fenced: bool, in_controlled_shutdown: bool) -> RegisteredBroker {
+        RegisteredBroker {
+            id: 1,
+            incarnation_id: Uuid::from_u128(1),
+            epoch: 10,
+            endpoints: Vec::new(),
+            rack: None,
+            fenced,
+            in_controlled_shutdown,
+        }
+    }
+
+    #[test]
+    fn only_an_active_other_incarnation_with_a_live_session_is_a_duplicate() {
+        let new = Uuid::from_u128(2);
+        let active = broker(false, false);
+        assert!(is_duplicate_registration(Some(&active), new, || true));
+        // Its session expired (a killed process): the new one takes over.
+        assert!(!is_duplicate_registration(Some(&active), new, || false));
+        // The same incarnation registering again is not a duplicate.
+        assert!(!is_duplicate_registration(
+            Some(&active),
+            Uuid::from_u128(1),
+            || true
+        ));
+        // A clean shutdown ends fenced, or is still in controlled shutdown: the restart registers at once.
+        assert!(!is_duplicate_registration(
+            Some(&broker(true, false)),
+            new,
+            || true
+        ));
+        assert!(!is_duplicate_registration(
+            Some(&broker(false, true)),
+            new,
+            || true
+        ));
+        assert!(!is_duplicate_registration(None, new, || true));
     }
 }
