@@ -693,25 +693,7 @@ mod tests {
     /// Makes broker 1 (the test broker) the leader of `tx-0` with `replicas` and `isr` at a new leader
     /// epoch, as the metadata image of a cluster would.
     fn lead_with(apis: &Apis, replicas: &[i32], isr: &[i32]) -> Arc<Partition> {
-        use crate::cluster::{MetadataDelta, PartitionRegistration, TopicDelta};
-        let before = apis.metadata.topic("tx").unwrap();
-        let mut after = (*before).clone();
-        let current = after.partitions[0].clone();
-        after.partitions[0] = PartitionRegistration {
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader: 1,
-            leader_epoch: current.leader_epoch + 1,
-            partition_epoch: current.partition_epoch + 1,
-            ..current
-        };
-        apis.metadata.publish_delta(&MetadataDelta {
-            topics: vec![TopicDelta::Changed {
-                before,
-                after: Arc::new(after),
-            }],
-            ..Default::default()
-        });
+        apis.metadata.lead_for_test("tx", 0, 1, replicas, isr);
         apis.partition("tx", 0).unwrap()
     }
 

@@ -528,6 +528,37 @@ impl MetadataStore {
         next
     }
 
+    /// Tests: publishes `topic`-`partition` led by `leader` with `replicas` and `isr` at the next leader and
+    /// partition epochs, as a cluster's metadata log would.
+    #[cfg(test)]
+    pub(crate) fn lead_for_test(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) -> Arc<MetadataImage> {
+        let before = self.topic(topic).expect("the topic exists");
+        let mut after = (*before).clone();
+        let current = after.partitions[partition as usize].clone();
+        after.partitions[partition as usize] = PartitionRegistration {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: current.leader_epoch + 1,
+            partition_epoch: current.partition_epoch + 1,
+            ..current
+        };
+        self.publish_delta(&MetadataDelta {
+            topics: vec![TopicDelta::Changed {
+                before,
+                after: Arc::new(after),
+            }],
+            ..Default::default()
+        })
+    }
+
     /// Registers (or re-registers) a broker: today the local one, with the endpoints it listens on.
     pub fn register_broker(&self, broker: BrokerRegistration) {
         let _writer = self.writer();

@@ -773,28 +773,10 @@ mod tests {
         assert_eq!(partition.log_end_offset(), 21);
     }
 
-    /// Makes broker 1 the leader of `__toy-0` with `replicas` and `isr` at a new leader epoch, as a
-    /// cluster's image would; the runtime reloads the shard for that epoch.
+    /// Makes broker 1 the leader of `__toy-0` with `replicas` and `isr` at a new leader epoch; the runtime
+    /// reloads the shard for that epoch.
     fn lead_with(b: &Broker, replicas: &[i32], isr: &[i32]) -> Arc<Partition> {
-        use crate::cluster::{MetadataDelta, PartitionRegistration, TopicDelta};
-        let before = b.metadata.topic(TOPIC).unwrap();
-        let mut after = (*before).clone();
-        let current = after.partitions[0].clone();
-        after.partitions[0] = PartitionRegistration {
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            leader: 1,
-            leader_epoch: current.leader_epoch + 1,
-            partition_epoch: current.partition_epoch + 1,
-            ..current
-        };
-        b.metadata.publish_delta(&MetadataDelta {
-            topics: vec![TopicDelta::Changed {
-                before,
-                after: Arc::new(after),
-            }],
-            ..Default::default()
-        });
+        b.metadata.lead_for_test(TOPIC, 0, 1, replicas, isr);
         b.replicas
             .partition(&TopicPartition::new(TOPIC, 0))
             .unwrap()
