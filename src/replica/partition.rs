@@ -621,6 +621,12 @@ impl Partition {
     }
 }
 
+/// The partition [`leader_append`] last made for each log: the log's flush listener reaches its partition
+/// weakly, and a test's flushes may come after the appending thread ended. Appends at the same epoch reuse
+/// it; one whose log nobody else holds any more is dropped at the next append.
+#[cfg(test)]
+static TEST_PARTITIONS: std::sync::Mutex<Vec<Arc<Partition>>> = std::sync::Mutex::new(Vec::new());
+
 /// For the log layer's own tests: appends to `log` through a partition at `leader_epoch`, so the
 /// high-watermark rule (and its flush listener) applies as in the broker.
 #[cfg(test)]
@@ -629,16 +635,25 @@ pub(crate) fn leader_append(
     records: BytesMut,
     leader_epoch: i32,
 ) -> Result<AppendInfo, LogError> {
-    let partition = Partition::new(
-        log.topic_partition().clone(),
-        Uuid::nil(),
-        log.clone(),
-        leader_epoch,
-    );
-    let appended = partition.append_records_to_leader(records, AppendOrigin::Client);
-    // The log's flush listener reaches its partition weakly: keep this one for the test's later flushes.
-    std::mem::forget(partition);
-    appended
+    let partition = {
+        let mut kept = TEST_PARTITIONS.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|p| Arc::strong_count(&p.log) > 1);
+        match kept.iter().find(|p| Arc::ptr_eq(&p.log, log)) {
+            Some(p) if p.leader_epoch() == leader_epoch => p.clone(),
+            _ => {
+                let partition = Partition::new(
+                    log.topic_partition().clone(),
+                    Uuid::nil(),
+                    log.clone(),
+                    leader_epoch,
+                );
+                kept.retain(|p| !Arc::ptr_eq(&p.log, log));
+                kept.push(partition.clone());
+                partition
+            }
+        }
+    };
+    partition.append_records_to_leader(records, AppendOrigin::Client)
 }
 
 /// Kafka's "no epoch" and "no offset" answers.
