@@ -435,3 +435,139 @@ async fn a_transactional_write_is_verified_with_a_coordinator_on_another_broker(
     assert_eq!(blocking(written), 1, "written");
     cluster.shutdown().await;
 }
+
+/// The broker FindCoordinator names for `key` (`key_type` 0: a group, 1: a transactional id), asked
+/// through `any` until it answers without error.
+async fn coordinator_of(any: &str, key_type: i8, key: &str) -> i32 {
+    use common::raw;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    poll_until(DEADLINE, "a coordinator", || {
+        let response: FindCoordinatorResponse = raw::try_request(
+            any,
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_coordinator_keys(vec![StrBytes::from_string(key.to_string())]),
+        )
+        .ok()?;
+        let c = response.coordinators.first()?;
+        (c.error_code == 0).then_some(c.node_id.0)
+    })
+    .await
+}
+
+/// KIP-890 part 1 across brokers for offsets: a TxnOffsetCommit to a group coordinator on another broker
+/// than the transaction coordinator is verified with it first (verify-only AddPartitionsToTxn v4). Without
+/// AddOffsetsToTxn, or at a stale epoch, it is refused and nothing is staged; once the group is in the
+/// transaction, the same commit is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transactional_offset_commit_is_verified_with_a_coordinator_on_another_broker() {
+    use common::raw;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = TestCluster::start(3, PROPS).await;
+    let topic = "remote-offsets";
+    create_spread_topic(&cluster, topic).await;
+    let id = "remote-offsets-id";
+    let addr = |node: i32| cluster.bootstrap(node);
+    let coordinator = coordinator_of(&addr(1), 1, id).await;
+    let coordinator_addr = addr(coordinator);
+    let (pid, epoch) = poll_until(DEADLINE, "InitProducerId", || {
+        let response: InitProducerIdResponse = raw::try_request(
+            coordinator_addr.as_str(),
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .ok()?;
+        (response.error_code == 0).then_some((response.producer_id.0, response.producer_epoch))
+    })
+    .await;
+    // A group whose coordinator is another broker.
+    let mut found = None;
+    for n in 0..64 {
+        let group = format!("remote-offsets-group-{n}");
+        let node = coordinator_of(&addr(1), 0, &group).await;
+        if node != coordinator {
+            found = Some((group, node));
+            break;
+        }
+    }
+    let (group, group_coordinator) = found.expect("a group coordinated by another broker");
+    println!("transaction coordinator {coordinator}, group {group} on {group_coordinator}");
+
+    let group_addr = addr(group_coordinator);
+    let commit = {
+        let group = group.clone();
+        move |version: i16, epoch: i16| -> i16 {
+            let request = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str(id)))
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_generation_id(-1)
+                .with_member_id(StrBytes::from_static_str(""))
+                .with_topics(vec![
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str(topic)))
+                        .with_partitions(vec![
+                            TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(7)
+                                .with_committed_leader_epoch(-1),
+                        ]),
+                ]);
+            let response: TxnOffsetCommitResponse = raw::request(
+                group_addr.as_str(),
+                ApiKey::TxnOffsetCommit,
+                version,
+                &request,
+            );
+            response.topics[0].partitions[0].error_code
+        }
+    };
+    let refused = blocking({
+        let commit = commit.clone();
+        move || (commit(3, epoch), commit(4, epoch), commit(4, epoch + 1))
+    });
+    assert_eq!(
+        refused,
+        (48, 120, 47),
+        "not in the transaction: INVALID_TXN_STATE before v4, TRANSACTION_ABORTABLE from it; another \
+         epoch: INVALID_PRODUCER_EPOCH"
+    );
+
+    let added: AddOffsetsToTxnResponse = blocking({
+        let coordinator_addr = coordinator_addr.clone();
+        let group = group.clone();
+        move || {
+            raw::request(
+                coordinator_addr.as_str(),
+                ApiKey::AddOffsetsToTxn,
+                3,
+                &AddOffsetsToTxnRequest::default()
+                    .with_transactional_id(TransactionalId(StrBytes::from_static_str(id)))
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_group_id(GroupId(StrBytes::from_string(group))),
+            )
+        }
+    });
+    assert_eq!(added.error_code, 0);
+    assert_eq!(
+        blocking(move || commit(4, epoch)),
+        0,
+        "in the transaction: accepted"
+    );
+    cluster.shutdown().await;
+}

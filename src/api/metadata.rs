@@ -129,10 +129,9 @@ struct View<'a> {
     version: i16,
 }
 
-/// The live brokers with their endpoint on the request's listener (a broker without it is left out); every
-/// registered one while none is live (see [`metadata_cache::metadata_broker_nodes`]).
+/// The live brokers with their endpoint on the request's listener (a broker without it is left out).
 fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
-    metadata_cache::metadata_broker_nodes(image, listener)
+    metadata_cache::alive_broker_nodes(image, listener)
         .into_iter()
         .map(|node| {
             MetadataResponseBroker::default()

@@ -48,19 +48,6 @@ pub fn alive_broker_nodes(image: &MetadataImage, listener: &str) -> Vec<Node> {
         .collect()
 }
 
-/// The brokers a Metadata answer lists: the alive ones, or, while none is alive (every broker fenced at
-/// once, as when a whole cluster restarts), every registered one. Kafka would list none, but librdkafka
-/// drops every broker it knows on an empty list, its bootstrap servers included, and then has nobody to
-/// ask until `metadata.recovery.rebootstrap.trigger.ms` (5 minutes) passes; leaders stay -1 either way.
-pub fn metadata_broker_nodes(image: &MetadataImage, listener: &str) -> Vec<Node> {
-    let alive = alive_broker_nodes(image, listener);
-    if alive.is_empty() {
-        broker_nodes(image, listener)
-    } else {
-        alive
-    }
-}
-
 /// Every registered broker that has `listener`, fenced ones included, by id (DescribeCluster v2).
 pub fn broker_nodes(image: &MetadataImage, listener: &str) -> Vec<Node> {
     image
@@ -151,7 +138,6 @@ mod tests {
         });
         let ids = |nodes: Vec<Node>| nodes.iter().map(|n| n.id).collect::<Vec<_>>();
         assert_eq!(ids(alive_broker_nodes(&image, "PLAINTEXT")), [2, 3]);
-        assert_eq!(ids(metadata_broker_nodes(&image, "PLAINTEXT")), [2, 3]);
         assert_eq!(ids(alive_broker_nodes(&image, "INTERNAL")), [2, 4]);
         assert_eq!(ids(broker_nodes(&image, "PLAINTEXT")), [1, 2, 3]);
         let two = alive_broker_node(&image, 2, "PLAINTEXT").unwrap();
@@ -165,22 +151,5 @@ mod tests {
         assert_eq!(alive_broker_node(&image, 9, "PLAINTEXT"), None, "unknown");
         assert_eq!(controller_id(&image), 2, "lowest live id");
         assert_eq!(controller_id(&MetadataImage::default()), -1);
-    }
-
-    #[test]
-    fn with_every_broker_fenced_metadata_still_lists_the_registered_ones() {
-        let image = MetadataImage::default().apply(&MetadataDelta {
-            brokers: vec![
-                broker(1, true, &[("PLAINTEXT", 9091)]),
-                broker(2, true, &[("PLAINTEXT", 9092)]),
-                broker(3, true, &[("INTERNAL", 9193)]),
-            ],
-            ..Default::default()
-        });
-        let ids = |nodes: Vec<Node>| nodes.iter().map(|n| n.id).collect::<Vec<_>>();
-        assert!(alive_broker_nodes(&image, "PLAINTEXT").is_empty());
-        assert_eq!(ids(metadata_broker_nodes(&image, "PLAINTEXT")), [1, 2]);
-        assert_eq!(controller_id(&image), -1);
-        assert!(metadata_broker_nodes(&MetadataImage::default(), "PLAINTEXT").is_empty());
     }
 }

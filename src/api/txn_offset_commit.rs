@@ -7,9 +7,12 @@
 //! `commitTransactionalOffsets`): unknown topics and partitions are answered per partition and never
 //! reach the coordinator; for the rest, an empty group id, then the transaction verification, then the
 //! group's generation and member, then each partition's metadata size, then the write, whose failure fails
-//! every partition written.
+//! every partition written. The verification asks the transaction coordinator in process, or, when it is
+//! on another broker, with a verify-only AddPartitionsToTxn (KIP-890) before anything else is decided.
 //!
 //! [`GroupCoordinator::complete_transaction`]: crate::group::coordinator::GroupCoordinator::complete_transaction
+
+use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -32,27 +35,65 @@ type Slot = (usize, usize);
 /// How often a write is verified again when a transaction marker overtook its verification; each retry is
 /// an in-process call, and a marker of the producer's own transaction makes the next verification fail.
 const MAX_VERIFICATIONS: usize = 3;
+/// How long a verification with a transaction coordinator on another broker may take (TxnOffsetCommit
+/// carries no timeout); past it the client is told to retry.
+const REMOTE_VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// TxnOffsetCommit up to v4. v5 (transaction version 2, implicit AddOffsetsToTxn) is not advertised.
 pub fn handle(
-    apis: &Apis,
+    apis: &Arc<Apis>,
     ctx: &RequestContext,
     req: TxnOffsetCommitRequest,
 ) -> Outcome<TxnOffsetCommitResponse> {
     let version = ctx.api_version;
     let group = req.group_id.0.to_string();
+    let (topics, to_coordinator) = answer_unknown_partitions(apis, &req);
+    if to_coordinator.is_empty() {
+        return Outcome::Respond(TxnOffsetCommitResponse::default().with_topics(topics));
+    }
+
+    // KIP-890 with the transaction coordinator on another broker: ask it first (a verify-only
+    // AddPartitionsToTxn over the inter-broker listener), then go on as with a local verification.
+    if let Some(coordinator) = apis.txn.remote_coordinator(req.transactional_id.as_str()) {
+        let apis = apis.clone();
+        return Outcome::Wait(Box::pin(async move {
+            let verified = verify_remotely(&apis, coordinator, &req, &group, version).await;
+            let verify = || verified;
+            match commit(
+                &apis,
+                version,
+                &req,
+                &group,
+                topics,
+                &to_coordinator,
+                verify,
+            ) {
+                Outcome::Respond(response) => response,
+                Outcome::Wait(pending) => pending.await,
+            }
+        }));
+    }
+    let verify = || verify_in_transaction(apis, &req, &group, version);
+    commit(apis, version, &req, &group, topics, &to_coordinator, verify)
+}
+
+/// The checks after the unknown partitions, then the transactional write of the offsets; `verify` answers
+/// the transaction verification (again, when a transaction marker overtook it).
+fn commit(
+    apis: &Apis,
+    version: i16,
+    req: &TxnOffsetCommitRequest,
+    group: &str,
+    mut topics: Vec<TxnOffsetCommitResponseTopic>,
+    to_coordinator: &[(usize, usize)],
+    verify: impl Fn() -> Result<Option<i64>, ResponseError>,
+) -> Outcome<TxnOffsetCommitResponse> {
     let now = apis.groups.clock().now_ms();
     let max_metadata = apis.config.groups.offset_metadata_max_bytes;
-
-    let (mut topics, to_coordinator) = answer_unknown_partitions(apis, &req);
     let fail = move |topics: &mut Vec<TxnOffsetCommitResponseTopic>,
                      which: &[(usize, usize)],
                      error| { fail_partitions(topics, which, error, version) };
     let respond = |topics| Outcome::Respond(TxnOffsetCommitResponse::default().with_topics(topics));
-    if to_coordinator.is_empty() {
-        return respond(topics);
-    }
-
     let producer = ProducerBatch {
         producer_id: req.producer_id.0,
         producer_epoch: req.producer_epoch,
@@ -61,10 +102,9 @@ pub fn handle(
         base_sequence: 0,
         transactional: true,
     };
-    let verify = || verify_in_transaction(apis, &req, &group, version);
     let checked = if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
-    } else if let Err(e) = apis.groups.store().check_coordinator(&group) {
+    } else if let Err(e) = apis.groups.store().check_coordinator(group) {
         Err(e)
     } else if producer.producer_id < 0 {
         Err(ResponseError::InvalidProducerIdMapping)
@@ -74,7 +114,7 @@ pub fn handle(
         verify().and_then(|verified| {
             apis.groups
                 .validate_txn_commit(
-                    &group,
+                    group,
                     req.generation_id,
                     req.member_id.as_str(),
                     req.group_instance_id.as_ref().map(|i| i.as_str()),
@@ -85,20 +125,20 @@ pub fn handle(
     let verified = match checked {
         Ok(verified) => verified,
         Err(e) => {
-            fail(&mut topics, &to_coordinator, e);
+            fail(&mut topics, to_coordinator, e);
             return respond(topics);
         }
     };
 
     let (written, offsets) =
-        offsets_to_write(&req, &to_coordinator, max_metadata, now, &mut |which, e| {
+        offsets_to_write(req, to_coordinator, max_metadata, now, &mut |which, e| {
             fail(&mut topics, which, e)
         });
     if offsets.is_empty() {
         return respond(topics);
     }
 
-    let wait = commit_with_verification(apis, &group, producer, offsets, verified, verify);
+    let wait = commit_with_verification(apis, group, producer, offsets, verified, verify);
     match wait {
         Ok(wait) => Outcome::Wait(Box::pin(async move {
             if let Err(e) = wait.await {
@@ -250,6 +290,34 @@ fn verify_in_transaction(
     .map_err(|e| verification_error(e, version))
 }
 
+/// [`verify_in_transaction`] with the transaction coordinator on broker `coordinator`.
+async fn verify_remotely(
+    apis: &Apis,
+    coordinator: i32,
+    req: &TxnOffsetCommitRequest,
+    group: &str,
+    version: i16,
+) -> Result<Option<i64>, ResponseError> {
+    let store = apis.groups.store();
+    let seen = store.last_marker_offset(group);
+    let partition = TopicPartition::new(crate::group::OFFSETS_TOPIC, store.partition_for(group));
+    apis.txn
+        .verify_remotely(
+            coordinator,
+            req.transactional_id.0.as_str(),
+            req.producer_id.0,
+            req.producer_epoch,
+            std::slice::from_ref(&partition),
+            REMOTE_VERIFY_TIMEOUT,
+        )
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or(Err(ResponseError::UnknownServerError))
+        .map(|()| Some(seen))
+        .map_err(|e| verification_error(e, version))
+}
+
 /// The transaction coordinator's answer as a TxnOffsetCommit error, as Kafka's AddPartitionsToTxnManager
 /// and the group coordinator's operation-error mapping turn it: a fenced producer sees
 /// INVALID_PRODUCER_EPOCH; a partition outside the transaction TRANSACTION_ABORTABLE from v4 and
@@ -354,7 +422,7 @@ mod tests {
             .with_topics(topics)
     }
 
-    async fn commit(apis: &Apis, version: i16, req: TxnOffsetCommitRequest) -> Vec<Vec<i16>> {
+    async fn commit(apis: &Arc<Apis>, version: i16, req: TxnOffsetCommitRequest) -> Vec<Vec<i16>> {
         let ctx = RequestContext::for_test(ApiKey::TxnOffsetCommit, version);
         let response = run(handle(apis, &ctx, req)).await;
         response
@@ -406,7 +474,7 @@ mod tests {
     #[tokio::test]
     async fn offsets_are_visible_only_after_the_commit_marker() {
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         assert_eq!(
             commit(
                 &apis,
@@ -457,7 +525,7 @@ mod tests {
     #[tokio::test]
     async fn abort_discards_and_the_plain_commit_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         let plain = apis
             .groups
             .store()
@@ -494,7 +562,7 @@ mod tests {
     #[tokio::test]
     async fn a_retried_commit_is_idempotent_and_the_last_value_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         for _ in 0..2 {
             assert_eq!(
                 commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 10)])).await,
@@ -519,14 +587,14 @@ mod tests {
     async fn a_pending_transaction_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let apis = apis(dir.path());
+            let apis = Arc::new(apis(dir.path()));
             commit(&apis, 3, request("g", PID, &[(TOPIC, 0, 10)])).await;
             // A transaction that ended before the restart is replayed as ended.
             commit(&apis, 3, request("g", PID + 1, &[(TOPIC, 1, 11)])).await;
             end(&apis, "g", PID + 1, true).await;
             apis.logs.shutdown().unwrap();
         }
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         assert_eq!(fetch(&apis, "g", 7, true), vec![(UNSTABLE, -1), (NONE, 11)]);
         end(&apis, "g", PID, true).await;
         assert_eq!(fetch(&apis, "g", 7, true), vec![(NONE, 10), (NONE, 11)]);
@@ -536,7 +604,7 @@ mod tests {
     #[tokio::test]
     async fn requests_are_checked_as_kafka_checks_them() {
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         let long = "x".repeat(apis.config.groups.offset_metadata_max_bytes + 1);
         let mut req = request(
             "g",
@@ -616,6 +684,7 @@ mod tests {
             crate::clock::Clock::system(),
         );
         apis.groups.start();
+        let apis = Arc::new(apis);
         let join = |member_id: &str, instance: Option<&str>| JoinParams {
             group_id: "g".into(),
             member_id: member_id.into(),
@@ -692,6 +761,7 @@ mod tests {
             ));
             *a.lock().unwrap()
         }));
+        let apis = Arc::new(apis);
         let tp0 = TopicPartition::new(TOPIC, 0);
         let code = |e: ResponseError| vec![vec![e.code()]];
         assert_eq!(
@@ -734,7 +804,7 @@ mod tests {
     #[tokio::test]
     async fn deleting_the_group_or_its_offsets_drops_pending_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         // Only pending offsets: the group exists (a simple group) and can be deleted.
         commit(
             &apis,
@@ -773,7 +843,7 @@ mod tests {
     async fn require_stable_covers_batched_and_all_partition_fetches() {
         use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         let plain = apis.groups.store().commit(
             "g",
             [0, 1]
@@ -827,7 +897,7 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_batch_above_the_size_limit_is_not_retriable() {
         let dir = tempfile::tempdir().unwrap();
-        let apis = apis(dir.path());
+        let apis = Arc::new(apis(dir.path()));
         let configs = BTreeMap::from([("max.message.bytes".to_string(), "400".to_string())]);
         apis.create_topic(crate::group::OFFSETS_TOPIC, 1, configs)
             .unwrap();

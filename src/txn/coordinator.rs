@@ -554,10 +554,9 @@ impl TransactionCoordinator {
         if self.metadata.topic(TRANSACTION_STATE_TOPIC).is_none() {
             return Err(ResponseError::InvalidProducerIdMapping);
         }
-        // TxnOffsetCommit's offsets partition is not verified with a coordinator on another broker yet
-        // (Kafka sends a verify-only AddPartitionsToTxn there too): such a write goes unverified, as with
-        // Kafka's `transaction.partition.verification.enable=false`. Produce verifies remotely before it
-        // appends (`verify_remotely`) and never gets here for a remote coordinator.
+        // Produce and TxnOffsetCommit ask a coordinator on another broker before they append
+        // (`verify_remotely`) and never get here for one; should a caller, this broker has nothing to check
+        // against and the write goes unverified, as with `transaction.partition.verification.enable=false`.
         if self.remote_coordinator(transactional_id).is_some() {
             return Ok(());
         }
