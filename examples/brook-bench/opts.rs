@@ -94,6 +94,8 @@ usage: cargo run --release --example brook-bench -- [options]
                           8 exactly-once: 1 KiB to 16 partitions, acks=all, with a plain, an idempotent
                             and a transactional producer (commit every 100 ms, and every 1,000
                             records), in turn: records/s against the plain one, commit latency
+                          10 one large Fetch: raw Fetch requests for 4 x 1 MiB of cached records, one
+                            at a time: time to the response's first and last byte (p50, p99)
   --rdkafka-performance   add workload 7 (builds the tool with compat/librdkafka-build.sh if needed)
   --rdkafka-performance-records N  records workload 7 produces and consumes (default 1000000)
   --out DIR               write DIR/results.md and DIR/latency.svg (default bench-results; `-` for none)
@@ -170,8 +172,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                         .trim()
                         .parse()
                         .with_context(|| format!("bad workload {w:?}"))?;
-                    if !(1..=9).contains(&n) {
-                        bail!("workloads are numbered 1 to 9, not {n}");
+                    if !(1..=10).contains(&n) {
+                        bail!("workloads are numbered 1 to 10, not {n}");
                     }
                     list.push(n);
                 }

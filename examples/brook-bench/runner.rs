@@ -394,6 +394,14 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                     .collect::<Vec<_>>(),
                 &workloads::exactly_once,
             ),
+            10 => pairwise_rows(
+                10,
+                &[
+                    (crate::fetchlat::ROWS[0].to_string(), Kind::FetchFirstByte),
+                    (crate::fetchlat::ROWS[1].to_string(), Kind::FetchLastByte),
+                ],
+                &crate::fetchlat::fetch_latency,
+            ),
             _ => {}
         }
     }

@@ -103,6 +103,8 @@ struct Plan {
     follower: Option<Follower>,
     /// KIP-392: a consumer with a `client.rack`, when `replica.selector.class` is rack-aware.
     selector: Option<RackSelector>,
+    /// `fetch.sendfile.enable`: large reads are left in the segment files (see [`FetchReply`]).
+    sendfile: bool,
 }
 
 /// Kafka's `RackAwareReplicaSelector`: a consumer in a rack where an in-sync follower holding its offset
@@ -190,6 +192,7 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
                 node_id: apis.node_id,
             }),
         follower,
+        sendfile: apis.config.fetch_sendfile,
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
@@ -542,8 +545,12 @@ fn read_partition_data(
     let result = if budget == 0 && !min_one {
         Ok(None)
     } else {
-        log.read_for_send(wanted.fetch_offset, budget, min_one, plan.isolation)
-            .map(Some)
+        if plan.sendfile {
+            log.read_for_send(wanted.fetch_offset, budget, min_one, plan.isolation)
+        } else {
+            log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
+        }
+        .map(Some)
     };
     if let (Some(follower), Ok(_)) = (&plan.follower, &result)
         && let Err(error) = follower.replicas.record_follower_fetch(
@@ -1053,7 +1060,8 @@ mod tests {
     fn a_large_read_is_left_in_the_segment_with_the_batches_a_copy_would_hold() {
         use crate::log::partition_log::{SEND_FROM_FILE_MAX_BATCHES, SEND_FROM_FILE_MIN_BYTES};
         let dir = tempfile::tempdir().unwrap();
-        let apis = test_apis(dir.path());
+        let mut apis = test_apis(dir.path());
+        apis.config.fetch_sendfile = true;
         apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
         let partition = apis.partition("tx", 0).unwrap();
         // 24 batches of 100 records of 100 bytes (about 11 KiB each).
@@ -1112,6 +1120,9 @@ mod tests {
             "{} small batches",
             SEND_FROM_FILE_MAX_BATCHES + 5
         );
+        // Without fetch.sendfile.enable every read is copied.
+        apis.config.fetch_sendfile = false;
+        assert!(fetch_reply(&apis, 0, 1 << 20).files.is_empty());
         let records = many.response.responses[0].partitions[0]
             .records
             .clone()
