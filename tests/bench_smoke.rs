@@ -10,6 +10,8 @@
 mod clients;
 #[path = "../examples/brook-bench/cpu.rs"]
 mod cpu;
+#[path = "../examples/brook-bench/fanout.rs"]
+mod fanout;
 #[path = "../examples/brook-bench/fetchlat.rs"]
 mod fetchlat;
 #[path = "../examples/brook-bench/limits.rs"]

@@ -11,6 +11,7 @@
 
 mod clients;
 mod cpu;
+mod fanout;
 mod fetchlat;
 mod limits;
 mod opts;

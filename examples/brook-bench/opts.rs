@@ -96,6 +96,9 @@ usage: cargo run --release --example brook-bench -- [options]
                             records), in turn: records/s against the plain one, commit latency
                           10 one large Fetch: raw Fetch requests for 4 x 1 MiB of cached records, one
                             at a time: time to the response's first and last byte (p50, p99)
+                          11 fan-out: 16 producers on 64 partitions (1 KiB, acks=1, --produce-secs or
+                            --consume-bytes), then 8 consumer groups read that backlog at once: total
+                            MB/s and the broker's CPU-seconds per GB
   --rdkafka-performance   add workload 7 (builds the tool with compat/librdkafka-build.sh if needed)
   --rdkafka-performance-records N  records workload 7 produces and consumes (default 1000000)
   --out DIR               write DIR/results.md and DIR/latency.svg (default bench-results; `-` for none)
@@ -172,8 +175,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                         .trim()
                         .parse()
                         .with_context(|| format!("bad workload {w:?}"))?;
-                    if !(1..=10).contains(&n) {
-                        bail!("workloads are numbered 1 to 10, not {n}");
+                    if !(1..=11).contains(&n) {
+                        bail!("workloads are numbered 1 to 11, not {n}");
                     }
                     list.push(n);
                 }

@@ -46,6 +46,12 @@ pub enum Kind {
     FetchFirstByte,
     /// Workload 10: p50 microseconds to the response's last byte; limit: 4 MiB over loopback TCP.
     FetchLastByte,
+    /// Workload 11: total MB/s of 16 producers; limit: page-cache write. No target.
+    FanOutProduce,
+    /// Workload 11: total MB/s of 8 readers of one backlog; limit: loopback TCP. No target.
+    FanOutConsume,
+    /// Workload 11: the broker's CPU-seconds per GB moved (lower is better). No target.
+    CpuPerGb,
 }
 
 /// One line of the results: a workload (or one figure of it) on each broker measured.
@@ -182,6 +188,21 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
             target: "- (transfer)".into(),
             met: None,
         },
+        Kind::FanOutProduce => Verdict {
+            vs_limit: frac(h, pc, "page-cache write"),
+            target: "- (many clients)".into(),
+            met: None,
+        },
+        Kind::FanOutConsume => Verdict {
+            vs_limit: frac(h, lo, "loopback TCP"),
+            target: "- (many clients)".into(),
+            met: None,
+        },
+        Kind::CpuPerGb => Verdict {
+            vs_limit: "-".into(),
+            target: "- (broker cost)".into(),
+            met: None,
+        },
     }
 }
 
@@ -205,6 +226,8 @@ pub fn headline(kind: Kind, m: &Measured) -> String {
         Kind::ExactlyOnceRatio => format!("{h:.2}x plain rec/s"),
         Kind::ReplicationRatio => format!("{h:.2}x"),
         Kind::FetchFirstByte | Kind::FetchLastByte => format!("p50 {h:.0} us"),
+        Kind::FanOutProduce | Kind::FanOutConsume => format!("{h:.0} MB/s"),
+        Kind::CpuPerGb => format!("{h:.2} CPU-s/GB"),
     }
 }
 

@@ -402,6 +402,16 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                 ],
                 &crate::fetchlat::fetch_latency,
             ),
+            11 => pairwise_rows(
+                11,
+                &[
+                    (crate::fanout::ROWS[0].to_string(), Kind::FanOutProduce),
+                    (crate::fanout::ROWS[1].to_string(), Kind::CpuPerGb),
+                    (crate::fanout::ROWS[2].to_string(), Kind::FanOutConsume),
+                    (crate::fanout::ROWS[3].to_string(), Kind::CpuPerGb),
+                ],
+                &crate::fanout::fan_out,
+            ),
             _ => {}
         }
     }
