@@ -112,7 +112,7 @@ usage: cargo run --release --example brook-bench -- [options]
   --fsync-secs S          fsync-rate sampling time (default 2)
   --brook-bin PATH        brook binary for workloads 6 and 9 (default: next to this program, else
                           `cargo build`)
-  --repeat N              run workloads 1-5, 7 and 8 N times, A and B alternating, and workload 9 in N
+  --repeat N              run workloads 1-5, 7, 8, 10 and 11 N times, A and B alternating, and workload 9 in N
                           rounds; the table shows medians and the notes every run's figure (default 1;
                           use an odd N)
   --help
