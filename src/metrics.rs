@@ -354,6 +354,19 @@ impl Metrics {
         handles.fetch_records.increment(count);
     }
 
+    /// [`Metrics::fetched`] of batches not in memory (sent from a segment file), counted when they were found.
+    pub fn fetched_counted(&self, topic: &str, bytes: u64, records: u64) {
+        let Some(r) = &self.inner else {
+            return;
+        };
+        if bytes == 0 {
+            return;
+        }
+        let handles = r.topic(topic);
+        handles.fetch_bytes.increment(bytes);
+        handles.fetch_records.increment(records);
+    }
+
     /// The histogram the LogManager's flusher records partition flushes into (a no-op when disabled).
     pub fn flush_histogram(&self) -> Histogram {
         match &self.inner {

@@ -10,6 +10,10 @@
 mod clients;
 #[path = "../examples/brook-bench/cpu.rs"]
 mod cpu;
+#[path = "../examples/brook-bench/fanout.rs"]
+mod fanout;
+#[path = "../examples/brook-bench/fetchlat.rs"]
+mod fetchlat;
 #[path = "../examples/brook-bench/limits.rs"]
 mod limits;
 #[path = "../examples/brook-bench/opts.rs"]
@@ -206,7 +210,8 @@ fn bench_options_parse_sizes_and_reject_unknown_flags() {
     assert_eq!(o.workloads, [1, 4]);
     assert!(o.out.is_none());
     assert!(opts::parse(["--frobnicate".to_string(), "1".into()]).is_err());
-    assert!(opts::parse(["--workloads".to_string(), "10".into()]).is_err());
+    assert!(opts::parse(["--workloads".to_string(), "12".into()]).is_err());
+    assert!(opts::parse(["--workloads".to_string(), "10,11".into()]).is_ok());
     assert!(opts::parse(["--help".to_string()]).expect("help").is_none());
     let o = opts::parse(["--compare-mock", "--repeat", "3"].map(String::from))
         .expect("valid options")

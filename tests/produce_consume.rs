@@ -19,9 +19,20 @@ fn expected_value(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_and_consume_100k_keyed_messages_with_headers() {
+    produce_and_consume_100k(&[]).await;
+}
+
+/// The same with the answers' batches sent from the segment files (batches of up to 256 KiB: most reads
+/// are large enough to go out with sendfile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_consume_100k_keyed_messages_sent_from_the_segment_files() {
+    produce_and_consume_100k(&[("fetch.sendfile.enable", "true")]).await;
+}
+
+async fn produce_and_consume_100k(overrides: &[(&str, &str)]) {
     const N: usize = 100_000;
     const PARTITIONS: i32 = 4;
-    let b = start_broker(&[]).await;
+    let b = start_broker(overrides).await;
     let topic = "volume";
     create_topic(&b.bootstrap, topic, PARTITIONS).await;
 

@@ -11,6 +11,8 @@
 
 mod clients;
 mod cpu;
+mod fanout;
+mod fetchlat;
 mod limits;
 mod opts;
 mod rdkperf;

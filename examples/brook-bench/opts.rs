@@ -94,6 +94,11 @@ usage: cargo run --release --example brook-bench -- [options]
                           8 exactly-once: 1 KiB to 16 partitions, acks=all, with a plain, an idempotent
                             and a transactional producer (commit every 100 ms, and every 1,000
                             records), in turn: records/s against the plain one, commit latency
+                          10 one large Fetch: raw Fetch requests for 4 x 1 MiB of cached records, one
+                            at a time: time to the response's first and last byte (p50, p99)
+                          11 fan-out: 16 producers on 64 partitions (1 KiB, acks=1, --produce-secs or
+                            --consume-bytes), then 8 consumer groups read that backlog at once: total
+                            MB/s and the broker's CPU-seconds per GB
   --rdkafka-performance   add workload 7 (builds the tool with compat/librdkafka-build.sh if needed)
   --rdkafka-performance-records N  records workload 7 produces and consumes (default 1000000)
   --out DIR               write DIR/results.md and DIR/latency.svg (default bench-results; `-` for none)
@@ -107,7 +112,7 @@ usage: cargo run --release --example brook-bench -- [options]
   --fsync-secs S          fsync-rate sampling time (default 2)
   --brook-bin PATH        brook binary for workloads 6 and 9 (default: next to this program, else
                           `cargo build`)
-  --repeat N              run workloads 1-5, 7 and 8 N times, A and B alternating, and workload 9 in N
+  --repeat N              run workloads 1-5, 7, 8, 10 and 11 N times, A and B alternating, and workload 9 in N
                           rounds; the table shows medians and the notes every run's figure (default 1;
                           use an odd N)
   --help
@@ -170,8 +175,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                         .trim()
                         .parse()
                         .with_context(|| format!("bad workload {w:?}"))?;
-                    if !(1..=9).contains(&n) {
-                        bail!("workloads are numbered 1 to 9, not {n}");
+                    if !(1..=11).contains(&n) {
+                        bail!("workloads are numbered 1 to 11, not {n}");
                     }
                     list.push(n);
                 }

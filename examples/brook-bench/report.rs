@@ -41,6 +41,17 @@ pub enum Kind {
     /// Workload 9's RF=3 produce over the RF=1 one, or the follower consumer over the leader one (median of
     /// per-round ratios); no target: the issue asks for the ratio and what bounds it.
     ReplicationRatio,
+    /// Workload 10: p50 microseconds from a 4 MiB Fetch request to its response's first byte; target
+    /// (issue 17) under 100 us.
+    FetchFirstByte,
+    /// Workload 10: p50 microseconds to the response's last byte; limit: 4 MiB over loopback TCP.
+    FetchLastByte,
+    /// Workload 11: total MB/s of 16 producers; limit: page-cache write. No target.
+    FanOutProduce,
+    /// Workload 11: total MB/s of 8 readers of one backlog; limit: loopback TCP. No target.
+    FanOutConsume,
+    /// Workload 11: the broker's CPU-seconds per GB moved (lower is better). No target.
+    CpuPerGb,
 }
 
 /// One line of the results: a workload (or one figure of it) on each broker measured.
@@ -158,6 +169,40 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
             target: "- (ratio)".into(),
             met: None,
         },
+        Kind::FetchFirstByte => Verdict {
+            vs_limit: "-".into(),
+            target: format!("p50 {:.2}x of 100 us", h / 100.0),
+            met: Some(h < 100.0),
+        },
+        Kind::FetchLastByte => Verdict {
+            // 4 MiB at the loopback rate: MB/s are bytes per microsecond.
+            vs_limit: match lo {
+                Some(l) if l > 0.0 => {
+                    format!(
+                        "{:.1}x 4 MiB over loopback TCP",
+                        h / (4.0 * 1_048_576.0 / l)
+                    )
+                }
+                _ => "-".into(),
+            },
+            target: "- (transfer)".into(),
+            met: None,
+        },
+        Kind::FanOutProduce => Verdict {
+            vs_limit: frac(h, pc, "page-cache write"),
+            target: "- (many clients)".into(),
+            met: None,
+        },
+        Kind::FanOutConsume => Verdict {
+            vs_limit: frac(h, lo, "loopback TCP"),
+            target: "- (many clients)".into(),
+            met: None,
+        },
+        Kind::CpuPerGb => Verdict {
+            vs_limit: "-".into(),
+            target: "- (broker cost)".into(),
+            met: None,
+        },
     }
 }
 
@@ -180,6 +225,9 @@ pub fn headline(kind: Kind, m: &Measured) -> String {
         Kind::Startup => format!("{h:.0} ms"),
         Kind::ExactlyOnceRatio => format!("{h:.2}x plain rec/s"),
         Kind::ReplicationRatio => format!("{h:.2}x"),
+        Kind::FetchFirstByte | Kind::FetchLastByte => format!("p50 {h:.0} us"),
+        Kind::FanOutProduce | Kind::FanOutConsume => format!("{h:.0} MB/s"),
+        Kind::CpuPerGb => format!("{h:.2} CPU-s/GB"),
     }
 }
 

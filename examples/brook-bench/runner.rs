@@ -230,8 +230,10 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
             for (i, (label, addr)) in targets.iter().enumerate() {
                 // The mock keeps 5 MiB per partition (no backlog to consume), has no disk, and answers
                 // a long poll only when it expires (its latency would be fetch.wait.max.ms).
-                // Workload 7's backlog would not fit the mock either, nor does it do transactions.
-                if failed[i].is_some() || (Some(i) == mock && matches!(w, 3..=5 | 7 | 8)) {
+                // Workload 7's backlog would not fit the mock either, nor does it do transactions; 10 and 11 are
+                // about the broker's own cost.
+                if failed[i].is_some() || (Some(i) == mock && matches!(w, 3..=5 | 7 | 8 | 10 | 11))
+                {
                     continue;
                 }
                 let of = if o.repeat > 1 {
@@ -393,6 +395,24 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
                     })
                     .collect::<Vec<_>>(),
                 &workloads::exactly_once,
+            ),
+            10 => pairwise_rows(
+                10,
+                &[
+                    (crate::fetchlat::ROWS[0].to_string(), Kind::FetchFirstByte),
+                    (crate::fetchlat::ROWS[1].to_string(), Kind::FetchLastByte),
+                ],
+                &crate::fetchlat::fetch_latency,
+            ),
+            11 => pairwise_rows(
+                11,
+                &[
+                    (crate::fanout::ROWS[0].to_string(), Kind::FanOutProduce),
+                    (crate::fanout::ROWS[1].to_string(), Kind::CpuPerGb),
+                    (crate::fanout::ROWS[2].to_string(), Kind::FanOutConsume),
+                    (crate::fanout::ROWS[3].to_string(), Kind::CpuPerGb),
+                ],
+                &crate::fanout::fan_out,
             ),
             _ => {}
         }

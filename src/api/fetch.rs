@@ -30,15 +30,41 @@ use super::error::log_error_code;
 use super::{Apis, metadata_cache};
 use crate::cluster::MetadataStore;
 use crate::log::LogError;
+use crate::log::read_buffer::FileSlice;
 use crate::replica::{FetchIsolation, FollowerFetch, Partition, ReplicaManager};
 
 /// Kafka's `fetch.max.bytes` default: the most one fetch response carries, whatever the client asks.
 pub const FETCH_MAX_BYTES: usize = 57_671_680;
 
 pub enum FetchOutcome {
-    Respond(FetchResponse),
+    Respond(FetchReply),
     /// Not enough data yet: the future answers when `min_bytes` arrive or `max_wait_ms` passes.
-    Wait(Pin<Box<dyn Future<Output = FetchResponse> + Send>>),
+    Wait(Pin<Box<dyn Future<Output = FetchReply> + Send>>),
+}
+
+/// A fetch's answer: the response, and the partitions whose batches were left in their segment files to be
+/// sent from there (their `records` in `response` are empty; the framing puts the file's bytes there).
+pub struct FetchReply {
+    pub response: FetchResponse,
+    /// In response order.
+    pub files: Vec<SentFromFile>,
+}
+
+/// The batches of one partition of a [`FetchReply`], left in a segment file.
+pub struct SentFromFile {
+    /// Index of the topic in `response.responses`, and of the partition in its `partitions`.
+    pub topic: usize,
+    pub partition: usize,
+    pub slice: FileSlice,
+}
+
+impl From<FetchResponse> for FetchReply {
+    fn from(response: FetchResponse) -> Self {
+        FetchReply {
+            response,
+            files: Vec::new(),
+        }
+    }
 }
 
 /// One requested partition, resolved once so the long poll can re-read it cheaply.
@@ -77,6 +103,8 @@ struct Plan {
     follower: Option<Follower>,
     /// KIP-392: a consumer with a `client.rack`, when `replica.selector.class` is rack-aware.
     selector: Option<RackSelector>,
+    /// `fetch.sendfile.enable`: large reads are left in the segment files (see [`FetchReply`]).
+    sendfile: bool,
 }
 
 /// Kafka's `RackAwareReplicaSelector`: a consumer in a rack where an in-sync follower holding its offset
@@ -119,7 +147,8 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
         return FetchOutcome::Respond(
             FetchResponse::default()
                 .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-                .with_session_id(0),
+                .with_session_id(0)
+                .into(),
         );
     }
     let (replica_id, broker_epoch) = if ctx.api_version >= 15 {
@@ -163,6 +192,7 @@ pub fn handle(apis: &Apis, ctx: &RequestContext, request: FetchRequest) -> Fetch
                 node_id: apis.node_id,
             }),
         follower,
+        sendfile: apis.config.fetch_sendfile,
     };
 
     // Subscribe before the first read: an append between the read and the wait must still wake us.
@@ -277,7 +307,7 @@ async fn long_poll(
     min_bytes: usize,
     max_wait: Duration,
     mut stopping: watch::Receiver<bool>,
-) -> FetchResponse {
+) -> FetchReply {
     let deadline = tokio::time::Instant::now() + max_wait;
     loop {
         if watches.is_empty() {
@@ -306,21 +336,31 @@ async fn long_poll(
     }
 }
 
-/// Reads every planned partition within the size limits. Returns the response, the record bytes in it and
+/// Reads every planned partition within the size limits. Returns the reply, the record bytes in it and
 /// whether any partition failed (a failure answers at once rather than waiting).
-fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
+fn read(plan: &Plan) -> (FetchReply, usize, bool) {
     let mut used = 0usize;
     let mut failed = false;
+    let mut files = Vec::new();
     let responses = plan
         .topics
         .iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(topic_index, topic)| {
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|wanted| {
-                    let data = read_partition(plan, wanted, &mut used);
+                .enumerate()
+                .map(|(index, wanted)| {
+                    let (data, file) = read_partition(plan, wanted, &mut used);
                     failed |= data.error_code != 0;
+                    if let Some(slice) = file {
+                        files.push(SentFromFile {
+                            topic: topic_index,
+                            partition: index,
+                            slice,
+                        });
+                    }
                     data
                 })
                 .collect();
@@ -331,7 +371,11 @@ fn read(plan: &Plan) -> (FetchResponse, usize, bool) {
         })
         .collect();
     let response = FetchResponse::default().with_responses(responses);
-    (with_leader_hints(plan, response), used, failed)
+    let reply = FetchReply {
+        response: with_leader_hints(plan, response),
+        files,
+    };
+    (reply, used, failed)
 }
 
 /// KIP-951 (Fetch v16+): a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names its
@@ -426,7 +470,23 @@ fn diverging_epoch(log: &Partition, wanted: &Wanted) -> Result<Option<EpochEndOf
     )
 }
 
-fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionData {
+/// One partition's answer, and the file slice holding its batches when they are left in the segment.
+fn read_partition(
+    plan: &Plan,
+    wanted: &Wanted,
+    used: &mut usize,
+) -> (PartitionData, Option<FileSlice>) {
+    let mut file = None;
+    let data = read_partition_data(plan, wanted, used, &mut file);
+    (data, file)
+}
+
+fn read_partition_data(
+    plan: &Plan,
+    wanted: &Wanted,
+    used: &mut usize,
+    file: &mut Option<FileSlice>,
+) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(wanted.partition)
         .with_preferred_read_replica((-1).into())
@@ -485,8 +545,12 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     let result = if budget == 0 && !min_one {
         Ok(None)
     } else {
-        log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
-            .map(Some)
+        if plan.sendfile {
+            log.read_for_send(wanted.fetch_offset, budget, min_one, plan.isolation)
+        } else {
+            log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
+        }
+        .map(Some)
     };
     if let (Some(follower), Ok(_)) = (&plan.follower, &result)
         && let Err(error) = follower.replicas.record_follower_fetch(
@@ -504,7 +568,8 @@ fn read_partition(plan: &Plan, wanted: &Wanted, used: &mut usize) -> PartitionDa
     }
     match result {
         Ok(Some(data)) => {
-            *used += data.records.len();
+            *used += data.records.len() + data.file.as_ref().map_or(0, FileSlice::len);
+            *file = data.file;
             // Null under read_uncommitted: a client given a list drops those records (franz-go did).
             let aborted = data.aborted_transactions.map(|txns| {
                 txns.iter()
@@ -585,7 +650,8 @@ mod tests {
         let FetchOutcome::Respond(mut response) = handle(apis, &ctx, request) else {
             panic!("min_bytes 0 answers at once");
         };
-        response.responses.remove(0).partitions.remove(0)
+        assert!(response.files.is_empty(), "small reads are in memory");
+        response.response.responses.remove(0).partitions.remove(0)
     }
 
     fn fetch(
@@ -950,6 +1016,102 @@ mod tests {
         assert_eq!(old.error_code, ResponseError::NotLeaderOrFollower.code());
     }
 
+    /// A fetch of partition 0 of `tx` at `offset` for at most `max_bytes`, answered at once.
+    fn fetch_reply(apis: &Apis, offset: i64, max_bytes: i32) -> FetchReply {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName("tx".into()))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(max_bytes),
+                    ]),
+            ]);
+        let ctx = RequestContext::for_test(ApiKey::Fetch, 12);
+        let FetchOutcome::Respond(reply) = handle(apis, &ctx, request) else {
+            panic!("min_bytes 0 answers at once");
+        };
+        reply
+    }
+
+    #[test]
+    fn a_large_read_is_left_in_the_segment_with_the_batches_a_copy_would_hold() {
+        use crate::log::partition_log::{SEND_FROM_FILE_MAX_BATCHES, SEND_FROM_FILE_MIN_BYTES};
+        let dir = tempfile::tempdir().unwrap();
+        let mut apis = test_apis(dir.path());
+        apis.config.fetch_sendfile = true;
+        apis.create_topic("tx", 1, BTreeMap::new()).unwrap();
+        let partition = apis.partition("tx", 0).unwrap();
+        // 24 batches of 100 records of 100 bytes (about 11 KiB each).
+        for _ in 0..24 {
+            partition
+                .append_records_to_leader(
+                    BytesMut::from(&batch(100, 100, 1)[..]),
+                    AppendOrigin::Client,
+                )
+                .unwrap();
+        }
+        for (offset, max_bytes) in [(0, 1 << 20), (0, 100_000), (550, 90_000)] {
+            let reply = fetch_reply(&apis, offset, max_bytes);
+            assert_eq!(reply.files.len(), 1, "offset {offset}, max {max_bytes}");
+            let file = &reply.files[0];
+            assert_eq!((file.topic, file.partition), (0, 0));
+            let data = &reply.response.responses[0].partitions[0];
+            assert_eq!(data.records.as_deref(), Some(&[][..]));
+            let copied = partition
+                .read(
+                    offset,
+                    max_bytes as usize,
+                    true,
+                    FetchIsolation::HighWatermark,
+                )
+                .unwrap()
+                .records;
+            let sent = file.slice.read_prefix(file.slice.len()).unwrap();
+            assert_eq!(&sent[..], &copied[..], "offset {offset}, max {max_bytes}");
+            assert!(sent.len() <= max_bytes as usize && sent.len() >= SEND_FROM_FILE_MIN_BYTES);
+            let batches = batches(&data.clone().with_records(Some(copied)));
+            let records: u64 = batches.len() as u64 * 100;
+            assert_eq!(file.slice.records(), records);
+        }
+        // Under the minimum, or more batches than a header walk reads: copied as before.
+        let small = fetch_reply(&apis, 0, 30_000);
+        assert!(small.files.is_empty());
+        assert!(
+            !small.response.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .unwrap()
+                .is_empty()
+        );
+        for _ in 0..SEND_FROM_FILE_MAX_BATCHES {
+            partition
+                .append_records_to_leader(
+                    BytesMut::from(&batch(1, 10, 1)[..]),
+                    AppendOrigin::Client,
+                )
+                .unwrap();
+        }
+        let many = fetch_reply(&apis, 1_500, 1 << 20);
+        assert!(
+            many.files.is_empty(),
+            "{} small batches",
+            SEND_FROM_FILE_MAX_BATCHES + 5
+        );
+        // Without fetch.sendfile.enable every read is copied.
+        apis.config.fetch_sendfile = false;
+        assert!(fetch_reply(&apis, 0, 1 << 20).files.is_empty());
+        let records = many.response.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap();
+        assert!(records.len() >= SEND_FROM_FILE_MIN_BYTES);
+    }
+
     #[tokio::test]
     async fn a_parked_read_committed_fetch_wakes_when_the_stable_offset_moves() {
         let dir = tempfile::tempdir().unwrap();
@@ -982,7 +1144,7 @@ mod tests {
         let mut response = tokio::time::timeout(std::time::Duration::from_secs(10), parked)
             .await
             .expect("woken well before max_wait_ms");
-        let data = response.responses.remove(0).partitions.remove(0);
+        let data = response.response.responses.remove(0).partitions.remove(0);
         assert_eq!(batches(&data), vec![(0, true)]);
         assert_eq!(aborted(&data), Some(vec![]));
         assert_eq!(data.last_stable_offset, 1);

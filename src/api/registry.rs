@@ -19,9 +19,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 
-use super::fetch::FetchOutcome;
+use super::fetch::{FetchOutcome, FetchReply};
 use super::groups::Outcome;
 use super::produce::ProduceOutcome;
 
@@ -54,7 +54,7 @@ impl From<ProduceOutcome> for Answer<ProduceResponse> {
     }
 }
 
-impl From<FetchOutcome> for Answer<FetchResponse> {
+impl From<FetchOutcome> for Answer<FetchReply> {
     fn from(outcome: FetchOutcome) -> Self {
         match outcome {
             FetchOutcome::Respond(response) => Answer::Now(response),
@@ -73,7 +73,7 @@ macro_rules! registrations {
     ($expand:ident) => {
         $expand! {
             Produce, 0, 13, ProduceResponse [responses.partition_responses.error_code], |apis, ctx, req| Answer::from($crate::api::produce::handle(apis, ctx, req));
-            Fetch, 4, 18, FetchResponse [custom], |apis, ctx, req| Answer::from($crate::api::fetch::handle(apis, ctx, req));
+            Fetch, 4, 18, FetchReply [custom], |apis, ctx, req| Answer::from($crate::api::fetch::handle(apis, ctx, req));
             ListOffsets, 0, 10, ListOffsetsResponse [topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::list_offsets::handle(apis, ctx, &req, ctx.api_version));
             Metadata, 0, 13, MetadataResponse [topics.error_code, topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::metadata::handle(apis, ctx, &req, ctx.api_version));
             FindCoordinator, 0, 6, FindCoordinatorResponse [error_code, coordinators.error_code], |apis, ctx, req| Answer::Now($crate::api::find_coordinator::handle(apis, ctx, &req, ctx.api_version));

@@ -6,6 +6,7 @@
 use kafka_protocol::messages::*;
 
 use super::Apis;
+use super::fetch::FetchReply;
 
 /// A response whose error codes (and, for Fetch, data) the metrics record.
 pub trait ResponseMetrics {
@@ -62,22 +63,23 @@ macro_rules! response_metrics {
 }
 super::registry::registrations!(response_metrics);
 
-impl ResponseMetrics for FetchResponse {
+impl ResponseMetrics for FetchReply {
     const API: ApiKey = ApiKey::Fetch;
 
     fn error_codes(&self, f: &mut dyn FnMut(i16)) {
-        f(self.error_code);
-        for topic in &self.responses {
+        f(self.response.error_code);
+        for topic in &self.response.responses {
             for partition in &topic.partitions {
                 f(partition.error_code);
             }
         }
     }
 
-    /// Also counts the bytes and records returned per topic (topics named by id are looked up).
+    /// Also counts the bytes and records returned per topic (topics named by id are looked up), those
+    /// sent from a segment file included.
     fn observe(&self, apis: &Apis) {
         self.observe_errors(apis);
-        for topic in &self.responses {
+        for (index, topic) in self.response.responses.iter().enumerate() {
             let by_id;
             let name = if topic.topic.0.is_empty() {
                 match apis.metadata.topic_by_id(topic.topic_id) {
@@ -94,6 +96,10 @@ impl ResponseMetrics for FetchResponse {
                 if let Some(records) = &partition.records {
                     apis.metrics.fetched(name, records);
                 }
+            }
+            for file in self.files.iter().filter(|f| f.topic == index) {
+                apis.metrics
+                    .fetched_counted(name, file.slice.len() as u64, file.slice.records());
             }
         }
     }

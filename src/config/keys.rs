@@ -342,6 +342,7 @@ const KEYS: &[KeySpec] = &[
     text("logging.format", set_logging_format, NONE),
     text("metrics.listener", set_metrics_listener, Show::Field(show_metrics_listener)),
     bool_field!("metrics.partition.level.enable", metrics.partition_level),
+    bool_field!("fetch.sendfile.enable", fetch_sendfile),
     group("group.consumer.session.timeout.ms", "45000", 1),
     group("group.consumer.min.session.timeout.ms", "45000", 1),
     group("group.consumer.max.session.timeout.ms", "60000", 1),

@@ -25,6 +25,7 @@ use crate::log::manager::FlusherMsg;
 use crate::log::producer_state::{
     ActiveProducer, Analysis, CompletedTxn, LastRecord, ProducerStateManager, Validation,
 };
+use crate::log::read_buffer::FileSlice;
 use crate::log::record_batch::{
     BatchesSummary, RecordBatchHeader, check_header, set_base_offset, set_partition_leader_epoch,
     validate_batches,
@@ -88,8 +89,10 @@ pub struct AppendInfo {
 /// Result of a read, for the fetch response.
 #[derive(Clone, Debug)]
 pub struct FetchData {
-    /// Whole batches only, all below the read's upper bound.
+    /// Whole batches only, all below the read's upper bound (empty when `file` holds them).
     pub records: Bytes,
+    /// From [`PartitionLog::read_for_send`]: the batches, left in the segment file to be sent from there.
+    pub file: Option<FileSlice>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -836,6 +839,30 @@ impl PartitionLog {
         min_one: bool,
         upper_bound: i64,
     ) -> Result<FetchData, LogError> {
+        self.read_with(offset, max_bytes, min_one, upper_bound, false)
+    }
+
+    /// [`PartitionLog::read`] for a fetch response: a range of at least [`SEND_FROM_FILE_MIN_BYTES`] is
+    /// returned as a [`FileSlice`] (in `file`, with `records` empty) instead of being read, when walking its
+    /// batch headers takes at most [`SEND_FROM_FILE_MAX_BATCHES`] reads.
+    pub fn read_for_send(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        upper_bound: i64,
+    ) -> Result<FetchData, LogError> {
+        self.read_with(offset, max_bytes, min_one, upper_bound, true)
+    }
+
+    fn read_with(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        upper_bound: i64,
+        from_file: bool,
+    ) -> Result<FetchData, LogError> {
         // The high watermark first: everything below it is whole and indexed (see the module doc).
         let hw = self.high_watermark();
         let leo = self.log_end_offset();
@@ -850,6 +877,7 @@ impl PartitionLog {
         }
         let bound = upper_bound.min(leo);
         let mut records = Bytes::new();
+        let mut file = None;
         let segments = self.segments_snapshot();
         let idx = segments.partition_point(|s| s.base_offset() <= offset);
         if idx == 0 {
@@ -862,13 +890,14 @@ impl PartitionLog {
                     upper_bound_offset = segments.get(idx + i).map_or(leo, |s| s.base_offset());
                     if first.last_offset < bound {
                         let last;
-                        (records, last) = read_batches(
+                        (records, file, last) = read_batches(
                             seg,
                             first.position,
                             first.size,
                             bound,
                             max_bytes,
                             min_one,
+                            from_file,
                         )?;
                         if let Some(last) = last {
                             upper_bound_offset = last + 1;
@@ -880,6 +909,7 @@ impl PartitionLog {
         }
         Ok(FetchData {
             records,
+            file,
             high_watermark: hw,
             log_start_offset: log_start,
             log_end_offset: leo,
@@ -1255,7 +1285,8 @@ fn debug_assert_epochs_grow(epochs: &[(i32, i64)]) {
 
 /// Reads whole batches from `seg` starting at `start` (a batch of `first_size` bytes), stopping before
 /// `max_bytes` would be exceeded or a batch reaches `hw`. The first batch is returned even when larger than
-/// `max_bytes` if `min_one`. Returns the batches and the last offset of the last one.
+/// `max_bytes` if `min_one`. Returns the batches (read, or with `from_file` possibly left in the file) and
+/// the last offset of the last one.
 fn read_batches(
     seg: &LogSegment,
     start: u64,
@@ -1263,14 +1294,30 @@ fn read_batches(
     hw: i64,
     max_bytes: usize,
     min_one: bool,
-) -> Result<(Bytes, Option<i64>), LogError> {
+    from_file: bool,
+) -> Result<(Bytes, Option<FileSlice>, Option<i64>), LogError> {
     let available = usize::try_from(seg.size().saturating_sub(start)).unwrap_or(usize::MAX);
     let mut want = max_bytes.min(MAX_READ_BYTES).min(available);
     if min_one && first_size > want {
         want = first_size.min(available);
     }
     if want == 0 {
-        return Ok((Bytes::new(), None));
+        return Ok((Bytes::new(), None, None));
+    }
+    if from_file
+        && want >= SEND_FROM_FILE_MIN_BYTES
+        && let Some((end, last_offset, records)) = walk_batches(seg, start, want, hw)?
+    {
+        if end >= SEND_FROM_FILE_MIN_BYTES {
+            return Ok((
+                Bytes::new(),
+                Some(seg.slice(start, end, records)),
+                last_offset,
+            ));
+        }
+        // Small after all: read exactly the batches found.
+        let buf = seg.read_records(start, end)?;
+        return Ok((buf.into_bytes(), None, last_offset));
     }
     let mut buf = seg.read_records(start, want)?;
     let mut end = 0usize;
@@ -1289,7 +1336,43 @@ fn read_batches(
         last_offset = Some(h.last_offset());
     }
     buf.truncate(end);
-    Ok((buf.into_bytes(), last_offset))
+    Ok((buf.into_bytes(), None, last_offset))
+}
+
+/// Ranges at least this long are sent from the segment file rather than read (see
+/// [`PartitionLog::read_for_send`]): below it a copy costs less than the extra system calls.
+pub const SEND_FROM_FILE_MIN_BYTES: usize = 64 * 1024;
+/// Most batch headers read to find where a range sent from the file ends. More batches (small ones) are
+/// cheaper to read in one go and walk in memory.
+pub const SEND_FROM_FILE_MAX_BATCHES: usize = 32;
+
+/// The whole batches from `start` that fit in `want` bytes and end below `hw`, found by reading their headers
+/// only: (bytes, last offset, records). None when there are more than [`SEND_FROM_FILE_MAX_BATCHES`].
+/// The first batch is taken when it fits `want` (the caller widened `want` for KIP-74's first batch).
+fn walk_batches(
+    seg: &LogSegment,
+    start: u64,
+    want: usize,
+    hw: i64,
+) -> Result<Option<(usize, Option<i64>, u64)>, LogError> {
+    let limit = start + want as u64;
+    let mut end = 0usize;
+    let mut last_offset = None;
+    let mut records = 0u64;
+    for _ in 0..SEND_FROM_FILE_MAX_BATCHES {
+        let pos = start + end as u64;
+        // A batch running past `limit` is the end of this read, not damage: look no further than the segment.
+        let Some(info) = seg.read_batch_info(pos, seg.size())? else {
+            return Ok(Some((end, last_offset, records)));
+        };
+        if pos + info.size as u64 > limit || info.last_offset >= hw {
+            return Ok(Some((end, last_offset, records)));
+        }
+        end += info.size;
+        last_offset = Some(info.last_offset);
+        records += u64::try_from(info.record_count).unwrap_or(0);
+    }
+    Ok(None)
 }
 
 /// Stamps validated `records` with consecutive offsets from `base_offset` and with `leader_epoch`, in

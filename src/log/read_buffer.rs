@@ -8,13 +8,17 @@
 //! a pooled buffer of the next power-of-two size, so a buffer is at most twice the bytes it carries (the
 //! connection's reply budget counts the bytes carried).
 //!
+//! A large read of whole batches need not be read here at all: a [`FileSlice`] names the range of the
+//! segment file, and the connection sends it from the page cache to the socket (`sendfile`), so the bytes are
+//! never copied through user space.
+//!
 //! Bounded: the pool keeps at most [`POOL_MAX_BYTES`] of idle buffers and never one above
 //! [`POOLED_MAX_BYTES`]; beyond that a read allocates and its buffer is freed after use, as before.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -144,6 +148,73 @@ impl Drop for ReadBuffer {
             pool.bytes += size;
             pool.classes[class].push(std::mem::take(&mut self.buf));
         }
+    }
+}
+
+/// Whole batches left in a segment file, to be sent from there: the file stays open (and its data readable,
+/// even once the segment is deleted) while the slice lives. The range was inside the committed size when the
+/// slice was taken; a file truncated under it since (a follower's truncation) reads short, which the
+/// sender must treat as an error, never pad.
+#[derive(Clone)]
+pub struct FileSlice {
+    file: Arc<File>,
+    position: u64,
+    len: usize,
+    records: u64,
+}
+
+impl FileSlice {
+    pub fn new(file: Arc<File>, position: u64, len: usize, records: u64) -> FileSlice {
+        FileSlice {
+            file,
+            position,
+            len,
+            records,
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where the bytes still to send start in the file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Bytes still to send.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records in the batches of the slice as taken (for the fetch metrics).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Drops the first `n` bytes (already sent).
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.position += n as u64;
+        self.len -= n;
+    }
+
+    /// The first `len` bytes of the slice, read into a buffer (a short file is an error).
+    pub fn read_prefix(&self, len: usize) -> io::Result<ReadBuffer> {
+        ReadBuffer::read_exact_at(&self.file, self.position, len.min(self.len))
+    }
+}
+
+impl std::fmt::Debug for FileSlice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSlice")
+            .field("position", &self.position)
+            .field("len", &self.len)
+            .finish()
     }
 }
 

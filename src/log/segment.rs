@@ -10,13 +10,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::BytesMut;
 
 use crate::log::error::LogError;
 use crate::log::index::{NO_TIMESTAMP, OffsetIndex, TimeIndex};
-use crate::log::read_buffer::ReadBuffer;
+use crate::log::read_buffer::{FileSlice, ReadBuffer};
 use crate::log::record_batch::{CRC_START, RECORD_BATCH_OVERHEAD, RecordBatchHeader, check_header};
 use crate::log::records::{self, MAX_DECOMPRESSED_BATCH_BYTES};
 use crate::log::txn_index::{AbortedTxn, TransactionIndex};
@@ -51,6 +51,8 @@ pub struct BatchInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
+    /// Records in the batch, as its header counts them.
+    pub record_count: i32,
 }
 
 impl BatchInfo {
@@ -61,6 +63,7 @@ impl BatchInfo {
             base_offset: h.base_offset(),
             last_offset: h.last_offset(),
             max_timestamp: h.max_timestamp(),
+            record_count: h.record_count(),
         }
     }
 }
@@ -93,7 +96,9 @@ struct AppendState {
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    /// Shared with the fetch responses that send a range of it straight from the file ([`FileSlice`]): an
+    /// unlinked segment's data stays readable until the last of them is written.
+    log: Arc<File>,
     /// Committed bytes: everything below is whole batches.
     size: AtomicU64,
     /// Largest batch maxTimestamp in the segment (NO_TIMESTAMP when none), for ListOffsets by time.
@@ -273,7 +278,7 @@ impl LogSegment {
         Ok(LogSegment {
             base_offset,
             log_path,
-            log,
+            log: Arc::new(log),
             size: AtomicU64::new(0),
             max_timestamp: AtomicI64::new(NO_TIMESTAMP),
             offset_index: RwLock::new(offset_index),
@@ -522,7 +527,7 @@ impl LogSegment {
     }
 
     /// Reads the header of the stored batch at `pos`; None when no whole header fits below `limit`.
-    fn read_batch_info(&self, pos: u64, limit: u64) -> io::Result<Option<BatchInfo>> {
+    pub(crate) fn read_batch_info(&self, pos: u64, limit: u64) -> io::Result<Option<BatchInfo>> {
         if pos + RECORD_BATCH_OVERHEAD as u64 > limit {
             return Ok(None);
         }
@@ -571,6 +576,12 @@ impl LogSegment {
     /// the range inside the committed size.
     pub fn read_records(&self, pos: u64, len: usize) -> io::Result<ReadBuffer> {
         ReadBuffer::read_exact_at(&self.log, pos, len)
+    }
+
+    /// `len` bytes at `pos` left in the file, for a fetch response to send without reading them here (see
+    /// [`FileSlice`]); the caller keeps the range inside the committed size.
+    pub fn slice(&self, pos: u64, len: usize, records: u64) -> FileSlice {
+        FileSlice::new(self.log.clone(), pos, len, records)
     }
 
     /// Kafka's `LogSegment.findOffsetByTimestamp`: the first record at or after `start_offset` whose

@@ -16,6 +16,7 @@
 //! be unaccounted: memory per connection stays under the budget plus one reply.
 
 use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, error, warn};
 
+use super::frame::Chunk;
 use super::{Frame, Reply, RequestHandler, ServerLimits, Session};
+use crate::log::read_buffer::FileSlice;
 
 /// Shutdown signal shared by a listener and its connections: `None` while serving, `Some(deadline)` once a
 /// graceful shutdown started (responses still due are written until the deadline, then dropped).
@@ -39,6 +42,15 @@ pub(crate) type ShutdownSignal = watch::Receiver<Option<Instant>>;
 /// bytes gathered before writing.
 const MAX_BATCH_RESPONSES: usize = 64;
 const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// A file chunk on a connection that cannot take `sendfile` (not plain TCP) is read and written in pieces
+/// of this size.
+const FILE_COPY_PIECE_BYTES: usize = 256 * 1024;
+/// When the socket is full, this much of a file chunk is read and written the ordinary way, which waits
+/// until the socket takes bytes again; `sendfile` carries on with the rest.
+const FILE_WAIT_PIECE_BYTES: usize = 8 * 1024;
+/// Most bytes one `sendfile` call is asked for (Linux moves at most about 2 GiB per call anyway).
+const MAX_SENDFILE_BYTES: usize = 1 << 30;
 
 /// After closing on a violation or at shutdown, how long to keep reading (and discarding) what the client
 /// still sends, so that closing with unread input does not reset the connection and destroy the responses
@@ -344,6 +356,11 @@ pub(crate) async fn serve<S: Transport>(
     settings: ConnectionSettings,
     shutdown: ShutdownSignal,
 ) {
+    // A plain TCP socket can take file chunks with sendfile(2); the write half keeps it open while the
+    // writer runs.
+    let socket = (&stream as &dyn std::any::Any)
+        .downcast_ref::<tokio::net::TcpStream>()
+        .map(AsRawFd::as_raw_fd);
     let (rd, wr) = tokio::io::split(stream);
     // Bounded FIFO: when it is full, `send` waits, the reader stops reading and TCP pushes back.
     let (tx, rx) = mpsc::channel::<Queued>(settings.queue_depth);
@@ -352,6 +369,7 @@ pub(crate) async fn serve<S: Transport>(
     let writer = tokio::spawn(
         write_responses(
             wr,
+            socket,
             rx,
             in_flight.clone(),
             budget.clone(),
@@ -589,6 +607,7 @@ async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
 /// The writer task: takes replies in request order and writes them, batching those already available.
 async fn write_responses(
     mut wr: WriteHalf<impl Transport>,
+    socket: Option<RawFd>,
     mut rx: mpsc::Receiver<Queued>,
     in_flight: Arc<AtomicUsize>,
     budget: ReplyBudget,
@@ -618,7 +637,16 @@ async fn write_responses(
             if batch.is_empty() {
                 break; // The reader closed the FIFO and every reply is written.
             }
-            if !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await {
+            if !flush(
+                &mut wr,
+                socket,
+                &mut batch,
+                &in_flight,
+                stall,
+                &mut shutdown,
+            )
+            .await
+            {
                 break;
             }
             continue;
@@ -629,7 +657,15 @@ async fn write_responses(
                 later.reached_head();
                 if !later.task.0.is_finished()
                     && !batch.is_empty()
-                    && !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await
+                    && !flush(
+                        &mut wr,
+                        socket,
+                        &mut batch,
+                        &in_flight,
+                        stall,
+                        &mut shutdown,
+                    )
+                    .await
                 {
                     break;
                 }
@@ -655,7 +691,17 @@ async fn write_responses(
                 }
             }
         }
-        if batch.is_full() && !flush(&mut wr, &mut batch, &in_flight, stall, &mut shutdown).await {
+        if batch.is_full()
+            && !flush(
+                &mut wr,
+                socket,
+                &mut batch,
+                &in_flight,
+                stall,
+                &mut shutdown,
+            )
+            .await
+        {
             break;
         }
     }
@@ -671,7 +717,7 @@ async fn write_responses(
 #[derive(Default)]
 struct Batch {
     /// The chunks of the batch's frames, in order.
-    frames: std::collections::VecDeque<Bytes>,
+    frames: std::collections::VecDeque<Chunk>,
     bytes: usize,
     /// Replies in this batch, including `Later`s that produced no response.
     replies: usize,
@@ -710,6 +756,7 @@ impl Batch {
 /// Writes the whole batch; false if the connection is unusable (error, stall, or shutdown grace expired).
 async fn flush(
     wr: &mut (impl AsyncWrite + Unpin),
+    socket: Option<RawFd>,
     batch: &mut Batch,
     in_flight: &AtomicUsize,
     stall: Duration,
@@ -717,7 +764,7 @@ async fn flush(
 ) -> bool {
     let result = tokio::select! {
         biased;
-        result = write_all_vectored(wr, &mut batch.frames, stall) => result,
+        result = write_all_chunks(wr, socket, &mut batch.frames, stall) => result,
         _ = grace_expired(shutdown) => Err(io::Error::new(io::ErrorKind::TimedOut, "shutdown grace expired")),
     };
     in_flight.fetch_sub(batch.replies, Ordering::AcqRel);
@@ -733,18 +780,28 @@ async fn flush(
     }
 }
 
-/// Writes every frame with vectored writes. A write that makes no progress for `stall` fails: a client that
-/// stops reading cannot hold the connection (and its queued replies) forever.
-async fn write_all_vectored(
+/// Writes every chunk: in-memory ones with vectored writes, file ones with [`write_file`]. A write that
+/// makes no progress for `stall` fails: a client that stops reading cannot hold the connection (and its
+/// queued replies) forever.
+async fn write_all_chunks(
     wr: &mut (impl AsyncWrite + Unpin),
-    frames: &mut std::collections::VecDeque<Bytes>,
+    socket: Option<RawFd>,
+    chunks: &mut std::collections::VecDeque<Chunk>,
     stall: Duration,
 ) -> io::Result<()> {
-    while !frames.is_empty() {
-        let slices: Vec<IoSlice<'_>> = frames
+    while let Some(front) = chunks.front_mut() {
+        if let Chunk::File(slice) = front {
+            write_file(wr, socket, slice, stall).await?;
+            chunks.pop_front();
+            continue;
+        }
+        let slices: Vec<IoSlice<'_>> = chunks
             .iter()
             .take(MAX_BATCH_RESPONSES)
-            .map(|b| IoSlice::new(b))
+            .map_while(|c| match c {
+                Chunk::Bytes(b) => Some(IoSlice::new(b)),
+                Chunk::File(_) => None,
+            })
             .collect();
         let written = timeout(stall, wr.write_vectored(&slices))
             .await
@@ -757,12 +814,12 @@ async fn write_all_vectored(
         }
         let mut left = written;
         while left > 0 {
-            let front = frames
+            let front = chunks
                 .front_mut()
-                .expect("invariant: written bytes belong to queued frames");
+                .expect("invariant: written bytes belong to queued chunks");
             if front.len() <= left {
                 left -= front.len();
-                frames.pop_front();
+                chunks.pop_front();
             } else {
                 front.advance(left);
                 left = 0;
@@ -770,6 +827,63 @@ async fn write_all_vectored(
         }
     }
     Ok(())
+}
+
+/// Writes a file chunk: on a plain TCP socket with sendfile(2), from the page cache into the socket without
+/// a copy through user space. Elsewhere, or while the socket is full, a piece is read and written the
+/// ordinary way (which waits, up to `stall`, until the socket takes bytes). A file that ends before the
+/// chunk does (truncated since the fetch read it) fails the connection: the frame's length is promised.
+async fn write_file(
+    wr: &mut (impl AsyncWrite + Unpin),
+    socket: Option<RawFd>,
+    slice: &mut FileSlice,
+    stall: Duration,
+) -> io::Result<()> {
+    while !slice.is_empty() {
+        if let Some(socket) = socket {
+            match sendfile(socket, slice) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "segment file ended inside a fetch response",
+                    ));
+                }
+                Ok(sent) => {
+                    slice.advance(sent);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let piece = if socket.is_some() {
+            FILE_WAIT_PIECE_BYTES
+        } else {
+            FILE_COPY_PIECE_BYTES
+        };
+        let piece = slice.read_prefix(piece)?;
+        let written = timeout(stall, wr.write(&piece)).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "client stopped reading responses")
+        })??;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        slice.advance(written);
+    }
+    Ok(())
+}
+
+/// One sendfile(2) of the slice's next bytes into the (non-blocking) socket: the bytes sent.
+fn sendfile(socket: RawFd, slice: &FileSlice) -> io::Result<usize> {
+    let mut offset = libc::off_t::try_from(slice.position())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file position out of range"))?;
+    let count = slice.len().min(MAX_SENDFILE_BYTES);
+    // SAFETY: plain system call on two open descriptors: the socket is kept open by the connection's write
+    // half, which the caller holds for the call; the file by the slice's shared handle. The kernel writes
+    // only `offset`, a valid local.
+    let sent = unsafe { libc::sendfile(socket, slice.file().as_raw_fd(), &mut offset, count) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
 /// The message of a panic payload, for the log.
@@ -802,6 +916,47 @@ mod tests {
         for expected in 1..=4 {
             assert_eq!(testkit::recv(&mut client).await, Some(expected));
         }
+    }
+
+    /// Reads one [`Op::File`] response and checks its file part byte by byte; returns its tag.
+    async fn recv_file_response(stream: &mut tokio::net::TcpStream) -> u32 {
+        use tokio::io::AsyncReadExt;
+        let size = stream.read_u32().await.expect("size") as usize;
+        assert_eq!(size, 4 + testkit::FILE_RESPONSE_BYTES);
+        let tag = stream.read_u32().await.expect("tag");
+        let mut body = vec![0u8; testkit::FILE_RESPONSE_BYTES];
+        stream.read_exact(&mut body).await.expect("file part");
+        let wrong = (0..body.len()).find(|&i| body[i] != testkit::file_byte(i));
+        assert_eq!(wrong, None, "first wrong byte of the file part");
+        tag
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn file_chunks_arrive_whole_and_in_order_through_a_full_socket() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        // A small receive window: the socket fills and sendfile meets EAGAIN again and again.
+        let mut client = testkit::connect_small_window(&listener).await;
+        testkit::send(&mut client, Op::Now, 1, 0).await;
+        testkit::send(&mut client, Op::File, 2, 0).await;
+        testkit::send(&mut client, Op::Later, 3, 5).await;
+        testkit::send(&mut client, Op::File, 4, 0).await;
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+        assert_eq!(recv_file_response(&mut client).await, 2);
+        assert_eq!(testkit::recv(&mut client).await, Some(3));
+        assert_eq!(recv_file_response(&mut client).await, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_shorter_than_its_chunk_closes_the_connection() {
+        let script = Script::new();
+        let listener = testkit::start(testkit::limits(), &script).await;
+        let mut client = testkit::connect(&listener).await;
+        testkit::send(&mut client, Op::Now, 1, 0).await;
+        testkit::send(&mut client, Op::File, 2, 1).await;
+        assert_eq!(testkit::recv(&mut client).await, Some(1));
+        // The promised frame cannot be completed: the client sees the connection end, never padding.
+        assert!(testkit::closed(&mut client).await);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::Instrument;
 
-use super::fetch_frame::encode_fetch_frame;
+use super::fetch_frame::encode_fetch_reply;
 use super::request_metrics;
 use super::{Frame, Reply, RequestHandler, Session};
 use crate::api::context::RequestContext;
@@ -217,7 +217,7 @@ fn request_client_id(frame: &[u8]) -> Option<&str> {
 /// Chooses how a response type becomes a frame: Fetch's records go out from the buffers they were read into.
 macro_rules! encoder {
     (Fetch) => {
-        encode_fetch_frame
+        encode_fetch_reply
     };
     ($key:ident) => {
         encode_frame

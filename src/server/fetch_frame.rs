@@ -7,6 +7,9 @@
 //! records `Bytes` becomes its own chunk of the [`Frame`]. Records of at most [`INLINE_RECORDS_MAX_BYTES`] are
 //! copied inline: a tiny copy is cheaper than an extra `iovec`.
 //!
+//! A partition whose batches the fetch left in the segment file ([`FetchReply::files`]) gets a
+//! [`Chunk::File`] where its records go: the connection sends it from the page cache (`sendfile`).
+//!
 //! The nested structs that carry no records (aborted transactions, tagged fields, node endpoints) are
 //! encoded with kafka-protocol's own encoders, exactly as its FetchResponse encoder does.
 
@@ -18,7 +21,9 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchResponse, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
-use super::frame::Frame;
+use super::frame::{Chunk, Frame};
+use crate::api::fetch::{FetchReply, SentFromFile};
+use crate::log::read_buffer::FileSlice;
 
 /// Records at most this long are copied into the frame rather than sent as a chunk of their own.
 pub const INLINE_RECORDS_MAX_BYTES: usize = 512;
@@ -33,12 +38,41 @@ pub fn encode_fetch_frame(
     version: i16,
     response: &FetchResponse,
 ) -> anyhow::Result<Frame> {
+    encode(correlation_id, version, response, &[])
+}
+
+/// [`encode_fetch_frame`] of a fetch's reply: the partitions whose batches are in `reply.files` get them
+/// as file chunks, as if their records held those bytes.
+pub fn encode_fetch_reply(
+    correlation_id: i32,
+    version: i16,
+    reply: &FetchReply,
+) -> anyhow::Result<Frame> {
+    encode(correlation_id, version, &reply.response, &reply.files)
+}
+
+fn encode(
+    correlation_id: i32,
+    version: i16,
+    response: &FetchResponse,
+    files: &[SentFromFile],
+) -> anyhow::Result<Frame> {
     if !VERSIONS.contains(&version) {
         bail!("FetchResponse v{version} is not supported");
     }
+    let flexible = version >= 12;
     let header_version = FetchResponse::header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = header.compute_size(header_version)? + response.compute_size(version)?;
+    // kafka-protocol sizes those partitions' records as empty: add the file bytes and their longer length.
+    let mut from_files = 0usize;
+    for file in files {
+        let len = file.slice.len();
+        from_files += len;
+        if flexible {
+            from_files += uvarint_len(len + 1) - uvarint_len(1);
+        }
+    }
+    let size = header.compute_size(header_version)? + response.compute_size(version)? + from_files;
     let prefix = i32::try_from(size).context("FetchResponse larger than a frame can be")?;
     let mut chunked = 0usize;
     let mut chunks = 1usize;
@@ -48,14 +82,26 @@ pub fn encode_fetch_frame(
             chunks += 2;
         }
     }
+    for file in files {
+        chunked += file.slice.len();
+        chunks += 2;
+    }
     let mut out = ChunkWriter {
         // Exactly the frame's bytes other than the chunked records: the buffer never grows.
         head: BytesMut::with_capacity((4 + size).saturating_sub(chunked)),
         chunks: Vec::with_capacity(chunks),
+        files,
+        next_file: 0,
     };
     out.head.put_i32(prefix);
     header.encode(&mut out.head, header_version)?;
     encode_response(&mut out, response, version)?;
+    if out.next_file != files.len() {
+        bail!(
+            "FetchResponse names {} file slices it has no partition for",
+            files.len() - out.next_file
+        );
+    }
     let frame = out.finish();
     if frame.len() != 4 + size {
         bail!(
@@ -67,31 +113,53 @@ pub fn encode_fetch_frame(
     Ok(frame)
 }
 
+fn uvarint_len(mut value: usize) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
 fn is_chunked(records: &Bytes) -> bool {
     records.len() > INLINE_RECORDS_MAX_BYTES
 }
 
 /// The frame being built: the fields written so far since the last records chunk, and the chunks before.
-struct ChunkWriter {
+struct ChunkWriter<'a> {
     head: BytesMut,
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk>,
+    /// The partitions whose records are file slices, in response order, and the next one due.
+    files: &'a [SentFromFile],
+    next_file: usize,
 }
 
-impl ChunkWriter {
+impl ChunkWriter<'_> {
     /// Ends the current run of fields and appends `records` as a chunk of its own (shared, not copied).
-    fn push_records(&mut self, records: &Bytes) {
+    fn push_records(&mut self, records: Chunk) {
         if !self.head.is_empty() {
             // `split` keeps the rest of the capacity in `head`: every field run shares one allocation.
-            self.chunks.push(self.head.split().freeze());
+            self.chunks.push(Chunk::Bytes(self.head.split().freeze()));
         }
-        self.chunks.push(records.clone());
+        self.chunks.push(records);
+    }
+
+    /// The file slice holding the records of partition `partition` of topic `topic`, if it is next.
+    fn take_file(&mut self, topic: usize, partition: usize) -> Option<FileSlice> {
+        let file = self
+            .files
+            .get(self.next_file)
+            .filter(|f| (f.topic, f.partition) == (topic, partition))?;
+        self.next_file += 1;
+        Some(file.slice.clone())
     }
 
     fn finish(mut self) -> Frame {
         if !self.head.is_empty() {
-            self.chunks.push(self.head.freeze());
+            self.chunks.push(Chunk::Bytes(self.head.freeze()));
         }
-        Frame::from_chunks(self.chunks)
+        Frame::from_parts(self.chunks)
     }
 }
 
@@ -193,8 +261,8 @@ fn encode_response(
         bail!("FetchResponse v{version} cannot carry a session id");
     }
     put_len(buf, Some(response.responses.len()), flexible, false)?;
-    for topic in &response.responses {
-        encode_topic(out, topic, version)?;
+    for (index, topic) in response.responses.iter().enumerate() {
+        encode_topic(out, topic, index, version)?;
     }
     if flexible {
         let buf = &mut out.head;
@@ -220,6 +288,7 @@ fn encode_response(
 fn encode_topic(
     out: &mut ChunkWriter,
     topic: &FetchableTopicResponse,
+    topic_index: usize,
     version: i16,
 ) -> anyhow::Result<()> {
     let flexible = version >= 12;
@@ -233,8 +302,8 @@ fn encode_topic(
         buf.put_slice(topic.topic_id.as_bytes());
     }
     put_len(buf, Some(topic.partitions.len()), flexible, false)?;
-    for partition in &topic.partitions {
-        encode_partition(out, partition, version)?;
+    for (index, partition) in topic.partitions.iter().enumerate() {
+        encode_partition(out, partition, (topic_index, index), version)?;
     }
     if flexible {
         let buf = &mut out.head;
@@ -247,6 +316,7 @@ fn encode_topic(
 fn encode_partition(
     out: &mut ChunkWriter,
     partition: &PartitionData,
+    (topic_index, partition_index): (usize, usize),
     version: i16,
 ) -> anyhow::Result<()> {
     let flexible = version >= 12;
@@ -265,11 +335,20 @@ fn encode_partition(
         bail!("FetchResponse v{version} cannot carry a preferred read replica");
     }
     let records = partition.records.as_ref();
-    put_len(buf, records.map(Bytes::len), flexible, false)?;
-    match records {
-        Some(records) if is_chunked(records) => out.push_records(records),
-        Some(records) => buf.put_slice(records),
-        None => {}
+    if let Some(slice) = out.take_file(topic_index, partition_index) {
+        if records.is_none_or(|r| !r.is_empty()) {
+            bail!("a partition sent from a file must carry empty records");
+        }
+        put_len(&mut out.head, Some(slice.len()), flexible, false)?;
+        out.push_records(Chunk::File(slice));
+    } else {
+        let buf = &mut out.head;
+        put_len(buf, records.map(Bytes::len), flexible, false)?;
+        match records {
+            Some(records) if is_chunked(records) => out.push_records(Chunk::Bytes(records.clone())),
+            Some(records) => buf.put_slice(records),
+            None => {}
+        }
     }
     if flexible {
         let buf = &mut out.head;
@@ -515,7 +594,13 @@ mod tests {
         for version in VERSIONS {
             let response = responses(version).pop().expect("the full response");
             let frame = encode_fetch_frame(1, version, &response).unwrap();
-            let chunks: Vec<Bytes> = frame.into_chunks().collect();
+            let chunks: Vec<Bytes> = frame
+                .into_chunks()
+                .map(|c| match c {
+                    Chunk::Bytes(b) => b,
+                    Chunk::File(f) => panic!("no file slices here: {f:?}"),
+                })
+                .collect();
             let mut chunked = 0;
             for partition in response.responses.iter().flat_map(|t| &t.partitions) {
                 let Some(records) = &partition.records else {
@@ -536,6 +621,53 @@ mod tests {
             assert!(chunked >= 6, "v{version}: {chunked} records chunks");
             // Fields around the records: one run before each records chunk, one after the last.
             assert_eq!(chunks.len(), 2 * chunked + 1, "v{version}");
+        }
+    }
+
+    #[test]
+    fn records_left_in_a_file_frame_as_if_they_were_in_memory() {
+        use crate::api::fetch::{FetchReply, SentFromFile};
+        use std::io::Write;
+        let data = records(300_000, 9);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let file = std::sync::Arc::new(file);
+        // Lengths whose flexible length prefix takes 2 and 3 bytes.
+        for (position, len) in [(5u64, 200usize), (1_000, 299_000)] {
+            let slice = FileSlice::new(file.clone(), position, len, 1);
+            for version in VERSIONS {
+                let mut in_memory = responses(version).pop().expect("the full response");
+                let mut from_file = in_memory.clone();
+                let wanted = &data[position as usize..position as usize + len];
+                in_memory.responses[1].partitions[4].records = Some(Bytes::copy_from_slice(wanted));
+                let reply = FetchReply {
+                    response: from_file.clone(),
+                    files: vec![SentFromFile {
+                        topic: 1,
+                        partition: 4,
+                        slice: slice.clone(),
+                    }],
+                };
+                let framed = encode_fetch_reply(3, version, &reply).unwrap();
+                let expected = reference(3, version, &in_memory);
+                assert_eq!(framed.len(), expected.len(), "v{version} len {len}");
+                assert!(framed.has_file_chunks());
+                assert!(
+                    framed.to_bytes() == expected,
+                    "v{version} len {len}: bytes differ"
+                );
+                // A file for a partition whose records are not empty is a bug, refused.
+                from_file.responses[1].partitions[0].records = None;
+                let wrong = FetchReply {
+                    response: from_file,
+                    files: vec![SentFromFile {
+                        topic: 1,
+                        partition: 0,
+                        slice: slice.clone(),
+                    }],
+                };
+                assert!(encode_fetch_reply(3, version, &wrong).is_err());
+            }
         }
     }
 

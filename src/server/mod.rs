@@ -103,6 +103,17 @@ pub(crate) mod testkit {
         /// A Later that answers once the test calls [`Script::open_gate`]: with a BIG_RESPONSE_BYTES
         /// response when `param` is 1, else echoing the tag.
         Gated = b'G',
+        /// Reply::Now echoing the tag followed by [`FILE_RESPONSE_BYTES`] of [`file_byte`]s sent from a file;
+        /// with `param` 1 the file chunk claims more bytes than the file holds.
+        File = b'F',
+    }
+
+    /// Bytes of the file part of an [`Op::File`] response.
+    pub const FILE_RESPONSE_BYTES: usize = 3 << 20;
+
+    /// The byte at `i` of the file an [`Op::File`] response is sent from.
+    pub fn file_byte(i: usize) -> u8 {
+        (i as u8).wrapping_mul(7).wrapping_add((i >> 9) as u8)
     }
 
     /// The scripted handler; counts calls.
@@ -113,6 +124,7 @@ pub(crate) mod testkit {
         big: Bytes,
         arrived: Arc<(AtomicUsize, tokio::sync::Notify)>,
         gate: tokio::sync::watch::Sender<bool>,
+        file: Arc<std::fs::File>,
     }
 
     impl Script {
@@ -121,12 +133,16 @@ pub(crate) mod testkit {
             big.put_u32((BIG_RESPONSE_BYTES - 4) as u32);
             big.put_u32(u32::MAX);
             big.resize(BIG_RESPONSE_BYTES, 0xab);
+            let mut file = tempfile::tempfile().expect("temp file");
+            let content: Vec<u8> = (0..FILE_RESPONSE_BYTES).map(file_byte).collect();
+            std::io::Write::write_all(&mut file, &content).expect("write the temp file");
             Arc::new(Script {
                 calls: AtomicUsize::new(0),
                 listeners: Default::default(),
                 big: big.freeze(),
                 arrived: Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new())),
                 gate: tokio::sync::watch::Sender::new(false),
+                file: Arc::new(file),
             })
         }
 
@@ -189,6 +205,18 @@ pub(crate) mod testkit {
                     None
                 })),
                 b'B' => Reply::Now(self.big.clone().into()),
+                b'F' => {
+                    let len = FILE_RESPONSE_BYTES + if param == 1 { 1 } else { 0 };
+                    let mut head = BytesMut::with_capacity(8);
+                    head.put_u32((4 + len) as u32);
+                    head.put_u32(tag);
+                    let slice =
+                        crate::log::read_buffer::FileSlice::new(self.file.clone(), 0, len, 0);
+                    Reply::Now(Frame::from_parts(vec![
+                        frame::Chunk::Bytes(head.freeze()),
+                        frame::Chunk::File(slice),
+                    ]))
+                }
                 b'G' => {
                     let mut gate = self.gate.subscribe();
                     let big = self.big.clone();
