@@ -898,6 +898,30 @@ mod tests {
     }
 
     #[test]
+    fn the_clean_shutdown_marker_carries_the_broker_epoch_to_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.previous_broker_epoch(), -1, "a new directory");
+        mgr.set_broker_epoch(42);
+        mgr.shutdown().unwrap();
+
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.previous_broker_epoch(), 42);
+        // A crash: no marker, so no epoch either.
+        mgr.abandon();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.previous_broker_epoch(), -1);
+        mgr.shutdown().unwrap();
+
+        // An older brook's marker is empty: clean, epoch unknown.
+        fs::write(dir.path().join(CLEAN_SHUTDOWN_FILE), b"").unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(mgr.had_clean_shutdown());
+        assert_eq!(mgr.previous_broker_epoch(), -1);
+        mgr.shutdown().unwrap();
+    }
+
+    #[test]
     fn checkpoints_are_written_at_shutdown_and_read_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
