@@ -71,8 +71,7 @@ pub fn describe(
     };
     let mut remaining = request
         .response_partition_limit
-        .min(MAX_REQUEST_PARTITION_SIZE_LIMIT)
-        .max(1) as usize;
+        .clamp(1, MAX_REQUEST_PARTITION_SIZE_LIMIT) as usize;
     let mut topics = Vec::new();
     let mut next_cursor = None;
     for name in names {
