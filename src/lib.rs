@@ -299,6 +299,7 @@ impl Broker {
                     })
                     .collect(),
                 rack: config.rack.clone(),
+                previous_broker_epoch: logs.previous_broker_epoch(),
             }),
             None => metadata.register_broker(cluster::BrokerRegistration {
                 id: config.node_id,
@@ -502,6 +503,11 @@ impl Broker {
         }
         if let Some(apis) = &self.apis {
             let logs = apis.logs.clone();
+            // The clean-shutdown marker carries this run's broker epoch: the next registration names it,
+            // and the controller then knows the log lost nothing (KIP-966).
+            if let Some(member) = &self.member {
+                logs.set_broker_epoch(member.broker_epoch());
+            }
             tokio::task::spawn_blocking(move || logs.shutdown())
                 .await
                 .map_err(|e| BrokerError::Task(e.to_string()))??;

@@ -15,6 +15,7 @@
 //! ElectLeaders, AlterPartitionReassignments and ListPartitionReassignments go through the metadata quorum in
 //! a cluster (Kafka's brokers forward them to the active controller).
 //! WriteTxnMarkers is v1 only, as Kafka 4 (KIP-896 removed v0); it serves an operator's admin abort.
+//! DescribeTopicPartitions (v0) shows the eligible leader replicas (KIP-966) that Metadata cannot.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -117,6 +118,7 @@ macro_rules! registrations {
             ListTransactions, 0, 2, ListTransactionsResponse [error_code], |apis, ctx, req| Answer::Now($crate::api::txn::list_transactions(apis, ctx, &req));
             WriteTxnMarkers, 1, 1, WriteTxnMarkersResponse [markers.topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::write_txn_markers::handle(apis, ctx, req));
             TxnOffsetCommit, 0, 4, TxnOffsetCommitResponse [topics.partitions.error_code], |apis, ctx, req| Answer::from($crate::api::txn_offset_commit::handle(apis, ctx, req));
+            DescribeTopicPartitions, 0, 0, DescribeTopicPartitionsResponse [topics.error_code, topics.partitions.error_code], |apis, ctx, req| Answer::Now($crate::api::describe_topic_partitions::handle(apis, ctx, &req));
         }
     };
 }

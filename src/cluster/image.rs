@@ -45,6 +45,10 @@ pub struct PartitionRegistration {
     pub adding_replicas: Vec<i32>,
     pub removing_replicas: Vec<i32>,
     pub leader_recovery_state: LeaderRecoveryState,
+    /// KIP-966 eligible leader replicas: not in sync, yet holding every committed record.
+    pub elr: Vec<i32>,
+    /// KIP-966 `LastKnownElr`: the last leader of a partition left without ISR and ELR.
+    pub last_known_elr: Vec<i32>,
 }
 
 /// One topic as the image knows it.

@@ -72,6 +72,7 @@ impl Writer<'_> {
                 topic.topic_id,
                 data.partition_index,
                 &acceptable,
+                state.min_isr(topic_state),
             )
             .election(election)
             .target_isr(

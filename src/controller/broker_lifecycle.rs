@@ -26,6 +26,9 @@ pub struct Registration {
     pub cluster_id: String,
     pub endpoints: Vec<BrokerEndpoint>,
     pub rack: Option<String>,
+    /// The broker epoch written at the last clean shutdown (-1: the last stop was not clean, or unknown):
+    /// the controller keeps this broker eligible to lead only when it matches (KIP-966).
+    pub previous_broker_epoch: i64,
 }
 
 /// The broker's membership, shared by the heartbeat task and the shutdown path.
@@ -37,6 +40,9 @@ pub struct BrokerLifecycle {
     /// How long one heartbeat may wait for its answer.
     heartbeat_timeout: Duration,
     epoch: AtomicI64,
+    /// What the next registration names as its previous epoch: the clean-shutdown epoch at first, then the
+    /// epoch of this process's own last registration (its log lost nothing since).
+    previous_epoch: AtomicI64,
     want_shut_down: AtomicBool,
     /// True once the controller answered "unfenced"; the broker serves clients from then on.
     unfenced: watch::Sender<bool>,
@@ -51,6 +57,7 @@ impl BrokerLifecycle {
         heartbeat_interval: Duration,
         session_timeout: Duration,
     ) -> Arc<BrokerLifecycle> {
+        let previous_epoch = registration.previous_broker_epoch;
         Arc::new(BrokerLifecycle {
             controller,
             registration,
@@ -58,6 +65,7 @@ impl BrokerLifecycle {
             heartbeat_interval,
             heartbeat_timeout: heartbeat_interval.max(session_timeout / 3),
             epoch: AtomicI64::new(-1),
+            previous_epoch: AtomicI64::new(previous_epoch),
             want_shut_down: AtomicBool::new(false),
             unfenced: watch::Sender::new(false),
             may_stop: watch::Sender::new(false),
@@ -81,6 +89,7 @@ impl BrokerLifecycle {
             cluster_id: self.registration.cluster_id.clone(),
             endpoints: self.registration.endpoints.clone(),
             rack: self.registration.rack.clone(),
+            previous_broker_epoch: self.previous_epoch.load(Ordering::Relaxed),
         };
         let answer = match self
             .controller
@@ -129,6 +138,7 @@ impl BrokerLifecycle {
                     Ok(epoch) => {
                         tracing::info!(broker_epoch = epoch, "registered with the metadata quorum");
                         self.epoch.store(epoch, Ordering::Relaxed);
+                        self.previous_epoch.store(epoch, Ordering::Relaxed);
                         self.controller.set_broker_epoch(epoch);
                     }
                     Err(MetadataError::Controller { error, message })

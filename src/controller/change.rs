@@ -203,6 +203,7 @@ mod tests {
                     cluster_id: "c".into(),
                     endpoints: Vec::new(),
                     rack: None,
+                    previous_broker_epoch: -1,
                 },
             );
             let broker_epoch = state.broker(id).unwrap().epoch;

@@ -24,6 +24,8 @@ pub const MAX_BROKERS: usize = 10_000;
 enum Partitions {
     /// Those with this broker in the ISR.
     WithInIsr(i32),
+    /// Those with this broker in the ISR or among the eligible leader replicas.
+    WithInIsrOrElr(i32),
     /// Those without a leader.
     Leaderless,
 }
@@ -42,8 +44,10 @@ impl Writer<'_> {
     }
 
     /// Kafka's `registerBroker`: the epoch is the log index of the registration that starts an incarnation;
-    /// the same incarnation registering again keeps its epoch and flags. A new incarnation starts fenced, and
-    /// leaves every ISR it was in (it may have lost what it had not flushed).
+    /// the same incarnation registering again keeps its epoch and flags. A new incarnation starts fenced and
+    /// leaves every ISR it was in. If its previous epoch is not the one registered, its last stop was not
+    /// clean (or its disk is new): it may have lost what it had not flushed, so it leaves every ELR too
+    /// (`handleBrokerUncleanShutdown`). A clean restart keeps its eligibility.
     pub(super) fn register_broker(
         &mut self,
         broker_id: i32,
@@ -51,6 +55,7 @@ impl Writer<'_> {
         cluster_id: &str,
         endpoints: &[BrokerEndpoint],
         rack: &Option<String>,
+        previous_broker_epoch: i64,
     ) -> Result<BrokerRegistered, ApiError> {
         let expected = self.state.cluster_id.as_deref().unwrap_or("");
         if expected != cluster_id {
@@ -84,12 +89,24 @@ impl Writer<'_> {
             }
             _ => (self.broker_epoch(), true, false),
         };
-        if existing
-            .as_ref()
-            .is_some_and(|b| b.incarnation_id != incarnation_id)
-        {
-            // The old incarnation is gone: it leads nothing and is in no ISR any more.
-            self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
+        // A first registration (or one after an unregistration) has no ISR or ELR to leave. (A node whose
+        // single-node metadata was imported leads its partitions as they were.)
+        if let Some(old) = existing.filter(|b| b.incarnation_id != incarnation_id) {
+            if old.epoch == previous_broker_epoch {
+                // The old incarnation stopped cleanly: it leads nothing and leaves the ISRs as a fenced
+                // broker does, staying eligible where the ISR was below min ISR.
+                self.update_leaders_and_isrs(
+                    Some(broker_id),
+                    None,
+                    Partitions::WithInIsr(broker_id),
+                );
+            } else {
+                self.update_leaders_and_isrs(
+                    Some(broker_id),
+                    Some(broker_id),
+                    Partitions::WithInIsrOrElr(broker_id),
+                );
+            }
         }
         self.write(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
             broker_id,
@@ -149,7 +166,7 @@ impl Writer<'_> {
                 },
             ));
         }
-        self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
+        self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
         Ok(())
     }
 
@@ -170,7 +187,7 @@ impl Writer<'_> {
                 },
             ));
         }
-        self.update_leaders_and_isrs(None, Partitions::Leaderless);
+        self.update_leaders_and_isrs(None, None, Partitions::Leaderless);
         Ok(())
     }
 
@@ -192,7 +209,7 @@ impl Writer<'_> {
                 },
             ));
         }
-        self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
+        self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
         let remaining = self
             .state
             .topics
@@ -214,7 +231,7 @@ impl Writer<'_> {
             ));
         };
         let broker_epoch = broker.epoch;
-        self.update_leaders_and_isrs(Some(broker_id), Partitions::WithInIsr(broker_id));
+        self.update_leaders_and_isrs(Some(broker_id), None, Partitions::WithInIsr(broker_id));
         self.write(MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
             broker_id,
             broker_epoch,
@@ -225,7 +242,13 @@ impl Writer<'_> {
     /// Kafka's `generateLeaderAndIsrUpdates`: `remove` leaves the ISRs and may not lead; every other broker
     /// may lead when active. (A broker being unfenced is already unfenced here: its record came first. One
     /// still in controlled shutdown stays ineligible, as Kafka's heartbeat manager never unfences it.)
-    fn update_leaders_and_isrs(&mut self, remove: Option<i32>, which: Partitions) {
+    /// `unclean` (the same broker as `remove`) shut down uncleanly: it leaves the ELRs too.
+    fn update_leaders_and_isrs(
+        &mut self,
+        remove: Option<i32>,
+        unclean: Option<i32>,
+        which: Partitions,
+    ) {
         let targets: Vec<(uuid::Uuid, i32)> = self
             .state
             .topics
@@ -234,6 +257,7 @@ impl Writer<'_> {
                 t.partitions.iter().enumerate().filter_map(move |(i, p)| {
                     let wanted = match which {
                         Partitions::WithInIsr(b) => p.isr.contains(&b),
+                        Partitions::WithInIsrOrElr(b) => p.isr.contains(&b) || p.elr.contains(&b),
                         Partitions::Leaderless => p.leader == NO_LEADER,
                     };
                     wanted.then_some((t.id, i as i32))
@@ -257,10 +281,20 @@ impl Writer<'_> {
                 } else {
                     Election::Online
                 };
-                PartitionChangeBuilder::new(partition, topic_id, partition_id, &acceptable)
-                    .election(election)
-                    .target_isr(isr)
-                    .build()
+                let builder = PartitionChangeBuilder::new(
+                    partition,
+                    topic_id,
+                    partition_id,
+                    &acceptable,
+                    state.min_isr(topic),
+                )
+                .election(election)
+                .target_isr(isr);
+                match unclean {
+                    Some(broker) => builder.unclean_shutdown(broker),
+                    None => builder,
+                }
+                .build()
             };
             if let Some(record) = record {
                 self.write(MetadataRecord::PartitionChange(record));

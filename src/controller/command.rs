@@ -173,6 +173,10 @@ pub enum ControllerCommand {
         cluster_id: String,
         endpoints: Vec<BrokerEndpoint>,
         rack: Option<String>,
+        /// BrokerRegistration v3's `previous_broker_epoch`: the epoch this broker held when it last stopped
+        /// cleanly, -1 when it does not know (a crash, a new disk; commands of older brooks lack it).
+        #[serde(default = "unknown_broker_epoch")]
+        previous_broker_epoch: i64,
     },
     FenceBroker {
         broker_id: i32,
@@ -470,4 +474,9 @@ fn is_empty_import(command: &ControllerCommand) -> bool {
 /// A value's encoded size, with a separator (to split an import under the quorum's command limit).
 fn encoded_len<T: Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map_or(0, |bytes| bytes.len()) + 1
+}
+
+/// Kafka's "no previous broker epoch" (`previous_broker_epoch` = -1).
+fn unknown_broker_epoch() -> i64 {
+    -1
 }

@@ -18,6 +18,9 @@ use crate::cluster::group_config::MAX_GROUPS_WITH_CONFIGS;
 
 /// The topic config that allows electing a leader from outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+/// The topic config (and dynamic cluster default) that decides when replicas leaving the ISR become eligible
+/// leader replicas.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// Most topics, and partitions in all, one migration may bring (a single node holds far fewer in
 /// practice): the command and its records stay bounded.
@@ -165,6 +168,8 @@ impl Writer<'_> {
                     leader_epoch: epoch,
                     // As the single-node store counts it: one partition change per leader epoch.
                     partition_epoch: epoch,
+                    eligible_leader_replicas: Vec::new(),
+                    last_known_elr: Vec::new(),
                 }));
             }
         }
@@ -291,5 +296,30 @@ impl ControllerState {
                     .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION_ENABLE))
             })
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// [`Self::effective_min_isr`] of a topic, by its replication factor (its first partition's, as Kafka).
+    pub(super) fn min_isr(&self, topic: &super::state::TopicState) -> usize {
+        let factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        self.effective_min_isr(&topic.name, factor)
+    }
+
+    /// Kafka's `getTopicEffectiveMinIsr`: the topic's `min.insync.replicas`, else the cluster-wide dynamic
+    /// default, else Kafka's default 1; at most the replication factor. (As for unclean elections, a static
+    /// `server.properties` value reaches the controller only as a cluster default.)
+    pub fn effective_min_isr(&self, topic: &str, replication_factor: usize) -> usize {
+        let configured = self
+            .topic_configs
+            .get(topic)
+            .and_then(|c| c.get(MIN_INSYNC_REPLICAS))
+            .or_else(|| {
+                self.broker_configs
+                    .get("")
+                    .and_then(|c| c.get(MIN_INSYNC_REPLICAS))
+            })
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        configured.min(replication_factor.max(1))
     }
 }

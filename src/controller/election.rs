@@ -84,12 +84,18 @@ impl Writer<'_> {
                 return ApiError::of(ResponseError::ElectionNotNeeded);
             }
             let acceptable = |r: i32| state.is_active(r);
-            PartitionChangeBuilder::new(partition, topic_state.id, partition_id, &acceptable)
-                .election(match election_type {
-                    ElectionType::Preferred => Election::Preferred,
-                    ElectionType::Unclean => Election::Unclean,
-                })
-                .build()
+            PartitionChangeBuilder::new(
+                partition,
+                topic_state.id,
+                partition_id,
+                &acceptable,
+                state.min_isr(topic_state),
+            )
+            .election(match election_type {
+                ElectionType::Preferred => Election::Preferred,
+                ElectionType::Unclean => Election::Unclean,
+            })
+            .build()
         };
         match record {
             Some(record) => {

@@ -183,6 +183,7 @@ mod tests {
                 cluster_id: "c".into(),
                 endpoints: Vec::new(),
                 rack: None,
+                previous_broker_epoch: -1,
             },
         ) else {
             panic!("not registered");

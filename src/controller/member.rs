@@ -191,6 +191,11 @@ impl ClusterMember {
         }
     }
 
+    /// The epoch this broker registered with, -1 before its registration was accepted.
+    pub fn broker_epoch(&self) -> i64 {
+        self.controller.broker_epoch()
+    }
+
     /// Stops heartbeating and the leader-side tasks at once (the quorum stops when its last handle goes).
     pub fn halt(&self) {
         self.stop.send_replace(true);

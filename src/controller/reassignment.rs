@@ -82,8 +82,13 @@ impl Writer<'_> {
                     )
                 })?;
             let acceptable = |r: i32| state.is_active(r);
-            let builder =
-                PartitionChangeBuilder::new(partition, topic.id, partition_id, &acceptable);
+            let builder = PartitionChangeBuilder::new(
+                partition,
+                topic.id,
+                partition_id,
+                &acceptable,
+                state.min_isr(topic),
+            );
             match target {
                 None => state.cancel_reassignment(topic_name, partition_id, partition, builder)?,
                 Some(target) => {

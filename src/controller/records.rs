@@ -61,6 +61,13 @@ pub struct PartitionRecord {
     pub leader_recovery_state: LeaderRecoveryState,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-966 `EligibleLeaderReplicas` (PartitionRecord v2): replicas that left the ISR while it was below
+    /// min ISR, so they hold every committed record. Absent in records and snapshots of older brooks.
+    #[serde(default)]
+    pub eligible_leader_replicas: Vec<i32>,
+    /// KIP-966 `LastKnownElr`: the last leader, kept while the partition has neither ISR nor ELR.
+    #[serde(default)]
+    pub last_known_elr: Vec<i32>,
 }
 
 /// Which kind of resource a [`ConfigRecord`] configures (Kafka's `ConfigResource.Type` codes).
@@ -94,6 +101,11 @@ pub struct PartitionChangeRecord {
     pub removing_replicas: Option<Vec<i32>>,
     pub adding_replicas: Option<Vec<i32>>,
     pub leader_recovery_state: Option<LeaderRecoveryState>,
+    /// KIP-966 (PartitionChangeRecord v2); `None` leaves it as it is.
+    #[serde(default)]
+    pub eligible_leader_replicas: Option<Vec<i32>>,
+    #[serde(default)]
+    pub last_known_elr: Option<Vec<i32>>,
 }
 
 impl PartitionChangeRecord {
@@ -108,6 +120,8 @@ impl PartitionChangeRecord {
             removing_replicas: None,
             adding_replicas: None,
             leader_recovery_state: None,
+            eligible_leader_replicas: None,
+            last_known_elr: None,
         }
     }
 
@@ -119,6 +133,8 @@ impl PartitionChangeRecord {
             && self.removing_replicas.is_none()
             && self.adding_replicas.is_none()
             && self.leader_recovery_state.is_none()
+            && self.eligible_leader_replicas.is_none()
+            && self.last_known_elr.is_none()
     }
 }
 

@@ -131,6 +131,8 @@ impl ControllerState {
             leader_recovery_state: r.leader_recovery_state,
             leader_epoch: r.leader_epoch,
             partition_epoch: r.partition_epoch,
+            elr: r.eligible_leader_replicas.clone(),
+            last_known_elr: r.last_known_elr.clone(),
         });
     }
 
@@ -161,6 +163,12 @@ impl ControllerState {
         }
         if let Some(state) = r.leader_recovery_state {
             partition.leader_recovery_state = state;
+        }
+        if let Some(elr) = &r.eligible_leader_replicas {
+            partition.elr = elr.clone();
+        }
+        if let Some(last_known) = &r.last_known_elr {
+            partition.last_known_elr = last_known.clone();
         }
         partition.partition_epoch += 1;
         assert!(

@@ -154,6 +154,8 @@ impl Writer<'_> {
             leader_recovery_state: LeaderRecoveryState::Recovered,
             leader_epoch: 0,
             partition_epoch: 0,
+            eligible_leader_replicas: Vec::new(),
+            last_known_elr: Vec::new(),
         }));
     }
 

@@ -49,6 +49,13 @@ pub struct PartitionState {
     pub leader_recovery_state: LeaderRecoveryState,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-966 eligible leader replicas: out of the ISR, yet holding every committed record (they left it
+    /// while it was below min ISR, when the high watermark could not move). Snapshots of older brooks lack it.
+    #[serde(default)]
+    pub elr: Vec<i32>,
+    /// KIP-966 `LastKnownElr`: the last leader once the ISR emptied, until the partition has a leader again.
+    #[serde(default)]
+    pub last_known_elr: Vec<i32>,
 }
 
 impl PartitionState {
@@ -66,6 +73,8 @@ impl PartitionState {
             adding_replicas: self.adding_replicas.clone(),
             removing_replicas: self.removing_replicas.clone(),
             leader_recovery_state: self.leader_recovery_state,
+            elr: self.elr.clone(),
+            last_known_elr: self.last_known_elr.clone(),
         }
     }
 }
@@ -428,12 +437,14 @@ impl Writer<'_> {
                 cluster_id,
                 endpoints,
                 rack,
+                previous_broker_epoch,
             } => R::RegisterBroker(self.register_broker(
                 *broker_id,
                 *incarnation_id,
                 cluster_id,
                 endpoints,
                 rack,
+                *previous_broker_epoch,
             )),
             C::FenceBroker {
                 broker_id,

@@ -136,6 +136,7 @@ mod tests {
                     security_protocol: "PLAINTEXT".into(),
                 }],
                 rack: None,
+                previous_broker_epoch: -1,
             },
             ControllerCommand::UnfenceBroker {
                 broker_id: 1,

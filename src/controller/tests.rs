@@ -60,6 +60,17 @@ impl Harness {
     }
 
     fn register_incarnation(&mut self, id: i32, incarnation: Uuid, rack: Option<&str>) -> i64 {
+        self.register_with_previous_epoch(id, incarnation, rack, -1)
+    }
+
+    /// A registration that says which epoch the broker held when it last stopped cleanly (-1: unknown).
+    fn register_with_previous_epoch(
+        &mut self,
+        id: i32,
+        incarnation: Uuid,
+        rack: Option<&str>,
+        previous_broker_epoch: i64,
+    ) -> i64 {
         let ControllerResponse::RegisterBroker(Ok(registered)) = self
             .apply(ControllerCommand::RegisterBroker {
                 broker_id: id,
@@ -72,6 +83,7 @@ impl Harness {
                     security_protocol: "PLAINTEXT".into(),
                 }],
                 rack: rack.map(str::to_string),
+                previous_broker_epoch,
             })
             .response
         else {
@@ -329,11 +341,16 @@ fn fencing_moves_leaderships_bumps_epochs_and_unfencing_reelects() {
         (0, 1),
         "an ISR shrink keeps the leader epoch"
     );
-    // Last replica standing: the ISR keeps broker 1, nobody leads.
+    // Last replica standing: the ISR empties, broker 1 stays eligible (ELR), nobody leads.
     let solo = h.partition("solo", 0);
     assert_eq!(
-        (solo.leader, solo.isr.clone(), solo.leader_epoch),
-        (NO_LEADER, vec![1], 1)
+        (
+            solo.leader,
+            solo.isr.clone(),
+            solo.elr.clone(),
+            solo.leader_epoch
+        ),
+        (NO_LEADER, vec![], vec![1], 1)
     );
     assert!(h.image.broker(1).unwrap().fenced);
     assert!(fenced.delta.brokers.iter().any(|b| b.id == 1 && b.fenced));
@@ -343,7 +360,15 @@ fn fencing_moves_leaderships_bumps_epochs_and_unfencing_reelects() {
     // Unfencing re-elects the leaderless partition; the others keep their leader until a preferred election.
     h.unfence(1);
     let solo = h.partition("solo", 0);
-    assert_eq!((solo.leader, solo.leader_epoch), (1, 2));
+    assert_eq!(
+        (
+            solo.leader,
+            solo.leader_epoch,
+            solo.isr.clone(),
+            solo.elr.clone()
+        ),
+        (1, 2, vec![1], vec![])
+    );
     assert_eq!(h.partition("orders", 0).leader, 2);
     h.assert_image_matches_state();
 }
@@ -372,9 +397,9 @@ fn controlled_shutdown_moves_leaders_and_counts_what_is_left() {
     );
     let solo = h.partition("solo", 0);
     assert_eq!(
-        (solo.leader, solo.isr.clone()),
-        (NO_LEADER, vec![1]),
-        "leaderless rather than blocking"
+        (solo.leader, solo.isr.clone(), solo.elr.clone()),
+        (NO_LEADER, vec![], vec![1]),
+        "leaderless rather than blocking, the last member eligible"
     );
     // A broker in controlled shutdown gets no new replicas.
     let error = h.create("more", 1, 2).unwrap_err();
@@ -751,6 +776,7 @@ fn registration_epochs_follow_the_log_and_incarnations() {
         cluster_id: "other".into(),
         endpoints: Vec::new(),
         rack: None,
+        previous_broker_epoch: -1,
     });
     let ControllerResponse::RegisterBroker(Err(error)) = wrong.response else {
         panic!("registered into the wrong cluster");
@@ -1256,14 +1282,22 @@ fn a_reassignment_changed_midway_starts_from_the_current_replicas() {
     h.assert_image_matches_state();
 }
 
-/// Every partition's shape holds whatever happened: the ISR is never empty and within the replicas, the
-/// leader is active and in the ISR (or there is none), reassignment lists are parts of the replicas.
+/// Every partition's shape holds whatever happened: the ISR is within the replicas and empties only without
+/// a leader, the ELR is within the replicas and apart from the ISR, the leader is active and in the ISR (or
+/// there is none), reassignment lists are parts of the replicas.
 fn assert_partition_invariants(state: &ControllerState) {
     for topic in state.topics() {
         for (i, p) in topic.partitions.iter().enumerate() {
             let at = format!("{}-{i}: {p:?}", topic.name);
-            assert!(!p.isr.is_empty(), "{at}");
+            assert!(!p.isr.is_empty() || p.leader == NO_LEADER, "{at}");
             assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "{at}");
+            assert!(
+                p.elr
+                    .iter()
+                    .all(|r| p.replicas.contains(r) && !p.isr.contains(r)),
+                "{at}"
+            );
+            assert!(p.last_known_elr.len() <= 1, "{at}");
             let distinct: BTreeSet<_> = p.replicas.iter().collect();
             assert_eq!(distinct.len(), p.replicas.len(), "{at}");
             if p.leader != NO_LEADER {
@@ -1320,6 +1354,7 @@ fn random_command(h: &Harness, random: &mut super::placement::SplitMix64) -> Con
             cluster_id: CLUSTER.into(),
             endpoints: Vec::new(),
             rack: Some(format!("r{}", broker % 2)),
+            previous_broker_epoch: if random.below(2) == 0 { epoch } else { -1 },
         },
         2..=4 => ControllerCommand::UnfenceBroker {
             broker_id: broker,
@@ -1625,4 +1660,180 @@ fn a_large_single_node_store_imports_in_commands_under_the_limit() {
             .unwrap()
             .contains("before any broker registers")
     );
+}
+
+/// Brokers 1-3 and `orders` on all three, led by 1, with `min.insync.replicas=2`.
+fn elr_cluster() -> Harness {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None), (3, None)]);
+    let mut topic = new_topic("orders", -1, -1);
+    topic.assignments = vec![ReplicaAssignment {
+        partition_index: 0,
+        broker_ids: vec![1, 2, 3],
+    }];
+    topic.configs = BTreeMap::from([("min.insync.replicas".into(), "2".into())]);
+    h.create_topic(topic).unwrap();
+    h
+}
+
+impl Harness {
+    fn controlled_shutdown(&mut self, id: i32) {
+        let broker_epoch = self.epoch(id);
+        self.apply(ControllerCommand::BeginControlledShutdown {
+            broker_id: id,
+            broker_epoch,
+        });
+    }
+
+    /// `id` comes back as a new process: cleanly (naming the epoch it had) or after a crash (-1).
+    fn restart(&mut self, id: i32, clean: bool) {
+        let previous = if clean { self.epoch(id) } else { -1 };
+        let incarnation = Uuid::from_u128(0xbeef_0000 + self.index as u128);
+        self.register_with_previous_epoch(id, incarnation, None, previous);
+    }
+
+    fn isr_elr(&self, topic: &str) -> (i32, Vec<i32>, Vec<i32>) {
+        let p = self.partition(topic, 0);
+        (p.leader, p.isr, p.elr)
+    }
+}
+
+#[test]
+fn elr_grows_when_the_isr_shrinks_below_min_isr_and_empties_when_it_grows_back() {
+    let mut h = elr_cluster();
+    h.alter_isr(1, "orders", 0, &[1, 2]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1, 2], vec![]), "at min ISR");
+    h.alter_isr(1, "orders", 0, &[1]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![2]));
+    let image = h.image.topic("orders").unwrap();
+    assert_eq!(image.partitions[0].elr, vec![2], "brokers see the ELR");
+    h.alter_isr(1, "orders", 0, &[1, 3]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1, 3], vec![]));
+    h.assert_image_matches_state();
+}
+
+#[test]
+fn an_eligible_replica_leads_when_the_isr_empties() {
+    let mut h = elr_cluster();
+    h.alter_isr(1, "orders", 0, &[1]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![2, 3]));
+    // Without ELR the ISR would keep 1 and the partition would wait for it, leaderless.
+    h.fence(1);
+    assert_eq!(h.isr_elr("orders"), (2, vec![2], vec![1, 3]));
+    assert_eq!(h.partition("orders", 0).last_known_elr, Vec::<i32>::new());
+    h.assert_image_matches_state();
+}
+
+#[test]
+fn a_cleanly_restarted_eligible_replica_leads_once_unfenced() {
+    let mut h = elr_cluster();
+    h.controlled_shutdown(2);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1, 3], vec![]));
+    h.controlled_shutdown(3);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![3]));
+    h.controlled_shutdown(1);
+    assert_eq!(
+        h.isr_elr("orders"),
+        (NO_LEADER, vec![], vec![1, 3]),
+        "the ISR may empty: its members stay eligible"
+    );
+    assert_eq!(h.partition("orders", 0).last_known_elr, vec![1]);
+
+    h.restart(3, true);
+    assert_eq!(
+        h.isr_elr("orders"),
+        (NO_LEADER, vec![], vec![1, 3]),
+        "a clean restart keeps eligibility"
+    );
+    h.unfence(3);
+    assert_eq!(h.isr_elr("orders"), (3, vec![3], vec![1]));
+    let p = h.partition("orders", 0);
+    assert_eq!(
+        p.leader_recovery_state,
+        super::records::LeaderRecoveryState::Recovered
+    );
+    assert!(p.last_known_elr.is_empty());
+    h.assert_image_matches_state();
+}
+
+#[test]
+fn an_unclean_restart_leaves_the_isr_and_the_elr() {
+    let mut h = elr_cluster();
+    h.controlled_shutdown(2);
+    h.controlled_shutdown(3);
+    h.controlled_shutdown(1);
+    assert_eq!(h.isr_elr("orders"), (NO_LEADER, vec![], vec![1, 3]));
+
+    // 3 crashed after all: it may have lost its unflushed tail, so it may not lead.
+    h.restart(3, false);
+    assert_eq!(h.isr_elr("orders"), (NO_LEADER, vec![], vec![1]));
+    h.unfence(3);
+    assert_eq!(h.isr_elr("orders"), (NO_LEADER, vec![], vec![1]));
+    // The last ISR member comes back cleanly and leads.
+    h.restart(1, true);
+    h.unfence(1);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![]));
+
+    // In the ISR: an unclean restart takes it out as well.
+    h.alter_isr(1, "orders", 0, &[1, 3]);
+    h.restart(3, false);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![]));
+    h.assert_image_matches_state();
+}
+
+#[test]
+fn a_restart_with_a_stale_previous_epoch_is_unclean() {
+    let mut h = elr_cluster();
+    h.alter_isr(1, "orders", 0, &[1]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![2, 3]));
+    let stale = h.epoch(2) - 1;
+    h.register_with_previous_epoch(2, Uuid::from_u128(0xdead), None, stale);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![3]));
+}
+
+#[test]
+fn snapshots_and_commands_of_older_brooks_load_without_elr_fields() {
+    let mut h = elr_cluster();
+    h.alter_isr(1, "orders", 0, &[1]);
+    // An older brook's snapshot: no ELR fields at all.
+    let mut snapshot: serde_json::Value = serde_json::from_slice(&h.state.snapshot()).unwrap();
+    let mut stripped = 0;
+    for topic in snapshot["topics"].as_object_mut().unwrap().values_mut() {
+        for partition in topic["partitions"].as_array_mut().unwrap() {
+            let fields = partition.as_object_mut().unwrap();
+            stripped += usize::from(fields.remove("elr").is_some());
+            stripped += usize::from(fields.remove("last_known_elr").is_some());
+        }
+    }
+    assert_eq!(stripped, 2);
+    let restored =
+        ControllerState::restore(h.index, &serde_json::to_vec(&snapshot).unwrap()).unwrap();
+    let p = &restored.topic("orders").unwrap().partitions[0];
+    assert_eq!((p.isr.clone(), p.elr.clone()), (vec![1], vec![]));
+
+    // An older brook's registration: no previous epoch, read as unknown (an unclean restart, which is
+    // what those brooks assumed of every new incarnation).
+    let mut command = serde_json::to_value(ControllerCommand::RegisterBroker {
+        broker_id: 1,
+        incarnation_id: Uuid::from_u128(9),
+        cluster_id: CLUSTER.into(),
+        endpoints: Vec::new(),
+        rack: None,
+        previous_broker_epoch: 5,
+    })
+    .unwrap();
+    assert!(
+        command["RegisterBroker"]
+            .as_object_mut()
+            .unwrap()
+            .remove("previous_broker_epoch")
+            .is_some()
+    );
+    let decoded: ControllerCommand = serde_json::from_value(command).unwrap();
+    assert!(matches!(
+        decoded,
+        ControllerCommand::RegisterBroker {
+            previous_broker_epoch: -1,
+            ..
+        }
+    ));
 }

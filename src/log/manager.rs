@@ -3,7 +3,9 @@
 //! Start-up reads `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`,
 //! `replication-offset-checkpoint` (high watermarks) and the clean-shutdown
 //! marker `.kafka_cleanshutdown`, then deletes the marker so that a crash from then on is seen as unclean at
-//! the next start. Partitions load lazily through `get_or_create`, recovering when the last stop was unclean.
+//! the next start. As Kafka's, the marker holds the broker epoch of the run that wrote it
+//! (`{"version":0,"brokerEpoch":N}`): the next registration names it as its previous epoch, so the
+//! controller can tell a clean restart from a crash (KIP-966). Partitions load lazily through `get_or_create`, recovering when the last stop was unclean.
 //!
 //! The flusher is a plain thread (fsync must not block async workers). Appenders hand it requests through a
 //! bounded channel; it does group commit: take every pending request, fsync each distinct partition once
@@ -14,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -154,6 +156,10 @@ pub struct LogManager {
     shared: Arc<Shared>,
     default_config: LogConfig,
     had_clean_shutdown: bool,
+    /// The broker epoch the clean-shutdown marker held (-1: no marker, or one without an epoch).
+    previous_broker_epoch: i64,
+    /// The broker epoch to write into the marker at a clean shutdown (-1 until a cluster member registers).
+    broker_epoch: AtomicI64,
     /// Bounded by construction, not by capacity: each partition has at most one flush request queued (see
     /// `PartitionLog::request_flush`), so it never holds more than one message per open partition plus a
     /// Stop. Unlike a fixed capacity, sending never blocks the appender (an async worker thread).
@@ -203,6 +209,27 @@ fn parse_partition_dir(name: &str) -> Option<TopicPartition> {
         .then(|| TopicPartition::new(topic, partition))
 }
 
+/// The broker epoch in a clean-shutdown marker; -1 for an empty marker (older brooks wrote it empty) or one
+/// that does not parse (the marker still says the logs need no recovery).
+fn read_clean_shutdown_epoch(path: &Path) -> i64 {
+    #[derive(serde::Deserialize)]
+    struct Marker {
+        #[serde(rename = "brokerEpoch")]
+        broker_epoch: i64,
+    }
+    // The marker is tiny; a larger one is not ours and is read no further.
+    let mut body = Vec::new();
+    let read = fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut body));
+    match read {
+        Ok(_) => serde_json::from_slice::<Marker>(&body).map_or(-1, |m| m.broker_epoch),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable clean shutdown marker");
+            -1
+        }
+    }
+}
+
 fn read_checkpoint_or_warn(path: &Path) -> BTreeMap<TopicPartition, i64> {
     match read_offset_checkpoint(path) {
         Ok(m) => m.unwrap_or_default(),
@@ -229,6 +256,11 @@ impl LogManager {
         fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let had_clean_shutdown = marker.exists();
+        let previous_broker_epoch = if had_clean_shutdown {
+            read_clean_shutdown_epoch(&marker)
+        } else {
+            -1
+        };
         let checkpoints = Checkpoints {
             recovery_points: read_checkpoint_or_warn(&dir.join(RECOVERY_POINT_CHECKPOINT)),
             log_start_offsets: read_checkpoint_or_warn(&dir.join(LOG_START_OFFSET_CHECKPOINT)),
@@ -269,6 +301,8 @@ impl LogManager {
             shared,
             default_config,
             had_clean_shutdown,
+            previous_broker_epoch,
+            broker_epoch: AtomicI64::new(-1),
             flush_tx,
             flusher: Mutex::new(Some(flusher)),
             stopped: Mutex::new(false),
@@ -293,6 +327,17 @@ impl LogManager {
     /// Whether the previous run left the clean-shutdown marker.
     pub fn had_clean_shutdown(&self) -> bool {
         self.had_clean_shutdown
+    }
+
+    /// The broker epoch the previous run wrote at its clean shutdown; -1 when it did not stop cleanly (or
+    /// was not a registered cluster member). Sent as BrokerRegistration's `previous_broker_epoch`.
+    pub fn previous_broker_epoch(&self) -> i64 {
+        self.previous_broker_epoch
+    }
+
+    /// The broker epoch this run holds, to be written at a clean shutdown.
+    pub fn set_broker_epoch(&self, epoch: i64) {
+        self.broker_epoch.store(epoch, Ordering::Relaxed);
     }
 
     /// Loads (with recovery when needed) or creates `<dir>/<topic>-<partition>/`. A partition that cannot be
@@ -660,7 +705,12 @@ impl LogManager {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let marker = fs::File::create(self.shared.dir.join(CLEAN_SHUTDOWN_FILE))?;
+        let mut marker = fs::File::create(self.shared.dir.join(CLEAN_SHUTDOWN_FILE))?;
+        let contents = format!(
+            "{{\"version\":0,\"brokerEpoch\":{}}}",
+            self.broker_epoch.load(Ordering::Relaxed)
+        );
+        std::io::Write::write_all(&mut marker, contents.as_bytes())?;
         marker.sync_all()?;
         sync_dir(&self.shared.dir)?;
         tracing::info!(dir = %self.shared.dir.display(), "log manager shut down cleanly");
@@ -845,6 +895,30 @@ mod tests {
             leader_append(&log, one_batch(), 0).unwrap();
         }
         (mgr, log)
+    }
+
+    #[test]
+    fn the_clean_shutdown_marker_carries_the_broker_epoch_to_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.previous_broker_epoch(), -1, "a new directory");
+        mgr.set_broker_epoch(42);
+        mgr.shutdown().unwrap();
+
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.previous_broker_epoch(), 42);
+        // A crash: no marker, so no epoch either.
+        mgr.abandon();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(mgr.previous_broker_epoch(), -1);
+        mgr.shutdown().unwrap();
+
+        // An older brook's marker is empty: clean, epoch unknown.
+        fs::write(dir.path().join(CLEAN_SHUTDOWN_FILE), b"").unwrap();
+        let mgr = LogManager::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(mgr.had_clean_shutdown());
+        assert_eq!(mgr.previous_broker_epoch(), -1);
+        mgr.shutdown().unwrap();
     }
 
     #[test]
