@@ -493,26 +493,18 @@ fn read_partition_data(
         .with_records(Some(bytes::Bytes::new()));
     let log = match &wanted.log {
         Ok(log) => log,
-        Err(error) => {
-            return base
-                .with_error_code(error.code())
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1);
-        }
+        Err(error) => return unavailable(base, *error),
     };
     if log.is_closed() {
         // Deleted while the fetch was parked, or taken offline by a disk failure.
-        let error = if log.is_failed() {
-            ResponseError::KafkaStorageError
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
-        return base
-            .with_error_code(error.code())
-            .with_high_watermark(-1)
-            .with_last_stable_offset(-1)
-            .with_log_start_offset(-1);
+        return unavailable(
+            base,
+            if log.is_failed() {
+                ResponseError::KafkaStorageError
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            },
+        );
     }
     let read_committed = plan.isolation == FetchIsolation::TxnCommitted;
     let base = base.with_aborted_transactions(read_committed.then(Vec::new));
@@ -536,22 +528,7 @@ fn read_partition_data(
             }
         }
     }
-    let budget = wanted
-        .partition_max_bytes
-        .min(plan.max_bytes.saturating_sub(*used));
-    // KIP-74: the first partition that has data returns at least one whole batch, so a batch larger than the
-    // limits can never stall a consumer.
-    let min_one = *used == 0;
-    let result = if budget == 0 && !min_one {
-        Ok(None)
-    } else {
-        if plan.sendfile {
-            log.read_for_send(wanted.fetch_offset, budget, min_one, plan.isolation)
-        } else {
-            log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
-        }
-        .map(Some)
-    };
+    let result = read_records(plan, wanted, log, *used);
     if let (Some(follower), Ok(_)) = (&plan.follower, &result)
         && let Err(error) = follower.replicas.record_follower_fetch(
             log,
@@ -588,21 +565,57 @@ fn read_partition_data(
         }
         Ok(None) => offsets_only(base, log),
         Err(error) => {
-            match error {
-                // The client's answer; not the broker's problem.
-                LogError::OffsetOutOfRange { .. } => {}
-                // Logged once when the partition went offline; consumers retry in a loop.
-                LogError::Offline(_) => {
-                    tracing::debug!(partition = %log.topic_partition(), %error, "fetch failed")
-                }
-                _ => {
-                    static READ_FAILED: super::LogThrottle = super::LogThrottle::new();
-                    if let Some(times) = READ_FAILED.hit() {
-                        tracing::warn!(partition = %log.topic_partition(), %error, times, "fetch failed");
-                    }
-                }
-            }
+            log_read_failure(log, &error);
             offsets_only(base, log).with_error_code(log_error_code(&error).code())
+        }
+    }
+}
+
+/// A partition that cannot be read at all: its error and no offsets.
+fn unavailable(base: PartitionData, error: ResponseError) -> PartitionData {
+    base.with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Reads the partition within what is left of the request's bytes after `used`; None when nothing may be
+/// read. KIP-74: the first partition that has data returns at least one whole batch, so a batch larger
+/// than the limits can never stall a consumer.
+fn read_records(
+    plan: &Plan,
+    wanted: &Wanted,
+    log: &Partition,
+    used: usize,
+) -> Result<Option<crate::log::FetchData>, LogError> {
+    let budget = wanted
+        .partition_max_bytes
+        .min(plan.max_bytes.saturating_sub(used));
+    let min_one = used == 0;
+    if budget == 0 && !min_one {
+        return Ok(None);
+    }
+    if plan.sendfile {
+        log.read_for_send(wanted.fetch_offset, budget, min_one, plan.isolation)
+    } else {
+        log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
+    }
+    .map(Some)
+}
+
+/// Logs a failed read as it deserves: not at all for a client's out-of-range offset, at debug for an
+/// offline partition (logged once when it went offline), else a throttled warning.
+fn log_read_failure(log: &Partition, error: &LogError) {
+    match error {
+        LogError::OffsetOutOfRange { .. } => {}
+        LogError::Offline(_) => {
+            tracing::debug!(partition = %log.topic_partition(), %error, "fetch failed")
+        }
+        _ => {
+            static READ_FAILED: super::LogThrottle = super::LogThrottle::new();
+            if let Some(times) = READ_FAILED.hit() {
+                tracing::warn!(partition = %log.topic_partition(), %error, times, "fetch failed");
+            }
         }
     }
 }
