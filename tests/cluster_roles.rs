@@ -324,3 +324,84 @@ async fn nodes_with_other_voters_refuse_to_start() {
     assert_eq!(broker_ids(&bootstrap).await, Some(vec![4]));
     nodes.shutdown().await;
 }
+
+/// Issue 15/16: a broker-only node restarted with its data dir (cleanly, then as after `kill -9`) rejoins a
+/// controller-only quorum. Its observer socket is an ephemeral port, so each run is reached at a new address
+/// that the quorum leader must learn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_broker_only_node_rejoins_the_quorum() {
+    init_tracing();
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters = voters_of(&ports);
+    let controllers = futures_util::future::join_all((1..=3).map(|id| {
+        let dir = tmp.path().join(format!("controller{id}"));
+        let config = controller_config(&dir, id, ports[(id - 1) as usize], &voters);
+        async move { Broker::start(config).await.expect("controller starts") }
+    }))
+    .await;
+    let mut nodes = Nodes(controllers.into_iter().map(Some).collect());
+    // The same client address on every run, as a restarted process would have.
+    let listener = format!("PLAINTEXT://127.0.0.1:{}", free_port());
+    let broker_dir = tmp.path().join("broker4");
+    let config = || {
+        let mut config = broker_config(&broker_dir, 4, &voters);
+        config.set("listeners", &listener).expect("listeners");
+        config
+    };
+    // A restart that never rejoins fails here after this long, not after the member's own 60 s.
+    let start = |config: Config| async move {
+        let started = std::time::Instant::now();
+        let broker = tokio::time::timeout(DEADLINE / 2, Broker::start(config))
+            .await
+            .expect("broker 4 starts in time")
+            .expect("broker 4 starts");
+        assert!(
+            broker.wait_until_unfenced(DEADLINE / 2).await,
+            "broker 4 unfenced"
+        );
+        println!("broker 4 started and unfenced in {:?}", started.elapsed());
+        broker
+    };
+    nodes.0.push(Some(start(config()).await));
+    let b4 = nodes.0[3]
+        .as_ref()
+        .expect("broker 4 runs")
+        .bootstrap_servers();
+    create_topic(&b4, "again", 1, 1).await;
+    leaders_of(&b4, "again", 1).await;
+    let mut values: Vec<String> = Vec::new();
+    for run in ["first", "after-sigterm", "after-sigkill"] {
+        if run != "first" {
+            let broker = nodes.0[3].take().expect("broker 4 runs");
+            if run == "after-sigterm" {
+                broker.shutdown().await.expect("clean shutdown");
+            } else {
+                broker.crash().await;
+            }
+            nodes.0[3] = Some(start(config()).await);
+        }
+        let b4 = nodes.0[3]
+            .as_ref()
+            .expect("broker 4 runs")
+            .bootstrap_servers();
+        let batch: Vec<String> = (0..3).map(|i| format!("{run}-{i}")).collect();
+        produce(&b4, "again", 0, &batch).await;
+        values.extend(batch);
+        assert_eq!(consume_values(&b4, "again", 0, values.len()).await, values);
+        let roles = poll_until_async(DEADLINE, "broker 4 observes the quorum", || {
+            let b4 = b4.clone();
+            async move {
+                let roles = blocking(move || quorum_roles(&b4))?;
+                (roles.1 == vec![1, 2, 3] && roles.2 == vec![4]).then_some(roles)
+            }
+        })
+        .await;
+        println!(
+            "{run}: leader {}, voters {:?}, observers {:?}",
+            roles.0, roles.1, roles.2
+        );
+    }
+    nodes.shutdown().await;
+}

@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::WatchReceiver as _;
 use openraft::errors::{ClientWriteError, InitializeError, RaftError as OpenRaftError};
-use openraft::{BasicNode, Instant as _, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Instant as _, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::log_store::LogStore;
 use super::state_machine_store::StateMachineStore;
-use super::transport::{CallError, Network, Peer, Request, Response, VoterSet};
+use super::transport::{CallError, Network, ObserverAddresses, Peer, Request, Response, VoterSet};
 use super::types::{Command, TypeConfig};
 use super::{
     LeaderHandler, MAX_COMMAND_BYTES, QuorumConfig, QuorumStatus, RaftError, ReplicaStatus,
@@ -85,17 +85,22 @@ impl Core {
         if membership.membership().voter_ids().any(|id| id == node_id) {
             return Response::Failed(format!("node {node_id} is a voter, not an observer"));
         }
-        if membership
-            .membership()
-            .get_node(&node_id)
-            .is_some_and(|n| n.addr == address)
-        {
+        let known = membership.membership().get_node(&node_id).cloned();
+        if known.as_ref().is_some_and(|n| n.addr == address) {
             return Response::Called(Vec::new());
         }
         let node = BasicNode { addr: address };
+        // A known observer back at a new address (restarted: its socket is an ephemeral port). openraft's
+        // add_learner keeps a known node's entry as it is, so its address is replaced; the replication stream
+        // follows through the ObserverAddresses book, which the metrics watcher fills from this membership.
+        let change = if known.is_some() {
+            ChangeMembers::SetNodes(BTreeMap::from([(node_id, node)]))
+        } else {
+            ChangeMembers::AddNodes(BTreeMap::from([(node_id, node)]))
+        };
         let added = tokio::time::timeout(
             self.request_timeout,
-            self.raft.add_learner(node_id, node, false),
+            self.raft.change_membership(change, true),
         );
         let Ok(added) = added.await else {
             return Response::Failed(format!(
@@ -248,10 +253,12 @@ impl Quorum {
         let sm =
             StateMachineStore::open(&config.dir, state_machine, applied_tx).map_err(storage)?;
         let voters = VoterSet::new(config.node_id, config.voters.clone());
+        let observers = Arc::new(ObserverAddresses::default());
         let network = Network {
             voters: voters.clone(),
             rpc_timeout: config.rpc_timeout,
             addresses: config.voters.clone(),
+            observers: observers.clone(),
         };
         let raft = RaftNode::new(
             config.node_id,
@@ -277,7 +284,12 @@ impl Quorum {
 
         let (leader_tx, leader) = watch::channel(None);
         let caught_up = Arc::new(Mutex::new(HashMap::new()));
-        let watcher = spawn_metrics_watcher(core.raft.clone(), leader_tx, caught_up.clone());
+        let watcher = spawn_metrics_watcher(
+            core.raft.clone(),
+            leader_tx,
+            caught_up.clone(),
+            (config.voters.clone(), observers),
+        );
         let quorum = Arc::new(Quorum {
             core,
             config,
@@ -639,26 +651,29 @@ impl Drop for Quorum {
     }
 }
 
+/// Whether `metrics`' membership names `node_id` at `address`.
+fn names(metrics: &openraft::RaftMetrics<TypeConfig>, node_id: u64, address: &str) -> bool {
+    metrics
+        .membership_config
+        .membership()
+        .get_node(&node_id)
+        .is_some_and(|n| n.addr == address)
+}
+
 /// Asks the leader, until this node's own membership names it at `address`, to add it as a learner.
 fn spawn_observer_join(quorum: std::sync::Weak<Quorum>, address: String) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // One receiver for the whole join: a fresh clone of openraft's reports a change at once (it has seen
+        // none), which made this loop spin.
+        let Some(mut metrics) = quorum.upgrade().map(|q| q.core.raft.metrics()) else {
+            return;
+        };
         loop {
             let Some(quorum) = quorum.upgrade() else {
                 return;
             };
             let node_id = quorum.config.node_id;
-            let membership = quorum
-                .core
-                .raft
-                .metrics()
-                .borrow_watched()
-                .membership_config
-                .clone();
-            if membership
-                .membership()
-                .get_node(&node_id)
-                .is_some_and(|n| n.addr == address)
-            {
+            if names(&metrics.borrow_watched(), node_id, &address) {
                 tracing::info!(node_id, %address, "joined the metadata quorum as an observer");
                 return;
             }
@@ -668,29 +683,36 @@ fn spawn_observer_join(quorum: std::sync::Weak<Quorum>, address: String) -> Join
                 address: address.clone(),
             };
             let pause = quorum.config.election_timeout;
-            match quorum
+            // After an accepted request, wait this long for the membership naming this node to arrive before
+            // asking again; after a refusal or no leader, a tenth of it (the next voter may lead).
+            let wait = match quorum
                 .on_leader(deadline, request, async {
                     Response::NotLeader { leader: None }
                 })
                 .await
             {
-                // Now wait for the membership that names it to reach this node.
-                Ok(Response::Called(_)) => {}
+                Ok(Response::Called(_)) => pause,
                 Ok(Response::Failed(why)) => {
                     // Typically a membership change still in flight (the quorum's first entries): worth
-                    // a retry, not a warning, and not at once (the metrics below change many times a
-                    // second while the quorum starts).
+                    // a retry, not a warning.
                     tracing::debug!(node_id, %why, "the leader refused this observer for now");
-                    tokio::time::sleep(pause / 10).await;
+                    pause / 10
                 }
-                Ok(_) => {}
+                Ok(_) => pause / 10,
                 Err(e) => {
-                    tracing::debug!(node_id, error = %e, "cannot reach the metadata quorum leader yet")
+                    tracing::debug!(node_id, error = %e, "cannot reach the metadata quorum leader yet");
+                    pause / 10
+                }
+            };
+            drop(quorum);
+            let until = Instant::now() + wait;
+            while !names(&metrics.borrow_watched(), node_id, &address) {
+                match tokio::time::timeout_at(until, metrics.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => break,
                 }
             }
-            let mut metrics = quorum.core.raft.metrics();
-            drop(quorum);
-            let _ = tokio::time::timeout(pause, metrics.changed()).await;
         }
     })
 }
@@ -701,12 +723,26 @@ fn spawn_metrics_watcher(
     raft: RaftNode,
     leader: watch::Sender<Option<u64>>,
     caught_up: Arc<Mutex<HashMap<u64, i64>>>,
+    (voters, observers): (BTreeMap<u64, String>, Arc<ObserverAddresses>),
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut metrics = raft.metrics();
+        let mut membership_seen = None;
         loop {
             {
                 let m = metrics.borrow_watched().clone();
+                let membership = &m.membership_config;
+                if membership_seen.as_ref() != Some(membership.log_id()) {
+                    membership_seen = Some(*membership.log_id());
+                    observers.replace(
+                        membership
+                            .membership()
+                            .nodes()
+                            .filter(|(id, _)| !voters.contains_key(id))
+                            .map(|(id, node)| (*id, node.addr.clone()))
+                            .collect(),
+                    );
+                }
                 leader.send_if_modified(|known| {
                     let changed = *known != m.current_leader;
                     *known = m.current_leader;

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::OptionalSend;
@@ -333,6 +333,14 @@ impl Peer {
         }
     }
 
+    /// Points the next connection at `addr`; drops a connection made to another address.
+    pub fn set_addr(&mut self, addr: &str) {
+        if self.addr != addr {
+            self.addr = addr.to_string();
+            self.conn = None;
+        }
+    }
+
     /// A raft RPC: failures become openraft's Unreachable (back off) or Network (retry now).
     async fn raft_call(
         &mut self,
@@ -365,12 +373,37 @@ pub struct Network {
     /// voter that moved its controller listener is found where the configuration says (as KRaft's static
     /// `controller.quorum.voters`).
     pub addresses: BTreeMap<u64, String>,
+    pub observers: Arc<ObserverAddresses>,
+}
+
+/// Where each observer (learner) is reached now, as the latest membership records it.
+///
+/// openraft keeps a replication stream, and so its [`PeerClient`], across membership changes: a learner
+/// re-addressed by `SetNodes` (an observer restarted on a new ephemeral port) would otherwise be called at
+/// its dead address until the next leader change. Each client looks its target up here before connecting.
+#[derive(Default)]
+pub struct ObserverAddresses(RwLock<BTreeMap<u64, String>>);
+
+impl ObserverAddresses {
+    /// Replaces the book with `observers` (every learner of the latest membership: bounded by it).
+    pub fn replace(&self, observers: BTreeMap<u64, String>) {
+        let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if *book != observers {
+            *book = observers;
+        }
+    }
+
+    fn get(&self, node: u64) -> Option<String> {
+        let book = self.0.read().unwrap_or_else(|e| e.into_inner());
+        book.get(&node).cloned()
+    }
 }
 
 /// openraft's client of one peer.
 pub struct PeerClient {
     peer: Peer,
     rpc_timeout: Duration,
+    observers: Arc<ObserverAddresses>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -381,11 +414,20 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             peer: Peer::new(self.voters.clone(), target, addr),
             rpc_timeout: self.rpc_timeout,
+            observers: self.observers.clone(),
         }
     }
 }
 
 impl PeerClient {
+    /// Follows an observer to its latest recorded address (voters are never in the book: their configured
+    /// address wins).
+    fn readdress(&mut self) {
+        if let Some(addr) = self.observers.get(self.peer.target) {
+            self.peer.set_addr(&addr);
+        }
+    }
+
     fn timeout(&self, option: &RPCOption) -> Duration {
         option.hard_ttl().min(self.rpc_timeout)
     }
@@ -399,6 +441,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.readdress();
         let timeout = self.timeout(&option);
         match self
             .peer
@@ -415,6 +458,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.readdress();
         let timeout = self.timeout(&option);
         match self.peer.raft_call(Request::Vote(rpc), timeout).await? {
             Response::Vote(response) => Ok(response),
@@ -427,6 +471,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.readdress();
         let timeout = self.timeout(&option);
         match self.peer.raft_call(Request::PreVote(rpc), timeout).await? {
             Response::Vote(response) => Ok(response),
@@ -442,6 +487,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         // A snapshot goes whole in one frame; it may take far longer than a heartbeat.
+        self.readdress();
         let timeout = option.hard_ttl().max(self.rpc_timeout * 10);
         let request = Request::Snapshot {
             vote,
@@ -468,6 +514,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.readdress();
         let timeout = self.timeout(&option);
         match self
             .peer
