@@ -341,37 +341,9 @@ async fn a_transactional_write_is_verified_with_a_coordinator_on_another_broker(
     let addr = |node: i32| cluster.bootstrap(node);
 
     // The coordinator of the id, once __transaction_state is led.
-    let any = addr(1);
-    let coordinator = poll_until(DEADLINE, "a transaction coordinator", || {
-        let response: FindCoordinatorResponse = raw::try_request(
-            any.as_str(),
-            ApiKey::FindCoordinator,
-            4,
-            &FindCoordinatorRequest::default()
-                .with_key_type(1)
-                .with_coordinator_keys(vec![StrBytes::from_static_str(id)]),
-        )
-        .ok()?;
-        let c = response.coordinators.first()?;
-        (c.error_code == 0).then_some(c.node_id.0)
-    })
-    .await;
+    let coordinator = coordinator_of(&addr(1), 1, id).await;
     let coordinator_addr = addr(coordinator);
-    let (pid, epoch) = poll_until(DEADLINE, "InitProducerId", || {
-        let response: InitProducerIdResponse = raw::try_request(
-            coordinator_addr.as_str(),
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .ok()?;
-        (response.error_code == 0).then_some((response.producer_id.0, response.producer_epoch))
-    })
-    .await;
+    let (pid, epoch) = init_producer_id(&coordinator_addr, id).await;
     let (&partition, &leader) = leaders
         .iter()
         .find(|&(_, &leader)| leader != coordinator)
@@ -436,6 +408,28 @@ async fn a_transactional_write_is_verified_with_a_coordinator_on_another_broker(
     cluster.shutdown().await;
 }
 
+/// A new producer id and epoch for `id` from its coordinator at `coordinator`, once it answers.
+async fn init_producer_id(coordinator: &str, id: &str) -> (i64, i16) {
+    use common::raw;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    poll_until(DEADLINE, "InitProducerId", || {
+        let response: InitProducerIdResponse = raw::try_request(
+            coordinator,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .ok()?;
+        (response.error_code == 0).then_some((response.producer_id.0, response.producer_epoch))
+    })
+    .await
+}
+
 /// The broker FindCoordinator names for `key` (`key_type` 0: a group, 1: a transactional id), asked
 /// through `any` until it answers without error.
 async fn coordinator_of(any: &str, key_type: i8, key: &str) -> i32 {
@@ -478,21 +472,7 @@ async fn a_transactional_offset_commit_is_verified_with_a_coordinator_on_another
     let addr = |node: i32| cluster.bootstrap(node);
     let coordinator = coordinator_of(&addr(1), 1, id).await;
     let coordinator_addr = addr(coordinator);
-    let (pid, epoch) = poll_until(DEADLINE, "InitProducerId", || {
-        let response: InitProducerIdResponse = raw::try_request(
-            coordinator_addr.as_str(),
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .ok()?;
-        (response.error_code == 0).then_some((response.producer_id.0, response.producer_epoch))
-    })
-    .await;
+    let (pid, epoch) = init_producer_id(&coordinator_addr, id).await;
     // A group whose coordinator is another broker.
     let mut found = None;
     for n in 0..64 {
