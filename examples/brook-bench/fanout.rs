@@ -1,7 +1,7 @@
 //! Workload 11 (issue 17): many clients on one broker at once, where the broker's own cost shows.
 //!
-//! - **produce**: [`PRODUCERS`] producers (each its own librdkafka client and thread, 1 KiB records,
-//!   acks=1, linger 5 ms) write to one [`PARTITIONS`]-partition topic for `--produce-secs` or until
+//! - **produce**: [`PRODUCERS`] producers (each its own librdkafka client and thread, records of
+//!   `--fanout-record-bytes` (1 KiB by default), acks=1, linger 5 ms) write to one [`PARTITIONS`]-partition topic for `--produce-secs` or until
 //!   `--consume-bytes` are written in all, after an untimed warm-up; the clock runs from the moment every
 //!   producer is ready until the last one's last acknowledgement.
 //! - **fan-out consume**: [`READERS`] consumers, each its own client with its own group id (nothing is
@@ -9,7 +9,8 @@
 //!   topic would be), read that whole backlog at once, from the page cache; the clock runs from the
 //!   moment all are ready until the last one has read everything.
 //!
-//! Each phase reports the total MB/s of record values and the broker's CPU-seconds per GB moved: from
+//! Each phase reports the total MB/s of record values and the broker's CPU-seconds per GB moved (the
+//! produce phase also per million records, the figure that matters for small records): from
 //! /proc/PID/stat of the process listening on the bootstrap port when it runs on this machine, else
 //! (the in-process broker) this process's CPU outside the rdkafka clients.
 
@@ -22,20 +23,44 @@ use crate::clients::{self, DEADLINE};
 use crate::cpu::CpuClock;
 use crate::limits::MB;
 use crate::opts::Options;
+use crate::report::Kind;
 use crate::workloads::Measured;
 
-/// The rows this workload reports, in order.
-pub const ROWS: [&str; 4] = [
-    "fan-out: 16 producers, 64 partitions, 1 KiB acks=1: total",
-    "fan-out: broker CPU-seconds per GB produced",
-    "fan-out: 8 consumer groups read that backlog at once: total",
-    "fan-out: broker CPU-seconds per GB consumed",
-];
+/// The rows this workload reports, in order, for records of `record_bytes`.
+pub fn rows(record_bytes: usize) -> Vec<(String, Kind)> {
+    let size = match record_bytes {
+        1024 => "1 KiB".to_string(),
+        n => format!("{n} B"),
+    };
+    vec![
+        (
+            format!(
+                "fan-out: {PRODUCERS} producers, {PARTITIONS} partitions, {size} acks=1: total"
+            ),
+            Kind::FanOutProduce,
+        ),
+        (
+            "fan-out: broker CPU-seconds per GB produced".into(),
+            Kind::CpuPerGb,
+        ),
+        (
+            format!("fan-out: broker CPU-seconds per million {size} records produced"),
+            Kind::CpuPerMillion,
+        ),
+        (
+            format!("fan-out: {READERS} consumer groups read that backlog at once: total"),
+            Kind::FanOutConsume,
+        ),
+        (
+            "fan-out: broker CPU-seconds per GB consumed".into(),
+            Kind::CpuPerGb,
+        ),
+    ]
+}
 
 const PRODUCERS: usize = 16;
 const PARTITIONS: i32 = 64;
 const READERS: usize = 8;
-const RECORD_BYTES: usize = 1024;
 
 fn topic_name(run_id: &str) -> String {
     format!("brook-bench-{run_id}-w11")
@@ -75,15 +100,21 @@ impl BrokerCpu {
         }
     }
 
-    fn start(&self) -> (Option<f64>, CpuClock) {
+    fn start(&self) -> (Option<ProcessCpu>, CpuClock) {
         (self.pid.and_then(process_cpu_secs), CpuClock::now())
     }
 
-    /// Broker CPU-seconds since `start`.
-    fn since(&self, start: &(Option<f64>, CpuClock), secs: f64) -> f64 {
+    /// Broker CPU-seconds since `start`, and of them the user-space part when the broker is a process of
+    /// its own (the rest is the kernel's: socket and page-cache copies, page faults).
+    fn since(&self, start: &(Option<ProcessCpu>, CpuClock), secs: f64) -> (f64, Option<f64>) {
         match (self.pid, start.0) {
-            (Some(pid), Some(before)) => process_cpu_secs(pid).map_or(0.0, |now| now - before),
-            _ => start.1.since().broker_cores.unwrap_or(0.0) * secs,
+            (Some(pid), Some(before)) => process_cpu_secs(pid).map_or((0.0, None), |now| {
+                (
+                    now.user + now.system - before.user - before.system,
+                    Some(now.user - before.user),
+                )
+            }),
+            _ => (start.1.since().broker_cores.unwrap_or(0.0) * secs, None),
         }
     }
 }
@@ -137,8 +168,15 @@ fn listening_pid(port: u16) -> Option<u32> {
     None
 }
 
-/// utime + stime of a process, in seconds.
-fn process_cpu_secs(pid: u32) -> Option<f64> {
+/// A process's CPU time so far, in seconds.
+#[derive(Clone, Copy)]
+struct ProcessCpu {
+    user: f64,
+    system: f64,
+}
+
+/// utime and stime of a process, in seconds.
+fn process_cpu_secs(pid: u32) -> Option<ProcessCpu> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat
         .get(stat.rfind(')')? + 1..)?
@@ -149,19 +187,27 @@ fn process_cpu_secs(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let tick = if tick > 0 { tick as f64 } else { 100.0 };
-    Some((utime + stime) / tick)
+    Some(ProcessCpu {
+        user: utime / tick,
+        system: stime / tick,
+    })
 }
 
 fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Measured>> {
     let cpu = BrokerCpu::find(bootstrap);
-    let per_producer = (o.consume_bytes / RECORD_BYTES as u64 / PRODUCERS as u64).max(1);
+    let record_bytes = o.fanout_record_bytes;
+    let per_producer = (o.consume_bytes / record_bytes as u64 / PRODUCERS as u64).max(1);
     let ready = Arc::new(Barrier::new(PRODUCERS + 1));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|_| {
             let (bootstrap, topic, ready) =
                 (bootstrap.to_string(), topic.to_string(), ready.clone());
-            let time = o.produce_time;
-            std::thread::spawn(move || produce(&bootstrap, &topic, time, per_producer, &ready))
+            let load = Load {
+                time: o.produce_time,
+                max_records: per_producer,
+                record_bytes,
+            };
+            std::thread::spawn(move || produce(&bootstrap, &topic, load, &ready))
         })
         .collect();
     ready.wait();
@@ -180,8 +226,8 @@ fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Meas
         return Err(e);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-6);
-    let produced_bytes = records * RECORD_BYTES as u64;
-    let produce_cpu = cpu.since(&cpu_start, secs);
+    let produced_bytes = records * record_bytes as u64;
+    let (produce_cpu, produce_user) = cpu.since(&cpu_start, secs);
     // The warm-up records are in the backlog too.
     let backlog = records + (PRODUCERS * 1000) as u64;
 
@@ -208,7 +254,7 @@ fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Meas
         return Err(e);
     }
     let read_secs = read_started.elapsed().as_secs_f64().max(1e-6);
-    let consume_cpu = cpu.since(&cpu_start, read_secs);
+    let (consume_cpu, _) = cpu.since(&cpu_start, read_secs);
     let gb = |bytes: u64| bytes as f64 / 1e9;
     let figure = |headline: f64, mb_per_s: Option<f64>, note: String| Measured {
         headline,
@@ -238,6 +284,17 @@ fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Meas
             ),
         ),
         figure(
+            produce_cpu / (records as f64 / 1e6).max(1e-9),
+            None,
+            format!(
+                "{produce_cpu:.2} CPU-s for {records} records in{}",
+                produce_user.map_or(String::new(), |u| format!(
+                    " ({u:.2} of it user space: {:.3} CPU-s per million records)",
+                    u / (records as f64 / 1e6).max(1e-9)
+                ))
+            ),
+        ),
+        figure(
             consume_mb_s,
             Some(consume_mb_s),
             format!(
@@ -257,14 +314,21 @@ fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Meas
     ])
 }
 
-/// One producer: a warm-up, then the timed sending once every producer is ready. Returns records sent.
-fn produce(
-    bootstrap: &str,
-    topic: &str,
+/// What one producer sends: for `time`, at most `max_records` records of `record_bytes`.
+#[derive(Clone, Copy)]
+struct Load {
     time: Duration,
     max_records: u64,
-    ready: &Barrier,
-) -> anyhow::Result<u64> {
+    record_bytes: usize,
+}
+
+/// One producer: a warm-up, then the timed sending once every producer is ready. Returns records sent.
+fn produce(bootstrap: &str, topic: &str, load: Load, ready: &Barrier) -> anyhow::Result<u64> {
+    let Load {
+        time,
+        max_records,
+        record_bytes,
+    } = load;
     let producer = clients::producer(bootstrap, &[("acks", "1"), ("linger.ms", "5")]);
     let producer = match producer {
         Ok(p) => p,
@@ -273,7 +337,7 @@ fn produce(
             return Err(e);
         }
     };
-    let payload = clients::payload(RECORD_BYTES);
+    let payload = clients::payload(record_bytes);
     let warm = (|| {
         for _ in 0..1000 {
             clients::send(&producer, topic, None, &payload)?;

@@ -25,6 +25,8 @@ pub struct Options {
     /// Workload 3: backlog size and record size.
     pub consume_bytes: u64,
     pub consume_record_bytes: usize,
+    /// Workload 11: size of each produced record (its produce phase; the readers read what it wrote).
+    pub fanout_record_bytes: usize,
     /// Workload 4: producer rate and timed length (a warm-up of a fifth of it, at least 0.2 s, comes first).
     pub latency_rate: u64,
     pub latency_time: Duration,
@@ -56,6 +58,7 @@ impl Default for Options {
             produce_time: Duration::from_secs(5),
             consume_bytes: 2 << 30,
             consume_record_bytes: 1024,
+            fanout_record_bytes: 1024,
             latency_rate: 10_000,
             latency_time: Duration::from_secs(10),
             many_partitions: 1000,
@@ -105,6 +108,7 @@ usage: cargo run --release --example brook-bench -- [options]
   --produce-secs S        timed length of each produce workload (default 5; each of 8's four producers)
   --consume-bytes N       workload 3 backlog, suffixes K M G (default 2G)
   --consume-record-bytes N  workload 3 record size (default 1024)
+  --fanout-record-bytes N   workload 11 record size (default 1024; 100 for the cost of small records)
   --latency-rate N        workload 4 records/s (default 10000)
   --latency-secs S        workload 4 timed length (default 10)
   --partitions N          workload 6 partition count (default 1000)
@@ -191,6 +195,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Option<Op
                 o.consume_record_bytes = parse_size(&value)? as usize;
                 if !(16..=900_000).contains(&o.consume_record_bytes) {
                     bail!("--consume-record-bytes must be in 16..=900000");
+                }
+            }
+            "--fanout-record-bytes" => {
+                o.fanout_record_bytes = parse_size(&value)? as usize;
+                if !(16..=900_000).contains(&o.fanout_record_bytes) {
+                    bail!("--fanout-record-bytes must be in 16..=900000");
                 }
             }
             "--latency-rate" => {

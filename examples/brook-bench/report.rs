@@ -52,6 +52,8 @@ pub enum Kind {
     FanOutConsume,
     /// Workload 11: the broker's CPU-seconds per GB moved (lower is better). No target.
     CpuPerGb,
+    /// Workload 11: the broker's CPU-seconds per million records produced (lower is better). No target.
+    CpuPerMillion,
 }
 
 /// One line of the results: a workload (or one figure of it) on each broker measured.
@@ -198,7 +200,7 @@ pub fn verdict(kind: Kind, m: &Measured, limits: Option<&Limits>) -> Verdict {
             target: "- (many clients)".into(),
             met: None,
         },
-        Kind::CpuPerGb => Verdict {
+        Kind::CpuPerGb | Kind::CpuPerMillion => Verdict {
             vs_limit: "-".into(),
             target: "- (broker cost)".into(),
             met: None,
@@ -228,6 +230,7 @@ pub fn headline(kind: Kind, m: &Measured) -> String {
         Kind::FetchFirstByte | Kind::FetchLastByte => format!("p50 {h:.0} us"),
         Kind::FanOutProduce | Kind::FanOutConsume => format!("{h:.0} MB/s"),
         Kind::CpuPerGb => format!("{h:.2} CPU-s/GB"),
+        Kind::CpuPerMillion => format!("{h:.3} CPU-s/M records"),
     }
 }
 

@@ -406,12 +406,7 @@ pub fn run(o: &Options) -> anyhow::Result<Outcome> {
             ),
             11 => pairwise_rows(
                 11,
-                &[
-                    (crate::fanout::ROWS[0].to_string(), Kind::FanOutProduce),
-                    (crate::fanout::ROWS[1].to_string(), Kind::CpuPerGb),
-                    (crate::fanout::ROWS[2].to_string(), Kind::FanOutConsume),
-                    (crate::fanout::ROWS[3].to_string(), Kind::CpuPerGb),
-                ],
+                &crate::fanout::rows(o.fanout_record_bytes),
                 &crate::fanout::fan_out,
             ),
             _ => {}

@@ -223,12 +223,15 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn varlong(&mut self) -> Result<i64, RecordsError> {
         varint::read_varlong(self.buf, &mut self.pos).map_err(malformed)
     }
+    #[inline]
     fn varint(&mut self) -> Result<i32, RecordsError> {
         varint::read_varint(self.buf, &mut self.pos).map_err(malformed)
     }
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordsError> {
         let end = self
             .pos
@@ -239,6 +242,7 @@ impl<'a> Cursor<'a> {
         self.pos = end;
         Ok(out)
     }
+    #[inline]
     fn nullable(&mut self) -> Result<Option<&'a [u8]>, RecordsError> {
         let n = self.varint()?;
         if n < 0 {

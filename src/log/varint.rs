@@ -15,7 +15,32 @@ pub enum VarintError {
 }
 
 /// Reads raw 7-bit groups starting at `*pos`: at most `max_bytes`, whose last may only use `last_bits`.
+/// Encodings of one or two bytes (every record length, key and value length under 8 KiB, millisecond
+/// deltas within 8 s: nearly every varint of a batch) are read inline, the rest by the loop. Both callers
+/// allow at least 5 bytes, so neither of the first two is the last one, whose bits are limited.
+#[inline]
 fn read_raw(
+    buf: &[u8],
+    pos: &mut usize,
+    max_bytes: u32,
+    last_bits: u32,
+) -> Result<u64, VarintError> {
+    match buf.get(*pos..).unwrap_or_default() {
+        [b0, ..] if *b0 < 0x80 => {
+            *pos += 1;
+            Ok(u64::from(*b0))
+        }
+        [b0, b1, ..] if *b1 < 0x80 => {
+            *pos += 2;
+            Ok(u64::from(b0 & 0x7f) | (u64::from(*b1) << 7))
+        }
+        _ => read_raw_long(buf, pos, max_bytes, last_bits),
+    }
+}
+
+/// [`read_raw`] of an encoding longer than two bytes (or truncated).
+#[inline(never)]
+fn read_raw_long(
     buf: &[u8],
     pos: &mut usize,
     max_bytes: u32,
@@ -38,18 +63,21 @@ fn read_raw(
 }
 
 /// An unsigned varint that fits 32 bits (compact lengths, tagged fields).
+#[inline]
 pub fn read_unsigned_varint(buf: &[u8], pos: &mut usize) -> Result<u32, VarintError> {
     // 4 groups of 7 bits, then 4 bits: 32.
     read_raw(buf, pos, 5, 4).map(|raw| raw as u32)
 }
 
 /// A zig-zag varint (record lengths, offset deltas, key and value lengths).
+#[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, VarintError> {
     let raw = read_unsigned_varint(buf, pos)?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
 
 /// A zig-zag varlong (timestamp deltas).
+#[inline]
 pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
     // 9 groups of 7 bits, then 1 bit: 64.
     let raw = read_raw(buf, pos, 10, 1)?;
@@ -129,6 +157,27 @@ mod tests {
         put_varlong(&mut out, 1);
         put_varlong(&mut out, 150);
         assert_eq!(out, [0x01, 0x02, 0xac, 0x02]);
+    }
+
+    #[test]
+    fn short_encodings_read_inline_match_the_loop() {
+        for v in -20_000i64..20_000 {
+            let mut out = Vec::new();
+            put_varlong(&mut out, v);
+            out.push(0xff); // a following byte is not read
+            let (mut fast, mut slow) = (0, 0);
+            let read = read_varlong(&out, &mut fast);
+            assert_eq!(read, read_raw_long(&out, &mut slow, 10, 1).map(unzigzag));
+            assert_eq!((read, fast), (Ok(v), slow));
+        }
+        // A non-minimal two-byte zero, as the loop reads it.
+        let mut pos = 0;
+        assert_eq!(read_varint(&[0x80, 0x00], &mut pos), Ok(0));
+        assert_eq!(pos, 2);
+    }
+
+    fn unzigzag(raw: u64) -> i64 {
+        ((raw >> 1) as i64) ^ -((raw & 1) as i64)
     }
 
     #[test]
