@@ -213,18 +213,7 @@ fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Meas
     ready.wait();
     let started = Instant::now();
     let cpu_start = cpu.start();
-    let mut records = 0u64;
-    let mut failure = None;
-    for p in producers {
-        match p.join() {
-            Ok(Ok(n)) => records += n,
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(anyhow::anyhow!("a producer thread panicked")),
-        }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let records = join_all(producers, "producer")?;
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     let produced_bytes = records * record_bytes as u64;
     let (produce_cpu, produce_user) = cpu.since(&cpu_start, secs);
@@ -242,17 +231,7 @@ fn measure(bootstrap: &str, topic: &str, o: &Options) -> anyhow::Result<Vec<Meas
     ready.wait();
     let read_started = Instant::now();
     let cpu_start = cpu.start();
-    let mut read_bytes = 0u64;
-    for r in readers {
-        match r.join() {
-            Ok(Ok(n)) => read_bytes += n,
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(anyhow::anyhow!("a consumer thread panicked")),
-        }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let read_bytes = join_all(readers, "consumer")?;
     let read_secs = read_started.elapsed().as_secs_f64().max(1e-6);
     let (consume_cpu, _) = cpu.since(&cpu_start, read_secs);
     let gb = |bytes: u64| bytes as f64 / 1e9;
@@ -390,4 +369,22 @@ fn consume(bootstrap: &str, topic: &str, records: u64, ready: &Barrier) -> anyho
         }
     }
     Ok(bytes)
+}
+
+/// Waits for every thread and sums their counts; the last failure, if any, fails the phase (after all
+/// threads ended, so none is left running).
+fn join_all(
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<u64>>>,
+    what: &str,
+) -> anyhow::Result<u64> {
+    let mut total = 0u64;
+    let mut failure = None;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(anyhow::anyhow!("a {what} thread panicked")),
+        }
+    }
+    failure.map_or(Ok(total), Err)
 }
