@@ -329,6 +329,7 @@ impl Broker {
             metrics,
             verify_transaction: Some(verify_transaction),
             controller: member.as_ref().map(|m| m.controller.clone()),
+            unfenced: member.as_ref().and_then(|m| m.unfenced()),
         });
         let dispatcher: Arc<Dispatcher> = Arc::new(Dispatcher::new(apis.clone()));
         let connection_counts: Arc<server::listener::ConnectionCounts> = Arc::default();

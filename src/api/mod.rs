@@ -73,6 +73,11 @@ pub struct Apis {
     pub verify_transaction: Option<VerifyTransaction>,
     /// This broker's handle on the metadata quorum; None on a single node.
     pub controller: Option<Arc<crate::controller::quorum_controller::QuorumController>>,
+    /// Whether the quorum has unfenced this broker (its last heartbeat's answer); None on a single node.
+    /// A fenced broker leads nothing: a process restarted after a crash replays metadata naming it leader
+    /// while the quorum is moving its leaderships away, and a produce it took would wait out its whole
+    /// timeout (Kafka's broker does not serve clients until it has registered and caught up).
+    pub unfenced: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What a transactional write asks the transaction coordinator before appending to `partition` (KIP-890
@@ -97,6 +102,11 @@ pub type VerifyTransaction =
 pub type PartitionResult = Result<Arc<Partition>, ResponseError>;
 
 impl Apis {
+    /// True while the metadata quorum holds this broker fenced (never on a single node).
+    pub fn is_fenced(&self) -> bool {
+        self.unfenced.as_ref().is_some_and(|u| !*u.borrow())
+    }
+
     /// The partition this broker leads, or the error to answer for it.
     pub fn partition(&self, topic: &str, partition: i32) -> PartitionResult {
         let meta = self
@@ -279,6 +289,7 @@ pub(crate) fn test_apis(dir: &std::path::Path) -> Apis {
         metrics: crate::metrics::Metrics::disabled(),
         verify_transaction: None,
         controller: None,
+        unfenced: None,
     }
 }
 
@@ -364,6 +375,49 @@ mod tests {
                 .partition_count(),
             2
         );
+        apis.logs.shutdown().unwrap();
+    }
+
+    /// A broker the quorum holds fenced takes no produce, even for a partition its (stale) metadata says it
+    /// leads: NOT_LEADER_OR_FOLLOWER sends the client to ask for metadata, and nothing is appended.
+    #[test]
+    fn a_fenced_broker_takes_no_produce() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (unfenced, receiver) = tokio::sync::watch::channel(false);
+        let mut fenced = apis(dir.path());
+        fenced.unfenced = Some(receiver);
+        let apis = Arc::new(fenced);
+        apis.create_topic("orders", 1, BTreeMap::new()).unwrap();
+        let request = ProduceRequest::default().with_acks(1).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes::Bytes::from(batch(2, 10, 1)))),
+                ]),
+        ]);
+        let produce = |request: &ProduceRequest| {
+            let produce::ProduceOutcome::Respond(response) = produce::handle(
+                &apis,
+                &context::RequestContext::for_test(kafka_protocol::messages::ApiKey::Produce, 9),
+                request.clone(),
+            ) else {
+                panic!("acks=1 answers at once");
+            };
+            response.responses[0].partition_responses[0].error_code
+        };
+        assert_eq!(produce(&request), ResponseError::NotLeaderOrFollower.code());
+        let log = apis.partition("orders", 0).unwrap();
+        assert_eq!(log.log_end_offset(), 0, "nothing appended while fenced");
+        unfenced.send_replace(true);
+        assert_eq!(produce(&request), 0);
+        assert_eq!(log.log_end_offset(), 2);
+        drop(log);
         apis.logs.shutdown().unwrap();
     }
 

@@ -418,6 +418,20 @@ fn append_partition(
         Ok(log) => log,
         Err(error) => return (error_response(data.index, error, None), None),
     };
+    if apis.is_fenced() {
+        let message = format!(
+            "broker {} is fenced by the metadata quorum: it leads nothing until unfenced",
+            apis.node_id
+        );
+        return (
+            error_response(
+                data.index,
+                ResponseError::NotLeaderOrFollower,
+                Some(message),
+            ),
+            None,
+        );
+    }
     // acks=all needs min.insync.replicas in the ISR before anything is written (Kafka's
     // NOT_ENOUGH_REPLICAS); acks=1 and 0 never wait for followers.
     if acks == -1

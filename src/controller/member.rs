@@ -169,6 +169,12 @@ impl ClusterMember {
         self.stop.subscribe()
     }
 
+    /// Follows whether the controller has this broker unfenced; None before it registers (and on a
+    /// controller-only node).
+    pub fn unfenced(&self) -> Option<watch::Receiver<bool>> {
+        self.lifecycle().map(|l| l.unfenced())
+    }
+
     /// Resolves once the controller unfenced this broker (or `limit` passed: false).
     pub async fn wait_unfenced(&self, limit: Duration) -> bool {
         let Some(lifecycle) = self.lifecycle() else {
