@@ -151,7 +151,7 @@ fn remote_verifications(apis: &Apis, request: &ProduceRequest) -> Vec<Wanted> {
             if !h.is_transactional() || h.is_control() {
                 continue;
             }
-            if let Ok(log) = apis.partition_of(&meta, data.index)
+            if let Ok(log) = produce_target(apis, &meta, data.index)
                 && !log.log().has_ongoing_txn(h.producer_id())
             {
                 wanted.push(Wanted {
@@ -400,6 +400,25 @@ fn verification_error(refusal: ResponseError, version: i16) -> ResponseError {
     }
 }
 
+/// The partition a produce writes to: one this broker leads while the quorum has it unfenced. A fenced
+/// broker leads nothing, whatever its (possibly replayed, stale) metadata says: the client is sent to ask
+/// for metadata instead of having its write wait out its timeout, and no transaction is verified for it.
+fn produce_target(
+    apis: &Apis,
+    topic: &TopicImage,
+    index: i32,
+) -> Result<Arc<Partition>, (ResponseError, Option<String>)> {
+    let log = apis.partition_of(topic, index).map_err(|e| (e, None))?;
+    if apis.is_fenced() {
+        let message = format!(
+            "broker {} is fenced by the metadata quorum: it leads nothing until unfenced",
+            apis.node_id
+        );
+        return Err((ResponseError::NotLeaderOrFollower, Some(message)));
+    }
+    Ok(log)
+}
+
 /// Appends one partition's batches as the leader. Returns its answer, and the partition and offset its
 /// high watermark must reach first when the answer has to wait.
 fn append_partition(
@@ -412,26 +431,12 @@ fn append_partition(
 ) -> (PartitionProduceResponse, Option<(Arc<Partition>, i64)>) {
     let log = match topic
         .as_ref()
-        .map_err(|e| *e)
-        .and_then(|meta| apis.partition_of(meta, data.index))
+        .map_err(|e| (*e, None))
+        .and_then(|meta| produce_target(apis, meta, data.index))
     {
         Ok(log) => log,
-        Err(error) => return (error_response(data.index, error, None), None),
+        Err((error, message)) => return (error_response(data.index, error, message), None),
     };
-    if apis.is_fenced() {
-        let message = format!(
-            "broker {} is fenced by the metadata quorum: it leads nothing until unfenced",
-            apis.node_id
-        );
-        return (
-            error_response(
-                data.index,
-                ResponseError::NotLeaderOrFollower,
-                Some(message),
-            ),
-            None,
-        );
-    }
     // acks=all needs min.insync.replicas in the ISR before anything is written (Kafka's
     // NOT_ENOUGH_REPLICAS); acks=1 and 0 never wait for followers.
     if acks == -1

@@ -387,10 +387,7 @@ pub struct ObserverAddresses(RwLock<BTreeMap<u64, String>>);
 impl ObserverAddresses {
     /// Replaces the book with `observers` (every learner of the latest membership: bounded by it).
     pub fn replace(&self, observers: BTreeMap<u64, String>) {
-        let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if *book != observers {
-            *book = observers;
-        }
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = observers;
     }
 
     fn get(&self, node: u64) -> Option<String> {
