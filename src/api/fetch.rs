@@ -595,11 +595,13 @@ fn read_records(
     if budget == 0 && !min_one {
         return Ok(None);
     }
-    if plan.sendfile {
-        log.read_for_send(wanted.fetch_offset, budget, min_one, plan.isolation)
-    } else {
-        log.read(wanted.fetch_offset, budget, min_one, plan.isolation)
-    }
+    log.read_for_fetch(
+        wanted.fetch_offset,
+        budget,
+        min_one,
+        plan.isolation,
+        plan.sendfile,
+    )
     .map(Some)
 }
 

@@ -91,7 +91,7 @@ pub struct AppendInfo {
 pub struct FetchData {
     /// Whole batches only, all below the read's upper bound (empty when `file` holds them).
     pub records: Bytes,
-    /// From [`PartitionLog::read_for_send`]: the batches, left in the segment file to be sent from there.
+    /// From [`PartitionLog::read_from`]: the batches, left in the segment file to be sent from there.
     pub file: Option<FileSlice>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -839,23 +839,13 @@ impl PartitionLog {
         min_one: bool,
         upper_bound: i64,
     ) -> Result<FetchData, LogError> {
-        self.read_with(offset, max_bytes, min_one, upper_bound, false)
+        self.read_from(offset, max_bytes, min_one, upper_bound, false)
     }
 
-    /// [`PartitionLog::read`] for a fetch response: a range of at least [`SEND_FROM_FILE_MIN_BYTES`] is
-    /// returned as a [`FileSlice`] (in `file`, with `records` empty) instead of being read, when walking its
-    /// batch headers takes at most [`SEND_FROM_FILE_MAX_BATCHES`] reads.
-    pub fn read_for_send(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-        upper_bound: i64,
-    ) -> Result<FetchData, LogError> {
-        self.read_with(offset, max_bytes, min_one, upper_bound, true)
-    }
-
-    fn read_with(
+    /// [`PartitionLog::read`] for a fetch response: with `from_file`, a range of at least
+    /// [`SEND_FROM_FILE_MIN_BYTES`] is returned as a [`FileSlice`] (in `file`, with `records` empty) instead
+    /// of being read, when walking its batch headers takes at most [`SEND_FROM_FILE_MAX_BATCHES`] reads.
+    pub fn read_from(
         &self,
         offset: i64,
         max_bytes: usize,
@@ -1340,7 +1330,7 @@ fn read_batches(
 }
 
 /// Ranges at least this long are sent from the segment file rather than read (see
-/// [`PartitionLog::read_for_send`]): below it a copy costs less than the extra system calls.
+/// [`PartitionLog::read_from`]): below it a copy costs less than the extra system calls.
 pub const SEND_FROM_FILE_MIN_BYTES: usize = 64 * 1024;
 /// Most batch headers read to find where a range sent from the file ends. More batches (small ones) are
 /// cheaper to read in one go and walk in memory.

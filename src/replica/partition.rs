@@ -513,22 +513,12 @@ impl Partition {
         min_one: bool,
         isolation: FetchIsolation,
     ) -> Result<FetchData, LogError> {
-        self.read_with(offset, max_bytes, min_one, isolation, false)
+        self.read_for_fetch(offset, max_bytes, min_one, isolation, false)
     }
 
-    /// [`Partition::read`] for a fetch response: a large range may come back as a file slice to send from
-    /// the segment (see [`crate::log::PartitionLog::read_for_send`]).
-    pub fn read_for_send(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-        isolation: FetchIsolation,
-    ) -> Result<FetchData, LogError> {
-        self.read_with(offset, max_bytes, min_one, isolation, true)
-    }
-
-    fn read_with(
+    /// [`Partition::read`] for a fetch response: with `from_file`, a large range may come back as a file
+    /// slice to send from the segment (see [`crate::log::PartitionLog::read_from`]).
+    pub fn read_for_fetch(
         &self,
         offset: i64,
         max_bytes: usize,
@@ -537,12 +527,9 @@ impl Partition {
         from_file: bool,
     ) -> Result<FetchData, LogError> {
         let upper_bound = self.upper_bound(isolation);
-        let mut data = if from_file {
-            self.log
-                .read_for_send(offset, max_bytes, min_one, upper_bound)?
-        } else {
-            self.log.read(offset, max_bytes, min_one, upper_bound)?
-        };
+        let mut data = self
+            .log
+            .read_from(offset, max_bytes, min_one, upper_bound, from_file)?;
         if isolation == FetchIsolation::TxnCommitted {
             data.aborted_transactions = Some(if data.records.is_empty() && data.file.is_none() {
                 Vec::new()
