@@ -100,6 +100,7 @@ const SEEDED: &[ApiKey] = &[
     ApiKey::ElectLeaders,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
+    ApiKey::DescribeTopicPartitions,
 ];
 
 fn requests(dir: &Path) {
@@ -311,6 +312,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::ElectLeaders => ElectLeadersRequest::default().into(),
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::default().into(),
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default().into(),
+        ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsRequest::default().into(),
         other => panic!("no seed request for {other:?}"),
     }
 }
@@ -685,6 +687,17 @@ fn sample(key: ApiKey, v: i16) -> RequestKind {
                     .with_name(topic("t"))
                     .with_partition_indexes(vec![0, 1]),
             ]))
+            .into(),
+        ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                describe_topic_partitions_request::TopicRequest::default().with_name(topic("t")),
+            ])
+            .with_response_partition_limit(2000)
+            .with_cursor(Some(
+                describe_topic_partitions_request::Cursor::default()
+                    .with_topic_name(topic("t"))
+                    .with_partition_index(1),
+            ))
             .into(),
         other => default_request(other),
     }
