@@ -206,11 +206,33 @@ impl QuorumController {
         &self,
         command: &ControllerCommand,
     ) -> Result<ControllerResponse, MetadataError> {
+        self.commit_with(command, false).await
+    }
+
+    /// [`Self::commit`] for what this node decided as the quorum leader from its soft state (sessions,
+    /// heartbeats, registrations): committed only while it still leads, never forwarded to a successor.
+    async fn commit_as_leader(
+        &self,
+        command: &ControllerCommand,
+    ) -> Result<ControllerResponse, MetadataError> {
+        self.commit_with(command, true).await
+    }
+
+    async fn commit_with(
+        &self,
+        command: &ControllerCommand,
+        leader_only: bool,
+    ) -> Result<ControllerResponse, MetadataError> {
         let bytes = serde_json::to_vec(command).map_err(|e| MetadataError::Controller {
             error: ResponseError::InvalidRequest,
             message: format!("cannot encode a controller command: {e}"),
         })?;
-        let (index, response) = self.quorum.write(bytes).await.map_err(quorum_error)?;
+        let written = if leader_only {
+            self.quorum.write_as_leader(bytes).await
+        } else {
+            self.quorum.write(bytes).await
+        };
+        let (index, response) = written.map_err(quorum_error)?;
         self.await_applied(index).await?;
         serde_json::from_slice(&response).map_err(|e| MetadataError::Controller {
             error: ResponseError::UnknownServerError,
@@ -311,7 +333,7 @@ impl QuorumController {
                 ),
             )));
         }
-        match self.commit(&command).await {
+        match self.commit_as_leader(&command).await {
             Ok(response) => {
                 if response.first_error().is_none() {
                     lock(&self.sessions).touch(*broker_id, -1, now);
@@ -360,7 +382,7 @@ impl QuorumController {
             }
         };
         if let Some(command) = &decision.command {
-            match self.commit(command).await {
+            match self.commit_as_leader(command).await {
                 Ok(response) => {
                     if let Some(error) = response.first_error() {
                         return heartbeat_error(
@@ -388,7 +410,9 @@ impl QuorumController {
     /// arrives, fences brokers whose session lapsed.
     pub async fn run_session_expiry(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut leader = self.quorum.leader();
-        let mut was_leader = false;
+        // The term the sessions were seeded for: a node deposed and elected again between two looks still
+        // holds the sessions of its earlier term, stale by however long it did not lead.
+        let mut seeded_term = None;
         let period = (self.defaults.session_timeout / 4).max(Duration::from_millis(50));
         loop {
             tokio::select! {
@@ -399,16 +423,20 @@ impl QuorumController {
             if *stop.borrow() {
                 return;
             }
-            let is_leader = self.quorum.is_leader();
+            let term = self.quorum.leading_term();
             let now = Instant::now();
-            if is_leader && !was_leader {
+            if term.is_some() && term != seeded_term {
+                tracing::info!(
+                    term,
+                    "leading the metadata quorum: every registered broker's session starts now"
+                );
                 // The state's read lock before the sessions' lock, as `handle_heartbeat` takes them: the other
                 // order deadlocks with a heartbeat and an apply waiting for the write lock.
                 let state = self.state.read();
                 lock(&self.sessions).seed(&state, now);
             }
-            was_leader = is_leader;
-            if !is_leader {
+            seeded_term = term;
+            if term.is_none() {
                 continue;
             }
             let expired = {
@@ -421,7 +449,9 @@ impl QuorumController {
                     broker_id,
                     broker_epoch,
                 };
-                if let Err(e) = self.commit(&command).await {
+                // Only as the leader: a deposed one (cut off, its sessions lapsing for want of heartbeats
+                // that went to its successor) would otherwise fence healthy brokers through the new leader.
+                if let Err(e) = self.commit_as_leader(&command).await {
                     tracing::warn!(broker_id, error = %e, "could not fence the broker");
                 }
             }

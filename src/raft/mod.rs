@@ -120,6 +120,9 @@ pub enum RaftError {
     /// A peer has other voters in its `controller.quorum.voters`: nothing was sent to it.
     #[error("{0}")]
     VotersDiffer(String),
+    /// A write only the leader may make, on a node that does not lead (not forwarded).
+    #[error("this node does not lead the metadata quorum")]
+    NotLeader,
     #[error("no leader handler is set")]
     NoLeaderHandler,
     #[error("the quorum is shut down")]
@@ -135,7 +138,9 @@ impl RaftError {
     pub fn response_error(&self) -> ResponseError {
         match self {
             RaftError::Timeout(_) | RaftError::Indeterminate(_) => ResponseError::RequestTimedOut,
-            RaftError::NoLeaderHandler | RaftError::Shutdown => ResponseError::NotController,
+            RaftError::NoLeaderHandler | RaftError::Shutdown | RaftError::NotLeader => {
+                ResponseError::NotController
+            }
             RaftError::TooLarge(_) => ResponseError::MessageTooLarge,
             RaftError::Storage { .. } => ResponseError::KafkaStorageError,
             RaftError::Config(_)

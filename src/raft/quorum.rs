@@ -383,6 +383,28 @@ impl Quorum {
         }
     }
 
+    /// Commits `command` only if this node leads, never forwarding: for what the leader decides from its
+    /// own soft state (a broker session that lapsed on this node, a heartbeat it answered). A deposed
+    /// leader's decision must not reach its successor, whose sessions may say otherwise; a leader that is
+    /// cut off appends at its old term and never commits. `NotLeader` when another node leads now.
+    pub async fn write_as_leader(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), RaftError> {
+        if *self.stop.borrow() {
+            return Err(RaftError::Shutdown);
+        }
+        if !self.core.raft.is_leader() {
+            return Err(RaftError::NotLeader);
+        }
+        match self.core.local_write(command).await {
+            Response::Written { index, response } => Ok((index, response)),
+            Response::NotLeader { .. } => Err(RaftError::NotLeader),
+            Response::Indeterminate(why) => Err(RaftError::Indeterminate(why)),
+            Response::Failed(why) => Err(RaftError::Raft(why)),
+            _ => Err(RaftError::Raft(
+                "a local write answered with something else".into(),
+            )),
+        }
+    }
+
     /// Sends an application request to the current leader's handler (broker heartbeats), with forwarding.
     pub async fn call_leader(&self, request: Vec<u8>) -> Result<Vec<u8>, RaftError> {
         if *self.stop.borrow() {
@@ -499,6 +521,14 @@ impl Quorum {
     /// Whether this node leads now (soft state such as broker sessions lives on the leader only).
     pub fn is_leader(&self) -> bool {
         self.core.raft.is_leader()
+    }
+
+    /// The term this node leads in, None while it does not lead. A leader deposed and elected again between
+    /// two looks has a new term: what its soft state (broker sessions) must be rebuilt for.
+    pub fn leading_term(&self) -> Option<u64> {
+        let metrics = self.core.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
     }
 
     /// The last index applied to this node's state machine.

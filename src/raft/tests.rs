@@ -391,6 +391,54 @@ async fn call_leader_reaches_the_leaders_handler() {
     );
 }
 
+/// What a leader decides from its own soft state (a lapsed broker session) is committed only while it
+/// leads: on any other node the write fails instead of travelling to whoever leads now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_only_write_is_never_forwarded() {
+    let (mut cluster, listeners) = Cluster::new(3, 1000);
+    for (id, listener) in listeners {
+        cluster.start_on(id, listener).await;
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let follower = cluster.follower_of(leader);
+    let term = cluster
+        .quorum(leader)
+        .leading_term()
+        .expect("the leader leads a term");
+    assert_eq!(cluster.quorum(follower).leading_term(), None);
+    let err = cluster
+        .quorum(follower)
+        .write_as_leader(command(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RaftError::NotLeader), "{err}");
+    assert_eq!(
+        err.response_error(),
+        kafka_protocol::ResponseError::NotController
+    );
+    let (index, _) = cluster
+        .quorum(leader)
+        .write_as_leader(command(2))
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        cluster.wait_applied(id, index).await;
+        assert_eq!(
+            cluster.applied(id),
+            vec![(index, command(2))],
+            "node {id} applied the leader's write and nothing of the follower's"
+        );
+    }
+    cluster.stop(leader).await;
+    let new = cluster.wait_leader(Duration::from_secs(5)).await;
+    let new_term = cluster
+        .quorum(new)
+        .leading_term()
+        .expect("the new leader leads");
+    assert!(new_term > term, "a new leader leads a later term");
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_shutdown_elects_another_and_writes_continue() {
     let (mut cluster, listeners) = Cluster::new(3, 1000);

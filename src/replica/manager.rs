@@ -469,10 +469,15 @@ impl ReplicaManager {
                 topic: topic.name.clone(),
                 partition,
             };
-            let was_replica = before
-                .and_then(|b| b.partition(partition))
-                .is_some_and(|r| r.replicas.contains(&self.node_id));
+            let previous = before.and_then(|b| b.partition(partition));
+            let was_replica = previous.is_some_and(|r| r.replicas.contains(&self.node_id));
             let leads = registration.leader == self.node_id;
+            if previous.is_some_and(|r| r.leader_epoch != registration.leader_epoch) {
+                // Every leadership change, as each broker learns it: what a failover's timeline is read from.
+                tracing::info!(partition = %tp, leader = registration.leader,
+                    leader_epoch = registration.leader_epoch, isr = ?registration.isr,
+                    elr = ?registration.elr, "partition leadership changed");
+            }
             if !registration.replicas.contains(&self.node_id) && !leads {
                 if was_replica || self.partition(&tp).is_some() {
                     tracing::info!(partition = %tp, "no longer a replica here; deleting its log");
