@@ -58,10 +58,12 @@ impl BrokerLifecycle {
         session_timeout: Duration,
     ) -> Arc<BrokerLifecycle> {
         let previous_epoch = registration.previous_broker_epoch;
+        let incarnation = Uuid::new_v4();
+        controller.set_local_incarnation(incarnation);
         Arc::new(BrokerLifecycle {
             controller,
             registration,
-            incarnation: Uuid::new_v4(),
+            incarnation,
             heartbeat_interval,
             heartbeat_timeout: heartbeat_interval.max(session_timeout / 3),
             epoch: AtomicI64::new(-1),

@@ -150,6 +150,9 @@ pub struct QuorumController {
     sessions: Mutex<BrokerSessions>,
     /// This broker's epoch once registered (producer id blocks are asked for with it).
     broker_epoch: std::sync::atomic::AtomicI64,
+    /// The incarnation this process's own broker registers with (a combined node; unset on a
+    /// controller-only one).
+    local_incarnation: std::sync::OnceLock<Uuid>,
 }
 
 impl std::fmt::Debug for QuorumController {
@@ -178,6 +181,7 @@ impl QuorumController {
             state,
             sessions: Mutex::new(BrokerSessions::new(session_timeout)),
             broker_epoch: std::sync::atomic::AtomicI64::new(-1),
+            local_incarnation: std::sync::OnceLock::new(),
         })
     }
 
@@ -194,6 +198,11 @@ impl QuorumController {
     /// fetcher sends it as Fetch's `replica_state.replica_epoch`).
     pub fn broker_epoch(&self) -> i64 {
         self.broker_epoch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Names the incarnation this process's broker registers with (set once, by its lifecycle).
+    pub fn set_local_incarnation(&self, incarnation: Uuid) {
+        let _ = self.local_incarnation.set(incarnation);
     }
 
     pub fn set_broker_epoch(&self, epoch: i64) {
@@ -317,9 +326,16 @@ impl QuorumController {
             return LeaderResponse::Error(ResponseError::InvalidRequest.code());
         };
         let now = Instant::now();
+        // This node's own broker, registering through itself as the quorum leader: the other incarnation
+        // of its id was this process's predecessor, gone whatever the session says (one this leader may
+        // just have seeded), so the restart need not wait out `broker.session.timeout.ms`.
+        let own = (*broker_id == self.node_id)
+            .then(|| self.local_incarnation.get().copied())
+            .flatten();
         let duplicate = is_duplicate_registration(
             self.state.read().broker(*broker_id),
             *incarnation_id,
+            own,
             || lock(&self.sessions).is_alive(*broker_id, now),
         );
         if duplicate {
@@ -509,13 +525,18 @@ fn quorum_error(error: RaftError) -> MetadataError {
 /// Kafka's duplicate-registration rule (with KAFKA-19047, 4.1): another incarnation may not take over a
 /// broker id while the registered one is active (unfenced, not in controlled shutdown) with a live session.
 /// A broker that shut down cleanly is fenced or still in controlled shutdown, so its restart registers at
-/// once instead of waiting out `broker.session.timeout.ms`; a process killed while active must wait.
+/// once instead of waiting out `broker.session.timeout.ms`; a process killed while active must wait, unless
+/// the registration comes from the quorum leader's own process (`own`: that process's broker incarnation,
+/// for the leader's own id), which knows its predecessor is gone.
 fn is_duplicate_registration(
     existing: Option<&super::state::RegisteredBroker>,
     incarnation_id: Uuid,
+    own: Option<Uuid>,
     session_alive: impl FnOnce() -> bool,
 ) -> bool {
-    existing.is_some_and(|b| b.incarnation_id != incarnation_id && b.is_active()) && session_alive()
+    own != Some(incarnation_id)
+        && existing.is_some_and(|b| b.incarnation_id != incarnation_id && b.is_active())
+        && session_alive()
 }
 
 fn heartbeat_error(error: ResponseError) -> HeartbeatResponse {
@@ -575,26 +596,45 @@ mod registration_tests {
     fn only_an_active_other_incarnation_with_a_live_session_is_a_duplicate() {
         let new = Uuid::from_u128(2);
         let active = broker(false, false);
-        assert!(is_duplicate_registration(Some(&active), new, || true));
+        assert!(is_duplicate_registration(Some(&active), new, None, || true));
         // Its session expired (a killed process): the new one takes over.
-        assert!(!is_duplicate_registration(Some(&active), new, || false));
+        assert!(!is_duplicate_registration(Some(&active), new, None, || {
+            false
+        }));
         // The same incarnation registering again is not a duplicate.
         assert!(!is_duplicate_registration(
             Some(&active),
             Uuid::from_u128(1),
+            None,
             || true
         ));
         // A clean shutdown ends fenced, or is still in controlled shutdown: the restart registers at once.
         assert!(!is_duplicate_registration(
             Some(&broker(true, false)),
             new,
+            None,
             || true
         ));
         assert!(!is_duplicate_registration(
             Some(&broker(false, true)),
             new,
+            None,
             || true
         ));
-        assert!(!is_duplicate_registration(None, new, || true));
+        assert!(!is_duplicate_registration(None, new, None, || true));
+        // The quorum leader's own process registering its broker again: its predecessor is gone.
+        assert!(!is_duplicate_registration(
+            Some(&active),
+            new,
+            Some(new),
+            || true
+        ));
+        // Another process claiming the leader's id still is a duplicate.
+        assert!(is_duplicate_registration(
+            Some(&active),
+            new,
+            Some(Uuid::from_u128(3)),
+            || true
+        ));
     }
 }

@@ -474,7 +474,8 @@ impl ReplicaManager {
             let leads = registration.leader == self.node_id;
             if previous.is_some_and(|r| r.leader_epoch != registration.leader_epoch) {
                 // Every leadership change, as each broker learns it: what a failover's timeline is read from.
-                tracing::info!(partition = %tp, leader = registration.leader,
+                // Debug: a restarted node replays its whole metadata log through here.
+                tracing::debug!(partition = %tp, leader = registration.leader,
                     leader_epoch = registration.leader_epoch, isr = ?registration.isr,
                     elr = ?registration.elr, "partition leadership changed");
             }
