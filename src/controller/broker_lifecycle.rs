@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::cluster::MetadataError;
 
@@ -35,7 +34,6 @@ pub struct Registration {
 pub struct BrokerLifecycle {
     controller: Arc<QuorumController>,
     registration: Registration,
-    incarnation: Uuid,
     heartbeat_interval: Duration,
     /// How long one heartbeat may wait for its answer.
     heartbeat_timeout: Duration,
@@ -58,12 +56,9 @@ impl BrokerLifecycle {
         session_timeout: Duration,
     ) -> Arc<BrokerLifecycle> {
         let previous_epoch = registration.previous_broker_epoch;
-        let incarnation = Uuid::new_v4();
-        controller.set_local_incarnation(incarnation);
         Arc::new(BrokerLifecycle {
             controller,
             registration,
-            incarnation,
             heartbeat_interval,
             heartbeat_timeout: heartbeat_interval.max(session_timeout / 3),
             epoch: AtomicI64::new(-1),
@@ -87,7 +82,7 @@ impl BrokerLifecycle {
     async fn register(&self) -> Result<i64, MetadataError> {
         let command = ControllerCommand::RegisterBroker {
             broker_id: self.registration.broker_id,
-            incarnation_id: self.incarnation,
+            incarnation_id: self.controller.incarnation(),
             cluster_id: self.registration.cluster_id.clone(),
             endpoints: self.registration.endpoints.clone(),
             rack: self.registration.rack.clone(),

@@ -150,9 +150,8 @@ pub struct QuorumController {
     sessions: Mutex<BrokerSessions>,
     /// This broker's epoch once registered (producer id blocks are asked for with it).
     broker_epoch: std::sync::atomic::AtomicI64,
-    /// The incarnation this process's own broker registers with (a combined node; unset on a
-    /// controller-only one).
-    local_incarnation: std::sync::OnceLock<Uuid>,
+    /// This process's incarnation: what its broker registers with (unused on a controller-only node).
+    incarnation: Uuid,
 }
 
 impl std::fmt::Debug for QuorumController {
@@ -181,7 +180,7 @@ impl QuorumController {
             state,
             sessions: Mutex::new(BrokerSessions::new(session_timeout)),
             broker_epoch: std::sync::atomic::AtomicI64::new(-1),
-            local_incarnation: std::sync::OnceLock::new(),
+            incarnation: Uuid::new_v4(),
         })
     }
 
@@ -200,9 +199,9 @@ impl QuorumController {
         self.broker_epoch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Names the incarnation this process's broker registers with (set once, by its lifecycle).
-    pub fn set_local_incarnation(&self, incarnation: Uuid) {
-        let _ = self.local_incarnation.set(incarnation);
+    /// The incarnation this process's broker registers with: new in every process.
+    pub fn incarnation(&self) -> Uuid {
+        self.incarnation
     }
 
     pub fn set_broker_epoch(&self, epoch: i64) {
@@ -329,9 +328,7 @@ impl QuorumController {
         // This node's own broker, registering through itself as the quorum leader: the other incarnation
         // of its id was this process's predecessor, gone whatever the session says (one this leader may
         // just have seeded), so the restart need not wait out `broker.session.timeout.ms`.
-        let own = (*broker_id == self.node_id)
-            .then(|| self.local_incarnation.get().copied())
-            .flatten();
+        let own = (*broker_id == self.node_id).then_some(self.incarnation);
         let duplicate = is_duplicate_registration(
             self.state.read().broker(*broker_id),
             *incarnation_id,

@@ -391,9 +391,7 @@ impl Quorum {
         if *self.stop.borrow() {
             return Err(RaftError::Shutdown);
         }
-        if !self.core.raft.is_leader() {
-            return Err(RaftError::NotLeader);
-        }
+        // openraft refuses a write on a node that does not lead (ForwardToLeader): nothing to check first.
         match self.core.local_write(command).await {
             Response::Written { index, response } => Ok((index, response)),
             Response::NotLeader { .. } => Err(RaftError::NotLeader),
