@@ -59,8 +59,31 @@ struct Cluster {
     nodes: Vec<Node>,
 }
 
+/// A start lost its ports to another process between [`free_port`] and the node's bind.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PortTaken(String);
+
 impl Cluster {
+    /// Starts the cluster; again on fresh ports (at most twice more) when a node found one of its ports taken:
+    /// a port is picked by binding and releasing it, and anything running beside may take it first.
     fn start(bin: &Path, work: &Path) -> anyhow::Result<Cluster> {
+        let mut attempt = 1;
+        loop {
+            match Cluster::start_once(bin, work) {
+                Err(e) if attempt < 3 && e.is::<PortTaken>() => {
+                    eprintln!("brook-bench:   {e}; starting again on other ports");
+                    for id in 1..=3 {
+                        let _ = std::fs::remove_dir_all(work.join(format!("w9-node{id}")));
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(bin: &Path, work: &Path) -> anyhow::Result<Cluster> {
         let ports: Vec<(u16, u16)> = (0..3)
             .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<anyhow::Result<_>>()?;
@@ -100,7 +123,11 @@ impl Cluster {
                 cmd.args(["--override", o]);
             }
             let child = cmd
-                .env("RUST_LOG", "warn")
+                // BENCH_NODE_LOG: a filter for the nodes' logs when a run needs explaining.
+                .env(
+                    "RUST_LOG",
+                    std::env::var("BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file)
@@ -120,10 +147,14 @@ impl Cluster {
                 if let Some(status) = node.process.0.try_wait()? {
                     let log = work.join(format!("w9-node{}.log", node.id));
                     let log = std::fs::read_to_string(log).unwrap_or_default();
-                    bail!(
+                    let message = format!(
                         "node {} exited with {status} before listening: {log}",
                         node.id
                     );
+                    if log.contains("cannot listen on") && log.contains("in use") {
+                        return Err(PortTaken(message).into());
+                    }
+                    bail!(message);
                 }
                 if started.elapsed() > DEADLINE {
                     bail!(
@@ -134,7 +165,14 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        cluster.wait_for_brokers(3)?;
+        // A node that exits after another process took its port leaves that process answering on it.
+        if let Err(e) = cluster.wait_for_brokers(3) {
+            let tails = cluster.log_tails(work);
+            if tails.contains("cannot listen on") && tails.contains("in use") {
+                return Err(PortTaken(format!("{e}\n{tails}")).into());
+            }
+            bail!("{e}\n{tails}");
+        }
         Ok(cluster)
     }
 
@@ -146,8 +184,28 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The last lines of every node's log, for a failure to say what the nodes saw.
+    fn log_tails(&mut self, work: &Path) -> String {
+        const LINES: usize = 40;
+        self.nodes
+            .iter_mut()
+            .map(|n| {
+                let log = std::fs::read_to_string(work.join(format!("w9-node{}.log", n.id)))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+                let exited = match n.process.0.try_wait() {
+                    Ok(Some(status)) => format!(" (exited: {status})"),
+                    _ => String::new(),
+                };
+                format!("--- node {}{exited}, last {LINES} log lines:\n{tail}", n.id)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits until node 1's metadata lists `count` brokers (all registered and unfenced).
-    fn wait_for_brokers(&self, count: usize) -> anyhow::Result<()> {
+    fn wait_for_brokers(&mut self, count: usize) -> anyhow::Result<()> {
         let probe: BaseConsumer = clients::client_config(&self.bootstrap(1))
             .create()
             .context("create metadata probe")?;
@@ -160,6 +218,11 @@ impl Cluster {
             }
             if Instant::now() > deadline {
                 bail!("the cluster never listed {count} brokers");
+            }
+            for node in &mut self.nodes {
+                if let Some(status) = node.process.0.try_wait()? {
+                    bail!("node {} exited with {status}", node.id);
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
