@@ -208,8 +208,14 @@ start_broker() {
     await_broker "$1" "${BROKER_PIDS[-1]}"
 }
 
-# A free TCP port on 127.0.0.1 (bound and released: the controller ports must be known before any node starts).
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# N distinct free TCP ports on 127.0.0.1, one per line (bound together, then released: the controller ports
+# must be known before any node starts, and one bind after another may be handed the port just released).
+free_ports() {
+    python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
 
 # start_cluster NAME [--override k=v]...: three combined brooks (process.roles=broker,controller) forming one
 # metadata quorum, each with its own data dir, an ephemeral client port and a controller port picked up front;
@@ -217,9 +223,10 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 start_cluster() {
     local name="$1" voters="" i addrs="" deadline
     shift
-    local ports=()
+    local ports=() picked
+    mapfile -t picked < <(free_ports 3)
     for i in 1 2 3; do
-        ports[$i]="$(free_port)"
+        ports[$i]="${picked[$((i - 1))]}"
         voters="${voters:+$voters,}$i@127.0.0.1:${ports[$i]}"
     done
     local pids=()

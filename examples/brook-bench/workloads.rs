@@ -420,10 +420,20 @@ pub fn rss_mb(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// A port that was free a moment ago (another process may take it before brook binds it; see
-/// [`spawn_on_free_port`]).
+/// [`spawn_on_free_port`]), never one this process was given before: the kernel may hand a just-released
+/// port to the next bind, and two listeners on one port fail the start.
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no ephemeral port this process was not given already")
 }
 
 /// [`spawn_brook`] on a free port, trying up to three ports in case one is taken in between; each

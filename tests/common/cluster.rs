@@ -4,6 +4,7 @@
 //! before start (the voters must be known to every node up front). Raft and session timings are short so
 //! elections and fencing take well under a second or two.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,12 +23,21 @@ pub const FAST: &[(&str, &str)] = &[
 ];
 
 /// A free port on 127.0.0.1 (bound and released: another process could take it first, which fails the
-/// start loudly rather than flakily).
+/// start loudly rather than flakily), never one this process was given before: the kernel may hand a
+/// just-released port to the next bind, and two nodes (or a node's two listeners) on one port fail to start.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no ephemeral port this process was not given already");
 }
 
 /// One node's place in the cluster.
