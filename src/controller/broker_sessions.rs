@@ -84,22 +84,6 @@ impl BrokerSessions {
             .collect()
     }
 
-    /// When the next unfenced broker of `state` is due to be fenced if it stays silent: the earliest session
-    /// end (Kafka's `nextCheckTimeNs`, where its controller schedules the next stale-broker check); `now` for a
-    /// broker without a session, None when no broker is unfenced.
-    pub fn next_expiry(&self, state: &ControllerState, now: Instant) -> Option<Instant> {
-        state
-            .brokers()
-            .filter(|b| !b.fenced)
-            .map(|b| {
-                self.sessions.get(&b.id).map_or(now, |s| {
-                    // `is_alive` holds up to the timeout inclusive: the first instant past it.
-                    s.last_contact + self.session_timeout + Duration::from_millis(1)
-                })
-            })
-            .min()
-    }
-
     /// What [`super::heartbeat::decide_heartbeat`] needs beside the replicated state.
     pub fn liveness(&self, state: &ControllerState, broker_id: i32, committed: i64) -> Liveness {
         let lowest_active_offset = state

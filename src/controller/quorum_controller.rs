@@ -420,22 +420,19 @@ impl QuorumController {
     }
 
     /// Runs on every node; acts while this node leads the quorum: seeds the sessions when leadership
-    /// arrives, fences brokers whose session lapsed, looking again when the next session is due to end (as
-    /// Kafka's controller schedules its stale-broker check), at least every quarter session.
+    /// arrives, fences brokers whose session lapsed.
     pub async fn run_session_expiry(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut leader = self.quorum.leader();
         // The term the sessions were seeded for: a node deposed and elected again between two looks still
         // holds the sessions of its earlier term, stale by however long it did not lead.
         let mut seeded_term = None;
         let period = (self.defaults.session_timeout / 4).max(Duration::from_millis(50));
-        let mut wake = Instant::now() + period;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep(period) => {}
                 _ = leader.changed() => {}
                 _ = stop.changed() => return,
             }
-            wake = Instant::now() + period;
             if *stop.borrow() {
                 return;
             }
@@ -470,15 +467,6 @@ impl QuorumController {
                 if let Err(e) = self.commit_as_leader(&command).await {
                     tracing::warn!(broker_id, error = %e, "could not fence the broker");
                 }
-            }
-            let now = Instant::now();
-            let next = {
-                let state = self.state.read();
-                lock(&self.sessions).next_expiry(&state, now)
-            };
-            // A session already past (a fence that failed) waits the period: no retry loop on a failing write.
-            if let Some(next) = next.filter(|&next| next > now) {
-                wake = wake.min(next);
             }
         }
     }

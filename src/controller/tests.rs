@@ -275,40 +275,6 @@ fn the_same_commands_make_the_same_state_and_the_records_replay_to_it() {
     assert_eq!(replayed, a.state);
 }
 
-/// The expiry check wakes when the first unfenced broker's session ends, not on a fixed period.
-#[test]
-fn the_next_fencing_is_due_when_the_first_live_session_ends() {
-    use super::broker_sessions::BrokerSessions;
-    use std::time::{Duration, Instant};
-    let timeout = Duration::from_secs(9);
-    let mut sessions = BrokerSessions::new(timeout);
-    let mut h = Harness::with_brokers(&[(1, None), (2, None), (3, None)]);
-    let t0 = Instant::now();
-    sessions.touch(1, 0, t0 + Duration::from_secs(2));
-    sessions.touch(2, 0, t0 + Duration::from_secs(1));
-    sessions.touch(3, 0, t0);
-    h.fence(3);
-    // Broker 3 is fenced already: broker 2's session ends first, just past the timeout.
-    let due = sessions
-        .next_expiry(&h.state, t0)
-        .expect("unfenced brokers");
-    assert_eq!(
-        due,
-        t0 + Duration::from_secs(1) + timeout + Duration::from_millis(1)
-    );
-    assert!(sessions.is_alive(2, due - Duration::from_millis(1)));
-    assert!(!sessions.is_alive(2, due));
-    assert_eq!(sessions.expired(&h.state, due), vec![(2, h.epoch(2))]);
-    // An unfenced broker without a session is due now.
-    h.register(4, None);
-    h.unfence(4);
-    assert_eq!(sessions.next_expiry(&h.state, t0), Some(t0));
-    for id in [1, 2, 4] {
-        h.fence(id);
-    }
-    assert_eq!(sessions.next_expiry(&h.state, t0), None);
-}
-
 #[test]
 fn topics_are_placed_over_racks_with_leaders_balanced() {
     let mut h = Harness::with_brokers(&[(1, Some("a")), (2, Some("b")), (3, Some("c"))]);
