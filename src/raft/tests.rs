@@ -540,8 +540,16 @@ async fn lagging_node_catches_up_from_a_snapshot() {
     let expected = cluster.applied(leader);
     assert_eq!(expected.len(), written as usize);
     assert_eq!(cluster.applied(lagging), expected);
-    let installed = cluster.quorum(lagging).status().snapshot_index;
-    assert!(installed.is_some_and(|s| s > stopped_at), "{installed:?}");
+    // openraft reports the installed snapshot in its metrics a moment after the state machine has it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let installed = cluster.quorum(lagging).status().snapshot_index;
+        if installed.is_some_and(|s| s > stopped_at) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{installed:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     cluster.shutdown().await;
 }
 
