@@ -301,3 +301,27 @@ fn bench_replication_runs_on_a_three_node_cluster() {
         report::text(&outcome.rows, &outcome.labels, outcome.limits.as_ref())
     );
 }
+
+/// Workload 9 starts its cluster again when a node's port was taken: what brook really says then must be
+/// what the bench looks for, and a start that failed otherwise must not look like it.
+#[test]
+fn a_taken_port_is_recognised_in_brooks_own_words() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_brook"))
+        .args([
+            "--override",
+            &format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
+        ])
+        .args(["--override", &format!("log.dirs={}", data.path().display())])
+        .args(["--override", "metrics.listener=127.0.0.1:0"])
+        .output()
+        .expect("run brook");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(replication::port_taken(&stderr), "{stderr}");
+    assert!(!replication::port_taken(
+        "brook: invalid value 'x' for configuration key 'listeners'"
+    ));
+}

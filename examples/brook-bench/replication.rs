@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -59,6 +59,27 @@ struct Cluster {
     nodes: Vec<Node>,
 }
 
+/// Node `id`'s data directory under `work`.
+fn node_dir(work: &Path, id: i32) -> PathBuf {
+    work.join(format!("w9-node{id}"))
+}
+
+/// Node `id`'s log (its stderr) under `work`.
+fn node_log(work: &Path, id: i32) -> PathBuf {
+    work.join(format!("w9-node{id}.log"))
+}
+
+fn remove_node_dirs(work: &Path) {
+    for id in 1..=3 {
+        let _ = std::fs::remove_dir_all(node_dir(work, id));
+    }
+}
+
+/// True when a brook log says a listener's port was taken (`BrokerError::Bind` on EADDRINUSE).
+pub fn port_taken(log: &str) -> bool {
+    log.contains("cannot listen on") && log.contains("Address already in use")
+}
+
 /// A start lost its ports to another process between [`free_port`] and the node's bind.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -73,9 +94,7 @@ impl Cluster {
             match Cluster::start_once(bin, work) {
                 Err(e) if attempt < 3 && e.is::<PortTaken>() => {
                     eprintln!("brook-bench:   {e}; starting again on other ports");
-                    for id in 1..=3 {
-                        let _ = std::fs::remove_dir_all(work.join(format!("w9-node{id}")));
-                    }
+                    remove_node_dirs(work);
                     attempt += 1;
                 }
                 other => return other,
@@ -96,8 +115,8 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, (port, controller)) in ports.iter().enumerate() {
             let id = i as i32 + 1;
-            let data = work.join(format!("w9-node{id}"));
-            let log = work.join(format!("w9-node{id}.log"));
+            let data = node_dir(work, id);
+            let log = node_log(work, id);
             let log_file =
                 std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
             let overrides = [
@@ -145,13 +164,12 @@ impl Cluster {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], node.port));
             while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
                 if let Some(status) = node.process.0.try_wait()? {
-                    let log = work.join(format!("w9-node{}.log", node.id));
-                    let log = std::fs::read_to_string(log).unwrap_or_default();
+                    let log = std::fs::read_to_string(node_log(work, node.id)).unwrap_or_default();
                     let message = format!(
                         "node {} exited with {status} before listening: {log}",
                         node.id
                     );
-                    if log.contains("cannot listen on") && log.contains("in use") {
+                    if port_taken(&log) {
                         return Err(PortTaken(message).into());
                     }
                     bail!(message);
@@ -168,7 +186,7 @@ impl Cluster {
         // A node that exits after another process took its port leaves that process answering on it.
         if let Err(e) = cluster.wait_for_brokers(3) {
             let tails = cluster.log_tails(work);
-            if tails.contains("cannot listen on") && tails.contains("in use") {
+            if port_taken(&tails) {
                 return Err(PortTaken(format!("{e}\n{tails}")).into());
             }
             bail!("{e}\n{tails}");
@@ -190,8 +208,7 @@ impl Cluster {
         self.nodes
             .iter_mut()
             .map(|n| {
-                let log = std::fs::read_to_string(work.join(format!("w9-node{}.log", n.id)))
-                    .unwrap_or_default();
+                let log = std::fs::read_to_string(node_log(work, n.id)).unwrap_or_default();
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
                 let exited = match n.process.0.try_wait() {
@@ -473,9 +490,7 @@ pub fn replication(bin: &Path, work: &Path, o: &Options) -> anyhow::Result<Vec<M
     let cluster = Cluster::start(bin, work)?;
     let result = measure(&cluster, o);
     drop(cluster);
-    for id in 1..=3 {
-        let _ = std::fs::remove_dir_all(work.join(format!("w9-node{id}")));
-    }
+    remove_node_dirs(work);
     result
 }
 
