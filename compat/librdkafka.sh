@@ -140,8 +140,14 @@ if [ ! -x "$BROOK" ]; then
     say "building brook"
     (cd "$ROOT" && cargo build --locked --bin brook) || exit 2
 fi
+# The kafka-topics.sh stand-in imports kafka-python 3 from where compat/install.sh puts it (an absolute
+# path: the test-runner runs it from its own directory), else from wherever python3 finds one.
+KAFKA_PYTHON_DIR="$ROOT/compat/.deps/kafka-python-3"
+if [ -d "$KAFKA_PYTHON_DIR/kafka" ]; then
+    export PYTHONPATH="$KAFKA_PYTHON_DIR${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if ! python3 -c 'import kafka' 2>/dev/null; then
-    say "kafka-python is missing (the kafka-topics.sh stand-in needs it): pip install kafka-python==3.0.12"
+    say "kafka-python is missing (the kafka-topics.sh stand-in needs it): compat/install.sh"
     exit 2
 fi
 
