@@ -185,6 +185,35 @@ async fn an_eligible_replica_leads_after_a_clean_restart_and_a_crashed_one_does_
     cluster.shutdown().await;
 }
 
+/// `min.insync.replicas=2` only in `server.properties` (no topic config, no dynamic default): the controller
+/// decides eligibility with it as Kafka's active controller does with its own static config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_min_insync_replicas_reaches_the_controllers_decisions() {
+    let mut cluster = TestCluster::start(3, &[("min.insync.replicas", "2")]).await;
+    let admin = admin(&cluster.bootstrap(B2));
+    let topic = NewTopic::new(TOPIC, 1, TopicReplication::Variable(&[&[B2, B3]]));
+    let results = admin
+        .create_topics([&topic], &admin_options())
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    described_until(&cluster, B2, "the ISR whole", |d| {
+        d.0 == B2 && d.1 == vec![B2, B3]
+    })
+    .await;
+    produce_all(&cluster.bootstrap(B2), &["before".to_string()]).await;
+
+    // 3 stops cleanly: the ISR falls below the static min ISR, so 3 stays eligible.
+    cluster.stop(B3).await;
+    let seen = described_until(&cluster, B2, "3 out of the ISR", |d| d.1 == vec![B2]).await;
+    assert_eq!(
+        seen,
+        (B2, vec![B2], vec![B3], vec![]),
+        "3 is an eligible leader replica"
+    );
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn describe_topic_partitions_pages_and_names_unknown_topics() {
     let cluster = TestCluster::start(3, &[]).await;

@@ -324,9 +324,7 @@ pub fn apply_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Res
                 ));
             }
         }
-        "unclean.leader.election.enable" => {
-            boolean()?;
-        }
+        "unclean.leader.election.enable" => config.unclean_leader_election_enable = boolean()?,
         _ => {
             return Err(format!(
                 "Unknown or unsupported topic config name: {key}"
@@ -366,7 +364,7 @@ pub fn render(config: &LogConfig, name: &str) -> Option<String> {
         "segment.bytes" => config.segment_bytes.to_string(),
         "segment.index.bytes" => config.max_index_bytes.to_string(),
         "segment.ms" => long_max(config.segment_ms),
-        "unclean.leader.election.enable" => "false".into(),
+        "unclean.leader.election.enable" => config.unclean_leader_election_enable.to_string(),
         _ => return None,
     })
 }

@@ -309,6 +309,7 @@ const KEYS: &[KeySpec] = &[
     int_field!("log.cleaner.dedupe.buffer.size", 1 << 20, i64::MAX, cleaner.dedupe_buffer_size as u64, some),
     int_field!("producer.id.expiration.ms", 1, I32_MAX, log.producer_id_expiration_ms, some),
     int_field!("min.insync.replicas", 1, I32_MAX, log.min_insync_replicas as i32, some).dynamic(),
+    bool_field!("unclean.leader.election.enable", log.unclean_leader_election_enable).dynamic(),
     int_field!("producer.id.expiration.check.interval.ms", 1, I32_MAX,
         cleaner.producer_id_expiration_check_interval_ms as u64, some),
     int_field!("socket.request.max.bytes", 1, I32_MAX, server.socket_request_max_bytes as usize, some),

@@ -114,7 +114,8 @@ impl ControllerResponse {
             | ControllerResponse::UnregisterBroker(r)
             | ControllerResponse::AlterTopicConfigs(r)
             | ControllerResponse::AlterBrokerConfigs(r)
-            | ControllerResponse::AlterGroupConfigs(r) => r.clone().err(),
+            | ControllerResponse::AlterGroupConfigs(r)
+            | ControllerResponse::SetControllerStaticConfigs(r) => r.clone().err(),
             ControllerResponse::RegisterBroker(r) => r.clone().err(),
             ControllerResponse::BeginControlledShutdown(r) => r.clone().err(),
             ControllerResponse::AllocateProducerIds(r) => r.clone().err(),

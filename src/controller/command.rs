@@ -244,6 +244,12 @@ pub enum ControllerCommand {
         broker_epoch: i64,
         topics: Vec<AlterPartitionTopic>,
     },
+    /// The quorum leader's static `min.insync.replicas` and `unclean.leader.election.enable` (only those set
+    /// to other than Kafka's defaults), written when it starts leading and they differ from the state's:
+    /// what the controller decides with below topic overrides and cluster-wide dynamic defaults.
+    SetControllerStaticConfigs {
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// A registered broker's epoch (BrokerRegistration's answer).
@@ -332,6 +338,7 @@ pub enum ControllerResponse {
     /// The new leader epoch.
     BumpLeaderEpoch(Result<i32, ApiError>),
     AlterPartition(Result<Vec<AlterPartitionTopicResult>, ApiError>),
+    SetControllerStaticConfigs(Result<(), ApiError>),
     /// The command's bytes did not decode (a proposer of another version, or a bug).
     Undecodable(ApiError),
 }

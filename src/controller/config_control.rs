@@ -9,8 +9,8 @@ use kafka_protocol::ResponseError;
 
 use super::command::{ApiError, BrokerConfigScope, ImportedTopic};
 use super::records::{
-    ConfigRecord, ConfigResourceType, LeaderRecoveryState, MetadataRecord, PartitionRecord,
-    ProducerIdsRecord, TopicRecord,
+    ConfigRecord, ConfigResourceType, ControllerStaticConfigsRecord, LeaderRecoveryState,
+    MetadataRecord, PartitionRecord, ProducerIdsRecord, TopicRecord,
 };
 use super::replication_control::{MAX_PARTITIONS_PER_REQUEST, check_config_count};
 use super::state::{ControllerState, Writer};
@@ -21,6 +21,12 @@ pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable
 /// The topic config (and dynamic cluster default) that decides when replicas leaving the ISR become eligible
 /// leader replicas.
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// The `server.properties` values the controller decides with, as the quorum leader sets them.
+pub const CONTROLLER_STATIC_CONFIGS: [&str; 2] =
+    [MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION_ENABLE];
+/// The longest value of one of them a command may carry (an integer or a boolean).
+const MAX_STATIC_CONFIG_VALUE: usize = 32;
 
 /// Most topics, and partitions in all, one migration may bring (a single node holds far fewer in
 /// practice): the command and its records stay bounded.
@@ -88,6 +94,31 @@ impl Writer<'_> {
             ));
         }
         self.replace_configs(ConfigResourceType::Group, group, configs);
+        Ok(())
+    }
+
+    /// Replaces the static configs the controller decides with (the quorum leader's own, written when it
+    /// starts leading): only the names it decides with, each at most [`MAX_STATIC_CONFIG_VALUE`] bytes.
+    pub(super) fn set_controller_static_configs(
+        &mut self,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        if let Some((name, _)) = configs.iter().find(|(name, value)| {
+            !CONTROLLER_STATIC_CONFIGS.contains(&name.as_str())
+                || value.len() > MAX_STATIC_CONFIG_VALUE
+        }) {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("{name} is not a static config the controller decides with"),
+            ));
+        }
+        if *configs != self.state.controller_static_configs {
+            self.write(MetadataRecord::ControllerStaticConfigs(
+                ControllerStaticConfigsRecord {
+                    configs: configs.clone(),
+                },
+            ));
+        }
         Ok(())
     }
 
@@ -285,17 +316,29 @@ impl ControllerState {
     }
 
     /// Kafka's `uncleanLeaderElectionEnabledForTopic`: the topic's override, else the cluster-wide dynamic
-    /// default. (The static `server.properties` value is the proposer's to turn into a cluster default.)
+    /// default, else the quorum leader's `server.properties` ([`Self::controller_config`]), else false.
     pub fn unclean_election_enabled(&self, topic: &str) -> bool {
+        self.controller_config(topic, UNCLEAN_LEADER_ELECTION_ENABLE)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// A topic config the controller decides with, as Kafka's `ConfigurationControlManager` resolves it: the
+    /// topic's override, the cluster-wide dynamic default, then the static config of the controller in force
+    /// (here the value the current quorum leader wrote with [`ControllerCommand::SetControllerStaticConfigs`],
+    /// so that every node decides alike).
+    ///
+    /// [`ControllerCommand::SetControllerStaticConfigs`]: super::ControllerCommand::SetControllerStaticConfigs
+    fn controller_config(&self, topic: &str, name: &str) -> Option<&String> {
         self.topic_configs
             .get(topic)
-            .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION_ENABLE))
-            .or_else(|| {
-                self.broker_configs
-                    .get("")
-                    .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION_ENABLE))
-            })
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            .and_then(|c| c.get(name))
+            .or_else(|| self.broker_configs.get("").and_then(|c| c.get(name)))
+            .or_else(|| self.controller_static_configs.get(name))
+    }
+
+    /// The static configs the quorum leader last wrote (empty: Kafka's defaults).
+    pub fn controller_static_configs(&self) -> &BTreeMap<String, String> {
+        &self.controller_static_configs
     }
 
     /// [`Self::effective_min_isr`] of a topic, by its replication factor (its first partition's, as Kafka).
@@ -305,18 +348,11 @@ impl ControllerState {
     }
 
     /// Kafka's `getTopicEffectiveMinIsr`: the topic's `min.insync.replicas`, else the cluster-wide dynamic
-    /// default, else Kafka's default 1; at most the replication factor. (As for unclean elections, a static
-    /// `server.properties` value reaches the controller only as a cluster default.)
+    /// default, else the quorum leader's `server.properties`, else Kafka's default 1; at most the replication
+    /// factor.
     pub fn effective_min_isr(&self, topic: &str, replication_factor: usize) -> usize {
         let configured = self
-            .topic_configs
-            .get(topic)
-            .and_then(|c| c.get(MIN_INSYNC_REPLICAS))
-            .or_else(|| {
-                self.broker_configs
-                    .get("")
-                    .and_then(|c| c.get(MIN_INSYNC_REPLICAS))
-            })
+            .controller_config(topic, MIN_INSYNC_REPLICAS)
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(1)
             .max(1);

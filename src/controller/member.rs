@@ -103,6 +103,7 @@ impl ClusterMember {
             ControllerDefaults {
                 default_replication_factor: config.default_replication_factor,
                 session_timeout: cluster.broker_session_timeout,
+                static_configs: ControllerDefaults::static_configs_of(&config.log),
             },
             reader,
         );

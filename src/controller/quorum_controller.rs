@@ -5,6 +5,7 @@
 //! ([`MetadataWriter`]). On the quorum leader it also answers broker heartbeats (fencing, unfencing,
 //! controlled shutdown) with the soft state of [`BrokerSessions`].
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,29 @@ pub struct HeartbeatResponse {
 pub struct ControllerDefaults {
     pub default_replication_factor: i16,
     pub session_timeout: Duration,
+    /// This node's static `min.insync.replicas` and `unclean.leader.election.enable`, where they are not
+    /// Kafka's defaults: the controller decides with them while this node leads the quorum.
+    pub static_configs: BTreeMap<String, String>,
+}
+
+impl ControllerDefaults {
+    /// The static configs of `log` the controller decides with ([`ControllerDefaults::static_configs`]).
+    pub fn static_configs_of(log: &crate::log::LogConfig) -> BTreeMap<String, String> {
+        let mut configs = BTreeMap::new();
+        if log.min_insync_replicas != 1 {
+            configs.insert(
+                super::config_control::MIN_INSYNC_REPLICAS.to_string(),
+                log.min_insync_replicas.to_string(),
+            );
+        }
+        if log.unclean_leader_election_enable {
+            configs.insert(
+                super::config_control::UNCLEAN_LEADER_ELECTION_ENABLE.to_string(),
+                "true".to_string(),
+            );
+        }
+        configs
+    }
 }
 
 /// This broker's handle on the metadata quorum.
@@ -452,6 +476,7 @@ impl QuorumController {
             if term.is_none() {
                 continue;
             }
+            self.write_static_configs().await;
             let expired = {
                 let state = self.state.read();
                 lock(&self.sessions).expired(&state, now)
@@ -468,6 +493,29 @@ impl QuorumController {
                     tracing::warn!(broker_id, error = %e, "could not fence the broker");
                 }
             }
+        }
+    }
+
+    /// As the quorum leader: writes this node's static configs when the state holds others (the first
+    /// leader, a leader with another `server.properties`, one restarted with a changed one), so that every
+    /// node decides ISR and election matters with the leader's values, as Kafka's active controller does.
+    /// Checked on every pass: a value of an earlier leader applied after this look is replaced at the next.
+    async fn write_static_configs(&self) {
+        let wanted = &self.defaults.static_configs;
+        if self.state.read().controller_static_configs() == wanted {
+            return;
+        }
+        let command = ControllerCommand::SetControllerStaticConfigs {
+            configs: wanted.clone(),
+        };
+        match self.commit_as_leader(&command).await {
+            Ok(response) => match response.first_error() {
+                Some(e) => tracing::warn!(?e, "the controller's static configs were refused"),
+                None => {
+                    tracing::info!(configs = ?wanted, "the controller decides with this node's static configs")
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "could not write the controller's static configs"),
         }
     }
 

@@ -3,6 +3,8 @@
 //! state; the records are then replayed into the state, the only way the state changes (as Kafka's
 //! controller does), so deciding and replaying are tested apart.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -170,6 +172,14 @@ pub struct ClusterIdRecord {
     pub cluster_id: String,
 }
 
+/// The static configs the controller decides with (brook's own record: Kafka's active controller reads its
+/// own `server.properties`; a brook node decides from the log, so the quorum leader writes its values here
+/// when it starts leading).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerStaticConfigsRecord {
+    pub configs: BTreeMap<String, String>,
+}
+
 /// Every record the controller writes, tagged by Kafka's record name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -183,4 +193,5 @@ pub enum MetadataRecord {
     RemoveTopic(RemoveTopicRecord),
     ProducerIds(ProducerIdsRecord),
     BrokerRegistrationChange(BrokerRegistrationChangeRecord),
+    ControllerStaticConfigs(ControllerStaticConfigsRecord),
 }

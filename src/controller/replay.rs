@@ -73,6 +73,9 @@ impl ControllerState {
                 );
                 self.next_producer_id = r.next_producer_id;
             }
+            MetadataRecord::ControllerStaticConfigs(r) => {
+                self.controller_static_configs = r.configs.clone();
+            }
         }
     }
 

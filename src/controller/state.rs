@@ -103,6 +103,10 @@ pub struct ControllerState {
     pub(super) group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The first id of the next producer id block.
     pub(super) next_producer_id: i64,
+    /// `min.insync.replicas` and `unclean.leader.election.enable` from the quorum leader's `server.properties`
+    /// (see `controller_config`); snapshots of older brooks lack it.
+    #[serde(default)]
+    pub(super) controller_static_configs: BTreeMap<String, String>,
 }
 
 /// What the records replayed for one command touched, to build its [`MetadataDelta`].
@@ -503,6 +507,9 @@ impl Writer<'_> {
                 broker_epoch,
                 topics,
             } => R::AlterPartition(self.alter_partition(*broker_id, *broker_epoch, topics)),
+            C::SetControllerStaticConfigs { configs } => {
+                R::SetControllerStaticConfigs(self.set_controller_static_configs(configs))
+            }
         }
     }
 }

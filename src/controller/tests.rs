@@ -1837,3 +1837,103 @@ fn snapshots_and_commands_of_older_brooks_load_without_elr_fields() {
         }
     ));
 }
+
+impl Harness {
+    fn set_static_configs(&mut self, configs: &[(&str, &str)]) -> ControllerResponse {
+        let configs = configs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.apply(ControllerCommand::SetControllerStaticConfigs { configs })
+            .response
+    }
+}
+
+#[test]
+fn the_leaders_static_min_isr_decides_the_elr_below_topic_and_cluster_configs() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None), (3, None)]);
+    h.create_assigned("orders", &[&[1, 2, 3]]).unwrap();
+    // Kafka's default 1: nobody leaving the ISR is eligible.
+    h.alter_isr(1, "orders", 0, &[1]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![]));
+    h.alter_isr(1, "orders", 0, &[1, 2, 3]);
+
+    // `min.insync.replicas=2` in the quorum leader's server.properties.
+    let answer = h.set_static_configs(&[("min.insync.replicas", "2")]);
+    assert_eq!(answer.first_error(), None, "{answer:?}");
+    assert_eq!(h.state.effective_min_isr("orders", 3), 2);
+    h.alter_isr(1, "orders", 0, &[1]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1], vec![2, 3]));
+    h.alter_isr(1, "orders", 0, &[1, 2, 3]);
+    assert_eq!(h.isr_elr("orders"), (1, vec![1, 2, 3], vec![]));
+
+    // The cluster-wide dynamic default wins over it, and a topic override over both.
+    h.apply(ControllerCommand::AlterBrokerConfigs {
+        scope: BrokerConfigScope::ClusterDefault,
+        configs: BTreeMap::from([("min.insync.replicas".into(), "3".into())]),
+    });
+    assert_eq!(h.state.effective_min_isr("orders", 3), 3);
+    h.apply(ControllerCommand::AlterTopicConfigs {
+        topic: "orders".into(),
+        configs: BTreeMap::from([("min.insync.replicas".into(), "1".into())]),
+    });
+    assert_eq!(h.state.effective_min_isr("orders", 3), 1);
+
+    // A later leader with Kafka's defaults writes an empty set: back to 1 for topics without configs.
+    h.create_assigned("audit", &[&[1, 2, 3]]).unwrap();
+    h.apply(ControllerCommand::AlterBrokerConfigs {
+        scope: BrokerConfigScope::ClusterDefault,
+        configs: BTreeMap::new(),
+    });
+    assert_eq!(h.state.effective_min_isr("audit", 3), 2);
+    h.set_static_configs(&[]);
+    assert_eq!(h.state.effective_min_isr("audit", 3), 1);
+    assert!(h.state.controller_static_configs().is_empty());
+
+    // Only the names the controller decides with.
+    let refused = h.set_static_configs(&[("retention.ms", "1")]);
+    assert_eq!(
+        refused.first_error().map(|e| e.error_code),
+        Some(ResponseError::InvalidRequest.code())
+    );
+    h.assert_image_matches_state();
+
+    // The snapshot keeps them.
+    h.set_static_configs(&[("min.insync.replicas", "2")]);
+    let restored = ControllerState::restore(h.state.last_applied(), &h.state.snapshot()).unwrap();
+    assert_eq!(
+        restored.controller_static_configs(),
+        h.state.controller_static_configs()
+    );
+}
+
+#[test]
+fn the_leaders_static_unclean_election_setting_elects_outside_the_isr() {
+    let mut h = Harness::with_brokers(&[(1, None), (2, None)]);
+    h.create_assigned("orders", &[&[1, 2]]).unwrap();
+    h.set_static_configs(&[("unclean.leader.election.enable", "true")]);
+    h.fence(2); // ISR [1]
+    h.unfence(2);
+    h.fence(1);
+    assert_eq!(
+        h.partition("orders", 0).leader,
+        2,
+        "elected outside the ISR"
+    );
+
+    // A topic override of false wins over the leader's static true.
+    let mut h = Harness::with_brokers(&[(1, None), (2, None)]);
+    let mut topic = new_topic("strict", -1, -1);
+    topic.assignments = vec![ReplicaAssignment {
+        partition_index: 0,
+        broker_ids: vec![1, 2],
+    }];
+    topic.configs =
+        BTreeMap::from([(super::UNCLEAN_LEADER_ELECTION_ENABLE.into(), "false".into())]);
+    h.create_topic(topic).unwrap();
+    h.set_static_configs(&[("unclean.leader.election.enable", "true")]);
+    h.fence(2);
+    h.unfence(2);
+    h.fence(1);
+    assert_eq!(h.partition("strict", 0).leader, NO_LEADER);
+}

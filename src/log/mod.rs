@@ -124,6 +124,10 @@ pub struct LogConfig {
     /// `min.insync.replicas`: in-sync replicas an acks=all write needs (capped at the replication factor,
     /// Kafka's effective min ISR); below it the high watermark does not move.
     pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`: the controller may elect an out-of-sync replica when no in-sync one
+    /// is alive. Read by the controller only (from the topic's config, else the cluster default, else the
+    /// quorum leader's `server.properties`); a partition's log carries it so DescribeConfigs can show it.
+    pub unclean_leader_election_enable: bool,
 }
 
 /// Kafka's `cleanup.policy`: a list of `delete` and/or `compact`.
@@ -353,6 +357,7 @@ impl Default for LogConfig {
             file_delete_delay_ms: 60_000,
             producer_id_expiration_ms: 86_400_000,
             min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
             compression_type: CompressionType::Producer,
             compression_gzip_level: GZIP_DEFAULT_LEVEL,
             compression_lz4_level: LZ4_DEFAULT_LEVEL,
