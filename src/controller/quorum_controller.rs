@@ -476,7 +476,6 @@ impl QuorumController {
             if term.is_none() {
                 continue;
             }
-            self.write_static_configs().await;
             let expired = {
                 let state = self.state.read();
                 lock(&self.sessions).expired(&state, now)
@@ -493,6 +492,8 @@ impl QuorumController {
                     tracing::warn!(broker_id, error = %e, "could not fence the broker");
                 }
             }
+            // After the fencing: a write the quorum cannot take now must not hold it up.
+            self.write_static_configs().await;
         }
     }
 
