@@ -18,6 +18,8 @@ mod fetchlat;
 mod limits;
 #[path = "../examples/brook-bench/opts.rs"]
 mod opts;
+#[path = "../examples/brook-bench/ports.rs"]
+mod ports;
 #[path = "../examples/brook-bench/rdkperf.rs"]
 mod rdkperf;
 #[path = "../examples/brook-bench/replication.rs"]

@@ -15,6 +15,7 @@ mod fanout;
 mod fetchlat;
 mod limits;
 mod opts;
+mod ports;
 mod rdkperf;
 mod replication;
 mod report;

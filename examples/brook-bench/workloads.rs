@@ -419,21 +419,10 @@ pub fn rss_mb(pid: u32) -> anyhow::Result<f64> {
     Ok(kb * 1024.0 / MB)
 }
 
-/// A port that was free a moment ago (another process may take it before brook binds it; see
-/// [`spawn_on_free_port`]), never one this process was given before: the kernel may hand a just-released
-/// port to the next bind, and two listeners on one port fail the start.
+/// A port that was free a moment ago and not given before in this run ([`crate::ports::free_port`]); another
+/// process may still take it before brook binds it (see [`spawn_on_free_port`]).
 pub fn free_port() -> anyhow::Result<u16> {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..1000 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = l.local_addr()?.port();
-        if given.insert(port) {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no ephemeral port this process was not given already")
+    Ok(crate::ports::free_port()?)
 }
 
 /// [`spawn_brook`] on a free port, trying up to three ports in case one is taken in between; each

@@ -15,6 +15,8 @@ use super::records::{
 use super::replication_control::{MAX_PARTITIONS_PER_REQUEST, check_config_count};
 use super::state::{ControllerState, Writer};
 use crate::cluster::group_config::MAX_GROUPS_WITH_CONFIGS;
+use crate::cluster::topic_config::render;
+use crate::log::LogConfig;
 
 /// The topic config that allows electing a leader from outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
@@ -27,6 +29,19 @@ pub const CONTROLLER_STATIC_CONFIGS: [&str; 2] =
     [MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION_ENABLE];
 /// The longest value of one of them a command may carry (an integer or a boolean).
 const MAX_STATIC_CONFIG_VALUE: usize = 32;
+
+/// The values of [`CONTROLLER_STATIC_CONFIGS`] in `log` (a node's static config) that differ from Kafka's
+/// defaults: what this node writes as the controller's static configs while it leads the quorum.
+pub fn controller_static_configs_of(log: &LogConfig) -> BTreeMap<String, String> {
+    let defaults = LogConfig::default();
+    CONTROLLER_STATIC_CONFIGS
+        .iter()
+        .filter_map(|&name| {
+            let value = render(log, name)?;
+            (Some(&value) != render(&defaults, name).as_ref()).then(|| (name.to_string(), value))
+        })
+        .collect()
+}
 
 /// Most topics, and partitions in all, one migration may bring (a single node holds far fewer in
 /// practice): the command and its records stay bounded.
@@ -109,7 +124,11 @@ impl Writer<'_> {
         }) {
             return Err(ApiError::new(
                 ResponseError::InvalidRequest,
-                format!("{name} is not a static config the controller decides with"),
+                format!(
+                    "{name}: the controller's static configs are {} only, each at most \
+                     {MAX_STATIC_CONFIG_VALUE} bytes",
+                    CONTROLLER_STATIC_CONFIGS.join(" and ")
+                ),
             ));
         }
         if *configs != self.state.controller_static_configs {

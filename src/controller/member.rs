@@ -103,7 +103,7 @@ impl ClusterMember {
             ControllerDefaults {
                 default_replication_factor: config.default_replication_factor,
                 session_timeout: cluster.broker_session_timeout,
-                static_configs: ControllerDefaults::static_configs_of(&config.log),
+                static_configs: super::config_control::controller_static_configs_of(&config.log),
             },
             reader,
         );

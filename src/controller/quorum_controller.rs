@@ -144,26 +144,6 @@ pub struct ControllerDefaults {
     pub static_configs: BTreeMap<String, String>,
 }
 
-impl ControllerDefaults {
-    /// The static configs of `log` the controller decides with ([`ControllerDefaults::static_configs`]).
-    pub fn static_configs_of(log: &crate::log::LogConfig) -> BTreeMap<String, String> {
-        let mut configs = BTreeMap::new();
-        if log.min_insync_replicas != 1 {
-            configs.insert(
-                super::config_control::MIN_INSYNC_REPLICAS.to_string(),
-                log.min_insync_replicas.to_string(),
-            );
-        }
-        if log.unclean_leader_election_enable {
-            configs.insert(
-                super::config_control::UNCLEAN_LEADER_ELECTION_ENABLE.to_string(),
-                "true".to_string(),
-            );
-        }
-        configs
-    }
-}
-
 /// This broker's handle on the metadata quorum.
 pub struct QuorumController {
     quorum: Arc<Quorum>,

@@ -1937,3 +1937,22 @@ fn the_leaders_static_unclean_election_setting_elects_outside_the_isr() {
     h.fence(1);
     assert_eq!(h.partition("strict", 0).leader, NO_LEADER);
 }
+
+#[test]
+fn a_node_writes_only_the_static_configs_it_sets_away_from_kafkas_defaults() {
+    use super::config_control::controller_static_configs_of;
+    let mut log = crate::log::LogConfig::default();
+    assert!(controller_static_configs_of(&log).is_empty());
+    log.min_insync_replicas = 2;
+    log.unclean_leader_election_enable = true;
+    assert_eq!(
+        controller_static_configs_of(&log),
+        BTreeMap::from([
+            ("min.insync.replicas".to_string(), "2".to_string()),
+            (
+                "unclean.leader.election.enable".to_string(),
+                "true".to_string()
+            ),
+        ])
+    );
+}

@@ -4,7 +4,6 @@
 //! before start (the voters must be known to every node up front). Raft and session timings are short so
 //! elections and fencing take well under a second or two.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +13,9 @@ use rdkafka::metadata::Metadata;
 
 use super::{DEADLINE, base_config, client_config, init_tracing, poll_until_async};
 
+#[path = "../../examples/brook-bench/ports.rs"]
+mod ports;
+
 /// Timings for tests: Kafka's election timeout (a loaded machine must not see spurious elections), heartbeats
 /// every 200 ms, a dead broker fenced after 1.5 s.
 pub const FAST: &[(&str, &str)] = &[
@@ -22,22 +24,10 @@ pub const FAST: &[(&str, &str)] = &[
     ("broker.session.timeout.ms", "1500"),
 ];
 
-/// A free port on 127.0.0.1 (bound and released: another process could take it first, which fails the
-/// start loudly rather than flakily), never one this process was given before: the kernel may hand a
-/// just-released port to the next bind, and two nodes (or a node's two listeners) on one port fail to start.
+/// A free port on 127.0.0.1, never one this process was given before (`ports::free_port`, shared with
+/// brook-bench): another process could still take it first, which fails the start loudly rather than flakily.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..1000 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral port");
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no ephemeral port this process was not given already");
+    ports::free_port().expect("bind an ephemeral port")
 }
 
 /// One node's place in the cluster.
